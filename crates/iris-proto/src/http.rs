@@ -1,0 +1,111 @@
+//! JSON bodies of the HTTP API (accounts, auth, devices), shared by server and clients.
+//!
+//! Every error response has the body [`ApiError`] with a stable `code` (an [`ErrorCode`] name).
+//!
+//! [`ErrorCode`]: crate::pb::ErrorCode
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/auth/request-code`: send a one-time code to a phone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRequest {
+    /// E.164 phone number.
+    pub phone: String,
+}
+
+/// Answer to [`CodeRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeRequested {
+    /// Seconds until the code expires.
+    pub expires_in_s: u64,
+}
+
+/// `POST /v1/auth/verify`: exchange a code for device credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    /// E.164 phone number the code was sent to.
+    pub phone: String,
+    /// The one-time code.
+    pub code: String,
+    /// A label for the new device ("laptop").
+    #[serde(default)]
+    pub device_name: String,
+}
+
+/// Device credentials: answer to verify and refresh.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credentials {
+    /// Internal account id.
+    pub account_id: u64,
+    /// Device number within the account (1 is the first device).
+    pub device_id: u32,
+    /// The account's phone number.
+    pub phone: String,
+    /// Short-lived signed token for `Hello.token` and `Authorization: Bearer`.
+    pub access_token: String,
+    /// When the access token expires, in ms since the Unix epoch.
+    pub access_expires_at_ms: u64,
+    /// Long-lived token to get a new access token; rotated on every use.
+    pub refresh_token: String,
+}
+
+/// `POST /v1/auth/refresh`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    /// The current refresh token.
+    pub refresh_token: String,
+}
+
+/// One device of an account, as listed by `GET /v1/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Device number within the account.
+    pub device_id: u32,
+    /// Label given at login.
+    pub name: String,
+    /// Whether this is the primary device.
+    pub primary: bool,
+    /// When the device was linked, in ms since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+/// `GET /v1/accounts/{phone}`: the account behind a phone number and its current devices (what a
+/// client needs to build per-device payloads).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// Internal account id.
+    pub account_id: u64,
+    /// E.164 phone number.
+    pub phone: String,
+    /// Current device ids.
+    pub device_ids: Vec<u32>,
+}
+
+/// The body of every HTTP error response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    /// Stable error name, e.g. `ERROR_CODE_RATE_LIMITED`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// When a retry can succeed, for rate limits and overload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// `GET /v1/info`: where and how to connect, so a client needs only the HTTP URL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// The node that answered.
+    pub node_id: String,
+    /// Advertised address of the framed TCP listener (`host:port`).
+    pub tcp_addr: String,
+    /// Whether the TCP listener expects TLS.
+    pub tls: bool,
+    /// Path of the WebSocket endpoint on this HTTP server.
+    pub ws_path: String,
+    /// Protocol versions spoken, as `major.minor`.
+    pub versions: Vec<String>,
+    /// Whether the server runs in dev mode (fixed one-time code `000000`).
+    pub dev: bool,
+}

@@ -1,0 +1,1 @@
+//! fjall engine: to be written

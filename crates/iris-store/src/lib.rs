@@ -1,0 +1,99 @@
+//! Storage for Iris: the traits the server uses, and their engines.
+//!
+//! The server sees only [`AccountStore`] and [`InboxStore`] (together: [`Store`]). Engines:
+//! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
+//!   that group-commits appends and fsyncs once per batch.
+//! - a PostgreSQL engine for cluster mode (a later issue) implements the same traits.
+//!
+//! **Invariant:** `InboxStore::append` returns only after the entries are durable (fsync'd or
+//! committed); nothing the server acknowledges lives only in memory.
+//! **Invariant:** the store never calls the router or knows about connections; it stores bytes
+//! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
+
+pub mod error;
+pub mod embedded;
+pub mod types;
+
+pub use error::StoreError;
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// Result of every store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Accounts, devices and refresh tokens: low-rate, strongly consistent records.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    /// The account registered under `phone` (E.164, already validated), if any.
+    async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<Account>>;
+
+    /// The account with this id, if any.
+    async fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+
+    /// Creates the account for `phone` if it does not exist, then adds a new device to it, in one
+    /// atomic step. The first device of an account is its primary. Device ids are never reused.
+    /// Fails with [`StoreError::DeviceLimit`] when the account already has `max_devices` active
+    /// devices. Durable when it returns.
+    async fn register_device(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<(Account, Device)>;
+
+    /// Active (not revoked) devices of an account, ordered by id.
+    async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>>;
+
+    /// One device, revoked or not.
+    async fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>>;
+
+    /// Marks a device revoked and deletes its refresh tokens. Returns false if it did not exist
+    /// or was already revoked. Durable when it returns.
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool>;
+
+    /// Stores a refresh token by the SHA-256 of its secret.
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()>;
+
+    /// Removes and returns the refresh token with this hash (tokens are single-use: rotation).
+    async fn take_refresh_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>>;
+}
+
+/// Per-device inboxes and send deduplication: the message path.
+#[async_trait]
+pub trait InboxStore: Send + Sync + 'static {
+    /// Durably appends every entry of `req` to its device's inbox, assigning each the device's
+    /// next sequence number, and records `req.dedup`, all or nothing. If `req.dedup` was already
+    /// recorded (a retry), nothing is appended and the original id and time are returned.
+    /// Concurrent calls are group-committed: one fsync per batch, not per call.
+    async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome>;
+
+    /// Up to `limit` entries of `device` with `seq > after_seq`, in sequence order.
+    async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>>;
+
+    /// Cumulative ack: deletes every entry with `seq <= up_to_seq` and remembers the cursor.
+    /// Need not be synced before returning (a lost ack only means a redelivery).
+    async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()>;
+
+    /// The device's acked cursor and the last sequence number ever assigned to it.
+    async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor>;
+
+    /// Deletes a device's whole inbox (after revocation).
+    async fn purge(&self, device: DeviceAddr) -> StoreResult<()>;
+
+    /// Deletes inbox entries appended before `older_than_ms` and dedup records created before
+    /// `dedup_older_than_ms`. Returns how many records were removed. Called periodically.
+    async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64>;
+
+    /// False after a failed commit (disk full, fsync error) until a commit succeeds again;
+    /// drives `/readyz`.
+    fn is_healthy(&self) -> bool;
+
+    /// Flushes and stops the committer; later appends fail with [`StoreError::Closed`].
+    async fn close(&self) -> StoreResult<()>;
+}
+
+/// Everything the server needs from an engine.
+pub trait Store: AccountStore + InboxStore {}
+impl<T: AccountStore + InboxStore> Store for T {}
