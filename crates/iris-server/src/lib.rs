@@ -1,1 +1,235 @@
-//! placeholder
+//! The Iris server: gateway, sessions, services, router and HTTP API.
+//!
+//! A message's path, file by file: `gateway/tcp.rs` (or `http/ws.rs`) accepts →
+//! `session.rs` decodes, authenticates, validates → `messaging.rs` decides →
+//! `iris_store` commits (group commit, fsync) → `router.rs` hints the recipients' sessions →
+//! `session.rs` pushes to their connections.
+//!
+//! **Invariant:** a send is answered `ACCEPTED` only after the store made it durable.
+//! **Invariant:** services never touch sockets; sessions never write to the store directly.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod directory;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod ids;
+pub mod messaging;
+pub mod ratelimit;
+pub mod router;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iris_store::embedded::{FjallConfig, FjallStore};
+use iris_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use auth::codes::{CodeSender, LogCodeSender};
+use auth::AuthService;
+use clock::{Clock, SystemClock};
+use config::Config;
+use context::Ctx;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A listener could not be set up.
+    #[error(transparent)]
+    Listen(#[from] gateway::tcp::ListenError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] iris_store::StoreError),
+    /// Files in the data directory could not be read or written.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a server is built from besides its config; tests swap these.
+pub struct Dependencies {
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Where one-time codes go.
+    pub code_sender: Arc<dyn CodeSender>,
+    /// A store to use instead of opening the embedded one in `data_dir`.
+    pub store: Option<Arc<dyn Store>>,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), code_sender: Arc::new(LogCodeSender), store: None }
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// Where the framed TCP listener is bound.
+    pub tcp_addr: SocketAddr,
+    /// Where the HTTP listener is bound.
+    pub http_addr: SocketAddr,
+    ctx: Arc<Ctx>,
+}
+
+impl RunningServer {
+    /// The shared state (for tests and embedding).
+    pub fn ctx(&self) -> &Arc<Ctx> {
+        &self.ctx
+    }
+
+    /// A token that starts the shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.ctx.shutdown.clone()
+    }
+
+    /// Waits until shutdown is requested, then stops gracefully: stop accepting, `GoAway` to
+    /// clients, let in-flight sends finish, flush and close the store.
+    pub async fn wait(self) {
+        self.ctx.shutdown.cancelled().await;
+        self.ctx.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(15), self.ctx.tasks.wait()).await.is_err() {
+            tracing::warn!("some connections did not finish within 15 s");
+        }
+        if let Err(e) = self.ctx.store.close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+        tracing::info!("server stopped");
+    }
+
+    /// Requests shutdown and waits for it to finish.
+    pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
+        self.wait().await;
+    }
+}
+
+/// Opens the store, binds the listeners and starts serving.
+pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+    let token_key = load_token_key(&config, &data_dir)?;
+    let store = match deps.store {
+        Some(s) => s,
+        None => open_embedded(&config).await?,
+    };
+    let tcp = gateway::tcp::bind(config.listen)?;
+    let tcp_addr = tcp.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.listen, source })?;
+    let http = gateway::tcp::bind(config.http)?;
+    let http_addr = http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
+    let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
+    let ctx = Arc::new(Ctx {
+        limits: config.limits.to_proto(),
+        directory: directory::Directory::new(store.clone(), 1_000_000),
+        router: router::Router::new(config.session.signal_queue_len_max),
+        ids: ids::IdGenerator::new(config.node_id),
+        auth: AuthService::new(&config, token_key, deps.code_sender),
+        advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
+        node_name: format!("node-{}", config.node_id),
+        clock: deps.clock,
+        store,
+        shutdown: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+        config,
+    });
+    tokio::spawn(gateway::tcp::accept_loop(ctx.clone(), tcp, tls, ctx.tasks.clone()));
+    let app = http::app(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tokio::spawn(sweep_loop(ctx.clone()));
+    tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
+    Ok(RunningServer { tcp_addr, http_addr, ctx })
+}
+
+async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let s = &config.store;
+    let fjall = FjallConfig {
+        max_memtable_bytes: s.max_memtable_bytes,
+        batch_max_ops: s.batch_ops_max,
+        batch_max_wait_us: s.batch_wait_us,
+        queue_len_max: s.queue_len_max,
+        enqueue_timeout_ms: s.enqueue_timeout_ms,
+    };
+    let path = config.data_dir.join("store");
+    let store = tokio::task::spawn_blocking(move || FjallStore::open(&path, fjall))
+        .await
+        .map_err(|e| iris_store::StoreError::Unavailable(e.to_string()))??;
+    Ok(Arc::new(store))
+}
+
+/// The token-signing key: from config, else `data_dir/token.key`, created on first start.
+fn load_token_key(config: &Config, data_dir: &Path) -> Result<[u8; 32], StartError> {
+    let parse = |hex_key: &str| -> Result<[u8; 32], config::ConfigError> {
+        hex::decode(hex_key.trim())
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| config::ConfigError::Invalid("token key must be 64 hex digits".into()))
+    };
+    if let Some(hex_key) = &config.auth.token_key_hex {
+        return Ok(parse(hex_key)?);
+    }
+    let path = data_dir.join("token.key");
+    let io_err = |source| StartError::DataDir { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse(&text)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key: [u8; 32] = rand::random();
+            write_private(&path, &hex::encode(key)).map_err(io_err)?;
+            Ok(key)
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Periodic housekeeping: expired codes, idle rate-limit buckets, old inbox entries and dedup
+/// records.
+async fn sweep_loop(ctx: Arc<Ctx>) {
+    let r = &ctx.config.retention;
+    let mut store_tick = tokio::time::interval(Duration::from_secs(r.sweep_interval_s.max(1)));
+    let mut soft_tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = soft_tick.tick() => ctx.auth.sweep(ctx.clock.now_ms()),
+            _ = store_tick.tick() => {
+                let now = ctx.clock.now_ms();
+                let inbox_cutoff = now.saturating_sub(r.inbox_ttl_days * 86_400_000);
+                let dedup_cutoff = now.saturating_sub(r.dedup_ttl_hours * 3_600_000);
+                match ctx.store.expire(inbox_cutoff, dedup_cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired old inbox entries and dedup records"),
+                    Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Accounts and authentication: one-time codes, device credentials, revocation.
+//!
+//! Flow: `request_code(phone)` → the code goes out through a [`codes::CodeSender`] →
+//! `verify(phone, code)` registers a device (the first is the primary, up to the device limit)
+//! and returns an access token (signed, short-lived) and a refresh token (random, single-use,
+//! stored hashed). Sessions and HTTP calls `authenticate` the access token, which also checks
+//! that the device was not revoked.
+
+pub mod codes;
+pub mod token;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use iris_proto::http::Credentials;
+use iris_store::{DeviceAddr, DeviceId, RefreshTokenRecord};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::error::ServiceError;
+use crate::ratelimit::{self, KeyedLimit};
+use crate::router::Kick;
+use codes::{CodeBook, CodeError, CodeSender};
+use token::{TokenClaims, TokenError, TokenSigner};
+
+/// Auth state of one node.
+pub struct AuthService {
+    signer: TokenSigner,
+    codes: CodeBook,
+    sender: Arc<dyn CodeSender>,
+    code_per_phone: Option<KeyedLimit<String>>,
+    code_per_ip: Option<KeyedLimit<IpAddr>>,
+    verify_per_ip: Option<KeyedLimit<IpAddr>>,
+    access_ttl_ms: u64,
+    refresh_ttl_ms: u64,
+    code_ttl_s: u64,
+}
+
+impl AuthService {
+    /// Auth configured by `config`, signing with `token_key`, sending codes through `sender`.
+    pub fn new(config: &Config, token_key: [u8; 32], sender: Arc<dyn CodeSender>) -> Self {
+        let a = &config.auth;
+        let r = &config.rate_limits;
+        let hour = Duration::from_secs(3600);
+        Self {
+            signer: TokenSigner::new(token_key),
+            codes: CodeBook::new(
+                a.code_ttl_s * 1000,
+                a.code_attempts_max,
+                a.pending_codes_max,
+                config.dev.then(|| "000000".to_owned()),
+            ),
+            sender,
+            code_per_phone: KeyedLimit::new("code requests per phone", r.code_requests_per_phone_per_hour, hour),
+            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour),
+            verify_per_ip: KeyedLimit::new(
+                "verify attempts per IP",
+                r.verify_attempts_per_ip_per_minute,
+                Duration::from_secs(60),
+            ),
+            access_ttl_ms: a.access_token_ttl_s * 1000,
+            refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
+            code_ttl_s: a.code_ttl_s,
+        }
+    }
+
+    /// Drops expired codes and idle rate-limit buckets.
+    pub fn sweep(&self, now_ms: u64) {
+        self.codes.sweep(now_ms);
+        for l in [&self.code_per_ip, &self.verify_per_ip].into_iter().flatten() {
+            l.sweep();
+        }
+        if let Some(l) = &self.code_per_phone {
+            l.sweep();
+        }
+    }
+}
+
+fn validate_phone(phone: &str) -> Result<String, ServiceError> {
+    iris_proto::phone::validate(phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))
+}
+
+/// Issues a one-time code for `phone` and sends it. Returns its lifetime in seconds.
+pub fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, ServiceError> {
+    let phone = validate_phone(phone)?;
+    let auth = &ctx.auth;
+    ratelimit::check(&auth.code_per_ip, &ip)?;
+    ratelimit::check(&auth.code_per_phone, &phone)?;
+    let code = auth.codes.issue(&phone, ctx.clock.now_ms()).map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?;
+    auth.sender.send(&phone, &code).map_err(|why| {
+        tracing::warn!(%phone, error = %why, "could not send one-time code");
+        ServiceError::Unavailable
+    })?;
+    Ok(auth.code_ttl_s)
+}
+
+/// Checks the code and registers a new device for the phone's account.
+pub async fn verify(ctx: &Ctx, phone: &str, code: &str, device_name: &str, ip: IpAddr) -> Result<Credentials, ServiceError> {
+    let phone = validate_phone(phone)?;
+    if device_name.len() > 64 {
+        return Err(ServiceError::InvalidArgument("device_name is longer than 64 bytes".into()));
+    }
+    ratelimit::check(&ctx.auth.verify_per_ip, &ip)?;
+    let now = ctx.clock.now_ms();
+    ctx.auth.codes.check(&phone, code, now).map_err(|e| match e {
+        CodeError::BookFull => ServiceError::Overloaded { retry_after_ms: 60_000 },
+        other => ServiceError::InvalidCode(other.to_string()),
+    })?;
+    let max = ctx.limits.max_devices_per_account;
+    let (account, device) = ctx.store.register_device(&phone, device_name, now, max).await?;
+    ctx.directory.invalidate(account.id);
+    tracing::info!(device = %device.addr, primary = device.primary, "device registered");
+    issue_credentials(ctx, device.addr, &account.phone).await
+}
+
+/// Trades a refresh token (single use) for fresh credentials.
+pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> Result<Credentials, ServiceError> {
+    let bad = || ServiceError::Unauthenticated("invalid or expired refresh token".into());
+    let record = ctx.store.take_refresh_token(&hash_secret(refresh_token)).await?.ok_or_else(bad)?;
+    if record.expires_at_ms <= ctx.clock.now_ms() {
+        return Err(bad());
+    }
+    let view = ctx.directory.by_id(record.device.account).await?.ok_or_else(bad)?;
+    if !view.devices.contains(&record.device.device) {
+        return Err(ServiceError::DeviceRevoked);
+    }
+    issue_credentials(ctx, record.device, &view.phone).await
+}
+
+async fn issue_credentials(ctx: &Ctx, device: DeviceAddr, phone: &str) -> Result<Credentials, ServiceError> {
+    let now = ctx.clock.now_ms();
+    let access_expires_at_ms = now + ctx.auth.access_ttl_ms;
+    let access_token = ctx.auth.signer.sign(TokenClaims { device, expires_at_ms: access_expires_at_ms });
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let refresh_token = B64.encode(secret);
+    let record = RefreshTokenRecord {
+        hash: hash_secret(&refresh_token),
+        device,
+        expires_at_ms: now + ctx.auth.refresh_ttl_ms,
+    };
+    ctx.store.put_refresh_token(record).await?;
+    Ok(Credentials {
+        account_id: device.account,
+        device_id: device.device,
+        phone: phone.to_owned(),
+        access_token,
+        access_expires_at_ms,
+        refresh_token,
+    })
+}
+
+fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The device an access token belongs to, if the token is valid and the device still active.
+pub async fn authenticate(ctx: &Ctx, token: &str) -> Result<DeviceAddr, ServiceError> {
+    let claims = ctx.auth.signer.verify(token, ctx.clock.now_ms()).map_err(|e| match e {
+        TokenError::Expired => ServiceError::Unauthenticated("access token expired; refresh it".into()),
+        TokenError::Invalid => ServiceError::Unauthenticated("invalid access token".into()),
+    })?;
+    if !ctx.directory.is_active(claims.device).await? {
+        return Err(ServiceError::DeviceRevoked);
+    }
+    Ok(claims.device)
+}
+
+/// Revokes `target` of the actor's account. The primary may revoke any device; any device may
+/// revoke itself. Closes the device's connection and deletes its inbox.
+pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<(), ServiceError> {
+    let target_addr = DeviceAddr::new(actor.account, target);
+    if target != actor.device {
+        let me = ctx.store.device(actor).await?.ok_or(ServiceError::DeviceRevoked)?;
+        if !me.primary {
+            return Err(ServiceError::PermissionDenied("only the primary device may revoke other devices".into()));
+        }
+    }
+    if !ctx.store.revoke_device(target_addr, ctx.clock.now_ms()).await? {
+        return Err(ServiceError::NotFound("device"));
+    }
+    ctx.directory.invalidate(actor.account);
+    ctx.router.kick(target_addr, Kick::Revoked);
+    ctx.store.purge(target_addr).await?;
+    tracing::info!(device = %target_addr, by = %actor, "device revoked");
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Server configuration: one struct, loaded from a TOML file, then overridden by the caller
+//! (environment and flags are applied by the binary), then validated.
+//!
+//! Every field has a default, so `iris serve` with no file works: data in `./iris-data`,
+//! loopback ports. Units are the last word of each name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for [`Config`] (unknown keys are errors).
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or values contradict each other.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything `iris serve` can be told.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store keeps its files.
+    pub data_dir: PathBuf,
+    /// Framed TCP listener (the native protocol).
+    pub listen: SocketAddr,
+    /// HTTP listener: auth API, WebSocket, metrics, health.
+    pub http: SocketAddr,
+    /// TCP address clients are told to connect to (`GET /v1/info`); defaults to `listen`.
+    pub advertised_tcp_addr: Option<String>,
+    /// Number of this node (0–1023); part of every server message id.
+    pub node_id: u16,
+    /// Dev mode: every one-time code is `000000`; refuses to bind non-loopback addresses.
+    pub dev: bool,
+    /// TLS on the TCP listener, when set.
+    pub tls: Option<TlsConfig>,
+    /// Protocol limits announced to clients and enforced.
+    pub limits: LimitsConfig,
+    /// Per-connection behaviour.
+    pub session: SessionConfig,
+    /// Tokens and one-time codes.
+    pub auth: AuthConfig,
+    /// Token-bucket rate limits.
+    pub rate_limits: RateLimitConfig,
+    /// Embedded store tuning.
+    pub store: StoreConfig,
+    /// How long undelivered data is kept.
+    pub retention: RetentionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("iris-data"),
+            listen: "127.0.0.1:7700".parse().expect("valid literal"),
+            http: "127.0.0.1:7701".parse().expect("valid literal"),
+            advertised_tcp_addr: None,
+            node_id: 0,
+            dev: false,
+            tls: None,
+            limits: LimitsConfig::default(),
+            session: SessionConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            store: StoreConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// Certificate and key for TLS on the TCP listener (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_path: PathBuf,
+    /// PEM private key.
+    pub key_path: PathBuf,
+}
+
+/// Protocol limits (DESIGN.md defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest frame in bytes.
+    pub frame_bytes_max: u32,
+    /// Largest message payload in bytes.
+    pub payload_bytes_max: u32,
+    /// Most entries per `Delivery` (and per offline-sync batch).
+    pub batch_deliveries_max: u32,
+    /// Most operations per client frame.
+    pub ops_per_frame_max: u32,
+    /// Devices per account (primary + linked).
+    pub devices_per_account_max: u32,
+    /// Members per group.
+    pub group_members_max: u32,
+    /// Sends one connection may have awaiting commit before the server stops reading it.
+    pub inflight_sends_max: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = iris_proto::Limits::default();
+        Self {
+            frame_bytes_max: l.max_frame_bytes,
+            payload_bytes_max: l.max_payload_bytes,
+            batch_deliveries_max: l.max_batch_deliveries,
+            ops_per_frame_max: l.max_ops_per_frame,
+            devices_per_account_max: l.max_devices_per_account,
+            group_members_max: l.max_group_members,
+            inflight_sends_max: l.max_inflight_sends,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The protocol view of these limits.
+    pub fn to_proto(&self) -> iris_proto::Limits {
+        iris_proto::Limits {
+            max_frame_bytes: self.frame_bytes_max,
+            max_payload_bytes: self.payload_bytes_max,
+            max_batch_deliveries: self.batch_deliveries_max,
+            max_ops_per_frame: self.ops_per_frame_max,
+            max_devices_per_account: self.devices_per_account_max,
+            max_group_members: self.group_members_max,
+            max_inflight_sends: self.inflight_sends_max,
+            max_client_msg_id_bytes: iris_proto::Limits::default().max_client_msg_id_bytes,
+        }
+    }
+}
+
+/// Per-connection timing and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Announced heartbeat interval; a connection silent for twice this is closed.
+    pub heartbeat_interval_ms: u32,
+    /// Time allowed from connect to a valid `Hello` (slowloris guard).
+    pub handshake_timeout_ms: u64,
+    /// Deliveries sent but not yet acked, per device; more flow as acks arrive.
+    pub unacked_window: u32,
+    /// Hints queued for one session; past this the session catches up from the inbox.
+    pub signal_queue_len_max: usize,
+    /// A write to a client that reads nothing fails after this, and the connection is closed.
+    pub write_timeout_ms: u64,
+    /// Most simultaneous connections this node accepts.
+    pub connections_max: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 30_000,
+            handshake_timeout_ms: 10_000,
+            unacked_window: 500,
+            signal_queue_len_max: 1024,
+            write_timeout_ms: 30_000,
+            connections_max: 100_000,
+        }
+    }
+}
+
+/// Tokens and one-time codes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token.
+    pub access_token_ttl_s: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_ttl_s: u64,
+    /// Lifetime of a one-time code.
+    pub code_ttl_s: u64,
+    /// Wrong guesses allowed per code.
+    pub code_attempts_max: u32,
+    /// Pending codes kept at once (bounds memory under a flood of requests).
+    pub pending_codes_max: usize,
+    /// Hex key (32 bytes) that signs access tokens. When absent, one is generated and kept in
+    /// `data_dir/token.key`, so tokens survive restarts. Cluster nodes must share one.
+    pub token_key_hex: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_s: 3600,
+            refresh_token_ttl_s: 90 * 24 * 3600,
+            code_ttl_s: 300,
+            code_attempts_max: 5,
+            pending_codes_max: 100_000,
+            token_key_hex: None,
+        }
+    }
+}
+
+/// Token-bucket limits: `*_per_*` is the sustained rate, bursts allow that many at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// One-time code requests per phone number per hour.
+    pub code_requests_per_phone_per_hour: u32,
+    /// One-time code requests per client IP per hour.
+    pub code_requests_per_ip_per_hour: u32,
+    /// Code verification attempts per client IP per minute.
+    pub verify_attempts_per_ip_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            code_requests_per_phone_per_hour: 5,
+            code_requests_per_ip_per_hour: 60,
+            verify_attempts_per_ip_per_minute: 30,
+        }
+    }
+}
+
+/// Embedded store tuning (see `iris_store::embedded::FjallConfig`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Size at which a memtable is flushed to disk.
+    pub max_memtable_bytes: u64,
+    /// Most appends committed with one fsync.
+    pub batch_ops_max: usize,
+    /// How long the committer waits to fill a batch.
+    pub batch_wait_us: u64,
+    /// Appends waiting for the committer; producers wait when it is full.
+    pub queue_len_max: usize,
+    /// How long a producer waits for queue space before the send fails with OVERLOADED.
+    pub enqueue_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_memtable_bytes: 16 * 1024 * 1024,
+            batch_ops_max: 1024,
+            batch_wait_us: 1000,
+            queue_len_max: 16_384,
+            enqueue_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Retention of undelivered data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Undelivered inbox entries older than this are deleted.
+    pub inbox_ttl_days: u64,
+    /// Send dedup records are kept this long (at least 24 h).
+    pub dedup_ttl_hours: u64,
+    /// How often expiry runs.
+    pub sweep_interval_s: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { inbox_ttl_days: 30, dedup_ttl_hours: 48, sweep_interval_s: 3600 }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    }
+
+    /// Checks ranges and the dev-mode loopback rule.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.dev && !(self.listen.ip().is_loopback() && self.http.ip().is_loopback()) {
+            return invalid("dev mode (fixed one-time code) only binds loopback addresses");
+        }
+        if self.node_id > 1023 {
+            return invalid("node_id must be 0..=1023");
+        }
+        let l = &self.limits;
+        if l.payload_bytes_max + 4096 > l.frame_bytes_max {
+            return invalid("limits.frame_bytes_max must exceed payload_bytes_max by at least 4096");
+        }
+        if l.frame_bytes_max >= (1 << 31) {
+            return invalid("limits.frame_bytes_max must be below 2 GiB");
+        }
+        if l.batch_deliveries_max == 0 || l.ops_per_frame_max == 0 || l.inflight_sends_max == 0 {
+            return invalid("limits must be positive");
+        }
+        if !(1..=16).contains(&l.devices_per_account_max) {
+            return invalid("limits.devices_per_account_max must be 1..=16");
+        }
+        if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
+            return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
+        }
+        if self.retention.dedup_ttl_hours < 24 {
+            return invalid("retention.dedup_ttl_hours must be at least 24");
+        }
+        if self.auth.code_attempts_max == 0 {
+            return invalid("auth.code_attempts_max must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default_and_unknown_keys_are_rejected() {
+        let c: Config = toml::from_str("").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.listen.port(), 7700);
+        assert!(toml::from_str::<Config>("listn = \"1.2.3.4:5\"").is_err());
+        let c: Config = toml::from_str("[session]\nheartbeat_interval_ms = 500").unwrap();
+        assert_eq!(c.session.heartbeat_interval_ms, 500);
+    }
+
+    #[test]
+    fn dev_mode_refuses_public_addresses() {
+        let c = Config { dev: true, http: "0.0.0.0:7701".parse().unwrap(), ..Config::default() };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! The state one server instance passes down to every part: built once in `start`, never global,
+//! so two servers can run in one test process.
+
+use std::sync::Arc;
+
+use iris_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::AuthService;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::ids::IdGenerator;
+use crate::router::Router;
+
+/// Everything a session, a service or an HTTP handler needs.
+pub struct Ctx {
+    /// The validated configuration.
+    pub config: Config,
+    /// Protocol limits, as announced in `Welcome`.
+    pub limits: iris_proto::Limits,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Cached accounts and device lists.
+    pub directory: Directory,
+    /// Device → session on this node.
+    pub router: Router,
+    /// Server message ids.
+    pub ids: IdGenerator,
+    /// Time (injectable for tests).
+    pub clock: Arc<dyn Clock>,
+    /// Codes, tokens, auth rate limits.
+    pub auth: AuthService,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// This node's name in `Welcome` and `/v1/info`.
+    pub node_name: String,
+    /// The TCP address clients are told to use.
+    pub advertised_tcp_addr: String,
+}

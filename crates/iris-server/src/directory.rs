@@ -1,0 +1,92 @@
+//! Who is who: a read-through cache of accounts and their active devices.
+//!
+//! Every send needs the recipient's and the sender's device lists; reading them from the store
+//! each time would cost more than the append. Entries are dropped when devices change on this
+//! node (`invalidate`) and the cache is bounded (cleared when full).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use iris_store::{AccountId, DeviceAddr, DeviceId, Store};
+
+use crate::error::ServiceError;
+
+/// An account as the message path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// Internal id.
+    pub id: AccountId,
+    /// E.164 phone.
+    pub phone: String,
+    /// Active devices, ascending.
+    pub devices: Vec<DeviceId>,
+}
+
+/// Cached account views.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    by_id: Mutex<HashMap<AccountId, Arc<AccountView>>>,
+    by_phone: Mutex<HashMap<String, AccountId>>,
+    capacity: usize,
+}
+
+impl Directory {
+    /// A directory over `store` caching at most `capacity` accounts.
+    pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
+        Self { store, by_id: Mutex::default(), by_phone: Mutex::default(), capacity }
+    }
+
+    /// The account with this id, if it exists.
+    pub async fn by_id(&self, id: AccountId) -> Result<Option<Arc<AccountView>>, ServiceError> {
+        if let Some(v) = self.by_id.lock().expect("directory lock").get(&id) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(account) = self.store.account(id).await? else { return Ok(None) };
+        let devices = self.store.devices(id).await?;
+        let view = Arc::new(AccountView {
+            id,
+            phone: account.phone,
+            devices: devices.iter().map(|d| d.addr.device).collect(),
+        });
+        self.remember(view.clone());
+        Ok(Some(view))
+    }
+
+    /// The account registered under `phone`, if any.
+    pub async fn by_phone(&self, phone: &str) -> Result<Option<Arc<AccountView>>, ServiceError> {
+        let cached = self.by_phone.lock().expect("directory lock").get(phone).copied();
+        let id = match cached {
+            Some(id) => id,
+            None => match self.store.account_by_phone(phone).await? {
+                Some(a) => a.id,
+                None => return Ok(None),
+            },
+        };
+        self.by_id(id).await
+    }
+
+    /// Whether `addr` is an active device.
+    pub async fn is_active(&self, addr: DeviceAddr) -> Result<bool, ServiceError> {
+        Ok(self.by_id(addr.account).await?.is_some_and(|v| v.devices.contains(&addr.device)))
+    }
+
+    /// Forgets an account after its devices changed.
+    pub fn invalidate(&self, id: AccountId) {
+        self.by_id.lock().expect("directory lock").remove(&id);
+    }
+
+    fn remember(&self, view: Arc<AccountView>) {
+        {
+            let mut by_phone = self.by_phone.lock().expect("directory lock");
+            if by_phone.len() >= self.capacity {
+                by_phone.clear();
+            }
+            by_phone.insert(view.phone.clone(), view.id);
+        }
+        let mut by_id = self.by_id.lock().expect("directory lock");
+        if by_id.len() >= self.capacity {
+            by_id.clear();
+        }
+        by_id.insert(view.id, view);
+    }
+}

@@ -1,0 +1,37 @@
+//! One client connection as a stream of decoded frames, whatever carries them (TCP, TLS,
+//! WebSocket binary or JSON). Sessions are written against this trait only.
+
+use std::future::Future;
+
+use iris_proto::pb;
+use iris_proto::FrameError;
+
+/// Why a connection cannot yield another frame.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The socket failed or closed in the middle of a frame.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not a valid frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A JSON text frame did not parse.
+    #[error("invalid JSON frame: {0}")]
+    Json(String),
+    /// A frame exceeded the size limit (WebSocket).
+    #[error("frame too large")]
+    TooLarge,
+}
+
+/// A bidirectional stream of protocol frames.
+pub trait Transport: Send + 'static {
+    /// The next frame from the client, or `None` when it closed cleanly. Must be cancel-safe:
+    /// a partly received frame stays buffered if the future is dropped.
+    fn recv(&mut self) -> impl Future<Output = Result<Option<pb::ClientFrame>, TransportError>> + Send;
+
+    /// Writes one frame to the client (one syscall where possible).
+    fn send(&mut self, frame: &pb::ServerFrame) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Closes the connection after pending writes.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}

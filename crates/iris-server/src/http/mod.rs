@@ -1,0 +1,33 @@
+//! The HTTP API: auth and devices (JSON), the WebSocket endpoint, health and info.
+//!
+//! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
+//! goes through [`api_error::ApiError`], the one place that picks status codes.
+
+mod api_error;
+mod handlers;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::context::Ctx;
+
+pub use api_error::ApiError;
+
+/// All HTTP routes of a node.
+pub fn app(ctx: Arc<Ctx>) -> Router {
+    Router::new()
+        .route("/v1/info", get(handlers::info))
+        .route("/v1/auth/request-code", post(handlers::request_code))
+        .route("/v1/auth/verify", post(handlers::verify))
+        .route("/v1/auth/refresh", post(handlers::refresh))
+        .route("/v1/devices", get(handlers::devices))
+        .route("/v1/devices/{device_id}", delete(handlers::revoke_device))
+        .route("/v1/accounts/{phone}", get(handlers::account))
+        .route(ws::PATH, get(ws::upgrade))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .with_state(ctx)
+}

@@ -1,0 +1,211 @@
+//! The messaging service: decides what a send or a receipt writes to which inboxes.
+//!
+//! Path: validate → resolve recipient → check per-device payloads against current devices →
+//! append (durable, deduplicated, group-committed by the store) → hint the router → answer.
+//! A service never touches a socket; the session calls it and writes the answer.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use iris_proto::pb::{self, inbox_item, send_message};
+use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, DeviceId, NewEntry};
+use prost::Message as _;
+
+use crate::context::Ctx;
+use crate::directory::AccountView;
+use crate::error::ServiceError;
+use crate::router::Hint;
+
+/// Most message ids in one read receipt.
+pub const RECEIPT_IDS_MAX: usize = 1000;
+
+/// Sends one message from `sender`; returns once it is durable in every target inbox.
+pub async fn send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result<pb::SendResult, ServiceError> {
+    validate_send(ctx, &msg)?;
+    let recipient = resolve_recipient(ctx, &msg).await?;
+    let me = ctx.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+    let targets = target_devices(&recipient, &me, sender);
+    let now = ctx.clock.now_ms();
+    let server_msg_id = ctx.ids.next(now);
+    let item = |payload: Bytes| {
+        encode_item(server_msg_id, now, inbox_item::Body::Message(pb::Message {
+            from_account_id: sender.account,
+            from_device_id: sender.device,
+            from_phone: me.phone.clone(),
+            to_account_id: recipient.id,
+            to_phone: recipient.phone.clone(),
+            payload,
+            client_msg_id: msg.client_msg_id.clone(),
+        }))
+    };
+    let entries = match msg.body.expect("validated") {
+        send_message::Body::Payload(payload) => {
+            let shared = item(payload);
+            targets.iter().map(|&device| NewEntry { device, item: shared.clone() }).collect()
+        }
+        send_message::Body::PerDevice(per_device) => {
+            check_device_lists(&per_device, &targets, &[&recipient, &me])?;
+            per_device
+                .payloads
+                .into_iter()
+                .map(|p| NewEntry { device: DeviceAddr::new(p.account_id, p.device_id), item: item(p.payload) })
+                .collect()
+        }
+    };
+    let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
+    let outcome = append_and_notify(ctx, AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
+    let (server_msg_id, server_ts_ms, duplicate) = match outcome {
+        AppendOutcome::Appended { .. } => (server_msg_id, now, false),
+        AppendOutcome::Duplicate { server_msg_id, server_ts_ms } => (server_msg_id, server_ts_ms, true),
+    };
+    Ok(pb::SendResult {
+        status: pb::SendStatus::Accepted as i32,
+        server_msg_id,
+        server_ts_ms,
+        client_msg_id: msg.client_msg_id,
+        duplicate,
+    })
+}
+
+fn validate_send(ctx: &Ctx, msg: &pb::SendMessage) -> Result<(), ServiceError> {
+    let invalid = |m: &str| Err(ServiceError::InvalidArgument(m.to_owned()));
+    if msg.client_msg_id.is_empty() {
+        return invalid("client_msg_id is required");
+    }
+    if msg.client_msg_id.len() > ctx.limits.max_client_msg_id_bytes as usize {
+        return invalid("client_msg_id is longer than the limit");
+    }
+    if msg.to_account_id == 0 && msg.to_phone.is_empty() {
+        return invalid("a recipient (to_account_id or to_phone) is required");
+    }
+    let max = ctx.limits.max_payload_bytes;
+    let too_large = |size: usize| (size > max as usize).then_some(ServiceError::PayloadTooLarge { size, max });
+    match &msg.body {
+        None => invalid("a payload is required"),
+        Some(send_message::Body::Payload(p)) => too_large(p.len()).map_or(Ok(()), Err),
+        Some(send_message::Body::PerDevice(d)) => {
+            if d.payloads.is_empty() || d.payloads.len() > 2 * ctx.limits.max_devices_per_account as usize {
+                return invalid("per_device must list between 1 and 2 × max_devices_per_account payloads");
+            }
+            d.payloads.iter().find_map(|p| too_large(p.payload.len())).map_or(Ok(()), Err)
+        }
+    }
+}
+
+async fn resolve_recipient(ctx: &Ctx, msg: &pb::SendMessage) -> Result<std::sync::Arc<AccountView>, ServiceError> {
+    let found = if msg.to_account_id != 0 {
+        ctx.directory.by_id(msg.to_account_id).await?
+    } else {
+        let phone = iris_proto::phone::validate(&msg.to_phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        ctx.directory.by_phone(&phone).await?
+    };
+    found.ok_or(ServiceError::UnknownRecipient)
+}
+
+/// Every device of the recipient and every other device of the sender, without repeats.
+fn target_devices(recipient: &AccountView, me: &AccountView, sender: DeviceAddr) -> Vec<DeviceAddr> {
+    let mut targets: BTreeSet<DeviceAddr> = recipient.devices.iter().map(|&d| DeviceAddr::new(recipient.id, d)).collect();
+    targets.extend(me.devices.iter().map(|&d| DeviceAddr::new(me.id, d)));
+    targets.remove(&sender);
+    targets.into_iter().collect()
+}
+
+/// Signal-style check: per-device payloads must name exactly the current target devices.
+fn check_device_lists(per_device: &pb::DevicePayloads, targets: &[DeviceAddr], accounts: &[&AccountView]) -> Result<(), ServiceError> {
+    let given: BTreeSet<DeviceAddr> =
+        per_device.payloads.iter().map(|p| DeviceAddr::new(p.account_id, p.device_id)).collect();
+    if given.len() != per_device.payloads.len() {
+        return Err(ServiceError::InvalidArgument("per_device names a device twice".into()));
+    }
+    let wanted: BTreeSet<DeviceAddr> = targets.iter().copied().collect();
+    if given == wanted {
+        return Ok(());
+    }
+    let mut mismatches = Vec::new();
+    let mut accounts_seen = BTreeSet::new();
+    for account in accounts.iter().filter(|a| accounts_seen.insert(a.id)) {
+        let of = |set: &BTreeSet<DeviceAddr>| -> BTreeSet<DeviceId> {
+            set.iter().filter(|d| d.account == account.id).map(|d| d.device).collect()
+        };
+        let (g, w) = (of(&given), of(&wanted));
+        let missing: Vec<DeviceId> = w.difference(&g).copied().collect();
+        let extra: Vec<DeviceId> = g.difference(&w).copied().collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            mismatches.push(pb::DeviceMismatch { account_id: account.id, missing_devices: missing, extra_devices: extra });
+        }
+    }
+    if given.iter().any(|d| !accounts_seen.contains(&d.account)) {
+        return Err(ServiceError::InvalidArgument("per_device names a device of an account not in this conversation".into()));
+    }
+    Err(ServiceError::StaleDevices(mismatches))
+}
+
+/// Records that `reader` read messages it received from `msg.to_account_id`: a durable receipt
+/// for the sender's devices and a read-sync for the reader's other devices.
+pub async fn read_receipt(ctx: &Ctx, reader: DeviceAddr, r: pb::SendReceipt) -> Result<pb::ReceiptResult, ServiceError> {
+    if r.r#type != pb::ReceiptType::Read as i32 {
+        return Err(ServiceError::InvalidArgument("clients may only send READ receipts".into()));
+    }
+    if r.server_msg_ids.is_empty() || r.server_msg_ids.len() > RECEIPT_IDS_MAX {
+        return Err(ServiceError::InvalidArgument(format!("server_msg_ids must hold 1 to {RECEIPT_IDS_MAX} ids")));
+    }
+    let sender = ctx.directory.by_id(r.to_account_id).await?.ok_or(ServiceError::UnknownRecipient)?;
+    let me = ctx.directory.by_id(reader.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+    let now = ctx.clock.now_ms();
+    let id = ctx.ids.next(now);
+    let receipt = |peer: AccountId| {
+        encode_item(id, now, inbox_item::Body::Receipt(pb::Receipt {
+            r#type: pb::ReceiptType::Read as i32,
+            from_account_id: reader.account,
+            from_device_id: reader.device,
+            peer_account_id: peer,
+            server_msg_ids: r.server_msg_ids.clone(),
+        }))
+    };
+    let to_sender = receipt(reader.account);
+    let to_me = receipt(sender.id);
+    let mut entries: Vec<NewEntry> = Vec::new();
+    if sender.id != me.id {
+        entries.extend(sender.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender.id, d), item: to_sender.clone() }));
+    }
+    entries.extend(
+        me.devices.iter().filter(|&&d| d != reader.device).map(|&d| NewEntry { device: DeviceAddr::new(me.id, d), item: to_me.clone() }),
+    );
+    append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+    Ok(pb::ReceiptResult { server_ts_ms: now })
+}
+
+/// Tells each sender's devices that `recipient` acked their messages (`by_sender`: sender
+/// account → message ids).
+pub async fn delivered_receipts(ctx: &Ctx, recipient: DeviceAddr, by_sender: Vec<(AccountId, Vec<u64>)>) -> Result<(), ServiceError> {
+    for (sender, ids) in by_sender {
+        let Some(view) = ctx.directory.by_id(sender).await? else { continue };
+        let now = ctx.clock.now_ms();
+        let id = ctx.ids.next(now);
+        let item = encode_item(id, now, inbox_item::Body::Receipt(pb::Receipt {
+            r#type: pb::ReceiptType::Delivered as i32,
+            from_account_id: recipient.account,
+            from_device_id: recipient.device,
+            peer_account_id: recipient.account,
+            server_msg_ids: ids,
+        }));
+        let entries = view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }).collect();
+        append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+    }
+    Ok(())
+}
+
+async fn append_and_notify(ctx: &Ctx, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
+    let entries: Vec<(DeviceAddr, Bytes)> = req.entries.iter().map(|e| (e.device, e.item.clone())).collect();
+    let outcome = ctx.store.append(req).await?;
+    if let AppendOutcome::Appended { seqs } = &outcome {
+        for ((device, item), &seq) in entries.into_iter().zip(seqs) {
+            ctx.router.notify(device, Hint { seq, item });
+        }
+    }
+    Ok(outcome)
+}
+
+fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
+    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body) }.encode_to_vec().into()
+}

@@ -1,0 +1,161 @@
+//! Which session holds which device, and how to nudge it.
+//!
+//! The router carries hints, never truth: `notify` hands a just-committed inbox entry to the
+//! device's session if it has room, otherwise it only marks the session as lagged and the
+//! session catches up from the inbox. Nothing here can block the message path or grow without
+//! bound. A session is replaced (and told so) when the same device connects again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use iris_store::DeviceAddr;
+use tokio::sync::{mpsc, oneshot};
+
+const SHARDS: usize = 16;
+
+/// A committed inbox entry for a session to push.
+#[derive(Debug, Clone)]
+pub struct Hint {
+    /// Its sequence number in the device's inbox.
+    pub seq: u64,
+    /// The encoded `InboxItem` (seq 0).
+    pub item: Bytes,
+}
+
+/// Why a session is told to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// The device was revoked.
+    Revoked,
+    /// Another connection authenticated as the same device.
+    Replaced,
+}
+
+struct Link {
+    conn_id: u64,
+    hints: mpsc::Sender<Hint>,
+    lagged: Arc<AtomicBool>,
+    kick: oneshot::Sender<Kick>,
+}
+
+/// The receiving side a session gets when it registers.
+pub struct Registration {
+    /// Identifies this registration (for `unregister`).
+    pub conn_id: u64,
+    /// Hints for this device.
+    pub hints: mpsc::Receiver<Hint>,
+    /// Set when a hint could not be queued; the session must re-read its inbox.
+    pub lagged: Arc<AtomicBool>,
+    /// Fires when the session must end.
+    pub kick: oneshot::Receiver<Kick>,
+}
+
+/// Device → session map, sharded to keep lock hold times short.
+pub struct Router {
+    shards: Vec<RwLock<HashMap<DeviceAddr, Link>>>,
+    next_conn_id: AtomicU64,
+    hint_queue_len: usize,
+}
+
+impl Router {
+    /// A router whose sessions each queue at most `hint_queue_len` hints.
+    pub fn new(hint_queue_len: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            next_conn_id: AtomicU64::new(1),
+            hint_queue_len: hint_queue_len.max(1),
+        }
+    }
+
+    fn shard(&self, addr: DeviceAddr) -> &RwLock<HashMap<DeviceAddr, Link>> {
+        let h = addr.account.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(addr.device);
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    /// Makes this connection the device's session, kicking any previous one.
+    pub fn register(&self, addr: DeviceAddr) -> Registration {
+        let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let (hint_tx, hints) = mpsc::channel(self.hint_queue_len);
+        let (kick_tx, kick) = oneshot::channel();
+        let lagged = Arc::new(AtomicBool::new(false));
+        let link = Link { conn_id, hints: hint_tx, lagged: lagged.clone(), kick: kick_tx };
+        let old = self.shard(addr).write().expect("router lock").insert(addr, link);
+        if let Some(old) = old {
+            let _ = old.kick.send(Kick::Replaced);
+        }
+        Registration { conn_id, hints, lagged, kick }
+    }
+
+    /// Removes the registration `conn_id` of `addr`, unless a newer one replaced it.
+    pub fn unregister(&self, addr: DeviceAddr, conn_id: u64) {
+        let mut shard = self.shard(addr).write().expect("router lock");
+        if shard.get(&addr).is_some_and(|l| l.conn_id == conn_id) {
+            shard.remove(&addr);
+        }
+    }
+
+    /// Offers a committed entry to the device's session, if it is connected here. Never waits.
+    pub fn notify(&self, addr: DeviceAddr, hint: Hint) {
+        let shard = self.shard(addr).read().expect("router lock");
+        if let Some(link) = shard.get(&addr) {
+            if link.hints.try_send(hint).is_err() {
+                link.lagged.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Ends the device's session, if connected here.
+    pub fn kick(&self, addr: DeviceAddr, why: Kick) {
+        if let Some(link) = self.shard(addr).write().expect("router lock").remove(&addr) {
+            let _ = link.kick.send(why);
+        }
+    }
+
+    /// Whether the device has a session on this node.
+    pub fn is_connected(&self, addr: DeviceAddr) -> bool {
+        self.shard(addr).read().expect("router lock").contains_key(&addr)
+    }
+
+    /// Number of registered sessions.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().expect("router lock").len()).sum()
+    }
+
+    /// Whether no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hints_reach_the_session_and_overflow_sets_lagged() {
+        let router = Router::new(2);
+        let dev = DeviceAddr::new(1, 1);
+        let mut reg = router.register(dev);
+        for seq in 1..=3 {
+            router.notify(dev, Hint { seq, item: Bytes::new() });
+        }
+        assert_eq!(reg.hints.recv().await.unwrap().seq, 1);
+        assert_eq!(reg.hints.recv().await.unwrap().seq, 2);
+        assert!(reg.lagged.load(Ordering::Acquire), "third hint did not fit");
+    }
+
+    #[tokio::test]
+    async fn a_second_connection_replaces_the_first() {
+        let router = Router::new(2);
+        let dev = DeviceAddr::new(1, 1);
+        let first = router.register(dev);
+        let second = router.register(dev);
+        assert_eq!(first.kick.await, Ok(Kick::Replaced));
+        router.unregister(dev, first.conn_id);
+        assert!(router.is_connected(dev), "stale unregister must not remove the new session");
+        router.unregister(dev, second.conn_id);
+        assert!(router.is_empty());
+    }
+}

@@ -1,0 +1,401 @@
+//! One authenticated connection: handshake, operations, deliveries, acks and flow control.
+//!
+//! The session owns the delivery cursor of its device: `acked` ≤ `sent` ≤ `known_last`. It pushes
+//! inbox entries while fewer than `unacked_window` are unacknowledged, from router hints when they
+//! are contiguous, otherwise from the store. Sends run concurrently (many in flight per
+//! connection); the session stops reading when `max_inflight_sends` are pending, which pushes
+//! back on the client through TCP. It never touches the store's write path directly: it calls
+//! services, which do.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use iris_proto::pb::{self, client_op, inbox_item, server_event, ErrorCode};
+use iris_proto::version;
+use iris_store::{AccountId, DeviceAddr};
+use prost::Message as _;
+use rand::Rng;
+use tokio::time::{timeout, Instant};
+
+use crate::auth;
+use crate::context::Ctx;
+use crate::error::ServiceError;
+use crate::gateway::transport::{Transport, TransportError};
+use crate::messaging;
+use crate::router::{Hint, Kick, Registration};
+
+/// How long a shutting-down session waits for its in-flight sends to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a connection from its first byte to its close.
+pub async fn run<T: Transport>(ctx: Arc<Ctx>, mut transport: T) {
+    let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
+    let first = match timeout(handshake, transport.recv()).await {
+        Err(_) => Err(fatal(ErrorCode::Timeout, "no Hello in time")),
+        Ok(Ok(Some(frame))) => Ok(frame),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => Err(transport_error(&e)),
+    };
+    let outcome = match first {
+        Ok(frame) => handshake_then_serve(ctx, &mut transport, frame).await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = outcome {
+        let _ = transport.send(&frame_of(vec![event(0, server_event::Event::Error(error))])).await;
+    }
+    transport.close().await;
+}
+
+fn fatal(code: ErrorCode, message: &str) -> pb::Error {
+    let mut e = pb::Error::new(code, message);
+    e.fatal = true;
+    e
+}
+
+fn transport_error(e: &TransportError) -> pb::Error {
+    match e {
+        TransportError::Frame(iris_proto::FrameError::TooLarge { len, max }) => {
+            fatal(ErrorCode::FrameTooLarge, &format!("frame of {len} bytes exceeds the limit of {max} bytes"))
+        }
+        TransportError::TooLarge => fatal(ErrorCode::FrameTooLarge, "frame exceeds the size limit"),
+        other => fatal(ErrorCode::BadFrame, &other.to_string()),
+    }
+}
+
+fn event(request_id: u64, e: server_event::Event) -> pb::ServerEvent {
+    pb::ServerEvent { request_id, event: Some(e) }
+}
+
+fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
+    pb::ServerFrame { events }
+}
+
+/// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
+async fn handshake_then_serve<T: Transport>(ctx: Arc<Ctx>, transport: &mut T, frame: pb::ClientFrame) -> Result<(), pb::Error> {
+    let mut ops = frame.ops.into_iter();
+    let Some(pb::ClientOp { request_id, op: Some(client_op::Op::Hello(hello)) }) = ops.next() else {
+        return Err(fatal(ErrorCode::HandshakeRequired, "the first operation must be Hello"));
+    };
+    let Some(version) = version::negotiate(&hello.versions) else {
+        let mut e = fatal(ErrorCode::UnsupportedVersion, "no common protocol version");
+        e.supported_versions = version::supported();
+        return Err(e);
+    };
+    let device = auth::authenticate(&ctx, &hello.token).await.map_err(|e| {
+        let mut w = e.to_wire();
+        w.fatal = true;
+        w
+    })?;
+    if hello.device_id != device.device {
+        return Err(fatal(ErrorCode::Unauthenticated, "device_id does not match the token"));
+    }
+    let registration = ctx.router.register(device);
+    let conn_id = registration.conn_id;
+    let result = Session::start(ctx.clone(), device, registration, hello.resume_after_seq).await;
+    let served = match result {
+        Ok(mut session) => {
+            let welcome = pb::Welcome {
+                version: Some(version),
+                heartbeat_interval_ms: ctx.config.session.heartbeat_interval_ms,
+                limits: Some(ctx.limits.into()),
+                server_time_ms: ctx.clock.now_ms(),
+                account_id: device.account,
+                device_id: device.device,
+                capabilities: vec![],
+                node_id: ctx.node_name.clone(),
+            };
+            session.out.push(event(request_id, server_event::Event::Welcome(welcome)));
+            session.handle_ops(ops.collect())?;
+            session.serve(transport).await
+        }
+        Err(e) => Err(with_fatal(e.to_wire())),
+    };
+    ctx.router.unregister(device, conn_id);
+    served
+}
+
+fn with_fatal(mut e: pb::Error) -> pb::Error {
+    e.fatal = true;
+    e
+}
+
+/// What the session must remember about a delivered, unacked entry.
+struct Unacked {
+    seq: u64,
+    /// Sender and message id, for the `delivered` receipt, when the entry is someone's message.
+    receipt_to: Option<(AccountId, u64)>,
+}
+
+/// The output of a concurrent operation: an event to send, if any.
+type OpFuture = BoxFuture<'static, Option<pb::ServerEvent>>;
+
+struct Session {
+    ctx: Arc<Ctx>,
+    device: DeviceAddr,
+    registration: Registration,
+    /// Highest seq acked by the client.
+    acked: u64,
+    /// Highest seq written to the client.
+    sent: u64,
+    /// Highest seq known to exist in the inbox.
+    known_last: u64,
+    /// Hinted entries contiguous after `sent`, waiting for window room.
+    buffered: VecDeque<Hint>,
+    unacked: VecDeque<Unacked>,
+    inflight: FuturesUnordered<OpFuture>,
+    out: Vec<pb::ServerEvent>,
+    last_heard: Instant,
+    window: u64,
+    batch: usize,
+}
+
+impl Session {
+    async fn start(ctx: Arc<Ctx>, device: DeviceAddr, registration: Registration, resume_after: u64) -> Result<Self, ServiceError> {
+        let mut cursor = ctx.store.cursor(device).await?;
+        if resume_after > cursor.acked {
+            let up_to = resume_after.min(cursor.last);
+            ctx.store.ack(device, up_to).await?;
+            cursor.acked = up_to;
+        }
+        let window = u64::from(ctx.config.session.unacked_window);
+        let batch = ctx.limits.max_batch_deliveries as usize;
+        Ok(Self {
+            ctx,
+            device,
+            registration,
+            acked: cursor.acked,
+            sent: cursor.acked,
+            known_last: cursor.last,
+            buffered: VecDeque::new(),
+            unacked: VecDeque::new(),
+            inflight: FuturesUnordered::new(),
+            out: Vec::new(),
+            last_heard: Instant::now(),
+            window,
+            batch,
+        })
+    }
+
+    /// The main loop: until the client leaves, something fatal happens or the server stops.
+    async fn serve<T: Transport>(&mut self, transport: &mut T) -> Result<(), pb::Error> {
+        let heartbeat = Duration::from_millis(u64::from(self.ctx.config.session.heartbeat_interval_ms));
+        let write_timeout = Duration::from_millis(self.ctx.config.session.write_timeout_ms);
+        let mut tick = tokio::time::interval(heartbeat / 2);
+        let max_inflight = self.ctx.limits.max_inflight_sends as usize;
+        let shutdown = self.ctx.shutdown.clone();
+        loop {
+            self.pump().await.map_err(|e| with_fatal(e.to_wire()))?;
+            if !self.out.is_empty() {
+                let frame = frame_of(std::mem::take(&mut self.out));
+                match timeout(write_timeout, transport.send(&frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ok(()),
+                    Err(_) => {
+                        tracing::info!(device = %self.device, "closing a connection that stopped reading");
+                        return Ok(());
+                    }
+                }
+            }
+            tokio::select! {
+                biased;
+                kick = &mut self.registration.kick => {
+                    return Err(match kick {
+                        Ok(Kick::Replaced) => fatal(ErrorCode::SessionReplaced, "another connection took over this device"),
+                        Ok(Kick::Revoked) | Err(_) => fatal(ErrorCode::DeviceRevoked, "this device was revoked"),
+                    });
+                }
+                _ = shutdown.cancelled() => {
+                    self.drain(transport).await;
+                    return Ok(());
+                }
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.out.extend(done);
+                }
+                hint = self.registration.hints.recv() => {
+                    if let Some(hint) = hint {
+                        self.on_hint(hint);
+                    }
+                }
+                received = transport.recv(), if self.inflight.len() < max_inflight => {
+                    match received {
+                        Ok(Some(frame)) => {
+                            self.last_heard = Instant::now();
+                            self.handle_ops(frame.ops)?;
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(transport_error(&e)),
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.last_heard.elapsed() > 2 * heartbeat {
+                        return Err(fatal(ErrorCode::HeartbeatTimeout, "nothing received for twice the heartbeat interval"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the client to go elsewhere, lets in-flight sends finish and flushes their answers.
+    async fn drain<T: Transport>(&mut self, transport: &mut T) {
+        let reconnect_after_ms = rand::rng().random_range(500..3000);
+        let go_away = pb::GoAway { reconnect_after_ms, reason: "server shutting down".into() };
+        self.out.push(event(0, server_event::Event::GoAway(go_away)));
+        let _ = timeout(DRAIN_TIMEOUT, async {
+            while let Some(done) = self.inflight.next().await {
+                self.out.extend(done);
+            }
+        })
+        .await;
+        let frame = frame_of(std::mem::take(&mut self.out));
+        let _ = timeout(DRAIN_TIMEOUT, transport.send(&frame)).await;
+    }
+
+    fn handle_ops(&mut self, ops: Vec<pb::ClientOp>) -> Result<(), pb::Error> {
+        if ops.len() > self.ctx.limits.max_ops_per_frame as usize {
+            return Err(fatal(ErrorCode::TooManyOps, "too many operations in one frame"));
+        }
+        for op in ops {
+            let rid = op.request_id;
+            match op.op {
+                Some(client_op::Op::Hello(_)) => {
+                    return Err(fatal(ErrorCode::HandshakeRequired, "Hello was already received on this connection"));
+                }
+                Some(client_op::Op::Send(msg)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = messaging::send(&ctx, device, msg).await;
+                        Some(answer(rid, result.map(server_event::Event::SendResult)))
+                    }));
+                }
+                Some(client_op::Op::Receipt(r)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = messaging::read_receipt(&ctx, device, r).await;
+                        Some(answer(rid, result.map(server_event::Event::ReceiptResult)))
+                    }));
+                }
+                Some(client_op::Op::Ack(ack)) => {
+                    if let Err(e) = self.on_ack(ack.up_to_seq) {
+                        self.out.push(answer(rid, Err(e)));
+                    }
+                }
+                Some(client_op::Op::Ping(p)) => {
+                    let pong = pb::Pong { client_time_ms: p.client_time_ms, server_time_ms: self.ctx.clock.now_ms() };
+                    self.out.push(event(rid, server_event::Event::Pong(pong)));
+                }
+                None => {
+                    let e = ServiceError::InvalidArgument("unknown or missing operation".into());
+                    self.out.push(answer(rid, Err(e)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cumulative ack: produce `delivered` receipts, then delete from the inbox.
+    fn on_ack(&mut self, up_to: u64) -> Result<(), ServiceError> {
+        if up_to <= self.acked {
+            return Ok(());
+        }
+        if up_to > self.sent {
+            return Err(ServiceError::InvalidArgument(format!("ack {up_to} is beyond the last delivered seq {}", self.sent)));
+        }
+        let mut by_sender: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
+        while self.unacked.front().is_some_and(|u| u.seq <= up_to) {
+            let u = self.unacked.pop_front().expect("checked non-empty");
+            if let Some((sender, id)) = u.receipt_to {
+                by_sender.entry(sender).or_default().push(id);
+            }
+        }
+        self.acked = up_to;
+        let (ctx, device) = (self.ctx.clone(), self.device);
+        self.inflight.push(Box::pin(async move {
+            let receipts = messaging::delivered_receipts(&ctx, device, by_sender.into_iter().collect()).await;
+            let acked = match receipts {
+                Ok(()) => ctx.store.ack(device, up_to).await.map_err(ServiceError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = acked {
+                tracing::warn!(%device, error = %e, "ack not applied; entries will be redelivered");
+            }
+            None
+        }));
+        Ok(())
+    }
+
+    fn on_hint(&mut self, hint: Hint) {
+        let next = self.sent + self.buffered.len() as u64 + 1;
+        self.known_last = self.known_last.max(hint.seq);
+        if hint.seq == next && (self.buffered.len() as u64) < self.window {
+            self.buffered.push_back(hint);
+        }
+    }
+
+    /// Delivers what the window allows: buffered hints first, then the store.
+    async fn pump(&mut self) -> Result<(), ServiceError> {
+        if self.registration.lagged.swap(false, Ordering::AcqRel) {
+            let cursor = self.ctx.store.cursor(self.device).await?;
+            self.known_last = self.known_last.max(cursor.last);
+        }
+        while self.sent - self.acked < self.window {
+            let room = ((self.window - (self.sent - self.acked)) as usize).min(self.batch);
+            let mut entries: Vec<(u64, bytes::Bytes)> = Vec::with_capacity(room);
+            while entries.len() < room {
+                match self.buffered.pop_front() {
+                    Some(h) if h.seq == self.sent + entries.len() as u64 + 1 => entries.push((h.seq, h.item)),
+                    Some(_) => self.buffered.clear(),
+                    None => break,
+                }
+            }
+            if entries.is_empty() && self.known_last > self.sent {
+                let stored = self.ctx.store.read(self.device, self.sent, room).await?;
+                if stored.is_empty() {
+                    self.known_last = self.sent;
+                }
+                entries = stored.into_iter().map(|e| (e.seq, e.item)).collect();
+                self.buffered.retain(|h| h.seq > entries.last().map_or(0, |e| e.0));
+            }
+            if entries.is_empty() {
+                return Ok(());
+            }
+            self.deliver(entries);
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, entries: Vec<(u64, bytes::Bytes)>) {
+        let mut items = Vec::with_capacity(entries.len());
+        for (seq, bytes) in entries {
+            self.sent = seq;
+            self.known_last = self.known_last.max(seq);
+            let Ok(mut item) = pb::InboxItem::decode(bytes) else {
+                tracing::error!(device = %self.device, seq, "undecodable inbox entry skipped");
+                self.unacked.push_back(Unacked { seq, receipt_to: None });
+                continue;
+            };
+            item.seq = seq;
+            let receipt_to = match &item.body {
+                Some(inbox_item::Body::Message(m)) if m.from_account_id != self.device.account => {
+                    Some((m.from_account_id, item.server_msg_id))
+                }
+                _ => None,
+            };
+            self.unacked.push_back(Unacked { seq, receipt_to });
+            items.push(item);
+        }
+        if !items.is_empty() {
+            self.out.push(event(0, server_event::Event::Delivery(pb::Delivery { items })));
+        }
+    }
+}
+
+fn answer(request_id: u64, result: Result<server_event::Event, ServiceError>) -> pb::ServerEvent {
+    match result {
+        Ok(e) => event(request_id, e),
+        Err(e) => event(request_id, server_event::Event::Error(e.to_wire())),
+    }
+}

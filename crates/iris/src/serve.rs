@@ -1,0 +1,103 @@
+//! `iris serve`: load the configuration (file → environment → flags), start the server, and
+//! stop gracefully on SIGTERM/SIGINT (a second signal exits at once).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use iris_server::config::Config;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `iris serve`; each also reads an `IRIS_*` environment variable.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// TOML config file (see iris.example.toml); flags and environment override it.
+    #[arg(long, env = "IRIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store [default: ./iris-data].
+    #[arg(long, env = "IRIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Framed TCP listener [default: 127.0.0.1:7700].
+    #[arg(long, env = "IRIS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// HTTP listener: auth API, WebSocket, health [default: 127.0.0.1:7701].
+    #[arg(long, env = "IRIS_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Dev mode: every one-time code is 000000; only loopback addresses may be bound.
+    #[arg(long, env = "IRIS_DEV")]
+    pub dev: bool,
+    /// Log format.
+    #[arg(long, env = "IRIS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// The file's config with the flags (and environment) applied on top.
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = self.data_dir {
+            config.data_dir = d;
+        }
+        if let Some(a) = self.listen {
+            config.listen = a;
+        }
+        if let Some(a) = self.http {
+            config.http = a;
+        }
+        config.dev |= self.dev;
+        Ok(config)
+    }
+}
+
+/// Runs the server until a signal stops it.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let config = args.into_config()?;
+    let server = iris_server::start(config, iris_server::Dependencies::default()).await.context("starting the server")?;
+    println!("iris listening: tcp={} http=http://{}", server.tcp_addr, server.http_addr);
+    let stop = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down (a second signal exits at once)");
+        stop.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    server.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRIS_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
