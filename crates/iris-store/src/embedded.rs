@@ -1,1 +1,0 @@
-//! fjall engine: to be written

@@ -1,0 +1,217 @@
+//! Accounts, devices and refresh tokens on fjall. Every change runs under one mutex (they are
+//! rare, and it makes "check the device limit, then add" atomic) and is committed with fdatasync
+//! before returning. Reads go straight to fjall.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use fjall::{OwnedWriteBatch, PersistMode};
+
+use super::codec::{self, AccountRecord};
+use super::{keys, unavailable, Keyspaces, Shared};
+use crate::{Account, AccountId, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
+
+/// Account-side operations of [`super::FjallStore`].
+pub(super) struct Accounts {
+    ks: Keyspaces,
+    shared: Arc<Shared>,
+    /// Serialises every change, so read-check-write sequences cannot interleave.
+    lock: Mutex<()>,
+}
+
+impl Accounts {
+    pub(super) fn new(ks: Keyspaces, shared: Arc<Shared>) -> Self {
+        Self {
+            ks,
+            shared,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The account registered under `phone`.
+    pub(super) fn by_phone(&self, phone: &str) -> StoreResult<Option<Account>> {
+        let Some(id) = self.phone_id(phone)? else {
+            return Ok(None);
+        };
+        let rec = self.record(id)?.ok_or_else(|| dangling_phone(phone, id))?;
+        Ok(Some(rec.account))
+    }
+
+    /// The account record with this id.
+    pub(super) fn record(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
+        let value = self
+            .ks
+            .accounts
+            .get(keys::account(id))
+            .map_err(unavailable)?;
+        value.map(|v| codec::decode_account(id, &v)).transpose()
+    }
+
+    /// Creates the account if needed, then links a new device, enforcing `max_devices`.
+    pub(super) fn register_device(
+        &self,
+        phone: &str,
+        name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<(Account, Device)> {
+        let _guard = self.lock();
+        let mut batch = self.ks.db.batch();
+        let mut rec = match self.phone_id(phone)? {
+            Some(id) => self.record(id)?.ok_or_else(|| dangling_phone(phone, id))?,
+            None => self.new_account(&mut batch, phone, now_ms)?,
+        };
+        if self.devices(rec.account.id)?.len() >= max_devices as usize {
+            return Err(StoreError::DeviceLimit { max: max_devices });
+        }
+        let device = Device {
+            addr: DeviceAddr::new(rec.account.id, rec.next_device_id),
+            name: name.to_owned(),
+            primary: rec.next_device_id == 1,
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        rec.next_device_id = rec.next_device_id.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!("account {} ran out of device ids", rec.account.id))
+        })?;
+        batch.insert(
+            &self.ks.accounts,
+            keys::account(rec.account.id),
+            codec::encode_account(&rec),
+        );
+        batch.insert(
+            &self.ks.devices,
+            keys::device(device.addr),
+            codec::encode_device(&device),
+        );
+        self.commit(batch)?;
+        Ok((rec.account, device))
+    }
+
+    /// Active devices of `account`, ordered by id (key order).
+    pub(super) fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
+        let mut active = Vec::new();
+        for guard in self.ks.devices.prefix(keys::account(account)) {
+            let (key, value) = guard.into_inner().map_err(unavailable)?;
+            let device = codec::decode_device(keys::parse_device(&key)?, &value)?;
+            if device.revoked_at_ms.is_none() {
+                active.push(device);
+            }
+        }
+        Ok(active)
+    }
+
+    /// One device, revoked or not.
+    pub(super) fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>> {
+        let value = self
+            .ks
+            .devices
+            .get(keys::device(addr))
+            .map_err(unavailable)?;
+        value.map(|v| codec::decode_device(addr, &v)).transpose()
+    }
+
+    /// Marks the device revoked and deletes its refresh tokens; false if absent or revoked.
+    pub(super) fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+        let _guard = self.lock();
+        let mut device = match self.device(addr)? {
+            Some(d) if d.revoked_at_ms.is_none() => d,
+            _ => return Ok(false),
+        };
+        device.revoked_at_ms = Some(now_ms);
+        let mut batch = self.ks.db.batch();
+        batch.insert(
+            &self.ks.devices,
+            keys::device(addr),
+            codec::encode_device(&device),
+        );
+        for guard in self.ks.token_index.prefix(keys::device(addr)) {
+            let key = guard.key().map_err(unavailable)?;
+            batch.remove(&self.ks.tokens, keys::token_index_hash(&key)?);
+            batch.remove(&self.ks.token_index, key);
+        }
+        self.commit(batch)?;
+        Ok(true)
+    }
+
+    /// Stores a refresh token and its index entry.
+    pub(super) fn put_token(&self, token: &RefreshTokenRecord) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut batch = self.ks.db.batch();
+        batch.insert(&self.ks.tokens, token.hash, codec::encode_token(token));
+        batch.insert(
+            &self.ks.token_index,
+            keys::token_index(token.device, &token.hash),
+            Vec::<u8>::new(),
+        );
+        self.commit(batch)
+    }
+
+    /// Removes and returns a refresh token: at most one caller gets it.
+    pub(super) fn take_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        let _guard = self.lock();
+        let Some(value) = self.ks.tokens.get(hash).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let token = codec::decode_token(*hash, &value)?;
+        let mut batch = self.ks.db.batch();
+        batch.remove(&self.ks.tokens, *hash);
+        batch.remove(&self.ks.token_index, keys::token_index(token.device, hash));
+        self.commit(batch)?;
+        Ok(Some(token))
+    }
+
+    fn phone_id(&self, phone: &str) -> StoreResult<Option<AccountId>> {
+        let value = self.ks.phones.get(phone).map_err(unavailable)?;
+        value
+            .map(|v| Ok(u64::from_be_bytes(keys::array(&v)?)))
+            .transpose()
+    }
+
+    /// Adds a new account for `phone` to `batch` and returns its record.
+    fn new_account(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        phone: &str,
+        now_ms: u64,
+    ) -> StoreResult<AccountRecord> {
+        let next = self
+            .ks
+            .meta
+            .get(keys::NEXT_ACCOUNT_ID)
+            .map_err(unavailable)?;
+        let id = match next {
+            Some(v) => u64::from_be_bytes(keys::array(&v)?),
+            None => 1,
+        };
+        batch.insert(&self.ks.meta, keys::NEXT_ACCOUNT_ID, (id + 1).to_be_bytes());
+        batch.insert(&self.ks.phones, phone, keys::account(id));
+        let account = Account {
+            id,
+            phone: phone.to_owned(),
+            created_at_ms: now_ms,
+        };
+        Ok(AccountRecord {
+            account,
+            next_device_id: 1,
+        })
+    }
+
+    /// Commits with fdatasync, so the change is durable when the caller returns.
+    fn commit(&self, batch: OwnedWriteBatch) -> StoreResult<()> {
+        let result = batch.durability(Some(PersistMode::SyncData)).commit();
+        self.shared.set_healthy(result.is_ok());
+        result.map_err(|e| {
+            tracing::error!(error = %e, "account commit failed");
+            unavailable(e)
+        })
+    }
+
+    /// The mutation lock. Poisoning is ignored: it guards no data, only ordering.
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn dangling_phone(phone: &str, id: AccountId) -> StoreError {
+    StoreError::Corrupt(format!("phone {phone} points to missing account {id}"))
+}

@@ -1,0 +1,410 @@
+//! The embedded engine: [`FjallStore`] implements the store traits on fjall, a pure-Rust LSM on
+//! local disk. Appends, acks and purges go through one committer thread that group-commits them
+//! (one fsync per batch); reads and account operations use fjall directly. It knows nothing of
+//! the wire format: inbox items are opaque bytes.
+
+mod accounts;
+mod codec;
+mod committer;
+mod inbox;
+mod keys;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    Account, AccountId, AccountStore, AppendOutcome, AppendRequest, Device, DeviceAddr,
+    InboxCursor, InboxStore, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+};
+use accounts::Accounts;
+use committer::{Command, Committer};
+
+/// Suggested wait returned with [`StoreError::Overloaded`]: long enough for the committer to
+/// drain a few full batches.
+const OVERLOADED_RETRY_AFTER_MS: u32 = 200;
+
+/// Tuning of the embedded engine. The defaults suit a small server; every field is a bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FjallConfig {
+    /// Size at which a keyspace's memtable is sealed and flushed to disk. Larger is faster for
+    /// traffic that is acked quickly (appends and their deletes meet in memory); smaller copes
+    /// better with offline backlogs. Default 16 MiB (DESIGN.md measured 8–16 MiB fastest).
+    /// fjall records it when a keyspace is created: changing it for an existing data directory
+    /// has no effect.
+    pub max_memtable_bytes: u64,
+    /// Most operations (inbox entries; at least one per request) the committer puts in one
+    /// batch, i.e. behind one fsync. Default 1024.
+    pub batch_max_ops: usize,
+    /// How long the committer waits, after the first request of a batch arrives, for more
+    /// requests to share its fsync. 0 commits whatever queued up during the previous commit.
+    /// Default 1000 µs.
+    pub batch_max_wait_us: u64,
+    /// Requests waiting for the committer; when full, callers wait (backpressure). Default 16384.
+    pub queue_len_max: usize,
+    /// How long a caller waits for room in a full queue before getting
+    /// [`StoreError::Overloaded`]. Default 2000 ms.
+    pub enqueue_timeout_ms: u64,
+}
+
+impl Default for FjallConfig {
+    fn default() -> Self {
+        Self {
+            max_memtable_bytes: 16 * 1024 * 1024,
+            batch_max_ops: 1024,
+            batch_max_wait_us: 1000,
+            queue_len_max: 16_384,
+            enqueue_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Counters of the committer, for metrics (the server exports them to Prometheus).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FjallStats {
+    /// Batches committed (each with one fsync when it holds an append).
+    pub commits: u64,
+    /// Batches whose commit failed; every request in them got [`StoreError::Unavailable`].
+    pub commit_failures: u64,
+    /// Append requests stored (answered [`AppendOutcome::Appended`]).
+    pub appends: u64,
+    /// Append requests answered [`AppendOutcome::Duplicate`].
+    pub duplicates: u64,
+    /// Requests waiting in the committer queue right now (a gauge; compare `queue_len_max`).
+    pub queued: u64,
+}
+
+/// State shared by the store handle, the committer and account operations.
+struct Shared {
+    /// False after a failed commit until one succeeds; drives `is_healthy`.
+    healthy: AtomicBool,
+    /// The counters of [`FjallStats`], written by the committer.
+    commits: AtomicU64,
+    commit_failures: AtomicU64,
+    appends: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the outcome of any commit: a failure makes the store unhealthy until one succeeds.
+    fn set_healthy(&self, ok: bool) {
+        self.healthy.store(ok, Ordering::Release);
+    }
+
+    /// Records the outcome of one committer batch, for health and stats.
+    fn record_batch(&self, ok: bool) {
+        self.set_healthy(ok);
+        let counter = if ok {
+            &self.commits
+        } else {
+            &self.commit_failures
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn stats(&self) -> FjallStats {
+        FjallStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            commit_failures: self.commit_failures.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            queued: 0,
+        }
+    }
+}
+
+/// Handles to the database and its keyspaces; cheap to clone (all reference-counted).
+#[derive(Clone)]
+struct Keyspaces {
+    db: Database,
+    /// Account id → account record.
+    accounts: Keyspace,
+    /// Phone → account id.
+    phones: Keyspace,
+    /// Device address → device record.
+    devices: Keyspace,
+    /// Token hash → refresh token record.
+    tokens: Keyspace,
+    /// Device address ‖ token hash → empty: finds a device's tokens on revocation.
+    token_index: Keyspace,
+    /// Device address ‖ seq → append time ‖ item.
+    inbox: Keyspace,
+    /// Device address → acked ‖ last.
+    cursors: Keyspace,
+    /// Sender address ‖ client message id → server message id ‖ server time.
+    dedup: Keyspace,
+    /// Named counters (next account id).
+    meta: Keyspace,
+}
+
+impl Keyspaces {
+    fn open(db: Database, max_memtable_bytes: u64) -> StoreResult<Self> {
+        let open = |name: &str| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(max_memtable_bytes)
+            })
+            .map_err(unavailable)
+        };
+        Ok(Self {
+            accounts: open("accounts")?,
+            phones: open("phones")?,
+            devices: open("devices")?,
+            tokens: open("refresh_tokens")?,
+            token_index: open("refresh_token_index")?,
+            inbox: open("inbox")?,
+            cursors: open("cursors")?,
+            dedup: open("dedup")?,
+            meta: open("meta")?,
+            db,
+        })
+    }
+}
+
+/// The embedded store. Not `Clone`: share it behind an `Arc`. Dropping it flushes the pending
+/// batch and stops the committer (blocking briefly), so the directory can be reopened.
+pub struct FjallStore {
+    ks: Keyspaces,
+    accounts: Arc<Accounts>,
+    shared: Arc<Shared>,
+    /// Queue to the committer; `None` only while dropping, which is how the committer learns
+    /// that no request can arrive any more.
+    tx: Option<mpsc::Sender<Command>>,
+    /// Set by `close` so later calls fail fast with [`StoreError::Closed`].
+    closed: AtomicBool,
+    /// The committer thread, taken by whoever stops it first (`close` or drop). A tokio mutex
+    /// because `close` holds it across the wait, so a concurrent `close` returns only after the
+    /// committer has stopped.
+    committer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    enqueue_timeout: Duration,
+}
+
+impl FjallStore {
+    /// Opens (or creates) the store in directory `path` and starts its committer thread.
+    /// Blocking: call it from `spawn_blocking` or before the runtime starts.
+    pub fn open(path: &Path, config: FjallConfig) -> StoreResult<Self> {
+        let db = Database::builder(path).open().map_err(unavailable)?;
+        let ks = Keyspaces::open(db, config.max_memtable_bytes)?;
+        let shared = Arc::new(Shared::new());
+        let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
+        let committer = Committer::new(ks.clone(), rx, &config, Arc::clone(&shared));
+        let thread = std::thread::Builder::new()
+            .name("iris-committer".into())
+            .spawn(move || committer.run())
+            .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
+        Ok(Self {
+            accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
+            ks,
+            shared,
+            tx: Some(tx),
+            closed: AtomicBool::new(false),
+            committer: tokio::sync::Mutex::new(Some(thread)),
+            enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
+        })
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> FjallStats {
+        let queued = self
+            .tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+        FjallStats {
+            queued: queued as u64,
+            ..self.shared.stats()
+        }
+    }
+
+    /// Number of successful committer batches: with group commit, fewer than appends under load.
+    pub fn commit_count(&self) -> u64 {
+        self.stats().commits
+    }
+
+    /// Queues `cmd` for the committer, waiting up to the enqueue timeout when the queue is full.
+    async fn submit(&self, cmd: Command) -> StoreResult<()> {
+        let tx = match &self.tx {
+            Some(tx) if !self.closed.load(Ordering::Acquire) => tx,
+            _ => return Err(StoreError::Closed),
+        };
+        let cmd = match tx.try_send(cmd) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+            Err(mpsc::error::TrySendError::Full(cmd)) => cmd,
+        };
+        match tokio::time::timeout(self.enqueue_timeout, tx.send(cmd)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::Closed),
+            Err(_) => Err(StoreError::Overloaded {
+                retry_after_ms: OVERLOADED_RETRY_AFTER_MS,
+            }),
+        }
+    }
+
+    /// Sends `make(reply)` to the committer and waits for its answer.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Command,
+    ) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(make(reply)).await?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+    }
+
+    /// Stops the committer after it has handled everything queued before this call.
+    async fn stop_committer(&self) -> StoreResult<()> {
+        let mut slot = self.committer.lock().await;
+        let Some(thread) = slot.take() else {
+            return Ok(());
+        };
+        if let Some(tx) = &self.tx {
+            let (reply, done) = oneshot::channel();
+            if tx.send(Command::Close { reply }).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        match joined {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(StoreError::Unavailable("committer thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for FjallStore {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        // Dropping the only sender lets the committer drain the queue and exit.
+        drop(self.tx.take());
+        if let Some(thread) = self.committer.get_mut().take() {
+            if thread.join().is_err() {
+                tracing::error!("committer thread panicked");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl AccountStore for FjallStore {
+    async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<Account>> {
+        self.accounts.by_phone(phone)
+    }
+
+    async fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        Ok(self.accounts.record(id)?.map(|rec| rec.account))
+    }
+
+    async fn register_device(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<(Account, Device)> {
+        let (accounts, phone, name) = (
+            Arc::clone(&self.accounts),
+            phone.to_owned(),
+            device_name.to_owned(),
+        );
+        blocking(move || accounts.register_device(&phone, &name, now_ms, max_devices)).await
+    }
+
+    async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
+        self.accounts.devices(account)
+    }
+
+    async fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>> {
+        self.accounts.device(addr)
+    }
+
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+        let accounts = Arc::clone(&self.accounts);
+        blocking(move || accounts.revoke_device(addr, now_ms)).await
+    }
+
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()> {
+        let accounts = Arc::clone(&self.accounts);
+        blocking(move || accounts.put_token(&token)).await
+    }
+
+    async fn take_refresh_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        let (accounts, hash) = (Arc::clone(&self.accounts), *hash);
+        blocking(move || accounts.take_token(&hash)).await
+    }
+}
+
+#[async_trait]
+impl InboxStore for FjallStore {
+    async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
+        self.request(|reply| Command::Append { req, reply }).await
+    }
+
+    async fn read(
+        &self,
+        device: DeviceAddr,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEntry>> {
+        inbox::read(&self.ks, device, after_seq, limit)
+    }
+
+    async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()> {
+        self.request(|reply| Command::Ack {
+            device,
+            up_to_seq,
+            reply,
+        })
+        .await
+    }
+
+    async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
+        inbox::cursor(&self.ks, device)
+    }
+
+    async fn purge(&self, device: DeviceAddr) -> StoreResult<()> {
+        self.request(|reply| Command::Purge { device, reply }).await
+    }
+
+    async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
+        let ks = self.ks.clone();
+        blocking(move || inbox::expire(&ks, older_than_ms, dedup_older_than_ms)).await
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.closed.store(true, Ordering::Release);
+        self.stop_committer().await
+    }
+}
+
+/// Runs blocking work (fsyncs, scans) off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+}
+
+/// Every fjall error means the disk or the database failed; nothing was stored.
+fn unavailable(e: fjall::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
