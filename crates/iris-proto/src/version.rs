@@ -11,8 +11,8 @@ pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
 /// Every version this build accepts, highest first (current minor and the previous one).
 pub fn supported() -> Vec<ProtocolVersion> {
     let mut versions = vec![CURRENT];
-    if CURRENT.minor > 0 {
-        versions.push(ProtocolVersion { major: CURRENT.major, minor: CURRENT.minor - 1 });
+    if let Some(minor) = CURRENT.minor.checked_sub(1) {
+        versions.push(ProtocolVersion { major: CURRENT.major, minor });
     }
     versions
 }

@@ -340,3 +340,13 @@ mod tests {
         assert!(c.validate().is_err());
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    /// The example config in the repository root parses and validates.
+    #[test]
+    fn example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../iris.example.toml");
+        super::Config::from_file(&path).unwrap().validate().unwrap();
+    }
+}

@@ -76,6 +76,9 @@ fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
 
 /// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
 async fn handshake_then_serve<T: Transport>(ctx: Arc<Ctx>, transport: &mut T, frame: pb::ClientFrame) -> Result<(), pb::Error> {
+    if frame.ops.len() > ctx.limits.max_ops_per_frame as usize {
+        return Err(fatal(ErrorCode::TooManyOps, "too many operations in one frame"));
+    }
     let mut ops = frame.ops.into_iter();
     let Some(pb::ClientOp { request_id, op: Some(client_op::Op::Hello(hello)) }) = ops.next() else {
         return Err(fatal(ErrorCode::HandshakeRequired, "the first operation must be Hello"));

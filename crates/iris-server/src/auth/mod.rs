@@ -171,15 +171,17 @@ pub async fn authenticate(ctx: &Ctx, token: &str) -> Result<DeviceAddr, ServiceE
     Ok(claims.device)
 }
 
-/// Revokes `target` of the actor's account. The primary may revoke any device; any device may
-/// revoke itself. Closes the device's connection and deletes its inbox.
+/// Revokes `target` of the actor's account. The primary may revoke any other device; a linked
+/// device may revoke itself; the primary cannot revoke itself (the account would be left with
+/// nobody able to manage its devices). Closes the device's connection and deletes its inbox.
 pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<(), ServiceError> {
     let target_addr = DeviceAddr::new(actor.account, target);
-    if target != actor.device {
-        let me = ctx.store.device(actor).await?.ok_or(ServiceError::DeviceRevoked)?;
-        if !me.primary {
-            return Err(ServiceError::PermissionDenied("only the primary device may revoke other devices".into()));
-        }
+    let me = ctx.store.device(actor).await?.ok_or(ServiceError::DeviceRevoked)?;
+    if target != actor.device && !me.primary {
+        return Err(ServiceError::PermissionDenied("only the primary device may revoke other devices".into()));
+    }
+    if target == actor.device && me.primary {
+        return Err(ServiceError::PermissionDenied("the primary device cannot revoke itself".into()));
     }
     if !ctx.store.revoke_device(target_addr, ctx.clock.now_ms()).await? {
         return Err(ServiceError::NotFound("device"));

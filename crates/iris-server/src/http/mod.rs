@@ -4,6 +4,7 @@
 //! goes through [`api_error::ApiError`], the one place that picks status codes.
 
 mod api_error;
+mod extract;
 mod handlers;
 mod ws;
 
@@ -29,5 +30,6 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         .route(ws::PATH, get(ws::upgrade))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
+        .fallback(extract::not_found)
         .with_state(ctx)
 }
