@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item, send_message};
-use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, DeviceId, NewEntry};
+use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, DeviceId, NewEntry, PendingAppend};
 use prost::Message as _;
 
 use crate::context::Ctx;
@@ -19,8 +19,23 @@ use crate::router::Hint;
 /// Most message ids in one read receipt.
 pub const RECEIPT_IDS_MAX: usize = 1000;
 
+/// A send that is queued for commit; [`PendingSend::finish`] waits until it is durable.
+pub struct PendingSend {
+    pending: PendingAppend,
+    entries: Vec<(DeviceAddr, Bytes)>,
+    server_msg_id: u64,
+    server_ts_ms: u64,
+    client_msg_id: String,
+}
+
 /// Sends one message from `sender`; returns once it is durable in every target inbox.
 pub async fn send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result<pb::SendResult, ServiceError> {
+    start_send(ctx, sender, msg).await?.finish(ctx).await
+}
+
+/// Validates a send and queues it for commit. Sends started one after another by one session
+/// are committed in that order (per-sender order), while their commits overlap.
+pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result<PendingSend, ServiceError> {
     validate_send(ctx, &msg)?;
     let recipient = resolve_recipient(ctx, &msg).await?;
     let me = ctx.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
@@ -38,7 +53,7 @@ pub async fn send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result
             client_msg_id: msg.client_msg_id.clone(),
         }))
     };
-    let entries = match msg.body.expect("validated") {
+    let entries: Vec<NewEntry> = match msg.body.expect("validated") {
         send_message::Body::Payload(payload) => {
             let shared = item(payload);
             targets.iter().map(|&device| NewEntry { device, item: shared.clone() }).collect()
@@ -53,18 +68,30 @@ pub async fn send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result
         }
     };
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-    let outcome = append_and_notify(ctx, AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
-    let (server_msg_id, server_ts_ms, duplicate) = match outcome {
-        AppendOutcome::Appended { .. } => (server_msg_id, now, false),
-        AppendOutcome::Duplicate { server_msg_id, server_ts_ms } => (server_msg_id, server_ts_ms, true),
-    };
-    Ok(pb::SendResult {
-        status: pb::SendStatus::Accepted as i32,
-        server_msg_id,
-        server_ts_ms,
-        client_msg_id: msg.client_msg_id,
-        duplicate,
-    })
+    let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();
+    let pending = ctx.store.enqueue_append(AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
+    Ok(PendingSend { pending, entries: hints, server_msg_id, server_ts_ms: now, client_msg_id: msg.client_msg_id })
+}
+
+impl PendingSend {
+    /// Waits until the send is durable, hints the recipients' sessions and builds the answer.
+    pub async fn finish(self, ctx: &Ctx) -> Result<pb::SendResult, ServiceError> {
+        let outcome = self.pending.await?;
+        let (server_msg_id, server_ts_ms, duplicate) = match outcome {
+            AppendOutcome::Appended { seqs } => {
+                notify(ctx, self.entries, &seqs);
+                (self.server_msg_id, self.server_ts_ms, false)
+            }
+            AppendOutcome::Duplicate { server_msg_id, server_ts_ms } => (server_msg_id, server_ts_ms, true),
+        };
+        Ok(pb::SendResult {
+            status: pb::SendStatus::Accepted as i32,
+            server_msg_id,
+            server_ts_ms,
+            client_msg_id: self.client_msg_id,
+            duplicate,
+        })
+    }
 }
 
 fn validate_send(ctx: &Ctx, msg: &pb::SendMessage) -> Result<(), ServiceError> {
@@ -199,11 +226,15 @@ async fn append_and_notify(ctx: &Ctx, req: AppendRequest) -> Result<AppendOutcom
     let entries: Vec<(DeviceAddr, Bytes)> = req.entries.iter().map(|e| (e.device, e.item.clone())).collect();
     let outcome = ctx.store.append(req).await?;
     if let AppendOutcome::Appended { seqs } = &outcome {
-        for ((device, item), &seq) in entries.into_iter().zip(seqs) {
-            ctx.router.notify(device, Hint { seq, item });
-        }
+        notify(ctx, entries, seqs);
     }
     Ok(outcome)
+}
+
+fn notify(ctx: &Ctx, entries: Vec<(DeviceAddr, Bytes)>, seqs: &[u64]) {
+    for ((device, item), &seq) in entries.into_iter().zip(seqs) {
+        ctx.router.notify(device, Hint { seq, item });
+    }
 }
 
 fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {

@@ -112,7 +112,7 @@ async fn handshake_then_serve<T: Transport>(ctx: Arc<Ctx>, transport: &mut T, fr
                 node_id: ctx.node_name.clone(),
             };
             session.out.push(event(request_id, server_event::Event::Welcome(welcome)));
-            session.handle_ops(ops.collect())?;
+            session.handle_ops(ops.collect()).await?;
             session.serve(transport).await
         }
         Err(e) => Err(with_fatal(e.to_wire())),
@@ -227,7 +227,7 @@ impl Session {
                     match received {
                         Ok(Some(frame)) => {
                             self.last_heard = Instant::now();
-                            self.handle_ops(frame.ops)?;
+                            self.handle_ops(frame.ops).await?;
                         }
                         Ok(None) => return Ok(()),
                         Err(e) => return Err(transport_error(&e)),
@@ -257,7 +257,7 @@ impl Session {
         let _ = timeout(DRAIN_TIMEOUT, transport.send(&frame)).await;
     }
 
-    fn handle_ops(&mut self, ops: Vec<pb::ClientOp>) -> Result<(), pb::Error> {
+    async fn handle_ops(&mut self, ops: Vec<pb::ClientOp>) -> Result<(), pb::Error> {
         if ops.len() > self.ctx.limits.max_ops_per_frame as usize {
             return Err(fatal(ErrorCode::TooManyOps, "too many operations in one frame"));
         }
@@ -267,13 +267,16 @@ impl Session {
                 Some(client_op::Op::Hello(_)) => {
                     return Err(fatal(ErrorCode::HandshakeRequired, "Hello was already received on this connection"));
                 }
-                Some(client_op::Op::Send(msg)) => {
-                    let (ctx, device) = (self.ctx.clone(), self.device);
-                    self.inflight.push(Box::pin(async move {
-                        let result = messaging::send(&ctx, device, msg).await;
-                        Some(answer(rid, result.map(server_event::Event::SendResult)))
-                    }));
-                }
+                Some(client_op::Op::Send(msg)) => match messaging::start_send(&self.ctx, self.device, msg).await {
+                    Ok(pending) => {
+                        let ctx = self.ctx.clone();
+                        self.inflight.push(Box::pin(async move {
+                            let result = pending.finish(&ctx).await;
+                            Some(answer(rid, result.map(server_event::Event::SendResult)))
+                        }));
+                    }
+                    Err(e) => self.out.push(answer(rid, Err(e))),
+                },
                 Some(client_op::Op::Receipt(r)) => {
                     let (ctx, device) = (self.ctx.clone(), self.device);
                     self.inflight.push(Box::pin(async move {

@@ -22,6 +22,9 @@ use async_trait::async_trait;
 /// Result of every store call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A queued append that resolves once it is durable (or failed).
+pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<AppendOutcome>> + Send>>;
+
 /// Accounts, devices and refresh tokens: low-rate, strongly consistent records.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
@@ -63,11 +66,22 @@ pub trait AccountStore: Send + Sync + 'static {
 /// Per-device inboxes and send deduplication: the message path.
 #[async_trait]
 pub trait InboxStore: Send + Sync + 'static {
-    /// Durably appends every entry of `req` to its device's inbox, assigning each the device's
-    /// next sequence number, and records `req.dedup`, all or nothing. If `req.dedup` was already
+    /// Queues an append and returns as soon as it is queued; the returned future resolves when
+    /// it is durable. Appends queued one after another by one caller are committed in that
+    /// order, so a session that awaits each `enqueue_append` before the next keeps its sends in
+    /// order while many commits are in flight. Waits while the queue is full, up to a deadline,
+    /// then fails with [`StoreError::Overloaded`].
+    ///
+    /// The append itself: every entry of `req` goes to its device's inbox with the device's next
+    /// sequence number, and `req.dedup` is recorded, all or nothing. If `req.dedup` was already
     /// recorded (a retry), nothing is appended and the original id and time are returned.
-    /// Concurrent calls are group-committed: one fsync per batch, not per call.
-    async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome>;
+    /// Concurrent appends are group-committed: one fsync per batch, not per call.
+    async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend>;
+
+    /// [`enqueue_append`](Self::enqueue_append) and wait until durable.
+    async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
+        self.enqueue_append(req).await?.await
+    }
 
     /// Up to `limit` entries of `device` with `seq > after_seq`, in sequence order.
     async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>>;

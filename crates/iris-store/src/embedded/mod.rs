@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    Account, AccountId, AccountStore, AppendOutcome, AppendRequest, Device, DeviceAddr,
+use crate::{PendingAppend, 
+    Account, AccountId, AccountStore, AppendRequest, Device, DeviceAddr,
     InboxCursor, InboxStore, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
@@ -350,8 +350,14 @@ impl AccountStore for FjallStore {
 
 #[async_trait]
 impl InboxStore for FjallStore {
-    async fn append(&self, req: AppendRequest) -> StoreResult<AppendOutcome> {
-        self.request(|reply| Command::Append { req, reply }).await
+    async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Append { req, reply }).await?;
+        Ok(Box::pin(async move {
+            answer
+                .await
+                .map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+        }))
     }
 
     async fn read(
