@@ -1,1 +1,47 @@
-//! placeholder
+//! The Iris client SDK: log in over HTTP, then send and receive over the framed TCP protocol.
+//!
+//! ```no_run
+//! # async fn demo(creds: iris_proto::http::Credentials) -> Result<(), iris_client::ClientError> {
+//! use iris_client::{Client, ClientConfig, Event};
+//! let (client, mut events) = Client::connect(ClientConfig::new("http://127.0.0.1:7701", creds)).await?;
+//! let sent = client.send("+14155550123", "hello").await?; // resolves once durably stored
+//! while let Some(event) = events.next().await {
+//!     if let Event::Message(item) = &event {
+//!         // ... process, persist ...
+//!         client.ack(item.seq);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A background task owns the connection: it batches operations into frames, keeps the
+//! heartbeat, reconnects with jittered backoff, refreshes the access token, resends unanswered
+//! operations with the same `client_msg_id`, and drops redelivered inbox items, so the app sees
+//! each message exactly once per client lifetime (and across restarts, if it persists
+//! [`Client::last_acked_seq`] and passes it back as [`ClientConfig::resume_after_seq`]).
+//!
+//! **Invariant:** the SDK depends on `iris-proto` only, never on the server or the store.
+
+mod backoff;
+mod client;
+mod config;
+mod connection;
+mod dedup;
+mod driver;
+mod error;
+mod event;
+mod handshake;
+mod http;
+mod inflight;
+mod shared;
+
+pub use backoff::{after_hint, Backoff};
+pub use client::{new_client_msg_id, Client, Recipient};
+pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};
+pub use dedup::DedupWindow;
+pub use error::ClientError;
+pub use event::{DisconnectReason, Event, Events};
+pub use http::HttpApi;
+
+/// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.
+pub use iris_proto::{http as api, pb};

@@ -98,9 +98,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ping_frame(n: u64) -> ClientFrame {
-        ClientFrame {
-            ops: vec![ClientOp { request_id: n, op: Some(client_op::Op::Ping(Ping { client_time_ms: n })) }],
-        }
+        ClientFrame { ops: vec![ClientOp { request_id: n, op: Some(client_op::Op::Ping(Ping { client_time_ms: n })) }] }
     }
 
     #[test]

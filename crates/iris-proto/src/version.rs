@@ -20,11 +20,7 @@ pub fn supported() -> Vec<ProtocolVersion> {
 /// Picks the highest version in `offered` that this build supports, or `None`.
 pub fn negotiate(offered: &[ProtocolVersion]) -> Option<ProtocolVersion> {
     let supported = supported();
-    offered
-        .iter()
-        .filter(|v| supported.contains(v))
-        .max_by_key(|v| (v.major, v.minor))
-        .copied()
+    offered.iter().filter(|v| supported.contains(v)).max_by_key(|v| (v.major, v.minor)).copied()
 }
 
 #[cfg(test)]

@@ -128,9 +128,11 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         None => open_embedded(&config).await?,
     };
     let tcp = gateway::tcp::bind(config.listen)?;
-    let tcp_addr = tcp.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.listen, source })?;
+    let tcp_addr =
+        tcp.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.listen, source })?;
     let http = gateway::tcp::bind(config.http)?;
-    let http_addr = http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
+    let http_addr =
+        http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
     let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
     let ctx = Arc::new(Ctx {
         limits: config.limits.to_proto(),

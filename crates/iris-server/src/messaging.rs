@@ -43,15 +43,19 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
     let now = ctx.clock.now_ms();
     let server_msg_id = ctx.ids.next(now);
     let item = |payload: Bytes| {
-        encode_item(server_msg_id, now, inbox_item::Body::Message(pb::Message {
-            from_account_id: sender.account,
-            from_device_id: sender.device,
-            from_phone: me.phone.clone(),
-            to_account_id: recipient.id,
-            to_phone: recipient.phone.clone(),
-            payload,
-            client_msg_id: msg.client_msg_id.clone(),
-        }))
+        encode_item(
+            server_msg_id,
+            now,
+            inbox_item::Body::Message(pb::Message {
+                from_account_id: sender.account,
+                from_device_id: sender.device,
+                from_phone: me.phone.clone(),
+                to_account_id: recipient.id,
+                to_phone: recipient.phone.clone(),
+                payload,
+                client_msg_id: msg.client_msg_id.clone(),
+            }),
+        )
     };
     let entries: Vec<NewEntry> = match msg.body.expect("validated") {
         send_message::Body::Payload(payload) => {
@@ -123,7 +127,8 @@ async fn resolve_recipient(ctx: &Ctx, msg: &pb::SendMessage) -> Result<std::sync
     let found = if msg.to_account_id != 0 {
         ctx.directory.by_id(msg.to_account_id).await?
     } else {
-        let phone = iris_proto::phone::validate(&msg.to_phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+        let phone =
+            iris_proto::phone::validate(&msg.to_phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
         ctx.directory.by_phone(&phone).await?
     };
     found.ok_or(ServiceError::UnknownRecipient)
@@ -131,14 +136,19 @@ async fn resolve_recipient(ctx: &Ctx, msg: &pb::SendMessage) -> Result<std::sync
 
 /// Every device of the recipient and every other device of the sender, without repeats.
 fn target_devices(recipient: &AccountView, me: &AccountView, sender: DeviceAddr) -> Vec<DeviceAddr> {
-    let mut targets: BTreeSet<DeviceAddr> = recipient.devices.iter().map(|&d| DeviceAddr::new(recipient.id, d)).collect();
+    let mut targets: BTreeSet<DeviceAddr> =
+        recipient.devices.iter().map(|&d| DeviceAddr::new(recipient.id, d)).collect();
     targets.extend(me.devices.iter().map(|&d| DeviceAddr::new(me.id, d)));
     targets.remove(&sender);
     targets.into_iter().collect()
 }
 
 /// Signal-style check: per-device payloads must name exactly the current target devices.
-fn check_device_lists(per_device: &pb::DevicePayloads, targets: &[DeviceAddr], accounts: &[&AccountView]) -> Result<(), ServiceError> {
+fn check_device_lists(
+    per_device: &pb::DevicePayloads,
+    targets: &[DeviceAddr],
+    accounts: &[&AccountView],
+) -> Result<(), ServiceError> {
     let given: BTreeSet<DeviceAddr> =
         per_device.payloads.iter().map(|p| DeviceAddr::new(p.account_id, p.device_id)).collect();
     if given.len() != per_device.payloads.len() {
@@ -158,18 +168,28 @@ fn check_device_lists(per_device: &pb::DevicePayloads, targets: &[DeviceAddr], a
         let missing: Vec<DeviceId> = w.difference(&g).copied().collect();
         let extra: Vec<DeviceId> = g.difference(&w).copied().collect();
         if !missing.is_empty() || !extra.is_empty() {
-            mismatches.push(pb::DeviceMismatch { account_id: account.id, missing_devices: missing, extra_devices: extra });
+            mismatches.push(pb::DeviceMismatch {
+                account_id: account.id,
+                missing_devices: missing,
+                extra_devices: extra,
+            });
         }
     }
     if given.iter().any(|d| !accounts_seen.contains(&d.account)) {
-        return Err(ServiceError::InvalidArgument("per_device names a device of an account not in this conversation".into()));
+        return Err(ServiceError::InvalidArgument(
+            "per_device names a device of an account not in this conversation".into(),
+        ));
     }
     Err(ServiceError::StaleDevices(mismatches))
 }
 
 /// Records that `reader` read messages it received from `msg.to_account_id`: a durable receipt
 /// for the sender's devices and a read-sync for the reader's other devices.
-pub async fn read_receipt(ctx: &Ctx, reader: DeviceAddr, r: pb::SendReceipt) -> Result<pb::ReceiptResult, ServiceError> {
+pub async fn read_receipt(
+    ctx: &Ctx,
+    reader: DeviceAddr,
+    r: pb::SendReceipt,
+) -> Result<pb::ReceiptResult, ServiceError> {
     if r.r#type != pb::ReceiptType::Read as i32 {
         return Err(ServiceError::InvalidArgument("clients may only send READ receipts".into()));
     }
@@ -181,22 +201,31 @@ pub async fn read_receipt(ctx: &Ctx, reader: DeviceAddr, r: pb::SendReceipt) -> 
     let now = ctx.clock.now_ms();
     let id = ctx.ids.next(now);
     let receipt = |peer: AccountId| {
-        encode_item(id, now, inbox_item::Body::Receipt(pb::Receipt {
-            r#type: pb::ReceiptType::Read as i32,
-            from_account_id: reader.account,
-            from_device_id: reader.device,
-            peer_account_id: peer,
-            server_msg_ids: r.server_msg_ids.clone(),
-        }))
+        encode_item(
+            id,
+            now,
+            inbox_item::Body::Receipt(pb::Receipt {
+                r#type: pb::ReceiptType::Read as i32,
+                from_account_id: reader.account,
+                from_device_id: reader.device,
+                peer_account_id: peer,
+                server_msg_ids: r.server_msg_ids.clone(),
+            }),
+        )
     };
     let to_sender = receipt(reader.account);
     let to_me = receipt(sender.id);
     let mut entries: Vec<NewEntry> = Vec::new();
     if sender.id != me.id {
-        entries.extend(sender.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender.id, d), item: to_sender.clone() }));
+        entries.extend(
+            sender.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender.id, d), item: to_sender.clone() }),
+        );
     }
     entries.extend(
-        me.devices.iter().filter(|&&d| d != reader.device).map(|&d| NewEntry { device: DeviceAddr::new(me.id, d), item: to_me.clone() }),
+        me.devices
+            .iter()
+            .filter(|&&d| d != reader.device)
+            .map(|&d| NewEntry { device: DeviceAddr::new(me.id, d), item: to_me.clone() }),
     );
     append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
     Ok(pb::ReceiptResult { server_ts_ms: now })
@@ -204,19 +233,28 @@ pub async fn read_receipt(ctx: &Ctx, reader: DeviceAddr, r: pb::SendReceipt) -> 
 
 /// Tells each sender's devices that `recipient` acked their messages (`by_sender`: sender
 /// account → message ids).
-pub async fn delivered_receipts(ctx: &Ctx, recipient: DeviceAddr, by_sender: Vec<(AccountId, Vec<u64>)>) -> Result<(), ServiceError> {
+pub async fn delivered_receipts(
+    ctx: &Ctx,
+    recipient: DeviceAddr,
+    by_sender: Vec<(AccountId, Vec<u64>)>,
+) -> Result<(), ServiceError> {
     for (sender, ids) in by_sender {
         let Some(view) = ctx.directory.by_id(sender).await? else { continue };
         let now = ctx.clock.now_ms();
         let id = ctx.ids.next(now);
-        let item = encode_item(id, now, inbox_item::Body::Receipt(pb::Receipt {
-            r#type: pb::ReceiptType::Delivered as i32,
-            from_account_id: recipient.account,
-            from_device_id: recipient.device,
-            peer_account_id: recipient.account,
-            server_msg_ids: ids,
-        }));
-        let entries = view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }).collect();
+        let item = encode_item(
+            id,
+            now,
+            inbox_item::Body::Receipt(pb::Receipt {
+                r#type: pb::ReceiptType::Delivered as i32,
+                from_account_id: recipient.account,
+                from_device_id: recipient.device,
+                peer_account_id: recipient.account,
+                server_msg_ids: ids,
+            }),
+        );
+        let entries =
+            view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }).collect();
         append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
     }
     Ok(())

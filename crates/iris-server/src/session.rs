@@ -75,7 +75,11 @@ fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
 }
 
 /// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
-async fn handshake_then_serve<T: Transport>(ctx: Arc<Ctx>, transport: &mut T, frame: pb::ClientFrame) -> Result<(), pb::Error> {
+async fn handshake_then_serve<T: Transport>(
+    ctx: Arc<Ctx>,
+    transport: &mut T,
+    frame: pb::ClientFrame,
+) -> Result<(), pb::Error> {
     if frame.ops.len() > ctx.limits.max_ops_per_frame as usize {
         return Err(fatal(ErrorCode::TooManyOps, "too many operations in one frame"));
     }
@@ -157,7 +161,12 @@ struct Session {
 }
 
 impl Session {
-    async fn start(ctx: Arc<Ctx>, device: DeviceAddr, registration: Registration, resume_after: u64) -> Result<Self, ServiceError> {
+    async fn start(
+        ctx: Arc<Ctx>,
+        device: DeviceAddr,
+        registration: Registration,
+        resume_after: u64,
+    ) -> Result<Self, ServiceError> {
         let mut cursor = ctx.store.cursor(device).await?;
         if resume_after > cursor.acked {
             let up_to = resume_after.min(cursor.last);
@@ -308,7 +317,10 @@ impl Session {
             return Ok(());
         }
         if up_to > self.sent {
-            return Err(ServiceError::InvalidArgument(format!("ack {up_to} is beyond the last delivered seq {}", self.sent)));
+            return Err(ServiceError::InvalidArgument(format!(
+                "ack {up_to} is beyond the last delivered seq {}",
+                self.sent
+            )));
         }
         let mut by_sender: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
         while self.unacked.front().is_some_and(|u| u.seq <= up_to) {

@@ -35,7 +35,10 @@ async fn a_malformed_body_is_an_api_error() {
     // Proves: a body that is not the expected JSON is 400 with an ApiError body (code ERROR_CODE_INVALID_ARGUMENT), like every other error.
     let server = TestServer::start().await;
     server.post_raw("/v1/auth/request-code", "{not json").await.expect_error(400, ErrorCode::InvalidArgument);
-    server.post_raw("/v1/auth/verify", r#"{"phone": "+15550000001"}"#).await.expect_error(400, ErrorCode::InvalidArgument);
+    server
+        .post_raw("/v1/auth/verify", r#"{"phone": "+15550000001"}"#)
+        .await
+        .expect_error(400, ErrorCode::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +124,13 @@ async fn the_first_device_is_primary_and_an_account_has_at_most_five() {
     let summary: Vec<(u32, bool, &str)> = listed.iter().map(|d| (d.device_id, d.primary, d.name.as_str())).collect();
     assert_eq!(
         summary,
-        vec![(1, true, "device 1"), (2, false, "device 2"), (3, false, "device 3"), (4, false, "device 4"), (5, false, "device 5")]
+        vec![
+            (1, true, "device 1"),
+            (2, false, "device 2"),
+            (3, false, "device 3"),
+            (4, false, "device 4"),
+            (5, false, "device 5")
+        ]
     );
 
     server.request_code(ALICE).await.expect_status(200);
@@ -231,10 +240,14 @@ async fn account_lookup_returns_current_devices() {
 
     for path in [format!("/v1/accounts/{ALICE}"), format!("/v1/accounts/{}", ALICE.replace('+', "%2B"))] {
         let info: AccountInfo = server.get(&path, Some(&bob.access_token)).await.expect_json(200);
-        assert_eq!(info, AccountInfo { account_id: alice1.account_id, phone: ALICE.to_owned(), device_ids: vec![1, 2] });
+        assert_eq!(
+            info,
+            AccountInfo { account_id: alice1.account_id, phone: ALICE.to_owned(), device_ids: vec![1, 2] }
+        );
     }
     server.delete("/v1/devices/2", &alice1.access_token).await.expect_status(204);
-    let info: AccountInfo = server.get(&format!("/v1/accounts/{ALICE}"), Some(&bob.access_token)).await.expect_json(200);
+    let info: AccountInfo =
+        server.get(&format!("/v1/accounts/{ALICE}"), Some(&bob.access_token)).await.expect_json(200);
     assert_eq!(info.device_ids, vec![1]);
 
     server.get("/v1/accounts/%2B15559999999", Some(&bob.access_token)).await.expect_error(404, ErrorCode::NotFound);

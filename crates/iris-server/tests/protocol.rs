@@ -155,7 +155,11 @@ async fn bad_forged_and_empty_tokens_are_unauthenticated() {
     let alice = server.login("+15550000001", "alice").await;
     let other_server = TestServer::start().await;
     let stranger = other_server.login("+15550000001", "alice").await;
-    assert_eq!((stranger.account_id, stranger.device_id), (alice.account_id, alice.device_id), "same claims, other key");
+    assert_eq!(
+        (stranger.account_id, stranger.device_id),
+        (alice.account_id, alice.device_id),
+        "same claims, other key"
+    );
 
     // Same MAC, claims edited to device 2.
     let (payload, mac) = alice.access_token.strip_prefix("v1.").unwrap().split_once('.').unwrap();

@@ -10,8 +10,8 @@
 //! **Invariant:** the store never calls the router or knows about connections; it stores bytes
 //! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
 
-pub mod error;
 pub mod embedded;
+pub mod error;
 pub mod types;
 
 pub use error::StoreError;

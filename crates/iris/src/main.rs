@@ -1,1 +1,51 @@
-fn main() {}
+//! `iris`: one binary for the server (`iris serve`) and a command-line client (`login`, `send`,
+//! `recv`, `chat`). Parses the command line and dispatches; each command lives in its own file.
+
+mod cmd;
+mod profile;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Iris, a WhatsApp-class messaging server and its command-line client.
+#[derive(Parser, Debug)]
+#[command(name = "iris", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Link this machine as a device of a phone number's account and save a profile.
+    Login(cmd::login::LoginArgs),
+    /// Send one text message and print the server's answer as a JSON line.
+    Send(cmd::send::SendArgs),
+    /// Print received messages and receipts as JSON lines, acking each.
+    Recv(cmd::recv::RecvArgs),
+    /// Chat interactively with one peer at a time.
+    Chat(cmd::chat::ChatArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Login(args) => cmd::with_logging(cmd::login::run(args)).await,
+        Command::Send(args) => cmd::with_logging(cmd::send::run(args)).await,
+        Command::Recv(args) => cmd::with_logging(cmd::recv::run(args)).await,
+        Command::Chat(args) => cmd::with_logging(cmd::chat::run(args)).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            cmd::report_error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

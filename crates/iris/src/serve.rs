@@ -64,7 +64,8 @@ impl ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let config = args.into_config()?;
-    let server = iris_server::start(config, iris_server::Dependencies::default()).await.context("starting the server")?;
+    let server =
+        iris_server::start(config, iris_server::Dependencies::default()).await.context("starting the server")?;
     println!("iris listening: tcp={} http=http://{}", server.tcp_addr, server.http_addr);
     let stop = server.shutdown_token();
     tokio::spawn(async move {

@@ -76,7 +76,8 @@ impl CodeBook {
                 return Err(CodeError::BookFull);
             }
         }
-        let entry = Pending { code: code.clone(), expires_at_ms: now_ms + self.ttl_ms, attempts_left: self.attempts_max };
+        let entry =
+            Pending { code: code.clone(), expires_at_ms: now_ms + self.ttl_ms, attempts_left: self.attempts_max };
         pending.insert(phone.to_owned(), entry);
         Ok(code)
     }

@@ -91,7 +91,10 @@ pub fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, ServiceEr
     let auth = &ctx.auth;
     ratelimit::check(&auth.code_per_ip, &ip)?;
     ratelimit::check(&auth.code_per_phone, &phone)?;
-    let code = auth.codes.issue(&phone, ctx.clock.now_ms()).map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?;
+    let code = auth
+        .codes
+        .issue(&phone, ctx.clock.now_ms())
+        .map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?;
     auth.sender.send(&phone, &code).map_err(|why| {
         tracing::warn!(%phone, error = %why, "could not send one-time code");
         ServiceError::Unavailable
@@ -100,7 +103,13 @@ pub fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, ServiceEr
 }
 
 /// Checks the code and registers a new device for the phone's account.
-pub async fn verify(ctx: &Ctx, phone: &str, code: &str, device_name: &str, ip: IpAddr) -> Result<Credentials, ServiceError> {
+pub async fn verify(
+    ctx: &Ctx,
+    phone: &str,
+    code: &str,
+    device_name: &str,
+    ip: IpAddr,
+) -> Result<Credentials, ServiceError> {
     let phone = validate_phone(phone)?;
     if device_name.len() > 64 {
         return Err(ServiceError::InvalidArgument("device_name is longer than 64 bytes".into()));
@@ -139,11 +148,8 @@ async fn issue_credentials(ctx: &Ctx, device: DeviceAddr, phone: &str) -> Result
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     let refresh_token = B64.encode(secret);
-    let record = RefreshTokenRecord {
-        hash: hash_secret(&refresh_token),
-        device,
-        expires_at_ms: now + ctx.auth.refresh_ttl_ms,
-    };
+    let record =
+        RefreshTokenRecord { hash: hash_secret(&refresh_token), device, expires_at_ms: now + ctx.auth.refresh_ttl_ms };
     ctx.store.put_refresh_token(record).await?;
     Ok(Credentials {
         account_id: device.account,

@@ -50,7 +50,8 @@ pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ListenError> {
     let certs = CertificateDer::pem_file_iter(&tls.cert_path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| ListenError::Tls(format!("{}: {e}", tls.cert_path.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_path).map_err(|e| ListenError::Tls(format!("{}: {e}", tls.key_path.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_path)
+        .map_err(|e| ListenError::Tls(format!("{}: {e}", tls.key_path.display())))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| ListenError::Tls(e.to_string()))?

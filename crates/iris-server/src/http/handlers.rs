@@ -6,7 +6,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use iris_proto::http::{AccountInfo, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo, VerifyRequest};
+use iris_proto::http::{
+    AccountInfo, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo, VerifyRequest,
+};
 use iris_store::DeviceAddr;
 
 use super::extract::{ApiJson, ApiPath};
@@ -30,13 +32,21 @@ pub async fn info(State(ctx): Shared) -> Json<ServerInfo> {
 }
 
 /// `POST /v1/auth/request-code`.
-pub async fn request_code(State(ctx): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, ApiJson(req): ApiJson<CodeRequest>) -> Result<Json<CodeRequested>, ApiError> {
+pub async fn request_code(
+    State(ctx): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<CodeRequest>,
+) -> Result<Json<CodeRequested>, ApiError> {
     let expires_in_s = auth::request_code(&ctx, &req.phone, peer.ip())?;
     Ok(Json(CodeRequested { expires_in_s }))
 }
 
 /// `POST /v1/auth/verify`.
-pub async fn verify(State(ctx): Shared, ConnectInfo(peer): ConnectInfo<SocketAddr>, ApiJson(req): ApiJson<VerifyRequest>) -> Result<Json<Credentials>, ApiError> {
+pub async fn verify(
+    State(ctx): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<Json<Credentials>, ApiError> {
     Ok(Json(auth::verify(&ctx, &req.phone, &req.code, &req.device_name, peer.ip()).await?))
 }
 
@@ -62,20 +72,33 @@ pub async fn devices(State(ctx): Shared, headers: HeaderMap) -> Result<Json<Vec<
     Ok(Json(
         devices
             .into_iter()
-            .map(|d| DeviceInfo { device_id: d.addr.device, name: d.name, primary: d.primary, created_at_ms: d.created_at_ms })
+            .map(|d| DeviceInfo {
+                device_id: d.addr.device,
+                name: d.name,
+                primary: d.primary,
+                created_at_ms: d.created_at_ms,
+            })
             .collect(),
     ))
 }
 
 /// `DELETE /v1/devices/{device_id}`.
-pub async fn revoke_device(State(ctx): Shared, headers: HeaderMap, ApiPath(device_id): ApiPath<u32>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_device(
+    State(ctx): Shared,
+    headers: HeaderMap,
+    ApiPath(device_id): ApiPath<u32>,
+) -> Result<StatusCode, ApiError> {
     let me = caller(&ctx, &headers).await?;
     auth::revoke(&ctx, me, device_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /v1/accounts/{phone}`: account id and current devices (for per-device payloads).
-pub async fn account(State(ctx): Shared, headers: HeaderMap, ApiPath(phone): ApiPath<String>) -> Result<Json<AccountInfo>, ApiError> {
+pub async fn account(
+    State(ctx): Shared,
+    headers: HeaderMap,
+    ApiPath(phone): ApiPath<String>,
+) -> Result<Json<AccountInfo>, ApiError> {
     caller(&ctx, &headers).await?;
     let phone = iris_proto::phone::validate(&phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
     let view = ctx.directory.by_phone(&phone).await?.ok_or(ServiceError::NotFound("account"))?;

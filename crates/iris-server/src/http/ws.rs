@@ -25,14 +25,13 @@ pub const JSON_SUBPROTOCOL: &str = "iris.v1.json";
 /// `GET /v1/ws`: upgrades and runs a session.
 pub async fn upgrade(State(ctx): State<Arc<Ctx>>, ws: WebSocketUpgrade) -> Response {
     let max = ctx.limits.max_frame_bytes as usize;
-    ws.protocols([PROTO_SUBPROTOCOL, JSON_SUBPROTOCOL])
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| async move {
+    ws.protocols([PROTO_SUBPROTOCOL, JSON_SUBPROTOCOL]).max_message_size(max).max_frame_size(max).on_upgrade(
+        move |socket| async move {
             let _tracked = ctx.tasks.token();
             let json = socket.protocol().is_some_and(|p| p.as_bytes() == JSON_SUBPROTOCOL.as_bytes());
             session::run(ctx, WsTransport { socket, json }).await;
-        })
+        },
+    )
 }
 
 /// A session's view of a WebSocket.
@@ -55,7 +54,9 @@ impl Transport for WsTransport {
             })?;
             return match msg {
                 Message::Binary(bytes) => Ok(Some(decode_body(&bytes)?)),
-                Message::Text(text) => serde_json::from_str(text.as_str()).map(Some).map_err(|e| TransportError::Json(e.to_string())),
+                Message::Text(text) => {
+                    serde_json::from_str(text.as_str()).map(Some).map_err(|e| TransportError::Json(e.to_string()))
+                }
                 Message::Close(_) => Ok(None),
                 Message::Ping(_) | Message::Pong(_) => continue,
             };

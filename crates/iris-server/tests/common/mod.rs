@@ -146,7 +146,8 @@ impl TestServer {
 
     /// `POST /v1/auth/verify`.
     pub async fn verify(&self, phone: &str, code: &str, device_name: &str) -> Reply {
-        let body = VerifyRequest { phone: phone.to_owned(), code: code.to_owned(), device_name: device_name.to_owned() };
+        let body =
+            VerifyRequest { phone: phone.to_owned(), code: code.to_owned(), device_name: device_name.to_owned() };
         self.post("/v1/auth/verify", &body).await
     }
 
@@ -339,7 +340,8 @@ impl RawConn {
     /// Expects an `Error` event answering `request_id` with `code`; returns it.
     pub async fn expect_error(&mut self, request_id: u64, code: ErrorCode) -> pb::Error {
         let e = self.answer().await;
-        let err = as_error(e.clone()).unwrap_or_else(|| panic!("expected {code:?} for request {request_id}, got {e:?}"));
+        let err =
+            as_error(e.clone()).unwrap_or_else(|| panic!("expected {code:?} for request {request_id}, got {e:?}"));
         assert_eq!(err.error_code(), code, "unexpected error: {err:?}");
         assert_eq!(e.request_id, request_id, "error answers the wrong request: {e:?}");
         err
@@ -435,7 +437,12 @@ pub fn hello_op(request_id: u64, token: &str, device_id: u32) -> pb::ClientOp {
 }
 
 /// `Hello` offering `versions`.
-pub fn hello_with_versions(request_id: u64, token: &str, device_id: u32, versions: Vec<pb::ProtocolVersion>) -> pb::ClientOp {
+pub fn hello_with_versions(
+    request_id: u64,
+    token: &str,
+    device_id: u32,
+    versions: Vec<pb::ProtocolVersion>,
+) -> pb::ClientOp {
     let hello = pb::Hello { versions, token: token.to_owned(), device_id, capabilities: vec![], resume_after_seq: 0 };
     pb::ClientOp { request_id, op: Some(client_op::Op::Hello(hello)) }
 }
@@ -476,10 +483,18 @@ pub fn text_to_phone(client_msg_id: &str, to_phone: &str, payload: &[u8]) -> pb:
 }
 
 /// A per-device message to an account id: `(account, device, payload)` triples.
-pub fn per_device_to_account(client_msg_id: &str, to_account_id: u64, payloads: &[(u64, u32, &[u8])]) -> pb::SendMessage {
+pub fn per_device_to_account(
+    client_msg_id: &str,
+    to_account_id: u64,
+    payloads: &[(u64, u32, &[u8])],
+) -> pb::SendMessage {
     let payloads = payloads
         .iter()
-        .map(|&(account_id, device_id, p)| pb::DevicePayload { account_id, device_id, payload: Bytes::copy_from_slice(p) })
+        .map(|&(account_id, device_id, p)| pb::DevicePayload {
+            account_id,
+            device_id,
+            payload: Bytes::copy_from_slice(p),
+        })
         .collect();
     pb::SendMessage {
         client_msg_id: client_msg_id.to_owned(),

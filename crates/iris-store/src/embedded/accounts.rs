@@ -20,11 +20,7 @@ pub(super) struct Accounts {
 
 impl Accounts {
     pub(super) fn new(ks: Keyspaces, shared: Arc<Shared>) -> Self {
-        Self {
-            ks,
-            shared,
-            lock: Mutex::new(()),
-        }
+        Self { ks, shared, lock: Mutex::new(()) }
     }
 
     /// The account registered under `phone`.
@@ -38,11 +34,7 @@ impl Accounts {
 
     /// The account record with this id.
     pub(super) fn record(&self, id: AccountId) -> StoreResult<Option<AccountRecord>> {
-        let value = self
-            .ks
-            .accounts
-            .get(keys::account(id))
-            .map_err(unavailable)?;
+        let value = self.ks.accounts.get(keys::account(id)).map_err(unavailable)?;
         value.map(|v| codec::decode_account(id, &v)).transpose()
     }
 
@@ -70,19 +62,12 @@ impl Accounts {
             created_at_ms: now_ms,
             revoked_at_ms: None,
         };
-        rec.next_device_id = rec.next_device_id.checked_add(1).ok_or_else(|| {
-            StoreError::Corrupt(format!("account {} ran out of device ids", rec.account.id))
-        })?;
-        batch.insert(
-            &self.ks.accounts,
-            keys::account(rec.account.id),
-            codec::encode_account(&rec),
-        );
-        batch.insert(
-            &self.ks.devices,
-            keys::device(device.addr),
-            codec::encode_device(&device),
-        );
+        rec.next_device_id = rec
+            .next_device_id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("account {} ran out of device ids", rec.account.id)))?;
+        batch.insert(&self.ks.accounts, keys::account(rec.account.id), codec::encode_account(&rec));
+        batch.insert(&self.ks.devices, keys::device(device.addr), codec::encode_device(&device));
         self.commit(batch)?;
         Ok((rec.account, device))
     }
@@ -102,11 +87,7 @@ impl Accounts {
 
     /// One device, revoked or not.
     pub(super) fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>> {
-        let value = self
-            .ks
-            .devices
-            .get(keys::device(addr))
-            .map_err(unavailable)?;
+        let value = self.ks.devices.get(keys::device(addr)).map_err(unavailable)?;
         value.map(|v| codec::decode_device(addr, &v)).transpose()
     }
 
@@ -119,11 +100,7 @@ impl Accounts {
         };
         device.revoked_at_ms = Some(now_ms);
         let mut batch = self.ks.db.batch();
-        batch.insert(
-            &self.ks.devices,
-            keys::device(addr),
-            codec::encode_device(&device),
-        );
+        batch.insert(&self.ks.devices, keys::device(addr), codec::encode_device(&device));
         for guard in self.ks.token_index.prefix(keys::device(addr)) {
             let key = guard.key().map_err(unavailable)?;
             batch.remove(&self.ks.tokens, keys::token_index_hash(&key)?);
@@ -138,11 +115,7 @@ impl Accounts {
         let _guard = self.lock();
         let mut batch = self.ks.db.batch();
         batch.insert(&self.ks.tokens, token.hash, codec::encode_token(token));
-        batch.insert(
-            &self.ks.token_index,
-            keys::token_index(token.device, &token.hash),
-            Vec::<u8>::new(),
-        );
+        batch.insert(&self.ks.token_index, keys::token_index(token.device, &token.hash), Vec::<u8>::new());
         self.commit(batch)
     }
 
@@ -162,38 +135,20 @@ impl Accounts {
 
     fn phone_id(&self, phone: &str) -> StoreResult<Option<AccountId>> {
         let value = self.ks.phones.get(phone).map_err(unavailable)?;
-        value
-            .map(|v| Ok(u64::from_be_bytes(keys::array(&v)?)))
-            .transpose()
+        value.map(|v| Ok(u64::from_be_bytes(keys::array(&v)?))).transpose()
     }
 
     /// Adds a new account for `phone` to `batch` and returns its record.
-    fn new_account(
-        &self,
-        batch: &mut OwnedWriteBatch,
-        phone: &str,
-        now_ms: u64,
-    ) -> StoreResult<AccountRecord> {
-        let next = self
-            .ks
-            .meta
-            .get(keys::NEXT_ACCOUNT_ID)
-            .map_err(unavailable)?;
+    fn new_account(&self, batch: &mut OwnedWriteBatch, phone: &str, now_ms: u64) -> StoreResult<AccountRecord> {
+        let next = self.ks.meta.get(keys::NEXT_ACCOUNT_ID).map_err(unavailable)?;
         let id = match next {
             Some(v) => u64::from_be_bytes(keys::array(&v)?),
             None => 1,
         };
         batch.insert(&self.ks.meta, keys::NEXT_ACCOUNT_ID, (id + 1).to_be_bytes());
         batch.insert(&self.ks.phones, phone, keys::account(id));
-        let account = Account {
-            id,
-            phone: phone.to_owned(),
-            created_at_ms: now_ms,
-        };
-        Ok(AccountRecord {
-            account,
-            next_device_id: 1,
-        })
+        let account = Account { id, phone: phone.to_owned(), created_at_ms: now_ms };
+        Ok(AccountRecord { account, next_device_id: 1 })
     }
 
     /// Commits with fdatasync, so the change is durable when the caller returns.

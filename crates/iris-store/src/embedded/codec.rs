@@ -6,9 +6,7 @@
 use bytes::Bytes;
 
 use super::keys;
-use crate::{
-    Account, Device, DeviceAddr, DeviceId, InboxCursor, RefreshTokenRecord, StoreError, StoreResult,
-};
+use crate::{Account, Device, DeviceAddr, DeviceId, InboxCursor, RefreshTokenRecord, StoreError, StoreResult};
 
 /// Version byte of the account, device and token record layouts below.
 const RECORD_V1: u8 = 1;
@@ -67,9 +65,7 @@ impl<'a> Reader<'a> {
         let mut r = Self { buf, what };
         match r.u8()? {
             RECORD_V1 => Ok(r),
-            v => Err(StoreError::Corrupt(format!(
-                "{what}: unknown record version {v}"
-            ))),
+            v => Err(StoreError::Corrupt(format!("{what}: unknown record version {v}"))),
         }
     }
 
@@ -105,8 +101,7 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> StoreResult<String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| StoreError::Corrupt(format!("{}: invalid UTF-8", self.what)))
+        String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt(format!("{}: invalid UTF-8", self.what)))
     }
 
     /// Fails if bytes are left over: a layout mismatch, not something to ignore.
@@ -114,22 +109,14 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(StoreError::Corrupt(format!(
-                "{}: {} trailing bytes",
-                self.what,
-                self.buf.len()
-            )))
+            Err(StoreError::Corrupt(format!("{}: {} trailing bytes", self.what, self.buf.len())))
         }
     }
 }
 
 /// Value of the accounts keyspace.
 pub(super) fn encode_account(rec: &AccountRecord) -> Vec<u8> {
-    Writer::new(RECORD_V1)
-        .str(&rec.account.phone)
-        .u64(rec.account.created_at_ms)
-        .u32(rec.next_device_id)
-        .0
+    Writer::new(RECORD_V1).str(&rec.account.phone).u64(rec.account.created_at_ms).u32(rec.next_device_id).0
 }
 
 /// Inverse of [`encode_account`]; the id comes from the key.
@@ -139,14 +126,7 @@ pub(super) fn decode_account(id: u64, value: &[u8]) -> StoreResult<AccountRecord
     let created_at_ms = r.u64()?;
     let next_device_id = r.u32()?;
     r.end()?;
-    Ok(AccountRecord {
-        account: Account {
-            id,
-            phone,
-            created_at_ms,
-        },
-        next_device_id,
-    })
+    Ok(AccountRecord { account: Account { id, phone, created_at_ms }, next_device_id })
 }
 
 /// Value of the devices keyspace.
@@ -170,22 +150,12 @@ pub(super) fn decode_device(addr: DeviceAddr, value: &[u8]) -> StoreResult<Devic
     let revoked_at = r.u64()?;
     r.end()?;
     let revoked_at_ms = revoked.then_some(revoked_at);
-    Ok(Device {
-        addr,
-        name,
-        primary,
-        created_at_ms,
-        revoked_at_ms,
-    })
+    Ok(Device { addr, name, primary, created_at_ms, revoked_at_ms })
 }
 
 /// Value of the refresh-tokens keyspace.
 pub(super) fn encode_token(t: &RefreshTokenRecord) -> Vec<u8> {
-    Writer::new(RECORD_V1)
-        .u64(t.device.account)
-        .u32(t.device.device)
-        .u64(t.expires_at_ms)
-        .0
+    Writer::new(RECORD_V1).u64(t.device.account).u32(t.device.device).u64(t.expires_at_ms).0
 }
 
 /// Inverse of [`encode_token`]; the hash comes from the key.
@@ -194,11 +164,7 @@ pub(super) fn decode_token(hash: [u8; 32], value: &[u8]) -> StoreResult<RefreshT
     let device = DeviceAddr::new(r.u64()?, r.u32()?);
     let expires_at_ms = r.u64()?;
     r.end()?;
-    Ok(RefreshTokenRecord {
-        hash,
-        device,
-        expires_at_ms,
-    })
+    Ok(RefreshTokenRecord { hash, device, expires_at_ms })
 }
 
 /// Value of the cursors keyspace: acked ‖ last.
@@ -232,17 +198,13 @@ pub(super) fn encode_inbox(appended_at_ms: u64, item: &[u8]) -> Vec<u8> {
 
 /// The append time of an inbox value.
 pub(super) fn inbox_time(value: &[u8]) -> StoreResult<u64> {
-    let head = value
-        .get(..INBOX_TIME_LEN)
-        .ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
+    let head = value.get(..INBOX_TIME_LEN).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
     Ok(u64::from_be_bytes(keys::array(head)?))
 }
 
 /// The item bytes of an inbox value.
 pub(super) fn inbox_item(value: &[u8]) -> StoreResult<Bytes> {
-    let item = value
-        .get(INBOX_TIME_LEN..)
-        .ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
+    let item = value.get(INBOX_TIME_LEN..).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
     Ok(Bytes::copy_from_slice(item))
 }
 
@@ -268,17 +230,10 @@ mod tests {
     fn records_round_trip() {
         // Proves every record decodes to what was encoded.
         let account = AccountRecord {
-            account: Account {
-                id: 7,
-                phone: "+15551234567".into(),
-                created_at_ms: 42,
-            },
+            account: Account { id: 7, phone: "+15551234567".into(), created_at_ms: 42 },
             next_device_id: 3,
         };
-        assert_eq!(
-            decode_account(7, &encode_account(&account)).unwrap(),
-            account
-        );
+        assert_eq!(decode_account(7, &encode_account(&account)).unwrap(), account);
         let device = Device {
             addr: DeviceAddr::new(7, 2),
             name: "laptop".into(),
@@ -286,24 +241,14 @@ mod tests {
             created_at_ms: 5,
             revoked_at_ms: Some(9),
         };
-        assert_eq!(
-            decode_device(device.addr, &encode_device(&device)).unwrap(),
-            device
-        );
-        let token = RefreshTokenRecord {
-            hash: [3; 32],
-            device: device.addr,
-            expires_at_ms: 77,
-        };
+        assert_eq!(decode_device(device.addr, &encode_device(&device)).unwrap(), device);
+        let token = RefreshTokenRecord { hash: [3; 32], device: device.addr, expires_at_ms: 77 };
         assert_eq!(decode_token([3; 32], &encode_token(&token)).unwrap(), token);
         let cursor = InboxCursor { acked: 4, last: 10 };
         assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
         assert_eq!(decode_dedup(&encode_dedup(1, 2)).unwrap(), (1, 2));
         let inbox = encode_inbox(99, b"item");
-        assert_eq!(
-            (inbox_time(&inbox).unwrap(), inbox_item(&inbox).unwrap()),
-            (99, Bytes::from("item"))
-        );
+        assert_eq!((inbox_time(&inbox).unwrap(), inbox_item(&inbox).unwrap()), (99, Bytes::from("item")));
     }
 
     #[test]
@@ -318,22 +263,10 @@ mod tests {
         };
         let bytes = encode_device(&device);
         let corrupt = |r: StoreResult<Device>| matches!(r, Err(StoreError::Corrupt(_)));
-        assert!(corrupt(decode_device(
-            device.addr,
-            &bytes[..bytes.len() - 1]
-        )));
-        assert!(corrupt(decode_device(
-            device.addr,
-            &[bytes.as_slice(), &[0]].concat()
-        )));
-        assert!(corrupt(decode_device(
-            device.addr,
-            &[&[9u8][..], &bytes[1..]].concat()
-        )));
-        assert!(matches!(
-            decode_cursor(&[0; 15]),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(corrupt(decode_device(device.addr, &bytes[..bytes.len() - 1])));
+        assert!(corrupt(decode_device(device.addr, &[bytes.as_slice(), &[0]].concat())));
+        assert!(corrupt(decode_device(device.addr, &[&[9u8][..], &bytes[1..]].concat())));
+        assert!(matches!(decode_cursor(&[0; 15]), Err(StoreError::Corrupt(_))));
         assert!(matches!(inbox_time(&[0; 7]), Err(StoreError::Corrupt(_))));
     }
 }

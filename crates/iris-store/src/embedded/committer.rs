@@ -13,9 +13,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{codec, inbox, keys, unavailable, FjallConfig, Keyspaces, Shared};
-use crate::{
-    AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, StoreError, StoreResult,
-};
+use crate::{AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, StoreError, StoreResult};
 
 /// Devices whose committed cursor the committer keeps in memory; past this the cache is
 /// dropped and refilled from disk, so memory stays bounded however many devices exist.
@@ -26,21 +24,11 @@ const POLL_INTERVAL: Duration = Duration::from_micros(50);
 /// A request to the committer, with the channel its answer goes to.
 pub(super) enum Command {
     /// `InboxStore::append`.
-    Append {
-        req: AppendRequest,
-        reply: oneshot::Sender<StoreResult<AppendOutcome>>,
-    },
+    Append { req: AppendRequest, reply: oneshot::Sender<StoreResult<AppendOutcome>> },
     /// `InboxStore::ack`.
-    Ack {
-        device: DeviceAddr,
-        up_to_seq: u64,
-        reply: oneshot::Sender<StoreResult<()>>,
-    },
+    Ack { device: DeviceAddr, up_to_seq: u64, reply: oneshot::Sender<StoreResult<()>> },
     /// `InboxStore::purge`.
-    Purge {
-        device: DeviceAddr,
-        reply: oneshot::Sender<StoreResult<()>>,
-    },
+    Purge { device: DeviceAddr, reply: oneshot::Sender<StoreResult<()>> },
     /// Stop accepting requests; answered once everything queued before it is committed.
     Close { reply: oneshot::Sender<()> },
 }
@@ -85,20 +73,12 @@ struct Batch {
 
 /// A caller's answer, held until the batch is committed.
 enum Reply {
-    Append(
-        oneshot::Sender<StoreResult<AppendOutcome>>,
-        StoreResult<AppendOutcome>,
-    ),
+    Append(oneshot::Sender<StoreResult<AppendOutcome>>, StoreResult<AppendOutcome>),
     Done(oneshot::Sender<StoreResult<()>>, StoreResult<()>),
 }
 
 impl Committer {
-    pub(super) fn new(
-        ks: Keyspaces,
-        rx: mpsc::Receiver<Command>,
-        config: &FjallConfig,
-        shared: Arc<Shared>,
-    ) -> Self {
+    pub(super) fn new(ks: Keyspaces, rx: mpsc::Receiver<Command>, config: &FjallConfig, shared: Arc<Shared>) -> Self {
         Self {
             ks,
             rx,
@@ -158,11 +138,7 @@ impl Committer {
                     let result = self.append(&mut batch, &req);
                     batch.replies.push(Reply::Append(reply, result));
                 }
-                Command::Ack {
-                    device,
-                    up_to_seq,
-                    reply,
-                } => {
+                Command::Ack { device, up_to_seq, reply } => {
                     let result = self.ack(&mut batch, device, up_to_seq);
                     batch.replies.push(Reply::Done(reply, result));
                 }
@@ -199,36 +175,23 @@ impl Committer {
         if let Some(key) = &req.dedup {
             if let Some((server_msg_id, server_ts_ms)) = self.recorded(batch, key)? {
                 batch.n_duplicates += 1;
-                return Ok(AppendOutcome::Duplicate {
-                    server_msg_id,
-                    server_ts_ms,
-                });
+                return Ok(AppendOutcome::Duplicate { server_msg_id, server_ts_ms });
             }
         }
         // Every read happens before the first write, so a failure leaves the batch untouched.
-        let loaded = req
-            .entries
-            .iter()
-            .map(|entry| self.load(batch, entry.device))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let loaded = req.entries.iter().map(|entry| self.load(batch, entry.device)).collect::<StoreResult<Vec<_>>>()?;
         let mut seqs = Vec::with_capacity(req.entries.len());
         for (entry, cursor) in req.entries.iter().zip(loaded) {
             let cursor = batch.cursors.entry(entry.device).or_insert(cursor);
             cursor.last += 1;
             let value = codec::encode_inbox(req.server_ts_ms, &entry.item);
-            batch.writes.insert(
-                &self.ks.inbox,
-                keys::inbox(entry.device, cursor.last),
-                value,
-            );
+            batch.writes.insert(&self.ks.inbox, keys::inbox(entry.device, cursor.last), value);
             seqs.push(cursor.last);
         }
         if let Some(key) = &req.dedup {
             let value = codec::encode_dedup(req.server_msg_id, req.server_ts_ms);
             batch.writes.insert(&self.ks.dedup, keys::dedup(key), value);
-            batch
-                .dedup
-                .insert(key.clone(), (req.server_msg_id, req.server_ts_ms));
+            batch.dedup.insert(key.clone(), (req.server_msg_id, req.server_ts_ms));
         }
         batch.sync = true;
         batch.n_appends += 1;
@@ -255,13 +218,7 @@ impl Committer {
             return Ok(());
         }
         self.delete_range(batch, device, cursor.acked + 1, up_to)?;
-        batch.cursors.insert(
-            device,
-            InboxCursor {
-                acked: up_to,
-                ..cursor
-            },
-        );
+        batch.cursors.insert(device, InboxCursor { acked: up_to, ..cursor });
         Ok(())
     }
 
@@ -271,24 +228,12 @@ impl Committer {
         if let Some(from) = cursor.acked.checked_add(1) {
             self.delete_range(batch, device, from, u64::MAX)?;
         }
-        batch.cursors.insert(
-            device,
-            InboxCursor {
-                acked: cursor.last,
-                ..cursor
-            },
-        );
+        batch.cursors.insert(device, InboxCursor { acked: cursor.last, ..cursor });
         Ok(())
     }
 
     /// Adds deletes of the device's entries with `from <= seq <= to` (scanning only that range).
-    fn delete_range(
-        &self,
-        batch: &mut Batch,
-        device: DeviceAddr,
-        from: u64,
-        to: u64,
-    ) -> StoreResult<()> {
+    fn delete_range(&self, batch: &mut Batch, device: DeviceAddr, from: u64, to: u64) -> StoreResult<()> {
         let doomed = self
             .ks
             .inbox
@@ -322,10 +267,7 @@ impl Committer {
             Some(from) => self.highest_seq(device, from)?,
             None => 0,
         };
-        let cursor = InboxCursor {
-            last: stored.last.max(highest),
-            ..stored
-        };
+        let cursor = InboxCursor { last: stored.last.max(highest), ..stored };
         self.cursors.insert(device, cursor);
         Ok(cursor)
     }
@@ -341,32 +283,16 @@ impl Committer {
 
     /// Writes the batch's cursors, commits (fdatasync if it holds an append) and answers.
     fn commit(&mut self, batch: Batch) {
-        let Batch {
-            mut writes,
-            cursors,
-            replies,
-            sync,
-            n_appends,
-            n_duplicates,
-            ..
-        } = batch;
+        let Batch { mut writes, cursors, replies, sync, n_appends, n_duplicates, .. } = batch;
         for (device, cursor) in &cursors {
             if self.cursors.get(device) != Some(cursor) {
-                writes.insert(
-                    &self.ks.cursors,
-                    keys::device(*device),
-                    codec::encode_cursor(*cursor),
-                );
+                writes.insert(&self.ks.cursors, keys::device(*device), codec::encode_cursor(*cursor));
             }
         }
         let result = if writes.is_empty() {
             Ok(())
         } else {
-            let mode = if sync {
-                PersistMode::SyncData
-            } else {
-                PersistMode::Buffer
-            };
+            let mode = if sync { PersistMode::SyncData } else { PersistMode::Buffer };
             let result = writes.durability(Some(mode)).commit();
             self.shared.record_batch(result.is_ok());
             result
@@ -374,9 +300,7 @@ impl Committer {
         match result {
             Ok(()) => {
                 self.shared.appends.fetch_add(n_appends, Ordering::Relaxed);
-                self.shared
-                    .duplicates
-                    .fetch_add(n_duplicates, Ordering::Relaxed);
+                self.shared.duplicates.fetch_add(n_duplicates, Ordering::Relaxed);
                 self.remember(cursors);
                 answer(replies, None);
             }

@@ -28,14 +28,8 @@ pub(super) fn device(addr: DeviceAddr) -> [u8; ADDR_LEN] {
 
 /// Inverse of [`device`], for keys that start with a device address.
 pub(super) fn parse_device(key: &[u8]) -> StoreResult<DeviceAddr> {
-    let (account, device) = key
-        .get(..8)
-        .zip(key.get(8..ADDR_LEN))
-        .ok_or_else(|| corrupt("device key", key))?;
-    Ok(DeviceAddr::new(
-        u64::from_be_bytes(array(account)?),
-        u32::from_be_bytes(array(device)?),
-    ))
+    let (account, device) = key.get(..8).zip(key.get(8..ADDR_LEN)).ok_or_else(|| corrupt("device key", key))?;
+    Ok(DeviceAddr::new(u64::from_be_bytes(array(account)?), u32::from_be_bytes(array(device)?)))
 }
 
 /// Key of one inbox entry.
@@ -80,9 +74,7 @@ pub(super) fn token_index_hash(key: &[u8]) -> StoreResult<[u8; 32]> {
 
 /// A fixed-size copy of `bytes`, which must have exactly `N` bytes.
 pub(super) fn array<const N: usize>(bytes: &[u8]) -> StoreResult<[u8; N]> {
-    bytes
-        .try_into()
-        .map_err(|_| corrupt("fixed-width field", bytes))
+    bytes.try_into().map_err(|_| corrupt("fixed-width field", bytes))
 }
 
 fn corrupt(what: &str, key: &[u8]) -> StoreError {
@@ -110,9 +102,6 @@ mod tests {
         // Proves the hash is recovered from an index key and short keys are reported corrupt.
         let key = token_index(DeviceAddr::new(7, 1), &[9; 32]);
         assert_eq!(token_index_hash(&key).unwrap(), [9; 32]);
-        assert!(matches!(
-            token_index_hash(&key[1..]),
-            Err(StoreError::Corrupt(_))
-        ));
+        assert!(matches!(token_index_hash(&key[1..]), Err(StoreError::Corrupt(_))));
     }
 }

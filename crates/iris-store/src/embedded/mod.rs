@@ -18,9 +18,9 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{PendingAppend, 
-    Account, AccountId, AccountStore, AppendRequest, Device, DeviceAddr,
-    InboxCursor, InboxStore, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+use crate::{
+    Account, AccountId, AccountStore, AppendRequest, Device, DeviceAddr, InboxCursor, InboxStore, PendingAppend,
+    RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
 use committer::{Command, Committer};
@@ -109,11 +109,7 @@ impl Shared {
     /// Records the outcome of one committer batch, for health and stats.
     fn record_batch(&self, ok: bool) {
         self.set_healthy(ok);
-        let counter = if ok {
-            &self.commits
-        } else {
-            &self.commit_failures
-        };
+        let counter = if ok { &self.commits } else { &self.commit_failures };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -155,10 +151,8 @@ struct Keyspaces {
 impl Keyspaces {
     fn open(db: Database, max_memtable_bytes: u64) -> StoreResult<Self> {
         let open = |name: &str| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(max_memtable_bytes)
-            })
-            .map_err(unavailable)
+            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(max_memtable_bytes))
+                .map_err(unavailable)
         };
         Ok(Self {
             accounts: open("accounts")?,
@@ -219,14 +213,8 @@ impl FjallStore {
 
     /// Counters for metrics.
     pub fn stats(&self) -> FjallStats {
-        let queued = self
-            .tx
-            .as_ref()
-            .map_or(0, |tx| tx.max_capacity() - tx.capacity());
-        FjallStats {
-            queued: queued as u64,
-            ..self.shared.stats()
-        }
+        let queued = self.tx.as_ref().map_or(0, |tx| tx.max_capacity() - tx.capacity());
+        FjallStats { queued: queued as u64, ..self.shared.stats() }
     }
 
     /// Number of successful committer batches: with group commit, fewer than appends under load.
@@ -248,22 +236,15 @@ impl FjallStore {
         match tokio::time::timeout(self.enqueue_timeout, tx.send(cmd)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => Err(StoreError::Overloaded {
-                retry_after_ms: OVERLOADED_RETRY_AFTER_MS,
-            }),
+            Err(_) => Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS }),
         }
     }
 
     /// Sends `make(reply)` to the committer and waits for its answer.
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Command,
-    ) -> StoreResult<T> {
+    async fn request<T>(&self, make: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Command) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         self.submit(make(reply)).await?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+        answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
     }
 
     /// Stops the committer after it has handled everything queued before this call.
@@ -316,11 +297,7 @@ impl AccountStore for FjallStore {
         now_ms: u64,
         max_devices: u32,
     ) -> StoreResult<(Account, Device)> {
-        let (accounts, phone, name) = (
-            Arc::clone(&self.accounts),
-            phone.to_owned(),
-            device_name.to_owned(),
-        );
+        let (accounts, phone, name) = (Arc::clone(&self.accounts), phone.to_owned(), device_name.to_owned());
         blocking(move || accounts.register_device(&phone, &name, now_ms, max_devices)).await
     }
 
@@ -354,28 +331,16 @@ impl InboxStore for FjallStore {
         let (reply, answer) = oneshot::channel();
         self.submit(Command::Append { req, reply }).await?;
         Ok(Box::pin(async move {
-            answer
-                .await
-                .map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+            answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
         }))
     }
 
-    async fn read(
-        &self,
-        device: DeviceAddr,
-        after_seq: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<StoredEntry>> {
+    async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
         inbox::read(&self.ks, device, after_seq, limit)
     }
 
     async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()> {
-        self.request(|reply| Command::Ack {
-            device,
-            up_to_seq,
-            reply,
-        })
-        .await
+        self.request(|reply| Command::Ack { device, up_to_seq, reply }).await
     }
 
     async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
@@ -402,12 +367,8 @@ impl InboxStore for FjallStore {
 }
 
 /// Runs blocking work (fsyncs, scans) off the async worker threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> StoreResult<T> + Send + 'static,
-) -> StoreResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
 }
 
 /// Every fjall error means the disk or the database failed; nothing was stored.

@@ -1,0 +1,115 @@
+//! What the application receives from a [`Client`](crate::Client): inbox items (each exactly once)
+//! and changes of the connection's state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iris_proto::pb::{self, inbox_item, InboxItem};
+use tokio::sync::mpsc;
+
+use crate::shared::Shared;
+
+/// One thing that happened, in the order it happened.
+#[derive(Debug)]
+pub enum Event {
+    /// A message for this device (`message.from_account_id == own account` means a copy of a
+    /// message sent from another of my devices). Ack its `seq` once processed.
+    Message(InboxItem),
+    /// A DELIVERED or READ receipt. Ack its `seq` like a message.
+    Receipt(InboxItem),
+    /// The handshake succeeded (first connect and every reconnect).
+    Connected(pb::Welcome),
+    /// The connection was lost; the client is reconnecting on its own.
+    Disconnected(DisconnectReason),
+    /// The connection ended for good (session replaced, device revoked, refresh refused,
+    /// reconnecting given up); pending operations fail and no more events follow.
+    Fatal(pb::Error),
+}
+
+impl Event {
+    /// The inbox item carried by a message or receipt event.
+    pub fn item(&self) -> Option<&InboxItem> {
+        match self {
+            Self::Message(item) | Self::Receipt(item) => Some(item),
+            _ => None,
+        }
+    }
+
+    /// The inbox sequence number to ack, for messages and receipts.
+    pub fn seq(&self) -> Option<u64> {
+        self.item().map(|item| item.seq)
+    }
+
+    /// The message body, for message events.
+    pub fn message(&self) -> Option<&pb::Message> {
+        match self {
+            Self::Message(InboxItem { body: Some(inbox_item::Body::Message(m)), .. }) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The receipt body, for receipt events.
+    pub fn receipt(&self) -> Option<&pb::Receipt> {
+        match self {
+            Self::Receipt(InboxItem { body: Some(inbox_item::Body::Receipt(r)), .. }) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connection was lost (the client reconnects after each of these).
+#[derive(Debug)]
+pub enum DisconnectReason {
+    /// The server closed the TCP connection.
+    ServerClosed,
+    /// Reading or writing the socket failed.
+    Io(std::io::Error),
+    /// The server sent bytes that were not a valid frame, or broke the protocol.
+    Protocol(String),
+    /// Nothing arrived from the server for twice the heartbeat interval, or a write stalled.
+    HeartbeatTimeout,
+    /// The server asked clients to go away (shutdown, overload) and come back after a delay.
+    GoAway {
+        /// The delay the server asked for (the client adds jitter).
+        reconnect_after: Duration,
+        /// The server's explanation.
+        reason: String,
+    },
+    /// The server closed the connection with an error that a new connection can get past.
+    Error(pb::Error),
+}
+
+/// The stream of [`Event`]s of one client. Ends (`None`) after a fatal error or `close`.
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<Event>,
+    /// Set when the config asked for auto-acks; acks through the same path as `Client::ack`.
+    auto_ack: Option<Arc<Shared>>,
+}
+
+impl Events {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Event>, auto_ack: Option<Arc<Shared>>) -> Self {
+        Self { rx, auto_ack }
+    }
+
+    /// The next event, or `None` once the client has stopped. With auto-ack, a message or
+    /// receipt is acked as it is returned.
+    pub async fn next(&mut self) -> Option<Event> {
+        let event = self.rx.recv().await?;
+        self.handed_out(&event);
+        Some(event)
+    }
+
+    /// The next event if one is already waiting, without blocking.
+    pub fn try_next(&mut self) -> Option<Event> {
+        let event = self.rx.try_recv().ok()?;
+        self.handed_out(&event);
+        Some(event)
+    }
+
+    fn handed_out(&self, event: &Event) {
+        if let (Some(shared), Some(seq)) = (&self.auto_ack, event.seq()) {
+            shared.ack(seq);
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! `iris chat`: an interactive line-based chat for a person. Typed lines go to the chosen peer;
+//! incoming messages print with sender and time; receipts print as ticks (✓ stored, ✓✓ delivered,
+//! blue ✓✓ read). Messages from the current peer are marked read as they are shown.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use iris_client::pb::{inbox_item, InboxItem, ReceiptType};
+use iris_client::{Client, ClientError, DisconnectReason, Event, Recipient};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::session::Session;
+
+/// Sent messages whose ticks are tracked for display.
+const TRACKED_MAX: usize = 1000;
+/// Unread message ids remembered per account, to mark read when the person switches to it.
+const UNREAD_MAX: usize = 1000;
+
+const HELP: &str = "/to +E164  chat with that number      /quit  leave      /help  this text";
+
+/// Flags of `iris chat`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Type /to +E164 to pick a peer, then type lines to send them. Times are UTC.")]
+pub struct ChatArgs {
+    /// Profile written by `iris login`.
+    #[arg(long, env = "IRIS_PROFILE")]
+    pub profile: PathBuf,
+    /// Start chatting with this number right away.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// Runs the chat until `/quit`, end of input, or a fatal error.
+pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    let mut session = Session::open(&args.profile, false).await?;
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
+    let outbox = spawn_sender(session.client.clone(), outcomes_tx);
+    let mut chat = Chat::new(session.client.clone(), outbox);
+    chat.say(&format!("Signed in as {} (device {}). {HELP}", chat.me_phone, chat.me_device));
+    if let Some(phone) = args.to {
+        chat.choose_peer(&phone).await;
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let outcome = loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    if !chat.on_line(line.trim()).await {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e.into()),
+            },
+            event = session.events.next() => match event {
+                Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
+                Some(event) => chat.on_event(event),
+                None => break Err(anyhow::anyhow!("the client stopped")),
+            },
+            Some(outcome) = outcomes.recv() => chat.on_sent(outcome),
+        }
+    };
+    session.close().await?;
+    outcome
+}
+
+/// A line to send, and what became of it.
+struct Outgoing {
+    peer: Peer,
+    text: String,
+}
+
+struct SendOutcome {
+    outgoing: Outgoing,
+    result: Result<iris_client::pb::SendResult, ClientError>,
+}
+
+/// Sends typed lines one after the other, so they arrive in the order typed.
+fn spawn_sender(client: Client, outcomes: mpsc::UnboundedSender<SendOutcome>) -> mpsc::UnboundedSender<Outgoing> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    tokio::spawn(async move {
+        while let Some(outgoing) = rx.recv().await {
+            let to = Recipient::Account(outgoing.peer.account_id);
+            let result = client.send(to, outgoing.text.clone().into_bytes()).await;
+            if outcomes.send(SendOutcome { outgoing, result }).is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    phone: String,
+    account_id: u64,
+}
+
+/// Tick levels of a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tick {
+    Stored,
+    Delivered,
+    Read,
+}
+
+struct Chat {
+    client: Client,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    me: u64,
+    me_phone: String,
+    me_device: u32,
+    peer: Option<Peer>,
+    /// Best tick seen per sent message, with a snippet to show; bounded (oldest forgotten).
+    ticks: HashMap<u64, (Tick, String)>,
+    tick_order: VecDeque<u64>,
+    /// Ids of shown messages not yet marked read, per sender account.
+    unread: HashMap<u64, Vec<u64>>,
+    color: bool,
+    was_disconnected: bool,
+}
+
+impl Chat {
+    fn new(client: Client, outbox: mpsc::UnboundedSender<Outgoing>) -> Self {
+        let creds = client.credentials();
+        Self {
+            client,
+            outbox,
+            me: creds.account_id,
+            me_phone: creds.phone,
+            me_device: creds.device_id,
+            peer: None,
+            ticks: HashMap::new(),
+            tick_order: VecDeque::new(),
+            unread: HashMap::new(),
+            color: std::io::stdout().is_terminal(),
+            was_disconnected: false,
+        }
+    }
+
+    /// Handles one typed line; `false` to leave.
+    async fn on_line(&mut self, line: &str) -> bool {
+        match line.split_once(' ').map_or((line, ""), |(cmd, rest)| (cmd, rest.trim())) {
+            ("", _) => {}
+            ("/quit" | "/exit", _) => return false,
+            ("/help", _) => self.say(HELP),
+            ("/to", phone) => self.choose_peer(phone).await,
+            (cmd, _) if cmd.starts_with('/') => self.say(&format!("unknown command {cmd}; {HELP}")),
+            _ => match &self.peer {
+                None => self.say("pick a peer first: /to +E164"),
+                Some(peer) => {
+                    let outgoing = Outgoing { peer: peer.clone(), text: line.to_owned() };
+                    if self.outbox.send(outgoing).is_err() {
+                        self.say("✗ the sender stopped");
+                    }
+                }
+            },
+        }
+        true
+    }
+
+    async fn choose_peer(&mut self, phone: &str) {
+        let phone = match iris_proto::phone::validate(phone) {
+            Ok(phone) => phone,
+            Err(e) => return self.say(&e.to_string()),
+        };
+        match self.client.account_info(&phone).await {
+            Ok(info) => {
+                self.say(&format!("now chatting with {phone}"));
+                let peer = Peer { phone, account_id: info.account_id };
+                self.peer = Some(peer.clone());
+                if let Some(ids) = self.unread.remove(&peer.account_id) {
+                    self.mark_read(peer.account_id, ids);
+                }
+            }
+            Err(e) if e.code() == Some(iris_client::pb::ErrorCode::NotFound) => {
+                self.say(&format!("no account has the number {phone}"))
+            }
+            Err(e) => self.say(&format!("could not look up {phone}: {e}")),
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Message(item) => self.on_message(&item),
+            Event::Receipt(item) => self.on_receipt(&item),
+            Event::Connected(_) if self.was_disconnected => {
+                self.was_disconnected = false;
+                self.say("(connected)");
+            }
+            Event::Connected(_) => {}
+            Event::Disconnected(reason) => {
+                self.was_disconnected = true;
+                self.say(&format!("(connection lost: {}; reconnecting…)", describe(&reason)));
+            }
+            Event::Fatal(err) => self.say(&format!("(connection ended: {err})")),
+        }
+    }
+
+    fn on_message(&mut self, item: &InboxItem) {
+        let Some(inbox_item::Body::Message(m)) = &item.body else { return };
+        let text = String::from_utf8_lossy(&m.payload);
+        let time = clock(item.server_ts_ms);
+        if m.from_account_id == self.me {
+            self.say(&format!("[{time}] me (device {}) → {}: {text}", m.from_device_id, m.to_phone));
+        } else {
+            self.say(&format!("[{time}] {}: {text}", m.from_phone));
+            let from_peer = self.peer.as_ref().is_some_and(|p| p.account_id == m.from_account_id);
+            if from_peer {
+                self.mark_read(m.from_account_id, vec![item.server_msg_id]);
+            } else {
+                let ids = self.unread.entry(m.from_account_id).or_default();
+                ids.push(item.server_msg_id);
+                if ids.len() > UNREAD_MAX {
+                    ids.remove(0);
+                }
+            }
+        }
+        self.client.ack(item.seq);
+    }
+
+    fn on_receipt(&mut self, item: &InboxItem) {
+        self.client.ack(item.seq);
+        let Some(inbox_item::Body::Receipt(r)) = &item.body else { return };
+        if r.from_account_id == self.me {
+            return; // my other device read something: nothing to show here
+        }
+        let tick = match ReceiptType::try_from(r.r#type) {
+            Ok(ReceiptType::Delivered) => Tick::Delivered,
+            Ok(ReceiptType::Read) => Tick::Read,
+            _ => return,
+        };
+        for id in &r.server_msg_ids {
+            let upgraded = match self.ticks.get_mut(id) {
+                Some((best, _)) if *best >= tick => None,
+                Some((best, snippet)) => {
+                    *best = tick;
+                    Some(snippet.clone())
+                }
+                None => None, // sent before this chat started
+            };
+            if let Some(snippet) = upgraded {
+                let line = format!("  {} {snippet}", self.tick_mark(tick));
+                self.say(&line);
+            }
+        }
+    }
+
+    fn on_sent(&mut self, outcome: SendOutcome) {
+        let SendOutcome { outgoing, result } = outcome;
+        match result {
+            Ok(sent) => {
+                let line = format!(
+                    "[{}] me → {}: {} {}",
+                    clock(sent.server_ts_ms),
+                    outgoing.peer.phone,
+                    outgoing.text,
+                    self.tick_mark(Tick::Stored)
+                );
+                self.say(&line);
+                self.track(sent.server_msg_id, Tick::Stored, snippet(&outgoing.text));
+            }
+            Err(e) => self.say(&format!("✗ not sent to {}: {} ({e})", outgoing.peer.phone, outgoing.text)),
+        }
+    }
+
+    /// Sends a READ receipt in the background; a failure is only reported.
+    fn mark_read(&self, sender: u64, ids: Vec<u64>) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.send_read_receipt(sender, ids).await {
+                eprintln!("(could not send read receipt: {e})");
+            }
+        });
+    }
+
+    fn track(&mut self, id: u64, tick: Tick, snippet: String) {
+        if self.ticks.insert(id, (tick, snippet)).is_none() {
+            self.tick_order.push_back(id);
+            if self.tick_order.len() > TRACKED_MAX {
+                if let Some(old) = self.tick_order.pop_front() {
+                    self.ticks.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn tick_mark(&self, tick: Tick) -> String {
+        match (tick, self.color) {
+            (Tick::Stored, _) => "✓".into(),
+            (Tick::Delivered, _) => "✓✓".into(),
+            (Tick::Read, true) => "\x1b[34m✓✓ read\x1b[0m".into(),
+            (Tick::Read, false) => "✓✓ read".into(),
+        }
+    }
+
+    fn say(&self, line: &str) {
+        println!("{line}");
+    }
+}
+
+fn describe(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::ServerClosed => "server closed the connection".into(),
+        DisconnectReason::Io(e) => e.to_string(),
+        DisconnectReason::Protocol(msg) => msg.clone(),
+        DisconnectReason::HeartbeatTimeout => "server stopped answering".into(),
+        DisconnectReason::GoAway { reason, .. } => format!("server going away ({reason})"),
+        DisconnectReason::Error(e) => e.to_string(),
+    }
+}
+
+/// A sent text shortened for tick lines.
+fn snippet(text: &str) -> String {
+    const MAX_CHARS: usize = 30;
+    let mut s: String = text.chars().take(MAX_CHARS).collect();
+    if text.chars().count() > MAX_CHARS {
+        s.push('…');
+    }
+    format!("\"{s}\"")
+}
+
+/// `HH:MM:SS` (UTC) of a server timestamp in ms.
+fn clock(ts_ms: u64) -> String {
+    let s = (ts_ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_snippets_are_short_and_readable() {
+        assert_eq!(clock(0), "00:00:00");
+        assert_eq!(clock((13 * 3600 + 5 * 60 + 9) * 1000 + 999 + 86_400_000 * 3), "13:05:09");
+        assert_eq!(snippet("hi"), "\"hi\"");
+        assert_eq!(snippet(&"x".repeat(40)), format!("\"{}…\"", "x".repeat(30)));
+    }
+}

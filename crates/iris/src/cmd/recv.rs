@@ -1,0 +1,177 @@
+//! `iris recv`: prints inbox items as JSON lines, acks each after printing, saves the cursor.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use iris_client::pb::{inbox_item, InboxItem};
+use iris_client::{ClientError, Event};
+use serde::Serialize;
+
+use super::receipt_name;
+use super::session::Session;
+
+/// Silence after which `iris recv` without `--count` stops.
+const DEFAULT_SILENCE_S: f64 = 5.0;
+
+/// Flags of `iris recv`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Stops after --count messages (receipts are printed but not counted), or after \
+--timeout seconds without any event. Defaults: without --count, stop after 5 s of silence; with --count, \
+wait as long as it takes. --timeout 0 waits forever.")]
+pub struct RecvArgs {
+    /// Profile written by `iris login`.
+    #[arg(long, env = "IRIS_PROFILE")]
+    pub profile: PathBuf,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds without an event (0 = never) [default: 5 without --count, never with it].
+    #[arg(long)]
+    pub timeout: Option<f64>,
+}
+
+/// Receives until the count or the silence limit is reached.
+pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
+    let silence = match (args.timeout, args.count) {
+        (Some(s), _) if s > 0.0 => Some(Duration::from_secs_f64(s)),
+        (Some(_), _) | (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs_f64(DEFAULT_SILENCE_S)),
+    };
+    let mut session = Session::open(&args.profile, false).await?;
+    let me = session.client.credentials().account_id;
+    let mut n_messages = 0;
+    let outcome = loop {
+        if args.count.is_some_and(|count| n_messages >= count) {
+            break Ok(());
+        }
+        let event = match silence {
+            Some(limit) => match tokio::time::timeout(limit, session.events.next()).await {
+                Ok(event) => event,
+                Err(_) => break Ok(()),
+            },
+            None => session.events.next().await,
+        };
+        let item_json = match event {
+            None => break Err(anyhow!("the client stopped")),
+            Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
+            Some(Event::Message(item)) => {
+                n_messages += 1;
+                message_json(&item, me)
+            }
+            Some(Event::Receipt(item)) => receipt_json(&item),
+            Some(Event::Connected(_) | Event::Disconnected(_)) => continue,
+        };
+        if let Some((seq, line)) = item_json {
+            println!("{line}");
+            session.client.ack(seq);
+        }
+    };
+    session.close().await?;
+    outcome
+}
+
+/// One received message, as printed (field order is the documented one).
+#[derive(Serialize)]
+struct MessageLine<'a> {
+    seq: u64,
+    server_msg_id: u64,
+    server_ts_ms: u64,
+    from_phone: &'a str,
+    from_account_id: u64,
+    from_device_id: u32,
+    to_phone: &'a str,
+    text: Cow<'a, str>,
+    sent_by_me: bool,
+}
+
+/// One received receipt, as printed.
+#[derive(Serialize)]
+struct ReceiptLine<'a> {
+    receipt: &'static str,
+    seq: u64,
+    from_account_id: u64,
+    from_device_id: u32,
+    peer_account_id: u64,
+    server_msg_ids: &'a [u64],
+}
+
+fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
+    let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
+    let line = MessageLine {
+        seq: item.seq,
+        server_msg_id: item.server_msg_id,
+        server_ts_ms: item.server_ts_ms,
+        from_phone: &m.from_phone,
+        from_account_id: m.from_account_id,
+        from_device_id: m.from_device_id,
+        to_phone: &m.to_phone,
+        text: String::from_utf8_lossy(&m.payload),
+        sent_by_me: m.from_account_id == me,
+    };
+    Some((item.seq, serde_json::to_string(&line).ok()?))
+}
+
+fn receipt_json(item: &InboxItem) -> Option<(u64, String)> {
+    let Some(inbox_item::Body::Receipt(r)) = &item.body else { return None };
+    let line = ReceiptLine {
+        receipt: receipt_name(r.r#type),
+        seq: item.seq,
+        from_account_id: r.from_account_id,
+        from_device_id: r.from_device_id,
+        peer_account_id: r.peer_account_id,
+        server_msg_ids: &r.server_msg_ids,
+    };
+    Some((item.seq, serde_json::to_string(&line).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iris_client::pb::{Message, Receipt, ReceiptType};
+    use serde_json::{json, Value};
+
+    fn parse(line: &str) -> Value {
+        serde_json::from_str(line).expect("valid JSON")
+    }
+
+    #[test]
+    fn items_render_as_the_documented_json_lines() {
+        let item = InboxItem {
+            seq: 4,
+            server_msg_id: 99,
+            server_ts_ms: 1000,
+            body: Some(inbox_item::Body::Message(Message {
+                from_account_id: 7,
+                from_device_id: 2,
+                from_phone: "+14155550001".into(),
+                to_phone: "+14155550002".into(),
+                payload: bytes::Bytes::from_static(b"hi \xff"),
+                ..Default::default()
+            })),
+        };
+        let (seq, line) = message_json(&item, 7).expect("a message");
+        assert!(line.starts_with(r#"{"seq":4,"server_msg_id":99,"#), "documented field order: {line}");
+        let line = parse(&line);
+        assert_eq!(seq, 4);
+        assert_eq!(line["text"], "hi \u{fffd}");
+        assert_eq!(line["sent_by_me"], true);
+        assert_eq!(line["from_phone"], "+14155550001");
+        let item = InboxItem {
+            seq: 5,
+            body: Some(inbox_item::Body::Receipt(Receipt {
+                r#type: ReceiptType::Read as i32,
+                from_account_id: 8,
+                server_msg_ids: vec![99],
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let (_, line) = receipt_json(&item).expect("a receipt");
+        assert_eq!(
+            parse(&line),
+            json!({"receipt":"READ","seq":5,"from_account_id":8,"from_device_id":0,"peer_account_id":0,"server_msg_ids":[99]})
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The client commands' profile file: which server, this device's credentials, and the inbox
+//! cursor. JSON, written atomically with mode 0600 because it holds tokens.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use iris_proto::http::Credentials;
+use serde::{Deserialize, Serialize};
+
+/// One logged-in device, as saved by `iris login` and updated by the other commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Base URL of the server's HTTP API.
+    pub server: String,
+    /// The device's credentials (rotated whenever the access token is refreshed).
+    pub credentials: Credentials,
+    /// Highest inbox sequence processed; the next connection resumes after it.
+    #[serde(default)]
+    pub last_acked_seq: u64,
+}
+
+impl Profile {
+    /// Reads the profile at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = fs::read_to_string(path).with_context(|| format!("reading profile {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing profile {}", path.display()))
+    }
+
+    /// Writes the profile to `path` through a temporary file and a rename, so a crash never
+    /// leaves half a file (and a lost refresh token) behind.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = temp_path(path);
+        let json = serde_json::to_vec_pretty(self)?;
+        let mut file = private_file(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(&json)?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        fs::rename(&tmp, path).with_context(|| format!("writing profile {}", path.display()))
+    }
+
+    /// Loads, changes and saves the profile at `path` (the file is the source of truth, so
+    /// updates from the SDK's refresh callback and from the command do not overwrite each other).
+    pub fn update(path: &Path, change: impl FnOnce(&mut Profile)) -> anyhow::Result<()> {
+        let mut profile = Self::load(path)?;
+        let before = profile.clone();
+        change(&mut profile);
+        if profile != before {
+            profile.save(path)?;
+        }
+        Ok(())
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
+}
+
+#[cfg(not(unix))]
+fn private_file(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Profile {
+        Profile {
+            server: "http://127.0.0.1:7701".into(),
+            credentials: Credentials {
+                account_id: 3,
+                device_id: 2,
+                phone: "+14155550123".into(),
+                access_token: "a".into(),
+                access_expires_at_ms: 9,
+                refresh_token: "r".into(),
+            },
+            last_acked_seq: 0,
+        }
+    }
+
+    #[test]
+    fn profiles_round_trip_privately_and_update_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alice.json");
+        sample().save(&path).expect("save");
+        assert_eq!(Profile::load(&path).expect("load"), sample());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        Profile::update(&path, |p| p.last_acked_seq = 42).expect("update");
+        assert_eq!(Profile::load(&path).expect("load").last_acked_seq, 42);
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1, "no temporary file left behind");
+    }
+}
