@@ -160,8 +160,12 @@ pub struct SessionConfig {
     pub signal_queue_len_max: usize,
     /// A write to a client that reads nothing fails after this, and the connection is closed.
     pub write_timeout_ms: u64,
-    /// Most simultaneous connections this node accepts.
+    /// Most simultaneous connections this node accepts; past it, new ones get `GoAway`.
     pub connections_max: usize,
+    /// A frame whose first bytes arrived must be complete within this (slowloris guard).
+    pub frame_timeout_ms: u64,
+    /// Resident memory above which new connections get `GoAway`; default 80% of RAM.
+    pub memory_budget_bytes: Option<u64>,
 }
 
 impl Default for SessionConfig {
@@ -173,6 +177,8 @@ impl Default for SessionConfig {
             signal_queue_len_max: 1024,
             write_timeout_ms: 30_000,
             connections_max: 100_000,
+            frame_timeout_ms: 15_000,
+            memory_budget_bytes: None,
         }
     }
 }
@@ -210,6 +216,7 @@ impl Default for AuthConfig {
 }
 
 /// Token-bucket limits: `*_per_*` is the sustained rate, bursts allow that many at once.
+/// 0 disables a limit (benchmarks and tests on loopback do).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
@@ -219,6 +226,29 @@ pub struct RateLimitConfig {
     pub code_requests_per_ip_per_hour: u32,
     /// Code verification attempts per client IP per minute.
     pub verify_attempts_per_ip_per_minute: u32,
+    /// Messages (sends) per account per minute (seed 001: 100/min).
+    pub sends_per_account_per_minute: u32,
+    /// New connections per client IP per minute (generous: carrier NAT puts many behind one IP).
+    pub connections_per_ip_per_minute: u32,
+    /// Connections open at once from one client IP.
+    pub concurrent_connections_per_ip: u32,
+    /// New connections per second on the whole node; past it, `GoAway` with jitter (storms).
+    pub accepts_per_second: u32,
+}
+
+impl RateLimitConfig {
+    /// Every limit off: for benchmarks and tests that drive many clients from loopback.
+    pub fn unlimited() -> Self {
+        Self {
+            code_requests_per_phone_per_hour: 0,
+            code_requests_per_ip_per_hour: 0,
+            verify_attempts_per_ip_per_minute: 0,
+            sends_per_account_per_minute: 0,
+            connections_per_ip_per_minute: 0,
+            concurrent_connections_per_ip: 0,
+            accepts_per_second: 0,
+        }
+    }
 }
 
 impl Default for RateLimitConfig {
@@ -227,6 +257,10 @@ impl Default for RateLimitConfig {
             code_requests_per_phone_per_hour: 5,
             code_requests_per_ip_per_hour: 60,
             verify_attempts_per_ip_per_minute: 30,
+            sends_per_account_per_minute: 100,
+            connections_per_ip_per_minute: 600,
+            concurrent_connections_per_ip: 1000,
+            accepts_per_second: 10_000,
         }
     }
 }

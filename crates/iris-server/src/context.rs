@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use iris_store::Store;
+use iris_store::{AccountId, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -11,7 +11,10 @@ use crate::auth::AuthService;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::gateway::admission::Admission;
 use crate::ids::IdGenerator;
+use crate::metrics::Metrics;
+use crate::ratelimit::KeyedLimit;
 use crate::router::Router;
 
 /// Everything a session, a service or an HTTP handler needs.
@@ -32,6 +35,12 @@ pub struct Ctx {
     pub clock: Arc<dyn Clock>,
     /// Codes, tokens, auth rate limits.
     pub auth: AuthService,
+    /// Who may connect (budgets, storms, per-IP limits).
+    pub admission: Arc<Admission>,
+    /// Sends per account (token bucket).
+    pub send_limit: Option<KeyedLimit<AccountId>>,
+    /// Prometheus metrics of this node.
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.

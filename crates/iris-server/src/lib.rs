@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod http;
 pub mod ids;
 pub mod messaging;
+pub mod metrics;
 pub mod ratelimit;
 pub mod router;
 pub mod session;
@@ -134,12 +135,22 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let http_addr =
         http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
     let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
     let ctx = Arc::new(Ctx {
         limits: config.limits.to_proto(),
         directory: directory::Directory::new(store.clone(), 1_000_000),
         router: router::Router::new(config.session.signal_queue_len_max),
         ids: ids::IdGenerator::new(config.node_id),
-        auth: AuthService::new(&config, token_key, deps.code_sender),
+        auth: AuthService::new(&config, token_key, deps.code_sender, &metrics),
+        admission: Arc::new(gateway::admission::Admission::new(&config, &metrics)),
+        send_limit: ratelimit::KeyedLimit::new(
+            "sends per account",
+            config.rate_limits.sends_per_account_per_minute,
+            Duration::from_secs(60),
+            &metrics,
+        ),
+        metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
         node_name: format!("node-{}", config.node_id),
         clock: deps.clock,
@@ -218,10 +229,23 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
     let r = &ctx.config.retention;
     let mut store_tick = tokio::time::interval(Duration::from_secs(r.sweep_interval_s.max(1)));
     let mut soft_tick = tokio::time::interval(Duration::from_secs(60));
+    let mut memory_tick = tokio::time::interval(Duration::from_millis(500));
+    let memory_budget = ctx.config.session.memory_budget_bytes.or_else(gateway::admission::default_memory_budget);
     loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
-            _ = soft_tick.tick() => ctx.auth.sweep(ctx.clock.now_ms()),
+            _ = memory_tick.tick() => {
+                if let (Some(budget), Some(rss)) = (memory_budget, gateway::admission::rss_bytes()) {
+                    ctx.admission.set_over_memory(rss > budget);
+                }
+            }
+            _ = soft_tick.tick() => {
+                ctx.auth.sweep(ctx.clock.now_ms());
+                ctx.admission.sweep();
+                if let Some(l) = &ctx.send_limit {
+                    l.sweep();
+                }
+            }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();
                 let inbox_cutoff = now.saturating_sub(r.inbox_ttl_days * 86_400_000);

@@ -8,11 +8,12 @@
 //! services, which do.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use iris_proto::pb::{self, client_op, inbox_item, server_event, ErrorCode};
 use iris_proto::version;
@@ -24,15 +25,31 @@ use tokio::time::{timeout, Instant};
 use crate::auth;
 use crate::context::Ctx;
 use crate::error::ServiceError;
+use crate::gateway::admission::Refusal;
 use crate::gateway::transport::{Transport, TransportError};
 use crate::messaging;
+use crate::ratelimit;
 use crate::router::{Hint, Kick, Registration};
 
 /// How long a shutting-down session waits for its in-flight sends to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Runs a connection from its first byte to its close.
-pub async fn run<T: Transport>(ctx: Arc<Ctx>, mut transport: T) {
+/// Runs a connection from its first byte to its close: admission, handshake, service.
+pub async fn run<T: Transport>(ctx: Arc<Ctx>, mut transport: T, peer: IpAddr) {
+    ctx.metrics.connections_accepted.inc();
+    let _admitted = match ctx.admission.admit(peer, &ctx.metrics) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            ctx.metrics.connections_refused.inc();
+            let answer = match refusal {
+                Refusal::GoAway(go_away) => server_event::Event::GoAway(go_away),
+                Refusal::Limited(e) => server_event::Event::Error(with_fatal(e.to_wire())),
+            };
+            let _ = timeout(Duration::from_secs(1), transport.send(&frame_of(vec![event(0, answer)]))).await;
+            transport.close().await;
+            return;
+        }
+    };
     let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
     let first = match timeout(handshake, transport.recv()).await {
         Err(_) => Err(fatal(ErrorCode::Timeout, "no Hello in time")),
@@ -74,16 +91,23 @@ fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
     pb::ServerFrame { events }
 }
 
-/// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
-async fn handshake_then_serve<T: Transport>(
-    ctx: Arc<Ctx>,
-    transport: &mut T,
-    frame: pb::ClientFrame,
-) -> Result<(), pb::Error> {
-    if frame.ops.len() > ctx.limits.max_ops_per_frame as usize {
+/// What a valid Hello established.
+struct Handshake {
+    device: DeviceAddr,
+    version: pb::ProtocolVersion,
+    request_id: u64,
+    resume_after_seq: u64,
+}
+
+/// Checks the first frame's Hello: version, token, device.
+async fn handshake(
+    ctx: &Ctx,
+    ops: &mut impl Iterator<Item = pb::ClientOp>,
+    n_ops: usize,
+) -> Result<Handshake, pb::Error> {
+    if n_ops > ctx.limits.max_ops_per_frame as usize {
         return Err(fatal(ErrorCode::TooManyOps, "too many operations in one frame"));
     }
-    let mut ops = frame.ops.into_iter();
     let Some(pb::ClientOp { request_id, op: Some(client_op::Op::Hello(hello)) }) = ops.next() else {
         return Err(fatal(ErrorCode::HandshakeRequired, "the first operation must be Hello"));
     };
@@ -92,18 +116,27 @@ async fn handshake_then_serve<T: Transport>(
         e.supported_versions = version::supported();
         return Err(e);
     };
-    let device = auth::authenticate(&ctx, &hello.token).await.map_err(|e| {
-        let mut w = e.to_wire();
-        w.fatal = true;
-        w
-    })?;
+    let device = auth::authenticate(ctx, &hello.token).await.map_err(|e| with_fatal(e.to_wire()))?;
     if hello.device_id != device.device {
         return Err(fatal(ErrorCode::Unauthenticated, "device_id does not match the token"));
     }
+    Ok(Handshake { device, version, request_id, resume_after_seq: hello.resume_after_seq })
+}
+
+/// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
+async fn handshake_then_serve<T: Transport>(
+    ctx: Arc<Ctx>,
+    transport: &mut T,
+    frame: pb::ClientFrame,
+) -> Result<(), pb::Error> {
+    let n_ops = frame.ops.len();
+    let mut ops = frame.ops.into_iter();
+    let hello = handshake(&ctx, &mut ops, n_ops).await;
+    ctx.metrics.handshake(hello.as_ref().map(|_| ()).map_err(|e| e.error_code()));
+    let Handshake { device, version, request_id, resume_after_seq } = hello?;
     let registration = ctx.router.register(device);
     let conn_id = registration.conn_id;
-    let result = Session::start(ctx.clone(), device, registration, hello.resume_after_seq).await;
-    let served = match result {
+    let served = match Session::start(ctx.clone(), device, registration, resume_after_seq).await {
         Ok(mut session) => {
             let welcome = pb::Welcome {
                 version: Some(version),
@@ -196,13 +229,16 @@ impl Session {
     async fn serve<T: Transport>(&mut self, transport: &mut T) -> Result<(), pb::Error> {
         let heartbeat = Duration::from_millis(u64::from(self.ctx.config.session.heartbeat_interval_ms));
         let write_timeout = Duration::from_millis(self.ctx.config.session.write_timeout_ms);
-        let mut tick = tokio::time::interval(heartbeat / 2);
+        let frame_timeout = Duration::from_millis(self.ctx.config.session.frame_timeout_ms);
+        let mut tick = tokio::time::interval((heartbeat / 2).min(frame_timeout / 2));
         let max_inflight = self.ctx.limits.max_inflight_sends as usize;
         let shutdown = self.ctx.shutdown.clone();
         loop {
+            self.collect_ready();
             self.pump().await.map_err(|e| with_fatal(e.to_wire()))?;
             if !self.out.is_empty() {
                 let frame = frame_of(std::mem::take(&mut self.out));
+                self.ctx.metrics.frames_out.inc();
                 match timeout(write_timeout, transport.send(&frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ok(()),
@@ -235,6 +271,7 @@ impl Session {
                 received = transport.recv(), if self.inflight.len() < max_inflight => {
                     match received {
                         Ok(Some(frame)) => {
+                            self.ctx.metrics.frames_in.inc();
                             self.last_heard = Instant::now();
                             self.handle_ops(frame.ops).await?;
                         }
@@ -246,7 +283,27 @@ impl Session {
                     if self.last_heard.elapsed() > 2 * heartbeat {
                         return Err(fatal(ErrorCode::HeartbeatTimeout, "nothing received for twice the heartbeat interval"));
                     }
+                    if transport.partial_frame_since().is_some_and(|t| t.elapsed() > frame_timeout) {
+                        return Err(fatal(ErrorCode::Timeout, "a frame was not completed in time"));
+                    }
                 }
+            }
+        }
+    }
+
+    /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
+    fn collect_ready(&mut self) {
+        const READY_MAX: usize = 1024;
+        for _ in 0..READY_MAX {
+            match self.inflight.next().now_or_never() {
+                Some(Some(done)) => self.out.extend(done),
+                _ => break,
+            }
+        }
+        for _ in 0..READY_MAX {
+            match self.registration.hints.try_recv() {
+                Ok(hint) => self.on_hint(hint),
+                Err(_) => break,
             }
         }
     }
@@ -276,16 +333,7 @@ impl Session {
                 Some(client_op::Op::Hello(_)) => {
                     return Err(fatal(ErrorCode::HandshakeRequired, "Hello was already received on this connection"));
                 }
-                Some(client_op::Op::Send(msg)) => match messaging::start_send(&self.ctx, self.device, msg).await {
-                    Ok(pending) => {
-                        let ctx = self.ctx.clone();
-                        self.inflight.push(Box::pin(async move {
-                            let result = pending.finish(&ctx).await;
-                            Some(answer(rid, result.map(server_event::Event::SendResult)))
-                        }));
-                    }
-                    Err(e) => self.out.push(answer(rid, Err(e))),
-                },
+                Some(client_op::Op::Send(msg)) => self.start_send(rid, msg).await,
                 Some(client_op::Op::Receipt(r)) => {
                     let (ctx, device) = (self.ctx.clone(), self.device);
                     self.inflight.push(Box::pin(async move {
@@ -309,6 +357,30 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Validates and queues a send in arrival order; its commit is awaited among `inflight`.
+    async fn start_send(&mut self, rid: u64, msg: pb::SendMessage) {
+        let started = match ratelimit::check(&self.ctx.send_limit, &self.device.account) {
+            Ok(()) => messaging::start_send(&self.ctx, self.device, msg).await,
+            Err(e) => Err(e),
+        };
+        let ctx = self.ctx.clone();
+        match started {
+            Ok(pending) => self.inflight.push(Box::pin(async move {
+                let result = pending.finish(&ctx).await;
+                match &result {
+                    Ok(r) if r.duplicate => drop(ctx.metrics.sends_duplicate.inc()),
+                    Ok(_) => drop(ctx.metrics.sends_accepted.inc()),
+                    Err(e) => ctx.metrics.send_rejected(e.code()),
+                }
+                Some(answer(rid, result.map(server_event::Event::SendResult)))
+            })),
+            Err(e) => {
+                ctx.metrics.send_rejected(e.code());
+                self.out.push(answer(rid, Err(e)));
+            }
+        }
     }
 
     /// Cumulative ack: produce `delivered` receipts, then delete from the inbox.
@@ -396,6 +468,8 @@ impl Session {
                 continue;
             };
             item.seq = seq;
+            let age_ms = self.ctx.clock.now_ms().saturating_sub(item.server_ts_ms);
+            self.ctx.metrics.delivery_latency_seconds.observe(age_ms as f64 / 1000.0);
             let receipt_to = match &item.body {
                 Some(inbox_item::Body::Message(m)) if m.from_account_id != self.device.account => {
                     Some((m.from_account_id, item.server_msg_id))
@@ -406,6 +480,7 @@ impl Session {
             items.push(item);
         }
         if !items.is_empty() {
+            self.ctx.metrics.deliveries.inc_by(items.len() as u64);
             self.out.push(event(0, server_event::Event::Delivery(pb::Delivery { items })));
         }
     }

@@ -100,12 +100,38 @@ pub trait InboxStore: Send + Sync + 'static {
     /// `dedup_older_than_ms`. Returns how many records were removed. Called periodically.
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64>;
 
+    /// Registers who hears about every commit (metrics). Engines without group commit may
+    /// ignore it.
+    fn set_commit_observer(&self, _observer: std::sync::Arc<dyn CommitObserver>) {}
+
+    /// Appends and acks waiting for the committer right now (a metrics gauge).
+    fn queue_depth(&self) -> usize {
+        0
+    }
+
     /// False after a failed commit (disk full, fsync error) until a commit succeeds again;
     /// drives `/readyz`.
     fn is_healthy(&self) -> bool;
 
     /// Flushes and stops the committer; later appends fail with [`StoreError::Closed`].
     async fn close(&self) -> StoreResult<()>;
+}
+
+/// What one group commit did.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitSample {
+    /// Appends (sends, receipts) in the batch.
+    pub appends: u64,
+    /// How long the write and its fsync took.
+    pub duration: std::time::Duration,
+    /// Whether it succeeded.
+    pub ok: bool,
+}
+
+/// Hears about every commit, on the committer's thread: must be cheap and never block.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// Called after each commit.
+    fn committed(&self, sample: CommitSample);
 }
 
 /// Everything the server needs from an engine.

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 use crate::ratelimit::{self, KeyedLimit};
 use crate::router::Kick;
 use codes::{CodeBook, CodeError, CodeSender};
@@ -43,7 +44,7 @@ pub struct AuthService {
 
 impl AuthService {
     /// Auth configured by `config`, signing with `token_key`, sending codes through `sender`.
-    pub fn new(config: &Config, token_key: [u8; 32], sender: Arc<dyn CodeSender>) -> Self {
+    pub fn new(config: &Config, token_key: [u8; 32], sender: Arc<dyn CodeSender>, metrics: &Metrics) -> Self {
         let a = &config.auth;
         let r = &config.rate_limits;
         let hour = Duration::from_secs(3600);
@@ -56,12 +57,18 @@ impl AuthService {
                 config.dev.then(|| "000000".to_owned()),
             ),
             sender,
-            code_per_phone: KeyedLimit::new("code requests per phone", r.code_requests_per_phone_per_hour, hour),
-            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour),
+            code_per_phone: KeyedLimit::new(
+                "code requests per phone",
+                r.code_requests_per_phone_per_hour,
+                hour,
+                metrics,
+            ),
+            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour, metrics),
             verify_per_ip: KeyedLimit::new(
                 "verify attempts per IP",
                 r.verify_attempts_per_ip_per_minute,
                 Duration::from_secs(60),
+                metrics,
             ),
             access_ttl_ms: a.access_token_ttl_s * 1000,
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,

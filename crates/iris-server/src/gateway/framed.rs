@@ -1,5 +1,7 @@
 //! The native transport: length-prefixed protobuf frames over TCP or TLS.
 
+use std::time::Instant;
+
 use bytes::BytesMut;
 use iris_proto::frame::{self, FrameDecoder};
 use iris_proto::pb;
@@ -13,6 +15,8 @@ pub struct Framed<S> {
     decoder: FrameDecoder,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    /// When the bytes now waiting in `read_buf` started to arrive.
+    partial_since: Option<Instant>,
 }
 
 impl<S> Framed<S> {
@@ -23,6 +27,7 @@ impl<S> Framed<S> {
             decoder: FrameDecoder::new(max_frame_bytes),
             read_buf: BytesMut::with_capacity(4096),
             write_buf: BytesMut::with_capacity(4096),
+            partial_since: None,
         }
     }
 }
@@ -31,7 +36,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S>
     async fn recv(&mut self) -> Result<Option<pb::ClientFrame>, TransportError> {
         loop {
             if let Some(body) = self.decoder.decode(&mut self.read_buf)? {
+                self.partial_since = (!self.read_buf.is_empty()).then(Instant::now);
                 return Ok(Some(frame::decode_body(&body)?));
+            }
+            if !self.read_buf.is_empty() && self.partial_since.is_none() {
+                self.partial_since = Some(Instant::now());
             }
             if self.stream.read_buf(&mut self.read_buf).await? == 0 {
                 if self.read_buf.is_empty() {
@@ -51,6 +60,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S>
             self.write_buf = BytesMut::with_capacity(4096);
         }
         Ok(())
+    }
+
+    fn partial_frame_since(&self) -> Option<Instant> {
+        self.partial_since
     }
 
     async fn close(&mut self) {

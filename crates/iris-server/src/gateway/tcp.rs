@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::{rustls, TlsAcceptor};
@@ -61,9 +60,9 @@ pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ListenError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts until shutdown; each connection runs as a session tracked by `tasks`.
+/// Accepts until shutdown; each connection runs as a session tracked by `tasks` (admission
+/// happens in the session, so refusals get a typed answer).
 pub async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, tls: Option<TlsAcceptor>, tasks: TaskTracker) {
-    let budget = Arc::new(Semaphore::new(ctx.config.session.connections_max));
     loop {
         let accepted = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
@@ -77,28 +76,20 @@ pub async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, tls: Option<TlsAc
                 continue;
             }
         };
-        let Ok(permit) = budget.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection budget exhausted; refusing");
-            drop(stream);
-            continue;
-        };
         let (ctx, tls) = (ctx.clone(), tls.clone());
-        tasks.spawn(async move {
-            serve_stream(ctx, stream, tls).await;
-            drop(permit);
-        });
+        tasks.spawn(serve_stream(ctx, stream, peer, tls));
     }
 }
 
-async fn serve_stream(ctx: Arc<Ctx>, stream: TcpStream, tls: Option<TlsAcceptor>) {
+async fn serve_stream(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     let max = ctx.limits.max_frame_bytes;
     match tls {
-        None => session::run(ctx, Framed::new(stream, max)).await,
+        None => session::run(ctx, Framed::new(stream, max), peer.ip()).await,
         Some(acceptor) => {
             let handshake = std::time::Duration::from_millis(ctx.config.session.handshake_timeout_ms);
             match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => session::run(ctx, Framed::new(tls_stream, max)).await,
+                Ok(Ok(tls_stream)) => session::run(ctx, Framed::new(tls_stream, max), peer.ip()).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }

@@ -32,6 +32,11 @@ pub trait Transport: Send + 'static {
     /// Writes one frame to the client (one syscall where possible).
     fn send(&mut self, frame: &pb::ServerFrame) -> impl Future<Output = std::io::Result<()>> + Send;
 
+    /// Since when a partly received frame has been waiting for its remaining bytes, if one is.
+    fn partial_frame_since(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// Closes the connection after pending writes.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }

@@ -105,6 +105,12 @@ pub async fn account(
     Ok(Json(AccountInfo { account_id: view.id, phone: view.phone.clone(), device_ids: view.devices.clone() }))
 }
 
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(ctx): Shared) -> ([(&'static str, &'static str); 1], String) {
+    let text = ctx.metrics.render(ctx.router.len(), ctx.store.queue_depth());
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
+}
+
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> &'static str {
     "ok"

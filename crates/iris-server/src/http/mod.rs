@@ -28,6 +28,7 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         .route("/v1/devices/{device_id}", delete(handlers::revoke_device))
         .route("/v1/accounts/{phone}", get(handlers::account))
         .route(ws::PATH, get(ws::upgrade))
+        .route("/metrics", get(handlers::metrics))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .fallback(extract::not_found)

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use iris_proto::frame::decode_body;
 use iris_proto::pb;
@@ -23,13 +25,17 @@ pub const PROTO_SUBPROTOCOL: &str = "iris.v1.proto";
 pub const JSON_SUBPROTOCOL: &str = "iris.v1.json";
 
 /// `GET /v1/ws`: upgrades and runs a session.
-pub async fn upgrade(State(ctx): State<Arc<Ctx>>, ws: WebSocketUpgrade) -> Response {
+pub async fn upgrade(
+    State(ctx): State<Arc<Ctx>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = ctx.limits.max_frame_bytes as usize;
     ws.protocols([PROTO_SUBPROTOCOL, JSON_SUBPROTOCOL]).max_message_size(max).max_frame_size(max).on_upgrade(
         move |socket| async move {
             let _tracked = ctx.tasks.token();
             let json = socket.protocol().is_some_and(|p| p.as_bytes() == JSON_SUBPROTOCOL.as_bytes());
-            session::run(ctx, WsTransport { socket, json }).await;
+            session::run(ctx, WsTransport { socket, json }, peer.ip()).await;
         },
     )
 }

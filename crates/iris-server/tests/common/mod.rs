@@ -54,9 +54,7 @@ pub fn test_config(data_dir: &std::path::Path) -> Config {
         dev: true,
         ..Config::default()
     };
-    config.rate_limits.code_requests_per_phone_per_hour = 0;
-    config.rate_limits.code_requests_per_ip_per_hour = 0;
-    config.rate_limits.verify_attempts_per_ip_per_minute = 0;
+    config.rate_limits = iris_server::config::RateLimitConfig::unlimited();
     config
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{codec, inbox, keys, unavailable, FjallConfig, Keyspaces, Shared};
-use crate::{AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, StoreError, StoreResult};
+use crate::{AppendOutcome, AppendRequest, CommitSample, DedupKey, DeviceAddr, InboxCursor, StoreError, StoreResult};
 
 /// Devices whose committed cursor the committer keeps in memory; past this the cache is
 /// dropped and refilled from disk, so memory stays bounded however many devices exist.
@@ -293,8 +293,16 @@ impl Committer {
             Ok(())
         } else {
             let mode = if sync { PersistMode::SyncData } else { PersistMode::Buffer };
+            let started = Instant::now();
             let result = writes.durability(Some(mode)).commit();
             self.shared.record_batch(result.is_ok());
+            if let Some(observer) = self.shared.observer.get() {
+                observer.committed(CommitSample {
+                    appends: n_appends,
+                    duration: started.elapsed(),
+                    ok: result.is_ok(),
+                });
+            }
             result
         };
         match result {

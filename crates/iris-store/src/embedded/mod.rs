@@ -19,8 +19,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Account, AccountId, AccountStore, AppendRequest, Device, DeviceAddr, InboxCursor, InboxStore, PendingAppend,
-    RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+    Account, AccountId, AccountStore, AppendRequest, CommitObserver, Device, DeviceAddr, InboxCursor, InboxStore,
+    PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
 use committer::{Command, Committer};
@@ -88,6 +88,8 @@ struct Shared {
     commit_failures: AtomicU64,
     appends: AtomicU64,
     duplicates: AtomicU64,
+    /// Who hears about each commit (metrics), once set.
+    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
 }
 
 impl Shared {
@@ -98,6 +100,7 @@ impl Shared {
             commit_failures: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -327,6 +330,14 @@ impl AccountStore for FjallStore {
 
 #[async_trait]
 impl InboxStore for FjallStore {
+    fn set_commit_observer(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.shared.observer.set(observer);
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.stats().queued as usize
+    }
+
     async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
         let (reply, answer) = oneshot::channel();
         self.submit(Command::Append { req, reply }).await?;

@@ -28,9 +28,7 @@ pub fn test_config(data_dir: &Path) -> Config {
     let mut c = Config { dev: true, data_dir: data_dir.to_owned(), ..Config::default() };
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.http = "127.0.0.1:0".parse().unwrap();
-    c.rate_limits.code_requests_per_phone_per_hour = 0;
-    c.rate_limits.code_requests_per_ip_per_hour = 0;
-    c.rate_limits.verify_attempts_per_ip_per_minute = 0;
+    c.rate_limits = iris_server::config::RateLimitConfig::unlimited();
     c
 }
 
@@ -115,10 +113,22 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Config for the binary: no rate limits (tests drive many sends from one loopback IP).
+const UNLIMITED_CONFIG: &str = "[rate_limits]
+code_requests_per_phone_per_hour = 0
+code_requests_per_ip_per_hour = 0
+verify_attempts_per_ip_per_minute = 0
+sends_per_account_per_minute = 0
+connections_per_ip_per_minute = 0
+concurrent_connections_per_ip = 0
+accepts_per_second = 0
+";
+
 /// The real `iris serve --dev` binary, restartable on the same ports and data directory.
 pub struct Process {
     child: Option<Child>,
     pub data_dir: PathBuf,
+    config_file: PathBuf,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
     _dir: TempDir,
@@ -128,8 +138,11 @@ impl Process {
     /// Starts `iris serve --dev` on free ports and waits until it answers `/readyz`.
     pub async fn start() -> Self {
         let dir = TempDir::new().unwrap();
+        let config_file = dir.path().join("iris.toml");
+        std::fs::write(&config_file, UNLIMITED_CONFIG).unwrap();
         let mut p = Self {
             child: None,
+            config_file,
             data_dir: dir.path().join("data"),
             tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -146,7 +159,9 @@ impl Process {
 
     async fn spawn(&mut self) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_iris"))
-            .args(["serve", "--dev", "--data-dir"])
+            .args(["serve", "--dev", "--config"])
+            .arg(&self.config_file)
+            .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", &self.tcp.to_string(), "--http", &self.http.to_string()])
             .env("IRIS_LOG", "warn")

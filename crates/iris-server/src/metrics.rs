@@ -1,0 +1,170 @@
+//! Prometheus metrics of one node, served at `/metrics` (text exposition format).
+//!
+//! One [`Metrics`] lives in the `Ctx` (no global registry, so two servers in one test keep
+//! separate numbers). Hot-path metrics are plain atomic counters and histograms; gauges that
+//! other parts already know (sessions, committer queue) are read at scrape time.
+
+use std::sync::Arc;
+
+use iris_proto::pb::ErrorCode;
+use iris_store::{CommitObserver, CommitSample};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a metric split by one dimension (`code`, `limit`, `result`).
+pub type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Connections accepted by the TCP listener or upgraded to WebSocket.
+    pub connections_accepted: Counter,
+    /// Connections refused because the node was over its connection budget.
+    pub connections_refused: Counter,
+    /// Connections open right now.
+    pub connections_open: Gauge,
+    /// Handshakes by result (`ok` or an error code).
+    pub handshakes: Family<Labels, Counter>,
+    /// Frames read from clients.
+    pub frames_in: Counter,
+    /// Frames written to clients.
+    pub frames_out: Counter,
+    /// Sends stored.
+    pub sends_accepted: Counter,
+    /// Sends answered from the dedup record (retries).
+    pub sends_duplicate: Counter,
+    /// Sends refused, by error code.
+    pub sends_rejected: Family<Labels, Counter>,
+    /// Inbox entries written to connections.
+    pub deliveries: Counter,
+    /// Time from a message's commit to its delivery on a connection.
+    pub delivery_latency_seconds: Histogram,
+    /// Appends per group commit.
+    pub commit_batch_appends: Histogram,
+    /// Duration of a group commit's write and fsync.
+    pub commit_seconds: Histogram,
+    /// Failed commits (disk full, fsync error).
+    pub commit_failures: Counter,
+    /// Requests refused by a rate limit, by limit.
+    pub rate_limited: Family<Labels, Counter>,
+    /// Sessions registered in the router (read at scrape).
+    sessions: Gauge,
+    /// Appends and acks waiting for the committer (read at scrape).
+    committer_queue: Gauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric under the `iris_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("iris");
+        let m = Self {
+            connections_accepted: Counter::default(),
+            connections_refused: Counter::default(),
+            connections_open: Gauge::default(),
+            handshakes: Family::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            sends_accepted: Counter::default(),
+            sends_duplicate: Counter::default(),
+            sends_rejected: Family::default(),
+            deliveries: Counter::default(),
+            delivery_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            commit_batch_appends: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            commit_failures: Counter::default(),
+            rate_limited: Family::default(),
+            sessions: Gauge::default(),
+            committer_queue: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("connections_accepted", "Connections accepted", m.connections_accepted.clone());
+        r.register("connections_refused", "Connections refused over the budget", m.connections_refused.clone());
+        r.register("connections_open", "Connections open now", m.connections_open.clone());
+        r.register("handshakes", "Handshakes by result", m.handshakes.clone());
+        r.register("frames_in", "Frames read from clients", m.frames_in.clone());
+        r.register("frames_out", "Frames written to clients", m.frames_out.clone());
+        r.register("sends_accepted", "Sends durably stored", m.sends_accepted.clone());
+        r.register("sends_duplicate", "Retried sends answered from dedup", m.sends_duplicate.clone());
+        r.register("sends_rejected", "Sends refused, by error code", m.sends_rejected.clone());
+        r.register("deliveries", "Inbox entries written to connections", m.deliveries.clone());
+        r.register(
+            "delivery_latency_seconds",
+            "Commit to delivery on a connection",
+            m.delivery_latency_seconds.clone(),
+        );
+        r.register("commit_batch_appends", "Appends per group commit", m.commit_batch_appends.clone());
+        r.register("commit_seconds", "Group commit write and fsync time", m.commit_seconds.clone());
+        r.register("commit_failures", "Failed commits", m.commit_failures.clone());
+        r.register("rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
+        r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
+        r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
+        Self { registry, ..m }
+    }
+
+    /// Counts a refused send.
+    pub fn send_rejected(&self, code: ErrorCode) {
+        self.sends_rejected.get_or_create(&vec![("code", code.as_str_name())]).inc();
+    }
+
+    /// Counts a handshake by its result.
+    pub fn handshake(&self, result: Result<(), ErrorCode>) {
+        let label = result.err().map_or("ok", |c| c.as_str_name());
+        self.handshakes.get_or_create(&vec![("result", label)]).inc();
+    }
+
+    /// The counter of refusals of one named limit.
+    pub fn rate_limit_counter(&self, limit: &'static str) -> Counter {
+        self.rate_limited.get_or_create(&vec![("limit", limit)]).clone()
+    }
+
+    /// The text exposition, after refreshing the gauges read at scrape time.
+    pub fn render(&self, sessions: usize, committer_queue: usize) -> String {
+        self.sessions.set(sessions as i64);
+        self.committer_queue.set(committer_queue as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Feeds the store's commit samples into the histograms.
+pub struct CommitMetrics(pub Arc<Metrics>);
+
+impl CommitObserver for CommitMetrics {
+    fn committed(&self, sample: CommitSample) {
+        if sample.ok {
+            self.0.commit_batch_appends.observe(sample.appends as f64);
+            self.0.commit_seconds.observe(sample.duration.as_secs_f64());
+        } else {
+            self.0.commit_failures.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_the_prefix() {
+        let m = Metrics::new();
+        m.sends_accepted.inc();
+        m.send_rejected(ErrorCode::PayloadTooLarge);
+        let text = m.render(3, 7);
+        assert!(text.contains("iris_sends_accepted_total 1"), "{text}");
+        assert!(text.contains("iris_sends_rejected_total{code=\"ERROR_CODE_PAYLOAD_TOO_LARGE\"} 1"), "{text}");
+        assert!(text.contains("iris_sessions 3"), "{text}");
+        assert!(text.contains("iris_committer_queue_depth 7"), "{text}");
+    }
+}
