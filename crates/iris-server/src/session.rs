@@ -21,6 +21,7 @@ use iris_store::{AccountId, DeviceAddr};
 use prost::Message as _;
 use rand::Rng;
 use tokio::time::{timeout, Instant};
+use tracing::Instrument;
 
 use crate::auth;
 use crate::context::Ctx;
@@ -149,8 +150,16 @@ async fn handshake_then_serve<T: Transport>(
                 node_id: ctx.node_name.clone(),
             };
             session.out.push(event(request_id, server_event::Event::Welcome(welcome)));
-            session.handle_ops(ops.collect()).await?;
-            session.serve(transport).await
+            let span = tracing::info_span!("session", device = %device, conn = conn_id);
+            async {
+                tracing::debug!("session started");
+                session.handle_ops(ops.collect()).await?;
+                let served = session.serve(transport).await;
+                tracing::debug!(result = ?served.as_ref().map_err(|e| e.error_code()), "session ended");
+                served
+            }
+            .instrument(span)
+            .await
         }
         Err(e) => Err(with_fatal(e.to_wire())),
     };
@@ -374,10 +383,20 @@ impl Session {
                     Ok(_) => drop(ctx.metrics.sends_accepted.inc()),
                     Err(e) => ctx.metrics.send_rejected(e.code()),
                 }
+                match &result {
+                    Ok(r) => tracing::debug!(
+                        request_id = rid,
+                        msg_id = r.server_msg_id,
+                        duplicate = r.duplicate,
+                        "send accepted"
+                    ),
+                    Err(e) => tracing::debug!(request_id = rid, code = e.code().as_str_name(), "send rejected"),
+                }
                 Some(answer(rid, result.map(server_event::Event::SendResult)))
             })),
             Err(e) => {
                 ctx.metrics.send_rejected(e.code());
+                tracing::debug!(request_id = rid, code = e.code().as_str_name(), "send rejected");
                 self.out.push(answer(rid, Err(e)));
             }
         }
