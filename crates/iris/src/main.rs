@@ -1,6 +1,7 @@
 //! `iris`: one binary for the server (`iris serve`) and a command-line client (`login`, `send`,
 //! `recv`, `chat`). Parses the command line and dispatches; each command lives in its own file.
 
+mod bench;
 mod cmd;
 mod profile;
 mod serve;
@@ -29,6 +30,8 @@ enum Command {
     Recv(cmd::recv::RecvArgs),
     /// Chat interactively with one peer at a time.
     Chat(cmd::chat::ChatArgs),
+    /// Measure a server under load (throughput, hotspot, drain).
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -40,6 +43,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => cmd::with_logging(cmd::send::run(args)).await,
         Command::Recv(args) => cmd::with_logging(cmd::recv::run(args)).await,
         Command::Chat(args) => cmd::with_logging(cmd::chat::run(args)).await,
+        Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -206,3 +206,173 @@ impl Drop for Process {
         self.kill9();
     }
 }
+
+// -------------------------------------------------------------------------------------------------
+// The binary with extra configuration, signals and memory
+// -------------------------------------------------------------------------------------------------
+
+impl Process {
+    /// Like [`Process::start`], with `extra_toml` appended to the config file (any table but
+    /// `[rate_limits]`, which the kit already writes with every limit off).
+    pub async fn start_with_config(extra_toml: &str) -> Self {
+        let dir = TempDir::new().unwrap();
+        let config_file = dir.path().join("iris.toml");
+        std::fs::write(&config_file, format!("{UNLIMITED_CONFIG}\n{extra_toml}")).unwrap();
+        let mut p = Self {
+            child: None,
+            config_file,
+            data_dir: dir.path().join("data"),
+            tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            _dir: dir,
+        };
+        p.spawn().await;
+        p
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, failing the test after `within`; returns its status.
+    pub fn wait_exit_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "iris did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Resident memory of the server process (`VmRSS` in `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        rss_bytes_of(self.pid()).expect("read /proc/<pid>/status")
+    }
+}
+
+/// `VmRSS` of process `pid` in bytes, `None` if it is gone.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The value of one sample (`name{labels}` exactly as exposed) in a Prometheus text page; 0 when
+/// absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse::<f64>().unwrap())
+        })
+        .unwrap_or(0.0)
+}
+
+/// `GET <url>/metrics` as text.
+pub async fn scrape_metrics(url: &str) -> String {
+    let http = iris_client::HttpApi::new(url).unwrap();
+    let _ = &http; // the SDK has no metrics call; use a plain TCP request instead
+    http_get(url, "/metrics").await.1
+}
+
+/// A minimal `GET` over HTTP/1.0 (the test crate has no HTTP client of its own): status and body.
+/// Returns status 0 when the server refuses the connection.
+pub async fn http_get(url: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = url.trim_start_matches("http://");
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else { return (0, String::new()) };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut response = Vec::new();
+    if stream.read_to_end(&mut response).await.is_err() {
+        return (0, String::new());
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+// -------------------------------------------------------------------------------------------------
+// A raw device: frames by hand, so a test controls exactly when (and whether) it reads
+// -------------------------------------------------------------------------------------------------
+
+/// A device connected over raw framed TCP: it sends `Hello` and then only what the test says;
+/// bytes the server sends stay in the socket until the test reads them.
+pub struct RawDevice {
+    stream: tokio::net::TcpStream,
+    read_buf: bytes::BytesMut,
+    decoder: iris_proto::FrameDecoder,
+}
+
+impl RawDevice {
+    /// Connects to `tcp` and completes the handshake as `creds`; returns after the `Welcome`.
+    pub async fn connect(tcp: SocketAddr, creds: &Credentials) -> Self {
+        use iris_client::pb::{client_op, server_event};
+        let stream = tokio::net::TcpStream::connect(tcp).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut device =
+            Self { stream, read_buf: bytes::BytesMut::new(), decoder: iris_proto::FrameDecoder::new(64 << 20) };
+        let hello = iris_client::pb::Hello {
+            versions: vec![iris_proto::version::CURRENT],
+            token: creds.access_token.clone(),
+            device_id: creds.device_id,
+            capabilities: vec![],
+            resume_after_seq: 0,
+        };
+        device.send_ops(vec![iris_client::pb::ClientOp { request_id: 1, op: Some(client_op::Op::Hello(hello)) }]).await;
+        let frame = device.next_frame(PATIENCE).await.expect("Welcome");
+        assert!(
+            matches!(frame.events.first().and_then(|e| e.event.as_ref()), Some(server_event::Event::Welcome(_))),
+            "expected Welcome, got {frame:?}"
+        );
+        device
+    }
+
+    /// Sends one frame with `ops`.
+    pub async fn send_ops(&mut self, ops: Vec<iris_client::pb::ClientOp>) {
+        use tokio::io::AsyncWriteExt;
+        let bytes = iris_proto::frame::encode_to_bytes(&iris_client::pb::ClientFrame { ops });
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    /// Sends a cumulative ack.
+    pub async fn ack(&mut self, up_to_seq: u64) {
+        use iris_client::pb::{client_op, Ack, ClientOp};
+        self.send_ops(vec![ClientOp { request_id: 0, op: Some(client_op::Op::Ack(Ack { up_to_seq })) }]).await;
+    }
+
+    /// The next frame from the server, `None` once it closed the connection (or reset it);
+    /// fails the test if nothing arrives within `wait`.
+    pub async fn next_frame(&mut self, wait: Duration) -> Option<iris_client::pb::ServerFrame> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(body) = self.decoder.decode(&mut self.read_buf).unwrap() {
+                return Some(iris_proto::frame::decode_body(&body).unwrap());
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.read_buf))
+                .await
+                .unwrap_or_else(|_| panic!("no frame from the server within {wait:?}"));
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Machinery shared by the scenarios: logins, connections, closed-loop sender workers,
+//! receivers that ack and measure, and the live progress bar.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use indicatif::{ProgressBar, ProgressStyle};
+use iris_client::api::Credentials;
+use iris_client::pb::{inbox_item, InboxItem, SendStatus};
+use iris_client::{Client, ClientConfig, Event, Events, HttpApi, Recipient};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use super::stats::{Latencies, Report};
+
+/// Size of every benchmark payload: 8 bytes of send time, then padding.
+const PAYLOAD_BYTES: usize = 100;
+/// Logins or connects running at once.
+const SETUP_CONCURRENCY: usize = 32;
+/// Longest a single send may take before it counts as an error.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an idle receiver waits before checking whether the run is over.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// The process-wide time origin for payload timestamps (sender and receiver share a clock).
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// Nanoseconds since [`epoch`].
+pub fn now_ns() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// A payload carrying the current time.
+fn payload() -> Bytes {
+    let mut p = vec![0x2a_u8; PAYLOAD_BYTES];
+    p[..8].copy_from_slice(&now_ns().to_le_bytes());
+    Bytes::from(p)
+}
+
+/// The send time written by [`payload`].
+fn sent_ns(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
+/// Counts shared by every task of a run.
+#[derive(Default)]
+pub struct Counters {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    send_errors: AtomicU64,
+    last_delivery_ns: AtomicU64,
+    sending_done: AtomicBool,
+}
+
+impl Counters {
+    /// Marks the end of sending: receivers stop once everything accepted has arrived.
+    pub fn finish_sending(&self) {
+        self.sending_done.store(true, Relaxed);
+    }
+
+    /// Whether sending is over and every accepted message was delivered.
+    fn settled(&self) -> bool {
+        self.sending_done.load(Relaxed) && self.delivered.load(Relaxed) >= self.accepted.load(Relaxed)
+    }
+
+    /// When the latest delivery arrived, in [`now_ns`] time.
+    pub fn last_delivery_ns(&self) -> u64 {
+        self.last_delivery_ns.load(Relaxed)
+    }
+
+    /// The report for a run that lasted `duration`.
+    pub fn report(&self, scenario: &'static str, duration: Duration, latencies: &Latencies) -> Report {
+        let accepted = self.accepted.load(Relaxed);
+        let delivered = self.delivered.load(Relaxed);
+        let duration_s = duration.as_secs_f64().max(1e-9);
+        Report {
+            scenario,
+            sent: self.sent.load(Relaxed),
+            accepted,
+            delivered,
+            lost: accepted.saturating_sub(delivered),
+            duplicates: self.duplicates.load(Relaxed),
+            send_errors: self.send_errors.load(Relaxed),
+            duration_s,
+            msgs_per_s: delivered as f64 / duration_s,
+            latency_ms: latencies.summary(),
+            server_rss_bytes: None,
+            server_cpu_s: None,
+        }
+    }
+}
+
+/// A phone number unique to this process run and `index`.
+fn phone(index: usize) -> String {
+    static RUN: OnceLock<u32> = OnceLock::new();
+    let run = RUN.get_or_init(|| rand::random_range(0..10_000));
+    format!("+19{run:04}{index:05}")
+}
+
+/// Registers `count` new accounts (phones `first..first+count`) on a `--dev` server.
+pub async fn login_all(url: &str, first: usize, count: usize) -> anyhow::Result<Vec<Credentials>> {
+    let http = HttpApi::new(url)?;
+    let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let mut set = JoinSet::new();
+    for i in first..first + count {
+        let (http, limit) = (http.clone(), limit.clone());
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let creds = http.login_dev(&phone(i), "bench").await;
+            (i, creds)
+        });
+    }
+    let mut out = Vec::with_capacity(count);
+    while let Some(joined) = set.join_next().await {
+        let (i, creds) = joined?;
+        out.push((i, creds.with_context(|| format!("login of {}", phone(i)))?));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Connects one client per credentials, in order, straight to the server's TCP address.
+pub async fn connect_all(url: &str, creds: Vec<Credentials>) -> anyhow::Result<Vec<(Client, Events)>> {
+    let tcp = HttpApi::new(url)?.server_info().await.context("GET /v1/info")?.tcp_addr;
+    let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
+    let mut set = JoinSet::new();
+    for (i, c) in creds.into_iter().enumerate() {
+        let mut config = ClientConfig::new(url, c);
+        config.tcp_addr = Some(tcp.clone());
+        let limit = limit.clone();
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (i, Client::connect(config).await)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        let (i, conn) = joined?;
+        out.push((i, conn.context("connect")?));
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, c)| c).collect())
+}
+
+/// Starts a receiver that acks every item, counts deliveries and duplicates, and records the
+/// latency from `max(send time, origin_ns)` to arrival. Ends once the run is settled, the
+/// stream ends, or at `deadline`.
+pub fn spawn_receiver(
+    client: Client,
+    mut events: Events,
+    counters: Arc<Counters>,
+    origin_ns: u64,
+    deadline: Instant,
+) -> JoinHandle<Latencies> {
+    tokio::spawn(async move {
+        let mut seen = HashSet::new();
+        let mut latencies = Latencies::new();
+        while !counters.settled() && Instant::now() < deadline {
+            while let Some(event) = events.try_next() {
+                if !handle(&client, event, &counters, &mut seen, &mut latencies, origin_ns) {
+                    return latencies;
+                }
+            }
+            match tokio::time::timeout(IDLE_POLL, events.next()).await {
+                Err(_) => {}
+                Ok(None) => break,
+                Ok(Some(event)) => {
+                    if !handle(&client, event, &counters, &mut seen, &mut latencies, origin_ns) {
+                        break;
+                    }
+                }
+            }
+        }
+        latencies
+    })
+}
+
+/// Processes one event; false when the client is gone for good.
+fn handle(
+    client: &Client,
+    event: Event,
+    counters: &Counters,
+    seen: &mut HashSet<u64>,
+    latencies: &mut Latencies,
+    origin_ns: u64,
+) -> bool {
+    match event {
+        Event::Message(item) => {
+            client.ack(item.seq);
+            record_delivery(&item, counters, seen, latencies, origin_ns);
+        }
+        Event::Receipt(item) => client.ack(item.seq),
+        Event::Fatal(e) => {
+            eprintln!("receiver stopped: {e:?}");
+            return false;
+        }
+        Event::Connected(_) | Event::Disconnected(_) => {}
+    }
+    true
+}
+
+/// Counts a delivered message (or a duplicate) and records its latency.
+fn record_delivery(
+    item: &InboxItem,
+    counters: &Counters,
+    seen: &mut HashSet<u64>,
+    latencies: &mut Latencies,
+    origin_ns: u64,
+) {
+    if !seen.insert(item.server_msg_id) {
+        counters.duplicates.fetch_add(1, Relaxed);
+        return;
+    }
+    let now = now_ns();
+    counters.delivered.fetch_add(1, Relaxed);
+    counters.last_delivery_ns.fetch_max(now, Relaxed);
+    if let Some(inbox_item::Body::Message(m)) = &item.body {
+        if let Some(sent) = sent_ns(&m.payload) {
+            latencies.record_ns(now.saturating_sub(sent.max(origin_ns)));
+        }
+    }
+}
+
+/// Chooses the next recipient account of a sender, or `None` to stop.
+pub type Pick = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// Starts `inflight` closed-loop workers on `client`, each sending to `pick()` until `pick`
+/// says stop or `end` passes.
+pub fn spawn_senders(
+    client: &Client,
+    inflight: usize,
+    end: Instant,
+    pick: Pick,
+    counters: &Arc<Counters>,
+) -> Vec<JoinHandle<()>> {
+    (0..inflight).map(|_| tokio::spawn(send_loop(client.clone(), end, pick.clone(), counters.clone()))).collect()
+}
+
+/// One closed-loop worker: one send in flight at a time.
+async fn send_loop(client: Client, end: Instant, pick: Pick, counters: Arc<Counters>) {
+    while Instant::now() < end {
+        let Some(to) = pick() else { break };
+        counters.sent.fetch_add(1, Relaxed);
+        let sent = tokio::time::timeout(SEND_TIMEOUT, client.send(Recipient::Account(to), payload())).await;
+        match sent {
+            Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => {
+                counters.accepted.fetch_add(1, Relaxed);
+            }
+            _ => {
+                counters.send_errors.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// A recipient picker: a uniformly random account of `ids` other than `me`.
+pub fn random_other(ids: Arc<Vec<u64>>, me: usize) -> Pick {
+    Arc::new(move || {
+        let n = ids.len();
+        if n < 2 {
+            return None;
+        }
+        let j = rand::random_range(0..n - 1);
+        Some(ids[if j >= me { j + 1 } else { j }])
+    })
+}
+
+/// Waits for every task and merges the receivers' latencies.
+pub async fn join_receivers(handles: Vec<JoinHandle<Latencies>>) -> Latencies {
+    let mut all = Latencies::new();
+    for h in handles {
+        if let Ok(l) = h.await {
+            all.merge(&l);
+        }
+    }
+    all
+}
+
+/// Waits for sender workers.
+pub async fn join_senders(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Closes every client.
+pub async fn close_all(clients: &[Client]) {
+    for c in clients {
+        c.close().await;
+    }
+}
+
+/// A live progress line on stderr with the current delivery rate (hidden when not a terminal).
+pub struct Progress {
+    bar: ProgressBar,
+    ticker: JoinHandle<()>,
+}
+
+impl Progress {
+    /// Starts updating the line four times a second.
+    pub fn start(scenario: &'static str, counters: Arc<Counters>) -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {prefix} {msg}").expect("valid template"));
+        bar.set_prefix(scenario);
+        let ticker = tokio::spawn(tick(bar.clone(), counters));
+        Self { bar, ticker }
+    }
+
+    /// Removes the line.
+    pub fn finish(self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Updates the progress line until aborted.
+async fn tick(bar: ProgressBar, counters: Arc<Counters>) {
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let delivered = counters.delivered.load(Relaxed);
+        let now = Instant::now();
+        let rate = (delivered - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, delivered);
+        bar.set_message(format!(
+            "{rate:>9.0} msgs/s  sent {}  accepted {}  delivered {delivered}",
+            counters.sent.load(Relaxed),
+            counters.accepted.load(Relaxed)
+        ));
+        bar.tick();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_carry_their_send_time() {
+        let before = now_ns();
+        let p = payload();
+        assert_eq!(p.len(), PAYLOAD_BYTES);
+        let t = sent_ns(&p).unwrap();
+        assert!(t >= before && t <= now_ns());
+    }
+
+    #[test]
+    fn random_other_never_picks_the_sender() {
+        let ids = Arc::new(vec![10, 11, 12]);
+        let pick = random_other(ids, 1);
+        for _ in 0..200 {
+            assert_ne!(pick(), Some(11));
+        }
+    }
+}

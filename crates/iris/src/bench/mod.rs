@@ -1,0 +1,90 @@
+//! `iris bench`: load scenarios that drive an Iris server with many SDK clients from one process.
+//!
+//! First cut of issue #7: `throughput`, `hotspot` and `drain`. Each run is bounded in count and
+//! time, targets only loopback servers, and ends with a human table (or, with `--json`, one JSON
+//! object as the last line of stdout).
+
+mod closed_loop;
+mod drain;
+mod harness;
+mod hotspot;
+mod server;
+mod stats;
+mod throughput;
+
+use std::time::Duration;
+
+/// Flags shared by every scenario: which server, output format, CPU pinning.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Base URL of a running `--dev` server's HTTP API (loopback only; its auth rate limits must
+    /// allow the load, e.g. every `[rate_limits]` entry 0).
+    #[arg(long, conflicts_with = "spawn")]
+    pub server: Option<String>,
+    /// Start `iris serve --dev` (this executable) on free loopback ports and a temporary data
+    /// directory, and stop it at the end.
+    #[arg(long)]
+    pub spawn: bool,
+    /// Print one JSON object as the last line of stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// With `--spawn`: run the server under `taskset -c 0` and this process on CPU 1.
+    #[arg(long)]
+    pub pin: bool,
+    /// How long to wait for accepted messages still in flight after the load stops.
+    #[arg(long, default_value_t = 10)]
+    pub drain_s: u64,
+}
+
+impl CommonArgs {
+    /// The drain time as a duration.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_s)
+    }
+}
+
+/// Flags of `iris bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Scenario {
+    /// U users send 1:1 to random others, closed-loop with N sends in flight per sender.
+    Throughput(throughput::ThroughputArgs),
+    /// M senders send to one recipient device.
+    Hotspot(hotspot::HotspotArgs),
+    /// D offline devices get K messages each, then all connect; time until all are delivered.
+    Drain(drain::DrainArgs),
+}
+
+/// Runs the chosen scenario and prints its report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (common, name) = match &args.scenario {
+        Scenario::Throughput(a) => (a.common.clone(), "throughput"),
+        Scenario::Hotspot(a) => (a.common.clone(), "hotspot"),
+        Scenario::Drain(a) => (a.common.clone(), "drain"),
+    };
+    let target = server::Target::open(&common).await?;
+    let result = match args.scenario {
+        Scenario::Throughput(a) => throughput::run(&a, &target).await,
+        Scenario::Hotspot(a) => hotspot::run(&a, &target).await,
+        Scenario::Drain(a) => drain::run(&a, &target).await,
+    };
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            target.stop();
+            return Err(e.context(format!("bench {name}")));
+        }
+    };
+    if let Some((rss, cpu)) = target.usage() {
+        report.server_rss_bytes = Some(rss);
+        report.server_cpu_s = Some(cpu);
+    }
+    target.stop();
+    report.print(common.json);
+    Ok(())
+}

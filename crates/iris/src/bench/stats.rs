@@ -1,0 +1,124 @@
+//! Measurements of a run: latency histogram (microsecond resolution) and the final report.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Highest latency recorded, in microseconds (larger values are clamped): 10 minutes.
+const MAX_LATENCY_US: u64 = 600_000_000;
+
+/// Send→delivered latencies, in microseconds.
+pub struct Latencies(Histogram<u64>);
+
+impl Latencies {
+    /// An empty histogram with 3 significant digits.
+    pub fn new() -> Self {
+        Self(Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds"))
+    }
+
+    /// Records one latency in nanoseconds.
+    pub fn record_ns(&mut self, ns: u64) {
+        let us = (ns / 1_000).clamp(1, MAX_LATENCY_US);
+        self.0.saturating_record(us);
+    }
+
+    /// Adds another histogram's samples.
+    pub fn merge(&mut self, other: &Latencies) {
+        let _ = self.0.add(&other.0);
+    }
+
+    /// The percentiles reported, in milliseconds.
+    pub fn summary(&self) -> LatencyMs {
+        let ms = |q: f64| if self.0.is_empty() { 0.0 } else { self.0.value_at_quantile(q) as f64 / 1_000.0 };
+        LatencyMs { p50: ms(0.5), p99: ms(0.99), p999: ms(0.999), max: self.0.max() as f64 / 1_000.0 }
+    }
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyMs {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest seen.
+    pub max: f64,
+}
+
+/// The result of one scenario run (the JSON line of `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Sends started.
+    pub sent: u64,
+    /// Sends the server answered ACCEPTED.
+    pub accepted: u64,
+    /// Distinct messages received by their recipients.
+    pub delivered: u64,
+    /// Accepted but not delivered by the end of the drain time.
+    pub lost: u64,
+    /// Messages a recipient received twice (same `server_msg_id`).
+    pub duplicates: u64,
+    /// Sends that failed.
+    pub send_errors: u64,
+    /// Length of the measured phase, in seconds.
+    pub duration_s: f64,
+    /// Delivered per second of the measured phase.
+    pub msgs_per_s: f64,
+    /// Send→delivered latency (drain: connect→delivered).
+    pub latency_ms: LatencyMs,
+    /// Resident memory of the spawned server at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_rss_bytes: Option<u64>,
+    /// CPU time (user + system) of the spawned server over its life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_s: Option<f64>,
+}
+
+impl Report {
+    /// Prints the human table, or the JSON line.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string(self).expect("report serializes"));
+            return;
+        }
+        let l = &self.latency_ms;
+        println!("scenario      {}", self.scenario);
+        println!("sent          {}", self.sent);
+        println!("accepted      {}", self.accepted);
+        println!("delivered     {}", self.delivered);
+        println!("lost          {}", self.lost);
+        println!("duplicates    {}", self.duplicates);
+        println!("send errors   {}", self.send_errors);
+        println!("duration      {:.2} s", self.duration_s);
+        println!("rate          {:.0} msgs/s", self.msgs_per_s);
+        println!("latency ms    p50 {:.2}  p99 {:.2}  p999 {:.2}  max {:.2}", l.p50, l.p99, l.p999, l.max);
+        if let (Some(rss), Some(cpu)) = (self.server_rss_bytes, self.server_cpu_s) {
+            println!("server        rss {:.1} MiB  cpu {cpu:.2} s", rss as f64 / (1024.0 * 1024.0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_out_in_milliseconds() {
+        let mut h = Latencies::new();
+        for ms in 1..=1000u64 {
+            h.record_ns(ms * 1_000_000);
+        }
+        let s = h.summary();
+        assert!((s.p50 - 500.0).abs() < 2.0, "{s:?}");
+        assert!((s.p99 - 990.0).abs() < 2.0, "{s:?}");
+        assert!((s.max - 1000.0).abs() < 2.0, "{s:?}");
+    }
+
+    #[test]
+    fn an_empty_histogram_reports_zeros() {
+        assert_eq!(Latencies::new().summary().p99, 0.0);
+    }
+}

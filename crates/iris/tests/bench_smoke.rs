@@ -1,0 +1,21 @@
+//! Smoke test of `iris bench`: a tiny throughput run against a spawned server loses nothing and
+//! duplicates nothing (no timing assertions; benchmarks are not timed tests).
+
+use std::process::Command;
+
+#[test]
+fn a_small_throughput_run_delivers_everything_exactly_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_iris"))
+        .args(["bench", "throughput", "--spawn", "--users", "10", "--duration-s", "1", "--json"])
+        .output()
+        .expect("run iris bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "iris bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().expect("some output");
+    let report: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert_eq!(report["scenario"], "throughput");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["server_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+}
