@@ -32,6 +32,13 @@ use crate::messaging;
 use crate::ratelimit;
 use crate::router::{Hint, Kick, Registration};
 
+/// Delivery bytes a session prepares before writing them (bounds memory per connection).
+const OUT_BYTES_MAX: usize = 1 << 20;
+/// Payload bytes per `Delivery` event, so one event stays well inside a frame.
+const DELIVERY_BYTES_MAX: usize = 256 * 1024;
+/// Room for the frame's and events' own encoding around their contents.
+const FRAME_OVERHEAD_BYTES: usize = 64;
+
 /// How long a shutting-down session waits for its in-flight sends to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,7 +59,16 @@ pub async fn run<T: Transport>(ctx: Arc<Ctx>, mut transport: T, peer: IpAddr) {
         }
     };
     let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
-    let first = match timeout(handshake, transport.recv()).await {
+    let first = tokio::select! {
+        first = timeout(handshake, transport.recv()) => first,
+        _ = ctx.shutdown.cancelled() => {
+            let go_away = pb::GoAway { reconnect_after_ms: rand::rng().random_range(500..3000), reason: "server shutting down".into() };
+            let _ = timeout(Duration::from_secs(1), transport.send(&frame_of(vec![event(0, server_event::Event::GoAway(go_away))]))).await;
+            transport.close().await;
+            return;
+        }
+    };
+    let first = match first {
         Err(_) => Err(fatal(ErrorCode::Timeout, "no Hello in time")),
         Ok(Ok(Some(frame))) => Ok(frame),
         Ok(Ok(None)) => return,
@@ -197,6 +213,8 @@ struct Session {
     unacked: VecDeque<Unacked>,
     inflight: FuturesUnordered<OpFuture>,
     out: Vec<pb::ServerEvent>,
+    /// Payload bytes of the deliveries in `out`; pumping pauses past `OUT_BYTES_MAX`.
+    out_bytes: usize,
     last_heard: Instant,
     window: u64,
     batch: usize,
@@ -228,6 +246,7 @@ impl Session {
             unacked: VecDeque::new(),
             inflight: FuturesUnordered::new(),
             out: Vec::new(),
+            out_bytes: 0,
             last_heard: Instant::now(),
             window,
             batch,
@@ -244,17 +263,17 @@ impl Session {
         let shutdown = self.ctx.shutdown.clone();
         loop {
             self.collect_ready();
-            self.pump().await.map_err(|e| with_fatal(e.to_wire()))?;
-            if !self.out.is_empty() {
-                let frame = frame_of(std::mem::take(&mut self.out));
-                self.ctx.metrics.frames_out.inc();
-                match timeout(write_timeout, transport.send(&frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Ok(()),
-                    Err(_) => {
-                        tracing::info!(device = %self.device, "closing a connection that stopped reading");
-                        return Ok(());
-                    }
+            loop {
+                self.pump().await.map_err(|e| with_fatal(e.to_wire()))?;
+                if self.out.is_empty() {
+                    break;
+                }
+                let more = self.out_bytes >= OUT_BYTES_MAX;
+                if !self.flush(transport, write_timeout).await {
+                    return Ok(());
+                }
+                if !more {
+                    break;
                 }
             }
             tokio::select! {
@@ -300,6 +319,37 @@ impl Session {
         }
     }
 
+    /// Writes `out` in frames of at most `max_frame_bytes`. False when the connection must end:
+    /// the write failed, the client read nothing for `write_timeout`, or the server is stopping
+    /// while the client does not read.
+    async fn flush<T: Transport>(&mut self, transport: &mut T, write_timeout: Duration) -> bool {
+        let max = self.ctx.limits.max_frame_bytes as usize - FRAME_OVERHEAD_BYTES;
+        let mut events = std::mem::take(&mut self.out).into_iter().peekable();
+        self.out_bytes = 0;
+        while events.peek().is_some() {
+            let mut frame = frame_of(Vec::new());
+            let mut size = 0;
+            while let Some(e) = events.next_if(|e| frame.events.is_empty() || size + e.encoded_len() <= max) {
+                size += e.encoded_len() + FRAME_OVERHEAD_BYTES;
+                frame.events.push(e);
+            }
+            self.ctx.metrics.frames_out.inc();
+            let written = tokio::select! {
+                w = timeout(write_timeout, transport.send(&frame)) => w,
+                _ = self.ctx.shutdown.cancelled(), if !self.ctx.shutdown.is_cancelled() => return false,
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    tracing::info!(device = %self.device, "closing a connection that stopped reading");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
     fn collect_ready(&mut self) {
         const READY_MAX: usize = 1024;
@@ -328,8 +378,7 @@ impl Session {
             }
         })
         .await;
-        let frame = frame_of(std::mem::take(&mut self.out));
-        let _ = timeout(DRAIN_TIMEOUT, transport.send(&frame)).await;
+        self.flush(transport, DRAIN_TIMEOUT).await;
     }
 
     async fn handle_ops(&mut self, ops: Vec<pb::ClientOp>) -> Result<(), pb::Error> {
@@ -450,7 +499,7 @@ impl Session {
             let cursor = self.ctx.store.cursor(self.device).await?;
             self.known_last = self.known_last.max(cursor.last);
         }
-        while self.sent - self.acked < self.window {
+        while self.sent - self.acked < self.window && self.out_bytes < OUT_BYTES_MAX {
             let room = ((self.window - (self.sent - self.acked)) as usize).min(self.batch);
             let mut entries: Vec<(u64, bytes::Bytes)> = Vec::with_capacity(room);
             while entries.len() < room {
@@ -478,7 +527,13 @@ impl Session {
 
     fn deliver(&mut self, entries: Vec<(u64, bytes::Bytes)>) {
         let mut items = Vec::with_capacity(entries.len());
+        let mut items_bytes = 0;
         for (seq, bytes) in entries {
+            if items_bytes + bytes.len() > DELIVERY_BYTES_MAX && !items.is_empty() {
+                self.push_delivery(std::mem::take(&mut items), items_bytes);
+                items_bytes = 0;
+            }
+            items_bytes += bytes.len();
             self.sent = seq;
             self.known_last = self.known_last.max(seq);
             let Ok(mut item) = pb::InboxItem::decode(bytes) else {
@@ -498,8 +553,13 @@ impl Session {
             self.unacked.push_back(Unacked { seq, receipt_to });
             items.push(item);
         }
+        self.push_delivery(items, items_bytes);
+    }
+
+    fn push_delivery(&mut self, items: Vec<pb::InboxItem>, items_bytes: usize) {
         if !items.is_empty() {
             self.ctx.metrics.deliveries.inc_by(items.len() as u64);
+            self.out_bytes += items_bytes;
             self.out.push(event(0, server_event::Event::Delivery(pb::Delivery { items })));
         }
     }

@@ -501,3 +501,310 @@ pub fn per_device_to_account(
         body: Some(pb::send_message::Body::PerDevice(pb::DevicePayloads { payloads })),
     }
 }
+
+// -------------------------------------------------------------------------------------------------
+// Servers over a store with injected faults
+// -------------------------------------------------------------------------------------------------
+
+impl TestServer {
+    /// A server with the test defaults changed by `edit`, over `store` instead of the embedded
+    /// store it would open in its data directory.
+    pub async fn start_with_store(edit: impl FnOnce(&mut Config), store: Arc<dyn iris_store::Store>) -> Self {
+        let data_dir = tempfile::tempdir().expect("create a temporary data dir");
+        let mut config = test_config(data_dir.path());
+        edit(&mut config);
+        let deps = Dependencies { store: Some(store), ..Dependencies::default() };
+        let server = iris_server::start(config, deps).await.expect("server starts");
+        Self {
+            tcp_addr: server.tcp_addr,
+            http_addr: server.http_addr,
+            clock: None,
+            server,
+            http: reqwest::Client::new(),
+            _data_dir: data_dir,
+        }
+    }
+}
+
+/// What a [`FaultyStore`] does while its switch is on.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// `enqueue_append` fails with `Overloaded { retry_after_ms }`: the committer queue stayed full.
+    Overloaded {
+        /// The wait the store suggests.
+        retry_after_ms: u32,
+    },
+    /// `enqueue_append` fails with `Unavailable` and `is_healthy()` is false: disk full or an
+    /// fsync error.
+    Unavailable,
+}
+
+/// A real embedded store (fjall, in its own temporary directory) whose appends fail with a chosen
+/// [`Fault`] while a shared switch is on. Everything else is delegated unchanged.
+pub struct FaultyStore {
+    inner: iris_store::embedded::FjallStore,
+    fault: Fault,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped after `inner` (fields drop in order).
+    _dir: TempDir,
+}
+
+impl FaultyStore {
+    /// Opens the wrapped store; the returned switch turns the fault on (`true`) and off.
+    pub fn open(fault: Fault) -> (Arc<Self>, Arc<std::sync::atomic::AtomicBool>) {
+        let dir = tempfile::tempdir().expect("create a temporary store dir");
+        let inner = iris_store::embedded::FjallStore::open(dir.path(), Default::default()).expect("open fjall");
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (Arc::new(Self { inner, fault, failing: failing.clone(), _dir: dir }), failing)
+    }
+
+    fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The future type `#[async_trait]` methods return (the store traits are declared with it; these
+/// impls are written out by hand because the test crate does not depend on `async-trait`).
+type StoreFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = iris_store::StoreResult<T>> + Send + 'a>>;
+
+impl iris_store::AccountStore for FaultyStore {
+    fn account_by_phone<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        phone: &'life1 str,
+    ) -> StoreFuture<'async_trait, Option<iris_store::Account>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.account_by_phone(phone)
+    }
+
+    fn account<'life0, 'async_trait>(
+        &'life0 self,
+        id: iris_store::AccountId,
+    ) -> StoreFuture<'async_trait, Option<iris_store::Account>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.account(id)
+    }
+
+    fn register_device<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        phone: &'life1 str,
+        device_name: &'life2 str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreFuture<'async_trait, (iris_store::Account, iris_store::Device)>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.register_device(phone, device_name, now_ms, max_devices)
+    }
+
+    fn devices<'life0, 'async_trait>(
+        &'life0 self,
+        account: iris_store::AccountId,
+    ) -> StoreFuture<'async_trait, Vec<iris_store::Device>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.devices(account)
+    }
+
+    fn device<'life0, 'async_trait>(
+        &'life0 self,
+        addr: iris_store::DeviceAddr,
+    ) -> StoreFuture<'async_trait, Option<iris_store::Device>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.device(addr)
+    }
+
+    fn revoke_device<'life0, 'async_trait>(
+        &'life0 self,
+        addr: iris_store::DeviceAddr,
+        now_ms: u64,
+    ) -> StoreFuture<'async_trait, bool>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.revoke_device(addr, now_ms)
+    }
+
+    fn put_refresh_token<'life0, 'async_trait>(
+        &'life0 self,
+        token: iris_store::RefreshTokenRecord,
+    ) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.put_refresh_token(token)
+    }
+
+    fn take_refresh_token<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        hash: &'life1 [u8; 32],
+    ) -> StoreFuture<'async_trait, Option<iris_store::RefreshTokenRecord>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.take_refresh_token(hash)
+    }
+}
+
+impl iris_store::InboxStore for FaultyStore {
+    fn enqueue_append<'life0, 'async_trait>(
+        &'life0 self,
+        req: iris_store::AppendRequest,
+    ) -> StoreFuture<'async_trait, iris_store::PendingAppend>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        if self.failing() {
+            let e = match self.fault {
+                Fault::Overloaded { retry_after_ms } => iris_store::StoreError::Overloaded { retry_after_ms },
+                Fault::Unavailable => iris_store::StoreError::Unavailable("injected: no space left on device".into()),
+            };
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        self.inner.enqueue_append(req)
+    }
+
+    fn read<'life0, 'async_trait>(
+        &'life0 self,
+        device: iris_store::DeviceAddr,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreFuture<'async_trait, Vec<iris_store::StoredEntry>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.read(device, after_seq, limit)
+    }
+
+    fn ack<'life0, 'async_trait>(
+        &'life0 self,
+        device: iris_store::DeviceAddr,
+        up_to_seq: u64,
+    ) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.ack(device, up_to_seq)
+    }
+
+    fn cursor<'life0, 'async_trait>(
+        &'life0 self,
+        device: iris_store::DeviceAddr,
+    ) -> StoreFuture<'async_trait, iris_store::InboxCursor>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.cursor(device)
+    }
+
+    fn purge<'life0, 'async_trait>(&'life0 self, device: iris_store::DeviceAddr) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.purge(device)
+    }
+
+    fn expire<'life0, 'async_trait>(
+        &'life0 self,
+        older_than_ms: u64,
+        dedup_older_than_ms: u64,
+    ) -> StoreFuture<'async_trait, u64>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.expire(older_than_ms, dedup_older_than_ms)
+    }
+
+    fn set_commit_observer(&self, observer: Arc<dyn iris_store::CommitObserver>) {
+        self.inner.set_commit_observer(observer);
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.inner.queue_depth()
+    }
+
+    fn is_healthy(&self) -> bool {
+        let unavailable = matches!(self.fault, Fault::Unavailable) && self.failing();
+        !unavailable && self.inner.is_healthy()
+    }
+
+    fn close<'life0, 'async_trait>(&'life0 self) -> StoreFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner.close()
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Raw connections: admission answers and slow writers
+// -------------------------------------------------------------------------------------------------
+
+impl RawConn {
+    /// Expects a `GoAway` (sent before any Hello when the node refuses a connection) followed by
+    /// the close; returns it.
+    pub async fn expect_go_away(&mut self) -> pb::GoAway {
+        let e = self.event().await;
+        let Some(server_event::Event::GoAway(g)) = e.event else { panic!("expected GoAway, got {e:?}") };
+        self.expect_closed().await;
+        g
+    }
+
+    /// The first event after connecting: `Some(GoAway)` when the node refused the connection,
+    /// `None` when it was admitted (proved by a Hello answered with a Welcome for `creds`).
+    pub async fn admitted_or_go_away(&mut self, creds: &Credentials) -> Option<pb::GoAway> {
+        self.send_ops(vec![hello_op(1, &creds.access_token, creds.device_id)]).await;
+        let e = self.event().await;
+        match e.event {
+            Some(server_event::Event::Welcome(_)) => None,
+            Some(server_event::Event::GoAway(g)) => {
+                self.expect_closed().await;
+                Some(g)
+            }
+            _ => panic!("expected Welcome or GoAway, got {e:?}"),
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Prometheus text
+// -------------------------------------------------------------------------------------------------
+
+/// The value of the sample `series` (name with its labels exactly as exposed, e.g.
+/// `iris_handshakes_total{result="ok"}`) in a Prometheus text exposition; 0 when absent
+/// (prometheus-client omits label sets never touched).
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == series).then(|| value.parse::<f64>().expect("a numeric sample"))
+        })
+        .unwrap_or(0.0)
+}
