@@ -135,21 +135,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `iris serve --dev` on free ports and waits until it answers `/readyz`.
+    /// Starts `iris serve --dev` on free ports and waits until it has bound them.
     pub async fn start() -> Self {
-        let dir = TempDir::new().unwrap();
-        let config_file = dir.path().join("iris.toml");
-        std::fs::write(&config_file, UNLIMITED_CONFIG).unwrap();
-        let mut p = Self {
-            child: None,
-            config_file,
-            data_dir: dir.path().join("data"),
-            tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            _dir: dir,
-        };
-        p.spawn().await;
-        p
+        Self::start_with_config("").await
     }
 
     /// Base URL of the HTTP API.
