@@ -177,12 +177,12 @@ impl Client {
         }
     }
 
-    async fn command(&self, cmd: Command) -> Result<(), ClientError> {
+    pub(crate) async fn command(&self, cmd: Command) -> Result<(), ClientError> {
         self.cmds.send(cmd).await.map_err(|_| self.stopped())
     }
 
     /// Why the background task is gone.
-    fn stopped(&self) -> ClientError {
+    pub(crate) fn stopped(&self) -> ClientError {
         self.shared.terminal().map_or(ClientError::Closed, ClientError::Fatal)
     }
 

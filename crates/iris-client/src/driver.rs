@@ -37,6 +37,7 @@ const FRAME_SLACK_BYTES: usize = 64;
 pub(crate) enum Command {
     Send { msg: pb::SendMessage, reply: oneshot::Sender<Result<pb::SendResult, ClientError>> },
     Receipt { receipt: pb::SendReceipt, reply: oneshot::Sender<Result<pb::ReceiptResult, ClientError>> },
+    Group { op: pb::GroupOp, reply: oneshot::Sender<Result<pb::GroupResult, ClientError>> },
     Close { done: oneshot::Sender<()> },
 }
 
@@ -211,6 +212,7 @@ impl Driver {
             Command::Close { done } => return Some(CloseRequest(Some(done))),
             Command::Send { msg, reply } => (client_op::Op::Send(msg), Reply::Send(reply)),
             Command::Receipt { receipt, reply } => (client_op::Op::Receipt(receipt), Reply::Receipt(reply)),
+            Command::Group { op, reply } => (client_op::Op::Group(op), Reply::Group(reply)),
         };
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -278,6 +280,7 @@ impl Driver {
         match event.event? {
             server_event::Event::SendResult(result) => self.inflight.complete_send(event.request_id, result),
             server_event::Event::ReceiptResult(result) => self.inflight.complete_receipt(event.request_id, result),
+            server_event::Event::GroupResult(result) => self.inflight.complete_group(event.request_id, result),
             server_event::Event::Delivery(delivery) => delivery.items.into_iter().for_each(|item| self.deliver(item)),
             server_event::Event::GoAway(g) => {
                 let after = Duration::from_millis(u64::from(g.reconnect_after_ms));
@@ -319,6 +322,8 @@ impl Driver {
         let event = match &item.body {
             Some(pb::inbox_item::Body::Message(_)) => Event::Message(item),
             Some(pb::inbox_item::Body::Receipt(_)) => Event::Receipt(item),
+            Some(pb::inbox_item::Body::GroupMessage(_)) => Event::Message(item),
+            Some(pb::inbox_item::Body::GroupEvent(_) | pb::inbox_item::Body::GroupReceipt(_)) => Event::Group(item),
             None => return, // a kind of entry this build does not know; acked with later ones
         };
         self.emit(event);

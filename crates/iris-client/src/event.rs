@@ -17,6 +17,9 @@ pub enum Event {
     Message(InboxItem),
     /// A DELIVERED or READ receipt. Ack its `seq` like a message.
     Receipt(InboxItem),
+    /// A group change (`GroupEvent`) or an aggregated group receipt (`GroupReceipt`). Ack its
+    /// `seq` like a message. Group messages themselves arrive as [`Event::Message`].
+    Group(InboxItem),
     /// The handshake succeeded (first connect and every reconnect).
     Connected(pb::Welcome),
     /// The connection was lost; the client is reconnecting on its own.
@@ -30,7 +33,7 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) => Some(item),
+            Self::Message(item) | Self::Receipt(item) | Self::Group(item) => Some(item),
             _ => None,
         }
     }
@@ -44,6 +47,30 @@ impl Event {
     pub fn message(&self) -> Option<&pb::Message> {
         match self {
             Self::Message(InboxItem { body: Some(inbox_item::Body::Message(m)), .. }) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The group message body, for group message events.
+    pub fn group_message(&self) -> Option<&pb::GroupMessage> {
+        match self {
+            Self::Message(InboxItem { body: Some(inbox_item::Body::GroupMessage(m)), .. }) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The group change, for group events.
+    pub fn group_event(&self) -> Option<&pb::GroupEvent> {
+        match self {
+            Self::Group(InboxItem { body: Some(inbox_item::Body::GroupEvent(e)), .. }) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The aggregated group receipt, for group receipt events.
+    pub fn group_receipt(&self) -> Option<&pb::GroupReceipt> {
+        match self {
+            Self::Group(InboxItem { body: Some(inbox_item::Body::GroupReceipt(r)), .. }) => Some(r),
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ use crate::error::ClientError;
 pub(crate) enum Reply {
     Send(oneshot::Sender<Result<pb::SendResult, ClientError>>),
     Receipt(oneshot::Sender<Result<pb::ReceiptResult, ClientError>>),
+    Group(oneshot::Sender<Result<pb::GroupResult, ClientError>>),
 }
 
 impl Reply {
@@ -31,6 +32,7 @@ impl Reply {
         match self {
             Self::Send(tx) => drop(tx.send(Err(err))),
             Self::Receipt(tx) => drop(tx.send(Err(err))),
+            Self::Group(tx) => drop(tx.send(Err(err))),
         }
     }
 }
@@ -137,6 +139,15 @@ impl Inflight {
         match self.remove(request_id) {
             Some(Reply::Receipt(tx)) => drop(tx.send(Ok(result))),
             Some(other) => other.fail(ClientError::Protocol("receipt result for a send".into())),
+            None => {}
+        }
+    }
+
+    /// Answers a pending group operation.
+    pub(crate) fn complete_group(&mut self, request_id: u64, result: pb::GroupResult) {
+        match self.remove(request_id) {
+            Some(Reply::Group(tx)) => drop(tx.send(Ok(result))),
+            Some(other) => other.fail(ClientError::Protocol("group result for another operation".into())),
             None => {}
         }
     }

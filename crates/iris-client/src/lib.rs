@@ -30,6 +30,7 @@ mod dedup;
 mod driver;
 mod error;
 mod event;
+mod groups;
 mod handshake;
 mod http;
 mod inflight;
@@ -41,6 +42,7 @@ pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};
 pub use dedup::DedupWindow;
 pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};
+pub use groups::MemberAction;
 pub use http::HttpApi;
 
 /// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.

@@ -234,6 +234,10 @@ pub struct RateLimitConfig {
     pub concurrent_connections_per_ip: u32,
     /// New connections per second on the whole node; past it, `GoAway` with jitter (storms).
     pub accepts_per_second: u32,
+    /// Groups one account may create per hour (seed 001: 10).
+    pub group_creations_per_account_per_hour: u32,
+    /// Members one account may add to groups per minute (bursts of adds, invites included).
+    pub group_member_adds_per_account_per_minute: u32,
 }
 
 impl RateLimitConfig {
@@ -247,6 +251,8 @@ impl RateLimitConfig {
             connections_per_ip_per_minute: 0,
             concurrent_connections_per_ip: 0,
             accepts_per_second: 0,
+            group_creations_per_account_per_hour: 0,
+            group_member_adds_per_account_per_minute: 0,
         }
     }
 }
@@ -261,6 +267,8 @@ impl Default for RateLimitConfig {
             connections_per_ip_per_minute: 600,
             concurrent_connections_per_ip: 1000,
             accepts_per_second: 10_000,
+            group_creations_per_account_per_hour: 10,
+            group_member_adds_per_account_per_minute: 100,
         }
     }
 }
@@ -337,6 +345,9 @@ impl Config {
         }
         if l.batch_deliveries_max == 0 || l.ops_per_frame_max == 0 || l.inflight_sends_max == 0 {
             return invalid("limits must be positive");
+        }
+        if !(2..=65_536).contains(&l.group_members_max) {
+            return invalid("limits.group_members_max must be 2..=65536");
         }
         if !(1..=16).contains(&l.devices_per_account_max) {
             return invalid("limits.devices_per_account_max must be 1..=16");

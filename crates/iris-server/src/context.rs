@@ -39,6 +39,8 @@ pub struct Ctx {
     pub admission: Arc<Admission>,
     /// Sends per account (token bucket).
     pub send_limit: Option<KeyedLimit<AccountId>>,
+    /// Group state that is not in the store: per-group locks, rate limits, a payload cache.
+    pub groups: crate::groups::GroupService,
     /// Prometheus metrics of this node.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down.

@@ -63,6 +63,12 @@ pub enum ServiceError {
     /// Wrong, expired or exhausted one-time code.
     #[error("{0}")]
     InvalidCode(String),
+    /// The group already has the maximum number of members.
+    #[error("the group already has the maximum of {max} members")]
+    GroupFull {
+        /// The limit.
+        max: u32,
+    },
     /// A bug; details are in the log.
     #[error("internal error")]
     Internal,
@@ -85,6 +91,7 @@ impl ServiceError {
             Self::PermissionDenied(_) => ErrorCode::PermissionDenied,
             Self::DeviceLimit { .. } => ErrorCode::DeviceLimit,
             Self::InvalidCode(_) => ErrorCode::InvalidCode,
+            Self::GroupFull { .. } => ErrorCode::GroupFull,
             Self::Internal => ErrorCode::Internal,
         }
     }

@@ -22,6 +22,11 @@ impl IdGenerator {
         Self { node: u64::from(node), last: AtomicU64::new(0) }
     }
 
+    /// The smallest id any node can give at `ms` or later: a time cutoff for ids.
+    pub fn floor_of(ms: u64) -> u64 {
+        ms << (NODE_BITS + COUNTER_BITS)
+    }
+
     /// The next id, greater than every id this generator returned before.
     pub fn next(&self, now_ms: u64) -> u64 {
         let floor = (now_ms << (NODE_BITS + COUNTER_BITS)) | self.node;

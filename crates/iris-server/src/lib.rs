@@ -15,6 +15,7 @@ pub mod context;
 pub mod directory;
 pub mod error;
 pub mod gateway;
+pub mod groups;
 pub mod http;
 pub mod ids;
 pub mod messaging;
@@ -150,6 +151,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             Duration::from_secs(60),
             &metrics,
         ),
+        groups: groups::GroupService::new(&config, &metrics),
         metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
         node_name: format!("node-{}", config.node_id),
@@ -245,6 +247,7 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 if let Some(l) = &ctx.send_limit {
                     l.sweep();
                 }
+                ctx.groups.sweep();
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();
@@ -254,6 +257,12 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "expired old inbox entries and dedup records"),
                     Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+                }
+                // Group payloads and receipts live as long as the inbox references to them.
+                match ctx.store.expire_group_messages(ids::IdGenerator::floor_of(inbox_cutoff)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired old group payloads and receipts"),
+                    Err(e) => tracing::warn!(error = %e, "group expiry sweep failed"),
                 }
             }
         }

@@ -28,6 +28,7 @@ use crate::context::Ctx;
 use crate::error::ServiceError;
 use crate::gateway::admission::Refusal;
 use crate::gateway::transport::{Transport, TransportError};
+use crate::groups;
 use crate::messaging;
 use crate::ratelimit;
 use crate::router::{Hint, Kick, Registration};
@@ -38,6 +39,9 @@ const OUT_BYTES_MAX: usize = 1 << 20;
 const DELIVERY_BYTES_MAX: usize = 256 * 1024;
 /// Room for the frame's and events' own encoding around their contents.
 const FRAME_OVERHEAD_BYTES: usize = 64;
+
+/// How long a gap in hinted seqs may wait for its hint before the session reads the store.
+const GAP_WAIT: Duration = Duration::from_millis(3);
 
 /// How long a shutting-down session waits for its in-flight sends to be answered.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -193,6 +197,8 @@ struct Unacked {
     seq: u64,
     /// Sender and message id, for the `delivered` receipt, when the entry is someone's message.
     receipt_to: Option<(AccountId, u64)>,
+    /// Group and message id, when the entry is someone's group message (group receipts).
+    group_receipt: Option<(u64, u64)>,
 }
 
 /// The output of a concurrent operation: an event to send, if any.
@@ -209,7 +215,9 @@ struct Session {
     /// Highest seq known to exist in the inbox.
     known_last: u64,
     /// Hinted entries contiguous after `sent`, waiting for window room.
-    buffered: VecDeque<Hint>,
+    buffered: BTreeMap<u64, bytes::Bytes>,
+    /// Since when a gap before buffered hints has been waiting (see `GAP_WAIT`).
+    gap_since: Option<Instant>,
     unacked: VecDeque<Unacked>,
     inflight: FuturesUnordered<OpFuture>,
     out: Vec<pb::ServerEvent>,
@@ -242,7 +250,8 @@ impl Session {
             acked: cursor.acked,
             sent: cursor.acked,
             known_last: cursor.last,
-            buffered: VecDeque::new(),
+            buffered: BTreeMap::new(),
+            gap_since: None,
             unacked: VecDeque::new(),
             inflight: FuturesUnordered::new(),
             out: Vec::new(),
@@ -276,6 +285,7 @@ impl Session {
                     break;
                 }
             }
+            let gap_deadline = self.gap_deadline();
             tokio::select! {
                 biased;
                 kick = &mut self.registration.kick => {
@@ -307,6 +317,7 @@ impl Session {
                         Err(e) => return Err(transport_error(&e)),
                     }
                 }
+                _ = tokio::time::sleep_until(gap_deadline.unwrap_or_else(Instant::now)), if gap_deadline.is_some() => {}
                 _ = tick.tick() => {
                     if self.last_heard.elapsed() > 2 * heartbeat {
                         return Err(fatal(ErrorCode::HeartbeatTimeout, "nothing received for twice the heartbeat interval"));
@@ -404,6 +415,11 @@ impl Session {
                         self.out.push(answer(rid, Err(e)));
                     }
                 }
+                Some(client_op::Op::Group(g)) => {
+                    let op = groups::start(self.ctx.clone(), self.device, g).await;
+                    let result = op.map(move |r| Some(answer(rid, r.map(server_event::Event::GroupResult))));
+                    self.inflight.push(Box::pin(result));
+                }
                 Some(client_op::Op::Ping(p)) => {
                     let pong = pb::Pong { client_time_ms: p.client_time_ms, server_time_ms: self.ctx.clock.now_ms() };
                     self.out.push(event(rid, server_event::Event::Pong(pong)));
@@ -463,8 +479,10 @@ impl Session {
             )));
         }
         let mut by_sender: BTreeMap<AccountId, Vec<u64>> = BTreeMap::new();
+        let mut group_receipts = Vec::new();
         while self.unacked.front().is_some_and(|u| u.seq <= up_to) {
             let u = self.unacked.pop_front().expect("checked non-empty");
+            group_receipts.extend(u.group_receipt);
             if let Some((sender, id)) = u.receipt_to {
                 by_sender.entry(sender).or_default().push(id);
             }
@@ -472,7 +490,10 @@ impl Session {
         self.acked = up_to;
         let (ctx, device) = (self.ctx.clone(), self.device);
         self.inflight.push(Box::pin(async move {
-            let receipts = messaging::delivered_receipts(&ctx, device, by_sender.into_iter().collect()).await;
+            let mut receipts = messaging::delivered_receipts(&ctx, device, by_sender.into_iter().collect()).await;
+            if receipts.is_ok() && !group_receipts.is_empty() {
+                receipts = groups::delivered(&ctx, device, group_receipts).await;
+            }
             let acked = match receipts {
                 Ok(()) => ctx.store.ack(device, up_to).await.map_err(ServiceError::from),
                 Err(e) => Err(e),
@@ -485,15 +506,17 @@ impl Session {
         Ok(())
     }
 
+    /// Keeps a hinted entry for delivery. Hints from different senders' commits can arrive out
+    /// of order by microseconds, so they wait in a small reorder buffer (bounded by the window).
     fn on_hint(&mut self, hint: Hint) {
-        let next = self.sent + self.buffered.len() as u64 + 1;
         self.known_last = self.known_last.max(hint.seq);
-        if hint.seq == next && (self.buffered.len() as u64) < self.window {
-            self.buffered.push_back(hint);
+        if hint.seq > self.sent && (self.buffered.len() as u64) < self.window {
+            self.buffered.insert(hint.seq, hint.item);
         }
     }
 
-    /// Delivers what the window allows: buffered hints first, then the store.
+    /// Delivers what the window allows: buffered hints when they continue the sequence, else the
+    /// store. A gap with later hints already buffered is given `GAP_WAIT` to fill by itself.
     async fn pump(&mut self) -> Result<(), ServiceError> {
         if self.registration.lagged.swap(false, Ordering::AcqRel) {
             let cursor = self.ctx.store.cursor(self.device).await?;
@@ -503,26 +526,39 @@ impl Session {
             let room = ((self.window - (self.sent - self.acked)) as usize).min(self.batch);
             let mut entries: Vec<(u64, bytes::Bytes)> = Vec::with_capacity(room);
             while entries.len() < room {
-                match self.buffered.pop_front() {
-                    Some(h) if h.seq == self.sent + entries.len() as u64 + 1 => entries.push((h.seq, h.item)),
-                    Some(_) => self.buffered.clear(),
+                let next = self.sent + entries.len() as u64 + 1;
+                match self.buffered.remove(&next) {
+                    Some(item) => entries.push((next, item)),
                     None => break,
                 }
             }
             if entries.is_empty() && self.known_last > self.sent {
+                let now = Instant::now();
+                let gap_since = *self.gap_since.get_or_insert(now);
+                if !self.buffered.is_empty() && now.duration_since(gap_since) < GAP_WAIT {
+                    return Ok(());
+                }
                 let stored = self.ctx.store.read(self.device, self.sent, room).await?;
                 if stored.is_empty() {
                     self.known_last = self.sent;
                 }
                 entries = stored.into_iter().map(|e| (e.seq, e.item)).collect();
-                self.buffered.retain(|h| h.seq > entries.last().map_or(0, |e| e.0));
+                entries = groups::resolve(&self.ctx, entries).await;
             }
+            self.gap_since = None;
             if entries.is_empty() {
                 return Ok(());
             }
+            let last = entries.last().map_or(0, |e| e.0);
+            self.buffered = self.buffered.split_off(&(last + 1));
             self.deliver(entries);
         }
         Ok(())
+    }
+
+    /// When a waiting gap must be given up on and read from the store.
+    fn gap_deadline(&self) -> Option<Instant> {
+        self.gap_since.map(|t| t + GAP_WAIT)
     }
 
     fn deliver(&mut self, entries: Vec<(u64, bytes::Bytes)>) {
@@ -538,7 +574,7 @@ impl Session {
             self.known_last = self.known_last.max(seq);
             let Ok(mut item) = pb::InboxItem::decode(bytes) else {
                 tracing::error!(device = %self.device, seq, "undecodable inbox entry skipped");
-                self.unacked.push_back(Unacked { seq, receipt_to: None });
+                self.unacked.push_back(Unacked { seq, receipt_to: None, group_receipt: None });
                 continue;
             };
             item.seq = seq;
@@ -550,7 +586,8 @@ impl Session {
                 }
                 _ => None,
             };
-            self.unacked.push_back(Unacked { seq, receipt_to });
+            let group_receipt = groups::delivered_receipt_for(&item, self.device.account);
+            self.unacked.push_back(Unacked { seq, receipt_to, group_receipt });
             items.push(item);
         }
         self.push_delivery(items, items_bytes);

@@ -12,9 +12,11 @@
 
 pub mod embedded;
 pub mod error;
+pub mod groups;
 pub mod types;
 
 pub use error::StoreError;
+pub use groups::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -135,5 +137,5 @@ pub trait CommitObserver: Send + Sync + 'static {
 }
 
 /// Everything the server needs from an engine.
-pub trait Store: AccountStore + InboxStore {}
-impl<T: AccountStore + InboxStore> Store for T {}
+pub trait Store: AccountStore + InboxStore + GroupStore {}
+impl<T: AccountStore + InboxStore + GroupStore> Store for T {}

@@ -808,3 +808,67 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Groups are delegated unchanged (faults are injected on appends only).
+#[async_trait::async_trait]
+impl iris_store::GroupStore for FaultyStore {
+    async fn create_group(&self, group: iris_store::Group) -> iris_store::StoreResult<iris_store::Group> {
+        self.inner.create_group(group).await
+    }
+    async fn group(&self, id: iris_store::GroupId) -> iris_store::StoreResult<Option<iris_store::Group>> {
+        self.inner.group(id).await
+    }
+    async fn update_group(&self, group: &iris_store::Group) -> iris_store::StoreResult<bool> {
+        self.inner.update_group(group).await
+    }
+    async fn groups_of(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::GroupId>> {
+        self.inner.groups_of(account).await
+    }
+    async fn group_by_invite(&self, token: &str) -> iris_store::StoreResult<Option<iris_store::GroupId>> {
+        self.inner.group_by_invite(token).await
+    }
+    async fn put_group_payload(
+        &self,
+        group: iris_store::GroupId,
+        msg: u64,
+        payload: bytes::Bytes,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.put_group_payload(group, msg, payload).await
+    }
+    async fn group_payload(
+        &self,
+        group: iris_store::GroupId,
+        msg: u64,
+    ) -> iris_store::StoreResult<Option<bytes::Bytes>> {
+        self.inner.group_payload(group, msg).await
+    }
+    async fn start_group_receipts(
+        &self,
+        group: iris_store::GroupId,
+        msg: u64,
+        sender: iris_store::AccountId,
+        recipients: &[iris_store::AccountId],
+    ) -> iris_store::StoreResult<()> {
+        self.inner.start_group_receipts(group, msg, sender, recipients).await
+    }
+    async fn mark_group_receipt(
+        &self,
+        group: iris_store::GroupId,
+        msg: u64,
+        account: iris_store::AccountId,
+        read: bool,
+        now_ms: u64,
+    ) -> iris_store::StoreResult<Option<iris_store::ReceiptProgress>> {
+        self.inner.mark_group_receipt(group, msg, account, read, now_ms).await
+    }
+    async fn group_receipts(
+        &self,
+        group: iris_store::GroupId,
+        msg: u64,
+    ) -> iris_store::StoreResult<Option<(iris_store::AccountId, Vec<iris_store::GroupReceiptRow>)>> {
+        self.inner.group_receipts(group, msg).await
+    }
+    async fn expire_group_messages(&self, before_msg_id: u64) -> iris_store::StoreResult<u64> {
+        self.inner.expire_group_messages(before_msg_id).await
+    }
+}

@@ -6,6 +6,7 @@
 mod accounts;
 mod codec;
 mod committer;
+mod groups;
 mod inbox;
 mod keys;
 
@@ -177,6 +178,8 @@ impl Keyspaces {
 pub struct FjallStore {
     ks: Keyspaces,
     accounts: Arc<Accounts>,
+    /// Groups, shared payloads and group receipts (`groups.rs`).
+    groups: Arc<groups::Groups>,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -203,8 +206,10 @@ impl FjallStore {
             .name("iris-committer".into())
             .spawn(move || committer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
+        let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
+            groups: Arc::new(groups),
             ks,
             shared,
             tx: Some(tx),

@@ -60,6 +60,8 @@ pub struct Counters {
     send_errors: AtomicU64,
     last_delivery_ns: AtomicU64,
     sending_done: AtomicBool,
+    /// Deliveries each accepted send produces beyond the first (group fan-out: members − 2).
+    extra_deliveries_per_send: AtomicU64,
 }
 
 impl Counters {
@@ -70,7 +72,16 @@ impl Counters {
 
     /// Whether sending is over and every accepted message was delivered.
     fn settled(&self) -> bool {
-        self.sending_done.load(Relaxed) && self.delivered.load(Relaxed) >= self.accepted.load(Relaxed)
+        self.sending_done.load(Relaxed) && self.delivered.load(Relaxed) >= self.expected_deliveries()
+    }
+
+    /// Each accepted send is delivered `1 + extra` times (groups: once per other member).
+    pub fn set_deliveries_per_send(&self, n: u64) {
+        self.extra_deliveries_per_send.store(n.saturating_sub(1), Relaxed);
+    }
+
+    fn expected_deliveries(&self) -> u64 {
+        self.accepted.load(Relaxed) * (1 + self.extra_deliveries_per_send.load(Relaxed))
     }
 
     /// When the latest delivery arrived, in [`now_ns`] time.
@@ -88,7 +99,7 @@ impl Counters {
             sent: self.sent.load(Relaxed),
             accepted,
             delivered,
-            lost: accepted.saturating_sub(delivered),
+            lost: self.expected_deliveries().saturating_sub(delivered),
             duplicates: self.duplicates.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
             duration_s,
@@ -199,7 +210,7 @@ fn handle(
             client.ack(item.seq);
             record_delivery(&item, counters, seen, latencies, origin_ns);
         }
-        Event::Receipt(item) => client.ack(item.seq),
+        Event::Receipt(item) | Event::Group(item) => client.ack(item.seq),
         Event::Fatal(e) => {
             eprintln!("receiver stopped: {e:?}");
             return false;
@@ -224,10 +235,13 @@ fn record_delivery(
     let now = now_ns();
     counters.delivered.fetch_add(1, Relaxed);
     counters.last_delivery_ns.fetch_max(now, Relaxed);
-    if let Some(inbox_item::Body::Message(m)) = &item.body {
-        if let Some(sent) = sent_ns(&m.payload) {
-            latencies.record_ns(now.saturating_sub(sent.max(origin_ns)));
-        }
+    let payload = match &item.body {
+        Some(inbox_item::Body::Message(m)) => &m.payload,
+        Some(inbox_item::Body::GroupMessage(m)) => &m.payload,
+        _ => return,
+    };
+    if let Some(sent) = sent_ns(payload) {
+        latencies.record_ns(now.saturating_sub(sent.max(origin_ns)));
     }
 }
 
@@ -244,6 +258,36 @@ pub fn spawn_senders(
     counters: &Arc<Counters>,
 ) -> Vec<JoinHandle<()>> {
     (0..inflight).map(|_| tokio::spawn(send_loop(client.clone(), end, pick.clone(), counters.clone()))).collect()
+}
+
+/// Starts `inflight` closed-loop workers on `client`, each sending to group `group_id` until
+/// `end` passes.
+pub fn spawn_group_senders(
+    client: &Client,
+    inflight: usize,
+    end: Instant,
+    group_id: u64,
+    counters: &Arc<Counters>,
+) -> Vec<JoinHandle<()>> {
+    (0..inflight)
+        .map(|_| {
+            let (client, counters) = (client.clone(), counters.clone());
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    counters.sent.fetch_add(1, Relaxed);
+                    match tokio::time::timeout(SEND_TIMEOUT, client.group_send(group_id, payload())).await {
+                        Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => {
+                            counters.accepted.fetch_add(1, Relaxed);
+                        }
+                        _ => {
+                            counters.send_errors.fetch_add(1, Relaxed);
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// One closed-loop worker: one send in flight at a time.

@@ -6,6 +6,7 @@
 
 mod closed_loop;
 mod drain;
+mod fanout;
 mod harness;
 mod hotspot;
 mod server;
@@ -58,6 +59,8 @@ enum Scenario {
     Hotspot(hotspot::HotspotArgs),
     /// D offline devices get K messages each, then all connect; time until all are delivered.
     Drain(drain::DrainArgs),
+    /// S members send to one group of G members; every other member's device receives each.
+    Fanout(fanout::FanoutArgs),
 }
 
 /// Runs the chosen scenario and prints its report.
@@ -66,12 +69,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Throughput(a) => (a.common.clone(), "throughput"),
         Scenario::Hotspot(a) => (a.common.clone(), "hotspot"),
         Scenario::Drain(a) => (a.common.clone(), "drain"),
+        Scenario::Fanout(a) => (a.common.clone(), "fanout"),
     };
     let target = server::Target::open(&common).await?;
     let result = match args.scenario {
         Scenario::Throughput(a) => throughput::run(&a, &target).await,
         Scenario::Hotspot(a) => hotspot::run(&a, &target).await,
         Scenario::Drain(a) => drain::run(&a, &target).await,
+        Scenario::Fanout(a) => fanout::run(&a, &target).await,
     };
     let mut report = match result {
         Ok(r) => r,

@@ -2,6 +2,7 @@
 //! from a profile, error reporting as a JSON line, and quiet logging.
 
 pub mod chat;
+pub mod group;
 pub mod login;
 pub mod recv;
 pub mod send;

@@ -61,6 +61,7 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
                 message_json(&item, me)
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
+            Some(Event::Group(item)) => super::group::notice_json(&item),
             Some(Event::Connected(_) | Event::Disconnected(_)) => continue,
         };
         if let Some((seq, line)) = item_json {
@@ -98,6 +99,9 @@ struct ReceiptLine<'a> {
 }
 
 fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
+    if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
+        return super::group::message_json(item, m, me);
+    }
     let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
     let line = MessageLine {
         seq: item.seq,

@@ -1,0 +1,179 @@
+//! Group records the store keeps, independent of any engine, and the [`GroupStore`] trait.
+//!
+//! The store keeps a group's state as one record with a version; the server decides every
+//! change (permissions, limits, serialisation) and the store only refuses a write whose version
+//! does not follow the stored one, so a lost race can never overwrite a newer roster.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{AccountId, StoreResult};
+
+/// Internal, never reused id of a group.
+pub type GroupId = u64;
+
+/// What a member may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupRole {
+    /// Sends (unless the group is admins-only) and reads.
+    Member,
+    /// Also manages members, info and invite links.
+    Admin,
+    /// The admin who created the group.
+    Creator,
+}
+
+impl GroupRole {
+    /// Admins and the creator.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Self::Admin | Self::Creator)
+    }
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// The account.
+    pub account: AccountId,
+    /// Its role.
+    pub role: GroupRole,
+    /// When it joined, ms since the Unix epoch.
+    pub joined_at_ms: u64,
+    /// The group version that added it (orders "longest-standing").
+    pub joined_version: u64,
+}
+
+/// A group's switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupSettings {
+    /// Only admins may send.
+    pub admins_only_send: bool,
+    /// Only admins may change name, description and settings.
+    pub admins_only_edit: bool,
+    /// Joins by invite link wait for an admin.
+    pub join_approval: bool,
+}
+
+/// A join request waiting for an admin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingJoin {
+    /// Who asked.
+    pub account: AccountId,
+    /// When, ms since the Unix epoch.
+    pub requested_at_ms: u64,
+}
+
+/// A group and everything about it that changes under its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Its id (assigned by [`GroupStore::create_group`]).
+    pub id: GroupId,
+    /// At most 100 characters (checked by the server).
+    pub name: String,
+    /// At most 512 characters (checked by the server).
+    pub description: String,
+    /// Switches.
+    pub settings: GroupSettings,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Grows by one with every change; 1 when created.
+    pub version: u64,
+    /// Members in join order.
+    pub members: Vec<GroupMember>,
+    /// Join requests waiting for an admin.
+    pub pending: Vec<PendingJoin>,
+    /// The current invite link token, if any.
+    pub invite_token: Option<String>,
+}
+
+impl Group {
+    /// The member record of `account`, if it is a member.
+    pub fn member(&self, account: AccountId) -> Option<&GroupMember> {
+        self.members.iter().find(|m| m.account == account)
+    }
+}
+
+/// Delivered/read state of one recipient of one group message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupReceiptRow {
+    /// The recipient account.
+    pub account: AccountId,
+    /// When its first device acked the message (0: not yet).
+    pub delivered_at_ms: u64,
+    /// When it said it read the message (0: not yet).
+    pub read_at_ms: u64,
+}
+
+/// What recording one receipt changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiptProgress {
+    /// The sender of the message.
+    pub sender: AccountId,
+    /// This receipt made the message delivered to every recipient.
+    pub all_delivered_now: bool,
+    /// This receipt made the message read by every recipient.
+    pub all_read_now: bool,
+}
+
+/// Groups, their shared payloads and receipts.
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
+    /// Stores a new group under a fresh id (ignoring `group.id`) and returns it with that id.
+    /// Durable when it returns.
+    async fn create_group(&self, group: Group) -> StoreResult<Group>;
+
+    /// The group with this id, if any.
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
+
+    /// Replaces the group if the stored version is `group.version - 1`, updating the member and
+    /// invite indexes in the same atomic write; false (nothing written) if the version moved.
+    /// Durable when it returns.
+    async fn update_group(&self, group: &Group) -> StoreResult<bool>;
+
+    /// Ids of the groups `account` is a member of, ascending.
+    async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>>;
+
+    /// The group whose current invite token is `token`.
+    async fn group_by_invite(&self, token: &str) -> StoreResult<Option<GroupId>>;
+
+    /// Stores the one copy of a group message's payload. Written without its own fsync: it
+    /// becomes durable with the next synced commit, which the server waits for (the append of
+    /// the references) before it acknowledges the send.
+    async fn put_group_payload(&self, group: GroupId, server_msg_id: u64, payload: Bytes) -> StoreResult<()>;
+
+    /// The payload of a group message, `None` once expired.
+    async fn group_payload(&self, group: GroupId, server_msg_id: u64) -> StoreResult<Option<Bytes>>;
+
+    /// Starts receipt tracking of a group message: `recipients` are the accounts expected to
+    /// deliver and read it.
+    async fn start_group_receipts(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+        sender: AccountId,
+        recipients: &[AccountId],
+    ) -> StoreResult<()>;
+
+    /// Records that `account` delivered (or read: `read`) a group message; `None` if the
+    /// message is not tracked or `account` is not one of its recipients.
+    async fn mark_group_receipt(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+        account: AccountId,
+        read: bool,
+        now_ms: u64,
+    ) -> StoreResult<Option<ReceiptProgress>>;
+
+    /// The sender and per-recipient receipt state of a group message, if tracked.
+    async fn group_receipts(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+    ) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>>;
+
+    /// Deletes payloads and receipt records of group messages with ids below `before_msg_id`
+    /// (server message ids start with their time, so this is a time cutoff). Returns how many
+    /// records were removed.
+    async fn expire_group_messages(&self, before_msg_id: u64) -> StoreResult<u64>;
+}

@@ -1,0 +1,273 @@
+//! `iris group`: create, manage and send to groups, one JSON line per answer. Group messages and
+//! notices arrive through `iris recv` (rendered here, so both commands agree on the format).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use iris_client::pb::{self, inbox_item, GroupEventType, GroupReceiptType, GroupRole, InboxItem};
+use iris_client::{ClientError, MemberAction, Recipient};
+use serde_json::{json, Value};
+
+use super::session::Session;
+
+/// The `iris group` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum GroupCommand {
+    /// Create a group; prints `{"group_id",...}`.
+    Create(CreateArgs),
+    /// Add members (admins only).
+    Add(MembersArgs),
+    /// Remove members (admins only).
+    Remove(MembersArgs),
+    /// Make members admins (admins only).
+    Promote(MembersArgs),
+    /// Make admins plain members (admins only).
+    Demote(MembersArgs),
+    /// Print a group with its roster.
+    Info(GroupArgs),
+    /// Print the groups I am a member of, one line each.
+    List(CommonArgs),
+    /// Leave a group.
+    Leave(GroupArgs),
+    /// Create (or with --revoke remove) the group's invite link token.
+    Invite(InviteArgs),
+    /// Join a group by invite token.
+    Join(JoinArgs),
+    /// Send one text message to a group.
+    Send(SendArgs),
+}
+
+/// Flags every group command has.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// Profile written by `iris login`.
+    #[arg(long, env = "IRIS_PROFILE")]
+    pub profile: PathBuf,
+    /// Seconds to wait for the server's answer (retries included).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// Flags of `iris group create`.
+#[derive(clap::Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Group name (1 to 100 characters).
+    #[arg(long)]
+    pub name: String,
+    /// Group description (at most 512 characters).
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Members' phone numbers (E.164), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub members: Vec<String>,
+    /// Only admins may send.
+    #[arg(long)]
+    pub announcement: bool,
+    /// Only admins may edit the name, description and settings.
+    #[arg(long)]
+    pub admins_only_edit: bool,
+    /// Joining by invite waits for an admin's approval.
+    #[arg(long)]
+    pub join_approval: bool,
+}
+
+/// Flags of the commands about one group.
+#[derive(clap::Args, Debug)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The group id.
+    #[arg(long)]
+    pub group: u64,
+}
+
+/// Flags of `iris group add|remove|promote|demote`.
+#[derive(clap::Args, Debug)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// Phone numbers (E.164), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub members: Vec<String>,
+}
+
+/// Flags of `iris group invite`.
+#[derive(clap::Args, Debug)]
+pub struct InviteArgs {
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// Remove the current token instead of creating one.
+    #[arg(long)]
+    pub revoke: bool,
+}
+
+/// Flags of `iris group join`.
+#[derive(clap::Args, Debug)]
+pub struct JoinArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The invite token.
+    #[arg(long)]
+    pub token: String,
+}
+
+/// Flags of `iris group send`.
+#[derive(clap::Args, Debug)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// The text; several words are joined with spaces.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub text: Vec<String>,
+}
+
+/// Runs one group command and prints its answer as JSON lines.
+pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
+    let common = match &command {
+        GroupCommand::Create(a) => &a.common,
+        GroupCommand::Add(a) | GroupCommand::Remove(a) | GroupCommand::Promote(a) | GroupCommand::Demote(a) => {
+            &a.group.common
+        }
+        GroupCommand::Info(a) | GroupCommand::Leave(a) => &a.common,
+        GroupCommand::List(a) => a,
+        GroupCommand::Invite(a) => &a.group.common,
+        GroupCommand::Join(a) => &a.common,
+        GroupCommand::Send(a) => &a.group.common,
+    };
+    let limit = Duration::from_secs(common.timeout);
+    let session = Session::open(&common.profile, false).await?;
+    let answer = tokio::time::timeout(limit, execute(&session, &command)).await;
+    session.close().await?;
+    let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn execute(session: &Session, command: &GroupCommand) -> anyhow::Result<Vec<Value>> {
+    let client = &session.client;
+    let phones = |list: &[String]| -> anyhow::Result<Vec<Recipient>> {
+        list.iter().map(|p| Ok(Recipient::Phone(iris_proto::phone::validate(p)?))).collect()
+    };
+    Ok(match command {
+        GroupCommand::Create(a) => {
+            let settings = pb::GroupSettings {
+                admins_only_send: a.announcement,
+                admins_only_edit: a.admins_only_edit,
+                join_approval: a.join_approval,
+            };
+            vec![info_json(&client.group_create(&a.name, &a.description, phones(&a.members)?, settings).await?)]
+        }
+        GroupCommand::Add(a) => members_json(client, a, MemberAction::Add, phones(&a.members)?).await?,
+        GroupCommand::Remove(a) => members_json(client, a, MemberAction::Remove, phones(&a.members)?).await?,
+        GroupCommand::Promote(a) => members_json(client, a, MemberAction::Promote, phones(&a.members)?).await?,
+        GroupCommand::Demote(a) => members_json(client, a, MemberAction::Demote, phones(&a.members)?).await?,
+        GroupCommand::Info(a) => vec![info_json(&client.group_info(a.group).await?)],
+        GroupCommand::List(_) => client.group_list().await?.iter().map(info_json).collect(),
+        GroupCommand::Leave(a) => {
+            client.group_leave(a.group).await?;
+            vec![json!({ "group_id": a.group, "left": true })]
+        }
+        GroupCommand::Invite(a) => {
+            let token = client.group_invite(a.group.group, a.revoke).await?;
+            vec![json!({ "group_id": a.group.group, "token": token })]
+        }
+        GroupCommand::Join(a) => match client.group_join(&a.token).await? {
+            Some(info) => vec![info_json(&info)],
+            None => vec![json!({ "pending": true })],
+        },
+        GroupCommand::Send(a) => {
+            let sent = client.group_send(a.group.group, a.text.join(" ").into_bytes()).await?;
+            vec![json!({
+                "group_id": a.group.group,
+                "server_msg_id": sent.server_msg_id,
+                "server_ts_ms": sent.server_ts_ms,
+                "status": "ACCEPTED",
+                "client_msg_id": sent.client_msg_id,
+                "duplicate": sent.duplicate,
+            })]
+        }
+    })
+}
+
+async fn members_json(
+    client: &iris_client::Client,
+    a: &MembersArgs,
+    action: MemberAction,
+    members: Vec<Recipient>,
+) -> anyhow::Result<Vec<Value>> {
+    Ok(vec![info_json(&client.group_members(a.group.group, action, members).await?)])
+}
+
+fn role_name(role: i32) -> &'static str {
+    match GroupRole::try_from(role) {
+        Ok(GroupRole::Creator) => "creator",
+        Ok(GroupRole::Admin) => "admin",
+        Ok(GroupRole::Member) => "member",
+        _ => "unspecified",
+    }
+}
+
+/// A group as one JSON object.
+fn info_json(info: &pb::GroupInfo) -> Value {
+    let s = info.settings.unwrap_or_default();
+    let members: Vec<Value> = info
+        .members
+        .iter()
+        .map(|m| json!({ "account_id": m.account_id, "phone": m.phone, "role": role_name(m.role) }))
+        .collect();
+    json!({
+        "group_id": info.group_id,
+        "name": info.name,
+        "description": info.description,
+        "version": info.version,
+        "announcement": s.admins_only_send,
+        "admins_only_edit": s.admins_only_edit,
+        "join_approval": s.join_approval,
+        "members": members,
+        "pending_account_ids": info.pending_account_ids,
+    })
+}
+
+/// A group message as `iris recv` prints it: like a 1:1 message, plus `group_id`.
+pub fn message_json(item: &InboxItem, m: &pb::GroupMessage, me: u64) -> Option<(u64, String)> {
+    let line = json!({
+        "seq": item.seq,
+        "server_msg_id": item.server_msg_id,
+        "server_ts_ms": item.server_ts_ms,
+        "group_id": m.group_id,
+        "from_phone": m.from_phone,
+        "from_account_id": m.from_account_id,
+        "from_device_id": m.from_device_id,
+        "text": String::from_utf8_lossy(&m.payload),
+        "sent_by_me": m.from_account_id == me,
+    });
+    Some((item.seq, line.to_string()))
+}
+
+/// A group change or aggregated receipt as `iris recv` prints it.
+pub fn notice_json(item: &InboxItem) -> Option<(u64, String)> {
+    let line = match &item.body {
+        Some(inbox_item::Body::GroupEvent(e)) => json!({
+            "group_event": GroupEventType::try_from(e.r#type)
+                .map_or("UNSPECIFIED", |t| t.as_str_name().trim_start_matches("GROUP_EVENT_TYPE_")),
+            "seq": item.seq,
+            "group_id": e.group_id,
+            "by_account_id": e.by_account_id,
+            "account_ids": e.account_ids,
+            "version": e.info.as_ref().map_or(0, |i| i.version),
+        }),
+        Some(inbox_item::Body::GroupReceipt(r)) => json!({
+            "group_receipt": GroupReceiptType::try_from(r.r#type)
+                .map_or("UNSPECIFIED", |t| t.as_str_name().trim_start_matches("GROUP_RECEIPT_TYPE_")),
+            "seq": item.seq,
+            "group_id": r.group_id,
+            "server_msg_ids": r.server_msg_ids,
+        }),
+        _ => return None,
+    };
+    Some((item.seq, line.to_string()))
+}
