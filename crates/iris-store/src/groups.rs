@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{AccountId, StoreResult};
+use crate::{AccountId, AppendRequest, PendingAppend, StoreResult};
 
 /// Internal, never reused id of a group.
 pub type GroupId = u64;
@@ -129,6 +129,13 @@ pub trait GroupStore: Send + Sync + 'static {
     /// invite indexes in the same atomic write; false (nothing written) if the version moved.
     /// Durable when it returns.
     async fn update_group(&self, group: &Group) -> StoreResult<bool>;
+
+    /// Replaces the group like [`update_group`](Self::update_group) and appends `events` (the
+    /// change's inbox entries) in ONE atomic, synced commit, queued in call order like
+    /// `InboxStore::enqueue_append`: a crash leaves either both or neither, so every device
+    /// that sees the new roster also gets the event. Reads see the new record as soon as this
+    /// returns. `Ok(None)` (nothing queued) when the version check failed.
+    async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>>;
 
     /// Ids of the groups `account` is a member of, ascending.
     async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>>;

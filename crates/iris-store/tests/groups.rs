@@ -72,3 +72,35 @@ async fn payloads_and_receipts_count_and_expire() {
     assert_eq!(store.expire_group_messages(101).await.unwrap(), 4);
     assert_eq!(store.group_payload(7, 100).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_group_update_and_its_events_commit_together() {
+    // Proves: enqueue_group_update makes the new record readable at once, refuses a stale
+    // version without queueing anything, and commits the record, its indexes and the events in
+    // one durable batch (both are there after a reopen).
+    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, InboxStore, NewEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    let g = store.create_group(group(&[1, 2])).await.unwrap();
+    let mut next = g.clone();
+    next.version = 2;
+    next.members.retain(|m| m.account != 2);
+    let device = DeviceAddr::new(1, 1);
+    let events = |item: &'static [u8]| AppendRequest {
+        dedup: None,
+        server_msg_id: 9,
+        server_ts_ms: 1,
+        entries: vec![NewEntry { device, item: Bytes::from_static(item) }],
+    };
+    let pending = store.enqueue_group_update(&next, events(b"removed 2")).await.unwrap().expect("version fits");
+    assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()), "readable before the commit");
+    assert!(store.enqueue_group_update(&next, events(b"stale")).await.unwrap().is_none(), "same version refused");
+    assert!(matches!(pending.await.unwrap(), AppendOutcome::Appended { .. }));
+    drop(store);
+
+    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    assert_eq!(store.group(g.id).await.unwrap(), Some(next));
+    assert_eq!(store.groups_of(2).await.unwrap(), Vec::<u64>::new());
+    let inbox = store.read(device, 0, 10).await.unwrap();
+    assert_eq!(inbox.iter().map(|e| &e.item[..]).collect::<Vec<_>>(), vec![&b"removed 2"[..]]);
+}

@@ -20,7 +20,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use iris_proto::pb::{self, group_op};
-use iris_store::{AccountId, AppendOutcome, AppendRequest, DeviceAddr, Group, GroupId, GroupRole, NewEntry};
+use iris_store::{
+    AccountId, AppendOutcome, AppendRequest, DeviceAddr, Group, GroupId, GroupRole, NewEntry, PendingAppend,
+};
 use prost::Message as _;
 
 use crate::config::Config;
@@ -213,15 +215,14 @@ struct Change {
     accounts: Vec<AccountId>,
 }
 
-/// Queues the group events of one change for `targets` (durable in order with everything queued
-/// before); the returned future waits for the commit and hints the sessions.
-async fn queue_events(
+/// The inbox entries announcing `changes` to `targets`, and the hints to send once durable.
+async fn build_events(
     ctx: &Arc<Ctx>,
     group: &Group,
     by: AccountId,
     changes: Vec<Change>,
     targets: Vec<DeviceAddr>,
-) -> Result<impl std::future::Future<Output = Result<(), ServiceError>> + Send + 'static, ServiceError> {
+) -> Result<(AppendRequest, Vec<(DeviceAddr, Bytes)>), ServiceError> {
     let now = ctx.clock.now_ms();
     let info = info_of(ctx, group, false, by).await?;
     let mut entries = Vec::with_capacity(targets.len() * changes.len());
@@ -245,15 +246,33 @@ async fn queue_events(
         entries.extend(targets.iter().map(|&device| NewEntry { device, item: item.clone() }));
     }
     let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();
-    let req = AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries };
+    Ok((AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries }, hints))
+}
+
+/// Queues the inbox events of `changes` for `targets`; the returned future waits until they are
+/// durable and hints the sessions.
+async fn queue_events(
+    ctx: &Arc<Ctx>,
+    group: &Group,
+    by: AccountId,
+    changes: Vec<Change>,
+    targets: Vec<DeviceAddr>,
+) -> Result<impl std::future::Future<Output = Result<(), ServiceError>> + Send + 'static, ServiceError> {
+    let (req, hints) = build_events(ctx, group, by, changes, targets).await?;
     let pending = ctx.store.enqueue_append(req).await?;
-    let ctx = ctx.clone();
-    Ok(async move {
-        if let AppendOutcome::Appended { seqs } = pending.await? {
-            notify(&ctx, hints, &seqs);
-        }
-        Ok(())
-    })
+    Ok(settle_events(ctx.clone(), pending, hints))
+}
+
+/// Waits for queued events to be durable, then hints the sessions.
+async fn settle_events(
+    ctx: Arc<Ctx>,
+    pending: PendingAppend,
+    hints: Vec<(DeviceAddr, Bytes)>,
+) -> Result<(), ServiceError> {
+    if let AppendOutcome::Appended { seqs } = pending.await? {
+        notify(&ctx, hints, &seqs);
+    }
+    Ok(())
 }
 
 /// Hints the sessions of just-committed entries.

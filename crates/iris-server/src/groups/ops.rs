@@ -8,8 +8,8 @@ use iris_proto::pb::{self, group_op, group_result, GroupEventType as Ev, GroupMe
 use iris_store::{AccountId, DeviceAddr, Group, GroupMember, GroupRole, GroupSettings, PendingJoin};
 
 use super::{
-    denied, devices_of, info_of, load, queue_events, require_admin, role_of, send, Change, DESCRIPTION_CHARS_MAX,
-    NAME_CHARS_MAX,
+    build_events, denied, devices_of, info_of, load, queue_events, require_admin, role_of, send, settle_events, Change,
+    DESCRIPTION_CHARS_MAX, NAME_CHARS_MAX,
 };
 use crate::context::Ctx;
 use crate::error::ServiceError;
@@ -155,18 +155,22 @@ async fn change_group(
     if let Some(promoted) = ensure_admin(&mut group) {
         changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
     }
-    if !ctx.store.update_group(&group).await? {
+    let moved = || {
         tracing::error!(group = group_id, "group version moved under its lock");
-        return Err(ServiceError::Internal);
+        ServiceError::Internal
+    };
+    if changes.is_empty() {
+        // Nothing to announce (e.g. a pending join request): the record alone.
+        return if ctx.store.update_group(&group).await? { Ok(group) } else { Err(moved()) };
     }
-    if !changes.is_empty() {
-        let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
-        accounts.extend(also_tell);
-        let targets = devices_of(ctx, accounts.into_iter().collect()).await?;
-        let durable = queue_events(ctx, &group, me.account, changes, targets).await?;
-        drop(lock);
-        durable.await?;
-    }
+    let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
+    accounts.extend(also_tell);
+    let targets = devices_of(ctx, accounts.into_iter().collect()).await?;
+    let (events, hints) = build_events(ctx, &group, me.account, changes, targets).await?;
+    // The record and its events commit together: no crash can leave a roster change unannounced.
+    let pending = ctx.store.enqueue_group_update(&group, events).await?.ok_or_else(moved)?;
+    drop(lock);
+    settle_events(ctx.clone(), pending, hints).await?;
     Ok(group)
 }
 

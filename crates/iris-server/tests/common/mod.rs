@@ -821,6 +821,13 @@ impl iris_store::GroupStore for FaultyStore {
     async fn update_group(&self, group: &iris_store::Group) -> iris_store::StoreResult<bool> {
         self.inner.update_group(group).await
     }
+    async fn enqueue_group_update(
+        &self,
+        group: &iris_store::Group,
+        events: iris_store::AppendRequest,
+    ) -> iris_store::StoreResult<Option<iris_store::PendingAppend>> {
+        self.inner.enqueue_group_update(group, events).await
+    }
     async fn groups_of(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::GroupId>> {
         self.inner.groups_of(account).await
     }

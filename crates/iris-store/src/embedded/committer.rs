@@ -23,8 +23,8 @@ const POLL_INTERVAL: Duration = Duration::from_micros(50);
 
 /// A request to the committer, with the channel its answer goes to.
 pub(super) enum Command {
-    /// `InboxStore::append`.
-    Append { req: AppendRequest, reply: oneshot::Sender<StoreResult<AppendOutcome>> },
+    /// `InboxStore::append`, with optional extra writes committed atomically with it.
+    Append { req: AppendRequest, side: Option<SideWrites>, reply: oneshot::Sender<StoreResult<AppendOutcome>> },
     /// `InboxStore::ack`.
     Ack { device: DeviceAddr, up_to_seq: u64, reply: oneshot::Sender<StoreResult<()>> },
     /// `InboxStore::purge`.
@@ -70,6 +70,10 @@ struct Batch {
     n_appends: u64,
     n_duplicates: u64,
 }
+
+/// Writes of another part of the engine (a group record) that must commit atomically with an
+/// append.
+pub(super) type SideWrites = Box<dyn FnOnce(&mut OwnedWriteBatch) + Send>;
 
 /// Acks of at most this many seqs delete by computed key; larger ones scan what exists (a
 /// resume after a long absence must not write a tombstone per expired entry).
@@ -138,8 +142,12 @@ impl Committer {
         let mut batch = self.new_batch();
         for command in commands {
             match command {
-                Command::Append { req, reply } => {
+                Command::Append { req, side, reply } => {
                     let result = self.append(&mut batch, &req);
+                    if let (Ok(_), Some(side)) = (&result, side) {
+                        side(&mut batch.writes);
+                        batch.sync = true;
+                    }
                     batch.replies.push(Reply::Append(reply, result));
                 }
                 Command::Ack { device, up_to_seq, reply } => {

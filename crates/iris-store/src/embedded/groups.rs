@@ -6,16 +6,18 @@
 //! records start with the server message id, whose top bits are its time, so expiry is a range
 //! delete from the start.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
+use super::committer::SideWrites;
 use super::{keys, unavailable, FjallStore, Shared};
 use crate::{
-    AccountId, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore, PendingJoin,
-    ReceiptProgress, StoreError, StoreResult,
+    AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
+    PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
 };
 
 /// Meta key of the next group id to hand out.
@@ -42,6 +44,9 @@ pub(super) struct Groups {
     shared: Arc<Shared>,
     /// Serialises group record changes and receipt counters (read-check-write sequences).
     lock: Mutex<()>,
+    /// Records queued with their events but not yet committed: reads see them at once, so the
+    /// next change of the same group checks its version against them.
+    queued: Mutex<HashMap<GroupId, Group>>,
 }
 
 impl Groups {
@@ -65,6 +70,7 @@ impl Groups {
             meta,
             shared,
             lock: Mutex::new(()),
+            queued: Mutex::default(),
         })
     }
 
@@ -84,6 +90,9 @@ impl Groups {
     }
 
     fn get(&self, id: GroupId) -> StoreResult<Option<Group>> {
+        if let Some(g) = self.queued.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
+            return Ok(Some(g.clone()));
+        }
         let value = self.groups.get(id.to_be_bytes()).map_err(unavailable)?;
         value.map(|v| decode_group(id, &v)).transpose()
     }
@@ -112,6 +121,28 @@ impl Groups {
         self.write(&mut batch, Some(&old), group);
         self.commit(batch, PersistMode::SyncData)?;
         Ok(true)
+    }
+
+    /// Checks the version and makes `group` visible to reads; returns the writes to commit with
+    /// its events, or `None` when the version moved.
+    fn prepare_update(self: &Arc<Self>, group: &Group) -> StoreResult<Option<SideWrites>> {
+        let _guard = self.lock();
+        let Some(old) = self.get(group.id)? else { return Ok(None) };
+        if old.version + 1 != group.version {
+            return Ok(None);
+        }
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(group.id, group.clone());
+        let (groups, new) = (Arc::clone(self), group.clone());
+        Ok(Some(Box::new(move |batch: &mut OwnedWriteBatch| groups.write(batch, Some(&old), &new))))
+    }
+
+    /// Forgets a queued record once its commit is over (the store now answers reads), unless a
+    /// later version was queued meanwhile.
+    fn settle(&self, id: GroupId, version: u64) {
+        let mut queued = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
+        if queued.get(&id).is_some_and(|g| g.version == version) {
+            queued.remove(&id);
+        }
     }
 
     /// Adds the record and the index changes from `old` to `new` to `batch`.
@@ -236,6 +267,23 @@ impl GroupStore for FjallStore {
     async fn update_group(&self, group: &Group) -> StoreResult<bool> {
         let (groups, group) = (Arc::clone(&self.groups), group.clone());
         super::blocking(move || groups.update(&group)).await
+    }
+
+    async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>> {
+        let Some(side) = self.groups.prepare_update(group)? else { return Ok(None) };
+        let pending = match self.enqueue_append_with(events, Some(side)).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.groups.settle(group.id, group.version);
+                return Err(e);
+            }
+        };
+        let (groups, id, version) = (Arc::clone(&self.groups), group.id, group.version);
+        Ok(Some(Box::pin(async move {
+            let outcome = pending.await;
+            groups.settle(id, version);
+            outcome
+        })))
     }
 
     async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {

@@ -24,7 +24,7 @@ use crate::{
     PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
-use committer::{Command, Committer};
+use committer::{Command, Committer, SideWrites};
 
 /// Suggested wait returned with [`StoreError::Overloaded`]: long enough for the committer to
 /// drain a few full batches.
@@ -255,6 +255,15 @@ impl FjallStore {
         answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
     }
 
+    /// Queues an append, with `side` writes that commit atomically with it.
+    async fn enqueue_append_with(&self, req: AppendRequest, side: Option<SideWrites>) -> StoreResult<PendingAppend> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Command::Append { req, side, reply }).await?;
+        Ok(Box::pin(async move {
+            answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+        }))
+    }
+
     /// Stops the committer after it has handled everything queued before this call.
     async fn stop_committer(&self) -> StoreResult<()> {
         let mut slot = self.committer.lock().await;
@@ -344,11 +353,7 @@ impl InboxStore for FjallStore {
     }
 
     async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Command::Append { req, reply }).await?;
-        Ok(Box::pin(async move {
-            answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
-        }))
+        self.enqueue_append_with(req, None).await
     }
 
     async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
