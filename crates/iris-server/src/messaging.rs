@@ -78,6 +78,17 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
 }
 
 impl PendingSend {
+    /// A queued send: `entries` are the (device, item) pairs to hint once it is durable.
+    pub(crate) fn new(
+        pending: PendingAppend,
+        entries: Vec<(DeviceAddr, Bytes)>,
+        server_msg_id: u64,
+        server_ts_ms: u64,
+        client_msg_id: String,
+    ) -> Self {
+        Self { pending, entries, server_msg_id, server_ts_ms, client_msg_id }
+    }
+
     /// Waits until the send is durable, hints the recipients' sessions and builds the answer.
     pub async fn finish(self, ctx: &Ctx) -> Result<pb::SendResult, ServiceError> {
         let outcome = self.pending.await?;

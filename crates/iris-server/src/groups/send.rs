@@ -11,22 +11,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, group_send, inbox_item};
-use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, GroupId, NewEntry, PendingAppend};
+use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, GroupId, NewEntry};
 use prost::Message as _;
 
 use super::{denied, devices_of, load, notify, role_of, READ_IDS_MAX};
 use crate::context::Ctx;
 use crate::error::ServiceError;
+use crate::messaging::PendingSend;
 use crate::ratelimit;
-
-/// A group send queued for commit.
-pub(super) struct PendingGroupSend {
-    pending: PendingAppend,
-    hints: Vec<(DeviceAddr, Bytes)>,
-    server_msg_id: u64,
-    server_ts_ms: u64,
-    client_msg_id: String,
-}
 
 /// Checks the sender's membership and role, stores the payload once and queues one reference
 /// per member device, all under the group's lock.
@@ -34,7 +26,7 @@ pub(super) async fn start_send(
     ctx: &Arc<Ctx>,
     sender: DeviceAddr,
     msg: pb::GroupSend,
-) -> Result<PendingGroupSend, ServiceError> {
+) -> Result<PendingSend, ServiceError> {
     validate(ctx, &msg)?;
     ratelimit::check(&ctx.send_limit, &sender.account)?;
     let me = ctx.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
@@ -90,27 +82,7 @@ pub(super) async fn start_send(
     ctx.store.start_group_receipts(group.id, server_msg_id, sender.account, &recipients).await?;
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
     let pending = ctx.store.enqueue_append(AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
-    Ok(PendingGroupSend { pending, hints, server_msg_id, server_ts_ms: now, client_msg_id: msg.client_msg_id })
-}
-
-impl PendingGroupSend {
-    /// Waits until every reference is durable, hints the sessions and builds the answer.
-    pub(super) async fn finish(self, ctx: &Ctx) -> Result<pb::SendResult, ServiceError> {
-        let (server_msg_id, server_ts_ms, duplicate) = match self.pending.await? {
-            AppendOutcome::Appended { seqs } => {
-                notify(ctx, self.hints, &seqs);
-                (self.server_msg_id, self.server_ts_ms, false)
-            }
-            AppendOutcome::Duplicate { server_msg_id, server_ts_ms } => (server_msg_id, server_ts_ms, true),
-        };
-        Ok(pb::SendResult {
-            status: pb::SendStatus::Accepted as i32,
-            server_msg_id,
-            server_ts_ms,
-            client_msg_id: self.client_msg_id,
-            duplicate,
-        })
-    }
+    Ok(PendingSend::new(pending, hints, server_msg_id, now, msg.client_msg_id))
 }
 
 fn validate(ctx: &Ctx, msg: &pb::GroupSend) -> Result<(), ServiceError> {
