@@ -35,10 +35,26 @@ const FRAME_SLACK_BYTES: usize = 64;
 /// What a [`Client`](crate::Client) handle asks of the task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Send { msg: pb::SendMessage, reply: oneshot::Sender<Result<pb::SendResult, ClientError>> },
-    Receipt { receipt: pb::SendReceipt, reply: oneshot::Sender<Result<pb::ReceiptResult, ClientError>> },
-    Group { op: pb::GroupOp, reply: oneshot::Sender<Result<pb::GroupResult, ClientError>> },
-    Close { done: oneshot::Sender<()> },
+    Send {
+        msg: pb::SendMessage,
+        reply: oneshot::Sender<Result<pb::SendResult, ClientError>>,
+    },
+    Receipt {
+        receipt: pb::SendReceipt,
+        reply: oneshot::Sender<Result<pb::ReceiptResult, ClientError>>,
+    },
+    Group {
+        op: pb::GroupOp,
+        reply: oneshot::Sender<Result<pb::GroupResult, ClientError>>,
+    },
+    /// Any other operation, answered by the event the server sends for it.
+    Op {
+        op: client_op::Op,
+        reply: oneshot::Sender<Result<server_event::Event, ClientError>>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// A request to stop, with the channel to answer once stopped (none when every handle was
@@ -213,6 +229,7 @@ impl Driver {
             Command::Send { msg, reply } => (client_op::Op::Send(msg), Reply::Send(reply)),
             Command::Receipt { receipt, reply } => (client_op::Op::Receipt(receipt), Reply::Receipt(reply)),
             Command::Group { op, reply } => (client_op::Op::Group(op), Reply::Group(reply)),
+            Command::Op { op, reply } => (op, Reply::Event(reply)),
         };
         let request_id = self.next_request_id;
         self.next_request_id += 1;
@@ -289,6 +306,11 @@ impl Driver {
                 return Some(End::Lost { reason, delay: Some(delay) });
             }
             server_event::Event::Error(err) => return self.on_error(event.request_id, err),
+            e @ (server_event::Event::PresenceState(_) | server_event::Event::Done(_)) => {
+                self.inflight.complete_event(event.request_id, e);
+            }
+            server_event::Event::Presence(p) => self.emit(Event::Presence(p)),
+            server_event::Event::Typing(t) => self.emit(Event::Typing(t)),
             server_event::Event::Welcome(_) | server_event::Event::Pong(_) => {}
         }
         None

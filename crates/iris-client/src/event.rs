@@ -20,6 +20,15 @@ pub enum Event {
     /// A group change (`GroupEvent`) or an aggregated group receipt (`GroupReceipt`). Ack its
     /// `seq` like a message. Group messages themselves arrive as [`Event::Message`].
     Group(InboxItem),
+    /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
+    /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
+    /// each carries the whole current state.
+    ///
+    /// [`Client::presence_subscribe`]: crate::Client::presence_subscribe
+    Presence(pb::PresenceUpdate),
+    /// Someone is typing (or stopped). Ephemeral, nothing to ack; treat the indicator as expired
+    /// 5 s ([`TYPING_EXPIRES_AFTER`](crate::TYPING_EXPIRES_AFTER)) after the last `typing = true`.
+    Typing(pb::TypingEvent),
     /// The handshake succeeded (first connect and every reconnect).
     Connected(pb::Welcome),
     /// The connection was lost; the client is reconnecting on its own.

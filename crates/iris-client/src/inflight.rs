@@ -23,6 +23,8 @@ pub(crate) enum Reply {
     Send(oneshot::Sender<Result<pb::SendResult, ClientError>>),
     Receipt(oneshot::Sender<Result<pb::ReceiptResult, ClientError>>),
     Group(oneshot::Sender<Result<pb::GroupResult, ClientError>>),
+    /// Presence, typing and block operations: the answering event as it came.
+    Event(oneshot::Sender<Result<pb::server_event::Event, ClientError>>),
 }
 
 impl Reply {
@@ -33,6 +35,7 @@ impl Reply {
             Self::Send(tx) => drop(tx.send(Err(err))),
             Self::Receipt(tx) => drop(tx.send(Err(err))),
             Self::Group(tx) => drop(tx.send(Err(err))),
+            Self::Event(tx) => drop(tx.send(Err(err))),
         }
     }
 }
@@ -148,6 +151,15 @@ impl Inflight {
         match self.remove(request_id) {
             Some(Reply::Group(tx)) => drop(tx.send(Ok(result))),
             Some(other) => other.fail(ClientError::Protocol("group result for another operation".into())),
+            None => {}
+        }
+    }
+
+    /// Answers a pending presence, typing or block operation.
+    pub(crate) fn complete_event(&mut self, request_id: u64, event: pb::server_event::Event) {
+        match self.remove(request_id) {
+            Some(Reply::Event(tx)) => drop(tx.send(Ok(event))),
+            Some(other) => other.fail(ClientError::Protocol("unexpected answer for the operation".into())),
             None => {}
         }
     }

@@ -34,6 +34,7 @@ mod groups;
 mod handshake;
 mod http;
 mod inflight;
+mod presence;
 mod shared;
 
 pub use backoff::{after_hint, Backoff};
@@ -44,6 +45,7 @@ pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};
 pub use groups::MemberAction;
 pub use http::HttpApi;
+pub use presence::TYPING_EXPIRES_AFTER;
 
 /// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.
 pub use iris_proto::{http as api, pb};

@@ -63,6 +63,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// How long undelivered data is kept.
     pub retention: RetentionConfig,
+    /// Presence pushes.
+    pub presence: PresenceConfig,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             store: StoreConfig::default(),
             retention: RetentionConfig::default(),
+            presence: PresenceConfig::default(),
         }
     }
 }
@@ -238,6 +241,8 @@ pub struct RateLimitConfig {
     pub group_creations_per_account_per_hour: u32,
     /// Members one account may add to groups per minute (bursts of adds, invites included).
     pub group_member_adds_per_account_per_minute: u32,
+    /// Typing indicators one account may send per second (burst; excess is RATE_LIMITED).
+    pub typing_per_account_per_second: u32,
 }
 
 impl RateLimitConfig {
@@ -253,6 +258,7 @@ impl RateLimitConfig {
             accepts_per_second: 0,
             group_creations_per_account_per_hour: 0,
             group_member_adds_per_account_per_minute: 0,
+            typing_per_account_per_second: 0,
         }
     }
 }
@@ -269,6 +275,7 @@ impl Default for RateLimitConfig {
             accepts_per_second: 10_000,
             group_creations_per_account_per_hour: 10,
             group_member_adds_per_account_per_minute: 100,
+            typing_per_account_per_second: 10,
         }
     }
 }
@@ -316,6 +323,20 @@ pub struct RetentionConfig {
 impl Default for RetentionConfig {
     fn default() -> Self {
         Self { inbox_ttl_days: 30, dedup_ttl_hours: 48, sweep_interval_s: 3600 }
+    }
+}
+
+/// Presence (soft state, see `presence.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Pushes to one subscriber are coalesced to at most one batch per this interval.
+    pub push_interval_ms: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { push_interval_ms: 1000 }
     }
 }
 

@@ -39,6 +39,10 @@ pub struct Ctx {
     pub admission: Arc<Admission>,
     /// Sends per account (token bucket).
     pub send_limit: Option<KeyedLimit<AccountId>>,
+    /// Typing indicators per account (token bucket).
+    pub typing_limit: Option<KeyedLimit<AccountId>>,
+    /// Who is online on this node and who watches them (soft state).
+    pub presence: crate::presence::PresenceHub,
     /// Group state that is not in the store: per-group locks, rate limits, a payload cache.
     pub groups: crate::groups::GroupService,
     /// Prometheus metrics of this node.

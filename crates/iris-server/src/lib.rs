@@ -9,6 +9,7 @@
 //! **Invariant:** services never touch sockets; sessions never write to the store directly.
 
 pub mod auth;
+pub mod blocks;
 pub mod clock;
 pub mod config;
 pub mod context;
@@ -20,9 +21,11 @@ pub mod http;
 pub mod ids;
 pub mod messaging;
 pub mod metrics;
+pub mod presence;
 pub mod ratelimit;
 pub mod router;
 pub mod session;
+pub mod typing;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -151,6 +154,13 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             Duration::from_secs(60),
             &metrics,
         ),
+        typing_limit: ratelimit::KeyedLimit::new(
+            "typing per account",
+            config.rate_limits.typing_per_account_per_second,
+            Duration::from_secs(1),
+            &metrics,
+        ),
+        presence: presence::PresenceHub::new(),
         groups: groups::GroupService::new(&config, &metrics),
         metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
@@ -170,6 +180,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         }
     });
     tokio::spawn(sweep_loop(ctx.clone()));
+    tokio::spawn(presence_loop(ctx.clone()));
     tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
     Ok(RunningServer { tcp_addr, http_addr, ctx })
 }
@@ -225,6 +236,20 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Flushes coalesced presence changes to subscribers every `presence.push_interval_ms`.
+async fn presence_loop(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.presence.push_interval_ms.max(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                ctx.presence.flush();
+            }
+        }
+    }
+}
+
 /// Periodic housekeeping: expired codes, idle rate-limit buckets, old inbox entries and dedup
 /// records.
 async fn sweep_loop(ctx: Arc<Ctx>) {
@@ -248,6 +273,9 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                     l.sweep();
                 }
                 ctx.groups.sweep();
+                if let Some(l) = &ctx.typing_limit {
+                    l.sweep();
+                }
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();

@@ -11,6 +11,7 @@ use iris_proto::pb::{self, inbox_item, send_message};
 use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, DeviceId, NewEntry, PendingAppend};
 use prost::Message as _;
 
+use crate::blocks;
 use crate::context::Ctx;
 use crate::directory::AccountView;
 use crate::error::ServiceError;
@@ -70,6 +71,13 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
                 .map(|p| NewEntry { device: DeviceAddr::new(p.account_id, p.device_id), item: item(p.payload) })
                 .collect()
         }
+    };
+    // A blocker's inboxes never get the blocked sender's messages; the send is still ACCEPTED
+    // (and checked against the full device lists) so the sender learns nothing from it.
+    let entries = if blocks::is_blocked(ctx, recipient.id, sender.account).await? {
+        entries.into_iter().filter(|e| e.device.account != recipient.id).collect()
+    } else {
+        entries
     };
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
     let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();
@@ -227,7 +235,7 @@ pub async fn read_receipt(
     let to_sender = receipt(reader.account);
     let to_me = receipt(sender.id);
     let mut entries: Vec<NewEntry> = Vec::new();
-    if sender.id != me.id {
+    if sender.id != me.id && !blocks::is_blocked(ctx, sender.id, me.id).await? {
         entries.extend(
             sender.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender.id, d), item: to_sender.clone() }),
         );
@@ -251,6 +259,9 @@ pub async fn delivered_receipts(
 ) -> Result<(), ServiceError> {
     for (sender, ids) in by_sender {
         let Some(view) = ctx.directory.by_id(sender).await? else { continue };
+        if blocks::is_blocked(ctx, sender, recipient.account).await? {
+            continue;
+        }
         let now = ctx.clock.now_ms();
         let id = ctx.ids.next(now);
         let item = encode_item(

@@ -10,10 +10,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use iris_proto::pb;
 use iris_store::DeviceAddr;
 use tokio::sync::{mpsc, oneshot};
 
 const SHARDS: usize = 16;
+
+/// Ephemeral events (typing, presence pushes) a session queues; more are dropped (soft state).
+const EPHEMERAL_QUEUE_LEN: usize = 256;
 
 /// A committed inbox entry for a session to push.
 #[derive(Debug, Clone)]
@@ -36,6 +40,7 @@ pub enum Kick {
 struct Link {
     conn_id: u64,
     hints: mpsc::Sender<Hint>,
+    ephemeral: mpsc::Sender<pb::ServerEvent>,
     lagged: Arc<AtomicBool>,
     kick: oneshot::Sender<Kick>,
 }
@@ -46,6 +51,10 @@ pub struct Registration {
     pub conn_id: u64,
     /// Hints for this device.
     pub hints: mpsc::Receiver<Hint>,
+    /// Ephemeral events (typing, presence) for this connection; dropped when full.
+    pub ephemeral: mpsc::Receiver<pb::ServerEvent>,
+    /// The sending side of `ephemeral`, for the presence hub.
+    pub ephemeral_tx: mpsc::Sender<pb::ServerEvent>,
     /// Set when a hint could not be queued; the session must re-read its inbox.
     pub lagged: Arc<AtomicBool>,
     /// Fires when the session must end.
@@ -79,13 +88,15 @@ impl Router {
         let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (hint_tx, hints) = mpsc::channel(self.hint_queue_len);
         let (kick_tx, kick) = oneshot::channel();
+        let (ephemeral_tx, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE_LEN);
         let lagged = Arc::new(AtomicBool::new(false));
-        let link = Link { conn_id, hints: hint_tx, lagged: lagged.clone(), kick: kick_tx };
+        let link =
+            Link { conn_id, hints: hint_tx, ephemeral: ephemeral_tx.clone(), lagged: lagged.clone(), kick: kick_tx };
         let old = self.shard(addr).write().expect("router lock").insert(addr, link);
         if let Some(old) = old {
             let _ = old.kick.send(Kick::Replaced);
         }
-        Registration { conn_id, hints, lagged, kick }
+        Registration { conn_id, hints, ephemeral, ephemeral_tx, lagged, kick }
     }
 
     /// Removes the registration `conn_id` of `addr`, unless a newer one replaced it.
@@ -104,6 +115,13 @@ impl Router {
                 link.lagged.store(true, Ordering::Release);
             }
         }
+    }
+
+    /// Offers an ephemeral event (never stored) to the device's session, if it is connected
+    /// here. Never waits; dropped when the session's queue is full.
+    pub fn notify_ephemeral(&self, addr: DeviceAddr, event: pb::ServerEvent) -> bool {
+        let shard = self.shard(addr).read().expect("router lock");
+        shard.get(&addr).is_some_and(|link| link.ephemeral.try_send(event).is_ok())
     }
 
     /// Ends the device's session, if connected here.

@@ -24,14 +24,17 @@ use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
 use crate::auth;
+use crate::blocks;
 use crate::context::Ctx;
 use crate::error::ServiceError;
 use crate::gateway::admission::Refusal;
 use crate::gateway::transport::{Transport, TransportError};
 use crate::groups;
 use crate::messaging;
+use crate::presence;
 use crate::ratelimit;
 use crate::router::{Hint, Kick, Registration};
+use crate::typing;
 
 /// Delivery bytes a session prepares before writing them (bounds memory per connection).
 const OUT_BYTES_MAX: usize = 1 << 20;
@@ -157,6 +160,7 @@ async fn handshake_then_serve<T: Transport>(
     let Handshake { device, version, request_id, resume_after_seq } = hello?;
     let registration = ctx.router.register(device);
     let conn_id = registration.conn_id;
+    ctx.presence.connected(device, conn_id);
     let served = match Session::start(ctx.clone(), device, registration, resume_after_seq).await {
         Ok(mut session) => {
             let welcome = pb::Welcome {
@@ -184,6 +188,7 @@ async fn handshake_then_serve<T: Transport>(
         Err(e) => Err(with_fatal(e.to_wire())),
     };
     ctx.router.unregister(device, conn_id);
+    ctx.presence.disconnected(device, conn_id, ctx.clock.now_ms());
     served
 }
 
@@ -306,6 +311,7 @@ impl Session {
                         self.on_hint(hint);
                     }
                 }
+                Some(e) = self.registration.ephemeral.recv() => self.out.push(e),
                 received = transport.recv(), if self.inflight.len() < max_inflight => {
                     match received {
                         Ok(Some(frame)) => {
@@ -376,6 +382,12 @@ impl Session {
                 Err(_) => break,
             }
         }
+        for _ in 0..READY_MAX {
+            match self.registration.ephemeral.try_recv() {
+                Ok(e) => self.out.push(e),
+                Err(_) => break,
+            }
+        }
     }
 
     /// Tells the client to go elsewhere, lets in-flight sends finish and flushes their answers.
@@ -419,6 +431,42 @@ impl Session {
                     let op = groups::start(self.ctx.clone(), self.device, g).await;
                     let result = op.map(move |r| Some(answer(rid, r.map(server_event::Event::GroupResult))));
                     self.inflight.push(Box::pin(result));
+                }
+                Some(client_op::Op::PresenceSubscribe(sub)) => {
+                    let (ctx, viewer) = (self.ctx.clone(), self.device.account);
+                    let (conn, tx) = (self.registration.conn_id, self.registration.ephemeral_tx.clone());
+                    self.inflight.push(Box::pin(async move {
+                        let result = presence_subscribe(&ctx, viewer, conn, &tx, &sub.account_ids).await;
+                        Some(answer(rid, result.map(server_event::Event::PresenceState)))
+                    }));
+                }
+                Some(client_op::Op::PresenceUnsubscribe(unsub)) => {
+                    self.ctx.presence.unsubscribe(self.registration.conn_id, &unsub.account_ids);
+                    self.out.push(event(rid, server_event::Event::Done(pb::Done {})));
+                }
+                Some(client_op::Op::SetPresence(set)) => {
+                    let privacy = match pb::PresencePrivacy::try_from(set.privacy) {
+                        Ok(pb::PresencePrivacy::Everyone) => Some(presence::Privacy::Everyone),
+                        Ok(pb::PresencePrivacy::Nobody) => Some(presence::Privacy::Nobody),
+                        _ => None,
+                    };
+                    let now = self.ctx.clock.now_ms();
+                    self.ctx.presence.set(self.device, self.registration.conn_id, set.away, privacy, now);
+                    self.out.push(event(rid, server_event::Event::Done(pb::Done {})));
+                }
+                Some(client_op::Op::Typing(t)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = typing::send(&ctx, device, t).await;
+                        Some(answer(rid, result.map(|()| server_event::Event::Done(pb::Done {}))))
+                    }));
+                }
+                Some(client_op::Op::Block(b)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = blocks::set(&ctx, device, b).await;
+                        Some(answer(rid, result.map(|()| server_event::Event::Done(pb::Done {}))))
+                    }));
                 }
                 Some(client_op::Op::Ping(p)) => {
                     let pong = pb::Pong { client_time_ms: p.client_time_ms, server_time_ms: self.ctx.clock.now_ms() };
@@ -600,6 +648,28 @@ impl Session {
             self.out.push(event(0, server_event::Event::Delivery(pb::Delivery { items })));
         }
     }
+}
+
+/// Loads the blocks that hide some of `accounts` from `viewer`, then subscribes.
+async fn presence_subscribe(
+    ctx: &Ctx,
+    viewer: AccountId,
+    conn_id: u64,
+    tx: &tokio::sync::mpsc::Sender<pb::ServerEvent>,
+    accounts: &[AccountId],
+) -> Result<pb::PresenceState, ServiceError> {
+    if accounts.len() > presence::SUBSCRIPTIONS_MAX {
+        return Err(too_many_subscriptions(accounts.len()));
+    }
+    blocks::load_for_presence(ctx, viewer, accounts).await?;
+    ctx.presence.subscribe(viewer, conn_id, tx, accounts).map_err(too_many_subscriptions)
+}
+
+fn too_many_subscriptions(n: usize) -> ServiceError {
+    ServiceError::InvalidArgument(format!(
+        "{n} presence subscriptions exceed the limit of {} per connection",
+        presence::SUBSCRIPTIONS_MAX
+    ))
 }
 
 fn answer(request_id: u64, result: Result<server_event::Event, ServiceError>) -> pb::ServerEvent {

@@ -1,6 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
-//! The server sees only [`AccountStore`] and [`InboxStore`] (together: [`Store`]). Engines:
+//! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`] and [`BlockStore`]
+//! (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - a PostgreSQL engine for cluster mode (a later issue) implements the same traits.
@@ -136,6 +137,19 @@ pub trait CommitObserver: Send + Sync + 'static {
     fn committed(&self, sample: CommitSample);
 }
 
+/// Who blocked whom: durable, low-rate, read on every 1:1 send.
+#[async_trait]
+pub trait BlockStore: Send + Sync + 'static {
+    /// Adds (`on`) or removes the block of `blocked` by `blocker`. Durable when it returns.
+    async fn set_blocked(&self, blocker: AccountId, blocked: AccountId, on: bool) -> StoreResult<()>;
+
+    /// Whether `blocker` blocked `blocked`.
+    async fn is_blocked(&self, blocker: AccountId, blocked: AccountId) -> StoreResult<bool>;
+
+    /// Everyone `blocker` blocked.
+    async fn blocked_by(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>>;
+}
+
 /// Everything the server needs from an engine.
-pub trait Store: AccountStore + InboxStore + GroupStore {}
-impl<T: AccountStore + InboxStore + GroupStore> Store for T {}
+pub trait Store: AccountStore + InboxStore + GroupStore + BlockStore {}
+impl<T: AccountStore + InboxStore + GroupStore + BlockStore> Store for T {}

@@ -879,3 +879,26 @@ impl iris_store::GroupStore for FaultyStore {
         self.inner.expire_group_messages(before_msg_id).await
     }
 }
+
+/// Blocks are delegated unchanged (faults are injected on appends only).
+#[async_trait::async_trait]
+impl iris_store::BlockStore for FaultyStore {
+    async fn set_blocked(
+        &self,
+        blocker: iris_store::AccountId,
+        blocked: iris_store::AccountId,
+        on: bool,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.set_blocked(blocker, blocked, on).await
+    }
+    async fn is_blocked(
+        &self,
+        blocker: iris_store::AccountId,
+        blocked: iris_store::AccountId,
+    ) -> iris_store::StoreResult<bool> {
+        self.inner.is_blocked(blocker, blocked).await
+    }
+    async fn blocked_by(&self, blocker: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::AccountId>> {
+        self.inner.blocked_by(blocker).await
+    }
+}

@@ -4,6 +4,7 @@
 //! the wire format: inbox items are opaque bytes.
 
 mod accounts;
+mod blocks;
 mod codec;
 mod committer;
 mod groups;
@@ -180,6 +181,8 @@ pub struct FjallStore {
     accounts: Arc<Accounts>,
     /// Groups, shared payloads and group receipts (`groups.rs`).
     groups: Arc<groups::Groups>,
+    /// Block lists (`blocks.rs`).
+    blocks: blocks::Blocks,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -207,8 +210,10 @@ impl FjallStore {
             .spawn(move || committer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
         let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
+        let blocks = blocks::Blocks::open(&ks.db)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
+            blocks,
             groups: Arc::new(groups),
             ks,
             shared,

@@ -215,7 +215,7 @@ fn handle(
             eprintln!("receiver stopped: {e:?}");
             return false;
         }
-        Event::Connected(_) | Event::Disconnected(_) => {}
+        Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_) => {}
     }
     true
 }

@@ -197,6 +197,8 @@ impl Chat {
                 self.say(&format!("(connection lost: {}; reconnecting…)", describe(&reason)));
             }
             Event::Fatal(err) => self.say(&format!("(connection ended: {err})")),
+            // `iris chat` does not subscribe to presence or show typing yet.
+            Event::Presence(_) | Event::Typing(_) => {}
         }
     }
 

@@ -62,7 +62,7 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
-            Some(Event::Connected(_) | Event::Disconnected(_)) => continue,
+            Some(Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_)) => continue,
         };
         if let Some((seq, line)) = item_json {
             println!("{line}");

@@ -1,0 +1,74 @@
+//! Presence, typing and block operations of [`Client`]. Presence subscriptions belong to the
+//! connection: after [`Event::Connected`](crate::Event::Connected) of a reconnect, subscribe again.
+
+use std::time::Duration;
+
+use iris_proto::pb::{self, client_op, server_event, PresencePrivacy};
+use tokio::sync::oneshot;
+
+use crate::client::Client;
+use crate::driver::Command;
+use crate::error::ClientError;
+
+/// How long a typing indicator stays on without a refresh (the server never sends "stopped").
+pub const TYPING_EXPIRES_AFTER: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Watches these accounts (at most 1,000 per connection) and returns their current state;
+    /// changes then arrive as [`Event::Presence`](crate::Event::Presence).
+    pub async fn presence_subscribe(&self, account_ids: Vec<u64>) -> Result<Vec<pb::PresenceUpdate>, ClientError> {
+        match self.op(client_op::Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids })).await? {
+            server_event::Event::PresenceState(s) => Ok(s.accounts),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops watching these accounts.
+    pub async fn presence_unsubscribe(&self, account_ids: Vec<u64>) -> Result<(), ClientError> {
+        self.done(client_op::Op::PresenceUnsubscribe(pb::PresenceUnsubscribe { account_ids })).await
+    }
+
+    /// Sets this device away (or back) and, when given, the account's presence privacy.
+    pub async fn set_presence(&self, away: bool, privacy: Option<PresencePrivacy>) -> Result<(), ClientError> {
+        let privacy = privacy.unwrap_or(PresencePrivacy::Unspecified) as i32;
+        self.done(client_op::Op::SetPresence(pb::SetPresence { away, privacy })).await
+    }
+
+    /// Tells the connected devices of `to_account_id` that I am typing (or stopped).
+    pub async fn typing(&self, to_account_id: u64, typing: bool) -> Result<(), ClientError> {
+        self.done(client_op::Op::Typing(pb::Typing { to_account_id, group_id: 0, typing })).await
+    }
+
+    /// Tells the connected devices of a group's members that I am typing (or stopped).
+    pub async fn group_typing(&self, group_id: u64, typing: bool) -> Result<(), ClientError> {
+        self.done(client_op::Op::Typing(pb::Typing { to_account_id: 0, group_id, typing })).await
+    }
+
+    /// Blocks an account: its messages, receipts, presence and typing no longer reach me.
+    pub async fn block(&self, account_id: u64) -> Result<(), ClientError> {
+        self.done(client_op::Op::Block(pb::BlockAccount { account_id, unblock: false })).await
+    }
+
+    /// Lifts a block.
+    pub async fn unblock(&self, account_id: u64) -> Result<(), ClientError> {
+        self.done(client_op::Op::Block(pb::BlockAccount { account_id, unblock: true })).await
+    }
+
+    async fn done(&self, op: client_op::Op) -> Result<(), ClientError> {
+        match self.op(op).await? {
+            server_event::Event::Done(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs an operation answered by a plain event (not a send, receipt or group result).
+    async fn op(&self, op: client_op::Op) -> Result<server_event::Event, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Op { op, reply }).await?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+}
+
+fn unexpected(event: &server_event::Event) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer: {event:?}"))
+}

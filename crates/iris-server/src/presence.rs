@@ -1,0 +1,326 @@
+//! Presence: which accounts are online on this node, who watches them, and coalesced pushes.
+//!
+//! Soft state in memory, never in the store: a restart forgets it (devices reconnect and are
+//! online again; `last_seen_ms` of accounts offline at the restart is lost). A change only marks
+//! the account dirty; a ticker (`presence.push_interval_ms`) sends each subscriber one batch with
+//! the latest visible state of every dirty account it watches, so a hot account costs each
+//! watcher at most one push per interval however often it flaps. Pushes go through the
+//! session's bounded ephemeral channel and are dropped when it is full: the next change resends
+//! the whole state. Knows nothing of sockets or the store.
+//!
+//! The privacy setting (everyone / nobody) is kept here in memory for now: it is lost on restart
+//! (defaults to everyone) until contacts bring a durable account-settings record.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use iris_proto::pb::{self, server_event};
+use iris_store::{AccountId, DeviceAddr, DeviceId};
+use tokio::sync::mpsc;
+
+/// Most accounts one connection may watch.
+pub const SUBSCRIPTIONS_MAX: usize = 1000;
+
+/// Presence privacy of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Privacy {
+    /// Anyone may see online and last seen.
+    #[default]
+    Everyone,
+    /// Nobody else sees anything (offline, last seen unknown).
+    Nobody,
+}
+
+#[derive(Default)]
+struct Account {
+    /// Connected devices: connection id and whether the device is set away.
+    devices: HashMap<DeviceId, (u64, bool)>,
+    last_seen_ms: u64,
+    privacy: Privacy,
+}
+
+impl Account {
+    fn online(&self) -> bool {
+        self.devices.values().any(|&(_, away)| !away)
+    }
+}
+
+struct Subscriber {
+    viewer: AccountId,
+    tx: mpsc::Sender<pb::ServerEvent>,
+    watching: HashSet<AccountId>,
+}
+
+#[derive(Default)]
+struct Inner {
+    accounts: HashMap<AccountId, Account>,
+    /// Watched account → connection ids watching it.
+    watchers: HashMap<AccountId, HashSet<u64>>,
+    subscribers: HashMap<u64, Subscriber>,
+    /// Accounts whose visible state changed since the last flush.
+    dirty: HashSet<AccountId>,
+    /// (blocker, blocked) pairs known here: loaded from the store when a subscription involves
+    /// them, changed by block operations. Presence is hidden both ways between such a pair.
+    blocks: HashSet<(AccountId, AccountId)>,
+}
+
+impl Inner {
+    fn visible(&self, account: AccountId, viewer: AccountId) -> pb::PresenceUpdate {
+        let hidden = pb::PresenceUpdate { account_id: account, online: false, last_seen_ms: 0 };
+        let Some(a) = self.accounts.get(&account) else { return hidden };
+        if self.blocks.contains(&(account, viewer)) || self.blocks.contains(&(viewer, account)) {
+            return hidden;
+        }
+        if a.privacy == Privacy::Nobody && viewer != account {
+            return hidden;
+        }
+        let online = a.online();
+        pb::PresenceUpdate { account_id: account, online, last_seen_ms: if online { 0 } else { a.last_seen_ms } }
+    }
+
+    /// Marks a change others may see (a "nobody" account's changes are invisible: not marked).
+    fn changed(&mut self, account: AccountId) {
+        let visible = self.accounts.get(&account).is_none_or(|a| a.privacy == Privacy::Everyone);
+        if visible && self.watchers.contains_key(&account) {
+            self.dirty.insert(account);
+        }
+    }
+}
+
+/// The node's presence state; see the module doc. One mutex, held only for map updates.
+#[derive(Default)]
+pub struct PresenceHub {
+    inner: Mutex<Inner>,
+}
+
+impl PresenceHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A device's session started (`conn_id` from the router): it is online, not away.
+    pub fn connected(&self, device: DeviceAddr, conn_id: u64) {
+        let mut inner = self.lock();
+        let a = inner.accounts.entry(device.account).or_default();
+        let was = a.online();
+        a.devices.insert(device.device, (conn_id, false));
+        if !was {
+            inner.changed(device.account);
+        }
+    }
+
+    /// A session ended: its subscriptions end, and the device is offline unless a newer
+    /// connection replaced it. The account's last device going sets `last_seen_ms`.
+    pub fn disconnected(&self, device: DeviceAddr, conn_id: u64, now_ms: u64) {
+        let mut inner = self.lock();
+        if let Some(sub) = inner.subscribers.remove(&conn_id) {
+            for account in sub.watching {
+                unwatch(&mut inner.watchers, account, conn_id);
+            }
+        }
+        let Some(a) = inner.accounts.get_mut(&device.account) else { return };
+        if a.devices.get(&device.device).is_none_or(|&(c, _)| c != conn_id) {
+            return;
+        }
+        let was = a.online();
+        a.devices.remove(&device.device);
+        if a.devices.is_empty() {
+            a.last_seen_ms = now_ms;
+        }
+        if was != a.online() || a.devices.is_empty() {
+            inner.changed(device.account);
+        }
+    }
+
+    /// Sets the device away (or back) and, when given, the account's privacy.
+    pub fn set(&self, device: DeviceAddr, conn_id: u64, away: bool, privacy: Option<Privacy>, now_ms: u64) {
+        let mut inner = self.lock();
+        let a = inner.accounts.entry(device.account).or_default();
+        let was = a.online();
+        let old_privacy = a.privacy;
+        a.devices.insert(device.device, (conn_id, away));
+        if was && !a.online() {
+            a.last_seen_ms = now_ms;
+        }
+        let now_online = a.online();
+        if let Some(p) = privacy {
+            a.privacy = p;
+        }
+        let privacy_changed = a.privacy != old_privacy;
+        if privacy_changed && inner.watchers.contains_key(&device.account) {
+            // Watchers learn the newly visible (or hidden) state.
+            inner.dirty.insert(device.account);
+        } else if was != now_online {
+            inner.changed(device.account);
+        }
+    }
+
+    /// Records (or forgets) that `blocker` blocked `blocked`; watchers of either get the new
+    /// visible state at the next flush.
+    pub fn set_block(&self, blocker: AccountId, blocked: AccountId, on: bool) {
+        let mut inner = self.lock();
+        let changed =
+            if on { inner.blocks.insert((blocker, blocked)) } else { inner.blocks.remove(&(blocker, blocked)) };
+        if changed {
+            for account in [blocker, blocked] {
+                if inner.watchers.contains_key(&account) {
+                    inner.dirty.insert(account);
+                }
+            }
+        }
+    }
+
+    /// Adds watches for connection `conn_id` of `viewer` and answers their current visible state.
+    pub fn subscribe(
+        &self,
+        viewer: AccountId,
+        conn_id: u64,
+        tx: &mpsc::Sender<pb::ServerEvent>,
+        accounts: &[AccountId],
+    ) -> Result<pb::PresenceState, usize> {
+        let mut inner = self.lock();
+        let current = inner.subscribers.get(&conn_id).map_or(0, |s| s.watching.len());
+        let new: HashSet<AccountId> = accounts
+            .iter()
+            .copied()
+            .filter(|a| !inner.subscribers.get(&conn_id).is_some_and(|s| s.watching.contains(a)))
+            .collect();
+        if current + new.len() > SUBSCRIPTIONS_MAX {
+            return Err(current + new.len());
+        }
+        let sub = inner.subscribers.entry(conn_id).or_insert_with(|| Subscriber {
+            viewer,
+            tx: tx.clone(),
+            watching: HashSet::new(),
+        });
+        sub.watching.extend(new.iter().copied());
+        for &account in &new {
+            inner.watchers.entry(account).or_default().insert(conn_id);
+        }
+        let accounts = accounts.iter().map(|&a| inner.visible(a, viewer)).collect();
+        Ok(pb::PresenceState { accounts })
+    }
+
+    /// Removes watches of connection `conn_id`.
+    pub fn unsubscribe(&self, conn_id: u64, accounts: &[AccountId]) {
+        let mut inner = self.lock();
+        let Some(sub) = inner.subscribers.get_mut(&conn_id) else { return };
+        let removed: Vec<AccountId> = accounts.iter().copied().filter(|a| sub.watching.remove(a)).collect();
+        for account in removed {
+            unwatch(&mut inner.watchers, account, conn_id);
+        }
+    }
+
+    /// Sends every subscriber the latest state of the dirty accounts it watches, one batch
+    /// (event per account, one channel slot each) per subscriber. Returns the pushes made.
+    pub fn flush(&self) -> usize {
+        let mut inner = self.lock();
+        if inner.dirty.is_empty() {
+            return 0;
+        }
+        let dirty: Vec<AccountId> = inner.dirty.drain().collect();
+        let mut batches: HashMap<u64, Vec<AccountId>> = HashMap::new();
+        for account in dirty {
+            for &conn in inner.watchers.get(&account).into_iter().flatten() {
+                batches.entry(conn).or_default().push(account);
+            }
+        }
+        let mut n_pushed = 0;
+        for (conn, accounts) in batches {
+            let Some(sub) = inner.subscribers.get(&conn) else { continue };
+            for account in accounts {
+                let update = inner.visible(account, sub.viewer);
+                let event = pb::ServerEvent { request_id: 0, event: Some(server_event::Event::Presence(update)) };
+                // Full: dropped; soft state, the next change resends the whole state.
+                if sub.tx.try_send(event).is_ok() {
+                    n_pushed += 1;
+                }
+            }
+        }
+        n_pushed
+    }
+
+    /// Number of accounts with presence state and of subscribing connections (for tests).
+    pub fn sizes(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.accounts.len(), inner.subscribers.len())
+    }
+}
+
+fn unwatch(watchers: &mut HashMap<AccountId, HashSet<u64>>, account: AccountId, conn_id: u64) {
+    if let Some(w) = watchers.get_mut(&account) {
+        w.remove(&conn_id);
+        if w.is_empty() {
+            watchers.remove(&account);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn changes_are_coalesced_into_one_push_per_flush() {
+        let hub = PresenceHub::new();
+        let (tx, mut rx) = mpsc::channel(16);
+        let bob = DeviceAddr::new(2, 1);
+        let state = hub.subscribe(1, 100, &tx, &[2]).unwrap();
+        assert!(!state.accounts[0].online);
+        for i in 0..10 {
+            hub.connected(bob, 200 + i);
+            hub.disconnected(bob, 200 + i, 1000 + i);
+        }
+        hub.connected(bob, 300);
+        assert_eq!(hub.flush(), 1);
+        let Some(server_event::Event::Presence(p)) = rx.recv().await.unwrap().event else { panic!() };
+        assert!(p.online);
+        assert_eq!(hub.flush(), 0, "nothing changed since");
+    }
+
+    #[test]
+    fn a_hot_account_costs_each_of_10k_watchers_one_push_per_flush() {
+        // 10k subscribers to one account, 1,000 changes between flushes: one push each, and the
+        // hub's memory is the watch sets (not the changes).
+        let hub = PresenceHub::new();
+        let receivers: Vec<_> = (0..10_000u64)
+            .map(|conn| {
+                let (tx, rx) = mpsc::channel(4);
+                hub.subscribe(100 + conn, conn, &tx, &[1]).unwrap();
+                rx
+            })
+            .collect();
+        let hot = DeviceAddr::new(1, 1);
+        for i in 0..1000 {
+            hub.set(hot, 50_000, i % 2 == 1, None, i);
+        }
+        assert_eq!(hub.flush(), 10_000);
+        assert_eq!(hub.flush(), 0);
+        for i in 0..10 {
+            hub.set(hot, 50_000, i % 2 == 0, None, i);
+            hub.flush();
+        }
+        // Each receiver holds at most its channel's capacity: the rest was dropped (soft state).
+        assert!(receivers.iter().all(|rx| rx.len() == 4));
+        assert_eq!(hub.sizes(), (1, 10_000));
+    }
+
+    #[test]
+    fn nobody_is_never_revealed_and_the_bound_holds() {
+        let hub = PresenceHub::new();
+        let (tx, _rx) = mpsc::channel(16);
+        let bob = DeviceAddr::new(2, 1);
+        hub.set(bob, 7, false, Some(Privacy::Nobody), 5);
+        let state = hub.subscribe(1, 100, &tx, &[2]).unwrap();
+        assert_eq!(state.accounts[0], pb::PresenceUpdate { account_id: 2, online: false, last_seen_ms: 0 });
+        hub.disconnected(bob, 7, 9);
+        assert_eq!(hub.flush(), 0);
+        let many: Vec<u64> = (10..10 + SUBSCRIPTIONS_MAX as u64).collect();
+        assert!(hub.subscribe(1, 100, &tx, &many).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! Block lists on fjall: one empty record per (blocker ‖ blocked) pair, written with fdatasync.
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{unavailable, FjallStore};
+use crate::{AccountId, BlockStore, StoreResult};
+
+/// Block-side state of [`FjallStore`].
+pub(super) struct Blocks {
+    db: Database,
+    /// Blocker ‖ blocked (u64 BE each) → empty.
+    pairs: Keyspace,
+}
+
+impl Blocks {
+    pub(super) fn open(db: &Database) -> StoreResult<Self> {
+        let pairs = db.keyspace("blocks", KeyspaceCreateOptions::default).map_err(unavailable)?;
+        Ok(Self { db: db.clone(), pairs })
+    }
+}
+
+fn key(blocker: AccountId, blocked: AccountId) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&blocker.to_be_bytes());
+    k[8..].copy_from_slice(&blocked.to_be_bytes());
+    k
+}
+
+#[async_trait]
+impl BlockStore for FjallStore {
+    async fn set_blocked(&self, blocker: AccountId, blocked: AccountId, on: bool) -> StoreResult<()> {
+        let b = &self.blocks;
+        let mut batch = b.db.batch();
+        if on {
+            batch.insert(&b.pairs, key(blocker, blocked), []);
+        } else {
+            batch.remove(&b.pairs, key(blocker, blocked));
+        }
+        batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable)
+    }
+
+    async fn is_blocked(&self, blocker: AccountId, blocked: AccountId) -> StoreResult<bool> {
+        self.blocks.pairs.contains_key(key(blocker, blocked)).map_err(unavailable)
+    }
+
+    async fn blocked_by(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
+        let mut ids = Vec::new();
+        for guard in self.blocks.pairs.prefix(blocker.to_be_bytes()) {
+            let k = guard.key().map_err(unavailable)?;
+            let tail: [u8; 8] = k.get(8..16).and_then(|t| t.try_into().ok()).unwrap_or_default();
+            ids.push(u64::from_be_bytes(tail));
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::BlockStore;
+
+    #[tokio::test]
+    async fn blocks_are_pairs_that_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+            store.set_blocked(1, 2, true).await.unwrap();
+            store.set_blocked(1, 3, true).await.unwrap();
+            store.set_blocked(1, 3, false).await.unwrap();
+            store.set_blocked(2, 1, true).await.unwrap();
+        }
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        assert!(store.is_blocked(1, 2).await.unwrap());
+        assert!(!store.is_blocked(1, 3).await.unwrap());
+        assert!(store.is_blocked(2, 1).await.unwrap());
+        assert_eq!(store.blocked_by(1).await.unwrap(), vec![2]);
+    }
+}
