@@ -213,7 +213,7 @@ fn message(to: Recipient, client_msg_id: String, body: send_message::Body) -> pb
         Recipient::Account(id) => (id, String::new()),
         Recipient::Phone(phone) => (0, phone),
     };
-    pb::SendMessage { client_msg_id, to_account_id, to_phone, body: Some(body) }
+    pb::SendMessage { client_msg_id, to_account_id, to_phone, body: Some(body), ..Default::default() }
 }
 
 #[cfg(test)]

@@ -306,7 +306,12 @@ impl Driver {
                 return Some(End::Lost { reason, delay: Some(delay) });
             }
             server_event::Event::Error(err) => return self.on_error(event.request_id, err),
-            e @ (server_event::Event::PresenceState(_) | server_event::Event::Done(_)) => {
+            e @ (server_event::Event::PresenceState(_)
+            | server_event::Event::Done(_)
+            | server_event::Event::ActionResult(_)
+            | server_event::Event::ForwardResult(_)
+            | server_event::Event::ContactList(_)
+            | server_event::Event::DiscoverResult(_)) => {
                 self.inflight.complete_event(event.request_id, e);
             }
             server_event::Event::Presence(p) => self.emit(Event::Presence(p)),
@@ -344,7 +349,9 @@ impl Driver {
         let event = match &item.body {
             Some(pb::inbox_item::Body::Message(_)) => Event::Message(item),
             Some(pb::inbox_item::Body::Receipt(_)) => Event::Receipt(item),
-            Some(pb::inbox_item::Body::GroupMessage(_)) => Event::Message(item),
+            Some(pb::inbox_item::Body::GroupMessage(_) | pb::inbox_item::Body::MessageAction(_)) => {
+                Event::Message(item)
+            }
             Some(pb::inbox_item::Body::GroupEvent(_) | pb::inbox_item::Body::GroupReceipt(_)) => Event::Group(item),
             None => return, // a kind of entry this build does not know; acked with later ones
         };

@@ -13,7 +13,8 @@ use crate::shared::Shared;
 #[derive(Debug)]
 pub enum Event {
     /// A message for this device (`message.from_account_id == own account` means a copy of a
-    /// message sent from another of my devices). Ack its `seq` once processed.
+    /// message sent from another of my devices). Ack its `seq` once processed. Edits,
+    /// deletions and reactions (`MessageAction`) arrive here too, see [`Event::action`].
     Message(InboxItem),
     /// A DELIVERED or READ receipt. Ack its `seq` like a message.
     Receipt(InboxItem),
@@ -56,6 +57,14 @@ impl Event {
     pub fn message(&self) -> Option<&pb::Message> {
         match self {
             Self::Message(InboxItem { body: Some(inbox_item::Body::Message(m)), .. }) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The action body (edit, delete, reaction), for message events that carry one.
+    pub fn action(&self) -> Option<&pb::MessageAction> {
+        match self {
+            Self::Message(InboxItem { body: Some(inbox_item::Body::MessageAction(a)), .. }) => Some(a),
             _ => None,
         }
     }

@@ -118,7 +118,13 @@ impl Client {
     /// Sends one payload to every member device (stored once by the server).
     pub async fn group_send(&self, group_id: u64, payload: impl Into<Bytes>) -> Result<pb::SendResult, ClientError> {
         let body = group_send::Body::Payload(payload.into());
-        self.group_send_message(pb::GroupSend { group_id, client_msg_id: new_client_msg_id(), body: Some(body) }).await
+        self.group_send_message(pb::GroupSend {
+            group_id,
+            client_msg_id: new_client_msg_id(),
+            body: Some(body),
+            ..Default::default()
+        })
+        .await
     }
 
     /// Sends a fully built `GroupSend` (per-device payloads, a chosen `client_msg_id`).

@@ -22,10 +22,12 @@
 //!
 //! **Invariant:** the SDK depends on `iris-proto` only, never on the server or the store.
 
+mod actions;
 mod backoff;
 mod client;
 mod config;
 mod connection;
+mod contacts;
 mod dedup;
 mod driver;
 mod error;
@@ -37,6 +39,7 @@ mod inflight;
 mod presence;
 mod shared;
 
+pub use actions::Reactions;
 pub use backoff::{after_hint, Backoff};
 pub use client::{new_client_msg_id, Client, Recipient};
 pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};

@@ -62,13 +62,13 @@ impl Client {
     }
 
     /// Runs an operation answered by a plain event (not a send, receipt or group result).
-    async fn op(&self, op: client_op::Op) -> Result<server_event::Event, ClientError> {
+    pub(crate) async fn op(&self, op: client_op::Op) -> Result<server_event::Event, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Op { op, reply }).await?;
         answer.await.map_err(|_| self.stopped())?
     }
 }
 
-fn unexpected(event: &server_event::Event) -> ClientError {
+pub(crate) fn unexpected(event: &server_event::Event) -> ClientError {
     ClientError::Protocol(format!("unexpected answer: {event:?}"))
 }

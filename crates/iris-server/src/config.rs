@@ -243,6 +243,8 @@ pub struct RateLimitConfig {
     pub group_member_adds_per_account_per_minute: u32,
     /// Typing indicators one account may send per second (burst; excess is RATE_LIMITED).
     pub typing_per_account_per_second: u32,
+    /// Contact discovery requests (of up to 1,000 numbers each) per account per day.
+    pub discover_requests_per_account_per_day: u32,
 }
 
 impl RateLimitConfig {
@@ -259,6 +261,7 @@ impl RateLimitConfig {
             group_creations_per_account_per_hour: 0,
             group_member_adds_per_account_per_minute: 0,
             typing_per_account_per_second: 0,
+            discover_requests_per_account_per_day: 0,
         }
     }
 }
@@ -276,6 +279,7 @@ impl Default for RateLimitConfig {
             group_creations_per_account_per_hour: 10,
             group_member_adds_per_account_per_minute: 100,
             typing_per_account_per_second: 10,
+            discover_requests_per_account_per_day: 100,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Ctx {
     pub send_limit: Option<KeyedLimit<AccountId>>,
     /// Typing indicators per account (token bucket).
     pub typing_limit: Option<KeyedLimit<AccountId>>,
+    /// Contact discovery requests per account (token bucket over a day).
+    pub discover_limit: Option<KeyedLimit<AccountId>>,
     /// Who is online on this node and who watches them (soft state).
     pub presence: crate::presence::PresenceHub,
     /// Group state that is not in the store: per-group locks, rate limits, a payload cache.

@@ -8,10 +8,12 @@
 //! **Invariant:** a send is answered `ACCEPTED` only after the store made it durable.
 //! **Invariant:** services never touch sockets; sessions never write to the store directly.
 
+pub mod actions;
 pub mod auth;
 pub mod blocks;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod context;
 pub mod directory;
 pub mod error;
@@ -160,6 +162,12 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             Duration::from_secs(1),
             &metrics,
         ),
+        discover_limit: ratelimit::KeyedLimit::new(
+            "contact discovery per account",
+            config.rate_limits.discover_requests_per_account_per_day,
+            Duration::from_secs(86_400),
+            &metrics,
+        ),
         presence: presence::PresenceHub::new(),
         groups: groups::GroupService::new(&config, &metrics),
         metrics,
@@ -276,6 +284,9 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 if let Some(l) = &ctx.typing_limit {
                     l.sweep();
                 }
+                if let Some(l) = &ctx.discover_limit {
+                    l.sweep();
+                }
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();
@@ -291,6 +302,12 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "expired old group payloads and receipts"),
                     Err(e) => tracing::warn!(error = %e, "group expiry sweep failed"),
+                }
+                // The recent-message index (message actions) lives as long as the inbox.
+                match ctx.store.expire_message_refs(ids::IdGenerator::floor_of(inbox_cutoff)).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired old message index records"),
+                    Err(e) => tracing::warn!(error = %e, "message index expiry sweep failed"),
                 }
             }
         }

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item, send_message};
-use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, DeviceId, NewEntry, PendingAppend};
+use iris_store::{
+    AccountId, AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, DeviceId, MessageRef, NewEntry,
+    PendingAppend,
+};
 use prost::Message as _;
 
 use crate::blocks;
@@ -41,6 +44,9 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
     let recipient = resolve_recipient(ctx, &msg).await?;
     let me = ctx.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
     let targets = target_devices(&recipient, &me, sender);
+    let (me_id, peer) = (me.id, recipient.id);
+    crate::actions::check_reply(ctx, msg.reply_to_server_msg_id, |r| crate::actions::direct_between(r, me_id, peer))
+        .await?;
     let now = ctx.clock.now_ms();
     let server_msg_id = ctx.ids.next(now);
     let item = |payload: Bytes| {
@@ -55,6 +61,8 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
                 to_phone: recipient.phone.clone(),
                 payload,
                 client_msg_id: msg.client_msg_id.clone(),
+                reply_to_server_msg_id: msg.reply_to_server_msg_id,
+                forwarded: msg.forwarded,
             }),
         )
     };
@@ -79,6 +87,9 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
     } else {
         entries
     };
+    let index =
+        MessageRef { sender: sender.account, conversation: Conversation::Direct(recipient.id), sent_at_ms: now };
+    ctx.store.put_message_ref(server_msg_id, index).await?;
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
     let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();
     let pending = ctx.store.enqueue_append(AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
@@ -282,7 +293,7 @@ pub async fn delivered_receipts(
     Ok(())
 }
 
-async fn append_and_notify(ctx: &Ctx, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
+pub(crate) async fn append_and_notify(ctx: &Ctx, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
     let entries: Vec<(DeviceAddr, Bytes)> = req.entries.iter().map(|e| (e.device, e.item.clone())).collect();
     let outcome = ctx.store.append(req).await?;
     if let AppendOutcome::Appended { seqs } = &outcome {
@@ -297,6 +308,6 @@ fn notify(ctx: &Ctx, entries: Vec<(DeviceAddr, Bytes)>, seqs: &[u64]) {
     }
 }
 
-fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
+pub(crate) fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
     pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body) }.encode_to_vec().into()
 }

@@ -8,8 +8,11 @@
 //! session's bounded ephemeral channel and are dropped when it is full: the next change resends
 //! the whole state. Knows nothing of sockets or the store.
 //!
-//! The privacy setting (everyone / nobody) is kept here in memory for now: it is lost on restart
-//! (defaults to everyone) until contacts bring a durable account-settings record.
+//! The privacy setting (everyone / my contacts / nobody) is durable in the store; the session
+//! loads it into the hub before an account's device counts as connected
+//! ([`PresenceHub::load_privacy`]), and `SetPresence` writes it to the store before the hub. For
+//! "my contacts" the hub caches the (owner, contact) pairs it needs, like blocks: loaded from the
+//! store when a subscription involves them, changed by contact operations.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -29,6 +32,28 @@ pub enum Privacy {
     Everyone,
     /// Nobody else sees anything (offline, last seen unknown).
     Nobody,
+    /// Only accounts in the owner's contact list see it; others see what `Nobody` shows.
+    Contacts,
+}
+
+impl Privacy {
+    /// The code the store keeps.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Everyone => 0,
+            Self::Nobody => 1,
+            Self::Contacts => 2,
+        }
+    }
+
+    /// From a stored code (unknown codes: the most private, nobody).
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            0 => Self::Everyone,
+            2 => Self::Contacts,
+            _ => Self::Nobody,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -62,6 +87,9 @@ struct Inner {
     /// (blocker, blocked) pairs known here: loaded from the store when a subscription involves
     /// them, changed by block operations. Presence is hidden both ways between such a pair.
     blocks: HashSet<(AccountId, AccountId)>,
+    /// (owner, contact) pairs known here: loaded from the store when a subscription involves
+    /// them, changed by contact operations. Drives [`Privacy::Contacts`].
+    contacts: HashSet<(AccountId, AccountId)>,
 }
 
 impl Inner {
@@ -71,7 +99,12 @@ impl Inner {
         if self.blocks.contains(&(account, viewer)) || self.blocks.contains(&(viewer, account)) {
             return hidden;
         }
-        if a.privacy == Privacy::Nobody && viewer != account {
+        let shown = match a.privacy {
+            Privacy::Everyone => true,
+            Privacy::Nobody => viewer == account,
+            Privacy::Contacts => viewer == account || self.contacts.contains(&(account, viewer)),
+        };
+        if !shown {
             return hidden;
         }
         let online = a.online();
@@ -80,7 +113,7 @@ impl Inner {
 
     /// Marks a change others may see (a "nobody" account's changes are invisible: not marked).
     fn changed(&mut self, account: AccountId) {
-        let visible = self.accounts.get(&account).is_none_or(|a| a.privacy == Privacy::Everyone);
+        let visible = self.accounts.get(&account).is_none_or(|a| a.privacy != Privacy::Nobody);
         if visible && self.watchers.contains_key(&account) {
             self.dirty.insert(account);
         }
@@ -101,6 +134,12 @@ impl PresenceHub {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets `account`'s privacy from the store unless the hub already knows the account (then
+    /// its value is newer: set by `SetPresence`, which also wrote the store).
+    pub fn load_privacy(&self, account: AccountId, privacy: Privacy) {
+        self.lock().accounts.entry(account).or_insert_with(|| Account { privacy, ..Account::default() });
     }
 
     /// A device's session started (`conn_id` from the router): it is online, not away.
@@ -157,6 +196,18 @@ impl PresenceHub {
             inner.dirty.insert(device.account);
         } else if was != now_online {
             inner.changed(device.account);
+        }
+    }
+
+    /// Records (or forgets) that `owner` keeps `contact` as a contact; when it changes what
+    /// `contact` may see of `owner`, `owner`'s watchers get its state again.
+    pub fn set_contact(&self, owner: AccountId, contact: AccountId, on: bool) {
+        let mut inner = self.lock();
+        let changed =
+            if on { inner.contacts.insert((owner, contact)) } else { inner.contacts.remove(&(owner, contact)) };
+        let matters = inner.accounts.get(&owner).is_some_and(|a| a.privacy == Privacy::Contacts);
+        if changed && matters && inner.watchers.contains_key(&owner) {
+            inner.dirty.insert(owner);
         }
     }
 
@@ -308,6 +359,26 @@ mod tests {
         // Each receiver holds at most its channel's capacity: the rest was dropped (soft state).
         assert!(receivers.iter().all(|rx| rx.len() == 4));
         assert_eq!(hub.sizes(), (1, 10_000));
+    }
+
+    #[test]
+    fn contacts_privacy_shows_the_owners_contacts_only() {
+        let hub = PresenceHub::new();
+        let (tx, _rx) = mpsc::channel(16);
+        let alice = DeviceAddr::new(1, 1);
+        hub.connected(alice, 7);
+        hub.set(alice, 7, false, Some(Privacy::Contacts), 5);
+        hub.set_contact(1, 2, true);
+        let online = pb::PresenceUpdate { account_id: 1, online: true, last_seen_ms: 0 };
+        let hidden = pb::PresenceUpdate { account_id: 1, online: false, last_seen_ms: 0 };
+        assert_eq!(hub.subscribe(2, 100, &tx, &[1]).unwrap().accounts, vec![online]);
+        assert_eq!(hub.subscribe(3, 101, &tx, &[1]).unwrap().accounts, vec![hidden]);
+        // The contact relation is one-way: 2 keeping 1 as a contact reveals nothing of 1 to 3.
+        hub.set_contact(2, 3, true);
+        assert_eq!(hub.subscribe(3, 101, &tx, &[1]).unwrap().accounts, vec![hidden]);
+        hub.set_contact(1, 2, false);
+        assert_eq!(hub.subscribe(2, 100, &tx, &[1]).unwrap().accounts, vec![hidden]);
+        assert_eq!(hub.subscribe(1, 102, &tx, &[1]).unwrap().accounts, vec![online]);
     }
 
     #[test]

@@ -23,8 +23,10 @@ use rand::Rng;
 use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
+use crate::actions;
 use crate::auth;
 use crate::blocks;
+use crate::contacts;
 use crate::context::Ctx;
 use crate::error::ServiceError;
 use crate::gateway::admission::Refusal;
@@ -158,6 +160,10 @@ async fn handshake_then_serve<T: Transport>(
     let hello = handshake(&ctx, &mut ops, n_ops).await;
     ctx.metrics.handshake(hello.as_ref().map(|_| ()).map_err(|e| e.error_code()));
     let Handshake { device, version, request_id, resume_after_seq } = hello?;
+    let privacy =
+        ctx.store.presence_privacy(device.account).await.map_err(|e| with_fatal(ServiceError::from(e).to_wire()))?;
+    ctx.presence
+        .load_privacy(device.account, privacy.map_or(presence::Privacy::Everyone, presence::Privacy::from_code));
     let registration = ctx.router.register(device);
     let conn_id = registration.conn_id;
     ctx.presence.connected(device, conn_id);
@@ -414,7 +420,45 @@ impl Session {
                 Some(client_op::Op::Hello(_)) => {
                     return Err(fatal(ErrorCode::HandshakeRequired, "Hello was already received on this connection"));
                 }
-                Some(client_op::Op::Send(msg)) => self.start_send(rid, msg).await,
+                Some(client_op::Op::Send(mut msg)) => {
+                    msg.forwarded = false; // only `Forward` sets it
+                    self.start_send(rid, msg).await;
+                }
+                Some(client_op::Op::Action(a)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = actions::act(&ctx, device, a).await;
+                        Some(answer(rid, result.map(server_event::Event::ActionResult)))
+                    }));
+                }
+                Some(client_op::Op::ContactsUpdate(u)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = contacts::update(&ctx, device, u).await;
+                        Some(answer(rid, result.map(server_event::Event::ContactList)))
+                    }));
+                }
+                Some(client_op::Op::ContactsList(_)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = contacts::list(&ctx, device.account).await;
+                        Some(answer(rid, result.map(server_event::Event::ContactList)))
+                    }));
+                }
+                Some(client_op::Op::Discover(d)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = contacts::discover(&ctx, device, d).await;
+                        Some(answer(rid, result.map(server_event::Event::DiscoverResult)))
+                    }));
+                }
+                Some(client_op::Op::Forward(f)) => {
+                    let (ctx, device) = (self.ctx.clone(), self.device);
+                    self.inflight.push(Box::pin(async move {
+                        let result = actions::forward(&ctx, device, f).await;
+                        Some(answer(rid, result.map(server_event::Event::ForwardResult)))
+                    }));
+                }
                 Some(client_op::Op::Receipt(r)) => {
                     let (ctx, device) = (self.ctx.clone(), self.device);
                     self.inflight.push(Box::pin(async move {
@@ -448,11 +492,20 @@ impl Session {
                     let privacy = match pb::PresencePrivacy::try_from(set.privacy) {
                         Ok(pb::PresencePrivacy::Everyone) => Some(presence::Privacy::Everyone),
                         Ok(pb::PresencePrivacy::Nobody) => Some(presence::Privacy::Nobody),
+                        Ok(pb::PresencePrivacy::Contacts) => Some(presence::Privacy::Contacts),
                         _ => None,
                     };
-                    let now = self.ctx.clock.now_ms();
-                    self.ctx.presence.set(self.device, self.registration.conn_id, set.away, privacy, now);
-                    self.out.push(event(rid, server_event::Event::Done(pb::Done {})));
+                    let (ctx, device, conn) = (self.ctx.clone(), self.device, self.registration.conn_id);
+                    self.inflight.push(Box::pin(async move {
+                        // Durable first, so a restart never shows more than the person chose.
+                        if let Some(p) = privacy {
+                            if let Err(e) = ctx.store.set_presence_privacy(device.account, p.code()).await {
+                                return Some(answer(rid, Err(e.into())));
+                            }
+                        }
+                        ctx.presence.set(device, conn, set.away, privacy, ctx.clock.now_ms());
+                        Some(event(rid, server_event::Event::Done(pb::Done {})))
+                    }));
                 }
                 Some(client_op::Op::Typing(t)) => {
                     let (ctx, device) = (self.ctx.clone(), self.device);
@@ -662,6 +715,7 @@ async fn presence_subscribe(
         return Err(too_many_subscriptions(accounts.len()));
     }
     blocks::load_for_presence(ctx, viewer, accounts).await?;
+    contacts::load_for_presence(ctx, viewer, accounts).await?;
     ctx.presence.subscribe(viewer, conn_id, tx, accounts).map_err(too_many_subscriptions)
 }
 

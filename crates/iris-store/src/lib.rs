@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
-//! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`] and [`BlockStore`]
-//! (together: [`Store`]). Engines:
+//! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
+//! [`MessageIndexStore`] and [`ContactStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - a PostgreSQL engine for cluster mode (a later issue) implements the same traits.
@@ -11,13 +11,17 @@
 //! **Invariant:** the store never calls the router or knows about connections; it stores bytes
 //! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
 
+pub mod contacts;
 pub mod embedded;
 pub mod error;
 pub mod groups;
+pub mod message_index;
 pub mod types;
 
+pub use contacts::*;
 pub use error::StoreError;
 pub use groups::*;
+pub use message_index::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -151,5 +155,5 @@ pub trait BlockStore: Send + Sync + 'static {
 }
 
 /// Everything the server needs from an engine.
-pub trait Store: AccountStore + InboxStore + GroupStore + BlockStore {}
-impl<T: AccountStore + InboxStore + GroupStore + BlockStore> Store for T {}
+pub trait Store: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore {}
+impl<T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore> Store for T {}

@@ -519,6 +519,7 @@ async fn per_device_group_payloads_must_cover_the_member_devices() {
         group_id: g,
         client_msg_id: iris_client::new_client_msg_id(),
         body: Some(pb::group_send::Body::PerDevice(pb::DevicePayloads { payloads })),
+        ..Default::default()
     };
     let err = alice.client.group_send_message(send(vec![payload(1)])).await.unwrap_err();
     let ClientError::Rejected(e) = err else { panic!("expected a rejection, got {err:?}") };

@@ -28,6 +28,7 @@ use prost::Message as _;
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::ServiceError;
+use crate::messaging::PendingSend;
 use crate::metrics::Metrics;
 use crate::ratelimit::KeyedLimit;
 use crate::router::Hint;
@@ -116,7 +117,12 @@ pub async fn start(
 ) -> BoxFuture<'static, Result<pb::GroupResult, ServiceError>> {
     let result = |r| pb::GroupResult { result: Some(r) };
     match op.op {
-        Some(group_op::Op::Send(s)) => match send::start_send(&ctx, me, s).await {
+        Some(group_op::Op::Send(mut s)) => match send::start_send(&ctx, me, {
+            s.forwarded = false; // only `Forward` sets it
+            s
+        })
+        .await
+        {
             Ok(pending) => Box::pin(async move {
                 let sent = pending.finish(&ctx).await?;
                 Ok(result(pb::group_result::Result::Sent(sent)))
@@ -126,6 +132,26 @@ pub async fn start(
         Some(op) => Box::pin(async move { ops::handle(&ctx, me, op).await.map(result) }),
         None => Box::pin(std::future::ready(Err(ServiceError::InvalidArgument("missing group operation".into())))),
     }
+}
+
+/// A group send made by the server on a member's behalf (`Forward`), `forwarded` kept.
+pub async fn start_forward(ctx: &Arc<Ctx>, me: DeviceAddr, msg: pb::GroupSend) -> Result<PendingSend, ServiceError> {
+    send::start_send(ctx, me, msg).await
+}
+
+/// For an action in `group_id` by `actor`: whether the actor is an admin, and every member
+/// device but the acting one. Non-members get `PERMISSION_DENIED`. Read without the group's
+/// lock: an action racing a membership change may reach the roster just before or after it.
+pub async fn action_audience(
+    ctx: &Ctx,
+    actor: DeviceAddr,
+    group_id: GroupId,
+) -> Result<(bool, Vec<DeviceAddr>), ServiceError> {
+    let group = load(ctx, group_id).await?;
+    let is_admin = role_of(&group, actor.account)?.is_admin();
+    let mut devices = devices_of(ctx, group.members.iter().map(|m| m.account).collect()).await?;
+    devices.retain(|&d| d != actor);
+    Ok((is_admin, devices))
 }
 
 /// The caller's role in `group`, or `PERMISSION_DENIED` for non-members.

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, group_send, inbox_item};
-use iris_store::{AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, GroupId, NewEntry};
+use iris_store::{
+    AccountId, AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, GroupId, MessageRef, NewEntry,
+};
 use prost::Message as _;
 
 use super::{denied, devices_of, load, notify, role_of, READ_IDS_MAX};
@@ -36,10 +38,13 @@ pub(super) async fn start_send(
     if group.settings.admins_only_send && !role.is_admin() {
         return Err(denied("only admins may send to this group"));
     }
+    let conversation = Conversation::Group(group.id);
+    crate::actions::check_reply(ctx, msg.reply_to_server_msg_id, |r| r.conversation == conversation).await?;
     let mut targets = devices_of(ctx, group.members.iter().map(|m| m.account).collect()).await?;
     targets.retain(|&d| d != sender);
     let now = ctx.clock.now_ms();
     let server_msg_id = ctx.ids.next(now);
+    let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now };
     let item = |payload: Bytes, by_ref: bool| -> Bytes {
         pb::InboxItem {
             seq: 0,
@@ -53,6 +58,8 @@ pub(super) async fn start_send(
                 payload,
                 client_msg_id: msg.client_msg_id.clone(),
                 payload_by_ref: by_ref,
+                reply_to_server_msg_id: msg.reply_to_server_msg_id,
+                forwarded: msg.forwarded,
             })),
         }
         .encode_to_vec()
@@ -80,6 +87,7 @@ pub(super) async fn start_send(
     };
     let recipients: Vec<AccountId> = group.members.iter().map(|m| m.account).filter(|&a| a != sender.account).collect();
     ctx.store.start_group_receipts(group.id, server_msg_id, sender.account, &recipients).await?;
+    ctx.store.put_message_ref(server_msg_id, index).await?;
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
     let pending = ctx.store.enqueue_append(AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
     Ok(PendingSend::new(pending, hints, server_msg_id, now, msg.client_msg_id))

@@ -467,6 +467,7 @@ pub fn text_to_account(client_msg_id: &str, to_account_id: u64, payload: &[u8]) 
         to_account_id,
         to_phone: String::new(),
         body: Some(pb::send_message::Body::Payload(Bytes::copy_from_slice(payload))),
+        ..Default::default()
     }
 }
 
@@ -477,6 +478,7 @@ pub fn text_to_phone(client_msg_id: &str, to_phone: &str, payload: &[u8]) -> pb:
         to_account_id: 0,
         to_phone: to_phone.to_owned(),
         body: Some(pb::send_message::Body::Payload(Bytes::copy_from_slice(payload))),
+        ..Default::default()
     }
 }
 
@@ -499,6 +501,8 @@ pub fn per_device_to_account(
         to_account_id,
         to_phone: String::new(),
         body: Some(pb::send_message::Body::PerDevice(pb::DevicePayloads { payloads })),
+
+        ..Default::default()
     }
 }
 
@@ -900,5 +904,48 @@ impl iris_store::BlockStore for FaultyStore {
     }
     async fn blocked_by(&self, blocker: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::AccountId>> {
         self.inner.blocked_by(blocker).await
+    }
+}
+
+/// The message index is delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::MessageIndexStore for FaultyStore {
+    async fn put_message_ref(&self, server_msg_id: u64, r: iris_store::MessageRef) -> iris_store::StoreResult<()> {
+        self.inner.put_message_ref(server_msg_id, r).await
+    }
+    async fn message_ref(&self, server_msg_id: u64) -> iris_store::StoreResult<Option<iris_store::MessageRef>> {
+        self.inner.message_ref(server_msg_id).await
+    }
+    async fn expire_message_refs(&self, before_msg_id: u64) -> iris_store::StoreResult<u64> {
+        self.inner.expire_message_refs(before_msg_id).await
+    }
+}
+
+/// Contacts are delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::ContactStore for FaultyStore {
+    async fn set_contacts(
+        &self,
+        owner: iris_store::AccountId,
+        contacts: &[iris_store::AccountId],
+        on: bool,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.set_contacts(owner, contacts, on).await
+    }
+    async fn contacts(&self, owner: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::AccountId>> {
+        self.inner.contacts(owner).await
+    }
+    async fn is_contact(
+        &self,
+        owner: iris_store::AccountId,
+        contact: iris_store::AccountId,
+    ) -> iris_store::StoreResult<bool> {
+        self.inner.is_contact(owner, contact).await
+    }
+    async fn set_presence_privacy(&self, account: iris_store::AccountId, code: u8) -> iris_store::StoreResult<()> {
+        self.inner.set_presence_privacy(account, code).await
+    }
+    async fn presence_privacy(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Option<u8>> {
+        self.inner.presence_privacy(account).await
     }
 }

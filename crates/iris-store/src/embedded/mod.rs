@@ -7,9 +7,11 @@ mod accounts;
 mod blocks;
 mod codec;
 mod committer;
+mod contacts;
 mod groups;
 mod inbox;
 mod keys;
+mod message_index;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -183,6 +185,10 @@ pub struct FjallStore {
     groups: Arc<groups::Groups>,
     /// Block lists (`blocks.rs`).
     blocks: blocks::Blocks,
+    /// Contact lists (`contacts.rs`).
+    contacts: contacts::Contacts,
+    /// Recent messages for message actions (`message_index.rs`).
+    message_index: message_index::MessageIndex,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -211,9 +217,13 @@ impl FjallStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
         let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
         let blocks = blocks::Blocks::open(&ks.db)?;
+        let contacts = contacts::Contacts::open(&ks.db)?;
+        let message_index = message_index::MessageIndex::open(&ks.db)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             blocks,
+            contacts,
+            message_index,
             groups: Arc::new(groups),
             ks,
             shared,

@@ -203,7 +203,13 @@ impl Chat {
     }
 
     fn on_message(&mut self, item: &InboxItem) {
-        let Some(inbox_item::Body::Message(m)) = &item.body else { return };
+        if let Some(inbox_item::Body::MessageAction(a)) = &item.body {
+            self.on_action(item.server_ts_ms, a);
+        }
+        let Some(inbox_item::Body::Message(m)) = &item.body else {
+            self.client.ack(item.seq);
+            return;
+        };
         let text = String::from_utf8_lossy(&m.payload);
         let time = clock(item.server_ts_ms);
         if m.from_account_id == self.me {
@@ -222,6 +228,27 @@ impl Chat {
             }
         }
         self.client.ack(item.seq);
+    }
+
+    /// Shows an edit, deletion or reaction (of any conversation) on one line.
+    fn on_action(&mut self, ts_ms: u64, a: &iris_client::pb::MessageAction) {
+        use iris_client::pb::MessageActionType;
+        let who = if a.from_account_id == self.me {
+            "me".to_owned()
+        } else {
+            match &self.peer {
+                Some(p) if p.account_id == a.from_account_id => p.phone.clone(),
+                _ => format!("account {}", a.from_account_id),
+            }
+        };
+        let what = match MessageActionType::try_from(a.r#type) {
+            Ok(MessageActionType::Edit) => format!("edited: {}", String::from_utf8_lossy(&a.payload)),
+            Ok(MessageActionType::Delete) => "deleted a message".to_owned(),
+            Ok(MessageActionType::React) if a.emoji.is_empty() => "removed a reaction".to_owned(),
+            Ok(MessageActionType::React) => format!("reacted {}", a.emoji),
+            _ => return,
+        };
+        self.say(&format!("[{}] {who} {what} (#{})", clock(ts_ms), a.target_server_msg_id));
     }
 
     fn on_receipt(&mut self, item: &InboxItem) {

@@ -1,0 +1,105 @@
+//! The recent-message index on fjall: server msg id (u64 BE) → version ‖ sender ‖ kind ‖
+//! conversation id ‖ time, buffered writes made durable by the message's own synced commit.
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{unavailable, FjallStore};
+use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult};
+
+const VERSION: u8 = 1;
+const RECORD_LEN: usize = 1 + 8 + 1 + 8 + 8;
+
+/// Index-side state of [`FjallStore`].
+pub(super) struct MessageIndex {
+    db: Database,
+    refs: Keyspace,
+}
+
+impl MessageIndex {
+    pub(super) fn open(db: &Database) -> StoreResult<Self> {
+        let refs = db.keyspace("message_refs", KeyspaceCreateOptions::default).map_err(unavailable)?;
+        Ok(Self { db: db.clone(), refs })
+    }
+}
+
+fn encode(r: MessageRef) -> [u8; RECORD_LEN] {
+    let (kind, id) = match r.conversation {
+        Conversation::Direct(a) => (0u8, a),
+        Conversation::Group(g) => (1u8, g),
+    };
+    let mut v = [0; RECORD_LEN];
+    v[0] = VERSION;
+    v[1..9].copy_from_slice(&r.sender.to_be_bytes());
+    v[9] = kind;
+    v[10..18].copy_from_slice(&id.to_be_bytes());
+    v[18..26].copy_from_slice(&r.sent_at_ms.to_be_bytes());
+    v
+}
+
+fn decode(v: &[u8]) -> StoreResult<MessageRef> {
+    let corrupt = || StoreError::Corrupt("message ref record".into());
+    if v.len() != RECORD_LEN || v[0] != VERSION {
+        return Err(corrupt());
+    }
+    let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("fixed width"));
+    let conversation = match v[9] {
+        0 => Conversation::Direct(u(10..18)),
+        1 => Conversation::Group(u(10..18)),
+        _ => return Err(corrupt()),
+    };
+    Ok(MessageRef { sender: u(1..9), conversation, sent_at_ms: u(18..26) })
+}
+
+#[async_trait]
+impl MessageIndexStore for FjallStore {
+    async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
+        let ix = &self.message_index;
+        let mut batch = ix.db.batch();
+        batch.insert(&ix.refs, server_msg_id.to_be_bytes(), encode(r));
+        batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
+    }
+
+    async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>> {
+        let value = self.message_index.refs.get(server_msg_id.to_be_bytes()).map_err(unavailable)?;
+        value.map(|v| decode(&v)).transpose()
+    }
+
+    async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
+        let ix = &self.message_index;
+        let doomed = ix
+            .refs
+            .range(..before_msg_id.to_be_bytes().to_vec())
+            .map(|g| g.key().map_err(unavailable))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for chunk in doomed.chunks(1024) {
+            let mut batch = ix.db.batch();
+            for key in chunk {
+                batch.remove(&ix.refs, key.clone());
+            }
+            batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)?;
+        }
+        Ok(doomed.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::{Conversation, MessageIndexStore, MessageRef};
+
+    #[tokio::test]
+    async fn refs_round_trip_and_expire_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let a = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5 };
+        let b = MessageRef { sender: 3, conversation: Conversation::Group(9), sent_at_ms: 6 };
+        store.put_message_ref(10, a).await.unwrap();
+        store.put_message_ref(20, b).await.unwrap();
+        assert_eq!(store.message_ref(10).await.unwrap(), Some(a));
+        assert_eq!(store.message_ref(20).await.unwrap(), Some(b));
+        assert_eq!(store.expire_message_refs(15).await.unwrap(), 1);
+        assert_eq!(store.message_ref(10).await.unwrap(), None);
+        assert_eq!(store.message_ref(20).await.unwrap(), Some(b));
+    }
+}

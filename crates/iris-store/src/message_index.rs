@@ -1,0 +1,41 @@
+//! The index of recent messages that message actions (reply, edit, delete, react) are checked
+//! against: server message id → sender, conversation, time. Expires with the inbox TTL.
+
+use async_trait::async_trait;
+
+use crate::{AccountId, GroupId, StoreResult};
+
+/// The conversation a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversation {
+    /// A 1:1 message to this account (the other side is the sender).
+    Direct(AccountId),
+    /// A message to this group.
+    Group(GroupId),
+}
+
+/// What the server remembers about one recent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef {
+    /// Who sent it.
+    pub sender: AccountId,
+    /// Where it was sent.
+    pub conversation: Conversation,
+    /// When the server accepted it.
+    pub sent_at_ms: u64,
+}
+
+/// Recent messages by server id.
+#[async_trait]
+pub trait MessageIndexStore: Send + Sync + 'static {
+    /// Records a message. A buffered write: callers write it before queueing the message's
+    /// append, whose synced commit makes it durable (same journal), like group payloads.
+    async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()>;
+
+    /// The message with this id, if still indexed.
+    async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>>;
+
+    /// Forgets messages with ids below `before_msg_id` (ids start with their time). Returns how
+    /// many were removed.
+    async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64>;
+}
