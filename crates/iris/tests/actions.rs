@@ -4,57 +4,14 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
-use iris_client::api::Credentials;
 use iris_client::pb::{self, ErrorCode, MessageActionType};
-use iris_client::{Client, ClientError, Events, Reactions, Recipient};
-use iris_server::clock::ManualClock;
-use tempfile::TempDir;
+use iris_client::{ClientError, Reactions, Recipient};
 
 const MINUTE_MS: u64 = 60 * 1000;
 const HOUR_MS: u64 = 60 * MINUTE_MS;
 
-/// A server whose clock the test moves.
-struct Server {
-    server: iris_server::RunningServer,
-    clock: Arc<ManualClock>,
-    _dir: TempDir,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let dir = TempDir::new().unwrap();
-        let clock = Arc::new(ManualClock::new());
-        let deps = iris_server::Dependencies { clock: clock.clone(), ..Default::default() };
-        let server = iris_server::start(test_config(dir.path()), deps).await.unwrap();
-        Self { server, clock, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.server.http_addr)
-    }
-}
-
-/// One logged-in, connected device.
-struct Dev {
-    creds: Credentials,
-    client: Client,
-    events: Events,
-}
-
 impl Dev {
-    async fn new(url: &str, phone: &str) -> Self {
-        let creds = login(url, phone, "d").await;
-        let (client, events) = connect(url, &creds).await;
-        Self { creds, client, events }
-    }
-
-    fn id(&self) -> u64 {
-        self.creds.account_id
-    }
-
     /// The next action in my inbox (skipping and acking everything else).
     async fn next_action(&mut self) -> pb::MessageAction {
         let e = recv_until(&self.client, &mut self.events, |e| e.action().is_some()).await;
@@ -75,14 +32,14 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
 async fn edits_are_for_the_sender_within_15_minutes() {
     // Proves: the sender's edit reaches the peer as an EDIT action; the peer may not edit; the
     // window closes after 15 minutes of (manual) time.
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let alice = Dev::new(&url, "+14155550201").await;
     let mut bob = Dev::new(&url, "+14155550202").await;
     let sent = alice.client.send(bob.id(), "helo").await.unwrap();
     bob.next_item().await;
 
-    s.clock.advance_ms(14 * MINUTE_MS);
+    s.advance_ms(14 * MINUTE_MS);
     alice.client.edit(sent.server_msg_id, "hello").await.unwrap();
     let edit = bob.next_action().await;
     assert_eq!(edit.r#type, MessageActionType::Edit as i32);
@@ -91,7 +48,7 @@ async fn edits_are_for_the_sender_within_15_minutes() {
     assert_eq!(&edit.payload[..], b"hello");
 
     assert_eq!(code(bob.client.edit(sent.server_msg_id, "mine now").await), ErrorCode::PermissionDenied);
-    s.clock.advance_ms(MINUTE_MS + 1);
+    s.advance_ms(MINUTE_MS + 1);
     assert_eq!(code(alice.client.edit(sent.server_msg_id, "too late").await), ErrorCode::PermissionDenied);
     assert_eq!(code(alice.client.edit(12345, "no such message").await), ErrorCode::NotFound);
 }
@@ -100,7 +57,7 @@ async fn edits_are_for_the_sender_within_15_minutes() {
 async fn deletes_are_for_the_sender_within_48_hours() {
     // Proves: delete for everyone works for the sender until 48 h, never for the recipient, and
     // a stranger learns nothing (NOT_FOUND).
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let alice = Dev::new(&url, "+14155550211").await;
     let mut bob = Dev::new(&url, "+14155550212").await;
@@ -110,12 +67,12 @@ async fn deletes_are_for_the_sender_within_48_hours() {
 
     assert_eq!(code(bob.client.delete_for_everyone(first.server_msg_id).await), ErrorCode::PermissionDenied);
     assert_eq!(code(carol.client.delete_for_everyone(first.server_msg_id).await), ErrorCode::NotFound);
-    s.clock.advance_ms(47 * HOUR_MS);
+    s.advance_ms(47 * HOUR_MS);
     alice.client.delete_for_everyone(first.server_msg_id).await.unwrap();
     let delete = bob.next_action().await;
     assert_eq!(delete.r#type, MessageActionType::Delete as i32);
     assert_eq!(delete.target_server_msg_id, first.server_msg_id);
-    s.clock.advance_ms(HOUR_MS + 1);
+    s.advance_ms(HOUR_MS + 1);
     assert_eq!(code(alice.client.delete_for_everyone(second.server_msg_id).await), ErrorCode::PermissionDenied);
 }
 
@@ -123,7 +80,7 @@ async fn deletes_are_for_the_sender_within_48_hours() {
 async fn group_admins_may_delete_any_members_message() {
     // Proves: in a group a plain member cannot delete another's message, an admin can (every
     // member device gets the DELETE), and a non-member is refused.
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let admin = Dev::new(&url, "+14155550221").await;
     let mut bob = Dev::new(&url, "+14155550222").await;
@@ -149,7 +106,7 @@ async fn group_admins_may_delete_any_members_message() {
 async fn a_reaction_replaces_the_last_and_an_empty_one_removes_it() {
     // Proves: reactions are delivered in order, so folding them keeps one per account and
     // message; an empty emoji removes it; strangers cannot react.
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let mut alice = Dev::new(&url, "+14155550231").await;
     let bob = Dev::new(&url, "+14155550232").await;
@@ -176,7 +133,7 @@ async fn a_reaction_replaces_the_last_and_an_empty_one_removes_it() {
 async fn one_forward_reaches_at_most_5_chats() {
     // Proves: a forward to 5 chats sends each a message marked forwarded; 6 is refused; a client
     // cannot mark an ordinary send as forwarded.
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let alice = Dev::new(&url, "+14155550241").await;
     let mut others = Vec::new();
@@ -210,7 +167,7 @@ async fn one_forward_reaches_at_most_5_chats() {
 async fn replies_must_reference_a_message_of_the_same_conversation() {
     // Proves: a reply carries its reference; a reference to another conversation, to a group
     // message from 1:1 (and back) or to nothing is NOT_FOUND.
-    let s = Server::start().await;
+    let s = Server::start_with_manual_clock(|_| {}).await;
     let url = s.url();
     let mut alice = Dev::new(&url, "+14155550261").await;
     let bob = Dev::new(&url, "+14155550262").await;

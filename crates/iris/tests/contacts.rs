@@ -7,52 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use iris_client::api::Credentials;
 use iris_client::pb::{self, ErrorCode, PresencePrivacy};
-use iris_client::{Client, ClientConfig, ClientError, Event, Events};
-use tempfile::TempDir;
-
-/// A server whose config the test chooses; presence pushes every 100 ms.
-struct Server {
-    server: iris_server::RunningServer,
-    _dir: TempDir,
-}
-
-impl Server {
-    async fn start(tweak: impl FnOnce(&mut iris_server::config::Config)) -> Self {
-        let dir = TempDir::new().unwrap();
-        let mut config = test_config(dir.path());
-        config.presence.push_interval_ms = 100;
-        tweak(&mut config);
-        let server = iris_server::start(config, Default::default()).await.unwrap();
-        Self { server, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.server.http_addr)
-    }
-}
-
-/// One logged-in device connected without retries, so a refusal reaches the test at once.
-struct Dev {
-    creds: Credentials,
-    client: Client,
-    events: Events,
-}
+use iris_client::{ClientError, Event};
 
 impl Dev {
-    async fn new(url: &str, phone: &str) -> Self {
-        let creds = login(url, phone, "d").await;
-        let mut config = ClientConfig::new(url, creds.clone());
-        config.retry.max_attempts = 1;
-        let (client, events) = Client::connect(config).await.unwrap();
-        Self { creds, client, events }
-    }
-
-    fn id(&self) -> u64 {
-        self.creds.account_id
-    }
-
     /// Waits for a presence push equal to `want` (a flush may first repeat the current state).
     async fn until_presence(&mut self, want: &pb::PresenceUpdate) {
         recv_until(&self.client, &mut self.events, |e| matches!(e, Event::Presence(p) if p == want)).await;
@@ -95,11 +53,11 @@ async fn contacts_are_added_removed_listed_and_survive_a_restart() {
 async fn discovery_answers_registered_numbers_except_those_that_blocked_me() {
     // Proves: registered numbers come back with their accounts; unregistered and malformed ones
     // do not; a number whose account blocked the asker looks unregistered; the list is bounded.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
-    let alice = Dev::new(&url, "+14155550311").await;
-    let bob = Dev::new(&url, "+14155550312").await;
-    let carol = Dev::new(&url, "+14155550313").await;
+    let alice = Dev::without_retries(&url, "+14155550311").await;
+    let bob = Dev::without_retries(&url, "+14155550312").await;
+    let carol = Dev::without_retries(&url, "+14155550313").await;
     carol.client.block(alice.id()).await.unwrap();
     let phones = ["+14155550312", "+14155550313", "+14155550319", "not a phone"];
     let found = alice.client.discover(phones.iter().map(|p| p.to_string()).collect()).await.unwrap();
@@ -114,10 +72,14 @@ async fn discovery_answers_registered_numbers_except_those_that_blocked_me() {
 async fn discovery_is_rate_limited_per_account_per_day() {
     // Proves: past `discover_requests_per_account_per_day` requests an account is refused with a
     // retry time in hours, while another account is not.
-    let server = Server::start(|c| c.rate_limits.discover_requests_per_account_per_day = 2).await;
+    let server = Server::start(|c| {
+        c.presence.push_interval_ms = 100;
+        c.rate_limits.discover_requests_per_account_per_day = 2;
+    })
+    .await;
     let url = server.url();
-    let alice = Dev::new(&url, "+14155550321").await;
-    let bob = Dev::new(&url, "+14155550322").await;
+    let alice = Dev::without_retries(&url, "+14155550321").await;
+    let bob = Dev::without_retries(&url, "+14155550322").await;
     for _ in 0..2 {
         alice.client.discover(vec!["+14155550322".into()]).await.unwrap();
     }
@@ -131,11 +93,11 @@ async fn discovery_is_rate_limited_per_account_per_day() {
 async fn my_contacts_privacy_shows_presence_to_contacts_only() {
     // Proves: with CONTACTS privacy, a contact sees online, a stranger sees nothing; removing
     // the contact hides it from them at once (a push), adding one reveals it.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
-    let alice = Dev::new(&url, "+14155550331").await;
-    let mut bob = Dev::new(&url, "+14155550332").await;
-    let mut carol = Dev::new(&url, "+14155550333").await;
+    let alice = Dev::without_retries(&url, "+14155550331").await;
+    let mut bob = Dev::without_retries(&url, "+14155550332").await;
+    let mut carol = Dev::without_retries(&url, "+14155550333").await;
     alice.client.contacts_add(vec![bob.id()]).await.unwrap();
     alice.client.set_presence(false, Some(PresencePrivacy::Contacts)).await.unwrap();
 

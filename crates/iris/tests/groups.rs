@@ -8,49 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use iris_client::api::Credentials;
 use iris_client::pb::{self, ErrorCode, GroupEventType, GroupReceiptType, GroupRole};
-use iris_client::{Client, ClientError, Event, Events, MemberAction, Recipient};
-use tempfile::TempDir;
-
-/// A server whose config the test chooses (the kit's `InProcess` takes none).
-struct Server {
-    server: iris_server::RunningServer,
-    _dir: TempDir,
-}
-
-impl Server {
-    async fn start(tweak: impl FnOnce(&mut iris_server::config::Config)) -> Self {
-        let dir = TempDir::new().unwrap();
-        let mut config = test_config(dir.path());
-        tweak(&mut config);
-        let server = iris_server::start(config, Default::default()).await.unwrap();
-        Self { server, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.server.http_addr)
-    }
-}
-
-/// One logged-in, connected device.
-struct Dev {
-    creds: Credentials,
-    client: Client,
-    events: Events,
-}
+use iris_client::{Client, ClientError, Event, MemberAction, Recipient};
 
 impl Dev {
-    async fn new(url: &str, phone: &str) -> Self {
-        let creds = login(url, phone, "d").await;
-        let (client, events) = connect(url, &creds).await;
-        Self { creds, client, events }
-    }
-
-    fn id(&self) -> u64 {
-        self.creds.account_id
-    }
-
     /// The next group message's (group, payload), acking everything on the way.
     async fn next_group_message(&mut self) -> (u64, Vec<u8>, u64) {
         let e = recv_until(&self.client, &mut self.events, |e| e.group_message().is_some()).await;

@@ -9,55 +9,16 @@ use std::time::Duration;
 use common::*;
 use iris_client::api::Credentials;
 use iris_client::pb::{self, ErrorCode, PresencePrivacy};
-use iris_client::{Client, ClientConfig, Event, Events, Recipient};
-use tempfile::TempDir;
+use iris_client::{Client, ClientConfig, Event, Recipient};
 use tokio::time::Instant;
 
 /// How long a test listens to be sure something does not arrive (several push intervals).
 const QUIET: Duration = Duration::from_millis(600);
 
-/// A server whose config the test chooses; presence pushes every 100 ms unless tweaked.
-struct Server {
-    server: iris_server::RunningServer,
-    _dir: TempDir,
-}
-
-impl Server {
-    async fn start(tweak: impl FnOnce(&mut iris_server::config::Config)) -> Self {
-        let dir = TempDir::new().unwrap();
-        let mut config = test_config(dir.path());
-        config.presence.push_interval_ms = 100;
-        tweak(&mut config);
-        let server = iris_server::start(config, Default::default()).await.unwrap();
-        Self { server, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.server.http_addr)
-    }
-}
-
-/// One logged-in, connected device.
-struct Dev {
-    creds: Credentials,
-    client: Client,
-    events: Events,
-}
-
 impl Dev {
-    async fn new(url: &str, phone: &str) -> Self {
-        let creds = login(url, phone, "d").await;
-        let (client, events) = connect(url, &creds).await;
-        Self { creds, client, events }
-    }
-
     /// A device that was registered but is not connected.
     async fn offline(url: &str, phone: &str) -> Credentials {
         login(url, phone, "d").await
-    }
-
-    fn id(&self) -> u64 {
-        self.creds.account_id
     }
 
     /// The next presence push about `account`, skipping other events (acking inbox items).
@@ -110,7 +71,7 @@ async fn until_no_subscribers(server: &Server) {
 async fn subscribe_answers_the_current_state_then_pushes_changes_and_last_seen() {
     // Proves: the answer holds each account's state now; connect, away and disconnect are pushed;
     // last_seen is set when the last device goes; subscriptions end with the connection.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
     let mut alice = Dev::new(&url, "+14155550101").await;
     let bob = Dev::new(&url, "+14155550102").await;
@@ -155,7 +116,7 @@ async fn subscribe_answers_the_current_state_then_pushes_changes_and_last_seen()
 async fn nobody_privacy_reveals_nothing_in_answers_or_pushes() {
     // Proves: an account whose privacy is NOBODY looks offline with no last seen to everyone
     // else, whatever it does; switching back to EVERYONE shows the real state again.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
     let mut alice = Dev::new(&url, "+14155550111").await;
     let bob = Dev::new(&url, "+14155550112").await;
@@ -206,7 +167,7 @@ async fn rapid_changes_are_coalesced_per_push_interval() {
 async fn subscriptions_per_connection_are_bounded() {
     // Proves: at most 1,000 accounts are watched per connection; beyond is INVALID_ARGUMENT and
     // the bound counts what is already watched; a new connection starts from zero.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
     let alice = Dev::new(&url, "+14155550131").await;
     let too_many: Vec<u64> = (1..=1001).collect();
@@ -227,7 +188,7 @@ async fn subscriptions_per_connection_are_bounded() {
 async fn typing_reaches_online_devices_only_and_is_never_stored() {
     // Proves: a typing indicator reaches the peer's connected devices (1:1 and group), the
     // sender's other devices, and nobody who connects later.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
     let alice = Dev::new(&url, "+14155550141").await;
     let mut bob = Dev::new(&url, "+14155550142").await;
@@ -271,7 +232,11 @@ async fn typing_reaches_online_devices_only_and_is_never_stored() {
 #[tokio::test]
 async fn typing_is_rate_limited_per_account() {
     // Proves: past the burst of `typing_per_account_per_second`, typing is RATE_LIMITED.
-    let server = Server::start(|c| c.rate_limits.typing_per_account_per_second = 3).await;
+    let server = Server::start(|c| {
+        c.presence.push_interval_ms = 100;
+        c.rate_limits.typing_per_account_per_second = 3;
+    })
+    .await;
     let url = server.url();
     let creds = login(&url, "+14155550151", "d").await;
     let mut config = ClientConfig::new(&url, creds);
@@ -290,7 +255,7 @@ async fn a_blocked_account_reaches_the_blocker_through_no_path() {
     // Proves: after Bob blocks Alice, Alice's messages are ACCEPTED and copied to her other
     // device but never reach Bob; her receipts, typing and presence do not either, and Bob's
     // presence is hidden from her. Unblocking restores delivery.
-    let server = Server::start(|_| {}).await;
+    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
     let url = server.url();
     let mut alice = Dev::new(&url, "+14155550161").await;
     let alice2_creds = login(&url, "+14155550161", "d2").await;

@@ -393,3 +393,82 @@ impl RawDevice {
         items
     }
 }
+
+// -------------------------------------------------------------------------------------------------
+// A configurable in-process server and connected devices (groups, presence, contacts, actions)
+// -------------------------------------------------------------------------------------------------
+
+/// A server whose config (and, with [`Server::start_with_manual_clock`], clock) the test chooses.
+pub struct Server {
+    pub server: iris_server::RunningServer,
+    /// Moves time for window checks; `None` on the real clock.
+    pub clock: Option<std::sync::Arc<iris_server::clock::ManualClock>>,
+    _dir: TempDir,
+}
+
+impl Server {
+    /// Starts with `tweak` applied to [`test_config`].
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::boot(tweak, None).await
+    }
+
+    /// Like [`Server::start`], on a clock that only moves when the test advances it.
+    pub async fn start_with_manual_clock(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::boot(tweak, Some(std::sync::Arc::new(iris_server::clock::ManualClock::new()))).await
+    }
+
+    async fn boot(
+        tweak: impl FnOnce(&mut Config),
+        clock: Option<std::sync::Arc<iris_server::clock::ManualClock>>,
+    ) -> Self {
+        let dir = TempDir::new().unwrap();
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let mut deps = iris_server::Dependencies::default();
+        if let Some(c) = &clock {
+            deps.clock = c.clone();
+        }
+        let server = iris_server::start(config, deps).await.unwrap();
+        Self { server, clock, _dir: dir }
+    }
+
+    /// Base URL of the HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.http_addr)
+    }
+
+    /// Moves the manual clock forward.
+    pub fn advance_ms(&self, ms: u64) {
+        self.clock.as_ref().expect("started with a manual clock").advance_ms(ms);
+    }
+}
+
+/// One logged-in, connected device.
+pub struct Dev {
+    pub creds: Credentials,
+    pub client: Client,
+    pub events: Events,
+}
+
+impl Dev {
+    /// Logs in `phone` (a new device) and connects it.
+    pub async fn new(url: &str, phone: &str) -> Self {
+        let creds = login(url, phone, "d").await;
+        let (client, events) = connect(url, &creds).await;
+        Self { creds, client, events }
+    }
+
+    /// Like [`Dev::new`], but refusals are not retried, so they reach the test at once.
+    pub async fn without_retries(url: &str, phone: &str) -> Self {
+        let creds = login(url, phone, "d").await;
+        let mut config = ClientConfig::new(url, creds.clone());
+        config.retry.max_attempts = 1;
+        let (client, events) = Client::connect(config).await.unwrap();
+        Self { creds, client, events }
+    }
+
+    /// The device's account id.
+    pub fn id(&self) -> u64 {
+        self.creds.account_id
+    }
+}
