@@ -9,7 +9,7 @@ use super::keys;
 use crate::{Account, Device, DeviceAddr, DeviceId, InboxCursor, RefreshTokenRecord, StoreError, StoreResult};
 
 /// Version byte of the account, device and token record layouts below.
-const RECORD_V1: u8 = 1;
+pub(super) const RECORD_V1: u8 = 1;
 /// Length of the append-time prefix of an inbox value.
 const INBOX_TIME_LEN: usize = 8;
 
@@ -54,14 +54,14 @@ impl Writer {
 }
 
 /// Reads fields of a value being decoded, naming the record in errors.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
     what: &'static str,
 }
 
 impl<'a> Reader<'a> {
     /// Starts reading a versioned record.
-    fn versioned(buf: &'a [u8], what: &'static str) -> StoreResult<Self> {
+    pub(super) fn versioned(buf: &'a [u8], what: &'static str) -> StoreResult<Self> {
         let mut r = Self { buf, what };
         match r.u8()? {
             RECORD_V1 => Ok(r),
@@ -69,7 +69,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> StoreResult<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> StoreResult<&'a [u8]> {
         if self.buf.len() < n {
             return Err(StoreError::Corrupt(format!("{}: truncated", self.what)));
         }
@@ -78,19 +78,19 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> StoreResult<u8> {
+    pub(super) fn u8(&mut self) -> StoreResult<u8> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> StoreResult<u32> {
+    pub(super) fn u32(&mut self) -> StoreResult<u32> {
         Ok(u32::from_be_bytes(keys::array(self.take(4)?)?))
     }
 
-    fn u64(&mut self) -> StoreResult<u64> {
+    pub(super) fn u64(&mut self) -> StoreResult<u64> {
         Ok(u64::from_be_bytes(keys::array(self.take(8)?)?))
     }
 
-    fn bool(&mut self) -> StoreResult<bool> {
+    pub(super) fn bool(&mut self) -> StoreResult<bool> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -98,14 +98,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self) -> StoreResult<String> {
+    pub(super) fn str(&mut self) -> StoreResult<String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt(format!("{}: invalid UTF-8", self.what)))
     }
 
     /// Fails if bytes are left over: a layout mismatch, not something to ignore.
-    fn end(self) -> StoreResult<()> {
+    pub(super) fn end(self) -> StoreResult<()> {
         if self.buf.is_empty() {
             Ok(())
         } else {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
+use super::codec::{Reader, RECORD_V1};
 use super::committer::SideWrites;
 use super::{keys, unavailable, FjallStore, Shared};
 use crate::{
@@ -22,8 +23,6 @@ use crate::{
 
 /// Meta key of the next group id to hand out.
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
-/// Version byte of the group record layout.
-const GROUP_V1: u8 = 1;
 /// The receipt row holding a message's counters (no account has id 0).
 const COUNTERS: AccountId = 0;
 
@@ -396,7 +395,7 @@ fn role_byte(r: GroupRole) -> u8 {
 }
 
 fn encode_group(g: &Group) -> Vec<u8> {
-    let mut w = vec![GROUP_V1];
+    let mut w = vec![RECORD_V1];
     let str = |w: &mut Vec<u8>, s: &str| {
         w.extend_from_slice(&(s.len() as u32).to_be_bytes());
         w.extend_from_slice(s.as_bytes());
@@ -424,38 +423,8 @@ fn encode_group(g: &Group) -> Vec<u8> {
     w
 }
 
-/// Reads fields off a group record.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> StoreResult<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(StoreError::Corrupt("group record: truncated".into()));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> StoreResult<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> StoreResult<u32> {
-        Ok(u32::from_be_bytes(keys::array(self.take(4)?)?))
-    }
-    fn u64(&mut self) -> StoreResult<u64> {
-        Ok(u64::from_be_bytes(keys::array(self.take(8)?)?))
-    }
-    fn str(&mut self) -> StoreResult<String> {
-        let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| StoreError::Corrupt("group record: bad UTF-8".into()))
-    }
-}
-
 fn decode_group(id: GroupId, v: &[u8]) -> StoreResult<Group> {
-    let mut r = Reader(v);
-    if r.u8()? != GROUP_V1 {
-        return Err(StoreError::Corrupt("group record: unknown version".into()));
-    }
+    let mut r = Reader::versioned(v, "group record")?;
     let name = r.str()?;
     let description = r.str()?;
     let flags = r.u8()?;
@@ -485,9 +454,7 @@ fn decode_group(id: GroupId, v: &[u8]) -> StoreResult<Group> {
     }
     let has_token = r.u8()? != 0;
     let token = r.str()?;
-    if !r.0.is_empty() {
-        return Err(StoreError::Corrupt("group record: trailing bytes".into()));
-    }
+    r.end()?;
     let invite_token = has_token.then_some(token);
     Ok(Group { id, name, description, settings, created_at_ms, version, members, pending, invite_token })
 }
