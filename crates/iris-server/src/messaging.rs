@@ -129,26 +129,49 @@ impl PendingSend {
 }
 
 fn validate_send(ctx: &Ctx, msg: &pb::SendMessage) -> Result<(), ServiceError> {
-    let invalid = |m: &str| Err(ServiceError::InvalidArgument(m.to_owned()));
-    if msg.client_msg_id.is_empty() {
-        return invalid("client_msg_id is required");
-    }
-    if msg.client_msg_id.len() > ctx.limits.max_client_msg_id_bytes as usize {
-        return invalid("client_msg_id is longer than the limit");
-    }
     if msg.to_account_id == 0 && msg.to_phone.is_empty() {
-        return invalid("a recipient (to_account_id or to_phone) is required");
+        return Err(ServiceError::InvalidArgument("a recipient (to_account_id or to_phone) is required".into()));
+    }
+    let body = msg.body.as_ref().map(|b| match b {
+        send_message::Body::Payload(p) => BodyRef::Payload(p),
+        send_message::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
+    });
+    check_send_fields(ctx, &msg.client_msg_id, body, 2 * ctx.limits.max_devices_per_account as usize)
+}
+
+/// A send's body, whichever operation (1:1 or group) carries it.
+pub(crate) enum BodyRef<'a> {
+    /// One payload for every device.
+    Payload(&'a [u8]),
+    /// One payload per device.
+    PerDevice(&'a [pb::DevicePayload]),
+}
+
+/// The limits every send obeys: a client_msg_id within `max_client_msg_id_bytes`, a body, and
+/// each payload within `max_payload_bytes` (per-device: 1 to `max_payloads` of them).
+pub(crate) fn check_send_fields(
+    ctx: &Ctx,
+    client_msg_id: &str,
+    body: Option<BodyRef<'_>>,
+    max_payloads: usize,
+) -> Result<(), ServiceError> {
+    let invalid = |m: String| Err(ServiceError::InvalidArgument(m));
+    if client_msg_id.is_empty() {
+        return invalid("client_msg_id is required".into());
+    }
+    if client_msg_id.len() > ctx.limits.max_client_msg_id_bytes as usize {
+        return invalid("client_msg_id is longer than the limit".into());
     }
     let max = ctx.limits.max_payload_bytes;
     let too_large = |size: usize| (size > max as usize).then_some(ServiceError::PayloadTooLarge { size, max });
-    match &msg.body {
-        None => invalid("a payload is required"),
-        Some(send_message::Body::Payload(p)) => too_large(p.len()).map_or(Ok(()), Err),
-        Some(send_message::Body::PerDevice(d)) => {
-            if d.payloads.is_empty() || d.payloads.len() > 2 * ctx.limits.max_devices_per_account as usize {
-                return invalid("per_device must list between 1 and 2 × max_devices_per_account payloads");
+    match body {
+        None => invalid("a payload is required".into()),
+        Some(BodyRef::Payload(p)) => too_large(p.len()).map_or(Ok(()), Err),
+        Some(BodyRef::PerDevice(payloads)) => {
+            if payloads.is_empty() || payloads.len() > max_payloads {
+                return invalid(format!("per_device must list between 1 and {max_payloads} payloads"));
             }
-            d.payloads.iter().find_map(|p| too_large(p.payload.len())).map_or(Ok(()), Err)
+            payloads.iter().find_map(|p| too_large(p.payload.len())).map_or(Ok(()), Err)
         }
     }
 }

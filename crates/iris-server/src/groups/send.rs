@@ -19,7 +19,7 @@ use prost::Message as _;
 use super::{denied, devices_of, load, notify, role_of, READ_IDS_MAX};
 use crate::context::Ctx;
 use crate::error::ServiceError;
-use crate::messaging::PendingSend;
+use crate::messaging::{check_send_fields, BodyRef, PendingSend};
 use crate::ratelimit;
 
 /// Checks the sender's membership and role, stores the payload once and queues one reference
@@ -94,23 +94,12 @@ pub(super) async fn start_send(
 }
 
 fn validate(ctx: &Ctx, msg: &pb::GroupSend) -> Result<(), ServiceError> {
-    let invalid = |m: &str| Err(ServiceError::InvalidArgument(m.to_owned()));
-    if msg.client_msg_id.is_empty() || msg.client_msg_id.len() > ctx.limits.max_client_msg_id_bytes as usize {
-        return invalid("client_msg_id is required and must fit the limit");
-    }
-    let max = ctx.limits.max_payload_bytes;
-    let too_large = |size: usize| (size > max as usize).then_some(ServiceError::PayloadTooLarge { size, max });
-    match &msg.body {
-        None => invalid("a payload is required"),
-        Some(group_send::Body::Payload(p)) => too_large(p.len()).map_or(Ok(()), Err),
-        Some(group_send::Body::PerDevice(d)) => {
-            let most = ctx.limits.max_group_members as usize * ctx.limits.max_devices_per_account as usize;
-            if d.payloads.is_empty() || d.payloads.len() > most {
-                return invalid("per_device must list between 1 and members × devices payloads");
-            }
-            d.payloads.iter().find_map(|p| too_large(p.payload.len())).map_or(Ok(()), Err)
-        }
-    }
+    let body = msg.body.as_ref().map(|b| match b {
+        group_send::Body::Payload(p) => BodyRef::Payload(p),
+        group_send::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
+    });
+    let most = ctx.limits.max_group_members as usize * ctx.limits.max_devices_per_account as usize;
+    check_send_fields(ctx, &msg.client_msg_id, body, most)
 }
 
 /// Per-device payloads must name exactly the group's current devices (the sender's excluded).
