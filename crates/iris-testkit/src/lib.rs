@@ -1,0 +1,13 @@
+//! Real servers for Iris's tests, started from the machine's Debian packages into temporary
+//! directories on free loopback ports, and stopped (by their own PIDs) when dropped.
+//!
+//! - [`postgres`]: PostgreSQL primaries (`initdb` + `pg_ctl`), one per shard.
+//! - [`redis`]: a Redis Cluster of 3 primaries and 3 replicas (`redis-server` +
+//!   `redis-cli --cluster create`).
+//!
+//! Tests that need them call [`postgres::PgShards::start`] / [`redis::RedisCluster::start`];
+//! when the binaries are missing the start fails with a message naming the package to install
+//! (`scripts/test.sh` installs them).
+
+pub mod postgres;
+pub mod redis;

@@ -1,0 +1,1 @@
+//! PostgreSQL shards for tests (filled in by the PostgreSQL engine work).
