@@ -7,6 +7,12 @@
 //! but the acting one, appended and hinted like a message. The server keeps no reaction state:
 //! one reaction per account and message holds because a client applies an account's reactions
 //! to a message in inbox order, each replacing the last (an empty emoji removes it).
+//!
+//! The server does remember deletions for everyone: once a deletion is durable the index
+//! record is re-written with `deleted` set, and every later action on the message (edit,
+//! reaction, reply, another delete) is `NOT_FOUND`, as WhatsApp leaves only a tombstone that
+//! nothing can act on. A repeated delete is refused the same way rather than re-sent; a client
+//! whose first delete's answer was lost reads that `NOT_FOUND` as "already gone".
 
 use std::sync::Arc;
 
@@ -19,6 +25,9 @@ use crate::context::Ctx;
 use crate::error::ServiceError;
 use crate::groups;
 use crate::messaging;
+
+/// Why an action on a message deleted for everyone fails (shown as "… not found").
+pub const DELETED: &str = "message (deleted for everyone)";
 
 /// How long after sending its sender may edit a message.
 pub const EDIT_WINDOW_MS: u64 = 15 * 60 * 1000;
@@ -38,7 +47,8 @@ pub fn direct_between(r: &MessageRef, a: AccountId, b: AccountId) -> bool {
     }
 }
 
-/// Checks a reply's target: 0 (no reply) passes; otherwise it must be indexed and `in_chat`.
+/// Checks a reply's target: 0 (no reply) passes; otherwise it must be indexed, `in_chat` and
+/// not deleted for everyone.
 pub async fn check_reply(
     ctx: &Ctx,
     reply_to: u64,
@@ -47,9 +57,11 @@ pub async fn check_reply(
     if reply_to == 0 {
         return Ok(());
     }
-    match ctx.store.message_ref(reply_to).await? {
-        Some(r) if in_chat(&r) => Ok(()),
-        _ => Err(ServiceError::NotFound("the message replied to is not in this conversation")),
+    // Outsiders learn nothing, not even that the message was deleted.
+    match ctx.store.message_ref(reply_to).await?.filter(|r| in_chat(r)) {
+        Some(r) if r.deleted => Err(ServiceError::NotFound(DELETED)),
+        Some(_) => Ok(()),
+        None => Err(ServiceError::NotFound("the message replied to is not in this conversation")),
     }
 }
 
@@ -67,6 +79,10 @@ pub async fn act(ctx: &Ctx, actor: DeviceAddr, op: pb::SendAction) -> Result<pb:
     let age_ms = now.saturating_sub(target.sent_at_ms);
     let is_sender = target.sender == actor.account;
     let (is_admin, peer, devices) = audience(ctx, actor, &target).await?;
+    // Checked after the audience so that outsiders learn nothing, not even that it was deleted.
+    if target.deleted {
+        return Err(ServiceError::NotFound(DELETED));
+    }
     match kind {
         MessageActionType::Edit if !is_sender => return Err(denied("only the sender may edit a message")),
         MessageActionType::Edit if age_ms > EDIT_WINDOW_MS => {
@@ -112,6 +128,13 @@ pub async fn act(ctx: &Ctx, actor: DeviceAddr, op: pb::SendAction) -> Result<pb:
         .collect();
     let req = AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries };
     messaging::append_and_notify(ctx, req).await?;
+    if kind == MessageActionType::Delete {
+        // Only once the deletion reached every inbox: marked earlier, a failed append would leave
+        // a message nobody saw deleted that its sender could no longer delete. A buffered write,
+        // durable with the next synced commit; lost in a crash before it, a late edit is only
+        // ignored by clients that already applied the deletion.
+        ctx.store.put_message_ref(op.target_server_msg_id, MessageRef { deleted: true, ..target }).await?;
+    }
     Ok(pb::ActionResult { server_msg_id: id, server_ts_ms: now })
 }
 

@@ -87,8 +87,12 @@ pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> 
     } else {
         entries
     };
-    let index =
-        MessageRef { sender: sender.account, conversation: Conversation::Direct(recipient.id), sent_at_ms: now };
+    let index = MessageRef {
+        sender: sender.account,
+        conversation: Conversation::Direct(recipient.id),
+        sent_at_ms: now,
+        deleted: false,
+    };
     ctx.store.put_message_ref(server_msg_id, index).await?;
     let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
     let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();

@@ -1,5 +1,6 @@
 //! The index of recent messages that message actions (reply, edit, delete, react) are checked
-//! against: server message id → sender, conversation, time. Expires with the inbox TTL.
+//! against: server message id → sender, conversation, time, and whether it was deleted for
+//! everyone. Expires with the inbox TTL.
 
 use async_trait::async_trait;
 
@@ -23,13 +24,19 @@ pub struct MessageRef {
     pub conversation: Conversation,
     /// When the server accepted it.
     pub sent_at_ms: u64,
+    /// Deleted for everyone: the server refuses further actions on it (edits, reactions,
+    /// replies, another delete), as WhatsApp leaves only a tombstone. Set by re-writing the ref
+    /// with [`MessageIndexStore::put_message_ref`] once the deletion is durable.
+    pub deleted: bool,
 }
 
 /// Recent messages by server id.
 #[async_trait]
 pub trait MessageIndexStore: Send + Sync + 'static {
-    /// Records a message. A buffered write: callers write it before queueing the message's
-    /// append, whose synced commit makes it durable (same journal), like group payloads.
+    /// Records a message, replacing any earlier record of the same id (an upsert: a deletion
+    /// re-writes the ref with `deleted` set). A buffered write: callers write it before queueing
+    /// the message's append, whose synced commit makes it durable (same journal), like group
+    /// payloads; a deletion's re-write becomes durable with the next synced commit.
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()>;
 
     /// The message with this id, if still indexed.

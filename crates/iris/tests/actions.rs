@@ -187,3 +187,43 @@ async fn replies_must_reference_a_message_of_the_same_conversation() {
     bob.client.group_reply(group.group_id, in_group.server_msg_id, "ok").await.unwrap();
     assert_eq!(code(bob.client.reply(alice.id(), in_group.server_msg_id, "x").await), ErrorCode::NotFound);
 }
+
+#[tokio::test]
+async fn a_message_deleted_for_everyone_takes_no_more_actions() {
+    // Proves: once deleted, the server refuses edits, reactions, replies and a second delete
+    // with NOT_FOUND (1:1 and group, the admin's deletion too), nothing more reaches the peer,
+    // and an outsider still learns nothing (NOT_FOUND as for any other 1:1 message).
+    let s = Server::start_with_manual_clock(|_| {}).await;
+    let url = s.url();
+    let alice = Dev::new(&url, "+14155550271").await;
+    let mut bob = Dev::new(&url, "+14155550272").await;
+    let carol = Dev::new(&url, "+14155550273").await;
+    let sent = alice.client.send(bob.id(), "oops").await.unwrap();
+    let kept = alice.client.send(bob.id(), "fine").await.unwrap();
+    alice.client.delete_for_everyone(sent.server_msg_id).await.unwrap();
+    assert_eq!(bob.next_action().await.r#type, MessageActionType::Delete as i32);
+
+    let id = sent.server_msg_id;
+    let refused = code(alice.client.delete_for_everyone(id).await);
+    assert_eq!(refused, ErrorCode::NotFound, "a second delete");
+    let err = alice.client.edit(id, "edited").await.expect_err("edit of a deleted message");
+    assert_eq!(err.code(), Some(ErrorCode::NotFound));
+    assert!(err.to_string().contains("deleted for everyone"), "says why: {err}");
+    assert_eq!(code(bob.client.react(id, "👍").await), ErrorCode::NotFound, "a reaction");
+    assert_eq!(code(bob.client.reply(alice.id(), id, "what?").await), ErrorCode::NotFound, "a reply");
+    assert_eq!(code(carol.client.react(id, "👍").await), ErrorCode::NotFound, "an outsider");
+    // The other message is untouched, and the next thing bob gets is its reaction.
+    bob.client.react(kept.server_msg_id, "👍").await.unwrap();
+    alice.client.edit(kept.server_msg_id, "fine!").await.unwrap();
+    let edit = bob.next_action().await;
+    assert_eq!((edit.r#type, edit.target_server_msg_id), (MessageActionType::Edit as i32, kept.server_msg_id));
+
+    let group =
+        alice.client.group_create("g", "", vec![Recipient::Account(bob.id())], Default::default()).await.unwrap();
+    let by_bob = bob.client.group_send(group.group_id, "regret").await.unwrap();
+    alice.client.delete_for_everyone(by_bob.server_msg_id).await.unwrap();
+    assert_eq!(code(bob.client.edit(by_bob.server_msg_id, "x").await), ErrorCode::NotFound, "group edit");
+    assert_eq!(code(bob.client.delete_for_everyone(by_bob.server_msg_id).await), ErrorCode::NotFound);
+    let reply = bob.client.group_reply(group.group_id, by_bob.server_msg_id, "x").await;
+    assert_eq!(code(reply), ErrorCode::NotFound, "group reply");
+}

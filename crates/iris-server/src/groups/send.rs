@@ -44,7 +44,7 @@ pub(super) async fn start_send(
     targets.retain(|&d| d != sender);
     let now = ctx.clock.now_ms();
     let server_msg_id = ctx.ids.next(now);
-    let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now };
+    let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now, deleted: false };
     let item = |payload: Bytes, by_ref: bool| -> Bytes {
         pb::InboxItem {
             seq: 0,

@@ -1,5 +1,7 @@
 //! The recent-message index on fjall: server msg id (u64 BE) → version ‖ sender ‖ kind ‖
-//! conversation id ‖ time, buffered writes made durable by the message's own synced commit.
+//! conversation id ‖ time ‖ deleted, buffered writes made durable by the message's own synced
+//! commit. A fixed layout (every send writes one); version 1 records (written before deletions
+//! were remembered) lack the trailing flag and read as not deleted.
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -7,8 +9,12 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::{unavailable, FjallStore};
 use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult};
 
-const VERSION: u8 = 1;
-const RECORD_LEN: usize = 1 + 8 + 1 + 8 + 8;
+/// Layout without the deleted flag, still read.
+const VERSION_1: u8 = 1;
+const RECORD_1_LEN: usize = 1 + 8 + 1 + 8 + 8;
+/// Current layout: version 1 plus a trailing deleted flag (0 or 1).
+const VERSION: u8 = 2;
+const RECORD_LEN: usize = RECORD_1_LEN + 1;
 
 /// Index-side state of [`FjallStore`].
 pub(super) struct MessageIndex {
@@ -34,21 +40,28 @@ fn encode(r: MessageRef) -> [u8; RECORD_LEN] {
     v[9] = kind;
     v[10..18].copy_from_slice(&id.to_be_bytes());
     v[18..26].copy_from_slice(&r.sent_at_ms.to_be_bytes());
+    v[26] = u8::from(r.deleted);
     v
 }
 
 fn decode(v: &[u8]) -> StoreResult<MessageRef> {
     let corrupt = || StoreError::Corrupt("message ref record".into());
-    if v.len() != RECORD_LEN || v[0] != VERSION {
-        return Err(corrupt());
-    }
+    let deleted = match (v.first(), v.len()) {
+        (Some(&VERSION_1), RECORD_1_LEN) => false,
+        (Some(&VERSION), RECORD_LEN) => match v[26] {
+            0 => false,
+            1 => true,
+            _ => return Err(corrupt()),
+        },
+        _ => return Err(corrupt()),
+    };
     let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("fixed width"));
     let conversation = match v[9] {
         0 => Conversation::Direct(u(10..18)),
         1 => Conversation::Group(u(10..18)),
         _ => return Err(corrupt()),
     };
-    Ok(MessageRef { sender: u(1..9), conversation, sent_at_ms: u(18..26) })
+    Ok(MessageRef { sender: u(1..9), conversation, sent_at_ms: u(18..26), deleted })
 }
 
 #[async_trait]
@@ -85,15 +98,16 @@ impl MessageIndexStore for FjallStore {
 
 #[cfg(test)]
 mod tests {
+    use super::{decode, encode};
     use crate::embedded::{FjallConfig, FjallStore};
-    use crate::{Conversation, MessageIndexStore, MessageRef};
+    use crate::{Conversation, InboxStore, MessageIndexStore, MessageRef};
 
     #[tokio::test]
     async fn refs_round_trip_and_expire_by_id() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
-        let a = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5 };
-        let b = MessageRef { sender: 3, conversation: Conversation::Group(9), sent_at_ms: 6 };
+        let a = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5, deleted: false };
+        let b = MessageRef { sender: 3, conversation: Conversation::Group(9), sent_at_ms: 6, deleted: false };
         store.put_message_ref(10, a).await.unwrap();
         store.put_message_ref(20, b).await.unwrap();
         assert_eq!(store.message_ref(10).await.unwrap(), Some(a));
@@ -101,5 +115,45 @@ mod tests {
         assert_eq!(store.expire_message_refs(15).await.unwrap(), 1);
         assert_eq!(store.message_ref(10).await.unwrap(), None);
         assert_eq!(store.message_ref(20).await.unwrap(), Some(b));
+    }
+
+    #[tokio::test]
+    async fn a_deletion_rewrites_the_ref_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = MessageRef { sender: 1, conversation: Conversation::Group(4), sent_at_ms: 7, deleted: false };
+        let gone = MessageRef { deleted: true, ..live };
+        {
+            let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+            store.put_message_ref(30, live).await.unwrap();
+            store.put_message_ref(30, gone).await.unwrap();
+            assert_eq!(store.message_ref(30).await.unwrap(), Some(gone));
+            store.close().await.unwrap();
+        }
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        assert_eq!(store.message_ref(30).await.unwrap(), Some(gone));
+    }
+
+    #[test]
+    fn version_1_records_read_as_not_deleted() {
+        // Golden bytes of a record written before deletions were remembered.
+        let mut v1 = vec![1];
+        v1.extend_from_slice(&5u64.to_be_bytes());
+        v1.push(0);
+        v1.extend_from_slice(&6u64.to_be_bytes());
+        v1.extend_from_slice(&7u64.to_be_bytes());
+        let r = decode(&v1).unwrap();
+        assert_eq!(r, MessageRef { sender: 5, conversation: Conversation::Direct(6), sent_at_ms: 7, deleted: false });
+        // The current layout round-trips both flags and refuses a bad flag or a wrong length.
+        for deleted in [false, true] {
+            let r = MessageRef { deleted, ..r };
+            assert_eq!(decode(&encode(r)).unwrap(), r);
+        }
+        let mut bad = encode(r);
+        bad[26] = 2;
+        assert!(decode(&bad).is_err());
+        assert!(decode(&v1[..20]).is_err());
+        let mut v2_short = v1.clone();
+        v2_short[0] = 2;
+        assert!(decode(&v2_short).is_err());
     }
 }
