@@ -4,7 +4,8 @@
 //! [`MessageIndexStore`] and [`ContactStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
-//! - a PostgreSQL engine for cluster mode (a later issue) implements the same traits.
+//! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
+//!   (shards), group-committed per shard, shared by many Iris nodes.
 //!
 //! **Invariant:** `InboxStore::append` returns only after the entries are durable (fsync'd or
 //! committed); nothing the server acknowledges lives only in memory.
@@ -16,6 +17,7 @@ pub mod embedded;
 pub mod error;
 pub mod groups;
 pub mod message_index;
+pub mod postgres;
 pub mod types;
 
 pub use contacts::*;
@@ -99,6 +101,16 @@ pub trait InboxStore: Send + Sync + 'static {
 
     /// The device's acked cursor and the last sequence number ever assigned to it.
     async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor>;
+
+    /// The cursors of many devices at once, in the order given. Cluster mode checks the inboxes
+    /// of every connected device with it; engines answer it in one query per shard.
+    async fn cursors(&self, devices: &[DeviceAddr]) -> StoreResult<Vec<InboxCursor>> {
+        let mut out = Vec::with_capacity(devices.len());
+        for &d in devices {
+            out.push(self.cursor(d).await?);
+        }
+        Ok(out)
+    }
 
     /// Deletes a device's whole inbox (after revocation).
     async fn purge(&self, device: DeviceAddr) -> StoreResult<()>;

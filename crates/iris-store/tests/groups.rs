@@ -1,9 +1,11 @@
-//! The group records of the embedded store: ids, version checks, indexes, payloads, receipts,
+//! The group records of both engines: ids, version checks, indexes, payloads, receipts,
 //! expiry, and that all of it survives a reopen.
 
+mod common;
+
 use bytes::Bytes;
-use iris_store::embedded::FjallStore;
-use iris_store::{Group, GroupMember, GroupRole, GroupStore};
+use common::{Engine, Env};
+use iris_store::{Group, GroupMember, GroupRole};
 
 fn group(members: &[u64]) -> Group {
     Group {
@@ -22,16 +24,17 @@ fn group(members: &[u64]) -> Group {
     }
 }
 
-#[tokio::test]
-async fn updates_follow_versions_and_keep_the_indexes() {
+async fn updates_follow_versions_and_keep_the_indexes(engine: Engine) {
     // Proves: ids are fresh, an update must carry the next version, the member and invite
     // indexes follow every update, and everything survives a reopen.
-    let dir = tempfile::tempdir().unwrap();
-    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    let env = Env::new(engine);
+    let store = env.open().await;
     let g = store.create_group(group(&[1, 2])).await.unwrap();
     let h = store.create_group(group(&[2])).await.unwrap();
     assert_ne!(g.id, h.id);
-    assert_eq!(store.groups_of(2).await.unwrap(), vec![g.id, h.id]);
+    let mut both = vec![g.id, h.id];
+    both.sort_unstable();
+    assert_eq!(store.groups_of(2).await.unwrap(), both);
     let mut next = g.clone();
     next.members.retain(|m| m.account != 2);
     next.invite_token = Some("tok".into());
@@ -42,7 +45,7 @@ async fn updates_follow_versions_and_keep_the_indexes() {
     assert_eq!(store.groups_of(2).await.unwrap(), vec![h.id]);
     assert_eq!(store.group_by_invite("tok").await.unwrap(), Some(g.id));
     drop(store);
-    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    let store = env.open().await;
     assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()));
     next.version = 3;
     next.invite_token = None;
@@ -50,12 +53,11 @@ async fn updates_follow_versions_and_keep_the_indexes() {
     assert_eq!(store.group_by_invite("tok").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn payloads_and_receipts_count_and_expire() {
+async fn payloads_and_receipts_count_and_expire(engine: Engine) {
     // Proves: receipts count each recipient once, report "all delivered/read" exactly once, and
     // payloads and receipts below the id cutoff expire.
-    let dir = tempfile::tempdir().unwrap();
-    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    let env = Env::new(engine);
+    let store = env.open().await;
     store.put_group_payload(7, 100, Bytes::from_static(b"p")).await.unwrap();
     store.start_group_receipts(7, 100, 1, &[2, 3]).await.unwrap();
     let p = store.mark_group_receipt(7, 100, 2, false, 5).await.unwrap().unwrap();
@@ -73,14 +75,13 @@ async fn payloads_and_receipts_count_and_expire() {
     assert_eq!(store.group_payload(7, 100).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_group_update_and_its_events_commit_together() {
+async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     // Proves: enqueue_group_update makes the new record readable at once, refuses a stale
     // version without queueing anything, and commits the record, its indexes and the events in
     // one durable batch (both are there after a reopen).
-    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, InboxStore, NewEntry};
-    let dir = tempfile::tempdir().unwrap();
-    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, NewEntry};
+    let env = Env::new(engine);
+    let store = env.open().await;
     let g = store.create_group(group(&[1, 2])).await.unwrap();
     let mut next = g.clone();
     next.version = 2;
@@ -98,9 +99,15 @@ async fn a_group_update_and_its_events_commit_together() {
     assert!(matches!(pending.await.unwrap(), AppendOutcome::Appended { .. }));
     drop(store);
 
-    let store = FjallStore::open(dir.path(), Default::default()).unwrap();
+    let store = env.open().await;
     assert_eq!(store.group(g.id).await.unwrap(), Some(next));
     assert_eq!(store.groups_of(2).await.unwrap(), Vec::<u64>::new());
     let inbox = store.read(device, 0, 10).await.unwrap();
     assert_eq!(inbox.iter().map(|e| &e.item[..]).collect::<Vec<_>>(), vec![&b"removed 2"[..]]);
 }
+
+both_engines!(
+    updates_follow_versions_and_keep_the_indexes,
+    payloads_and_receipts_count_and_expire,
+    a_group_update_and_its_events_commit_together,
+);

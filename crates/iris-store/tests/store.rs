@@ -1,28 +1,21 @@
-//! Behaviour of the embedded engine through the store traits: durability across reopen, seq
-//! order, dedup, group commit, account atomicity. Every test uses its own temporary directory.
+//! Behaviour of both engines through the store traits: durability across reopen, seq order,
+//! dedup, group commit, account atomicity. Every test runs on fjall (its own temporary
+//! directory) and on PostgreSQL (two fresh shards); see `common/mod.rs`.
+
+mod common;
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use iris_store::embedded::{FjallConfig, FjallStore};
+use common::{Engine, Env, Opened, Tuning};
 use iris_store::{
-    AccountStore, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, InboxStore, NewEntry,
-    RefreshTokenRecord, StoreError,
+    AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, NewEntry, RefreshTokenRecord, StoreError,
 };
 
 const ALICE: DeviceAddr = DeviceAddr { account: 1, device: 1 };
 const BOB: DeviceAddr = DeviceAddr { account: 2, device: 1 };
 const BOB_LAPTOP: DeviceAddr = DeviceAddr { account: 2, device: 2 };
-
-fn open(dir: &Path) -> FjallStore {
-    open_with(dir, FjallConfig::default())
-}
-
-fn open_with(dir: &Path, config: FjallConfig) -> FjallStore {
-    FjallStore::open(dir, config).expect("open store")
-}
 
 /// An append of one entry per device in `to`, carrying `text`, without dedup.
 fn send(to: &[DeviceAddr], text: &str) -> AppendRequest {
@@ -51,12 +44,12 @@ fn seqs(outcome: AppendOutcome) -> Vec<u64> {
     }
 }
 
-async fn append(store: &FjallStore, req: AppendRequest) -> Vec<u64> {
+async fn append(store: &Opened, req: AppendRequest) -> Vec<u64> {
     seqs(store.append(req).await.expect("append"))
 }
 
 /// The seqs and texts of a device's inbox after `after`.
-async fn inbox(store: &FjallStore, device: DeviceAddr, after: u64) -> Vec<(u64, String)> {
+async fn inbox(store: &Opened, device: DeviceAddr, after: u64) -> Vec<(u64, String)> {
     let entries = store.read(device, after, 100).await.expect("read");
     entries.into_iter().map(|e| (e.seq, String::from_utf8(e.item.to_vec()).expect("utf-8"))).collect()
 }
@@ -65,11 +58,10 @@ fn texts(seq_texts: &[(u64, &str)]) -> Vec<(u64, String)> {
     seq_texts.iter().map(|&(seq, text)| (seq, text.to_owned())).collect()
 }
 
-#[tokio::test]
-async fn append_read_ack() {
+async fn append_read_ack(engine: Engine) {
     // Proves the basic cycle: appended entries read back in order; acked ones disappear.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     assert_eq!(append(&store, send(&[BOB], "a")).await, [1]);
     assert_eq!(append(&store, send(&[BOB, BOB_LAPTOP], "b")).await, [2, 1]);
     assert_eq!(append(&store, send(&[BOB], "c")).await, [3]);
@@ -82,11 +74,10 @@ async fn append_read_ack() {
     assert_eq!(inbox(&store, BOB_LAPTOP, 0).await, texts(&[(1, "b")]));
 }
 
-#[tokio::test]
-async fn ack_is_clamped_and_never_moves_back() {
+async fn ack_is_clamped_and_never_moves_back(engine: Engine) {
     // Proves acks beyond `last` stop at `last` and acks at or below the cursor change nothing.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send(&[BOB, BOB], "x")).await;
     store.ack(BOB, 99).await.unwrap();
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 2, last: 2 });
@@ -97,11 +88,10 @@ async fn ack_is_clamped_and_never_moves_back() {
     assert_eq!(store.cursor(BOB_LAPTOP).await.unwrap(), InboxCursor::default());
 }
 
-#[tokio::test]
-async fn seqs_follow_request_and_entry_order() {
+async fn seqs_follow_request_and_entry_order(engine: Engine) {
     // Proves seqs are per device, gap-free, and in the order of awaited requests and of entries.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     assert_eq!(append(&store, send(&[BOB, BOB, BOB_LAPTOP, BOB], "m")).await, [1, 2, 1, 3]);
     for expected in 4..10 {
         assert_eq!(append(&store, send(&[BOB], "n")).await, [expected]);
@@ -110,11 +100,10 @@ async fn seqs_follow_request_and_entry_order() {
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 0, last: 9 });
 }
 
-#[tokio::test]
-async fn retry_returns_original_answer() {
+async fn retry_returns_original_answer(engine: Engine) {
     // Proves a dedup key is stored once and a retry gets the original id and time.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     assert_eq!(append(&store, send_once(&[BOB], "m1", 10, 500)).await, [1]);
     let retry = store.append(send_once(&[BOB], "m1", 11, 600)).await.unwrap();
     assert_eq!(retry, AppendOutcome::Duplicate { server_msg_id: 10, server_ts_ms: 500 });
@@ -124,69 +113,64 @@ async fn retry_returns_original_answer() {
     assert_eq!((stats.appends, stats.duplicates), (2, 1));
 }
 
-#[tokio::test]
-async fn two_retries_in_one_batch() {
+async fn two_retries_in_one_batch(engine: Engine) {
     // Proves that two requests with one dedup key in the same batch store it once.
-    let dir = tempfile::tempdir().unwrap();
-    let config = FjallConfig { batch_max_wait_us: 5_000_000, batch_max_ops: 2, ..FjallConfig::default() };
-    let store = open_with(dir.path(), config);
+    let env = Env::with_tuning(engine, Tuning { batch_wait_us: 5_000_000, batch_ops_max: 2 });
+    let store = env.open().await;
     let (first, second) =
         tokio::join!(store.append(send_once(&[BOB], "m1", 10, 500)), store.append(send_once(&[BOB], "m1", 11, 600)),);
-    assert_eq!(store.commit_count(), 1, "both requests should share one batch");
+    // One batch per shard involved (fjall: one).
+    assert!(store.stats().commits <= env.n_shards(), "both requests should share one batch per shard");
     assert_eq!(first.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
     assert_eq!(second.unwrap(), AppendOutcome::Duplicate { server_msg_id: 10, server_ts_ms: 500 });
     assert_eq!(inbox(&store, BOB, 0).await.len(), 1);
 }
 
-#[tokio::test]
-async fn dedup_survives_reopen() {
+async fn dedup_survives_reopen(engine: Engine) {
     // Proves dedup records are durable: a retry after a restart is still a duplicate.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send_once(&[BOB], "m1", 10, 500)).await;
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     let retry = store.append(send_once(&[BOB], "m1", 11, 600)).await.unwrap();
     assert_eq!(retry, AppendOutcome::Duplicate { server_msg_id: 10, server_ts_ms: 500 });
 }
 
-#[tokio::test]
-async fn entries_survive_reopen_and_seqs_continue() {
+async fn entries_survive_reopen_and_seqs_continue(engine: Engine) {
     // Proves appended entries and cursors are durable and seqs continue after a restart.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send(&[BOB], "a")).await;
     append(&store, send(&[BOB], "b")).await;
     store.ack(BOB, 1).await.unwrap();
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     assert_eq!(inbox(&store, BOB, 0).await, texts(&[(2, "b")]));
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 1, last: 2 });
     assert_eq!(append(&store, send(&[BOB], "c")).await, [3]);
 }
 
-#[tokio::test]
-async fn seqs_are_not_reused_after_ack_all_and_reopen() {
+async fn seqs_are_not_reused_after_ack_all_and_reopen(engine: Engine) {
     // Proves an empty inbox after acking everything still remembers its seqs across restarts.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send(&[BOB, BOB, BOB], "a")).await;
     store.ack(BOB, 3).await.unwrap();
     assert!(inbox(&store, BOB, 0).await.is_empty());
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 3, last: 3 });
     assert_eq!(append(&store, send(&[BOB], "b")).await, [4]);
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     assert_eq!(inbox(&store, BOB, 0).await, texts(&[(4, "b")]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_get_unique_increasing_seqs() {
+async fn concurrent_appends_get_unique_increasing_seqs(engine: Engine) {
     // Proves many concurrent senders get unique, gap-free seqs per device, increasing per sender.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let env = Env::new(engine);
+    let store = Arc::new(env.open().await);
     let (n_tasks, n_each) = (32, 10);
     let tasks: Vec<_> = (0..n_tasks)
         .map(|_| {
@@ -211,12 +195,10 @@ async fn concurrent_appends_get_unique_increasing_seqs() {
     assert_eq!(store.cursor(BOB_LAPTOP).await.unwrap(), InboxCursor { acked: 0, last });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_appends_share_commits() {
+async fn concurrent_appends_share_commits(engine: Engine) {
     // Proves group commit: concurrent appends need fewer commits (fsyncs) than appends.
-    let dir = tempfile::tempdir().unwrap();
-    let config = FjallConfig { batch_max_wait_us: 20_000, ..FjallConfig::default() };
-    let store = Arc::new(open_with(dir.path(), config));
+    let env = Env::with_tuning(engine, Tuning { batch_wait_us: 20_000, ..Tuning::default() });
+    let store = Arc::new(env.open().await);
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -231,11 +213,10 @@ async fn concurrent_appends_share_commits() {
     assert!(stats.commits < stats.appends, "{stats:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn register_device_enforces_limit_under_concurrency() {
+async fn register_device_enforces_limit_under_concurrency(engine: Engine) {
     // Proves registration is atomic: 20 racing logins to a 5-device account yield exactly 5.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let env = Env::new(engine);
+    let store = Arc::new(env.open().await);
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let store = Arc::clone(&store);
@@ -253,24 +234,28 @@ async fn register_device_enforces_limit_under_concurrency() {
     assert_eq!((devices.len(), limited), (5, 15));
     let ids: HashSet<_> = devices.iter().map(|(_, d)| d.addr.device).collect();
     assert_eq!(ids, (1..=5).collect());
-    assert!(devices.iter().all(|(account, d)| *account == 1 && d.primary == (d.addr.device == 1)));
-    assert_eq!(store.devices(1).await.unwrap().len(), 5);
+    let first = devices[0].0;
+    assert!(devices.iter().all(|(account, d)| *account == first && d.primary == (d.addr.device == 1)));
+    assert_eq!(store.devices(first).await.unwrap().len(), 5);
     let account = store.account_by_phone("+15550001").await.unwrap().unwrap();
-    assert_eq!((account.id, account.created_at_ms), (1, 7));
+    assert_eq!((account.id, account.created_at_ms), (first, 7));
 }
 
-#[tokio::test]
-async fn accounts_are_durable_and_distinct() {
+async fn accounts_are_durable_and_distinct(engine: Engine) {
     // Proves accounts, devices and the phone index survive a restart and ids keep growing.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     let (alice, _) = store.register_device("+1555000A", "phone", 1, 5).await.unwrap();
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     assert_eq!(store.account(alice.id).await.unwrap(), Some(alice.clone()));
     assert_eq!(store.account_by_phone("+1555000A").await.unwrap(), Some(alice.clone()));
     let (bob, bob_phone) = store.register_device("+1555000B", "phone", 2, 5).await.unwrap();
-    assert_eq!((bob.id, bob_phone.addr.device, bob_phone.primary), (alice.id + 1, 1, true));
+    assert_ne!(bob.id, alice.id);
+    assert_eq!((bob_phone.addr.device, bob_phone.primary), (1, true));
+    if engine == Engine::Fjall {
+        assert_eq!(bob.id, alice.id + 1, "fjall hands out ids in sequence");
+    }
     let (_, alice_laptop) = store.register_device("+1555000A", "laptop", 3, 5).await.unwrap();
     assert_eq!((alice_laptop.addr, alice_laptop.primary), (DeviceAddr::new(alice.id, 2), false));
     assert_eq!(store.account_by_phone("+1555000C").await.unwrap(), None);
@@ -278,11 +263,10 @@ async fn accounts_are_durable_and_distinct() {
     assert_eq!(store.account_by_phone("+1555000C").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn revoke_device_removes_its_tokens_and_frees_a_slot() {
+async fn revoke_device_removes_its_tokens_and_frees_a_slot(engine: Engine) {
     // Proves revocation marks the device, deletes only its tokens, and ids are never reused.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     let (account, phone) = store.register_device("+15550002", "phone", 1, 2).await.unwrap();
     let (_, laptop) = store.register_device("+15550002", "laptop", 2, 2).await.unwrap();
     let token = |hash: u8, device: DeviceAddr| RefreshTokenRecord { hash: [hash; 32], device, expires_at_ms: 9 };
@@ -301,16 +285,15 @@ async fn revoke_device_removes_its_tokens_and_frees_a_slot() {
     assert_eq!((tablet.addr.device, tablet.primary), (3, false));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn refresh_token_is_taken_once() {
+async fn refresh_token_is_taken_once(engine: Engine) {
     // Proves a refresh token is single-use, even when two refreshes race, and durable.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
+    let env = Env::new(engine);
+    let store = Arc::new(env.open().await);
     let token = RefreshTokenRecord { hash: [7; 32], device: BOB, expires_at_ms: 100 };
     store.put_refresh_token(token.clone()).await.unwrap();
     let store = Arc::into_inner(store).unwrap();
     drop(store);
-    let store = Arc::new(open(dir.path()));
+    let store = Arc::new(env.open().await);
     let racers: Vec<_> = (0..8)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -324,11 +307,10 @@ async fn refresh_token_is_taken_once() {
     assert_eq!(taken, vec![token]);
 }
 
-#[tokio::test]
-async fn expire_removes_old_entries_and_dedup_records() {
+async fn expire_removes_old_entries_and_dedup_records(engine: Engine) {
     // Proves expiry deletes by age, counts what it removed, and leaves cursors alone.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send_once(&[BOB, BOB_LAPTOP], "old", 1, 100)).await;
     append(&store, send_once(&[BOB], "new", 2, 300)).await;
     assert_eq!(store.expire(200, 200).await.unwrap(), 3);
@@ -341,11 +323,10 @@ async fn expire_removes_old_entries_and_dedup_records() {
     assert_eq!(store.expire(0, 0).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn purge_empties_the_inbox_without_reusing_seqs() {
+async fn purge_empties_the_inbox_without_reusing_seqs(engine: Engine) {
     // Proves purge deletes everything, moves the cursor to `last`, and seqs continue.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send(&[BOB, BOB, BOB], "a")).await;
     store.ack(BOB, 1).await.unwrap();
     store.purge(BOB).await.unwrap();
@@ -354,11 +335,10 @@ async fn purge_empties_the_inbox_without_reusing_seqs() {
     assert_eq!(append(&store, send(&[BOB], "b")).await, [4]);
 }
 
-#[tokio::test]
-async fn close_flushes_and_rejects_later_calls() {
+async fn close_flushes_and_rejects_later_calls(engine: Engine) {
     // Proves close is idempotent, keeps what was appended, and later appends fail with Closed.
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let env = Env::new(engine);
+    let store = env.open().await;
     append(&store, send(&[BOB], "a")).await;
     store.ack(BOB, 1).await.unwrap();
     store.close().await.unwrap();
@@ -367,6 +347,26 @@ async fn close_flushes_and_rejects_later_calls() {
     assert!(matches!(store.ack(BOB, 1).await, Err(StoreError::Closed)));
     assert!(store.is_healthy());
     drop(store);
-    let store = open(dir.path());
+    let store = env.open().await;
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 1, last: 1 });
 }
+
+both_engines!(
+    append_read_ack,
+    ack_is_clamped_and_never_moves_back,
+    seqs_follow_request_and_entry_order,
+    retry_returns_original_answer,
+    two_retries_in_one_batch,
+    dedup_survives_reopen,
+    entries_survive_reopen_and_seqs_continue,
+    seqs_are_not_reused_after_ack_all_and_reopen,
+    concurrent_appends_get_unique_increasing_seqs,
+    concurrent_appends_share_commits,
+    register_device_enforces_limit_under_concurrency,
+    accounts_are_durable_and_distinct,
+    revoke_device_removes_its_tokens_and_frees_a_slot,
+    refresh_token_is_taken_once,
+    expire_removes_old_entries_and_dedup_records,
+    purge_empties_the_inbox_without_reusing_seqs,
+    close_flushes_and_rejects_later_calls,
+);

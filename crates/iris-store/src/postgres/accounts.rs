@@ -1,0 +1,219 @@
+//! [`AccountStore`] on PostgreSQL. An account lives on its phone's shard and its id names that
+//! shard (see `shards.rs`), so registration (account row + device row) is one transaction on
+//! one shard; revocation (device row + its tokens) too. Every change commits synchronously.
+//! Only `take_refresh_token` fans out: the token's hash is all it knows.
+
+use async_trait::async_trait;
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+
+use super::error::db_err;
+use super::shards::{shard_of_id, shard_of_phone, sql, unsql, SHARD_BITS};
+use super::PgStore;
+use crate::{Account, AccountId, AccountStore, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
+
+const ACCOUNT_COLUMNS: &str = "id, phone, created_at_ms";
+const DEVICE_COLUMNS: &str = "account, device, name, is_primary, created_at_ms, revoked_at_ms";
+
+fn account_of(row: &Row) -> Account {
+    Account { id: unsql(row.get(0)), phone: row.get(1), created_at_ms: unsql(row.get(2)) }
+}
+
+fn device_of(row: &Row) -> Device {
+    Device {
+        addr: DeviceAddr::new(unsql(row.get(0)), row.get::<_, i32>(1) as u32),
+        name: row.get(2),
+        primary: row.get(3),
+        created_at_ms: unsql(row.get(4)),
+        revoked_at_ms: row.get::<_, Option<i64>>(5).map(unsql),
+    }
+}
+
+impl PgStore {
+    /// A pooled connection to the shard of an account (or group: ids name shards alike).
+    pub(super) async fn account_client(&self, account: AccountId) -> StoreResult<(usize, Object)> {
+        let idx = shard_of_id(account, self.inner.n_shards());
+        Ok((idx, self.inner.shard(idx).client().await?))
+    }
+}
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<Account>> {
+        let idx = shard_of_phone(phone, self.inner.n_shards());
+        let client = self.inner.shard(idx).client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE phone = $1"), &[&phone])
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(row.as_ref().map(account_of))
+    }
+
+    async fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        let (idx, client) = self.account_client(id).await?;
+        let row = client
+            .query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"), &[&sql(id)])
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(row.as_ref().map(account_of))
+    }
+
+    async fn register_device(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<(Account, Device)> {
+        let idx = shard_of_phone(phone, self.inner.n_shards());
+        let err = |e| db_err(idx, e);
+        let mut client = self.inner.shard(idx).client().await?;
+        let tx = client.transaction().await.map_err(err)?;
+        // Creates the account unless the phone has one (a concurrent creator makes this wait
+        // for its commit, then do nothing); the account id names this shard.
+        tx.execute(
+            "INSERT INTO accounts (id, phone, created_at_ms, next_device_id)
+             VALUES ((nextval('account_seq') << $3) | $2, $1, $4, 1)
+             ON CONFLICT (phone) DO NOTHING",
+            &[&phone, &(idx as i64), &(SHARD_BITS as i32), &sql(now_ms)],
+        )
+        .await
+        .map_err(err)?;
+        // The row lock serialises registrations of one account: the device limit holds.
+        let row = tx
+            .query_one(
+                &format!("SELECT {ACCOUNT_COLUMNS}, next_device_id FROM accounts WHERE phone = $1 FOR UPDATE"),
+                &[&phone],
+            )
+            .await
+            .map_err(err)?;
+        let account = account_of(&row);
+        if shard_of_id(account.id, self.inner.n_shards()) != idx {
+            return Err(StoreError::Corrupt(format!("account {} found on shard {idx}, routed elsewhere", account.id)));
+        }
+        let next_device_id: i32 = row.get(3);
+        let active: i64 = tx
+            .query_one("SELECT count(*) FROM devices WHERE account = $1 AND revoked_at_ms IS NULL", &[&sql(account.id)])
+            .await
+            .map_err(err)?
+            .get(0);
+        if active >= i64::from(max_devices) {
+            // Rolled back: a refused first login leaves no account behind.
+            return Err(StoreError::DeviceLimit { max: max_devices });
+        }
+        let device = Device {
+            addr: DeviceAddr::new(account.id, next_device_id as u32),
+            name: device_name.to_owned(),
+            primary: next_device_id == 1,
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        let after = next_device_id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("account {} ran out of device ids", account.id)))?;
+        tx.execute(
+            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL)"),
+            &[&sql(account.id), &next_device_id, &device.name, &device.primary, &sql(now_ms)],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute("UPDATE accounts SET next_device_id = $2 WHERE id = $1", &[&sql(account.id), &after])
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok((account, device))
+    }
+
+    async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
+        let (idx, client) = self.account_client(account).await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = $1 AND revoked_at_ms IS NULL ORDER BY device"
+                ),
+                &[&sql(account)],
+            )
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(rows.iter().map(device_of).collect())
+    }
+
+    async fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>> {
+        let (idx, client) = self.account_client(addr.account).await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE account = $1 AND device = $2"),
+                &[&sql(addr.account), &(addr.device as i32)],
+            )
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(row.as_ref().map(device_of))
+    }
+
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+        let (idx, mut client) = self.account_client(addr.account).await?;
+        let err = |e| db_err(idx, e);
+        let (account, device) = (sql(addr.account), addr.device as i32);
+        let tx = client.transaction().await.map_err(err)?;
+        let n = tx
+            .execute(
+                "UPDATE devices SET revoked_at_ms = $3
+                 WHERE account = $1 AND device = $2 AND revoked_at_ms IS NULL",
+                &[&account, &device, &sql(now_ms)],
+            )
+            .await
+            .map_err(err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM refresh_tokens WHERE account = $1 AND device = $2", &[&account, &device])
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()> {
+        let (idx, client) = self.account_client(token.device.account).await?;
+        client
+            .execute(
+                "INSERT INTO refresh_tokens (hash, account, device, expires_at_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (hash) DO UPDATE
+                 SET account = excluded.account, device = excluded.device, expires_at_ms = excluded.expires_at_ms",
+                &[
+                    &&token.hash[..],
+                    &sql(token.device.account),
+                    &(token.device.device as i32),
+                    &sql(token.expires_at_ms),
+                ],
+            )
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(())
+    }
+
+    async fn take_refresh_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshTokenRecord>> {
+        // The token lives on its device's shard, which the hash does not tell: ask every shard
+        // (the DELETE makes it single-use; only one shard can hold it).
+        let mut found = None;
+        for shard in &self.inner.shards {
+            let client = shard.client().await?;
+            let row = client
+                .query_opt(
+                    "DELETE FROM refresh_tokens WHERE hash = $1 RETURNING account, device, expires_at_ms",
+                    &[&&hash[..]],
+                )
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            if let Some(row) = row {
+                found = Some(RefreshTokenRecord {
+                    hash: *hash,
+                    device: DeviceAddr::new(unsql(row.get(0)), row.get::<_, i32>(1) as u32),
+                    expires_at_ms: unsql(row.get(2)),
+                });
+                break;
+            }
+        }
+        Ok(found)
+    }
+}

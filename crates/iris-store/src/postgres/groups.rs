@@ -1,0 +1,411 @@
+//! [`GroupStore`] on PostgreSQL. A group's record (members and pending joins as parallel
+//! arrays), its member index and invite token live on the group's shard and change together in
+//! one version-checked, synced transaction. A change that carries inbox events also writes an
+//! outbox row in that transaction and then queues the events (see `outbox.rs` and the module
+//! doc of `postgres`). Payloads and receipts live on the message's shard and are written
+//! without waiting for the WAL flush, like fjall's buffered writes.
+
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio_postgres::Row;
+
+use super::error::db_err;
+use super::outbox;
+use super::shards::{compose_id, sql, sql_msg, unsql};
+use super::{execute_unsynced, PgStore};
+use crate::{
+    AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
+    PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
+};
+
+const GROUP_COLUMNS: &str = "id, version, name, description, flags, created_at_ms, member_accounts, member_roles, \
+                             member_joined_at_ms, member_joined_versions, pending_accounts, pending_requested_ms, \
+                             invite_token";
+
+fn role_code(r: GroupRole) -> i16 {
+    match r {
+        GroupRole::Member => 1,
+        GroupRole::Admin => 2,
+        GroupRole::Creator => 3,
+    }
+}
+
+fn flags(s: GroupSettings) -> i16 {
+    i16::from(s.admins_only_send) | i16::from(s.admins_only_edit) << 1 | i16::from(s.join_approval) << 2
+}
+
+fn group_of(row: &Row) -> StoreResult<Group> {
+    let flags: i16 = row.get(4);
+    let accounts: Vec<i64> = row.get(6);
+    let roles: Vec<i16> = row.get(7);
+    let joined_at: Vec<i64> = row.get(8);
+    let joined_version: Vec<i64> = row.get(9);
+    let pending_accounts: Vec<i64> = row.get(10);
+    let pending_at: Vec<i64> = row.get(11);
+    let id = unsql(row.get(0));
+    if roles.len() != accounts.len() || joined_at.len() != accounts.len() || joined_version.len() != accounts.len() {
+        return Err(StoreError::Corrupt(format!("group {id}: member arrays of different lengths")));
+    }
+    let mut members = Vec::with_capacity(accounts.len());
+    for i in 0..accounts.len() {
+        let role = match roles[i] {
+            1 => GroupRole::Member,
+            2 => GroupRole::Admin,
+            3 => GroupRole::Creator,
+            r => return Err(StoreError::Corrupt(format!("group {id}: role {r}"))),
+        };
+        members.push(GroupMember {
+            account: unsql(accounts[i]),
+            role,
+            joined_at_ms: unsql(joined_at[i]),
+            joined_version: unsql(joined_version[i]),
+        });
+    }
+    let pending = pending_accounts
+        .iter()
+        .zip(&pending_at)
+        .map(|(&a, &t)| PendingJoin { account: unsql(a), requested_at_ms: unsql(t) })
+        .collect();
+    Ok(Group {
+        id,
+        version: unsql(row.get(1)),
+        name: row.get(2),
+        description: row.get(3),
+        settings: GroupSettings {
+            admins_only_send: flags & 1 != 0,
+            admins_only_edit: flags & 2 != 0,
+            join_approval: flags & 4 != 0,
+        },
+        created_at_ms: unsql(row.get(5)),
+        members,
+        pending,
+        invite_token: row.get(12),
+    })
+}
+
+/// Writes `g` (insert or replace) and its member index in transaction `tx`.
+async fn write_group(tx: &deadpool_postgres::Transaction<'_>, g: &Group) -> Result<(), tokio_postgres::Error> {
+    let accounts: Vec<i64> = g.members.iter().map(|m| sql(m.account)).collect();
+    let roles: Vec<i16> = g.members.iter().map(|m| role_code(m.role)).collect();
+    let joined_at: Vec<i64> = g.members.iter().map(|m| sql(m.joined_at_ms)).collect();
+    let joined_version: Vec<i64> = g.members.iter().map(|m| sql(m.joined_version)).collect();
+    let pending_accounts: Vec<i64> = g.pending.iter().map(|p| sql(p.account)).collect();
+    let pending_at: Vec<i64> = g.pending.iter().map(|p| sql(p.requested_at_ms)).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO groups ({GROUP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, name = excluded.name,
+                 description = excluded.description, flags = excluded.flags, created_at_ms = excluded.created_at_ms,
+                 member_accounts = excluded.member_accounts, member_roles = excluded.member_roles,
+                 member_joined_at_ms = excluded.member_joined_at_ms,
+                 member_joined_versions = excluded.member_joined_versions,
+                 pending_accounts = excluded.pending_accounts, pending_requested_ms = excluded.pending_requested_ms,
+                 invite_token = excluded.invite_token"
+        ),
+        &[
+            &sql(g.id),
+            &sql(g.version),
+            &g.name,
+            &g.description,
+            &flags(g.settings),
+            &sql(g.created_at_ms),
+            &accounts,
+            &roles,
+            &joined_at,
+            &joined_version,
+            &pending_accounts,
+            &pending_at,
+            &g.invite_token,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM group_members WHERE group_id = $1 AND account <> ALL($2::int8[])",
+        &[&sql(g.id), &accounts],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO group_members (account, group_id) SELECT a, $1 FROM unnest($2::int8[]) AS a ON CONFLICT DO NOTHING",
+        &[&sql(g.id), &accounts],
+    )
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Replaces the group if its stored version is `group.version - 1`, with the outbox row of
+    /// `events` in the same synced transaction. False (nothing written) if the version moved.
+    async fn replace_group(&self, group: &Group, events: Option<&AppendRequest>) -> StoreResult<bool> {
+        let (idx, mut client) = self.account_client(group.id).await?;
+        let err = |e| db_err(idx, e);
+        let tx = client.transaction().await.map_err(err)?;
+        let row = tx
+            .query_opt("SELECT version FROM groups WHERE id = $1 FOR UPDATE", &[&sql(group.id)])
+            .await
+            .map_err(err)?;
+        match row {
+            Some(row) if unsql(row.get(0)).checked_add(1) == Some(group.version) => {}
+            _ => return Ok(false),
+        }
+        write_group(&tx, group).await.map_err(err)?;
+        if let Some(events) = events {
+            outbox::insert(&tx, group, events).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl GroupStore for PgStore {
+    async fn create_group(&self, mut group: Group) -> StoreResult<Group> {
+        let idx = self.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % self.inner.n_shards();
+        let err = |e| db_err(idx, e);
+        let mut client = self.inner.shard(idx).client().await?;
+        let tx = client.transaction().await.map_err(err)?;
+        let seq: i64 = tx.query_one("SELECT nextval('group_seq')", &[]).await.map_err(err)?.get(0);
+        group.id = compose_id(seq, idx)?;
+        write_group(&tx, &group).await.map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(group)
+    }
+
+    async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
+        let (idx, client) = self.account_client(id).await?;
+        let row = client
+            .query_opt(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1"), &[&sql(id)])
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        row.as_ref().map(group_of).transpose()
+    }
+
+    async fn update_group(&self, group: &Group) -> StoreResult<bool> {
+        self.replace_group(group, None).await
+    }
+
+    async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>> {
+        self.inner.check_open()?;
+        let events = outbox::with_dedup(group, events);
+        if !self.replace_group(group, Some(&events)).await? {
+            return Ok(None);
+        }
+        // The record and the outbox row are durable: from here on the events will be appended,
+        // by this call or, after a crash or an error, by the re-drive.
+        let pending = self.inner.enqueue_append(events).await?;
+        let (inner, id, version) = (std::sync::Arc::clone(&self.inner), group.id, group.version);
+        Ok(Some(Box::pin(async move {
+            let outcome = pending.await?;
+            if let Err(e) = outbox::delete(&inner, id, version).await {
+                tracing::warn!(group = id, version, error = %e, "outbox row left for the re-drive");
+            }
+            Ok(outcome)
+        })))
+    }
+
+    async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
+        // The member index lives on each group's shard: ask them all.
+        let mut ids = Vec::new();
+        for shard in &self.inner.shards {
+            let client = shard.client().await?;
+            let rows = client
+                .query("SELECT group_id FROM group_members WHERE account = $1", &[&sql(account)])
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            ids.extend(rows.iter().map(|r| unsql(r.get(0))));
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn group_by_invite(&self, token: &str) -> StoreResult<Option<GroupId>> {
+        for shard in &self.inner.shards {
+            let client = shard.client().await?;
+            let row = client
+                .query_opt("SELECT id FROM groups WHERE invite_token = $1 LIMIT 1", &[&token])
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            if let Some(row) = row {
+                return Ok(Some(unsql(row.get(0))));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn put_group_payload(&self, group: GroupId, server_msg_id: u64, payload: Bytes) -> StoreResult<()> {
+        let (idx, mut client) = self.msg_client(server_msg_id).await?;
+        execute_unsynced(
+            idx,
+            &mut client,
+            "INSERT INTO group_payloads (server_msg_id, group_id, payload) VALUES ($1, $2, $3)
+             ON CONFLICT (server_msg_id, group_id) DO UPDATE SET payload = excluded.payload",
+            &[&sql_msg(server_msg_id), &sql(group), &&payload[..]],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn group_payload(&self, group: GroupId, server_msg_id: u64) -> StoreResult<Option<Bytes>> {
+        let (idx, client) = self.msg_client(server_msg_id).await?;
+        let row = client
+            .query_opt(
+                "SELECT payload FROM group_payloads WHERE server_msg_id = $1 AND group_id = $2",
+                &[&sql_msg(server_msg_id), &sql(group)],
+            )
+            .await
+            .map_err(|e| db_err(idx, e))?;
+        Ok(row.map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
+    }
+
+    async fn start_group_receipts(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+        sender: AccountId,
+        recipients: &[AccountId],
+    ) -> StoreResult<()> {
+        let (idx, mut client) = self.msg_client(server_msg_id).await?;
+        let err = |e| db_err(idx, e);
+        let (msg, group) = (sql_msg(server_msg_id), sql(group));
+        let accounts: Vec<i64> = recipients.iter().map(|&a| sql(a)).collect();
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
+        tx.execute(
+            "INSERT INTO group_receipts (server_msg_id, group_id, sender, n_recipients, n_delivered, n_read)
+             VALUES ($1, $2, $3, $4, 0, 0)
+             ON CONFLICT (server_msg_id, group_id) DO UPDATE SET sender = excluded.sender,
+                 n_recipients = excluded.n_recipients, n_delivered = 0, n_read = 0",
+            &[&msg, &group, &sql(sender), &(recipients.len() as i64)],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO group_receipt_rows (server_msg_id, group_id, account, delivered_at_ms, read_at_ms)
+             SELECT $1, $2, a, 0, 0 FROM unnest($3::int8[]) AS a
+             ON CONFLICT (server_msg_id, group_id, account) DO UPDATE SET delivered_at_ms = 0, read_at_ms = 0",
+            &[&msg, &group, &accounts],
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn mark_group_receipt(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+        account: AccountId,
+        read: bool,
+        now_ms: u64,
+    ) -> StoreResult<Option<ReceiptProgress>> {
+        let (idx, mut client) = self.msg_client(server_msg_id).await?;
+        let err = |e| db_err(idx, e);
+        let (msg, group, acc) = (sql_msg(server_msg_id), sql(group), sql(account));
+        let tx = client.transaction().await.map_err(err)?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
+        // Counters first, then the row: every marker locks in that order.
+        let Some(counters) = tx
+            .query_opt(
+                "SELECT sender, n_recipients, n_delivered, n_read FROM group_receipts
+                 WHERE server_msg_id = $1 AND group_id = $2 FOR UPDATE",
+                &[&msg, &group],
+            )
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let Some(row) = tx
+            .query_opt(
+                "SELECT delivered_at_ms, read_at_ms FROM group_receipt_rows
+                 WHERE server_msg_id = $1 AND group_id = $2 AND account = $3 FOR UPDATE",
+                &[&msg, &group, &acc],
+            )
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let sender = unsql(counters.get(0));
+        let (n, mut n_delivered, mut n_read): (i64, i64, i64) = (counters.get(1), counters.get(2), counters.get(3));
+        let (mut delivered_at, mut read_at): (i64, i64) = (row.get(0), row.get(1));
+        let (mut all_delivered_now, mut all_read_now) = (false, false);
+        if delivered_at == 0 {
+            // Reading implies delivery.
+            delivered_at = sql(now_ms);
+            n_delivered += 1;
+            all_delivered_now = n_delivered == n;
+        }
+        if read && read_at == 0 {
+            read_at = sql(now_ms);
+            n_read += 1;
+            all_read_now = n_read == n;
+        }
+        tx.execute(
+            "UPDATE group_receipt_rows SET delivered_at_ms = $4, read_at_ms = $5
+             WHERE server_msg_id = $1 AND group_id = $2 AND account = $3",
+            &[&msg, &group, &acc, &delivered_at, &read_at],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute(
+            "UPDATE group_receipts SET n_delivered = $3, n_read = $4 WHERE server_msg_id = $1 AND group_id = $2",
+            &[&msg, &group, &n_delivered, &n_read],
+        )
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
+    }
+
+    async fn group_receipts(
+        &self,
+        group: GroupId,
+        server_msg_id: u64,
+    ) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
+        let (idx, client) = self.msg_client(server_msg_id).await?;
+        let err = |e| db_err(idx, e);
+        let (msg, group) = (sql_msg(server_msg_id), sql(group));
+        let Some(counters) = client
+            .query_opt("SELECT sender FROM group_receipts WHERE server_msg_id = $1 AND group_id = $2", &[&msg, &group])
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let rows = client
+            .query(
+                "SELECT account, delivered_at_ms, read_at_ms FROM group_receipt_rows
+                 WHERE server_msg_id = $1 AND group_id = $2",
+                &[&msg, &group],
+            )
+            .await
+            .map_err(err)?;
+        let mut rows: Vec<GroupReceiptRow> = rows
+            .iter()
+            .map(|r| GroupReceiptRow {
+                account: unsql(r.get(0)),
+                delivered_at_ms: unsql(r.get(1)),
+                read_at_ms: unsql(r.get(2)),
+            })
+            .collect();
+        rows.sort_unstable_by_key(|r| r.account);
+        Ok(Some((unsql(counters.get(0)), rows)))
+    }
+
+    async fn expire_group_messages(&self, before_msg_id: u64) -> StoreResult<u64> {
+        let before = sql_msg(before_msg_id);
+        let mut removed = 0;
+        for shard in &self.inner.shards {
+            let client = shard.client().await?;
+            for table in ["group_payloads", "group_receipts", "group_receipt_rows"] {
+                removed += client
+                    .execute(&format!("DELETE FROM {table} WHERE server_msg_id < $1"), &[&before])
+                    .await
+                    .map_err(|e| db_err(shard.idx, e))?;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,324 @@
+//! The PostgreSQL engine for cluster mode: every durable `iris-store` trait on several
+//! PostgreSQL primaries (shards), shared by many stateless Iris nodes.
+//!
+//! # Sharding
+//! A record lives on one shard chosen by a fixed function of its key (`shards.rs`):
+//! - **Accounts and groups carry their shard in their id**: ids are `(sequence << 8) | shard`,
+//!   taken from the shard's own sequence (`account_seq`, `group_seq`), so they are unique across
+//!   shards without coordination, and `shard_of_id(id) = (id & 0xff) % n`. An account is created
+//!   on the shard of its phone number (`fnv1a64(phone) % n`) and takes that shard's index, so
+//!   the phone index (the unique `accounts.phone` column) and the account are ONE row written
+//!   in ONE transaction: registration has no cross-shard step that a crash could split.
+//! - On the account's shard: devices, refresh tokens, cursors and inboxes of its devices, dedup
+//!   records of its devices' sends, blocks it made, its contacts and presence privacy.
+//! - On the group's shard: the group record, its member index (`group_members`), its invite
+//!   token and its outbox (below). Groups are placed round-robin at creation.
+//! - On the message's shard (`fnv1a64(server_msg_id) % n`): the message index, group payloads
+//!   and group receipts. They are written without waiting for a WAL flush (`synchronous_commit
+//!   = off`) before the message's append is queued, and every append takes part on its
+//!   message's shard, so the append's synced commit there flushes them: `ACCEPTED` still means
+//!   they are durable (the same argument as fjall's shared journal).
+//! - Lookups that cannot be routed fan out to every shard: `groups_of` (member index on the
+//!   group's shard), `group_by_invite`, `take_refresh_token` (only the token's hash is known),
+//!   and the expiry sweeps.
+//!
+//! The shard list must keep its order and length for the life of the data: each shard records
+//! its index and the shard count at first start and refuses another position
+//! (`migrations.rs`). Adding shards means moving data; that is not supported here.
+//!
+//! # The message path
+//! An append is split by shard: each involved shard gets the entries of its devices plus the
+//! dedup key; the sender's shard and the message's shard always take part (with no entries if
+//! need be). Each shard's committer (`committer.rs`) writes its parts of a batch in ONE
+//! transaction: the dedup row (`INSERT … ON CONFLICT DO NOTHING`; a key already there makes
+//! that shard skip its entries and report the original answer), the seqs (`cursors.last`
+//! bumped in the database, so several nodes may write one inbox) and the entries, then commits
+//! with `synchronous_commit = on`. The append resolves when every part is durable: `Duplicate`
+//! if any shard had the key, else `Appended`. **Never a distributed transaction**: after a
+//! failure between shards some parts may be stored and others not; the caller got an error
+//! (nothing acknowledged), and its retry (same dedup key) stores only the missing parts.
+//!
+//! # Groups: the outbox
+//! `enqueue_group_update` writes the new record, its indexes and an outbox row holding the
+//! change's events in one synced transaction on the group's shard (version-checked), then
+//! queues the events as an append deduplicated by (group, version) and deletes the outbox row
+//! once they are durable. A crash in between leaves the outbox row, which a background task of
+//! every node re-drives (`outbox.rs`); the dedup key makes a repeated drive harmless. So no
+//! crash leaves a roster change unannounced, though a re-driven event may arrive after later
+//! messages.
+
+mod accounts;
+mod blocks;
+mod committer;
+mod contacts;
+mod error;
+mod groups;
+mod inbox;
+mod message_index;
+mod migrations;
+mod outbox;
+mod shards;
+
+pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::committer::{Committer, Op};
+use self::shards::Shard;
+use crate::{CommitObserver, StoreError, StoreResult};
+
+/// Suggested wait returned with [`StoreError::Overloaded`].
+const OVERLOADED_RETRY_AFTER_MS: u32 = 100;
+
+/// Configuration of the PostgreSQL engine. Every field is a bound or a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// One connection URL per shard (`postgres://user:password@host:port/db`), in a fixed order:
+    /// the order decides where every record lives and may never change for existing data. At
+    /// most [`SHARDS_MAX`].
+    pub shard_urls: Vec<String>,
+    /// Pooled connections per shard for everything but the committer (reads, accounts,
+    /// groups), which has its own connection. Default 8.
+    pub pool_size: usize,
+    /// Most operations (inbox entries; at least one per queued part) a shard's committer puts
+    /// in one transaction, i.e. behind one WAL flush. Default 1024.
+    pub batch_ops_max: usize,
+    /// How long a committer waits, after the first operation of a batch arrives, for more to
+    /// share its commit. 0 commits whatever queued up during the previous commit. Default
+    /// 1000 µs.
+    pub batch_wait_us: u64,
+    /// Operations waiting for each shard's committer; when full, callers wait (backpressure).
+    /// Default 16384.
+    pub queue_len_max: usize,
+    /// How long a caller waits for room in full queues before getting
+    /// [`StoreError::Overloaded`]. Default 2000 ms.
+    pub enqueue_timeout_ms: u64,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            shard_urls: Vec::new(),
+            pool_size: 8,
+            batch_ops_max: 1024,
+            batch_wait_us: 1000,
+            queue_len_max: 16_384,
+            enqueue_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Counters of the committers, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PgStats {
+    /// Committed batches, summed over shards (one WAL flush each).
+    pub commits: u64,
+    /// Batches whose commit failed; their callers got [`StoreError::Unavailable`].
+    pub commit_failures: u64,
+    /// Append requests stored (answered `Appended`).
+    pub appends: u64,
+    /// Append requests answered `Duplicate`.
+    pub duplicates: u64,
+    /// Operations waiting in the committers' queues right now.
+    pub queued: u64,
+}
+
+/// State shared by the store handle and the committers.
+pub(crate) struct Shared {
+    /// Per shard: false after a failed commit until one succeeds.
+    healthy: Vec<AtomicBool>,
+    commits: AtomicU64,
+    commit_failures: AtomicU64,
+    appends: AtomicU64,
+    duplicates: AtomicU64,
+    /// Who hears about each commit (metrics), once set.
+    observer: OnceLock<Arc<dyn CommitObserver>>,
+}
+
+impl Shared {
+    fn new(n_shards: usize) -> Self {
+        Self {
+            healthy: (0..n_shards).map(|_| AtomicBool::new(true)).collect(),
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            observer: OnceLock::new(),
+        }
+    }
+
+    fn is_shard_healthy(&self, shard: usize) -> bool {
+        self.healthy.get(shard).is_none_or(|h| h.load(Ordering::Acquire))
+    }
+
+    /// Records a synced commit's outcome on `shard`.
+    fn record_commit(&self, shard: usize, ok: bool, _appends: u64) {
+        if let Some(h) = self.healthy.get(shard) {
+            h.store(ok, Ordering::Release);
+        }
+        let counter = if ok { &self.commits } else { &self.commit_failures };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything the store handle and its background tasks share.
+pub(crate) struct Inner {
+    shards: Vec<Shard>,
+    /// Queues to the committers, by shard.
+    committers: Vec<mpsc::Sender<Op>>,
+    shared: Arc<Shared>,
+    /// Set by `close`: later calls fail with [`StoreError::Closed`].
+    closed: AtomicBool,
+    enqueue_timeout: Duration,
+    /// Round-robin placement of new groups.
+    next_group_shard: AtomicUsize,
+}
+
+impl Inner {
+    fn n_shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, idx: usize) -> &Shard {
+        &self.shards[idx]
+    }
+
+    fn check_open(&self) -> StoreResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The PostgreSQL store. Not `Clone`: share it behind an `Arc`. Dropping it stops its
+/// background tasks; committers finish what was queued, then exit.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    /// The committer tasks, awaited by `close`.
+    committer_tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The outbox re-drive task (`outbox.rs`), aborted on close and drop.
+    redrive: JoinHandle<()>,
+}
+
+impl PgStore {
+    /// Connects to every shard, runs the migrations on each (idempotent, under an advisory
+    /// lock), checks each shard's recorded position, starts one committer per shard and the
+    /// outbox re-drive. Fails with [`StoreError::Unavailable`] if a shard cannot be reached.
+    pub async fn connect(config: PgConfig) -> StoreResult<PgStore> {
+        let n = config.shard_urls.len();
+        if n == 0 || n > SHARDS_MAX {
+            return Err(StoreError::Unavailable(format!("need 1 to {SHARDS_MAX} shard URLs, got {n}")));
+        }
+        let shards = config
+            .shard_urls
+            .iter()
+            .enumerate()
+            .map(|(idx, url)| Shard::new(idx, url, config.pool_size))
+            .collect::<StoreResult<Vec<_>>>()?;
+        for shard in &shards {
+            migrations::run(shard, n).await?;
+        }
+        let shared = Arc::new(Shared::new(n));
+        let mut committers = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        for shard in &shards {
+            let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
+            let committer = Committer::new(
+                shard.idx,
+                shard.config.clone(),
+                rx,
+                config.batch_ops_max,
+                Duration::from_micros(config.batch_wait_us),
+                Arc::clone(&shared),
+            );
+            tasks.push(tokio::spawn(committer.run()));
+            committers.push(tx);
+        }
+        let inner = Arc::new(Inner {
+            shards,
+            committers,
+            shared,
+            closed: AtomicBool::new(false),
+            enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
+            next_group_shard: AtomicUsize::new(0),
+        });
+        let redrive = tokio::spawn(outbox::redrive_forever(Arc::clone(&inner)));
+        Ok(PgStore { inner, committer_tasks: tokio::sync::Mutex::new(tasks), redrive })
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> PgStats {
+        let s = &self.inner.shared;
+        PgStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            commit_failures: s.commit_failures.load(Ordering::Relaxed),
+            appends: s.appends.load(Ordering::Relaxed),
+            duplicates: s.duplicates.load(Ordering::Relaxed),
+            queued: self.inner.queued() as u64,
+        }
+    }
+
+    /// Number of shards.
+    pub fn n_shards(&self) -> usize {
+        self.inner.n_shards()
+    }
+
+    /// Re-drives leftover group outbox rows now (normally done periodically); returns how many
+    /// were driven. For tests and operators.
+    pub async fn redrive_outbox(&self) -> StoreResult<usize> {
+        outbox::redrive_once(&self.inner, 0).await
+    }
+
+    /// Stops the committers after they have handled everything queued before this call.
+    async fn stop_committers(&self) {
+        let mut tasks = self.committer_tasks.lock().await;
+        if tasks.is_empty() {
+            return;
+        }
+        for tx in &self.inner.committers {
+            let (reply, done) = oneshot::channel();
+            if tx.send(Op::Close { reply }).await.is_ok() {
+                let _ = done.await;
+            }
+        }
+        for task in tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Runs one statement in a transaction that does not wait for the WAL flush: for the buffered
+/// writes (message index, group payloads and receipts) made durable by a later synced commit on
+/// the same shard. `SET LOCAL` keeps the setting from leaking into the pooled connection.
+pub(crate) async fn execute_unsynced(
+    shard: usize,
+    client: &mut deadpool_postgres::Object,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<u64> {
+    let err = |e| error::db_err(shard, e);
+    let tx = client.transaction().await.map_err(err)?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
+    let n = tx.execute(statement, params).await.map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    Ok(n)
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.redrive.abort();
+        for tx in &self.inner.committers {
+            // Best effort: a committer whose queue is full stops when its senders are dropped.
+            let (reply, _) = oneshot::channel();
+            let _ = tx.try_send(Op::Close { reply });
+        }
+    }
+}
