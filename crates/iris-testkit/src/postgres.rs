@@ -116,8 +116,17 @@ impl PgShards {
         }
     }
 
+    /// Crashes shard `idx`'s server (`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL
+    /// not yet flushed is lost, as after a power cut), for durability tests.
+    pub fn crash_shard(&mut self, idx: usize) {
+        let server = self.own_server(idx);
+        if let Err(e) = server.stop("immediate") {
+            panic!("cannot crash shard {idx}: {e}");
+        }
+    }
+
     /// Starts shard `idx`'s server again on the same port and data after
-    /// [`stop_shard`](Self::stop_shard).
+    /// [`stop_shard`](Self::stop_shard) or [`crash_shard`](Self::crash_shard).
     pub fn start_shard(&mut self, idx: usize) {
         let server = self.own_server(idx);
         if let Err(e) = server.pg_ctl_start() {

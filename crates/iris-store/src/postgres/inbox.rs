@@ -43,8 +43,9 @@ impl Inner {
         let n = self.n_shards();
         let mut splits: BTreeMap<usize, Split> = BTreeMap::new();
         let empty = || Split { entries: Vec::new(), positions: Vec::new() };
-        if let Some(key) = &req.dedup {
-            splits.entry(shard_of_id(key.sender.account, n)).or_insert_with(empty);
+        let sender_shard = req.dedup.as_ref().map(|key| shard_of_id(key.sender.account, n));
+        if let Some(shard) = sender_shard {
+            splits.entry(shard).or_insert_with(empty);
         }
         splits.entry(shard_of_msg(req.server_msg_id, n)).or_insert_with(empty);
         let n_entries = req.entries.len();
@@ -65,7 +66,7 @@ impl Inner {
             Err(_) => return Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS }),
         };
         let mut waits = Vec::with_capacity(splits.len());
-        for (permit, (_, split)) in permits.into_iter().zip(splits) {
+        for (permit, (shard, split)) in permits.into_iter().zip(splits) {
             let (reply, answer) = oneshot::channel();
             permit.send(Op::Append(AppendPart {
                 dedup: req.dedup.clone(),
@@ -74,7 +75,7 @@ impl Inner {
                 entries: split.entries,
                 reply,
             }));
-            waits.push((split.positions, answer));
+            waits.push(Wait { positions: split.positions, from_sender_shard: Some(shard) == sender_shard, answer });
         }
         let shared = Arc::clone(&self.shared);
         Ok(Box::pin(async move {
@@ -89,25 +90,33 @@ impl Inner {
     }
 }
 
+/// A queued part's answer, and where its seqs go in the request.
+struct Wait {
+    positions: Vec<usize>,
+    /// The sender's shard holds the authoritative dedup record (the first attempt always
+    /// wrote it there): its answer wins when shards recorded different originals.
+    from_sender_shard: bool,
+    answer: oneshot::Receiver<StoreResult<PartOutcome>>,
+}
+
 /// Combines the shards' answers: an error if any part failed (the caller retries; dedup
-/// completes only the missing parts), `Duplicate` if any shard had the key, else the seqs in
-/// request order.
-async fn resolve(
-    n_entries: usize,
-    waits: Vec<(Vec<usize>, oneshot::Receiver<StoreResult<PartOutcome>>)>,
-) -> StoreResult<AppendOutcome> {
+/// completes only the missing parts), `Duplicate` if any shard had the key (with the sender's
+/// shard's original), else the seqs in request order.
+async fn resolve(n_entries: usize, waits: Vec<Wait>) -> StoreResult<AppendOutcome> {
     let mut seqs = vec![0; n_entries];
     let mut duplicate = None;
     let mut failure = None;
-    for (positions, answer) in waits {
-        match answer.await {
+    for wait in waits {
+        match wait.answer.await {
             Ok(Ok(PartOutcome::Appended(part_seqs))) => {
-                for (pos, seq) in positions.into_iter().zip(part_seqs) {
+                for (pos, seq) in wait.positions.into_iter().zip(part_seqs) {
                     seqs[pos] = seq;
                 }
             }
             Ok(Ok(PartOutcome::Duplicate { server_msg_id, server_ts_ms })) => {
-                duplicate = Some(AppendOutcome::Duplicate { server_msg_id, server_ts_ms });
+                if wait.from_sender_shard || duplicate.is_none() {
+                    duplicate = Some(AppendOutcome::Duplicate { server_msg_id, server_ts_ms });
+                }
             }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some(StoreError::Unavailable("committer stopped without answering".into())),

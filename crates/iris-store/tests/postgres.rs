@@ -1,0 +1,253 @@
+//! What only the PostgreSQL engine has to prove: appends spanning shards, retries after a
+//! partial cross-shard commit, several Iris nodes on one inbox, shard failures, migrations and
+//! the group outbox. Every test starts its own two real PostgreSQL shards.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Engine, Env};
+use iris_store::postgres::{shard_of_id, shard_of_msg, PgConfig, PgStore};
+use iris_store::{
+    AccountStore, AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, Group, GroupMember, GroupRole,
+    GroupStore, InboxCursor, InboxStore, MessageIndexStore, MessageRef, NewEntry, StoreError,
+};
+
+/// Account 1 lives on shard 1, account 2 on shard 0 (ids name their shard in their low bits).
+const ALICE: DeviceAddr = DeviceAddr { account: 1, device: 1 };
+const ALICE_LAPTOP: DeviceAddr = DeviceAddr { account: 1, device: 2 };
+const BOB: DeviceAddr = DeviceAddr { account: 2, device: 1 };
+/// How long a test waits for a restarted shard to be healthy again.
+const RECOVERY_WAIT_MAX: Duration = Duration::from_secs(30);
+
+async fn connect(env: &Env) -> PgStore {
+    PgStore::connect(env.pg_config()).await.expect("connect")
+}
+
+fn send(to: &[DeviceAddr], client_msg_id: &str, server_msg_id: u64) -> AppendRequest {
+    AppendRequest {
+        dedup: Some(DedupKey { sender: ALICE, client_msg_id: client_msg_id.into() }),
+        server_msg_id,
+        server_ts_ms: 1_000,
+        entries: to.iter().map(|&device| NewEntry { device, item: Bytes::from(client_msg_id.to_owned()) }).collect(),
+    }
+}
+
+/// A server message id whose records live on `shard` (of two).
+fn msg_id_on(shard: usize) -> u64 {
+    (1..).find(|&id| shard_of_msg(id, 2) == shard).expect("some id lands on every shard")
+}
+
+async fn texts(store: &PgStore, device: DeviceAddr) -> Vec<String> {
+    let entries = store.read(device, 0, 100).await.expect("read");
+    entries.into_iter().map(|e| String::from_utf8(e.item.to_vec()).expect("utf-8")).collect()
+}
+
+/// Waits (bounded) until the store reports healthy again.
+async fn wait_healthy(store: &PgStore) {
+    let deadline = tokio::time::Instant::now() + RECOVERY_WAIT_MAX;
+    while !store.is_healthy() {
+        assert!(tokio::time::Instant::now() < deadline, "store did not recover within {RECOVERY_WAIT_MAX:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_across_two_shards_lands_in_both() {
+    // Proves one append to devices on two shards stores each entry once with per-device seqs,
+    // and that cursors of many devices come back in request order with one query per shard.
+    let env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    assert_ne!(shard_of_id(ALICE.account, 2), shard_of_id(BOB.account, 2), "the test needs two shards");
+    let outcome = store.append(send(&[BOB, ALICE_LAPTOP, BOB], "m1", 10)).await.unwrap();
+    assert_eq!(outcome, AppendOutcome::Appended { seqs: vec![1, 1, 2] });
+    assert_eq!(texts(&store, BOB).await, ["m1", "m1"]);
+    assert_eq!(texts(&store, ALICE_LAPTOP).await, ["m1"]);
+    store.ack(BOB, 1).await.unwrap();
+    let unknown = DeviceAddr::new(99, 1);
+    let cursors = store.cursors(&[ALICE_LAPTOP, unknown, BOB]).await.unwrap();
+    assert_eq!(cursors, [InboxCursor { acked: 0, last: 1 }, InboxCursor::default(), InboxCursor { acked: 1, last: 2 }]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_a_partial_commit_never_duplicates() {
+    // Proves the cross-shard scheme: with one shard down an append fails (nothing
+    // acknowledged) but its other shard's part is stored; the retry under the same dedup key
+    // stores only the missing part and answers Duplicate with the original id; every device
+    // ends up with exactly one copy.
+    let mut env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    let pg = env.pg.as_mut().expect("shards");
+    pg.stop_shard(0); // Bob's shard
+    let first = store.append(send(&[BOB, ALICE_LAPTOP], "m1", msg_id_on(1))).await;
+    assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+    assert!(!store.is_healthy());
+    assert_eq!(texts(&store, ALICE_LAPTOP).await, ["m1"], "the live shard's part was committed");
+    pg.start_shard(0);
+    wait_healthy(&store).await;
+    for retry_id in [msg_id_on(1) + 2, msg_id_on(0)] {
+        let retry = store.append(send(&[BOB, ALICE_LAPTOP], "m1", retry_id)).await.unwrap();
+        assert_eq!(retry, AppendOutcome::Duplicate { server_msg_id: msg_id_on(1), server_ts_ms: 1_000 });
+        assert_eq!(texts(&store, BOB).await, ["m1"]);
+        assert_eq!(texts(&store, ALICE_LAPTOP).await, ["m1"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_shard_is_unavailable_then_recovers() {
+    // Proves a stopped shard makes its calls fail with Unavailable and the store unhealthy,
+    // leaves the other shard working, and that the store reconnects by itself once the shard
+    // is back: no restart of the store, no lost committer.
+    let mut env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    store.append(send(&[BOB], "before", msg_id_on(0))).await.unwrap();
+    let pg = env.pg.as_mut().expect("shards");
+    pg.stop_shard(0);
+    assert!(matches!(store.append(send(&[BOB], "down", msg_id_on(0))).await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(store.read(BOB, 0, 10).await, Err(StoreError::Unavailable(_))));
+    assert!(!store.is_healthy());
+    let other = store.append(send(&[ALICE_LAPTOP], "other", msg_id_on(1))).await.unwrap();
+    assert_eq!(other, AppendOutcome::Appended { seqs: vec![1] }, "the other shard keeps working");
+    pg.start_shard(0);
+    wait_healthy(&store).await;
+    let after = store.append(send(&[BOB], "after", msg_id_on(0))).await.unwrap();
+    assert_eq!(after, AppendOutcome::Appended { seqs: vec![2] });
+    assert_eq!(texts(&store, BOB).await, ["before", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_appending_to_one_inbox_get_distinct_increasing_seqs() {
+    // Proves seqs come from the database: two stores (two Iris nodes) appending concurrently to
+    // one inbox give every entry a distinct seq, gap-free, increasing for each sender.
+    let env = Env::new(Engine::Postgres);
+    let nodes = [Arc::new(connect(&env).await), Arc::new(connect(&env).await)];
+    let (n_tasks, n_each) = (8u64, 10u64);
+    let tasks: Vec<_> = (0..n_tasks)
+        .map(|t| {
+            let store = Arc::clone(&nodes[t as usize % 2]);
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..n_each {
+                    let req = AppendRequest { dedup: None, ..send(&[BOB], &format!("t{t}-{i}"), t * 100 + i) };
+                    match store.append(req).await.unwrap() {
+                        AppendOutcome::Appended { seqs } => mine.push(seqs[0]),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = HashSet::new();
+    for task in tasks {
+        let mine = task.await.unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "{mine:?}");
+        all.extend(mine);
+    }
+    assert_eq!(all, (1..=n_tasks * n_each).collect::<HashSet<u64>>());
+    assert_eq!(nodes[0].cursor(BOB).await.unwrap().last, n_tasks * n_each);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrations_twice_are_harmless_and_the_shard_order_is_checked() {
+    // Proves migrations run again (and by two nodes at once) without harm or data loss, and
+    // that a reordered or shortened shard list is refused instead of misrouting accounts.
+    let env = Env::new(Engine::Postgres);
+    let (a, b) = tokio::join!(PgStore::connect(env.pg_config()), PgStore::connect(env.pg_config()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let (alice, _) = a.register_device("+15550001", "phone", 1, 5).await.unwrap();
+    assert_eq!(b.account_by_phone("+15550001").await.unwrap(), Some(alice.clone()));
+    drop((a, b));
+    let again = connect(&env).await;
+    assert_eq!(again.account(alice.id).await.unwrap(), Some(alice));
+    let mut reversed = env.pg_config();
+    reversed.shard_urls.reverse();
+    assert!(matches!(PgStore::connect(reversed).await, Err(StoreError::Unavailable(_))));
+    let shortened = PgConfig { shard_urls: env.pg_config().shard_urls[..1].to_vec(), ..env.pg_config() };
+    assert!(matches!(PgStore::connect(shortened).await, Err(StoreError::Unavailable(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_spread_over_shards_with_unique_ids() {
+    // Proves accounts are placed by phone on both shards, ids are unique across shards and
+    // route back to the shard that holds the account.
+    let env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    let mut ids = HashSet::new();
+    let mut shards = HashSet::new();
+    for i in 0..16 {
+        let (account, device) = store.register_device(&format!("+1555000{i:02}"), "phone", 1, 5).await.unwrap();
+        assert!(ids.insert(account.id), "duplicate id {}", account.id);
+        shards.insert(shard_of_id(account.id, 2));
+        assert_eq!(store.devices(account.id).await.unwrap(), vec![device]);
+    }
+    assert_eq!(shards.len(), 2, "16 phones should land on both shards");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_change_whose_events_failed_is_redriven_once() {
+    // Proves the outbox: a group change is committed with its events on the group's shard; if
+    // appending the events fails (a member's shard is down) the re-drive appends them once the
+    // shard is back, exactly once however often it runs.
+    let mut env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    let member = |account| GroupMember { account, role: GroupRole::Member, joined_at_ms: 1, joined_version: 1 };
+    let group = Group {
+        id: 0,
+        name: "g".into(),
+        description: String::new(),
+        settings: Default::default(),
+        created_at_ms: 1,
+        version: 1,
+        members: vec![member(ALICE.account), member(BOB.account)],
+        pending: vec![],
+        invite_token: None,
+    };
+    let g = store.create_group(group).await.unwrap();
+    let alice_shard = shard_of_id(ALICE.account, 2);
+    assert_ne!(shard_of_id(g.id, 2), alice_shard, "the test needs the group away from Alice's shard");
+    let mut next = g.clone();
+    next.version = 2;
+    next.members.retain(|m| m.account != BOB.account);
+    let events = AppendRequest {
+        dedup: None,
+        server_msg_id: msg_id_on(1 - alice_shard),
+        server_ts_ms: 5,
+        entries: vec![NewEntry { device: ALICE, item: Bytes::from_static(b"bob removed") }],
+    };
+    let pg = env.pg.as_mut().expect("shards");
+    pg.stop_shard(alice_shard);
+    let pending = store.enqueue_group_update(&next, events).await.unwrap().expect("version fits");
+    assert!(matches!(pending.await, Err(StoreError::Unavailable(_))));
+    assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()), "the change itself is committed");
+    pg.start_shard(alice_shard);
+    wait_healthy(&store).await;
+    store.redrive_outbox().await.unwrap();
+    assert_eq!(store.redrive_outbox().await.unwrap(), 0, "the outbox is empty once driven");
+    assert_eq!(texts(&store, ALICE).await, ["bob removed"]);
+    assert_eq!(store.groups_of(BOB.account).await.unwrap(), Vec::<u64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unsynced_writes_are_durable_once_their_append_is() {
+    // Proves the message index (written without waiting for a flush) survives a crash of its
+    // shard right after the message's append was acknowledged: the append's synced commit on
+    // that shard flushed it.
+    let mut env = Env::new(Engine::Postgres);
+    let store = connect(&env).await;
+    let id = msg_id_on(0);
+    let r = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5, deleted: false };
+    store.put_message_ref(id, r).await.unwrap();
+    store.put_group_payload(7, id, Bytes::from_static(b"p")).await.unwrap();
+    store.append(send(&[ALICE_LAPTOP], "m1", id)).await.unwrap(); // entries on shard 1 only
+    drop(store);
+    let pg = env.pg.as_mut().expect("shards");
+    pg.crash_shard(0);
+    pg.start_shard(0);
+    let store = connect(&env).await;
+    assert_eq!(store.message_ref(id).await.unwrap(), Some(r));
+    assert_eq!(store.group_payload(7, id).await.unwrap(), Some(Bytes::from_static(b"p")));
+}
