@@ -52,7 +52,8 @@ impl From<String> for Recipient {
 #[derive(Debug, Clone)]
 pub struct Client {
     cmds: mpsc::Sender<Command>,
-    shared: Arc<Shared>,
+    /// Also read by the operation modules (presence remembers its subscriptions here).
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Client {

@@ -93,6 +93,9 @@ pub(crate) struct Driver {
     limits: pb::Limits,
     /// Highest ack the server has been told on the current connection (`Hello` included).
     ack_sent: u64,
+    /// Request id of the pending re-subscription to the watched accounts after a reconnect;
+    /// its answer goes to the app as presence events, not to a caller.
+    resubscribe: Option<u64>,
 }
 
 impl Driver {
@@ -113,6 +116,7 @@ impl Driver {
             next_request_id: HELLO_REQUEST_ID + 1,
             limits: Limits::default().into(),
             ack_sent: 0,
+            resubscribe: None,
         }
     }
 
@@ -154,6 +158,29 @@ impl Driver {
         self.ack_sent = est.resume_after_seq;
         tracing::debug!(account_id = est.welcome.account_id, device_id = est.welcome.device_id, node = %est.welcome.node_id, "connected");
         self.emit(Event::Connected(est.welcome.clone()));
+        self.resubscribe_presence();
+    }
+
+    /// Queues a subscription to every watched account (the server forgot them with the last
+    /// connection), unless one is still pending: unanswered operations are resent anyway, and
+    /// later subscribe/unsubscribe calls follow it in request-id order.
+    fn resubscribe_presence(&mut self) {
+        if self.resubscribe.is_some_and(|id| self.inflight.contains(id)) {
+            return;
+        }
+        self.resubscribe = None;
+        let account_ids = self.shared.watched();
+        if account_ids.is_empty() {
+            return;
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        // Nobody awaits the answer: `on_event` hands it to the app before the inflight table
+        // drops it into this closed channel.
+        let (reply, _) = oneshot::channel();
+        let op = client_op::Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids });
+        self.inflight.insert(request_id, op, Reply::Event(reply));
+        self.resubscribe = Some(request_id);
     }
 
     /// Runs one connection until it ends.
@@ -306,6 +333,12 @@ impl Driver {
                 return Some(End::Lost { reason, delay: Some(delay) });
             }
             server_event::Event::Error(err) => return self.on_error(event.request_id, err),
+            server_event::Event::PresenceState(state) if self.resubscribe == Some(event.request_id) => {
+                self.resubscribe = None;
+                let answer = server_event::Event::PresenceState(pb::PresenceState::default());
+                self.inflight.complete_event(event.request_id, answer);
+                state.accounts.into_iter().for_each(|update| self.emit(Event::Presence(update)));
+            }
             e @ (server_event::Event::PresenceState(_)
             | server_event::Event::Done(_)
             | server_event::Event::ActionResult(_)
@@ -335,6 +368,11 @@ impl Driver {
         let policy = self.config.retry;
         match self.inflight.on_error(request_id, err, now, &policy, |d| backoff::after_hint(d, &mut rand::rng())) {
             ErrorOutcome::Retrying(delay) => tracing::debug!(request_id, ?code, ?delay, "retrying refused operation"),
+            ErrorOutcome::Failed if self.resubscribe == Some(request_id) => {
+                // Nobody to answer; the app still has its last presence events.
+                tracing::warn!(request_id, ?code, "re-subscribing to presence failed");
+                self.resubscribe = None;
+            }
             ErrorOutcome::Failed => {}
             ErrorOutcome::Unknown => tracing::warn!(request_id, ?code, "error for no pending request"),
         }

@@ -90,6 +90,11 @@ impl Inflight {
         self.ops.len()
     }
 
+    /// Whether `request_id` still awaits its answer.
+    pub(crate) fn contains(&self, request_id: u64) -> bool {
+        self.ops.contains_key(&request_id)
+    }
+
     /// Operations written and not yet answered on the current connection.
     pub(crate) fn n_sent(&self) -> usize {
         self.n_sent

@@ -1,5 +1,7 @@
-//! Presence, typing and block operations of [`Client`]. Presence subscriptions belong to the
-//! connection: after [`Event::Connected`](crate::Event::Connected) of a reconnect, subscribe again.
+//! Presence, typing and block operations of [`Client`]. The server ends presence subscriptions
+//! with the connection; the client remembers what the app watches and subscribes again after
+//! every reconnect, handing the app each account's current state as an
+//! [`Event::Presence`](crate::Event::Presence) right after [`Event::Connected`](crate::Event::Connected).
 
 use std::time::Duration;
 
@@ -15,17 +17,31 @@ pub const TYPING_EXPIRES_AFTER: Duration = Duration::from_secs(5);
 
 impl Client {
     /// Watches these accounts (at most 1,000 per connection) and returns their current state;
-    /// changes then arrive as [`Event::Presence`](crate::Event::Presence).
+    /// changes then arrive as [`Event::Presence`](crate::Event::Presence), across reconnects
+    /// until [`Client::presence_unsubscribe`]. A refused subscription is not remembered.
     pub async fn presence_subscribe(&self, account_ids: Vec<u64>) -> Result<Vec<pb::PresenceUpdate>, ClientError> {
-        match self.op(client_op::Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids })).await? {
-            server_event::Event::PresenceState(s) => Ok(s.accounts),
-            other => Err(unexpected(&other)),
+        // Remembered before it is sent, so a reconnect while it is in flight cannot miss it.
+        let added = self.shared.watch(&account_ids);
+        let answer = match self.op(client_op::Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids })).await {
+            Ok(server_event::Event::PresenceState(s)) => Ok(s.accounts),
+            Ok(other) => Err(unexpected(&other)),
+            Err(e) => Err(e),
+        };
+        if answer.is_err() {
+            self.shared.unwatch(&added);
         }
+        answer
     }
 
-    /// Stops watching these accounts.
+    /// Stops watching these accounts (now and after reconnects).
     pub async fn presence_unsubscribe(&self, account_ids: Vec<u64>) -> Result<(), ClientError> {
+        self.shared.unwatch(&account_ids);
         self.done(client_op::Op::PresenceUnsubscribe(pb::PresenceUnsubscribe { account_ids })).await
+    }
+
+    /// The accounts this client watches (restored after every reconnect), in id order.
+    pub fn presence_watched(&self) -> Vec<u64> {
+        self.shared.watched()
     }
 
     /// Sets this device away (or back) and, when given, the account's presence privacy.

@@ -1,7 +1,8 @@
 //! State shared by the client handles, the event stream and the background connection task:
 //! current credentials (and the one place that refreshes them), the ack cursor, the last
-//! `Welcome` and why the client stopped.
+//! `Welcome`, the presence subscriptions to restore after a reconnect and why the client stopped.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -29,6 +30,9 @@ pub(crate) struct Shared {
     pub(crate) ack_notify: Notify,
     /// The fatal error that stopped the client, reported to later calls.
     terminal: Mutex<Option<pb::Error>>,
+    /// Accounts the app watches: the server forgets subscriptions with the connection, so the
+    /// connection task subscribes to these again after every reconnect.
+    watched: Mutex<BTreeSet<u64>>,
 }
 
 impl Shared {
@@ -47,6 +51,7 @@ impl Shared {
             acked_seq: AtomicU64::new(resume_after_seq),
             ack_notify: Notify::new(),
             terminal: Mutex::new(None),
+            watched: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -87,6 +92,25 @@ impl Shared {
 
     pub(crate) fn set_welcome(&self, welcome: pb::Welcome) {
         *lock(&self.welcome) = Some(welcome);
+    }
+
+    /// Adds accounts to the watched set; returns those that were not in it yet.
+    pub(crate) fn watch(&self, account_ids: &[u64]) -> Vec<u64> {
+        let mut watched = lock(&self.watched);
+        account_ids.iter().copied().filter(|&id| watched.insert(id)).collect()
+    }
+
+    /// Removes accounts from the watched set.
+    pub(crate) fn unwatch(&self, account_ids: &[u64]) {
+        let mut watched = lock(&self.watched);
+        for id in account_ids {
+            watched.remove(id);
+        }
+    }
+
+    /// The watched accounts, in id order.
+    pub(crate) fn watched(&self) -> Vec<u64> {
+        lock(&self.watched).iter().copied().collect()
     }
 
     pub(crate) fn terminal(&self) -> Option<pb::Error> {

@@ -316,3 +316,42 @@ async fn a_block_survives_a_restart() {
     let Some(pb::inbox_item::Body::Message(m)) = &got[0].body else { panic!("not a message: {:?}", got[0]) };
     assert_eq!(&m.payload[..], b"now?", "the message sent while blocked never arrives, the next one does");
 }
+
+#[tokio::test]
+async fn the_sdk_subscribes_again_after_a_reconnect() {
+    // Proves: after the server restarts (every subscription gone with its connection), the SDK
+    // subscribes again on its own: the app gets the watched account's current state right after
+    // `Connected`, then pushes on the new connection; an account it unsubscribed stays forgotten.
+    let mut server = InProcess::start().await;
+    let url = server.url();
+    let mut alice = Dev::new(&url, "+14155550181").await;
+    let bob = Dev::new(&url, "+14155550182").await;
+    let carol = Dev::offline(&url, "+14155550183").await;
+    alice.client.presence_subscribe(vec![bob.id(), carol.account_id]).await.unwrap();
+    alice.client.presence_unsubscribe(vec![carol.account_id]).await.unwrap();
+    assert_eq!(alice.client.presence_watched(), vec![bob.id()]);
+
+    server.restart().await;
+    recv_until(&alice.client, &mut alice.events, |e| matches!(e, Event::Disconnected(_))).await;
+    recv_until(&alice.client, &mut alice.events, |e| matches!(e, Event::Connected(_))).await;
+    // The very next event is the restored state (online or not, depending on bob's reconnect).
+    let next = tokio::time::timeout(PATIENCE, alice.events.next()).await.expect("no state after reconnect");
+    assert!(matches!(&next, Some(Event::Presence(p)) if p.account_id == bob.id()), "got {next:?}");
+    let mut p = match next {
+        Some(Event::Presence(p)) => p,
+        _ => unreachable!(),
+    };
+    while !p.online {
+        p = alice.next_presence(bob.id()).await;
+    }
+
+    // Pushes flow on the new connection: bob leaving arrives with a last seen.
+    bob.client.close().await;
+    let p = alice.next_presence(bob.id()).await;
+    assert!(!p.online && p.last_seen_ms > 0, "bob's departure after the reconnect: {p:?}");
+    let (carol_client, _carol_events) = connect(&url, &carol).await;
+    let got = alice.collect(QUIET * 2).await;
+    let about_carol = got.iter().any(|e| matches!(e, Event::Presence(p) if p.account_id == carol.account_id));
+    assert!(!about_carol, "an unsubscribed account was restored: {got:?}");
+    carol_client.close().await;
+}
