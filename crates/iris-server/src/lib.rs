@@ -12,6 +12,7 @@ pub mod actions;
 pub mod auth;
 pub mod blocks;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod contacts;
 pub mod context;

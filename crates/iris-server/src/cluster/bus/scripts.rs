@@ -1,0 +1,44 @@
+//! The Lua scripts the bus runs in Redis, one per operation that must be atomic. They are sent
+//! with `EVAL` (not `EVALSHA`): a promoted replica has an empty script cache, and `EVAL` of a
+//! known body costs the server a hash lookup, so failover never turns into `NOSCRIPT` errors.
+
+/// Deletes KEYS[1] only while it still holds ARGV[1] (this node): a node never releases a device
+/// another node has claimed since. Returns 1 when deleted.
+pub(crate) const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Extends KEYS[1] = ARGV[1] (this node) for ARGV[2] ms if it is absent or still ours. Absent
+/// happens after a failover lost the write, so refreshing re-creates it; owned by another node
+/// means the device moved, and the entry is left to its new owner. Returns 1 when set.
+pub(crate) const REFRESH: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v == false or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// GCRA (generic cell rate algorithm) on KEYS[1]: ARGV[1] takes per ARGV[2] ms, bursts up to
+/// ARGV[1]. Stores only the theoretical arrival time (µs, Redis's own clock, so nodes' clocks do
+/// not matter), expiring when the bucket is full again. Returns -1 when allowed, else the ms to
+/// wait before the next take can succeed (at least 1).
+pub(crate) const RATE_TAKE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2]) * 1000
+local interval = window / tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - window
+if allow_at > now then
+  return math.max(1, math.ceil((allow_at - now) / 1000))
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+return -1
+";

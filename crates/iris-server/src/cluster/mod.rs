@@ -1,0 +1,3 @@
+//! Cluster mode.
+
+pub mod bus;

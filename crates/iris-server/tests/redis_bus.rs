@@ -1,0 +1,294 @@
+//! The Redis Cluster bus against a real Redis Cluster (3 primaries + 3 replicas from the test
+//! kit, or the one named by `IRIS_TEST_REDIS_URLS`): Pub/Sub routing, the session registry,
+//! soft state, rate limits, and what happens when a primary or the whole cluster dies. Each test
+//! uses its own namespace, so they can share one cluster.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iris_server::cluster::bus::{Bus, BusConfig, BusError};
+use iris_store::DeviceAddr;
+use iris_testkit::redis::RedisCluster;
+use tokio::sync::mpsc::Receiver;
+
+/// Bound on waiting for something that should happen within milliseconds on a healthy cluster.
+const QUICK: Duration = Duration::from_secs(5);
+
+/// A namespace no other test (or earlier run against a shared cluster) uses.
+fn namespace(test: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("t-{test}-{}-{}-{nanos}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn connect(cluster: &RedisCluster, ns: &str, node_id: u16) -> (Bus, Receiver<Bytes>) {
+    let cfg = BusConfig {
+        urls: cluster.urls(),
+        namespace: ns.to_owned(),
+        node_id,
+        probe_interval_ms: 200,
+        breaker_open_ms: 300,
+        ..BusConfig::default()
+    };
+    Bus::connect(cfg).await.expect("bus connects")
+}
+
+async fn recv(rx: &mut Receiver<Bytes>, within: Duration) -> Option<Bytes> {
+    tokio::time::timeout(within, rx.recv()).await.ok().flatten()
+}
+
+/// Retries `call` every 100 ms until it returns `Some`, for at most `within`.
+async fn eventually<T, F, Fut>(within: Duration, mut call: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(v) = call().await {
+            return Some(v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn dev(account: u64, device: u32) -> DeviceAddr {
+    DeviceAddr::new(account, device)
+}
+
+#[tokio::test]
+async fn publish_to_node_reaches_only_that_node() {
+    // Proves: a message to node 1 arrives at node 1's receiver and not at node 2's.
+    let cluster = RedisCluster::start();
+    let ns = namespace("p2n");
+    let (bus1, mut rx1) = connect(&cluster, &ns, 1).await;
+    let (_bus2, mut rx2) = connect(&cluster, &ns, 2).await;
+    bus1.publish_to_node(1, Bytes::from_static(b"for-1")).await.unwrap();
+    assert_eq!(recv(&mut rx1, QUICK).await.as_deref(), Some(&b"for-1"[..]));
+    // Node 2's first message must be the one sent to it after, not "for-1".
+    bus1.publish_to_node(2, Bytes::from_static(b"for-2")).await.unwrap();
+    assert_eq!(recv(&mut rx2, QUICK).await.as_deref(), Some(&b"for-2"[..]));
+    assert!(recv(&mut rx1, Duration::from_millis(200)).await.is_none(), "node 1 got node 2's message");
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_node_including_the_sender() {
+    // Proves: one broadcast arrives once at each of three nodes, the sender included.
+    let cluster = RedisCluster::start();
+    let ns = namespace("bcast");
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        nodes.push(connect(&cluster, &ns, id).await);
+    }
+    nodes[1].0.broadcast(Bytes::from_static(b"all")).await.unwrap();
+    for (_, rx) in &mut nodes {
+        assert_eq!(recv(rx, QUICK).await.as_deref(), Some(&b"all"[..]));
+    }
+    for (_, rx) in &mut nodes {
+        assert!(recv(rx, Duration::from_millis(100)).await.is_none(), "delivered twice");
+    }
+}
+
+#[tokio::test]
+async fn claim_lookup_release_track_the_owner() {
+    // Proves: claims report the previous owner, lookups span accounts (slots), refresh leaves a
+    // device claimed elsewhere alone, and release deletes only this node's own entry.
+    let cluster = RedisCluster::start();
+    let ns = namespace("registry");
+    let (bus1, _rx1) = connect(&cluster, &ns, 1).await;
+    let (bus2, _rx2) = connect(&cluster, &ns, 2).await;
+    let devices: Vec<DeviceAddr> = (1..=20).map(|acc| dev(acc, 1)).chain([dev(1, 2)]).collect();
+    let ttl = 60_000;
+
+    assert_eq!(bus1.claim_devices(&devices, ttl).await.unwrap(), vec![None; devices.len()]);
+    assert_eq!(bus2.lookup_devices(&devices).await.unwrap(), vec![Some(1); devices.len()]);
+    assert_eq!(bus2.claim_devices(&[dev(1, 1)], ttl).await.unwrap(), vec![Some(1)]);
+
+    bus1.refresh_devices(&devices, ttl).await.unwrap();
+    assert_eq!(bus1.lookup_devices(&[dev(1, 1), dev(1, 2)]).await.unwrap(), vec![Some(2), Some(1)]);
+
+    bus1.release_device(dev(1, 1)).await.unwrap();
+    assert_eq!(bus1.lookup_devices(&[dev(1, 1)]).await.unwrap(), vec![Some(2)], "released another node's claim");
+    bus1.release_device(dev(1, 2)).await.unwrap();
+    bus2.release_device(dev(1, 1)).await.unwrap();
+    assert_eq!(bus1.lookup_devices(&[dev(1, 1), dev(1, 2), dev(2, 1)]).await.unwrap(), vec![None, None, Some(1)]);
+    assert_eq!(bus1.lookup_devices(&[]).await.unwrap(), Vec::<Option<u16>>::new());
+}
+
+#[tokio::test]
+async fn entries_expire_after_their_ttl_unless_refreshed() {
+    // Proves: registry entries and soft state vanish after their TTL; a refresh extends a claim
+    // and re-creates one that vanished (as after a failover that lost the write).
+    let cluster = RedisCluster::start();
+    let ns = namespace("ttl");
+    let (bus, _rx) = connect(&cluster, &ns, 7).await;
+    bus.claim_devices(&[dev(5, 1), dev(5, 2)], 300).await.unwrap();
+    bus.set_px("code", Bytes::from_static(b"123456"), 300).await.unwrap();
+    bus.refresh_devices(&[dev(5, 2)], 60_000).await.unwrap();
+
+    let expired = eventually(QUICK, || async {
+        let owners = bus.lookup_devices(&[dev(5, 1)]).await.unwrap();
+        let code = bus.get("code").await.unwrap();
+        (owners == vec![None] && code.is_none()).then_some(())
+    })
+    .await;
+    assert!(expired.is_some(), "entries outlived their TTL");
+    assert_eq!(bus.lookup_devices(&[dev(5, 2)]).await.unwrap(), vec![Some(7)], "the refreshed claim expired");
+
+    bus.refresh_devices(&[dev(5, 1)], 60_000).await.unwrap();
+    assert_eq!(bus.lookup_devices(&[dev(5, 1)]).await.unwrap(), vec![Some(7)]);
+}
+
+#[tokio::test]
+async fn soft_state_spans_slots_and_take_is_one_time() {
+    // Proves: get_many answers in order for keys in many slots (missing ones as None), take
+    // returns a value once, del removes it.
+    let cluster = RedisCluster::start();
+    let ns = namespace("kv");
+    let (bus, _rx) = connect(&cluster, &ns, 1).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for (i, key) in keys.iter().enumerate().filter(|(i, _)| i % 3 != 0) {
+        bus.set_px(key, Bytes::from(format!("v{i}")), 60_000).await.unwrap();
+    }
+    let values = bus.get_many(&keys).await.unwrap();
+    for (i, value) in values.iter().enumerate() {
+        let expected = (i % 3 != 0).then(|| Bytes::from(format!("v{i}")));
+        assert_eq!(value, &expected, "key {i}");
+    }
+    assert_eq!(bus.take("k1").await.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(bus.take("k1").await.unwrap(), None);
+    bus.del("k2").await.unwrap();
+    assert_eq!(bus.get("k2").await.unwrap(), None);
+    assert_eq!(bus.get("k4").await.unwrap().as_deref(), Some(&b"v4"[..]));
+}
+
+#[tokio::test]
+async fn rate_take_limits_then_allows_again() {
+    // Proves: a bucket of 3 per 600 ms allows a burst of 3, refuses the 4th with a wait within
+    // the window, and allows again once that wait has passed; other keys are independent.
+    let cluster = RedisCluster::start();
+    let ns = namespace("rate");
+    let (bus, _rx) = connect(&cluster, &ns, 1).await;
+    for _ in 0..3 {
+        assert_eq!(bus.rate_take("login:{42}", 3, 600).await.unwrap(), None);
+    }
+    let wait_ms = bus.rate_take("login:{42}", 3, 600).await.unwrap().expect("4th take refused");
+    assert!((1..=600).contains(&wait_ms), "retry after {wait_ms} ms");
+    assert_eq!(bus.rate_take("login:{43}", 3, 600).await.unwrap(), None, "buckets are per key");
+    tokio::time::sleep(Duration::from_millis(wait_ms + 20)).await;
+    assert_eq!(bus.rate_take("login:{42}", 3, 600).await.unwrap(), None, "allowed again after the wait");
+    assert!(matches!(bus.rate_take("x", 0, 600).await, Err(BusError::Config(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_channel_and_registry_survive_a_primary_failover() {
+    // Proves: after the primary under node 1's channel is killed and its replica takes over, a
+    // message to node 1 reaches it again (re-subscribed) and registry calls work again, within
+    // seconds, and the bus reports healthy again.
+    let mut cluster = RedisCluster::start_private();
+    let ns = namespace("failover");
+    let (bus1, mut rx1) = connect(&cluster, &ns, 1).await;
+    let (bus2, _rx2) = connect(&cluster, &ns, 2).await;
+    bus2.publish_to_node(1, Bytes::from_static(b"before")).await.unwrap();
+    assert_eq!(recv(&mut rx1, QUICK).await.as_deref(), Some(&b"before"[..]));
+    let devices: Vec<DeviceAddr> = (1..=30).map(|acc| dev(acc, 1)).collect();
+    bus1.claim_devices(&devices, 60_000).await.unwrap();
+
+    let victim = cluster.shard_of(&format!("{ns}:node:{{1}}"));
+    let killed_at = Instant::now();
+    cluster.kill_primary(victim);
+    tokio::task::block_in_place(|| cluster.wait_until_healthy());
+    eprintln!("failover took {:?}", killed_at.elapsed());
+
+    let recovery = Duration::from_secs(15);
+    let deadline = killed_at + recovery;
+    let mut delivered = None;
+    'retry: while Instant::now() < deadline {
+        let _ = bus2.publish_to_node(1, Bytes::from_static(b"after")).await;
+        while let Some(m) = recv(&mut rx1, Duration::from_millis(200)).await {
+            if m.as_ref() == b"after" {
+                delivered = Some(());
+                break 'retry;
+            }
+        }
+    }
+    assert!(delivered.is_some(), "node 1 not reachable {:?} after the kill", killed_at.elapsed());
+    eprintln!("node channel back after {:?}", killed_at.elapsed());
+
+    let registry = eventually(recovery, || async {
+        bus1.refresh_devices(&devices, 60_000).await.ok()?;
+        let owners = bus2.lookup_devices(&devices).await.ok()?;
+        (owners == vec![Some(1); devices.len()]).then_some(())
+    })
+    .await;
+    assert!(registry.is_some(), "registry not back {:?} after the kill", killed_at.elapsed());
+    let healthy = eventually(recovery, || async { bus1.is_healthy().then_some(()) }).await;
+    assert!(healthy.is_some(), "bus not healthy {:?} after the kill", killed_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_cluster_fails_fast_and_reports_unhealthy() {
+    // Proves: with every Redis node killed, calls fail within the command timeout (then at once,
+    // circuit open) instead of hanging, and is_healthy turns false.
+    let mut cluster = RedisCluster::start_private();
+    let ns = namespace("dead");
+    let (bus, _rx) = connect(&cluster, &ns, 1).await;
+    assert!(bus.is_healthy());
+    cluster.kill_all();
+
+    let bound = Duration::from_millis(250 + 150);
+    let mut circuit_opened = false;
+    for i in 0..20u64 {
+        let started = Instant::now();
+        let result = bus.claim_devices(&[dev(i + 1, 1)], 1_000).await;
+        let took = started.elapsed();
+        assert!(took < bound, "call {i} took {took:?}: {result:?}");
+        match result {
+            Err(BusError::CircuitOpen) => {
+                circuit_opened = true;
+                assert!(took < Duration::from_millis(20), "open circuit still waited {took:?}");
+            }
+            Err(BusError::Timeout | BusError::Unavailable(_)) => {}
+            other => panic!("call {i} against a dead cluster: {other:?}"),
+        }
+    }
+    assert!(circuit_opened, "the circuit never opened");
+    assert!(!bus.is_healthy());
+    let started = Instant::now();
+    assert!(bus.publish_to_node(2, Bytes::from_static(b"x")).await.is_err());
+    assert!(started.elapsed() < bound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shard_failing_over_in_turn_keeps_the_bus_working() {
+    // Proves: the bus follows three topology changes in a row (each shard's primary killed once,
+    // one at a time: Redis needs a majority of primaries alive to promote a replica), and
+    // afterwards node messages, broadcasts and the registry all work.
+    let mut cluster = RedisCluster::start_private();
+    let ns = namespace("rolling");
+    let (bus1, mut rx1) = connect(&cluster, &ns, 1).await;
+    let (bus2, mut rx2) = connect(&cluster, &ns, 2).await;
+    for shard in 0..3 {
+        cluster.kill_primary(shard);
+        tokio::task::block_in_place(|| cluster.wait_until_healthy());
+    }
+    let healthy =
+        eventually(Duration::from_secs(15), || async { (bus1.is_healthy() && bus2.is_healthy()).then_some(()) });
+    assert!(healthy.await.is_some(), "buses not healthy after the failovers");
+
+    bus2.publish_to_node(1, Bytes::from_static(b"to-1")).await.unwrap();
+    assert_eq!(recv(&mut rx1, QUICK).await.as_deref(), Some(&b"to-1"[..]));
+    bus1.broadcast(Bytes::from_static(b"all")).await.unwrap();
+    assert_eq!(recv(&mut rx1, QUICK).await.as_deref(), Some(&b"all"[..]));
+    assert_eq!(recv(&mut rx2, QUICK).await.as_deref(), Some(&b"all"[..]));
+    let devices: Vec<DeviceAddr> = (1..=30).map(|acc| dev(acc, 1)).collect();
+    let started = Instant::now();
+    let registry = eventually(Duration::from_secs(10), || async {
+        bus1.claim_devices(&devices, 60_000).await.ok()?;
+        (bus2.lookup_devices(&devices).await.ok()? == vec![Some(1); devices.len()]).then_some(())
+    });
+    assert!(registry.await.is_some(), "registry calls still failing");
+    eprintln!("registry calls worked after {:?}", started.elapsed());
+}
