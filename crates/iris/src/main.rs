@@ -33,6 +33,9 @@ enum Command {
     Group(cmd::group::GroupCommand),
     /// Chat interactively with one peer at a time.
     Chat(cmd::chat::ChatArgs),
+    /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
+    #[command(flatten)]
+    Social(cmd::social::SocialCommand),
     /// Measure a server under load (throughput, hotspot, drain).
     Bench(bench::BenchArgs),
 }
@@ -52,6 +55,7 @@ async fn main() -> ExitCode {
         Command::Recv(args) => cmd::with_logging(cmd::recv::run(args)).await,
         Command::Chat(args) => cmd::with_logging(cmd::chat::run(args)).await,
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
+        Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
     };
     match result {

@@ -234,7 +234,7 @@ fn info_json(info: &pb::GroupInfo) -> Value {
 
 /// A group message as `iris recv` prints it: like a 1:1 message, plus `group_id`.
 pub fn message_json(item: &InboxItem, m: &pb::GroupMessage, me: u64) -> Option<(u64, String)> {
-    let line = json!({
+    let mut line = json!({
         "seq": item.seq,
         "server_msg_id": item.server_msg_id,
         "server_ts_ms": item.server_ts_ms,
@@ -245,6 +245,12 @@ pub fn message_json(item: &InboxItem, m: &pb::GroupMessage, me: u64) -> Option<(
         "text": String::from_utf8_lossy(&m.payload),
         "sent_by_me": m.from_account_id == me,
     });
+    if m.reply_to_server_msg_id != 0 {
+        line["reply_to_server_msg_id"] = m.reply_to_server_msg_id.into();
+    }
+    if m.forwarded {
+        line["forwarded"] = true.into();
+    }
     Some((item.seq, line.to_string()))
 }
 

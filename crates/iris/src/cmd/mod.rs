@@ -1,12 +1,17 @@
-//! The client commands (`login`, `send`, `recv`, `chat`) and what they share: opening a client
-//! from a profile, error reporting as a JSON line, and quiet logging.
+//! The client commands (`login`, `send`, `recv`, `chat`, `group`, and in `social` contacts,
+//! blocks, message actions and presence) and what they share: opening a client from a profile,
+//! error reporting as a JSON line, and quiet logging.
 
+mod actions;
 pub mod chat;
+mod contacts;
 pub mod group;
 pub mod login;
+mod presence;
 pub mod recv;
 pub mod send;
 mod session;
+pub mod social;
 
 use std::future::Future;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use iris_client::pb::{inbox_item, InboxItem};
+use iris_client::pb::{inbox_item, InboxItem, MessageAction, MessageActionType};
 use iris_client::{ClientError, Event};
 use serde::Serialize;
 
@@ -85,6 +85,38 @@ struct MessageLine<'a> {
     to_phone: &'a str,
     text: Cow<'a, str>,
     sent_by_me: bool,
+    /// Only on replies.
+    #[serde(skip_serializing_if = "is_zero")]
+    reply_to_server_msg_id: u64,
+    /// Only on forwards.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    forwarded: bool,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// One received edit, deletion or reaction, as printed.
+#[derive(Serialize)]
+struct ActionLine<'a> {
+    action: &'static str,
+    seq: u64,
+    server_msg_id: u64,
+    server_ts_ms: u64,
+    target_server_msg_id: u64,
+    from_account_id: u64,
+    from_device_id: u32,
+    /// The 1:1 conversation (the other side from this device's view); 0 in groups.
+    peer_account_id: u64,
+    /// 0 for 1:1 conversations.
+    group_id: u64,
+    /// EDIT: the new text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<Cow<'a, str>>,
+    /// REACT: the reaction, empty when removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emoji: Option<&'a str>,
 }
 
 /// One received receipt, as printed.
@@ -102,6 +134,9 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
     if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
         return super::group::message_json(item, m, me);
     }
+    if let Some(inbox_item::Body::MessageAction(a)) = &item.body {
+        return action_json(item, a);
+    }
     let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
     let line = MessageLine {
         seq: item.seq,
@@ -113,6 +148,26 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
         to_phone: &m.to_phone,
         text: String::from_utf8_lossy(&m.payload),
         sent_by_me: m.from_account_id == me,
+        reply_to_server_msg_id: m.reply_to_server_msg_id,
+        forwarded: m.forwarded,
+    };
+    Some((item.seq, serde_json::to_string(&line).ok()?))
+}
+
+fn action_json(item: &InboxItem, a: &MessageAction) -> Option<(u64, String)> {
+    let kind = MessageActionType::try_from(a.r#type).unwrap_or(MessageActionType::Unspecified);
+    let line = ActionLine {
+        action: super::actions::action_name(a.r#type),
+        seq: item.seq,
+        server_msg_id: item.server_msg_id,
+        server_ts_ms: item.server_ts_ms,
+        target_server_msg_id: a.target_server_msg_id,
+        from_account_id: a.from_account_id,
+        from_device_id: a.from_device_id,
+        peer_account_id: a.peer_account_id,
+        group_id: a.group_id,
+        text: (kind == MessageActionType::Edit).then(|| String::from_utf8_lossy(&a.payload)),
+        emoji: (kind == MessageActionType::React).then_some(a.emoji.as_str()),
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
 }

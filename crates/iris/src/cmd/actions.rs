@@ -1,0 +1,163 @@
+//! `iris reply`, `iris forward`, `iris edit`, `iris delete` and `iris react`: message actions,
+//! one JSON line per stored message or action. Targets are server message ids, as `iris send`,
+//! `iris group send` and `iris recv` print them.
+
+use iris_client::pb::{self, MessageActionType, SendStatus};
+use iris_client::Client;
+use serde_json::{json, Value};
+
+use super::social::{account_of, accounts_of, CommonArgs};
+
+/// Flags of the actions on one message.
+#[derive(clap::Args, Debug)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Server message id of the message acted on.
+    #[arg(long = "msg")]
+    pub msg: u64,
+}
+
+/// Flags of `iris reply`.
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("chat").required(true).args(["to", "group"]))]
+pub struct ReplyArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Server message id of the message replied to (of the same conversation).
+    #[arg(long = "msg")]
+    pub msg: u64,
+    /// The 1:1 conversation: the other side's phone number (E.164).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The group conversation.
+    #[arg(long)]
+    pub group: Option<u64>,
+    /// The text; several words are joined with spaces.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub text: Vec<String>,
+}
+
+/// Flags of `iris forward`.
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("chats").required(true).multiple(true).args(["to", "groups"]))]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// People to forward to (E.164), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub to: Vec<String>,
+    /// Groups to forward to, comma-separated (people and groups together: at most 5).
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<u64>,
+    /// The text; several words are joined with spaces.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub text: Vec<String>,
+}
+
+/// Flags of `iris edit`.
+#[derive(clap::Args, Debug)]
+pub struct EditArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The new text; several words are joined with spaces.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub text: Vec<String>,
+}
+
+/// Flags of `iris react`.
+#[derive(clap::Args, Debug)]
+#[command(group = clap::ArgGroup::new("reaction").required(true).args(["emoji", "remove"]))]
+pub struct ReactArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The reaction (at most 32 bytes).
+    pub emoji: Option<String>,
+    /// Remove my reaction instead.
+    #[arg(long)]
+    pub remove: bool,
+}
+
+/// Runs `iris reply`; prints the stored reply like `iris send` (plus `reply_to_server_msg_id`).
+pub async fn reply(client: &Client, a: &ReplyArgs) -> anyhow::Result<Vec<Value>> {
+    let text = a.text.join(" ").into_bytes();
+    let (sent, chat) = match (&a.to, a.group) {
+        (Some(phone), _) => (client.reply(account_of(client, phone).await?, a.msg, text).await?, json!(null)),
+        (None, Some(group)) => (client.group_reply(group, a.msg, text).await?, json!(group)),
+        (None, None) => anyhow::bail!("--to or --group is required"),
+    };
+    let mut line = sent_json(&sent);
+    line["reply_to_server_msg_id"] = a.msg.into();
+    if !chat.is_null() {
+        line["group_id"] = chat;
+    }
+    Ok(vec![line])
+}
+
+/// Runs `iris forward`; one line per chat, people first, each with where it went.
+pub async fn forward(client: &Client, a: &ForwardArgs) -> anyhow::Result<Vec<Value>> {
+    let to = accounts_of(client, &a.to).await?;
+    let results = client.forward(a.text.join(" ").into_bytes(), to, a.groups.clone()).await?;
+    let chats = a.to.iter().map(|p| ("to_phone", json!(p))).chain(a.groups.iter().map(|g| ("group_id", json!(g))));
+    Ok(results
+        .iter()
+        .zip(chats)
+        .map(|(sent, (key, chat))| {
+            let mut line = sent_json(sent);
+            line[key] = chat;
+            line["forwarded"] = true.into();
+            line
+        })
+        .collect())
+}
+
+/// Runs `iris edit`.
+pub async fn edit(client: &Client, a: &EditArgs) -> anyhow::Result<Vec<Value>> {
+    let done = client.edit(a.target.msg, a.text.join(" ").into_bytes()).await?;
+    Ok(vec![action_json(MessageActionType::Edit, a.target.msg, &done)])
+}
+
+/// Runs `iris delete` (for everyone).
+pub async fn delete(client: &Client, a: &TargetArgs) -> anyhow::Result<Vec<Value>> {
+    let done = client.delete_for_everyone(a.msg).await?;
+    Ok(vec![action_json(MessageActionType::Delete, a.msg, &done)])
+}
+
+/// Runs `iris react`.
+pub async fn react(client: &Client, a: &ReactArgs) -> anyhow::Result<Vec<Value>> {
+    let emoji = if a.remove { "" } else { a.emoji.as_deref().unwrap_or_default() };
+    let done = client.react(a.target.msg, emoji).await?;
+    let mut line = action_json(MessageActionType::React, a.target.msg, &done);
+    line["emoji"] = emoji.into();
+    Ok(vec![line])
+}
+
+/// A stored message as `iris send` prints it.
+fn sent_json(sent: &pb::SendResult) -> Value {
+    json!({
+        "server_msg_id": sent.server_msg_id,
+        "server_ts_ms": sent.server_ts_ms,
+        "status": SendStatus::try_from(sent.status)
+            .unwrap_or(SendStatus::Unspecified)
+            .as_str_name()
+            .trim_start_matches("SEND_STATUS_"),
+        "client_msg_id": sent.client_msg_id,
+        "duplicate": sent.duplicate,
+    })
+}
+
+/// An accepted action: `{"action","target_server_msg_id","server_msg_id","server_ts_ms"}`.
+fn action_json(kind: MessageActionType, target: u64, done: &pb::ActionResult) -> Value {
+    json!({
+        "action": action_name(kind as i32),
+        "target_server_msg_id": target,
+        "server_msg_id": done.server_msg_id,
+        "server_ts_ms": done.server_ts_ms,
+    })
+}
+
+/// `EDIT` / `DELETE` / `REACT` for an action's wire type.
+pub fn action_name(kind: i32) -> &'static str {
+    MessageActionType::try_from(kind)
+        .map_or("UNSPECIFIED", |t| t.as_str_name().trim_start_matches("MESSAGE_ACTION_TYPE_"))
+}

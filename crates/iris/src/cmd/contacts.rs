@@ -1,0 +1,90 @@
+//! `iris contacts add|remove|list`, `iris discover`, `iris block` and `iris unblock`: one JSON
+//! line per contact, registered number or block changed.
+
+use iris_client::pb;
+use iris_client::Client;
+use serde_json::{json, Value};
+
+use super::social::{account_of, accounts_of, CommonArgs};
+
+/// The `iris contacts` subcommands; each prints the whole list after it, one line per contact.
+#[derive(clap::Subcommand, Debug)]
+pub enum ContactsCommand {
+    /// Add people (by phone) to my contacts.
+    Add(PhonesArgs),
+    /// Remove people (by phone) from my contacts.
+    Remove(PhonesArgs),
+    /// Print my contacts.
+    List(CommonArgs),
+}
+
+impl ContactsCommand {
+    /// The flags every subcommand has.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            Self::Add(a) | Self::Remove(a) => &a.common,
+            Self::List(a) => a,
+        }
+    }
+}
+
+/// Flags of `iris contacts add|remove`.
+#[derive(clap::Args, Debug)]
+pub struct PhonesArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Phone numbers (E.164), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub phones: Vec<String>,
+}
+
+/// Flags of `iris discover`.
+#[derive(clap::Args, Debug)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Phone numbers to look up (at most 1,000).
+    #[arg(required = true, num_args = 1..)]
+    pub phones: Vec<String>,
+}
+
+/// Flags of `iris block|unblock`.
+#[derive(clap::Args, Debug)]
+pub struct BlockArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The phone number (E.164).
+    #[arg(long)]
+    pub phone: String,
+}
+
+/// Runs an `iris contacts` subcommand; answers the list after it.
+pub async fn contacts(client: &Client, command: &ContactsCommand) -> anyhow::Result<Vec<Value>> {
+    let list = match command {
+        ContactsCommand::Add(a) => client.contacts_add(accounts_of(client, &a.phones).await?).await?,
+        ContactsCommand::Remove(a) => client.contacts_remove(accounts_of(client, &a.phones).await?).await?,
+        ContactsCommand::List(_) => client.contacts().await?,
+    };
+    Ok(list.iter().map(contact_json).collect())
+}
+
+/// Runs `iris discover`: the registered numbers among those asked. Malformed numbers are sent
+/// as typed (the server answers them as not registered).
+pub async fn discover(client: &Client, a: &DiscoverArgs) -> anyhow::Result<Vec<Value>> {
+    Ok(client.discover(a.phones.clone()).await?.iter().map(contact_json).collect())
+}
+
+/// Runs `iris block` (`blocked`) or `iris unblock`.
+pub async fn block(client: &Client, a: &BlockArgs, blocked: bool) -> anyhow::Result<Vec<Value>> {
+    let account_id = account_of(client, &a.phone).await?;
+    if blocked {
+        client.block(account_id).await?;
+    } else {
+        client.unblock(account_id).await?;
+    }
+    Ok(vec![json!({ "account_id": account_id, "phone": a.phone, "blocked": blocked })])
+}
+
+fn contact_json(c: &pb::Contact) -> Value {
+    json!({ "account_id": c.account_id, "phone": c.phone })
+}

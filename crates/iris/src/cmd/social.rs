@@ -1,0 +1,109 @@
+//! The one-shot commands beyond messaging and groups: contacts and discovery, blocks, message
+//! actions (reply, forward, edit, delete, react) and presence. Each opens the profile's device,
+//! does one thing, prints its answer as JSON lines on stdout (errors as one JSON line on stderr,
+//! like `send` and `group`) and saves the profile. Phones are E.164, resolved to accounts
+//! through the HTTP API where the protocol wants account ids.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use iris_client::{Client, ClientError};
+use serde_json::Value;
+
+use super::presence::PresenceCommand;
+use super::session::Session;
+use super::{actions, contacts, presence};
+
+/// The commands of this module, flattened into `iris`'s top level.
+#[derive(clap::Subcommand, Debug)]
+pub enum SocialCommand {
+    /// Keep the contact list (it decides who sees my presence under "contacts" privacy).
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCommand),
+    /// Print which of these phone numbers are registered, one line each.
+    Discover(contacts::DiscoverArgs),
+    /// Block an account: its messages, receipts, presence and typing stop reaching me.
+    Block(contacts::BlockArgs),
+    /// Lift a block.
+    Unblock(contacts::BlockArgs),
+    /// Send a text that replies to a message of the conversation.
+    Reply(actions::ReplyArgs),
+    /// Send a text to at most 5 chats (people and groups) as a forward.
+    Forward(actions::ForwardArgs),
+    /// Replace the text of my message (within 15 minutes).
+    Edit(actions::EditArgs),
+    /// Delete a message for everyone (mine within 48 hours; any member's as group admin).
+    Delete(actions::TargetArgs),
+    /// React to a message (replacing my earlier reaction; --remove takes it back).
+    React(actions::ReactArgs),
+    /// Show or watch who is online, and set who may see my own presence.
+    #[command(subcommand)]
+    Presence(presence::PresenceCommand),
+}
+
+/// Flags every one of these commands has.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// Profile written by `iris login`.
+    #[arg(long, env = "IRIS_PROFILE")]
+    pub profile: PathBuf,
+    /// Seconds to wait for the server's answer (retries included).
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// Runs one command and prints its answer.
+pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
+    let common = match &command {
+        SocialCommand::Contacts(c) => c.common(),
+        SocialCommand::Discover(a) => &a.common,
+        SocialCommand::Block(a) | SocialCommand::Unblock(a) => &a.common,
+        SocialCommand::Reply(a) => &a.common,
+        SocialCommand::Forward(a) => &a.common,
+        SocialCommand::Edit(a) => &a.target.common,
+        SocialCommand::Delete(a) => &a.common,
+        SocialCommand::React(a) => &a.target.common,
+        SocialCommand::Presence(PresenceCommand::Show(a)) => &a.common,
+        SocialCommand::Presence(PresenceCommand::Privacy(a)) => &a.common,
+        SocialCommand::Presence(PresenceCommand::Subscribe(a)) => return presence::watch(a).await,
+    };
+    let limit = Duration::from_secs(common.timeout);
+    let session = Session::open(&common.profile, false).await?;
+    let answer = tokio::time::timeout(limit, execute(&session.client, &command)).await;
+    session.close().await?;
+    let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
+    for line in lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn execute(client: &Client, command: &SocialCommand) -> anyhow::Result<Vec<Value>> {
+    match command {
+        SocialCommand::Contacts(c) => contacts::contacts(client, c).await,
+        SocialCommand::Discover(a) => contacts::discover(client, a).await,
+        SocialCommand::Block(a) => contacts::block(client, a, true).await,
+        SocialCommand::Unblock(a) => contacts::block(client, a, false).await,
+        SocialCommand::Reply(a) => actions::reply(client, a).await,
+        SocialCommand::Forward(a) => actions::forward(client, a).await,
+        SocialCommand::Edit(a) => actions::edit(client, a).await,
+        SocialCommand::Delete(a) => actions::delete(client, a).await,
+        SocialCommand::React(a) => actions::react(client, a).await,
+        SocialCommand::Presence(p) => presence::once(client, p).await,
+    }
+}
+
+/// The account of an E.164 phone number (`ERROR_CODE_NOT_FOUND` when nobody has it).
+pub async fn account_of(client: &Client, phone: &str) -> anyhow::Result<u64> {
+    let phone = iris_proto::phone::validate(phone)?;
+    Ok(client.account_info(&phone).await?.account_id)
+}
+
+/// Accounts of several phone numbers, in order.
+pub async fn accounts_of(client: &Client, phones: &[String]) -> anyhow::Result<Vec<u64>> {
+    let mut ids = Vec::with_capacity(phones.len());
+    for phone in phones {
+        ids.push(account_of(client, phone).await?);
+    }
+    Ok(ids)
+}
