@@ -1,22 +1,28 @@
 //! `iris chat`: an interactive line-based chat for a person. Typed lines go to the chosen peer;
 //! incoming messages print with sender and time; receipts print as ticks (✓ stored, ✓✓ delivered,
-//! blue ✓✓ read). Messages from the current peer are marked read as they are shown.
+//! blue ✓✓ read). Messages from the current peer are marked read as they are shown. The peer's
+//! presence (online, last seen) and typing show as they change, and the peer sees me typing while
+//! I type (the keyboard is read key by key, see `keys.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use iris_client::pb::{inbox_item, InboxItem, ReceiptType};
-use iris_client::{Client, ClientError, DisconnectReason, Event, Recipient};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use iris_client::pb::{inbox_item, InboxItem, PresenceUpdate, ReceiptType, TypingEvent};
+use iris_client::{Client, ClientError, DisconnectReason, Event, Recipient, TYPING_EXPIRES_AFTER};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use super::keys::{Input, Keyboard};
 use super::session::Session;
 
 /// Sent messages whose ticks are tracked for display.
 const TRACKED_MAX: usize = 1000;
 /// Unread message ids remembered per account, to mark read when the person switches to it.
 const UNREAD_MAX: usize = 1000;
+/// While I keep typing, how often the peer is told again (its indicator expires after 5 s).
+const TYPING_REFRESH: Duration = Duration::from_secs(3);
 
 const HELP: &str = "/to +E164  chat with that number      /quit  leave      /help  this text";
 
@@ -42,18 +48,26 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     if let Some(phone) = args.to {
         chat.choose_peer(&phone).await;
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut keyboard = Keyboard::stdin();
+    chat.echo = keyboard.echoes();
     let outcome = loop {
+        let typing_ends = chat.peer_typing_until;
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => {
+            input = keyboard.next() => match input {
+                Ok(Input::Edited { empty }) => chat.on_typing(empty),
+                Ok(Input::Line(line)) => {
+                    chat.typed = String::new();
                     if !chat.on_line(line.trim()).await {
                         break Ok(());
                     }
                 }
-                Ok(None) => break Ok(()),
+                Ok(Input::End) => break Ok(()),
                 Err(e) => break Err(e.into()),
             },
+            () = tokio::time::sleep_until(typing_ends.unwrap_or_else(Instant::now)), if typing_ends.is_some() => {
+                chat.peer_stopped_typing();
+            }
+            _ = tokio::signal::ctrl_c(), if chat.echo => break Ok(()), // the terminal is ours to restore
             event = session.events.next() => match event {
                 Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
                 Some(event) => chat.on_event(event),
@@ -61,7 +75,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             },
             Some(outcome) = outcomes.recv() => chat.on_sent(outcome),
         }
+        chat.typed = keyboard.pending().to_owned();
     };
+    drop(keyboard);
     session.close().await?;
     outcome
 }
@@ -120,6 +136,16 @@ struct Chat {
     unread: HashMap<u64, Vec<u64>>,
     color: bool,
     was_disconnected: bool,
+    /// The keyboard echoes (a terminal): printing must redraw the line being typed under it.
+    echo: bool,
+    /// The line being typed, to redraw.
+    typed: String,
+    /// The peer's presence as last shown.
+    peer_presence: Option<PresenceUpdate>,
+    /// When the peer's typing indicator expires, while it shows.
+    peer_typing_until: Option<Instant>,
+    /// Who was last told I am typing, and when.
+    typing_told: Option<(u64, Instant)>,
 }
 
 impl Chat {
@@ -137,11 +163,93 @@ impl Chat {
             unread: HashMap::new(),
             color: std::io::stdout().is_terminal(),
             was_disconnected: false,
+            echo: false,
+            typed: String::new(),
+            peer_presence: None,
+            peer_typing_until: None,
+            typing_told: None,
+        }
+    }
+
+    /// A key changed the line being typed: tells the peer I am typing (again every
+    /// [`TYPING_REFRESH`] while I go on), or that I stopped when the line is empty again.
+    fn on_typing(&mut self, empty: bool) {
+        let now = Instant::now();
+        let Some(peer) = self.peer.as_ref().map(|p| p.account_id) else { return };
+        let due = match self.typing_told {
+            Some((told, at)) => told != peer || now.duration_since(at) >= TYPING_REFRESH,
+            None => true,
+        };
+        if empty {
+            self.stop_typing();
+        } else if due {
+            self.typing_told = Some((peer, now));
+            self.tell_typing(peer, true);
+        }
+    }
+
+    /// Tells whoever was told I am typing that I stopped (a sent message says it by itself).
+    fn stop_typing(&mut self) {
+        if let Some((told, _)) = self.typing_told.take() {
+            self.tell_typing(told, false);
+        }
+    }
+
+    /// Sends a typing indicator in the background; it is soft state, so failures are only logged.
+    fn tell_typing(&self, to: u64, typing: bool) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.typing(to, typing).await {
+                tracing::debug!("typing indicator not sent: {e}");
+            }
+        });
+    }
+
+    /// Shows the peer's presence when it differs from what was shown last.
+    fn on_presence(&mut self, p: PresenceUpdate) {
+        let Some(peer) = &self.peer else { return };
+        if p.account_id != peer.account_id || self.peer_presence.as_ref() == Some(&p) {
+            return;
+        }
+        let line = format!("  {} {}", peer.phone, presence_text(&p));
+        self.peer_presence = Some(p);
+        self.say(&line);
+    }
+
+    /// Shows the peer starting or stopping to type in our 1:1 conversation.
+    fn on_peer_typing(&mut self, t: &TypingEvent) {
+        let Some(peer) = &self.peer else { return };
+        if t.group_id != 0 || t.from_account_id != peer.account_id {
+            return;
+        }
+        if !t.typing {
+            return self.peer_stopped_typing();
+        }
+        if self.peer_typing_until.is_none() {
+            let line = format!("  {} is typing…", peer.phone);
+            self.say(&line);
+        }
+        self.peer_typing_until = Some(Instant::now() + TYPING_EXPIRES_AFTER);
+    }
+
+    /// Hides the peer's typing indicator (stopped, expired, or their message arrived).
+    fn peer_stopped_typing(&mut self) {
+        if self.peer_typing_until.take().is_some() {
+            if let Some(peer) = &self.peer {
+                let line = format!("  {} stopped typing", peer.phone);
+                self.say(&line);
+            }
         }
     }
 
     /// Handles one typed line; `false` to leave.
     async fn on_line(&mut self, line: &str) -> bool {
+        let is_message = !line.is_empty() && !line.starts_with('/');
+        if is_message {
+            self.typing_told = None; // the message itself ends my indicator on the peer's side
+        } else {
+            self.stop_typing();
+        }
         match line.split_once(' ').map_or((line, ""), |(cmd, rest)| (cmd, rest.trim())) {
             ("", _) => {}
             ("/quit" | "/exit", _) => return false,
@@ -170,15 +278,29 @@ impl Chat {
             Ok(info) => {
                 self.say(&format!("now chatting with {phone}"));
                 let peer = Peer { phone, account_id: info.account_id };
-                self.peer = Some(peer.clone());
+                let before = self.peer.replace(peer.clone());
+                self.peer_presence = None;
+                self.peer_typing_until = None;
                 if let Some(ids) = self.unread.remove(&peer.account_id) {
                     self.mark_read(peer.account_id, ids);
                 }
+                self.watch_peer(before.map(|p| p.account_id), peer.account_id).await;
             }
             Err(e) if e.code() == Some(iris_client::pb::ErrorCode::NotFound) => {
                 self.say(&format!("no account has the number {phone}"))
             }
             Err(e) => self.say(&format!("could not look up {phone}: {e}")),
+        }
+    }
+
+    /// Watches the new peer's presence instead of the old one's and shows it now.
+    async fn watch_peer(&mut self, before: Option<u64>, peer: u64) {
+        if let Some(old) = before.filter(|&old| old != peer) {
+            let _ = self.client.presence_unsubscribe(vec![old]).await;
+        }
+        match self.client.presence_subscribe(vec![peer]).await {
+            Ok(states) => states.into_iter().for_each(|p| self.on_presence(p)),
+            Err(e) => self.say(&format!("(presence unavailable: {e})")),
         }
     }
 
@@ -197,8 +319,8 @@ impl Chat {
                 self.say(&format!("(connection lost: {}; reconnecting…)", describe(&reason)));
             }
             Event::Fatal(err) => self.say(&format!("(connection ended: {err})")),
-            // `iris chat` does not subscribe to presence or show typing yet.
-            Event::Presence(_) | Event::Typing(_) => {}
+            Event::Presence(p) => self.on_presence(p),
+            Event::Typing(t) => self.on_peer_typing(&t),
         }
     }
 
@@ -215,6 +337,10 @@ impl Chat {
         if m.from_account_id == self.me {
             self.say(&format!("[{time}] me (device {}) → {}: {text}", m.from_device_id, m.to_phone));
         } else {
+            let from_peer = self.peer.as_ref().is_some_and(|p| p.account_id == m.from_account_id);
+            if from_peer {
+                self.peer_typing_until = None; // their message ends their typing
+            }
             self.say(&format!("[{time}] {}: {text}", m.from_phone));
             let from_peer = self.peer.as_ref().is_some_and(|p| p.account_id == m.from_account_id);
             if from_peer {
@@ -326,8 +452,14 @@ impl Chat {
         }
     }
 
+    /// Prints a line; on a terminal, above the line being typed, which is drawn again.
     fn say(&self, line: &str) {
-        println!("{line}");
+        if self.echo {
+            print!("\r\x1b[K{line}\r\n{}", self.typed);
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        } else {
+            println!("{line}");
+        }
     }
 }
 
@@ -339,6 +471,15 @@ fn describe(reason: &DisconnectReason) -> String {
         DisconnectReason::HeartbeatTimeout => "server stopped answering".into(),
         DisconnectReason::GoAway { reason, .. } => format!("server going away ({reason})"),
         DisconnectReason::Error(e) => e.to_string(),
+    }
+}
+
+/// `online`, `last seen HH:MM:SS UTC` or `offline` (hidden or never seen).
+fn presence_text(p: &PresenceUpdate) -> String {
+    match (p.online, p.last_seen_ms) {
+        (true, _) => "is online".into(),
+        (false, 0) => "is offline".into(),
+        (false, ms) => format!("was last seen at {} UTC", clock(ms)),
     }
 }
 
@@ -368,5 +509,9 @@ mod tests {
         assert_eq!(clock((13 * 3600 + 5 * 60 + 9) * 1000 + 999 + 86_400_000 * 3), "13:05:09");
         assert_eq!(snippet("hi"), "\"hi\"");
         assert_eq!(snippet(&"x".repeat(40)), format!("\"{}…\"", "x".repeat(30)));
+        let p = |online, last_seen_ms| PresenceUpdate { account_id: 1, online, last_seen_ms };
+        assert_eq!(presence_text(&p(true, 0)), "is online");
+        assert_eq!(presence_text(&p(false, 0)), "is offline");
+        assert_eq!(presence_text(&p(false, 3_600_000)), "was last seen at 01:00:00 UTC");
     }
 }
