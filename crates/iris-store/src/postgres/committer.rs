@@ -2,8 +2,8 @@
 //! what the store queues for it. It takes up to `batch_ops_max` operations (or what arrives
 //! within `batch_wait_us` of the first) and writes every append of the batch in ONE transaction
 //! of multi-row statements (`unnest` arrays), committed with `synchronous_commit = on`: one
-//! WAL flush per batch. Acks of the batch follow in a second transaction without the flush (a
-//! lost ack only means a redelivery).
+//! WAL flush per batch. The batch's acks go first, in a transaction that does not wait for
+//! the flush (a lost ack only means a redelivery).
 //!
 //! Sequence numbers come from the database (`cursors.last`, bumped once per device per batch,
 //! devices in sorted order so two nodes' batches cannot deadlock), so several Iris nodes may
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
 use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
@@ -137,15 +137,16 @@ pub(super) struct Committer {
 /// What one transaction of the committer does.
 #[derive(Clone, Copy)]
 enum Work<'a> {
-    Appends(&'a [AppendPart]),
-    Acks(&'a [(DeviceAddr, u64)]),
+    /// A batch's acks, then its appends (see [`write_batch`]).
+    Batch { acks: &'a [(DeviceAddr, u64)], parts: &'a [AppendPart] },
     /// An empty synced commit: is the shard back?
     Probe,
 }
 
 /// What it produced.
 enum Done {
-    Appends(Vec<PartOutcome>),
+    /// The outcomes of the batch's appends, in order.
+    Batch(Vec<PartOutcome>),
     Nothing,
 }
 
@@ -216,8 +217,7 @@ impl Committer {
         ops
     }
 
-    /// Commits the appends of `ops` (one synced transaction), then their acks (one unsynced
-    /// transaction), and answers every caller.
+    /// Commits the acks and appends of `ops` (see [`write_batch`]) and answers every caller.
     async fn process(&mut self, ops: Vec<Op>) {
         let mut parts = Vec::new();
         let mut acks = Vec::new();
@@ -231,34 +231,33 @@ impl Committer {
                 }
             }
         }
+        if parts.is_empty() && acks.is_empty() {
+            return;
+        }
+        let requests: Vec<(DeviceAddr, u64)> = acks.iter().map(|(d, s, _)| (*d, *s)).collect();
+        let started = Instant::now();
+        let result = self.with_retries(Work::Batch { acks: &requests, parts: &parts }).await;
         if !parts.is_empty() {
-            let started = Instant::now();
-            let result = self.with_retries(Work::Appends(&parts)).await;
             self.record(parts.len() as u64, started.elapsed(), &result);
-            match result {
-                Ok(Done::Appends(outcomes)) => {
-                    for (part, outcome) in parts.into_iter().zip(outcomes) {
-                        let _ = part.reply.send(Ok(outcome));
-                    }
-                }
-                Ok(Done::Nothing) => {
-                    let e = StoreError::Unavailable("append batch produced no outcomes".into());
-                    for part in parts {
-                        let _ = part.reply.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    for part in parts {
-                        let _ = part.reply.send(Err(e.clone()));
-                    }
+        }
+        let (outcomes, failure) = match result {
+            Ok(Done::Batch(outcomes)) => (outcomes, None),
+            Ok(Done::Nothing) => (Vec::new(), Some(StoreError::Unavailable("batch produced no outcomes".into()))),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        for (_, _, reply) in acks {
+            let _ = reply.send(failure.clone().map_or(Ok(()), Err));
+        }
+        match failure {
+            None => {
+                for (part, outcome) in parts.into_iter().zip(outcomes) {
+                    let _ = part.reply.send(Ok(outcome));
                 }
             }
-        }
-        if !acks.is_empty() {
-            let requests: Vec<(DeviceAddr, u64)> = acks.iter().map(|(d, s, _)| (*d, *s)).collect();
-            let result = self.with_retries(Work::Acks(&requests)).await.map(|_| ());
-            for (_, _, reply) in acks {
-                let _ = reply.send(result.clone());
+            Some(e) => {
+                for part in parts {
+                    let _ = part.reply.send(Err(e.clone()));
+                }
             }
         }
     }
@@ -270,8 +269,7 @@ impl Committer {
             let conn = self.connection().await?;
             let attempt = async {
                 match work {
-                    Work::Appends(parts) => write_appends(conn, parts).await.map(Done::Appends),
-                    Work::Acks(requests) => write_acks(conn, requests).await.map(|()| Done::Nothing),
+                    Work::Batch { acks, parts } => write_batch(conn, acks, parts).await.map(Done::Batch),
                     Work::Probe => write_marker(conn).await.map(|()| Done::Nothing),
                 }
             };
@@ -364,10 +362,39 @@ fn key_cols(key: &DedupKey) -> KeyCols<'_> {
     (key.sender.account, key.sender.device, key.client_msg_id.as_str())
 }
 
-/// Writes every part of the batch in one transaction; the outcomes are in part order.
-async fn write_appends(conn: &mut Conn, parts: &[AppendPart]) -> Result<Vec<PartOutcome>, tokio_postgres::Error> {
+/// One batch: its acks in a transaction that does not wait for the WAL flush, then its appends
+/// in one synced transaction. Acks go first, as in fjall, so they are clamped to what was
+/// committed before this batch and never delete an entry of it. Two transactions, not one:
+/// each keeps one lock order (acks: cursors sorted; appends: dedup keys sorted, then cursors
+/// sorted), so batches of several nodes cannot deadlock. Re-running both after a lost race is
+/// harmless: acks are idempotent.
+async fn write_batch(
+    conn: &mut Conn,
+    acks: &[(DeviceAddr, u64)],
+    parts: &[AppendPart],
+) -> Result<Vec<PartOutcome>, tokio_postgres::Error> {
     let Conn { client, stmts } = conn;
+    if !acks.is_empty() {
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
+        write_acks(&tx, stmts, acks).await?;
+        tx.commit().await?;
+    }
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
     let tx = client.transaction().await?;
+    let outcomes = write_appends(&tx, stmts, parts).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Writes every append part of the batch; the outcomes are in part order.
+async fn write_appends(
+    tx: &Transaction<'_>,
+    stmts: &Statements,
+    parts: &[AppendPart],
+) -> Result<Vec<PartOutcome>, tokio_postgres::Error> {
     let mut wrote = false;
 
     // Dedup: each key once, in sorted order (two nodes inserting the same keys wait on each
@@ -484,21 +511,21 @@ async fn write_appends(conn: &mut Conn, parts: &[AppendPart]) -> Result<Vec<Part
     if !wrote {
         tx.query(&stmts.sync_marker, &[]).await?;
     }
-    tx.commit().await?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(PartOutcome::Appended(Vec::new()))).collect())
 }
 
-/// Applies a batch of cumulative acks in one unsynced transaction: per device the highest
-/// ack, clamped to the committed `last`; acks at or below the cursor change nothing.
-async fn write_acks(conn: &mut Conn, requests: &[(DeviceAddr, u64)]) -> Result<(), tokio_postgres::Error> {
+/// Applies a batch of cumulative acks: per device the highest ack, clamped to the committed
+/// `last`; acks at or below the cursor change nothing.
+async fn write_acks(
+    tx: &Transaction<'_>,
+    stmts: &Statements,
+    requests: &[(DeviceAddr, u64)],
+) -> Result<(), tokio_postgres::Error> {
     let mut wanted: BTreeMap<DeviceAddr, u64> = BTreeMap::new();
     for &(device, up_to) in requests {
         let slot = wanted.entry(device).or_default();
         *slot = (*slot).max(up_to);
     }
-    let Conn { client, stmts } = conn;
-    let tx = client.transaction().await?;
-    tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
     let accounts: Vec<i64> = wanted.keys().map(|d| sql(d.account)).collect();
     let devices: Vec<i32> = wanted.keys().map(|d| d.device as i32).collect();
     let (mut m_accounts, mut m_devices, mut los, mut his) = (vec![], vec![], vec![], vec![]);
@@ -517,7 +544,7 @@ async fn write_acks(conn: &mut Conn, requests: &[(DeviceAddr, u64)]) -> Result<(
         tx.execute(&stmts.ack_delete, &[&m_accounts, &m_devices, &los, &his]).await?;
         tx.execute(&stmts.ack_update, &[&m_accounts, &m_devices, &his]).await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// An otherwise empty synced commit (the health probe).
