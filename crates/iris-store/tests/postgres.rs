@@ -1,6 +1,7 @@
 //! What only the PostgreSQL engine has to prove: appends spanning shards, retries after a
 //! partial cross-shard commit, several Iris nodes on one inbox, shard failures, migrations and
-//! the group outbox. Every test starts its own two real PostgreSQL shards.
+//! the group outbox. Every test gets two fresh PostgreSQL shards (databases on shared servers
+//! when `IRIS_TEST_PG_URLS` is set; servers of its own when it stops or crashes one).
 
 mod common;
 
@@ -78,7 +79,7 @@ async fn a_retry_after_a_partial_commit_never_duplicates() {
     // acknowledged) but its other shard's part is stored; the retry under the same dedup key
     // stores only the missing part and answers Duplicate with the original id; every device
     // ends up with exactly one copy.
-    let mut env = Env::new(Engine::Postgres);
+    let mut env = Env::dedicated_postgres();
     let store = connect(&env).await;
     let pg = env.pg.as_mut().expect("shards");
     pg.stop_shard(0); // Bob's shard
@@ -101,7 +102,7 @@ async fn a_stopped_shard_is_unavailable_then_recovers() {
     // Proves a stopped shard makes its calls fail with Unavailable and the store unhealthy,
     // leaves the other shard working, and that the store reconnects by itself once the shard
     // is back: no restart of the store, no lost committer.
-    let mut env = Env::new(Engine::Postgres);
+    let mut env = Env::dedicated_postgres();
     let store = connect(&env).await;
     store.append(send(&[BOB], "before", msg_id_on(0))).await.unwrap();
     let pg = env.pg.as_mut().expect("shards");
@@ -192,7 +193,7 @@ async fn a_group_change_whose_events_failed_is_redriven_once() {
     // Proves the outbox: a group change is committed with its events on the group's shard; if
     // appending the events fails (a member's shard is down) the re-drive appends them once the
     // shard is back, exactly once however often it runs.
-    let mut env = Env::new(Engine::Postgres);
+    let mut env = Env::dedicated_postgres();
     let store = connect(&env).await;
     let member = |account| GroupMember { account, role: GroupRole::Member, joined_at_ms: 1, joined_version: 1 };
     let group = Group {
@@ -236,7 +237,7 @@ async fn unsynced_writes_are_durable_once_their_append_is() {
     // Proves the message index (written without waiting for a flush) survives a crash of its
     // shard right after the message's append was acknowledged: the append's synced commit on
     // that shard flushed it.
-    let mut env = Env::new(Engine::Postgres);
+    let mut env = Env::dedicated_postgres();
     let store = connect(&env).await;
     let id = msg_id_on(0);
     let r = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5, deleted: false };

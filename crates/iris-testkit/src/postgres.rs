@@ -70,6 +70,16 @@ impl PgShards {
         }
     }
 
+    /// Starts `n` servers of its own even in shared mode: for tests that stop or crash a shard
+    /// ([`stop_shard`](Self::stop_shard), [`crash_shard`](Self::crash_shard)), which must never
+    /// touch servers other tests share.
+    pub fn start_dedicated(n: usize) -> PgShards {
+        match Self::start_servers(n) {
+            Ok(shards) => shards,
+            Err(e) => panic!("cannot start PostgreSQL test shards: {e}"),
+        }
+    }
+
     /// [`start`](Self::start), returning the error instead of panicking.
     pub fn try_start(n: usize) -> Result<PgShards, String> {
         if let Ok(urls) = std::env::var(SHARED_URLS_ENV) {
@@ -89,6 +99,11 @@ impl PgShards {
             }
             return Ok(shards);
         }
+        Self::start_servers(n)
+    }
+
+    /// Starts `n` servers, each with a fresh database.
+    fn start_servers(n: usize) -> Result<PgShards, String> {
         let bin = bin_dir()?;
         let mut shards = PgShards { shards: Vec::new() };
         for _ in 0..n {
@@ -108,7 +123,8 @@ impl PgShards {
     }
 
     /// Stops shard `idx`'s server (`pg_ctl stop -m fast`: connections are cut, data is kept),
-    /// for failure tests. Panics in shared mode (the servers are not ours to stop).
+    /// for failure tests. Panics unless this set started its servers (see
+    /// [`start_dedicated`](Self::start_dedicated)).
     pub fn stop_shard(&mut self, idx: usize) {
         let server = self.own_server(idx);
         if let Err(e) = server.stop("fast") {
@@ -203,7 +219,7 @@ impl Server {
     fn pg_ctl_start(&mut self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
-             -c shared_buffers=16MB -c max_connections=100 -c max_wal_size=256MB -c log_min_messages=warning",
+             -c shared_buffers=16MB -c max_connections=300 -c max_wal_size=256MB -c log_min_messages=warning",
             self.port,
             path_str(self.dir.path())?,
         );
@@ -347,10 +363,7 @@ mod tests {
     #[test]
     fn shards_start_stop_and_restart() {
         // Proves a shard starts, accepts SQL, and comes back on the same port after a stop.
-        if std::env::var(SHARED_URLS_ENV).is_ok() {
-            return; // servers are not ours to stop
-        }
-        let mut shards = PgShards::start(1);
+        let mut shards = PgShards::start_dedicated(1);
         let bin = bin_dir().unwrap();
         let url = shards.urls()[0].clone();
         psql(&bin, &url, "CREATE TABLE t (x int)").unwrap();

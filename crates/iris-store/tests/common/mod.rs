@@ -49,9 +49,17 @@ impl Env {
         Self::with_tuning(engine, Tuning::default())
     }
 
+    /// Like [`new`](Self::new) with other committer knobs.
     pub fn with_tuning(engine: Engine, tuning: Tuning) -> Env {
         let pg = (engine == Engine::Postgres).then(|| PgShards::start(PG_SHARDS));
         Env { engine, tuning, dir: tempfile::tempdir().expect("temp dir"), pg }
+    }
+
+    /// PostgreSQL on servers of this test's own, even when the run shares servers
+    /// (`IRIS_TEST_PG_URLS`): for tests that stop or crash a shard.
+    pub fn dedicated_postgres() -> Env {
+        let pg = Some(PgShards::start_dedicated(PG_SHARDS));
+        Env { engine: Engine::Postgres, tuning: Tuning::default(), dir: tempfile::tempdir().expect("temp dir"), pg }
     }
 
     /// Shards an append may touch (fjall is one).
