@@ -19,9 +19,11 @@
 //! connection per node, so there is no second subscriber client to keep in step. `fred` 10 also
 //! has cluster support and a re-subscribing subscriber client, but its last release is from early
 //! 2025. Features: only `cluster-async` and `tokio-comp` (no TLS, no default command groups);
-//! Lua goes through plain `EVAL` ([`scripts`]). Because a library gap here would silently stop
-//! delivery, the bus also probes its own subscriptions (see [`subscription`]) and subscribes again
-//! when probes stop coming back.
+//! Lua goes through plain `EVAL` ([`scripts`]). The library only re-subscribes once it notices
+//! the topology changed, which a connection that merely receives does not (measured: a node
+//! channel stayed dead >15 s after its primary was killed), so the bus probes its own
+//! subscriptions every `probe_interval_ms` (see [`subscription`]): with probes, messages to a
+//! node flow again about 2.5 s after its shard's primary is killed (1 s `cluster-node-timeout`).
 
 mod breaker;
 mod keys;
@@ -45,7 +47,7 @@ use breaker::Breaker;
 use keys::{group_by_slot, Keys};
 use subscription::{Channels, Pair, PushSink, SubState};
 
-/// Most keys one round trip carries (one `MGET`, or one group of per-slot pipelines); larger calls
+/// Most keys one round trip carries (one group of per-slot pipelines); larger calls
 /// are split into several round trips, each with its own deadline.
 const BATCH_MAX: usize = 512;
 
@@ -363,8 +365,9 @@ impl Bus {
         Ok(value.map(Bytes::from))
     }
 
-    /// `GET` of every key: one pipeline per slot, in rounds of [`BATCH_MAX`] keys. (Not `MGET`
-    /// split by the client: redis-rs 1.8 mis-assembled multi-slot `MGET` replies after failovers.)
+    /// `GET` of every key: one pipeline per slot, in rounds of [`BATCH_MAX`] keys. Not a `MGET`
+    /// split per slot by the client: after failovers that failed here with an unexpected reply
+    /// type, where per-slot pipelines (the path claims take too) kept working.
     async fn get_each(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, BusError> {
         let mut values = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_MAX) {

@@ -1,8 +1,11 @@
 //! The receiving side of the bus: the push sink that turns the cluster connection's RESP3 pushes
 //! into messages for the node, and the liveness state the probe task keeps. The client library
-//! re-subscribes by itself after reconnects and topology changes; the probes (a message to
-//! ourselves on each subscribed shard every interval) prove it did, and when they stop coming back
-//! the bus subscribes again, so a library gap costs seconds of hints, never the subscription.
+//! re-subscribes after a reconnect or a topology change it notices, but a connection that only
+//! receives does not notice a failover (measured: without probes a node channel stayed dead for
+//! more than 15 s after its primary was killed). So every interval the bus publishes a probe to
+//! itself on each subscribed shard: the publish makes the library notice a dead node and refresh
+//! the topology, and when probes stop coming back the bus subscribes again. A failover costs a
+//! few seconds of hints, never the subscription.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -119,5 +122,54 @@ impl PushSink {
         } else if channel == c.broadcast_probe.as_bytes() {
             self.state.touch(Pair::Broadcast);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(capacity: usize) -> (PushSink, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let channels = Channels {
+            node: "n:node:{1}".into(),
+            node_probe: "n:node:{1}:probe".into(),
+            broadcast: "n:bcast:{all}".into(),
+            broadcast_probe: "n:bcast:{all}:probe:1".into(),
+        };
+        (PushSink { channels, tx, state: Arc::new(SubState::new(Instant::now())) }, rx)
+    }
+
+    fn smessage(channel: &str, payload: &[u8]) -> PushInfo {
+        PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![Value::BulkString(channel.as_bytes().to_vec()), Value::BulkString(payload.to_vec())],
+        }
+    }
+
+    #[test]
+    fn messages_reach_the_node_probes_do_not_and_overflow_is_counted() {
+        // Proves: node and broadcast messages go to the receiver, probes and foreign channels
+        // never do, and a full receiver drops (and counts) instead of blocking the connection.
+        let (sink, mut rx) = sink(2);
+        sink.accept(smessage("n:node:{1}", b"a"));
+        sink.accept(smessage("n:node:{1}:probe", b"p"));
+        sink.accept(smessage("n:node:{2}", b"other"));
+        sink.accept(smessage("n:bcast:{all}", b"b"));
+        sink.accept(smessage("n:node:{1}", b"c"));
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"a"));
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"b"));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sink.state.dropped.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn probes_refresh_their_own_pair_only() {
+        // Proves: a probe on the node shard marks only that subscription live.
+        let (sink, _rx) = sink(1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sink.accept(smessage("n:node:{1}:probe", b"p"));
+        assert!(sink.state.silent_ms(Pair::Node) < 20);
+        assert!(sink.state.silent_ms(Pair::Broadcast) >= 20);
     }
 }
