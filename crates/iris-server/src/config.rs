@@ -65,6 +65,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Presence pushes.
     pub presence: PresenceConfig,
+    /// Cluster mode: shared PostgreSQL store and Redis Cluster bus.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -84,7 +86,54 @@ impl Default for Config {
             store: StoreConfig::default(),
             retention: RetentionConfig::default(),
             presence: PresenceConfig::default(),
+            cluster: ClusterConfig::default(),
         }
+    }
+}
+
+/// Cluster mode (see ARCHITECTURE.md "Cluster mode"): several nodes share a sharded PostgreSQL
+/// store and talk over Redis Cluster. Empty lists: a single node on the embedded store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// PostgreSQL URLs, one per shard (`postgres://user@host:port/db`). The order is part of the
+    /// data layout: every node must list the same shards in the same order. Empty: embedded store.
+    pub store_urls: Vec<String>,
+    /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`). Empty: no bus; with a shared store,
+    /// messages between nodes then arrive through the inbox check only.
+    pub redis_urls: Vec<String>,
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis.
+    pub namespace: String,
+    /// How long a device's session registration lives without a refresh (a dead node's devices
+    /// are forgotten after this).
+    pub registry_ttl_ms: u64,
+    /// How often a node checks the inboxes of its connected devices for entries whose hint was
+    /// lost.
+    pub inbox_poll_interval_ms: u64,
+    /// Timeout of one Redis command.
+    pub redis_timeout_ms: u64,
+    /// PostgreSQL connections per shard for reads and low-rate writes (the committer has its own).
+    pub store_pool_size: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            store_urls: Vec::new(),
+            redis_urls: Vec::new(),
+            namespace: "iris".into(),
+            registry_ttl_ms: 30_000,
+            inbox_poll_interval_ms: 1_000,
+            redis_timeout_ms: 250,
+            store_pool_size: 8,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the store is shared with other nodes (PostgreSQL).
+    pub fn shared_store(&self) -> bool {
+        !self.store_urls.is_empty()
     }
 }
 
@@ -385,6 +434,22 @@ impl Config {
         }
         if self.auth.code_attempts_max == 0 {
             return invalid("auth.code_attempts_max must be positive");
+        }
+        let c = &self.cluster;
+        if !c.redis_urls.is_empty() && !c.shared_store() {
+            return invalid("cluster.redis_urls needs cluster.store_urls: nodes must share a PostgreSQL store");
+        }
+        if c.shared_store() && self.auth.token_key_hex.is_none() {
+            return invalid("cluster mode needs auth.token_key_hex (IRIS_TOKEN_KEY), the same on every node");
+        }
+        if c.store_urls.iter().any(|u| !(u.starts_with("postgres://") || u.starts_with("postgresql://"))) {
+            return invalid("cluster.store_urls must be postgres:// URLs");
+        }
+        if c.redis_urls.iter().any(|u| !u.starts_with("redis://")) {
+            return invalid("cluster.redis_urls must be redis:// URLs");
+        }
+        if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
+            return invalid("cluster.namespace must be non-empty and without braces");
         }
         Ok(())
     }

@@ -75,7 +75,7 @@ pub async fn discover(ctx: &Ctx, me: DeviceAddr, op: pb::Discover) -> Result<pb:
             op.phones.len()
         )));
     }
-    ratelimit::check(&ctx.discover_limit, &me.account)?;
+    ratelimit::check_shared(&ctx.discover_limit, &me.account).await?;
     let mut registered = Vec::new();
     let mut seen = BTreeSet::new();
     for phone in op.phones {

@@ -57,4 +57,17 @@ pub struct Ctx {
     pub node_name: String,
     /// The TCP address clients are told to use.
     pub advertised_tcp_addr: String,
+    /// The link to the other nodes, in cluster mode with Redis.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl Ctx {
+    /// An account's devices changed (linked, revoked): forget it here and, in cluster mode, on
+    /// every other node.
+    pub fn account_changed(&self, id: AccountId) {
+        self.directory.invalidate(id);
+        if let Some(cluster) = &self.cluster {
+            cluster.invalidate_account(id);
+        }
+    }
 }

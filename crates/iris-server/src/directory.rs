@@ -2,10 +2,13 @@
 //!
 //! Every send needs the recipient's and the sender's device lists; reading them from the store
 //! each time would cost more than the append. Entries are dropped when devices change on this
-//! node (`invalidate`) and the cache is bounded (cleared when full).
+//! node (`invalidate`, also on other nodes' word in cluster mode) and the cache is bounded
+//! (cleared when full). In cluster mode entries also age out (`max_age`), because another node's
+//! invalidation can be lost with its bus message.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use iris_store::{AccountId, DeviceAddr, DeviceId, Store};
 
@@ -20,6 +23,8 @@ pub struct AccountView {
     pub phone: String,
     /// Active devices, ascending.
     pub devices: Vec<DeviceId>,
+    /// When it was read from the store.
+    pub fetched_at: Instant,
 }
 
 /// Cached account views.
@@ -28,18 +33,22 @@ pub struct Directory {
     by_id: Mutex<HashMap<AccountId, Arc<AccountView>>>,
     by_phone: Mutex<HashMap<String, AccountId>>,
     capacity: usize,
+    max_age: Option<Duration>,
 }
 
 impl Directory {
-    /// A directory over `store` caching at most `capacity` accounts.
-    pub fn new(store: Arc<dyn Store>, capacity: usize) -> Self {
-        Self { store, by_id: Mutex::default(), by_phone: Mutex::default(), capacity }
+    /// A directory over `store` caching at most `capacity` accounts, each for at most
+    /// `max_age` when set.
+    pub fn new(store: Arc<dyn Store>, capacity: usize, max_age: Option<Duration>) -> Self {
+        Self { store, by_id: Mutex::default(), by_phone: Mutex::default(), capacity, max_age }
     }
 
     /// The account with this id, if it exists.
     pub async fn by_id(&self, id: AccountId) -> Result<Option<Arc<AccountView>>, ServiceError> {
         if let Some(v) = self.by_id.lock().expect("directory lock").get(&id) {
-            return Ok(Some(v.clone()));
+            if self.max_age.is_none_or(|age| v.fetched_at.elapsed() < age) {
+                return Ok(Some(v.clone()));
+            }
         }
         let Some(account) = self.store.account(id).await? else { return Ok(None) };
         let devices = self.store.devices(id).await?;
@@ -47,6 +56,7 @@ impl Directory {
             id,
             phone: account.phone,
             devices: devices.iter().map(|d| d.addr.device).collect(),
+            fetched_at: Instant::now(),
         });
         self.remember(view.clone());
         Ok(Some(view))

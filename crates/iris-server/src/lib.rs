@@ -58,6 +58,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] iris_store::StoreError),
+    /// The Redis Cluster bus could not be reached.
+    #[error("cannot connect to Redis Cluster: {0}")]
+    Bus(#[from] cluster::bus::BusError),
     /// Files in the data directory could not be read or written.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -133,8 +136,14 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let token_key = load_token_key(&config, &data_dir)?;
     let store = match deps.store {
         Some(s) => s,
+        None if config.cluster.shared_store() => open_postgres(&config).await?,
         None => open_embedded(&config).await?,
     };
+    let cluster = match config.cluster.redis_urls.is_empty() {
+        true => None,
+        false => Some(cluster::Cluster::connect(&config).await?),
+    };
+    let bus = cluster.as_ref().map(|(c, _)| c.bus.clone());
     let tcp = gateway::tcp::bind(config.listen)?;
     let tcp_addr =
         tcp.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.listen, source })?;
@@ -146,10 +155,15 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
     let ctx = Arc::new(Ctx {
         limits: config.limits.to_proto(),
-        directory: directory::Directory::new(store.clone(), 1_000_000),
+        directory: directory::Directory::new(
+            store.clone(),
+            1_000_000,
+            // Other nodes change devices too: their broadcasts may be lost, so entries age out.
+            config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
+        ),
         router: router::Router::new(config.session.signal_queue_len_max),
         ids: ids::IdGenerator::new(config.node_id),
-        auth: AuthService::new(&config, token_key, deps.code_sender, &metrics),
+        auth: AuthService::new(&config, token_key, deps.code_sender, &metrics, bus.as_ref()),
         admission: Arc::new(gateway::admission::Admission::new(&config, &metrics)),
         send_limit: ratelimit::KeyedLimit::new(
             "sends per account",
@@ -168,12 +182,14 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             config.rate_limits.discover_requests_per_account_per_day,
             Duration::from_secs(86_400),
             &metrics,
-        ),
+        )
+        .map(|l| l.shared(bus.as_ref())),
         presence: presence::PresenceHub::new(),
         groups: groups::GroupService::new(&config, &metrics),
         metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
         node_name: format!("node-{}", config.node_id),
+        cluster: cluster.as_ref().map(|(c, _)| c.clone()),
         clock: deps.clock,
         store,
         shutdown: CancellationToken::new(),
@@ -190,8 +206,31 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     });
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
+    if let Some((c, tasks)) = cluster {
+        c.spawn(&ctx, tasks);
+    }
+    if ctx.config.cluster.shared_store() {
+        let every = Duration::from_millis(ctx.config.cluster.inbox_poll_interval_ms);
+        tokio::spawn(cluster::poll::run(ctx.clone(), every));
+    }
     tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
     Ok(RunningServer { tcp_addr, http_addr, ctx })
+}
+
+/// How long a cached account may be used in cluster mode before it is read again.
+const DIRECTORY_MAX_AGE: Duration = Duration::from_secs(10);
+
+async fn open_postgres(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let s = &config.store;
+    let pg = iris_store::postgres::PgConfig {
+        shard_urls: config.cluster.store_urls.clone(),
+        pool_size: config.cluster.store_pool_size,
+        batch_ops_max: s.batch_ops_max,
+        batch_wait_us: s.batch_wait_us,
+        queue_len_max: s.queue_len_max,
+        enqueue_timeout_ms: s.enqueue_timeout_ms,
+    };
+    Ok(Arc::new(iris_store::postgres::PgStore::connect(pg).await?))
 }
 
 async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {

@@ -13,9 +13,16 @@
 //! ([`PresenceHub::load_privacy`]), and `SetPresence` writes it to the store before the hub. For
 //! "my contacts" the hub caches the (owner, contact) pairs it needs, like blocks: loaded from the
 //! store when a subscription involves them, changed by contact operations.
+//!
+//! Cluster mode: each node knows its own devices. A node reports every change of an account's
+//! local state ([`PresenceHub::take_local_changes`]) and, periodically, all of it
+//! ([`PresenceHub::local_snapshot`]) to the other nodes, which keep it per node
+//! ([`PresenceHub::set_remote`]) and forget a node's word when it is not repeated in time
+//! ([`PresenceHub::expire_remote`]), so a dead node's accounts go offline by themselves.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use iris_proto::pb::{self, server_event};
 use iris_store::{AccountId, DeviceAddr, DeviceId};
@@ -62,12 +69,45 @@ struct Account {
     devices: HashMap<DeviceId, (u64, bool)>,
     last_seen_ms: u64,
     privacy: Privacy,
+    /// What other nodes said of this account (cluster mode), by node.
+    remote: HashMap<u16, RemoteState>,
+}
+
+/// One other node's word on an account.
+#[derive(Clone, Copy)]
+struct RemoteState {
+    online: bool,
+    last_seen_ms: u64,
+    at: Instant,
 }
 
 impl Account {
-    fn online(&self) -> bool {
+    /// Online on this node.
+    fn local_online(&self) -> bool {
         self.devices.values().any(|&(_, away)| !away)
     }
+
+    /// Online on this node or, by their last word, on another.
+    fn online(&self) -> bool {
+        self.local_online() || self.remote.values().any(|r| r.online)
+    }
+
+    fn last_seen(&self) -> u64 {
+        self.remote.values().map(|r| r.last_seen_ms).fold(self.last_seen_ms, u64::max)
+    }
+}
+
+/// An account's presence on this node, as reported to the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPresence {
+    /// The account.
+    pub account: AccountId,
+    /// A device is connected here and not away.
+    pub online: bool,
+    /// When it was last online here (0: unknown).
+    pub last_seen_ms: u64,
+    /// Its privacy.
+    pub privacy: Privacy,
 }
 
 struct Subscriber {
@@ -90,6 +130,9 @@ struct Inner {
     /// (owner, contact) pairs known here: loaded from the store when a subscription involves
     /// them, changed by contact operations. Drives [`Privacy::Contacts`].
     contacts: HashSet<(AccountId, AccountId)>,
+    /// Cluster mode: accounts whose local state changed since the last report to other nodes.
+    /// `None` on a single node (nobody would drain it).
+    local_changes: Option<HashSet<AccountId>>,
 }
 
 impl Inner {
@@ -108,7 +151,14 @@ impl Inner {
             return hidden;
         }
         let online = a.online();
-        pb::PresenceUpdate { account_id: account, online, last_seen_ms: if online { 0 } else { a.last_seen_ms } }
+        pb::PresenceUpdate { account_id: account, online, last_seen_ms: if online { 0 } else { a.last_seen() } }
+    }
+
+    /// Notes a local event of `account` for the next report to other nodes (cluster mode).
+    fn note_local(&mut self, account: AccountId) {
+        if let Some(c) = &mut self.local_changes {
+            c.insert(account);
+        }
     }
 
     /// Marks a change others may see (a "nobody" account's changes are invisible: not marked).
@@ -145,6 +195,7 @@ impl PresenceHub {
     /// A device's session started (`conn_id` from the router): it is online, not away.
     pub fn connected(&self, device: DeviceAddr, conn_id: u64) {
         let mut inner = self.lock();
+        inner.note_local(device.account);
         let a = inner.accounts.entry(device.account).or_default();
         let was = a.online();
         a.devices.insert(device.device, (conn_id, false));
@@ -174,11 +225,13 @@ impl PresenceHub {
         if was != a.online() || a.devices.is_empty() {
             inner.changed(device.account);
         }
+        inner.note_local(device.account);
     }
 
     /// Sets the device away (or back) and, when given, the account's privacy.
     pub fn set(&self, device: DeviceAddr, conn_id: u64, away: bool, privacy: Option<Privacy>, now_ms: u64) {
         let mut inner = self.lock();
+        inner.note_local(device.account);
         let a = inner.accounts.entry(device.account).or_default();
         let was = a.online();
         let old_privacy = a.privacy;
@@ -296,11 +349,75 @@ impl PresenceHub {
         n_pushed
     }
 
+    /// Cluster mode: start recording local changes for [`take_local_changes`](Self::take_local_changes).
+    pub fn enable_cluster_reports(&self) {
+        self.lock().local_changes.get_or_insert_with(HashSet::new);
+    }
+
+    /// The local state of every account whose local state changed since the last call.
+    pub fn take_local_changes(&self) -> Vec<LocalPresence> {
+        let mut inner = self.lock();
+        let changed: Vec<AccountId> = inner.local_changes.as_mut().map(|c| c.drain().collect()).unwrap_or_default();
+        changed.into_iter().filter_map(|id| inner.accounts.get(&id).map(|a| local_presence(id, a))).collect()
+    }
+
+    /// The local state of every account with a device connected here.
+    pub fn local_snapshot(&self) -> Vec<LocalPresence> {
+        let inner = self.lock();
+        inner.accounts.iter().filter(|(_, a)| !a.devices.is_empty()).map(|(&id, a)| local_presence(id, a)).collect()
+    }
+
+    /// Records what node `node` says of `account`; watchers get the change at the next flush.
+    pub fn set_remote(&self, account: AccountId, node: u16, online: bool, last_seen_ms: u64, privacy: Privacy) {
+        let mut inner = self.lock();
+        let a = inner.accounts.entry(account).or_default();
+        let (was, old_privacy) = (a.online(), a.privacy);
+        a.remote.insert(node, RemoteState { online, last_seen_ms, at: Instant::now() });
+        a.privacy = privacy;
+        if a.online() != was || a.privacy != old_privacy {
+            if inner.watchers.contains_key(&account) {
+                inner.dirty.insert(account);
+            }
+        }
+    }
+
+    /// Forgets what other nodes said longer than `max_age` ago (a node that stopped reporting
+    /// is gone); returns how many accounts changed. Accounts nobody here needs are dropped.
+    pub fn expire_remote(&self, max_age: Duration) -> usize {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        inner.accounts.retain(|&id, a| {
+            if a.remote.is_empty() {
+                return true;
+            }
+            let was = a.online();
+            let seen = a.last_seen();
+            a.remote.retain(|_, r| now.duration_since(r.at) <= max_age);
+            if was && !a.online() {
+                a.last_seen_ms = a.last_seen_ms.max(seen);
+                changed.push(id);
+            }
+            !(a.devices.is_empty() && a.remote.is_empty() && !was)
+        });
+        let n = changed.len();
+        for id in changed {
+            if inner.watchers.contains_key(&id) {
+                inner.dirty.insert(id);
+            }
+        }
+        n
+    }
+
     /// Number of accounts with presence state and of subscribing connections (for tests).
     pub fn sizes(&self) -> (usize, usize) {
         let inner = self.lock();
         (inner.accounts.len(), inner.subscribers.len())
     }
+}
+
+fn local_presence(account: AccountId, a: &Account) -> LocalPresence {
+    LocalPresence { account, online: a.local_online(), last_seen_ms: a.last_seen_ms, privacy: a.privacy }
 }
 
 fn unwatch(watchers: &mut HashMap<AccountId, HashSet<u64>>, account: AccountId, conn_id: u64) {

@@ -1,5 +1,12 @@
 //! Keyed token-bucket rate limits (governor), with the wait time clients are told.
+//!
+//! In cluster mode the abuse limits that N nodes would otherwise multiply by N (one-time codes,
+//! verify attempts, contact discovery) are kept in Redis instead ([`KeyedLimit::shared`],
+//! a fixed window per key); if Redis does not answer, the node's own bucket decides. The
+//! high-rate limits (sends, typing, connections) stay per node: a Redis round trip per message
+//! would cost more than the limit saves, and one device talks to one node at a time.
 
+use std::fmt::Display;
 use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -18,6 +25,10 @@ pub struct KeyedLimit<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
     refusals: Counter,
+    burst: u32,
+    period_ms: u64,
+    /// Cluster mode: the count lives in Redis (`rl:{name}:{key}`), shared by every node.
+    shared: Option<crate::cluster::bus::Bus>,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
@@ -27,7 +38,21 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         let burst = NonZeroU32::new(burst)?;
         let quota = Quota::with_period(period / burst.get())?.allow_burst(burst);
         let refusals = metrics.rate_limit_counter(name);
-        Some(Self { name, limiter: RateLimiter::keyed(quota), clock: DefaultClock::default(), refusals })
+        Some(Self {
+            name,
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            refusals,
+            burst: burst.get(),
+            period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
+            shared: None,
+        })
+    }
+
+    /// The same limit kept in Redis when `bus` is given (cluster mode); see the module doc.
+    pub fn shared(mut self, bus: Option<&crate::cluster::bus::Bus>) -> Self {
+        self.shared = bus.cloned();
+        self
     }
 
     /// Takes one token for `key`, or says how long to wait.
@@ -43,6 +68,38 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     pub fn sweep(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
+    /// Takes one token for `key` from the shared (Redis) count when there is one, else (or when
+    /// Redis does not answer) from this node's bucket.
+    pub async fn check_shared(&self, key: &K) -> Result<(), ServiceError> {
+        let Some(bus) = &self.shared else { return self.check(key) };
+        let redis_key = format!("rl:{}:{key}", self.name.replace(' ', "_"));
+        match bus.rate_take(&redis_key, self.burst, self.period_ms).await {
+            Ok(None) => Ok(()),
+            Ok(Some(wait_ms)) => {
+                self.refusals.inc();
+                let retry_after_ms = u32::try_from(wait_ms).unwrap_or(u32::MAX).max(1);
+                Err(ServiceError::RateLimited { what: self.name, retry_after_ms })
+            }
+            Err(e) => {
+                tracing::debug!(limit = self.name, error = %e, "shared rate limit unavailable; local bucket used");
+                self.check(key)
+            }
+        }
+    }
+}
+
+/// [`KeyedLimit::check_shared`] on an `Option<KeyedLimit>` (`None`: unlimited).
+pub async fn check_shared<K: Hash + Eq + Clone + Display>(
+    limit: &Option<KeyedLimit<K>>,
+    key: &K,
+) -> Result<(), ServiceError> {
+    match limit {
+        Some(l) => l.check_shared(key).await,
+        None => Ok(()),
     }
 }
 

@@ -4,10 +4,15 @@
 //! device's session if it has room, otherwise it only marks the session as lagged and the
 //! session catches up from the inbox. Nothing here can block the message path or grow without
 //! bound. A session is replaced (and told so) when the same device connects again.
+//!
+//! In cluster mode a [`RemoteRoute`] is installed: whatever is meant for a device that has no
+//! session on this node (hints, ephemeral events, kicks) is handed to it, and it forwards them to
+//! the node holding the device (`cluster::outbound`). The `*_local` methods are what arrives
+//! from other nodes: they never forward again, so a stale registry entry cannot make a loop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use iris_proto::pb;
@@ -61,11 +66,24 @@ pub struct Registration {
     pub kick: oneshot::Receiver<Kick>,
 }
 
+/// Where the router sends what is meant for devices connected to other nodes (cluster mode).
+/// Every method must return at once: it queues, it never waits on the network.
+pub trait RemoteRoute: Send + Sync + 'static {
+    /// A committed entry for a device that is not connected here.
+    fn hint(&self, addr: DeviceAddr, hint: Hint);
+    /// An ephemeral event for a device that is not connected here.
+    fn ephemeral(&self, addr: DeviceAddr, event: &pb::ServerEvent);
+    /// End the device's session wherever it is.
+    fn kick(&self, addr: DeviceAddr, why: Kick);
+}
+
 /// Device → session map, sharded to keep lock hold times short.
 pub struct Router {
     shards: Vec<RwLock<HashMap<DeviceAddr, Link>>>,
     next_conn_id: AtomicU64,
     hint_queue_len: usize,
+    /// Set once in cluster mode.
+    remote: OnceLock<Arc<dyn RemoteRoute>>,
 }
 
 impl Router {
@@ -75,7 +93,13 @@ impl Router {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             next_conn_id: AtomicU64::new(1),
             hint_queue_len: hint_queue_len.max(1),
+            remote: OnceLock::new(),
         }
+    }
+
+    /// Installs the cluster's forwarding (once; later calls are ignored).
+    pub fn set_remote(&self, remote: Arc<dyn RemoteRoute>) {
+        let _ = self.remote.set(remote);
     }
 
     fn shard(&self, addr: DeviceAddr) -> &RwLock<HashMap<DeviceAddr, Link>> {
@@ -107,28 +131,80 @@ impl Router {
         }
     }
 
-    /// Offers a committed entry to the device's session, if it is connected here. Never waits.
+    /// Offers a committed entry to the device's session, here or (cluster mode) on the node
+    /// holding it. Never waits.
     pub fn notify(&self, addr: DeviceAddr, hint: Hint) {
-        let shard = self.shard(addr).read().expect("router lock");
-        if let Some(link) = shard.get(&addr) {
-            if link.hints.try_send(hint).is_err() {
-                link.lagged.store(true, Ordering::Release);
+        if let Err(hint) = self.notify_local(addr, hint) {
+            if let Some(remote) = self.remote.get() {
+                remote.hint(addr, hint);
             }
         }
     }
 
-    /// Offers an ephemeral event (never stored) to the device's session, if it is connected
-    /// here. Never waits; dropped when the session's queue is full.
-    pub fn notify_ephemeral(&self, addr: DeviceAddr, event: pb::ServerEvent) -> bool {
+    /// Offers a committed entry to the device's session if it is connected here; gives the hint
+    /// back otherwise. Never waits.
+    pub fn notify_local(&self, addr: DeviceAddr, hint: Hint) -> Result<(), Hint> {
+        let shard = self.shard(addr).read().expect("router lock");
+        let Some(link) = shard.get(&addr) else { return Err(hint) };
+        if link.hints.try_send(hint).is_err() {
+            link.lagged.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Offers an ephemeral event (never stored) to the device's session, here or (cluster mode)
+    /// on the node holding it. Never waits; dropped when a queue is full.
+    pub fn notify_ephemeral(&self, addr: DeviceAddr, event: pb::ServerEvent) {
+        if !self.is_connected(addr) {
+            if let Some(remote) = self.remote.get() {
+                remote.ephemeral(addr, &event);
+                return;
+            }
+        }
+        self.notify_ephemeral_local(addr, event);
+    }
+
+    /// Offers an ephemeral event to the device's session if it is connected here. Never waits;
+    /// dropped when the session's queue is full.
+    pub fn notify_ephemeral_local(&self, addr: DeviceAddr, event: pb::ServerEvent) -> bool {
         let shard = self.shard(addr).read().expect("router lock");
         shard.get(&addr).is_some_and(|link| link.ephemeral.try_send(event).is_ok())
     }
 
-    /// Ends the device's session, if connected here.
+    /// Ends the device's session, here and (cluster mode) on whichever node holds it.
     pub fn kick(&self, addr: DeviceAddr, why: Kick) {
-        if let Some(link) = self.shard(addr).write().expect("router lock").remove(&addr) {
-            let _ = link.kick.send(why);
+        if !self.kick_local(addr, why) {
+            if let Some(remote) = self.remote.get() {
+                remote.kick(addr, why);
+            }
         }
+    }
+
+    /// Ends the device's session if it is connected here; whether it was.
+    pub fn kick_local(&self, addr: DeviceAddr, why: Kick) -> bool {
+        match self.shard(addr).write().expect("router lock").remove(&addr) {
+            Some(link) => {
+                let _ = link.kick.send(why);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sets the lagged flag of the device's session and wakes it, so it re-reads its inbox
+    /// (cluster mode: an inbox check found entries whose hint may have been lost).
+    pub fn poke(&self, addr: DeviceAddr) {
+        let shard = self.shard(addr).read().expect("router lock");
+        if let Some(link) = shard.get(&addr) {
+            link.lagged.store(true, Ordering::Release);
+            // Seq 0 is never buffered (every delivered seq is above it): it only wakes the session.
+            let _ = link.hints.try_send(Hint { seq: 0, item: Bytes::new() });
+        }
+    }
+
+    /// The devices with a session here (a snapshot).
+    pub fn devices(&self) -> Vec<DeviceAddr> {
+        self.shards.iter().flat_map(|s| s.read().expect("router lock").keys().copied().collect::<Vec<_>>()).collect()
     }
 
     /// Whether the device has a session on this node.

@@ -166,6 +166,9 @@ async fn handshake_then_serve<T: Transport>(
         .load_privacy(device.account, privacy.map_or(presence::Privacy::Everyone, presence::Privacy::from_code));
     let registration = ctx.router.register(device);
     let conn_id = registration.conn_id;
+    if let Some(cluster) = &ctx.cluster {
+        crate::cluster::registry::claim(cluster, device).await;
+    }
     ctx.presence.connected(device, conn_id);
     let served = match Session::start(ctx.clone(), device, registration, resume_after_seq).await {
         Ok(mut session) => {
@@ -194,6 +197,9 @@ async fn handshake_then_serve<T: Transport>(
         Err(e) => Err(with_fatal(e.to_wire())),
     };
     ctx.router.unregister(device, conn_id);
+    if let Some(cluster) = &ctx.cluster {
+        crate::cluster::registry::release(&ctx, cluster, device);
+    }
     ctx.presence.disconnected(device, conn_id, ctx.clock.now_ms());
     served
 }

@@ -7,7 +7,8 @@
 //!
 //! Tests that need them call [`postgres::PgShards::start`] / [`redis::RedisCluster::start`];
 //! when the binaries are missing the start fails with a message naming the package to install
-//! (`scripts/test.sh` installs them).
+//! (`scripts/test.sh` installs them). [`engine`] picks the engine of the server-level tests.
 
+pub mod engine;
 pub mod postgres;
 pub mod redis;

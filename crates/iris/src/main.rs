@@ -3,6 +3,7 @@
 
 mod bench;
 mod cmd;
+mod fire;
 mod profile;
 mod serve;
 
@@ -38,6 +39,8 @@ enum Command {
     Social(cmd::social::SocialCommand),
     /// Measure a server under load (throughput, hotspot, drain).
     Bench(bench::BenchArgs),
+    /// Run the fire-test catalog (kill -9, slow consumer, storms, full disk) on spawned servers.
+    Fire(fire::FireArgs),
 }
 
 /// mimalloc instead of glibc malloc: the message path allocates small buffers at a high rate,
@@ -57,6 +60,7 @@ async fn main() -> ExitCode {
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
         Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
+        Command::Fire(args) => cmd::with_logging(fire::run(args)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,24 @@ pub struct ServeArgs {
     /// Dev mode: every one-time code is 000000; only loopback addresses may be bound.
     #[arg(long, env = "IRIS_DEV")]
     pub dev: bool,
+    /// Cluster mode: PostgreSQL URLs, one per shard, comma-separated, the same list in the same
+    /// order on every node (`postgres://iris@127.0.0.1:5432/iris,postgres://…`). Without it the
+    /// embedded store in the data directory is used.
+    #[arg(long, env = "IRIS_STORE", value_delimiter = ',')]
+    pub store: Vec<String>,
+    /// Cluster mode: Redis Cluster seed URLs, comma-separated (`redis://127.0.0.1:7000,…`).
+    #[arg(long, env = "IRIS_REDIS", value_delimiter = ',')]
+    pub redis: Vec<String>,
+    /// This node's number, unique in the cluster (0–1023) [default: 0].
+    #[arg(long, env = "IRIS_NODE_ID")]
+    pub node_id: Option<u16>,
+    /// TCP address clients are told to connect to (`GET /v1/info`) [default: the listen address].
+    #[arg(long, env = "IRIS_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Token-signing key, 64 hex digits; in cluster mode the same on every node
+    /// [default: data_dir/token.key, created on first start].
+    #[arg(long, env = "IRIS_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
     /// Log format.
     #[arg(long, env = "IRIS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -56,6 +74,21 @@ impl ServeArgs {
             config.http = a;
         }
         config.dev |= self.dev;
+        if !self.store.is_empty() {
+            config.cluster.store_urls = self.store;
+        }
+        if !self.redis.is_empty() {
+            config.cluster.redis_urls = self.redis;
+        }
+        if let Some(n) = self.node_id {
+            config.node_id = n;
+        }
+        if let Some(a) = self.advertise {
+            config.advertised_tcp_addr = Some(a);
+        }
+        if let Some(k) = self.token_key {
+            config.auth.token_key_hex = Some(k);
+        }
         Ok(config)
     }
 }

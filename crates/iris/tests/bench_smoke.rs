@@ -1,36 +1,105 @@
-//! Smoke test of `iris bench`: a tiny throughput run against a spawned server loses nothing and
-//! duplicates nothing (no timing assertions; benchmarks are not timed tests).
+//! Smoke tests of `iris bench`: tiny runs of each scenario against a spawned server lose
+//! nothing, duplicate nothing and fill their JSON fields (no timing assertions; benchmarks are
+//! not timed tests).
 
 use std::process::Command;
 
-#[test]
-fn a_small_throughput_run_delivers_everything_exactly_once() {
+use serde_json::Value;
+
+/// Runs `iris bench ARGS --spawn --json` and returns the JSON report (the last stdout line).
+fn bench(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_iris"))
-        .args(["bench", "throughput", "--spawn", "--users", "10", "--duration-s", "1", "--json"])
+        .arg("bench")
+        .args(args)
+        .args(["--spawn", "--json"])
         .output()
         .expect("run iris bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "iris bench failed: {}", String::from_utf8_lossy(&out.stderr));
-    let last = stdout.lines().last().expect("some output");
-    let report: serde_json::Value = serde_json::from_str(last).expect("last line is JSON");
+    assert!(out.status.success(), "iris bench {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().expect("some output")).expect("last line is JSON")
+}
+
+/// The fields every scenario's report has.
+fn assert_common_fields(report: &Value) {
+    for key in ["scenario", "sent", "accepted", "delivered", "lost", "duplicates", "duration_s", "msgs_per_s"] {
+        assert!(report.get(key).is_some(), "missing {key}: {report}");
+    }
+    for key in ["p50", "p99", "p999", "max"] {
+        assert!(report["latency_ms"].get(key).is_some(), "missing latency_ms.{key}: {report}");
+    }
+    assert!(report["server_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["server_cpu_s"].as_f64().is_some(), "{report}");
+}
+
+#[test]
+fn a_small_closed_loop_throughput_run_delivers_everything_exactly_once() {
+    // Proves: the closed-loop form still runs and loses or repeats nothing.
+    let report = bench(&["throughput", "--closed-loop", "--users", "10", "--duration-s", "1"]);
+    assert_common_fields(&report);
     assert_eq!(report["scenario"], "throughput");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
     assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
-    assert!(report["server_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn a_small_open_loop_step_up_reports_its_steps() {
+    // Proves: the open-loop step-up runs its (bounded) steps and reports each, nothing lost.
+    let report = bench(&["throughput", "--users", "10", "--start-rate", "100", "--step-s", "1", "--steps-max", "2"]);
+    assert_common_fields(&report);
+    let steps = report["steps"].as_array().expect("steps array");
+    assert!(!steps.is_empty() && steps.len() <= 2, "{report}");
+    assert!(steps[0]["offered_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+}
+
+#[test]
+fn a_short_latency_run_measures_and_writes_an_html_report() {
+    // Proves: a fixed-rate run measures latency for what it sent and writes a self-contained page.
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("latency.html");
+    let html_arg = html.to_str().unwrap();
+    let report = bench(&["latency", "--users", "10", "--rate", "100", "--duration-s", "1", "--report", html_arg]);
+    assert_common_fields(&report);
+    assert_eq!(report["scenario"], "latency");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert!(report["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{report}");
+    let page = std::fs::read_to_string(&html).expect("report written");
+    assert_eq!(page.matches("<svg").count(), 2, "histogram and rate charts");
+    assert!(!page.contains("<script"), "no scripts");
+}
+
+#[test]
+fn a_small_idle_run_holds_every_connection_and_measures_memory() {
+    // Proves: 200 raw authenticated connections are held and the per-connection figures are filled.
+    let report = bench(&["idle", "--connections", "200"]);
+    assert_common_fields(&report);
+    assert_eq!(report["connections"], 200, "{report}");
+    assert_eq!(report["fd_limited"], false, "{report}");
+    assert!(report["server_rss_per_conn_bytes"].as_u64().is_some(), "{report}");
+    assert!(report["logins_per_s"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
+fn a_small_storm_brings_every_device_back_and_loses_nothing() {
+    // Proves: 50 devices dropped at once all reconnect, and every message accepted around the
+    // storm reaches its device exactly once (no inbox seq skipped).
+    let report = bench(&["storm", "--connections", "50"]);
+    assert_common_fields(&report);
+    assert_eq!(report["reconnected"], 50, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(report["accepted"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(report["seq_gaps"], 0, "{report}");
 }
 
 #[test]
 fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
     // Proves: `iris bench fanout` drives the group path end to end: each accepted group message
     // reaches every other member's device, none lost or repeated.
-    let out = Command::new(env!("CARGO_BIN_EXE_iris"))
-        .args(["bench", "fanout", "--spawn", "--members", "20", "--senders", "2", "--duration-s", "1", "--json"])
-        .output()
-        .expect("run iris bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "iris bench failed: {}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+    let report = bench(&["fanout", "--members", "20", "--senders", "2", "--duration-s", "1"]);
     assert_eq!(report["scenario"], "fanout");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");

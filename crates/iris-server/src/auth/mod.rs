@@ -7,6 +7,7 @@
 //! that the device was not revoked.
 
 pub mod codes;
+pub mod shared_codes;
 pub mod token;
 
 use std::net::IpAddr;
@@ -27,12 +28,15 @@ use crate::metrics::Metrics;
 use crate::ratelimit::{self, KeyedLimit};
 use crate::router::Kick;
 use codes::{CodeBook, CodeError, CodeSender};
+use shared_codes::SharedCodes;
 use token::{TokenClaims, TokenError, TokenSigner};
 
 /// Auth state of one node.
 pub struct AuthService {
     signer: TokenSigner,
     codes: CodeBook,
+    /// Cluster mode: codes in Redis instead of `codes`.
+    shared_codes: Option<SharedCodes>,
     sender: Arc<dyn CodeSender>,
     code_per_phone: Option<KeyedLimit<String>>,
     code_per_ip: Option<KeyedLimit<IpAddr>>,
@@ -44,32 +48,41 @@ pub struct AuthService {
 
 impl AuthService {
     /// Auth configured by `config`, signing with `token_key`, sending codes through `sender`.
-    pub fn new(config: &Config, token_key: [u8; 32], sender: Arc<dyn CodeSender>, metrics: &Metrics) -> Self {
+    /// With a `bus` (cluster mode) codes and the auth rate limits live in Redis, shared by all
+    /// nodes.
+    pub fn new(
+        config: &Config,
+        token_key: [u8; 32],
+        sender: Arc<dyn CodeSender>,
+        metrics: &Metrics,
+        bus: Option<&crate::cluster::bus::Bus>,
+    ) -> Self {
         let a = &config.auth;
         let r = &config.rate_limits;
         let hour = Duration::from_secs(3600);
+        let fixed_code = config.dev.then(|| "000000".to_owned());
         Self {
+            shared_codes: bus
+                .map(|b| SharedCodes::new(b.clone(), a.code_ttl_s * 1000, a.code_attempts_max, fixed_code.clone())),
             signer: TokenSigner::new(token_key),
-            codes: CodeBook::new(
-                a.code_ttl_s * 1000,
-                a.code_attempts_max,
-                a.pending_codes_max,
-                config.dev.then(|| "000000".to_owned()),
-            ),
+            codes: CodeBook::new(a.code_ttl_s * 1000, a.code_attempts_max, a.pending_codes_max, fixed_code),
             sender,
             code_per_phone: KeyedLimit::new(
                 "code requests per phone",
                 r.code_requests_per_phone_per_hour,
                 hour,
                 metrics,
-            ),
-            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour, metrics),
+            )
+            .map(|l| l.shared(bus)),
+            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour, metrics)
+                .map(|l| l.shared(bus)),
             verify_per_ip: KeyedLimit::new(
                 "verify attempts per IP",
                 r.verify_attempts_per_ip_per_minute,
                 Duration::from_secs(60),
                 metrics,
-            ),
+            )
+            .map(|l| l.shared(bus)),
             access_ttl_ms: a.access_token_ttl_s * 1000,
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
             code_ttl_s: a.code_ttl_s,
@@ -93,15 +106,16 @@ fn validate_phone(phone: &str) -> Result<String, ServiceError> {
 }
 
 /// Issues a one-time code for `phone` and sends it. Returns its lifetime in seconds.
-pub fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, ServiceError> {
+pub async fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, ServiceError> {
     let phone = validate_phone(phone)?;
     let auth = &ctx.auth;
-    ratelimit::check(&auth.code_per_ip, &ip)?;
-    ratelimit::check(&auth.code_per_phone, &phone)?;
-    let code = auth
-        .codes
-        .issue(&phone, ctx.clock.now_ms())
-        .map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?;
+    ratelimit::check_shared(&auth.code_per_ip, &ip).await?;
+    ratelimit::check_shared(&auth.code_per_phone, &phone).await?;
+    let now = ctx.clock.now_ms();
+    let code = match &auth.shared_codes {
+        Some(shared) => shared.issue(&phone, now).await?,
+        None => auth.codes.issue(&phone, now).map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?,
+    };
     auth.sender.send(&phone, &code).map_err(|why| {
         tracing::warn!(%phone, error = %why, "could not send one-time code");
         ServiceError::Unavailable
@@ -121,15 +135,19 @@ pub async fn verify(
     if device_name.len() > 64 {
         return Err(ServiceError::InvalidArgument("device_name is longer than 64 bytes".into()));
     }
-    ratelimit::check(&ctx.auth.verify_per_ip, &ip)?;
+    ratelimit::check_shared(&ctx.auth.verify_per_ip, &ip).await?;
     let now = ctx.clock.now_ms();
-    ctx.auth.codes.check(&phone, code, now).map_err(|e| match e {
+    let checked = match &ctx.auth.shared_codes {
+        Some(shared) => shared.check(&phone, code, now).await?,
+        None => ctx.auth.codes.check(&phone, code, now),
+    };
+    checked.map_err(|e| match e {
         CodeError::BookFull => ServiceError::Overloaded { retry_after_ms: 60_000 },
         other => ServiceError::InvalidCode(other.to_string()),
     })?;
     let max = ctx.limits.max_devices_per_account;
     let (account, device) = ctx.store.register_device(&phone, device_name, now, max).await?;
-    ctx.directory.invalidate(account.id);
+    ctx.account_changed(account.id);
     tracing::info!(device = %device.addr, primary = device.primary, "device registered");
     issue_credentials(ctx, device.addr, &account.phone).await
 }
@@ -199,7 +217,7 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
     if !ctx.store.revoke_device(target_addr, ctx.clock.now_ms()).await? {
         return Err(ServiceError::NotFound("device"));
     }
-    ctx.directory.invalidate(actor.account);
+    ctx.account_changed(actor.account);
     ctx.router.kick(target_addr, Kick::Revoked);
     ctx.store.purge(target_addr).await?;
     tracing::info!(device = %target_addr, by = %actor, "device revoked");

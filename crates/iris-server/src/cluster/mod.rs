@@ -1,3 +1,98 @@
-//! Cluster mode.
+//! Cluster mode: many Iris nodes on one shared durable store (PostgreSQL shards) and a Redis
+//! Cluster bus for soft state.
+//!
+//! The store holds the truth; the bus only makes things fast. A message is acknowledged once
+//! its store commit succeeded, whatever happens to Redis. Then:
+//! - **Hints** for devices connected to other nodes go through [`outbound`]: look up the node in
+//!   the session registry (device → node, with a TTL), publish on that node's sharded channel;
+//!   [`inbound`] hands them to the local session.
+//! - **Lost hints** (Redis failover, a stale registry entry, Redis down) only delay delivery:
+//!   [`poll`] checks the inboxes of the devices connected here every
+//!   `cluster.inbox_poll_interval_ms` and wakes the sessions that have entries to fetch.
+//! - **Registry**: a session claims its device on connect (the previous holder, if on another
+//!   node, is told to end its session), refreshes the claim while connected and releases it on
+//!   disconnect ([`registry`]).
+//! - **Presence** is per node and shared by broadcast ([`presence_sync`]); **typing** travels as
+//!   ephemeral items to the recipient's node; **directory** invalidations (devices linked or
+//!   revoked) are broadcast, and cached accounts also age out.
+//!
+//! **Invariant:** nothing here is on the acknowledgement path: every bus call has a timeout and
+//! a circuit breaker, and every failure only degrades (slower delivery, stale presence).
 
 pub mod bus;
+pub mod inbound;
+pub mod outbound;
+pub mod poll;
+pub mod presence_sync;
+pub mod registry;
+pub mod wire;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::context::Ctx;
+use bus::{Bus, BusConfig, BusError};
+use outbound::Outbound;
+use wire::NodeItem;
+
+/// This node's link to the other nodes (present when `cluster.redis_urls` is set).
+pub struct Cluster {
+    /// The Redis Cluster connection.
+    pub bus: Bus,
+    /// Forwarding queue (also installed into the router).
+    pub outbound: Arc<Outbound>,
+    node_id: u16,
+    registry_ttl_ms: u64,
+}
+
+/// What [`Cluster::connect`] gives back besides the cluster: started by [`Cluster::spawn`].
+pub struct ClusterTasks {
+    inbound: mpsc::Receiver<Bytes>,
+    outbound: mpsc::Receiver<(outbound::Target, NodeItem)>,
+}
+
+impl Cluster {
+    /// Connects to Redis Cluster. Fails if no seed answers (a node must not start blind).
+    pub async fn connect(config: &crate::config::Config) -> Result<(Arc<Self>, ClusterTasks), BusError> {
+        let c = &config.cluster;
+        let (bus, inbound) = Bus::connect(BusConfig {
+            urls: c.redis_urls.clone(),
+            namespace: c.namespace.clone(),
+            node_id: config.node_id,
+            command_timeout_ms: c.redis_timeout_ms,
+            ..BusConfig::default()
+        })
+        .await?;
+        let (outbound, outbound_rx) = Outbound::new();
+        let cluster =
+            Arc::new(Self { bus, outbound, node_id: config.node_id, registry_ttl_ms: c.registry_ttl_ms.max(1000) });
+        Ok((cluster, ClusterTasks { inbound, outbound: outbound_rx }))
+    }
+
+    /// Installs forwarding into the router and starts the cluster's tasks.
+    pub fn spawn(self: &Arc<Self>, ctx: &Arc<Ctx>, tasks: ClusterTasks) {
+        ctx.router.set_remote(self.outbound.clone());
+        ctx.presence.enable_cluster_reports();
+        tokio::spawn(outbound::run(self.bus.clone(), self.node_id, tasks.outbound, ctx.shutdown.clone()));
+        tokio::spawn(inbound::run(ctx.clone(), tasks.inbound));
+        tokio::spawn(registry::refresh_loop(ctx.clone(), self.clone()));
+        tokio::spawn(presence_sync::run(ctx.clone(), self.clone()));
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u16 {
+        self.node_id
+    }
+
+    /// How long a registry claim lives without a refresh.
+    pub fn registry_ttl_ms(&self) -> u64 {
+        self.registry_ttl_ms
+    }
+
+    /// Tells every node to drop `account` from its directory cache (its devices changed).
+    pub fn invalidate_account(&self, account: u64) {
+        self.outbound.broadcast(NodeItem::invalidate(account));
+    }
+}

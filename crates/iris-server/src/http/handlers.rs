@@ -37,7 +37,7 @@ pub async fn request_code(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Json<CodeRequested>, ApiError> {
-    let expires_in_s = auth::request_code(&ctx, &req.phone, peer.ip())?;
+    let expires_in_s = auth::request_code(&ctx, &req.phone, peer.ip()).await?;
     Ok(Json(CodeRequested { expires_in_s }))
 }
 

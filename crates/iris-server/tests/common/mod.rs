@@ -41,6 +41,8 @@ pub struct TestServer {
     http: reqwest::Client,
     /// Kept alive as long as the server; deleted on drop.
     _data_dir: TempDir,
+    /// Cluster mode (`IRIS_TEST_ENGINE=cluster`): its databases and Redis namespace.
+    _engine: Option<iris_testkit::engine::ClusterEngine>,
 }
 
 /// The configuration every test server starts from: loopback ephemeral ports, dev mode, and no
@@ -77,6 +79,12 @@ impl TestServer {
     async fn boot(edit: impl FnOnce(&mut Config), clock: Option<Arc<ManualClock>>) -> Self {
         let data_dir = tempfile::tempdir().expect("create a temporary data dir");
         let mut config = test_config(data_dir.path());
+        let engine = iris_testkit::engine::from_env();
+        if let Some(e) = &engine {
+            (config.cluster.store_urls, config.cluster.redis_urls) = (e.store_urls(), e.redis_urls());
+            config.cluster.namespace = e.namespace().to_owned();
+            config.auth.token_key_hex = Some(iris_testkit::engine::TEST_TOKEN_KEY_HEX.to_owned());
+        }
         edit(&mut config);
         let mut deps = Dependencies::default();
         if let Some(c) = &clock {
@@ -90,6 +98,7 @@ impl TestServer {
             server,
             http: reqwest::Client::new(),
             _data_dir: data_dir,
+            _engine: engine,
         }
     }
 
@@ -516,6 +525,7 @@ impl TestServer {
     pub async fn start_with_store(edit: impl FnOnce(&mut Config), store: Arc<dyn iris_store::Store>) -> Self {
         let data_dir = tempfile::tempdir().expect("create a temporary data dir");
         let mut config = test_config(data_dir.path());
+        // The given store is the point of these tests: no cluster engine around it.
         edit(&mut config);
         let deps = Dependencies { store: Some(store), ..Dependencies::default() };
         let server = iris_server::start(config, deps).await.expect("server starts");
@@ -526,6 +536,7 @@ impl TestServer {
             server,
             http: reqwest::Client::new(),
             _data_dir: data_dir,
+            _engine: None,
         }
     }
 }

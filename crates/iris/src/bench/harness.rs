@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::stats::{Latencies, Report};
+use super::stats::{Charts, Latencies, Report};
+use super::timeline::{Kind, Timeline};
 
 /// Size of every benchmark payload: 8 bytes of send time, then padding.
 const PAYLOAD_BYTES: usize = 100;
@@ -25,7 +26,7 @@ const SETUP_CONCURRENCY: usize = 32;
 /// Longest a single send may take before it counts as an error.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle receiver waits before checking whether the run is over.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// The process-wide time origin for payload timestamps (sender and receiver share a clock).
 fn epoch() -> std::time::Instant {
@@ -40,13 +41,19 @@ pub fn now_ns() -> u64 {
 
 /// A payload carrying the current time.
 fn payload() -> Bytes {
+    payload_at(now_ns())
+}
+
+/// A payload carrying `ns` as its send time: open-loop sends carry their scheduled time, so a
+/// late send counts its lateness as latency (no coordinated omission).
+pub fn payload_at(ns: u64) -> Bytes {
     let mut p = vec![0x2a_u8; PAYLOAD_BYTES];
-    p[..8].copy_from_slice(&now_ns().to_le_bytes());
+    p[..8].copy_from_slice(&ns.to_le_bytes());
     Bytes::from(p)
 }
 
 /// The send time written by [`payload`].
-fn sent_ns(payload: &[u8]) -> Option<u64> {
+pub fn sent_ns(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
@@ -62,9 +69,41 @@ pub struct Counters {
     sending_done: AtomicBool,
     /// Deliveries each accepted send produces beyond the first (group fan-out: members − 2).
     extra_deliveries_per_send: AtomicU64,
+    /// Counts per 100 ms, for rate charts and the open-loop controller.
+    pub timeline: Timeline,
+    /// When set, deliveries also record their latency here (one step or phase of a run).
+    window: Mutex<Option<Latencies>>,
 }
 
 impl Counters {
+    /// Counts a send about to start.
+    pub fn on_sent(&self) {
+        self.sent.fetch_add(1, Relaxed);
+        self.timeline.add(Kind::Sent, now_ns());
+    }
+
+    /// Counts a send answered ACCEPTED.
+    pub fn on_accepted(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+        self.timeline.add(Kind::Accepted, now_ns());
+    }
+
+    /// Counts a send that failed or timed out.
+    pub fn on_send_error(&self) {
+        self.send_errors.fetch_add(1, Relaxed);
+    }
+
+    /// (sent, accepted, delivered, send errors) so far.
+    pub fn totals(&self) -> (u64, u64, u64, u64) {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        (load(&self.sent), load(&self.accepted), load(&self.delivered), load(&self.send_errors))
+    }
+
+    /// Starts a fresh latency window and returns the previous one (if any).
+    pub fn swap_window(&self, fresh: Option<Latencies>) -> Option<Latencies> {
+        std::mem::replace(&mut *self.window.lock().expect("window lock"), fresh)
+    }
+
     /// Marks the end of sending: receivers stop once everything accepted has arrived.
     pub fn finish_sending(&self) {
         self.sending_done.store(true, Relaxed);
@@ -107,6 +146,8 @@ impl Counters {
             latency_ms: latencies.summary(),
             server_rss_bytes: None,
             server_cpu_s: None,
+            extra: Default::default(),
+            charts: Charts { histogram: latencies.buckets(), rates: self.timeline.series() },
         }
     }
 }
@@ -234,6 +275,7 @@ fn record_delivery(
     }
     let now = now_ns();
     counters.delivered.fetch_add(1, Relaxed);
+    counters.timeline.add(Kind::Delivered, now);
     counters.last_delivery_ns.fetch_max(now, Relaxed);
     let payload = match &item.body {
         Some(inbox_item::Body::Message(m)) => &m.payload,
@@ -241,7 +283,11 @@ fn record_delivery(
         _ => return,
     };
     if let Some(sent) = sent_ns(payload) {
-        latencies.record_ns(now.saturating_sub(sent.max(origin_ns)));
+        let ns = now.saturating_sub(sent.max(origin_ns));
+        latencies.record_ns(ns);
+        if let Some(window) = counters.window.lock().expect("window lock").as_mut() {
+            window.record_ns(ns);
+        }
     }
 }
 
@@ -274,13 +320,11 @@ pub fn spawn_group_senders(
             let (client, counters) = (client.clone(), counters.clone());
             tokio::spawn(async move {
                 while Instant::now() < end {
-                    counters.sent.fetch_add(1, Relaxed);
+                    counters.on_sent();
                     match tokio::time::timeout(SEND_TIMEOUT, client.group_send(group_id, payload())).await {
-                        Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => {
-                            counters.accepted.fetch_add(1, Relaxed);
-                        }
+                        Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => counters.on_accepted(),
                         _ => {
-                            counters.send_errors.fetch_add(1, Relaxed);
+                            counters.on_send_error();
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
@@ -294,18 +338,23 @@ pub fn spawn_group_senders(
 async fn send_loop(client: Client, end: Instant, pick: Pick, counters: Arc<Counters>) {
     while Instant::now() < end {
         let Some(to) = pick() else { break };
-        counters.sent.fetch_add(1, Relaxed);
-        let sent = tokio::time::timeout(SEND_TIMEOUT, client.send(Recipient::Account(to), payload())).await;
-        match sent {
-            Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => {
-                counters.accepted.fetch_add(1, Relaxed);
-            }
-            _ => {
-                counters.send_errors.fetch_add(1, Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        if !send_one(&client, to, payload(), &counters).await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// One 1:1 send with the run's timeout, counted; true when ACCEPTED.
+pub async fn send_one(client: &Client, to: u64, payload: Bytes, counters: &Counters) -> bool {
+    counters.on_sent();
+    let sent = tokio::time::timeout(SEND_TIMEOUT, client.send(Recipient::Account(to), payload)).await;
+    let accepted = matches!(sent, Ok(Ok(r)) if r.status == SendStatus::Accepted as i32);
+    if accepted {
+        counters.on_accepted();
+    } else {
+        counters.on_send_error();
+    }
+    accepted
 }
 
 /// A recipient picker: a uniformly random account of `ids` other than `me`.

@@ -1,17 +1,25 @@
-//! `iris bench`: load scenarios that drive an Iris server with many SDK clients from one process.
-//!
-//! First cut of issue #7: `throughput`, `hotspot` and `drain`. Each run is bounded in count and
-//! time, targets only loopback servers, and ends with a human table (or, with `--json`, one JSON
-//! object as the last line of stdout).
+//! `iris bench`: load scenarios that drive an Iris server with many client connections from one
+//! process (issue #7): `throughput` (open-loop step-up), `latency` (fixed open-loop rate),
+//! `hotspot`, `fanout`, `drain`, `idle` and `storm`. Each run is bounded in count and time,
+//! targets only loopback servers, and ends with a human table (or, with `--json`, one JSON object
+//! as the last line of stdout); `--report FILE.html` also writes charts. `iris fire` reuses this
+//! machinery.
 
 mod closed_loop;
 mod drain;
 mod fanout;
-mod harness;
-mod hotspot;
-mod server;
-mod stats;
+pub(crate) mod harness;
+pub(crate) mod hotspot;
+mod html;
+pub(crate) mod idle;
+mod latency;
+mod open_loop;
+pub(crate) mod raw;
+pub(crate) mod server;
+pub(crate) mod stats;
+pub(crate) mod storm;
 mod throughput;
+mod timeline;
 
 use std::time::Duration;
 
@@ -35,6 +43,9 @@ pub struct CommonArgs {
     /// How long to wait for accepted messages still in flight after the load stops.
     #[arg(long, default_value_t = 10)]
     pub drain_s: u64,
+    /// Also write a self-contained HTML report (charts and the summary table) to this file.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
 }
 
 impl CommonArgs {
@@ -53,8 +64,15 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum Scenario {
-    /// U users send 1:1 to random others, closed-loop with N sends in flight per sender.
+    /// U users send 1:1 to random others, open-loop, stepping the rate up until delivery falls
+    /// behind or p99 passes its bound; reports the highest sustained rate.
     Throughput(throughput::ThroughputArgs),
+    /// U users send 1:1 at a fixed open-loop rate; send→delivered latency from scheduled times.
+    Latency(latency::LatencyArgs),
+    /// N idle authenticated connections: server memory per connection, logins per second.
+    Idle(idle::IdleArgs),
+    /// N connected devices drop and reconnect at once: time until all are back, nothing lost.
+    Storm(storm::StormArgs),
     /// M senders send to one recipient device.
     Hotspot(hotspot::HotspotArgs),
     /// D offline devices get K messages each, then all connect; time until all are delivered.
@@ -67,6 +85,9 @@ enum Scenario {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (common, name) = match &args.scenario {
         Scenario::Throughput(a) => (a.common.clone(), "throughput"),
+        Scenario::Latency(a) => (a.common.clone(), "latency"),
+        Scenario::Idle(a) => (a.common.clone(), "idle"),
+        Scenario::Storm(a) => (a.common.clone(), "storm"),
         Scenario::Hotspot(a) => (a.common.clone(), "hotspot"),
         Scenario::Drain(a) => (a.common.clone(), "drain"),
         Scenario::Fanout(a) => (a.common.clone(), "fanout"),
@@ -74,6 +95,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let target = server::Target::open(&common).await?;
     let result = match args.scenario {
         Scenario::Throughput(a) => throughput::run(&a, &target).await,
+        Scenario::Latency(a) => latency::run(&a, &target).await,
+        Scenario::Idle(a) => idle::run(&a, &target).await,
+        Scenario::Storm(a) => storm::run(&a, &target).await,
         Scenario::Hotspot(a) => hotspot::run(&a, &target).await,
         Scenario::Drain(a) => drain::run(&a, &target).await,
         Scenario::Fanout(a) => fanout::run(&a, &target).await,
@@ -90,6 +114,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_cpu_s = Some(cpu);
     }
     target.stop();
+    if let Some(cpu) = server::cpu_seconds(std::process::id()) {
+        report.set("generator_cpu_s", cpu);
+    }
+    if let Some(path) = &common.report {
+        std::fs::write(path, html::render(&report)).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
     report.print(common.json);
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! The server under test: a loopback URL given with `--server`, or a child `iris serve --dev`
-//! started with `--spawn` (optionally pinned to CPU 0 with `taskset`).
+//! started with `--spawn` (optionally pinned to CPU 0 with `taskset`). `iris fire` uses the same
+//! [`ServerProcess`] to kill -9 and restart a server on the same ports and data.
 
 use std::io::BufRead as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -17,7 +18,9 @@ use super::CommonArgs;
 const TASKSET: &str = "/usr/bin/taskset";
 /// Linux clock ticks per second for `/proc/PID/stat` times.
 const CLK_TCK: f64 = 100.0;
-/// Server config for spawned servers: no auth rate limits, so hundreds of logins succeed.
+/// Longest a spawned server may take to print its "iris listening" line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Server config for spawned servers: no auth rate limits, so thousands of logins succeed.
 const SPAWN_CONFIG: &str = "[rate_limits]\ncode_requests_per_phone_per_hour = 0\n\
 code_requests_per_ip_per_hour = 0\nverify_attempts_per_ip_per_minute = 0\n\
 sends_per_account_per_minute = 0\nconnections_per_ip_per_minute = 0\n\
@@ -27,14 +30,7 @@ concurrent_connections_per_ip = 0\naccepts_per_second = 0\n";
 pub struct Target {
     /// Base URL of its HTTP API.
     pub url: String,
-    spawned: Mutex<Option<Spawned>>,
-}
-
-/// A child server process and what must live as long as it.
-struct Spawned {
-    child: Child,
-    _stdout: ChildStdout,
-    _dir: TempDir,
+    spawned: Mutex<Option<ServerProcess>>,
 }
 
 impl Target {
@@ -42,11 +38,11 @@ impl Target {
     /// when `--pin`.
     pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
         if args.spawn {
-            let (url, spawned) = spawn(args.pin).await?;
+            let server = ServerProcess::start(SpawnOptions { pin: args.pin, ..SpawnOptions::default() }).await?;
             if args.pin {
                 pin_self(1);
             }
-            return Ok(Self { url, spawned: Mutex::new(Some(spawned)) });
+            return Ok(Self { url: server.url(), spawned: Mutex::new(Some(server)) });
         }
         let url = args.server.clone().unwrap_or_else(|| "http://127.0.0.1:7701".into());
         check_loopback(&url)?;
@@ -56,16 +52,130 @@ impl Target {
     /// The spawned server's resident memory (bytes) and CPU time (s) so far.
     pub fn usage(&self) -> Option<(u64, f64)> {
         let guard = self.spawned.lock().ok()?;
-        let pid = guard.as_ref()?.child.id();
+        let pid = guard.as_ref()?.pid()?;
         Some((rss_bytes(pid)?, cpu_seconds(pid)?))
     }
 
     /// Kills the spawned server, if any.
     pub fn stop(&self) {
         if let Some(mut s) = self.spawned.lock().ok().and_then(|mut g| g.take()) {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
+            s.kill9();
         }
+    }
+}
+
+/// How to start a server process.
+#[derive(Default, Clone)]
+pub struct SpawnOptions {
+    /// Run it under `taskset -c 0`.
+    pub pin: bool,
+    /// TOML appended to the spawn config (sections other than `[rate_limits]`).
+    pub extra_config: String,
+    /// Data directory (default: inside the process's own temporary directory), e.g. on a tmpfs.
+    pub data_dir: Option<PathBuf>,
+    /// Write the server's log to `server.log` in its temporary directory instead of this
+    /// process's stderr.
+    pub log_to_file: bool,
+}
+
+/// A child `iris serve --dev` that can be killed and restarted on the same ports and data.
+pub struct ServerProcess {
+    child: Option<(Child, ChildStdout)>,
+    opts: SpawnOptions,
+    dir: TempDir,
+    /// The HTTP API address.
+    pub http: SocketAddr,
+    /// The framed TCP address.
+    pub tcp: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Writes the config, picks free loopback ports and starts the server.
+    pub async fn start(opts: SpawnOptions) -> anyhow::Result<Self> {
+        let dir = TempDir::new()?;
+        std::fs::write(dir.path().join("iris.toml"), format!("{SPAWN_CONFIG}{}", opts.extra_config))?;
+        let http = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let mut server = Self { child: None, opts, dir, http, tcp };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    /// Base URL of the HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.opts.data_dir.clone().unwrap_or_else(|| self.dir.path().join("data"))
+    }
+
+    /// Where the log goes with `log_to_file`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|(c, _)| c.id())
+    }
+
+    /// Resident memory of the running server, in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        rss_bytes(self.pid()?)
+    }
+
+    /// Whether the process has exited on its own.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|(c, _)| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// SIGKILL, then reap; nothing of the server gets to run after this.
+    pub fn kill9(&mut self) {
+        if let Some((mut child, _)) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same ports, config and data, and waits until it listens.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        let mut cmd = server_command(self.opts.pin)?;
+        cmd.args(["serve", "--dev", "--config"])
+            .arg(self.dir.path().join("iris.toml"))
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--listen", &self.tcp.to_string(), "--http", &self.http.to_string()])
+            .env("IRIS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if self.opts.log_to_file {
+            cmd.stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?);
+        } else {
+            cmd.stderr(Stdio::inherit());
+        }
+        let mut child = cmd.spawn().context("starting iris serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let waited = tokio::task::spawn_blocking(move || read_listening(stdout));
+        match tokio::time::timeout(START_TIMEOUT, waited).await {
+            Ok(Ok(Ok(stdout))) => {
+                self.child = Some((child, stdout));
+                Ok(())
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("spawned server did not start: {other:?}")
+            }
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }
 
@@ -82,36 +192,6 @@ fn check_loopback(url: &str) -> anyhow::Result<()> {
 /// A free loopback port (bound then released).
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
-}
-
-/// Starts `iris serve --dev` from this executable and waits for its "iris listening" line.
-async fn spawn(pin: bool) -> anyhow::Result<(String, Spawned)> {
-    let dir = TempDir::new()?;
-    let config = dir.path().join("iris.toml");
-    std::fs::write(&config, SPAWN_CONFIG)?;
-    let http = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    let tcp = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    let mut cmd = server_command(pin)?;
-    cmd.args(["serve", "--dev", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &tcp.to_string(), "--http", &http.to_string()])
-        .env("IRIS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = cmd.spawn().context("starting iris serve")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let waited = tokio::task::spawn_blocking(move || read_listening(stdout));
-    match tokio::time::timeout(Duration::from_secs(30), waited).await {
-        Ok(Ok(Ok(stdout))) => Ok((format!("http://{http}"), Spawned { child, _stdout: stdout, _dir: dir })),
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("spawned server did not start: {other:?}")
-        }
-    }
 }
 
 /// The command that runs this executable, under `taskset -c 0` when pinning is asked for and
@@ -155,7 +235,7 @@ fn pin_self(cpu: usize) {
 }
 
 /// `VmRSS` of a process, in bytes.
-fn rss_bytes(pid: u32) -> Option<u64> {
+pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -163,7 +243,7 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// User plus system CPU time of a process, in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the `(comm)`: state is field 3, utime 14 and stime 15 of the whole line.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -171,6 +251,13 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / CLK_TCK)
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`), if readable.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -190,5 +277,6 @@ mod tests {
         let pid = std::process::id();
         assert!(rss_bytes(pid).unwrap() > 0);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(open_files_limit().unwrap() > 0);
     }
 }

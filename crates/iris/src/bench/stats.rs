@@ -2,6 +2,9 @@
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::timeline::RatePoint;
 
 /// Highest latency recorded, in microseconds (larger values are clamped): 10 minutes.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -31,6 +34,38 @@ impl Latencies {
         let ms = |q: f64| if self.0.is_empty() { 0.0 } else { self.0.value_at_quantile(q) as f64 / 1_000.0 };
         LatencyMs { p50: ms(0.5), p99: ms(0.99), p999: ms(0.999), max: self.0.max() as f64 / 1_000.0 }
     }
+
+    /// Samples recorded.
+    pub fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// Counts per logarithmic bucket (×1.5 from 10 µs) as (upper bound in ms, count), for the
+    /// report's histogram chart.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        if self.0.is_empty() {
+            return Vec::new();
+        }
+        self.0
+            .iter_log(10, 1.5)
+            .map(|v| (v.value_iterated_to() as f64 / 1_000.0, v.count_since_last_iteration()))
+            .collect()
+    }
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the HTML report draws, beyond the JSON fields.
+#[derive(Debug, Clone, Default)]
+pub struct Charts {
+    /// Latency histogram: (bucket upper bound in ms, count).
+    pub histogram: Vec<(f64, u64)>,
+    /// Rates per 100 ms over the run.
+    pub rates: Vec<RatePoint>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -75,6 +110,12 @@ pub struct Report {
     /// CPU time (user + system) of the spawned server over its life.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s: Option<f64>,
+    /// Scenario-specific fields (steps, connections, reconnect time…), flattened into the JSON.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+    /// Series for `--report` charts (not part of the JSON line).
+    #[serde(skip)]
+    pub charts: Charts,
 }
 
 impl Report {
@@ -98,6 +139,23 @@ impl Report {
         if let (Some(rss), Some(cpu)) = (self.server_rss_bytes, self.server_cpu_s) {
             println!("server        rss {:.1} MiB  cpu {cpu:.2} s", rss as f64 / (1024.0 * 1024.0));
         }
+        for (key, value) in &self.extra {
+            println!("{key:<13} {}", human(value));
+        }
+    }
+
+    /// Adds a scenario-specific field.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        self.extra.insert(key.to_owned(), value.into());
+    }
+}
+
+/// A JSON value for the human table: strings without quotes, arrays one element per line.
+fn human(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(|v| format!("\n  {v}")).collect(),
+        other => other.to_string(),
     }
 }
 

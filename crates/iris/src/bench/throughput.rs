@@ -1,10 +1,15 @@
-//! `iris bench throughput`: U users send 1:1 to random others, closed-loop.
+//! `iris bench throughput`: U users send 1:1 to random others. By default open-loop with a rate
+//! that steps up until delivery falls behind or p99 passes its bound; reports the highest
+//! sustained rate. `--closed-loop` keeps the first cut's fixed-in-flight form.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::closed_loop::{self, Plan};
-use super::harness;
+use super::harness::{self, Progress};
+use super::open_loop::{self, StepArgs};
 use super::server::Target;
 use super::stats::Report;
 use super::CommonArgs;
@@ -14,19 +19,54 @@ use super::CommonArgs;
 pub struct ThroughputArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub steps: StepArgs,
     /// Users, each one connected device that sends and receives.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(2..=5000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=5000))]
     pub users: u32,
-    /// Length of the sending phase, in seconds.
+    /// Closed loop instead: every user keeps `--inflight` sends in flight for `--duration-s`.
+    #[arg(long)]
+    pub closed_loop: bool,
+    /// Closed loop: length of the sending phase, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub duration_s: u64,
-    /// Sends in flight per sender.
+    /// Closed loop: sends in flight per sender.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub inflight: u32,
 }
 
 /// Logs in and connects the users, runs the load, reports.
 pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Report> {
+    if args.closed_loop {
+        return run_closed(args, target).await;
+    }
+    let deadline = Instant::now() + args.steps.bound() + args.common.drain() + Duration::from_secs(600);
+    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.users as usize, deadline).await?;
+    let progress = Progress::start("throughput", fleet.counters.clone());
+    let start = Instant::now();
+    let result = open_loop::step_up(&fleet, args.steps.plan()).await;
+    let sending = start.elapsed();
+    fleet.settle(args.common.drain()).await;
+    fleet.counters.finish_sending();
+    let all = harness::join_receivers(receivers).await;
+    progress.finish();
+    harness::close_all(&fleet.clients).await;
+    let mut report = fleet.counters.report("throughput", sending, &all);
+    let best = result.best.clone();
+    report.msgs_per_s = best.as_ref().map_or(0.0, |b| b.delivered_per_s);
+    report.latency_ms = result.best_latencies.summary();
+    report.set("sustained_offered_per_s", best.as_ref().map_or(0.0, |b| b.offered_per_s));
+    report.set("steps", open_loop::steps_json(&result.steps));
+    report.set("generator_skipped", fleet.skipped());
+    report.set(
+        "note",
+        "msgs_per_s and latency_ms are those of the highest passing step; the histogram is of the whole run",
+    );
+    Ok(report)
+}
+
+/// The closed-loop form: every user sends with `--inflight` in flight for `--duration-s`.
+async fn run_closed(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Report> {
     let creds = harness::login_all(&target.url, 0, args.users as usize).await?;
     let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
     let conns = harness::connect_all(&target.url, creds).await?;

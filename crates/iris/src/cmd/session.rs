@@ -17,10 +17,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects with the profile at `path`, resuming after its saved cursor.
+    /// Connects with the profile at `path`, resuming after its saved cursor. `IRIS_SERVER`, when
+    /// set, overrides the profile's server (any node of a cluster serves any device).
     pub async fn open(path: &Path, auto_ack: bool) -> anyhow::Result<Self> {
         let profile = Profile::load(path)?;
-        let mut config = ClientConfig::new(profile.server.clone(), profile.credentials.clone());
+        let server = std::env::var("IRIS_SERVER").ok().filter(|s| !s.is_empty()).unwrap_or(profile.server.clone());
+        let mut config = ClientConfig::new(server, profile.credentials.clone());
         config.resume_after_seq = profile.last_acked_seq;
         config.auto_ack = auto_ack;
         let hook_path = path.to_owned();

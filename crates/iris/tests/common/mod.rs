@@ -11,6 +11,7 @@ use iris_client::api::Credentials;
 use iris_client::pb::InboxItem;
 use iris_client::{Client, ClientConfig, Event, Events, HttpApi};
 use iris_server::config::Config;
+use iris_testkit::engine::ClusterEngine;
 use tempfile::TempDir;
 
 /// How long a test waits for something that should happen quickly.
@@ -21,6 +22,17 @@ pub struct InProcess {
     pub server: Option<iris_server::RunningServer>,
     pub config: Config,
     _dir: TempDir,
+    _engine: Option<ClusterEngine>,
+}
+
+/// With `IRIS_TEST_ENGINE=cluster`, points `config` at fresh PostgreSQL databases and a Redis
+/// namespace of its own (kept alive by the returned value); else leaves the embedded store.
+pub fn apply_engine(c: &mut Config) -> Option<ClusterEngine> {
+    let engine = iris_testkit::engine::from_env()?;
+    (c.cluster.store_urls, c.cluster.redis_urls) = (engine.store_urls(), engine.redis_urls());
+    c.cluster.namespace = engine.namespace().to_owned();
+    c.auth.token_key_hex = Some(iris_testkit::engine::TEST_TOKEN_KEY_HEX.to_owned());
+    Some(engine)
 }
 
 /// A config for tests: dev mode, ephemeral loopback ports, no auth rate limits.
@@ -37,11 +49,12 @@ impl InProcess {
     pub async fn start() -> Self {
         let dir = TempDir::new().unwrap();
         let mut config = test_config(dir.path());
+        let engine = apply_engine(&mut config);
         let server = iris_server::start(config.clone(), Default::default()).await.unwrap();
         // Pin the ports so a restart comes back where clients look for it.
         config.listen = server.tcp_addr;
         config.http = server.http_addr;
-        Self { server: Some(server), config, _dir: dir }
+        Self { server: Some(server), config, _dir: dir, _engine: engine }
     }
 
     /// Base URL of the HTTP API.
@@ -127,6 +140,8 @@ accepts_per_second = 0
 /// The real `iris serve --dev` binary, restartable on the same ports and data directory.
 pub struct Process {
     child: Option<Child>,
+    /// Extra `iris serve` flags (cluster mode: `--store`, `--redis`, `--node-id`, ...).
+    pub args: Vec<String>,
     pub data_dir: PathBuf,
     config_file: PathBuf,
     pub tcp: SocketAddr,
@@ -152,6 +167,7 @@ impl Process {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen", &self.tcp.to_string(), "--http", &self.http.to_string()])
+            .args(&self.args)
             .env("IRIS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -203,17 +219,22 @@ impl Process {
     /// Like [`Process::start`], with `extra_toml` appended to the config file (any table but
     /// `[rate_limits]`, which the kit already writes with every limit off).
     pub async fn start_with_config(extra_toml: &str) -> Self {
+        Self::start_with_args(extra_toml, Vec::new()).await
+    }
+
+    /// Like [`Process::start_with_config`], with extra `iris serve` flags.
+    pub async fn start_with_args(extra_toml: &str, args: Vec<String>) -> Self {
+        let tcp = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_on(extra_toml, args, tcp, http).await
+    }
+
+    /// Like [`Process::start_with_args`], on the given listen addresses.
+    pub async fn start_on(extra_toml: &str, args: Vec<String>, tcp: SocketAddr, http: SocketAddr) -> Self {
         let dir = TempDir::new().unwrap();
         let config_file = dir.path().join("iris.toml");
         std::fs::write(&config_file, format!("{UNLIMITED_CONFIG}\n{extra_toml}")).unwrap();
-        let mut p = Self {
-            child: None,
-            config_file,
-            data_dir: dir.path().join("data"),
-            tcp: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            http: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            _dir: dir,
-        };
+        let mut p = Self { child: None, args, config_file, data_dir: dir.path().join("data"), tcp, http, _dir: dir };
         p.spawn().await;
         p
     }
@@ -404,6 +425,7 @@ pub struct Server {
     /// Moves time for window checks; `None` on the real clock.
     pub clock: Option<std::sync::Arc<iris_server::clock::ManualClock>>,
     _dir: TempDir,
+    _engine: Option<ClusterEngine>,
 }
 
 impl Server {
@@ -423,13 +445,14 @@ impl Server {
     ) -> Self {
         let dir = TempDir::new().unwrap();
         let mut config = test_config(dir.path());
+        let engine = apply_engine(&mut config);
         tweak(&mut config);
         let mut deps = iris_server::Dependencies::default();
         if let Some(c) = &clock {
             deps.clock = c.clone();
         }
         let server = iris_server::start(config, deps).await.unwrap();
-        Self { server, clock, _dir: dir }
+        Self { server, clock, _dir: dir, _engine: engine }
     }
 
     /// Base URL of the HTTP API.
@@ -461,6 +484,11 @@ impl Dev {
     /// Like [`Dev::new`], but refusals are not retried, so they reach the test at once.
     pub async fn without_retries(url: &str, phone: &str) -> Self {
         let creds = login(url, phone, "d").await;
+        Self::without_retries_with(url, creds).await
+    }
+
+    /// Connects an already logged-in device whose refusals are not retried.
+    pub async fn without_retries_with(url: &str, creds: Credentials) -> Self {
         let mut config = ClientConfig::new(url, creds.clone());
         config.retry.max_attempts = 1;
         let (client, events) = Client::connect(config).await.unwrap();

@@ -1,0 +1,43 @@
+//! Presence across nodes: every push interval this node broadcasts the local state of the
+//! accounts that changed here, and every third of the registry TTL the local state of all its
+//! online accounts (so a node that just started learns everything, and a lost broadcast is
+//! repaired). What other nodes said expires after the registry TTL, so the accounts of a dead
+//! node go offline by themselves. Presence degrades (stale for up to a TTL) when Redis is down;
+//! messaging does not depend on it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::wire::{NodeItem, WirePresence};
+use super::Cluster;
+use crate::context::Ctx;
+use crate::presence::LocalPresence;
+
+/// Broadcasts and expires until shutdown.
+pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
+    let mut changes = tokio::time::interval(Duration::from_millis(ctx.config.presence.push_interval_ms.max(10)));
+    let mut full = tokio::time::interval(Duration::from_millis(cluster.registry_ttl_ms() / 3));
+    changes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    full.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_age = Duration::from_millis(cluster.registry_ttl_ms());
+    loop {
+        let report = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = changes.tick() => ctx.presence.take_local_changes(),
+            _ = full.tick() => {
+                ctx.presence.expire_remote(max_age);
+                ctx.presence.local_snapshot()
+            }
+        };
+        for p in report {
+            cluster.outbound.broadcast(item(p));
+        }
+    }
+}
+
+fn item(p: LocalPresence) -> NodeItem {
+    NodeItem::presence(
+        p.account,
+        WirePresence { online: p.online, last_seen_ms: p.last_seen_ms, privacy: u32::from(p.privacy.code()) },
+    )
+}

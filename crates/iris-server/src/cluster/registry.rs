@@ -1,0 +1,68 @@
+//! The session registry: which node holds which device, kept in Redis with a TTL.
+//!
+//! A session claims its device when it starts; if another node held it, that node is told to
+//! end its (stale) session, as a second connection on one node replaces the first. Claims are
+//! refreshed while connected, so a node that dies without releasing them is forgotten after
+//! the TTL. A failed registry call is logged and the session carries on: without a claim its
+//! device gets its messages through the inbox check instead of hints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use iris_store::DeviceAddr;
+
+use super::wire::NodeItem;
+use super::Cluster;
+use crate::context::Ctx;
+use crate::router::Kick;
+
+/// Devices per refresh call.
+const REFRESH_CHUNK: usize = 1000;
+
+/// Claims `addr` for this node and ends its session on the node that held it before.
+pub async fn claim(cluster: &Cluster, addr: DeviceAddr) {
+    match cluster.bus.claim_devices(&[addr], cluster.registry_ttl_ms()).await {
+        Ok(previous) => {
+            if let Some(Some(node)) = previous.first() {
+                if *node != cluster.node_id() {
+                    cluster.outbound.to_node(*node, NodeItem::kick(addr, Kick::Replaced));
+                }
+            }
+        }
+        Err(e) => tracing::debug!(%addr, error = %e, "session registry claim failed"),
+    }
+}
+
+/// Releases `addr` unless a newer session on this node holds it (the registry itself only
+/// deletes a claim that still names this node).
+pub fn release(ctx: &Arc<Ctx>, cluster: &Arc<Cluster>, addr: DeviceAddr) {
+    if ctx.router.is_connected(addr) {
+        return;
+    }
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        if let Err(e) = cluster.bus.release_device(addr).await {
+            tracing::debug!(%addr, error = %e, "session registry release failed; it expires by itself");
+        }
+    });
+}
+
+/// Re-claims every device connected here every third of the TTL (a claim lost in a Redis
+/// failover comes back within that time).
+pub async fn refresh_loop(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(cluster.registry_ttl_ms() / 3));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let devices = ctx.router.devices();
+        for chunk in devices.chunks(REFRESH_CHUNK) {
+            if let Err(e) = cluster.bus.refresh_devices(chunk, cluster.registry_ttl_ms()).await {
+                tracing::debug!(error = %e, "session registry refresh failed");
+                break;
+            }
+        }
+    }
+}

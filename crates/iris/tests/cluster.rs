@@ -1,0 +1,342 @@
+//! Cluster mode end to end: three `iris serve` processes on two real PostgreSQL shards and a
+//! real Redis Cluster (3 primaries + 3 replicas), clients behind a small TCP load balancer the
+//! test runs (as a deployment would put HAProxy or nginx in front). Each test kills something
+//! while clients send and checks that every ACCEPTED message is delivered exactly once.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use iris_client::pb::inbox_item;
+use iris_client::{Client, ClientConfig, Event, Events};
+use iris_testkit::postgres::PgShards;
+use iris_testkit::redis::RedisCluster;
+use tokio::net::{TcpListener, TcpStream};
+
+const ALICE: &str = "+14155550201";
+const BOB: &str = "+14155550202";
+const CAROL: &str = "+14155550203";
+const TOKEN_KEY: &str = "5e1f0c6a7b2d4e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f";
+
+/// Round-robin TCP forwarding to whichever backends accept: the "load balancer" in front of the
+/// nodes. A dead backend is skipped; connections to it simply end.
+struct Balancer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    async fn start(backends: Vec<SocketAddr>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let next = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let (backends, next) = (backends.clone(), next.clone());
+                tokio::spawn(async move {
+                    let first = next.fetch_add(1, Ordering::Relaxed);
+                    for i in 0..backends.len() {
+                        let target = backends[(first + i) % backends.len()];
+                        let connect = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(target));
+                        if let Ok(Ok(mut server)) = connect.await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// PostgreSQL, Redis Cluster, N nodes and the balancers in front of them.
+struct Fixture {
+    pg: PgShards,
+    redis: RedisCluster,
+    nodes: Vec<Process>,
+    /// Kept alive: the TCP address every node advertises.
+    _tcp_lb: Balancer,
+    http_lb: Balancer,
+}
+
+impl Fixture {
+    async fn start(n_nodes: u16) -> Self {
+        // Servers of our own even when the run shares some (`scripts/test.sh`): these tests kill
+        // them. (nextest runs each test in its own process, so this touches no other test.)
+        std::env::remove_var(iris_testkit::postgres::SHARED_URLS_ENV);
+        let pg = tokio::task::spawn_blocking(|| PgShards::start(2)).await.unwrap();
+        let redis = tokio::task::spawn_blocking(RedisCluster::start_private).await.unwrap();
+        // Node ports are fixed up front so the balancers know them before the nodes start.
+        let ports: Vec<(SocketAddr, SocketAddr)> = (0..n_nodes)
+            .map(|_| (SocketAddr::from(([127, 0, 0, 1], free_port())), SocketAddr::from(([127, 0, 0, 1], free_port()))))
+            .collect();
+        let tcp_lb = Balancer::start(ports.iter().map(|p| p.0).collect()).await;
+        let http_lb = Balancer::start(ports.iter().map(|p| p.1).collect()).await;
+        let namespace = format!("t{}", std::process::id());
+        let config =
+            format!("[cluster]\nnamespace = \"{namespace}\"\nregistry_ttl_ms = 3000\ninbox_poll_interval_ms = 300\n");
+        let mut nodes = Vec::new();
+        for (i, (tcp, http)) in ports.into_iter().enumerate() {
+            let args = vec![
+                "--store".into(),
+                pg.urls().join(","),
+                "--redis".into(),
+                redis.urls().join(","),
+                "--node-id".into(),
+                (i + 1).to_string(),
+                "--advertise".into(),
+                tcp_lb.addr.to_string(),
+                "--token-key".into(),
+                TOKEN_KEY.into(),
+            ];
+            nodes.push(Process::start_on(&config, args, tcp, http).await);
+        }
+        Self { pg, redis, nodes, _tcp_lb: tcp_lb, http_lb }
+    }
+
+    /// The balanced HTTP URL clients use.
+    fn url(&self) -> String {
+        format!("http://{}", self.http_lb.addr)
+    }
+}
+
+/// A client that reconnects quickly, through the balancer.
+async fn connect_lb(url: &str, creds: &iris_client::api::Credentials) -> (Client, Events) {
+    let mut config = ClientConfig::new(url, creds.clone());
+    config.reconnect.initial_delay = Duration::from_millis(20);
+    config.reconnect.max_delay = Duration::from_millis(300);
+    Client::connect(config).await.unwrap()
+}
+
+/// Sends from `client` to `to` until stopped, recording what was ACCEPTED (client id → server id).
+fn spawn_sender(
+    client: Client,
+    to: &'static str,
+    tag: &'static str,
+    accepted: Arc<Mutex<HashMap<String, u64>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = format!("{tag}-{i}");
+            // A send fails only after the SDK's retries gave up (e.g. a store shard down): not
+            // ACCEPTED, so not counted; the next id is tried.
+            if let Ok(r) = client.send_with_id(to, id.clone(), id.clone()).await {
+                accepted.lock().unwrap().insert(id, r.server_msg_id);
+            }
+            i += 1;
+        }
+    })
+}
+
+/// Collects (server id, client id) of every message delivered to `client`, acking each.
+fn spawn_receiver(
+    client: Client,
+    mut events: Events,
+    delivered: Arc<Mutex<Vec<(u64, String)>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let Event::Message(item) = event {
+                client.ack(item.seq);
+                if let Some(inbox_item::Body::Message(m)) = item.body {
+                    delivered.lock().unwrap().push((item.server_msg_id, m.client_msg_id));
+                }
+            }
+        }
+    })
+}
+
+/// Every ACCEPTED message delivered, each exactly once, none that was not accepted twice.
+fn check_exactly_once(accepted: &HashMap<String, u64>, delivered: &[(u64, String)]) {
+    let mut by_client_id: HashMap<&str, u64> = HashMap::new();
+    for (server_id, client_id) in delivered {
+        if let Some(other) = by_client_id.insert(client_id, *server_id) {
+            panic!("{client_id} delivered twice (server ids {other} and {server_id})");
+        }
+    }
+    for (client_id, server_id) in accepted {
+        assert_eq!(by_client_id.get(client_id.as_str()), Some(server_id), "ACCEPTED message {client_id} was lost");
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not reached in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_and_survive_kill_9_of_a_node() {
+    // Proves: clients on different nodes exchange messages through the shared store and the bus;
+    // when a node is SIGKILLed its clients reconnect to the others through the balancer, and
+    // every ACCEPTED message is delivered exactly once.
+    let mut f = Fixture::start(3).await;
+    let (alice, bob) = (login(&f.nodes[0].url(), ALICE, "a").await, login(&f.nodes[1].url(), BOB, "b").await);
+
+    // Direct placement first: alice on node 1, bob on node 2, one message each way.
+    let (a1, mut a1e) = connect(&f.nodes[0].url(), &alice).await;
+    let (b2, mut b2e) = connect(&f.nodes[1].url(), &bob).await;
+    a1.send(BOB, "hello from node 1").await.unwrap();
+    assert_eq!(recv_messages(&b2, &mut b2e, 1).await.len(), 1);
+    b2.send(ALICE, "hello from node 2").await.unwrap();
+    assert_eq!(recv_messages(&a1, &mut a1e, 1).await.len(), 1);
+    drop((a1, a1e, b2, b2e));
+
+    // Then load through the balancer, and a node dies.
+    let url = f.url();
+    let (a, _ae) = connect_lb(&url, &alice).await;
+    let (b, be) = connect_lb(&url, &bob).await;
+    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = ["s0", "s1", "s2", "s3"]
+        .into_iter()
+        .map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone()))
+        .collect();
+    let receiver = spawn_receiver(b.clone(), be, delivered.clone());
+
+    wait_for("first messages", || accepted.lock().unwrap().len() >= 200).await;
+    f.nodes[0].kill9();
+    let after_kill = accepted.lock().unwrap().len();
+    wait_for("sends after the kill", || accepted.lock().unwrap().len() >= after_kill + 300).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // room for a wrong extra delivery
+    receiver.abort();
+    check_exactly_once(&accepted, &delivered.lock().unwrap());
+    eprintln!("node kill: {} accepted, all delivered once", accepted.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_primary_dies_and_nothing_accepted_is_lost() {
+    // Proves: killing Redis Cluster primaries (each shard's, one after another) under load loses no ACCEPTED message (acks never
+    // depend on Redis) and delivery goes on after the replica takes over.
+    let mut f = Fixture::start(2).await;
+    let (alice, bob) = (login(&f.nodes[0].url(), ALICE, "a").await, login(&f.nodes[1].url(), BOB, "b").await);
+    let (a, _ae) = connect(&f.nodes[0].url(), &alice).await;
+    let (b, be) = connect(&f.nodes[1].url(), &bob).await;
+    let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> =
+        ["r0", "r1"].into_iter().map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone())).collect();
+    let receiver = spawn_receiver(b.clone(), be, delivered.clone());
+
+    wait_for("first messages", || accepted.lock().unwrap().len() >= 200).await;
+    // One primary at a time (a failover needs a majority of primaries alive to elect the
+    // replica), so every shard, and with it every node's channel, fails over once.
+    for shard in 0..3 {
+        f.redis.kill_primary(shard);
+        let during = accepted.lock().unwrap().len();
+        wait_for("sends go on while Redis fails over", || accepted.lock().unwrap().len() >= during + 100).await;
+        tokio::task::block_in_place(|| f.redis.wait_until_healthy());
+    }
+    let after = accepted.lock().unwrap().len();
+    wait_for("sends after the failovers", || accepted.lock().unwrap().len() >= after + 200).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    receiver.abort();
+    check_exactly_once(&accepted, &delivered.lock().unwrap());
+    eprintln!("redis primaries killed: {} accepted, all delivered once", accepted.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_shard_down_refuses_sends_then_they_resume() {
+    // Proves: while a PostgreSQL shard is stopped, sends that need it fail with a typed,
+    // retryable error (nothing is acknowledged); after it restarts sends resume, and every
+    // ACCEPTED message is delivered exactly once.
+    let mut f = Fixture::start(2).await;
+    let url = f.nodes[0].url();
+    let (alice, bob) = (login(&url, ALICE, "a").await, login(&url, BOB, "b").await);
+    let alice_dev = Dev::without_retries_with(&url, alice.clone()).await;
+    let (b, be) = connect(&f.nodes[1].url(), &bob).await;
+    let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let receiver = spawn_receiver(b.clone(), be, delivered.clone());
+    let mut accepted = HashMap::new();
+    for i in 0..50 {
+        let id = format!("p-before-{i}");
+        let r = alice_dev.client.send_with_id(BOB, id.clone(), id.clone()).await.unwrap();
+        accepted.insert(id, r.server_msg_id);
+    }
+
+    for shard in 0..2 {
+        tokio::task::block_in_place(|| f.pg.stop_shard(shard));
+    }
+    let refused = alice_dev.client.send_with_id(BOB, "p-down".to_owned(), "down".to_owned()).await;
+    let err = refused.expect_err("a send must not be ACCEPTED while its shards are down");
+    assert!(err.to_string().contains("UNAVAILABLE"), "typed error, got {err}");
+    for shard in 0..2 {
+        tokio::task::block_in_place(|| f.pg.start_shard(shard));
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while accepted.len() < 100 {
+        assert!(tokio::time::Instant::now() < deadline, "sends did not resume");
+        let id = format!("p-after-{i}");
+        i += 1;
+        if let Ok(r) = alice_dev.client.send_with_id(BOB, id.clone(), id.clone()).await {
+            accepted.insert(id, r.server_msg_id);
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    receiver.abort();
+    let delivered = delivered.lock().unwrap().clone();
+    assert!(delivered.iter().all(|(_, c)| c != "p-down"), "a refused send was delivered");
+    check_exactly_once(&accepted, &delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_logs_in_on_one_node_and_sends_and_receives_on_others() {
+    // Proves: `iris login --server` on node 1, `iris send` through node 2 and `iris recv` through
+    // node 3 work together (the access token and the data are the cluster's, not a node's).
+    let f = Fixture::start(3).await;
+    let home = tempfile::TempDir::new().unwrap();
+    let iris = |server: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_iris"))
+            .args(args)
+            .env("IRIS_SERVER", server)
+            .env("IRIS_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "iris {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (carol, bob) = (home.path().join("carol.json"), home.path().join("bob.json"));
+    let (carol, bob) = (carol.to_str().unwrap(), bob.to_str().unwrap());
+    let (n1, n2, n3) = (f.nodes[0].url(), f.nodes[1].url(), f.nodes[2].url());
+    iris(&n1, &["login", "--phone", CAROL, "--profile", carol]);
+    iris(&n1, &["login", "--phone", BOB, "--profile", bob]);
+    iris(&n2, &["send", "--profile", carol, "--to", BOB, "across the cluster"]);
+    let out = iris(&n3, &["recv", "--profile", bob, "--count", "1", "--timeout", "20"]);
+    assert!(out.contains("across the cluster"), "recv printed {out:?}");
+}
