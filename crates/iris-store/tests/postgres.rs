@@ -252,3 +252,50 @@ async fn unsynced_writes_are_durable_once_their_append_is() {
     assert_eq!(store.message_ref(id).await.unwrap(), Some(r));
     assert_eq!(store.group_payload(7, id).await.unwrap(), Some(Bytes::from_static(b"p")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check: cargo test -p iris-store --test postgres -- --ignored --nocapture"]
+async fn group_commit_throughput() {
+    // Measures appends per second and appends per commit with 256 concurrent senders, each
+    // append going to a recipient and the sender's other device (often on two shards).
+    let env = Env::new(Engine::Postgres);
+    let store = Arc::new(connect(&env).await);
+    let (n_senders, n_each) = (256u64, 40u64);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..n_senders)
+        .map(|s| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let sender = DeviceAddr::new(1000 + s, 1);
+                for i in 0..n_each {
+                    let req = AppendRequest {
+                        dedup: Some(DedupKey { sender, client_msg_id: format!("m{i}") }),
+                        server_msg_id: (s << 20) | i,
+                        server_ts_ms: 1,
+                        entries: vec![
+                            NewEntry {
+                                device: DeviceAddr::new(5000 + (s + i) % 512, 1),
+                                item: Bytes::from(vec![7; 200]),
+                            },
+                            NewEntry { device: DeviceAddr::new(sender.account, 2), item: Bytes::from(vec![7; 200]) },
+                        ],
+                    };
+                    store.append(req).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let stats = store.stats();
+    let n = n_senders * n_each;
+    println!(
+        "{n} appends in {elapsed:?}: {:.0}/s, {} commits ({:.1} appends per commit)",
+        n as f64 / elapsed.as_secs_f64(),
+        stats.commits,
+        n as f64 / stats.commits.max(1) as f64
+    );
+    assert_eq!(stats.appends, n);
+}

@@ -38,6 +38,24 @@
 //! failure between shards some parts may be stored and others not; the caller got an error
 //! (nothing acknowledged), and its retry (same dedup key) stores only the missing parts.
 //!
+//! Two attempts with one dedup key that race (a client retry while its first attempt is still
+//! in flight on another node) can each win the key on a different shard: every device still
+//! gets exactly one copy, both callers hear `Duplicate`, and the copies on different shards
+//! carry the two attempts' server ids. The same holds after a partial failure: the missing
+//! parts are stored with the retry's server id. The sender's shard's record is the answer.
+//!
+//! Acks go through the committer too (batched, before the batch's appends, without waiting for
+//! the WAL flush); reads, cursors, purges and everything else use a per-shard connection pool.
+//!
+//! # Failures
+//! A shard that is down or restarting fails the calls that need it with
+//! [`StoreError::Unavailable`] (nothing acknowledged) and leaves the other shards working.
+//! [`InboxStore::is_healthy`](crate::InboxStore::is_healthy) turns false on a failed commit and
+//! true again on the next successful one; an unhealthy committer tries an empty commit every
+//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves. A
+//! batch is bounded by a 10 s timeout and connects by 5 s; pool queries have no timeout of
+//! their own (a hung, not dead, server blocks them until TCP keepalive gives up).
+//!
 //! # Groups: the outbox
 //! `enqueue_group_update` writes the new record, its indexes and an outbox row holding the
 //! change's events in one synced transaction on the group's shard (version-checked), then
