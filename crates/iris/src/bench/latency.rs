@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::harness::{self, Progress};
-use super::open_loop::{self, StepArgs};
+use super::open_loop::{self, OpenLoopArgs};
 use super::server::Target;
 use super::stats::{Latencies, Report};
 use super::CommonArgs;
@@ -22,10 +22,7 @@ pub struct LatencyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
-    pub steps: StepArgs,
-    /// Users, each one connected device that sends and receives.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=5000))]
-    pub users: u32,
+    pub open: OpenLoopArgs,
     /// Fixed rate, msgs/s (default: `--share-pct` of a step-up's sustained rate).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=5_000_000))]
     pub rate: Option<u32>,
@@ -39,16 +36,16 @@ pub struct LatencyArgs {
 
 /// Connects the users, finds the rate if needed, runs the fixed rate, reports its latencies.
 pub async fn run(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> {
-    let bound = args.steps.bound() + SETTLE + Duration::from_secs(args.duration_s) + args.common.drain();
+    let bound = args.open.bound() + SETTLE + Duration::from_secs(args.duration_s) + args.common.drain();
     let deadline = Instant::now() + bound + Duration::from_secs(600);
-    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.users as usize, deadline).await?;
+    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
     let (rate, found) = match args.rate {
         Some(r) => (f64::from(r), None),
         None => {
-            let result = open_loop::step_up(&fleet, args.steps.plan()).await;
+            let result = open_loop::step_up(&fleet, args.open.plan()).await;
             fleet.settle(SETTLE).await;
-            let sustained = result.best.as_ref().map_or(f64::from(args.steps.start_rate), |b| b.delivered_per_s);
+            let sustained = result.best.as_ref().map_or(f64::from(args.open.start_rate), |b| b.delivered_per_s);
             (sustained * f64::from(args.share_pct) / 100.0, Some(sustained))
         }
     };

@@ -201,9 +201,12 @@ pub async fn connect_fleet(
     Ok((Fleet::new(clients, ids, counters), receivers))
 }
 
-/// Flags of the open-loop scenarios' step-up.
+/// Flags of the open-loop scenarios: the users and the step-up.
 #[derive(clap::Args, Debug, Clone)]
-pub struct StepArgs {
+pub struct OpenLoopArgs {
+    /// Users, each one connected device that sends and receives.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=5000))]
+    pub users: u32,
     /// Rate of the first step, msgs/s.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(10..=5_000_000))]
     pub start_rate: u32,
@@ -221,7 +224,7 @@ pub struct StepArgs {
     pub p99_max_ms: f64,
 }
 
-impl StepArgs {
+impl OpenLoopArgs {
     /// The step plan these flags describe.
     pub fn plan(&self) -> StepPlan {
         StepPlan {

@@ -64,13 +64,9 @@ impl RawConn {
 
     /// Sends `Hello` and reads until `Welcome` or a refusal.
     pub async fn hello(&mut self, creds: &Credentials, resume_after_seq: u64) -> anyhow::Result<Handshake> {
-        let hello = pb::Hello {
-            versions: version::supported(),
-            token: creds.access_token.clone(),
-            device_id: creds.device_id,
-            capabilities: Vec::new(),
-            resume_after_seq,
-        };
+        let (token, device_id) = (creds.access_token.clone(), creds.device_id);
+        let hello =
+            pb::Hello { versions: version::supported(), token, device_id, resume_after_seq, ..Default::default() };
         self.send(client_op::Op::Hello(hello)).await?;
         loop {
             let Some(events) = self.next_events().await? else { bail!("closed during the handshake") };

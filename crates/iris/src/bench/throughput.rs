@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::closed_loop::{self, Plan};
 use super::harness::{self, Progress};
-use super::open_loop::{self, StepArgs};
+use super::open_loop::{self, OpenLoopArgs};
 use super::server::Target;
 use super::stats::Report;
 use super::CommonArgs;
@@ -20,10 +20,7 @@ pub struct ThroughputArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
-    pub steps: StepArgs,
-    /// Users, each one connected device that sends and receives.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(2..=5000))]
-    pub users: u32,
+    pub open: OpenLoopArgs,
     /// Closed loop instead: every user keeps `--inflight` sends in flight for `--duration-s`.
     #[arg(long)]
     pub closed_loop: bool,
@@ -40,11 +37,11 @@ pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Repor
     if args.closed_loop {
         return run_closed(args, target).await;
     }
-    let deadline = Instant::now() + args.steps.bound() + args.common.drain() + Duration::from_secs(600);
-    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.users as usize, deadline).await?;
+    let deadline = Instant::now() + args.open.bound() + args.common.drain() + Duration::from_secs(600);
+    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("throughput", fleet.counters.clone());
     let start = Instant::now();
-    let result = open_loop::step_up(&fleet, args.steps.plan()).await;
+    let result = open_loop::step_up(&fleet, args.open.plan()).await;
     let sending = start.elapsed();
     fleet.settle(args.common.drain()).await;
     fleet.counters.finish_sending();
@@ -67,7 +64,7 @@ pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Repor
 
 /// The closed-loop form: every user sends with `--inflight` in flight for `--duration-s`.
 async fn run_closed(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Report> {
-    let creds = harness::login_all(&target.url, 0, args.users as usize).await?;
+    let creds = harness::login_all(&target.url, 0, args.open.users as usize).await?;
     let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
     let conns = harness::connect_all(&target.url, creds).await?;
     let senders = (0..ids.len()).map(|i| (i, harness::random_other(ids.clone(), i))).collect();
