@@ -160,17 +160,23 @@ impl PgShards {
 
 impl Drop for PgShards {
     fn drop(&mut self) {
+        // Servers stop when their `Server` drops; shared databases are dropped here.
         for shard in &mut self.shards {
-            if let Some(server) = &mut shard.server {
-                if let Err(e) = server.stop("immediate") {
-                    eprintln!("warning: could not stop test PostgreSQL on port {}: {e}", server.port);
-                }
-            }
             if let Some((admin, db)) = &shard.shared {
                 if let Ok(bin) = bin_dir() {
                     let _ = psql(&bin, admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
                 }
             }
+        }
+    }
+}
+
+impl Drop for Server {
+    /// Stops the server (`pg_ctl stop -m immediate`) before its directory is removed, also when
+    /// a start fails half-way (e.g. the database could not be created).
+    fn drop(&mut self) {
+        if let Err(e) = self.stop("immediate") {
+            eprintln!("warning: could not stop test PostgreSQL on port {}: {e}", self.port);
         }
     }
 }
