@@ -50,6 +50,17 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     }
     let mut keyboard = Keyboard::stdin();
     chat.echo = keyboard.echoes();
+    // With the terminal out of line mode, Ctrl-C must end the chat through `keyboard`'s drop,
+    // which restores it; otherwise the default (the process ends) is fine.
+    let echo = chat.echo;
+    let interrupted = async move {
+        if echo {
+            drop(tokio::signal::ctrl_c().await);
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(interrupted);
     let outcome = loop {
         let typing_ends = chat.peer_typing_until;
         tokio::select! {
@@ -67,7 +78,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             () = tokio::time::sleep_until(typing_ends.unwrap_or_else(Instant::now)), if typing_ends.is_some() => {
                 chat.peer_stopped_typing();
             }
-            _ = tokio::signal::ctrl_c(), if chat.echo => break Ok(()), // the terminal is ours to restore
+            () = &mut interrupted => break Ok(()),
             event = session.events.next() => match event {
                 Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
                 Some(event) => chat.on_event(event),
