@@ -22,7 +22,7 @@ pub struct DrainArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Offline devices (one account each).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub devices: u32,
     /// Messages queued for each device.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]

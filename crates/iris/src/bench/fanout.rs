@@ -21,7 +21,7 @@ pub struct FanoutArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Members of the group, each one connected device (the server's limit applies).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(2..=1024))]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(2..=1024))]
     pub members: u32,
     /// Members that send (the first ones).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -15,7 +15,7 @@ pub struct HotspotArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Senders, each one connected device.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub senders: u32,
     /// Length of the sending phase, in seconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
