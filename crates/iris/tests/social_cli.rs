@@ -111,7 +111,8 @@ async fn message_actions_are_scriptable_and_arrive_through_recv() {
     assert_eq!(text, ["lunch?", "lunch at 1?"], "the message, then the edit's text: {got:?}");
     let actions: Vec<_> = got.iter().filter_map(|l| l["action"].as_str()).collect();
     assert_eq!(actions, ["EDIT", "DELETE"], "b's own reactions are not in b's inbox from this device: {got:?}");
-    assert!(got.iter().filter(|l| l["action"].is_string()).all(|l| l["target_server_msg_id"].to_string() == id));
+    let target = sent[0]["server_msg_id"].as_u64().unwrap();
+    assert!(got.iter().filter(|l| l["action"].is_string()).all(|l| l["target_server_msg_id"] == target));
 
     let group = iris(&["group", "create", "--profile", &a, "--name", "fwd", "--members", "+14155550313"]);
     let group_id = group[0]["group_id"].to_string();
@@ -144,7 +145,7 @@ async fn presence_show_subscribe_and_privacy_are_scriptable() {
     assert_eq!((&shown[0]["phone"], &shown[0]["online"]), (&"+14155550322".into(), &false.into()));
     assert!(shown[0]["last_seen_ms"].as_u64().is_some_and(|t| t > 0), "a last seen: {shown:?}");
 
-    let watcher = Command::new(env!("CARGO_BIN_EXE_iris"))
+    let mut watcher = Command::new(env!("CARGO_BIN_EXE_iris"))
         .args(["presence", "subscribe", "--profile", &a, "--phones", "+14155550322", "--count", "1"])
         .args(["--timeout", "20"])
         .stdout(Stdio::piped())
@@ -152,7 +153,7 @@ async fn presence_show_subscribe_and_privacy_are_scriptable() {
         .spawn()
         .unwrap();
     // Until the watcher's state line is out, b's connecting could come before its subscription.
-    let mut stdout = std::io::BufReader::new(watcher.stdout.unwrap());
+    let mut stdout = std::io::BufReader::new(watcher.stdout.take().unwrap());
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
     let first: Value = serde_json::from_str(&first).unwrap();
@@ -167,6 +168,7 @@ async fn presence_show_subscribe_and_privacy_are_scriptable() {
     let push: Value = serde_json::from_str(&push).unwrap_or_else(|e| panic!("no push ({e}): {push:?}"));
     assert_eq!((&push["phone"], &push["online"]), (&"+14155550322".into(), &true.into()));
     b_online.wait().unwrap();
+    assert!(watcher.wait().unwrap().success(), "the watcher stops after --count pushes");
 
     assert_eq!(iris(&["presence", "privacy", "--profile", &b, "nobody"])[0]["privacy"], "NOBODY");
     let shown = iris(&["presence", "show", "--profile", &a, "--phones", "+14155550322"]);
