@@ -174,11 +174,15 @@ impl Shared {
         self.healthy.get(shard).is_none_or(|h| h.load(Ordering::Acquire))
     }
 
-    /// Records a synced commit's outcome on `shard`.
-    fn record_commit(&self, shard: usize, ok: bool, _appends: u64) {
+    fn set_healthy(&self, shard: usize, ok: bool) {
         if let Some(h) = self.healthy.get(shard) {
             h.store(ok, Ordering::Release);
         }
+    }
+
+    /// Records a batch commit's outcome on `shard`: health and counters.
+    fn record_commit(&self, shard: usize, ok: bool) {
+        self.set_healthy(shard, ok);
         let counter = if ok { &self.commits } else { &self.commit_failures };
         counter.fetch_add(1, Ordering::Relaxed);
     }
