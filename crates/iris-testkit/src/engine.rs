@@ -11,9 +11,6 @@ use crate::redis::RedisCluster;
 /// The environment variable that picks the engine.
 pub const ENGINE_ENV: &str = "IRIS_TEST_ENGINE";
 
-/// Token key every test node of a cluster shares (test-only, not a secret).
-pub const TEST_TOKEN_KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// The cluster-mode backing of one test server: fresh databases and a Redis namespace of its
@@ -38,6 +35,20 @@ impl ClusterEngine {
     /// A Redis key prefix no other test uses.
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// A token-signing key of this test's own (64 hex digits, derived from the namespace), so
+    /// two test servers never accept each other's tokens, as two real deployments would not.
+    pub fn token_key_hex(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        (0..4)
+            .map(|round| {
+                for b in self.namespace.bytes().chain([round]) {
+                    h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                format!("{h:016x}")
+            })
+            .collect()
     }
 }
 

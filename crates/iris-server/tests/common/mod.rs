@@ -83,7 +83,7 @@ impl TestServer {
         if let Some(e) = &engine {
             (config.cluster.store_urls, config.cluster.redis_urls) = (e.store_urls(), e.redis_urls());
             config.cluster.namespace = e.namespace().to_owned();
-            config.auth.token_key_hex = Some(iris_testkit::engine::TEST_TOKEN_KEY_HEX.to_owned());
+            config.auth.token_key_hex = Some(e.token_key_hex());
         }
         edit(&mut config);
         let mut deps = Dependencies::default();

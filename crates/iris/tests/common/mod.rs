@@ -31,7 +31,7 @@ pub fn apply_engine(c: &mut Config) -> Option<ClusterEngine> {
     let engine = iris_testkit::engine::from_env()?;
     (c.cluster.store_urls, c.cluster.redis_urls) = (engine.store_urls(), engine.redis_urls());
     c.cluster.namespace = engine.namespace().to_owned();
-    c.auth.token_key_hex = Some(iris_testkit::engine::TEST_TOKEN_KEY_HEX.to_owned());
+    c.auth.token_key_hex = Some(engine.token_key_hex());
     Some(engine)
 }
 
