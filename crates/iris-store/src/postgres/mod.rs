@@ -93,8 +93,9 @@ use crate::{CommitObserver, StoreError, StoreResult};
 /// Suggested wait returned with [`StoreError::Overloaded`].
 const OVERLOADED_RETRY_AFTER_MS: u32 = 100;
 
-/// Configuration of the PostgreSQL engine. Every field is a bound or a location.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Configuration of the PostgreSQL engine. Every field is a bound or a location. Its `Debug`
+/// output hides passwords in the URLs, so it can be logged.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgConfig {
     /// One connection URL per shard (`postgres://user:password@host:port/db`), in a fixed order:
     /// the order decides where every record lives and may never change for existing data. At
@@ -116,6 +117,30 @@ pub struct PgConfig {
     /// How long a caller waits for room in full queues before getting
     /// [`StoreError::Overloaded`]. Default 2000 ms.
     pub enqueue_timeout_ms: u64,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.shard_urls.iter().map(|u| redact_password(u)).collect();
+        f.debug_struct("PgConfig")
+            .field("shard_urls", &urls)
+            .field("pool_size", &self.pool_size)
+            .field("batch_ops_max", &self.batch_ops_max)
+            .field("batch_wait_us", &self.batch_wait_us)
+            .field("queue_len_max", &self.queue_len_max)
+            .field("enqueue_timeout_ms", &self.enqueue_timeout_ms)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let Some(at) = url[scheme_end..].find('@').map(|i| scheme_end + i) else { return url.to_owned() };
+    match url[scheme_end..at].find(':') {
+        Some(colon) => format!("{}:***{}", &url[..scheme_end + colon], &url[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for PgConfig {
@@ -342,5 +367,22 @@ impl Drop for PgStore {
             let (reply, _) = oneshot::channel();
             let _ = tx.try_send(Op::Close { reply });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_hides_passwords() {
+        // Proves a logged config never shows a shard's password.
+        let config = PgConfig {
+            shard_urls: vec!["postgres://iris:s3cret@db1:5432/iris".into(), "postgres://iris@db2/iris".into()],
+            ..PgConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("postgres://iris:***@db1:5432/iris") && shown.contains("postgres://iris@db2/iris"));
     }
 }
