@@ -158,7 +158,21 @@ impl Driver {
         self.ack_sent = est.resume_after_seq;
         tracing::debug!(account_id = est.welcome.account_id, device_id = est.welcome.device_id, node = %est.welcome.node_id, "connected");
         self.emit(Event::Connected(est.welcome.clone()));
+        self.restore_away();
         self.resubscribe_presence();
+    }
+
+    /// Sets this device away again if the app had (the server forgot it with the connection);
+    /// nobody awaits the answer. A repeat of an app's own pending `SetPresence` is harmless.
+    fn restore_away(&mut self) {
+        if !self.shared.away() {
+            return;
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let (reply, _) = oneshot::channel();
+        let op = client_op::Op::SetPresence(pb::SetPresence { away: true, privacy: 0 });
+        self.inflight.insert(request_id, op, Reply::Event(reply));
     }
 
     /// Queues a subscription to every watched account (the server forgot them with the last

@@ -2,6 +2,7 @@
 //! with the connection; the client remembers what the app watches and subscribes again after
 //! every reconnect, handing the app each account's current state as an
 //! [`Event::Presence`](crate::Event::Presence) right after [`Event::Connected`](crate::Event::Connected).
+//! A device set away is set away again after a reconnect, for the same reason.
 
 use std::time::Duration;
 
@@ -44,8 +45,11 @@ impl Client {
         self.shared.watched()
     }
 
-    /// Sets this device away (or back) and, when given, the account's presence privacy.
+    /// Sets this device away (or back) and, when given, the account's presence privacy. Away
+    /// lasts across reconnects until set back (the privacy is durable on the server).
     pub async fn set_presence(&self, away: bool, privacy: Option<PresencePrivacy>) -> Result<(), ClientError> {
+        // Remembered before it is sent, so a reconnect while it is in flight cannot miss it.
+        self.shared.set_away(away);
         let privacy = privacy.unwrap_or(PresencePrivacy::Unspecified) as i32;
         self.done(client_op::Op::SetPresence(pb::SetPresence { away, privacy })).await
     }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use iris_proto::http::Credentials;
@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     /// Accounts the app watches: the server forgets subscriptions with the connection, so the
     /// connection task subscribes to these again after every reconnect.
     watched: Mutex<BTreeSet<u64>>,
+    /// The app set this device away: the server forgets it with the connection, so the
+    /// connection task sets it again after every reconnect.
+    away: AtomicBool,
 }
 
 impl Shared {
@@ -52,6 +55,7 @@ impl Shared {
             ack_notify: Notify::new(),
             terminal: Mutex::new(None),
             watched: Mutex::new(BTreeSet::new()),
+            away: AtomicBool::new(false),
         }
     }
 
@@ -111,6 +115,14 @@ impl Shared {
     /// The watched accounts, in id order.
     pub(crate) fn watched(&self) -> Vec<u64> {
         lock(&self.watched).iter().copied().collect()
+    }
+
+    pub(crate) fn set_away(&self, away: bool) {
+        self.away.store(away, Ordering::Release);
+    }
+
+    pub(crate) fn away(&self) -> bool {
+        self.away.load(Ordering::Acquire)
     }
 
     pub(crate) fn terminal(&self) -> Option<pb::Error> {

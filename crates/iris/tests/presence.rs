@@ -355,3 +355,27 @@ async fn the_sdk_subscribes_again_after_a_reconnect() {
     assert!(!about_carol, "an unsubscribed account was restored: {got:?}");
     carol_client.close().await;
 }
+
+#[tokio::test]
+async fn an_away_device_is_away_again_after_a_reconnect() {
+    // Proves: the server forgets "away" with the connection, the SDK sets it again: after a
+    // restart the away device's reconnect ends as "offline, last seen" for its watchers (a new
+    // server knows no last seen of a device it never saw, so only the restored away sets one).
+    let mut server = InProcess::start().await;
+    server.config.presence.push_interval_ms = 100;
+    let url = server.url();
+    let mut alice = Dev::new(&url, "+14155550191").await;
+    let mut bob = Dev::new(&url, "+14155550192").await;
+    bob.client.set_presence(true, None).await.unwrap();
+    alice.client.presence_subscribe(vec![bob.id()]).await.unwrap();
+
+    server.restart().await;
+    recv_until(&bob.client, &mut bob.events, |e| matches!(e, Event::Disconnected(_))).await;
+    recv_until(&bob.client, &mut bob.events, |e| matches!(e, Event::Connected(_))).await;
+    let mut p = alice.next_presence(bob.id()).await;
+    while p.online || p.last_seen_ms == 0 {
+        p = alice.next_presence(bob.id()).await;
+    }
+    bob.client.set_presence(false, None).await.unwrap();
+    assert_eq!(alice.next_presence(bob.id()).await, online(bob.id()), "back from away");
+}
