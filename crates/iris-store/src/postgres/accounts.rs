@@ -4,12 +4,11 @@
 //! Only `take_refresh_token` fans out: the token's hash is all it knows.
 
 use async_trait::async_trait;
-use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
 use super::error::db_err;
-use super::shards::{shard_of_id, shard_of_phone, sql, unsql, SHARD_BITS};
-use super::PgStore;
+use super::shards::{shard_of_id, shard_of_phone, sql, unsql, Shard, SHARD_BITS};
+use super::{query, PgStore};
 use crate::{Account, AccountId, AccountStore, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
 
 const ACCOUNT_COLUMNS: &str = "id, phone, created_at_ms";
@@ -30,32 +29,25 @@ fn device_of(row: &Row) -> Device {
 }
 
 impl PgStore {
-    /// A pooled connection to the shard of an account (or group: ids name shards alike).
-    pub(super) async fn account_client(&self, account: AccountId) -> StoreResult<(usize, Object)> {
-        let idx = shard_of_id(account, self.inner.n_shards());
-        Ok((idx, self.inner.shard(idx).client().await?))
+    /// The shard of an account (or of a group: their ids name their shard alike).
+    pub(super) fn account_shard(&self, account: AccountId) -> &Shard {
+        self.inner.shard(shard_of_id(account, self.inner.n_shards()))
     }
 }
 
 #[async_trait]
 impl AccountStore for PgStore {
     async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<Account>> {
-        let idx = shard_of_phone(phone, self.inner.n_shards());
-        let client = self.inner.shard(idx).client().await?;
-        let row = client
-            .query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE phone = $1"), &[&phone])
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(row.as_ref().map(account_of))
+        let shard = self.inner.shard(shard_of_phone(phone, self.inner.n_shards()));
+        let rows = query(shard, "SELECT id, phone, created_at_ms FROM accounts WHERE phone = $1", &[&phone]).await?;
+        Ok(rows.first().map(account_of))
     }
 
     async fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
-        let (idx, client) = self.account_client(id).await?;
-        let row = client
-            .query_opt(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"), &[&sql(id)])
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(row.as_ref().map(account_of))
+        let rows =
+            query(self.account_shard(id), "SELECT id, phone, created_at_ms FROM accounts WHERE id = $1", &[&sql(id)])
+                .await?;
+        Ok(rows.first().map(account_of))
     }
 
     async fn register_device(
@@ -125,34 +117,31 @@ impl AccountStore for PgStore {
     }
 
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
-        let (idx, client) = self.account_client(account).await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE account = $1 AND revoked_at_ms IS NULL ORDER BY device"
-                ),
-                &[&sql(account)],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?;
+        let rows = query(
+            self.account_shard(account),
+            "SELECT account, device, name, is_primary, created_at_ms, revoked_at_ms FROM devices
+             WHERE account = $1 AND revoked_at_ms IS NULL ORDER BY device",
+            &[&sql(account)],
+        )
+        .await?;
         Ok(rows.iter().map(device_of).collect())
     }
 
     async fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>> {
-        let (idx, client) = self.account_client(addr.account).await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE account = $1 AND device = $2"),
-                &[&sql(addr.account), &(addr.device as i32)],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(row.as_ref().map(device_of))
+        let rows = query(
+            self.account_shard(addr.account),
+            "SELECT account, device, name, is_primary, created_at_ms, revoked_at_ms FROM devices
+             WHERE account = $1 AND device = $2",
+            &[&sql(addr.account), &(addr.device as i32)],
+        )
+        .await?;
+        Ok(rows.first().map(device_of))
     }
 
     async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
-        let (idx, mut client) = self.account_client(addr.account).await?;
-        let err = |e| db_err(idx, e);
+        let shard = self.account_shard(addr.account);
+        let err = |e| db_err(shard.idx, e);
+        let mut client = shard.client().await?;
         let (account, device) = (sql(addr.account), addr.device as i32);
         let tx = client.transaction().await.map_err(err)?;
         let n = tx
@@ -174,7 +163,8 @@ impl AccountStore for PgStore {
     }
 
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()> {
-        let (idx, client) = self.account_client(token.device.account).await?;
+        let idx = shard_of_id(token.device.account, self.inner.n_shards());
+        let client = self.inner.shard(idx).client().await?;
         client
             .execute(
                 "INSERT INTO refresh_tokens (hash, account, device, expires_at_ms) VALUES ($1, $2, $3, $4)

@@ -3,39 +3,38 @@
 
 use async_trait::async_trait;
 
-use super::error::db_err;
 use super::shards::{sql, unsql};
-use super::PgStore;
+use super::{query, PgStore};
 use crate::{AccountId, BlockStore, StoreResult};
 
 #[async_trait]
 impl BlockStore for PgStore {
     async fn set_blocked(&self, blocker: AccountId, blocked: AccountId, on: bool) -> StoreResult<()> {
-        let (idx, client) = self.account_client(blocker).await?;
         let statement = if on {
             "INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING"
         } else {
             "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2"
         };
-        client.execute(statement, &[&sql(blocker), &sql(blocked)]).await.map_err(|e| db_err(idx, e))?;
+        query(self.account_shard(blocker), statement, &[&sql(blocker), &sql(blocked)]).await?;
         Ok(())
     }
 
     async fn is_blocked(&self, blocker: AccountId, blocked: AccountId) -> StoreResult<bool> {
-        let (idx, client) = self.account_client(blocker).await?;
-        let row = client
-            .query_opt("SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2", &[&sql(blocker), &sql(blocked)])
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(row.is_some())
+        let rows = query(
+            self.account_shard(blocker),
+            "SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2",
+            &[&sql(blocker), &sql(blocked)],
+        )
+        .await?;
+        Ok(!rows.is_empty())
     }
 
     async fn blocked_by(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
-        let (idx, client) = self.account_client(blocker).await?;
-        let rows = client
-            .query("SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked", &[&sql(blocker)])
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(rows.iter().map(|r| unsql(r.get(0))).collect())
+        let rows =
+            query(self.account_shard(blocker), "SELECT blocked FROM blocks WHERE blocker = $1", &[&sql(blocker)])
+                .await?;
+        let mut ids: Vec<AccountId> = rows.iter().map(|r| unsql(r.get(0))).collect();
+        ids.sort_unstable(); // u64 order (bigint order differs above 2^63)
+        Ok(ids)
     }
 }

@@ -14,7 +14,7 @@ use tokio_postgres::Row;
 use super::error::db_err;
 use super::outbox;
 use super::shards::{compose_id, sql, sql_msg, unsql};
-use super::{execute_unsynced, PgStore};
+use super::{execute_unsynced, query, PgStore};
 use crate::{
     AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
     PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
@@ -138,8 +138,9 @@ impl PgStore {
     /// Replaces the group if its stored version is `group.version - 1`, with the outbox row of
     /// `events` in the same synced transaction. False (nothing written) if the version moved.
     async fn replace_group(&self, group: &Group, events: Option<&AppendRequest>) -> StoreResult<bool> {
-        let (idx, mut client) = self.account_client(group.id).await?;
-        let err = |e| db_err(idx, e);
+        let shard = self.account_shard(group.id);
+        let err = |e| db_err(shard.idx, e);
+        let mut client = shard.client().await?;
         let tx = client.transaction().await.map_err(err)?;
         let row = tx
             .query_opt("SELECT version FROM groups WHERE id = $1 FOR UPDATE", &[&sql(group.id)])
@@ -173,12 +174,9 @@ impl GroupStore for PgStore {
     }
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
-        let (idx, client) = self.account_client(id).await?;
-        let row = client
-            .query_opt(&format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1"), &[&sql(id)])
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        row.as_ref().map(group_of).transpose()
+        let statement = format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1");
+        let rows = query(self.account_shard(id), &statement, &[&sql(id)]).await?;
+        rows.first().map(group_of).transpose()
     }
 
     async fn update_group(&self, group: &Group) -> StoreResult<bool> {
@@ -234,10 +232,8 @@ impl GroupStore for PgStore {
     }
 
     async fn put_group_payload(&self, group: GroupId, server_msg_id: u64, payload: Bytes) -> StoreResult<()> {
-        let (idx, mut client) = self.msg_client(server_msg_id).await?;
         execute_unsynced(
-            idx,
-            &mut client,
+            self.msg_shard(server_msg_id),
             "INSERT INTO group_payloads (server_msg_id, group_id, payload) VALUES ($1, $2, $3)
              ON CONFLICT (server_msg_id, group_id) DO UPDATE SET payload = excluded.payload",
             &[&sql_msg(server_msg_id), &sql(group), &&payload[..]],
@@ -247,15 +243,13 @@ impl GroupStore for PgStore {
     }
 
     async fn group_payload(&self, group: GroupId, server_msg_id: u64) -> StoreResult<Option<Bytes>> {
-        let (idx, client) = self.msg_client(server_msg_id).await?;
-        let row = client
-            .query_opt(
-                "SELECT payload FROM group_payloads WHERE server_msg_id = $1 AND group_id = $2",
-                &[&sql_msg(server_msg_id), &sql(group)],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        Ok(row.map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
+        let rows = query(
+            self.msg_shard(server_msg_id),
+            "SELECT payload FROM group_payloads WHERE server_msg_id = $1 AND group_id = $2",
+            &[&sql_msg(server_msg_id), &sql(group)],
+        )
+        .await?;
+        Ok(rows.first().map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
     }
 
     async fn start_group_receipts(
@@ -265,30 +259,23 @@ impl GroupStore for PgStore {
         sender: AccountId,
         recipients: &[AccountId],
     ) -> StoreResult<()> {
-        let (idx, mut client) = self.msg_client(server_msg_id).await?;
-        let err = |e| db_err(idx, e);
-        let (msg, group) = (sql_msg(server_msg_id), sql(group));
         let accounts: Vec<i64> = recipients.iter().map(|&a| sql(a)).collect();
-        let tx = client.transaction().await.map_err(err)?;
-        tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
-        tx.execute(
-            "INSERT INTO group_receipts (server_msg_id, group_id, sender, n_recipients, n_delivered, n_read)
-             VALUES ($1, $2, $3, $4, 0, 0)
-             ON CONFLICT (server_msg_id, group_id) DO UPDATE SET sender = excluded.sender,
-                 n_recipients = excluded.n_recipients, n_delivered = 0, n_read = 0",
-            &[&msg, &group, &sql(sender), &(recipients.len() as i64)],
-        )
-        .await
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO group_receipt_rows (server_msg_id, group_id, account, delivered_at_ms, read_at_ms)
-             SELECT $1, $2, a, 0, 0 FROM unnest($3::int8[]) AS a
+        // One statement, so one round trip and atomic without an explicit transaction.
+        execute_unsynced(
+            self.msg_shard(server_msg_id),
+            "WITH counters AS (
+                 INSERT INTO group_receipts (server_msg_id, group_id, sender, n_recipients, n_delivered, n_read)
+                 VALUES ($1, $2, $3, cardinality($4::int8[]), 0, 0)
+                 ON CONFLICT (server_msg_id, group_id) DO UPDATE SET sender = excluded.sender,
+                     n_recipients = excluded.n_recipients, n_delivered = 0, n_read = 0
+             )
+             INSERT INTO group_receipt_rows (server_msg_id, group_id, account, delivered_at_ms, read_at_ms)
+             SELECT $1, $2, a, 0, 0 FROM unnest($4::int8[]) AS a
              ON CONFLICT (server_msg_id, group_id, account) DO UPDATE SET delivered_at_ms = 0, read_at_ms = 0",
-            &[&msg, &group, &accounts],
+            &[&sql_msg(server_msg_id), &sql(group), &sql(sender), &accounts],
         )
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)
+        .await?;
+        Ok(())
     }
 
     async fn mark_group_receipt(
@@ -299,11 +286,11 @@ impl GroupStore for PgStore {
         read: bool,
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>> {
-        let (idx, mut client) = self.msg_client(server_msg_id).await?;
-        let err = |e| db_err(idx, e);
+        let shard = self.msg_shard(server_msg_id);
+        let err = |e| db_err(shard.idx, e);
+        let mut client = shard.unsynced_client().await?;
         let (msg, group, acc) = (sql_msg(server_msg_id), sql(group), sql(account));
         let tx = client.transaction().await.map_err(err)?;
-        tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
         // Counters first, then the row: every marker locks in that order.
         let Some(counters) = tx
             .query_opt(
@@ -364,8 +351,9 @@ impl GroupStore for PgStore {
         group: GroupId,
         server_msg_id: u64,
     ) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
-        let (idx, client) = self.msg_client(server_msg_id).await?;
-        let err = |e| db_err(idx, e);
+        let shard = self.msg_shard(server_msg_id);
+        let err = |e| db_err(shard.idx, e);
+        let client = shard.client().await?;
         let (msg, group) = (sql_msg(server_msg_id), sql(group));
         let Some(counters) = client
             .query_opt("SELECT sender FROM group_receipts WHERE server_msg_id = $1 AND group_id = $2", &[&msg, &group])

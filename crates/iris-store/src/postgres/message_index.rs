@@ -5,21 +5,19 @@
 use async_trait::async_trait;
 
 use super::error::db_err;
-use super::shards::{shard_of_msg, sql, sql_msg, unsql};
-use super::{execute_unsynced, PgStore};
+use super::shards::{shard_of_msg, sql, sql_msg, unsql, Shard};
+use super::{execute_unsynced, query, PgStore};
 use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult};
 
 #[async_trait]
 impl MessageIndexStore for PgStore {
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
-        let (idx, mut client) = self.msg_client(server_msg_id).await?;
         let (kind, conversation): (i16, u64) = match r.conversation {
             Conversation::Direct(a) => (0, a),
             Conversation::Group(g) => (1, g),
         };
         execute_unsynced(
-            idx,
-            &mut client,
+            self.msg_shard(server_msg_id),
             "INSERT INTO message_refs (server_msg_id, sender, kind, conversation_id, sent_at_ms, deleted)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (server_msg_id) DO UPDATE SET sender = excluded.sender, kind = excluded.kind,
@@ -32,15 +30,13 @@ impl MessageIndexStore for PgStore {
     }
 
     async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>> {
-        let (idx, client) = self.msg_client(server_msg_id).await?;
-        let row = client
-            .query_opt(
-                "SELECT sender, kind, conversation_id, sent_at_ms, deleted FROM message_refs WHERE server_msg_id = $1",
-                &[&sql_msg(server_msg_id)],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?;
-        let Some(row) = row else { return Ok(None) };
+        let rows = query(
+            self.msg_shard(server_msg_id),
+            "SELECT sender, kind, conversation_id, sent_at_ms, deleted FROM message_refs WHERE server_msg_id = $1",
+            &[&sql_msg(server_msg_id)],
+        )
+        .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
         let id = unsql(row.get(2));
         let conversation = match row.get::<_, i16>(1) {
             0 => Conversation::Direct(id),
@@ -69,9 +65,8 @@ impl MessageIndexStore for PgStore {
 }
 
 impl PgStore {
-    /// A pooled connection to the shard of records keyed by `server_msg_id`.
-    pub(super) async fn msg_client(&self, server_msg_id: u64) -> StoreResult<(usize, deadpool_postgres::Object)> {
-        let idx = shard_of_msg(server_msg_id, self.inner.n_shards());
-        Ok((idx, self.inner.shard(idx).client().await?))
+    /// The shard of records keyed by `server_msg_id`.
+    pub(super) fn msg_shard(&self, server_msg_id: u64) -> &Shard {
+        self.inner.shard(shard_of_msg(server_msg_id, self.inner.n_shards()))
     }
 }

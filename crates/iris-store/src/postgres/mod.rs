@@ -341,21 +341,30 @@ impl PgStore {
     }
 }
 
-/// Runs one statement in a transaction that does not wait for the WAL flush: for the buffered
+/// Runs one statement on `shard`'s unsynced pool (no wait for the WAL flush): for the buffered
 /// writes (message index, group payloads and receipts) made durable by a later synced commit on
-/// the same shard. `SET LOCAL` keeps the setting from leaking into the pooled connection.
-pub(crate) async fn execute_unsynced(
-    shard: usize,
-    client: &mut deadpool_postgres::Object,
+/// the same shard. One round trip once the statement is prepared on that connection.
+async fn execute_unsynced(
+    shard: &Shard,
     statement: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> StoreResult<u64> {
-    let err = |e| error::db_err(shard, e);
-    let tx = client.transaction().await.map_err(err)?;
-    tx.batch_execute("SET LOCAL synchronous_commit = off").await.map_err(err)?;
-    let n = tx.execute(statement, params).await.map_err(err)?;
-    tx.commit().await.map_err(err)?;
-    Ok(n)
+    let err = |e| error::db_err(shard.idx, e);
+    let client = shard.unsynced_client().await?;
+    let prepared = client.prepare_cached(statement).await.map_err(err)?;
+    client.execute(&prepared, params).await.map_err(err)
+}
+
+/// Runs a query on a pooled connection with the statement prepared once per connection.
+async fn query(
+    shard: &Shard,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<Vec<tokio_postgres::Row>> {
+    let err = |e| error::db_err(shard.idx, e);
+    let client = shard.client().await?;
+    let prepared = client.prepare_cached(statement).await.map_err(err)?;
+    client.query(&prepared, params).await.map_err(err)
 }
 
 impl Drop for PgStore {

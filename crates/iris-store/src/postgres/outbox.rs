@@ -74,11 +74,8 @@ pub(super) async fn insert(
 /// Forgets a change's outbox row once its events are durable (a lost delete is re-driven,
 /// harmlessly: the events are deduplicated).
 pub(super) async fn delete(inner: &Inner, group: GroupId, version: u64) -> StoreResult<()> {
-    let idx = shard_of_id(group, inner.n_shards());
-    let mut client = inner.shard(idx).client().await?;
     super::execute_unsynced(
-        idx,
-        &mut client,
+        inner.shard(shard_of_id(group, inner.n_shards())),
         "DELETE FROM group_outbox WHERE group_id = $1 AND version = $2",
         &[&sql(group), &sql(version)],
     )

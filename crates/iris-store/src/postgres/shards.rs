@@ -84,34 +84,54 @@ pub(super) fn unsql_msg(v: i64) -> u64 {
     (v as u64) ^ (1 << 63)
 }
 
-/// One shard: its index, URL (for the committer's own connection) and its pool.
+/// One shard: its index, its connection config (for the committer's own connection) and two
+/// pools: one for everything that must be durable when it returns, one whose sessions do not
+/// wait for the WAL flush, for the buffered writes that a later synced commit on the same
+/// shard makes durable (message index, group payloads and receipts).
 pub(super) struct Shard {
     pub idx: usize,
     pub config: tokio_postgres::Config,
-    pub pool: Pool,
+    pool: Pool,
+    unsynced: Pool,
 }
 
 impl Shard {
     /// A shard handle; opens no connection yet.
     pub(super) fn new(idx: usize, url: &str, pool_size: usize) -> StoreResult<Self> {
         let config = pg_config(url)?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("shard {idx}: cannot build pool: {e}")))?;
-        Ok(Self { idx, config, pool })
+        let mut unsynced_config = config.clone();
+        add_option(&mut unsynced_config, "-c synchronous_commit=off");
+        Ok(Self {
+            idx,
+            pool: build_pool(idx, config.clone(), pool_size)?,
+            unsynced: build_pool(idx, unsynced_config, pool_size.div_ceil(2))?,
+            config,
+        })
     }
 
-    /// A pooled connection.
+    /// A pooled connection whose commits are durable when they return.
     pub(super) async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
         self.pool.get().await.map_err(|e| pool_err(self.idx, e))
     }
+
+    /// A pooled connection whose commits do not wait for the WAL flush (`synchronous_commit =
+    /// off` for the whole session): only for writes that a later synced commit on this shard
+    /// makes durable before anyone is told they are.
+    pub(super) async fn unsynced_client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.unsynced.get().await.map_err(|e| pool_err(self.idx, e))
+    }
+}
+
+fn build_pool(idx: usize, config: tokio_postgres::Config, size: usize) -> StoreResult<Pool> {
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("shard {idx}: cannot build pool: {e}")))
 }
 
 /// Parses a shard URL and pins what durability depends on: `synchronous_commit = on` for every
@@ -119,12 +139,21 @@ impl Shard {
 fn pg_config(url: &str) -> StoreResult<tokio_postgres::Config> {
     let mut config: tokio_postgres::Config =
         url.parse().map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
-    config.options("-c synchronous_commit=on");
+    add_option(&mut config, "-c synchronous_commit=on");
     config.connect_timeout(CONNECT_TIMEOUT);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
     config.application_name("iris");
     Ok(config)
+}
+
+/// Appends a server option to the URL's own `options` (the last setting of a name wins).
+fn add_option(config: &mut tokio_postgres::Config, option: &str) {
+    let options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {option}"),
+        _ => option.to_owned(),
+    };
+    config.options(&options);
 }
 
 #[cfg(test)]
