@@ -45,7 +45,9 @@
 //! parts are stored with the retry's server id. The sender's shard's record is the answer.
 //!
 //! Acks go through the committer too (batched, before the batch's appends, without waiting for
-//! the WAL flush); reads, cursors, purges and everything else use a per-shard connection pool.
+//! the WAL flush). Everything else uses two connection pools per shard: one with synced commits
+//! (accounts, groups, blocks, contacts, purges, reads) and one whose sessions skip the WAL flush,
+//! only for the buffered writes above.
 //!
 //! # Failures
 //! A shard that is down or restarting fails the calls that need it with
