@@ -139,9 +139,10 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         None if config.cluster.shared_store() => open_postgres(&config).await?,
         None => open_embedded(&config).await?,
     };
+    let metrics = Arc::new(metrics::Metrics::new());
     let cluster = match config.cluster.redis_urls.is_empty() {
         true => None,
-        false => Some(cluster::Cluster::connect(&config).await?),
+        false => Some(cluster::Cluster::connect(&config, &metrics).await?),
     };
     let bus = cluster.as_ref().map(|(c, _)| c.bus.clone());
     let tcp = gateway::tcp::bind(config.listen)?;
@@ -151,7 +152,6 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let http_addr =
         http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
     let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
-    let metrics = Arc::new(metrics::Metrics::new());
     store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
     let ctx = Arc::new(Ctx {
         limits: config.limits.to_proto(),

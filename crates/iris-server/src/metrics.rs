@@ -51,6 +51,18 @@ pub struct Metrics {
     pub commit_failures: Counter,
     /// Requests refused by a rate limit, by limit.
     pub rate_limited: Family<Labels, Counter>,
+    /// Cluster mode: items (hints, kicks, typing, presence, invalidations) published to other
+    /// nodes.
+    pub cluster_items_out: Counter,
+    /// Cluster mode: items not forwarded (queue full, registry or Redis unavailable); hints among
+    /// them arrive through the inbox check.
+    pub cluster_items_dropped: Counter,
+    /// Cluster mode: items received from other nodes.
+    pub cluster_items_in: Counter,
+    /// Cluster mode: sessions woken by the inbox check (entries whose hint did not come).
+    pub inbox_check_wakeups: Counter,
+    /// Cluster mode: 1 while the Redis bus answers, 0 while its circuit is open.
+    pub cluster_bus_up: Gauge,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -77,6 +89,11 @@ impl Metrics {
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_failures: Counter::default(),
             rate_limited: Family::default(),
+            cluster_items_out: Counter::default(),
+            cluster_items_dropped: Counter::default(),
+            cluster_items_in: Counter::default(),
+            inbox_check_wakeups: Counter::default(),
+            cluster_bus_up: Gauge::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -101,6 +118,11 @@ impl Metrics {
         r.register("commit_seconds", "Group commit write and fsync time", m.commit_seconds.clone());
         r.register("commit_failures", "Failed commits", m.commit_failures.clone());
         r.register("rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
+        r.register("cluster_items_out", "Items published to other nodes", m.cluster_items_out.clone());
+        r.register("cluster_items_dropped", "Items not forwarded to other nodes", m.cluster_items_dropped.clone());
+        r.register("cluster_items_in", "Items received from other nodes", m.cluster_items_in.clone());
+        r.register("inbox_check_wakeups", "Sessions woken by the inbox check", m.inbox_check_wakeups.clone());
+        r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
         Self { registry, ..m }

@@ -26,6 +26,7 @@ pub async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Bytes>) {
             continue;
         };
         let from = u16::try_from(batch.from_node).unwrap_or(u16::MAX);
+        ctx.metrics.cluster_items_in.inc_by(batch.items.len() as u64);
         for item in batch.items {
             apply(&ctx, from, item);
         }

@@ -55,7 +55,10 @@ pub struct ClusterTasks {
 
 impl Cluster {
     /// Connects to Redis Cluster. Fails if no seed answers (a node must not start blind).
-    pub async fn connect(config: &crate::config::Config) -> Result<(Arc<Self>, ClusterTasks), BusError> {
+    pub async fn connect(
+        config: &crate::config::Config,
+        metrics: &Arc<crate::metrics::Metrics>,
+    ) -> Result<(Arc<Self>, ClusterTasks), BusError> {
         let c = &config.cluster;
         let (bus, inbound) = Bus::connect(BusConfig {
             urls: c.redis_urls.clone(),
@@ -65,7 +68,7 @@ impl Cluster {
             ..BusConfig::default()
         })
         .await?;
-        let (outbound, outbound_rx) = Outbound::new();
+        let (outbound, outbound_rx) = Outbound::new(metrics.clone());
         let cluster =
             Arc::new(Self { bus, outbound, node_id: config.node_id, registry_ttl_ms: c.registry_ttl_ms.max(1000) });
         Ok((cluster, ClusterTasks { inbound, outbound: outbound_rx }))
@@ -75,7 +78,13 @@ impl Cluster {
     pub fn spawn(self: &Arc<Self>, ctx: &Arc<Ctx>, tasks: ClusterTasks) {
         ctx.router.set_remote(self.outbound.clone());
         ctx.presence.enable_cluster_reports();
-        tokio::spawn(outbound::run(self.bus.clone(), self.node_id, tasks.outbound, ctx.shutdown.clone()));
+        tokio::spawn(outbound::run(
+            self.bus.clone(),
+            self.node_id,
+            tasks.outbound,
+            ctx.metrics.clone(),
+            ctx.shutdown.clone(),
+        ));
         tokio::spawn(inbound::run(ctx.clone(), tasks.inbound));
         tokio::spawn(registry::refresh_loop(ctx.clone(), self.clone()));
         tokio::spawn(presence_sync::run(ctx.clone(), self.clone()));

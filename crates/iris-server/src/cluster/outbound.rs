@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::bus::Bus;
 use super::wire::{self, NodeBatch, NodeItem};
+use crate::metrics::Metrics;
 use crate::router::{Hint, Kick, RemoteRoute};
 
 /// Items waiting to be forwarded; more are dropped (soft: hints are also in the inboxes).
@@ -43,17 +44,19 @@ pub enum Target {
 /// The queueing side, installed into the router.
 pub struct Outbound {
     tx: mpsc::Sender<(Target, NodeItem)>,
+    metrics: Arc<Metrics>,
 }
 
 impl Outbound {
     /// The forwarder and the task that drains it (spawn `run`).
-    pub fn new() -> (Arc<Self>, mpsc::Receiver<(Target, NodeItem)>) {
+    pub fn new(metrics: Arc<Metrics>) -> (Arc<Self>, mpsc::Receiver<(Target, NodeItem)>) {
         let (tx, rx) = mpsc::channel(QUEUE_LEN);
-        (Arc::new(Self { tx }), rx)
+        (Arc::new(Self { tx, metrics }), rx)
     }
 
     fn queue(&self, target: Target, item: NodeItem) {
         if self.tx.try_send((target, item)).is_err() {
+            self.metrics.cluster_items_dropped.inc();
             tracing::debug!("cluster forward queue full: item dropped");
         }
     }
@@ -84,7 +87,13 @@ impl RemoteRoute for Outbound {
 }
 
 /// Drains the queue until shutdown: look up, group by node, publish.
-pub async fn run(bus: Bus, node_id: u16, mut rx: mpsc::Receiver<(Target, NodeItem)>, stop: CancellationToken) {
+pub async fn run(
+    bus: Bus,
+    node_id: u16,
+    mut rx: mpsc::Receiver<(Target, NodeItem)>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     let mut cache: HashMap<DeviceAddr, (Option<u16>, Instant)> = HashMap::new();
     let mut round = Vec::with_capacity(ROUND_ITEMS_MAX);
     loop {
@@ -132,19 +141,34 @@ pub async fn run(bus: Bus, node_id: u16, mut rx: mpsc::Receiver<(Target, NodeIte
         }
         let mut sends = Vec::with_capacity(by_node.len() + 1);
         for (node, items) in by_node {
+            let n = items.len() as u64;
             let payload = wire::encode(&NodeBatch { from_node: node_id.into(), items });
             let bus = bus.clone();
-            sends.push(tokio::spawn(async move { (node, bus.publish_to_node(node, payload).await) }));
+            sends.push(tokio::spawn(async move { (node, n, bus.publish_to_node(node, payload).await) }));
         }
         if !everyone.is_empty() {
+            let n = everyone.len() as u64;
             let payload = wire::encode(&NodeBatch { from_node: node_id.into(), items: everyone });
-            if let Err(e) = bus.broadcast(payload).await {
-                tracing::debug!(error = %e, "cluster broadcast failed");
+            match bus.broadcast(payload).await {
+                Ok(()) => {
+                    metrics.cluster_items_out.inc_by(n);
+                }
+                Err(e) => {
+                    metrics.cluster_items_dropped.inc_by(n);
+                    tracing::debug!(error = %e, "cluster broadcast failed");
+                }
             }
         }
         for send in sends {
-            if let Ok((node, Err(e))) = send.await {
-                tracing::debug!(node, error = %e, "publishing to a node failed; its hints wait for the inbox check");
+            match send.await {
+                Ok((_, n, Ok(()))) => {
+                    metrics.cluster_items_out.inc_by(n);
+                }
+                Ok((node, n, Err(e))) => {
+                    metrics.cluster_items_dropped.inc_by(n);
+                    tracing::debug!(node, error = %e, "publishing to a node failed; its hints wait for the inbox check");
+                }
+                Err(_) => {}
             }
         }
     }

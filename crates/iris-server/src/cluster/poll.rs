@@ -28,6 +28,7 @@ pub async fn run(ctx: Arc<Ctx>, interval: Duration) {
                     for (addr, c) in chunk.iter().zip(cursors) {
                         if c.last > c.acked {
                             ctx.router.poke(*addr);
+                            ctx.metrics.inbox_check_wakeups.inc();
                         }
                     }
                 }

@@ -107,6 +107,9 @@ pub async fn account(
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(ctx): Shared) -> ([(&'static str, &'static str); 1], String) {
+    if let Some(cluster) = &ctx.cluster {
+        ctx.metrics.cluster_bus_up.set(i64::from(cluster.bus.is_healthy()));
+    }
     let text = ctx.metrics.render(ctx.router.len(), ctx.store.queue_depth());
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
 }
