@@ -382,24 +382,24 @@ impl PresenceHub {
     }
 
     /// Forgets what other nodes said longer than `max_age` ago (a node that stopped reporting
-    /// is gone); returns how many accounts changed. Accounts nobody here needs are dropped.
+    /// is gone, or its account went offline there and is no longer repeated), keeping the
+    /// latest last-seen time; returns how many accounts went offline by it.
     pub fn expire_remote(&self, max_age: Duration) -> usize {
         let mut inner = self.lock();
         let now = Instant::now();
         let mut changed = Vec::new();
-        inner.accounts.retain(|&id, a| {
+        for (&id, a) in inner.accounts.iter_mut() {
             if a.remote.is_empty() {
-                return true;
+                continue;
             }
             let was = a.online();
             let seen = a.last_seen();
             a.remote.retain(|_, r| now.duration_since(r.at) <= max_age);
+            a.last_seen_ms = a.last_seen_ms.max(seen);
             if was && !a.online() {
-                a.last_seen_ms = a.last_seen_ms.max(seen);
                 changed.push(id);
             }
-            !(a.devices.is_empty() && a.remote.is_empty() && !was)
-        });
+        }
         let n = changed.len();
         for id in changed {
             if inner.watchers.contains_key(&id) {
@@ -510,5 +510,44 @@ mod tests {
         assert_eq!(hub.flush(), 0);
         let many: Vec<u64> = (10..10 + SUBSCRIPTIONS_MAX as u64).collect();
         assert!(hub.subscribe(1, 100, &tx, &many).is_err());
+    }
+
+    #[test]
+    fn other_nodes_words_count_until_they_expire() {
+        // Cluster mode: node 2 says account 5 is online there; watchers here see it online, then,
+        // once node 2 stops repeating it, offline with the last time it was seen.
+        let hub = PresenceHub::new();
+        hub.enable_cluster_reports();
+        let (tx, _rx) = mpsc::channel(16);
+        hub.subscribe(1, 100, &tx, &[5]).unwrap();
+        hub.set_remote(5, 2, true, 0, Privacy::Everyone);
+        let online = pb::PresenceUpdate { account_id: 5, online: true, last_seen_ms: 0 };
+        assert_eq!(hub.subscribe(1, 100, &tx, &[5]).unwrap().accounts, vec![online]);
+        hub.set_remote(5, 2, false, 777, Privacy::Everyone);
+        assert_eq!(hub.flush(), 1);
+        hub.set_remote(5, 2, true, 777, Privacy::Everyone);
+        assert_eq!(hub.expire_remote(Duration::ZERO), 1, "node 2 went silent");
+        let offline = pb::PresenceUpdate { account_id: 5, online: false, last_seen_ms: 777 };
+        assert_eq!(hub.subscribe(1, 100, &tx, &[5]).unwrap().accounts, vec![offline]);
+        // A remote "nobody" hides the account like a local one.
+        hub.set_remote(5, 3, true, 0, Privacy::Nobody);
+        let hidden = pb::PresenceUpdate { account_id: 5, online: false, last_seen_ms: 0 };
+        assert_eq!(hub.subscribe(1, 100, &tx, &[5]).unwrap().accounts, vec![hidden]);
+    }
+
+    #[test]
+    fn local_changes_are_reported_once_for_the_other_nodes() {
+        let hub = PresenceHub::new();
+        hub.enable_cluster_reports();
+        let bob = DeviceAddr::new(2, 1);
+        hub.connected(bob, 7);
+        hub.set(bob, 7, true, None, 5);
+        let reports = hub.take_local_changes();
+        assert_eq!(reports.len(), 1, "one report per account per round: {reports:?}");
+        assert!(!reports[0].online, "the latest local state: away");
+        assert!(hub.take_local_changes().is_empty());
+        hub.disconnected(bob, 7, 9);
+        assert_eq!(hub.take_local_changes()[0].last_seen_ms, 9);
+        assert!(hub.local_snapshot().is_empty(), "no device here any more");
     }
 }

@@ -75,9 +75,8 @@ struct Fixture {
 impl Fixture {
     async fn start(n_nodes: u16) -> Self {
         // Servers of our own even when the run shares some (`scripts/test.sh`): these tests kill
-        // them. (nextest runs each test in its own process, so this touches no other test.)
-        std::env::remove_var(iris_testkit::postgres::SHARED_URLS_ENV);
-        let pg = tokio::task::spawn_blocking(|| PgShards::start(2)).await.unwrap();
+        // them.
+        let pg = tokio::task::spawn_blocking(|| PgShards::start_dedicated(2)).await.unwrap();
         let redis = tokio::task::spawn_blocking(RedisCluster::start_private).await.unwrap();
         // Node ports are fixed up front so the balancers know them before the nodes start.
         let ports: Vec<(SocketAddr, SocketAddr)> = (0..n_nodes)
@@ -339,4 +338,36 @@ async fn the_cli_logs_in_on_one_node_and_sends_and_receives_on_others() {
     iris(&n2, &["send", "--profile", carol, "--to", BOB, "across the cluster"]);
     let out = iris(&n3, &["recv", "--profile", bob, "--count", "1", "--timeout", "20"]);
     assert!(out.contains("across the cluster"), "recv printed {out:?}");
+}
+
+/// The next event from `events` matching `pred`, acking inbox items on the way.
+async fn next_matching(client: &Client, events: &mut Events, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    recv_until(client, events, |e| pred(e)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_typing_cross_nodes() {
+    // Proves: a watcher on node 1 sees a user on node 2 come online and go offline (with a last
+    // seen), and typing sent from node 2 reaches node 1; both travel over Redis only.
+    let f = Fixture::start(2).await;
+    let (n1, n2) = (f.nodes[0].url(), f.nodes[1].url());
+    let (alice, bob) = (login(&n1, ALICE, "a").await, login(&n2, BOB, "b").await);
+    let (a, mut ae) = connect(&n1, &alice).await;
+    let state = a.presence_subscribe(vec![bob.account_id]).await.unwrap();
+    assert!(!state[0].online, "bob is not connected yet: {state:?}");
+
+    let (b, _be) = connect(&n2, &bob).await;
+    let bob_id = bob.account_id;
+    next_matching(&a, &mut ae, |e| matches!(e, Event::Presence(p) if p.account_id == bob_id && p.online)).await;
+
+    b.typing(alice.account_id, true).await.unwrap();
+    next_matching(&a, &mut ae, |e| matches!(e, Event::Typing(t) if t.from_account_id == bob_id && t.typing)).await;
+
+    b.close().await;
+    let Event::Presence(p) =
+        next_matching(&a, &mut ae, |e| matches!(e, Event::Presence(p) if p.account_id == bob_id && !p.online)).await
+    else {
+        unreachable!()
+    };
+    assert!(p.last_seen_ms > 0, "offline with a last seen: {p:?}");
 }
