@@ -3,6 +3,7 @@
 //! The default N is what this process's open-files limit allows; the report says when that
 //! limit of the machine, not Iris, capped it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use iris_client::HttpApi;
 use tokio::time::Instant;
 
 use super::harness;
-use super::raw::Devices;
+use super::raw::{Devices, RawConn};
 use super::server::{self, Target};
 use super::stats::{Latencies, Report};
 use super::CommonArgs;
@@ -31,6 +32,11 @@ pub struct IdleArgs {
     /// Idle connections (default: the open-files limit minus a reserve; capped to it).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub connections: Option<u32>,
+    /// Hold TCP connections that never send `Hello` instead (admission and framing only, no
+    /// session): with a normal run, splits the memory per connection between the two. The
+    /// server closes them after its handshake timeout (10 s), far beyond this run's hold.
+    #[arg(long)]
+    pub bare: bool,
 }
 
 /// How many connections to open, and whether the machine's fd limit decided it.
@@ -53,7 +59,10 @@ pub fn connection_count(asked: Option<u32>) -> (usize, Option<String>) {
 pub async fn run(args: &IdleArgs, target: &Target) -> anyhow::Result<Report> {
     let (n, capped) = connection_count(args.connections);
     let tcp = HttpApi::new(&target.url)?.server_info().await.context("GET /v1/info")?.tcp_addr;
-    let tcp = tcp.parse().context("server tcp address")?;
+    let tcp: SocketAddr = tcp.parse().context("server tcp address")?;
+    if args.bare {
+        return bare(tcp, n, target).await;
+    }
     let reg_start = Instant::now();
     let creds = harness::login_all(&target.url, 0, n).await?;
     let registrations_per_s = n as f64 / reg_start.elapsed().as_secs_f64();
@@ -90,6 +99,28 @@ pub async fn run(args: &IdleArgs, target: &Target) -> anyhow::Result<Report> {
     report.set("fd_limited", capped.is_some());
     if let Some(why) = capped {
         report.set("note", why);
+    }
+    Ok(report)
+}
+
+/// Holds `n` TCP connections that never authenticate and measures the server's RSS per one.
+async fn bare(tcp: SocketAddr, n: usize, target: &Target) -> anyhow::Result<Report> {
+    let rss_before = target.usage().map(|(rss, _)| rss);
+    let start = Instant::now();
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        conns.push(RawConn::open(tcp, i).await?);
+    }
+    let took = start.elapsed();
+    tokio::time::sleep(HOLD).await;
+    let rss_after = target.usage().map(|(rss, _)| rss);
+    drop(conns);
+    let mut report = Report::empty("idle", took);
+    report.set("bare", true);
+    report.set("connections", n as u64);
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        report.set("server_rss_before_bytes", before);
+        report.set("server_rss_per_conn_bytes", after.saturating_sub(before) / n.max(1) as u64);
     }
     Ok(report)
 }

@@ -25,6 +25,9 @@ const DELIVERED_SHARE_MIN: f64 = 0.97;
 /// seconds of its rate (a queue that would add more latency than the p99 bound).
 const BACKLOG_S_MAX: f64 = 0.1;
 
+/// Lowest rate the step-up halves down to when even its start rate fails.
+const RATE_MIN: f64 = 100.0;
+
 /// The connected users that send and receive.
 pub struct Fleet {
     /// One SDK client per user.
@@ -142,7 +145,8 @@ pub struct StepUp {
     pub best_latencies: Latencies,
 }
 
-/// Raises the rate step by step until a step fails or a cap is reached.
+/// Raises the rate step by step until a step fails or a cap is reached (halving it first while
+/// not even the start rate holds).
 pub async fn step_up(fleet: &Fleet, plan: StepPlan) -> StepUp {
     let mut out = StepUp { steps: Vec::new(), best: None, best_latencies: Latencies::new() };
     let mut rate = plan.start_rate;
@@ -164,6 +168,11 @@ pub async fn step_up(fleet: &Fleet, plan: StepPlan) -> StepUp {
             && fleet.skipped() == skipped_before;
         let step = Step { offered_per_s: rate, delivered_per_s, p99_ms, backlog, ok };
         out.steps.push(step.clone());
+        if !ok && out.best.is_none() && rate / 2.0 >= RATE_MIN {
+            // Not even the start rate held: halve it until one step holds, then climb from there.
+            rate /= 2.0;
+            continue;
+        }
         if !ok {
             break;
         }
