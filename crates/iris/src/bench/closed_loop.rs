@@ -26,7 +26,7 @@ pub struct Plan {
     pub drain: Duration,
 }
 
-/// Runs the plan and reports; msgs/s is delivered over the sending phase.
+/// Runs the plan and reports; msgs/s counts only what was delivered during the sending phase.
 pub async fn run(plan: Plan) -> Report {
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
@@ -44,9 +44,12 @@ pub async fn run(plan: Plan) -> Report {
     }
     harness::join_senders(workers).await;
     let sending = start.elapsed();
+    let (_, _, delivered_while_sending, _) = counters.totals();
     counters.finish_sending();
     let latencies = harness::join_receivers(receivers).await;
     progress.finish();
     harness::close_all(&clients).await;
-    counters.report(plan.scenario, sending, &latencies)
+    let mut report = counters.report(plan.scenario, sending, &latencies);
+    report.rate_while_sending(delivered_while_sending, sending);
+    report
 }

@@ -56,9 +56,12 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     }
     harness::join_senders(workers).await;
     let sending = start.elapsed();
+    let (_, _, delivered_while_sending, _) = counters.totals();
     counters.finish_sending();
     let latencies = harness::join_receivers(receivers).await;
     progress.finish();
     harness::close_all(&clients).await;
-    Ok(counters.report("fanout", sending, &latencies))
+    let mut report = counters.report("fanout", sending, &latencies);
+    report.rate_while_sending(delivered_while_sending, sending);
+    Ok(report)
 }

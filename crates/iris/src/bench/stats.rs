@@ -144,6 +144,13 @@ impl Report {
         }
     }
 
+    /// Counts only what was delivered while sending in the rate: a backlog delivered during
+    /// the drain is not part of the rate the server sustained.
+    pub fn rate_while_sending(&mut self, delivered_while_sending: u64, sending: std::time::Duration) {
+        self.msgs_per_s = delivered_while_sending as f64 / sending.as_secs_f64().max(1e-9);
+        self.set("delivered_after_sending", self.delivered.saturating_sub(delivered_while_sending));
+    }
+
     /// Adds a scenario-specific field.
     pub fn set(&mut self, key: &str, value: impl Into<Value>) {
         self.extra.insert(key.to_owned(), value.into());
