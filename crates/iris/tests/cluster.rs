@@ -173,6 +173,27 @@ fn check_exactly_once(accepted: &HashMap<String, u64>, delivered: &[(u64, String
     }
 }
 
+/// Stops the senders, waits until everything they got ACCEPTED was delivered, then checks it was
+/// delivered exactly once. Returns how many were accepted.
+async fn stop_and_check(
+    stop: Arc<AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+    accepted: &Mutex<HashMap<String, u64>>,
+    delivered: &Mutex<Vec<(u64, String)>>,
+    receiver: tokio::task::JoinHandle<()>,
+) -> usize {
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // room for a wrong extra delivery
+    receiver.abort();
+    check_exactly_once(&accepted, &delivered.lock().unwrap());
+    accepted.len()
+}
+
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while !cond() {
@@ -215,22 +236,14 @@ async fn messages_cross_nodes_and_survive_kill_9_of_a_node() {
     f.nodes[0].kill9();
     let after_kill = accepted.lock().unwrap().len();
     wait_for("sends after the kill", || accepted.lock().unwrap().len() >= after_kill + 300).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
-    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await; // room for a wrong extra delivery
-    receiver.abort();
-    check_exactly_once(&accepted, &delivered.lock().unwrap());
-    eprintln!("node kill: {} accepted, all delivered once", accepted.len());
+    let n = stop_and_check(stop, senders, &accepted, &delivered, receiver).await;
+    eprintln!("node kill: {n} accepted, all delivered once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_primary_dies_and_nothing_accepted_is_lost() {
-    // Proves: killing Redis Cluster primaries (each shard's, one after another) under load loses no ACCEPTED message (acks never
-    // depend on Redis) and delivery goes on after the replica takes over.
+    // Proves: killing Redis Cluster primaries (each shard's, one after another) under load loses
+    // no ACCEPTED message (acks never depend on Redis) and delivery goes on after each failover.
     let mut f = Fixture::start(2).await;
     let (alice, bob) = (login(&f.nodes[0].url(), ALICE, "a").await, login(&f.nodes[1].url(), BOB, "b").await);
     let (a, _ae) = connect(&f.nodes[0].url(), &alice).await;
@@ -253,16 +266,8 @@ async fn a_redis_primary_dies_and_nothing_accepted_is_lost() {
     }
     let after = accepted.lock().unwrap().len();
     wait_for("sends after the failovers", || accepted.lock().unwrap().len() >= after + 200).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
-    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    receiver.abort();
-    check_exactly_once(&accepted, &delivered.lock().unwrap());
-    eprintln!("redis primaries killed: {} accepted, all delivered once", accepted.len());
+    let n = stop_and_check(stop, senders, &accepted, &delivered, receiver).await;
+    eprintln!("redis primaries killed: {n} accepted, all delivered once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

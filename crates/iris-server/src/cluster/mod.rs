@@ -28,6 +28,7 @@ pub mod registry;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -103,5 +104,28 @@ impl Cluster {
     /// Tells every node to drop `account` from its directory cache (its devices changed).
     pub fn invalidate_account(&self, account: u64) {
         self.outbound.broadcast(NodeItem::invalidate(account));
+    }
+}
+
+/// A periodic loop's clock that also ends with the server: `while ticker.next().await { … }`.
+pub(crate) struct Ticker {
+    tick: tokio::time::Interval,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Ticker {
+    /// Ticks every `period` (late ticks are delayed, not bunched) until `ctx` shuts down.
+    pub(crate) fn new(ctx: &Ctx, period: Duration) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { tick, stop: ctx.shutdown.clone() }
+    }
+
+    /// Waits for the next tick; false once the server is shutting down.
+    pub(crate) async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = self.tick.tick() => true,
+        }
     }
 }

@@ -14,13 +14,8 @@ const CHUNK: usize = 1000;
 
 /// Checks inboxes until shutdown.
 pub async fn run(ctx: Arc<Ctx>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(50)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticker = super::Ticker::new(&ctx, interval.max(Duration::from_millis(50)));
+    while ticker.next().await {
         let devices = ctx.router.devices();
         for chunk in devices.chunks(CHUNK) {
             match ctx.store.cursors(chunk).await {

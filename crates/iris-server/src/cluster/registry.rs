@@ -50,13 +50,8 @@ pub fn release(ctx: &Arc<Ctx>, cluster: &Arc<Cluster>, addr: DeviceAddr) {
 /// Re-claims every device connected here every third of the TTL (a claim lost in a Redis
 /// failover comes back within that time).
 pub async fn refresh_loop(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(cluster.registry_ttl_ms() / 3));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticker = super::Ticker::new(&ctx, Duration::from_millis(cluster.registry_ttl_ms() / 3));
+    while ticker.next().await {
         let devices = ctx.router.devices();
         for chunk in devices.chunks(REFRESH_CHUNK) {
             if let Err(e) = cluster.bus.refresh_devices(chunk, cluster.registry_ttl_ms()).await {
