@@ -229,12 +229,14 @@ async fn node_channel_and_registry_survive_a_primary_failover() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_cluster_fails_fast_and_reports_unhealthy() {
+async fn dead_cluster_fails_fast_then_the_bus_recovers_when_it_returns() {
     // Proves: with every Redis node killed, calls fail within the command timeout (then at once,
-    // circuit open) instead of hanging, and is_healthy turns false.
+    // circuit open) instead of hanging and is_healthy turns false; when the nodes come back (long
+    // enough later that the bus gave up on its old connections), the same bus works again by
+    // itself: registry calls, and messages to its channel.
     let mut cluster = RedisCluster::start_private();
     let ns = namespace("dead");
-    let (bus, _rx) = connect(&cluster, &ns, 1).await;
+    let (bus, mut rx) = connect(&cluster, &ns, 1).await;
     assert!(bus.is_healthy());
     cluster.kill_all();
 
@@ -259,6 +261,27 @@ async fn dead_cluster_fails_fast_and_reports_unhealthy() {
     let started = Instant::now();
     assert!(bus.publish_to_node(2, Bytes::from_static(b"x")).await.is_err());
     assert!(started.elapsed() < bound);
+
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::task::block_in_place(|| cluster.restart_killed());
+    let restarted = Instant::now();
+    let works = eventually(Duration::from_secs(20), || async {
+        bus.claim_devices(&[dev(1, 1)], 60_000).await.ok()?;
+        bus.publish_to_node(1, Bytes::from_static(b"back")).await.ok()?;
+        Some(())
+    });
+    assert!(works.await.is_some(), "the bus did not recover after the cluster came back");
+    let mut got = None;
+    while let Some(m) = recv(&mut rx, QUICK).await {
+        if m.as_ref() == b"back" {
+            got = Some(m);
+            break;
+        }
+    }
+    assert!(got.is_some(), "no message on the node channel after the cluster came back");
+    let healthy = eventually(Duration::from_secs(10), || async { bus.is_healthy().then_some(()) });
+    assert!(healthy.await.is_some(), "bus not healthy after the cluster came back");
+    eprintln!("bus back {:?} after the restart", restarted.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,10 +308,31 @@ async fn every_shard_failing_over_in_turn_keeps_the_bus_working() {
     assert_eq!(recv(&mut rx2, QUICK).await.as_deref(), Some(&b"all"[..]));
     let devices: Vec<DeviceAddr> = (1..=30).map(|acc| dev(acc, 1)).collect();
     let started = Instant::now();
+    let last = std::sync::Mutex::new(String::new());
     let registry = eventually(Duration::from_secs(10), || async {
-        bus1.claim_devices(&devices, 60_000).await.ok()?;
-        (bus2.lookup_devices(&devices).await.ok()? == vec![Some(1); devices.len()]).then_some(())
+        let outcome = match bus1.claim_devices(&devices, 60_000).await {
+            Ok(_) => bus2.lookup_devices(&devices).await.map(|owners| owners == vec![Some(1); devices.len()]),
+            Err(e) => Err(e),
+        };
+        *last.lock().unwrap() = format!("{outcome:?}");
+        matches!(outcome, Ok(true)).then_some(())
     });
-    assert!(registry.await.is_some(), "registry calls still failing");
+    assert!(registry.await.is_some(), "registry calls still failing: {}", last.lock().unwrap());
     eprintln!("registry calls worked after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn reconnect_swaps_the_connection_without_losing_or_doubling_the_channel() {
+    // Proves: replacing the connection (what the bus does by itself when calls keep failing)
+    // leaves the node subscribed exactly once, and calls work on the new connection.
+    let cluster = RedisCluster::start();
+    let ns = namespace("reconnect");
+    let (bus, mut rx) = connect(&cluster, &ns, 1).await;
+    bus.reconnect().await.unwrap();
+    bus.reconnect().await.unwrap();
+    bus.publish_to_node(1, Bytes::from_static(b"once")).await.unwrap();
+    assert_eq!(recv(&mut rx, QUICK).await.as_deref(), Some(&b"once"[..]));
+    assert!(recv(&mut rx, Duration::from_millis(300)).await.is_none(), "delivered twice");
+    assert_eq!(bus.claim_devices(&[dev(9, 1)], 60_000).await.unwrap(), vec![None]);
+    assert!(bus.is_healthy());
 }

@@ -41,7 +41,7 @@ pub struct RedisCluster {
     /// URLs of a shared cluster (shared mode only).
     shared: Vec<String>,
     /// The temporary directory holding configs, logs and node files (own clusters only).
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
 }
 
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl RedisCluster {
             Ok(urls) if !urls.trim().is_empty() => RedisCluster {
                 nodes: Vec::new(),
                 shared: urls.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
-                _dir: None,
+                dir: None,
             },
             _ => Self::start_private(),
         }
@@ -88,12 +88,12 @@ impl RedisCluster {
     fn try_start() -> Result<RedisCluster, String> {
         let dir = tempfile::Builder::new().prefix("iris-redis-").tempdir().map_err(|e| e.to_string())?;
         let ports = free_ports(NODES)?;
-        let mut cluster = RedisCluster { nodes: Vec::new(), shared: Vec::new(), _dir: None };
+        let mut cluster = RedisCluster { nodes: Vec::new(), shared: Vec::new(), dir: None };
         for &port in &ports {
             let child = spawn_node(dir.path(), port)?;
             cluster.nodes.push(Node { port, child: Some(child) });
         }
-        cluster._dir = Some(dir);
+        cluster.dir = Some(dir);
         for node in &mut cluster.nodes {
             wait_until(|| node_alive(node) && command(node.port, &["PING"]).is_ok_and(|r| r == "PONG"))
                 .map_err(|_| format!("redis-server on port {} did not start", node.port))?;
@@ -172,6 +172,23 @@ impl RedisCluster {
     pub fn kill_all(&mut self) {
         assert!(!self.is_shared(), "cannot kill nodes of a shared cluster; use RedisCluster::start_private");
         self.nodes.iter_mut().for_each(kill);
+    }
+
+    /// Starts again every node killed so far, on its port with its cluster state (`nodes.conf`; the
+    /// data is gone, as after a crash without persistence), and waits until the cluster is whole
+    /// (`cluster_state:ok` everywhere and every shard served).
+    ///
+    /// # Panics
+    /// On a shared cluster, or when a node does not come back within 30 s.
+    pub fn restart_killed(&mut self) {
+        assert!(!self.is_shared(), "cannot restart nodes of a shared cluster");
+        let dir = self.dir.as_ref().expect("own clusters have a directory").path().to_owned();
+        for node in self.nodes.iter_mut().filter(|n| n.child.is_none()) {
+            node.child = Some(spawn_node(&dir, node.port).unwrap_or_else(|e| panic!("{e}")));
+            wait_until(|| node_alive(node) && command(node.port, &["PING"]).is_ok_and(|r| r == "PONG"))
+                .unwrap_or_else(|()| panic!("redis-server on port {} did not restart", node.port));
+        }
+        self.wait_until_healthy();
     }
 
     /// Waits until every shard has a live primary again (a replica took over each killed one)

@@ -24,6 +24,8 @@
 //! channel stayed dead >15 s after its primary was killed), so the bus probes its own
 //! subscriptions every `probe_interval_ms` (see [`subscription`]): with probes, messages to a
 //! node flow again about 2.5 s after its shard's primary is killed (1 s `cluster-node-timeout`).
+//! As a last resort against a client stuck on a stale topology, calls failing through every probe
+//! interval for 5 s make the bus replace its connection ([`Bus::reconnect`]).
 
 mod breaker;
 mod keys;
@@ -31,14 +33,14 @@ mod scripts;
 mod subscription;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
 use iris_store::DeviceAddr;
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, RedisError, ServerErrorKind};
 use tokio::sync::mpsc;
@@ -131,7 +133,13 @@ impl std::fmt::Debug for Bus {
 
 struct Inner {
     /// Multiplexed connections to every primary; cloned per call (a handle, not a socket).
-    conn: ClusterConnection,
+    /// Replaced whole by [`Bus::reconnect`] when failures persist (a std lock: held only to clone).
+    conn: RwLock<ClusterConnection>,
+    /// Makes replacement connections (same seeds, same push sink).
+    client: ClusterClient,
+    connect_timeout: Duration,
+    /// Outages (failed or refused calls) and rebuilds, for [`Bus::rebuild_if_stuck`].
+    trouble: Trouble,
     keys: Keys,
     node_id: u16,
     /// `node_id` as stored in session entries.
@@ -143,6 +151,33 @@ struct Inner {
     probe_interval: Duration,
     /// The probe task; aborted when the last clone goes, so it never outlives the bus.
     probe_task: tokio::task::AbortHandle,
+}
+
+/// When calls last failed for want of Redis, and the streak the probe task counts from it.
+#[derive(Debug, Default)]
+struct Trouble {
+    /// Last outage (a failed call or one refused by the open circuit), ms on the bus's clock + 1
+    /// (0 = never).
+    last_outage_ms: AtomicU64,
+    /// Consecutive probe intervals that saw an outage.
+    streak: AtomicU64,
+    /// Last rebuild attempt, ms on the bus's clock.
+    last_rebuild_ms: AtomicU64,
+}
+
+/// A connection is rebuilt from scratch after outages in every probe interval for this long: the
+/// client's own recovery (slot refresh, reconnect) normally needs a fraction of it after a
+/// failover, so this only catches a client stuck on a stale topology.
+const REBUILD_AFTER_MS: u64 = 5_000;
+
+impl Inner {
+    fn conn(&self) -> ClusterConnection {
+        self.conn.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn note_outage(&self) {
+        self.trouble.last_outage_ms.store(self.subs.now_ms() + 1, Ordering::Release);
+    }
 }
 
 impl Drop for Inner {
@@ -200,7 +235,10 @@ impl Bus {
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let probe_task = tokio::spawn(probe_loop(weak.clone(), subs.clone(), probe_interval)).abort_handle();
             Inner {
-                conn,
+                conn: RwLock::new(conn),
+                client,
+                connect_timeout,
+                trouble: Trouble::default(),
                 keys,
                 node_id: cfg.node_id,
                 node_value: cfg.node_id.to_string(),
@@ -267,7 +305,7 @@ impl Bus {
     /// session closing here never erases a newer claim by another node.
     pub async fn release_device(&self, device: DeviceAddr) -> Result<(), BusError> {
         let key = self.inner.keys.session(device);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::RELEASE).arg(1).arg(&key).arg(&self.inner.node_value);
         let _: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
@@ -284,7 +322,7 @@ impl Bus {
     /// Sets soft state `key` (under the namespace) to `value` for `ttl_ms`.
     pub async fn set_px(&self, key: &str, value: Bytes, ttl_ms: u64) -> Result<(), BusError> {
         let key = self.inner.keys.kv(key);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("SET");
         cmd.arg(&key).arg(value.as_ref()).arg("PX").arg(ttl_ms);
         let _: () = self.run(async move { cmd.query_async(&mut conn).await }).await?;
@@ -310,7 +348,7 @@ impl Bus {
     /// Deletes soft state `key`.
     pub async fn del(&self, key: &str) -> Result<(), BusError> {
         let key = self.inner.keys.kv(key);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let _: i64 = self.run(async move { redis::cmd("DEL").arg(&key).query_async(&mut conn).await }).await?;
         Ok(())
     }
@@ -323,7 +361,7 @@ impl Bus {
             return Err(BusError::Config("rate_take needs per_window > 0 and window_ms > 0".into()));
         }
         let key = self.inner.keys.rate(key);
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::RATE_TAKE).arg(1).arg(&key).arg(per_window).arg(window_ms);
         let wait_ms: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
@@ -350,7 +388,7 @@ impl Bus {
     }
 
     async fn spublish(&self, channel: &str, msg: &[u8]) -> Result<(), BusError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("SPUBLISH");
         cmd.arg(channel).arg(msg);
         let _: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
@@ -358,7 +396,7 @@ impl Bus {
     }
 
     async fn single(&self, command: &str, key: &str) -> Result<Option<Bytes>, BusError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         let mut cmd = redis::cmd(command);
         cmd.arg(key);
         let value: Option<Vec<u8>> = self.run(async move { cmd.query_async(&mut conn).await }).await?;
@@ -396,7 +434,7 @@ impl Bus {
             for &idx in idxs {
                 add(&mut pipe, &keys[idx]);
             }
-            let mut conn = self.inner.conn.clone();
+            let mut conn = self.inner.conn();
             async move { pipe.query_async::<Vec<T>>(&mut conn).await }
         });
         let replies = self.run(try_join_all(calls)).await?;
@@ -415,14 +453,19 @@ impl Bus {
     /// Runs one call under the deadline and the circuit breaker.
     async fn run<T>(&self, call: impl Future<Output = Result<T, RedisError>>) -> Result<T, BusError> {
         let inner = &self.inner;
-        let permit = inner.breaker.admit(inner.subs.now_ms()).ok_or(BusError::CircuitOpen)?;
+        let Some(permit) = inner.breaker.admit(inner.subs.now_ms()) else {
+            inner.note_outage();
+            return Err(BusError::CircuitOpen);
+        };
         match tokio::time::timeout(inner.timeout, call).await {
             Err(_) => {
                 permit.failed(inner.subs.now_ms());
+                inner.note_outage();
                 Err(BusError::Timeout)
             }
             Ok(Err(e)) if is_outage(&e) => {
                 permit.failed(inner.subs.now_ms());
+                inner.note_outage();
                 Err(BusError::Unavailable(e.to_string()))
             }
             Ok(Err(e)) => {
@@ -449,7 +492,7 @@ impl Bus {
             if self.inner.subs.silent_ms(pair) <= stale_ms {
                 continue;
             }
-            let mut conn = self.inner.conn.clone();
+            let mut conn = self.inner.conn();
             let channels = [channel.to_owned(), probe.to_owned()];
             match self.run(async move { conn.ssubscribe(&channels).await }).await {
                 Ok(()) => {
@@ -460,18 +503,71 @@ impl Bus {
             }
         }
     }
+
+    /// Counts probe intervals that saw an outage (since `since_ms`, the previous tick) and, after
+    /// [`REBUILD_AFTER_MS`] of them in a row, replaces the connection (at most once per that
+    /// period). Harmless when Redis is simply down: the attempt fails within `connect_timeout`,
+    /// off the callers' path.
+    async fn rebuild_if_stuck(&self, since_ms: u64) {
+        let trouble = &self.inner.trouble;
+        let now = self.inner.subs.now_ms();
+        if trouble.last_outage_ms.load(Ordering::Acquire) > since_ms {
+            trouble.streak.fetch_add(1, Ordering::AcqRel);
+        } else {
+            trouble.streak.store(0, Ordering::Release);
+            return;
+        }
+        let interval_ms = u64::try_from(self.inner.probe_interval.as_millis()).unwrap_or(u64::MAX).max(1);
+        let stuck_for_ms = trouble.streak.load(Ordering::Acquire).saturating_mul(interval_ms);
+        let last = trouble.last_rebuild_ms.load(Ordering::Acquire);
+        if stuck_for_ms < REBUILD_AFTER_MS || (last != 0 && now.saturating_sub(last) < REBUILD_AFTER_MS) {
+            return;
+        }
+        trouble.last_rebuild_ms.store(now.max(1), Ordering::Release);
+        match self.reconnect().await {
+            Ok(()) => {
+                tracing::warn!(node = self.inner.node_id, "bus calls kept failing; replaced the Redis connection")
+            }
+            Err(e) => tracing::debug!(node = self.inner.node_id, error = %e, "bus reconnect failed"),
+        }
+    }
+
+    /// Replaces the cluster connection with a new, subscribed one; in-flight calls finish on the
+    /// old one, which closes when they drop it. The bus does this by itself when calls keep
+    /// failing for [`REBUILD_AFTER_MS`] (a client stuck on a stale topology); public for operators
+    /// and tests.
+    pub async fn reconnect(&self) -> Result<(), BusError> {
+        let inner = &self.inner;
+        let fresh = tokio::time::timeout(inner.connect_timeout, async {
+            let mut conn = inner.client.get_async_connection().await?;
+            conn.ssubscribe(&inner.channels.of(Pair::Node)).await?;
+            conn.ssubscribe(&inner.channels.of(Pair::Broadcast)).await?;
+            Ok::<_, RedisError>(conn)
+        })
+        .await
+        .map_err(|_| BusError::Timeout)?
+        .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        *inner.conn.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        inner.subs.touch(Pair::Node);
+        inner.subs.touch(Pair::Broadcast);
+        Ok(())
+    }
 }
 
 /// Probes every `interval` (sooner when the connection reports a disconnect) until the bus is
 /// dropped.
-async fn probe_loop(bus: Weak<Inner>, subs: Arc<SubState>, interval: Duration) {
+async fn probe_loop(weak: Weak<Inner>, subs: Arc<SubState>, interval: Duration) {
+    let mut tick_ms = subs.now_ms();
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             () = subs.wake.notified() => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-        let Some(inner) = bus.upgrade() else { return };
-        Bus { inner }.probe_once().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let bus = Bus { inner };
+        bus.probe_once().await;
+        bus.rebuild_if_stuck(tick_ms).await;
+        tick_ms = bus.inner.subs.now_ms();
     }
 }
 
