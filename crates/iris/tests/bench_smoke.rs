@@ -105,4 +105,5 @@ fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
     assert_eq!(report["duplicates"], 0, "{report}");
     let (accepted, delivered) = (report["accepted"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
     assert!(accepted > 0 && delivered == accepted * 19, "{report}");
+    assert_eq!(report["messages_to_all_members"], accepted, "{report}");
 }

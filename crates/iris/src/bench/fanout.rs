@@ -44,6 +44,7 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     let group = clients[0].group_create("bench", "", ids, GroupSettings::default()).await.context("group create")?;
     let counters = Arc::new(Counters::default());
     counters.set_deliveries_per_send(n as u64 - 1);
+    counters.track_per_message();
     let (duration, drain) = (Duration::from_secs(args.duration_s), args.common.drain());
     let start = Instant::now();
     let end = start + duration;
@@ -63,5 +64,8 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     harness::close_all(&clients).await;
     let mut report = counters.report("fanout", sending, &latencies);
     report.rate_while_sending(delivered_while_sending, sending);
+    let (all_members, complete) = counters.completion(n as u32 - 1);
+    report.set("all_members_ms", serde_json::to_value(all_members.summary())?);
+    report.set("messages_to_all_members", complete);
     Ok(report)
 }

@@ -1,7 +1,7 @@
 //! Machinery shared by the scenarios: logins, connections, closed-loop sender workers,
 //! receivers that ack and measure, and the live progress bar.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub struct Counters {
     pub timeline: Timeline,
     /// When set, deliveries also record their latency here (one step or phase of a run).
     window: Mutex<Option<Latencies>>,
+    /// When set (fanout), per message: deliveries so far and the slowest one's latency in ns.
+    per_message: OnceLock<Mutex<HashMap<u64, (u32, u64)>>>,
 }
 
 impl Counters {
@@ -97,6 +99,24 @@ impl Counters {
     pub fn totals(&self) -> (u64, u64, u64, u64) {
         let load = |a: &AtomicU64| a.load(Relaxed);
         (load(&self.sent), load(&self.accepted), load(&self.delivered), load(&self.send_errors))
+    }
+
+    /// Tracks, per message, when its last recipient got it (for "every member has it" times).
+    pub fn track_per_message(&self) {
+        let _ = self.per_message.set(Mutex::default());
+    }
+
+    /// Per message that reached `recipients` devices: the latency of its last delivery, and how
+    /// many messages did (needs [`track_per_message`](Self::track_per_message)).
+    pub fn completion(&self, recipients: u32) -> (Latencies, u64) {
+        let mut all = Latencies::new();
+        let Some(map) = self.per_message.get() else { return (all, 0) };
+        let map = map.lock().expect("per-message lock");
+        for (_, slowest_ns) in map.values().filter(|(count, _)| *count >= recipients) {
+            all.record_ns(*slowest_ns);
+        }
+        let complete = all.len();
+        (all, complete)
     }
 
     /// Starts a fresh latency window and returns the previous one (if any).
@@ -287,6 +307,11 @@ fn record_delivery(
         latencies.record_ns(ns);
         if let Some(window) = counters.window.lock().expect("window lock").as_mut() {
             window.record_ns(ns);
+        }
+        if let Some(map) = counters.per_message.get() {
+            let mut map = map.lock().expect("per-message lock");
+            let entry = map.entry(item.server_msg_id).or_default();
+            *entry = (entry.0 + 1, entry.1.max(ns));
         }
     }
 }
