@@ -232,9 +232,13 @@ impl Committer {
         let from = cursor.acked + 1;
         if up_to - from < ACK_DIRECT_DELETE_MAX {
             // Seqs are dense, so the keys are known: deleting them directly skips a range scan
-            // of the memtable (the hot case: a window of a few hundred entries).
+            // of the memtable (the hot case: a window of a few hundred entries). The tombstones
+            // are weak: an inbox key is written exactly once (seqs are never reused), so a weak
+            // tombstone and its entry annihilate when they meet in a flush or compaction. Entries
+            // acked while still in the memtable (most of them) are then never written to a table,
+            // instead of flushing both the entry and a tombstone that lives until the last level.
             for seq in from..=up_to {
-                batch.writes.remove(&self.ks.inbox, keys::inbox(device, seq));
+                batch.writes.remove_weak(&self.ks.inbox, keys::inbox(device, seq));
             }
         } else {
             self.delete_range(batch, device, from, up_to)?;
