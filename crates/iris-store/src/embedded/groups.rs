@@ -15,6 +15,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistM
 
 use super::codec::{Reader, RECORD_V1};
 use super::committer::SideWrites;
+use super::staged::Staged;
 use super::{keys, unavailable, FjallStore, Shared};
 use crate::{
     AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
@@ -25,6 +26,9 @@ use crate::{
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
 /// The receipt row holding a message's counters (no account has id 0).
 const COUNTERS: AccountId = 0;
+/// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
+/// its own batch.
+const STAGED_RECEIPTS_MAX: usize = 65_536;
 
 /// Group-side state of [`FjallStore`].
 pub(super) struct Groups {
@@ -40,6 +44,9 @@ pub(super) struct Groups {
     payloads: Keyspace,
     /// Server msg id ‖ group ‖ account → delivered ‖ read (account 0: sender ‖ n ‖ n delivered ‖ n read).
     receipts: Keyspace,
+    /// Receipt rows and counters changed by acks and reads, waiting for the committer's next
+    /// batch (`staged.rs`): every member's ack of every group message changes two records.
+    staged_receipts: Arc<Staged>,
     shared: Arc<Shared>,
     /// Serialises group record changes and receipt counters (read-check-write sequences).
     lock: Mutex<()>,
@@ -59,18 +66,33 @@ impl Groups {
             db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(max_memtable_bytes))
                 .map_err(unavailable)
         };
+        let receipts = open("group_receipts")?;
         Ok(Self {
+            staged_receipts: Arc::new(Staged::new(receipts.clone(), STAGED_RECEIPTS_MAX)),
+            receipts,
             groups: open("groups")?,
             members: open("group_members")?,
             invites: open("group_invites")?,
             payloads: open("group_payloads")?,
-            receipts: open("group_receipts")?,
             db: db.clone(),
             meta,
             shared,
             lock: Mutex::new(()),
             queued: Mutex::default(),
         })
+    }
+
+    /// The staging of receipt records, which the committer drains.
+    pub(super) fn staged(&self) -> Arc<Staged> {
+        Arc::clone(&self.staged_receipts)
+    }
+
+    /// A receipt record: staged if a change is waiting, else from disk.
+    fn receipt(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(value) = self.staged_receipts.get(key) {
+            return Ok(Some(value.into_vec()));
+        }
+        Ok(self.receipts.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -185,12 +207,14 @@ impl Groups {
         account: AccountId,
         read: bool,
         now: u64,
+        stage: impl Fn(&[(&[u8], &[u8])]) -> bool,
     ) -> StoreResult<Option<ReceiptProgress>> {
         let _guard = self.lock();
-        let Some(counters) = self.receipts.get(triple(msg, group, COUNTERS)).map_err(unavailable)? else {
+        let (counters_key, row_key) = (triple(msg, group, COUNTERS), triple(msg, group, account));
+        let Some(counters) = self.receipt(&counters_key)? else {
             return Ok(None);
         };
-        let Some(row) = self.receipts.get(triple(msg, group, account)).map_err(unavailable)? else {
+        let Some(row) = self.receipt(&row_key)? else {
             return Ok(None);
         };
         let [sender, n, mut n_delivered, mut n_read] = quad(&counters)?;
@@ -207,20 +231,32 @@ impl Groups {
             n_read += 1;
             all_read_now = n_read == n;
         }
-        let mut batch = self.db.batch();
-        batch.insert(&self.receipts, triple(msg, group, account), pair(delivered_at, read_at));
-        batch.insert(&self.receipts, triple(msg, group, COUNTERS), quad_bytes([sender, n, n_delivered, n_read]));
-        self.commit(batch, PersistMode::Buffer)?;
+        let (row, counters) = (pair(delivered_at, read_at), quad_bytes([sender, n, n_delivered, n_read]));
+        // Staged under the lock, so the next mark reads these values.
+        if !stage(&[(&row_key, &row), (&counters_key, &counters)]) {
+            let mut batch = self.db.batch();
+            batch.insert(&self.receipts, row_key, row);
+            batch.insert(&self.receipts, counters_key, counters);
+            self.commit(batch, PersistMode::Buffer)?;
+        }
         Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
     }
 
     fn receipts_of(&self, group: GroupId, msg: u64) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&pair(msg, group));
+        let mut records = std::collections::BTreeMap::new();
+        for guard in self.receipts.prefix(&prefix) {
+            let (key, value) = guard.into_inner().map_err(unavailable)?;
+            records.insert(key.to_vec(), value.to_vec());
+        }
+        // Changes not yet committed replace what the scan found.
+        for (key, value) in self.staged_receipts.matching(|k| k.starts_with(&prefix)) {
+            records.insert(key.into_vec(), value.into_vec());
+        }
         let mut sender = None;
         let mut rows = Vec::new();
-        for guard in self.receipts.prefix(prefix) {
-            let (key, value) = guard.into_inner().map_err(unavailable)?;
+        for (key, value) in records {
             let account = u64::from_be_bytes(keys::array(key.get(16..).unwrap_or_default())?);
             if account == COUNTERS {
                 sender = Some(quad(&value)?[0]);
@@ -234,6 +270,9 @@ impl Groups {
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
         let mut n = 0;
+        let before = before_msg_id.to_be_bytes();
+        // Staged rows also exist on disk (created by `start_group_receipts`): counted below.
+        self.staged_receipts.remove(|key| key < &before[..]);
         for ks in [&self.payloads, &self.receipts] {
             let doomed = ks
                 .range(..before_msg_id.to_be_bytes().to_vec())
@@ -331,7 +370,9 @@ impl GroupStore for FjallStore {
         read: bool,
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>> {
-        self.groups.mark(group, server_msg_id, account, read, now_ms)
+        self.groups.mark(group, server_msg_id, account, read, now_ms, |writes| {
+            self.stage(&self.groups.staged_receipts, writes)
+        })
     }
 
     async fn group_receipts(

@@ -1,11 +1,15 @@
 //! The recent-message index on fjall: server msg id (u64 BE) → version ‖ sender ‖ kind ‖
 //! conversation id ‖ time ‖ deleted, buffered writes made durable by the message's own synced
 //! commit. A fixed layout (every send writes one); version 1 records (written before deletions
-//! were remembered) lack the trailing flag and read as not deleted.
+//! were remembered) lack the trailing flag and read as not deleted. Records are staged for the
+//! committer's next batch (`staged.rs`), which the send's append then fsyncs.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use super::staged::Staged;
 use super::{unavailable, FjallStore};
 use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult};
 
@@ -15,17 +19,27 @@ const RECORD_1_LEN: usize = 1 + 8 + 1 + 8 + 8;
 /// Current layout: version 1 plus a trailing deleted flag (0 or 1).
 const VERSION: u8 = 2;
 const RECORD_LEN: usize = RECORD_1_LEN + 1;
+/// Most records staged for the committer (see [`Staged`]); past this a record is committed by
+/// itself.
+const STAGED_REFS_MAX: usize = 65_536;
 
 /// Index-side state of [`FjallStore`].
 pub(super) struct MessageIndex {
     db: Database,
     refs: Keyspace,
+    /// Records waiting for the committer's next batch; shared with the committer.
+    staged: Arc<Staged>,
 }
 
 impl MessageIndex {
     pub(super) fn open(db: &Database) -> StoreResult<Self> {
         let refs = db.keyspace("message_refs", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), refs })
+        Ok(Self { db: db.clone(), staged: Arc::new(Staged::new(refs.clone(), STAGED_REFS_MAX)), refs })
+    }
+
+    /// The staging the committer drains.
+    pub(super) fn staged(&self) -> Arc<Staged> {
+        Arc::clone(&self.staged)
     }
 }
 
@@ -68,18 +82,27 @@ fn decode(v: &[u8]) -> StoreResult<MessageRef> {
 impl MessageIndexStore for FjallStore {
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
         let ix = &self.message_index;
+        let (key, record) = (server_msg_id.to_be_bytes(), encode(r));
+        if self.stage(&ix.staged, &[(&key, &record)]) {
+            return Ok(());
+        }
         let mut batch = ix.db.batch();
-        batch.insert(&ix.refs, server_msg_id.to_be_bytes(), encode(r));
+        batch.insert(&ix.refs, server_msg_id.to_be_bytes(), record);
         batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
     }
 
     async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>> {
+        if let Some(record) = self.message_index.staged.get(&server_msg_id.to_be_bytes()) {
+            return decode(&record).map(Some);
+        }
         let value = self.message_index.refs.get(server_msg_id.to_be_bytes()).map_err(unavailable)?;
         value.map(|v| decode(&v)).transpose()
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
         let ix = &self.message_index;
+        let before = before_msg_id.to_be_bytes();
+        let staged = ix.staged.remove(|key| key < &before[..]);
         let doomed = ix
             .refs
             .range(..before_msg_id.to_be_bytes().to_vec())
@@ -92,7 +115,10 @@ impl MessageIndexStore for FjallStore {
             }
             batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)?;
         }
-        Ok(doomed.len() as u64)
+        // A record may be both on disk and still staged (committed, not yet forgotten).
+        let on_disk: std::collections::HashSet<&[u8]> = doomed.iter().map(|k| &k[..]).collect();
+        let only_staged = staged.iter().filter(|key| !on_disk.contains(&key[..])).count();
+        Ok((doomed.len() + only_staged) as u64)
     }
 }
 

@@ -12,6 +12,7 @@ mod groups;
 mod inbox;
 mod keys;
 mod message_index;
+mod staged;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -210,15 +211,16 @@ impl FjallStore {
         let ks = Keyspaces::open(db, config.max_memtable_bytes)?;
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
-        let committer = Committer::new(ks.clone(), rx, &config, Arc::clone(&shared));
+        let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
+        let message_index = message_index::MessageIndex::open(&ks.db)?;
+        let staged = vec![message_index.staged(), groups.staged()];
+        let committer = Committer::new(ks.clone(), rx, &config, Arc::clone(&shared), staged);
         let thread = std::thread::Builder::new()
             .name("iris-committer".into())
             .spawn(move || committer.run())
             .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
-        let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
-        let message_index = message_index::MessageIndex::open(&ks.db)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             blocks,
@@ -277,6 +279,25 @@ impl FjallStore {
         Ok(Box::pin(async move {
             answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
         }))
+    }
+
+    /// Stages `writes` for the committer's next batch (`staged.rs`); false when they must be
+    /// written directly (the staging is full, or the store is closing and no batch may follow).
+    fn stage(&self, staged: &staged::Staged, writes: &[(&[u8], &[u8])]) -> bool {
+        let Some(tx) = self.tx.as_ref().filter(|_| !self.closed.load(Ordering::Acquire)) else {
+            return false;
+        };
+        match staged.stage(writes) {
+            // The committer may be idle (a deletion mark has no append of its own): wake it so
+            // the writes reach the journal soon. A full queue means a busy committer, which
+            // drains the staging with its next batch anyway.
+            Some(true) => {
+                let _ = tx.try_send(Command::Flush);
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
     }
 
     /// Stops the committer after it has handled everything queued before this call.
