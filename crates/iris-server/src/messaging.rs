@@ -289,19 +289,24 @@ pub async fn read_receipt(
 }
 
 /// Tells each sender's devices that `recipient` acked their messages (`by_sender`: sender
-/// account → message ids).
+/// account → message ids). One receipt per sender, all in one append: an ack usually covers
+/// messages of many senders, and one append per sender cost a committer round trip each (and
+/// as many commit waits in a row before the ack itself could be applied).
 pub async fn delivered_receipts(
     ctx: &Ctx,
     recipient: DeviceAddr,
     by_sender: Vec<(AccountId, Vec<u64>)>,
 ) -> Result<(), ServiceError> {
+    let now = ctx.clock.now_ms();
+    let mut entries: Vec<NewEntry> = Vec::new();
+    let mut first_id = None;
     for (sender, ids) in by_sender {
         let Some(view) = ctx.directory.by_id(sender).await? else { continue };
         if blocks::is_blocked(ctx, sender, recipient.account).await? {
             continue;
         }
-        let now = ctx.clock.now_ms();
         let id = ctx.ids.next(now);
+        first_id.get_or_insert(id);
         let item = encode_item(
             id,
             now,
@@ -313,9 +318,12 @@ pub async fn delivered_receipts(
                 server_msg_ids: ids,
             }),
         );
-        let entries =
-            view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }).collect();
-        append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        entries
+            .extend(view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }));
+    }
+    if let Some(server_msg_id) = first_id {
+        // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
+        append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries }).await?;
     }
     Ok(())
 }
