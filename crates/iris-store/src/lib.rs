@@ -13,6 +13,7 @@
 //! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
 
 pub mod contacts;
+pub mod detached;
 pub mod embedded;
 pub mod error;
 pub mod groups;
