@@ -74,6 +74,11 @@ struct Fixture {
 
 impl Fixture {
     async fn start(n_nodes: u16) -> Self {
+        Self::start_with(n_nodes, "").await
+    }
+
+    /// Like [`Fixture::start`] with extra lines for every node's `[cluster]` table.
+    async fn start_with(n_nodes: u16, cluster_toml: &str) -> Self {
         // Servers of our own even when the run shares some (`scripts/test.sh`): these tests kill
         // them.
         let pg = tokio::task::spawn_blocking(|| PgShards::start_dedicated(2)).await.unwrap();
@@ -86,7 +91,7 @@ impl Fixture {
         let http_lb = Balancer::start(ports.iter().map(|p| p.1).collect()).await;
         let namespace = format!("t{}", std::process::id());
         let config =
-            format!("[cluster]\nnamespace = \"{namespace}\"\nregistry_ttl_ms = 3000\ninbox_poll_interval_ms = 300\n");
+            format!("[cluster]\nnamespace = \"{namespace}\"\nregistry_ttl_ms = 3000\ninbox_poll_interval_ms = 300\n{cluster_toml}\n");
         let mut nodes = Vec::new();
         for (i, (tcp, http)) in ports.into_iter().enumerate() {
             let args = vec![
@@ -375,4 +380,40 @@ async fn presence_and_typing_cross_nodes() {
         unreachable!()
     };
     assert!(p.last_seen_ms > 0, "offline with a last seen: {p:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_clients_do_not_starve_a_small_store_pool() {
+    // Proves: with 2 PostgreSQL connections per shard, 16 clients that send to each other with 8
+    // sends in flight while receiving and acking all get through. Store calls must not keep
+    // pooled connections while their session is busy elsewhere: before calls ran on tasks of
+    // their own this stalled until the pool's wait timed out.
+    let f = Fixture::start_with(1, "store_pool_size = 2").await;
+    let url = f.nodes[0].url();
+    const CLIENTS: usize = 16;
+    let phones: Vec<String> = (0..CLIENTS).map(|i| format!("+1415556{:04}", 1000 + i)).collect();
+    let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let (mut senders, mut receivers) = (Vec::new(), Vec::new());
+    let mut clients = Vec::new();
+    for phone in &phones {
+        let dev = Dev::without_retries_with(&url, login(&url, phone, "a").await).await;
+        receivers.push(spawn_receiver(dev.client.clone(), dev.events, delivered.clone()));
+        clients.push(dev.client);
+    }
+    for (i, client) in clients.iter().enumerate() {
+        // 8 pipelines of 5 sends each to the next client: 8 in flight per client.
+        for p in 0..8 {
+            let (client, to) = (client.clone(), phones[(i + 1) % CLIENTS].clone());
+            senders.push(tokio::spawn(async move {
+                for m in 0..5 {
+                    client.send(to.as_str(), format!("{i}-{p}-{m}")).await.expect("send accepted");
+                }
+            }));
+        }
+    }
+    for s in senders {
+        tokio::time::timeout(Duration::from_secs(60), s).await.expect("sends finish in time").unwrap();
+    }
+    wait_for("every message delivered", || delivered.lock().unwrap().len() >= CLIENTS * 40).await;
+    receivers.iter().for_each(|r| r.abort());
 }
