@@ -179,9 +179,15 @@ fn phone(index: usize) -> String {
     format!("+19{run:04}{index:05}")
 }
 
-/// Registers `count` new accounts (phones `first..first+count`) on a `--dev` server.
+/// The server URLs in a `--server` value: one, or several nodes of a cluster, comma-separated.
+pub fn server_urls(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
+/// Registers `count` new accounts (phones `first..first+count`) on a `--dev` server (the first
+/// node of a cluster: accounts are the cluster's).
 pub async fn login_all(url: &str, first: usize, count: usize) -> anyhow::Result<Vec<Credentials>> {
-    let http = HttpApi::new(url)?;
+    let http = HttpApi::new(server_urls(url).first().copied().unwrap_or(url))?;
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut set = JoinSet::new();
     for i in first..first + count {
@@ -201,13 +207,20 @@ pub async fn login_all(url: &str, first: usize, count: usize) -> anyhow::Result<
     Ok(out.into_iter().map(|(_, c)| c).collect())
 }
 
-/// Connects one client per credentials, in order, straight to the server's TCP address.
+/// Connects one client per credentials, in order, straight to the server's TCP address; with
+/// several nodes (`--server URL,URL,…`) client `i` goes to node `i mod n`.
 pub async fn connect_all(url: &str, creds: Vec<Credentials>) -> anyhow::Result<Vec<(Client, Events)>> {
-    let tcp = HttpApi::new(url)?.server_info().await.context("GET /v1/info")?.tcp_addr;
+    let mut nodes = Vec::new();
+    for node in server_urls(url) {
+        let tcp = HttpApi::new(node)?.server_info().await.with_context(|| format!("GET {node}/v1/info"))?.tcp_addr;
+        nodes.push((node.to_owned(), tcp));
+    }
+    anyhow::ensure!(!nodes.is_empty(), "no server URL");
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut set = JoinSet::new();
     for (i, c) in creds.into_iter().enumerate() {
-        let mut config = ClientConfig::new(url, c);
+        let (node, tcp) = &nodes[i % nodes.len()];
+        let mut config = ClientConfig::new(node.as_str(), c);
         config.tcp_addr = Some(tcp.clone());
         let limit = limit.clone();
         set.spawn(async move {

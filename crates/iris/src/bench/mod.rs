@@ -26,7 +26,8 @@ use std::time::Duration;
 /// Flags shared by every scenario: which server, output format, CPU pinning.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Base URL of a running `--dev` server's HTTP API (loopback only; its auth rate limits must
+    /// Base URL of a running `--dev` server's HTTP API, or of several nodes of a cluster,
+    /// comma-separated: clients are spread over them round-robin (loopback only; its auth rate limits must
     /// allow the load, e.g. every `[rate_limits]` entry 0).
     #[arg(long, conflicts_with = "spawn")]
     pub server: Option<String>,

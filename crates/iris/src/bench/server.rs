@@ -45,7 +45,9 @@ impl Target {
             return Ok(Self { url: server.url(), spawned: Mutex::new(Some(server)) });
         }
         let url = args.server.clone().unwrap_or_else(|| "http://127.0.0.1:7701".into());
-        check_loopback(&url)?;
+        for node in super::harness::server_urls(&url) {
+            check_loopback(node)?;
+        }
         Ok(Self { url, spawned: Mutex::new(None) })
     }
 
