@@ -13,6 +13,8 @@ use super::server::Target;
 use super::stats::{Latencies, Report};
 use super::CommonArgs;
 
+/// Sending at the given rate before the measured phase (with `--rate`; else the step-up warms up).
+const WARMUP: Duration = Duration::from_secs(3);
 /// Pause between the step-up and the measured phase, so the step-up's backlog is gone.
 const SETTLE: Duration = Duration::from_secs(10);
 
@@ -36,12 +38,17 @@ pub struct LatencyArgs {
 
 /// Connects the users, finds the rate if needed, runs the fixed rate, reports its latencies.
 pub async fn run(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> {
-    let bound = args.open.bound() + SETTLE + Duration::from_secs(args.duration_s) + args.common.drain();
+    let bound = args.open.bound() + WARMUP + SETTLE + Duration::from_secs(args.duration_s) + args.common.drain();
     let deadline = Instant::now() + bound + Duration::from_secs(600);
     let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
     let (rate, found) = match args.rate {
-        Some(r) => (f64::from(r), None),
+        Some(r) => {
+            // Warm up at the rate first (fresh connections, cold caches), as the step-up does.
+            fleet.run_at(f64::from(r), WARMUP).await;
+            fleet.settle(SETTLE).await;
+            (f64::from(r), None)
+        }
         None => {
             let result = open_loop::step_up(&fleet, args.open.plan()).await;
             fleet.settle(SETTLE).await;
