@@ -60,7 +60,9 @@ pub async fn run(args: &StormArgs, target: &Target) -> anyhow::Result<Report> {
 
 /// Connects `n` devices, storms them with a sender running around it, checks every message.
 pub async fn storm(url: &str, n: usize, drain: Duration) -> anyhow::Result<StormResult> {
-    let tcp: SocketAddr = HttpApi::new(url)?.server_info().await.context("GET /v1/info")?.tcp_addr.parse()?;
+    // Raw devices connect to the first node (a cluster's other nodes get no storm clients).
+    let first = harness::server_urls(url).first().copied().unwrap_or(url);
+    let tcp: SocketAddr = HttpApi::new(first)?.server_info().await.context("GET /v1/info")?.tcp_addr.parse()?;
     let creds = harness::login_all(url, 0, n + 1).await?;
     let ids: Arc<Vec<u64>> = Arc::new(creds[1..].iter().map(|c| c.account_id).collect());
     let sender_creds = creds[0].clone();
