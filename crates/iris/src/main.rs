@@ -37,7 +37,7 @@ enum Command {
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
-    /// Measure a server under load (throughput, hotspot, drain).
+    /// Measure a server under load (throughput, latency, hotspot, fanout, drain, idle, storm).
     Bench(bench::BenchArgs),
     /// Run the fire-test catalog (kill -9, slow consumer, storms, full disk) on spawned servers.
     Fire(fire::FireArgs),
