@@ -28,6 +28,8 @@ use iris_proto::pb::{self, server_event};
 use iris_store::{AccountId, DeviceAddr, DeviceId};
 use tokio::sync::mpsc;
 
+use crate::router::Ephemeral;
+
 /// Most accounts one connection may watch.
 pub const SUBSCRIPTIONS_MAX: usize = 1000;
 
@@ -112,7 +114,7 @@ pub struct LocalPresence {
 
 struct Subscriber {
     viewer: AccountId,
-    tx: mpsc::Sender<pb::ServerEvent>,
+    tx: mpsc::Sender<Ephemeral>,
     watching: HashSet<AccountId>,
 }
 
@@ -284,7 +286,7 @@ impl PresenceHub {
         &self,
         viewer: AccountId,
         conn_id: u64,
-        tx: &mpsc::Sender<pb::ServerEvent>,
+        tx: &mpsc::Sender<Ephemeral>,
         accounts: &[AccountId],
     ) -> Result<pb::PresenceState, usize> {
         let mut inner = self.lock();
@@ -341,7 +343,7 @@ impl PresenceHub {
                 let update = inner.visible(account, sub.viewer);
                 let event = pb::ServerEvent { request_id: 0, event: Some(server_event::Event::Presence(update)) };
                 // Full: dropped; soft state, the next change resends the whole state.
-                if sub.tx.try_send(event).is_ok() {
+                if sub.tx.try_send(Box::new(event)).is_ok() {
                     n_pushed += 1;
                 }
             }

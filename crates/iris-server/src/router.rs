@@ -24,6 +24,10 @@ const SHARDS: usize = 16;
 /// Ephemeral events (typing, presence pushes) a session queues; more are dropped (soft state).
 const EPHEMERAL_QUEUE_LEN: usize = 256;
 
+/// An ephemeral event as queued: boxed, because a channel allocates its first block of 32 slots
+/// when it is created, and 32 unboxed `ServerEvent`s cost every idle connection ~4 KiB.
+pub type Ephemeral = Box<pb::ServerEvent>;
+
 /// A committed inbox entry for a session to push.
 #[derive(Debug, Clone)]
 pub struct Hint {
@@ -45,7 +49,7 @@ pub enum Kick {
 struct Link {
     conn_id: u64,
     hints: mpsc::Sender<Hint>,
-    ephemeral: mpsc::Sender<pb::ServerEvent>,
+    ephemeral: mpsc::Sender<Ephemeral>,
     lagged: Arc<AtomicBool>,
     kick: oneshot::Sender<Kick>,
 }
@@ -57,9 +61,9 @@ pub struct Registration {
     /// Hints for this device.
     pub hints: mpsc::Receiver<Hint>,
     /// Ephemeral events (typing, presence) for this connection; dropped when full.
-    pub ephemeral: mpsc::Receiver<pb::ServerEvent>,
+    pub ephemeral: mpsc::Receiver<Ephemeral>,
     /// The sending side of `ephemeral`, for the presence hub.
-    pub ephemeral_tx: mpsc::Sender<pb::ServerEvent>,
+    pub ephemeral_tx: mpsc::Sender<Ephemeral>,
     /// Set when a hint could not be queued; the session must re-read its inbox.
     pub lagged: Arc<AtomicBool>,
     /// Fires when the session must end.
@@ -168,7 +172,7 @@ impl Router {
     /// dropped when the session's queue is full.
     pub fn notify_ephemeral_local(&self, addr: DeviceAddr, event: pb::ServerEvent) -> bool {
         let shard = self.shard(addr).read().expect("router lock");
-        shard.get(&addr).is_some_and(|link| link.ephemeral.try_send(event).is_ok())
+        shard.get(&addr).is_some_and(|link| link.ephemeral.try_send(Box::new(event)).is_ok())
     }
 
     /// Ends the device's session, here and (cluster mode) on whichever node holds it.

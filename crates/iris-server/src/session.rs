@@ -323,7 +323,7 @@ impl Session {
                         self.on_hint(hint);
                     }
                 }
-                Some(e) = self.registration.ephemeral.recv() => self.out.push(e),
+                Some(e) = self.registration.ephemeral.recv() => self.out.push(*e),
                 received = transport.recv(), if self.inflight.len() < max_inflight => {
                     match received {
                         Ok(Some(frame)) => {
@@ -396,7 +396,7 @@ impl Session {
         }
         for _ in 0..READY_MAX {
             match self.registration.ephemeral.try_recv() {
-                Ok(e) => self.out.push(e),
+                Ok(e) => self.out.push(*e),
                 Err(_) => break,
             }
         }
@@ -714,7 +714,7 @@ async fn presence_subscribe(
     ctx: &Ctx,
     viewer: AccountId,
     conn_id: u64,
-    tx: &tokio::sync::mpsc::Sender<pb::ServerEvent>,
+    tx: &tokio::sync::mpsc::Sender<crate::router::Ephemeral>,
     accounts: &[AccountId],
 ) -> Result<pb::PresenceState, ServiceError> {
     if accounts.len() > presence::SUBSCRIPTIONS_MAX {
