@@ -200,21 +200,31 @@ fn target_devices(recipient: &AccountView, me: &AccountView, sender: DeviceAddr)
     targets.into_iter().collect()
 }
 
-/// Signal-style check: per-device payloads must name exactly the current target devices.
-fn check_device_lists(
+/// The devices per-device payloads name, and the devices they must name.
+pub(crate) type DeviceSets = (BTreeSet<DeviceAddr>, BTreeSet<DeviceAddr>);
+
+/// Both sets, or `None` when they are the same (1:1 and group sends share this); naming a device
+/// twice is invalid.
+pub(crate) fn device_sets(
     per_device: &pb::DevicePayloads,
     targets: &[DeviceAddr],
-    accounts: &[&AccountView],
-) -> Result<(), ServiceError> {
+) -> Result<Option<DeviceSets>, ServiceError> {
     let given: BTreeSet<DeviceAddr> =
         per_device.payloads.iter().map(|p| DeviceAddr::new(p.account_id, p.device_id)).collect();
     if given.len() != per_device.payloads.len() {
         return Err(ServiceError::InvalidArgument("per_device names a device twice".into()));
     }
     let wanted: BTreeSet<DeviceAddr> = targets.iter().copied().collect();
-    if given == wanted {
-        return Ok(());
-    }
+    Ok((given != wanted).then_some((given, wanted)))
+}
+
+/// Signal-style check: per-device payloads must name exactly the current target devices.
+fn check_device_lists(
+    per_device: &pb::DevicePayloads,
+    targets: &[DeviceAddr],
+    accounts: &[&AccountView],
+) -> Result<(), ServiceError> {
+    let Some((given, wanted)) = device_sets(per_device, targets)? else { return Ok(()) };
     let mut mismatches = Vec::new();
     let mut accounts_seen = BTreeSet::new();
     for account in accounts.iter().filter(|a| accounts_seen.insert(a.id)) {

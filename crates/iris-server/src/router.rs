@@ -159,13 +159,16 @@ impl Router {
     /// Offers an ephemeral event (never stored) to the device's session, here or (cluster mode)
     /// on the node holding it. Never waits; dropped when a queue is full.
     pub fn notify_ephemeral(&self, addr: DeviceAddr, event: pb::ServerEvent) {
-        if !self.is_connected(addr) {
-            if let Some(remote) = self.remote.get() {
-                remote.ephemeral(addr, &event);
+        {
+            let shard = self.shard(addr).read().expect("router lock");
+            if let Some(link) = shard.get(&addr) {
+                let _ = link.ephemeral.try_send(Box::new(event));
                 return;
             }
         }
-        self.notify_ephemeral_local(addr, event);
+        if let Some(remote) = self.remote.get() {
+            remote.ephemeral(addr, &event);
+        }
     }
 
     /// Offers an ephemeral event to the device's session if it is connected here. Never waits;

@@ -6,7 +6,7 @@
 //! a session reading its inbox resolves references through [`resolve`]. Payloads and receipt
 //! records expire with the inbox TTL (server message ids start with their time).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -104,15 +104,7 @@ fn validate(ctx: &Ctx, msg: &pb::GroupSend) -> Result<(), ServiceError> {
 
 /// Per-device payloads must name exactly the group's current devices (the sender's excluded).
 fn check_devices(per_device: &pb::DevicePayloads, targets: &[DeviceAddr]) -> Result<(), ServiceError> {
-    let given: BTreeSet<DeviceAddr> =
-        per_device.payloads.iter().map(|p| DeviceAddr::new(p.account_id, p.device_id)).collect();
-    if given.len() != per_device.payloads.len() {
-        return Err(ServiceError::InvalidArgument("per_device names a device twice".into()));
-    }
-    let wanted: BTreeSet<DeviceAddr> = targets.iter().copied().collect();
-    if given == wanted {
-        return Ok(());
-    }
+    let Some((given, wanted)) = crate::messaging::device_sets(per_device, targets)? else { return Ok(()) };
     let mut mismatches: BTreeMap<AccountId, pb::DeviceMismatch> = BTreeMap::new();
     for d in wanted.difference(&given) {
         mismatches.entry(d.account).or_insert_with(|| mismatch(d.account)).missing_devices.push(d.device);

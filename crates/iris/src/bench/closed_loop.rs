@@ -42,14 +42,6 @@ pub async fn run(plan: Plan) -> Report {
     for (i, pick) in plan.senders {
         workers.extend(harness::spawn_senders(&clients[i], plan.inflight, end, pick, &counters));
     }
-    harness::join_senders(workers).await;
-    let sending = start.elapsed();
-    let (_, _, delivered_while_sending, _) = counters.totals();
-    counters.finish_sending();
-    let latencies = harness::join_receivers(receivers).await;
-    progress.finish();
-    harness::close_all(&clients).await;
-    let mut report = counters.report(plan.scenario, sending, &latencies);
-    report.rate_while_sending(delivered_while_sending, sending);
+    let report = harness::finish_run(plan.scenario, start, &counters, workers, receivers, progress, &clients).await;
     report
 }

@@ -55,15 +55,7 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     for client in clients.iter().take(args.senders.min(args.members) as usize) {
         workers.extend(harness::spawn_group_senders(client, args.inflight as usize, end, group.group_id, &counters));
     }
-    harness::join_senders(workers).await;
-    let sending = start.elapsed();
-    let (_, _, delivered_while_sending, _) = counters.totals();
-    counters.finish_sending();
-    let latencies = harness::join_receivers(receivers).await;
-    progress.finish();
-    harness::close_all(&clients).await;
-    let mut report = counters.report("fanout", sending, &latencies);
-    report.rate_while_sending(delivered_while_sending, sending);
+    let mut report = harness::finish_run("fanout", start, &counters, workers, receivers, progress, &clients).await;
     let (all_members, complete) = counters.completion(n as u32 - 1);
     report.set("all_members_ms", serde_json::to_value(all_members.summary())?);
     report.set("messages_to_all_members", complete);

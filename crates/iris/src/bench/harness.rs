@@ -425,6 +425,29 @@ pub async fn join_senders(handles: Vec<JoinHandle<()>>) {
     }
 }
 
+/// Ends a run whose senders stop by themselves: waits for them, counts what was delivered while
+/// they sent, lets the receivers settle, closes the clients, and reports the rate while sending.
+pub async fn finish_run(
+    scenario: &'static str,
+    start: Instant,
+    counters: &Counters,
+    senders: Vec<JoinHandle<()>>,
+    receivers: Vec<JoinHandle<Latencies>>,
+    progress: Progress,
+    clients: &[Client],
+) -> super::stats::Report {
+    join_senders(senders).await;
+    let sending = start.elapsed();
+    let (_, _, delivered_while_sending, _) = counters.totals();
+    counters.finish_sending();
+    let latencies = join_receivers(receivers).await;
+    progress.finish();
+    close_all(clients).await;
+    let mut report = counters.report(scenario, sending, &latencies);
+    report.rate_while_sending(delivered_while_sending, sending);
+    report
+}
+
 /// Closes every client.
 pub async fn close_all(clients: &[Client]) {
     for c in clients {

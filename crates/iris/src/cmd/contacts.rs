@@ -28,12 +28,12 @@ impl ContactsCommand {
     }
 }
 
-/// Flags of `iris contacts add|remove`.
+/// Flags of `iris contacts add|remove` and `iris presence show`.
 #[derive(clap::Args, Debug)]
 pub struct PhonesArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Phone numbers (E.164), comma-separated.
+    /// Phone numbers (E.164), comma-separated (presence: at most 1,000).
     #[arg(long, value_delimiter = ',', required = true)]
     pub phones: Vec<String>,
 }

@@ -22,7 +22,7 @@ const DEFAULT_SILENCE_S: f64 = 5.0;
 #[derive(clap::Subcommand, Debug)]
 pub enum PresenceCommand {
     /// Print the current presence of these people, one line each.
-    Show(PhonesArgs),
+    Show(super::contacts::PhonesArgs),
     /// Print the current presence of these people, then each change as it is pushed.
     #[command(
         visible_alias = "watch",
@@ -33,16 +33,6 @@ takes. --timeout 0 waits forever."
     Subscribe(WatchArgs),
     /// Set who may see my online status and last seen: everyone, contacts or nobody.
     Privacy(PrivacyArgs),
-}
-
-/// Flags of `iris presence show`.
-#[derive(clap::Args, Debug)]
-pub struct PhonesArgs {
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// Phone numbers (E.164), comma-separated (at most 1,000).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub phones: Vec<String>,
 }
 
 /// Flags of `iris presence subscribe`.
