@@ -67,7 +67,7 @@ pub struct RefreshTokenRecord {
 }
 
 /// Identifies a send for deduplication of retries: the sending device and its message id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DedupKey {
     /// The sending device.
     pub sender: DeviceAddr,

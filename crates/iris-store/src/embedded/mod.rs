@@ -11,6 +11,7 @@ mod contacts;
 mod groups;
 mod inbox;
 mod keys;
+pub mod log;
 mod message_index;
 mod staged;
 

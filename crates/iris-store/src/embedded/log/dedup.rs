@@ -1,0 +1,52 @@
+//! The dedup records of the log's live segments, one map per segment: a retry is checked here
+//! first (newest segment first), then in the cold store, where the checkpoint moves the maps of
+//! retired segments. Rebuilt at recovery by replaying the live segments.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::DedupKey;
+
+type Map = HashMap<DedupKey, (u64, u64), foldhash::fast::RandomState>;
+
+/// (sender device, client message id) → (server msg id, server time), per live segment.
+#[derive(Default)]
+pub(crate) struct DedupWindow {
+    segments: VecDeque<(u64, Map)>,
+}
+
+impl DedupWindow {
+    /// The original (id, time) of a retry, if a live segment recorded it.
+    pub fn get(&self, key: &DedupKey) -> Option<(u64, u64)> {
+        self.segments.iter().rev().find_map(|(_, m)| m.get(key).copied())
+    }
+
+    /// Records a send made in `segment` (segments only grow).
+    pub fn insert(&mut self, segment: u64, key: DedupKey, value: (u64, u64)) {
+        if self.segments.back().is_none_or(|(s, _)| *s < segment) {
+            self.segments.push_back((segment, Map::default()));
+        }
+        let (_, map) = self.segments.back_mut().expect("pushed");
+        map.insert(key, value);
+    }
+
+    /// Copies of the records of segments before `segment`, for the cold store.
+    pub fn before(&self, segment: u64) -> Vec<(DedupKey, u64, u64)> {
+        self.segments
+            .iter()
+            .take_while(|(s, _)| *s < segment)
+            .flat_map(|(_, m)| m.iter().map(|(k, &(id, ts))| (k.clone(), id, ts)))
+            .collect()
+    }
+
+    /// Forgets the segments before `segment` (their records are in the cold store now).
+    pub fn drop_before(&mut self, segment: u64) {
+        while self.segments.front().is_some_and(|(s, _)| *s < segment) {
+            self.segments.pop_front();
+        }
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|(_, m)| m.len()).sum()
+    }
+}

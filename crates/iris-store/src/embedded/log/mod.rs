@@ -1,0 +1,747 @@
+//! The inbox log: the embedded engine's message core, an append-only log built for
+//! append-then-ack (DESIGN.md "Storage").
+//!
+//! **On disk.** Numbered segment files of checksummed records (`record.rs`, `segment.rs`)
+//! written only by the committer: one `Append` record per logical message (each distinct item
+//! once, every target inbox with its seq, side writes and an ack made atomic with it), `Ack`
+//! records, and `Writes` records for the side keyspaces (message index, group payloads and
+//! receipts). A batch is written with one `write` and made durable with one `fdatasync`
+//! before anyone is answered. Beneath the log, the cold store ([`Cold`], fjall in production)
+//! keeps what outlives segments: cursors, entries moved out of memory, dedup records of retired
+//! segments, the side keyspaces and the checkpoint.
+//!
+//! **In memory** (`hot.rs`): per device its cursor and its un-acked entries of live segments,
+//! so a session reads without touching the disk; the dedup records of live segments
+//! (`dedup.rs`).
+//!
+//! **Checkpoint.** When more than `segments_live_max` segments exist, the oldest are retired:
+//! their un-acked entries move to the cold store, with every changed cursor and their dedup
+//! records, in one batch that also records the new first segment; the cold store is persisted;
+//! then the segment files are deleted. Recovery replays the live segments only.
+//!
+//! **Invariants.** A record is applied to memory only after the batch holding it is durable, so
+//! nothing read from the log can vanish in a crash. Seqs are assigned by the committer alone and
+//! are dense per device. Replaying a record twice changes nothing (seqs are explicit and acks
+//! cumulative), so a checkpoint may record state newer than its position. A write, fsync or
+//! cold-store failure poisons the log: nothing commits until a restart, whose recovery cuts a torn
+//! tail of the last segment and refuses damage anywhere else.
+
+mod cold;
+mod dedup;
+mod fs;
+mod hot;
+mod record;
+mod segment;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+
+pub use cold::{Cold, ColdBatch, ColdCursor, ColdEntry};
+pub use fs::{DirFs, LogFile, LogFs};
+pub use record::KvWrite;
+
+use dedup::DedupWindow;
+use hot::{DeviceState, Hot, HotEntry, ENTRY_OVERHEAD_BYTES};
+use record::{Record, Target};
+
+use crate::{AppendOutcome, AppendRequest, DedupKey, DeviceAddr, InboxCursor, StoreError, StoreResult, StoredEntry};
+
+/// Most entries one read returns, so a call never holds a shard for long.
+pub const READ_LIMIT_MAX: usize = 1024;
+/// When memory is over budget, each backlogged device keeps this many of its newest entries in
+/// memory (a slow reader goes on from memory); only if that is not enough are they moved too.
+const RELIEVE_KEEP_ENTRIES: usize = 512;
+/// Devices moved per cold-store batch while relieving memory.
+const RELIEVE_CHUNK: usize = 256;
+/// A reused encode buffer larger than this is given back after its batch.
+const BUF_KEEP_BYTES: usize = 8 << 20;
+
+/// Bounds of the log. Every field is a bound; see `FjallConfig` for how they are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A segment that reaches this size is closed and a new one started.
+    pub segment_bytes_max: u64,
+    /// Segments kept before the oldest are retired by a checkpoint (≥ 1): bounds recovery time
+    /// and the dedup records in memory.
+    pub segments_live_max: u64,
+    /// Bytes of entries kept in memory; past it the largest backlogs move to the cold store.
+    pub hot_bytes_max: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { segment_bytes_max: 64 << 20, segments_live_max: 4, hot_bytes_max: 256 << 20 }
+    }
+}
+
+/// One request to the committer.
+#[derive(Debug)]
+pub enum Op {
+    /// Store a message in many inboxes (deduplicated), with side writes and optionally a device's
+    /// ack made atomic with it (an ack and the receipts it produces).
+    Append {
+        /// The append.
+        req: AppendRequest,
+        /// Side writes committed with it.
+        writes: Vec<KvWrite>,
+        /// A cumulative ack committed with it: (device, up to seq).
+        ack: Option<(DeviceAddr, u64)>,
+    },
+    /// A cumulative ack; clamped to the device's last durable seq.
+    Ack {
+        /// The inbox.
+        device: DeviceAddr,
+        /// Up to and including this seq.
+        up_to: u64,
+    },
+    /// Drop a device's whole inbox (revocation).
+    Purge {
+        /// The inbox.
+        device: DeviceAddr,
+    },
+    /// Side writes on their own.
+    Writes(Vec<KvWrite>),
+}
+
+/// What one op did, once its batch is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// An append's outcome.
+    Append(AppendOutcome),
+    /// Anything else.
+    Ok,
+}
+
+/// The answers of one batch, and what it asks of the checkpointer.
+#[derive(Debug)]
+pub struct Committed {
+    /// One result per op, in order.
+    pub results: Vec<StoreResult<Done>>,
+    /// Appends stored.
+    pub appends: u64,
+    /// Appends answered from a dedup record.
+    pub duplicates: u64,
+    /// Whether the batch wrote anything (and so fsync'd).
+    pub wrote: bool,
+    /// Whether the write or its fsync failed (every result is then an error).
+    pub failed: bool,
+    /// Which ops went into the batch's write (the others failed before it, or changed nothing):
+    /// after a failed write, these are the ones a crash may or may not have kept.
+    pub written: Vec<bool>,
+    /// A segment was closed or memory is over budget: the checkpointer has work.
+    pub wants_checkpoint: bool,
+}
+
+/// Figures of the log for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogStats {
+    /// Bytes of entries held in memory.
+    pub hot_bytes: u64,
+    /// Live segments (the first is the checkpoint).
+    pub segments: u64,
+    /// Dedup records held in memory.
+    pub dedup_records: u64,
+}
+
+/// The committer's side: the open segment and the dedup records of live segments.
+struct Writer {
+    file: Box<dyn LogFile>,
+    segment: u64,
+    len: u64,
+    buf: Vec<u8>,
+    dedup: DedupWindow,
+}
+
+/// The inbox log. Shared by the committer (`commit`), the checkpointer (`checkpoint`,
+/// `relieve`) and readers (`read`, `cursor`), from any threads.
+pub struct InboxLog {
+    fs: Arc<dyn LogFs>,
+    cold: Arc<dyn Cold>,
+    config: LogConfig,
+    hot: Hot,
+    writer: Mutex<Writer>,
+    /// First live segment: the checkpoint.
+    first_segment: AtomicU64,
+    /// Set by a failed write, fsync or cold-store write; see the module doc.
+    poisoned: AtomicBool,
+    /// One checkpoint at a time.
+    checkpointing: Mutex<()>,
+}
+
+/// Everything a batch decided before writing.
+#[derive(Default)]
+struct Plan {
+    records: Vec<Record>,
+    /// Last seq per device as this batch assigned them.
+    lasts: HashMap<DeviceAddr, u64>,
+    /// Acked seq per device as this batch moved them.
+    acked: HashMap<DeviceAddr, u64>,
+    /// Dedup keys recorded earlier in this batch.
+    dedup: HashMap<DedupKey, (u64, u64)>,
+    appends: u64,
+    duplicates: u64,
+}
+
+impl InboxLog {
+    /// Opens the log on `fs` above `cold`: replays the live segments (cutting a torn tail of the
+    /// last one) and is ready to commit.
+    pub fn open(fs: Arc<dyn LogFs>, cold: Arc<dyn Cold>, config: LogConfig) -> StoreResult<Self> {
+        let config = LogConfig { segments_live_max: config.segments_live_max.max(1), ..config };
+        let first = cold.checkpoint()?.max(1);
+        let mut numbers: Vec<u64> = fs.list().map_err(io)?.iter().filter_map(|n| segment::number(n)).collect();
+        numbers.sort_unstable();
+        for &n in numbers.iter().filter(|&&n| n < first) {
+            // Retired by a checkpoint whose deletions did not reach the disk.
+            fs.remove(&segment::name(n)).map_err(io)?;
+        }
+        let live: Vec<u64> = numbers.into_iter().filter(|&n| n >= first).collect();
+        if let Some((i, _)) = live.iter().enumerate().find(|&(i, &n)| n != first + i as u64) {
+            return Err(StoreError::Corrupt(format!("inbox log segment {} is missing", first + i as u64)));
+        }
+        let hot = Hot::new();
+        let mut dedup = DedupWindow::default();
+        let mut tail = None;
+        for (i, &n) in live.iter().enumerate() {
+            let scanned = segment::scan(n, fs.read(&segment::name(n)).map_err(io)?);
+            if let Some(why) = scanned.damage.filter(|_| i + 1 < live.len()) {
+                return Err(StoreError::Corrupt(format!(
+                    "inbox log segment {n} is damaged at byte {}: {why}",
+                    scanned.valid_len
+                )));
+            }
+            let mut batch = ColdBatch::default();
+            for record in scanned.records {
+                apply(&hot, &*cold, &mut dedup, n, record, &mut batch)?;
+            }
+            cold.write(batch)?;
+            tail = Some((n, scanned.valid_len, scanned.damage));
+        }
+        let writer = match tail {
+            Some((n, len, damage)) if len >= segment::HEADER_BYTES => {
+                if let Some(why) = damage {
+                    tracing::warn!(segment = n, at = len, why, "cutting the torn tail of the inbox log");
+                    fs.truncate(&segment::name(n), len).map_err(io)?;
+                }
+                let file = fs.open_append(&segment::name(n)).map_err(io)?;
+                Writer { file, segment: n, len, buf: Vec::new(), dedup }
+            }
+            // No segment yet, or the last one never got its header: (re)start it.
+            Some((n, ..)) => Writer::fresh(start_segment(&*fs, n).map_err(io)?, n, dedup),
+            None => Writer::fresh(start_segment(&*fs, first).map_err(io)?, first, dedup),
+        };
+        Ok(Self {
+            fs,
+            cold,
+            config,
+            hot,
+            writer: Mutex::new(writer),
+            first_segment: AtomicU64::new(first),
+            poisoned: AtomicBool::new(false),
+            checkpointing: Mutex::new(()),
+        })
+    }
+
+    /// Whether a failure poisoned the log (it then refuses every commit until reopened).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn poison(&self, what: &str, e: &dyn std::fmt::Display) {
+        tracing::error!(error = %e, "inbox log {what} failed; refusing writes until a restart");
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Commits `ops` as one batch: decides, writes, fsyncs once, applies, answers. Only the
+    /// committer calls it (batches are serialised by the writer lock anyway).
+    pub fn commit(&self, ops: Vec<Op>) -> Committed {
+        let mut w = lock(&self.writer);
+        let n_ops = ops.len();
+        let failed = |why: String, written: Vec<bool>| Committed {
+            results: (0..n_ops).map(|_| Err(StoreError::Unavailable(why.clone()))).collect(),
+            appends: 0,
+            duplicates: 0,
+            wrote: false,
+            failed: true,
+            written,
+            wants_checkpoint: false,
+        };
+        if self.is_poisoned() {
+            return failed("the inbox log failed earlier; restart the server".into(), vec![false; n_ops]);
+        }
+        let mut plan = Plan::default();
+        let mut results = Vec::with_capacity(n_ops);
+        let mut written = Vec::with_capacity(n_ops);
+        for op in ops {
+            let records_before = plan.records.len();
+            results.push(match op {
+                Op::Append { req, writes, ack } => {
+                    self.plan_append(&w.dedup, &mut plan, req, writes, ack).map(Done::Append)
+                }
+                Op::Ack { device, up_to } => self.plan_ack(&mut plan, device, Some(up_to)).map(|()| Done::Ok),
+                Op::Purge { device } => self.plan_ack(&mut plan, device, None).map(|()| Done::Ok),
+                Op::Writes(writes) => {
+                    if !writes.is_empty() {
+                        plan.records.push(Record::Writes(writes));
+                    }
+                    Ok(Done::Ok)
+                }
+            });
+            written.push(plan.records.len() > records_before);
+        }
+        let mut committed = Committed {
+            results,
+            appends: plan.appends,
+            duplicates: plan.duplicates,
+            wrote: !plan.records.is_empty(),
+            failed: false,
+            written,
+            wants_checkpoint: false,
+        };
+        if plan.records.is_empty() {
+            return committed;
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        for r in &plan.records {
+            record::encode(r, &mut buf);
+        }
+        let written = w.file.write_all(&buf).and_then(|()| w.file.sync_data());
+        w.len += buf.len() as u64;
+        if buf.capacity() <= BUF_KEEP_BYTES {
+            w.buf = buf;
+        }
+        if let Err(e) = written {
+            self.poison("write", &e);
+            return failed(format!("inbox log write failed: {e}"), committed.written);
+        }
+        let segment = w.segment;
+        let mut batch = ColdBatch::default();
+        for r in plan.records {
+            if let Err(e) = apply(&self.hot, &*self.cold, &mut w.dedup, segment, r, &mut batch) {
+                self.poison("apply", &e);
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.cold.write(batch) {
+                self.poison("cold-store write", &e);
+            }
+        }
+        committed.wants_checkpoint = self.hot.bytes() > self.config.hot_bytes_max;
+        if w.len >= self.config.segment_bytes_max {
+            match self.roll(&mut w) {
+                Ok(()) => committed.wants_checkpoint = true,
+                Err(e) => self.poison("segment roll", &e),
+            }
+        }
+        committed
+    }
+
+    fn plan_append(
+        &self,
+        dedup: &DedupWindow,
+        plan: &mut Plan,
+        req: AppendRequest,
+        writes: Vec<KvWrite>,
+        ack: Option<(DeviceAddr, u64)>,
+    ) -> StoreResult<AppendOutcome> {
+        if let Some(key) = &req.dedup {
+            let found = match plan.dedup.get(key).copied().or_else(|| dedup.get(key)) {
+                Some(found) => Some(found),
+                None => self.cold.dedup(key)?,
+            };
+            if let Some((server_msg_id, server_ts_ms)) = found {
+                plan.duplicates += 1;
+                return Ok(AppendOutcome::Duplicate { server_msg_id, server_ts_ms });
+            }
+        }
+        // Every read before the first change, so a failed read leaves the plan as it was.
+        let mut bases = Vec::with_capacity(req.entries.len());
+        for e in &req.entries {
+            bases.push(match plan.lasts.get(&e.device) {
+                Some(&last) => last,
+                None => self.hot.with(e.device, &*self.cold, |s| {
+                    s.touched = true;
+                    s.last
+                })?,
+            });
+        }
+        let ack = match ack {
+            Some((device, up_to)) => self.ack_target(plan, device, Some(up_to))?.map(|to| (device, to)),
+            None => None,
+        };
+        let mut items = ItemSet::default();
+        let mut seqs = Vec::with_capacity(req.entries.len());
+        let mut targets = Vec::with_capacity(req.entries.len());
+        for (e, base) in req.entries.into_iter().zip(bases) {
+            let last = plan.lasts.entry(e.device).or_insert(base);
+            *last += 1;
+            seqs.push(*last);
+            targets.push(Target { device: e.device, seq: *last, item: items.index(e.item) });
+        }
+        if let Some((device, up_to)) = ack {
+            plan.acked.insert(device, up_to);
+        }
+        if let Some(key) = &req.dedup {
+            plan.dedup.insert(key.clone(), (req.server_msg_id, req.server_ts_ms));
+        }
+        plan.records.push(Record::Append {
+            ts_ms: req.server_ts_ms,
+            msg_id: req.server_msg_id,
+            dedup: req.dedup,
+            items: items.items,
+            targets,
+            writes,
+            ack,
+        });
+        plan.appends += 1;
+        Ok(AppendOutcome::Appended { seqs })
+    }
+
+    /// Where an ack (or, with `None`, a purge) moves a device's cursor, if it moves it: an ack
+    /// is clamped to the last durable seq (a client can only ack what it was sent), a purge
+    /// covers everything including this batch's appends.
+    fn ack_target(&self, plan: &Plan, device: DeviceAddr, up_to: Option<u64>) -> StoreResult<Option<u64>> {
+        let (acked, last) = self.hot.with(device, &*self.cold, |s| {
+            s.touched = true;
+            (s.acked, s.last)
+        })?;
+        let acked = plan.acked.get(&device).copied().unwrap_or(acked).max(acked);
+        let target = match up_to {
+            Some(up_to) => up_to.min(last),
+            None => plan.lasts.get(&device).copied().unwrap_or(last).max(last),
+        };
+        Ok((target > acked).then_some(target))
+    }
+
+    fn plan_ack(&self, plan: &mut Plan, device: DeviceAddr, up_to: Option<u64>) -> StoreResult<()> {
+        if let Some(up_to) = self.ack_target(plan, device, up_to)? {
+            plan.acked.insert(device, up_to);
+            plan.records.push(Record::Ack { device, up_to });
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment and starts the next.
+    fn roll(&self, w: &mut Writer) -> std::io::Result<()> {
+        let next = w.segment + 1;
+        w.file = start_segment(&*self.fs, next)?;
+        w.segment = next;
+        w.len = segment::HEADER_BYTES;
+        Ok(())
+    }
+
+    /// Up to `limit` (at most [`READ_LIMIT_MAX`]) entries of `device` with `seq > after_seq`,
+    /// in seq order: from the cold store below `cold_hi`, then from memory.
+    pub fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
+        let limit = limit.min(READ_LIMIT_MAX);
+        let mut out: Vec<StoredEntry> = Vec::new();
+        let mut after = after_seq;
+        loop {
+            // Under the lock: either the hot entries (done), or where the cold part ends.
+            let cold_to = self.hot.with(device, &*self.cold, |s| {
+                after = after.max(s.acked);
+                if after < s.cold_hi {
+                    return Some(s.cold_hi);
+                }
+                let from = s.position(after.saturating_add(1));
+                out.extend(
+                    s.entries
+                        .range(from..)
+                        .take(limit - out.len())
+                        .map(|e| StoredEntry { seq: e.seq, item: e.item.clone() }),
+                );
+                None
+            })?;
+            let Some(cold_to) = cold_to else { return Ok(out) };
+            // Cold entries were written before `cold_hi` moved, so they are there to read; if a
+            // spill moves `cold_hi` meanwhile, the next turn reads the rest from cold too.
+            let found = self.cold.read(device, after + 1, cold_to, limit - out.len())?;
+            let full = found.len() == limit - out.len();
+            after = if full { found.last().map_or(cold_to, |e| e.seq) } else { cold_to };
+            out.extend(found.into_iter().map(|e| StoredEntry { seq: e.seq, item: e.item }));
+            if out.len() >= limit {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The device's acked cursor and last durable seq.
+    pub fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
+        self.hot.with(device, &*self.cold, |s| InboxCursor { acked: s.acked, last: s.last })
+    }
+
+    /// Retires segments beyond `segments_live_max` (see the module doc) and writes the cursors
+    /// that changed; evicts devices unused since the previous checkpoint. Returns whether
+    /// segments were retired. Only the checkpointer calls it.
+    pub fn checkpoint(&self) -> StoreResult<bool> {
+        let _one = self.checkpointing.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_poisoned() {
+            return Err(StoreError::Unavailable("the inbox log failed earlier".into()));
+        }
+        let first = self.first_segment.load(Ordering::Acquire);
+        let current = lock(&self.writer).segment;
+        let retire_to = (current + 1).saturating_sub(self.config.segments_live_max).max(first);
+        let mut batch = ColdBatch::default();
+        if retire_to > first {
+            batch.dedup = lock(&self.writer).dedup.before(retire_to);
+            batch.checkpoint = Some(retire_to);
+        }
+        let mut spilled = Vec::new();
+        self.hot.for_each(|d, s| {
+            let n = s.entries.iter().take_while(|e| e.segment < retire_to).count();
+            if n > 0 {
+                spill_front(&mut batch, &mut spilled, d, s, n);
+            } else if s.dirty {
+                batch.cursors.push((d, s.cold_cursor()));
+                s.dirty = false;
+            } else if !s.touched && s.entries.is_empty() {
+                return false;
+            }
+            s.touched = false;
+            true
+        });
+        self.cold.write(batch).inspect_err(|e| self.poison("checkpoint write", e))?;
+        self.finish_spill(spilled)?;
+        if retire_to == first {
+            return Ok(false);
+        }
+        self.cold.persist().inspect_err(|e| self.poison("checkpoint persist", e))?;
+        lock(&self.writer).dedup.drop_before(retire_to);
+        self.first_segment.store(retire_to, Ordering::Release);
+        for n in first..retire_to {
+            if let Err(e) = self.fs.remove(&segment::name(n)) {
+                tracing::warn!(segment = n, error = %e, "cannot delete a retired inbox log segment");
+            }
+        }
+        // Not needed for correctness (recovery deletes leftovers before the checkpoint).
+        let _ = self.fs.sync_dir();
+        Ok(true)
+    }
+
+    /// Moves the oldest entries of the largest backlogs to the cold store until memory is back
+    /// under three quarters of its budget. Only the checkpointer calls it.
+    pub fn relieve(&self) -> StoreResult<()> {
+        let _one = self.checkpointing.lock().unwrap_or_else(PoisonError::into_inner);
+        let budget = self.config.hot_bytes_max;
+        if self.hot.bytes() <= budget || self.is_poisoned() {
+            return Ok(());
+        }
+        let target = budget / 4 * 3;
+        for keep in [RELIEVE_KEEP_ENTRIES, 0] {
+            let mut backlogs = Vec::new();
+            self.hot.for_each(|d, s| {
+                if s.entries.len() > keep {
+                    backlogs.push((s.entries.len(), d));
+                }
+                true
+            });
+            backlogs.sort_unstable_by(|a, b| b.cmp(a));
+            for chunk in backlogs.chunks(RELIEVE_CHUNK) {
+                let (mut batch, mut spilled) = (ColdBatch::default(), Vec::new());
+                for &(_, d) in chunk {
+                    self.hot.with(d, &*self.cold, |s| {
+                        let n = s.entries.len().saturating_sub(keep);
+                        if n > 0 {
+                            spill_front(&mut batch, &mut spilled, d, s, n);
+                        }
+                    })?;
+                }
+                self.cold.write(batch).inspect_err(|e| self.poison("spill write", e))?;
+                self.finish_spill(spilled)?;
+                if self.hot.bytes() <= target {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The second half of a spill, after the cold store has the entries: move `cold_hi`, drop
+    /// the entries from memory, and delete from cold any that were acked meanwhile.
+    fn finish_spill(&self, spilled: Vec<(DeviceAddr, u64, u64)>) -> StoreResult<()> {
+        let mut garbage = ColdBatch::default();
+        for (d, lo, hi) in spilled {
+            let freed = self.hot.with(d, &*self.cold, |s| {
+                s.cold_hi = s.cold_hi.max(hi);
+                let mut freed = 0;
+                while s.entries.front().is_some_and(|e| e.seq <= hi) {
+                    freed += s.entries.pop_front().expect("checked").charge;
+                }
+                if s.acked >= lo {
+                    garbage.deletes.push((d, lo, s.acked.min(hi)));
+                }
+                freed
+            })?;
+            self.hot.sub_bytes(freed);
+        }
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        self.cold.write(garbage).inspect_err(|e| self.poison("spill cleanup", e))
+    }
+
+    /// Deletes entries appended before `older_than_ms` (in memory and cold) and cold dedup
+    /// records created before `dedup_older_than_ms`. Not logged: a restart brings expired
+    /// entries of live segments back until the next sweep.
+    pub fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
+        let mut removed = 0u64;
+        let mut freed = 0u64;
+        self.hot.for_each(|_, s| {
+            if s.entries.front().is_some_and(|e| e.ts_ms < older_than_ms)
+                || s.entries.iter().any(|e| e.ts_ms < older_than_ms)
+            {
+                s.entries.retain(|e| {
+                    let keep = e.ts_ms >= older_than_ms;
+                    if !keep {
+                        removed += 1;
+                        freed += e.charge;
+                    }
+                    keep
+                });
+            }
+            true
+        });
+        self.hot.sub_bytes(freed);
+        Ok(removed + self.cold.expire(older_than_ms, dedup_older_than_ms)?)
+    }
+
+    /// Makes the cold store durable (at shutdown; the log itself is synced by every batch).
+    pub fn close(&self) -> StoreResult<()> {
+        self.cold.persist()
+    }
+
+    /// Figures for metrics.
+    pub fn stats(&self) -> LogStats {
+        let w = lock(&self.writer);
+        LogStats {
+            hot_bytes: self.hot.bytes(),
+            segments: w.segment + 1 - self.first_segment.load(Ordering::Acquire),
+            dedup_records: w.dedup.len() as u64,
+        }
+    }
+}
+
+/// Applies one durable record to memory; what it changes in the cold store goes to `out`.
+fn apply(
+    hot: &Hot,
+    cold: &dyn Cold,
+    dedup: &mut DedupWindow,
+    segment: u64,
+    record: Record,
+    out: &mut ColdBatch,
+) -> StoreResult<()> {
+    match record {
+        Record::Append { ts_ms, msg_id, dedup: key, items, targets, writes, ack } => {
+            out.writes.extend(writes);
+            let mut shares = vec![0u64; items.len()];
+            for t in &targets {
+                shares[t.item as usize] += 1;
+            }
+            for t in targets {
+                let item = items[t.item as usize].clone();
+                let charge = ENTRY_OVERHEAD_BYTES + item.len() as u64 / shares[t.item as usize];
+                let entry = HotEntry { seq: t.seq, ts_ms, item, segment, charge };
+                let added = hot.with(t.device, cold, |s| s.push(entry))?;
+                hot.add_bytes(added);
+            }
+            if let Some((device, up_to)) = ack {
+                apply_ack(hot, cold, device, up_to, out)?;
+            }
+            if let Some(key) = key {
+                dedup.insert(segment, key, (msg_id, ts_ms));
+            }
+        }
+        Record::Ack { device, up_to } => apply_ack(hot, cold, device, up_to, out)?,
+        Record::Writes(writes) => out.writes.extend(writes),
+    }
+    Ok(())
+}
+
+fn apply_ack(hot: &Hot, cold: &dyn Cold, device: DeviceAddr, up_to: u64, out: &mut ColdBatch) -> StoreResult<()> {
+    let (freed, cold_range) = hot.with(device, cold, |s| s.ack(up_to))?;
+    hot.sub_bytes(freed);
+    if let Some((from, to)) = cold_range.filter(|(from, to)| from <= to) {
+        out.deletes.push((device, from, to));
+    }
+    Ok(())
+}
+
+/// The first half of a spill, under the device's lock: copy its first `n` entries and its
+/// cursor (with the new `cold_hi`) into `batch`; remember what to finish.
+fn spill_front(
+    batch: &mut ColdBatch,
+    spilled: &mut Vec<(DeviceAddr, u64, u64)>,
+    d: DeviceAddr,
+    s: &mut DeviceState,
+    n: usize,
+) {
+    let moving = s.entries.range(..n);
+    let (lo, hi) = (s.entries[0].seq, s.entries[n - 1].seq);
+    batch.entries.extend(moving.map(|e| (d, ColdEntry { seq: e.seq, ts_ms: e.ts_ms, item: e.item.clone() })));
+    batch.cursors.push((d, ColdCursor { cold_hi: s.cold_hi.max(hi), ..s.cold_cursor() }));
+    s.dirty = false;
+    spilled.push((d, lo, hi));
+}
+
+/// Distinct items of one append: entries that share an item (the same `Bytes`) store it once.
+#[derive(Default)]
+struct ItemSet {
+    items: Vec<Bytes>,
+    by_ptr: HashMap<(usize, usize), u32>,
+}
+
+impl ItemSet {
+    /// Past this many distinct items, look them up by address instead of scanning.
+    const SCAN_MAX: usize = 8;
+
+    fn index(&mut self, item: Bytes) -> u32 {
+        let key = (item.as_ptr() as usize, item.len());
+        if self.items.len() <= Self::SCAN_MAX {
+            if let Some(i) = self.items.iter().position(|x| (x.as_ptr() as usize, x.len()) == key) {
+                return i as u32;
+            }
+            if self.items.len() == Self::SCAN_MAX {
+                self.by_ptr =
+                    self.items.iter().enumerate().map(|(i, x)| ((x.as_ptr() as usize, x.len()), i as u32)).collect();
+            }
+        } else if let Some(&i) = self.by_ptr.get(&key) {
+            return i;
+        }
+        let i = self.items.len() as u32;
+        if self.items.len() >= Self::SCAN_MAX {
+            self.by_ptr.insert(key, i);
+        }
+        self.items.push(item);
+        i
+    }
+}
+
+fn start_segment(fs: &dyn LogFs, n: u64) -> std::io::Result<Box<dyn LogFile>> {
+    let mut file = fs.create(&segment::name(n))?;
+    file.write_all(&segment::header(n))?;
+    file.sync_data()?;
+    fs.sync_dir()?;
+    Ok(file)
+}
+
+impl Writer {
+    /// A writer at the start of a just-created segment.
+    fn fresh(file: Box<dyn LogFile>, segment: u64, dedup: DedupWindow) -> Self {
+        Self { file, segment, len: segment::HEADER_BYTES, buf: Vec::new(), dedup }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("inbox log i/o: {e}"))
+}
