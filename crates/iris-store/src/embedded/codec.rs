@@ -167,12 +167,13 @@ pub(super) fn decode_token(hash: [u8; 32], value: &[u8]) -> StoreResult<RefreshT
     Ok(RefreshTokenRecord { hash, device, expires_at_ms })
 }
 
-/// Value of the cursors keyspace: acked ‖ last.
+/// Value of the cursors keyspace before the inbox log: acked ‖ last (`cold.rs` reads it).
+#[cfg(test)]
 pub(super) fn encode_cursor(c: InboxCursor) -> [u8; 16] {
     pair(c.acked, c.last)
 }
 
-/// Inverse of [`encode_cursor`].
+/// Inverse of `encode_cursor`.
 pub(super) fn decode_cursor(value: &[u8]) -> StoreResult<InboxCursor> {
     let (acked, last) = unpair(value, "cursor")?;
     Ok(InboxCursor { acked, last })

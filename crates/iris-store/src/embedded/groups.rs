@@ -1,22 +1,23 @@
 //! Groups on fjall: one versioned record per group, a member index (account ‖ group), an
 //! invite index (token → group), shared payloads (msg id ‖ group → payload) and receipts
 //! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the counters).
-//! Group records change under one mutex with a version check and fdatasync; payloads and
-//! receipts are buffered writes that reach disk with the next synced commit. Message-keyed
-//! records start with the server message id, whose top bits are its time, so expiry is a range
-//! delete from the start.
+//! Every write to these keyspaces goes through the inbox log (so recovery replays them in the
+//! order they were made): group records change under one mutex with a version check, as a synced
+//! batch of their own or with their events; payloads and receipts are staged for the next batch.
+//! Message-keyed records start with the server message id, whose top bits are its time, so
+//! expiry is a range delete from the start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{Reader, RECORD_V1};
-use super::committer::SideWrites;
+use super::log::KvWrite;
 use super::staged::Staged;
-use super::{keys, unavailable, FjallStore, Shared};
+use super::{keys, space, unavailable, FjallStore, SideWriter};
 use crate::{
     AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
     PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
@@ -29,6 +30,8 @@ const COUNTERS: AccountId = 0;
 /// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
 /// its own batch.
 const STAGED_RECEIPTS_MAX: usize = 65_536;
+/// Most group payloads staged for the committer; past this a payload commits its own batch.
+const STAGED_PAYLOADS_MAX: usize = 4096;
 
 /// Group-side state of [`FjallStore`].
 pub(super) struct Groups {
@@ -47,7 +50,8 @@ pub(super) struct Groups {
     /// Receipt rows and counters changed by acks and reads, waiting for the committer's next
     /// batch (`staged.rs`): every member's ack of every group message changes two records.
     staged_receipts: Arc<Staged>,
-    shared: Arc<Shared>,
+    /// Payloads of group messages, waiting for the batch of their references.
+    staged_payloads: Arc<Staged>,
     /// Serialises group record changes and receipt counters (read-check-write sequences).
     lock: Mutex<()>,
     /// Records queued with their events but not yet committed: reads see them at once, so the
@@ -56,19 +60,15 @@ pub(super) struct Groups {
 }
 
 impl Groups {
-    pub(super) fn open(
-        db: &Database,
-        meta: Keyspace,
-        shared: Arc<Shared>,
-        max_memtable_bytes: u64,
-    ) -> StoreResult<Self> {
+    pub(super) fn open(db: &Database, meta: Keyspace, max_memtable_bytes: u64) -> StoreResult<Self> {
         let open = |name: &str| {
             db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(max_memtable_bytes))
                 .map_err(unavailable)
         };
         let receipts = open("group_receipts")?;
         Ok(Self {
-            staged_receipts: Arc::new(Staged::new(receipts.clone(), STAGED_RECEIPTS_MAX)),
+            staged_receipts: Arc::new(Staged::new(space::GROUP_RECEIPTS, STAGED_RECEIPTS_MAX)),
+            staged_payloads: Arc::new(Staged::new(space::GROUP_PAYLOADS, STAGED_PAYLOADS_MAX)),
             receipts,
             groups: open("groups")?,
             members: open("group_members")?,
@@ -76,15 +76,26 @@ impl Groups {
             payloads: open("group_payloads")?,
             db: db.clone(),
             meta,
-            shared,
             lock: Mutex::new(()),
             queued: Mutex::default(),
         })
     }
 
-    /// The staging of receipt records, which the committer drains.
-    pub(super) fn staged(&self) -> Arc<Staged> {
-        Arc::clone(&self.staged_receipts)
+    /// The stagings the committer drains: receipt records and payloads.
+    pub(super) fn staged(&self) -> [Arc<Staged>; 2] {
+        [Arc::clone(&self.staged_receipts), Arc::clone(&self.staged_payloads)]
+    }
+
+    /// The side keyspaces the log writes for groups, by space number.
+    pub(super) fn spaces(&self) -> Vec<(u8, Keyspace)> {
+        vec![
+            (space::GROUPS, self.groups.clone()),
+            (space::GROUP_MEMBERS, self.members.clone()),
+            (space::GROUP_INVITES, self.invites.clone()),
+            (space::GROUP_PAYLOADS, self.payloads.clone()),
+            (space::GROUP_RECEIPTS, self.receipts.clone()),
+            (space::META, self.meta.clone()),
+        ]
     }
 
     /// A receipt record: staged if a change is waiting, else from disk.
@@ -99,15 +110,14 @@ impl Groups {
         self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn commit(&self, batch: OwnedWriteBatch, mode: PersistMode) -> StoreResult<()> {
-        let result = batch.durability(Some(mode)).commit();
-        if mode != PersistMode::Buffer {
-            self.shared.set_healthy(result.is_ok());
+    /// Deletes keys outside the log (expiry: a delete lost in a crash is redone by the next
+    /// sweep, and a write replayed from the log is expired again).
+    fn delete(&self, ks: &Keyspace, keys: &[fjall::Slice]) -> StoreResult<()> {
+        let mut batch = self.db.batch();
+        for key in keys {
+            batch.remove(ks, key.clone());
         }
-        result.map_err(|e| {
-            tracing::error!(error = %e, "group commit failed");
-            unavailable(e)
-        })
+        batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
     }
 
     fn get(&self, id: GroupId) -> StoreResult<Option<Group>> {
@@ -118,43 +128,45 @@ impl Groups {
         value.map(|v| decode_group(id, &v)).transpose()
     }
 
-    fn create(&self, mut group: Group) -> StoreResult<Group> {
+    /// Blocking (the caller is on a blocking thread): durable through the log when it returns.
+    fn create(&self, mut group: Group, log: &SideWriter) -> StoreResult<Group> {
         let _guard = self.lock();
         let next = self.meta.get(NEXT_GROUP_ID).map_err(unavailable)?;
         group.id = match next {
             Some(v) => u64::from_be_bytes(keys::array(&v)?),
             None => 1,
         };
-        let mut batch = self.db.batch();
-        batch.insert(&self.meta, NEXT_GROUP_ID, (group.id + 1).to_be_bytes());
-        self.write(&mut batch, None, &group);
-        self.commit(batch, PersistMode::SyncData)?;
+        let mut writes = vec![put(space::META, NEXT_GROUP_ID, &(group.id + 1).to_be_bytes())];
+        self.write(&mut writes, None, &group);
+        log.write_blocking(writes)?;
         Ok(group)
     }
 
-    fn update(&self, group: &Group) -> StoreResult<bool> {
+    /// Blocking, like [`create`](Self::create).
+    fn update(&self, group: &Group, log: &SideWriter) -> StoreResult<bool> {
         let _guard = self.lock();
         let Some(old) = self.get(group.id)? else { return Ok(false) };
         if old.version + 1 != group.version {
             return Ok(false);
         }
-        let mut batch = self.db.batch();
-        self.write(&mut batch, Some(&old), group);
-        self.commit(batch, PersistMode::SyncData)?;
+        let mut writes = Vec::new();
+        self.write(&mut writes, Some(&old), group);
+        log.write_blocking(writes)?;
         Ok(true)
     }
 
     /// Checks the version and makes `group` visible to reads; returns the writes to commit with
     /// its events, or `None` when the version moved.
-    fn prepare_update(self: &Arc<Self>, group: &Group) -> StoreResult<Option<SideWrites>> {
+    fn prepare_update(&self, group: &Group) -> StoreResult<Option<Vec<KvWrite>>> {
         let _guard = self.lock();
         let Some(old) = self.get(group.id)? else { return Ok(None) };
         if old.version + 1 != group.version {
             return Ok(None);
         }
         self.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(group.id, group.clone());
-        let (groups, new) = (Arc::clone(self), group.clone());
-        Ok(Some(Box::new(move |batch: &mut OwnedWriteBatch| groups.write(batch, Some(&old), &new))))
+        let mut writes = Vec::new();
+        self.write(&mut writes, Some(&old), group);
+        Ok(Some(writes))
     }
 
     /// Forgets a queued record once its commit is over (the store now answers reads), unless a
@@ -166,27 +178,27 @@ impl Groups {
         }
     }
 
-    /// Adds the record and the index changes from `old` to `new` to `batch`.
-    fn write(&self, batch: &mut OwnedWriteBatch, old: Option<&Group>, new: &Group) {
-        batch.insert(&self.groups, new.id.to_be_bytes(), encode_group(new));
+    /// Adds the record and the index changes from `old` to `new` to `writes`.
+    fn write(&self, writes: &mut Vec<KvWrite>, old: Option<&Group>, new: &Group) {
+        writes.push(put(space::GROUPS, &new.id.to_be_bytes(), &encode_group(new)));
         let was = |a: AccountId| old.is_some_and(|g| g.member(a).is_some());
         for m in &new.members {
             if !was(m.account) {
-                batch.insert(&self.members, pair(m.account, new.id), Vec::<u8>::new());
+                writes.push(put(space::GROUP_MEMBERS, &pair(m.account, new.id), &[]));
             }
         }
         for m in old.iter().flat_map(|g| &g.members) {
             if new.member(m.account).is_none() {
-                batch.remove(&self.members, pair(m.account, new.id));
+                writes.push(remove(space::GROUP_MEMBERS, &pair(m.account, new.id)));
             }
         }
         let old_token = old.and_then(|g| g.invite_token.as_deref());
         if old_token != new.invite_token.as_deref() {
             if let Some(t) = old_token {
-                batch.remove(&self.invites, t.as_bytes());
+                writes.push(remove(space::GROUP_INVITES, t.as_bytes()));
             }
             if let Some(t) = &new.invite_token {
-                batch.insert(&self.invites, t.as_bytes(), new.id.to_be_bytes());
+                writes.push(put(space::GROUP_INVITES, t.as_bytes(), &new.id.to_be_bytes()));
             }
         }
     }
@@ -200,6 +212,7 @@ impl Groups {
         Ok(ids)
     }
 
+    /// Records a receipt; the changed rows go to `stage` (which writes them through the log).
     fn mark(
         &self,
         group: GroupId,
@@ -207,7 +220,7 @@ impl Groups {
         account: AccountId,
         read: bool,
         now: u64,
-        stage: impl Fn(&[(&[u8], &[u8])]) -> bool,
+        stage: impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
     ) -> StoreResult<Option<ReceiptProgress>> {
         let _guard = self.lock();
         let (counters_key, row_key) = (triple(msg, group, COUNTERS), triple(msg, group, account));
@@ -233,12 +246,7 @@ impl Groups {
         }
         let (row, counters) = (pair(delivered_at, read_at), quad_bytes([sender, n, n_delivered, n_read]));
         // Staged under the lock, so the next mark reads these values.
-        if !stage(&[(&row_key, &row), (&counters_key, &counters)]) {
-            let mut batch = self.db.batch();
-            batch.insert(&self.receipts, row_key, row);
-            batch.insert(&self.receipts, counters_key, counters);
-            self.commit(batch, PersistMode::Buffer)?;
-        }
+        stage(&[(&row_key, &row), (&counters_key, &counters)])?;
         Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
     }
 
@@ -271,21 +279,19 @@ impl Groups {
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
         let mut n = 0;
         let before = before_msg_id.to_be_bytes();
-        // Staged rows also exist on disk (created by `start_group_receipts`): counted below.
-        self.staged_receipts.remove(|key| key < &before[..]);
-        for ks in [&self.payloads, &self.receipts] {
+        // A staged record may also be on disk already (committed, not yet forgotten): count it
+        // once. One staged again after this sweep is expired by the next.
+        for (ks, staged) in [(&self.payloads, &self.staged_payloads), (&self.receipts, &self.staged_receipts)] {
+            let staged_keys = staged.remove(|key| key < &before[..]);
             let doomed = ks
                 .range(..before_msg_id.to_be_bytes().to_vec())
                 .map(|g| g.key().map_err(unavailable))
                 .collect::<StoreResult<Vec<_>>>()?;
             for chunk in doomed.chunks(1024) {
-                let mut batch = self.db.batch();
-                for key in chunk {
-                    batch.remove(ks, key.clone());
-                }
-                self.commit(batch, PersistMode::Buffer)?;
-                n += chunk.len() as u64;
+                self.delete(ks, chunk)?;
             }
+            let on_disk: std::collections::HashSet<&[u8]> = doomed.iter().map(|k| &k[..]).collect();
+            n += (doomed.len() + staged_keys.iter().filter(|k| !on_disk.contains(&k[..])).count()) as u64;
         }
         Ok(n)
     }
@@ -294,8 +300,8 @@ impl Groups {
 #[async_trait]
 impl GroupStore for FjallStore {
     async fn create_group(&self, group: Group) -> StoreResult<Group> {
-        let groups = Arc::clone(&self.groups);
-        super::blocking(move || groups.create(group)).await
+        let (groups, log) = (Arc::clone(&self.groups), self.side_writer()?);
+        super::blocking(move || groups.create(group, &log)).await
     }
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
@@ -303,13 +309,13 @@ impl GroupStore for FjallStore {
     }
 
     async fn update_group(&self, group: &Group) -> StoreResult<bool> {
-        let (groups, group) = (Arc::clone(&self.groups), group.clone());
-        super::blocking(move || groups.update(&group)).await
+        let (groups, group, log) = (Arc::clone(&self.groups), group.clone(), self.side_writer()?);
+        super::blocking(move || groups.update(&group, &log)).await
     }
 
     async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>> {
         let Some(side) = self.groups.prepare_update(group)? else { return Ok(None) };
-        let pending = match self.enqueue_append_with(events, Some(side)).await {
+        let pending = match self.enqueue_append_with(events, side).await {
             Ok(p) => p,
             Err(e) => {
                 self.groups.settle(group.id, group.version);
@@ -334,14 +340,15 @@ impl GroupStore for FjallStore {
     }
 
     async fn put_group_payload(&self, group: GroupId, server_msg_id: u64, payload: Bytes) -> StoreResult<()> {
-        let g = &self.groups;
-        let mut batch = g.db.batch();
-        batch.insert(&g.payloads, pair(server_msg_id, group), payload.to_vec());
-        g.commit(batch, PersistMode::Buffer)
+        self.stage_or_write(&self.groups.staged_payloads, &[(&pair(server_msg_id, group), &payload)]).await
     }
 
     async fn group_payload(&self, group: GroupId, server_msg_id: u64) -> StoreResult<Option<Bytes>> {
-        let value = self.groups.payloads.get(pair(server_msg_id, group)).map_err(unavailable)?;
+        let key = pair(server_msg_id, group);
+        if let Some(v) = self.groups.staged_payloads.get(&key) {
+            return Ok(Some(Bytes::from(v.into_vec())));
+        }
+        let value = self.groups.payloads.get(key).map_err(unavailable)?;
         Ok(value.map(|v| Bytes::copy_from_slice(&v)))
     }
 
@@ -352,14 +359,13 @@ impl GroupStore for FjallStore {
         sender: AccountId,
         recipients: &[AccountId],
     ) -> StoreResult<()> {
-        let g = &self.groups;
-        let mut batch = g.db.batch();
         let n = recipients.len() as u64;
-        batch.insert(&g.receipts, triple(server_msg_id, group, COUNTERS), quad_bytes([sender, n, 0, 0]));
-        for &account in recipients {
-            batch.insert(&g.receipts, triple(server_msg_id, group, account), pair(0, 0));
-        }
-        g.commit(batch, PersistMode::Buffer)
+        let counters = (triple(server_msg_id, group, COUNTERS), quad_bytes([sender, n, 0, 0]));
+        let rows: Vec<([u8; 24], [u8; 16])> =
+            recipients.iter().map(|&account| (triple(server_msg_id, group, account), pair(0, 0))).collect();
+        let mut writes: Vec<(&[u8], &[u8])> = vec![(&counters.0, &counters.1)];
+        writes.extend(rows.iter().map(|(k, v)| (&k[..], &v[..])));
+        self.stage_or_write(&self.groups.staged_receipts, &writes).await
     }
 
     async fn mark_group_receipt(
@@ -370,8 +376,14 @@ impl GroupStore for FjallStore {
         read: bool,
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>> {
+        // A full staging means the committer is far behind: refuse (the ack that asked is
+        // retried by its redelivery) rather than grow.
         self.groups.mark(group, server_msg_id, account, read, now_ms, |writes| {
-            self.stage(&self.groups.staged_receipts, writes)
+            if self.stage(&self.groups.staged_receipts, writes) {
+                Ok(())
+            } else {
+                Err(StoreError::Overloaded { retry_after_ms: super::OVERLOADED_RETRY_AFTER_MS })
+            }
         })
     }
 
@@ -387,6 +399,16 @@ impl GroupStore for FjallStore {
         let groups = Arc::clone(&self.groups);
         super::blocking(move || groups.expire(before_msg_id)).await
     }
+}
+
+/// A write of `value` under `key` in side keyspace `space`.
+fn put(space: u8, key: &[u8], value: &[u8]) -> KvWrite {
+    KvWrite { space, key: key.to_vec(), value: Some(value.to_vec()) }
+}
+
+/// A delete of `key` in side keyspace `space`.
+fn remove(space: u8, key: &[u8]) -> KvWrite {
+    KvWrite { space, key: key.to_vec(), value: None }
 }
 
 fn pair(a: u64, b: u64) -> [u8; 16] {

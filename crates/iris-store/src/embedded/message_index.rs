@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::staged::Staged;
-use super::{unavailable, FjallStore};
+use super::{space, unavailable, FjallStore};
 use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult};
 
 /// Layout without the deleted flag, still read.
@@ -34,12 +34,17 @@ pub(super) struct MessageIndex {
 impl MessageIndex {
     pub(super) fn open(db: &Database) -> StoreResult<Self> {
         let refs = db.keyspace("message_refs", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), staged: Arc::new(Staged::new(refs.clone(), STAGED_REFS_MAX)), refs })
+        Ok(Self { db: db.clone(), staged: Arc::new(Staged::new(space::MESSAGE_REFS, STAGED_REFS_MAX)), refs })
     }
 
     /// The staging the committer drains.
     pub(super) fn staged(&self) -> Arc<Staged> {
         Arc::clone(&self.staged)
+    }
+
+    /// The side keyspace the log writes index records to.
+    pub(super) fn space(&self) -> (u8, Keyspace) {
+        (space::MESSAGE_REFS, self.refs.clone())
     }
 }
 
@@ -81,14 +86,8 @@ fn decode(v: &[u8]) -> StoreResult<MessageRef> {
 #[async_trait]
 impl MessageIndexStore for FjallStore {
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
-        let ix = &self.message_index;
         let (key, record) = (server_msg_id.to_be_bytes(), encode(r));
-        if self.stage(&ix.staged, &[(&key, &record)]) {
-            return Ok(());
-        }
-        let mut batch = ix.db.batch();
-        batch.insert(&ix.refs, server_msg_id.to_be_bytes(), record);
-        batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
+        self.stage_or_write(&self.message_index.staged, &[(&key, &record)]).await
     }
 
     async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>> {

@@ -1,19 +1,22 @@
-//! The embedded engine: [`FjallStore`] implements the store traits on fjall, a pure-Rust LSM on
-//! local disk. Appends, acks and purges go through one committer thread that group-commits them
-//! (one fsync per batch); reads and account operations use fjall directly. It knows nothing of
-//! the wire format: inbox items are opaque bytes.
+//! The embedded engine: [`FjallStore`] implements the store traits on local disk. Inboxes,
+//! acks, dedup records and every write of the side keyspaces (message index, groups, group
+//! payloads and receipts) go through the inbox log (`log/`), driven by one committer thread that
+//! group-commits them (one fdatasync per batch) and a checkpointer thread; fjall (a pure-Rust
+//! LSM) holds everything else and, beneath the log, what outlives its segments (`cold.rs`).
+//! It knows nothing of the wire format: inbox items are opaque bytes.
 
 mod accounts;
 mod blocks;
 mod codec;
+mod cold;
 mod committer;
 mod contacts;
 mod groups;
-mod inbox;
 mod keys;
 pub mod log;
 mod message_index;
 mod staged;
+mod sweep;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,11 +32,33 @@ use crate::{
     PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
-use committer::{Command, Committer, SideWrites};
+use committer::{Command, Committer};
+use log::{DirFs, InboxLog, KvWrite, LogConfig};
 
 /// Suggested wait returned with [`StoreError::Overloaded`]: long enough for the committer to
 /// drain a few full batches.
 const OVERLOADED_RETRY_AFTER_MS: u32 = 200;
+/// Times a caller waits for the committer to drain a full staging before giving up.
+const STAGE_ATTEMPTS_MAX: usize = 8;
+
+/// The side keyspaces the inbox log writes to, by the number its records carry. Never renumber:
+/// recovery replays records written by earlier versions.
+mod space {
+    /// Message index records (`message_index.rs`).
+    pub(super) const MESSAGE_REFS: u8 = 1;
+    /// Group payloads.
+    pub(super) const GROUP_PAYLOADS: u8 = 2;
+    /// Group receipt rows.
+    pub(super) const GROUP_RECEIPTS: u8 = 3;
+    /// Group records.
+    pub(super) const GROUPS: u8 = 4;
+    /// Account ‖ group index.
+    pub(super) const GROUP_MEMBERS: u8 = 5;
+    /// Invite token index.
+    pub(super) const GROUP_INVITES: u8 = 6;
+    /// Named counters (the next group id).
+    pub(super) const META: u8 = 7;
+}
 
 /// Tuning of the embedded engine. The defaults suit a small server; every field is a bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,14 +73,23 @@ pub struct FjallConfig {
     /// batch, i.e. behind one fsync. Default 1024.
     pub batch_max_ops: usize,
     /// How long the committer waits, after the first request of a batch arrives, for more
-    /// requests to share its fsync. 0 commits whatever queued up during the previous commit.
-    /// Default 1000 µs.
+    /// requests to share its fsync. 0 (the default) commits whatever queued up during the
+    /// previous commit: a lone request pays one fdatasync, and under load batches grow by
+    /// themselves.
     pub batch_max_wait_us: u64,
     /// Requests waiting for the committer; when full, callers wait (backpressure). Default 16384.
     pub queue_len_max: usize,
     /// How long a caller waits for room in a full queue before getting
     /// [`StoreError::Overloaded`]. Default 2000 ms.
     pub enqueue_timeout_ms: u64,
+    /// Inbox log segment size; a full segment is closed and the next started. Default 64 MiB.
+    pub log_segment_bytes_max: u64,
+    /// Segments kept before the oldest are retired to fjall: bounds recovery (≈ this many
+    /// segments replayed). Default 4.
+    pub log_segments_live_max: u64,
+    /// Bytes of un-acked entries kept in memory; past it the largest backlogs move to fjall
+    /// (a device offline for a month costs disk, not memory). Default 256 MiB.
+    pub log_hot_bytes_max: u64,
 }
 
 impl Default for FjallConfig {
@@ -63,9 +97,12 @@ impl Default for FjallConfig {
         Self {
             max_memtable_bytes: 16 * 1024 * 1024,
             batch_max_ops: 1024,
-            batch_max_wait_us: 1000,
+            batch_max_wait_us: 0,
             queue_len_max: 16_384,
             enqueue_timeout_ms: 2000,
+            log_segment_bytes_max: LogConfig::default().segment_bytes_max,
+            log_segments_live_max: LogConfig::default().segments_live_max,
+            log_hot_bytes_max: LogConfig::default().hot_bytes_max,
         }
     }
 }
@@ -181,7 +218,8 @@ impl Keyspaces {
 /// The embedded store. Not `Clone`: share it behind an `Arc`. Dropping it flushes the pending
 /// batch and stops the committer (blocking briefly), so the directory can be reopened.
 pub struct FjallStore {
-    ks: Keyspaces,
+    /// The message core: inboxes, acks, dedup, side writes (`log/`).
+    log: Arc<InboxLog>,
     accounts: Arc<Accounts>,
     /// Groups, shared payloads and group receipts (`groups.rs`).
     groups: Arc<groups::Groups>,
@@ -197,42 +235,91 @@ pub struct FjallStore {
     tx: Option<mpsc::Sender<Command>>,
     /// Set by `close` so later calls fail fast with [`StoreError::Closed`].
     closed: AtomicBool,
-    /// The committer thread, taken by whoever stops it first (`close` or drop). A tokio mutex
-    /// because `close` holds it across the wait, so a concurrent `close` returns only after the
-    /// committer has stopped.
-    committer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The committer and checkpointer threads, taken by whoever stops them first (`close` or
+    /// drop). A tokio mutex because `close` holds it across the wait, so a concurrent `close`
+    /// returns only after they have stopped.
+    threads: tokio::sync::Mutex<Option<Threads>>,
     enqueue_timeout: Duration,
 }
 
+/// The threads that drive the log.
+struct Threads {
+    committer: std::thread::JoinHandle<()>,
+    checkpointer: std::thread::JoinHandle<()>,
+}
+
+impl Threads {
+    /// Waits for both (the committer first: it ends the checkpointer by dropping its wake-up).
+    fn join(self) -> Result<(), ()> {
+        let committed = self.committer.join();
+        let checkpointed = self.checkpointer.join();
+        committed.and(checkpointed).map_err(|_| ())
+    }
+}
+
+/// Writes to the side keyspaces through the log from a blocking thread, waiting until durable
+/// (group creations and updates without events).
+pub(super) struct SideWriter {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SideWriter {
+    /// Commits `writes` as a batch of their own and waits for it. Call from a blocking thread.
+    pub(super) fn write_blocking(&self, writes: Vec<KvWrite>) -> StoreResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.blocking_send(Command::Writes { writes, reply }).map_err(|_| StoreError::Closed)?;
+        answer.blocking_recv().map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+    }
+}
+
 impl FjallStore {
-    /// Opens (or creates) the store in directory `path` and starts its committer thread.
-    /// Blocking: call it from `spawn_blocking` or before the runtime starts.
+    /// Opens (or creates) the store in directory `path`, recovers the inbox log and starts its
+    /// threads. Blocking: call it from `spawn_blocking` or before the runtime starts.
     pub fn open(path: &Path, config: FjallConfig) -> StoreResult<Self> {
         let db = Database::builder(path).open().map_err(unavailable)?;
         let ks = Keyspaces::open(db, config.max_memtable_bytes)?;
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
-        let groups = groups::Groups::open(&ks.db, ks.meta.clone(), Arc::clone(&shared), config.max_memtable_bytes)?;
+        let groups = groups::Groups::open(&ks.db, ks.meta.clone(), config.max_memtable_bytes)?;
         let message_index = message_index::MessageIndex::open(&ks.db)?;
-        let staged = vec![message_index.staged(), groups.staged()];
-        let committer = Committer::new(ks.clone(), rx, &config, Arc::clone(&shared), staged);
-        let thread = std::thread::Builder::new()
-            .name("iris-committer".into())
-            .spawn(move || committer.run())
-            .map_err(|e| StoreError::Unavailable(format!("cannot start committer thread: {e}")))?;
+        let mut spaces = groups.spaces();
+        spaces.push(message_index.space());
+        let cold = cold::FjallCold::new(ks.clone(), spaces);
+        let fs = DirFs::open(path.join("inbox-log")).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let log_config = LogConfig {
+            segment_bytes_max: config.log_segment_bytes_max,
+            segments_live_max: config.log_segments_live_max,
+            hot_bytes_max: config.log_hot_bytes_max,
+        };
+        let log = Arc::new(InboxLog::open(Arc::new(fs), cold, log_config)?);
+        let mut staged = vec![message_index.staged()];
+        staged.extend(groups.staged());
+        let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
+        let committer = Committer::new(Arc::clone(&log), rx, &config, Arc::clone(&shared), staged, wake_tx);
+        let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(body)
+                .map_err(|e| StoreError::Unavailable(format!("cannot start thread {name}: {e}")))
+        };
+        let checkpointer = {
+            let log = Arc::clone(&log);
+            spawn("iris-checkpoint", Box::new(move || committer::run_checkpointer(log, wake_rx)))?
+        };
+        let committer = spawn("iris-committer", Box::new(move || committer.run()))?;
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
+            log,
             blocks,
             contacts,
             message_index,
             groups: Arc::new(groups),
-            ks,
             shared,
             tx: Some(tx),
             closed: AtomicBool::new(false),
-            committer: tokio::sync::Mutex::new(Some(thread)),
+            threads: tokio::sync::Mutex::new(Some(Threads { committer, checkpointer })),
             enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
         })
     }
@@ -241,6 +328,11 @@ impl FjallStore {
     pub fn stats(&self) -> FjallStats {
         let queued = self.tx.as_ref().map_or(0, |tx| tx.max_capacity() - tx.capacity());
         FjallStats { queued: queued as u64, ..self.shared.stats() }
+    }
+
+    /// Figures of the inbox log (memory held, live segments, dedup records in memory).
+    pub fn log_stats(&self) -> log::LogStats {
+        self.log.stats()
     }
 
     /// Number of successful committer batches: with group commit, fewer than appends under load.
@@ -274,7 +366,7 @@ impl FjallStore {
     }
 
     /// Queues an append, with `side` writes that commit atomically with it.
-    async fn enqueue_append_with(&self, req: AppendRequest, side: Option<SideWrites>) -> StoreResult<PendingAppend> {
+    async fn enqueue_append_with(&self, req: AppendRequest, side: Vec<KvWrite>) -> StoreResult<PendingAppend> {
         let (reply, answer) = oneshot::channel();
         self.submit(Command::Append { req, side, reply }).await?;
         Ok(Box::pin(async move {
@@ -282,15 +374,23 @@ impl FjallStore {
         }))
     }
 
-    /// Stages `writes` for the committer's next batch (`staged.rs`); false when they must be
-    /// written directly (the staging is full, or the store is closing and no batch may follow).
+    /// A handle for blocking threads to write side keyspaces through the log.
+    fn side_writer(&self) -> StoreResult<SideWriter> {
+        match &self.tx {
+            Some(tx) if !self.closed.load(Ordering::Acquire) => Ok(SideWriter { tx: tx.clone() }),
+            _ => Err(StoreError::Closed),
+        }
+    }
+
+    /// Stages `writes` for the committer's next batch (`staged.rs`); false when they cannot be
+    /// (the staging is full, or the store is closing and no batch may follow).
     fn stage(&self, staged: &staged::Staged, writes: &[(&[u8], &[u8])]) -> bool {
         let Some(tx) = self.tx.as_ref().filter(|_| !self.closed.load(Ordering::Acquire)) else {
             return false;
         };
         match staged.stage(writes) {
             // The committer may be idle (a deletion mark has no append of its own): wake it so
-            // the writes reach the journal soon. A full queue means a busy committer, which
+            // the writes reach the log soon. A full queue means a busy committer, which
             // drains the staging with its next batch anyway.
             Some(true) => {
                 let _ = tx.try_send(Command::Flush);
@@ -301,10 +401,26 @@ impl FjallStore {
         }
     }
 
+    /// Stages `writes`; while the staging is full, waits for the committer to drain it
+    /// (backpressure), and gives up with [`StoreError::Overloaded`] after a few batches.
+    async fn stage_or_write(&self, staged: &staged::Staged, writes: &[(&[u8], &[u8])]) -> StoreResult<()> {
+        for _ in 0..STAGE_ATTEMPTS_MAX {
+            if self.stage(staged, writes) {
+                return Ok(());
+            }
+            if self.closed.load(Ordering::Acquire) || self.tx.is_none() {
+                return Err(StoreError::Closed);
+            }
+            // An empty batch of its own: answered once the batch that drains the staging is in.
+            self.request(|reply| Command::Writes { writes: Vec::new(), reply }).await?;
+        }
+        Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS })
+    }
+
     /// Stops the committer after it has handled everything queued before this call.
     async fn stop_committer(&self) -> StoreResult<()> {
-        let mut slot = self.committer.lock().await;
-        let Some(thread) = slot.take() else {
+        let mut slot = self.threads.lock().await;
+        let Some(threads) = slot.take() else {
             return Ok(());
         };
         if let Some(tx) = &self.tx {
@@ -313,7 +429,7 @@ impl FjallStore {
                 let _ = done.await;
             }
         }
-        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        let joined = tokio::task::spawn_blocking(move || threads.join()).await;
         match joined {
             Ok(Ok(())) => Ok(()),
             _ => Err(StoreError::Unavailable("committer thread panicked".into())),
@@ -326,9 +442,9 @@ impl Drop for FjallStore {
         self.closed.store(true, Ordering::Release);
         // Dropping the only sender lets the committer drain the queue and exit.
         drop(self.tx.take());
-        if let Some(thread) = self.committer.get_mut().take() {
-            if thread.join().is_err() {
-                tracing::error!("committer thread panicked");
+        if let Some(threads) = self.threads.get_mut().take() {
+            if threads.join().is_err() {
+                tracing::error!("committer or checkpointer thread panicked");
             }
         }
     }
@@ -390,19 +506,23 @@ impl InboxStore for FjallStore {
     }
 
     async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
-        self.enqueue_append_with(req, None).await
+        self.enqueue_append_with(req, Vec::new()).await
     }
 
     async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
-        inbox::read(&self.ks, device, after_seq, limit)
+        self.log.read(device, after_seq, limit)
     }
 
     async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()> {
-        self.request(|reply| Command::Ack { device, up_to_seq, reply }).await
+        self.request(|reply| Command::Ack { device, up_to_seq, receipts: None, reply }).await
+    }
+
+    async fn ack_with_receipts(&self, device: DeviceAddr, up_to_seq: u64, receipts: AppendRequest) -> StoreResult<()> {
+        self.request(|reply| Command::Ack { device, up_to_seq, receipts: Some(receipts), reply }).await
     }
 
     async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
-        inbox::cursor(&self.ks, device)
+        self.log.cursor(device)
     }
 
     async fn purge(&self, device: DeviceAddr) -> StoreResult<()> {
@@ -410,12 +530,12 @@ impl InboxStore for FjallStore {
     }
 
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
-        let ks = self.ks.clone();
-        blocking(move || inbox::expire(&ks, older_than_ms, dedup_older_than_ms)).await
+        let log = Arc::clone(&self.log);
+        blocking(move || log.expire(older_than_ms, dedup_older_than_ms)).await
     }
 
     fn is_healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
+        self.shared.healthy.load(Ordering::Acquire) && !self.log.is_poisoned()
     }
 
     async fn close(&self) -> StoreResult<()> {

@@ -45,6 +45,17 @@ impl DedupWindow {
         }
     }
 
+    /// Forgets records of sends made before `older_than_ms`; returns how many.
+    pub fn expire(&mut self, older_than_ms: u64) -> u64 {
+        let mut removed = 0;
+        for (_, m) in &mut self.segments {
+            let before = m.len();
+            m.retain(|_, &mut (_, ts)| ts >= older_than_ms);
+            removed += (before - m.len()) as u64;
+        }
+        removed
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.segments.iter().map(|(_, m)| m.len()).sum()

@@ -477,6 +477,12 @@ impl InboxLog {
         self.hot.with(device, &*self.cold, |s| InboxCursor { acked: s.acked, last: s.last })
     }
 
+    /// Whether more than `segments_live_max` segments exist (a checkpoint would retire some).
+    pub fn checkpoint_due(&self) -> bool {
+        let current = lock(&self.writer).segment;
+        current + 1 - self.first_segment.load(Ordering::Acquire) > self.config.segments_live_max
+    }
+
     /// Retires segments beyond `segments_live_max` (see the module doc) and writes the cursors
     /// that changed; evicts devices unused since the previous checkpoint. Returns whether
     /// segments were retired. Only the checkpointer calls it.
@@ -587,9 +593,9 @@ impl InboxLog {
         self.cold.write(garbage).inspect_err(|e| self.poison("spill cleanup", e))
     }
 
-    /// Deletes entries appended before `older_than_ms` (in memory and cold) and cold dedup
-    /// records created before `dedup_older_than_ms`. Not logged: a restart brings expired
-    /// entries of live segments back until the next sweep.
+    /// Deletes entries appended before `older_than_ms` and dedup records of sends made before
+    /// `dedup_older_than_ms`, in memory and cold. Not logged: a restart brings expired entries
+    /// and records of live segments back until the next sweep.
     pub fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
         let mut removed = 0u64;
         let mut freed = 0u64;
@@ -609,6 +615,7 @@ impl InboxLog {
             true
         });
         self.hot.sub_bytes(freed);
+        removed += lock(&self.writer).dedup.expire(dedup_older_than_ms);
         Ok(removed + self.cold.expire(older_than_ms, dedup_older_than_ms)?)
     }
 
