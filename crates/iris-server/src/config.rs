@@ -341,12 +341,20 @@ pub struct StoreConfig {
     pub max_memtable_bytes: u64,
     /// Most appends committed with one fsync.
     pub batch_ops_max: usize,
-    /// How long the committer waits to fill a batch.
+    /// How long the committer waits to fill a batch. 0: it takes whatever queued during the
+    /// previous commit (a lone message pays one fsync; under load batches grow by themselves).
     pub batch_wait_us: u64,
     /// Appends waiting for the committer; producers wait when it is full.
     pub queue_len_max: usize,
     /// How long a producer waits for queue space before the send fails with OVERLOADED.
     pub enqueue_timeout_ms: u64,
+    /// Embedded: size at which an inbox log segment is closed and the next started.
+    pub log_segment_bytes_max: u64,
+    /// Embedded: log segments kept before the oldest are retired to the LSM (bounds recovery).
+    pub log_segments_live_max: u64,
+    /// Embedded: bytes of undelivered entries kept in memory; past it the largest backlogs
+    /// move to disk.
+    pub log_hot_bytes_max: u64,
 }
 
 impl Default for StoreConfig {
@@ -354,9 +362,12 @@ impl Default for StoreConfig {
         Self {
             max_memtable_bytes: 16 * 1024 * 1024,
             batch_ops_max: 1024,
-            batch_wait_us: 1000,
+            batch_wait_us: 0,
             queue_len_max: 16_384,
             enqueue_timeout_ms: 2000,
+            log_segment_bytes_max: 64 << 20,
+            log_segments_live_max: 4,
+            log_hot_bytes_max: 256 << 20,
         }
     }
 }

@@ -242,6 +242,9 @@ async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         batch_max_wait_us: s.batch_wait_us,
         queue_len_max: s.queue_len_max,
         enqueue_timeout_ms: s.enqueue_timeout_ms,
+        log_segment_bytes_max: s.log_segment_bytes_max,
+        log_segments_live_max: s.log_segments_live_max,
+        log_hot_bytes_max: s.log_hot_bytes_max,
     };
     let path = config.data_dir.join("store");
     let store = tokio::task::spawn_blocking(move || FjallStore::open(&path, fjall))

@@ -245,3 +245,81 @@ pub(super) fn run_checkpointer(log: Arc<InboxLog>, wake: std_mpsc::Receiver<()>)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use bytes::Bytes;
+
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::{
+        AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, InboxStore, MessageIndexStore, MessageRef,
+        NewEntry,
+    };
+
+    /// CPU seconds (user + system, all threads) of this process so far.
+    fn cpu_s() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        // Fields 14 and 15 of proc(5), counted after the command name: utime, stime in ticks.
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    #[ignore = "a measurement, not a check: cargo test --release -p iris-store --lib committer_cost -- --ignored --nocapture"]
+    async fn committer_cost_per_message() {
+        // The 1:1 shape at the store: per message an index record, a deduplicated append to one
+        // device and, once a round is durable, the device's ack. Prints CPU µs per message.
+        const DEVICES: u64 = 200;
+        const PER_ROUND: u64 = 2000;
+        const ROUNDS: u64 = 100;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(FjallStore::open(dir.path(), FjallConfig::default()).unwrap());
+        let item = Bytes::from(vec![7u8; 200]);
+        let (started, cpu0) = (Instant::now(), cpu_s());
+        let mut last = vec![0u64; DEVICES as usize];
+        for round in 0..ROUNDS {
+            let mut pending = Vec::new();
+            for i in 0..PER_ROUND {
+                let id = round * PER_ROUND + i + 1;
+                let (to, from) = (DeviceAddr::new(id % DEVICES + 1, 1), DeviceAddr::new((id + 7) % DEVICES + 1, 1));
+                let r = MessageRef {
+                    sender: from.account,
+                    conversation: Conversation::Direct(to.account),
+                    sent_at_ms: 1,
+                    deleted: false,
+                };
+                store.put_message_ref(id, r).await.unwrap();
+                let dedup = Some(DedupKey { sender: from, client_msg_id: format!("c-{id}") });
+                let entries = vec![NewEntry { device: to, item: item.clone() }];
+                pending.push((
+                    to,
+                    store
+                        .enqueue_append(AppendRequest { dedup, server_msg_id: id, server_ts_ms: 1, entries })
+                        .await
+                        .unwrap(),
+                ));
+            }
+            for (to, p) in pending {
+                if let AppendOutcome::Appended { seqs } = p.await.unwrap() {
+                    let slot = &mut last[(to.account - 1) as usize];
+                    *slot = (*slot).max(seqs[0]);
+                }
+            }
+            let acks: Vec<_> = (0..DEVICES)
+                .map(|d| {
+                    let store = store.clone();
+                    let up_to = last[d as usize];
+                    tokio::spawn(async move { store.ack(DeviceAddr::new(d + 1, 1), up_to).await.unwrap() })
+                })
+                .collect();
+            for a in acks {
+                a.await.unwrap();
+            }
+        }
+        let n = (ROUNDS * PER_ROUND) as f64;
+        let (wall, cpu) = (started.elapsed().as_secs_f64(), cpu_s() - cpu0);
+        println!("committer_cost: {n} msgs, {:.0} msgs/s wall, {:.2} µs CPU per msg", n / wall, cpu * 1e6 / n);
+    }
+}
