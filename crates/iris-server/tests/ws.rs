@@ -1,6 +1,6 @@
 //! The WebSocket transport on the HTTP port: JSON text frames (`iris.v1.json`, protobuf canonical
 //! JSON) and binary protobuf frames (`iris.v1.proto`) run the same sessions as TCP, and talk to
-//! TCP clients.
+//! TCP clients. Unknown fields are ignored in both formats (and over TCP).
 
 mod common;
 
@@ -198,4 +198,85 @@ async fn an_oversized_websocket_message_is_frame_too_large() {
     ws.hello(&alice).await;
     ws.ws.send(Message::binary(vec![0u8; 8 * 1024 + 1])).await.expect("send");
     ws.expect_fatal(ErrorCode::FrameTooLarge).await;
+}
+
+/// A `ClientFrame` with one `Ping` whose frame, operation and ping all carry fields from a newer
+/// schema (numbers this schema does not use, each wire type).
+fn ping_with_unknown_fields(request_id: u64, client_time_ms: u64) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let unknown = {
+        let mut b = Vec::new();
+        encode_key(1000, WireType::Varint, &mut b);
+        encode_varint(7, &mut b);
+        encode_key(1001, WireType::LengthDelimited, &mut b);
+        encode_varint(3, &mut b);
+        b.extend_from_slice(b"new");
+        encode_key(1002, WireType::SixtyFourBit, &mut b);
+        b.extend_from_slice(&[1; 8]);
+        encode_key(1003, WireType::ThirtyTwoBit, &mut b);
+        b.extend_from_slice(&[2; 4]);
+        b
+    };
+    let nested = |field: u32, mut body: Vec<u8>| {
+        body.extend_from_slice(&unknown);
+        let mut b = Vec::new();
+        encode_key(field, WireType::LengthDelimited, &mut b);
+        encode_varint(body.len() as u64, &mut b);
+        b.extend(body);
+        b
+    };
+    let ping = nested(6, pb::Ping { client_time_ms }.encode_to_vec());
+    let mut op = pb::ClientOp { request_id, op: None }.encode_to_vec();
+    op.extend(ping);
+    let mut frame = nested(1, op);
+    frame.extend_from_slice(&unknown);
+    assert!(pb::ClientFrame::decode(&frame[..]).is_ok(), "the test frame itself must be valid protobuf");
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_ignored_on_every_path() {
+    // Proves: fields, operations and enum names from a newer schema are ignored over JSON as over
+    // protobuf (WebSocket binary and TCP): the connection stays up, an unknown operation is a
+    // non-fatal INVALID_ARGUMENT and an unknown enum name reads as UNSPECIFIED.
+    let server = TestServer::start().await;
+    let (browser, web_binary, native) = (
+        server.login("+15550000001", "browser").await,
+        server.login("+15550000001", "web").await,
+        server.login("+15550000001", "native").await,
+    );
+
+    let mut json = WsConn::connect(server.http_addr, JSON).await;
+    json.hello(&browser).await;
+    json.send_text(r#"{"ops":[{"requestId":"5","ping":{"clientTimeMs":"7","zzz":{"a":[1,2]}},"zzz":1}],"yyy":true}"#).await;
+    let e = json.event().await;
+    assert_eq!(e.request_id, 5, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 7, .. }))), "{e:?}");
+    json.send_text(r#"{"ops":[{"requestId":"6","teleport":{"to":"mars"}}]}"#).await;
+    let e = json.event().await;
+    let err = as_error(e.clone()).unwrap_or_else(|| panic!("expected an error, got {e:?}"));
+    assert_eq!((e.request_id, err.error_code(), err.fatal), (6, ErrorCode::InvalidArgument, false), "{err:?}");
+    json.send_text(
+        r#"{"ops":[{"requestId":"7","receipt":{"type":"RECEIPT_TYPE_SEEN_TWICE","toAccountId":"1","serverMsgIds":["1"]}}]}"#,
+    )
+    .await;
+    let e = json.event().await;
+    let err = as_error(e.clone()).unwrap_or_else(|| panic!("expected an error, got {e:?}"));
+    assert_eq!((e.request_id, err.error_code(), err.fatal), (7, ErrorCode::InvalidArgument, false), "{err:?}");
+
+    let mut binary = WsConn::connect(server.http_addr, PROTO).await;
+    binary.hello(&web_binary).await;
+    binary.ws.send(Message::binary(ping_with_unknown_fields(8, 9))).await.expect("send");
+    let e = binary.event().await;
+    assert_eq!(e.request_id, 8, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 9, .. }))), "{e:?}");
+
+    let (mut tcp, _) = server.connect_as(&native).await;
+    let body = ping_with_unknown_fields(10, 11);
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend(body);
+    tcp.send_raw(&framed).await;
+    let e = tcp.answer().await;
+    assert_eq!(e.request_id, 10, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 11, .. }))), "{e:?}");
 }
