@@ -72,6 +72,9 @@ pub enum ServiceError {
     /// A bug; details are in the log.
     #[error("internal error")]
     Internal,
+    /// A WebSocket upgrade that offered no subprotocol this server speaks; says which it does.
+    #[error("{0}")]
+    UnsupportedSubprotocol(String),
 }
 
 impl ServiceError {
@@ -93,6 +96,7 @@ impl ServiceError {
             Self::InvalidCode(_) => ErrorCode::InvalidCode,
             Self::GroupFull { .. } => ErrorCode::GroupFull,
             Self::Internal => ErrorCode::Internal,
+            Self::UnsupportedSubprotocol(_) => ErrorCode::UnsupportedSubprotocol,
         }
     }
 
