@@ -31,6 +31,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::BadFrame
         | ErrorCode::PayloadTooLarge
         | ErrorCode::UnsupportedSubprotocol => StatusCode::BAD_REQUEST,
+        ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorCode::Unauthenticated | ErrorCode::InvalidCode => StatusCode::UNAUTHORIZED,
         ErrorCode::DeviceRevoked | ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownRecipient => StatusCode::NOT_FOUND,

@@ -6,10 +6,12 @@
 mod api_error;
 mod extract;
 mod handlers;
+mod limits;
 mod ws;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
@@ -19,6 +21,9 @@ pub use api_error::ApiError;
 
 /// All HTTP routes of a node.
 pub fn app(ctx: Arc<Ctx>) -> Router {
+    let l = &ctx.config.limits;
+    let http_limits =
+        limits::HttpLimits { body_bytes_max: l.http_body_bytes_max, header_bytes_max: l.http_header_bytes_max };
     Router::new()
         .route("/v1/info", get(handlers::info))
         .route("/v1/auth/request-code", post(handlers::request_code))
@@ -32,5 +37,7 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .fallback(extract::not_found)
+        .layer(DefaultBodyLimit::max(http_limits.body_bytes_max))
+        .layer(axum::middleware::from_fn_with_state(http_limits, limits::bound))
         .with_state(ctx)
 }
