@@ -303,6 +303,9 @@ pub struct RateLimitConfig {
     pub typing_per_account_per_second: u32,
     /// Contact discovery requests (of up to 1,000 numbers each) per account per day.
     pub discover_requests_per_account_per_day: u32,
+    /// Invite-link joins (right or wrong token) one account may try per hour: tokens are 128
+    /// bits, so guessing never succeeds, but each guess costs a store lookup.
+    pub group_join_attempts_per_account_per_hour: u32,
 }
 
 impl RateLimitConfig {
@@ -320,6 +323,7 @@ impl RateLimitConfig {
             group_member_adds_per_account_per_minute: 0,
             typing_per_account_per_second: 0,
             discover_requests_per_account_per_day: 0,
+            group_join_attempts_per_account_per_hour: 0,
         }
     }
 }
@@ -338,6 +342,7 @@ impl Default for RateLimitConfig {
             group_member_adds_per_account_per_minute: 100,
             typing_per_account_per_second: 10,
             discover_requests_per_account_per_day: 100,
+            group_join_attempts_per_account_per_hour: 60,
         }
     }
 }
