@@ -40,6 +40,14 @@ enum Format {
 }
 
 /// `GET /v1/ws`: upgrades and runs a session, if the client offered a subprotocol we speak.
+#[utoipa::path(get, path = "/v1/ws", tag = "socket",
+    params(("Sec-WebSocket-Protocol" = String, Header, description = "iris.v1.json (text messages, protobuf's \
+        canonical JSON mapping) or iris.v1.proto (binary messages, protobuf); the server answers with the one it \
+        chose and speaks only that", example = "iris.v1.json")),
+    responses(
+        (status = 101, description = "Switching Protocols: the socket protocol (PROTOCOL.md) starts with Hello"),
+        (status = 400, description = "UNSUPPORTED_SUBPROTOCOL (neither subprotocol offered) or INVALID_ARGUMENT \
+            (not a WebSocket upgrade)", body = iris_proto::http::ApiError)))]
 pub async fn upgrade(
     State(ctx): State<Arc<Ctx>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
