@@ -221,8 +221,9 @@ def scalar_of(schema, f, v):
     return v
 
 
-def is_default(f, v):
-    return v in (0, False, "", b"") or v == [] if not isinstance(v, dict) else False
+def is_default(v):
+    """proto3 leaves out scalars that hold their zero value."""
+    return not isinstance(v, dict) and v in (0, False, "", b"", [])
 
 
 def encode(schema, message, value):
@@ -232,7 +233,7 @@ def encode(schema, message, value):
         if f.name not in value:
             continue
         v = value[f.name]
-        if not f.has_presence and f.type not in schema.messages and is_default(f, v):
+        if not f.has_presence and f.type not in schema.messages and is_default(v):
             continue
         if f.repeated:
             if not v:
@@ -422,16 +423,15 @@ class Http:
     def login(self, phone, device):
         status, body = self.call("POST", "/v1/auth/request-code", {"phone": phone})
         expect(status == 200, f"request-code: {status} {body}")
-        status, creds = self.call("POST", "/v1/auth/verify", {"phone": phone, "code": "000000", "device_name": device})
+        verify = {"phone": phone, "code": "000000", "device_name": device}
+        status, creds = self.call("POST", "/v1/auth/verify", verify)
         expect(status == 200, f"verify: {status} {creds}")
         return creds
 
 
 def hello_op(creds, request_id=1):
-    return {
-        "request_id": request_id,
-        "hello": {"versions": [{"major": 1, "minor": 0}], "token": creds["access_token"], "device_id": creds["device_id"]},
-    }
+    hello = {"versions": [{"major": 1, "minor": 0}], "token": creds["access_token"], "device_id": creds["device_id"]}
+    return {"request_id": request_id, "hello": hello}
 
 
 class TcpConn:
@@ -505,9 +505,14 @@ class WsConn:
     def send_text(self, text, opcode=0x1):
         payload, mask = text.encode() if isinstance(text, str) else text, os.urandom(4)
         n = len(payload)
-        head = bytes([0x80 | opcode])
-        head += bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n))
-        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        if n < 126:
+            length = bytes([0x80 | n])
+        elif n < 65536:
+            length = bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            length = bytes([0x80 | 127]) + struct.pack(">Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(bytes([0x80 | opcode]) + length + mask + masked)
 
     def send(self, ops):
         self.send_text(json_text(to_json(self.schema, "ClientFrame", {"ops": ops})))
@@ -518,7 +523,10 @@ class WsConn:
         while True:
             b0, b1 = self._read(2)
             opcode, n = b0 & 0x0F, b1 & 0x7F
-            n = struct.unpack(">H", self._read(2))[0] if n == 126 else struct.unpack(">Q", self._read(8))[0] if n == 127 else n
+            if n == 126:
+                (n,) = struct.unpack(">H", self._read(2))
+            elif n == 127:
+                (n,) = struct.unpack(">Q", self._read(8))
             payload = self._read(n)
             if opcode == 0x8:
                 return None
@@ -586,12 +594,13 @@ def live(schema, base):
     expect(raw["welcome"]["accountId"] == str(bob["account_id"]), "u64 fields are JSON strings")
 
     # alice (TCP, protobuf) -> bob (WebSocket, JSON); bob acks; alice gets the DELIVERED receipt.
-    tcp.send([{"request_id": 2, "send": {"client_msg_id": "py-1", "to_phone": "+15557770002", "payload": b"hi \xf0\x9f\x91\x8b"}}])
+    wave = "hi 👋".encode()
+    tcp.send([{"request_id": 2, "send": {"client_msg_id": "py-1", "to_phone": "+15557770002", "payload": wave}}])
     sent = next_answer(tcp, 2)["send_result"]
     expect(schema.enums["SendStatus"][sent["status"]] == "SEND_STATUS_ACCEPTED", f"send: {sent}")
     items = next_delivery(ws)
     msg = items[0]["message"]
-    expect(msg["payload"] == b"hi \xf0\x9f\x91\x8b" and msg["from_account_id"] == alice["account_id"], f"{items}")
+    expect(msg["payload"] == wave and msg["from_account_id"] == alice["account_id"], f"{items}")
     expect(items[0]["server_msg_id"] == sent["server_msg_id"], "the delivery carries the sender's server id")
     ws.send([{"request_id": 2, "ack": {"up_to_seq": items[-1]["seq"]}}])
     receipt = next_delivery(tcp)[0]["receipt"]
@@ -599,13 +608,14 @@ def live(schema, base):
     expect(receipt["server_msg_ids"] == [sent["server_msg_id"]], f"receipt for the wrong message: {receipt}")
 
     # bob (JSON) -> alice (protobuf); alice acks.
-    ws.send([{"request_id": 3, "send": {"client_msg_id": "py-2", "to_account_id": alice["account_id"], "payload": b"hello back"}}])
+    reply = {"client_msg_id": "py-2", "to_account_id": alice["account_id"], "payload": b"hello back"}
+    ws.send([{"request_id": 3, "send": reply}])
     next_answer(ws, 3)
     items = next_delivery(tcp)
     while "message" not in items[-1]:
         items = next_delivery(tcp)
     expect(items[-1]["message"]["payload"] == b"hello back", f"{items}")
-    tcp.send([{"request_id": 3, "ack": {"up_to_seq": items[-1]["seq"]}}, {"request_id": 4, "ping": {"client_time_ms": 1}}])
+    tcp.send([{"request_id": 3, "ack": {"up_to_seq": items[-1]["seq"]}}, {"request_id": 4, "ping": {}}])
     next_answer(tcp, 4)
 
     # Forward compatibility: fields and operations this server does not know are ignored.
