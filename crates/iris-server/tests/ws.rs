@@ -310,7 +310,8 @@ async fn unknown_fields_are_ignored_on_every_path() {
 
     let mut json = WsConn::connect(server.http_addr, JSON).await;
     json.hello(&browser).await;
-    json.send_text(r#"{"ops":[{"requestId":"5","ping":{"clientTimeMs":"7","zzz":{"a":[1,2]}},"zzz":1}],"yyy":true}"#).await;
+    json.send_text(r#"{"ops":[{"requestId":"5","ping":{"clientTimeMs":"7","zzz":{"a":[1,2]}},"zzz":1}],"yyy":true}"#)
+        .await;
     let e = json.event().await;
     assert_eq!(e.request_id, 5, "{e:?}");
     assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 7, .. }))), "{e:?}");

@@ -177,8 +177,16 @@ fn client() -> Vec<(&'static str, Frame)> {
                     to_phone: "+14155550102".into(),
                     body: Some(pb::send_message::Body::PerDevice(pb::DevicePayloads {
                         payloads: vec![
-                            pb::DevicePayload { account_id: BOB, device_id: 1, payload: b"\x00olm\xff".to_vec().into() },
-                            pb::DevicePayload { account_id: ALICE, device_id: 2, payload: b"to my laptop".to_vec().into() },
+                            pb::DevicePayload {
+                                account_id: BOB,
+                                device_id: 1,
+                                payload: b"\x00olm\xff".to_vec().into(),
+                            },
+                            pb::DevicePayload {
+                                account_id: ALICE,
+                                device_id: 2,
+                                payload: b"to my laptop".to_vec().into(),
+                            },
                         ],
                     })),
                     reply_to_server_msg_id: MSG_ID,
@@ -200,8 +208,14 @@ fn client() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("client_ping", op(6, Op::Ping(pb::Ping { client_time_ms: NOW_MS }))),
-        ("client_presence_subscribe", op(7, Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids: vec![BOB, CAROL] }))),
-        ("client_presence_unsubscribe", op(8, Op::PresenceUnsubscribe(pb::PresenceUnsubscribe { account_ids: vec![CAROL] }))),
+        (
+            "client_presence_subscribe",
+            op(7, Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids: vec![BOB, CAROL] })),
+        ),
+        (
+            "client_presence_unsubscribe",
+            op(8, Op::PresenceUnsubscribe(pb::PresenceUnsubscribe { account_ids: vec![CAROL] })),
+        ),
         (
             "client_set_presence",
             op(9, Op::SetPresence(pb::SetPresence { away: true, privacy: pb::PresencePrivacy::Contacts as i32 })),
@@ -246,7 +260,10 @@ fn client() -> Vec<(&'static str, Frame)> {
         ),
         (
             "client_contacts_update",
-            op(15, Op::ContactsUpdate(pb::ContactsUpdate { add_account_ids: vec![BOB], remove_account_ids: vec![CAROL] })),
+            op(
+                15,
+                Op::ContactsUpdate(pb::ContactsUpdate { add_account_ids: vec![BOB], remove_account_ids: vec![CAROL] }),
+            ),
         ),
         ("client_contacts_list", op(16, Op::ContactsList(pb::ContactsListRequest {}))),
         (
@@ -403,20 +420,25 @@ fn server() -> Vec<(&'static str, Frame)> {
         ),
         (
             "server_typing",
-            answer(0, Event::Typing(pb::TypingEvent { from_account_id: BOB, from_device_id: 2, group_id: 0, typing: true })),
+            answer(
+                0,
+                Event::Typing(pb::TypingEvent { from_account_id: BOB, from_device_id: 2, group_id: 0, typing: true }),
+            ),
         ),
         ("server_done", answer(8, Event::Done(pb::Done {}))),
-        ("server_action_result", answer(12, Event::ActionResult(pb::ActionResult { server_msg_id: MSG_ID_2, server_ts_ms: NOW_MS }))),
+        (
+            "server_action_result",
+            answer(12, Event::ActionResult(pb::ActionResult { server_msg_id: MSG_ID_2, server_ts_ms: NOW_MS })),
+        ),
         (
             "server_forward_result",
             answer(
                 14,
                 Event::ForwardResult(pb::ForwardResult {
-                    results: vec![pb::SendResult { client_msg_id: "fwd-9/0".into(), ..send_result() }, pb::SendResult {
-                        client_msg_id: "fwd-9/1".into(),
-                        server_msg_id: MSG_ID_2,
-                        ..send_result()
-                    }],
+                    results: vec![
+                        pb::SendResult { client_msg_id: "fwd-9/0".into(), ..send_result() },
+                        pb::SendResult { client_msg_id: "fwd-9/1".into(), server_msg_id: MSG_ID_2, ..send_result() },
+                    ],
                 }),
             ),
         ),
@@ -503,10 +525,16 @@ fn server_groups() -> Vec<(&'static str, Frame)> {
             "server_group_invite",
             group_answer(
                 36,
-                Result::Invite(pb::GroupInviteLink { group_id: GROUP, token: "9f86d081884c7d659a2feaa0c55ad015".into() }),
+                Result::Invite(pb::GroupInviteLink {
+                    group_id: GROUP,
+                    token: "9f86d081884c7d659a2feaa0c55ad015".into(),
+                }),
             ),
         ),
-        ("server_group_sent", group_answer(39, Result::Sent(pb::SendResult { client_msg_id: "g-1".into(), ..send_result() }))),
+        (
+            "server_group_sent",
+            group_answer(39, Result::Sent(pb::SendResult { client_msg_id: "g-1".into(), ..send_result() })),
+        ),
         (
             "server_group_receipt_detail",
             group_answer(

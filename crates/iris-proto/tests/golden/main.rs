@@ -85,7 +85,8 @@ fn every_fixture_encodes_and_decodes_exactly() {
                 std::fs::write(&path, bytes).expect("write a fixture");
                 continue;
             }
-            let on_disk = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (IRIS_BLESS=1 writes it)", path.display()));
+            let on_disk =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (IRIS_BLESS=1 writes it)", path.display()));
             assert!(
                 on_disk == bytes,
                 "{name}.{ext} differs from what the code produces; if the schema change is meant to break old clients, \
