@@ -12,6 +12,9 @@ need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The minimal Python client (clients/python, standard library only) checks the golden wire
+# fixtures and talks to a live server from the Rust tests; they fail, not skip, without it.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -1,5 +1,8 @@
 //! Compiles `proto/iris/v1/iris.proto` with protox (pure Rust, no system `protoc`), then
 //! generates prost types and pbjson serde impls (protobuf canonical JSON mapping).
+//!
+//! The JSON side ignores fields and enum names it does not know, as prost does on the binary
+//! side: a client built against a newer schema must not be cut off by an older server.
 
 use std::path::PathBuf;
 
@@ -18,6 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(&[proto], &["proto"])?;
 
     let descriptor_bytes = std::fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new().register_descriptors(&descriptor_bytes)?.build(&[".iris.v1"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .ignore_unknown_fields()
+        .ignore_unknown_enum_variants()
+        .build(&[".iris.v1"])?;
     Ok(())
 }

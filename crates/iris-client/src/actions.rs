@@ -46,8 +46,8 @@ impl Client {
         .await
     }
 
-    /// Forwards `payload` to at most 5 chats (accounts and groups together); one result per
-    /// chat, accounts first.
+    /// Forwards `payload` to at most 5 distinct chats (accounts and groups together); one result
+    /// per distinct chat, accounts first (a chat listed twice gets one copy).
     pub async fn forward(
         &self,
         payload: impl Into<Bytes>,

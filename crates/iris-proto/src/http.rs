@@ -1,31 +1,37 @@
 //! JSON bodies of the HTTP API (accounts, auth, devices), shared by server and clients.
 //!
 //! Every error response has the body [`ApiError`] with a stable `code` (an [`ErrorCode`] name).
+//! The types derive `utoipa::ToSchema`, so the server's OpenAPI document (`/v1/openapi.json`)
+//! describes exactly these bodies; their doc comments are its descriptions.
 //!
 //! [`ErrorCode`]: crate::pb::ErrorCode
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /v1/auth/request-code`: send a one-time code to a phone.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CodeRequest {
     /// E.164 phone number.
+    #[schema(example = "+14155550101")]
     pub phone: String,
 }
 
 /// Answer to [`CodeRequest`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CodeRequested {
     /// Seconds until the code expires.
     pub expires_in_s: u64,
 }
 
 /// `POST /v1/auth/verify`: exchange a code for device credentials.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VerifyRequest {
     /// E.164 phone number the code was sent to.
+    #[schema(example = "+14155550101")]
     pub phone: String,
-    /// The one-time code.
+    /// The one-time code (`000000` on a dev-mode server).
+    #[schema(example = "000000")]
     pub code: String,
     /// A label for the new device ("laptop").
     #[serde(default)]
@@ -33,7 +39,7 @@ pub struct VerifyRequest {
 }
 
 /// Device credentials: answer to verify and refresh.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Credentials {
     /// Internal account id.
     pub account_id: u64,
@@ -50,14 +56,14 @@ pub struct Credentials {
 }
 
 /// `POST /v1/auth/refresh`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// The current refresh token.
     pub refresh_token: String,
 }
 
 /// One device of an account, as listed by `GET /v1/devices`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DeviceInfo {
     /// Device number within the account.
     pub device_id: u32,
@@ -71,7 +77,7 @@ pub struct DeviceInfo {
 
 /// `GET /v1/accounts/{phone}`: the account behind a phone number and its current devices (what a
 /// client needs to build per-device payloads).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct AccountInfo {
     /// Internal account id.
     pub account_id: u64,
@@ -82,9 +88,10 @@ pub struct AccountInfo {
 }
 
 /// The body of every HTTP error response.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ApiError {
     /// Stable error name, e.g. `ERROR_CODE_RATE_LIMITED`.
+    #[schema(example = "ERROR_CODE_RATE_LIMITED")]
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -94,7 +101,7 @@ pub struct ApiError {
 }
 
 /// `GET /v1/info`: where and how to connect, so a client needs only the HTTP URL.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ServerInfo {
     /// The node that answered.
     pub node_id: String,

@@ -37,6 +37,9 @@ pub const DELETE_WINDOW_MS: u64 = 48 * 3600 * 1000;
 pub const EMOJI_BYTES_MAX: usize = 32;
 /// Most chats one `Forward` reaches.
 pub const FORWARD_CHATS_MAX: usize = 5;
+/// What a forward appends to its client_msg_id for each copy: `/` and one digit.
+pub const FORWARD_SUFFIX_BYTES: usize = 2;
+const _: () = assert!(FORWARD_CHATS_MAX <= 10, "copy numbers must stay one digit");
 
 /// Whether `r` is a 1:1 message between `a` and `b` (either direction; `a == b` is a note to
 /// self).
@@ -192,11 +195,14 @@ async fn audience(
     }
 }
 
-/// Sends one payload as a forward to at most [`FORWARD_CHATS_MAX`] chats, one after another;
-/// stops at the first failure (earlier copies stay sent, a retry with the same client_msg_id
-/// is deduplicated per copy).
+/// Sends one payload as a forward to at most [`FORWARD_CHATS_MAX`] distinct chats, one after
+/// another; a chat listed twice is sent once (answered once, in first-listed order). Stops at
+/// the first failure (earlier copies stay sent, a retry with the same client_msg_id is
+/// deduplicated per copy). Copy `i` is sent as `<client_msg_id>/<i>`, which is why the id may
+/// take only [`FORWARD_SUFFIX_BYTES`] less than a send's.
 pub async fn forward(ctx: &Arc<Ctx>, sender: DeviceAddr, op: pb::Forward) -> Result<pb::ForwardResult, ServiceError> {
-    let n_chats = op.to_account_ids.len() + op.group_ids.len();
+    let (to_account_ids, group_ids) = (distinct(&op.to_account_ids), distinct(&op.group_ids));
+    let n_chats = to_account_ids.len() + group_ids.len();
     if n_chats == 0 || n_chats > FORWARD_CHATS_MAX {
         return Err(ServiceError::InvalidArgument(format!(
             "a forward reaches 1 to {FORWARD_CHATS_MAX} chats, not {n_chats}"
@@ -205,9 +211,15 @@ pub async fn forward(ctx: &Arc<Ctx>, sender: DeviceAddr, op: pb::Forward) -> Res
     if op.client_msg_id.is_empty() {
         return Err(ServiceError::InvalidArgument("client_msg_id is required".into()));
     }
+    let id_bytes_max = (ctx.limits.max_client_msg_id_bytes as usize).saturating_sub(FORWARD_SUFFIX_BYTES);
+    if op.client_msg_id.len() > id_bytes_max {
+        return Err(ServiceError::InvalidArgument(format!(
+            "a forward's client_msg_id is at most {id_bytes_max} bytes: each copy is sent as <client_msg_id>/<i>"
+        )));
+    }
     let copy_id = |i: usize| format!("{}/{i}", op.client_msg_id);
     let mut results = Vec::with_capacity(n_chats);
-    for (i, &to) in op.to_account_ids.iter().enumerate() {
+    for (i, &to) in to_account_ids.iter().enumerate() {
         crate::ratelimit::check(&ctx.send_limit, &sender.account)?;
         let msg = pb::SendMessage {
             client_msg_id: copy_id(i),
@@ -218,10 +230,10 @@ pub async fn forward(ctx: &Arc<Ctx>, sender: DeviceAddr, op: pb::Forward) -> Res
         };
         results.push(messaging::start_send(ctx, sender, msg).await?.finish(ctx).await?);
     }
-    for (i, &group_id) in op.group_ids.iter().enumerate() {
+    for (i, &group_id) in group_ids.iter().enumerate() {
         let msg = pb::GroupSend {
             group_id,
-            client_msg_id: copy_id(op.to_account_ids.len() + i),
+            client_msg_id: copy_id(to_account_ids.len() + i),
             body: Some(pb::group_send::Body::Payload(op.payload.clone())),
             forwarded: true,
             ..Default::default()
@@ -229,6 +241,21 @@ pub async fn forward(ctx: &Arc<Ctx>, sender: DeviceAddr, op: pb::Forward) -> Res
         results.push(groups::start_forward(ctx, sender, msg).await?.finish(ctx).await?);
     }
     Ok(pb::ForwardResult { results })
+}
+
+/// `ids` without repeats, in first-seen order. Stops past [`FORWARD_CHATS_MAX`] distinct ids
+/// (the caller refuses that), so a long list costs little.
+fn distinct(ids: &[u64]) -> Vec<u64> {
+    let mut seen = Vec::with_capacity(FORWARD_CHATS_MAX + 1);
+    for &id in ids {
+        if !seen.contains(&id) {
+            seen.push(id);
+            if seen.len() > FORWARD_CHATS_MAX {
+                break;
+            }
+        }
+    }
+    seen
 }
 
 fn denied(why: &str) -> ServiceError {

@@ -165,6 +165,13 @@ pub struct LimitsConfig {
     pub group_members_max: u32,
     /// Sends one connection may have awaiting commit before the server stops reading it.
     pub inflight_sends_max: u32,
+    /// Largest HTTP request body in bytes; larger is `413 BODY_TOO_LARGE`. The API's bodies are
+    /// a few hundred bytes (media, when it comes, gets its own bound).
+    pub http_body_bytes_max: usize,
+    /// Most bytes of HTTP request headers (names, values and their separators); more is
+    /// `431 HEADERS_TOO_LARGE`. At most 256 KiB: past ~400 KiB hyper refuses a head by itself,
+    /// with a bare 431.
+    pub http_header_bytes_max: usize,
 }
 
 impl Default for LimitsConfig {
@@ -178,6 +185,8 @@ impl Default for LimitsConfig {
             devices_per_account_max: l.max_devices_per_account,
             group_members_max: l.max_group_members,
             inflight_sends_max: l.max_inflight_sends,
+            http_body_bytes_max: 64 * 1024,
+            http_header_bytes_max: 16 * 1024,
         }
     }
 }
@@ -294,6 +303,9 @@ pub struct RateLimitConfig {
     pub typing_per_account_per_second: u32,
     /// Contact discovery requests (of up to 1,000 numbers each) per account per day.
     pub discover_requests_per_account_per_day: u32,
+    /// Invite-link joins (right or wrong token) one account may try per hour: tokens are 128
+    /// bits, so guessing never succeeds, but each guess costs a store lookup.
+    pub group_join_attempts_per_account_per_hour: u32,
 }
 
 impl RateLimitConfig {
@@ -311,6 +323,7 @@ impl RateLimitConfig {
             group_member_adds_per_account_per_minute: 0,
             typing_per_account_per_second: 0,
             discover_requests_per_account_per_day: 0,
+            group_join_attempts_per_account_per_hour: 0,
         }
     }
 }
@@ -329,6 +342,7 @@ impl Default for RateLimitConfig {
             group_member_adds_per_account_per_minute: 100,
             typing_per_account_per_second: 10,
             discover_requests_per_account_per_day: 100,
+            group_join_attempts_per_account_per_hour: 60,
         }
     }
 }
@@ -430,6 +444,9 @@ impl Config {
         }
         if l.batch_deliveries_max == 0 || l.ops_per_frame_max == 0 || l.inflight_sends_max == 0 {
             return invalid("limits must be positive");
+        }
+        if !(1024..=256 * 1024).contains(&l.http_header_bytes_max) || l.http_body_bytes_max < 1024 {
+            return invalid("limits.http_header_bytes_max must be 1 KiB..=256 KiB and http_body_bytes_max >= 1 KiB");
         }
         if !(2..=65_536).contains(&l.group_members_max) {
             return invalid("limits.group_members_max must be 2..=65536");

@@ -72,6 +72,21 @@ pub enum ServiceError {
     /// A bug; details are in the log.
     #[error("internal error")]
     Internal,
+    /// An HTTP request body over `limits.http_body_bytes_max`.
+    #[error("request body exceeds the limit of {max} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// HTTP request headers over `limits.http_header_bytes_max`.
+    #[error("request headers exceed the limit of {max} bytes")]
+    HeadersTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A WebSocket upgrade that offered no subprotocol this server speaks; says which it does.
+    #[error("{0}")]
+    UnsupportedSubprotocol(String),
 }
 
 impl ServiceError {
@@ -93,6 +108,9 @@ impl ServiceError {
             Self::InvalidCode(_) => ErrorCode::InvalidCode,
             Self::GroupFull { .. } => ErrorCode::GroupFull,
             Self::Internal => ErrorCode::Internal,
+            Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            Self::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
+            Self::UnsupportedSubprotocol(_) => ErrorCode::UnsupportedSubprotocol,
         }
     }
 

@@ -185,7 +185,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         )
         .map(|l| l.shared(bus.as_ref())),
         presence: presence::PresenceHub::new(),
-        groups: groups::GroupService::new(&config, &metrics),
+        groups: groups::GroupService::new(&config, &metrics, bus.as_ref()),
         metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
         node_name: format!("node-{}", config.node_id),

@@ -214,3 +214,25 @@ async fn a_plain_send_reaches_the_recipient_once_and_a_retry_is_deduplicated() {
     assert_eq!(as_message(&items[0]).unwrap().payload, Bytes::from_static(b"hi"));
     b.ping(1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_is_per_sending_device_across_recipients() {
+    // Proves: the dedup scope PROTOCOL.md states: a client_msg_id reused by the same device for
+    // another recipient is answered as the first send (duplicate, nothing sent to the second),
+    // while another device of the same account may use the same id for a new message.
+    let Pair { server, mut alice, bob_account, .. } = pair().await;
+    let carol = server.login("+15550000003", "phone").await;
+    let first = alice.send_accepted(1, text_to_account("m1", bob_account, b"for bob")).await;
+    let reused = alice.send_accepted(2, text_to_account("m1", carol.account_id, b"for carol")).await;
+    assert!(reused.duplicate, "{reused:?}");
+    assert_eq!(reused.server_msg_id, first.server_msg_id);
+
+    let alice_laptop = server.login(ALICE, "laptop").await;
+    let (mut laptop, _) = server.connect_as(&alice_laptop).await;
+    let other_device = laptop.send_accepted(1, text_to_account("m1", carol.account_id, b"for carol")).await;
+    assert!(!other_device.duplicate && other_device.server_msg_id != first.server_msg_id, "{other_device:?}");
+    let (mut c, _) = server.connect_as(&carol).await;
+    let items = c.expect_delivery().await;
+    assert_eq!(items.len(), 1, "only the other device's message reaches carol: {items:?}");
+    assert_eq!(items[0].server_msg_id, other_device.server_msg_id);
+}

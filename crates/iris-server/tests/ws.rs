@@ -1,6 +1,7 @@
 //! The WebSocket transport on the HTTP port: JSON text frames (`iris.v1.json`, protobuf canonical
 //! JSON) and binary protobuf frames (`iris.v1.proto`) run the same sessions as TCP, and talk to
-//! TCP clients.
+//! TCP clients. One format per connection, chosen by a subprotocol the upgrade must name; unknown
+//! fields are ignored in both formats (and over TCP).
 
 mod common;
 
@@ -10,12 +11,12 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use iris_proto::http::Credentials;
+use iris_proto::http::{ApiError, Credentials};
 use iris_proto::pb::{self, server_event, ErrorCode};
 use prost::Message as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const JSON: &str = "iris.v1.json";
@@ -198,4 +199,147 @@ async fn an_oversized_websocket_message_is_frame_too_large() {
     ws.hello(&alice).await;
     ws.ws.send(Message::binary(vec![0u8; 8 * 1024 + 1])).await.expect("send");
     ws.expect_fatal(ErrorCode::FrameTooLarge).await;
+}
+
+/// The upgrade of `GET /v1/ws` offering `subprotocols` (none when empty), expected to be refused:
+/// its HTTP status and typed body.
+async fn refused_upgrade(http_addr: SocketAddr, subprotocols: &str) -> (u16, ApiError) {
+    let mut req = format!("ws://{http_addr}/v1/ws").into_client_request().unwrap();
+    if !subprotocols.is_empty() {
+        req.headers_mut().insert("sec-websocket-protocol", subprotocols.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((_, response)) => panic!("upgrade offering {subprotocols:?} was accepted: {response:?}"),
+        Err(WsError::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            let error = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("not a typed error ({e}): {}", String::from_utf8_lossy(&body)));
+            (response.status().as_u16(), error)
+        }
+        Err(e) => panic!("expected an HTTP refusal, got {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_must_name_a_known_subprotocol() {
+    // Proves: an upgrade offering no subprotocol, or only unknown ones, is refused with a typed
+    // 400 UNSUPPORTED_SUBPROTOCOL naming the two it speaks; a known one among unknown ones is chosen.
+    let server = TestServer::start().await;
+    for offered in ["", "iris.v2.json", "chat, superchat"] {
+        let (status, error) = refused_upgrade(server.http_addr, offered).await;
+        assert_eq!(status, 400, "offering {offered:?}: {error:?}");
+        assert_eq!(error.code, ErrorCode::UnsupportedSubprotocol.as_str_name(), "{error:?}");
+        assert!(error.message.contains(JSON) && error.message.contains(PROTO), "{error:?}");
+    }
+    let mut req = format!("ws://{}/v1/ws", server.http_addr).into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", "iris.v2.json, iris.v1.json".parse().unwrap());
+    let (_, response) = tokio_tungstenite::connect_async(req).await.expect("upgrade with a known subprotocol");
+    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), JSON);
+
+    // A plain GET (no upgrade at all) is a typed error too.
+    let reply = server.get("/v1/ws", None).await;
+    reply.expect_error(400, ErrorCode::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_speaks_only_its_own_format() {
+    // Proves: a binary message on iris.v1.json and a text message on iris.v1.proto are BAD_FRAME,
+    // fatal, answered in the connection's own format, even when they hold a valid frame.
+    let server = TestServer::start().await;
+    let alice = server.login("+15550000001", "browser").await;
+    let ping = pb::ClientFrame { ops: vec![ping_op(2, 5)] };
+
+    let mut json = WsConn::connect(server.http_addr, JSON).await;
+    json.hello(&alice).await;
+    json.ws.send(Message::binary(ping.encode_to_vec())).await.expect("send");
+    let e = json.expect_fatal(ErrorCode::BadFrame).await;
+    assert!(e.message.contains("binary"), "{e:?}");
+
+    let mut proto = WsConn::connect(server.http_addr, PROTO).await;
+    proto.hello(&alice).await;
+    proto.send_text(&serde_json::to_string(&ping).unwrap()).await;
+    let e = proto.expect_fatal(ErrorCode::BadFrame).await;
+    assert!(e.message.contains("text"), "{e:?}");
+}
+
+/// A `ClientFrame` with one `Ping` whose frame, operation and ping all carry fields from a newer
+/// schema (numbers this schema does not use, each wire type).
+fn ping_with_unknown_fields(request_id: u64, client_time_ms: u64) -> Vec<u8> {
+    use prost::encoding::{encode_key, encode_varint, WireType};
+    let unknown = {
+        let mut b = Vec::new();
+        encode_key(1000, WireType::Varint, &mut b);
+        encode_varint(7, &mut b);
+        encode_key(1001, WireType::LengthDelimited, &mut b);
+        encode_varint(3, &mut b);
+        b.extend_from_slice(b"new");
+        encode_key(1002, WireType::SixtyFourBit, &mut b);
+        b.extend_from_slice(&[1; 8]);
+        encode_key(1003, WireType::ThirtyTwoBit, &mut b);
+        b.extend_from_slice(&[2; 4]);
+        b
+    };
+    let nested = |field: u32, mut body: Vec<u8>| {
+        body.extend_from_slice(&unknown);
+        let mut b = Vec::new();
+        encode_key(field, WireType::LengthDelimited, &mut b);
+        encode_varint(body.len() as u64, &mut b);
+        b.extend(body);
+        b
+    };
+    let ping = nested(6, pb::Ping { client_time_ms }.encode_to_vec());
+    let mut op = pb::ClientOp { request_id, op: None }.encode_to_vec();
+    op.extend(ping);
+    let mut frame = nested(1, op);
+    frame.extend_from_slice(&unknown);
+    assert!(pb::ClientFrame::decode(&frame[..]).is_ok(), "the test frame itself must be valid protobuf");
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_ignored_on_every_path() {
+    // Proves: fields, operations and enum names from a newer schema are ignored over JSON as over
+    // protobuf (WebSocket binary and TCP): the connection stays up, an unknown operation is a
+    // non-fatal INVALID_ARGUMENT and an unknown enum name reads as UNSPECIFIED.
+    let server = TestServer::start().await;
+    let (browser, web_binary, native) = (
+        server.login("+15550000001", "browser").await,
+        server.login("+15550000001", "web").await,
+        server.login("+15550000001", "native").await,
+    );
+
+    let mut json = WsConn::connect(server.http_addr, JSON).await;
+    json.hello(&browser).await;
+    json.send_text(r#"{"ops":[{"requestId":"5","ping":{"clientTimeMs":"7","zzz":{"a":[1,2]}},"zzz":1}],"yyy":true}"#)
+        .await;
+    let e = json.event().await;
+    assert_eq!(e.request_id, 5, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 7, .. }))), "{e:?}");
+    json.send_text(r#"{"ops":[{"requestId":"6","teleport":{"to":"mars"}}]}"#).await;
+    let e = json.event().await;
+    let err = as_error(e.clone()).unwrap_or_else(|| panic!("expected an error, got {e:?}"));
+    assert_eq!((e.request_id, err.error_code(), err.fatal), (6, ErrorCode::InvalidArgument, false), "{err:?}");
+    json.send_text(
+        r#"{"ops":[{"requestId":"7","receipt":{"type":"RECEIPT_TYPE_SEEN_TWICE","toAccountId":"1","serverMsgIds":["1"]}}]}"#,
+    )
+    .await;
+    let e = json.event().await;
+    let err = as_error(e.clone()).unwrap_or_else(|| panic!("expected an error, got {e:?}"));
+    assert_eq!((e.request_id, err.error_code(), err.fatal), (7, ErrorCode::InvalidArgument, false), "{err:?}");
+
+    let mut binary = WsConn::connect(server.http_addr, PROTO).await;
+    binary.hello(&web_binary).await;
+    binary.ws.send(Message::binary(ping_with_unknown_fields(8, 9))).await.expect("send");
+    let e = binary.event().await;
+    assert_eq!(e.request_id, 8, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 9, .. }))), "{e:?}");
+
+    let (mut tcp, _) = server.connect_as(&native).await;
+    let body = ping_with_unknown_fields(10, 11);
+    let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+    framed.extend(body);
+    tcp.send_raw(&framed).await;
+    let e = tcp.answer().await;
+    assert_eq!(e.request_id, 10, "{e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Pong(pb::Pong { client_time_ms: 11, .. }))), "{e:?}");
 }

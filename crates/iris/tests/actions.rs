@@ -164,6 +164,66 @@ async fn one_forward_reaches_at_most_5_chats() {
 }
 
 #[tokio::test]
+async fn a_chat_named_twice_in_a_forward_gets_one_copy() {
+    // Proves: duplicate accounts and groups in one forward are sent once each, answered by one
+    // result per distinct chat (copies numbered `<id>/0`, `<id>/1` in that order); nothing else
+    // arrives before the next message.
+    let s = Server::start_with_manual_clock(|_| {}).await;
+    let url = s.url();
+    let alice = Dev::new(&url, "+14155550281").await;
+    let mut bob = Dev::new(&url, "+14155550282").await;
+    let mut carol = Dev::new(&url, "+14155550283").await;
+    let group =
+        alice.client.group_create("g", "", vec![Recipient::Account(carol.id())], Default::default()).await.unwrap();
+    let g = group.group_id;
+    let results = alice.client.forward("fwd", vec![bob.id(), bob.id(), bob.id()], vec![g, g]).await.unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].client_msg_id.ends_with("/0") && results[1].client_msg_id.ends_with("/1"), "{results:?}");
+    alice.client.send(bob.id(), "after").await.unwrap();
+    alice.client.group_send(g, "after").await.unwrap();
+    for dev in [&mut bob, &mut carol] {
+        let first = dev.next_item().await;
+        let second = dev.next_item().await;
+        let payload = |item: &pb::InboxItem| match &item.body {
+            Some(pb::inbox_item::Body::Message(m)) => (m.forwarded, m.payload.to_vec()),
+            Some(pb::inbox_item::Body::GroupMessage(m)) => (m.forwarded, m.payload.to_vec()),
+            other => panic!("not a message: {other:?}"),
+        };
+        assert_eq!(payload(&first), (true, b"fwd".to_vec()));
+        assert_eq!(payload(&second), (false, b"after".to_vec()), "a second copy arrived");
+    }
+}
+
+#[tokio::test]
+async fn a_forwards_client_msg_id_leaves_room_for_its_copy_suffix() {
+    // Proves: a forward's client_msg_id may take 62 bytes (each copy is `<id>/<i>`, within the
+    // 64-byte limit); 63 is INVALID_ARGUMENT saying so, before anything is sent.
+    let s = Server::start_with_manual_clock(|_| {}).await;
+    let url = s.url();
+    let bob = Dev::new(&url, "+14155550292").await;
+    let alice = login(&url, "+14155550291", "raw").await;
+    let mut raw = RawDevice::connect(s.server.tcp_addr, &alice).await;
+    let forward = |request_id: u64, id_len: usize| pb::ClientOp {
+        request_id,
+        op: Some(pb::client_op::Op::Forward(pb::Forward {
+            client_msg_id: "f".repeat(id_len),
+            payload: "x".into(),
+            to_account_ids: vec![bob.id()],
+            group_ids: vec![],
+        })),
+    };
+    raw.send_ops(vec![forward(2, 62)]).await;
+    let e = raw.next_event(PATIENCE).await.expect("an answer");
+    let Some(pb::server_event::Event::ForwardResult(r)) = e.event else { panic!("expected ForwardResult: {e:?}") };
+    assert_eq!(r.results[0].client_msg_id, format!("{}/0", "f".repeat(62)));
+    raw.send_ops(vec![forward(3, 63)]).await;
+    let e = raw.next_event(PATIENCE).await.expect("an answer");
+    let Some(pb::server_event::Event::Error(err)) = e.event else { panic!("expected an error: {e:?}") };
+    assert_eq!(err.code, ErrorCode::InvalidArgument as i32, "{err:?}");
+    assert!(err.message.contains("62"), "the refusal names the limit: {err:?}");
+}
+
+#[tokio::test]
 async fn replies_must_reference_a_message_of_the_same_conversation() {
     // Proves: a reply carries its reference; a reference to another conversation, to a group
     // message from 1:1 (and back) or to nothing is NOT_FOUND.

@@ -371,6 +371,28 @@ async fn invite_links_admit_directly_or_after_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_token_guesses_are_rate_limited_per_account() {
+    // Proves: joins count against `group_join_attempts_per_account_per_hour` whether the token is
+    // right or wrong; past it even the right token is RATE_LIMITED with a wait, while another
+    // account still joins.
+    let server = Server::start(|c| c.rate_limits.group_join_attempts_per_account_per_hour = 3).await;
+    let url = server.url();
+    let alice = Dev::new(&url, &phone(1)).await;
+    let mallory = Dev::without_retries(&url, &phone(2)).await;
+    let bob = Dev::new(&url, &phone(3)).await;
+    let g = alice.client.group_create("open", "", vec![], Default::default()).await.unwrap().group_id;
+    let token = alice.client.group_invite(g, false).await.unwrap();
+    for guess in 0..3 {
+        let wrong = format!("{guess:032x}");
+        assert_eq!(code(mallory.client.group_join(&wrong).await), Err(ErrorCode::NotFound));
+    }
+    let refused = mallory.client.group_join(&token).await.expect_err("the fourth attempt within the hour");
+    assert_eq!(refused.code(), Some(ErrorCode::RateLimited), "{refused:?}");
+    assert!(refused.retry_after_ms().is_some_and(|ms| ms > 60_000), "{refused:?}");
+    assert!(bob.client.group_join(&token).await.unwrap().is_some(), "another account is not limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_aggregate_for_the_sender() {
     // Proves: the sender's devices get DELIVERED_TO_ALL once every member's device acked, and
     // READ_BY_ALL once every member read; the detail lists each member's times.

@@ -21,6 +21,10 @@ pub enum TransportError {
     /// A frame exceeded the size limit (WebSocket).
     #[error("frame too large")]
     TooLarge,
+    /// A WebSocket message in the other format than the connection's subprotocol chose
+    /// (binary on `iris.v1.json`, text on `iris.v1.proto`): one format per connection.
+    #[error("{0}")]
+    WrongFormat(&'static str),
 }
 
 /// A bidirectional stream of protocol frames.

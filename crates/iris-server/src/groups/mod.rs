@@ -54,6 +54,9 @@ pub struct GroupService {
     creations: Option<KeyedLimit<AccountId>>,
     /// Members added per account (direct adds, approvals).
     adds: Option<KeyedLimit<AccountId>>,
+    /// Invite-link joins per account, right or wrong token (bounds guessing; shared in cluster
+    /// mode like the other abuse limits).
+    joins: Option<KeyedLimit<AccountId>>,
     /// Recently sent payloads by (group, server msg id); cleared when full.
     payloads: Mutex<HashMap<(GroupId, u64), Bytes>>,
     /// Members per group.
@@ -61,8 +64,8 @@ pub struct GroupService {
 }
 
 impl GroupService {
-    /// Built once per server from its config.
-    pub fn new(config: &Config, metrics: &Metrics) -> Self {
+    /// Built once per server from its config; `bus` (cluster mode) shares the join limit.
+    pub fn new(config: &Config, metrics: &Metrics, bus: Option<&crate::cluster::bus::Bus>) -> Self {
         let r = &config.rate_limits;
         Self {
             locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
@@ -78,6 +81,13 @@ impl GroupService {
                 Duration::from_secs(60),
                 metrics,
             ),
+            joins: KeyedLimit::new(
+                "group join attempts per account",
+                r.group_join_attempts_per_account_per_hour,
+                Duration::from_secs(3600),
+                metrics,
+            )
+            .map(|l| l.shared(bus)),
             payloads: Mutex::default(),
             members_max: config.limits.group_members_max,
         }
@@ -85,7 +95,7 @@ impl GroupService {
 
     /// Forgets idle rate-limit buckets; called periodically.
     pub fn sweep(&self) {
-        for limit in [&self.creations, &self.adds].into_iter().flatten() {
+        for limit in [&self.creations, &self.adds, &self.joins].into_iter().flatten() {
             limit.sweep();
         }
     }

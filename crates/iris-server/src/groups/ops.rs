@@ -307,6 +307,7 @@ async fn join(ctx: &Arc<Ctx>, me: DeviceAddr, token: &str) -> Result<group_resul
     if token.is_empty() {
         return Err(ServiceError::InvalidArgument("token is required".into()));
     }
+    ratelimit::check_shared(&ctx.groups.joins, &me.account).await?;
     let group_id = ctx.store.group_by_invite(token).await?.ok_or(ServiceError::NotFound("invite link"))?;
     let (max, now) = (ctx.groups.members_max, ctx.clock.now_ms());
     let group = change_group(ctx, me, group_id, |g| {

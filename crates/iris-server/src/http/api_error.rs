@@ -27,7 +27,12 @@ impl From<iris_store::StoreError> for ApiError {
 /// The HTTP status for a wire error code: the only place that decides it.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::InvalidArgument | ErrorCode::BadFrame | ErrorCode::PayloadTooLarge => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidArgument
+        | ErrorCode::BadFrame
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedSubprotocol => StatusCode::BAD_REQUEST,
+        ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         ErrorCode::Unauthenticated | ErrorCode::InvalidCode => StatusCode::UNAUTHORIZED,
         ErrorCode::DeviceRevoked | ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorCode::NotFound | ErrorCode::UnknownRecipient => StatusCode::NOT_FOUND,

@@ -4,8 +4,10 @@
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+use super::limits::HttpLimits;
 use super::ApiError;
 use crate::error::ServiceError;
 
@@ -16,10 +18,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
-            .await
-            .map(|axum::Json(v)| Self(v))
-            .map_err(|e: JsonRejection| ServiceError::InvalidArgument(e.body_text()).into())
+        let limits = req.extensions().get::<HttpLimits>().copied();
+        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| Self(v)).map_err(|e: JsonRejection| {
+            match limits {
+                // A body without a length that grew past `DefaultBodyLimit` (see `limits.rs`).
+                Some(l) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ServiceError::BodyTooLarge { max: l.body_bytes_max }.into()
+                }
+                _ => ServiceError::InvalidArgument(e.body_text()).into(),
+            }
+        })
     }
 }
 

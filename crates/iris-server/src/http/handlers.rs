@@ -1,4 +1,8 @@
 //! JSON handlers of the auth, device and info endpoints.
+//!
+//! Each carries its `#[utoipa::path]`: the route, the body types and every answer a client can
+//! get, which is what `/v1/openapi.json` publishes (`openapi.rs`). Errors are always the
+//! `ApiError` body; 413 and 431 apply to every route and are added there.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use iris_proto::http::{
-    AccountInfo, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo, VerifyRequest,
+    AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest,
+    ServerInfo, VerifyRequest,
 };
 use iris_store::DeviceAddr;
 
@@ -20,6 +25,9 @@ use crate::error::ServiceError;
 type Shared = State<Arc<Ctx>>;
 
 /// `GET /v1/info`.
+#[utoipa::path(get, path = "/v1/info", tag = "info",
+    responses((status = 200, description = "Where and how to connect: the TCP address, the WebSocket path, \
+        the protocol versions, dev mode", body = ServerInfo)))]
 pub async fn info(State(ctx): Shared) -> Json<ServerInfo> {
     Json(ServerInfo {
         node_id: ctx.node_name.clone(),
@@ -32,6 +40,15 @@ pub async fn info(State(ctx): Shared) -> Json<ServerInfo> {
 }
 
 /// `POST /v1/auth/request-code`.
+#[utoipa::path(post, path = "/v1/auth/request-code", tag = "auth", request_body = CodeRequest,
+    responses(
+        (status = 200, description = "A one-time code is on its way (on a dev-mode server it is always 000000)",
+            body = CodeRequested),
+        (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number, or not this JSON body", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many codes for this phone or address; `retry_after_ms` \
+            and `Retry-After` say when to retry", body = ErrorBody),
+        (status = 503, description = "OVERLOADED (too many pending codes) or UNAVAILABLE; retry after \
+            `retry_after_ms`", body = ErrorBody)))]
 pub async fn request_code(
     State(ctx): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -42,6 +59,15 @@ pub async fn request_code(
 }
 
 /// `POST /v1/auth/verify`.
+#[utoipa::path(post, path = "/v1/auth/verify", tag = "auth", request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Credentials of a new device: the first login of a phone creates the account \
+            and its primary device 1, each later one links another device", body = Credentials),
+        (status = 400, description = "INVALID_ARGUMENT: malformed phone or body", body = ErrorBody),
+        (status = 401, description = "INVALID_CODE: wrong, expired or used-up code", body = ErrorBody),
+        (status = 409, description = "DEVICE_LIMIT: the account already has its maximum of devices", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many attempts from this address", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store failed; nothing was created", body = ErrorBody)))]
 pub async fn verify(
     State(ctx): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -51,6 +77,14 @@ pub async fn verify(
 }
 
 /// `POST /v1/auth/refresh`.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new access token and a new refresh token (the old one is used up)",
+            body = Credentials),
+        (status = 400, description = "INVALID_ARGUMENT: not this JSON body", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: unknown, used or expired refresh token", body = ErrorBody),
+        (status = 403, description = "DEVICE_REVOKED: the device was revoked", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store failed", body = ErrorBody)))]
 pub async fn refresh(State(ctx): Shared, ApiJson(req): ApiJson<RefreshRequest>) -> Result<Json<Credentials>, ApiError> {
     Ok(Json(auth::refresh(&ctx, &req.refresh_token).await?))
 }
@@ -66,6 +100,11 @@ async fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<DeviceAddr, ApiError> 
 }
 
 /// `GET /v1/devices`: the caller's account's active devices.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The account's active devices", body = Vec<DeviceInfo>),
+        (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
+        (status = 403, description = "DEVICE_REVOKED: the token's device was revoked", body = ErrorBody)))]
 pub async fn devices(State(ctx): Shared, headers: HeaderMap) -> Result<Json<Vec<DeviceInfo>>, ApiError> {
     let me = caller(&ctx, &headers).await?;
     let devices = ctx.store.devices(me.account).await?;
@@ -83,6 +122,16 @@ pub async fn devices(State(ctx): Shared, headers: HeaderMap) -> Result<Json<Vec<
 }
 
 /// `DELETE /v1/devices/{device_id}`.
+#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "devices", security(("bearer" = [])),
+    params(("device_id" = u32, Path, description = "The device to revoke: any other device from the primary, \
+        or the caller itself from a linked device")),
+    responses(
+        (status = 204, description = "Revoked: its connections are closed, its tokens rejected, its inbox deleted"),
+        (status = 400, description = "INVALID_ARGUMENT: not a device number", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
+        (status = 403, description = "PERMISSION_DENIED (a linked device revoking another, the primary revoking \
+            itself) or DEVICE_REVOKED", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such active device", body = ErrorBody)))]
 pub async fn revoke_device(
     State(ctx): Shared,
     headers: HeaderMap,
@@ -94,6 +143,13 @@ pub async fn revoke_device(
 }
 
 /// `GET /v1/accounts/{phone}`: account id and current devices (for per-device payloads).
+#[utoipa::path(get, path = "/v1/accounts/{phone}", tag = "accounts", security(("bearer" = [])),
+    params(("phone" = String, Path, description = "E.164 phone number", example = "+14155550102")),
+    responses(
+        (status = 200, description = "The account and its current device ids", body = AccountInfo),
+        (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no account has this phone", body = ErrorBody)))]
 pub async fn account(
     State(ctx): Shared,
     headers: HeaderMap,
@@ -106,6 +162,9 @@ pub async fn account(
 }
 
 /// `GET /metrics`: Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "This node's metrics in the Prometheus text format", body = String,
+        content_type = "text/plain")))]
 pub async fn metrics(State(ctx): Shared) -> ([(&'static str, &'static str); 1], String) {
     if let Some(cluster) = &ctx.cluster {
         ctx.metrics.cluster_bus_up.set(i64::from(cluster.bus.is_healthy()));
@@ -115,11 +174,18 @@ pub async fn metrics(State(ctx): Shared) -> ([(&'static str, &'static str); 1], 
 }
 
 /// `GET /healthz`: the process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process runs", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
 /// `GET /readyz`: the node can take traffic (store healthy, not shutting down).
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready for traffic", body = String, content_type = "text/plain"),
+        (status = 503, description = "Shutting down, or the store failed (sends would be UNAVAILABLE)", body = String,
+            content_type = "text/plain")))]
 pub async fn readyz(State(ctx): Shared) -> (StatusCode, &'static str) {
     if ctx.shutdown.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")

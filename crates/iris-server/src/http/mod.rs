@@ -1,36 +1,62 @@
 //! The HTTP API: auth and devices (JSON), the WebSocket endpoint, health and info.
 //!
 //! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
-//! goes through [`api_error::ApiError`], the one place that picks status codes.
+//! goes through [`api_error::ApiError`], the one place that picks status codes. Every route is
+//! registered through [`routes`], together with its OpenAPI description, so the published
+//! document ([`openapi`], `/v1/openapi.json`) lists exactly the routes that exist.
 
 mod api_error;
 mod extract;
 mod handlers;
+mod limits;
+mod openapi;
 mod ws;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::context::Ctx;
 
 pub use api_error::ApiError;
 
+/// Every route with its OpenAPI description.
+fn routes() -> OpenApiRouter<Arc<Ctx>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(handlers::info))
+        .routes(routes!(handlers::request_code))
+        .routes(routes!(handlers::verify))
+        .routes(routes!(handlers::refresh))
+        .routes(routes!(handlers::devices))
+        .routes(routes!(handlers::revoke_device))
+        .routes(routes!(handlers::account))
+        .routes(routes!(ws::upgrade))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(handlers::metrics))
+        .routes(routes!(handlers::healthz))
+        .routes(routes!(handlers::readyz))
+}
+
+/// The OpenAPI document of this API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = routes().split_for_parts().1;
+    openapi::complete(&mut doc);
+    doc
+}
+
 /// All HTTP routes of a node.
 pub fn app(ctx: Arc<Ctx>) -> Router {
-    Router::new()
-        .route("/v1/info", get(handlers::info))
-        .route("/v1/auth/request-code", post(handlers::request_code))
-        .route("/v1/auth/verify", post(handlers::verify))
-        .route("/v1/auth/refresh", post(handlers::refresh))
-        .route("/v1/devices", get(handlers::devices))
-        .route("/v1/devices/{device_id}", delete(handlers::revoke_device))
-        .route("/v1/accounts/{phone}", get(handlers::account))
-        .route(ws::PATH, get(ws::upgrade))
-        .route("/metrics", get(handlers::metrics))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
+    let l = &ctx.config.limits;
+    let http_limits =
+        limits::HttpLimits { body_bytes_max: l.http_body_bytes_max, header_bytes_max: l.http_header_bytes_max };
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(extract::not_found)
+        .layer(DefaultBodyLimit::max(http_limits.body_bytes_max))
+        .layer(axum::middleware::from_fn_with_state(http_limits, limits::bound))
         .with_state(ctx)
 }
