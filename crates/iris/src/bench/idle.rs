@@ -130,6 +130,8 @@ async fn bare(tcp: SocketAddr, n: usize, target: &Target) -> anyhow::Result<Repo
 impl Report {
     /// A report of a run without messages (idle connections).
     pub fn empty(scenario: &'static str, duration: Duration) -> Self {
-        harness::Counters::default().report(scenario, duration, &Latencies::new())
+        let mut report = harness::Counters::default().report(scenario, duration, &Latencies::new());
+        report.set_loss(0, 0, 0);
+        report
     }
 }

@@ -138,6 +138,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_rss_bytes = Some(rss);
         report.server_cpu_s = Some(cpu);
     }
+    if target.sink.is_some() {
+        report.set("target", "bench sink (acks and echoes only): server_* figures are the sink's");
+    }
     target.stop();
     if report.generator_cpu_s.is_none() {
         // Scenarios without a phase of their own measured (idle, storm): the whole run.
