@@ -48,7 +48,7 @@ const EVENTS_PER_FRAME_MAX: usize = 64;
 const UNWRITTEN_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Connections held at most; more are closed at once.
 const PEERS_MAX: usize = 100_000;
-/// How often blocked writes and paused reads are retried.
+/// How often the sink writes what is waiting, retries blocked writes and paused reads.
 const TICK: Duration = Duration::from_millis(1);
 
 /// Flags of `iris bench sink`.
@@ -147,13 +147,14 @@ impl Sink {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            tokio::select! {
+            let tick_turn = tokio::select! {
                 biased;
                 _ = &mut end => break,
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
                         self.add(stream);
                     }
+                    true
                 }
                 _ = tick.tick() => {
                     for idx in std::mem::take(&mut self.blocked) {
@@ -164,6 +165,7 @@ impl Sink {
                             self.arm(idx);
                         }
                     }
+                    true
                 }
                 Some(ready) = self.readable.next(), if !self.readable.is_empty() => {
                     self.on_readable(ready);
@@ -173,9 +175,10 @@ impl Sink {
                             _ => break,
                         }
                     }
+                    false
                 }
-            }
-            self.write_all();
+            };
+            self.write_all(tick_turn);
         }
     }
 
@@ -372,12 +375,19 @@ impl Sink {
         }
     }
 
-    /// Encodes each queued connection's events and deliveries and writes them with one write.
-    fn write_all(&mut self) {
+    /// Encodes each queued connection's events and deliveries and writes them with one write:
+    /// all of them on a tick (writes are the sink's main cost, as the generator's), else only
+    /// those with a full batch waiting.
+    fn write_all(&mut self, tick: bool) {
         let batch = Limits::default().max_batch_deliveries as usize;
         let mut failed = Vec::new();
+        let mut waiting = Vec::new();
         for idx in std::mem::take(&mut self.to_write) {
             let Some(peer) = self.peers[idx].as_mut() else { continue };
+            if !tick && peer.items.len() < batch && peer.events.len() < EVENTS_PER_FRAME_MAX {
+                waiting.push(idx);
+                continue;
+            }
             peer.queued = false;
             let items = std::mem::take(&mut peer.items);
             let mut items = items.into_iter().peekable();
@@ -406,6 +416,7 @@ impl Sink {
                 }
             }
         }
+        self.to_write = waiting;
         for idx in failed {
             self.remove(idx);
         }

@@ -1,8 +1,10 @@
 //! The raw load driver: one task (on its own thread, see `load/mod.rs`) runs every load
-//! connection of a run as one event loop. Each turn it reads what arrived on the connections
-//! that became readable, then writes each connection's due operations — its sends, one
-//! cumulative ack, a ping when idle — as one write. Under load, more arrives per turn and more
-//! is written per syscall, so the cost per message falls as the rate rises.
+//! connection of a run as one event loop. It reads whatever arrives as soon as it arrives (so
+//! arrival times are exact), and writes on the 1 ms tick: each connection's due operations —
+//! its sends, one cumulative ack of everything received since the last tick, a ping when idle —
+//! as one write. Writes are most of the generator's cost (each one runs the loopback TCP stack),
+//! so acks wait for the tick and ride with the sends, unless a full delivery batch is waiting.
+//! Under load, more is written per syscall, so the cost per message falls as the rate rises.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -28,8 +30,11 @@ use super::wire::{self, Incoming, Stamp, To};
 use crate::bench::harness::{now_ns, Counters, Tally};
 use crate::bench::stats::Latencies;
 
-/// How often the driver starts due sends, retries blocked writes and checks heartbeats.
+/// How often the driver writes, starts due sends, retries blocked writes and checks heartbeats.
 const TICK: Duration = Duration::from_millis(1);
+/// Unacked entries on one connection that are acked at once rather than at the next tick
+/// (a full delivery batch: the server's window of unacked entries never waits on the tick).
+const ACK_AT_ONCE_ENTRIES: u64 = 100;
 /// Most sends written and not answered; past it the open loop skips sends (and says so).
 pub const OUTSTANDING_MAX: u64 = 200_000;
 /// Largest server frame accepted.
@@ -175,8 +180,11 @@ pub struct Driver {
     shared: Arc<Shared>,
     decoder: FrameDecoder,
     readable: FuturesUnordered<Readable>,
-    /// Connections with operations to write this turn.
+    /// Connections with operations to write at the next tick (or at once, see
+    /// [`ACK_AT_ONCE_ENTRIES`]).
     to_write: Vec<usize>,
+    /// Spare list the writing turn swaps with `to_write` (keeps both allocations).
+    waiting: Vec<usize>,
     /// Connections whose socket was full: retried each tick.
     blocked: Vec<usize>,
     /// Closed loop: connections whose last send failed, refilled at the next tick.
@@ -216,6 +224,7 @@ impl Driver {
             decoder: FrameDecoder::new(FRAME_MAX),
             readable: FuturesUnordered::new(),
             to_write: Vec::with_capacity(n),
+            waiting: Vec::with_capacity(n),
             blocked: Vec::new(),
             refill: Vec::new(),
             open_run: None,
@@ -242,13 +251,19 @@ impl Driver {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            tokio::select! {
+            let tick_turn = tokio::select! {
                 biased;
                 command = commands.recv() => match command {
                     Some(Command::Stop) | None => break,
-                    Some(c) => self.apply(c),
+                    Some(c) => {
+                        self.apply(c);
+                        true
+                    }
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    true
+                }
                 Some(idx) = self.readable.next(), if !self.readable.is_empty() => {
                     self.on_readable(idx);
                     for _ in 0..READY_PER_TURN_MAX {
@@ -257,9 +272,10 @@ impl Driver {
                             _ => break,
                         }
                     }
+                    false
                 }
-            }
-            self.write_all();
+            };
+            self.write_all(tick_turn);
             self.publish();
         }
         self.outcome()
@@ -456,7 +472,8 @@ impl Driver {
                 } else {
                     self.tally.send_errors += 1;
                 }
-                if let (Some(dest), true) = (conn.closed_dest, self.closed_end_ns.is_some()) {
+                let sending = self.closed_end_ns.is_some_and(|end| now < end);
+                if let (Some(dest), true) = (conn.closed_dest, sending) {
                     if accepted {
                         self.send_from(idx, dest, now);
                     } else {
@@ -518,12 +535,18 @@ impl Driver {
         }
     }
 
-    /// Writes each queued connection's operations (and its ack) with one write.
-    fn write_all(&mut self) {
+    /// Writes each queued connection's operations (and its ack) with one write: all of them on
+    /// a tick, else only those with [`ACK_AT_ONCE_ENTRIES`] to ack (the rest wait for the tick).
+    fn write_all(&mut self, tick: bool) {
         let now = now_ns();
         let mut list = std::mem::take(&mut self.to_write);
+        let mut waiting = std::mem::take(&mut self.waiting);
         for &idx in &list {
             let conn = &mut self.conns[idx];
+            if !tick && conn.top_seq - conn.acked_seq < ACK_AT_ONCE_ENTRIES {
+                waiting.push(idx);
+                continue;
+            }
             conn.queued = false;
             if !conn.open {
                 continue;
@@ -553,7 +576,8 @@ impl Driver {
             }
         }
         list.clear();
-        self.to_write = list;
+        self.waiting = list;
+        self.to_write = waiting;
     }
 
     /// Publishes this turn's counts.
