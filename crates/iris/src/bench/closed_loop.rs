@@ -159,7 +159,7 @@ impl Phase {
         report.rate_while_sending(delivered_during, self.sending);
         report.set("delivered_during_load_per_s", report.msgs_per_s.round());
         report.set("backlog_at_end", backlog_at_end);
-        self.used.write_to(report, self.used.limited(sent, 0, 0));
+        self.used.write_to(report, self.used.limited(sent, 0, 0), sent);
         if let Some(cpu) = self.server_cpu_s {
             report.set("server_cpu_sending_s", (cpu * 1000.0).round() / 1000.0);
             if delivered_during > 0 {

@@ -73,7 +73,7 @@ pub async fn run(args: &DrainArgs, target: &Target) -> anyhow::Result<Report> {
     let mut report = counters.report("drain", took, &latencies);
     let lost = report.lost;
     report.set_loss(lost, backlog_at_end, lost);
-    phase.used.write_to(&mut report, phase.used.limited(0, 0, 0));
+    phase.used.write_to(&mut report, phase.used.limited(0, 0, 0), 0);
     Ok(report)
 }
 

@@ -59,11 +59,16 @@ impl GeneratorUse {
         self.busy >= BUSY_LIMIT || skipped > 0 || late as f64 > LATE_SHARE_MAX * sent as f64
     }
 
-    /// Writes `generator_cpu_s`, `generator_busy_pct` and `generator_limited` into a report.
-    pub fn write_to(&self, report: &mut Report, limited: bool) {
+    /// Writes `generator_cpu_s`, `generator_busy_pct`, `generator_limited` and, when `sent` is
+    /// not zero, `generator_us_per_msg` (CPU per send of the phase, both halves of each message
+    /// included: what one core's ceiling is made of, whatever else ran on that core).
+    pub fn write_to(&self, report: &mut Report, limited: bool, sent: u64) {
         report.generator_cpu_s = Some(round3(self.cpu_s));
         report.generator_limited = Some(limited);
         report.set("generator_busy_pct", (self.busy * 1000.0).round() / 10.0);
+        if sent > 0 {
+            report.set("generator_us_per_msg", (self.cpu_s * 1e7 / sent as f64).round() / 10.0);
+        }
     }
 }
 

@@ -66,6 +66,8 @@ struct Measured {
     sending: Duration,
     used: GeneratorUse,
     limited: bool,
+    /// Sends of the fixed-rate phase.
+    sent: u64,
     backlog_at_end: u64,
     accepted: u64,
     delivered: u64,
@@ -110,6 +112,7 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs) -> Measured {
         sending,
         used,
         limited: used.limited(sent - sent_before, skipped, late),
+        sent: sent - sent_before,
         backlog_at_end,
         accepted: accepted - accepted_before,
         delivered: delivered - delivered_before,
@@ -130,7 +133,7 @@ impl Measured {
         report.set("backlog_at_end", self.backlog_at_end);
         report.set("generator_skipped", self.skipped);
         report.set("generator_late_sends", self.late);
-        self.used.write_to(report, self.limited);
+        self.used.write_to(report, self.limited, self.sent);
         if let Some(s) = self.found {
             report.set("sustained_rate_per_s", s);
         }

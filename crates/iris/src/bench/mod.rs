@@ -145,7 +145,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if report.generator_cpu_s.is_none() {
         // Scenarios without a phase of their own measured (idle, storm): the whole run.
         let whole = whole_run.stop();
-        whole.write_to(&mut report, whole.limited(0, 0, 0));
+        let sent = report.sent;
+        whole.write_to(&mut report, whole.limited(0, 0, 0), sent);
     }
     if let Some(path) = &common.report {
         std::fs::write(path, html::render(&report)).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;

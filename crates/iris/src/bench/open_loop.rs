@@ -213,6 +213,9 @@ pub struct Step {
     /// How busy the generator was during the step (its load thread, or the process over its
     /// cores), percent.
     pub generator_busy_pct: f64,
+    /// Sends the generator skipped (too many outstanding) or wrote more than 10 ms late in
+    /// this step: with a calm `generator_busy_pct`, the core was taken by something else.
+    pub generator_skipped_or_late: u64,
     /// Whether the generator was the limit in this step (≥ 90% busy, sends skipped or late).
     pub generator_limited: bool,
     /// Whether the server kept up (delivered ≥ 97% of offered, p99 under the bound, small backlog,
@@ -249,8 +252,8 @@ pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
         let used = meter.stop();
         let window = fleet.counters().swap_window(None).unwrap_or_default();
         let (sent, _, delivered, _) = fleet.counters().totals();
-        let generator_limited =
-            used.limited(sent - sent_before, fleet.skipped() - skipped_before, fleet.late() - late_before);
+        let (skipped, late) = (fleet.skipped() - skipped_before, fleet.late() - late_before);
+        let generator_limited = used.limited(sent - sent_before, skipped, late);
         let delivered_per_s = (delivered - delivered_before) as f64 / elapsed;
         let backlog = fleet.backlog();
         let p99_ms = window.summary().p99;
@@ -259,8 +262,16 @@ pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
             && (backlog as f64) <= BACKLOG_S_MAX * rate
             && !generator_limited;
         let generator_busy_pct = (used.busy * 1000.0).round() / 10.0;
-        let step =
-            Step { offered_per_s: rate, delivered_per_s, p99_ms, backlog, generator_busy_pct, generator_limited, ok };
+        let step = Step {
+            offered_per_s: rate,
+            delivered_per_s,
+            p99_ms,
+            backlog,
+            generator_busy_pct,
+            generator_skipped_or_late: skipped + late,
+            generator_limited,
+            ok,
+        };
         out.steps.push(step.clone());
         if !ok && out.best.is_none() && rate / 2.0 >= RATE_MIN {
             // Not even the start rate held: halve it until one step holds, then climb from there.

@@ -83,6 +83,8 @@ struct Climb {
     used: GeneratorUse,
     backlog_at_end: u64,
     skipped: u64,
+    /// Sends of the whole climb.
+    sent: u64,
 }
 
 /// Runs the step-up, then drains until every accepted message arrived or `--drain-s`.
@@ -93,8 +95,9 @@ async fn climb(fleet: &impl OpenLoad, args: &ThroughputArgs) -> Climb {
     let sending = start.elapsed();
     let used = meter.stop();
     let backlog_at_end = fleet.backlog();
+    let (sent, _, _, _) = fleet.counters().totals();
     fleet.settle(args.common.drain()).await;
-    Climb { result, sending, used, backlog_at_end, skipped: fleet.skipped() }
+    Climb { result, sending, used, backlog_at_end, skipped: fleet.skipped(), sent }
 }
 
 impl Climb {
@@ -108,7 +111,7 @@ impl Climb {
         report.set("steps", open_loop::steps_json(&self.result.steps));
         report.set("generator_skipped", self.skipped);
         report.set("backlog_at_end", self.backlog_at_end);
-        self.used.write_to(report, self.result.stopped_by_generator);
+        self.used.write_to(report, self.result.stopped_by_generator, self.sent);
         report.set(
             "note",
             "msgs_per_s and latency_ms are those of the highest passing step; the histogram is of the whole run; \
