@@ -144,7 +144,7 @@ impl Measured {
 async fn run_sdk(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> {
     let bound = args.open.bound() + WARMUP + SETTLE + Duration::from_secs(args.duration_s) + args.common.drain();
     let deadline = Instant::now() + bound + Duration::from_secs(600);
-    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.open.users as usize, deadline).await?;
+    let (fleet, receivers) = open_loop::connect_sdk_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
     let measured = measure(&fleet, args).await;
     fleet.counters.finish_receiving();

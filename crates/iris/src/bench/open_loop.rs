@@ -2,7 +2,7 @@
 //! random users to random others whether or not earlier sends were answered, and each payload
 //! carries its *scheduled* time, so a server (or generator) that falls behind shows it as
 //! latency instead of silently slowing the load (no coordinated omission). The load is the raw
-//! clients (`load/`) or, with `--sdk`, SDK clients with a task per send ([`Fleet`]); both
+//! clients (`load/`) or, with `--sdk`, SDK clients with a task per send ([`SdkFleet`]); both
 //! implement [`OpenLoad`], which the step-up drives.
 
 use std::future::Future;
@@ -82,7 +82,7 @@ impl OpenLoad for RawFleet {
 }
 
 /// The connected users of the SDK path (`--sdk`): one SDK client each, a task per send.
-pub struct Fleet {
+pub struct SdkFleet {
     /// One SDK client per user.
     pub clients: Vec<Client>,
     /// Account id of each user (same order).
@@ -94,7 +94,7 @@ pub struct Fleet {
     late: AtomicU64,
 }
 
-impl Fleet {
+impl SdkFleet {
     /// Wraps connected users.
     pub fn new(clients: Vec<Client>, ids: Arc<Vec<u64>>, counters: Arc<Counters>) -> Self {
         Self {
@@ -130,7 +130,7 @@ impl Fleet {
     }
 }
 
-impl OpenLoad for Fleet {
+impl OpenLoad for SdkFleet {
     fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -301,11 +301,11 @@ pub fn steps_json(steps: &[Step]) -> Value {
 
 /// Logs in and connects `users` users, starts a receiver per user (acks, counts, latency) that
 /// lasts until the run settles or `deadline`.
-pub async fn connect_fleet(
+pub async fn connect_sdk_fleet(
     url: &str,
     users: usize,
     deadline: tokio::time::Instant,
-) -> anyhow::Result<(Fleet, Vec<tokio::task::JoinHandle<Latencies>>)> {
+) -> anyhow::Result<(SdkFleet, Vec<tokio::task::JoinHandle<Latencies>>)> {
     let creds = harness::login_all(url, 0, users).await?;
     let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
     let conns = harness::connect_all(url, creds).await?;
@@ -313,7 +313,7 @@ pub async fn connect_fleet(
     let clients: Vec<Client> = conns.iter().map(|(c, _)| c.clone()).collect();
     let receivers =
         conns.into_iter().map(|(c, e)| harness::spawn_receiver(c, e, counters.clone(), 0, deadline)).collect();
-    Ok((Fleet::new(clients, ids, counters), receivers))
+    Ok((SdkFleet::new(clients, ids, counters), receivers))
 }
 
 /// Flags of the open-loop scenarios: the users and the step-up.

@@ -123,7 +123,7 @@ impl Climb {
 /// The open loop with SDK clients.
 async fn run_open_sdk(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Report> {
     let deadline = Instant::now() + args.open.bound() + args.common.drain() + Duration::from_secs(600);
-    let (fleet, receivers) = open_loop::connect_fleet(&target.url, args.open.users as usize, deadline).await?;
+    let (fleet, receivers) = open_loop::connect_sdk_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("throughput", fleet.counters.clone());
     let climb = climb(&fleet, args).await;
     fleet.counters.finish_receiving();
