@@ -47,7 +47,7 @@ pub async fn run(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> 
     let (tcp, creds) = load::accounts(target, 0, args.open.users as usize).await?;
     let fleet = RawFleet::connect(tcp, creds, 1).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
-    let measured = measure(&fleet, args).await;
+    let measured = measure(&fleet, args, target).await;
     progress.finish();
     let counters = fleet.counters.clone();
     let outcome = fleet.finish().await?;
@@ -76,7 +76,7 @@ struct Measured {
 }
 
 /// Finds the rate (or warms up at the given one), then runs it for `--duration-s` and drains.
-async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs) -> Measured {
+async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs, target: &Target) -> Measured {
     let (rate, found) = match args.rate {
         Some(r) => {
             // Warm up at the rate first (fresh connections, cold caches), as the step-up does.
@@ -85,7 +85,7 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs) -> Measured {
             (f64::from(r), None)
         }
         None => {
-            let result = open_loop::step_up(fleet, args.open.plan()).await;
+            let result = open_loop::step_up(fleet, args.open.plan(), || target.cpu_s()).await;
             fleet.settle(SETTLE).await;
             let sustained = result.best.as_ref().map_or(f64::from(args.open.start_rate), |b| b.delivered_per_s);
             (sustained * f64::from(args.share_pct) / 100.0, Some(sustained))
@@ -146,7 +146,7 @@ async fn run_sdk(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> 
     let deadline = Instant::now() + bound + Duration::from_secs(600);
     let (fleet, receivers) = open_loop::connect_sdk_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
-    let measured = measure(&fleet, args).await;
+    let measured = measure(&fleet, args, target).await;
     fleet.counters.finish_receiving();
     let all = harness::join_receivers(receivers).await;
     progress.finish();

@@ -218,6 +218,10 @@ pub struct Step {
     pub generator_skipped_or_late: u64,
     /// Whether the generator was the limit in this step (≥ 90% busy, sends skipped or late).
     pub generator_limited: bool,
+    /// The spawned server's CPU over the step per message delivered in it, µs (the price of
+    /// this service level; absent without `--spawn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_msg: Option<f64>,
     /// Whether the server kept up (delivered ≥ 97% of offered, p99 under the bound, small backlog,
     /// and the generator was not the limit).
     pub ok: bool,
@@ -236,8 +240,8 @@ pub struct StepUp {
 }
 
 /// Raises the rate step by step until a step fails or a cap is reached (halving it first while
-/// not even the start rate holds).
-pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
+/// not even the start rate holds). `server_cpu_s` reads the server's CPU time, if it can.
+pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan, server_cpu_s: impl Fn() -> Option<f64>) -> StepUp {
     let mut out =
         StepUp { steps: Vec::new(), best: None, best_latencies: Latencies::new(), stopped_by_generator: false };
     let mut rate = plan.start_rate;
@@ -246,10 +250,12 @@ pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
         let (skipped_before, late_before) = (fleet.skipped(), fleet.late());
         fleet.counters().swap_window(Some(Latencies::new()));
         let meter = CpuMeter::start(fleet.load_thread());
+        let server_before = server_cpu_s();
         let started = tokio::time::Instant::now();
         fleet.run_at(rate, plan.step).await;
         let elapsed = started.elapsed().as_secs_f64();
         let used = meter.stop();
+        let server_cpu = server_cpu_s().zip(server_before).map(|(after, before)| (after - before).max(0.0));
         let window = fleet.counters().swap_window(None).unwrap_or_default();
         let (sent, _, delivered, _) = fleet.counters().totals();
         let (skipped, late) = (fleet.skipped() - skipped_before, fleet.late() - late_before);
@@ -262,6 +268,9 @@ pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
             && (backlog as f64) <= BACKLOG_S_MAX * rate
             && !generator_limited;
         let generator_busy_pct = (used.busy * 1000.0).round() / 10.0;
+        let step_delivered = delivered - delivered_before;
+        let server_cpu_us_per_msg =
+            server_cpu.filter(|_| step_delivered > 0).map(|s| (s * 1e7 / step_delivered as f64).round() / 10.0);
         let step = Step {
             offered_per_s: rate,
             delivered_per_s,
@@ -270,6 +279,7 @@ pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan) -> StepUp {
             generator_busy_pct,
             generator_skipped_or_late: skipped + late,
             generator_limited,
+            server_cpu_us_per_msg,
             ok,
         };
         out.steps.push(step.clone());

@@ -60,7 +60,7 @@ pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Repor
         return Ok(report);
     }
     let progress = Progress::start("throughput", fleet.counters.clone());
-    let climb = climb(&fleet, args).await;
+    let climb = climb(&fleet, args, target).await;
     progress.finish();
     let counters = fleet.counters.clone();
     let outcome = fleet.finish().await?;
@@ -88,10 +88,10 @@ struct Climb {
 }
 
 /// Runs the step-up, then drains until every accepted message arrived or `--drain-s`.
-async fn climb(fleet: &impl OpenLoad, args: &ThroughputArgs) -> Climb {
+async fn climb(fleet: &impl OpenLoad, args: &ThroughputArgs, target: &Target) -> Climb {
     let meter = CpuMeter::start(fleet.load_thread());
     let start = Instant::now();
-    let result = open_loop::step_up(fleet, args.open.plan()).await;
+    let result = open_loop::step_up(fleet, args.open.plan(), || target.cpu_s()).await;
     let sending = start.elapsed();
     let used = meter.stop();
     let backlog_at_end = fleet.backlog();
@@ -108,6 +108,9 @@ impl Climb {
         report.latency_ms = self.result.best_latencies.summary();
         report.set("figure", SERVICE_LEVEL);
         report.set("sustained_offered_per_s", best.as_ref().map_or(0.0, |b| b.offered_per_s));
+        if let Some(us) = best.as_ref().and_then(|b| b.server_cpu_us_per_msg) {
+            report.set("server_cpu_us_per_msg", us);
+        }
         report.set("steps", open_loop::steps_json(&self.result.steps));
         report.set("generator_skipped", self.skipped);
         report.set("backlog_at_end", self.backlog_at_end);
@@ -125,7 +128,7 @@ async fn run_open_sdk(args: &ThroughputArgs, target: &Target) -> anyhow::Result<
     let deadline = Instant::now() + args.open.bound() + args.common.drain() + Duration::from_secs(600);
     let (fleet, receivers) = open_loop::connect_sdk_fleet(&target.url, args.open.users as usize, deadline).await?;
     let progress = Progress::start("throughput", fleet.counters.clone());
-    let climb = climb(&fleet, args).await;
+    let climb = climb(&fleet, args, target).await;
     fleet.counters.finish_receiving();
     let all = harness::join_receivers(receivers).await;
     progress.finish();

@@ -8,7 +8,7 @@
 mod driver;
 mod ledger;
 mod schedule;
-pub mod wire;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
