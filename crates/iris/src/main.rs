@@ -37,7 +37,8 @@ enum Command {
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
-    /// Measure a server under load (throughput, latency, hotspot, fanout, drain, idle, storm).
+    /// Measure a server under load (throughput, latency, hotspot, fanout, drain, idle, storm), or
+    /// run a stand-in server that only acks (sink) to measure the generator itself.
     Bench(bench::BenchArgs),
     /// Run the fire-test catalog (kill -9, slow consumer, storms, full disk) on spawned servers.
     Fire(fire::FireArgs),

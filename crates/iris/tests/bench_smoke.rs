@@ -8,10 +8,15 @@ use serde_json::Value;
 
 /// Runs `iris bench ARGS --spawn --json` and returns the JSON report (the last stdout line).
 fn bench(args: &[&str]) -> Value {
+    bench_against("--spawn", args)
+}
+
+/// Runs `iris bench ARGS TARGET --json` (`--spawn` or `--spawn-sink`) and returns the report.
+fn bench_against(target: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_iris"))
         .arg("bench")
         .args(args)
-        .args(["--spawn", "--json"])
+        .args([target, "--json"])
         .output()
         .expect("run iris bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -29,17 +34,62 @@ fn assert_common_fields(report: &Value) {
     }
     assert!(report["server_rss_bytes"].as_u64().unwrap() > 0, "{report}");
     assert!(report["server_cpu_s"].as_f64().is_some(), "{report}");
+    assert!(report["generator_cpu_s"].as_f64().is_some(), "{report}");
+    assert!(report["generator_limited"].is_boolean(), "{report}");
+    assert!(report["backlog_at_end"].as_u64().is_some(), "{report}");
 }
 
 #[test]
 fn a_small_closed_loop_throughput_run_delivers_everything_exactly_once() {
-    // Proves: the closed-loop form still runs and loses or repeats nothing.
+    // Proves: the closed-loop form runs on raw clients, loses or repeats nothing, and prices the
+    // capacity figure in server CPU per message.
     let report = bench(&["throughput", "--closed-loop", "--users", "10", "--duration-s", "1"]);
     assert_common_fields(&report);
     assert_eq!(report["scenario"], "throughput");
+    assert_eq!(report["clients"], "raw", "{report}");
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["duplicates"], 0, "{report}");
     assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["server_cpu_us_per_msg"].as_f64().is_some(), "{report}");
+}
+
+#[test]
+fn the_sdk_path_still_runs_the_closed_loop() {
+    // Proves: `--sdk` keeps the SDK-based load, with the same loss accounting.
+    let report = bench(&["throughput", "--sdk", "--closed-loop", "--users", "10", "--duration-s", "1"]);
+    assert_common_fields(&report);
+    assert_eq!(report["clients"], "sdk", "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
+}
+
+#[test]
+fn the_generator_runs_against_the_sink_and_everything_it_accepts_is_echoed() {
+    // Proves: `--spawn-sink` starts `iris bench sink`, which answers every send and echoes it, so
+    // the open-loop step-up runs end to end without a server and nothing goes missing.
+    let report = bench_against(
+        "--spawn-sink",
+        &["throughput", "--users", "20", "--start-rate", "2000", "--step-s", "1", "--steps-max", "2"],
+    );
+    assert_common_fields(&report);
+    assert!(report["target"].as_str().unwrap().contains("sink"), "{report}");
+    let (accepted, delivered) = (report["accepted"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
+    assert!(accepted > 0 && delivered == accepted, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+}
+
+#[test]
+fn a_small_hotspot_run_loses_nothing_and_reports_its_backlog() {
+    // Proves: many raw senders into one device; whatever was still queued when sending stopped
+    // is drained, so `lost` is 0 and the backlog is reported apart from it.
+    let report = bench(&["hotspot", "--senders", "20", "--duration-s", "1"]);
+    assert_common_fields(&report);
+    assert_eq!(report["scenario"], "hotspot");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(report["accepted"], report["delivered"], "{report}");
+    assert!(report["delivered_during_load_per_s"].as_f64().is_some(), "{report}");
 }
 
 #[test]

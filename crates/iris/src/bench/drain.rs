@@ -8,6 +8,7 @@ use std::time::Duration;
 use iris_client::Client;
 use tokio::time::Instant;
 
+use super::closed_loop::PhaseClock;
 use super::harness::{self, Counters, Pick, Progress};
 use super::server::Target;
 use super::stats::Report;
@@ -38,6 +39,7 @@ pub struct DrainArgs {
 /// Fills the offline inboxes, connects the devices, waits until everything arrived, reports.
 /// Latency here is connect-start→delivered (queueing time while offline is not counted).
 pub async fn run(args: &DrainArgs, target: &Target) -> anyhow::Result<Report> {
+    target.require_server("drain")?;
     let devices = args.devices as usize;
     let offline = harness::login_all(&target.url, 0, devices).await?;
     let ids: Arc<Vec<u64>> = Arc::new(offline.iter().map(|c| c.account_id).collect());
@@ -51,8 +53,11 @@ pub async fn run(args: &DrainArgs, target: &Target) -> anyhow::Result<Report> {
         senders.into_iter().map(|(c, e)| harness::spawn_receiver(c, e, counters.clone(), 0, limit)).collect();
     fill(&sender_clients, args.inflight as usize, counted_pick(ids, total), &counters).await;
     counters.finish_sending();
+    let (_, _, delivered_before, _) = counters.totals();
+    let backlog_at_end = counters.expected_deliveries().saturating_sub(delivered_before);
 
     let progress = Progress::start("drain", counters.clone());
+    let clock = PhaseClock::start(target, None);
     let origin = harness::now_ns();
     let start = Instant::now();
     let conns = harness::connect_all(&target.url, offline).await?;
@@ -60,11 +65,16 @@ pub async fn run(args: &DrainArgs, target: &Target) -> anyhow::Result<Report> {
     let deadline = start + args.common.drain() + Duration::from_secs(60);
     receivers.extend(conns.into_iter().map(|(c, e)| harness::spawn_receiver(c, e, counters.clone(), origin, deadline)));
     let latencies = harness::join_receivers(receivers).await;
+    let phase = clock.stop(target);
     progress.finish();
     let took = Duration::from_nanos(counters.last_delivery_ns().saturating_sub(origin));
     harness::close_all(&clients).await;
     harness::close_all(&sender_clients).await;
-    Ok(counters.report("drain", took, &latencies))
+    let mut report = counters.report("drain", took, &latencies);
+    let lost = report.lost;
+    report.set_loss(lost, backlog_at_end, lost);
+    phase.used.write_to(&mut report, phase.used.limited(0, 0, 0), 0);
+    Ok(report)
 }
 
 /// Sends until the picker runs out, with `inflight` workers per sender.

@@ -10,7 +10,9 @@ use iris_client::pb::GroupSettings;
 use iris_client::{Client, Recipient};
 use tokio::time::Instant;
 
+use super::closed_loop::{self, PhaseClock, RawPlan};
 use super::harness::{self, Counters, Progress};
+use super::load::{self, Dest, RawFleet, To};
 use super::server::Target;
 use super::stats::Report;
 use super::CommonArgs;
@@ -36,6 +38,35 @@ pub struct FanoutArgs {
 
 /// Logs in the members, creates the group, runs the load, reports deliveries per second.
 pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
+    target.require_server("fanout (groups)")?;
+    let n = args.members as usize;
+    if args.common.sdk {
+        return run_sdk(args, target).await;
+    }
+    let (tcp, creds) = load::accounts(target, 0, n).await?;
+    let mut creator = harness::connect_all(&target.url, vec![creds[0].clone()]).await?;
+    let (client, _events) = creator.pop().context("group creator")?;
+    let members: Vec<Recipient> = creds[1..].iter().map(|c| Recipient::Account(c.account_id)).collect();
+    let created = client.group_create("bench", "", members, GroupSettings::default()).await;
+    client.close().await;
+    let group = created.context("group create")?;
+    let fleet = RawFleet::connect(tcp, creds, (n - 1) as u16).await?;
+    let plan = RawPlan {
+        scenario: "fanout",
+        senders: (0..args.senders.min(args.members) as usize).collect(),
+        dest: Dest::Fixed(To::Group(group.group_id)),
+        inflight: args.inflight,
+        duration: Duration::from_secs(args.duration_s),
+        drain: args.common.drain(),
+    };
+    let (mut report, outcome) = closed_loop::run_raw(fleet, plan, target).await?;
+    report.set("all_members_ms", serde_json::to_value(outcome.all_recipients.summary())?);
+    report.set("messages_to_all_members", outcome.complete);
+    Ok(report)
+}
+
+/// The same with SDK clients.
+async fn run_sdk(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     let n = args.members as usize;
     let creds = harness::login_all(&target.url, 0, n).await?;
     let ids: Vec<Recipient> = creds[1..].iter().map(|c| Recipient::Account(c.account_id)).collect();
@@ -46,8 +77,8 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     counters.set_deliveries_per_send(n as u64 - 1);
     counters.track_per_message();
     let (duration, drain) = (Duration::from_secs(args.duration_s), args.common.drain());
-    let start = Instant::now();
-    let end = start + duration;
+    let clock = PhaseClock::start(target, None);
+    let end = Instant::now() + duration;
     let receivers: Vec<_> =
         conns.into_iter().map(|(c, e)| harness::spawn_receiver(c, e, counters.clone(), 0, end + drain)).collect();
     let progress = Progress::start("fanout", counters.clone());
@@ -55,7 +86,8 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     for client in clients.iter().take(args.senders.min(args.members) as usize) {
         workers.extend(harness::spawn_group_senders(client, args.inflight as usize, end, group.group_id, &counters));
     }
-    let mut report = harness::finish_run("fanout", start, &counters, workers, receivers, progress, &clients).await;
+    let mut report =
+        closed_loop::finish_sdk("fanout", clock, target, &counters, workers, receivers, progress, &clients).await;
     let (all_members, complete) = counters.completion(n as u32 - 1);
     report.set("all_members_ms", serde_json::to_value(all_members.summary())?);
     report.set("messages_to_all_members", complete);

@@ -57,6 +57,24 @@ pub fn sent_ns(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
+/// Counts of events handled together (the raw load driver publishes one per loop iteration,
+/// instead of touching shared counters per event).
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Sends written.
+    pub sent: u64,
+    /// Sends answered ACCEPTED.
+    pub accepted: u64,
+    /// Sends answered with an error.
+    pub send_errors: u64,
+    /// First deliveries of messages.
+    pub delivered: u64,
+    /// Repeated deliveries.
+    pub duplicates: u64,
+    /// Latency of each first delivery, in ns.
+    pub latencies_ns: Vec<u64>,
+}
+
 /// Counts shared by every task of a run.
 #[derive(Default)]
 pub struct Counters {
@@ -67,6 +85,8 @@ pub struct Counters {
     send_errors: AtomicU64,
     last_delivery_ns: AtomicU64,
     sending_done: AtomicBool,
+    /// Set when the drain is over: receivers stop whether or not everything arrived.
+    receiving_done: AtomicBool,
     /// Deliveries each accepted send produces beyond the first (group fan-out: members − 2).
     extra_deliveries_per_send: AtomicU64,
     /// Counts per 100 ms, for rate charts and the open-loop controller.
@@ -93,6 +113,37 @@ impl Counters {
     /// Counts a send that failed or timed out.
     pub fn on_send_error(&self) {
         self.send_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Adds a batch of events that happened at about `now` and empties it.
+    pub fn add_tally(&self, t: &mut Tally, now: u64) {
+        let add = |a: &AtomicU64, n: u64| {
+            if n > 0 {
+                a.fetch_add(n, Relaxed);
+            }
+        };
+        add(&self.sent, t.sent);
+        add(&self.accepted, t.accepted);
+        add(&self.send_errors, t.send_errors);
+        add(&self.delivered, t.delivered);
+        add(&self.duplicates, t.duplicates);
+        let n32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        self.timeline.add_n(Kind::Sent, now, n32(t.sent));
+        self.timeline.add_n(Kind::Accepted, now, n32(t.accepted));
+        self.timeline.add_n(Kind::Delivered, now, n32(t.delivered));
+        if t.delivered > 0 {
+            self.last_delivery_ns.fetch_max(now, Relaxed);
+        }
+        if !t.latencies_ns.is_empty() {
+            if let Some(window) = self.window.lock().expect("window lock").as_mut() {
+                for ns in &t.latencies_ns {
+                    window.record_ns(*ns);
+                }
+            }
+        }
+        let latencies = std::mem::take(&mut t.latencies_ns);
+        *t = Tally { latencies_ns: latencies, ..Tally::default() };
+        t.latencies_ns.clear();
     }
 
     /// (sent, accepted, delivered, send errors) so far.
@@ -129,9 +180,17 @@ impl Counters {
         self.sending_done.store(true, Relaxed);
     }
 
-    /// Whether sending is over and every accepted message was delivered.
+    /// Ends the drain: receivers stop at their next poll, whatever is still missing.
+    pub fn finish_receiving(&self) {
+        self.sending_done.store(true, Relaxed);
+        self.receiving_done.store(true, Relaxed);
+    }
+
+    /// Whether receivers may stop: sending is over and every accepted message was delivered,
+    /// or the drain is over.
     fn settled(&self) -> bool {
-        self.sending_done.load(Relaxed) && self.delivered.load(Relaxed) >= self.expected_deliveries()
+        self.receiving_done.load(Relaxed)
+            || (self.sending_done.load(Relaxed) && self.delivered.load(Relaxed) >= self.expected_deliveries())
     }
 
     /// Each accepted send is delivered `1 + extra` times (groups: once per other member).
@@ -139,8 +198,14 @@ impl Counters {
         self.extra_deliveries_per_send.store(n.saturating_sub(1), Relaxed);
     }
 
-    fn expected_deliveries(&self) -> u64 {
-        self.accepted.load(Relaxed) * (1 + self.extra_deliveries_per_send.load(Relaxed))
+    /// Deliveries owed to the messages accepted so far.
+    pub fn expected_deliveries(&self) -> u64 {
+        self.accepted.load(Relaxed) * self.deliveries_per_send()
+    }
+
+    /// Deliveries each accepted send produces.
+    pub fn deliveries_per_send(&self) -> u64 {
+        1 + self.extra_deliveries_per_send.load(Relaxed)
     }
 
     /// When the latest delivery arrived, in [`now_ns`] time.
@@ -166,6 +231,8 @@ impl Counters {
             latency_ms: latencies.summary(),
             server_rss_bytes: None,
             server_cpu_s: None,
+            generator_cpu_s: None,
+            generator_limited: None,
             extra: Default::default(),
             charts: Charts { histogram: latencies.buckets(), rates: self.timeline.series() },
         }
@@ -423,29 +490,6 @@ pub async fn join_senders(handles: Vec<JoinHandle<()>>) {
     for h in handles {
         let _ = h.await;
     }
-}
-
-/// Ends a run whose senders stop by themselves: waits for them, counts what was delivered while
-/// they sent, lets the receivers settle, closes the clients, and reports the rate while sending.
-pub async fn finish_run(
-    scenario: &'static str,
-    start: Instant,
-    counters: &Counters,
-    senders: Vec<JoinHandle<()>>,
-    receivers: Vec<JoinHandle<Latencies>>,
-    progress: Progress,
-    clients: &[Client],
-) -> super::stats::Report {
-    join_senders(senders).await;
-    let sending = start.elapsed();
-    let (_, _, delivered_while_sending, _) = counters.totals();
-    counters.finish_sending();
-    let latencies = join_receivers(receivers).await;
-    progress.finish();
-    close_all(clients).await;
-    let mut report = counters.report(scenario, sending, &latencies);
-    report.rate_while_sending(delivered_while_sending, sending);
-    report
 }
 
 /// Closes every client.

@@ -57,6 +57,7 @@ pub fn connection_count(asked: Option<u32>) -> (usize, Option<String>) {
 
 /// Registers the accounts, measures RSS, connects them all, measures again, reports.
 pub async fn run(args: &IdleArgs, target: &Target) -> anyhow::Result<Report> {
+    target.require_server("idle")?;
     let (n, capped) = connection_count(args.connections);
     let first = harness::server_urls(&target.url).first().copied().unwrap_or(&target.url);
     let tcp = HttpApi::new(first)?.server_info().await.context("GET /v1/info")?.tcp_addr;
@@ -129,6 +130,8 @@ async fn bare(tcp: SocketAddr, n: usize, target: &Target) -> anyhow::Result<Repo
 impl Report {
     /// A report of a run without messages (idle connections).
     pub fn empty(scenario: &'static str, duration: Duration) -> Self {
-        harness::Counters::default().report(scenario, duration, &Latencies::new())
+        let mut report = harness::Counters::default().report(scenario, duration, &Latencies::new());
+        report.set_loss(0, 0, 0);
+        report
     }
 }

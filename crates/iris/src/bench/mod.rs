@@ -1,21 +1,25 @@
 //! `iris bench`: load scenarios that drive an Iris server with many client connections from one
 //! process (issue #7): `throughput` (open-loop step-up), `latency` (fixed open-loop rate),
-//! `hotspot`, `fanout`, `drain`, `idle` and `storm`. Each run is bounded in count and time,
-//! targets only loopback servers, and ends with a human table (or, with `--json`, one JSON object
-//! as the last line of stdout); `--report FILE.html` also writes charts. `iris fire` reuses this
-//! machinery.
+//! `hotspot`, `fanout`, `drain`, `idle` and `storm`, plus `sink`, a stand-in server that only
+//! acks, to measure the generator alone. Each run is bounded in count and time, targets only
+//! loopback servers, and ends with a human table (or, with `--json`, one JSON object as the last
+//! line of stdout); `--report FILE.html` also writes charts. A run whose `lost` is not zero exits
+//! 1. `iris fire` reuses this machinery.
 
 mod closed_loop;
 mod drain;
 mod fanout;
+mod generator;
 pub(crate) mod harness;
 pub(crate) mod hotspot;
 mod html;
 pub(crate) mod idle;
 mod latency;
+mod load;
 mod open_loop;
 pub(crate) mod raw;
 pub(crate) mod server;
+mod sink;
 pub(crate) mod stats;
 pub(crate) mod storm;
 mod throughput;
@@ -29,21 +33,35 @@ pub struct CommonArgs {
     /// Base URL of a running `--dev` server's HTTP API, or of several nodes of a cluster,
     /// comma-separated: clients are spread over them round-robin (loopback only; its auth rate limits must
     /// allow the load, e.g. every `[rate_limits]` entry 0).
-    #[arg(long, conflicts_with = "spawn")]
+    #[arg(long, conflicts_with_all = ["spawn", "sink", "spawn_sink"])]
     pub server: Option<String>,
     /// Start `iris serve --dev` (this executable) on free loopback ports and a temporary data
     /// directory, and stop it at the end.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["sink", "spawn_sink"])]
     pub spawn: bool,
+    /// The TCP address of a running `iris bench sink` (a stand-in server that only acks) instead
+    /// of a server: measures what the generator alone can offer (throughput, latency, hotspot).
+    #[arg(long, conflicts_with = "spawn_sink")]
+    pub sink: Option<std::net::SocketAddr>,
+    /// Start `iris bench sink` (this executable) on a free loopback port, and stop it at the end.
+    #[arg(long)]
+    pub spawn_sink: bool,
     /// Print one JSON object as the last line of stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// With `--spawn`: run the server under `taskset -c 0` and this process on CPU 1.
+    /// With `--spawn` or `--spawn-sink`: run the server (or sink) under `taskset -c 0` and this
+    /// process on CPU 1.
     #[arg(long)]
     pub pin: bool,
-    /// How long to wait for accepted messages still in flight after the load stops.
-    #[arg(long, default_value_t = 10)]
+    /// After sending stops, how long to keep receiving until every ACCEPTED message arrived;
+    /// what has not arrived by then is `lost`.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_s: u64,
+    /// throughput, latency, hotspot, fanout: drive the load with SDK clients (what applications
+    /// use, with retries, dedup and a task per client) instead of raw framed connections; the
+    /// SDK's own cost is then part of the figures.
+    #[arg(long)]
+    pub sdk: bool,
     /// Also write a self-contained HTML report (charts and the summary table) to this file.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
@@ -80,11 +98,15 @@ enum Scenario {
     Drain(drain::DrainArgs),
     /// S members send to one group of G members; every other member's device receives each.
     Fanout(fanout::FanoutArgs),
+    /// A stand-in server that answers every send ACCEPTED and echoes it to its recipient, for
+    /// measuring the generator's own ceiling (`--sink ADDR` or `--spawn-sink` on a scenario).
+    Sink(sink::SinkArgs),
 }
 
 /// Runs the chosen scenario and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (common, name) = match &args.scenario {
+        Scenario::Sink(a) => return sink::run(a.clone()).await,
         Scenario::Throughput(a) => (a.common.clone(), "throughput"),
         Scenario::Latency(a) => (a.common.clone(), "latency"),
         Scenario::Idle(a) => (a.common.clone(), "idle"),
@@ -94,6 +116,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Fanout(a) => (a.common.clone(), "fanout"),
     };
     let target = server::Target::open(&common).await?;
+    let whole_run = generator::CpuMeter::start(None);
     let result = match args.scenario {
         Scenario::Throughput(a) => throughput::run(&a, &target).await,
         Scenario::Latency(a) => latency::run(&a, &target).await,
@@ -102,6 +125,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Hotspot(a) => hotspot::run(&a, &target).await,
         Scenario::Drain(a) => drain::run(&a, &target).await,
         Scenario::Fanout(a) => fanout::run(&a, &target).await,
+        Scenario::Sink(_) => unreachable!("the sink returned above"),
     };
     let mut report = match result {
         Ok(r) => r,
@@ -114,13 +138,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_rss_bytes = Some(rss);
         report.server_cpu_s = Some(cpu);
     }
+    if target.sink.is_some() {
+        report.set("target", "bench sink (acks and echoes only): server_* figures are the sink's");
+    }
     target.stop();
-    if let Some(cpu) = server::cpu_seconds(std::process::id()) {
-        report.set("generator_cpu_s", cpu);
+    if report.generator_cpu_s.is_none() {
+        // Scenarios without a phase of their own measured (idle, storm): the whole run.
+        let whole = whole_run.stop();
+        let sent = report.sent;
+        whole.write_to(&mut report, whole.limited(0, 0, 0), sent);
     }
     if let Some(path) = &common.report {
         std::fs::write(path, html::render(&report)).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     }
     report.print(common.json);
+    if report.lost > 0 {
+        anyhow::bail!(
+            "{} deliveries of ACCEPTED messages never arrived within the drain ({} s after sending stopped)",
+            report.lost,
+            common.drain_s
+        );
+    }
     Ok(())
 }

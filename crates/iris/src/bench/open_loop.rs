@@ -1,8 +1,11 @@
 //! Open-loop load behind `throughput` and `latency`: sends are scheduled at a target rate from
 //! random users to random others whether or not earlier sends were answered, and each payload
 //! carries its *scheduled* time, so a server (or generator) that falls behind shows it as
-//! latency instead of silently slowing the load (no coordinated omission).
+//! latency instead of silently slowing the load (no coordinated omission). The load is the raw
+//! clients (`load/`) or, with `--sdk`, SDK clients with a task per send ([`SdkFleet`]); both
+//! implement [`OpenLoad`], which the step-up drives.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +14,15 @@ use iris_client::Client;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::generator::CpuMeter;
 use super::harness::{self, now_ns, Counters};
+use super::load::{RawFleet, OUTSTANDING_MAX};
 use super::stats::Latencies;
 
-/// Most sends scheduled but not yet answered; past it the generator skips sends (and says so),
-/// which makes the step fail instead of growing memory without bound.
-const OUTSTANDING_MAX: u64 = 200_000;
-/// How often the scheduler wakes to start the sends that are due.
+/// How often the SDK path's scheduler wakes to start the sends that are due.
 const TICK: Duration = Duration::from_millis(1);
+/// A send started this long after its scheduled time means the generator fell behind.
+const LATE_NS: u64 = 10_000_000;
 /// A step passes only if at least this share of its offered rate was delivered.
 const DELIVERED_SHARE_MIN: f64 = 0.97;
 /// A step passes only if the accepted-but-undelivered backlog at its end is below this many
@@ -28,8 +32,57 @@ const BACKLOG_S_MAX: f64 = 0.1;
 /// Lowest rate the step-up halves down to when even its start rate fails.
 const RATE_MIN: f64 = 100.0;
 
-/// The connected users that send and receive.
-pub struct Fleet {
+/// A load that can be offered at a fixed rate: the raw clients or the SDK fleet.
+pub trait OpenLoad {
+    /// The run's counts and latency window.
+    fn counters(&self) -> &Counters;
+    /// Sends at `rate` per second for `duration`; resolves once the last send was due, with
+    /// the number of sends scheduled.
+    fn run_at(&self, rate: f64, duration: Duration) -> impl Future<Output = u64>;
+    /// Sends skipped so far because too many were outstanding.
+    fn skipped(&self) -> u64;
+    /// Sends started more than 10 ms after their scheduled time so far.
+    fn late(&self) -> u64;
+    /// Deliveries accepted messages owe now.
+    fn backlog(&self) -> u64;
+    /// Waits until nothing is outstanding or owed, or `limit`.
+    fn settle(&self, limit: Duration) -> impl Future<Output = ()>;
+    /// The one thread driving the load, if one does (its CPU share then bounds the generator).
+    fn load_thread(&self) -> Option<u32>;
+}
+
+impl OpenLoad for RawFleet {
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn run_at(&self, rate: f64, duration: Duration) -> impl Future<Output = u64> {
+        self.run_open(rate, duration)
+    }
+
+    fn skipped(&self) -> u64 {
+        RawFleet::skipped(self)
+    }
+
+    fn late(&self) -> u64 {
+        RawFleet::late(self)
+    }
+
+    fn backlog(&self) -> u64 {
+        self.owed()
+    }
+
+    async fn settle(&self, limit: Duration) {
+        RawFleet::settle(self, limit).await;
+    }
+
+    fn load_thread(&self) -> Option<u32> {
+        self.thread_id()
+    }
+}
+
+/// The connected users of the SDK path (`--sdk`): one SDK client each, a task per send.
+pub struct SdkFleet {
     /// One SDK client per user.
     pub clients: Vec<Client>,
     /// Account id of each user (same order).
@@ -38,16 +91,51 @@ pub struct Fleet {
     pub counters: Arc<Counters>,
     outstanding: Arc<AtomicU64>,
     skipped: AtomicU64,
+    late: AtomicU64,
 }
 
-impl Fleet {
+impl SdkFleet {
     /// Wraps connected users.
     pub fn new(clients: Vec<Client>, ids: Arc<Vec<u64>>, counters: Arc<Counters>) -> Self {
-        Self { clients, ids, counters, outstanding: Arc::default(), skipped: AtomicU64::new(0) }
+        Self {
+            clients,
+            ids,
+            counters,
+            outstanding: Arc::default(),
+            skipped: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+        }
     }
 
-    /// Sends at `rate` per second for `duration`; returns how many sends were scheduled.
-    pub async fn run_at(&self, rate: f64, duration: Duration) -> u64 {
+    /// Starts one send scheduled at `at_ns` from a random user to a random other.
+    fn start_send(&self, at_ns: u64) {
+        if self.outstanding.load(Relaxed) >= OUTSTANDING_MAX {
+            self.skipped.fetch_add(1, Relaxed);
+            return;
+        }
+        if now_ns().saturating_sub(at_ns) > LATE_NS {
+            self.late.fetch_add(1, Relaxed);
+        }
+        let n = self.clients.len();
+        let from = rand::random_range(0..n);
+        let other = rand::random_range(0..n - 1);
+        let to = self.ids[if other >= from { other + 1 } else { other }];
+        let (client, counters, outstanding) =
+            (self.clients[from].clone(), self.counters.clone(), self.outstanding.clone());
+        outstanding.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            harness::send_one(&client, to, harness::payload_at(at_ns), &counters).await;
+            outstanding.fetch_sub(1, Relaxed);
+        });
+    }
+}
+
+impl OpenLoad for SdkFleet {
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    async fn run_at(&self, rate: f64, duration: Duration) -> u64 {
         let start_ns = now_ns();
         let total = (rate * duration.as_secs_f64()).round() as u64;
         let interval_ns = 1e9 / rate.max(1.0);
@@ -65,32 +153,20 @@ impl Fleet {
         total
     }
 
-    /// Starts one send scheduled at `at_ns` from a random user to a random other.
-    fn start_send(&self, at_ns: u64) {
-        if self.outstanding.load(Relaxed) >= OUTSTANDING_MAX {
-            self.skipped.fetch_add(1, Relaxed);
-            return;
-        }
-        let n = self.clients.len();
-        let from = rand::random_range(0..n);
-        let other = rand::random_range(0..n - 1);
-        let to = self.ids[if other >= from { other + 1 } else { other }];
-        let (client, counters, outstanding) =
-            (self.clients[from].clone(), self.counters.clone(), self.outstanding.clone());
-        outstanding.fetch_add(1, Relaxed);
-        tokio::spawn(async move {
-            harness::send_one(&client, to, harness::payload_at(at_ns), &counters).await;
-            outstanding.fetch_sub(1, Relaxed);
-        });
-    }
-
-    /// Sends the generator had to skip because too many were outstanding.
-    pub fn skipped(&self) -> u64 {
+    fn skipped(&self) -> u64 {
         self.skipped.load(Relaxed)
     }
 
-    /// Waits until every accepted message was delivered and no send is outstanding, or `limit`.
-    pub async fn settle(&self, limit: Duration) {
+    fn late(&self) -> u64 {
+        self.late.load(Relaxed)
+    }
+
+    fn backlog(&self) -> u64 {
+        let (_, accepted, delivered, _) = self.counters.totals();
+        accepted.saturating_sub(delivered)
+    }
+
+    async fn settle(&self, limit: Duration) {
         let end = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < end {
             let (_, accepted, delivered, _) = self.counters.totals();
@@ -99,6 +175,10 @@ impl Fleet {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn load_thread(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -130,8 +210,20 @@ pub struct Step {
     pub p99_ms: f64,
     /// Accepted but not yet delivered at the end of the step.
     pub backlog: u64,
+    /// How busy the generator was during the step (its load thread, or the process over its
+    /// cores), percent.
+    pub generator_busy_pct: f64,
+    /// Sends the generator skipped (too many outstanding) or wrote more than 10 ms late in
+    /// this step: with a calm `generator_busy_pct`, the core was taken by something else.
+    pub generator_skipped_or_late: u64,
+    /// Whether the generator was the limit in this step (≥ 90% busy, sends skipped or late).
+    pub generator_limited: bool,
+    /// The spawned server's CPU over the step per message delivered in it, µs (the price of
+    /// this service level; absent without `--spawn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_msg: Option<f64>,
     /// Whether the server kept up (delivered ≥ 97% of offered, p99 under the bound, small backlog,
-    /// and the generator skipped nothing).
+    /// and the generator was not the limit).
     pub ok: bool,
 }
 
@@ -143,30 +235,53 @@ pub struct StepUp {
     pub best: Option<Step>,
     /// That step's latencies.
     pub best_latencies: Latencies,
+    /// The climb ended at a step the generator could not offer: the figure is the generator's.
+    pub stopped_by_generator: bool,
 }
 
 /// Raises the rate step by step until a step fails or a cap is reached (halving it first while
-/// not even the start rate holds).
-pub async fn step_up(fleet: &Fleet, plan: StepPlan) -> StepUp {
-    let mut out = StepUp { steps: Vec::new(), best: None, best_latencies: Latencies::new() };
+/// not even the start rate holds). `server_cpu_s` reads the server's CPU time, if it can.
+pub async fn step_up(fleet: &impl OpenLoad, plan: StepPlan, server_cpu_s: impl Fn() -> Option<f64>) -> StepUp {
+    let mut out =
+        StepUp { steps: Vec::new(), best: None, best_latencies: Latencies::new(), stopped_by_generator: false };
     let mut rate = plan.start_rate;
     for _ in 0..plan.steps_max {
-        let (_, _, delivered_before, _) = fleet.counters.totals();
-        let skipped_before = fleet.skipped();
-        fleet.counters.swap_window(Some(Latencies::new()));
+        let (sent_before, _, delivered_before, _) = fleet.counters().totals();
+        let (skipped_before, late_before) = (fleet.skipped(), fleet.late());
+        fleet.counters().swap_window(Some(Latencies::new()));
+        let meter = CpuMeter::start(fleet.load_thread());
+        let server_before = server_cpu_s();
         let started = tokio::time::Instant::now();
         fleet.run_at(rate, plan.step).await;
         let elapsed = started.elapsed().as_secs_f64();
-        let window = fleet.counters.swap_window(None).unwrap_or_default();
-        let (_, accepted, delivered, _) = fleet.counters.totals();
+        let used = meter.stop();
+        let server_cpu = server_cpu_s().zip(server_before).map(|(after, before)| (after - before).max(0.0));
+        let window = fleet.counters().swap_window(None).unwrap_or_default();
+        let (sent, _, delivered, _) = fleet.counters().totals();
+        let (skipped, late) = (fleet.skipped() - skipped_before, fleet.late() - late_before);
+        let generator_limited = used.limited(sent - sent_before, skipped, late);
         let delivered_per_s = (delivered - delivered_before) as f64 / elapsed;
-        let backlog = accepted.saturating_sub(delivered);
+        let backlog = fleet.backlog();
         let p99_ms = window.summary().p99;
         let ok = delivered_per_s >= DELIVERED_SHARE_MIN * rate
             && p99_ms <= plan.p99_max_ms
             && (backlog as f64) <= BACKLOG_S_MAX * rate
-            && fleet.skipped() == skipped_before;
-        let step = Step { offered_per_s: rate, delivered_per_s, p99_ms, backlog, ok };
+            && !generator_limited;
+        let generator_busy_pct = (used.busy * 1000.0).round() / 10.0;
+        let step_delivered = delivered - delivered_before;
+        let server_cpu_us_per_msg =
+            server_cpu.filter(|_| step_delivered > 0).map(|s| (s * 1e7 / step_delivered as f64).round() / 10.0);
+        let step = Step {
+            offered_per_s: rate,
+            delivered_per_s,
+            p99_ms,
+            backlog,
+            generator_busy_pct,
+            generator_skipped_or_late: skipped + late,
+            generator_limited,
+            server_cpu_us_per_msg,
+            ok,
+        };
         out.steps.push(step.clone());
         if !ok && out.best.is_none() && rate / 2.0 >= RATE_MIN {
             // Not even the start rate held: halve it until one step holds, then climb from there.
@@ -174,6 +289,7 @@ pub async fn step_up(fleet: &Fleet, plan: StepPlan) -> StepUp {
             continue;
         }
         if !ok {
+            out.stopped_by_generator = generator_limited;
             break;
         }
         if out.best.as_ref().is_none_or(|b| b.delivered_per_s < step.delivered_per_s) {
@@ -195,11 +311,11 @@ pub fn steps_json(steps: &[Step]) -> Value {
 
 /// Logs in and connects `users` users, starts a receiver per user (acks, counts, latency) that
 /// lasts until the run settles or `deadline`.
-pub async fn connect_fleet(
+pub async fn connect_sdk_fleet(
     url: &str,
     users: usize,
     deadline: tokio::time::Instant,
-) -> anyhow::Result<(Fleet, Vec<tokio::task::JoinHandle<Latencies>>)> {
+) -> anyhow::Result<(SdkFleet, Vec<tokio::task::JoinHandle<Latencies>>)> {
     let creds = harness::login_all(url, 0, users).await?;
     let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
     let conns = harness::connect_all(url, creds).await?;
@@ -207,7 +323,7 @@ pub async fn connect_fleet(
     let clients: Vec<Client> = conns.iter().map(|(c, _)| c.clone()).collect();
     let receivers =
         conns.into_iter().map(|(c, e)| harness::spawn_receiver(c, e, counters.clone(), 0, deadline)).collect();
-    Ok((Fleet::new(clients, ids, counters), receivers))
+    Ok((SdkFleet::new(clients, ids, counters), receivers))
 }
 
 /// Flags of the open-loop scenarios: the users and the step-up.

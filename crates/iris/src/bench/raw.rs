@@ -101,6 +101,12 @@ impl RawConn {
         self.stream.write_all(&buf).await
     }
 
+    /// The socket and the bytes read past the last frame returned, for a caller that drives
+    /// the connection itself from here on (the load driver).
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.stream, self.buf)
+    }
+
     /// The events of the next frame; `None` once the server closed the connection.
     pub async fn next_events(&mut self) -> anyhow::Result<Option<Vec<pb::ServerEvent>>> {
         loop {

@@ -26,42 +26,114 @@ code_requests_per_ip_per_hour = 0\nverify_attempts_per_ip_per_minute = 0\n\
 sends_per_account_per_minute = 0\nconnections_per_ip_per_minute = 0\n\
 concurrent_connections_per_ip = 0\naccepts_per_second = 0\n";
 
-/// The server a bench talks to.
+/// The server a bench talks to: an Iris server (by its HTTP URL), or a bench sink (by its TCP
+/// address; it has no HTTP API, so only the raw-client scenarios can use it).
 pub struct Target {
-    /// Base URL of its HTTP API.
+    /// Base URL of its HTTP API (empty for a sink).
     pub url: String,
-    spawned: Mutex<Option<ServerProcess>>,
+    /// A sink's framed TCP address.
+    pub sink: Option<SocketAddr>,
+    spawned: Mutex<Option<Spawned>>,
+}
+
+/// A child process the bench started and must stop.
+enum Spawned {
+    Server(ServerProcess),
+    Sink(Child),
+}
+
+impl Spawned {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Server(s) => s.pid(),
+            Self::Sink(c) => Some(c.id()),
+        }
+    }
 }
 
 impl Target {
-    /// Opens the target the flags ask for (spawning it if `--spawn`); pins this process to CPU 1
-    /// when `--pin`.
+    /// Opens the target the flags ask for (spawning it if `--spawn` or `--spawn-sink`); pins
+    /// this process to CPU 1 when `--pin`.
     pub async fn open(args: &CommonArgs) -> anyhow::Result<Self> {
+        if args.spawn_sink {
+            let (child, addr) = spawn_sink(args.pin).await?;
+            if args.pin {
+                pin_self(1);
+            }
+            return Ok(Self { url: String::new(), sink: Some(addr), spawned: Mutex::new(Some(Spawned::Sink(child))) });
+        }
+        if let Some(addr) = args.sink {
+            if !addr.ip().is_loopback() {
+                bail!("iris bench only targets loopback (127.0.0.0/8), not {}", addr.ip());
+            }
+            return Ok(Self { url: String::new(), sink: Some(addr), spawned: Mutex::new(None) });
+        }
         if args.spawn {
             let server = ServerProcess::start(SpawnOptions { pin: args.pin, ..SpawnOptions::default() }).await?;
             if args.pin {
                 pin_self(1);
             }
-            return Ok(Self { url: server.url(), spawned: Mutex::new(Some(server)) });
+            return Ok(Self { url: server.url(), sink: None, spawned: Mutex::new(Some(Spawned::Server(server))) });
         }
         let url = args.server.clone().unwrap_or_else(|| "http://127.0.0.1:7701".into());
         for node in super::harness::server_urls(&url) {
             check_loopback(node)?;
         }
-        Ok(Self { url, spawned: Mutex::new(None) })
+        Ok(Self { url, sink: None, spawned: Mutex::new(None) })
     }
 
-    /// The spawned server's resident memory (bytes) and CPU time (s) so far.
+    /// Refuses a sink for scenarios that need a real server (logins, groups, the SDK).
+    pub fn require_server(&self, what: &str) -> anyhow::Result<()> {
+        if self.sink.is_some() {
+            bail!("{what} needs an Iris server (--spawn or --server), not a bench sink");
+        }
+        Ok(())
+    }
+
+    /// The spawned process's resident memory (bytes) and CPU time (s) so far.
     pub fn usage(&self) -> Option<(u64, f64)> {
         let guard = self.spawned.lock().ok()?;
         let pid = guard.as_ref()?.pid()?;
         Some((rss_bytes(pid)?, cpu_seconds(pid)?))
     }
 
-    /// Kills the spawned server, if any.
+    /// The spawned process's CPU time (s) so far.
+    pub fn cpu_s(&self) -> Option<f64> {
+        self.usage().map(|(_, cpu)| cpu)
+    }
+
+    /// Kills the spawned process, if any.
     pub fn stop(&self) {
-        if let Some(mut s) = self.spawned.lock().ok().and_then(|mut g| g.take()) {
-            s.kill9();
+        match self.spawned.lock().ok().and_then(|mut g| g.take()) {
+            Some(Spawned::Server(mut s)) => s.kill9(),
+            Some(Spawned::Sink(mut c)) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            None => {}
+        }
+    }
+}
+
+/// Starts `iris bench sink` (this executable) on a free loopback port, under `taskset -c 0`
+/// when pinning; returns it and its address.
+async fn spawn_sink(pin: bool) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut cmd = server_command(pin)?;
+    cmd.args(["bench", "sink", "--listen", "127.0.0.1:0"]).stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().context("starting iris bench sink")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let read = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().strip_prefix(super::sink::LISTENING).context("unexpected first line")?;
+        addr.parse::<SocketAddr>().context("sink address")
+    });
+    match tokio::time::timeout(START_TIMEOUT, read).await {
+        Ok(Ok(Ok(addr))) => Ok((child, addr)),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("spawned sink did not start: {other:?}")
         }
     }
 }
@@ -246,7 +318,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// User plus system CPU time of a process, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// User plus system CPU time from a `/proc/…/stat` file (of a process or of one thread).
+pub fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the `(comm)`: state is field 3, utime 14 and stime 15 of the whole line.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -92,7 +92,9 @@ pub struct Report {
     pub accepted: u64,
     /// Distinct messages received by their recipients.
     pub delivered: u64,
-    /// Accepted but not delivered by the end of the drain time.
+    /// Deliveries of ACCEPTED messages that never arrived, after draining until everything
+    /// arrived or `--drain-s` passed (a backlog still arriving is not loss: see
+    /// `backlog_at_end`). Non-zero makes `iris bench` exit 1.
     pub lost: u64,
     /// Messages a recipient received twice (same `server_msg_id`).
     pub duplicates: u64,
@@ -110,6 +112,11 @@ pub struct Report {
     /// CPU time (user + system) of the spawned server over its life.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_s: Option<f64>,
+    /// CPU time (user + system) of this process (the generator) over the measured phase.
+    pub generator_cpu_s: Option<f64>,
+    /// Whether the generator was the limit in the measured phase (its core ≥ 90% busy, or it
+    /// skipped sends or fell behind its schedule): then the figures are the generator's.
+    pub generator_limited: Option<bool>,
     /// Scenario-specific fields (steps, connections, reconnect time…), flattened into the JSON.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -139,6 +146,14 @@ impl Report {
         if let (Some(rss), Some(cpu)) = (self.server_rss_bytes, self.server_cpu_s) {
             println!("server        rss {:.1} MiB  cpu {cpu:.2} s", rss as f64 / (1024.0 * 1024.0));
         }
+        if let (Some(cpu), Some(limited)) = (self.generator_cpu_s, self.generator_limited) {
+            let verdict = if limited {
+                "LIMITED: the generator was the bottleneck; these figures are the generator's, not the server's"
+            } else {
+                "kept up (not the limit)"
+            };
+            println!("generator     cpu {cpu:.2} s  {verdict}");
+        }
         for (key, value) in &self.extra {
             println!("{key:<13} {}", human(value));
         }
@@ -149,6 +164,14 @@ impl Report {
     pub fn rate_while_sending(&mut self, delivered_while_sending: u64, sending: std::time::Duration) {
         self.msgs_per_s = delivered_while_sending as f64 / sending.as_secs_f64().max(1e-9);
         self.set("delivered_after_sending", self.delivered.saturating_sub(delivered_while_sending));
+    }
+
+    /// Writes the loss accounting of a run: `lost` (owed after the drain), `backlog_at_end`
+    /// (owed when sending stopped: queued, not lost) and the number of messages lost.
+    pub fn set_loss(&mut self, lost: u64, backlog_at_end: u64, lost_messages: u64) {
+        self.lost = lost;
+        self.set("backlog_at_end", backlog_at_end);
+        self.set("lost_messages", lost_messages);
     }
 
     /// Adds a scenario-specific field.

@@ -49,6 +49,7 @@ pub struct StormResult {
 
 /// Runs `iris bench storm`.
 pub async fn run(args: &StormArgs, target: &Target) -> anyhow::Result<Report> {
+    target.require_server("storm")?;
     let (n, capped) = super::idle::connection_count(args.connections);
     let mut result = storm(&target.url, n, args.common.drain()).await?;
     result.report.set("fd_limited", capped.is_some());
@@ -93,6 +94,8 @@ pub async fn storm(url: &str, n: usize, drain: Duration) -> anyhow::Result<Storm
     tokio::time::sleep(AROUND).await;
     stop.store(true, Relaxed);
     harness::join_senders(workers).await;
+    let backlog_at_end =
+        (accepted.lock().expect("lock").len() as u64).saturating_sub(stats.received.lock().expect("lock").len() as u64);
     wait_received(&stats, &accepted, drain).await;
     let (mut lost, mut duplicates, mut delivered) = (0, 0, 0);
     let mut stalled = 0;
@@ -117,7 +120,7 @@ pub async fn storm(url: &str, n: usize, drain: Duration) -> anyhow::Result<Storm
 
     let mut report = counters.report("storm", reconnect, &latencies);
     report.delivered = delivered;
-    report.lost = lost;
+    report.set_loss(lost, backlog_at_end, lost);
     report.duplicates = duplicates;
     report.msgs_per_s = 0.0;
     report.set("connections", n as u64);

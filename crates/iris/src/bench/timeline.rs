@@ -47,8 +47,16 @@ pub struct RatePoint {
 impl Timeline {
     /// Counts one event at time `ns`.
     pub fn add(&self, kind: Kind, ns: u64) {
+        self.add_n(kind, ns, 1);
+    }
+
+    /// Counts `n` events at time `ns` (a batch that was handled together).
+    pub fn add_n(&self, kind: Kind, ns: u64, n: u32) {
+        if n == 0 {
+            return;
+        }
         let i = ((ns / BUCKET_NS) as usize).min(BUCKETS - 1);
-        self.counts[i][kind as usize].fetch_add(1, Relaxed);
+        self.counts[i][kind as usize].fetch_add(n, Relaxed);
     }
 
     /// The non-empty span of buckets as rates per second.
