@@ -146,6 +146,19 @@ fn a_small_storm_brings_every_device_back_and_loses_nothing() {
 }
 
 #[test]
+fn a_small_recovery_run_loses_nothing_across_the_kill() {
+    // Proves: `iris bench recovery` kills a server holding 400 un-acked entries, restarts it, and
+    // every accepted message still reaches its device exactly once.
+    let report = bench(&["recovery", "--devices", "20", "--queued", "20", "--senders", "4"]);
+    assert_eq!(report["scenario"], "recovery");
+    assert_eq!(report["entries_at_kill"], 400, "{report}");
+    assert_eq!(report["delivered"], 400, "{report}");
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert!(report["restart_ms"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
 fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
     // Proves: `iris bench fanout` drives the group path end to end: each accepted group message
     // reaches every other member's device, none lost or repeated.

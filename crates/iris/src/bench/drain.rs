@@ -78,7 +78,7 @@ pub async fn run(args: &DrainArgs, target: &Target) -> anyhow::Result<Report> {
 }
 
 /// Sends until the picker runs out, with `inflight` workers per sender.
-async fn fill(senders: &[Client], inflight: usize, pick: Pick, counters: &Arc<Counters>) {
+pub(super) async fn fill(senders: &[Client], inflight: usize, pick: Pick, counters: &Arc<Counters>) {
     let end = Instant::now() + FILL_LIMIT;
     let mut workers = Vec::new();
     for s in senders {
@@ -88,7 +88,7 @@ async fn fill(senders: &[Client], inflight: usize, pick: Pick, counters: &Arc<Co
 }
 
 /// Hands out `total` sends round-robin over `ids`, then stops.
-fn counted_pick(ids: Arc<Vec<u64>>, total: u64) -> Pick {
+pub(super) fn counted_pick(ids: Arc<Vec<u64>>, total: u64) -> Pick {
     let next = AtomicU64::new(0);
     Arc::new(move || {
         let i = next.fetch_add(1, Relaxed);

@@ -1,6 +1,7 @@
 //! `iris bench`: load scenarios that drive an Iris server with many client connections from one
 //! process (issue #7): `throughput` (open-loop step-up), `latency` (fixed open-loop rate),
-//! `hotspot`, `fanout`, `drain`, `idle` and `storm`, plus `sink`, a stand-in server that only
+//! `hotspot`, `fanout`, `drain`, `recovery` (kill -9 with a full inbox log), `idle` and `storm`,
+//! plus `sink`, a stand-in server that only
 //! acks, to measure the generator alone. Each run is bounded in count and time, targets only
 //! loopback servers, and ends with a human table (or, with `--json`, one JSON object as the last
 //! line of stdout); `--report FILE.html` also writes charts. A run whose `lost` is not zero exits
@@ -18,6 +19,7 @@ mod latency;
 mod load;
 mod open_loop;
 pub(crate) mod raw;
+mod recovery;
 pub(crate) mod server;
 mod sink;
 pub(crate) mod stats;
@@ -96,6 +98,9 @@ enum Scenario {
     Hotspot(hotspot::HotspotArgs),
     /// D offline devices get K messages each, then all connect; time until all are delivered.
     Drain(drain::DrainArgs),
+    /// D offline devices get K messages each, the spawned server is killed (SIGKILL) and
+    /// restarted: time until it listens again, then everything must arrive.
+    Recovery(recovery::RecoveryArgs),
     /// S members send to one group of G members; every other member's device receives each.
     Fanout(fanout::FanoutArgs),
     /// A stand-in server that answers every send ACCEPTED and echoes it to its recipient, for
@@ -113,6 +118,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Storm(a) => (a.common.clone(), "storm"),
         Scenario::Hotspot(a) => (a.common.clone(), "hotspot"),
         Scenario::Drain(a) => (a.common.clone(), "drain"),
+        Scenario::Recovery(a) => (a.common.clone(), "recovery"),
         Scenario::Fanout(a) => (a.common.clone(), "fanout"),
     };
     let target = server::Target::open(&common).await?;
@@ -124,6 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Storm(a) => storm::run(&a, &target).await,
         Scenario::Hotspot(a) => hotspot::run(&a, &target).await,
         Scenario::Drain(a) => drain::run(&a, &target).await,
+        Scenario::Recovery(a) => recovery::run(&a, &target).await,
         Scenario::Fanout(a) => fanout::run(&a, &target).await,
         Scenario::Sink(_) => unreachable!("the sink returned above"),
     };

@@ -102,6 +102,23 @@ impl Target {
         self.usage().map(|(_, cpu)| cpu)
     }
 
+    /// SIGKILLs the spawned server and starts it again on the same ports and data; returns how
+    /// long the new process took until it listened (recovery included).
+    pub async fn kill9_and_restart(&self) -> anyhow::Result<Duration> {
+        let taken = self.spawned.lock().ok().and_then(|mut g| g.take());
+        let Some(Spawned::Server(mut server)) = taken else {
+            bail!("only a server started with --spawn can be killed and restarted");
+        };
+        server.kill9();
+        let started = std::time::Instant::now();
+        let restarted = server.restart().await;
+        let took = started.elapsed();
+        if let Ok(mut g) = self.spawned.lock() {
+            *g = Some(Spawned::Server(server));
+        }
+        restarted.map(|()| took)
+    }
+
     /// Kills the spawned process, if any.
     pub fn stop(&self) {
         match self.spawned.lock().ok().and_then(|mut g| g.take()) {
