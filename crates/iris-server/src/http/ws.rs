@@ -35,7 +35,7 @@ pub async fn upgrade(
         move |socket| async move {
             let _tracked = ctx.tasks.token();
             let json = socket.protocol().is_some_and(|p| p.as_bytes() == JSON_SUBPROTOCOL.as_bytes());
-            session::run(ctx, WsTransport { socket, json }, peer.ip()).await;
+            session::run(ctx.sessions.clone(), WsTransport { socket, json }, peer.ip()).await;
         },
     )
 }
