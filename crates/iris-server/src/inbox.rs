@@ -132,3 +132,75 @@ impl Inbox {
         Ok(self.store.ack(device, up_to_seq).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use iris_proto::pb::{inbox_item, send_message};
+
+    use super::*;
+    use crate::testing::Parts;
+
+    /// Sends `n` messages from `from` to `to`'s account; their server ids, in order.
+    async fn send(parts: &Parts, from: DeviceAddr, to: DeviceAddr, n: usize) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let msg = pb::SendMessage {
+                client_msg_id: format!("m{i}"),
+                to_account_id: to.account,
+                body: Some(send_message::Body::Payload(Bytes::from_static(b"hi"))),
+                ..Default::default()
+            };
+            ids.push(parts.messaging().send(from, msg).await.unwrap().server_msg_id);
+        }
+        ids
+    }
+
+    /// The message ids of the DELIVERED receipts in `device`'s inbox.
+    async fn delivered_ids(parts: &Parts, device: DeviceAddr) -> Vec<u64> {
+        let mut ids = Vec::new();
+        for e in parts.store.read(device, 0, 10_000).await.unwrap() {
+            if let Some(inbox_item::Body::Receipt(r)) = pb::InboxItem::decode(e.item).unwrap().body {
+                assert_eq!(r.r#type, pb::ReceiptType::Delivered as i32);
+                ids.extend(r.server_msg_ids);
+            }
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn an_ack_read_back_from_the_inbox_owes_what_a_known_one_does() {
+        // Proves: acking entries this connection never delivered (a resume) writes the same
+        // DELIVERED receipts as acking them live, across read chunks, then deletes exactly them.
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 1).await;
+        let bob = parts.account("+15550000002", 1).await;
+        let n = RECEIPT_READ_CHUNK + 4;
+        let ids = send(&parts, alice[0], bob[0], n + 1).await;
+        let inbox = &parts.services.inbox;
+        let ack = InboxAck { after_seq: 0, up_to_seq: n as u64, owed: OwedReceipts::ReadFromInbox };
+        inbox.acknowledge(bob[0], ack).await.unwrap();
+        let mut receipted = delivered_ids(&parts, alice[0]).await;
+        receipted.sort_unstable();
+        assert_eq!(receipted, ids[..n].to_vec());
+        assert_eq!(inbox.cursor(bob[0]).await.unwrap().acked, n as u64);
+        let left = inbox.read(bob[0], 0, 10).await.unwrap();
+        assert_eq!(left.iter().map(|e| e.0).collect::<Vec<_>>(), vec![n as u64 + 1]);
+    }
+
+    #[tokio::test]
+    async fn a_known_ack_writes_its_receipts_then_deletes() {
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 1).await;
+        let bob = parts.account("+15550000002", 1).await;
+        let ids = send(&parts, alice[0], bob[0], 2).await;
+        let mut owed = Owed::default();
+        owed.add(ReceiptDue::Direct { sender: alice[0].account, server_msg_id: ids[0] });
+        let inbox = &parts.services.inbox;
+        inbox
+            .acknowledge(bob[0], InboxAck { after_seq: 0, up_to_seq: 1, owed: OwedReceipts::Known(owed) })
+            .await
+            .unwrap();
+        assert_eq!(delivered_ids(&parts, alice[0]).await, vec![ids[0]]);
+        assert_eq!(inbox.cursor(bob[0]).await.unwrap().acked, 1);
+    }
+}

@@ -32,9 +32,6 @@ pub(crate) struct Parts {
     pub store: Arc<FjallStore>,
     /// Device → session (tests register devices to see hints).
     pub router: Arc<Router>,
-    /// Time, moved by hand.
-    #[allow(dead_code)]
-    pub clock: Arc<ManualClock>,
     /// Every service, wired.
     pub services: SessionDeps,
     _dir: TempDir,
@@ -68,7 +65,7 @@ impl Parts {
             node_name: "test".into(),
         };
         let services = services::build(&config, foundations);
-        Self { store, router, clock, services, _dir: dir }
+        Self { store, router, services, _dir: dir }
     }
 
     /// The send kernel over these parts.
