@@ -201,3 +201,55 @@ impl Actions {
 fn denied(why: &str) -> ServiceError {
     ServiceError::PermissionDenied(why.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::testing::Parts;
+
+    fn action(kind: MessageActionType, target: u64) -> pb::SendAction {
+        let (payload, emoji) = match kind {
+            MessageActionType::Edit => (Bytes::from_static(b"edited"), String::new()),
+            MessageActionType::React => (Bytes::new(), "👍".to_owned()),
+            _ => (Bytes::new(), String::new()),
+        };
+        pb::SendAction { r#type: kind as i32, target_server_msg_id: target, payload, emoji }
+    }
+
+    #[tokio::test]
+    async fn actions_follow_their_windows_and_roles_and_nothing_acts_on_a_deleted_message() {
+        // Proves, as one table over the injectable clock: the sender edits within 15 minutes, the
+        // peer may not edit; anyone in the chat reacts; outsiders learn nothing; after a deletion
+        // for everyone every action is NOT_FOUND.
+        use MessageActionType::{Delete, Edit, React};
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 1).await;
+        let bob = parts.account("+15550000002", 1).await;
+        let carol = parts.account("+15550000003", 1).await;
+        let msg = pb::SendMessage {
+            client_msg_id: "m1".into(),
+            to_account_id: bob[0].account,
+            body: Some(pb::send_message::Body::Payload(Bytes::from_static(b"hi"))),
+            ..Default::default()
+        };
+        let target = parts.messaging().send(alice[0], msg).await.unwrap().server_msg_id;
+        let actions = &parts.services.actions;
+        let code = |r: Result<pb::ActionResult, ServiceError>| r.map(|_| ()).map_err(|e| e.code());
+        let table: Vec<(u64, DeviceAddr, MessageActionType, Result<(), pb::ErrorCode>)> = vec![
+            (0, alice[0], Edit, Ok(())),
+            (0, bob[0], Edit, Err(pb::ErrorCode::PermissionDenied)),
+            (0, bob[0], React, Ok(())),
+            (0, carol[0], React, Err(pb::ErrorCode::NotFound)),
+            (EDIT_WINDOW_MS + 1, alice[0], Edit, Err(pb::ErrorCode::PermissionDenied)),
+            (0, alice[0], Delete, Ok(())),
+            (0, bob[0], React, Err(pb::ErrorCode::NotFound)),
+            (0, alice[0], Delete, Err(pb::ErrorCode::NotFound)),
+        ];
+        for (advance_ms, actor, kind, expected) in table {
+            parts.clock.advance_ms(advance_ms);
+            assert_eq!(code(actions.act(actor, action(kind, target)).await), expected, "{kind:?} by {actor}");
+        }
+    }
+}

@@ -16,7 +16,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::gateway::admission::Admission;
-use crate::ids::IdGenerator;
 use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
 use crate::ratelimit::SharedLimit;
@@ -35,8 +34,6 @@ pub struct Ctx {
     pub directory: Arc<Directory>,
     /// Device → session on this node.
     pub router: Arc<Router>,
-    /// Server message ids.
-    pub ids: Arc<IdGenerator>,
     /// Time (injectable for tests).
     pub clock: Arc<dyn Clock>,
     /// Codes, tokens, auth rate limits.

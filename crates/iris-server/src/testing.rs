@@ -32,6 +32,8 @@ pub(crate) struct Parts {
     pub store: Arc<FjallStore>,
     /// Device → session (tests register devices to see hints).
     pub router: Arc<Router>,
+    /// Time, moved by hand.
+    pub clock: Arc<ManualClock>,
     /// Every service, wired.
     pub services: SessionDeps,
     _dir: TempDir,
@@ -65,7 +67,7 @@ impl Parts {
             node_name: "test".into(),
         };
         let services = services::build(&config, foundations);
-        Self { store, router, services, _dir: dir }
+        Self { store, router, clock, services, _dir: dir }
     }
 
     /// The send kernel over these parts.

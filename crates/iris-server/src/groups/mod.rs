@@ -302,3 +302,67 @@ struct Change {
     kind: pb::GroupEventType,
     accounts: Vec<AccountId>,
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use iris_proto::pb::{group_result, inbox_item};
+    use iris_store::InboxStore;
+    use prost::Message as _;
+
+    use super::*;
+    use crate::testing::Parts;
+
+    async fn run(groups: &Arc<Groups>, me: DeviceAddr, op: group_op::Op) -> Result<group_result::Result, ServiceError> {
+        let started = groups.start(me, pb::GroupOp { op: Some(op) }).await;
+        started.await.map(|r| r.result.expect("a result"))
+    }
+
+    fn send(group_id: GroupId, client_msg_id: &str) -> group_op::Op {
+        group_op::Op::Send(pb::GroupSend {
+            group_id,
+            client_msg_id: client_msg_id.into(),
+            body: Some(pb::group_send::Body::Payload(Bytes::from_static(b"to all"))),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_group_send_stores_a_reference_per_member_device_and_hints_the_full_message() {
+        // Proves: the payload is stored once and each member device (the sender's other devices
+        // too, the sending one not) gets a reference, while connected sessions are hinted the
+        // full message; a non-member is refused and nothing is stored for it.
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 2).await;
+        let bob = parts.account("+15550000002", 1).await;
+        let carol = parts.account("+15550000003", 1).await;
+        let groups = parts.services.groups.clone();
+        let create =
+            pb::GroupCreate { name: "g".into(), member_account_ids: vec![bob[0].account], ..Default::default() };
+        let Ok(group_result::Result::Info(info)) = run(&groups, alice[0], group_op::Op::Create(create)).await else {
+            panic!("group not created")
+        };
+        let mut bob_session = parts.router.register(bob[0]);
+        let before = parts.store.cursor(bob[0]).await.unwrap().last;
+        let Ok(group_result::Result::Sent(sent)) = run(&groups, alice[0], send(info.group_id, "g1")).await else {
+            panic!("group send refused")
+        };
+        for device in [bob[0], alice[1]] {
+            let stored = parts.store.read(device, before, 10).await.unwrap();
+            let item = pb::InboxItem::decode(stored.last().expect("an entry").item.clone()).unwrap();
+            let Some(inbox_item::Body::GroupMessage(m)) = item.body else { panic!("expected a group message") };
+            assert!(m.payload_by_ref && m.payload.is_empty(), "{device}: a reference");
+            assert_eq!(item.server_msg_id, sent.server_msg_id);
+        }
+        assert!(parts.store.read(alice[0], 0, 10).await.unwrap().iter().all(|e| {
+            !matches!(pb::InboxItem::decode(e.item.clone()).unwrap().body, Some(inbox_item::Body::GroupMessage(_)))
+        }));
+        let hint = std::iter::from_fn(|| bob_session.hints.try_recv().ok()).last().expect("hinted");
+        let Some(inbox_item::Body::GroupMessage(m)) = pb::InboxItem::decode(hint.item).unwrap().body else {
+            panic!("expected a group message")
+        };
+        assert_eq!((m.payload_by_ref, m.payload.as_ref()), (false, &b"to all"[..]));
+        let refused = run(&groups, carol[0], send(info.group_id, "c1")).await;
+        assert!(matches!(refused, Err(ServiceError::PermissionDenied(_))), "{refused:?}");
+    }
+}
