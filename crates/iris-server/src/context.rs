@@ -1,5 +1,8 @@
-//! The state one server instance passes down to every part: built once in `start`, never global,
-//! so two servers can run in one test process.
+//! The state one server instance passes down to its edges (listeners, HTTP handlers, cluster
+//! tasks): built once in `start`, never global, so two servers can run in one test process.
+//!
+//! The top of the layering: it holds the parts and the wired services, and no service takes it.
+//! Sessions get [`SessionDeps`](crate::session::SessionDeps) instead, which has no store.
 
 use std::sync::Arc;
 
@@ -7,17 +10,19 @@ use iris_store::{AccountId, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::access::Authenticator;
 use crate::auth::AuthService;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::gateway::admission::Admission;
-use crate::ids::IdGenerator;
 use crate::metrics::Metrics;
-use crate::ratelimit::KeyedLimit;
+use crate::presence::PresenceHub;
+use crate::ratelimit::SharedLimit;
 use crate::router::Router;
+use crate::session::SessionDeps;
 
-/// Everything a session, a service or an HTTP handler needs.
+/// Everything a listener, an HTTP handler or a cluster task needs.
 pub struct Ctx {
     /// The validated configuration.
     pub config: Config,
@@ -26,27 +31,23 @@ pub struct Ctx {
     /// Durable state.
     pub store: Arc<dyn Store>,
     /// Cached accounts and device lists.
-    pub directory: Directory,
+    pub directory: Arc<Directory>,
     /// Device → session on this node.
-    pub router: Router,
-    /// Server message ids.
-    pub ids: IdGenerator,
+    pub router: Arc<Router>,
     /// Time (injectable for tests).
     pub clock: Arc<dyn Clock>,
     /// Codes, tokens, auth rate limits.
     pub auth: AuthService,
+    /// Checks access tokens (HTTP and sessions).
+    pub authenticator: Arc<Authenticator>,
     /// Who may connect (budgets, storms, per-IP limits).
     pub admission: Arc<Admission>,
     /// Sends per account (token bucket).
-    pub send_limit: Option<KeyedLimit<AccountId>>,
-    /// Typing indicators per account (token bucket).
-    pub typing_limit: Option<KeyedLimit<AccountId>>,
-    /// Contact discovery requests per account (token bucket over a day).
-    pub discover_limit: Option<KeyedLimit<AccountId>>,
+    pub send_limit: SharedLimit<AccountId>,
     /// Who is online on this node and who watches them (soft state).
-    pub presence: crate::presence::PresenceHub,
-    /// Group state that is not in the store: per-group locks, rate limits, a payload cache.
-    pub groups: crate::groups::GroupService,
+    pub presence: Arc<PresenceHub>,
+    /// What sessions use: the services, wired (see `services.rs`).
+    pub sessions: Arc<SessionDeps>,
     /// Prometheus metrics of this node.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server starts shutting down.

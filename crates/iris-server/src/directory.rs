@@ -5,12 +5,16 @@
 //! node (`invalidate`, also on other nodes' word in cluster mode) and the cache is bounded
 //! (cleared when full). In cluster mode entries also age out (`max_age`), because another node's
 //! invalidation can be lost with its bus message.
+//!
+//! It is also the one place that turns accounts into their devices ([`Directory::devices_of`],
+//! [`AccountView::addrs`]): every fan-out (sends, receipts, events, actions, typing) asks here.
+//! Knows the account records of the store, nothing of inboxes, groups or sessions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iris_store::{AccountId, DeviceAddr, DeviceId, Store};
+use iris_store::{AccountId, AccountStore, DeviceAddr, DeviceId};
 
 use crate::error::ServiceError;
 
@@ -27,9 +31,16 @@ pub struct AccountView {
     pub fetched_at: Instant,
 }
 
+impl AccountView {
+    /// The addresses of its active devices, ascending.
+    pub fn addrs(&self) -> impl Iterator<Item = DeviceAddr> + '_ {
+        self.devices.iter().map(move |&d| DeviceAddr::new(self.id, d))
+    }
+}
+
 /// Cached account views.
 pub struct Directory {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AccountStore>,
     by_id: Mutex<HashMap<AccountId, Arc<AccountView>>>,
     by_phone: Mutex<HashMap<String, AccountId>>,
     capacity: usize,
@@ -39,7 +50,7 @@ pub struct Directory {
 impl Directory {
     /// A directory over `store` caching at most `capacity` accounts, each for at most
     /// `max_age` when set.
-    pub fn new(store: Arc<dyn Store>, capacity: usize, max_age: Option<Duration>) -> Self {
+    pub fn new(store: Arc<dyn AccountStore>, capacity: usize, max_age: Option<Duration>) -> Self {
         Self { store, by_id: Mutex::default(), by_phone: Mutex::default(), capacity, max_age }
     }
 
@@ -73,6 +84,17 @@ impl Directory {
             },
         };
         self.by_id(id).await
+    }
+
+    /// Every active device of these accounts, account by account (unknown accounts have none).
+    pub async fn devices_of(&self, accounts: &[AccountId]) -> Result<Vec<DeviceAddr>, ServiceError> {
+        let mut out = Vec::with_capacity(accounts.len());
+        for &account in accounts {
+            if let Some(view) = self.by_id(account).await? {
+                out.extend(view.addrs());
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `addr` is an active device.

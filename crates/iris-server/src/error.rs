@@ -1,6 +1,11 @@
-//! The one error type of the services, and the single place that picks its wire code.
+//! Every failure a client can be told about, and the single place that picks its wire code and
+//! whether it ends the connection.
 //!
-//! Internal details (store messages) are logged where they happen and never sent to clients.
+//! [`ServiceError`] is what a request can fail with (answered, the connection stays);
+//! [`SessionError`] is why a connection ends (sent as a fatal `Error`, then closed), either for a
+//! reason only a session has (a bad frame, silence, a kick) or because a service failure ends it.
+//! Sessions and the HTTP API name variants, never codes. Internal details (store messages) are
+//! logged where they happen and never sent to clients.
 
 use iris_proto::pb::{self, ErrorCode};
 use iris_store::StoreError;
@@ -69,6 +74,23 @@ pub enum ServiceError {
         /// The limit.
         max: u32,
     },
+    /// A cumulative `Ack` beyond the last seq this connection delivered.
+    #[error("ack {up_to} is beyond the last delivered seq {delivered}")]
+    AckBeyondDelivered {
+        /// The seq acked.
+        up_to: u64,
+        /// The last seq delivered on this connection.
+        delivered: u64,
+    },
+    /// `Hello.resume_after_seq` beyond the last seq this device's inbox ever held: no device can
+    /// have processed it, and trusting it would delete (and fake receipts for) what waits.
+    #[error("resume_after_seq {resume_after} is beyond the last seq {last} of this device's inbox")]
+    ResumeBeyondInbox {
+        /// The cursor sent.
+        resume_after: u64,
+        /// The last seq the inbox ever assigned.
+        last: u64,
+    },
     /// A bug; details are in the log.
     #[error("internal error")]
     Internal,
@@ -93,7 +115,9 @@ impl ServiceError {
     /// The wire code of this error: the only place that decides it.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Self::InvalidArgument(_) | Self::AckBeyondDelivered { .. } | Self::ResumeBeyondInbox { .. } => {
+                ErrorCode::InvalidArgument
+            }
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::UnknownRecipient => ErrorCode::UnknownRecipient,
             Self::StaleDevices(_) => ErrorCode::StaleDevices,
@@ -131,6 +155,104 @@ impl ServiceError {
             e.device_mismatches = m.clone();
         }
         e
+    }
+}
+
+/// Why a session ends: each is sent as a fatal `Error`, then the connection is closed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    /// No `Hello` within `session.handshake_timeout_ms`.
+    #[error("no Hello in time")]
+    HelloTimeout,
+    /// The first operation was not `Hello`.
+    #[error("the first operation must be Hello")]
+    HelloMissing,
+    /// A second `Hello` on an established connection.
+    #[error("Hello was already received on this connection")]
+    HelloRepeated,
+    /// The client offered no version this server speaks.
+    #[error("no common protocol version")]
+    NoCommonVersion,
+    /// `Hello.device_id` names another device than the token.
+    #[error("device_id does not match the token")]
+    DeviceMismatch,
+    /// A frame carried more operations than `Limits.max_ops_per_frame`.
+    #[error("too many operations in one frame")]
+    TooManyOps,
+    /// A frame's length prefix exceeds the frame limit.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The announced length.
+        len: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// A frame exceeded the size limit before its length was known (WebSocket).
+    #[error("frame exceeds the size limit")]
+    FrameOverLimit,
+    /// The bytes were not a valid frame or message.
+    #[error("{0}")]
+    BadFrame(String),
+    /// A frame was started but not completed within `session.frame_timeout_ms`.
+    #[error("a frame was not completed in time")]
+    FrameTimeout,
+    /// Nothing received for twice the heartbeat interval.
+    #[error("nothing received for twice the heartbeat interval")]
+    HeartbeatTimeout,
+    /// Another connection authenticated as the same device.
+    #[error("another connection took over this device")]
+    Replaced,
+    /// The device was revoked while connected.
+    #[error("this device was revoked")]
+    Revoked,
+    /// A service failure that ends the connection: the handshake's own checks (token, resume
+    /// cursor), admission, or the inbox failing under a delivery.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl SessionError {
+    /// The wire code of this error: the only place that decides it for sessions.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::HelloTimeout | Self::FrameTimeout => ErrorCode::Timeout,
+            Self::HelloMissing | Self::HelloRepeated => ErrorCode::HandshakeRequired,
+            Self::NoCommonVersion => ErrorCode::UnsupportedVersion,
+            Self::DeviceMismatch => ErrorCode::Unauthenticated,
+            Self::TooManyOps => ErrorCode::TooManyOps,
+            Self::FrameTooLarge { .. } | Self::FrameOverLimit => ErrorCode::FrameTooLarge,
+            Self::BadFrame(_) => ErrorCode::BadFrame,
+            Self::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
+            Self::Replaced => ErrorCode::SessionReplaced,
+            Self::Revoked => ErrorCode::DeviceRevoked,
+            Self::Service(e) => e.code(),
+        }
+    }
+
+    /// The error as sent on the wire: always fatal, since the connection closes after it.
+    pub fn to_wire(&self) -> pb::Error {
+        let mut e = match self {
+            Self::Service(e) => e.to_wire(),
+            other => pb::Error::new(other.code(), other.to_string()),
+        };
+        if let Self::NoCommonVersion = self {
+            e.supported_versions = iris_proto::version::supported();
+        }
+        e.fatal = true;
+        e
+    }
+}
+
+impl From<&crate::gateway::transport::TransportError> for SessionError {
+    fn from(e: &crate::gateway::transport::TransportError) -> Self {
+        use crate::gateway::transport::TransportError;
+        match e {
+            TransportError::Frame(iris_proto::FrameError::TooLarge { len, max }) => {
+                Self::FrameTooLarge { len: *len, max: *max }
+            }
+            TransportError::TooLarge => Self::FrameOverLimit,
+            other => Self::BadFrame(other.to_string()),
+        }
     }
 }
 

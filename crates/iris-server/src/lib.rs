@@ -1,12 +1,13 @@
 //! The Iris server: gateway, sessions, services, router and HTTP API.
 //!
 //! A message's path, file by file: `gateway/tcp.rs` (or `http/ws.rs`) accepts →
-//! `session.rs` decodes, authenticates, validates → `messaging.rs` decides →
-//! `iris_store` commits (group commit, fsync) → `router.rs` hints the recipients' sessions →
-//! `session.rs` pushes to their connections.
+//! `session/` decodes, authenticates, validates → `messaging.rs` decides → `fanout.rs` appends
+//! (`iris_store` group-commits and fsyncs) and hints through `router.rs` →
+//! `session/delivery.rs` pushes to the recipients' connections.
 //!
 //! **Invariant:** a send is answered `ACCEPTED` only after the store made it durable.
-//! **Invariant:** services never touch sockets; sessions never write to the store directly.
+//! **Invariant:** services never touch sockets; sessions never touch the store (their
+//! dependencies, `session::SessionDeps`, hold none).
 
 pub mod actions;
 pub mod auth;
@@ -18,17 +19,29 @@ pub mod contacts;
 pub mod context;
 pub mod directory;
 pub mod error;
+pub mod fanout;
+pub mod forward;
 pub mod gateway;
+pub mod group_payloads;
 pub mod groups;
 pub mod http;
 pub mod ids;
+pub mod inbox;
+pub mod message_index;
 pub mod messaging;
 pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
+pub mod receipts;
 pub mod router;
+pub mod send_checks;
+pub mod services;
 pub mod session;
 pub mod typing;
+pub mod visibility;
+
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -153,46 +166,76 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
     let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
     store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
+    let clock = deps.clock;
+    let directory = Arc::new(directory::Directory::new(
+        store.clone(),
+        1_000_000,
+        // Other nodes change devices too: their broadcasts may be lost, so entries age out.
+        config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
+    ));
+    let router = Arc::new(router::Router::new(config.session.signal_queue_len_max));
+    let ids = Arc::new(ids::IdGenerator::new(config.node_id));
+    let presence = Arc::new(presence::PresenceHub::new());
+    let auth = AuthService::new(&config, token_key, deps.code_sender, &metrics, bus.as_ref());
+    let authenticator =
+        Arc::new(auth::access::Authenticator::new(auth.signer().clone(), directory.clone(), clock.clone()));
+    let admission = Arc::new(gateway::admission::Admission::new(&config, &metrics));
+    let send_limit = ratelimit::SharedLimit::new(ratelimit::KeyedLimit::new(
+        "sends per account",
+        config.rate_limits.sends_per_account_per_minute,
+        Duration::from_secs(60),
+        &metrics,
+    ));
+    let node_name = format!("node-{}", config.node_id);
+    let shutdown = CancellationToken::new();
+    let sessions = Arc::new(services::build(
+        &config,
+        services::Foundations {
+            store: store.clone(),
+            directory: directory.clone(),
+            router: router.clone(),
+            ids: ids.clone(),
+            clock: clock.clone(),
+            presence: presence.clone(),
+            metrics: metrics.clone(),
+            admission: admission.clone(),
+            authenticator: authenticator.clone(),
+            send_limit: send_limit.clone(),
+            typing_limit: ratelimit::KeyedLimit::new(
+                "typing per account",
+                config.rate_limits.typing_per_account_per_second,
+                Duration::from_secs(1),
+                &metrics,
+            ),
+            discover_limit: ratelimit::KeyedLimit::new(
+                "contact discovery per account",
+                config.rate_limits.discover_requests_per_account_per_day,
+                Duration::from_secs(86_400),
+                &metrics,
+            )
+            .map(|l| l.shared(bus.as_ref())),
+            shutdown: shutdown.clone(),
+            cluster: cluster.as_ref().map(|(c, _)| c.clone()),
+            node_name: node_name.clone(),
+        },
+    ));
     let ctx = Arc::new(Ctx {
         limits: config.limits.to_proto(),
-        directory: directory::Directory::new(
-            store.clone(),
-            1_000_000,
-            // Other nodes change devices too: their broadcasts may be lost, so entries age out.
-            config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
-        ),
-        router: router::Router::new(config.session.signal_queue_len_max),
-        ids: ids::IdGenerator::new(config.node_id),
-        auth: AuthService::new(&config, token_key, deps.code_sender, &metrics, bus.as_ref()),
-        admission: Arc::new(gateway::admission::Admission::new(&config, &metrics)),
-        send_limit: ratelimit::KeyedLimit::new(
-            "sends per account",
-            config.rate_limits.sends_per_account_per_minute,
-            Duration::from_secs(60),
-            &metrics,
-        ),
-        typing_limit: ratelimit::KeyedLimit::new(
-            "typing per account",
-            config.rate_limits.typing_per_account_per_second,
-            Duration::from_secs(1),
-            &metrics,
-        ),
-        discover_limit: ratelimit::KeyedLimit::new(
-            "contact discovery per account",
-            config.rate_limits.discover_requests_per_account_per_day,
-            Duration::from_secs(86_400),
-            &metrics,
-        )
-        .map(|l| l.shared(bus.as_ref())),
-        presence: presence::PresenceHub::new(),
-        groups: groups::GroupService::new(&config, &metrics, bus.as_ref()),
+        directory,
+        router,
+        auth,
+        authenticator,
+        admission,
+        send_limit,
+        presence,
+        sessions,
         metrics,
         advertised_tcp_addr: config.advertised_tcp_addr.clone().unwrap_or_else(|| tcp_addr.to_string()),
-        node_name: format!("node-{}", config.node_id),
+        node_name,
         cluster: cluster.as_ref().map(|(c, _)| c.clone()),
-        clock: deps.clock,
+        clock,
         store,
-        shutdown: CancellationToken::new(),
+        shutdown,
         tasks: TaskTracker::new(),
         config,
     });
@@ -207,7 +250,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
     if let Some((c, tasks)) = cluster {
-        c.spawn(&ctx, tasks);
+        cluster::tasks::spawn(&c, &ctx, tasks);
     }
     if ctx.config.cluster.shared_store() {
         let every = Duration::from_millis(ctx.config.cluster.inbox_poll_interval_ms);
@@ -321,16 +364,10 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
             _ = soft_tick.tick() => {
                 ctx.auth.sweep(ctx.clock.now_ms());
                 ctx.admission.sweep();
-                if let Some(l) = &ctx.send_limit {
-                    l.sweep();
-                }
-                ctx.groups.sweep();
-                if let Some(l) = &ctx.typing_limit {
-                    l.sweep();
-                }
-                if let Some(l) = &ctx.discover_limit {
-                    l.sweep();
-                }
+                ctx.send_limit.sweep();
+                ctx.sessions.groups.sweep();
+                ctx.sessions.typing.sweep();
+                ctx.sessions.contacts.sweep();
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();

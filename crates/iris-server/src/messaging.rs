@@ -1,221 +1,146 @@
-//! The messaging service: decides what a send or a receipt writes to which inboxes.
+//! The messaging service: decides what a 1:1 send writes to which inboxes.
 //!
-//! Path: validate → resolve recipient → check per-device payloads against current devices →
-//! append (durable, deduplicated, group-committed by the store) → hint the router → answer.
-//! A service never touches a socket; the session calls it and writes the answer.
+//! Path: validate → resolve recipient → check the reply target → check per-device payloads
+//! against current devices → drop the blocker's copies → record in the message index → queue the
+//! append through the send kernel ([`crate::fanout`]), which makes it durable, hints the
+//! recipients' sessions and answers the sender.
+//!
+//! Knows the kernel, the directory, blocks and the message index. Knows nothing of sockets,
+//! sessions, groups or message actions.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item, send_message};
-use iris_store::{
-    AccountId, AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, DeviceId, MessageRef, NewEntry,
-    PendingAppend,
-};
-use prost::Message as _;
+use iris_store::{AppendRequest, Conversation, DedupKey, DeviceAddr, DeviceId, MessageRef, NewEntry};
 
-use crate::blocks;
-use crate::context::Ctx;
-use crate::directory::AccountView;
+use crate::blocks::Blocks;
+use crate::clock::Clock;
+use crate::directory::{AccountView, Directory};
 use crate::error::ServiceError;
-use crate::router::Hint;
+use crate::fanout::{encode_item, Fanout, PendingSend};
+use crate::ids::IdGenerator;
+use crate::message_index::{direct_between, MessageIndex};
+use crate::send_checks::{check_send_fields, device_sets, BodyRef};
 
-/// Most message ids in one read receipt.
-pub const RECEIPT_IDS_MAX: usize = 1000;
-
-/// A send that is queued for commit; [`PendingSend::finish`] waits until it is durable.
-pub struct PendingSend {
-    pending: PendingAppend,
-    entries: Vec<(DeviceAddr, Bytes)>,
-    server_msg_id: u64,
-    server_ts_ms: u64,
-    client_msg_id: String,
+/// Sends 1:1 messages.
+pub struct Messaging {
+    fanout: Fanout,
+    directory: Arc<Directory>,
+    blocks: Arc<Blocks>,
+    index: Arc<MessageIndex>,
+    ids: Arc<IdGenerator>,
+    clock: Arc<dyn Clock>,
+    limits: iris_proto::Limits,
 }
 
-/// Sends one message from `sender`; returns once it is durable in every target inbox.
-pub async fn send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result<pb::SendResult, ServiceError> {
-    start_send(ctx, sender, msg).await?.finish(ctx).await
-}
-
-/// Validates a send and queues it for commit. Sends started one after another by one session
-/// are committed in that order (per-sender order), while their commits overlap.
-pub async fn start_send(ctx: &Ctx, sender: DeviceAddr, msg: pb::SendMessage) -> Result<PendingSend, ServiceError> {
-    validate_send(ctx, &msg)?;
-    let recipient = resolve_recipient(ctx, &msg).await?;
-    let me = ctx.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
-    let targets = target_devices(&recipient, &me, sender);
-    let (me_id, peer) = (me.id, recipient.id);
-    crate::actions::check_reply(ctx, msg.reply_to_server_msg_id, |r| crate::actions::direct_between(r, me_id, peer))
-        .await?;
-    let now = ctx.clock.now_ms();
-    let server_msg_id = ctx.ids.next(now);
-    let item = |payload: Bytes| {
-        encode_item(
-            server_msg_id,
-            now,
-            inbox_item::Body::Message(pb::Message {
-                from_account_id: sender.account,
-                from_device_id: sender.device,
-                from_phone: me.phone.clone(),
-                to_account_id: recipient.id,
-                to_phone: recipient.phone.clone(),
-                payload,
-                client_msg_id: msg.client_msg_id.clone(),
-                reply_to_server_msg_id: msg.reply_to_server_msg_id,
-                forwarded: msg.forwarded,
-            }),
-        )
-    };
-    let entries: Vec<NewEntry> = match msg.body.expect("validated") {
-        send_message::Body::Payload(payload) => {
-            let shared = item(payload);
-            targets.iter().map(|&device| NewEntry { device, item: shared.clone() }).collect()
-        }
-        send_message::Body::PerDevice(per_device) => {
-            check_device_lists(&per_device, &targets, &[&recipient, &me])?;
-            per_device
-                .payloads
-                .into_iter()
-                .map(|p| NewEntry { device: DeviceAddr::new(p.account_id, p.device_id), item: item(p.payload) })
-                .collect()
-        }
-    };
-    // A blocker's inboxes never get the blocked sender's messages; the send is still ACCEPTED
-    // (and checked against the full device lists) so the sender learns nothing from it.
-    let entries = if blocks::is_blocked(ctx, recipient.id, sender.account).await? {
-        entries.into_iter().filter(|e| e.device.account != recipient.id).collect()
-    } else {
-        entries
-    };
-    let index = MessageRef {
-        sender: sender.account,
-        conversation: Conversation::Direct(recipient.id),
-        sent_at_ms: now,
-        deleted: false,
-    };
-    ctx.store.put_message_ref(server_msg_id, index).await?;
-    let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-    let hints: Vec<(DeviceAddr, Bytes)> = entries.iter().map(|e| (e.device, e.item.clone())).collect();
-    let pending = ctx.store.enqueue_append(AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries }).await?;
-    Ok(PendingSend { pending, entries: hints, server_msg_id, server_ts_ms: now, client_msg_id: msg.client_msg_id })
-}
-
-impl PendingSend {
-    /// A queued send: `entries` are the (device, item) pairs to hint once it is durable.
-    pub(crate) fn new(
-        pending: PendingAppend,
-        entries: Vec<(DeviceAddr, Bytes)>,
-        server_msg_id: u64,
-        server_ts_ms: u64,
-        client_msg_id: String,
+impl Messaging {
+    /// The service over these parts; `limits` are the protocol limits sends obey.
+    pub fn new(
+        fanout: Fanout,
+        directory: Arc<Directory>,
+        blocks: Arc<Blocks>,
+        index: Arc<MessageIndex>,
+        ids: Arc<IdGenerator>,
+        clock: Arc<dyn Clock>,
+        limits: iris_proto::Limits,
     ) -> Self {
-        Self { pending, entries, server_msg_id, server_ts_ms, client_msg_id }
+        Self { fanout, directory, blocks, index, ids, clock, limits }
     }
 
-    /// Waits until the send is durable, hints the recipients' sessions and builds the answer.
-    pub async fn finish(self, ctx: &Ctx) -> Result<pb::SendResult, ServiceError> {
-        let outcome = self.pending.await?;
-        let (server_msg_id, server_ts_ms, duplicate) = match outcome {
-            AppendOutcome::Appended { seqs } => {
-                notify(ctx, self.entries, &seqs);
-                (self.server_msg_id, self.server_ts_ms, false)
-            }
-            AppendOutcome::Duplicate { server_msg_id, server_ts_ms } => (server_msg_id, server_ts_ms, true),
+    /// Sends one message from `sender`; returns once it is durable in every target inbox.
+    pub async fn send(&self, sender: DeviceAddr, msg: pb::SendMessage) -> Result<pb::SendResult, ServiceError> {
+        self.start_send(sender, msg).await?.finish().await
+    }
+
+    /// Validates a send and queues it for commit. Sends started one after another by one session
+    /// are committed in that order (per-sender order), while their commits overlap.
+    pub async fn start_send(&self, sender: DeviceAddr, msg: pb::SendMessage) -> Result<PendingSend, ServiceError> {
+        self.validate(&msg)?;
+        let recipient = self.resolve_recipient(&msg).await?;
+        let me = self.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+        let targets = target_devices(&recipient, &me, sender);
+        let (me_id, peer) = (me.id, recipient.id);
+        self.index.check_reply(msg.reply_to_server_msg_id, |r| direct_between(r, me_id, peer)).await?;
+        let now = self.clock.now_ms();
+        let server_msg_id = self.ids.next(now);
+        let item = |payload: Bytes| {
+            encode_item(
+                server_msg_id,
+                now,
+                inbox_item::Body::Message(pb::Message {
+                    from_account_id: sender.account,
+                    from_device_id: sender.device,
+                    from_phone: me.phone.clone(),
+                    to_account_id: recipient.id,
+                    to_phone: recipient.phone.clone(),
+                    payload,
+                    client_msg_id: msg.client_msg_id.clone(),
+                    reply_to_server_msg_id: msg.reply_to_server_msg_id,
+                    forwarded: msg.forwarded,
+                }),
+            )
         };
-        Ok(pb::SendResult {
-            status: pb::SendStatus::Accepted as i32,
-            server_msg_id,
-            server_ts_ms,
-            client_msg_id: self.client_msg_id,
-            duplicate,
-        })
-    }
-}
-
-fn validate_send(ctx: &Ctx, msg: &pb::SendMessage) -> Result<(), ServiceError> {
-    if msg.to_account_id == 0 && msg.to_phone.is_empty() {
-        return Err(ServiceError::InvalidArgument("a recipient (to_account_id or to_phone) is required".into()));
-    }
-    let body = msg.body.as_ref().map(|b| match b {
-        send_message::Body::Payload(p) => BodyRef::Payload(p),
-        send_message::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
-    });
-    check_send_fields(ctx, &msg.client_msg_id, body, 2 * ctx.limits.max_devices_per_account as usize)
-}
-
-/// A send's body, whichever operation (1:1 or group) carries it.
-pub(crate) enum BodyRef<'a> {
-    /// One payload for every device.
-    Payload(&'a [u8]),
-    /// One payload per device.
-    PerDevice(&'a [pb::DevicePayload]),
-}
-
-/// The limits every send obeys: a client_msg_id within `max_client_msg_id_bytes`, a body, and
-/// each payload within `max_payload_bytes` (per-device: 1 to `max_payloads` of them).
-pub(crate) fn check_send_fields(
-    ctx: &Ctx,
-    client_msg_id: &str,
-    body: Option<BodyRef<'_>>,
-    max_payloads: usize,
-) -> Result<(), ServiceError> {
-    let invalid = |m: String| Err(ServiceError::InvalidArgument(m));
-    if client_msg_id.is_empty() {
-        return invalid("client_msg_id is required".into());
-    }
-    if client_msg_id.len() > ctx.limits.max_client_msg_id_bytes as usize {
-        return invalid("client_msg_id is longer than the limit".into());
-    }
-    let max = ctx.limits.max_payload_bytes;
-    let too_large = |size: usize| (size > max as usize).then_some(ServiceError::PayloadTooLarge { size, max });
-    match body {
-        None => invalid("a payload is required".into()),
-        Some(BodyRef::Payload(p)) => too_large(p.len()).map_or(Ok(()), Err),
-        Some(BodyRef::PerDevice(payloads)) => {
-            if payloads.is_empty() || payloads.len() > max_payloads {
-                return invalid(format!("per_device must list between 1 and {max_payloads} payloads"));
+        let entries: Vec<NewEntry> = match msg.body.expect("validated") {
+            send_message::Body::Payload(payload) => crate::fanout::entries_for(targets.iter().copied(), &item(payload)),
+            send_message::Body::PerDevice(per_device) => {
+                check_device_lists(&per_device, &targets, &[&recipient, &me])?;
+                per_device
+                    .payloads
+                    .into_iter()
+                    .map(|p| NewEntry { device: DeviceAddr::new(p.account_id, p.device_id), item: item(p.payload) })
+                    .collect()
             }
-            payloads.iter().find_map(|p| too_large(p.payload.len())).map_or(Ok(()), Err)
-        }
+        };
+        // A blocker's inboxes never get the blocked sender's messages; the send is still ACCEPTED
+        // (and checked against the full device lists) so the sender learns nothing from it.
+        let entries = if self.blocks.is_blocked(recipient.id, sender.account).await? {
+            entries.into_iter().filter(|e| e.device.account != recipient.id).collect()
+        } else {
+            entries
+        };
+        let index = MessageRef {
+            sender: sender.account,
+            conversation: Conversation::Direct(recipient.id),
+            sent_at_ms: now,
+            deleted: false,
+        };
+        self.index.record(server_msg_id, index).await?;
+        let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
+        let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
+        let queued = self.fanout.enqueue(req, None).await?;
+        Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }
-}
 
-async fn resolve_recipient(ctx: &Ctx, msg: &pb::SendMessage) -> Result<std::sync::Arc<AccountView>, ServiceError> {
-    let found = if msg.to_account_id != 0 {
-        ctx.directory.by_id(msg.to_account_id).await?
-    } else {
-        let phone =
-            iris_proto::phone::validate(&msg.to_phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-        ctx.directory.by_phone(&phone).await?
-    };
-    found.ok_or(ServiceError::UnknownRecipient)
+    fn validate(&self, msg: &pb::SendMessage) -> Result<(), ServiceError> {
+        if msg.to_account_id == 0 && msg.to_phone.is_empty() {
+            return Err(ServiceError::InvalidArgument("a recipient (to_account_id or to_phone) is required".into()));
+        }
+        let body = msg.body.as_ref().map(|b| match b {
+            send_message::Body::Payload(p) => BodyRef::Payload(p),
+            send_message::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
+        });
+        check_send_fields(&self.limits, &msg.client_msg_id, body, 2 * self.limits.max_devices_per_account as usize)
+    }
+
+    async fn resolve_recipient(&self, msg: &pb::SendMessage) -> Result<Arc<AccountView>, ServiceError> {
+        let found = if msg.to_account_id != 0 {
+            self.directory.by_id(msg.to_account_id).await?
+        } else {
+            let phone =
+                iris_proto::phone::validate(&msg.to_phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            self.directory.by_phone(&phone).await?
+        };
+        found.ok_or(ServiceError::UnknownRecipient)
+    }
 }
 
 /// Every device of the recipient and every other device of the sender, without repeats.
 fn target_devices(recipient: &AccountView, me: &AccountView, sender: DeviceAddr) -> Vec<DeviceAddr> {
-    let mut targets: BTreeSet<DeviceAddr> =
-        recipient.devices.iter().map(|&d| DeviceAddr::new(recipient.id, d)).collect();
-    targets.extend(me.devices.iter().map(|&d| DeviceAddr::new(me.id, d)));
+    let mut targets: BTreeSet<DeviceAddr> = recipient.addrs().chain(me.addrs()).collect();
     targets.remove(&sender);
     targets.into_iter().collect()
-}
-
-/// The devices per-device payloads name, and the devices they must name.
-pub(crate) type DeviceSets = (BTreeSet<DeviceAddr>, BTreeSet<DeviceAddr>);
-
-/// Both sets, or `None` when they are the same (1:1 and group sends share this); naming a device
-/// twice is invalid.
-pub(crate) fn device_sets(
-    per_device: &pb::DevicePayloads,
-    targets: &[DeviceAddr],
-) -> Result<Option<DeviceSets>, ServiceError> {
-    let given: BTreeSet<DeviceAddr> =
-        per_device.payloads.iter().map(|p| DeviceAddr::new(p.account_id, p.device_id)).collect();
-    if given.len() != per_device.payloads.len() {
-        return Err(ServiceError::InvalidArgument("per_device names a device twice".into()));
-    }
-    let wanted: BTreeSet<DeviceAddr> = targets.iter().copied().collect();
-    Ok((given != wanted).then_some((given, wanted)))
 }
 
 /// Signal-style check: per-device payloads must name exactly the current target devices.
@@ -250,109 +175,131 @@ fn check_device_lists(
     Err(ServiceError::StaleDevices(mismatches))
 }
 
-/// Records that `reader` read messages it received from `msg.to_account_id`: a durable receipt
-/// for the sender's devices and a read-sync for the reader's other devices.
-pub async fn read_receipt(
-    ctx: &Ctx,
-    reader: DeviceAddr,
-    r: pb::SendReceipt,
-) -> Result<pb::ReceiptResult, ServiceError> {
-    if r.r#type != pb::ReceiptType::Read as i32 {
-        return Err(ServiceError::InvalidArgument("clients may only send READ receipts".into()));
-    }
-    if r.server_msg_ids.is_empty() || r.server_msg_ids.len() > RECEIPT_IDS_MAX {
-        return Err(ServiceError::InvalidArgument(format!("server_msg_ids must hold 1 to {RECEIPT_IDS_MAX} ids")));
-    }
-    let sender = ctx.directory.by_id(r.to_account_id).await?.ok_or(ServiceError::UnknownRecipient)?;
-    let me = ctx.directory.by_id(reader.account).await?.ok_or(ServiceError::DeviceRevoked)?;
-    let now = ctx.clock.now_ms();
-    let id = ctx.ids.next(now);
-    let receipt = |peer: AccountId| {
-        encode_item(
-            id,
-            now,
-            inbox_item::Body::Receipt(pb::Receipt {
-                r#type: pb::ReceiptType::Read as i32,
-                from_account_id: reader.account,
-                from_device_id: reader.device,
-                peer_account_id: peer,
-                server_msg_ids: r.server_msg_ids.clone(),
-            }),
-        )
-    };
-    let to_sender = receipt(reader.account);
-    let to_me = receipt(sender.id);
-    let mut entries: Vec<NewEntry> = Vec::new();
-    if sender.id != me.id && !blocks::is_blocked(ctx, sender.id, me.id).await? {
-        entries.extend(
-            sender.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender.id, d), item: to_sender.clone() }),
-        );
-    }
-    entries.extend(
-        me.devices
-            .iter()
-            .filter(|&&d| d != reader.device)
-            .map(|&d| NewEntry { device: DeviceAddr::new(me.id, d), item: to_me.clone() }),
-    );
-    append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
-    Ok(pb::ReceiptResult { server_ts_ms: now })
-}
+#[cfg(test)]
+mod tests {
+    use iris_store::{InboxStore, MessageIndexStore};
+    use prost::Message as _;
 
-/// Tells each sender's devices that `recipient` acked their messages (`by_sender`: sender
-/// account → message ids). One receipt per sender, all in one append: an ack usually covers
-/// messages of many senders, and one append per sender cost a committer round trip each (and
-/// as many commit waits in a row before the ack itself could be applied).
-pub async fn delivered_receipts(
-    ctx: &Ctx,
-    recipient: DeviceAddr,
-    by_sender: Vec<(AccountId, Vec<u64>)>,
-) -> Result<(), ServiceError> {
-    let now = ctx.clock.now_ms();
-    let mut entries: Vec<NewEntry> = Vec::new();
-    let mut first_id = None;
-    for (sender, ids) in by_sender {
-        let Some(view) = ctx.directory.by_id(sender).await? else { continue };
-        if blocks::is_blocked(ctx, sender, recipient.account).await? {
-            continue;
+    use super::*;
+    use crate::testing::Parts;
+
+    fn text(client_msg_id: &str, to: u64, payload: &'static [u8]) -> pb::SendMessage {
+        pb::SendMessage {
+            client_msg_id: client_msg_id.into(),
+            to_account_id: to,
+            body: Some(send_message::Body::Payload(Bytes::from_static(payload))),
+            ..Default::default()
         }
-        let id = ctx.ids.next(now);
-        first_id.get_or_insert(id);
-        let item = encode_item(
-            id,
-            now,
-            inbox_item::Body::Receipt(pb::Receipt {
-                r#type: pb::ReceiptType::Delivered as i32,
-                from_account_id: recipient.account,
-                from_device_id: recipient.device,
-                peer_account_id: recipient.account,
-                server_msg_ids: ids,
-            }),
-        );
-        entries
-            .extend(view.devices.iter().map(|&d| NewEntry { device: DeviceAddr::new(sender, d), item: item.clone() }));
     }
-    if let Some(server_msg_id) = first_id {
-        // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
-        append_and_notify(ctx, AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries }).await?;
-    }
-    Ok(())
-}
 
-pub(crate) async fn append_and_notify(ctx: &Ctx, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
-    let entries: Vec<(DeviceAddr, Bytes)> = req.entries.iter().map(|e| (e.device, e.item.clone())).collect();
-    let outcome = ctx.store.append(req).await?;
-    if let AppendOutcome::Appended { seqs } = &outcome {
-        notify(ctx, entries, seqs);
+    async fn inbox(parts: &Parts, device: DeviceAddr) -> Vec<pb::Message> {
+        let stored = parts.store.read(device, 0, 100).await.unwrap();
+        stored
+            .into_iter()
+            .map(|e| match pb::InboxItem::decode(e.item).unwrap().body {
+                Some(inbox_item::Body::Message(m)) => m,
+                other => panic!("expected a message, got {other:?}"),
+            })
+            .collect()
     }
-    Ok(outcome)
-}
 
-fn notify(ctx: &Ctx, entries: Vec<(DeviceAddr, Bytes)>, seqs: &[u64]) {
-    for ((device, item), &seq) in entries.into_iter().zip(seqs) {
-        ctx.router.notify(device, Hint { seq, item });
+    #[tokio::test]
+    async fn a_send_reaches_every_recipient_device_and_the_senders_other_devices() {
+        // Proves: one send is one durable entry in each of the recipient's devices and the
+        // sender's other devices (sent-sync), none in the sending device, recorded in the index
+        // and hinted to connected sessions.
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 2).await;
+        let bob = parts.account("+15550000002", 2).await;
+        let mut bob_phone = parts.router.register(bob[0]);
+        let sent = parts.messaging().send(alice[0], text("c1", bob[0].account, b"hi")).await.unwrap();
+        assert_eq!(sent.status, pb::SendStatus::Accepted as i32);
+        for device in [bob[0], bob[1], alice[1]] {
+            let got = inbox(&parts, device).await;
+            assert_eq!(got.len(), 1, "{device}");
+            assert_eq!((got[0].from_account_id, got[0].payload.as_ref()), (alice[0].account, &b"hi"[..]));
+        }
+        assert!(inbox(&parts, alice[0]).await.is_empty(), "not echoed to the sending device");
+        assert_eq!(bob_phone.hints.try_recv().unwrap().seq, 1);
+        let indexed = parts.store.message_ref(sent.server_msg_id).await.unwrap().unwrap();
+        assert_eq!(indexed.conversation, Conversation::Direct(bob[0].account));
     }
-}
 
-pub(crate) fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
-    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body) }.encode_to_vec().into()
+    #[tokio::test]
+    async fn a_retry_is_answered_with_the_original_and_stored_once() {
+        let parts = Parts::new();
+        let (alice, bob) = (parts.account("+15550000001", 1).await, parts.account("+15550000002", 1).await);
+        let messaging = parts.messaging();
+        let first = messaging.send(alice[0], text("c1", bob[0].account, b"once")).await.unwrap();
+        let retry = messaging.send(alice[0], text("c1", bob[0].account, b"once")).await.unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.server_msg_id, retry.server_ts_ms), (first.server_msg_id, first.server_ts_ms));
+        assert_eq!(inbox(&parts, bob[0]).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_blocked_sender_is_accepted_but_only_its_own_devices_get_the_message() {
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 2).await;
+        let bob = parts.account("+15550000002", 1).await;
+        parts.blocks().set(bob[0], pb::BlockAccount { account_id: alice[0].account, unblock: false }).await.unwrap();
+        let sent = parts.messaging().send(alice[0], text("c1", bob[0].account, b"x")).await.unwrap();
+        assert_eq!(sent.status, pb::SendStatus::Accepted as i32);
+        assert!(inbox(&parts, bob[0]).await.is_empty());
+        assert_eq!(inbox(&parts, alice[1]).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_per_device_payloads_list_what_is_missing_and_extra() {
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 1).await;
+        let bob = parts.account("+15550000002", 2).await;
+        let payload = |d: DeviceAddr| pb::DevicePayload {
+            account_id: d.account,
+            device_id: d.device,
+            payload: Bytes::from_static(b"p"),
+        };
+        let per_device =
+            pb::DevicePayloads { payloads: vec![payload(bob[0]), payload(DeviceAddr::new(bob[0].account, 9))] };
+        let msg = pb::SendMessage {
+            client_msg_id: "c1".into(),
+            to_account_id: bob[0].account,
+            body: Some(send_message::Body::PerDevice(per_device)),
+            ..Default::default()
+        };
+        match parts.messaging().send(alice[0], msg).await {
+            Err(ServiceError::StaleDevices(m)) => {
+                assert_eq!(m.len(), 1);
+                assert_eq!((m[0].missing_devices.clone(), m[0].extra_devices.clone()), (vec![bob[1].device], vec![9]));
+            }
+            other => panic!("expected STALE_DEVICES, got {other:?}"),
+        }
+        assert!(inbox(&parts, bob[0]).await.is_empty(), "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn invalid_sends_are_refused_before_anything_is_stored() {
+        // Proves: each malformed send is refused with its typed error (one table, one helper).
+        let parts = Parts::new();
+        let (alice, bob) = (parts.account("+15550000001", 1).await, parts.account("+15550000002", 1).await);
+        let to = bob[0].account;
+        let big = pb::SendMessage {
+            body: Some(send_message::Body::Payload(Bytes::from(vec![0; 70_000]))),
+            ..text("c", to, b"")
+        };
+        let cases: Vec<(pb::SendMessage, pb::ErrorCode)> = vec![
+            (text("", to, b"x"), pb::ErrorCode::InvalidArgument),
+            (pb::SendMessage { to_account_id: 0, ..text("c", to, b"x") }, pb::ErrorCode::InvalidArgument),
+            (pb::SendMessage { body: None, ..text("c", to, b"x") }, pb::ErrorCode::InvalidArgument),
+            (big, pb::ErrorCode::PayloadTooLarge),
+            (text("c", 999_999, b"x"), pb::ErrorCode::UnknownRecipient),
+            (pb::SendMessage { reply_to_server_msg_id: 42, ..text("c", to, b"x") }, pb::ErrorCode::NotFound),
+        ];
+        let messaging = parts.messaging();
+        for (msg, code) in cases {
+            let got = messaging.send(alice[0], msg.clone()).await.map(|_| ()).map_err(|e| e.code());
+            assert_eq!(got, Err(code), "{msg:?}");
+        }
+        assert!(inbox(&parts, bob[0]).await.is_empty());
+    }
 }

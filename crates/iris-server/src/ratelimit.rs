@@ -9,6 +9,7 @@
 use std::fmt::Display;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -106,6 +107,35 @@ pub async fn check_shared<K: Hash + Eq + Clone + Display>(
 /// `Option<KeyedLimit>` where `None` means unlimited.
 pub fn check<K: Hash + Eq + Clone>(limit: &Option<KeyedLimit<K>>, key: &K) -> Result<(), ServiceError> {
     limit.as_ref().map_or(Ok(()), |l| l.check(key))
+}
+
+/// One limit counted by several services (sends: 1:1, group, actions, forwards), cheap to
+/// clone into each; empty means unlimited.
+pub struct SharedLimit<K: Hash + Eq + Clone>(Option<Arc<KeyedLimit<K>>>);
+
+impl<K: Hash + Eq + Clone> SharedLimit<K> {
+    /// Shares `limit` (`None`: unlimited).
+    pub fn new(limit: Option<KeyedLimit<K>>) -> Self {
+        Self(limit.map(Arc::new))
+    }
+
+    /// Takes one token for `key`, or says how long to wait.
+    pub fn check(&self, key: &K) -> Result<(), ServiceError> {
+        self.0.as_ref().map_or(Ok(()), |l| l.check(key))
+    }
+
+    /// Forgets idle buckets; called periodically.
+    pub fn sweep(&self) {
+        if let Some(l) = &self.0 {
+            l.sweep();
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Clone for SharedLimit<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,40 @@ async fn a_failing_store_makes_sends_unavailable_and_readyz_red_until_it_recover
     ping_with_nothing_before(&mut b, 2).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_without_them() {
+    // Proves: when the DELIVERED receipts of an ack cannot be written, its entries stay, and a
+    // later ack does not delete them without their receipts: once the store recovers, the sender
+    // learns that every message was delivered.
+    let (store, failing) = FaultyStore::open(Fault::Unavailable);
+    let server = TestServer::start_with_store(|_| {}, store).await;
+    let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
+    let (mut a, _) = server.connect_as(&alice).await;
+    let (mut b, _) = server.connect_as(&bob).await;
+    let first = a.send_accepted(1, text_to_account("m1", bob.account_id, b"x")).await;
+    assert_eq!(b.expect_delivery().await[0].seq, 1);
+
+    failing.store(true, Ordering::SeqCst);
+    b.send_ops(vec![ack_op(2, 1)]).await;
+    b.ping(3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await; // the ack's receipts fail
+    failing.store(false, Ordering::SeqCst);
+
+    let second = a.send_accepted(4, text_to_account("m2", bob.account_id, b"x")).await;
+    assert_eq!(b.expect_delivery().await[0].seq, 2);
+    b.send_ops(vec![ack_op(5, 2)]).await;
+    let mut ids: Vec<u64> = Vec::new();
+    while ids.len() < 2 {
+        for item in a.expect_delivery().await {
+            let Some(pb::inbox_item::Body::Receipt(r)) = &item.body else { panic!("expected a receipt: {item:?}") };
+            assert_eq!(r.r#type, pb::ReceiptType::Delivered as i32);
+            ids.extend(&r.server_msg_ids);
+        }
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, vec![first.server_msg_id, second.server_msg_id]);
+}
+
 /// A tmpfs mounted for the length of a test; lazily unmounted on drop (the server may still hold
 /// files open while it winds down).
 struct Tmpfs(PathBuf);

@@ -6,6 +6,7 @@
 //! stored hashed). Sessions and HTTP calls `authenticate` the access token, which also checks
 //! that the device was not revoked.
 
+pub mod access;
 pub mod codes;
 pub mod shared_codes;
 pub mod token;
@@ -29,7 +30,7 @@ use crate::ratelimit::{self, KeyedLimit};
 use crate::router::Kick;
 use codes::{CodeBook, CodeError, CodeSender};
 use shared_codes::SharedCodes;
-use token::{TokenClaims, TokenError, TokenSigner};
+use token::{TokenClaims, TokenSigner};
 
 /// Auth state of one node.
 pub struct AuthService {
@@ -87,6 +88,11 @@ impl AuthService {
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
             code_ttl_s: a.code_ttl_s,
         }
+    }
+
+    /// The signer of this node's access tokens (shared with the [`access::Authenticator`]).
+    pub fn signer(&self) -> &TokenSigner {
+        &self.signer
     }
 
     /// Drops expired codes and idle rate-limit buckets.
@@ -192,14 +198,7 @@ fn hash_secret(secret: &str) -> [u8; 32] {
 
 /// The device an access token belongs to, if the token is valid and the device still active.
 pub async fn authenticate(ctx: &Ctx, token: &str) -> Result<DeviceAddr, ServiceError> {
-    let claims = ctx.auth.signer.verify(token, ctx.clock.now_ms()).map_err(|e| match e {
-        TokenError::Expired => ServiceError::Unauthenticated("access token expired; refresh it".into()),
-        TokenError::Invalid => ServiceError::Unauthenticated("invalid access token".into()),
-    })?;
-    if !ctx.directory.is_active(claims.device).await? {
-        return Err(ServiceError::DeviceRevoked);
-    }
-    Ok(claims.device)
+    ctx.authenticator.authenticate(token).await
 }
 
 /// Revokes `target` of the actor's account. The primary may revoke any other device; a linked

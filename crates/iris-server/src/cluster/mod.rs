@@ -25,6 +25,7 @@ pub mod outbound;
 pub mod poll;
 pub mod presence_sync;
 pub mod registry;
+pub mod tasks;
 pub mod wire;
 
 use std::sync::Arc;
@@ -33,7 +34,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::context::Ctx;
 use bus::{Bus, BusConfig, BusError};
 use outbound::Outbound;
 use wire::NodeItem;
@@ -48,7 +48,7 @@ pub struct Cluster {
     registry_ttl_ms: u64,
 }
 
-/// What [`Cluster::connect`] gives back besides the cluster: started by [`Cluster::spawn`].
+/// What [`Cluster::connect`] gives back besides the cluster: started by [`tasks::spawn`].
 pub struct ClusterTasks {
     inbound: mpsc::Receiver<Bytes>,
     outbound: mpsc::Receiver<(outbound::Target, NodeItem)>,
@@ -75,22 +75,6 @@ impl Cluster {
         Ok((cluster, ClusterTasks { inbound, outbound: outbound_rx }))
     }
 
-    /// Installs forwarding into the router and starts the cluster's tasks.
-    pub fn spawn(self: &Arc<Self>, ctx: &Arc<Ctx>, tasks: ClusterTasks) {
-        ctx.router.set_remote(self.outbound.clone());
-        ctx.presence.enable_cluster_reports();
-        tokio::spawn(outbound::run(
-            self.bus.clone(),
-            self.node_id,
-            tasks.outbound,
-            ctx.metrics.clone(),
-            ctx.shutdown.clone(),
-        ));
-        tokio::spawn(inbound::run(ctx.clone(), tasks.inbound));
-        tokio::spawn(registry::refresh_loop(ctx.clone(), self.clone()));
-        tokio::spawn(presence_sync::run(ctx.clone(), self.clone()));
-    }
-
     /// This node's id.
     pub fn node_id(&self) -> u16 {
         self.node_id
@@ -114,11 +98,11 @@ pub(crate) struct Ticker {
 }
 
 impl Ticker {
-    /// Ticks every `period` (late ticks are delayed, not bunched) until `ctx` shuts down.
-    pub(crate) fn new(ctx: &Ctx, period: Duration) -> Self {
+    /// Ticks every `period` (late ticks are delayed, not bunched) until `stop` is cancelled.
+    pub(crate) fn new(stop: &tokio_util::sync::CancellationToken, period: Duration) -> Self {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Self { tick, stop: ctx.shutdown.clone() }
+        Self { tick, stop: stop.clone() }
     }
 
     /// Waits for the next tick; false once the server is shutting down.

@@ -14,7 +14,7 @@ const CHUNK: usize = 1000;
 
 /// Checks inboxes until shutdown.
 pub async fn run(ctx: Arc<Ctx>, interval: Duration) {
-    let mut ticker = super::Ticker::new(&ctx, interval.max(Duration::from_millis(50)));
+    let mut ticker = super::Ticker::new(&ctx.shutdown, interval.max(Duration::from_millis(50)));
     while ticker.next().await {
         let devices = ctx.router.devices();
         for chunk in devices.chunks(CHUNK) {

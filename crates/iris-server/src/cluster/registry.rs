@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iris_store::DeviceAddr;
+use tokio_util::sync::CancellationToken;
 
 use super::wire::NodeItem;
 use super::Cluster;
-use crate::context::Ctx;
-use crate::router::Kick;
+use crate::router::{Kick, Router};
 
 /// Devices per refresh call.
 const REFRESH_CHUNK: usize = 1000;
@@ -35,8 +35,8 @@ pub async fn claim(cluster: &Cluster, addr: DeviceAddr) {
 
 /// Releases `addr` unless a newer session on this node holds it (the registry itself only
 /// deletes a claim that still names this node).
-pub fn release(ctx: &Arc<Ctx>, cluster: &Arc<Cluster>, addr: DeviceAddr) {
-    if ctx.router.is_connected(addr) {
+pub fn release(router: &Router, cluster: &Arc<Cluster>, addr: DeviceAddr) {
+    if router.is_connected(addr) {
         return;
     }
     let cluster = cluster.clone();
@@ -49,10 +49,10 @@ pub fn release(ctx: &Arc<Ctx>, cluster: &Arc<Cluster>, addr: DeviceAddr) {
 
 /// Re-claims every device connected here every third of the TTL (a claim lost in a Redis
 /// failover comes back within that time).
-pub async fn refresh_loop(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
-    let mut ticker = super::Ticker::new(&ctx, Duration::from_millis(cluster.registry_ttl_ms() / 3));
+pub async fn refresh_loop(router: Arc<Router>, cluster: Arc<Cluster>, stop: CancellationToken) {
+    let mut ticker = super::Ticker::new(&stop, Duration::from_millis(cluster.registry_ttl_ms() / 3));
     while ticker.next().await {
-        let devices = ctx.router.devices();
+        let devices = router.devices();
         for chunk in devices.chunks(REFRESH_CHUNK) {
             if let Err(e) = cluster.bus.refresh_devices(chunk, cluster.registry_ttl_ms()).await {
                 tracing::debug!(error = %e, "session registry refresh failed");

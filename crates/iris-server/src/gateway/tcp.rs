@@ -85,11 +85,11 @@ async fn serve_stream(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr, tls: O
     let _ = stream.set_nodelay(true);
     let max = ctx.limits.max_frame_bytes;
     match tls {
-        None => session::run(ctx, Framed::new(stream, max), peer.ip()).await,
+        None => session::run(ctx.sessions.clone(), Framed::new(stream, max), peer.ip()).await,
         Some(acceptor) => {
             let handshake = std::time::Duration::from_millis(ctx.config.session.handshake_timeout_ms);
             match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => session::run(ctx, Framed::new(tls_stream, max), peer.ip()).await,
+                Ok(Ok(tls_stream)) => session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), peer.ip()).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             }

@@ -1,54 +1,328 @@
 //! Group operations other than sends: create, update, members, leave, info, list, invite, join,
-//! approve, receipt detail and read. Each change follows the recipe of the module doc.
+//! approve. Each change follows the recipe of the module doc.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use iris_proto::pb::{self, group_op, group_result, GroupEventType as Ev, GroupMemberAction};
 use iris_store::{AccountId, DeviceAddr, Group, GroupMember, GroupRole, GroupSettings, PendingJoin};
 
-use super::{
-    build_events, denied, devices_of, info_of, load, queue_events, require_admin, role_of, send, settle_events, Change,
-    DESCRIPTION_CHARS_MAX, NAME_CHARS_MAX,
-};
-use crate::context::Ctx;
+use super::{denied, member_accounts, require_admin, role_of, Change, Groups, DESCRIPTION_CHARS_MAX, NAME_CHARS_MAX};
 use crate::error::ServiceError;
+use crate::fanout::Fanout;
 use crate::ratelimit;
 
-/// Runs one non-send group operation for `me`.
-pub(super) async fn handle(
-    ctx: &Arc<Ctx>,
-    me: DeviceAddr,
-    op: group_op::Op,
-) -> Result<group_result::Result, ServiceError> {
-    let info = group_result::Result::Info;
-    match op {
-        group_op::Op::Create(c) => create(ctx, me, c).await.map(info),
-        group_op::Op::Update(u) => update(ctx, me, u).await.map(info),
-        group_op::Op::Members(m) => members(ctx, me, m).await.map(info),
-        group_op::Op::Leave(l) => leave(ctx, me, l.group_id).await.map(group_result::Result::DoneGroupId),
-        group_op::Op::Info(i) => {
-            let group = load(ctx, i.group_id).await?;
-            role_of(&group, me.account)?;
-            info_of(ctx, &group, true, me.account).await.map(info)
-        }
-        group_op::Op::List(_) => {
-            let mut groups = Vec::new();
-            for id in ctx.store.groups_of(me.account).await? {
-                if let Some(group) = ctx.store.group(id).await? {
-                    groups.push(info_of(ctx, &group, true, me.account).await?);
-                }
+impl Groups {
+    /// Runs one non-send group operation for `me`.
+    pub(super) async fn handle(&self, me: DeviceAddr, op: group_op::Op) -> Result<group_result::Result, ServiceError> {
+        let info = group_result::Result::Info;
+        match op {
+            group_op::Op::Create(c) => self.create(me, c).await.map(info),
+            group_op::Op::Update(u) => self.update(me, u).await.map(info),
+            group_op::Op::Members(m) => self.members(me, m).await.map(info),
+            group_op::Op::Leave(l) => self.leave(me, l.group_id).await.map(group_result::Result::DoneGroupId),
+            group_op::Op::Info(i) => {
+                let group = self.load(i.group_id).await?;
+                role_of(&group, me.account)?;
+                self.info_of(&group, true, me.account).await.map(info)
             }
-            Ok(group_result::Result::List(pb::GroupList { groups }))
+            group_op::Op::List(_) => {
+                let mut groups = Vec::new();
+                for id in self.store.groups_of(me.account).await? {
+                    if let Some(group) = self.store.group(id).await? {
+                        groups.push(self.info_of(&group, true, me.account).await?);
+                    }
+                }
+                Ok(group_result::Result::List(pb::GroupList { groups }))
+            }
+            group_op::Op::Invite(i) => self.invite(me, i).await.map(group_result::Result::Invite),
+            group_op::Op::Join(j) => self.join(me, &j.token).await,
+            group_op::Op::Approve(a) => self.approve(me, a).await.map(info),
+            group_op::Op::ReceiptDetail(r) => self.receipt_detail(me, r).await.map(group_result::Result::ReceiptDetail),
+            group_op::Op::Read(r) => self.read(me, r).await.map(group_result::Result::DoneGroupId),
+            group_op::Op::Send(_) => Err(ServiceError::Internal),
         }
-        group_op::Op::Invite(i) => invite(ctx, me, i).await.map(group_result::Result::Invite),
-        group_op::Op::Join(j) => join(ctx, me, &j.token).await,
-        group_op::Op::Approve(a) => approve(ctx, me, a).await.map(info),
-        group_op::Op::ReceiptDetail(r) => {
-            send::receipt_detail(ctx, me, r).await.map(group_result::Result::ReceiptDetail)
+    }
+
+    /// Accounts named by id or phone, without repeats, in the order given; unknown ones fail.
+    async fn resolve_accounts(&self, ids: &[u64], phones: &[String]) -> Result<Vec<AccountId>, ServiceError> {
+        let max = self.members_max as usize;
+        if ids.len() + phones.len() > max {
+            return Err(ServiceError::GroupFull { max: self.members_max });
         }
-        group_op::Op::Read(r) => send::read(ctx, me, r).await.map(group_result::Result::DoneGroupId),
-        group_op::Op::Send(_) => Err(ServiceError::Internal),
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for &id in ids {
+            let view = self.directory.by_id(id).await?.ok_or(ServiceError::UnknownRecipient)?;
+            if seen.insert(view.id) {
+                out.push(view.id);
+            }
+        }
+        for phone in phones {
+            let phone = iris_proto::phone::validate(phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
+            let view = self.directory.by_phone(&phone).await?.ok_or(ServiceError::UnknownRecipient)?;
+            if seen.insert(view.id) {
+                out.push(view.id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create(&self, me: DeviceAddr, c: pb::GroupCreate) -> Result<pb::GroupInfo, ServiceError> {
+        check_texts(Some(&c.name), Some(&c.description))?;
+        let mut accounts = self.resolve_accounts(&c.member_account_ids, &c.member_phones).await?;
+        accounts.retain(|&a| a != me.account);
+        let max = self.members_max;
+        if accounts.len() + 1 > max as usize {
+            return Err(ServiceError::GroupFull { max });
+        }
+        ratelimit::check(&self.creations, &me.account)?;
+        let now = self.clock.now_ms();
+        let s = c.settings.unwrap_or_default();
+        let member = |account, role| GroupMember { account, role, joined_at_ms: now, joined_version: 1 };
+        let mut members = vec![member(me.account, GroupRole::Creator)];
+        members.extend(accounts.iter().map(|&a| member(a, GroupRole::Member)));
+        let group = Group {
+            id: 0,
+            name: c.name,
+            description: c.description,
+            settings: GroupSettings {
+                admins_only_send: s.admins_only_send,
+                admins_only_edit: s.admins_only_edit,
+                join_approval: s.join_approval,
+            },
+            created_at_ms: now,
+            version: 1,
+            members,
+            pending: Vec::new(),
+            invite_token: None,
+        };
+        let group = self.store.create_group(group).await?;
+        let _order = self.lock(group.id).lock().await;
+        let targets = self.directory.devices_of(&member_accounts(&group)).await?;
+        let change = Change { kind: Ev::Created, accounts: accounts.clone() };
+        let queued = self.queue_events(&group, me.account, vec![change], targets).await?;
+        drop(_order);
+        queued.durable().await?;
+        self.info_of(&group, true, me.account).await
+    }
+
+    /// Applies `change` to the group under its lock: load, `decide` (checks and edits a copy whose
+    /// version is already bumped; returns the events and the extra accounts to tell), store,
+    /// queue events, unlock, wait for durability. Returns the new group.
+    async fn change_group(
+        &self,
+        me: DeviceAddr,
+        group_id: u64,
+        decide: impl FnOnce(&mut Group) -> Result<(Vec<Change>, Vec<AccountId>), ServiceError>,
+    ) -> Result<Group, ServiceError> {
+        let lock = self.lock(group_id).lock().await;
+        let old = self.load(group_id).await?;
+        let mut group = old.clone();
+        group.version += 1;
+        let (mut changes, also_tell) = decide(&mut group)?;
+        if changes.is_empty()
+            && group.members == old.members
+            && group.pending == old.pending
+            && group.name == old.name
+            && group.description == old.description
+            && group.settings == old.settings
+            && group.invite_token == old.invite_token
+        {
+            return Ok(old);
+        }
+        if let Some(promoted) = ensure_admin(&mut group) {
+            changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
+        }
+        let moved = || {
+            tracing::error!(group = group_id, "group version moved under its lock");
+            ServiceError::Internal
+        };
+        if changes.is_empty() {
+            // Nothing to announce (e.g. a pending join request): the record alone.
+            return if self.store.update_group(&group).await? { Ok(group) } else { Err(moved()) };
+        }
+        let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
+        accounts.extend(also_tell);
+        let targets = self.directory.devices_of(&accounts.into_iter().collect::<Vec<_>>()).await?;
+        let events = self.build_events(&group, me.account, changes, targets).await?;
+        let hints = Fanout::hints(&events);
+        // The record and its events commit together: no crash can leave a roster change unannounced.
+        let pending = self.store.enqueue_group_update(&group, events).await?.ok_or_else(moved)?;
+        drop(lock);
+        self.fanout.queued(pending, hints).durable().await?;
+        Ok(group)
+    }
+
+    async fn update(&self, me: DeviceAddr, u: pb::GroupUpdate) -> Result<pb::GroupInfo, ServiceError> {
+        check_texts(u.name.as_deref(), u.description.as_deref())?;
+        let group = self
+            .change_group(me, u.group_id, |g| {
+                let role = role_of(g, me.account)?;
+                if !role.is_admin() && (g.settings.admins_only_edit || u.settings.is_some()) {
+                    return Err(denied("only admins may edit this group's info"));
+                }
+                if let Some(name) = u.name {
+                    g.name = name;
+                }
+                if let Some(description) = u.description {
+                    g.description = description;
+                }
+                if let Some(s) = u.settings {
+                    g.settings = GroupSettings {
+                        admins_only_send: s.admins_only_send,
+                        admins_only_edit: s.admins_only_edit,
+                        join_approval: s.join_approval,
+                    };
+                }
+                Ok((vec![Change { kind: Ev::InfoChanged, accounts: vec![] }], vec![]))
+            })
+            .await?;
+        self.info_of(&group, true, me.account).await
+    }
+
+    async fn members(&self, me: DeviceAddr, m: pb::GroupMembers) -> Result<pb::GroupInfo, ServiceError> {
+        let action = GroupMemberAction::try_from(m.action).unwrap_or(GroupMemberAction::Unspecified);
+        if action == GroupMemberAction::Unspecified {
+            return Err(ServiceError::InvalidArgument("action is required".into()));
+        }
+        let accounts = self.resolve_accounts(&m.account_ids, &m.phones).await?;
+        if accounts.is_empty() {
+            return Err(ServiceError::InvalidArgument("name at least one member".into()));
+        }
+        if action == GroupMemberAction::Add {
+            for _ in &accounts {
+                ratelimit::check(&self.adds, &me.account)?;
+            }
+        }
+        let (max, now) = (self.members_max, self.clock.now_ms());
+        let group = self
+            .change_group(me, m.group_id, |g| {
+                require_admin(g, me.account)?;
+                let not_creator = |a: AccountId| g.member(a).is_none_or(|m| m.role != GroupRole::Creator);
+                if matches!(action, GroupMemberAction::Remove | GroupMemberAction::Demote)
+                    && !accounts.iter().all(|&a| not_creator(a) || a == me.account)
+                {
+                    return Err(denied("the creator cannot be removed or demoted by others"));
+                }
+                let present: Vec<AccountId> = accounts.iter().copied().filter(|&a| g.member(a).is_some()).collect();
+                let (kind, done, also_tell) = match action {
+                    GroupMemberAction::Add => (Ev::MembersAdded, add_members(g, &accounts, max, now)?, vec![]),
+                    GroupMemberAction::Remove => {
+                        g.members.retain(|m| !present.contains(&m.account));
+                        (Ev::MembersRemoved, present.clone(), present)
+                    }
+                    GroupMemberAction::Promote | GroupMemberAction::Demote => {
+                        let (from_admin, to) = match action {
+                            GroupMemberAction::Promote => (false, GroupRole::Admin),
+                            _ => (true, GroupRole::Member),
+                        };
+                        let mut done = Vec::new();
+                        for m in g.members.iter_mut().filter(|m| present.contains(&m.account)) {
+                            if m.role.is_admin() == from_admin {
+                                m.role = to;
+                                done.push(m.account);
+                            }
+                        }
+                        let kind = if from_admin { Ev::AdminsDemoted } else { Ev::AdminsPromoted };
+                        (kind, done, vec![])
+                    }
+                    GroupMemberAction::Unspecified => unreachable!("checked above"),
+                };
+                let changes = if done.is_empty() { vec![] } else { vec![Change { kind, accounts: done }] };
+                Ok((changes, also_tell))
+            })
+            .await?;
+        self.info_of(&group, true, me.account).await
+    }
+
+    async fn leave(&self, me: DeviceAddr, group_id: u64) -> Result<u64, ServiceError> {
+        self.change_group(me, group_id, |g| {
+            role_of(g, me.account)?;
+            g.members.retain(|m| m.account != me.account);
+            Ok((vec![Change { kind: Ev::MemberLeft, accounts: vec![me.account] }], vec![me.account]))
+        })
+        .await?;
+        Ok(group_id)
+    }
+
+    async fn invite(&self, me: DeviceAddr, i: pb::GroupInvite) -> Result<pb::GroupInviteLink, ServiceError> {
+        let token = (!i.revoke).then(|| hex::encode(rand::random::<[u8; 16]>()));
+        let set = token.clone();
+        self.change_group(me, i.group_id, |g| {
+            require_admin(g, me.account)?;
+            g.invite_token = set;
+            Ok((vec![], vec![]))
+        })
+        .await?;
+        Ok(pb::GroupInviteLink { group_id: i.group_id, token: token.unwrap_or_default() })
+    }
+
+    async fn join(&self, me: DeviceAddr, token: &str) -> Result<group_result::Result, ServiceError> {
+        if token.is_empty() {
+            return Err(ServiceError::InvalidArgument("token is required".into()));
+        }
+        ratelimit::check_shared(&self.joins, &me.account).await?;
+        let group_id = self.store.group_by_invite(token).await?.ok_or(ServiceError::NotFound("invite link"))?;
+        let (max, now) = (self.members_max, self.clock.now_ms());
+        let group = self
+            .change_group(me, group_id, |g| {
+                if g.invite_token.as_deref() != Some(token) {
+                    return Err(ServiceError::NotFound("invite link"));
+                }
+                if g.member(me.account).is_some() {
+                    return Ok((vec![], vec![]));
+                }
+                if g.settings.join_approval {
+                    if g.pending.iter().any(|p| p.account == me.account) {
+                        return Ok((vec![], vec![]));
+                    }
+                    if g.pending.len() >= max as usize {
+                        return Err(ServiceError::GroupFull { max });
+                    }
+                    g.pending.push(PendingJoin { account: me.account, requested_at_ms: now });
+                    return Ok((
+                        vec![Change { kind: Ev::JoinRequested, accounts: vec![me.account] }],
+                        vec![me.account],
+                    ));
+                }
+                let added = add_members(g, &[me.account], max, now)?;
+                Ok((vec![Change { kind: Ev::MembersAdded, accounts: added }], vec![]))
+            })
+            .await?;
+        if group.member(me.account).is_some() {
+            Ok(group_result::Result::Info(self.info_of(&group, true, me.account).await?))
+        } else {
+            Ok(group_result::Result::DoneGroupId(group.id))
+        }
+    }
+
+    async fn approve(&self, me: DeviceAddr, a: pb::GroupApprove) -> Result<pb::GroupInfo, ServiceError> {
+        if a.account_ids.is_empty() {
+            return Err(ServiceError::InvalidArgument("name at least one pending account".into()));
+        }
+        if !a.reject {
+            for _ in &a.account_ids {
+                ratelimit::check(&self.adds, &me.account)?;
+            }
+        }
+        let (max, now) = (self.members_max, self.clock.now_ms());
+        let group = self
+            .change_group(me, a.group_id, |g| {
+                require_admin(g, me.account)?;
+                let pending: Vec<AccountId> =
+                    a.account_ids.iter().copied().filter(|&x| g.pending.iter().any(|p| p.account == x)).collect();
+                if pending.is_empty() {
+                    return Err(ServiceError::NotFound("pending join request"));
+                }
+                if a.reject {
+                    g.pending.retain(|p| !pending.contains(&p.account));
+                    return Ok((vec![], vec![]));
+                }
+                let added = add_members(g, &pending, max, now)?;
+                Ok((vec![Change { kind: Ev::MembersAdded, accounts: added }], vec![]))
+            })
+            .await?;
+        self.info_of(&group, true, me.account).await
     }
 }
 
@@ -65,115 +339,6 @@ fn check_texts(name: Option<&str>, description: Option<&str>) -> Result<(), Serv
     Ok(())
 }
 
-/// Accounts named by id or phone, without repeats, in the order given; unknown ones fail.
-async fn resolve_accounts(ctx: &Ctx, ids: &[u64], phones: &[String]) -> Result<Vec<AccountId>, ServiceError> {
-    let max = ctx.groups.members_max as usize;
-    if ids.len() + phones.len() > max {
-        return Err(ServiceError::GroupFull { max: ctx.groups.members_max });
-    }
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for &id in ids {
-        let view = ctx.directory.by_id(id).await?.ok_or(ServiceError::UnknownRecipient)?;
-        if seen.insert(view.id) {
-            out.push(view.id);
-        }
-    }
-    for phone in phones {
-        let phone = iris_proto::phone::validate(phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-        let view = ctx.directory.by_phone(&phone).await?.ok_or(ServiceError::UnknownRecipient)?;
-        if seen.insert(view.id) {
-            out.push(view.id);
-        }
-    }
-    Ok(out)
-}
-
-async fn create(ctx: &Arc<Ctx>, me: DeviceAddr, c: pb::GroupCreate) -> Result<pb::GroupInfo, ServiceError> {
-    check_texts(Some(&c.name), Some(&c.description))?;
-    let mut accounts = resolve_accounts(ctx, &c.member_account_ids, &c.member_phones).await?;
-    accounts.retain(|&a| a != me.account);
-    let max = ctx.groups.members_max;
-    if accounts.len() + 1 > max as usize {
-        return Err(ServiceError::GroupFull { max });
-    }
-    ratelimit::check(&ctx.groups.creations, &me.account)?;
-    let now = ctx.clock.now_ms();
-    let s = c.settings.unwrap_or_default();
-    let member = |account, role| GroupMember { account, role, joined_at_ms: now, joined_version: 1 };
-    let mut members = vec![member(me.account, GroupRole::Creator)];
-    members.extend(accounts.iter().map(|&a| member(a, GroupRole::Member)));
-    let group = Group {
-        id: 0,
-        name: c.name,
-        description: c.description,
-        settings: GroupSettings {
-            admins_only_send: s.admins_only_send,
-            admins_only_edit: s.admins_only_edit,
-            join_approval: s.join_approval,
-        },
-        created_at_ms: now,
-        version: 1,
-        members,
-        pending: Vec::new(),
-        invite_token: None,
-    };
-    let group = ctx.store.create_group(group).await?;
-    let _order = ctx.groups.lock(group.id).lock().await;
-    let targets = devices_of(ctx, group.members.iter().map(|m| m.account).collect()).await?;
-    let change = Change { kind: Ev::Created, accounts: accounts.clone() };
-    let durable = queue_events(ctx, &group, me.account, vec![change], targets).await?;
-    drop(_order);
-    durable.await?;
-    info_of(ctx, &group, true, me.account).await
-}
-
-/// Applies `change` to the group under its lock: load, `decide` (checks and edits a copy whose
-/// version is already bumped; returns the events and the extra accounts to tell), store,
-/// queue events, unlock, wait for durability. Returns the new group.
-async fn change_group(
-    ctx: &Arc<Ctx>,
-    me: DeviceAddr,
-    group_id: u64,
-    decide: impl FnOnce(&mut Group) -> Result<(Vec<Change>, Vec<AccountId>), ServiceError>,
-) -> Result<Group, ServiceError> {
-    let lock = ctx.groups.lock(group_id).lock().await;
-    let old = load(ctx, group_id).await?;
-    let mut group = old.clone();
-    group.version += 1;
-    let (mut changes, also_tell) = decide(&mut group)?;
-    if changes.is_empty()
-        && group.members == old.members
-        && group.pending == old.pending
-        && group.name == old.name
-        && group.description == old.description
-        && group.settings == old.settings
-        && group.invite_token == old.invite_token
-    {
-        return Ok(old);
-    }
-    if let Some(promoted) = ensure_admin(&mut group) {
-        changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
-    }
-    let moved = || {
-        tracing::error!(group = group_id, "group version moved under its lock");
-        ServiceError::Internal
-    };
-    if changes.is_empty() {
-        // Nothing to announce (e.g. a pending join request): the record alone.
-        return if ctx.store.update_group(&group).await? { Ok(group) } else { Err(moved()) };
-    }
-    let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
-    accounts.extend(also_tell);
-    let targets = devices_of(ctx, accounts.into_iter().collect()).await?;
-    let (events, hints) = build_events(ctx, &group, me.account, changes, targets).await?;
-    // The record and its events commit together: no crash can leave a roster change unannounced.
-    let pending = ctx.store.enqueue_group_update(&group, events).await?.ok_or_else(moved)?;
-    drop(lock);
-    settle_events(ctx.clone(), pending, hints).await?;
-    Ok(group)
-}
-
 /// When no admin is left, the longest-standing member becomes one; returns who.
 fn ensure_admin(group: &mut Group) -> Option<AccountId> {
     if group.members.is_empty() || group.members.iter().any(|m| m.role.is_admin()) {
@@ -182,32 +347,6 @@ fn ensure_admin(group: &mut Group) -> Option<AccountId> {
     let oldest = group.members.iter_mut().min_by_key(|m| m.joined_version)?;
     oldest.role = GroupRole::Admin;
     Some(oldest.account)
-}
-
-async fn update(ctx: &Arc<Ctx>, me: DeviceAddr, u: pb::GroupUpdate) -> Result<pb::GroupInfo, ServiceError> {
-    check_texts(u.name.as_deref(), u.description.as_deref())?;
-    let group = change_group(ctx, me, u.group_id, |g| {
-        let role = role_of(g, me.account)?;
-        if !role.is_admin() && (g.settings.admins_only_edit || u.settings.is_some()) {
-            return Err(denied("only admins may edit this group's info"));
-        }
-        if let Some(name) = u.name {
-            g.name = name;
-        }
-        if let Some(description) = u.description {
-            g.description = description;
-        }
-        if let Some(s) = u.settings {
-            g.settings = GroupSettings {
-                admins_only_send: s.admins_only_send,
-                admins_only_edit: s.admins_only_edit,
-                join_approval: s.join_approval,
-            };
-        }
-        Ok((vec![Change { kind: Ev::InfoChanged, accounts: vec![] }], vec![]))
-    })
-    .await?;
-    info_of(ctx, &group, true, me.account).await
 }
 
 /// Adds `accounts` as members (all or none), enforcing the size limit.
@@ -225,143 +364,4 @@ fn add_members(g: &mut Group, accounts: &[AccountId], max: u32, now: u64) -> Res
         joined_version: version,
     }));
     Ok(new)
-}
-
-async fn members(ctx: &Arc<Ctx>, me: DeviceAddr, m: pb::GroupMembers) -> Result<pb::GroupInfo, ServiceError> {
-    let action = GroupMemberAction::try_from(m.action).unwrap_or(GroupMemberAction::Unspecified);
-    if action == GroupMemberAction::Unspecified {
-        return Err(ServiceError::InvalidArgument("action is required".into()));
-    }
-    let accounts = resolve_accounts(ctx, &m.account_ids, &m.phones).await?;
-    if accounts.is_empty() {
-        return Err(ServiceError::InvalidArgument("name at least one member".into()));
-    }
-    if action == GroupMemberAction::Add {
-        for _ in &accounts {
-            ratelimit::check(&ctx.groups.adds, &me.account)?;
-        }
-    }
-    let (max, now) = (ctx.groups.members_max, ctx.clock.now_ms());
-    let group = change_group(ctx, me, m.group_id, |g| {
-        require_admin(g, me.account)?;
-        let not_creator = |a: AccountId| g.member(a).is_none_or(|m| m.role != GroupRole::Creator);
-        if matches!(action, GroupMemberAction::Remove | GroupMemberAction::Demote)
-            && !accounts.iter().all(|&a| not_creator(a) || a == me.account)
-        {
-            return Err(denied("the creator cannot be removed or demoted by others"));
-        }
-        let present: Vec<AccountId> = accounts.iter().copied().filter(|&a| g.member(a).is_some()).collect();
-        let (kind, done, also_tell) = match action {
-            GroupMemberAction::Add => (Ev::MembersAdded, add_members(g, &accounts, max, now)?, vec![]),
-            GroupMemberAction::Remove => {
-                g.members.retain(|m| !present.contains(&m.account));
-                (Ev::MembersRemoved, present.clone(), present)
-            }
-            GroupMemberAction::Promote | GroupMemberAction::Demote => {
-                let (from_admin, to) = match action {
-                    GroupMemberAction::Promote => (false, GroupRole::Admin),
-                    _ => (true, GroupRole::Member),
-                };
-                let mut done = Vec::new();
-                for m in g.members.iter_mut().filter(|m| present.contains(&m.account)) {
-                    if m.role.is_admin() == from_admin {
-                        m.role = to;
-                        done.push(m.account);
-                    }
-                }
-                let kind = if from_admin { Ev::AdminsDemoted } else { Ev::AdminsPromoted };
-                (kind, done, vec![])
-            }
-            GroupMemberAction::Unspecified => unreachable!("checked above"),
-        };
-        let changes = if done.is_empty() { vec![] } else { vec![Change { kind, accounts: done }] };
-        Ok((changes, also_tell))
-    })
-    .await?;
-    info_of(ctx, &group, true, me.account).await
-}
-
-async fn leave(ctx: &Arc<Ctx>, me: DeviceAddr, group_id: u64) -> Result<u64, ServiceError> {
-    change_group(ctx, me, group_id, |g| {
-        role_of(g, me.account)?;
-        g.members.retain(|m| m.account != me.account);
-        Ok((vec![Change { kind: Ev::MemberLeft, accounts: vec![me.account] }], vec![me.account]))
-    })
-    .await?;
-    Ok(group_id)
-}
-
-async fn invite(ctx: &Arc<Ctx>, me: DeviceAddr, i: pb::GroupInvite) -> Result<pb::GroupInviteLink, ServiceError> {
-    let token = (!i.revoke).then(|| hex::encode(rand::random::<[u8; 16]>()));
-    let set = token.clone();
-    change_group(ctx, me, i.group_id, |g| {
-        require_admin(g, me.account)?;
-        g.invite_token = set;
-        Ok((vec![], vec![]))
-    })
-    .await?;
-    Ok(pb::GroupInviteLink { group_id: i.group_id, token: token.unwrap_or_default() })
-}
-
-async fn join(ctx: &Arc<Ctx>, me: DeviceAddr, token: &str) -> Result<group_result::Result, ServiceError> {
-    if token.is_empty() {
-        return Err(ServiceError::InvalidArgument("token is required".into()));
-    }
-    ratelimit::check_shared(&ctx.groups.joins, &me.account).await?;
-    let group_id = ctx.store.group_by_invite(token).await?.ok_or(ServiceError::NotFound("invite link"))?;
-    let (max, now) = (ctx.groups.members_max, ctx.clock.now_ms());
-    let group = change_group(ctx, me, group_id, |g| {
-        if g.invite_token.as_deref() != Some(token) {
-            return Err(ServiceError::NotFound("invite link"));
-        }
-        if g.member(me.account).is_some() {
-            return Ok((vec![], vec![]));
-        }
-        if g.settings.join_approval {
-            if g.pending.iter().any(|p| p.account == me.account) {
-                return Ok((vec![], vec![]));
-            }
-            if g.pending.len() >= max as usize {
-                return Err(ServiceError::GroupFull { max });
-            }
-            g.pending.push(PendingJoin { account: me.account, requested_at_ms: now });
-            return Ok((vec![Change { kind: Ev::JoinRequested, accounts: vec![me.account] }], vec![me.account]));
-        }
-        let added = add_members(g, &[me.account], max, now)?;
-        Ok((vec![Change { kind: Ev::MembersAdded, accounts: added }], vec![]))
-    })
-    .await?;
-    if group.member(me.account).is_some() {
-        Ok(group_result::Result::Info(info_of(ctx, &group, true, me.account).await?))
-    } else {
-        Ok(group_result::Result::DoneGroupId(group.id))
-    }
-}
-
-async fn approve(ctx: &Arc<Ctx>, me: DeviceAddr, a: pb::GroupApprove) -> Result<pb::GroupInfo, ServiceError> {
-    if a.account_ids.is_empty() {
-        return Err(ServiceError::InvalidArgument("name at least one pending account".into()));
-    }
-    if !a.reject {
-        for _ in &a.account_ids {
-            ratelimit::check(&ctx.groups.adds, &me.account)?;
-        }
-    }
-    let (max, now) = (ctx.groups.members_max, ctx.clock.now_ms());
-    let group = change_group(ctx, me, a.group_id, |g| {
-        require_admin(g, me.account)?;
-        let pending: Vec<AccountId> =
-            a.account_ids.iter().copied().filter(|&x| g.pending.iter().any(|p| p.account == x)).collect();
-        if pending.is_empty() {
-            return Err(ServiceError::NotFound("pending join request"));
-        }
-        if a.reject {
-            g.pending.retain(|p| !pending.contains(&p.account));
-            return Ok((vec![], vec![]));
-        }
-        let added = add_members(g, &pending, max, now)?;
-        Ok((vec![Change { kind: Ev::MembersAdded, accounts: added }], vec![]))
-    })
-    .await?;
-    info_of(ctx, &group, true, me.account).await
 }

@@ -70,7 +70,7 @@ pub async fn upgrade(
     let max = ctx.limits.max_frame_bytes as usize;
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
         let _tracked = ctx.tasks.token();
-        session::run(ctx, WsTransport { socket, format }, peer.ip()).await;
+        session::run(ctx.sessions.clone(), WsTransport { socket, format }, peer.ip()).await;
     }))
 }
 

@@ -344,6 +344,17 @@ impl RawConn {
         }
     }
 
+    /// Sends `Hello` for `creds` resuming after `resume_after_seq`; returns the first answer
+    /// (a `Welcome`, or the `Error` refusing the Hello).
+    pub async fn hello_resuming(&mut self, creds: &Credentials, resume_after_seq: u64) -> pb::ServerEvent {
+        let mut op = hello_op(1, &creds.access_token, creds.device_id);
+        if let Some(client_op::Op::Hello(h)) = &mut op.op {
+            h.resume_after_seq = resume_after_seq;
+        }
+        self.send_ops(vec![op]).await;
+        self.event().await
+    }
+
     /// Expects an `Error` event answering `request_id` with `code`; returns it.
     pub async fn expect_error(&mut self, request_id: u64, code: ErrorCode) -> pb::Error {
         let e = self.answer().await;

@@ -1,0 +1,71 @@
+//! The index of recent messages as the services use it: sends record each message (so replies,
+//! edits, deletions and reactions can be checked against it), replies are checked here, and
+//! deletions for everyone are remembered here.
+//!
+//! Knows only the store's message index ([`MessageIndexStore`]); nothing of inboxes, groups'
+//! rosters or sessions. Both messaging and groups check replies here, so neither needs the
+//! actions service.
+
+use std::sync::Arc;
+
+use iris_store::{AccountId, Conversation, MessageIndexStore, MessageRef};
+
+use crate::error::ServiceError;
+
+/// Why an action on a message deleted for everyone fails (shown as "… not found").
+pub const DELETED: &str = "message (deleted for everyone)";
+
+/// Whether `r` is a 1:1 message between `a` and `b` (either direction; `a == b` is a note to
+/// self).
+pub fn direct_between(r: &MessageRef, a: AccountId, b: AccountId) -> bool {
+    match r.conversation {
+        Conversation::Direct(to) => (r.sender == a && to == b) || (r.sender == b && to == a),
+        Conversation::Group(_) => false,
+    }
+}
+
+/// Recent messages by server id.
+pub struct MessageIndex {
+    store: Arc<dyn MessageIndexStore>,
+}
+
+impl MessageIndex {
+    /// The index kept in `store`.
+    pub fn new(store: Arc<dyn MessageIndexStore>) -> Self {
+        Self { store }
+    }
+
+    /// Records a message before its append is queued (a buffered write made durable by the
+    /// append's synced commit).
+    pub async fn record(&self, server_msg_id: u64, r: MessageRef) -> Result<(), ServiceError> {
+        Ok(self.store.put_message_ref(server_msg_id, r).await?)
+    }
+
+    /// The message with this id, if still indexed (deleted or not).
+    pub async fn get(&self, server_msg_id: u64) -> Result<Option<MessageRef>, ServiceError> {
+        Ok(self.store.message_ref(server_msg_id).await?)
+    }
+
+    /// Remembers that `r` (with id `server_msg_id`) was deleted for everyone.
+    pub async fn mark_deleted(&self, server_msg_id: u64, r: MessageRef) -> Result<(), ServiceError> {
+        Ok(self.store.put_message_ref(server_msg_id, MessageRef { deleted: true, ..r }).await?)
+    }
+
+    /// Checks a reply's target: 0 (no reply) passes; otherwise it must be indexed, `in_chat` and
+    /// not deleted for everyone.
+    pub async fn check_reply(
+        &self,
+        reply_to: u64,
+        in_chat: impl FnOnce(&MessageRef) -> bool,
+    ) -> Result<(), ServiceError> {
+        if reply_to == 0 {
+            return Ok(());
+        }
+        // Outsiders learn nothing, not even that the message was deleted.
+        match self.get(reply_to).await?.filter(|r| in_chat(r)) {
+            Some(r) if r.deleted => Err(ServiceError::NotFound(DELETED)),
+            Some(_) => Ok(()),
+            None => Err(ServiceError::NotFound("the message replied to is not in this conversation")),
+        }
+    }
+}

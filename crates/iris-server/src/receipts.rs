@@ -1,0 +1,289 @@
+//! Receipts: `DELIVERED` when a recipient device acks, `READ` when a client says so, for 1:1 and
+//! group messages (`DELIVERED_TO_ALL` / `READ_BY_ALL` once every member did). Each is a durable
+//! inbox entry of the sender's devices, written through the send kernel.
+//!
+//! What an acked entry owes is decided here once ([`ReceiptDue::of`]), for the live path (the
+//! session remembers it per delivered entry) and for the resume path (the inbox service reads the
+//! entries below a resume cursor back), so both produce the same receipts.
+//!
+//! Knows the kernel, the directory, blocks and the store's group receipt rows; nothing of
+//! sessions, acks or inbox cursors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use iris_proto::pb::{self, inbox_item};
+use iris_store::{AccountId, AppendRequest, DeviceAddr, GroupId, GroupStore};
+
+use crate::blocks::Blocks;
+use crate::clock::Clock;
+use crate::directory::Directory;
+use crate::error::ServiceError;
+use crate::fanout::{encode_item, entries_for, Fanout};
+use crate::ids::IdGenerator;
+
+/// Most message ids in one read receipt.
+pub const RECEIPT_IDS_MAX: usize = 1000;
+
+/// The receipt one inbox entry owes once the device holding it acks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptDue {
+    /// Nothing: a receipt, an event, or the account's own message from another device.
+    None,
+    /// A `DELIVERED` receipt to the sender of a 1:1 message.
+    Direct {
+        /// The sending account.
+        sender: AccountId,
+        /// The message.
+        server_msg_id: u64,
+    },
+    /// A delivery mark on a group message (and `DELIVERED_TO_ALL` when it was the last).
+    Group {
+        /// The group.
+        group: GroupId,
+        /// The message.
+        server_msg_id: u64,
+    },
+}
+
+impl ReceiptDue {
+    /// What acking `item` owes when the device acking it belongs to `me`.
+    pub fn of(item: &pb::InboxItem, me: AccountId) -> Self {
+        match &item.body {
+            Some(inbox_item::Body::Message(m)) if m.from_account_id != me => {
+                Self::Direct { sender: m.from_account_id, server_msg_id: item.server_msg_id }
+            }
+            Some(inbox_item::Body::GroupMessage(m)) if m.from_account_id != me => {
+                Self::Group { group: m.group_id, server_msg_id: item.server_msg_id }
+            }
+            _ => Self::None,
+        }
+    }
+}
+
+/// The receipts one ack owes: 1:1 message ids per sender, and group messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owed {
+    by_sender: BTreeMap<AccountId, Vec<u64>>,
+    group: Vec<(GroupId, u64)>,
+}
+
+impl Owed {
+    /// Adds what one acked entry owes.
+    pub fn add(&mut self, due: ReceiptDue) {
+        match due {
+            ReceiptDue::None => {}
+            ReceiptDue::Direct { sender, server_msg_id } => {
+                self.by_sender.entry(sender).or_default().push(server_msg_id)
+            }
+            ReceiptDue::Group { group, server_msg_id } => self.group.push((group, server_msg_id)),
+        }
+    }
+
+    /// Adds everything `other` owes (two acks applied as one).
+    pub fn merge(&mut self, other: Owed) {
+        for (sender, ids) in other.by_sender {
+            self.by_sender.entry(sender).or_default().extend(ids);
+        }
+        self.group.extend(other.group);
+    }
+
+    /// Whether no receipt is owed.
+    pub fn is_empty(&self) -> bool {
+        self.by_sender.is_empty() && self.group.is_empty()
+    }
+
+    /// The 1:1 message ids owed to `sender`, in ack order.
+    pub fn to_sender(&self, sender: AccountId) -> &[u64] {
+        self.by_sender.get(&sender).map_or(&[], Vec::as_slice)
+    }
+
+    /// The group messages owed a delivery mark, in ack order.
+    pub fn group_messages(&self) -> &[(GroupId, u64)] {
+        &self.group
+    }
+}
+
+/// Produces receipts.
+pub struct Receipts {
+    fanout: Fanout,
+    directory: Arc<Directory>,
+    blocks: Arc<Blocks>,
+    groups: Arc<dyn GroupStore>,
+    ids: Arc<IdGenerator>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Receipts {
+    /// Receipts written through `fanout`, group receipt rows kept in `groups`.
+    pub fn new(
+        fanout: Fanout,
+        directory: Arc<Directory>,
+        blocks: Arc<Blocks>,
+        groups: Arc<dyn GroupStore>,
+        ids: Arc<IdGenerator>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { fanout, directory, blocks, groups, ids, clock }
+    }
+
+    /// Tells senders that `recipient` acked their messages: one `DELIVERED` receipt per 1:1
+    /// sender, all in one append (an ack usually covers many senders, and one append each cost a
+    /// committer round trip each), then the group delivery marks. Returns once durable.
+    pub async fn delivered(&self, recipient: DeviceAddr, owed: Owed) -> Result<(), ServiceError> {
+        let now = self.clock.now_ms();
+        let mut entries = Vec::new();
+        let mut first_id = None;
+        for (sender, ids) in owed.by_sender {
+            let Some(view) = self.directory.by_id(sender).await? else { continue };
+            if self.blocks.is_blocked(sender, recipient.account).await? {
+                continue;
+            }
+            let id = self.ids.next(now);
+            first_id.get_or_insert(id);
+            let item = encode_item(
+                id,
+                now,
+                inbox_item::Body::Receipt(pb::Receipt {
+                    r#type: pb::ReceiptType::Delivered as i32,
+                    from_account_id: recipient.account,
+                    from_device_id: recipient.device,
+                    peer_account_id: recipient.account,
+                    server_msg_ids: ids,
+                }),
+            );
+            entries.extend(entries_for(view.addrs(), &item));
+        }
+        if let Some(server_msg_id) = first_id {
+            // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
+            self.fanout.append(AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries }).await?;
+        }
+        if !owed.group.is_empty() {
+            self.mark_group(recipient.account, owed.group, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that `reader` read messages it received from `r.to_account_id`: a durable receipt
+    /// for the sender's devices and a read-sync for the reader's other devices.
+    pub async fn read(&self, reader: DeviceAddr, r: pb::SendReceipt) -> Result<pb::ReceiptResult, ServiceError> {
+        if r.r#type != pb::ReceiptType::Read as i32 {
+            return Err(ServiceError::InvalidArgument("clients may only send READ receipts".into()));
+        }
+        if r.server_msg_ids.is_empty() || r.server_msg_ids.len() > RECEIPT_IDS_MAX {
+            return Err(ServiceError::InvalidArgument(format!("server_msg_ids must hold 1 to {RECEIPT_IDS_MAX} ids")));
+        }
+        let sender = self.directory.by_id(r.to_account_id).await?.ok_or(ServiceError::UnknownRecipient)?;
+        let me = self.directory.by_id(reader.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+        let now = self.clock.now_ms();
+        let id = self.ids.next(now);
+        let receipt = |peer: AccountId| {
+            encode_item(
+                id,
+                now,
+                inbox_item::Body::Receipt(pb::Receipt {
+                    r#type: pb::ReceiptType::Read as i32,
+                    from_account_id: reader.account,
+                    from_device_id: reader.device,
+                    peer_account_id: peer,
+                    server_msg_ids: r.server_msg_ids.clone(),
+                }),
+            )
+        };
+        let mut entries = Vec::new();
+        if sender.id != me.id && !self.blocks.is_blocked(sender.id, me.id).await? {
+            entries.extend(entries_for(sender.addrs(), &receipt(reader.account)));
+        }
+        entries.extend(entries_for(me.addrs().filter(|&d| d != reader), &receipt(sender.id)));
+        self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        Ok(pb::ReceiptResult { server_ts_ms: now })
+    }
+
+    /// Records that `account` read these group messages (membership already checked).
+    pub async fn group_read(&self, account: AccountId, messages: Vec<(GroupId, u64)>) -> Result<(), ServiceError> {
+        self.mark_group(account, messages, true).await
+    }
+
+    /// Records group receipt rows and sends the aggregated receipts that became true.
+    async fn mark_group(
+        &self,
+        account: AccountId,
+        messages: Vec<(GroupId, u64)>,
+        read: bool,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now_ms();
+        // (sender, group, type) → message ids that just became complete.
+        let mut complete: BTreeMap<(AccountId, GroupId, i32), Vec<u64>> = BTreeMap::new();
+        for (group, msg) in messages {
+            let Some(p) = self.groups.mark_group_receipt(group, msg, account, read, now).await? else { continue };
+            if p.all_delivered_now {
+                complete.entry((p.sender, group, pb::GroupReceiptType::DeliveredToAll as i32)).or_default().push(msg);
+            }
+            if p.all_read_now {
+                complete.entry((p.sender, group, pb::GroupReceiptType::ReadByAll as i32)).or_default().push(msg);
+            }
+        }
+        for ((sender, group_id, r#type), server_msg_ids) in complete {
+            let id = self.ids.next(now);
+            let item = encode_item(
+                id,
+                now,
+                inbox_item::Body::GroupReceipt(pb::GroupReceipt { r#type, group_id, server_msg_ids }),
+            );
+            let entries = entries_for(self.directory.devices_of(&[sender]).await?, &item);
+            self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: AccountId, id: u64) -> pb::InboxItem {
+        let m = pb::Message { from_account_id: from, ..Default::default() };
+        pb::InboxItem { server_msg_id: id, body: Some(inbox_item::Body::Message(m)), ..Default::default() }
+    }
+
+    fn group_message(from: AccountId, group_id: GroupId, id: u64) -> pb::InboxItem {
+        let m = pb::GroupMessage { from_account_id: from, group_id, ..Default::default() };
+        pb::InboxItem { server_msg_id: id, body: Some(inbox_item::Body::GroupMessage(m)), ..Default::default() }
+    }
+
+    #[test]
+    fn only_other_accounts_messages_owe_a_receipt() {
+        // Proves: a message from another account owes DELIVERED, a group message a delivery
+        // mark; the account's own messages (sent-sync), receipts and events owe nothing.
+        let me = 1;
+        let receipt =
+            pb::InboxItem { body: Some(inbox_item::Body::Receipt(pb::Receipt::default())), ..Default::default() };
+        let cases = [
+            (message(2, 10), ReceiptDue::Direct { sender: 2, server_msg_id: 10 }),
+            (message(me, 11), ReceiptDue::None),
+            (group_message(3, 7, 12), ReceiptDue::Group { group: 7, server_msg_id: 12 }),
+            (group_message(me, 7, 13), ReceiptDue::None),
+            (receipt, ReceiptDue::None),
+            (pb::InboxItem::default(), ReceiptDue::None),
+        ];
+        for (item, due) in cases {
+            assert_eq!(ReceiptDue::of(&item, me), due, "{item:?}");
+        }
+    }
+
+    #[test]
+    fn owed_receipts_group_by_sender_and_merge_in_ack_order() {
+        let mut first = Owed::default();
+        first.add(ReceiptDue::Direct { sender: 2, server_msg_id: 10 });
+        first.add(ReceiptDue::None);
+        first.add(ReceiptDue::Group { group: 7, server_msg_id: 11 });
+        let mut second = Owed::default();
+        second.add(ReceiptDue::Direct { sender: 2, server_msg_id: 12 });
+        second.add(ReceiptDue::Direct { sender: 3, server_msg_id: 13 });
+        first.merge(second);
+        assert_eq!(first.to_sender(2), &[10, 12]);
+        assert_eq!(first.to_sender(3), &[13]);
+        assert_eq!(first.group_messages(), &[(7, 11)]);
+        assert!(Owed::default().is_empty() && !first.is_empty());
+    }
+}

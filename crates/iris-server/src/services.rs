@@ -1,0 +1,164 @@
+//! Builds the services from the parts, once per server: the one place that knows which service
+//! is made of which. Read bottom up, it is the layering of ARCHITECTURE.md: the send kernel and
+//! the small services first, then receipts, then the inbox and the sending services, then actions
+//! and forwards; the session gets them all, and no store.
+
+use std::sync::Arc;
+
+use iris_store::{AccountId, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::{Actions, ActionsDeps};
+use crate::auth::access::Authenticator;
+use crate::blocks::Blocks;
+use crate::clock::Clock;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::contacts::Contacts;
+use crate::directory::Directory;
+use crate::fanout::Fanout;
+use crate::forward::Forwards;
+use crate::gateway::admission::Admission;
+use crate::group_payloads::GroupPayloads;
+use crate::groups::{Groups, GroupsDeps};
+use crate::ids::IdGenerator;
+use crate::inbox::Inbox;
+use crate::message_index::MessageIndex;
+use crate::messaging::Messaging;
+use crate::metrics::Metrics;
+use crate::presence::PresenceHub;
+use crate::ratelimit::{KeyedLimit, SharedLimit};
+use crate::receipts::Receipts;
+use crate::router::Router;
+use crate::session::SessionDeps;
+use crate::typing::Typing;
+use crate::visibility::Visibility;
+
+/// The parts the services are made of.
+pub struct Foundations {
+    /// Durable state; each service keeps only the store traits it needs.
+    pub store: Arc<dyn Store>,
+    /// Accounts and their devices.
+    pub directory: Arc<Directory>,
+    /// Device → session.
+    pub router: Arc<Router>,
+    /// Server message ids.
+    pub ids: Arc<IdGenerator>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Who is online.
+    pub presence: Arc<PresenceHub>,
+    /// Metrics of this node.
+    pub metrics: Arc<Metrics>,
+    /// Who may connect.
+    pub admission: Arc<Admission>,
+    /// Access tokens.
+    pub authenticator: Arc<Authenticator>,
+    /// Sends per account, shared by 1:1 and group sends, actions and forwards.
+    pub send_limit: SharedLimit<AccountId>,
+    /// Typing indicators per account.
+    pub typing_limit: Option<KeyedLimit<AccountId>>,
+    /// Contact discovery requests per account.
+    pub discover_limit: Option<KeyedLimit<AccountId>>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// The link to other nodes, in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
+    /// This node's name.
+    pub node_name: String,
+}
+
+/// Every service, wired, as the sessions get them.
+pub fn build(config: &Config, f: Foundations) -> SessionDeps {
+    let store = f.store;
+    let limits = config.limits.to_proto();
+    let fanout = Fanout::new(store.clone(), f.router.clone());
+    let index = Arc::new(MessageIndex::new(store.clone()));
+    let payloads = Arc::new(GroupPayloads::new(store.clone()));
+    let blocks = Arc::new(Blocks::new(store.clone(), f.directory.clone(), f.presence.clone()));
+    let receipts = Arc::new(Receipts::new(
+        fanout.clone(),
+        f.directory.clone(),
+        blocks.clone(),
+        store.clone(),
+        f.ids.clone(),
+        f.clock.clone(),
+    ));
+    let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone()));
+    let messaging = Arc::new(Messaging::new(
+        fanout.clone(),
+        f.directory.clone(),
+        blocks.clone(),
+        index.clone(),
+        f.ids.clone(),
+        f.clock.clone(),
+        limits,
+    ));
+    let groups = Arc::new(Groups::new(
+        GroupsDeps {
+            store: store.clone(),
+            fanout: fanout.clone(),
+            directory: f.directory.clone(),
+            receipts: receipts.clone(),
+            index: index.clone(),
+            payloads,
+            ids: f.ids.clone(),
+            clock: f.clock.clone(),
+            send_limit: f.send_limit.clone(),
+        },
+        config,
+        &f.metrics,
+        f.cluster.as_ref().map(|c| &c.bus),
+    ));
+    let actions = Arc::new(Actions::new(ActionsDeps {
+        fanout,
+        index,
+        directory: f.directory.clone(),
+        blocks: blocks.clone(),
+        groups: groups.clone(),
+        ids: f.ids.clone(),
+        clock: f.clock.clone(),
+        send_limit: f.send_limit.clone(),
+        limits,
+    }));
+    let forwards = Arc::new(Forwards::new(
+        messaging.clone(),
+        groups.clone(),
+        f.send_limit.clone(),
+        limits.max_client_msg_id_bytes as usize,
+    ));
+    let contacts = Arc::new(Contacts::new(
+        store.clone(),
+        f.directory.clone(),
+        blocks.clone(),
+        f.presence.clone(),
+        f.discover_limit,
+    ));
+    let typing =
+        Arc::new(Typing::new(store.clone(), f.directory.clone(), blocks.clone(), f.router.clone(), f.typing_limit));
+    let visibility = Arc::new(Visibility::new(store, blocks.clone(), contacts.clone(), f.presence.clone()));
+    SessionDeps {
+        config: config.session.clone(),
+        limits,
+        node_name: f.node_name,
+        metrics: f.metrics,
+        admission: f.admission,
+        router: f.router,
+        presence: f.presence,
+        clock: f.clock,
+        shutdown: f.shutdown,
+        cluster: f.cluster,
+        auth: f.authenticator,
+        inbox,
+        messaging,
+        groups,
+        receipts,
+        actions,
+        forwards,
+        contacts,
+        typing,
+        blocks,
+        visibility,
+        send_limit: f.send_limit,
+    }
+}

@@ -1,0 +1,352 @@
+//! The delivery state machine of one session, with no I/O: which inbox entries to push to the
+//! client and when, when to read the inbox instead, and which acks to apply in which order.
+//!
+//! Events go in: a router hint ([`Delivery::on_hint`]), a lagged hint queue
+//! ([`Delivery::on_lagged`]), entries read from the inbox ([`Delivery::on_read`]), a client ack
+//! ([`Delivery::on_ack`]), an applied or failed ack ([`Delivery::on_ack_applied`]), a flush
+//! ([`Delivery::on_flushed`]), and the resume cursor of the `Hello` ([`Delivery::new`]). Actions
+//! come out of [`Delivery::poll`], which takes the current time as an argument: write this
+//! delivery, read the inbox after this seq, apply this ack. The session's driver
+//! (`session/mod.rs`) carries them out. Here there is no `.await`, no store, no socket and no
+//! clock, so every rule below is unit- and property-tested on its own.
+//!
+//! The cursors: `acked ≤ sent ≤ known_last`. `acked` is what the client acknowledged, `sent` the
+//! last seq handed out for writing, `known_last` the last seq known to exist. At most `window`
+//! entries are unacked; entries are pushed from router hints when they continue `sent`, and
+//! hints that arrive out of order (commits of one batch wake their senders in any order) wait in
+//! a reorder buffer. A gap that does not fill within [`GAP_WAIT`], a lagged hint queue, or a
+//! reconnect makes the machine read the inbox instead. Pushing pauses while [`OUT_BYTES_MAX`]
+//! bytes wait to be written.
+//!
+//! Acks are applied one at a time, in order: receipts first, then the deletion (by the inbox
+//! service). Acks that come while one is applied are merged into the next. A resume cursor is an
+//! ack like any other, except that this connection never delivered its entries and so does not
+//! know their receipts: it asks for them to be read back ([`OwedReceipts::ReadFromInbox`]). A
+//! failed ack is retried after [`ACK_RETRY`], reading its entries back (their receipts were
+//! taken by the failed attempt), so no later ack can delete them without their receipts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use iris_proto::pb;
+use iris_store::{AccountId, InboxCursor};
+use prost::Message as _;
+
+use crate::error::ServiceError;
+use crate::inbox::{InboxAck, OwedReceipts};
+use crate::receipts::{Owed, ReceiptDue};
+
+/// Delivery bytes prepared but not yet written; pushing pauses beyond it (memory per connection).
+pub const OUT_BYTES_MAX: usize = 1 << 20;
+/// Payload bytes per `Delivery` event, so one event stays well inside a frame.
+pub const DELIVERY_BYTES_MAX: usize = 256 * 1024;
+/// How long a gap in hinted seqs may wait for its hint before the inbox is read.
+pub const GAP_WAIT: Duration = Duration::from_millis(3);
+/// How long a failed ack waits before it is tried again.
+pub const ACK_RETRY: Duration = Duration::from_secs(1);
+
+/// The bounds of one session's deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryConfig {
+    /// Most delivered entries awaiting the client's ack (`session.unacked_window`).
+    pub window: u64,
+    /// Most entries per inbox read and per delivery batch (`limits.batch_deliveries_max`).
+    pub batch: usize,
+}
+
+/// What the driver must do next.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    /// Write this `Delivery` event to the client.
+    Write(pb::Delivery),
+    /// Read at most `limit` inbox entries after `after_seq` and give them to
+    /// [`Delivery::on_read`]; nothing more is pushed until then.
+    Read {
+        /// Entries after this seq.
+        after_seq: u64,
+        /// At most this many.
+        limit: usize,
+    },
+    /// Apply this ack (receipts, then deletion) and report with [`Delivery::on_ack_applied`].
+    Ack(InboxAck),
+}
+
+/// What the machine remembers about a delivered, unacked entry.
+#[derive(Debug)]
+struct Unacked {
+    seq: u64,
+    due: ReceiptDue,
+}
+
+/// One session's delivery state.
+#[derive(Debug)]
+pub struct Delivery {
+    me: AccountId,
+    config: DeliveryConfig,
+    /// Highest seq acked by the client.
+    acked: u64,
+    /// Highest seq handed out for writing.
+    sent: u64,
+    /// Highest seq known to exist in the inbox.
+    known_last: u64,
+    /// Hints were lost, or a read came back full: the inbox may hold more than `known_last`
+    /// says, so the machine reads until a read comes back short.
+    must_read: bool,
+    /// Hinted entries after `sent`, waiting for window room or for the gap before them.
+    buffered: BTreeMap<u64, Bytes>,
+    /// Since when a gap before buffered hints has been waiting (see [`GAP_WAIT`]).
+    gap_since: Option<Instant>,
+    /// Delivered entries the client has not acked, in seq order.
+    unacked: VecDeque<Unacked>,
+    /// Deliveries built and not yet handed to the driver.
+    ready: VecDeque<pb::Delivery>,
+    /// Payload bytes handed out since the last flush.
+    out_bytes: usize,
+    /// The limit of the inbox read in flight, if one is.
+    reading: Option<usize>,
+    /// The inbox's acked cursor as far as this session applied it.
+    applied: u64,
+    /// `(after_seq, up_to_seq)` of the ack being applied, if one is.
+    applying: Option<(u64, u64)>,
+    /// The next ack to apply: every ack that came since the one being applied, merged.
+    waiting: Option<InboxAck>,
+    /// A failed ack waits until then.
+    retry_at: Option<Instant>,
+}
+
+impl Delivery {
+    /// The machine of a device of `me` whose inbox stands at `cursor`, for a client that resumes
+    /// after `resume_after` (its `Hello.resume_after_seq`). A cursor beyond the last seq the inbox
+    /// ever held is refused: nobody can have processed it, and trusting it would delete what
+    /// waits and fake receipts for it. A cursor at or below the acked one changes nothing.
+    pub fn new(
+        config: DeliveryConfig,
+        me: AccountId,
+        cursor: InboxCursor,
+        resume_after: u64,
+    ) -> Result<Self, ServiceError> {
+        if resume_after > cursor.last {
+            return Err(ServiceError::ResumeBeyondInbox { resume_after, last: cursor.last });
+        }
+        let mut d = Self {
+            me,
+            config: DeliveryConfig { window: config.window.max(1), batch: config.batch.max(1) },
+            acked: cursor.acked,
+            sent: cursor.acked,
+            known_last: cursor.last,
+            must_read: false,
+            buffered: BTreeMap::new(),
+            gap_since: None,
+            unacked: VecDeque::new(),
+            ready: VecDeque::new(),
+            out_bytes: 0,
+            reading: None,
+            applied: cursor.acked,
+            applying: None,
+            waiting: None,
+            retry_at: None,
+        };
+        if resume_after > d.acked {
+            // Delivered on an earlier connection: acked now, receipts read back from the inbox.
+            d.acked = resume_after;
+            d.sent = resume_after;
+            d.queue_ack(resume_after, OwedReceipts::ReadFromInbox);
+        }
+        Ok(d)
+    }
+
+    /// A committed entry hinted by the router. Out-of-order hints wait in the reorder buffer
+    /// (bounded by the window; beyond it they are dropped and read from the inbox later).
+    pub fn on_hint(&mut self, seq: u64, item: Bytes) {
+        self.known_last = self.known_last.max(seq);
+        if seq > self.sent && (self.buffered.len() as u64) < self.config.window {
+            self.buffered.insert(seq, item);
+        }
+    }
+
+    /// Hints were dropped (the session's queue was full, or an inbox check found entries): the
+    /// inbox may hold more than the machine knows, so it reads before it rests.
+    pub fn on_lagged(&mut self) {
+        self.must_read = true;
+    }
+
+    /// The entries of the [`Action::Read`] in flight, ascending (group references resolved).
+    pub fn on_read(&mut self, entries: Vec<(u64, Bytes)>) {
+        let limit = self.reading.take().unwrap_or(usize::MAX);
+        self.gap_since = None;
+        // A full read: the inbox may hold more than the hints said.
+        self.must_read = entries.len() >= limit;
+        let Some(&(last, _)) = entries.last() else {
+            self.known_last = self.sent;
+            return;
+        };
+        self.buffered = self.buffered.split_off(&(last + 1));
+        self.deliver(entries);
+    }
+
+    /// A cumulative ack from the client. Acking what was already acked is a no-op; beyond what
+    /// was delivered is refused (and changes nothing).
+    pub fn on_ack(&mut self, up_to: u64) -> Result<(), ServiceError> {
+        if up_to <= self.acked {
+            return Ok(());
+        }
+        if up_to > self.sent {
+            return Err(ServiceError::AckBeyondDelivered { up_to, delivered: self.sent });
+        }
+        let mut owed = Owed::default();
+        while self.unacked.front().is_some_and(|u| u.seq <= up_to) {
+            owed.add(self.unacked.pop_front().expect("checked non-empty").due);
+        }
+        self.acked = up_to;
+        self.queue_ack(up_to, OwedReceipts::Known(owed));
+        Ok(())
+    }
+
+    /// The [`Action::Ack`] in flight was applied (`ok`) or failed at `now`.
+    pub fn on_ack_applied(&mut self, ok: bool, now: Instant) {
+        let Some((after_seq, up_to_seq)) = self.applying.take() else { return };
+        if ok {
+            self.applied = self.applied.max(up_to_seq);
+            return;
+        }
+        // Its receipts went with the failed attempt, its entries are still in the inbox (nothing
+        // is deleted before its receipts are durable): read them back, with every later ack.
+        let up_to_seq = self.waiting.take().map_or(up_to_seq, |w| w.up_to_seq.max(up_to_seq));
+        self.waiting = Some(InboxAck { after_seq, up_to_seq, owed: OwedReceipts::ReadFromInbox });
+        self.retry_at = Some(now + ACK_RETRY);
+    }
+
+    /// Everything handed out was written (or taken for writing): the byte budget is free again.
+    pub fn on_flushed(&mut self) {
+        self.out_bytes = 0;
+    }
+
+    /// Whether pushing paused because [`OUT_BYTES_MAX`] bytes wait to be written.
+    pub fn out_full(&self) -> bool {
+        self.out_bytes >= OUT_BYTES_MAX
+    }
+
+    /// When [`Delivery::poll`] has something to do without any other event: a gap given up on,
+    /// or a failed ack retried.
+    pub fn deadline(&self) -> Option<Instant> {
+        let gap = self.gap_since.map(|t| t + GAP_WAIT);
+        let retry = self.retry_at.filter(|_| self.applying.is_none());
+        match (gap, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next action at `now`, or `None` until another event (or the [`Delivery::deadline`]).
+    /// Acks come first (they free the window and tell senders), then built deliveries, then more
+    /// deliveries from hints or an inbox read.
+    pub fn poll(&mut self, now: Instant) -> Option<Action> {
+        if let Some(ack) = self.poll_ack(now) {
+            return Some(Action::Ack(ack));
+        }
+        if let Some(d) = self.ready.pop_front() {
+            return Some(Action::Write(d));
+        }
+        if self.reading.is_some() {
+            return None;
+        }
+        self.pump(now)
+    }
+
+    /// The next ack to apply at `now`, if one waits and none is being applied: what
+    /// [`Delivery::poll`] gives first, and all a draining session still asks for.
+    pub fn poll_ack(&mut self, now: Instant) -> Option<InboxAck> {
+        if self.applying.is_some() || self.retry_at.is_some_and(|t| now < t) {
+            return None;
+        }
+        let ack = self.waiting.take()?;
+        self.retry_at = None;
+        self.applying = Some((ack.after_seq, ack.up_to_seq));
+        Some(ack)
+    }
+
+    /// Builds the next deliveries the window and the byte budget allow: buffered hints when they
+    /// continue `sent`, else an inbox read (after [`GAP_WAIT`] when later hints are buffered).
+    fn pump(&mut self, now: Instant) -> Option<Action> {
+        let unacked = self.sent - self.acked;
+        if unacked >= self.config.window || self.out_full() {
+            return None;
+        }
+        let room = ((self.config.window - unacked) as usize).min(self.config.batch);
+        if self.buffered.first_key_value().is_some_and(|(&seq, _)| seq == self.sent + 1) {
+            let mut entries = Vec::with_capacity(room.min(self.buffered.len()));
+            while entries.len() < room {
+                let next = self.sent + entries.len() as u64 + 1;
+                match self.buffered.remove(&next) {
+                    Some(item) => entries.push((next, item)),
+                    None => break,
+                }
+            }
+            self.gap_since = None;
+            self.deliver(entries);
+            return self.ready.pop_front().map(Action::Write);
+        }
+        if self.known_last <= self.sent && !self.must_read {
+            return None;
+        }
+        let gap_since = *self.gap_since.get_or_insert(now);
+        if !self.buffered.is_empty() && now.saturating_duration_since(gap_since) < GAP_WAIT {
+            return None;
+        }
+        self.reading = Some(room);
+        Some(Action::Read { after_seq: self.sent, limit: room })
+    }
+
+    /// Turns entries after `sent` into `Delivery` events of at most [`DELIVERY_BYTES_MAX`]
+    /// payload bytes each, remembering what each owes when acked.
+    fn deliver(&mut self, entries: Vec<(u64, Bytes)>) {
+        let mut items = Vec::with_capacity(entries.len());
+        let mut items_bytes = 0;
+        for (seq, bytes) in entries {
+            if seq <= self.sent {
+                continue;
+            }
+            if items_bytes + bytes.len() > DELIVERY_BYTES_MAX && !items.is_empty() {
+                self.push_delivery(std::mem::take(&mut items), items_bytes);
+                items_bytes = 0;
+            }
+            items_bytes += bytes.len();
+            self.sent = seq;
+            self.known_last = self.known_last.max(seq);
+            let Ok(mut item) = pb::InboxItem::decode(bytes) else {
+                tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
+                self.unacked.push_back(Unacked { seq, due: ReceiptDue::None });
+                continue;
+            };
+            item.seq = seq;
+            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&item, self.me) });
+            items.push(item);
+        }
+        self.push_delivery(items, items_bytes);
+    }
+
+    fn push_delivery(&mut self, items: Vec<pb::InboxItem>, items_bytes: usize) {
+        if !items.is_empty() {
+            self.out_bytes += items_bytes;
+            self.ready.push_back(pb::Delivery { items });
+        }
+    }
+
+    /// Queues an ack of everything up to `up_to` (merged into the waiting one, if any).
+    fn queue_ack(&mut self, up_to: u64, owed: OwedReceipts) {
+        match &mut self.waiting {
+            Some(w) => {
+                w.up_to_seq = up_to;
+                w.owed.merge(owed);
+            }
+            None => {
+                let after_seq = self.applying.map_or(self.applied, |(_, up)| up);
+                self.waiting = Some(InboxAck { after_seq, up_to_seq: up_to, owed });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,458 @@
+//! One connection, from its first byte to its close: admission, handshake, then one loop per
+//! connection that drives the delivery machine and the client's operations.
+//!
+//! The files, in the order a connection meets them: `handshake.rs` (the `Hello` and the
+//! `Welcome`), `dispatch.rs` (operations to services), `delivery.rs` (what to push, when to read
+//! the inbox, which acks to apply: a state machine without I/O). This file is the driver around
+//! them: it owns the socket, the operations in flight and the output buffer, feeds the machine
+//! its events and carries out its actions. Each wake-up gathers everything that is ready (answers,
+//! hints, ephemeral events, a whole frame's operations), lets the machine emit every delivery due,
+//! and writes the lot in as few frames as the frame limit allows.
+//!
+//! Sends run concurrently (many in flight per connection); the session stops reading when
+//! `max_inflight_sends` are pending, which pushes back on the client through TCP.
+//!
+//! **Invariant:** a session reaches durable state only through services: [`SessionDeps`] holds
+//! no store, so nothing under `session/` can read or write it directly.
+
+mod delivery;
+mod dispatch;
+mod handshake;
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use iris_proto::pb::{self, server_event};
+use iris_store::{AccountId, DeviceAddr};
+use prost::Message as _;
+use rand::Rng;
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::actions::Actions;
+use crate::auth::access::Authenticator;
+use crate::blocks::Blocks;
+use crate::clock::Clock;
+use crate::cluster::{registry, Cluster};
+use crate::config::SessionConfig;
+use crate::contacts::Contacts;
+use crate::error::SessionError;
+use crate::forward::Forwards;
+use crate::gateway::admission::{Admission, Refusal};
+use crate::gateway::transport::Transport;
+use crate::groups::Groups;
+use crate::inbox::{Inbox, InboxAck};
+use crate::messaging::Messaging;
+use crate::metrics::Metrics;
+use crate::presence::PresenceHub;
+use crate::ratelimit::SharedLimit;
+use crate::receipts::Receipts;
+use crate::router::{Kick, Registration, Router};
+use crate::typing::Typing;
+use crate::visibility::Visibility;
+use delivery::{Action, Delivery, DeliveryConfig};
+use dispatch::{answer, event, Conn, Dispatched, Finished, OpFuture};
+
+/// Room for the frame's and events' own encoding around their contents.
+const FRAME_OVERHEAD_BYTES: usize = 64;
+/// How long a shutting-down session waits for its in-flight sends to be answered.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most finished operations, hints or ephemeral events taken in one wake-up before writing.
+const READY_MAX: usize = 1024;
+
+/// Everything a session may use: settings, soft state and services. No store: a session reaches
+/// durable state only through a service.
+pub struct SessionDeps {
+    /// Per-connection timing and bounds.
+    pub config: SessionConfig,
+    /// Protocol limits, as announced in `Welcome`.
+    pub limits: iris_proto::Limits,
+    /// This node's name in `Welcome`.
+    pub node_name: String,
+    /// Counters and histograms of this node.
+    pub metrics: Arc<Metrics>,
+    /// Who may connect.
+    pub admission: Arc<Admission>,
+    /// Device → session; hints, ephemeral events and kicks come through it.
+    pub router: Arc<Router>,
+    /// Who is online (soft state).
+    pub presence: Arc<PresenceHub>,
+    /// Time, for answers (`Welcome`, `Pong`, delivery latency).
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// The link to other nodes (device claims), in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
+    /// Access tokens.
+    pub auth: Arc<Authenticator>,
+    /// The device's inbox: cursor, reads, acks.
+    pub inbox: Arc<Inbox>,
+    /// 1:1 sends.
+    pub messaging: Arc<Messaging>,
+    /// Group operations and sends.
+    pub groups: Arc<Groups>,
+    /// Read receipts.
+    pub receipts: Arc<Receipts>,
+    /// Edits, deletions, reactions.
+    pub actions: Arc<Actions>,
+    /// Forwards.
+    pub forwards: Arc<Forwards>,
+    /// Contact lists and discovery.
+    pub contacts: Arc<Contacts>,
+    /// Typing indicators.
+    pub typing: Arc<Typing>,
+    /// Block lists.
+    pub blocks: Arc<Blocks>,
+    /// Presence privacy and subscriptions.
+    pub visibility: Arc<Visibility>,
+    /// Sends per account (1:1 sends are checked here, before validation).
+    pub send_limit: SharedLimit<AccountId>,
+}
+
+/// Runs a connection from its first byte to its close: admission, handshake, service.
+pub async fn run<T: Transport>(deps: Arc<SessionDeps>, mut transport: T, peer: IpAddr) {
+    deps.metrics.connections_accepted.inc();
+    let _admitted = match deps.admission.admit(peer, &deps.metrics) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            deps.metrics.connections_refused.inc();
+            let answer = match refusal {
+                Refusal::GoAway(go_away) => server_event::Event::GoAway(go_away),
+                Refusal::Limited(e) => server_event::Event::Error(SessionError::from(e).to_wire()),
+            };
+            let _ = timeout(Duration::from_secs(1), transport.send(&frame_of(vec![event(0, answer)]))).await;
+            transport.close().await;
+            return;
+        }
+    };
+    let handshake = Duration::from_millis(deps.config.handshake_timeout_ms);
+    let first = tokio::select! {
+        first = timeout(handshake, transport.recv()) => first,
+        _ = deps.shutdown.cancelled() => {
+            let _ = timeout(Duration::from_secs(1), transport.send(&frame_of(vec![go_away()]))).await;
+            transport.close().await;
+            return;
+        }
+    };
+    let first = match first {
+        Err(_) => Err(SessionError::HelloTimeout),
+        Ok(Ok(Some(frame))) => Ok(frame),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => Err(SessionError::from(&e)),
+    };
+    let outcome = match first {
+        Ok(frame) => handshake_then_serve(deps, &mut transport, frame).await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = outcome {
+        let _ = transport.send(&frame_of(vec![event(0, server_event::Event::Error(error.to_wire()))])).await;
+    }
+    transport.close().await;
+}
+
+fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
+    pb::ServerFrame { events }
+}
+
+/// `GoAway` with a jittered delay, so a restarting node's clients do not return all at once.
+fn go_away() -> pb::ServerEvent {
+    let reconnect_after_ms = rand::rng().random_range(500..3000);
+    event(0, server_event::Event::GoAway(pb::GoAway { reconnect_after_ms, reason: "server shutting down".into() }))
+}
+
+/// Checks the Hello, registers the device and serves it. Errors returned here are fatal.
+async fn handshake_then_serve<T: Transport>(
+    deps: Arc<SessionDeps>,
+    transport: &mut T,
+    frame: pb::ClientFrame,
+) -> Result<(), SessionError> {
+    let checked = handshake::check_hello(&deps, frame).await;
+    deps.metrics.handshake(checked.as_ref().map(|_| ()).map_err(SessionError::code));
+    let (hello, ops) = checked?;
+    let device = hello.device;
+    deps.visibility.load_privacy(device.account).await?;
+    let registration = deps.router.register(device);
+    let conn_id = registration.conn_id;
+    if let Some(cluster) = &deps.cluster {
+        registry::claim(cluster, device).await;
+    }
+    deps.presence.connected(device, conn_id);
+    let served = match Session::start(deps.clone(), device, registration, hello.resume_after_seq).await {
+        Ok(mut session) => {
+            session.out.push(handshake::welcome(&deps, &hello));
+            let span = tracing::info_span!("session", device = %device, conn = conn_id);
+            async {
+                tracing::debug!("session started");
+                session.handle_ops(ops).await?;
+                let served = session.serve(transport).await;
+                tracing::debug!(result = ?served.as_ref().map_err(SessionError::code), "session ended");
+                served
+            }
+            .instrument(span)
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    deps.router.unregister(device, conn_id);
+    if let Some(cluster) = &deps.cluster {
+        registry::release(&deps.router, cluster, device);
+    }
+    deps.presence.disconnected(device, conn_id, deps.clock.now_ms());
+    served
+}
+
+/// The driver of one authenticated connection.
+struct Session {
+    deps: Arc<SessionDeps>,
+    device: DeviceAddr,
+    registration: Registration,
+    /// What to push, when to read the inbox, which acks to apply.
+    delivery: Delivery,
+    /// Operations and acks running concurrently.
+    inflight: FuturesUnordered<OpFuture>,
+    /// Events to write at the next flush.
+    out: Vec<pb::ServerEvent>,
+    last_heard: Instant,
+}
+
+impl Session {
+    /// Reads where the device's inbox stands and starts its delivery machine; a resume cursor
+    /// beyond the inbox ends the connection here, before anything is acked.
+    async fn start(
+        deps: Arc<SessionDeps>,
+        device: DeviceAddr,
+        registration: Registration,
+        resume_after: u64,
+    ) -> Result<Self, SessionError> {
+        let cursor = deps.inbox.cursor(device).await?;
+        let config = DeliveryConfig {
+            window: u64::from(deps.config.unacked_window),
+            batch: deps.limits.max_batch_deliveries as usize,
+        };
+        let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
+        Ok(Self {
+            deps,
+            device,
+            registration,
+            delivery,
+            inflight: FuturesUnordered::new(),
+            out: Vec::new(),
+            last_heard: Instant::now(),
+        })
+    }
+
+    /// The main loop: until the client leaves, something fatal happens or the server stops.
+    async fn serve<T: Transport>(&mut self, transport: &mut T) -> Result<(), SessionError> {
+        let heartbeat = Duration::from_millis(u64::from(self.deps.config.heartbeat_interval_ms));
+        let write_timeout = Duration::from_millis(self.deps.config.write_timeout_ms);
+        let frame_timeout = Duration::from_millis(self.deps.config.frame_timeout_ms);
+        let mut tick = tokio::time::interval((heartbeat / 2).min(frame_timeout / 2));
+        let max_inflight = self.deps.limits.max_inflight_sends as usize;
+        let shutdown = self.deps.shutdown.clone();
+        loop {
+            self.collect_ready();
+            loop {
+                self.drive().await?;
+                if self.out.is_empty() {
+                    break;
+                }
+                let more = self.delivery.out_full();
+                if !self.flush(transport, write_timeout).await {
+                    return Ok(());
+                }
+                if !more {
+                    break;
+                }
+            }
+            let deadline = self.delivery.deadline().map(Instant::from_std);
+            tokio::select! {
+                biased;
+                kick = &mut self.registration.kick => {
+                    return Err(match kick {
+                        Ok(Kick::Replaced) => SessionError::Replaced,
+                        Ok(Kick::Revoked) | Err(_) => SessionError::Revoked,
+                    });
+                }
+                _ = shutdown.cancelled() => {
+                    self.drain(transport).await;
+                    return Ok(());
+                }
+                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.finished(done),
+                hint = self.registration.hints.recv() => {
+                    if let Some(hint) = hint {
+                        self.delivery.on_hint(hint.seq, hint.item);
+                    }
+                }
+                Some(e) = self.registration.ephemeral.recv() => self.out.push(*e),
+                received = transport.recv(), if self.inflight.len() < max_inflight => {
+                    match received {
+                        Ok(Some(frame)) => {
+                            self.deps.metrics.frames_in.inc();
+                            self.last_heard = Instant::now();
+                            self.handle_ops(frame.ops).await?;
+                        }
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(SessionError::from(&e)),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+                _ = tick.tick() => {
+                    if self.last_heard.elapsed() > 2 * heartbeat {
+                        return Err(SessionError::HeartbeatTimeout);
+                    }
+                    if transport.partial_frame_since().is_some_and(|t| t.elapsed() > frame_timeout) {
+                        return Err(SessionError::FrameTimeout);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out the delivery machine's actions until it rests: deliveries into `out`, inbox
+    /// reads awaited here (nothing else is pushed meanwhile), acks run among `inflight`.
+    async fn drive(&mut self) -> Result<(), SessionError> {
+        if self.registration.lagged.swap(false, Ordering::AcqRel) {
+            self.delivery.on_lagged();
+        }
+        let now = Instant::now().into_std();
+        while let Some(action) = self.delivery.poll(now) {
+            match action {
+                Action::Write(delivery) => self.push_delivery(delivery),
+                Action::Read { after_seq, limit } => {
+                    let entries = self.deps.inbox.read(self.device, after_seq, limit).await?;
+                    self.delivery.on_read(entries);
+                }
+                Action::Ack(ack) => self.apply_ack(ack),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an ack among the in-flight operations; the machine hears how it went.
+    fn apply_ack(&mut self, ack: InboxAck) {
+        let (inbox, device) = (self.deps.inbox.clone(), self.device);
+        self.inflight.push(Box::pin(async move { Finished::AckApplied(inbox.acknowledge(device, ack).await) }));
+    }
+
+    fn push_delivery(&mut self, delivery: pb::Delivery) {
+        let metrics = &self.deps.metrics;
+        let now_ms = self.deps.clock.now_ms();
+        for item in &delivery.items {
+            metrics.delivery_latency_seconds.observe(now_ms.saturating_sub(item.server_ts_ms) as f64 / 1000.0);
+        }
+        metrics.deliveries.inc_by(delivery.items.len() as u64);
+        self.out.push(event(0, server_event::Event::Delivery(delivery)));
+    }
+
+    fn finished(&mut self, done: Finished) {
+        match done {
+            Finished::Answer(e) => self.out.push(e),
+            Finished::AckApplied(result) => {
+                if let Err(e) = &result {
+                    tracing::warn!(device = %self.device, error = %e, "ack not applied; retried with its receipts read back");
+                }
+                self.delivery.on_ack_applied(result.is_ok(), Instant::now().into_std());
+            }
+        }
+    }
+
+    /// Routes a frame's operations, in order.
+    async fn handle_ops(&mut self, ops: Vec<pb::ClientOp>) -> Result<(), SessionError> {
+        if ops.len() > self.deps.limits.max_ops_per_frame as usize {
+            return Err(SessionError::TooManyOps);
+        }
+        for op in ops {
+            let conn = Conn {
+                deps: &self.deps,
+                device: self.device,
+                conn_id: self.registration.conn_id,
+                ephemeral_tx: &self.registration.ephemeral_tx,
+            };
+            match dispatch::dispatch(&conn, op).await? {
+                Dispatched::Answer(e) => self.out.push(e),
+                Dispatched::Later(op) => self.inflight.push(op),
+                Dispatched::Ack { request_id, up_to_seq } => {
+                    if let Err(e) = self.delivery.on_ack(up_to_seq) {
+                        self.out.push(answer(request_id, Err(e)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `out` in frames of at most `max_frame_bytes`. False when the connection must end:
+    /// the write failed, the client read nothing for `write_timeout`, or the server is stopping
+    /// while the client does not read.
+    async fn flush<T: Transport>(&mut self, transport: &mut T, write_timeout: Duration) -> bool {
+        let max = self.deps.limits.max_frame_bytes as usize - FRAME_OVERHEAD_BYTES;
+        let mut events = std::mem::take(&mut self.out).into_iter().peekable();
+        self.delivery.on_flushed();
+        while events.peek().is_some() {
+            let mut frame = frame_of(Vec::new());
+            let mut size = 0;
+            while let Some(e) = events.next_if(|e| frame.events.is_empty() || size + e.encoded_len() <= max) {
+                size += e.encoded_len() + FRAME_OVERHEAD_BYTES;
+                frame.events.push(e);
+            }
+            self.deps.metrics.frames_out.inc();
+            let written = tokio::select! {
+                w = timeout(write_timeout, transport.send(&frame)) => w,
+                _ = self.deps.shutdown.cancelled(), if !self.deps.shutdown.is_cancelled() => return false,
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => {
+                    tracing::info!(device = %self.device, "closing a connection that stopped reading");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
+    fn collect_ready(&mut self) {
+        for _ in 0..READY_MAX {
+            match self.inflight.next().now_or_never() {
+                Some(Some(done)) => self.finished(done),
+                _ => break,
+            }
+        }
+        for _ in 0..READY_MAX {
+            match self.registration.hints.try_recv() {
+                Ok(hint) => self.delivery.on_hint(hint.seq, hint.item),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..READY_MAX {
+            match self.registration.ephemeral.try_recv() {
+                Ok(e) => self.out.push(*e),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Tells the client to go elsewhere, lets in-flight sends and acks finish (the acks waiting
+    /// behind them too) and flushes their answers.
+    async fn drain<T: Transport>(&mut self, transport: &mut T) {
+        self.out.push(go_away());
+        let _ = timeout(DRAIN_TIMEOUT, async {
+            loop {
+                if let Some(ack) = self.delivery.poll_ack(Instant::now().into_std()) {
+                    self.apply_ack(ack);
+                }
+                let Some(done) = self.inflight.next().await else { break };
+                self.finished(done);
+            }
+        })
+        .await;
+        self.flush(transport, DRAIN_TIMEOUT).await;
+    }
+}

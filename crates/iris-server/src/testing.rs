@@ -1,0 +1,97 @@
+//! Parts for unit tests of services: a real embedded store in a temporary directory and the
+//! in-memory parts around it, wired by the same `services::build` as a server, so a service is
+//! tested without a listener, a socket or a session.
+
+use std::sync::Arc;
+
+use iris_store::embedded::FjallStore;
+use iris_store::{AccountStore, DeviceAddr};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::access::Authenticator;
+use crate::auth::token::TokenSigner;
+use crate::blocks::Blocks;
+use crate::clock::ManualClock;
+use crate::config::{Config, RateLimitConfig};
+use crate::directory::Directory;
+use crate::fanout::Fanout;
+use crate::gateway::admission::Admission;
+use crate::ids::IdGenerator;
+use crate::messaging::Messaging;
+use crate::metrics::Metrics;
+use crate::presence::PresenceHub;
+use crate::ratelimit::SharedLimit;
+use crate::router::Router;
+use crate::services::{self, Foundations};
+use crate::session::SessionDeps;
+
+/// One server's parts and services, without listeners.
+pub(crate) struct Parts {
+    /// The store, as its engine (tests read it directly).
+    pub store: Arc<FjallStore>,
+    /// Device → session (tests register devices to see hints).
+    pub router: Arc<Router>,
+    /// Time, moved by hand.
+    pub clock: Arc<ManualClock>,
+    /// Every service, wired.
+    pub services: SessionDeps,
+    _dir: TempDir,
+}
+
+impl Parts {
+    /// Fresh parts over an empty store, with the default config and no rate limits.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary store dir");
+        let store = Arc::new(FjallStore::open(dir.path(), Default::default()).expect("open the store"));
+        let config = Config { rate_limits: RateLimitConfig::unlimited(), ..Config::default() };
+        let metrics = Arc::new(Metrics::new());
+        let clock = Arc::new(ManualClock::new());
+        let directory = Arc::new(Directory::new(store.clone(), 1000, None));
+        let router = Arc::new(Router::new(16));
+        let foundations = Foundations {
+            store: store.clone(),
+            directory: directory.clone(),
+            router: router.clone(),
+            ids: Arc::new(IdGenerator::new(1)),
+            clock: clock.clone(),
+            presence: Arc::new(PresenceHub::new()),
+            admission: Arc::new(Admission::new(&config, &metrics)),
+            metrics,
+            authenticator: Arc::new(Authenticator::new(TokenSigner::new([7; 32]), directory, clock.clone())),
+            send_limit: SharedLimit::new(None),
+            typing_limit: None,
+            discover_limit: None,
+            shutdown: CancellationToken::new(),
+            cluster: None,
+            node_name: "test".into(),
+        };
+        let services = services::build(&config, foundations);
+        Self { store, router, clock, services, _dir: dir }
+    }
+
+    /// The send kernel over these parts.
+    pub fn fanout(&self) -> Fanout {
+        Fanout::new(self.store.clone(), self.router.clone())
+    }
+
+    /// The messaging service.
+    pub fn messaging(&self) -> Arc<Messaging> {
+        self.services.messaging.clone()
+    }
+
+    /// The blocks service.
+    pub fn blocks(&self) -> Arc<Blocks> {
+        self.services.blocks.clone()
+    }
+
+    /// Registers `n_devices` devices of the account of `phone` (created with the first).
+    pub async fn account(&self, phone: &str, n_devices: u32) -> Vec<DeviceAddr> {
+        let mut devices = Vec::new();
+        for i in 0..n_devices {
+            let (_, device) = self.store.register_device(phone, &format!("device {i}"), 1, 5).await.expect("register");
+            devices.push(device.addr);
+        }
+        devices
+    }
+}
