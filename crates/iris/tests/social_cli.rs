@@ -124,8 +124,11 @@ async fn message_actions_are_scriptable_and_arrive_through_recv() {
     let got = iris(&["recv", "--profile", &c, "--count", "1", "--timeout", "10"]);
     let fwd = got.iter().find(|l| l["text"] == "look at this").expect("the forward in the group");
     assert_eq!(fwd["forwarded"], true);
+    // Six names of three chats: one copy each (a chat listed twice is sent once).
     let six = "+14155550312,+14155550313,+14155550311,+14155550312,+14155550313,+14155550311";
-    let err = iris_fails(&["forward", "--profile", &a, "--to", six, "spam"]);
+    let copies = iris(&["forward", "--profile", &a, "--to", six, "again"]);
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    let err = iris_fails(&["forward", "--profile", &a, "--groups", "1,2,3,4,5,6", "spam"]);
     assert_eq!(err["code"], "ERROR_CODE_INVALID_ARGUMENT", "{err}");
 }
 
