@@ -61,6 +61,27 @@ impl Fanout {
         Ok(self.queued(pending, hints))
     }
 
+    /// A cumulative ack of `device`'s inbox up to `up_to_seq`.
+    pub async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> Result<(), ServiceError> {
+        Ok(self.inbox.ack(device, up_to_seq).await?)
+    }
+
+    /// The ack and the receipts it produces (`receipts`), committed together where the store
+    /// can (one atomic record on the embedded engine); hints the receipts' devices once durable.
+    pub async fn ack_with_receipts(
+        &self,
+        device: DeviceAddr,
+        up_to_seq: u64,
+        receipts: AppendRequest,
+    ) -> Result<AppendOutcome, ServiceError> {
+        let hints = Self::hints(&receipts);
+        let pending: PendingAppend = {
+            let inbox = self.inbox.clone();
+            Box::pin(async move { inbox.ack_with_receipts(device, up_to_seq, receipts).await })
+        };
+        self.queued(pending, hints).durable().await
+    }
+
     /// What to hint once `req` is durable, taken before `req` goes to a store call that commits
     /// it together with other writes (a group change: its record and its events, atomically).
     pub fn hints(req: &AppendRequest) -> Hints {

@@ -1,8 +1,9 @@
 //! A device's inbox as its session sees it: where it stands, what to deliver next, and acks.
 //!
-//! An ack is applied in one order, whatever asked for it (an `Ack` frame, a `Hello` resume
-//! cursor, a retry after a failure): first the `DELIVERED` receipts it owes are durable, then the
-//! entries are deleted, so a crash in between can repeat a receipt but never lose one. When the
+//! An ack is applied the same way whatever asked for it (an `Ack` frame, a `Hello` resume
+//! cursor, a retry after a failure): the `DELIVERED` receipts it owes and the deletion of the
+//! entries are one write (atomic on the embedded engine; elsewhere receipts first, so a crash in
+//! between can repeat a receipt but never lose one). When the
 //! caller knows what the acked entries owe (it delivered them on this connection) it says so;
 //! when it does not (a resume cursor names entries delivered on an earlier connection) they are
 //! read back from the inbox and judged by the same [`ReceiptDue::of`].
@@ -85,21 +86,16 @@ impl Inbox {
         Ok(self.payloads.resolve(stored.into_iter().map(|e| (e.seq, e.item)).collect()).await)
     }
 
-    /// Applies `ack`: receipts first, then the deletion. On an error nothing beyond what was
+    /// Applies `ack`: its receipts with the deletion. On an error nothing beyond what was
     /// already applied is deleted; the caller retries with [`OwedReceipts::ReadFromInbox`].
     pub async fn acknowledge(&self, device: DeviceAddr, ack: InboxAck) -> Result<(), ServiceError> {
         match ack.owed {
-            OwedReceipts::Known(owed) => {
-                if !owed.is_empty() {
-                    self.receipts.delivered(device, owed).await?;
-                }
-                Ok(self.store.ack(device, ack.up_to_seq).await?)
-            }
+            OwedReceipts::Known(owed) => self.receipts.acknowledge(device, owed, ack.up_to_seq).await,
             OwedReceipts::ReadFromInbox => self.acknowledge_read_back(device, ack.after_seq, ack.up_to_seq).await,
         }
     }
 
-    /// Reads `(after_seq, up_to_seq]` back in chunks; each chunk's receipts, then its deletion.
+    /// Reads `(after_seq, up_to_seq]` back in chunks; each chunk's receipts with its deletion.
     async fn acknowledge_read_back(
         &self,
         device: DeviceAddr,
@@ -119,10 +115,7 @@ impl Inbox {
                 last = Some(e.seq);
             }
             let Some(last) = last else { break };
-            if !owed.is_empty() {
-                self.receipts.delivered(device, owed).await?;
-            }
-            self.store.ack(device, last).await?;
+            self.receipts.acknowledge(device, owed, last).await?;
             if entries.len() < RECEIPT_READ_CHUNK {
                 break;
             }

@@ -127,10 +127,15 @@ impl Receipts {
         Self { fanout, directory, blocks, groups, ids, clock }
     }
 
-    /// Tells senders that `recipient` acked their messages: one `DELIVERED` receipt per 1:1
-    /// sender, all in one append (an ack usually covers many senders, and one append each cost a
-    /// committer round trip each), then the group delivery marks. Returns once durable.
-    pub async fn delivered(&self, recipient: DeviceAddr, owed: Owed) -> Result<(), ServiceError> {
+    /// Acks `recipient`'s inbox up to `up_to_seq` together with the `DELIVERED` receipts the
+    /// acked entries owe: one receipt per sender (an ack usually covers messages of many
+    /// senders), all in the same atomic write as the ack where the store can (a crash then
+    /// leaves both or neither: never a receipt lost, never one repeated by a redelivery).
+    /// Group messages are marked first (marks are idempotent).
+    pub async fn acknowledge(&self, recipient: DeviceAddr, owed: Owed, up_to_seq: u64) -> Result<(), ServiceError> {
+        if !owed.group.is_empty() {
+            self.mark_group(recipient.account, owed.group, false).await?;
+        }
         let now = self.clock.now_ms();
         let mut entries = Vec::new();
         let mut first_id = None;
@@ -154,12 +159,13 @@ impl Receipts {
             );
             entries.extend(entries_for(view.addrs(), &item));
         }
-        if let Some(server_msg_id) = first_id {
+        match first_id {
             // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
-            self.fanout.append(AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries }).await?;
-        }
-        if !owed.group.is_empty() {
-            self.mark_group(recipient.account, owed.group, false).await?;
+            Some(server_msg_id) => {
+                let receipts = AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries };
+                self.fanout.ack_with_receipts(recipient, up_to_seq, receipts).await?;
+            }
+            None => self.fanout.ack(recipient, up_to_seq).await?,
         }
         Ok(())
     }

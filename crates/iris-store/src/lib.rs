@@ -101,13 +101,19 @@ pub trait InboxStore: Send + Sync + 'static {
     async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()>;
 
     /// A cumulative ack together with the receipts it produces (`receipts`, appended to the
-    /// senders' inboxes). Engines that can make both one atomic, durable write do (a crash then
-    /// leaves both or neither: a receipt is never lost, nor written twice by a redelivery);
-    /// the default appends the receipts durably first, then acks (a crash in between can repeat
-    /// a receipt, never lose one).
-    async fn ack_with_receipts(&self, device: DeviceAddr, up_to_seq: u64, receipts: AppendRequest) -> StoreResult<()> {
-        self.append(receipts).await?;
-        self.ack(device, up_to_seq).await
+    /// senders' inboxes); returns the receipts' outcome. Engines that can make both one atomic,
+    /// durable write do (a crash then leaves both or neither: a receipt is never lost, nor
+    /// written twice by a redelivery); the default appends the receipts durably first, then
+    /// acks (a crash in between can repeat a receipt, never lose one).
+    async fn ack_with_receipts(
+        &self,
+        device: DeviceAddr,
+        up_to_seq: u64,
+        receipts: AppendRequest,
+    ) -> StoreResult<AppendOutcome> {
+        let outcome = self.append(receipts).await?;
+        self.ack(device, up_to_seq).await?;
+        Ok(outcome)
     }
 
     /// The device's acked cursor and the last sequence number ever assigned to it.

@@ -351,7 +351,23 @@ async fn close_flushes_and_rejects_later_calls(engine: Engine) {
     assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 1, last: 1 });
 }
 
+async fn an_ack_with_its_receipts_does_both_and_survives_reopen(engine: Engine) {
+    // Proves: ack_with_receipts deletes the acked entries and appends the receipts (answering
+    // their seqs), and both are durable across a reopen.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    append(&store, send(&[BOB, BOB], "m")).await;
+    let outcome = store.ack_with_receipts(BOB, 1, send(&[ALICE], "delivered 1")).await.expect("ack with receipts");
+    assert_eq!(seqs(outcome), [1]);
+    drop(store);
+    let store = env.open().await;
+    assert_eq!(inbox(&store, BOB, 0).await, texts(&[(2, "m")]));
+    assert_eq!(inbox(&store, ALICE, 0).await, texts(&[(1, "delivered 1")]));
+    assert_eq!(store.cursor(BOB).await.unwrap(), InboxCursor { acked: 1, last: 2 });
+}
+
 both_engines!(
+    an_ack_with_its_receipts_does_both_and_survives_reopen,
     append_read_ack,
     ack_is_clamped_and_never_moves_back,
     seqs_follow_request_and_entry_order,

@@ -28,8 +28,15 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 pub(super) enum Command {
     /// `InboxStore::append`, with side writes committed atomically with it.
     Append { req: AppendRequest, side: Vec<KvWrite>, reply: oneshot::Sender<StoreResult<AppendOutcome>> },
-    /// A cumulative ack, alone or with the receipts it produces (one atomic record).
-    Ack { device: DeviceAddr, up_to_seq: u64, receipts: Option<AppendRequest>, reply: oneshot::Sender<StoreResult<()>> },
+    /// A cumulative ack.
+    Ack { device: DeviceAddr, up_to_seq: u64, reply: oneshot::Sender<StoreResult<()>> },
+    /// A cumulative ack with the receipts it produces, as one atomic record.
+    AckWithReceipts {
+        device: DeviceAddr,
+        up_to_seq: u64,
+        receipts: AppendRequest,
+        reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+    },
     /// `InboxStore::purge`.
     Purge { device: DeviceAddr, reply: oneshot::Sender<StoreResult<()>> },
     /// Side writes as a batch of their own (possibly empty: answered once the staging drained).
@@ -44,7 +51,7 @@ impl Command {
     /// Weight of the command against `batch_max_ops`.
     fn ops(&self) -> usize {
         match self {
-            Command::Append { req, .. } => req.entries.len().max(1),
+            Command::Append { req, .. } | Command::AckWithReceipts { receipts: req, .. } => req.entries.len().max(1),
             _ => 1,
         }
     }
@@ -156,11 +163,11 @@ impl Committer {
                     ops.push(Op::Append { req, writes: side, ack: None });
                     replies.push(Reply::Append(reply));
                 }
-                Command::Ack { device, up_to_seq, receipts: Some(req), reply } => {
-                    ops.push(Op::Append { req, writes: Vec::new(), ack: Some((device, up_to_seq)) });
-                    replies.push(Reply::Done(reply));
+                Command::AckWithReceipts { device, up_to_seq, receipts, reply } => {
+                    ops.push(Op::Append { req: receipts, writes: Vec::new(), ack: Some((device, up_to_seq)) });
+                    replies.push(Reply::Append(reply));
                 }
-                Command::Ack { device, up_to_seq, receipts: None, reply } => {
+                Command::Ack { device, up_to_seq, reply } => {
                     ops.push(Op::Ack { device, up_to: up_to_seq });
                     replies.push(Reply::Done(reply));
                 }

@@ -28,8 +28,8 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Account, AccountId, AccountStore, AppendRequest, CommitObserver, Device, DeviceAddr, InboxCursor, InboxStore,
-    PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+    Account, AccountId, AccountStore, AppendOutcome, AppendRequest, CommitObserver, Device, DeviceAddr, InboxCursor,
+    InboxStore, PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
 use committer::{Command, Committer};
@@ -514,11 +514,16 @@ impl InboxStore for FjallStore {
     }
 
     async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()> {
-        self.request(|reply| Command::Ack { device, up_to_seq, receipts: None, reply }).await
+        self.request(|reply| Command::Ack { device, up_to_seq, reply }).await
     }
 
-    async fn ack_with_receipts(&self, device: DeviceAddr, up_to_seq: u64, receipts: AppendRequest) -> StoreResult<()> {
-        self.request(|reply| Command::Ack { device, up_to_seq, receipts: Some(receipts), reply }).await
+    async fn ack_with_receipts(
+        &self,
+        device: DeviceAddr,
+        up_to_seq: u64,
+        receipts: AppendRequest,
+    ) -> StoreResult<AppendOutcome> {
+        self.request(|reply| Command::AckWithReceipts { device, up_to_seq, receipts, reply }).await
     }
 
     async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
