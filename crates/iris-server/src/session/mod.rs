@@ -18,6 +18,8 @@
 mod delivery;
 mod dispatch;
 mod handshake;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
