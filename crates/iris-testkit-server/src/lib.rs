@@ -8,7 +8,7 @@
 //! - [`http`]: JSON over HTTP to a [`TestServer`] (`reqwest`), answers as [`Reply`].
 //! - [`raw`]: [`RawConn`], frames by hand, and the operation builders.
 //! - [`raw_device`]: [`RawDevice`], a device that reads only when the test says so.
-//! - [`sdk`]: logins, connected SDK clients ([`Dev`]) and receive helpers.
+//! - [`sdk`]: logins, connected SDK clients and receive helpers.
 //! - [`process`]: the `iris` binary as a child process on port 0 (kill -9, signals, memory).
 //! - [`metrics`]: Prometheus text and a minimal HTTP GET.
 //! - [`faults`]: a real store whose appends fail on demand.
@@ -49,6 +49,18 @@ use std::time::Duration;
 /// How long a raw-protocol test waits for an event it expects before failing (never reached
 /// when green): the server answers on loopback within milliseconds.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Pauses tokio's clock for the rest of the test (`tokio::time::pause`: timers then fire as soon
+/// as the runtime has nothing else to do, in no real time), unless the test runs in cluster
+/// mode: there the server waits on PostgreSQL and Redis in other processes, and a clock that
+/// jumps whenever the runtime waits would fire their timeouts. Call it first thing in a
+/// current-thread test whose server does no appends while a deadline is pending (the embedded
+/// store commits on a thread of its own, which the paused clock does not wait for either).
+pub fn pause_time_unless_cluster() {
+    if !is_cluster() {
+        tokio::time::pause();
+    }
+}
 
 /// How long an SDK test waits for something that should happen quickly (reconnects and
 /// redeliveries included), before failing.
