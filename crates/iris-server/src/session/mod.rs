@@ -18,8 +18,6 @@
 mod delivery;
 mod dispatch;
 mod handshake;
-#[cfg(test)]
-mod tests;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -458,3 +456,6 @@ impl Session {
         self.flush(transport, DRAIN_TIMEOUT).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,9 @@
 //! The same behaviours are checked end to end over TCP in `tests/protocol.rs`.
 //!
 //! Paused time is sound here because nothing leaves the runtime while a deadline is pending:
-//! the embedded store's reads run inline or on `spawn_blocking` (which holds the clock still),
-//! and the messages a test needs are committed before its session starts.
+//! the embedded engine's reads run inline or on `spawn_blocking` (which holds the clock still),
+//! and the messages a test needs are committed before its session starts. Like the session,
+//! these tests reach durable state through services only.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use iris_proto::frame::{self, FrameDecoder};
 use iris_proto::pb::{self, client_op, server_event, ErrorCode};
-use iris_store::{DeviceAddr, InboxStore};
+use iris_store::DeviceAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -182,7 +183,7 @@ async fn a_client_that_reads_nothing_is_cut_off_at_the_write_timeout() {
     let started = Instant::now();
     session.await.expect("the session ends by itself");
     assert_at(started.elapsed(), Duration::from_millis(500));
-    let cursor = parts.store.cursor(bob).await.expect("the cursor");
+    let cursor = parts.services.inbox.cursor(bob).await.expect("the cursor");
     assert_eq!((cursor.acked, cursor.last), (0, 4), "nothing delivered is lost");
 }
 
