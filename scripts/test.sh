@@ -21,11 +21,15 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# One build for the whole run: every test binary and the test kit's own binary, with the
+# workspace's single feature set. Both nextest passes below then reuse it as it is (the second
+# pass selects packages with a filter, not with `-p`, so cargo resolves nothing differently).
+cargo build --workspace --tests --bins
+
 # One PostgreSQL pair and one Redis Cluster for the whole run (tests that kill servers start
 # their own): `iris-testkit` writes where they are and stops them when this script exits (its
 # stdin, a pipe we hold, closes).
 work=$(mktemp -d)
-cargo build -q -p iris-testkit --bin iris-testkit
 mkfifo "$work/ctl"
 target/debug/iris-testkit "$work/env" <"$work/ctl" &
 testkit_pid=$!
@@ -37,17 +41,30 @@ for _ in $(seq 1 600); do [[ -s "$work/env" ]] && break; sleep 0.1; done
 # shellcheck disable=SC1091
 source "$work/env"
 
+# The caller's filter expressions (`-E EXPR`, `--filterset EXPR`), kept apart from the other
+# arguments: nextest runs the union of several `-E`, so the cluster pass intersects its own
+# set with them instead (`scripts/test.sh -E 'binary(groups)'` runs groups in both passes).
+user_filter=""
+rest=()
+while (($#)); do
+  case "$1" in
+    -E | --filterset | --filter-expr) user_filter="${user_filter:+$user_filter | }($2)"; shift 2 ;;
+    -E=* | --filterset=* | --filter-expr=*) user_filter="${user_filter:+$user_filter | }(${1#*=})"; shift ;;
+    *) rest+=("$1"); shift ;;
+  esac
+done
+
 if cargo nextest --version >/dev/null 2>&1; then
   status=0
   # 1. Everything, server-level tests on the embedded store (store-level tests cover both engines).
-  cargo nextest run --workspace --no-fail-fast "$@" || status=1
+  cargo nextest run --workspace --no-fail-fast ${user_filter:+-E "$user_filter"} ${rest[@]+"${rest[@]}"} || status=1
   # 2. The server-level suites again in cluster mode: PostgreSQL (2 shards) + Redis Cluster.
   #    Tests of the binary's own process (kill -9, benches, the cluster failure tests) and of
   #    fault injection around a given store do not depend on the engine and are not repeated.
-  IRIS_TEST_ENGINE=cluster cargo nextest run -p iris-server -p iris --no-fail-fast \
-    -E 'kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot))' \
-    "$@" || status=1
+  cluster_set='(package(iris-server) | package(iris)) and kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot))'
+  IRIS_TEST_ENGINE=cluster cargo nextest run --workspace --no-fail-fast \
+    -E "($cluster_set)${user_filter:+ and ($user_filter)}" ${rest[@]+"${rest[@]}"} || status=1
   exit "$status"
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast ${rest[@]+"${rest[@]}"}
 fi

@@ -1,6 +1,12 @@
 //! The SDK's connection logic against a scripted fake server on an ephemeral loopback port:
 //! handshake, pipelined sends, resends after a drop, retryable refusals, redelivery dedup,
-//! token refresh, GoAway and fatal errors. The real server's behaviour is tested elsewhere.
+//! token refresh, GoAway and fatal errors, heartbeats and reconnect backoff. The real server's
+//! behaviour is tested elsewhere.
+//!
+//! Every test runs on paused tokio time: the SDK's waits (backoff, retry hints, heartbeats)
+//! pass in no real time, and the tests check them to the millisecond. Sound because the fake
+//! server lives in the same runtime and loopback I/O completes inside the kernel at once (the
+//! runtime sees it before it lets the clock jump to the next timer).
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use iris_client::{Client, ClientConfig, ClientError, DisconnectReason, Event, Ev
 use iris_proto::frame::{self, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
+use tokio::time::{timeout, Instant};
 
 /// Upper bound for any single wait in these tests; nothing here should come close.
 const WAIT: Duration = Duration::from_secs(5);
@@ -110,9 +116,13 @@ impl FakeConn {
 }
 
 fn welcome() -> server_event::Event {
+    welcome_with_heartbeat(10_000)
+}
+
+fn welcome_with_heartbeat(heartbeat_interval_ms: u32) -> server_event::Event {
     server_event::Event::Welcome(pb::Welcome {
         version: Some(iris_proto::version::CURRENT),
-        heartbeat_interval_ms: 10_000,
+        heartbeat_interval_ms,
         limits: Some(iris_proto::Limits::default().into()),
         account_id: 1,
         device_id: 1,
@@ -189,7 +199,7 @@ async fn next_event(events: &mut Events) -> Event {
     timeout(WAIT, events.next()).await.expect("an event in time").expect("stream open")
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn hello_carries_token_device_and_cursor() {
     // Proves the handshake sends what the server needs to authenticate and resume.
     let server = FakeServer::start().await;
@@ -202,7 +212,7 @@ async fn hello_carries_token_device_and_cursor() {
     assert_eq!(client.welcome().map(|w| w.account_id), Some(1));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pipelined_sends_are_answered_by_request_id_in_any_order() {
     // Proves many sends share the connection and each caller gets its own result.
     let server = FakeServer::start().await;
@@ -229,7 +239,7 @@ async fn pipelined_sends_are_answered_by_request_id_in_any_order() {
     assert_eq!(ids, (1000..1050).collect::<Vec<_>>());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unanswered_send_is_resent_with_the_same_client_msg_id_after_a_drop() {
     // Proves at-least-once sending: the retry after a reconnect reuses the client_msg_id.
     let server = FakeServer::start().await;
@@ -238,7 +248,10 @@ async fn an_unanswered_send_is_resent_with_the_same_client_msg_id_after_a_drop()
     let first = conn.next_request().await;
     drop(conn);
     assert!(matches!(next_event(&mut events).await, Event::Disconnected(_)));
+    let dropped = Instant::now();
     let (mut conn, _) = server.accept_welcome().await;
+    // The first reconnect waits a jittered delay up to initial_delay (10 ms), no longer.
+    assert!(dropped.elapsed() <= Duration::from_millis(10), "reconnected after {:?}", dropped.elapsed());
     assert!(matches!(next_event(&mut events).await, Event::Connected(_)));
     let again = conn.next_request().await;
     assert_eq!(as_send(&again).client_msg_id, as_send(&first).client_msg_id);
@@ -246,7 +259,7 @@ async fn an_unanswered_send_is_resent_with_the_same_client_msg_id_after_a_drop()
     assert_eq!(send.await.expect("task").expect("accepted").server_msg_id, 77);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retryable_refusals_wait_and_retry_final_ones_fail() {
     // Proves RATE_LIMITED is retried with the same id after retry_after_ms; UNKNOWN_RECIPIENT is not.
     let server = FakeServer::start().await;
@@ -256,7 +269,11 @@ async fn retryable_refusals_wait_and_retry_final_ones_fail() {
     let op = conn.next_request().await;
     let refused = pb::Error::new(ErrorCode::RateLimited, "slow down").with_retry_after(20);
     conn.send(op.request_id, server_event::Event::Error(refused)).await;
+    let refused_at = Instant::now();
     let retry = conn.next_request().await;
+    // The hint plus up to a quarter more of jitter (timers fire on whole ms: one more).
+    let waited = refused_at.elapsed();
+    assert!(waited >= Duration::from_millis(20) && waited <= Duration::from_millis(26), "retried after {waited:?}");
     assert_eq!(as_send(&retry).client_msg_id, as_send(&op).client_msg_id);
     conn.send(retry.request_id, accepted(as_send(&retry), 5)).await;
     assert_eq!(send.await.expect("task").expect("accepted").server_msg_id, 5);
@@ -269,7 +286,7 @@ async fn retryable_refusals_wait_and_retry_final_ones_fail() {
     assert_eq!(err.code(), Some(ErrorCode::UnknownRecipient));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn redeliveries_after_a_reconnect_reach_the_app_once_and_acks_resume() {
     // Proves exactly-once handover: items redelivered after a drop are dropped by the SDK, and the
     // next Hello resumes from the app's ack.
@@ -295,7 +312,7 @@ async fn redeliveries_after_a_reconnect_reach_the_app_once_and_acks_resume() {
     assert_eq!(client.last_acked_seq(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn auto_ack_acks_what_the_app_takes() {
     // Proves auto_ack acks each item as Events::next returns it.
     let server = FakeServer::start().await;
@@ -314,15 +331,18 @@ async fn auto_ack_acks_what_the_app_takes() {
     assert_eq!(client.last_acked_seq(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn go_away_reconnects_and_session_replaced_stops() {
     // Proves GoAway is a reconnect, while SESSION_REPLACED ends the client and fails its calls.
     let server = FakeServer::start().await;
     let (client, mut events, mut conn, _) = connect(&server).await;
     conn.send(0, server_event::Event::GoAway(pb::GoAway { reconnect_after_ms: 20, reason: "restart".into() })).await;
+    let told_at = Instant::now();
     let event = next_event(&mut events).await;
     assert!(matches!(event, Event::Disconnected(DisconnectReason::GoAway { .. })), "{event:?}");
     let (mut conn, _) = server.accept_welcome().await;
+    let waited = told_at.elapsed();
+    assert!(waited >= Duration::from_millis(20) && waited <= Duration::from_millis(26), "came back after {waited:?}");
     assert!(matches!(next_event(&mut events).await, Event::Connected(_)));
 
     conn.send(0, server_event::Event::Error(pb::Error::new(ErrorCode::SessionReplaced, "another connection"))).await;
@@ -333,7 +353,7 @@ async fn go_away_reconnects_and_session_replaced_stops() {
     assert!(matches!(err, ClientError::Fatal(e) if e.error_code() == ErrorCode::SessionReplaced));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_refused_token_is_refreshed_over_http_and_reported() {
     // Proves UNAUTHENTICATED at Hello triggers one refresh, the new token is used and handed to
     // the app through on_credentials and Client::credentials.
@@ -358,6 +378,102 @@ async fn a_refused_token_is_refreshed_over_http_and_reported() {
     assert_eq!(http_task.await.expect("http task"), "refresh-1");
     assert_eq!(client.credentials(), fresh);
     assert_eq!(seen_rx.try_recv().ok(), Some(fresh));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_pings_at_half_the_heartbeat_and_leaves_a_server_silent_for_two() {
+    // Proves: with a 2 s heartbeat an idle client pings 1 s after its last write, and a server
+    // silent for 4 s (twice the heartbeat) is given up with HeartbeatTimeout and reconnected to.
+    let server = FakeServer::start().await;
+    let (client, (mut conn, _)) = tokio::join!(Client::connect(config(&server, "http://127.0.0.1:9")), async {
+        let (mut conn, hello) = server.accept().await;
+        conn.send(0, welcome_with_heartbeat(2_000)).await;
+        (conn, hello)
+    });
+    let (_client, mut events) = client.expect("connect");
+    let welcomed = Instant::now();
+    assert!(matches!(next_event(&mut events).await, Event::Connected(_)));
+    for n in 1..=3u64 {
+        let op = conn.next_op().await.expect("a ping");
+        assert!(matches!(op.op, Some(client_op::Op::Ping(_))), "{op:?}");
+        let at = welcomed.elapsed();
+        let due = Duration::from_secs(n);
+        assert!(at >= due && at <= due + Duration::from_millis(1), "ping {n} at {at:?}");
+    }
+    let event = next_event(&mut events).await;
+    assert!(matches!(event, Event::Disconnected(DisconnectReason::HeartbeatTimeout)), "{event:?}");
+    let at = welcomed.elapsed();
+    assert!(at >= Duration::from_secs(4) && at <= Duration::from_millis(4_001), "given up at {at:?}");
+    let (_conn, _) = server.accept_welcome().await;
+    assert!(matches!(next_event(&mut events).await, Event::Connected(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnects_back_off_under_a_doubling_ceiling_and_give_up_after_max_attempts() {
+    // Proves: while every reconnect fails, attempt n waits at most initial_delay × 2^(n-1), and
+    // after max_attempts the client stops with a fatal UNAVAILABLE instead of trying forever.
+    let server = FakeServer::start().await;
+    let mut cfg = config(&server, "http://127.0.0.1:9");
+    cfg.reconnect = ReconnectPolicy {
+        initial_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(10),
+        max_attempts: Some(3),
+        ..Default::default()
+    };
+    let (client, (conn, _)) = tokio::join!(Client::connect(cfg), server.accept_welcome());
+    let (_client, mut events) = client.expect("connect");
+    assert!(matches!(next_event(&mut events).await, Event::Connected(_)));
+    drop(conn);
+    assert!(matches!(next_event(&mut events).await, Event::Disconnected(_)));
+    let mut last = Instant::now();
+    for ceiling_ms in [100, 200, 400] {
+        let (conn, _) = server.accept().await; // and closed before any Welcome
+        let waited = last.elapsed();
+        assert!(waited <= Duration::from_millis(ceiling_ms + 1), "attempt after {waited:?} > {ceiling_ms} ms");
+        drop(conn);
+        last = Instant::now();
+    }
+    let event = next_event(&mut events).await;
+    assert!(matches!(&event, Event::Fatal(e) if e.error_code() == ErrorCode::Unavailable), "{event:?}");
+    assert!(timeout(WAIT, events.next()).await.expect("stream ends").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_without_a_hint_is_retried_after_the_default_delay_until_attempts_run_out() {
+    // Proves: OVERLOADED without retry_after_ms is retried with the same client_msg_id after
+    // RetryPolicy::default_delay (plus up to a quarter), and after max_attempts the caller gets
+    // the server's error.
+    let server = FakeServer::start().await;
+    let mut cfg = config(&server, "http://127.0.0.1:9");
+    cfg.retry = iris_client::RetryPolicy { max_attempts: 3, default_delay: Duration::from_millis(200) };
+    let (client, (mut conn, _)) = tokio::join!(Client::connect(cfg), server.accept_welcome());
+    let (client, _events) = client.expect("connect");
+    let c = client.clone(); // this one keeps the connection open after the send gave up
+    let mut send = tokio::spawn(async move { c.send(2u64, "x").await });
+    let mut attempts: Vec<pb::ClientOp> = Vec::new();
+    let mut refused_at = None;
+    let result = loop {
+        tokio::select! {
+            result = &mut send => break result.expect("task"),
+            op = conn.next_request() => {
+                if let Some(at) = refused_at {
+                    let waited = Instant::elapsed(&at);
+                    assert!(
+                        waited >= Duration::from_millis(200) && waited <= Duration::from_millis(251),
+                        "retried after {waited:?}"
+                    );
+                }
+                let refused = pb::Error::new(ErrorCode::Overloaded, "busy");
+                conn.send(op.request_id, server_event::Event::Error(refused)).await;
+                refused_at = Some(Instant::now());
+                attempts.push(op);
+            }
+        }
+    };
+    let err = result.expect_err("refused for good");
+    assert_eq!(err.code(), Some(ErrorCode::Overloaded));
+    assert_eq!(attempts.len(), 3, "max_attempts sends in all");
+    assert!(attempts.iter().all(|op| as_send(op).client_msg_id == as_send(&attempts[0]).client_msg_id));
 }
 
 /// Answers one `POST /v1/auth/refresh` with `fresh`; returns the refresh token it was sent.

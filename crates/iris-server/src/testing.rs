@@ -1,6 +1,7 @@
-//! Parts for unit tests of services: a real embedded store in a temporary directory and the
-//! in-memory parts around it, wired by the same `services::build` as a server, so a service is
-//! tested without a listener, a socket or a session.
+//! Parts for unit tests of services and sessions: a real embedded store in a temporary directory
+//! and the in-memory parts around it, wired by the same `services::build` as a server, so a
+//! service is tested without a listener, a socket or a session, and a session over an in-memory
+//! stream instead of a socket.
 
 use std::sync::Arc;
 
@@ -10,9 +11,9 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::access::Authenticator;
-use crate::auth::token::TokenSigner;
+use crate::auth::token::{TokenClaims, TokenSigner};
 use crate::blocks::Blocks;
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::config::{Config, RateLimitConfig};
 use crate::directory::Directory;
 use crate::fanout::Fanout;
@@ -26,6 +27,9 @@ use crate::router::Router;
 use crate::services::{self, Foundations};
 use crate::session::SessionDeps;
 
+/// The token-signing key of the parts' authenticator.
+const TOKEN_KEY: [u8; 32] = [7; 32];
+
 /// One server's parts and services, without listeners.
 pub(crate) struct Parts {
     /// The store, as its engine (tests read it directly).
@@ -34,17 +38,23 @@ pub(crate) struct Parts {
     pub router: Arc<Router>,
     /// Time, moved by hand.
     pub clock: Arc<ManualClock>,
-    /// Every service, wired.
-    pub services: SessionDeps,
+    /// Every service, wired, as a session gets them.
+    pub services: Arc<SessionDeps>,
     _dir: TempDir,
 }
 
 impl Parts {
     /// Fresh parts over an empty store, with the default config and no rate limits.
     pub fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// Like [`Parts::new`], with the config changed by `edit` (session timeouts, limits).
+    pub fn with_config(edit: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("a temporary store dir");
         let store = Arc::new(FjallStore::open(dir.path(), Default::default()).expect("open the store"));
-        let config = Config { rate_limits: RateLimitConfig::unlimited(), ..Config::default() };
+        let mut config = Config { rate_limits: RateLimitConfig::unlimited(), ..Config::default() };
+        edit(&mut config);
         let metrics = Arc::new(Metrics::new());
         let clock = Arc::new(ManualClock::new());
         let directory = Arc::new(Directory::new(store.clone(), 1000, None));
@@ -58,7 +68,7 @@ impl Parts {
             presence: Arc::new(PresenceHub::new()),
             admission: Arc::new(Admission::new(&config, &metrics)),
             metrics,
-            authenticator: Arc::new(Authenticator::new(TokenSigner::new([7; 32]), directory, clock.clone())),
+            authenticator: Arc::new(Authenticator::new(TokenSigner::new(TOKEN_KEY), directory, clock.clone())),
             send_limit: SharedLimit::new(None),
             typing_limit: None,
             discover_limit: None,
@@ -66,8 +76,14 @@ impl Parts {
             cluster: None,
             node_name: "test".into(),
         };
-        let services = services::build(&config, foundations);
+        let services = Arc::new(services::build(&config, foundations));
         Self { store, router, clock, services, _dir: dir }
+    }
+
+    /// An access token for `device`, valid for an hour on the parts' clock (what a login gives).
+    pub fn access_token(&self, device: DeviceAddr) -> String {
+        let claims = TokenClaims { device, expires_at_ms: self.clock.now_ms() + 3_600_000 };
+        TokenSigner::new(TOKEN_KEY).sign(claims)
     }
 
     /// The send kernel over these parts.

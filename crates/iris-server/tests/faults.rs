@@ -61,7 +61,7 @@ async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_withou
     // later ack does not delete them without their receipts: once the store recovers, the sender
     // learns that every message was delivered.
     let (store, failing) = FaultyStore::open(Fault::Unavailable);
-    let server = TestServer::start_with_store(|_| {}, store).await;
+    let server = TestServer::start_with_store(|_| {}, store.clone()).await;
     let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
     let (mut a, _) = server.connect_as(&alice).await;
     let (mut b, _) = server.connect_as(&bob).await;
@@ -71,7 +71,7 @@ async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_withou
     failing.store(true, Ordering::SeqCst);
     b.send_ops(vec![ack_op(2, 1)]).await;
     b.ping(3).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await; // the ack's receipts fail
+    wait_until("the ack's receipts fail", EVENT_TIMEOUT, || async { store.injected() >= 1 }).await;
     failing.store(false, Ordering::SeqCst);
 
     let second = a.send_accepted(4, text_to_account("m2", bob.account_id, b"x")).await;

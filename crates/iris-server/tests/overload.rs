@@ -42,15 +42,10 @@ async fn ping_with_nothing_before(conn: &mut RawConn, request_id: u64) {
 /// Waits until the server counts exactly `n` open connections (its admission slots are freed
 /// when a session task ends, just after the socket closes).
 async fn wait_connections_open(server: &TestServer, n: u32) {
-    let deadline = Instant::now() + EVENT_TIMEOUT;
-    loop {
-        let open = metric_value(&server.get("/metrics", None).await.text(), "iris_connections_open");
-        if open == f64::from(n) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "iris_connections_open stayed at {open}, expected {n}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(&format!("iris_connections_open is {n}"), EVENT_TIMEOUT, || async {
+        metric_value(&server.get("/metrics", None).await.text(), "iris_connections_open") == f64::from(n)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -227,9 +227,10 @@ async fn the_hello_frame_counts_towards_the_ops_limit() {
     conn.expect_fatal(ErrorCode::TooManyOps).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn no_hello_within_the_handshake_timeout_is_timeout() {
     // Proves: a silent connection, or one that stalls inside its first frame, gets TIMEOUT (fatal) after handshake_timeout_ms.
+    pause_time_unless_cluster();
     let server = TestServer::start_with(|c| c.session.handshake_timeout_ms = 500).await;
     let started = tokio::time::Instant::now();
     let mut silent = server.connect().await;
@@ -241,9 +242,10 @@ async fn no_hello_within_the_handshake_timeout_is_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(450), "closed too early: {:?}", started.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn silence_past_twice_the_heartbeat_is_heartbeat_timeout() {
     // Proves: a connection silent for 2 × heartbeat_interval_ms gets HEARTBEAT_TIMEOUT (fatal), while one that pings in time stays open.
+    pause_time_unless_cluster();
     let server = TestServer::start_with(|c| c.session.heartbeat_interval_ms = 300).await;
     let alice = server.login("+15550000001", "alice").await;
     let bob = server.login("+15550000002", "bob").await;
@@ -255,6 +257,7 @@ async fn silence_past_twice_the_heartbeat_is_heartbeat_timeout() {
     let keep_alive = tokio::spawn(async move {
         for i in 1..=8 {
             chatty.ping(i).await;
+            // The client's pace is this test's input: a ping every half heartbeat.
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
         chatty

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use iris_server::cluster::bus::{Bus, BusConfig, BusError};
 use iris_store::DeviceAddr;
 use iris_testkit::redis::RedisCluster;
+use iris_testkit::wait::wait_until;
 use tokio::sync::mpsc::Receiver;
 
 /// Bound on waiting for something that should happen within milliseconds on a healthy cluster.
@@ -36,22 +37,6 @@ async fn connect(cluster: &RedisCluster, ns: &str, node_id: u16) -> (Bus, Receiv
 
 async fn recv(rx: &mut Receiver<Bytes>, within: Duration) -> Option<Bytes> {
     tokio::time::timeout(within, rx.recv()).await.ok().flatten()
-}
-
-/// Retries `call` every 100 ms until it returns `Some`, for at most `within`.
-async fn eventually<T, F, Fut>(within: Duration, mut call: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(v) = call().await {
-            return Some(v);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
 }
 
 fn dev(account: u64, device: u32) -> DeviceAddr {
@@ -128,13 +113,12 @@ async fn entries_expire_after_their_ttl_unless_refreshed() {
     bus.set_px("code", Bytes::from_static(b"123456"), 300).await.unwrap();
     bus.refresh_devices(&[dev(5, 2)], 60_000).await.unwrap();
 
-    let expired = eventually(QUICK, || async {
+    wait_until("the claim and the code expire after their TTL", QUICK, || async {
         let owners = bus.lookup_devices(&[dev(5, 1)]).await.unwrap();
         let code = bus.get("code").await.unwrap();
-        (owners == vec![None] && code.is_none()).then_some(())
+        owners == vec![None] && code.is_none()
     })
     .await;
-    assert!(expired.is_some(), "entries outlived their TTL");
     assert_eq!(bus.lookup_devices(&[dev(5, 2)]).await.unwrap(), vec![Some(7)], "the refreshed claim expired");
 
     bus.refresh_devices(&[dev(5, 1)], 60_000).await.unwrap();
@@ -174,11 +158,18 @@ async fn rate_take_limits_then_allows_again() {
     for _ in 0..3 {
         assert_eq!(bus.rate_take("login:{42}", 3, 600).await.unwrap(), None);
     }
+    let refused_at = Instant::now();
     let wait_ms = bus.rate_take("login:{42}", 3, 600).await.unwrap().expect("4th take refused");
     assert!((1..=600).contains(&wait_ms), "retry after {wait_ms} ms");
     assert_eq!(bus.rate_take("login:{43}", 3, 600).await.unwrap(), None, "buckets are per key");
-    tokio::time::sleep(Duration::from_millis(wait_ms + 20)).await;
-    assert_eq!(bus.rate_take("login:{42}", 3, 600).await.unwrap(), None, "allowed again after the wait");
+    // A refused take changes nothing (GCRA stores only the next arrival time), so polling is fair.
+    wait_until("the 4th take is allowed after the wait", QUICK, || async {
+        bus.rate_take("login:{42}", 3, 600).await.unwrap().is_none()
+    })
+    .await;
+    // The wait is rounded up to whole ms: allowed no sooner than it said (1 ms of rounding).
+    let waited = refused_at.elapsed() + Duration::from_millis(1);
+    assert!(waited >= Duration::from_millis(wait_ms), "allowed after {waited:?}, before the {wait_ms} ms it said");
     assert!(matches!(bus.rate_take("x", 0, 600).await, Err(BusError::Config(_))));
 }
 
@@ -217,15 +208,13 @@ async fn node_channel_and_registry_survive_a_primary_failover() {
     assert!(delivered.is_some(), "node 1 not reachable {:?} after the kill", killed_at.elapsed());
     eprintln!("node channel back after {:?}", killed_at.elapsed());
 
-    let registry = eventually(recovery, || async {
-        bus1.refresh_devices(&devices, 60_000).await.ok()?;
-        let owners = bus2.lookup_devices(&devices).await.ok()?;
-        (owners == vec![Some(1); devices.len()]).then_some(())
+    wait_until("registry calls work again after the failover", recovery, || async {
+        bus1.refresh_devices(&devices, 60_000).await.is_ok()
+            && bus2.lookup_devices(&devices).await.is_ok_and(|owners| owners == vec![Some(1); devices.len()])
     })
     .await;
-    assert!(registry.is_some(), "registry not back {:?} after the kill", killed_at.elapsed());
-    let healthy = eventually(recovery, || async { bus1.is_healthy().then_some(()) }).await;
-    assert!(healthy.is_some(), "bus not healthy {:?} after the kill", killed_at.elapsed());
+    eprintln!("registry back after {:?}", killed_at.elapsed());
+    wait_until("the bus reports healthy again after the failover", recovery, || async { bus1.is_healthy() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,15 +251,16 @@ async fn dead_cluster_fails_fast_then_the_bus_recovers_when_it_returns() {
     assert!(bus.publish_to_node(2, Bytes::from_static(b"x")).await.is_err());
     assert!(started.elapsed() < bound);
 
+    // The outage lasts past the bus's 5 s rebuild threshold, so it replaces its connections while
+    // Redis is still gone: the outage's length is this test's input, not an event to wait for.
     tokio::time::sleep(Duration::from_secs(6)).await;
     tokio::task::block_in_place(|| cluster.restart_killed());
     let restarted = Instant::now();
-    let works = eventually(Duration::from_secs(20), || async {
-        bus.claim_devices(&[dev(1, 1)], 60_000).await.ok()?;
-        bus.publish_to_node(1, Bytes::from_static(b"back")).await.ok()?;
-        Some(())
-    });
-    assert!(works.await.is_some(), "the bus did not recover after the cluster came back");
+    wait_until("the bus works again after the cluster came back", Duration::from_secs(20), || async {
+        bus.claim_devices(&[dev(1, 1)], 60_000).await.is_ok()
+            && bus.publish_to_node(1, Bytes::from_static(b"back")).await.is_ok()
+    })
+    .await;
     let mut got = None;
     while let Some(m) = recv(&mut rx, QUICK).await {
         if m.as_ref() == b"back" {
@@ -279,8 +269,10 @@ async fn dead_cluster_fails_fast_then_the_bus_recovers_when_it_returns() {
         }
     }
     assert!(got.is_some(), "no message on the node channel after the cluster came back");
-    let healthy = eventually(Duration::from_secs(10), || async { bus.is_healthy().then_some(()) });
-    assert!(healthy.await.is_some(), "bus not healthy after the cluster came back");
+    wait_until("the bus reports healthy after the cluster came back", Duration::from_secs(10), || async {
+        bus.is_healthy()
+    })
+    .await;
     eprintln!("bus back {:?} after the restart", restarted.elapsed());
 }
 
@@ -297,9 +289,10 @@ async fn every_shard_failing_over_in_turn_keeps_the_bus_working() {
         cluster.kill_primary(shard);
         tokio::task::block_in_place(|| cluster.wait_until_healthy());
     }
-    let healthy =
-        eventually(Duration::from_secs(15), || async { (bus1.is_healthy() && bus2.is_healthy()).then_some(()) });
-    assert!(healthy.await.is_some(), "buses not healthy after the failovers");
+    wait_until("both buses healthy after the failovers", Duration::from_secs(15), || async {
+        bus1.is_healthy() && bus2.is_healthy()
+    })
+    .await;
 
     bus2.publish_to_node(1, Bytes::from_static(b"to-1")).await.unwrap();
     assert_eq!(recv(&mut rx1, QUICK).await.as_deref(), Some(&b"to-1"[..]));
@@ -309,15 +302,20 @@ async fn every_shard_failing_over_in_turn_keeps_the_bus_working() {
     let devices: Vec<DeviceAddr> = (1..=30).map(|acc| dev(acc, 1)).collect();
     let started = Instant::now();
     let last = std::sync::Mutex::new(String::new());
-    let registry = eventually(Duration::from_secs(10), || async {
+    wait_until("registry calls work after the failovers", Duration::from_secs(10), || async {
         let outcome = match bus1.claim_devices(&devices, 60_000).await {
             Ok(_) => bus2.lookup_devices(&devices).await.map(|owners| owners == vec![Some(1); devices.len()]),
             Err(e) => Err(e),
         };
-        *last.lock().unwrap() = format!("{outcome:?}");
-        matches!(outcome, Ok(true)).then_some(())
-    });
-    assert!(registry.await.is_some(), "registry calls still failing: {}", last.lock().unwrap());
+        // Each new outcome on stderr, so a failure shows how the calls were failing.
+        let text = format!("{outcome:?}");
+        if *last.lock().unwrap() != text {
+            eprintln!("registry calls after {:?}: {text}", started.elapsed());
+            *last.lock().unwrap() = text;
+        }
+        matches!(outcome, Ok(true))
+    })
+    .await;
     eprintln!("registry calls worked after {:?}", started.elapsed());
 }
 

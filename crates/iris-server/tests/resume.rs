@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use iris_proto::http::Credentials;
 use iris_proto::pb::{self, server_event, ErrorCode};
@@ -35,12 +33,24 @@ async fn delivered_receipt_ids(conn: &mut RawConn, n: usize, from: &Credentials)
     ids
 }
 
-/// Pings and expects the Pong to be the very next event: nothing was delivered meanwhile.
-async fn expect_nothing_delivered(conn: &mut RawConn, request_id: u64) {
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    conn.send_ops(vec![ping_op(request_id, 1)]).await;
-    let e = conn.event().await;
-    assert!(matches!(e.event, Some(server_event::Event::Pong(_))), "expected only a Pong, got {e:?}");
+/// Sends a fence message from `from` to `to` (the account of `to_creds`) and expects it as the
+/// very next delivery on `to`, alone: an inbox delivers in seq order, so anything the server
+/// wrongly queued for `to` before the fence would arrive first. The event that ends the check,
+/// instead of a quiet period.
+async fn expect_only_the_fence(from: &mut RawConn, request_id: u64, to: &mut RawConn, to_creds: &Credentials) {
+    let fence = from.send_accepted(request_id, text_to_account("fence", to_creds.account_id, b"fence")).await;
+    let items = to.expect_delivery().await;
+    assert_eq!(items.len(), 1, "delivered before or with the fence: {items:?}");
+    assert_eq!(items[0].server_msg_id, fence.server_msg_id, "delivered before the fence: {items:?}");
+}
+
+/// Waits until the store applied `creds`'s device's ack up to `seq` (its receipts go first).
+async fn wait_acked(server: &TestServer, creds: &Credentials, seq: u64) {
+    let device = iris_store::DeviceAddr::new(creds.account_id, creds.device_id);
+    wait_until(&format!("{device} acked up to {seq}"), EVENT_TIMEOUT, || async {
+        server.ctx().store.cursor(device).await.expect("read the cursor").acked >= seq
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +77,7 @@ async fn a_resume_cursor_produces_the_delivered_receipts_an_ack_would_have() {
     assert_eq!(delivered_receipt_ids(&mut a, 2, &bob).await, ids[..2].to_vec());
     let again = delivered(&mut b, 1).await;
     assert_eq!((again[0].seq, again[0].server_msg_id), (3, ids[2]), "delivery resumes after the cursor");
-    expect_nothing_delivered(&mut a, 10).await;
+    expect_only_the_fence(&mut b, 10, &mut a, &alice).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,11 +100,12 @@ async fn a_resume_cursor_beyond_the_inbox_is_refused_and_deletes_nothing() {
         assert!(err.fatal, "a refused Hello ends the connection: {err:?}");
         b.expect_closed().await;
     }
-    expect_nothing_delivered(&mut a, 10).await;
 
     let (mut b, _) = server.connect_as(&bob).await;
     let items = delivered(&mut b, 3).await;
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    // No receipt reached Alice for the refused cursors: the fence is the first thing she gets.
+    expect_only_the_fence(&mut b, 10, &mut a, &alice).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,11 +125,12 @@ async fn a_resume_cursor_at_or_below_what_was_acked_changes_nothing() {
     assert_eq!(delivered_receipt_ids(&mut a, 2, &bob).await.len(), 2);
     b.ping(4).await;
     drop(b);
-    tokio::time::sleep(Duration::from_millis(100)).await; // the inbox ack follows its receipts
+    wait_acked(&server, &bob, 2).await;
 
     let mut b = server.connect().await;
     let welcome = b.hello_resuming(&bob, 1).await;
     assert!(matches!(welcome.event, Some(server_event::Event::Welcome(_))), "{welcome:?}");
-    expect_nothing_delivered(&mut b, 5).await;
-    expect_nothing_delivered(&mut a, 10).await;
+    // Nothing acked comes back to Bob, and no receipt repeats to Alice.
+    expect_only_the_fence(&mut a, 5, &mut b, &bob).await;
+    expect_only_the_fence(&mut b, 6, &mut a, &alice).await;
 }

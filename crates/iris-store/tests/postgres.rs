@@ -16,6 +16,7 @@ use iris_store::{
     AccountStore, AppendOutcome, AppendRequest, Conversation, DedupKey, DeviceAddr, Group, GroupMember, GroupRole,
     GroupStore, InboxCursor, InboxStore, MessageIndexStore, MessageRef, NewEntry, StoreError,
 };
+use iris_testkit::wait::wait_until;
 
 /// Account 1 lives on shard 1, account 2 on shard 0 (ids name their shard in their low bits).
 const ALICE: DeviceAddr = DeviceAddr { account: 1, device: 1 };
@@ -49,11 +50,7 @@ async fn texts(store: &PgStore, device: DeviceAddr) -> Vec<String> {
 
 /// Waits (bounded) until the store reports healthy again.
 async fn wait_healthy(store: &PgStore) {
-    let deadline = tokio::time::Instant::now() + RECOVERY_WAIT_MAX;
-    while !store.is_healthy() {
-        assert!(tokio::time::Instant::now() < deadline, "store did not recover within {RECOVERY_WAIT_MAX:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until("the store is healthy again", RECOVERY_WAIT_MAX, || async { store.is_healthy() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -310,10 +307,11 @@ async fn retries_through_a_shard_restart_store_every_message_exactly_once() {
     let recipients = [BOB, ALICE_LAPTOP]; // one on each shard
     let (n_senders, n_each, attempts_max) = (6u64, 60u64, 400u32);
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let senders: Vec<_> = (0..n_senders)
         .map(|s| {
             let nodes = nodes.clone();
-            let failures = Arc::clone(&failures);
+            let (failures, stored) = (Arc::clone(&failures), Arc::clone(&stored));
             tokio::spawn(async move {
                 let sender = DeviceAddr::new(100 + s, 1);
                 for i in 0..n_each {
@@ -330,6 +328,7 @@ async fn retries_through_a_shard_restart_store_every_message_exactly_once() {
                         };
                         let node = &nodes[(i as usize + attempt as usize) % 2];
                         if node.append(req).await.is_ok() {
+                            stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             break;
                         }
                         failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -341,10 +340,19 @@ async fn retries_through_a_shard_restart_store_every_message_exactly_once() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The shard goes down while every sender is busy, and comes back once the outage has cost
+    // some sends (the retries this test is about), not after a guessed pause.
+    let count = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until("the senders stored some messages", RECOVERY_WAIT_MAX, || async { count(&stored) >= n_senders * 5 })
+        .await;
     let pg = env.pg.as_mut().expect("shards");
     tokio::task::block_in_place(|| pg.stop_shard(0));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let failed_before = count(&failures);
+    // (Senders that all finished first end the wait too; the assertion below then fails.)
+    wait_until("sends fail while the shard is down", RECOVERY_WAIT_MAX, || async {
+        count(&failures) >= failed_before + n_senders || senders.iter().all(|s| s.is_finished())
+    })
+    .await;
     tokio::task::block_in_place(|| pg.start_shard(0));
     for sender in senders {
         sender.await.unwrap();

@@ -8,7 +8,13 @@
 //! Tests that need them call [`postgres::PgShards::start`] / [`redis::RedisCluster::start`];
 //! when the binaries are missing the start fails with a message naming the package to install
 //! (`scripts/test.sh` installs them). [`engine`] picks the engine of the server-level tests.
+//! [`wait`] waits for an event (a condition polled with a bound) instead of sleeping.
+//!
+//! **Invariant:** this crate depends on no Iris crate, so the store's tests can use it; the
+//! in-process server, clients and binaries of the server-level tests live in
+//! `iris-testkit-server`, which builds on this one.
 
 pub mod engine;
 pub mod postgres;
 pub mod redis;
+pub mod wait;

@@ -32,14 +32,14 @@ fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
 async fn edits_are_for_the_sender_within_15_minutes() {
     // Proves: the sender's edit reaches the peer as an EDIT action; the peer may not edit; the
     // window closes after 15 minutes of (manual) time.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let alice = Dev::new(&url, "+14155550201").await;
     let mut bob = Dev::new(&url, "+14155550202").await;
     let sent = alice.client.send(bob.id(), "helo").await.unwrap();
     bob.next_item().await;
 
-    s.advance_ms(14 * MINUTE_MS);
+    s.advance_clock_ms(14 * MINUTE_MS);
     alice.client.edit(sent.server_msg_id, "hello").await.unwrap();
     let edit = bob.next_action().await;
     assert_eq!(edit.r#type, MessageActionType::Edit as i32);
@@ -48,7 +48,7 @@ async fn edits_are_for_the_sender_within_15_minutes() {
     assert_eq!(&edit.payload[..], b"hello");
 
     assert_eq!(code(bob.client.edit(sent.server_msg_id, "mine now").await), ErrorCode::PermissionDenied);
-    s.advance_ms(MINUTE_MS + 1);
+    s.advance_clock_ms(MINUTE_MS + 1);
     assert_eq!(code(alice.client.edit(sent.server_msg_id, "too late").await), ErrorCode::PermissionDenied);
     assert_eq!(code(alice.client.edit(12345, "no such message").await), ErrorCode::NotFound);
 }
@@ -57,8 +57,8 @@ async fn edits_are_for_the_sender_within_15_minutes() {
 async fn deletes_are_for_the_sender_within_48_hours() {
     // Proves: delete for everyone works for the sender until 48 h, never for the recipient, and
     // a stranger learns nothing (NOT_FOUND).
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let alice = Dev::new(&url, "+14155550211").await;
     let mut bob = Dev::new(&url, "+14155550212").await;
     let carol = Dev::new(&url, "+14155550213").await;
@@ -67,12 +67,12 @@ async fn deletes_are_for_the_sender_within_48_hours() {
 
     assert_eq!(code(bob.client.delete_for_everyone(first.server_msg_id).await), ErrorCode::PermissionDenied);
     assert_eq!(code(carol.client.delete_for_everyone(first.server_msg_id).await), ErrorCode::NotFound);
-    s.advance_ms(47 * HOUR_MS);
+    s.advance_clock_ms(47 * HOUR_MS);
     alice.client.delete_for_everyone(first.server_msg_id).await.unwrap();
     let delete = bob.next_action().await;
     assert_eq!(delete.r#type, MessageActionType::Delete as i32);
     assert_eq!(delete.target_server_msg_id, first.server_msg_id);
-    s.advance_ms(HOUR_MS + 1);
+    s.advance_clock_ms(HOUR_MS + 1);
     assert_eq!(code(alice.client.delete_for_everyone(second.server_msg_id).await), ErrorCode::PermissionDenied);
 }
 
@@ -80,8 +80,8 @@ async fn deletes_are_for_the_sender_within_48_hours() {
 async fn group_admins_may_delete_any_members_message() {
     // Proves: in a group a plain member cannot delete another's message, an admin can (every
     // member device gets the DELETE), and a non-member is refused.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let admin = Dev::new(&url, "+14155550221").await;
     let mut bob = Dev::new(&url, "+14155550222").await;
     let mut carol = Dev::new(&url, "+14155550223").await;
@@ -106,8 +106,8 @@ async fn group_admins_may_delete_any_members_message() {
 async fn a_reaction_replaces_the_last_and_an_empty_one_removes_it() {
     // Proves: reactions are delivered in order, so folding them keeps one per account and
     // message; an empty emoji removes it; strangers cannot react.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let mut alice = Dev::new(&url, "+14155550231").await;
     let bob = Dev::new(&url, "+14155550232").await;
     let carol = Dev::new(&url, "+14155550233").await;
@@ -133,8 +133,8 @@ async fn a_reaction_replaces_the_last_and_an_empty_one_removes_it() {
 async fn one_forward_reaches_at_most_5_chats() {
     // Proves: a forward to 5 chats sends each a message marked forwarded; 6 is refused; a client
     // cannot mark an ordinary send as forwarded.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let alice = Dev::new(&url, "+14155550241").await;
     let mut others = Vec::new();
     for i in 0..6 {
@@ -168,8 +168,8 @@ async fn a_chat_named_twice_in_a_forward_gets_one_copy() {
     // Proves: duplicate accounts and groups in one forward are sent once each, answered by one
     // result per distinct chat (copies numbered `<id>/0`, `<id>/1` in that order); nothing else
     // arrives before the next message.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let alice = Dev::new(&url, "+14155550281").await;
     let mut bob = Dev::new(&url, "+14155550282").await;
     let mut carol = Dev::new(&url, "+14155550283").await;
@@ -198,11 +198,11 @@ async fn a_chat_named_twice_in_a_forward_gets_one_copy() {
 async fn a_forwards_client_msg_id_leaves_room_for_its_copy_suffix() {
     // Proves: a forward's client_msg_id may take 62 bytes (each copy is `<id>/<i>`, within the
     // 64-byte limit); 63 is INVALID_ARGUMENT saying so, before anything is sent.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let bob = Dev::new(&url, "+14155550292").await;
     let alice = login(&url, "+14155550291", "raw").await;
-    let mut raw = RawDevice::connect(s.server.tcp_addr, &alice).await;
+    let mut raw = RawDevice::connect(s.tcp_addr, &alice).await;
     let forward = |request_id: u64, id_len: usize| pb::ClientOp {
         request_id,
         op: Some(pb::client_op::Op::Forward(pb::Forward {
@@ -227,8 +227,8 @@ async fn a_forwards_client_msg_id_leaves_room_for_its_copy_suffix() {
 async fn replies_must_reference_a_message_of_the_same_conversation() {
     // Proves: a reply carries its reference; a reference to another conversation, to a group
     // message from 1:1 (and back) or to nothing is NOT_FOUND.
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let mut alice = Dev::new(&url, "+14155550261").await;
     let bob = Dev::new(&url, "+14155550262").await;
     let carol = Dev::new(&url, "+14155550263").await;
@@ -253,8 +253,8 @@ async fn a_message_deleted_for_everyone_takes_no_more_actions() {
     // Proves: once deleted, the server refuses edits, reactions, replies and a second delete
     // with NOT_FOUND (1:1 and group, the admin's deletion too), nothing more reaches the peer,
     // and an outsider still learns nothing (NOT_FOUND as for any other 1:1 message).
-    let s = Server::start_with_manual_clock(|_| {}).await;
-    let url = s.url();
+    let s = TestServer::start_with_manual_clock(|_| {}).await;
+    let url = s.base_url();
     let alice = Dev::new(&url, "+14155550271").await;
     let mut bob = Dev::new(&url, "+14155550272").await;
     let carol = Dev::new(&url, "+14155550273").await;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::*;
 use iris_client::pb::{self, ErrorCode, PresencePrivacy};
@@ -29,8 +28,8 @@ fn ids(contacts: &[pb::Contact]) -> Vec<u64> {
 async fn contacts_are_added_removed_listed_and_survive_a_restart() {
     // Proves: add/remove answer the new list, the list is durable across a restart, unknown
     // accounts and oneself are refused.
-    let mut server = InProcess::start().await;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let alice = login(&url, "+14155550301", "d").await;
     let bob = login(&url, "+14155550302", "d").await;
     let carol = login(&url, "+14155550303", "d").await;
@@ -53,8 +52,8 @@ async fn contacts_are_added_removed_listed_and_survive_a_restart() {
 async fn discovery_answers_registered_numbers_except_those_that_blocked_me() {
     // Proves: registered numbers come back with their accounts; unregistered and malformed ones
     // do not; a number whose account blocked the asker looks unregistered; the list is bounded.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let alice = Dev::without_retries(&url, "+14155550311").await;
     let bob = Dev::without_retries(&url, "+14155550312").await;
     let carol = Dev::without_retries(&url, "+14155550313").await;
@@ -72,12 +71,12 @@ async fn discovery_answers_registered_numbers_except_those_that_blocked_me() {
 async fn discovery_is_rate_limited_per_account_per_day() {
     // Proves: past `discover_requests_per_account_per_day` requests an account is refused with a
     // retry time in hours, while another account is not.
-    let server = Server::start(|c| {
+    let server = TestServer::start_with(|c| {
         c.presence.push_interval_ms = 100;
         c.rate_limits.discover_requests_per_account_per_day = 2;
     })
     .await;
-    let url = server.url();
+    let url = server.base_url();
     let alice = Dev::without_retries(&url, "+14155550321").await;
     let bob = Dev::without_retries(&url, "+14155550322").await;
     for _ in 0..2 {
@@ -93,8 +92,8 @@ async fn discovery_is_rate_limited_per_account_per_day() {
 async fn my_contacts_privacy_shows_presence_to_contacts_only() {
     // Proves: with CONTACTS privacy, a contact sees online, a stranger sees nothing; removing
     // the contact hides it from them at once (a push), adding one reveals it.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let alice = Dev::without_retries(&url, "+14155550331").await;
     let mut bob = Dev::without_retries(&url, "+14155550332").await;
     let mut carol = Dev::without_retries(&url, "+14155550333").await;
@@ -110,7 +109,8 @@ async fn my_contacts_privacy_shows_presence_to_contacts_only() {
     bob.until_presence(&hidden).await;
     alice.client.contacts_add(vec![carol.id()]).await.unwrap();
     carol.until_presence(&shown).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Adding Carol reveals nothing to Bob: a fresh subscription (answered from the state now,
+    // after both changes were pushed) still shows Alice hidden.
     assert_eq!(bob.client.presence_subscribe(vec![alice.id()]).await.unwrap(), vec![hidden]);
 }
 
@@ -118,8 +118,8 @@ async fn my_contacts_privacy_shows_presence_to_contacts_only() {
 async fn the_privacy_choice_survives_a_restart() {
     // Proves: presence privacy is durable: after a restart a CONTACTS account is still hidden
     // from strangers and shown to its contacts.
-    let mut server = InProcess::start().await;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let alice = login(&url, "+14155550341", "d").await;
     let bob = login(&url, "+14155550342", "d").await;
     let carol = login(&url, "+14155550343", "d").await;

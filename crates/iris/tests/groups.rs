@@ -166,13 +166,13 @@ async fn permission_matrix() {
         (Op::List,          [OK, OK, OK, OK, OK]),
     ];
     let actors = [Actor::Creator, Actor::Admin, Actor::Member, Actor::Outsider, Actor::Removed];
-    let server = Server::start(|_| {}).await;
+    let server = TestServer::start_with(|_| {}).await;
     let mut base = 0;
     let mut failures = Vec::new();
     for (op, expected) in table {
         for (actor, want) in actors.iter().zip(expected) {
             base += 10;
-            let f = fixture(&server.url(), base).await;
+            let f = fixture(&server.base_url(), base).await;
             let got = run(&f, *actor, *op).await;
             if got != *want {
                 failures.push(format!("{op:?} by {actor:?}: expected {want:?}, got {got:?}"));
@@ -181,7 +181,7 @@ async fn permission_matrix() {
     }
     assert!(failures.is_empty(), "permission matrix mismatches:\n{}", failures.join("\n"));
     // And a group that does not exist is NOT_FOUND for everyone.
-    let f = fixture(&server.url(), 9000).await;
+    let f = fixture(&server.base_url(), 9000).await;
     assert_eq!(code(f.creator.client.group_info(f.group + 1000).await), Err(ErrorCode::NotFound));
 }
 
@@ -213,8 +213,8 @@ fn apply(roster: &mut BTreeMap<u64, i32>, e: &pb::GroupEvent) {
 async fn rosters_converge_across_devices() {
     // Proves: every device of every member (two devices of one account included) receives each
     // membership change as a durable inbox event, and replaying them gives the server's roster.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, &phone(1)).await;
     let mut alice2 = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
@@ -247,8 +247,8 @@ async fn rosters_converge_across_devices() {
 async fn members_see_only_what_was_sent_while_they_were_members() {
     // Proves: a new member gets nothing sent before it joined, a removed member nothing sent
     // after its removal; an offline new member gets what it should when it connects.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
     let carol_creds = login(&url, &phone(3), "c").await;
@@ -274,8 +274,8 @@ async fn offline_members_receive_at_reconnect_even_after_a_restart() {
     // Proves: group messages to an offline member (stored once, referenced from its inbox) are
     // delivered with their payloads when it connects, also after a server restart; the sender's
     // other device gets them too.
-    let mut server = InProcess::start().await;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let bob_creds = login(&url, &phone(2), "b").await;
     let alice2_creds = login(&url, &phone(1), "a2").await;
@@ -300,8 +300,8 @@ async fn offline_members_receive_at_reconnect_even_after_a_restart() {
 async fn the_member_limit_holds_under_concurrent_adds() {
     // Proves: with limits.group_members_max = 8, twenty concurrent adds leave exactly 8 members;
     // the others fail with GROUP_FULL.
-    let server = Server::start(|c| c.limits.group_members_max = 8).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.limits.group_members_max = 8).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(0)).await;
     let mut ids = Vec::new();
     for i in 1..=20 {
@@ -328,8 +328,8 @@ async fn the_member_limit_holds_under_concurrent_adds() {
 async fn announcement_groups_take_messages_from_admins_only() {
     // Proves: in an admins-only group a member's send is PERMISSION_DENIED, an admin's arrives,
     // and a promoted member may send.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
     let settings = pb::GroupSettings { admins_only_send: true, ..Default::default() };
@@ -345,8 +345,8 @@ async fn announcement_groups_take_messages_from_admins_only() {
 async fn invite_links_admit_directly_or_after_approval() {
     // Proves: a token admits a user; a revoked token is NOT_FOUND; with join approval the user
     // waits, admins see the request, approval admits it and it receives later messages.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let bob = Dev::new(&url, &phone(2)).await;
     let mut carol = Dev::new(&url, &phone(3)).await;
@@ -375,8 +375,8 @@ async fn invite_token_guesses_are_rate_limited_per_account() {
     // Proves: joins count against `group_join_attempts_per_account_per_hour` whether the token is
     // right or wrong; past it even the right token is RATE_LIMITED with a wait, while another
     // account still joins.
-    let server = Server::start(|c| c.rate_limits.group_join_attempts_per_account_per_hour = 3).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.rate_limits.group_join_attempts_per_account_per_hour = 3).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let mallory = Dev::without_retries(&url, &phone(2)).await;
     let bob = Dev::new(&url, &phone(3)).await;
@@ -396,8 +396,8 @@ async fn invite_token_guesses_are_rate_limited_per_account() {
 async fn receipts_aggregate_for_the_sender() {
     // Proves: the sender's devices get DELIVERED_TO_ALL once every member's device acked, and
     // READ_BY_ALL once every member read; the detail lists each member's times.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
     let mut carol = Dev::new(&url, &phone(3)).await;
@@ -428,8 +428,8 @@ async fn receipts_aggregate_for_the_sender() {
 async fn when_the_last_admin_leaves_the_longest_standing_member_becomes_admin() {
     // Proves: the creator leaving a group without other admins promotes the member who joined
     // first (not a later one), and members hear it as ADMINS_PROMOTED.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
     let carol = Dev::new(&url, &phone(3)).await;
@@ -451,12 +451,12 @@ async fn when_the_last_admin_leaves_the_longest_standing_member_becomes_admin() 
 async fn group_rate_limits_and_field_limits_are_typed_errors() {
     // Proves: group creations and member adds per account are rate limited (RATE_LIMITED with a
     // wait), and names over 100 / descriptions over 512 characters are INVALID_ARGUMENT.
-    let server = Server::start(|c| {
+    let server = TestServer::start_with(|c| {
         c.rate_limits.group_creations_per_account_per_hour = 2;
         c.rate_limits.group_member_adds_per_account_per_minute = 3;
     })
     .await;
-    let url = server.url();
+    let url = server.base_url();
     let creds = login(&url, &phone(1), "a").await;
     let mut config = iris_client::ClientConfig::new(url.clone(), creds);
     config.retry.max_attempts = 1; // see the refusals instead of waiting them out
@@ -487,8 +487,8 @@ async fn group_rate_limits_and_field_limits_are_typed_errors() {
 async fn per_device_group_payloads_must_cover_the_member_devices() {
     // Proves: sender-key style per-device payloads are refused with STALE_DEVICES listing the
     // missing devices, and delivered each to its own device when complete.
-    let server = Server::start(|_| {}).await;
-    let url = server.url();
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, &phone(1)).await;
     let mut bob = Dev::new(&url, &phone(2)).await;
     let mut bob2 = Dev::new(&url, &phone(2)).await;

@@ -15,10 +15,10 @@ const BOB: &str = "+14155550002";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_delivery_carries_sender_and_payload() {
     // Proves: a message to an online device arrives with its sender, recipient and payload.
-    let server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
-    let (a, _a_events) = connect(&server.url(), &alice).await;
-    let (b, mut b_events) = connect(&server.url(), &bob).await;
+    let server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
+    let (a, _a_events) = connect(&server.base_url(), &alice).await;
+    let (b, mut b_events) = connect(&server.base_url(), &bob).await;
     let sent = a.send(BOB, "hello bob").await.unwrap();
     assert!(!sent.duplicate);
     let got = recv_messages(&b, &mut b_events, 1).await;
@@ -32,14 +32,14 @@ async fn online_delivery_carries_sender_and_payload() {
 async fn offline_messages_arrive_in_order_after_connect() {
     // Proves: 350 messages to an offline device arrive, all and in send order, when it connects
     // (several sync batches and windows of flow control).
-    let server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
-    let (a, _ae) = connect(&server.url(), &alice).await;
+    let server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
+    let (a, _ae) = connect(&server.base_url(), &alice).await;
     let mut ids = Vec::new();
     for i in 0..350 {
         ids.push(a.send(BOB, format!("m{i}")).await.unwrap().server_msg_id);
     }
-    let (b, mut be) = connect(&server.url(), &bob).await;
+    let (b, mut be) = connect(&server.base_url(), &bob).await;
     let got = recv_messages(&b, &mut be, 350).await;
     assert_eq!(got.iter().map(|i| i.server_msg_id).collect::<Vec<_>>(), ids);
     assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
@@ -49,10 +49,10 @@ async fn offline_messages_arrive_in_order_after_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_sends_keep_their_order() {
     // Proves: sends issued concurrently on one connection are stored and delivered in issue order.
-    let server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
-    let (a, _ae) = connect(&server.url(), &alice).await;
-    let (b, mut be) = connect(&server.url(), &bob).await;
+    let server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
+    let (a, _ae) = connect(&server.base_url(), &alice).await;
+    let (b, mut be) = connect(&server.base_url(), &bob).await;
     let sends: Vec<_> = (0..300)
         .map(|i| {
             let a = a.clone();
@@ -76,17 +76,17 @@ async fn pipelined_sends_keep_their_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_survive_a_restart() {
     // Proves: accepted messages to an offline device are delivered after a server restart.
-    let mut server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
+    let mut server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
     {
-        let (a, _ae) = connect(&server.url(), &alice).await;
+        let (a, _ae) = connect(&server.base_url(), &alice).await;
         for i in 0..20 {
             a.send(BOB, format!("m{i}")).await.unwrap();
         }
         a.close().await;
     }
     server.restart().await;
-    let (b, mut be) = connect(&server.url(), &bob).await;
+    let (b, mut be) = connect(&server.base_url(), &bob).await;
     let got = recv_messages(&b, &mut be, 20).await;
     assert_eq!(
         &got[19].body.as_ref().map(|b| matches!(b, inbox_item::Body::Message(m) if &m.payload[..] == b"m19")),
@@ -98,8 +98,8 @@ async fn messages_survive_a_restart() {
 async fn every_device_gets_it_and_my_other_devices_get_a_copy() {
     // Proves: multi-device fan-out (both of Bob's devices) and sent-sync (Alice's other device),
     // and that the sending device itself gets nothing.
-    let server = InProcess::start().await;
-    let url = server.url();
+    let server = TestServer::start().await;
+    let url = server.base_url();
     let alice1 = login(&url, ALICE, "phone").await;
     let alice2 = login(&url, ALICE, "laptop").await;
     let bob1 = login(&url, BOB, "phone").await;
@@ -119,16 +119,16 @@ async fn every_device_gets_it_and_my_other_devices_get_a_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_id_is_answered_with_the_original() {
     // Proves: dedup of retries: same client_msg_id → same server id, duplicate=true, one delivery.
-    let server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
-    let (a, _ae) = connect(&server.url(), &alice).await;
+    let server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
+    let (a, _ae) = connect(&server.base_url(), &alice).await;
     let first = a.send_with_id(BOB, "retry-1", "once").await.unwrap();
     let again = a.send_with_id(BOB, "retry-1", "once").await.unwrap();
     assert_eq!(
         (again.server_msg_id, again.server_ts_ms, again.duplicate),
         (first.server_msg_id, first.server_ts_ms, true)
     );
-    let (b, mut be) = connect(&server.url(), &bob).await;
+    let (b, mut be) = connect(&server.base_url(), &bob).await;
     recv_messages(&b, &mut be, 1).await;
     expect_no_message(&mut be, Duration::from_millis(300)).await;
 }
@@ -137,8 +137,8 @@ async fn a_retry_with_the_same_id_is_answered_with_the_original() {
 async fn delivered_and_read_receipts_reach_the_sender() {
     // Proves: an ack produces a DELIVERED receipt for the sender; a READ receipt reaches the
     // sender and is synced to the reader's other device.
-    let server = InProcess::start().await;
-    let url = server.url();
+    let server = TestServer::start().await;
+    let url = server.base_url();
     let alice = login(&url, ALICE, "a").await;
     let bob1 = login(&url, BOB, "phone").await;
     let bob2 = login(&url, BOB, "laptop").await;
@@ -163,18 +163,18 @@ async fn delivered_and_read_receipts_reach_the_sender() {
 async fn unacked_messages_come_back_after_reconnect_but_the_app_sees_them_once() {
     // Proves: at-least-once delivery with client-side dedup: messages delivered but not acked are
     // redelivered on a new connection, and acked ones are not.
-    let server = InProcess::start().await;
-    let (alice, bob) = (login(&server.url(), ALICE, "a").await, login(&server.url(), BOB, "b").await);
-    let (a, _ae) = connect(&server.url(), &alice).await;
+    let server = TestServer::start().await;
+    let (alice, bob) = (login(&server.base_url(), ALICE, "a").await, login(&server.base_url(), BOB, "b").await);
+    let (a, _ae) = connect(&server.base_url(), &alice).await;
     for i in 0..10 {
         a.send(BOB, format!("m{i}")).await.unwrap();
     }
-    let (b, mut be) = connect(&server.url(), &bob).await;
+    let (b, mut be) = connect(&server.base_url(), &bob).await;
     let first = recv_messages(&b, &mut be, 4).await; // acks 4
     let acked = b.last_acked_seq();
     b.close().await;
     assert_eq!(acked, first[3].seq);
-    let mut config = iris_client::ClientConfig::new(server.url(), bob.clone());
+    let mut config = iris_client::ClientConfig::new(server.base_url(), bob.clone());
     config.resume_after_seq = acked;
     let (b, mut be) = iris_client::Client::connect(config).await.unwrap();
     let rest = recv_messages(&b, &mut be, 6).await;

@@ -59,20 +59,26 @@ fn now_ms() -> u64 {
 }
 
 /// Waits until the server holds no presence subscription (they end with their connections).
-async fn until_no_subscribers(server: &Server) {
-    let deadline = Instant::now() + PATIENCE;
-    while server.server.ctx().presence.sizes().1 != 0 {
-        assert!(Instant::now() < deadline, "subscriptions outlived their connection");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn until_no_subscribers(server: &TestServer) {
+    wait_until("subscriptions end with their connection", PATIENCE, || async { server.ctx().presence.sizes().1 == 0 })
+        .await;
+}
+
+/// Waits until the server processed the disconnect of `account`'s last device (its presence
+/// hub then holds it offline, with a last seen).
+async fn until_gone(server: &TestServer, account: u64) {
+    wait_until("the last device's disconnect is processed", PATIENCE, || async {
+        server.ctx().presence.local_snapshot().iter().all(|p| p.account != account)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn subscribe_answers_the_current_state_then_pushes_changes_and_last_seen() {
     // Proves: the answer holds each account's state now; connect, away and disconnect are pushed;
     // last_seen is set when the last device goes; subscriptions end with the connection.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550101").await;
     let bob = Dev::new(&url, "+14155550102").await;
     let carol = Dev::offline(&url, "+14155550103").await;
@@ -116,8 +122,8 @@ async fn subscribe_answers_the_current_state_then_pushes_changes_and_last_seen()
 async fn nobody_privacy_reveals_nothing_in_answers_or_pushes() {
     // Proves: an account whose privacy is NOBODY looks offline with no last seen to everyone
     // else, whatever it does; switching back to EVERYONE shows the real state again.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550111").await;
     let bob = Dev::new(&url, "+14155550112").await;
     bob.client.set_presence(false, Some(PresencePrivacy::Nobody)).await.unwrap();
@@ -132,7 +138,7 @@ async fn nobody_privacy_reveals_nothing_in_answers_or_pushes() {
 
     // Offline with a last seen, still hidden from a new subscription.
     bob_client.close().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_gone(&server, bob.id()).await;
     assert_eq!(alice.client.presence_subscribe(vec![bob.id()]).await.unwrap(), vec![offline(bob.id())]);
 
     let (bob_client, _bob_events) = connect(&url, &bob.creds).await;
@@ -144,8 +150,8 @@ async fn nobody_privacy_reveals_nothing_in_answers_or_pushes() {
 async fn rapid_changes_are_coalesced_per_push_interval() {
     // Proves: 200 state changes in a burst reach a subscriber as at most one push per interval
     // (plus one for the interval in progress), and the last push is the final state.
-    let server = Server::start(|c| c.presence.push_interval_ms = 200).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 200).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550121").await;
     let bob = Dev::new(&url, "+14155550122").await;
     alice.client.presence_subscribe(vec![bob.id()]).await.unwrap();
@@ -167,8 +173,8 @@ async fn rapid_changes_are_coalesced_per_push_interval() {
 async fn subscriptions_per_connection_are_bounded() {
     // Proves: at most 1,000 accounts are watched per connection; beyond is INVALID_ARGUMENT and
     // the bound counts what is already watched; a new connection starts from zero.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, "+14155550131").await;
     let too_many: Vec<u64> = (1..=1001).collect();
     let e = alice.client.presence_subscribe(too_many).await.unwrap_err();
@@ -188,8 +194,8 @@ async fn subscriptions_per_connection_are_bounded() {
 async fn typing_reaches_online_devices_only_and_is_never_stored() {
     // Proves: a typing indicator reaches the peer's connected devices (1:1 and group), the
     // sender's other devices, and nobody who connects later.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let alice = Dev::new(&url, "+14155550141").await;
     let mut bob = Dev::new(&url, "+14155550142").await;
     let carol = Dev::offline(&url, "+14155550143").await;
@@ -232,12 +238,12 @@ async fn typing_reaches_online_devices_only_and_is_never_stored() {
 #[tokio::test]
 async fn typing_is_rate_limited_per_account() {
     // Proves: past the burst of `typing_per_account_per_second`, typing is RATE_LIMITED.
-    let server = Server::start(|c| {
+    let server = TestServer::start_with(|c| {
         c.presence.push_interval_ms = 100;
         c.rate_limits.typing_per_account_per_second = 3;
     })
     .await;
-    let url = server.url();
+    let url = server.base_url();
     let creds = login(&url, "+14155550151", "d").await;
     let mut config = ClientConfig::new(&url, creds);
     config.retry.max_attempts = 1;
@@ -255,8 +261,8 @@ async fn a_blocked_account_reaches_the_blocker_through_no_path() {
     // Proves: after Bob blocks Alice, Alice's messages are ACCEPTED and copied to her other
     // device but never reach Bob; her receipts, typing and presence do not either, and Bob's
     // presence is hidden from her. Unblocking restores delivery.
-    let server = Server::start(|c| c.presence.push_interval_ms = 100).await;
-    let url = server.url();
+    let server = TestServer::start_with(|c| c.presence.push_interval_ms = 100).await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550161").await;
     let alice2_creds = login(&url, "+14155550161", "d2").await;
     let (alice2_client, alice2_events) = connect(&url, &alice2_creds).await;
@@ -297,8 +303,8 @@ async fn a_blocked_account_reaches_the_blocker_through_no_path() {
 async fn a_block_survives_a_restart() {
     // Proves: the block list is durable: after a restart the blocked account's messages are
     // still ACCEPTED and still kept from the blocker.
-    let mut server = InProcess::start().await;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let alice = login(&url, "+14155550171", "d").await;
     let bob = Dev::new(&url, "+14155550172").await;
     bob.client.block(alice.account_id).await.unwrap();
@@ -322,8 +328,8 @@ async fn the_sdk_subscribes_again_after_a_reconnect() {
     // Proves: after the server restarts (every subscription gone with its connection), the SDK
     // subscribes again on its own: the app gets the watched account's current state right after
     // `Connected`, then pushes on the new connection; an account it unsubscribed stays forgotten.
-    let mut server = InProcess::start().await;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550181").await;
     let bob = Dev::new(&url, "+14155550182").await;
     let carol = Dev::offline(&url, "+14155550183").await;
@@ -361,15 +367,14 @@ async fn an_away_device_is_away_again_after_a_reconnect() {
     // Proves: the server forgets "away" with the connection, the SDK sets it again: after a
     // restart the away device's reconnect ends as "offline, last seen" for its watchers (a new
     // server knows no last seen of a device it never saw, so only the restored away sets one).
-    let mut server = InProcess::start().await;
-    server.config.presence.push_interval_ms = 100;
-    let url = server.url();
+    let mut server = TestServer::start().await;
+    let url = server.base_url();
     let mut alice = Dev::new(&url, "+14155550191").await;
     let mut bob = Dev::new(&url, "+14155550192").await;
     bob.client.set_presence(true, None).await.unwrap();
     alice.client.presence_subscribe(vec![bob.id()]).await.unwrap();
 
-    server.restart().await;
+    server.restart_with(|c| c.presence.push_interval_ms = 100).await;
     recv_until(&bob.client, &mut bob.events, |e| matches!(e, Event::Disconnected(_))).await;
     recv_until(&bob.client, &mut bob.events, |e| matches!(e, Event::Connected(_))).await;
     let mut p = alice.next_presence(bob.id()).await;

@@ -20,6 +20,7 @@ use iris_client::pb::{self, client_op, server_event, ClientOp, PresenceUpdate};
 use iris_client::HttpApi;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -104,13 +105,33 @@ impl Watcher {
         }
     }
 
-    /// Every presence push until `deadline`. (Arrival times would say nothing: 10k readers on two
-    /// threads often find several frames waiting; the count per watcher is what is bounded.)
-    async fn pushes_until(mut self, deadline: Instant) -> Vec<PresenceUpdate> {
+    /// Every presence push until the flapping is over (`flapping_done`) and the final state
+    /// arrived (at the first tick after the last flap). (Arrival times would say nothing: 10k
+    /// readers on two threads often find several frames waiting; the count per watcher is what
+    /// is bounded.)
+    async fn pushes_until_final(
+        mut self,
+        mut flapping_done: watch::Receiver<bool>,
+        final_state: PresenceUpdate,
+    ) -> Vec<PresenceUpdate> {
         let mut got = Vec::new();
-        while let Some(event) = self.next(deadline).await {
-            if let server_event::Event::Presence(p) = event {
-                got.push(p);
+        let forever = Instant::now() + Duration::from_secs(3600);
+        loop {
+            tokio::select! {
+                _ = flapping_done.wait_for(|done| *done) => break,
+                event = self.next(forever) => {
+                    if let Some(server_event::Event::Presence(p)) = event {
+                        got.push(p);
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + PATIENCE;
+        while got.last() != Some(&final_state) {
+            match self.next(deadline).await {
+                Some(server_event::Event::Presence(p)) => got.push(p),
+                Some(_) => {}
+                None => break,
             }
         }
         got
@@ -170,34 +191,50 @@ async fn ten_thousand_watchers_of_a_flapping_account_get_coalesced_pushes() {
     let subscribed = started.elapsed();
     let rss_watched = server.rss_bytes();
 
-    // Flap: away / back, FLAPS times, ending back (online). Every watcher reads meanwhile.
-    let flapping = FLAP_EVERY * FLAPS as u32;
-    let quiet = PUSH_INTERVAL * 8;
-    let read_until = Instant::now() + flapping + quiet;
-    let readers: Vec<_> = watchers.into_iter().map(|w| tokio::spawn(w.pushes_until(read_until))).collect();
+    // Flap: away / back, FLAPS times, ending back (online). Every watcher reads meanwhile, and
+    // until the final state reached it.
+    let final_state = PresenceUpdate { account_id: hot, online: true, last_seen_ms: 0 };
+    let (flapping_done, done_rx) = watch::channel(false);
+    let readers: Vec<_> = watchers
+        .into_iter()
+        .map(|w| tokio::spawn(w.pushes_until_final(done_rx.clone(), final_state.clone())))
+        .collect();
     let mut rss_peak = 0;
     for i in 0..FLAPS {
         let away = i % 2 == 0;
         let op = client_op::Op::SetPresence(pb::SetPresence { away, privacy: 0 });
         hot_device.send_ops(vec![ClientOp { request_id: 100 + i as u64, op: Some(op) }]).await;
+        // The rate of change is this test's input: one flap per FLAP_EVERY.
         tokio::time::sleep(FLAP_EVERY).await;
         if i % 20 == 0 {
             rss_peak = rss_peak.max(server.rss_bytes());
         }
     }
     let flapped_for = started.elapsed() - subscribed;
-    while Instant::now() < read_until {
-        rss_peak = rss_peak.max(server.rss_bytes());
-        tokio::time::sleep(PUSH_INTERVAL / 2).await;
-    }
+    flapping_done.send_replace(true);
+    // Memory is sampled while the last pushes fan out, until every reader has the final state.
+    let mut sample = tokio::time::interval(PUSH_INTERVAL / 2);
+    let all_read = async {
+        let mut all = Vec::with_capacity(readers.len());
+        for reader in readers {
+            all.push(reader.await.unwrap());
+        }
+        all
+    };
+    tokio::pin!(all_read);
+    let pushes_per_watcher = loop {
+        tokio::select! {
+            all = &mut all_read => break all,
+            _ = sample.tick() => rss_peak = rss_peak.max(server.rss_bytes()),
+        }
+    };
 
     let mut n_pushes_max = 0;
     let mut n_pushes_total = 0;
-    for reader in readers {
-        let pushes = reader.await.unwrap();
+    for pushes in pushes_per_watcher {
         assert!(!pushes.is_empty(), "a watcher got no push at all");
         let last = pushes.last().unwrap();
-        assert_eq!(last, &PresenceUpdate { account_id: hot, online: true, last_seen_ms: 0 }, "final state");
+        assert_eq!(last, &final_state, "final state");
         n_pushes_max = n_pushes_max.max(pushes.len());
         n_pushes_total += pushes.len();
     }

@@ -40,14 +40,6 @@ fn start_senders(a: &Client, accepted: &Accepted, stop: &Arc<AtomicBool>) -> Vec
         .collect()
 }
 
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not reached in time");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Stops the senders (they finish or give up within PATIENCE).
 async fn stop_senders(senders: Vec<tokio::task::JoinHandle<()>>, stop: &AtomicBool) {
     stop.store(true, Ordering::Relaxed);
@@ -88,7 +80,7 @@ async fn sigterm_while_clients_send_exits_0_and_loses_nothing_accepted() {
     let accepted: Accepted = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let senders = start_senders(&a, &accepted, &stop);
-    wait_until("300 accepted", || accepted.lock().unwrap().len() >= 300).await;
+    wait_until("300 accepted", PATIENCE, || async { accepted.lock().unwrap().len() >= 300 }).await;
 
     let signalled = Instant::now();
     server.signal("TERM");
@@ -122,7 +114,7 @@ async fn two_sigterms_in_a_row_exit_promptly_and_lose_nothing_accepted() {
     let accepted: Accepted = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let senders = start_senders(&a, &accepted, &stop);
-    wait_until("300 accepted", || accepted.lock().unwrap().len() >= 300).await;
+    wait_until("300 accepted", PATIENCE, || async { accepted.lock().unwrap().len() >= 300 }).await;
 
     let signalled = Instant::now();
     server.signal("TERM");
@@ -153,11 +145,10 @@ async fn sigterm_exits_promptly_even_with_a_silent_connection() {
     let mut server = Process::start().await;
     let _idle = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
     // The connection is accepted (and its session task tracked) once the server counts it.
-    let deadline = Instant::now() + PATIENCE;
-    while metric_value(&scrape_metrics(&server.url()).await, "iris_connections_open") < 1.0 {
-        assert!(Instant::now() < deadline, "the idle connection was never accepted");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the idle connection is accepted", PATIENCE, || async {
+        metric_value(&scrape_metrics(&server.url()).await, "iris_connections_open") >= 1.0
+    })
+    .await;
     server.signal("TERM");
     let status = tokio::task::spawn_blocking(move || server.wait_exit_within(Duration::from_secs(3))).await.unwrap();
     assert_eq!(status.code(), Some(0), "{status:?}");

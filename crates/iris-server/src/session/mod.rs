@@ -456,3 +456,6 @@ impl Session {
         self.flush(transport, DRAIN_TIMEOUT).await;
     }
 }
+
+#[cfg(test)]
+mod tests;
