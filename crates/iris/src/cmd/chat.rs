@@ -319,7 +319,7 @@ impl Chat {
         match event {
             Event::Message(item) => self.on_message(&item),
             Event::Receipt(item) => self.on_receipt(&item),
-            Event::Group(item) => self.client.ack(item.seq),
+            Event::Group(item) | Event::Keys(item) => self.client.ack(item.seq),
             Event::Connected(_) if self.was_disconnected => {
                 self.was_disconnected = false;
                 self.say("(connected)");

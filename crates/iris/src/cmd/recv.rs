@@ -62,6 +62,10 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
+            Some(Event::Keys(item)) => {
+                session.client.ack(item.seq);
+                continue;
+            }
             Some(Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_)) => continue,
         };
         if let Some((seq, line)) = item_json {
