@@ -48,8 +48,27 @@ use store::{State, StoreFile};
 pub const STALE_RETRIES: usize = 3;
 /// One-time keys kept published (the server's pool may hold more).
 pub const ONE_TIME_KEYS_TARGET: u32 = 50;
+/// Most chats a forward reaches (the server's bound, which it enforces).
+const FORWARD_CHATS_MAX: usize = 5;
 /// Accounts per key query (the server's bound).
 const ACCOUNTS_PER_QUERY: usize = 32;
+
+/// The payload of a message that reaches no device (a note to myself with no other device):
+/// the placeholder, so nothing readable is stored.
+fn nobody() -> bytes::Bytes {
+    Envelope::none().to_bytes().into()
+}
+
+/// `ids` without repeats, in first-seen order.
+fn distinct(ids: &[u64]) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::with_capacity(ids.len());
+    for &id in ids {
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    out
+}
 
 /// Why end-to-end encryption could not do something.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,6 +95,9 @@ pub enum E2eError {
     /// A message id whose conversation this device does not know (edits and reactions).
     #[error("message {0} is not one this device has seen; name its conversation")]
     UnknownMessage(u64),
+    /// No device of the account published keys: nothing it could read can be sent encrypted.
+    #[error("account {0} has no device with end-to-end keys (it can only be sent plaintext)")]
+    NoKeys(u64),
 }
 
 /// What an inbox item turned out to be, once opened.
@@ -232,11 +254,14 @@ impl E2e {
         let content = Content { v: VERSION, sender: self.me, to_account, group: 0, body };
         let result = self
             .retrying_stale(|| async {
-                let payloads = self.per_device(to_account, &content).await?;
+                let body = match self.per_device(to_account, &content).await? {
+                    payloads if payloads.is_empty() => pb::send_message::Body::Payload(nobody()),
+                    payloads => pb::send_message::Body::PerDevice(pb::DevicePayloads { payloads }),
+                };
                 let msg = pb::SendMessage {
                     client_msg_id: client_msg_id.clone(),
                     to_account_id: to_account,
-                    body: Some(pb::send_message::Body::PerDevice(pb::DevicePayloads { payloads })),
+                    body: Some(body),
                     reply_to_server_msg_id: reply_to,
                     ..Default::default()
                 };
@@ -321,9 +346,13 @@ impl E2e {
             Conversation::Direct(peer) => {
                 let content = Content { v: VERSION, sender: self.me, to_account: peer, group: 0, body };
                 self.retrying_stale(|| async {
-                    let payloads = self.per_device(peer, &content).await?;
-                    let per_device = Some(pb::DevicePayloads { payloads });
-                    send(pb::SendAction { per_device, ..base.clone() }).await
+                    let op = match self.per_device(peer, &content).await? {
+                        payloads if payloads.is_empty() => pb::SendAction { payload: nobody(), ..base.clone() },
+                        payloads => {
+                            pb::SendAction { per_device: Some(pb::DevicePayloads { payloads }), ..base.clone() }
+                        }
+                    };
+                    send(op).await
                 })
                 .await
             }
@@ -344,14 +373,30 @@ impl E2e {
     ) -> Result<Vec<pb::SendResult>, ClientError> {
         let client_msg_id = new_client_msg_id();
         let body = Body::Text { text: text.to_owned() };
+        let (to_accounts, groups) = (&distinct(to_accounts)[..], &distinct(groups)[..]);
+        if to_accounts.len() + groups.len() > FORWARD_CHATS_MAX {
+            // Nothing to encrypt for: the server refuses it (INVALID_ARGUMENT) by its own limit.
+            let copy = |(a, g): (u64, u64)| pb::ForwardCopy {
+                to_account_id: a,
+                group_id: g,
+                body: Some(pb::forward_copy::Body::Payload(nobody())),
+            };
+            let copies = to_accounts.iter().map(|&a| (a, 0)).chain(groups.iter().map(|&g| (0, g))).map(copy).collect();
+            let op = pb::Forward { client_msg_id, copies, ..Default::default() };
+            return match self.client.op(pb::client_op::Op::Forward(op)).await? {
+                pb::server_event::Event::ForwardResult(r) => Ok(r.results),
+                other => Err(crate::presence::unexpected(&other)),
+            };
+        }
         let results = self
             .retrying_stale(|| async {
                 let mut copies = Vec::new();
                 for &to in to_accounts {
                     let content = Content { v: VERSION, sender: self.me, to_account: to, group: 0, body: body.clone() };
-                    let payloads = self.per_device(to, &content).await?;
-                    let per_device = pb::DevicePayloads { payloads };
-                    let body = Some(pb::forward_copy::Body::PerDevice(per_device));
+                    let body = Some(match self.per_device(to, &content).await? {
+                        payloads if payloads.is_empty() => pb::forward_copy::Body::Payload(nobody()),
+                        payloads => pb::forward_copy::Body::PerDevice(pb::DevicePayloads { payloads }),
+                    });
                     copies.push(pb::ForwardCopy { to_account_id: to, group_id: 0, body });
                 }
                 for &group in groups {
@@ -547,6 +592,10 @@ impl E2e {
     async fn per_device(&self, to_account: u64, content: &Content) -> Result<Vec<pb::DevicePayload>, ClientError> {
         let accounts: Vec<u64> = BTreeSet::from([to_account, self.me.account]).into_iter().collect();
         let devices = self.devices_of(&accounts).await?;
+        if to_account != self.me.account && !devices.iter().any(|d| d.account_id == to_account && d.identity.is_some())
+        {
+            return Err(E2eError::NoKeys(to_account).into());
+        }
         self.encrypt_for(&devices, &content.to_bytes()).await
     }
 
