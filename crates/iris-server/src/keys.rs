@@ -260,3 +260,76 @@ fn signed_record(key: &pb::SignedKey) -> SignedKeyRecord {
 fn signed_wire(key: SignedKeyRecord) -> pb::SignedKey {
     pb::SignedKey { key_id: key.key_id, key: key.key, signature: key.signature }
 }
+
+#[cfg(test)]
+mod tests {
+    use iris_proto::e2e;
+    use iris_store::InboxStore;
+    use prost::Message as _;
+    use vodozemac::olm::Account;
+
+    use super::*;
+    use crate::testing::Parts;
+
+    /// What `device` publishes: its identity and `n` signed one-time keys.
+    fn upload(account: &mut Account, device: DeviceAddr, n: usize) -> pb::KeysOp {
+        let keys = account.identity_keys();
+        let (curve25519, ed25519) = (keys.curve25519.to_base64(), keys.ed25519.to_base64());
+        let signature = account.sign(e2e::identity_message(&curve25519, &ed25519)).to_base64();
+        account.generate_one_time_keys(n);
+        let one_time_keys = account
+            .one_time_keys()
+            .into_iter()
+            .map(|(id, key)| {
+                let (key_id, key) = (id.to_base64(), key.to_base64());
+                let message = e2e::one_time_key_message(device.account, device.device, &key_id, &key);
+                pb::SignedKey { key_id, key, signature: account.sign(message).to_base64() }
+            })
+            .collect();
+        let identity = Some(pb::IdentityKeys { curve25519, ed25519, signature });
+        pb::KeysOp { op: Some(keys_op::Op::Upload(pb::KeysUpload { identity, one_time_keys, fallback_key: None })) }
+    }
+
+    /// The bodies in `device`'s inbox.
+    async fn inbox(parts: &Parts, device: DeviceAddr) -> Vec<inbox_item::Body> {
+        let entries = parts.store.read(device, 0, 100).await.unwrap();
+        entries.into_iter().filter_map(|e| pb::InboxItem::decode(e.item).unwrap().body).collect()
+    }
+
+    #[tokio::test]
+    async fn claims_hand_out_keys_once_tell_the_device_and_make_partners() {
+        // Proves: a claim of 11 published keys hands out distinct keys to each claimer, the
+        // owner gets one KeysLow when fewer than 10 are left, and the claimer becomes a partner:
+        // the owner's next device is announced to it (and to the owner's other devices), not to
+        // a stranger.
+        let parts = Parts::new();
+        let keys = &parts.services.keys;
+        let bob = parts.account("+15550000002", 1).await;
+        let (alice, carol) = (parts.account("+15550000001", 1).await, parts.account("+15550000003", 1).await);
+        keys.op(bob[0], upload(&mut Account::new(), bob[0], 11)).await.unwrap();
+        let claim = || pb::KeysOp {
+            op: Some(keys_op::Op::Claim(pb::KeysClaim { account_ids: vec![bob[0].account], devices: vec![] })),
+        };
+        let mut seen = BTreeSet::new();
+        for _ in 0..2 {
+            let Some(keys_result::Result::Bundles(b)) = keys.op(alice[0], claim()).await.unwrap().result else {
+                panic!("bundles")
+            };
+            assert!(seen.insert(b.bundles[0].key.clone().unwrap().key_id), "a key handed out twice");
+        }
+        let lows: Vec<_> =
+            inbox(&parts, bob[0]).await.into_iter().filter(|b| matches!(b, inbox_item::Body::KeysLow(_))).collect();
+        assert_eq!(lows, vec![inbox_item::Body::KeysLow(pb::KeysLow { one_time_keys: 9, fallback_key_used: false })]);
+        let bob_laptop = parts.account("+15550000002", 1).await[0];
+        keys.op(bob_laptop, upload(&mut Account::new(), bob_laptop, 1)).await.unwrap();
+        let announced = |bodies: Vec<inbox_item::Body>| {
+            bodies
+                .iter()
+                .filter(|b| matches!(b, inbox_item::Body::IdentityChange(c) if c.device_id == bob_laptop.device))
+                .count()
+        };
+        assert_eq!(announced(inbox(&parts, alice[0]).await), 1, "the claimer hears once");
+        assert_eq!(announced(inbox(&parts, bob[0]).await), 1, "the owner's other device hears");
+        assert_eq!(announced(inbox(&parts, carol[0]).await), 0, "a stranger hears nothing");
+    }
+}
