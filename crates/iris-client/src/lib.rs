@@ -20,7 +20,11 @@
 //! each message exactly once per client lifetime (and across restarts, if it persists
 //! [`Client::last_acked_seq`] and passes it back as [`ClientConfig::resume_after_seq`]).
 //!
-//! **Invariant:** the SDK depends on `iris-proto` only, never on the server or the store.
+//! End-to-end encryption sits on top: [`E2e`] wraps a [`Client`], encrypts sends per device
+//! (Olm) or per group (Megolm) with vodozemac, and opens received items ([`E2e::decrypt`]).
+//!
+//! **Invariant:** the SDK depends on `iris-proto` (and vodozemac for encryption) only, never on
+//! the server or the store.
 
 mod actions;
 mod backoff;
