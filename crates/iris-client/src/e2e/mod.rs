@@ -53,6 +53,25 @@ const FORWARD_CHATS_MAX: usize = 5;
 /// Accounts per key query (the server's bound).
 const ACCOUNTS_PER_QUERY: usize = 32;
 
+/// Runs `attempt` until it is not refused with `STALE_DEVICES`, at most [`STALE_RETRIES`] more
+/// times (then that refusal is the answer).
+async fn retry_stale<T, F, Fut>(attempt: F) -> Result<T, ClientError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(e) if e.code() == Some(ErrorCode::StaleDevices) && tries < STALE_RETRIES => {
+                tracing::debug!(error = %e, "device list changed; encrypting again");
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The payload of a message that reaches no device (a note to myself with no other device):
 /// the placeholder, so nothing readable is stored.
 fn nobody() -> bytes::Bytes {
@@ -701,22 +720,13 @@ impl E2e {
     }
 
     /// Runs `attempt` again while the server answers `STALE_DEVICES` (each attempt asks the
-    /// directory afresh), at most [`STALE_RETRIES`] more times.
+    /// directory afresh and makes the missing sessions), at most [`STALE_RETRIES`] more times.
     async fn retrying_stale<T, F, Fut>(&self, attempt: F) -> Result<T, ClientError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
-        let mut tries = 0;
-        loop {
-            match attempt().await {
-                Err(e) if e.code() == Some(ErrorCode::StaleDevices) && tries < STALE_RETRIES => {
-                    tracing::debug!(error = %e, "device list changed; encrypting again");
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
+        retry_stale(attempt).await
     }
 
     async fn remember(&self, server_msg_id: u64, conversation: Conversation) -> Result<(), ClientError> {
@@ -752,5 +762,48 @@ impl E2e {
         }
         inner.save()?;
         Ok(safety_number(self.me.account, peer, &keyed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn stale() -> ClientError {
+        ClientError::Rejected(pb::Error::new(ErrorCode::StaleDevices, "device list is stale"))
+    }
+
+    #[tokio::test]
+    async fn stale_device_answers_are_retried_then_given_up() {
+        // Proves: a send refused with STALE_DEVICES is attempted again (each attempt queries the
+        // directory and encrypts afresh) until it passes, and after STALE_RETRIES more refusals
+        // the refusal is returned; other errors are returned at once.
+        let calls = AtomicUsize::new(0);
+        let passes_third = retry_stale(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(stale()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(passes_third.unwrap(), 2);
+        calls.store(0, Ordering::SeqCst);
+        let never: Result<(), _> = retry_stale(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(stale())
+        })
+        .await;
+        assert_eq!(never.unwrap_err().code(), Some(ErrorCode::StaleDevices));
+        assert_eq!(calls.load(Ordering::SeqCst), STALE_RETRIES + 1);
+        calls.store(0, Ordering::SeqCst);
+        let other: Result<(), _> = retry_stale(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(ClientError::Closed)
+        })
+        .await;
+        assert!(matches!(other, Err(ClientError::Closed)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }
