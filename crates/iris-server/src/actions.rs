@@ -313,4 +313,58 @@ mod tests {
             assert_eq!(code(actions.act(actor, action(kind, target)).await), expected, "{kind:?} by {actor}");
         }
     }
+
+    #[tokio::test]
+    async fn per_device_actions_are_checked_like_sends_and_each_device_gets_its_own() {
+        // Proves: an encrypted edit naming the wrong devices is STALE_DEVICES with the
+        // mismatches and stores nothing; naming exactly the conversation's devices (the peer's
+        // and my others) stores each device's own payload; a blocking peer's devices pass the
+        // check (nothing revealed) but get nothing.
+        use iris_store::InboxStore;
+        use prost::Message as _;
+        let parts = Parts::new();
+        let alice = parts.account("+15550000001", 2).await;
+        let bob = parts.account("+15550000002", 2).await;
+        let msg = pb::SendMessage {
+            client_msg_id: "m1".into(),
+            to_account_id: bob[0].account,
+            body: Some(pb::send_message::Body::Payload(Bytes::from_static(b"hi"))),
+            ..Default::default()
+        };
+        let target = parts.messaging().send(alice[0], msg).await.unwrap().server_msg_id;
+        let edit = |devices: &[DeviceAddr]| pb::SendAction {
+            r#type: MessageActionType::Edit as i32,
+            target_server_msg_id: target,
+            per_device: Some(pb::DevicePayloads {
+                payloads: devices
+                    .iter()
+                    .map(|d| pb::DevicePayload {
+                        account_id: d.account,
+                        device_id: d.device,
+                        payload: Bytes::from(format!("for {d}")),
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        };
+        let actions = &parts.services.actions;
+        match actions.act(alice[0], edit(&[bob[0], alice[1]])).await {
+            Err(ServiceError::StaleDevices(m)) => {
+                assert_eq!((m[0].account_id, m[0].missing_devices.clone()), (bob[0].account, vec![bob[1].device]))
+            }
+            other => panic!("expected STALE_DEVICES, got {other:?}"),
+        }
+        let all = [bob[0], bob[1], alice[1]];
+        actions.act(alice[0], edit(&all)).await.unwrap();
+        for d in all {
+            let items = parts.store.read(d, 0, 10).await.unwrap();
+            let last = pb::InboxItem::decode(items.last().unwrap().item.clone()).unwrap();
+            let Some(inbox_item::Body::MessageAction(a)) = last.body else { panic!("{last:?}") };
+            assert_eq!(a.payload, Bytes::from(format!("for {d}")), "{d} gets its own payload");
+        }
+        parts.blocks().set(bob[0], pb::BlockAccount { account_id: alice[0].account, unblock: false }).await.unwrap();
+        let before = parts.store.read(bob[0], 0, 10).await.unwrap().len();
+        actions.act(alice[0], edit(&all)).await.unwrap();
+        assert_eq!(parts.store.read(bob[0], 0, 10).await.unwrap().len(), before, "the blocker gets nothing");
+    }
 }
