@@ -108,11 +108,18 @@ pub enum Body {
     },
     /// The new text of an edited message.
     Edit {
+        /// The server id of the message edited (so the edit cannot be moved to another); a
+        /// decimal string in JSON, as server ids pass 2^53.
+        #[serde(with = "decimal")]
+        target: u64,
         /// The text.
         text: String,
     },
     /// A reaction; empty removes it.
     React {
+        /// The server id of the message reacted to (a decimal string in JSON).
+        #[serde(with = "decimal")]
+        target: u64,
         /// The emoji.
         emoji: String,
     },
@@ -123,6 +130,20 @@ pub enum Body {
         /// libolm's `OutboundGroupSession.session_key()`.
         session_key: String,
     },
+}
+
+/// A `u64` as a decimal JSON string (as protobuf's JSON mapping writes them), so a browser's
+/// `JSON.parse` keeps every digit.
+mod decimal {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 impl Content {
@@ -171,5 +192,20 @@ mod tests {
             r#"{"v":1,"sender":{"account":7,"device":2},"to_account":9,"group":0,"type":"text","text":"hi"}"#
         );
         assert_eq!(Content::parse(&text.to_bytes()), Some(text));
+        let edit = Content { body: Body::Edit { target: 7_534_543_487_471_977_472, text: "x".into() }, ..text_of(0) };
+        assert!(String::from_utf8(edit.to_bytes())
+            .unwrap()
+            .contains(r#""type":"edit","target":"7534543487471977472","text":"x""#));
+        assert_eq!(Content::parse(&edit.to_bytes()), Some(edit));
+    }
+
+    fn text_of(to_account: u64) -> Content {
+        Content {
+            v: 1,
+            sender: Addr { account: 7, device: 2 },
+            to_account,
+            group: 0,
+            body: Body::Text { text: "hi".into() },
+        }
     }
 }

@@ -327,7 +327,7 @@ impl E2e {
         text: &str,
         conversation: Option<Conversation>,
     ) -> Result<pb::ActionResult, ClientError> {
-        self.action(MessageActionType::Edit, target, Body::Edit { text: text.to_owned() }, conversation).await
+        self.action(MessageActionType::Edit, target, Body::Edit { target, text: text.to_owned() }, conversation).await
     }
 
     /// Reacts to `target` (an empty `emoji` removes my reaction), encrypted like a message of
@@ -338,7 +338,8 @@ impl E2e {
         emoji: &str,
         conversation: Option<Conversation>,
     ) -> Result<pb::ActionResult, ClientError> {
-        self.action(MessageActionType::React, target, Body::React { emoji: emoji.to_owned() }, conversation).await
+        self.action(MessageActionType::React, target, Body::React { target, emoji: emoji.to_owned() }, conversation)
+            .await
     }
 
     async fn action(
@@ -457,12 +458,12 @@ impl E2e {
                 let from = Addr { account: m.from_account_id, device: m.from_device_id };
                 let peer = if from.account == self.me.account { m.to_account_id } else { from.account };
                 self.remember(item.server_msg_id, Conversation::Direct(peer)).await?;
-                self.open_payload(&m.payload, from, peer, 0, true).await
+                self.open_payload(&m.payload, from, peer, 0, None).await
             }
             Some(B::GroupMessage(m)) => {
                 let from = Addr { account: m.from_account_id, device: m.from_device_id };
                 self.remember(item.server_msg_id, Conversation::Group(m.group_id)).await?;
-                self.open_payload(&m.payload, from, 0, m.group_id, true).await
+                self.open_payload(&m.payload, from, 0, m.group_id, None).await
             }
             Some(B::MessageAction(a)) => self.open_action(a).await,
             Some(B::KeysLow(low)) => {
@@ -489,7 +490,7 @@ impl E2e {
         }
         let from = Addr { account: a.from_account_id, device: a.from_device_id };
         let peer = if a.group_id != 0 { 0 } else { a.peer_account_id };
-        let opened = self.open_payload(&a.payload, from, peer, a.group_id, false).await?;
+        let opened = self.open_payload(&a.payload, from, peer, a.group_id, Some(a.target_server_msg_id)).await?;
         Ok(match (kind, opened) {
             (MessageActionType::Edit, Opened::Text { text, encrypted: false }) => {
                 Opened::Edit { text, encrypted: false }
@@ -499,16 +500,17 @@ impl E2e {
     }
 
     /// Decrypts and checks one payload that `from` sent in the conversation (`peer` from my
-    /// side, or `group`). `message` says whether it is a message (texts and room keys) or an
-    /// action (edits and reactions).
+    /// side, or `group`): a message (texts and room keys), or with `action` the action on that
+    /// message (edits and reactions, which must name it).
     async fn open_payload(
         &self,
         payload: &[u8],
         from: Addr,
         peer: u64,
         group: u64,
-        message: bool,
+        action: Option<u64>,
     ) -> Result<Opened, ClientError> {
+        let (message, action_target) = (action.is_none(), action.unwrap_or(0));
         let Some(envelope) = Envelope::parse(payload) else {
             return Ok(Opened::Text { text: String::from_utf8_lossy(payload).into_owned(), encrypted: false });
         };
@@ -562,8 +564,10 @@ impl E2e {
                 inner.save()?;
                 Opened::Control
             }
-            (Body::Edit { text }, false) => Opened::Edit { text, encrypted: true },
-            (Body::React { emoji }, false) => Opened::React { emoji, encrypted: true },
+            (Body::Edit { target, text }, false) if target == action_target => Opened::Edit { text, encrypted: true },
+            (Body::React { target, emoji }, false) if target == action_target => {
+                Opened::React { emoji, encrypted: true }
+            }
             _ => return Err(E2eError::Decrypt("content of the wrong kind for this item".into()).into()),
         })
     }
