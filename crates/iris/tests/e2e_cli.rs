@@ -1,7 +1,7 @@
 //! The CLI encrypts by default, through the real binaries: `iris send` and `iris group send`
 //! store only ciphertext in the server's data directory, `iris recv` decrypts and says so,
-//! `--plaintext` still sends readable text, and `iris keys` shows both people the same safety
-//! number.
+//! `--plaintext` still sends readable text, `iris keys` shows both people the same safety
+//! number, and `iris recv` shows when it changes.
 
 mod common;
 
@@ -77,4 +77,14 @@ async fn the_cli_encrypts_by_default_and_plaintext_stays_available() {
     let theirs = iris(&["keys", "--profile", &bob, "--peer", "+14155550501"]);
     assert_eq!(mine[0]["fingerprint"].as_str().unwrap().replace(' ', "").len(), 30);
     assert_eq!(mine[1]["safety_number"], theirs[1]["safety_number"]);
+
+    // Bob links a second device: Alice's `iris recv` shows the security code change, once, and
+    // the safety number is no longer the one they compared.
+    login(&url, dir.path(), "bob-laptop", "+14155550502");
+    let got = iris(&["recv", "--profile", &alice, "--timeout", "3"]);
+    let changes: Vec<&Value> = got.iter().filter(|l| l["identity_change"].is_string()).collect();
+    assert_eq!(changes.len(), 1, "{got:?}");
+    assert_eq!((&changes[0]["identity_change"], &changes[0]["device_id"]), (&"DEVICE_ADDED".into(), &2.into()));
+    let now = iris(&["keys", "--profile", &alice, "--peer", "+14155550502"]);
+    assert_ne!(now[1]["safety_number"], mine[1]["safety_number"]);
 }
