@@ -2,7 +2,12 @@
 //! conversation's safety number (as WhatsApp's "security code"). Each is digits from SHA-256
 //! over public keys; changing any device key of either account changes the number.
 
+use std::collections::BTreeSet;
+
 use sha2_11::{Digest, Sha256};
+
+use super::envelope::Addr;
+use crate::error::ClientError;
 
 /// Digits per group.
 const GROUP_DIGITS: usize = 5;
@@ -39,6 +44,31 @@ fn digits(digest: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+impl super::E2e {
+    /// This device's fingerprint: 30 digits from its Ed25519 key, to read out and compare.
+    pub async fn fingerprint(&self) -> String {
+        let (_, ed25519) = self.identity_keys().await;
+        fingerprint(&ed25519)
+    }
+
+    /// The safety number of my conversation with `peer`: 60 digits from both accounts' device
+    /// keys (the directory's, checked against those pinned), the same on both sides.
+    pub async fn safety_number(&self, peer: u64) -> Result<String, ClientError> {
+        let accounts: Vec<u64> = BTreeSet::from([peer, self.me.account]).into_iter().collect();
+        let mut devices = self.client.keys_query(accounts).await?;
+        devices.retain(|d| d.identity.is_some());
+        let mut keyed = Vec::new();
+        let mut inner = self.inner.lock().await;
+        for d in &devices {
+            let a = Addr { account: d.account_id, device: d.device_id };
+            let pinned = inner.state.pin(a, d.identity.as_ref().expect("kept only those with keys"))?;
+            keyed.push((a.account, a.device, pinned.ed25519));
+        }
+        inner.save()?;
+        Ok(safety_number(self.me.account, peer, &keyed))
+    }
 }
 
 #[cfg(test)]
