@@ -54,7 +54,13 @@ impl Client {
         to_account_ids: Vec<u64>,
         group_ids: Vec<u64>,
     ) -> Result<Vec<pb::SendResult>, ClientError> {
-        let op = pb::Forward { client_msg_id: new_client_msg_id(), payload: payload.into(), to_account_ids, group_ids };
+        let op = pb::Forward {
+            client_msg_id: new_client_msg_id(),
+            payload: payload.into(),
+            to_account_ids,
+            group_ids,
+            copies: vec![],
+        };
         match self.op(client_op::Op::Forward(op)).await? {
             server_event::Event::ForwardResult(r) => Ok(r.results),
             other => Err(unexpected(&other)),
@@ -83,7 +89,7 @@ impl Client {
         payload: Bytes,
         emoji: String,
     ) -> Result<pb::ActionResult, ClientError> {
-        let op = pb::SendAction { r#type: kind as i32, target_server_msg_id: target, payload, emoji };
+        let op = pb::SendAction { r#type: kind as i32, target_server_msg_id: target, payload, emoji, per_device: None };
         match self.op(client_op::Op::Action(op)).await? {
             server_event::Event::ActionResult(r) => Ok(r),
             other => Err(unexpected(&other)),

@@ -358,7 +358,8 @@ impl Driver {
             | server_event::Event::ActionResult(_)
             | server_event::Event::ForwardResult(_)
             | server_event::Event::ContactList(_)
-            | server_event::Event::DiscoverResult(_)) => {
+            | server_event::Event::DiscoverResult(_)
+            | server_event::Event::KeysResult(_)) => {
                 self.inflight.complete_event(event.request_id, e);
             }
             server_event::Event::Presence(p) => self.emit(Event::Presence(p)),
@@ -405,6 +406,7 @@ impl Driver {
                 Event::Message(item)
             }
             Some(pb::inbox_item::Body::GroupEvent(_) | pb::inbox_item::Body::GroupReceipt(_)) => Event::Group(item),
+            Some(pb::inbox_item::Body::KeysLow(_) | pb::inbox_item::Body::IdentityChange(_)) => Event::Keys(item),
             None => return, // a kind of entry this build does not know; acked with later ones
         };
         self.emit(event);

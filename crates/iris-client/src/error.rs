@@ -56,6 +56,9 @@ pub enum ClientError {
     /// The client was closed (or its background task ended) before the operation completed.
     #[error("client closed")]
     Closed,
+    /// End-to-end encryption could not do it (keys, store, a ciphertext).
+    #[error("end-to-end encryption: {0}")]
+    E2e(#[from] crate::e2e::E2eError),
 }
 
 impl ClientError {
@@ -99,6 +102,7 @@ impl ClientError {
             Self::TooLarge { .. } => "CLIENT_TOO_LARGE",
             Self::InvalidArgument(_) => "CLIENT_INVALID_ARGUMENT",
             Self::Closed => "CLIENT_CLOSED",
+            Self::E2e(_) => "CLIENT_E2E",
         }
     }
 }

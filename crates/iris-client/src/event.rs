@@ -21,6 +21,10 @@ pub enum Event {
     /// A group change (`GroupEvent`) or an aggregated group receipt (`GroupReceipt`). Ack its
     /// `seq` like a message. Group messages themselves arrive as [`Event::Message`].
     Group(InboxItem),
+    /// The key directory speaks to this device: `KeysLow` (upload more keys) or
+    /// `IdentityChange` (an account I talk to changed its identity keys: "security code
+    /// changed"). Ack its `seq` like a message; [`E2e::decrypt`](crate::E2e::decrypt) handles both.
+    Keys(InboxItem),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -43,7 +47,7 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) => Some(item),
+            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) => Some(item),
             _ => None,
         }
     }

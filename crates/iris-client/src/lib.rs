@@ -20,7 +20,11 @@
 //! each message exactly once per client lifetime (and across restarts, if it persists
 //! [`Client::last_acked_seq`] and passes it back as [`ClientConfig::resume_after_seq`]).
 //!
-//! **Invariant:** the SDK depends on `iris-proto` only, never on the server or the store.
+//! End-to-end encryption sits on top: [`E2e`] wraps a [`Client`], encrypts sends per device
+//! (Olm) or per group (Megolm) with vodozemac, and opens received items ([`E2e::decrypt`]).
+//!
+//! **Invariant:** the SDK depends on `iris-proto` (and vodozemac for encryption) only, never on
+//! the server or the store.
 
 mod actions;
 mod backoff;
@@ -30,12 +34,14 @@ mod connection;
 mod contacts;
 mod dedup;
 mod driver;
+pub mod e2e;
 mod error;
 mod event;
 mod groups;
 mod handshake;
 mod http;
 mod inflight;
+mod keys;
 mod presence;
 mod shared;
 
@@ -44,6 +50,7 @@ pub use backoff::{after_hint, Backoff};
 pub use client::{new_client_msg_id, Client, Recipient};
 pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};
 pub use dedup::DedupWindow;
+pub use e2e::{Conversation, E2e, E2eError, Opened};
 pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};
 pub use groups::MemberAction;

@@ -67,6 +67,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     /// Cluster mode: shared PostgreSQL store and Redis Cluster bus.
     pub cluster: ClusterConfig,
+    /// The end-to-end key directory: pool bounds and its rate limits.
+    pub keys: KeysConfig,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             presence: PresenceConfig::default(),
             cluster: ClusterConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -418,6 +421,40 @@ impl Default for PresenceConfig {
     }
 }
 
+/// The end-to-end key directory (see `keys.rs` and ARCHITECTURE.md "End-to-end encryption").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// One-time keys one device may keep in the directory (KEY_POOL_FULL beyond).
+    pub one_time_keys_max: u32,
+    /// One-time keys one upload may carry (INVALID_ARGUMENT beyond).
+    pub upload_keys_max: u32,
+    /// Below this many one-time keys left, the device gets a `KeysLow` inbox item (once per
+    /// crossing).
+    pub low_watermark: u32,
+    /// Key claims (each of up to 32 accounts) one account may make per minute (0 turns it off).
+    pub claims_per_account_per_minute: u32,
+    /// Times one account's keys may be claimed per minute, by anyone: slows down the draining
+    /// of its pool (0 turns it off).
+    pub claims_per_target_per_minute: u32,
+    /// Key queries (identity keys of up to 32 accounts) one account may make per minute (0
+    /// turns it off): they list devices, so they are limited against enumeration.
+    pub queries_per_account_per_minute: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            one_time_keys_max: 200,
+            upload_keys_max: 100,
+            low_watermark: 10,
+            claims_per_account_per_minute: 60,
+            claims_per_target_per_minute: 60,
+            queries_per_account_per_minute: 300,
+        }
+    }
+}
+
 impl Config {
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -453,6 +490,12 @@ impl Config {
         }
         if !(1..=16).contains(&l.devices_per_account_max) {
             return invalid("limits.devices_per_account_max must be 1..=16");
+        }
+        let k = &self.keys;
+        if k.upload_keys_max == 0 || k.upload_keys_max > k.one_time_keys_max || k.low_watermark > k.one_time_keys_max {
+            return invalid(
+                "keys: upload_keys_max must be 1..=one_time_keys_max and low_watermark <= one_time_keys_max",
+            );
         }
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");

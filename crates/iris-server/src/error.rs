@@ -109,6 +109,20 @@ pub enum ServiceError {
     /// A WebSocket upgrade that offered no subprotocol this server speaks; says which it does.
     #[error("{0}")]
     UnsupportedSubprotocol(String),
+    /// A published key's signature does not verify; says which.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// The device already published other identity keys.
+    #[error("this device already published other identity keys; a new identity needs a new device")]
+    IdentityMismatch,
+    /// A device's pool of one-time keys would exceed its bound.
+    #[error("the pool of one-time keys would hold {would_hold}, more than {max}")]
+    KeyPoolFull {
+        /// The bound.
+        max: u32,
+        /// What it would have held.
+        would_hold: u32,
+    },
 }
 
 impl ServiceError {
@@ -135,6 +149,9 @@ impl ServiceError {
             Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             Self::HeadersTooLarge { .. } => ErrorCode::HeadersTooLarge,
             Self::UnsupportedSubprotocol(_) => ErrorCode::UnsupportedSubprotocol,
+            Self::InvalidSignature(_) => ErrorCode::InvalidSignature,
+            Self::IdentityMismatch => ErrorCode::IdentityMismatch,
+            Self::KeyPoolFull { .. } => ErrorCode::KeyPoolFull,
         }
     }
 
@@ -266,6 +283,7 @@ impl From<StoreError> for ServiceError {
                 Self::Unavailable
             }
             StoreError::Closed => Self::Unavailable,
+            StoreError::PoolFull { max, would_hold } => Self::KeyPoolFull { max, would_hold },
             StoreError::Corrupt(why) => {
                 tracing::error!(error = %why, "corrupt record in store");
                 Self::Internal

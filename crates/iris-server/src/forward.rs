@@ -46,7 +46,8 @@ impl Forwards {
 
     /// Sends `op`'s payload to each of its chats in turn; answers once all copies are durable.
     pub async fn forward(&self, sender: DeviceAddr, op: pb::Forward) -> Result<pb::ForwardResult, ServiceError> {
-        let (to_account_ids, group_ids) = (distinct(&op.to_account_ids), distinct(&op.group_ids));
+        let copies = Copies::of(&op)?;
+        let (to_account_ids, group_ids) = (&copies.accounts, &copies.groups);
         let n_chats = to_account_ids.len() + group_ids.len();
         if n_chats == 0 || n_chats > FORWARD_CHATS_MAX {
             return Err(ServiceError::InvalidArgument(format!(
@@ -66,26 +67,84 @@ impl Forwards {
         let mut results = Vec::with_capacity(n_chats);
         for (i, &to) in to_account_ids.iter().enumerate() {
             self.send_limit.check(&sender.account)?;
+            let body = match copies.body_of(to, true) {
+                Some(pb::forward_copy::Body::PerDevice(d)) => pb::send_message::Body::PerDevice(d),
+                Some(pb::forward_copy::Body::Payload(p)) => pb::send_message::Body::Payload(p),
+                None => pb::send_message::Body::Payload(op.payload.clone()),
+            };
             let msg = pb::SendMessage {
                 client_msg_id: copy_id(i),
                 to_account_id: to,
-                body: Some(pb::send_message::Body::Payload(op.payload.clone())),
+                body: Some(body),
                 forwarded: true,
                 ..Default::default()
             };
             results.push(self.messaging.send(sender, msg).await?);
         }
         for (i, &group_id) in group_ids.iter().enumerate() {
+            let body = match copies.body_of(group_id, false) {
+                Some(pb::forward_copy::Body::PerDevice(d)) => pb::group_send::Body::PerDevice(d),
+                Some(pb::forward_copy::Body::Payload(p)) => pb::group_send::Body::Payload(p),
+                None => pb::group_send::Body::Payload(op.payload.clone()),
+            };
             let msg = pb::GroupSend {
                 group_id,
                 client_msg_id: copy_id(to_account_ids.len() + i),
-                body: Some(pb::group_send::Body::Payload(op.payload.clone())),
+                body: Some(body),
                 forwarded: true,
                 ..Default::default()
             };
             results.push(self.groups.start_forward(sender, msg).await?.finish().await?);
         }
         Ok(pb::ForwardResult { results })
+    }
+}
+
+/// A forward's chats, accounts then groups, and (for an end-to-end encrypted forward) each
+/// chat's own body.
+struct Copies {
+    accounts: Vec<u64>,
+    groups: Vec<u64>,
+    /// (is an account, chat id, body), first listed wins; empty for a plain forward.
+    bodies: Vec<(bool, u64, Option<pb::forward_copy::Body>)>,
+}
+
+impl Copies {
+    fn of(op: &pb::Forward) -> Result<Self, ServiceError> {
+        if op.copies.is_empty() {
+            let bodies = Vec::new();
+            return Ok(Self { accounts: distinct(&op.to_account_ids), groups: distinct(&op.group_ids), bodies });
+        }
+        if !op.payload.is_empty() || !op.to_account_ids.is_empty() || !op.group_ids.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "copies replace payload, to_account_ids and group_ids, which must be empty".into(),
+            ));
+        }
+        let mut bodies = Vec::new();
+        for c in op.copies.iter().take(FORWARD_CHATS_MAX * 4) {
+            let chat = match (c.to_account_id, c.group_id) {
+                (a, 0) if a != 0 => (true, a),
+                (0, g) if g != 0 => (false, g),
+                _ => {
+                    return Err(ServiceError::InvalidArgument(
+                        "each copy names exactly one of to_account_id and group_id".into(),
+                    ))
+                }
+            };
+            if c.body.is_none() {
+                return Err(ServiceError::InvalidArgument("each copy needs a payload or per_device".into()));
+            }
+            if !bodies.iter().any(|(a, id, _)| (*a, *id) == chat) {
+                bodies.push((chat.0, chat.1, c.body.clone()));
+            }
+        }
+        let ids = |account: bool| bodies.iter().filter(|b| b.0 == account).map(|b| b.1).collect::<Vec<_>>();
+        Ok(Self { accounts: ids(true), groups: ids(false), bodies })
+    }
+
+    /// The body of chat `id` (an account when `account`), if the forward gave one.
+    fn body_of(&self, id: u64, account: bool) -> Option<pb::forward_copy::Body> {
+        self.bodies.iter().find(|b| b.0 == account && b.1 == id).and_then(|b| b.2.clone())
     }
 }
 

@@ -21,8 +21,10 @@ use crate::forward::Forwards;
 use crate::gateway::admission::Admission;
 use crate::group_payloads::GroupPayloads;
 use crate::groups::{Groups, GroupsDeps};
+use crate::identity_notices::IdentityNotices;
 use crate::ids::IdGenerator;
 use crate::inbox::Inbox;
+use crate::keys::{Keys, KeysDeps};
 use crate::message_index::MessageIndex;
 use crate::messaging::Messaging;
 use crate::metrics::Metrics;
@@ -33,6 +35,7 @@ use crate::router::Router;
 use crate::session::SessionDeps;
 use crate::typing::Typing;
 use crate::visibility::Visibility;
+use std::time::Duration;
 
 /// The parts the services are made of.
 pub struct Foundations {
@@ -136,7 +139,13 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
     ));
     let typing =
         Arc::new(Typing::new(store.clone(), f.directory.clone(), blocks.clone(), f.router.clone(), f.typing_limit));
-    let visibility = Arc::new(Visibility::new(store, blocks.clone(), contacts.clone(), f.presence.clone()));
+    let visibility = Arc::new(Visibility::new(store.clone(), blocks.clone(), contacts.clone(), f.presence.clone()));
+    let keys = Arc::new(build_keys(
+        config,
+        &f.metrics,
+        Fanout::new(store.clone(), f.router.clone()),
+        KeysParts { directory: f.directory.clone(), ids: f.ids.clone(), clock: f.clock.clone(), store },
+    ));
     SessionDeps {
         config: config.session.clone(),
         limits,
@@ -159,6 +168,43 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         typing,
         blocks,
         visibility,
+        keys,
         send_limit: f.send_limit,
     }
+}
+
+/// What the key service shares with the others.
+struct KeysParts {
+    store: Arc<dyn Store>,
+    directory: Arc<Directory>,
+    ids: Arc<IdGenerator>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The key directory service and the identity-change notices it sends.
+fn build_keys(config: &Config, metrics: &Metrics, fanout: Fanout, p: KeysParts) -> Keys {
+    let k = &config.keys;
+    let minute = Duration::from_secs(60);
+    let limit = |name, n| SharedLimit::new(KeyedLimit::new(name, n, minute, metrics));
+    let ttl_ms = config.retention.inbox_ttl_days * 24 * 3600 * 1000;
+    let notices = Arc::new(IdentityNotices::new(
+        fanout.clone(),
+        p.directory.clone(),
+        p.store.clone(),
+        p.ids.clone(),
+        p.clock.clone(),
+        ttl_ms,
+    ));
+    Keys::new(KeysDeps {
+        store: p.store,
+        directory: p.directory,
+        fanout,
+        notices,
+        ids: p.ids,
+        clock: p.clock,
+        config: k.clone(),
+        claim_limit: limit("key claims per account", k.claims_per_account_per_minute),
+        target_limit: limit("key claims per target account", k.claims_per_target_per_minute),
+        query_limit: limit("key queries per account", k.queries_per_account_per_minute),
+    })
 }

@@ -34,17 +34,20 @@ const LAYERS: &[(&str, u8)] = &[
     ("group_payloads", 1),
     ("send_checks", 1),
     ("blocks", 1),
+    ("key_signatures", 1),
     ("auth::access", 1),
     ("cluster::registry", 1),
     // Receipts, and the services beside them.
     ("receipts", 2),
     ("contacts", 2),
     ("typing", 2),
+    ("identity_notices", 2),
     // The inbox and the sending services.
     ("inbox", 3),
     ("messaging", 3),
     ("groups", 3),
     ("visibility", 3),
+    ("keys", 3),
     // Built on sends.
     ("actions", 4),
     ("forward", 4),

@@ -19,9 +19,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Account, AccountId, AccountStore, AppendRequest, BlockStore, CommitObserver, ContactStore, Device, DeviceAddr,
-    Group, GroupId, GroupReceiptRow, GroupStore, InboxCursor, InboxStore, MessageIndexStore, MessageRef, PendingAppend,
-    ReceiptProgress, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+    Account, AccountId, AccountStore, AppendRequest, BlockStore, ClaimOutcome, CommitObserver, ContactStore, Device,
+    DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore, IdentityOutcome, InboxCursor, InboxStore,
+    KeyCounts, KeyStore, MessageIndexStore, MessageRef, PendingAppend, ReceiptProgress, RefreshTokenRecord,
+    SignedKeyRecord, StoreError, StoreResult, StoredEntry,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -279,6 +280,55 @@ impl<S: ContactStore> ContactStore for Detached<S> {
 
     async fn presence_privacy(&self, account: AccountId) -> StoreResult<Option<u8>> {
         detach(&self.inner, move |s| async move { s.presence_privacy(account).await }).await
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> KeyStore for Detached<S> {
+    async fn set_identity(&self, device: DeviceAddr, identity: DeviceIdentity) -> StoreResult<IdentityOutcome> {
+        detach(&self.inner, move |s| async move { s.set_identity(device, identity).await }).await
+    }
+
+    async fn identities(&self, devices: &[DeviceAddr]) -> StoreResult<Vec<Option<DeviceIdentity>>> {
+        let devices = devices.to_vec();
+        detach(&self.inner, move |s| async move { s.identities(&devices).await }).await
+    }
+
+    async fn add_one_time_keys(
+        &self,
+        device: DeviceAddr,
+        keys: &[SignedKeyRecord],
+        pool_max: u32,
+        low_watermark: u32,
+    ) -> StoreResult<u32> {
+        let keys = keys.to_vec();
+        detach(&self.inner, move |s| async move { s.add_one_time_keys(device, &keys, pool_max, low_watermark).await })
+            .await
+    }
+
+    async fn set_fallback_key(&self, device: DeviceAddr, key: SignedKeyRecord) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.set_fallback_key(device, key).await }).await
+    }
+
+    async fn key_counts(&self, device: DeviceAddr) -> StoreResult<KeyCounts> {
+        detach(&self.inner, move |s| async move { s.key_counts(device).await }).await
+    }
+
+    async fn claim_key(&self, device: DeviceAddr, low_watermark: u32) -> StoreResult<ClaimOutcome> {
+        detach(&self.inner, move |s| async move { s.claim_key(device, low_watermark).await }).await
+    }
+
+    async fn delete_keys(&self, device: DeviceAddr) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.delete_keys(device).await }).await
+    }
+
+    async fn record_key_peers(&self, account: AccountId, peers: &[AccountId], now_ms: u64) -> StoreResult<()> {
+        let peers = peers.to_vec();
+        detach(&self.inner, move |s| async move { s.record_key_peers(account, &peers, now_ms).await }).await
+    }
+
+    async fn key_peers(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
+        detach(&self.inner, move |s| async move { s.key_peers(account, since_ms).await }).await
     }
 }
 

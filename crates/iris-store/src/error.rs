@@ -24,4 +24,12 @@ pub enum StoreError {
     /// The store was closed (shutdown).
     #[error("store is closed")]
     Closed,
+    /// A device's pool of one-time keys would exceed its bound; nothing was added.
+    #[error("one-time key pool would hold {would_hold} keys, more than {max}")]
+    PoolFull {
+        /// The bound in force.
+        max: u32,
+        /// What the pool would have held.
+        would_hold: u32,
+    },
 }

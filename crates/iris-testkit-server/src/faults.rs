@@ -280,3 +280,64 @@ impl iris_store::ContactStore for FaultyStore {
         self.inner.presence_privacy(account).await
     }
 }
+/// The key directory, delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::KeyStore for FaultyStore {
+    async fn set_identity(
+        &self,
+        device: iris_store::DeviceAddr,
+        identity: iris_store::DeviceIdentity,
+    ) -> iris_store::StoreResult<iris_store::IdentityOutcome> {
+        self.inner.set_identity(device, identity).await
+    }
+    async fn identities(
+        &self,
+        devices: &[iris_store::DeviceAddr],
+    ) -> iris_store::StoreResult<Vec<Option<iris_store::DeviceIdentity>>> {
+        self.inner.identities(devices).await
+    }
+    async fn add_one_time_keys(
+        &self,
+        device: iris_store::DeviceAddr,
+        keys: &[iris_store::SignedKeyRecord],
+        pool_max: u32,
+        low_watermark: u32,
+    ) -> iris_store::StoreResult<u32> {
+        self.inner.add_one_time_keys(device, keys, pool_max, low_watermark).await
+    }
+    async fn set_fallback_key(
+        &self,
+        device: iris_store::DeviceAddr,
+        key: iris_store::SignedKeyRecord,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.set_fallback_key(device, key).await
+    }
+    async fn key_counts(&self, device: iris_store::DeviceAddr) -> iris_store::StoreResult<iris_store::KeyCounts> {
+        self.inner.key_counts(device).await
+    }
+    async fn claim_key(
+        &self,
+        device: iris_store::DeviceAddr,
+        low_watermark: u32,
+    ) -> iris_store::StoreResult<iris_store::ClaimOutcome> {
+        self.inner.claim_key(device, low_watermark).await
+    }
+    async fn delete_keys(&self, device: iris_store::DeviceAddr) -> iris_store::StoreResult<()> {
+        self.inner.delete_keys(device).await
+    }
+    async fn record_key_peers(
+        &self,
+        account: iris_store::AccountId,
+        peers: &[iris_store::AccountId],
+        now_ms: u64,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.record_key_peers(account, peers, now_ms).await
+    }
+    async fn key_peers(
+        &self,
+        account: iris_store::AccountId,
+        since_ms: u64,
+    ) -> iris_store::StoreResult<Vec<iris_store::AccountId>> {
+        self.inner.key_peers(account, since_ms).await
+    }
+}

@@ -19,6 +19,20 @@ pub struct Profile {
     /// Highest inbox sequence processed; the next connection resumes after it.
     #[serde(default)]
     pub last_acked_seq: u64,
+    /// Secret (hex) from which the key of the end-to-end key store beside the profile is
+    /// derived; made at login, or on first use by a profile from before end-to-end encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_secret: Option<String>,
+}
+
+/// A new random store secret (32 bytes, hex).
+pub fn new_e2e_secret() -> String {
+    rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the end-to-end key store of the profile at `path` lives: beside it, `.keys`.
+pub fn key_store_path(path: &Path) -> PathBuf {
+    path.with_extension("keys")
 }
 
 impl Profile {
@@ -86,6 +100,7 @@ mod tests {
                 refresh_token: "r".into(),
             },
             last_acked_seq: 0,
+            e2e_secret: None,
         }
     }
 

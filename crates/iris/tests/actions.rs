@@ -210,6 +210,7 @@ async fn a_forwards_client_msg_id_leaves_room_for_its_copy_suffix() {
             payload: "x".into(),
             to_account_ids: vec![bob.id()],
             group_ids: vec![],
+            copies: vec![],
         })),
     };
     raw.send_ops(vec![forward(2, 62)]).await;

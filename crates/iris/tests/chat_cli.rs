@@ -40,7 +40,8 @@ async fn chat_shows_presence_and_typing_and_sends_typing_while_typing() {
     let alice_id = bob.client.account_info("+14155550401").await.unwrap().account_id;
 
     let mut chat = Command::new(env!("CARGO_BIN_EXE_iris"))
-        .args(["chat", "--profile", &profile, "--to", "+14155550402"])
+        // Bob is a plaintext SDK client (no keys): the chat talks to him in the clear.
+        .args(["chat", "--profile", &profile, "--to", "+14155550402", "--plaintext"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -160,7 +160,176 @@ pub fn all() -> Vec<(&'static str, Frame)> {
     v.extend(server());
     v.extend(server_inbox());
     v.extend(server_groups());
+    v.extend(keys());
     v
+}
+
+/// Example keys as libolm prints them: unpadded base64 of 32-byte keys, 64-byte signatures.
+const CURVE: &str = "3MYvrbTn6Pp7Ygcv71u9LjnEvQWvLw6JSzvwRkPb1Co";
+const ED: &str = "Fg6Tf+3EuwKTnELT0Yb2yb+B7AaMf4+aJQ8sImS0bAg";
+const SIG: &str = "pXtajHmD4Ig5dL1P/1Ol7mSbxO9oFvYbY0O8yRgC3kA1XfDZPzFJfjkE0uJ4qRAF8VzJ3Wl7xQ1rCdE4X9UeAw";
+const OTK: &str = "Sa6vMQLvM8x1BrDWmBP0XcLr0ySUXBLoDBrN2t5HtE0";
+
+fn identity() -> pb::IdentityKeys {
+    pb::IdentityKeys { curve25519: CURVE.into(), ed25519: ED.into(), signature: SIG.into() }
+}
+
+fn signed(key_id: &str) -> pb::SignedKey {
+    pb::SignedKey { key_id: key_id.into(), key: OTK.into(), signature: SIG.into() }
+}
+
+/// The end-to-end key directory, the per-device actions and forwards, and their inbox items.
+fn keys() -> Vec<(&'static str, Frame)> {
+    use client_op::Op;
+    use pb::keys_op::Op as K;
+    use pb::keys_result::Result as R;
+    use server_event::Event;
+    let keys = |request_id, k| op(request_id, Op::Keys(pb::KeysOp { op: Some(k) }));
+    let result = |request_id, r| answer(request_id, Event::KeysResult(pb::KeysResult { result: Some(r) }));
+    let per_device = |payloads: &[(u64, u32)]| pb::DevicePayloads {
+        payloads: payloads
+            .iter()
+            .map(|&(account_id, device_id)| pb::DevicePayload { account_id, device_id, payload: HELLO.into() })
+            .collect(),
+    };
+    let count = pb::KeysCount { one_time_keys: 50, fallback_key: true, identity: true, one_time_keys_max: 200 };
+    vec![
+        (
+            "client_keys_upload",
+            keys(
+                50,
+                K::Upload(pb::KeysUpload {
+                    identity: Some(identity()),
+                    one_time_keys: vec![signed("AAAAAQ"), signed("AAAAAg")],
+                    fallback_key: Some(signed("AAAAAw")),
+                }),
+            ),
+        ),
+        ("client_keys_count", keys(51, K::Count(pb::KeysCountRequest {}))),
+        ("client_keys_query", keys(52, K::Query(pb::KeysQuery { account_ids: vec![BOB, CAROL] }))),
+        (
+            "client_keys_claim",
+            keys(
+                53,
+                K::Claim(pb::KeysClaim {
+                    account_ids: vec![BOB],
+                    devices: vec![pb::DeviceRef { account_id: ALICE, device_id: 2 }],
+                }),
+            ),
+        ),
+        (
+            "client_action_edit_per_device",
+            op(
+                54,
+                Op::Action(pb::SendAction {
+                    r#type: pb::MessageActionType::Edit as i32,
+                    target_server_msg_id: MSG_ID,
+                    payload: Default::default(),
+                    emoji: String::new(),
+                    per_device: Some(per_device(&[(BOB, 1), (BOB, 2), (ALICE, 2)])),
+                }),
+            ),
+        ),
+        (
+            "client_forward_copies",
+            op(
+                55,
+                Op::Forward(pb::Forward {
+                    client_msg_id: "fwd-10".into(),
+                    payload: Default::default(),
+                    to_account_ids: vec![],
+                    group_ids: vec![],
+                    copies: vec![
+                        pb::ForwardCopy {
+                            to_account_id: BOB,
+                            group_id: 0,
+                            body: Some(pb::forward_copy::Body::PerDevice(per_device(&[(BOB, 1), (ALICE, 2)]))),
+                        },
+                        pb::ForwardCopy {
+                            to_account_id: 0,
+                            group_id: GROUP,
+                            body: Some(pb::forward_copy::Body::Payload(HELLO.into())),
+                        },
+                    ],
+                }),
+            ),
+        ),
+        ("server_keys_count", result(50, R::Count(count))),
+        (
+            "server_keys_devices",
+            result(
+                52,
+                R::Devices(pb::DeviceKeysList {
+                    devices: vec![
+                        pb::DeviceKeys { account_id: BOB, device_id: 1, identity: Some(identity()) },
+                        pb::DeviceKeys { account_id: BOB, device_id: 2, identity: None },
+                    ],
+                }),
+            ),
+        ),
+        (
+            "server_keys_bundles",
+            result(
+                53,
+                R::Bundles(pb::KeyBundles {
+                    bundles: vec![
+                        pb::KeyBundle {
+                            account_id: BOB,
+                            device_id: 1,
+                            identity: Some(identity()),
+                            key: Some(signed("AAAAAQ")),
+                            fallback: false,
+                        },
+                        pb::KeyBundle {
+                            account_id: ALICE,
+                            device_id: 2,
+                            identity: Some(identity()),
+                            key: Some(signed("AAAAAw")),
+                            fallback: true,
+                        },
+                    ],
+                }),
+            ),
+        ),
+        (
+            "server_error_invalid_signature",
+            answer(
+                50,
+                Event::Error(pb::Error::new(
+                    pb::ErrorCode::InvalidSignature,
+                    "the signature of AAAAAQ does not verify",
+                )),
+            ),
+        ),
+        (
+            "server_delivery_keys_low",
+            answer(
+                0,
+                delivery(vec![item(
+                    44,
+                    MSG_ID_2,
+                    inbox_item::Body::KeysLow(pb::KeysLow { one_time_keys: 9, fallback_key_used: false }),
+                )]),
+            ),
+        ),
+        (
+            "server_delivery_identity_change",
+            answer(
+                0,
+                delivery(vec![item(
+                    45,
+                    MSG_ID_2,
+                    inbox_item::Body::IdentityChange(pb::IdentityChange {
+                        account_id: BOB,
+                        phone: "+14155550102".into(),
+                        device_id: 3,
+                        r#type: pb::IdentityChangeType::DeviceAdded as i32,
+                        identity: Some(identity()),
+                    }),
+                )]),
+            ),
+        ),
+    ]
 }
 
 fn client() -> Vec<(&'static str, Frame)> {
@@ -231,6 +400,7 @@ fn client() -> Vec<(&'static str, Frame)> {
                     target_server_msg_id: MSG_ID,
                     payload: "hello again".into(),
                     emoji: String::new(),
+                    per_device: None,
                 }),
             ),
         ),
@@ -243,6 +413,7 @@ fn client() -> Vec<(&'static str, Frame)> {
                     target_server_msg_id: MSG_ID,
                     payload: Default::default(),
                     emoji: "👍".into(),
+                    per_device: None,
                 }),
             ),
         ),
@@ -255,6 +426,7 @@ fn client() -> Vec<(&'static str, Frame)> {
                     payload: HELLO.into(),
                     to_account_ids: vec![BOB, CAROL],
                     group_ids: vec![GROUP],
+                    copies: vec![],
                 }),
             ),
         ),

@@ -219,6 +219,7 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
     ctx.account_changed(actor.account);
     ctx.router.kick(target_addr, Kick::Revoked);
     ctx.store.purge(target_addr).await?;
+    ctx.sessions.keys.revoked(target_addr).await?;
     tracing::info!(device = %target_addr, by = %actor, "device revoked");
     Ok(())
 }

@@ -110,6 +110,8 @@ pub struct SessionDeps {
     pub blocks: Arc<Blocks>,
     /// Presence privacy and subscriptions.
     pub visibility: Arc<Visibility>,
+    /// The end-to-end key directory.
+    pub keys: Arc<crate::keys::Keys>,
     /// Sends per account (1:1 sends are checked here, before validation).
     pub send_limit: SharedLimit<AccountId>,
 }

@@ -12,6 +12,7 @@ mod cold;
 mod committer;
 mod contacts;
 mod groups;
+mod key_directory;
 mod keys;
 pub mod log;
 mod message_index;
@@ -229,6 +230,8 @@ pub struct FjallStore {
     contacts: contacts::Contacts,
     /// Recent messages for message actions (`message_index.rs`).
     message_index: message_index::MessageIndex,
+    /// End-to-end keys (`key_directory.rs`).
+    key_directory: Arc<key_directory::KeyDirectory>,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -309,7 +312,9 @@ impl FjallStore {
         let committer = spawn("iris-committer", Box::new(move || committer.run()))?;
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
+        let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
         Ok(Self {
+            key_directory,
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
             blocks,

@@ -10,7 +10,8 @@
 //!   the phone index (the unique `accounts.phone` column) and the account are ONE row written
 //!   in ONE transaction: registration has no cross-shard step that a crash could split.
 //! - On the account's shard: devices, refresh tokens, cursors and inboxes of its devices, dedup
-//!   records of its devices' sends, blocks it made, its contacts and presence privacy.
+//!   records of its devices' sends, blocks it made, its contacts and presence privacy, and its
+//!   devices' end-to-end keys (`key_directory.rs`) and key-exchange peers.
 //! - On the group's shard: the group record, its member index (`group_members`), its invite
 //!   token and its outbox (below). Groups are placed round-robin at creation.
 //! - On the message's shard (`fnv1a64(server_msg_id) % n`): the message index, group payloads
@@ -74,6 +75,7 @@ mod contacts;
 mod error;
 mod groups;
 mod inbox;
+mod key_directory;
 mod message_index;
 mod migrations;
 mod outbox;

@@ -3,7 +3,7 @@
 //! `iris group send` and `iris recv` print them.
 
 use iris_client::pb::{self, MessageActionType, SendStatus};
-use iris_client::Client;
+use iris_client::{Client, Conversation, E2e};
 use serde_json::{json, Value};
 
 use super::social::{account_of, accounts_of, CommonArgs};
@@ -16,6 +16,13 @@ pub struct TargetArgs {
     /// Server message id of the message acted on.
     #[arg(long = "msg")]
     pub msg: u64,
+    /// Edits and reactions, encrypted: the 1:1 conversation of the message (the other side's
+    /// phone), when this device has not seen it.
+    #[arg(long, conflicts_with = "group")]
+    pub to: Option<String>,
+    /// Edits and reactions, encrypted: the group of the message, when this device has not seen it.
+    #[arg(long)]
+    pub group: Option<u64>,
 }
 
 /// Flags of `iris reply`.
@@ -129,6 +136,70 @@ pub async fn react(client: &Client, a: &ReactArgs) -> anyhow::Result<Vec<Value>>
     let done = client.react(a.target.msg, emoji).await?;
     let mut line = action_json(MessageActionType::React, a.target.msg, &done);
     line["emoji"] = emoji.into();
+    Ok(vec![line])
+}
+
+/// `iris reply`, end-to-end encrypted.
+pub async fn reply_encrypted(e2e: &E2e, a: &ReplyArgs) -> anyhow::Result<Vec<Value>> {
+    let text = a.text.join(" ");
+    let (sent, group) = match (&a.to, a.group) {
+        (Some(phone), _) => (e2e.reply(account_of(e2e.client(), phone).await?, a.msg, &text).await?, None),
+        (None, Some(group)) => (e2e.group_reply(group, a.msg, &text).await?, Some(group)),
+        (None, None) => anyhow::bail!("--to or --group is required"),
+    };
+    let mut line = sent_json(&sent);
+    line["reply_to_server_msg_id"] = a.msg.into();
+    if let Some(group) = group {
+        line["group_id"] = group.into();
+    }
+    line["encrypted"] = true.into();
+    Ok(vec![line])
+}
+
+/// `iris forward`, end-to-end encrypted (each chat its own ciphertext).
+pub async fn forward_encrypted(e2e: &E2e, a: &ForwardArgs) -> anyhow::Result<Vec<Value>> {
+    let to = accounts_of(e2e.client(), &a.to).await?;
+    let results = e2e.forward(&a.text.join(" "), &to, &a.groups).await?;
+    let chats = a.to.iter().map(|p| ("to_phone", json!(p))).chain(a.groups.iter().map(|g| ("group_id", json!(g))));
+    Ok(results
+        .iter()
+        .zip(chats)
+        .map(|(sent, (key, chat))| {
+            let mut line = sent_json(sent);
+            line[key] = chat;
+            line["forwarded"] = true.into();
+            line["encrypted"] = true.into();
+            line
+        })
+        .collect())
+}
+
+/// The conversation named by `--to` / `--group`, if any (else the one this device remembers).
+async fn conversation_of(e2e: &E2e, a: &TargetArgs) -> anyhow::Result<Option<Conversation>> {
+    Ok(match (&a.to, a.group) {
+        (Some(phone), _) => Some(Conversation::Direct(account_of(e2e.client(), phone).await?)),
+        (None, Some(group)) => Some(Conversation::Group(group)),
+        (None, None) => None,
+    })
+}
+
+/// `iris edit`, end-to-end encrypted.
+pub async fn edit_encrypted(e2e: &E2e, a: &EditArgs) -> anyhow::Result<Vec<Value>> {
+    let conversation = conversation_of(e2e, &a.target).await?;
+    let done = e2e.edit(a.target.msg, &a.text.join(" "), conversation).await?;
+    let mut line = action_json(MessageActionType::Edit, a.target.msg, &done);
+    line["encrypted"] = true.into();
+    Ok(vec![line])
+}
+
+/// `iris react`, end-to-end encrypted.
+pub async fn react_encrypted(e2e: &E2e, a: &ReactArgs) -> anyhow::Result<Vec<Value>> {
+    let emoji = if a.remove { "" } else { a.emoji.as_deref().unwrap_or_default() };
+    let conversation = conversation_of(e2e, &a.target).await?;
+    let done = e2e.react(a.target.msg, emoji, conversation).await?;
+    let mut line = action_json(MessageActionType::React, a.target.msg, &done);
+    line["emoji"] = emoji.into();
+    line["encrypted"] = true.into();
     Ok(vec![line])
 }
 

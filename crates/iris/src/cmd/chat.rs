@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use iris_client::pb::{inbox_item, InboxItem, PresenceUpdate, ReceiptType, TypingEvent};
-use iris_client::{Client, ClientError, DisconnectReason, Event, Recipient, TYPING_EXPIRES_AFTER};
+use iris_client::{Client, ClientError, DisconnectReason, E2e, Event, Opened, Recipient, TYPING_EXPIRES_AFTER};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -36,13 +36,16 @@ pub struct ChatArgs {
     /// Start chatting with this number right away.
     #[arg(long)]
     pub to: Option<String>,
+    /// Chat unencrypted (the server can read it; for tests).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Runs the chat until `/quit`, end of input, or a fatal error.
 pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let mut session = Session::open(&args.profile, false).await?;
+    let mut session = Session::open_as(&args.profile, false, args.plaintext).await?;
     let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel();
-    let outbox = spawn_sender(session.client.clone(), outcomes_tx);
+    let outbox = spawn_sender(session.client.clone(), session.e2e.clone(), outcomes_tx);
     let mut chat = Chat::new(session.client.clone(), outbox);
     chat.say(&format!("Signed in as {} (device {}). {HELP}", chat.me_phone, chat.me_device));
     if let Some(phone) = args.to {
@@ -81,7 +84,13 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
             () = &mut interrupted => break Ok(()),
             event = session.events.next() => match event {
                 Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
-                Some(event) => chat.on_event(event),
+                Some(event) => {
+                    let opened = match (&session.e2e, &event) {
+                        (Some(e2e), Event::Message(item) | Event::Keys(item)) => Some(e2e.decrypt(item).await),
+                        _ => None,
+                    };
+                    chat.on_event(event, opened)
+                }
                 None => break Err(anyhow::anyhow!("the client stopped")),
             },
             Some(outcome) = outcomes.recv() => chat.on_sent(outcome),
@@ -104,13 +113,21 @@ struct SendOutcome {
     result: Result<iris_client::pb::SendResult, ClientError>,
 }
 
-/// Sends typed lines one after the other, so they arrive in the order typed.
-fn spawn_sender(client: Client, outcomes: mpsc::UnboundedSender<SendOutcome>) -> mpsc::UnboundedSender<Outgoing> {
+/// Sends typed lines one after the other, so they arrive in the order typed (end-to-end
+/// encrypted when `e2e` is given).
+fn spawn_sender(
+    client: Client,
+    e2e: Option<E2e>,
+    outcomes: mpsc::UnboundedSender<SendOutcome>,
+) -> mpsc::UnboundedSender<Outgoing> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     tokio::spawn(async move {
         while let Some(outgoing) = rx.recv().await {
-            let to = Recipient::Account(outgoing.peer.account_id);
-            let result = client.send(to, outgoing.text.clone().into_bytes()).await;
+            let to = outgoing.peer.account_id;
+            let result = match &e2e {
+                Some(e2e) => e2e.send_text(to, &outgoing.text).await,
+                None => client.send(Recipient::Account(to), outgoing.text.clone().into_bytes()).await,
+            };
             if outcomes.send(SendOutcome { outgoing, result }).is_err() {
                 return;
             }
@@ -315,9 +332,19 @@ impl Chat {
         }
     }
 
-    fn on_event(&mut self, event: Event) {
+    fn on_event(&mut self, event: Event, opened: Option<Opened>) {
         match event {
-            Event::Message(item) => self.on_message(&item),
+            Event::Message(item) => self.on_message(&item, opened),
+            Event::Keys(item) => {
+                if let Some(Opened::IdentityChange(c)) = opened {
+                    let what = match iris_client::pb::IdentityChangeType::try_from(c.r#type) {
+                        Ok(iris_client::pb::IdentityChangeType::DeviceRemoved) => "removed",
+                        _ => "added",
+                    };
+                    self.say(&format!("  security code with {} changed (device {} {what})", c.phone, c.device_id));
+                }
+                self.client.ack(item.seq);
+            }
             Event::Receipt(item) => self.on_receipt(&item),
             Event::Group(item) => self.client.ack(item.seq),
             Event::Connected(_) if self.was_disconnected => {
@@ -335,15 +362,19 @@ impl Chat {
         }
     }
 
-    fn on_message(&mut self, item: &InboxItem) {
+    fn on_message(&mut self, item: &InboxItem, opened: Option<Opened>) {
         if let Some(inbox_item::Body::MessageAction(a)) = &item.body {
-            self.on_action(item.server_ts_ms, a);
+            self.on_action(item.server_ts_ms, a, opened.as_ref());
         }
         let Some(inbox_item::Body::Message(m)) = &item.body else {
             self.client.ack(item.seq);
             return;
         };
-        let text = String::from_utf8_lossy(&m.payload);
+        let text = match opened {
+            Some(Opened::Text { text, .. }) => text,
+            Some(Opened::Undecryptable { reason }) => format!("✗ (cannot decrypt: {reason})"),
+            _ => String::from_utf8_lossy(&m.payload).into_owned(),
+        };
         let time = clock(item.server_ts_ms);
         if m.from_account_id == self.me {
             self.say(&format!("[{time}] me (device {}) → {}: {text}", m.from_device_id, m.to_phone));
@@ -368,7 +399,7 @@ impl Chat {
     }
 
     /// Shows an edit, deletion or reaction (of any conversation) on one line.
-    fn on_action(&mut self, ts_ms: u64, a: &iris_client::pb::MessageAction) {
+    fn on_action(&mut self, ts_ms: u64, a: &iris_client::pb::MessageAction, opened: Option<&Opened>) {
         use iris_client::pb::MessageActionType;
         let who = if a.from_account_id == self.me {
             "me".to_owned()
@@ -379,10 +410,25 @@ impl Chat {
             }
         };
         let what = match MessageActionType::try_from(a.r#type) {
-            Ok(MessageActionType::Edit) => format!("edited: {}", String::from_utf8_lossy(&a.payload)),
+            _ if matches!(opened, Some(Opened::Undecryptable { .. })) => {
+                "sent an action that cannot be decrypted".into()
+            }
+            Ok(MessageActionType::Edit) => match opened {
+                Some(Opened::Edit { text, .. }) => format!("edited: {text}"),
+                _ => format!("edited: {}", String::from_utf8_lossy(&a.payload)),
+            },
             Ok(MessageActionType::Delete) => "deleted a message".to_owned(),
-            Ok(MessageActionType::React) if a.emoji.is_empty() => "removed a reaction".to_owned(),
-            Ok(MessageActionType::React) => format!("reacted {}", a.emoji),
+            Ok(MessageActionType::React) => {
+                let emoji = match opened {
+                    Some(Opened::React { emoji, .. }) => emoji.as_str(),
+                    _ => a.emoji.as_str(),
+                };
+                if emoji.is_empty() {
+                    "removed a reaction".to_owned()
+                } else {
+                    format!("reacted {emoji}")
+                }
+            }
             _ => return,
         };
         self.say(&format!("[{}] {who} {what} (#{})", clock(ts_ms), a.target_server_msg_id));

@@ -46,6 +46,9 @@ pub struct CommonArgs {
     /// Seconds to wait for the server's answer (retries included).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// `send`: unencrypted (one payload the server can read; for tests and benchmarks).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Flags of `iris group create`.
@@ -137,7 +140,9 @@ pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Send(a) => &a.group.common,
     };
     let limit = Duration::from_secs(common.timeout);
-    let session = Session::open(&common.profile, false).await?;
+    // Only sending needs the keys; the other commands manage the group in the clear.
+    let plaintext = common.plaintext || !matches!(command, GroupCommand::Send(_));
+    let session = Session::open_as(&common.profile, false, plaintext).await?;
     let answer = tokio::time::timeout(limit, execute(&session, &command)).await;
     session.close().await?;
     let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
@@ -180,7 +185,11 @@ async fn execute(session: &Session, command: &GroupCommand) -> anyhow::Result<Ve
             None => vec![json!({ "pending": true })],
         },
         GroupCommand::Send(a) => {
-            let sent = client.group_send(a.group.group, a.text.join(" ").into_bytes()).await?;
+            let text = a.text.join(" ");
+            let sent = match &session.e2e {
+                Some(e2e) => e2e.group_send_text(a.group.group, &text).await?,
+                None => client.group_send(a.group.group, text.into_bytes()).await?,
+            };
             vec![json!({
                 "group_id": a.group.group,
                 "server_msg_id": sent.server_msg_id,
@@ -188,6 +197,7 @@ async fn execute(session: &Session, command: &GroupCommand) -> anyhow::Result<Ve
                 "status": "ACCEPTED",
                 "client_msg_id": sent.client_msg_id,
                 "duplicate": sent.duplicate,
+                "encrypted": session.e2e.is_some(),
             })]
         }
     })

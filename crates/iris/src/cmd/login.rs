@@ -6,7 +6,8 @@ use anyhow::{bail, Context as _};
 use iris_client::HttpApi;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::profile::Profile;
+use super::session::Session;
+use crate::profile::{key_store_path, new_e2e_secret, Profile};
 
 /// The code every dev-mode server accepts.
 const DEV_CODE: &str = "000000";
@@ -33,6 +34,9 @@ pub struct LoginArgs {
     /// Overwrite an existing profile. Each login links a new device (5 per account at most).
     #[arg(long)]
     pub force: bool,
+    /// Do not create end-to-end keys (a plaintext-only device, for tests and benchmarks).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Logs in and prints `{"account_id","device_id","phone"}`.
@@ -60,7 +64,14 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
         "device_id": credentials.device_id,
         "phone": credentials.phone,
     });
-    Profile { server: api.base_url().to_owned(), credentials, last_acked_seq: 0 }.save(&args.profile)?;
+    let e2e_secret = (!args.plaintext).then(new_e2e_secret);
+    Profile { server: api.base_url().to_owned(), credentials, last_acked_seq: 0, e2e_secret }.save(&args.profile)?;
+    if !args.plaintext {
+        // A new identity for a new device: a store left by an earlier login is replaced.
+        let _ = std::fs::remove_file(key_store_path(&args.profile));
+        // Publishes the device's identity and keys right away, so it is reachable encrypted.
+        Session::open_encrypted(&args.profile, false).await?.close().await?;
+    }
     println!("{line}");
     Ok(())
 }

@@ -6,6 +6,7 @@ mod actions;
 pub mod chat;
 mod contacts;
 pub mod group;
+pub mod identity;
 mod keys;
 pub mod login;
 mod presence;

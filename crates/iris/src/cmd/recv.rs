@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use iris_client::pb::{inbox_item, InboxItem, MessageAction, MessageActionType};
-use iris_client::{ClientError, Event};
+use iris_client::pb::{inbox_item, IdentityChangeType, InboxItem, MessageAction, MessageActionType};
+use iris_client::{ClientError, Event, Opened};
 use serde::Serialize;
 
 use super::receipt_name;
@@ -30,6 +30,9 @@ pub struct RecvArgs {
     /// Stop after this many seconds without an event (0 = never) [default: 5 without --count, never with it].
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Do not decrypt: print payloads as they came (for tests and benchmarks).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Receives until the count or the silence limit is reached.
@@ -39,7 +42,7 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
         (Some(_), _) | (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs_f64(DEFAULT_SILENCE_S)),
     };
-    let mut session = Session::open(&args.profile, false).await?;
+    let mut session = Session::open_as(&args.profile, false, args.plaintext).await?;
     let me = session.client.credentials().account_id;
     let mut n_messages = 0;
     let outcome = loop {
@@ -57,11 +60,32 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
             None => break Err(anyhow!("the client stopped")),
             Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
             Some(Event::Message(item)) => {
+                let opened = match &session.e2e {
+                    Some(e2e) => Some(e2e.decrypt(&item).await),
+                    None => None,
+                };
+                if opened == Some(Opened::Control) {
+                    session.client.ack(item.seq); // a group's key: nothing to show
+                    continue;
+                }
                 n_messages += 1;
-                message_json(&item, me)
+                message_json(&item, me, opened.as_ref())
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
+            Some(Event::Keys(item)) => match &session.e2e {
+                Some(e2e) => match e2e.decrypt(&item).await {
+                    Opened::IdentityChange(change) => identity_change_json(&item, &change),
+                    _ => {
+                        session.client.ack(item.seq); // KeysLow: keys were uploaded
+                        continue;
+                    }
+                },
+                None => {
+                    session.client.ack(item.seq);
+                    continue;
+                }
+            },
             Some(Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_)) => continue,
         };
         if let Some((seq, line)) = item_json {
@@ -85,6 +109,11 @@ struct MessageLine<'a> {
     to_phone: &'a str,
     text: Cow<'a, str>,
     sent_by_me: bool,
+    /// Whether it came end-to-end encrypted.
+    encrypted: bool,
+    /// Why it could not be decrypted (then `text` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
     /// Only on replies.
     #[serde(skip_serializing_if = "is_zero")]
     reply_to_server_msg_id: u64,
@@ -117,6 +146,11 @@ struct ActionLine<'a> {
     /// REACT: the reaction, empty when removed.
     #[serde(skip_serializing_if = "Option::is_none")]
     emoji: Option<&'a str>,
+    /// Whether it came end-to-end encrypted.
+    encrypted: bool,
+    /// Why it could not be decrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
 }
 
 /// One received receipt, as printed.
@@ -130,12 +164,33 @@ struct ReceiptLine<'a> {
     server_msg_ids: &'a [u64],
 }
 
-fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
+/// What decryption made of an item: its text (None: the payload as it came), whether it was
+/// encrypted, and why it could not be opened.
+fn shown(opened: Option<&Opened>) -> (Option<&str>, bool, Option<&str>) {
+    match opened {
+        Some(Opened::Text { text, encrypted } | Opened::Edit { text, encrypted }) => (Some(text), *encrypted, None),
+        Some(Opened::React { emoji, encrypted }) => (Some(emoji), *encrypted, None),
+        Some(Opened::Undecryptable { reason }) => (Some(""), true, Some(reason)),
+        _ => (None, false, None),
+    }
+}
+
+fn message_json(item: &InboxItem, me: u64, opened: Option<&Opened>) -> Option<(u64, String)> {
+    let (text, encrypted, error) = shown(opened);
     if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
-        return super::group::message_json(item, m, me);
+        let (seq, line) = super::group::message_json(item, m, me)?;
+        let mut line: serde_json::Value = serde_json::from_str(&line).ok()?;
+        if let Some(text) = text {
+            line["text"] = text.into();
+        }
+        line["encrypted"] = encrypted.into();
+        if let Some(error) = error {
+            line["error"] = error.into();
+        }
+        return Some((seq, line.to_string()));
     }
     if let Some(inbox_item::Body::MessageAction(a)) = &item.body {
-        return action_json(item, a);
+        return action_json(item, a, opened);
     }
     let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
     let line = MessageLine {
@@ -146,16 +201,19 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
         from_account_id: m.from_account_id,
         from_device_id: m.from_device_id,
         to_phone: &m.to_phone,
-        text: String::from_utf8_lossy(&m.payload),
+        text: text.map_or_else(|| String::from_utf8_lossy(&m.payload), Cow::Borrowed),
         sent_by_me: m.from_account_id == me,
+        encrypted,
+        error,
         reply_to_server_msg_id: m.reply_to_server_msg_id,
         forwarded: m.forwarded,
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
 }
 
-fn action_json(item: &InboxItem, a: &MessageAction) -> Option<(u64, String)> {
+fn action_json(item: &InboxItem, a: &MessageAction, opened: Option<&Opened>) -> Option<(u64, String)> {
     let kind = MessageActionType::try_from(a.r#type).unwrap_or(MessageActionType::Unspecified);
+    let (shown_text, encrypted, error) = shown(opened);
     let line = ActionLine {
         action: super::actions::action_name(a.r#type),
         seq: item.seq,
@@ -166,10 +224,28 @@ fn action_json(item: &InboxItem, a: &MessageAction) -> Option<(u64, String)> {
         from_device_id: a.from_device_id,
         peer_account_id: a.peer_account_id,
         group_id: a.group_id,
-        text: (kind == MessageActionType::Edit).then(|| String::from_utf8_lossy(&a.payload)),
-        emoji: (kind == MessageActionType::React).then_some(a.emoji.as_str()),
+        text: (kind == MessageActionType::Edit)
+            .then(|| shown_text.map_or_else(|| String::from_utf8_lossy(&a.payload), Cow::Borrowed)),
+        emoji: (kind == MessageActionType::React).then_some(shown_text.unwrap_or(a.emoji.as_str())),
+        encrypted,
+        error,
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
+}
+
+/// An identity change ("security code changed") as printed.
+fn identity_change_json(item: &InboxItem, c: &iris_client::pb::IdentityChange) -> Option<(u64, String)> {
+    let kind = IdentityChangeType::try_from(c.r#type)
+        .map_or("UNSPECIFIED", |t| t.as_str_name().trim_start_matches("IDENTITY_CHANGE_TYPE_"));
+    let line = serde_json::json!({
+        "identity_change": kind,
+        "seq": item.seq,
+        "account_id": c.account_id,
+        "phone": c.phone,
+        "device_id": c.device_id,
+        "ed25519": c.identity.as_ref().map(|i| i.ed25519.as_str()),
+    });
+    Some((item.seq, line.to_string()))
 }
 
 fn receipt_json(item: &InboxItem) -> Option<(u64, String)> {
@@ -210,7 +286,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let (seq, line) = message_json(&item, 7).expect("a message");
+        let (seq, line) = message_json(&item, 7, None).expect("a message");
         assert!(line.starts_with(r#"{"seq":4,"server_msg_id":99,"#), "documented field order: {line}");
         let line = parse(&line);
         assert_eq!(seq, 4);

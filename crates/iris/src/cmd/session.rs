@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use iris_client::{Client, ClientConfig, CredentialsHook, Events};
+use iris_client::{Client, ClientConfig, CredentialsHook, E2e, Events};
 
-use crate::profile::Profile;
+use crate::profile::{key_store_path, new_e2e_secret, Profile};
 
 /// A client, its events, and the profile path it came from.
 pub struct Session {
@@ -13,6 +13,8 @@ pub struct Session {
     pub client: Client,
     /// Its event stream.
     pub events: Events,
+    /// End-to-end encryption over `client`, unless the command runs `--plaintext`.
+    pub e2e: Option<E2e>,
     path: PathBuf,
 }
 
@@ -33,7 +35,33 @@ impl Session {
             }
         }));
         let (client, events) = Client::connect(config).await?;
-        Ok(Self { client, events, path: path.to_owned() })
+        Ok(Self { client, events, e2e: None, path: path.to_owned() })
+    }
+
+    /// [`open`](Self::open), with end-to-end encryption: the key store beside the profile
+    /// (`<profile>.keys`, created with a new identity when missing) is opened and this device's
+    /// keys published. A profile without a store secret gets one first.
+    pub async fn open_encrypted(path: &Path, auto_ack: bool) -> anyhow::Result<Self> {
+        let mut secret = Profile::load(path)?.e2e_secret;
+        if secret.is_none() {
+            let fresh = new_e2e_secret();
+            Profile::update(path, |p| p.e2e_secret = Some(fresh.clone()))?;
+            secret = Some(fresh);
+        }
+        let mut session = Self::open(path, auto_ack).await?;
+        let secret = secret.expect("set above");
+        let e2e = E2e::open(session.client.clone(), &key_store_path(path), secret.as_bytes()).await?;
+        session.e2e = Some(e2e);
+        Ok(session)
+    }
+
+    /// [`open_encrypted`](Self::open_encrypted), or plain [`open`](Self::open) with `plaintext`.
+    pub async fn open_as(path: &Path, auto_ack: bool, plaintext: bool) -> anyhow::Result<Self> {
+        if plaintext {
+            Self::open(path, auto_ack).await
+        } else {
+            Self::open_encrypted(path, auto_ack).await
+        }
     }
 
     /// Saves the inbox cursor and the current credentials to the profile.

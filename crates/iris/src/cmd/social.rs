@@ -50,6 +50,10 @@ pub struct CommonArgs {
     /// Seconds to wait for the server's answer (retries included).
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Message actions (reply, forward, edit, react): unencrypted, one payload the server can
+    /// read (for tests and benchmarks).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Runs one command and prints its answer.
@@ -68,8 +72,12 @@ pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
         SocialCommand::Presence(PresenceCommand::Subscribe(a)) => return presence::watch(a).await,
     };
     let limit = Duration::from_secs(common.timeout);
-    let session = Session::open(&common.profile, false).await?;
-    let answer = tokio::time::timeout(limit, execute(&session.client, &command)).await;
+    let encrypts = matches!(
+        command,
+        SocialCommand::Reply(_) | SocialCommand::Forward(_) | SocialCommand::Edit(_) | SocialCommand::React(_)
+    );
+    let session = Session::open_as(&common.profile, false, common.plaintext || !encrypts).await?;
+    let answer = tokio::time::timeout(limit, execute(&session, &command)).await;
     session.close().await?;
     let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
     for line in lines {
@@ -78,7 +86,17 @@ pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn execute(client: &Client, command: &SocialCommand) -> anyhow::Result<Vec<Value>> {
+async fn execute(session: &Session, command: &SocialCommand) -> anyhow::Result<Vec<Value>> {
+    let client = &session.client;
+    if let Some(e2e) = &session.e2e {
+        match command {
+            SocialCommand::Reply(a) => return actions::reply_encrypted(e2e, a).await,
+            SocialCommand::Forward(a) => return actions::forward_encrypted(e2e, a).await,
+            SocialCommand::Edit(a) => return actions::edit_encrypted(e2e, a).await,
+            SocialCommand::React(a) => return actions::react_encrypted(e2e, a).await,
+            _ => {}
+        }
+    }
     match command {
         SocialCommand::Contacts(c) => contacts::contacts(client, c).await,
         SocialCommand::Discover(a) => contacts::discover(client, a).await,
