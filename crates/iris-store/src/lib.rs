@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
-//! [`MessageIndexStore`] and [`ContactStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`] and [`MediaStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -17,6 +17,7 @@ pub mod detached;
 pub mod embedded;
 pub mod error;
 pub mod groups;
+pub mod media;
 pub mod message_index;
 pub mod postgres;
 pub mod types;
@@ -24,6 +25,7 @@ pub mod types;
 pub use contacts::*;
 pub use error::StoreError;
 pub use groups::*;
+pub use media::*;
 pub use message_index::*;
 pub use types::*;
 
@@ -178,5 +180,11 @@ pub trait BlockStore: Send + Sync + 'static {
 }
 
 /// Everything the server needs from an engine.
-pub trait Store: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore {}
-impl<T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore> Store for T {}
+pub trait Store:
+    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + MediaStore
+{
+}
+impl<T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + MediaStore> Store
+    for T
+{
+}

@@ -14,6 +14,7 @@ mod contacts;
 mod groups;
 mod keys;
 pub mod log;
+mod media;
 mod message_index;
 mod staged;
 mod sweep;
@@ -229,6 +230,8 @@ pub struct FjallStore {
     contacts: contacts::Contacts,
     /// Recent messages for message actions (`message_index.rs`).
     message_index: message_index::MessageIndex,
+    /// Media metadata: blobs, references, uploads, quotas (`media.rs`).
+    media: media::Media,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -309,11 +312,13 @@ impl FjallStore {
         let committer = spawn("iris-committer", Box::new(move || committer.run()))?;
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
+        let media = media::Media::open(&ks.db)?;
         Ok(Self {
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
             blocks,
             contacts,
+            media,
             message_index,
             groups: Arc::new(groups),
             shared,

@@ -12,7 +12,8 @@ use super::shards::Shard;
 use crate::{StoreError, StoreResult};
 
 /// The migrations, in order: (version, name, SQL). Append only; never edit a released one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "init", include_str!("migrations/0001_init.sql")), (2, "media", include_str!("migrations/0002_media.sql"))];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6972_6973;

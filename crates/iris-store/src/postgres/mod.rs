@@ -74,6 +74,7 @@ mod contacts;
 mod error;
 mod groups;
 mod inbox;
+mod media;
 mod message_index;
 mod migrations;
 mod outbox;
