@@ -23,6 +23,7 @@ use crate::group_payloads::GroupPayloads;
 use crate::groups::{Groups, GroupsDeps};
 use crate::ids::IdGenerator;
 use crate::inbox::Inbox;
+use crate::media_refs::MediaRefs;
 use crate::message_index::MessageIndex;
 use crate::messaging::Messaging;
 use crate::metrics::Metrics;
@@ -85,11 +86,13 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.clock.clone(),
     ));
     let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone()));
+    let media = Arc::new(MediaRefs::new(store.clone()));
     let messaging = Arc::new(Messaging::new(
         fanout.clone(),
         f.directory.clone(),
         blocks.clone(),
         index.clone(),
+        media.clone(),
         f.ids.clone(),
         f.clock.clone(),
         limits,
@@ -105,6 +108,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
             ids: f.ids.clone(),
             clock: f.clock.clone(),
             send_limit: f.send_limit.clone(),
+            media,
         },
         config,
         &f.metrics,
