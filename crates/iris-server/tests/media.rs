@@ -299,8 +299,7 @@ async fn bad_uploads_are_refused_with_their_codes() {
     expect_code(api.patch(&state.upload_id, 0, bomb).await, 422, ErrorCode::MediaRejected).await;
 
     let state: UploadState = ok_json(api.start("document", b"%PDF-1.7 hello", false, "offset").await).await;
-    expect_code(api.patch(&state.upload_id, 5, b"1.7 hello".to_vec()).await, 409, ErrorCode::MediaOffsetMismatch)
-        .await;
+    expect_code(api.patch(&state.upload_id, 5, b"1.7 hello".to_vec()).await, 409, ErrorCode::MediaOffsetMismatch).await;
 
     // 8 MB per hour: the declared sizes count when an upload starts.
     let seven = UploadRequest {

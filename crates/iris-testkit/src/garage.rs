@@ -150,8 +150,11 @@ fn cli(binary: &Path, config: &Path, args: &[&str]) -> Result<String, String> {
 fn free_ports() -> Result<[u16; 3], String> {
     let listeners: Vec<TcpListener> =
         (0..3).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let ports: Vec<u16> =
-        listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     Ok([ports[0], ports[1], ports[2]])
 }
 
