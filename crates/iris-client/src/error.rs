@@ -56,6 +56,9 @@ pub enum ClientError {
     /// The client was closed (or its background task ended) before the operation completed.
     #[error("client closed")]
     Closed,
+    /// A medium could not be encrypted, decrypted or checked (wrong key, altered blob, hash).
+    #[error("media: {0}")]
+    Media(String),
 }
 
 impl ClientError {
@@ -99,6 +102,7 @@ impl ClientError {
             Self::TooLarge { .. } => "CLIENT_TOO_LARGE",
             Self::InvalidArgument(_) => "CLIENT_INVALID_ARGUMENT",
             Self::Closed => "CLIENT_CLOSED",
+            Self::Media(_) => "CLIENT_MEDIA",
         }
     }
 }

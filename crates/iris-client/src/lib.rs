@@ -36,6 +36,7 @@ mod groups;
 mod handshake;
 mod http;
 mod inflight;
+pub mod media;
 mod presence;
 mod shared;
 
