@@ -343,7 +343,14 @@ impl Chat {
             self.client.ack(item.seq);
             return;
         };
-        let text = String::from_utf8_lossy(&m.payload);
+        let text = match iris_client::media::media_of(m) {
+            // Media show as `[photo 1280×960 312 KiB]` before their caption.
+            Some(media) => {
+                let described: Vec<String> = media.media.iter().map(iris_client::media::describe).collect();
+                format!("{} {}", described.join(" "), media.caption).trim_end().to_owned().into()
+            }
+            None => String::from_utf8_lossy(&m.payload),
+        };
         let time = clock(item.server_ts_ms);
         if m.from_account_id == self.me {
             self.say(&format!("[{time}] me (device {}) → {}: {text}", m.from_device_id, m.to_phone));

@@ -1,10 +1,13 @@
-//! `iris recv`: prints inbox items as JSON lines, acks each after printing, saves the cursor.
+//! `iris recv`: prints inbox items as JSON lines (with `--save-dir`, after saving their media),
+//! acks each after printing, saves the cursor.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
+use iris_client::media::MediaApi;
 use iris_client::pb::{inbox_item, InboxItem, MessageAction, MessageActionType};
 use iris_client::{ClientError, Event};
 use serde::Serialize;
@@ -30,6 +33,10 @@ pub struct RecvArgs {
     /// Stop after this many seconds without an event (0 = never) [default: 5 without --count, never with it].
     #[arg(long)]
     pub timeout: Option<f64>,
+    /// Save the media of received messages into this folder (decrypted and checked); each
+    /// message line then lists the saved files' paths.
+    #[arg(long)]
+    pub save_dir: Option<PathBuf>,
 }
 
 /// Receives until the count or the silence limit is reached.
@@ -58,7 +65,11 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
             Some(Event::Fatal(err)) => break Err(ClientError::Fatal(err).into()),
             Some(Event::Message(item)) => {
                 n_messages += 1;
-                message_json(&item, me)
+                let saved = match &args.save_dir {
+                    Some(dir) => save_media(&session, &item, dir).await?,
+                    None => HashMap::new(),
+                };
+                message_json_with(&item, me, &saved)
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
@@ -91,6 +102,35 @@ struct MessageLine<'a> {
     /// Only on forwards.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     forwarded: bool,
+    /// Only on media messages (`text` is then the caption).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    media: Vec<MediaLine<'a>>,
+}
+
+/// One medium of a message, as printed.
+#[derive(Serialize)]
+struct MediaLine<'a> {
+    media_id: &'a str,
+    /// `[photo 1280×960 312 KiB]`.
+    description: String,
+    mime: &'a str,
+    size_bytes: u64,
+    /// Where `--save-dir` saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+}
+
+/// Saves every medium of a 1:1 message into `dir`; media id → path.
+async fn save_media(session: &Session, item: &InboxItem, dir: &Path) -> anyhow::Result<HashMap<String, PathBuf>> {
+    let mut saved = HashMap::new();
+    let Some(inbox_item::Body::Message(m)) = &item.body else { return Ok(saved) };
+    let Some(media) = iris_client::media::media_of(m) else { return Ok(saved) };
+    let api = MediaApi::new(session.client.http_url(), &session.client.credentials().access_token)?;
+    for r in &media.media {
+        let path = iris_client::media::save_media(&api, r, dir, &|_, _| {}).await?;
+        saved.insert(r.media_id.clone(), path);
+    }
+    Ok(saved)
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -130,7 +170,13 @@ struct ReceiptLine<'a> {
     server_msg_ids: &'a [u64],
 }
 
+#[cfg(test)]
 fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
+    message_json_with(item, me, &HashMap::new())
+}
+
+/// A message's JSON line; its media (if any) with the paths in `saved`.
+fn message_json_with(item: &InboxItem, me: u64, saved: &HashMap<String, PathBuf>) -> Option<(u64, String)> {
     if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
         return super::group::message_json(item, m, me);
     }
@@ -138,6 +184,27 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
         return action_json(item, a);
     }
     let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
+    let media = iris_client::media::media_of(m);
+    let media_lines: Vec<MediaLine> = media
+        .as_ref()
+        .map(|media| {
+            media
+                .media
+                .iter()
+                .map(|r| MediaLine {
+                    media_id: &r.media_id,
+                    description: iris_client::media::describe(r),
+                    mime: &r.mime,
+                    size_bytes: r.size_bytes,
+                    path: saved.get(&r.media_id).map(|p| p.display().to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = match &media {
+        Some(media) => Cow::Borrowed(media.caption.as_str()),
+        None => String::from_utf8_lossy(&m.payload),
+    };
     let line = MessageLine {
         seq: item.seq,
         server_msg_id: item.server_msg_id,
@@ -146,10 +213,11 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
         from_account_id: m.from_account_id,
         from_device_id: m.from_device_id,
         to_phone: &m.to_phone,
-        text: String::from_utf8_lossy(&m.payload),
+        text,
         sent_by_me: m.from_account_id == me,
         reply_to_server_msg_id: m.reply_to_server_msg_id,
         forwarded: m.forwarded,
+        media: media_lines,
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
 }
