@@ -176,6 +176,19 @@ impl MediaApi {
         Ok(signed.media)
     }
 
+    /// Streams blob `media_id` to `on_chunk` without keeping it (one try, no resume); the
+    /// number of bytes.
+    pub async fn stream(&self, media_id: &str, mut on_chunk: impl FnMut(&[u8]) + Send) -> Result<u64, ClientError> {
+        let signed = self.url_of(media_id).await?;
+        let mut resp = check(self.http.get(self.url(&signed.url)).send().await?).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = resp.chunk().await? {
+            n += chunk.len() as u64;
+            on_chunk(&chunk);
+        }
+        Ok(n)
+    }
+
     /// The bytes of a small blob (thumbnails).
     pub async fn fetch_small(&self, media_id: &str) -> Result<Vec<u8>, ClientError> {
         let signed = self.url_of(media_id).await?;
