@@ -39,6 +39,7 @@ pub struct Messaging {
 
 impl Messaging {
     /// The service over these parts; `limits` are the protocol limits sends obey.
+    #[allow(clippy::too_many_arguments)] // one part each; `services.rs` is the one caller
     pub fn new(
         fanout: Fanout,
         directory: Arc<Directory>,

@@ -163,10 +163,19 @@ pub fn media_payload(media: Vec<pb::MediaRef>, caption: &str) -> Bytes {
 
 /// The media of a received message: `Some` when its `media_ids` is set and its payload decodes.
 pub fn media_of(message: &pb::Message) -> Option<pb::MediaMessage> {
-    if message.media_ids.is_empty() {
+    decode_media(&message.media_ids, &message.payload)
+}
+
+/// The media of a received group message, as [`media_of`].
+pub fn group_media_of(message: &pb::GroupMessage) -> Option<pb::MediaMessage> {
+    decode_media(&message.media_ids, &message.payload)
+}
+
+fn decode_media(media_ids: &[String], payload: &Bytes) -> Option<pb::MediaMessage> {
+    if media_ids.is_empty() {
         return None;
     }
-    pb::MediaMessage::decode(message.payload.clone()).ok()
+    pb::MediaMessage::decode(payload.clone()).ok()
 }
 
 /// A short human description: `[photo 1280×960, 312 KiB]`, `[video …]`, `[document name.pdf …]`.

@@ -120,11 +120,15 @@ struct MediaLine<'a> {
     path: Option<String>,
 }
 
-/// Saves every medium of a 1:1 message into `dir`; media id → path.
+/// Saves every medium of a 1:1 or group message into `dir`; media id → path.
 async fn save_media(session: &Session, item: &InboxItem, dir: &Path) -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut saved = HashMap::new();
-    let Some(inbox_item::Body::Message(m)) = &item.body else { return Ok(saved) };
-    let Some(media) = iris_client::media::media_of(m) else { return Ok(saved) };
+    let media = match &item.body {
+        Some(inbox_item::Body::Message(m)) => iris_client::media::media_of(m),
+        Some(inbox_item::Body::GroupMessage(m)) => iris_client::media::group_media_of(m),
+        _ => None,
+    };
+    let Some(media) = media else { return Ok(saved) };
     let api = MediaApi::new(session.client.http_url(), &session.client.credentials().access_token)?;
     for r in &media.media {
         let path = iris_client::media::save_media(&api, r, dir, &|_, _| {}).await?;
@@ -178,7 +182,7 @@ fn message_json(item: &InboxItem, me: u64) -> Option<(u64, String)> {
 /// A message's JSON line; its media (if any) with the paths in `saved`.
 fn message_json_with(item: &InboxItem, me: u64, saved: &HashMap<String, PathBuf>) -> Option<(u64, String)> {
     if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
-        return super::group::message_json(item, m, me);
+        return super::group::message_json(item, m, me, saved);
     }
     if let Some(inbox_item::Body::MessageAction(a)) = &item.body {
         return action_json(item, a);
