@@ -35,11 +35,15 @@ pub enum BlobError {
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store: a complete staging file on the same filesystem is
+    /// renamed into place (synced) instead of copied.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl Blobs {
     /// The store `config` names: S3 when `s3_bucket` is set, else files under `local_dir`.
     pub fn open(config: &MediaConfig, local_dir: &Path) -> Result<Self, BlobError> {
+        let local_root = config.s3_bucket.is_none().then(|| local_dir.to_owned());
         let store: Arc<dyn ObjectStore> = match &config.s3_bucket {
             Some(bucket) => {
                 let mut b = object_store::aws::AmazonS3Builder::new()
@@ -61,12 +65,12 @@ impl Blobs {
                 Arc::new(object_store::local::LocalFileSystem::new_with_prefix(local_dir)?)
             }
         };
-        Ok(Self { store })
+        Ok(Self { store, local_root })
     }
 
     /// Over any object store (tests).
     pub fn over(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self { store, local_root: None }
     }
 
     /// The object path of blob `id` (hex SHA-256).
@@ -74,8 +78,20 @@ impl Blobs {
         ObjectPath::from(format!("blobs/{id_hex}"))
     }
 
-    /// Stores the file at `file` as blob `id_hex`, streaming it in parts.
+    /// Stores the file at `file` as blob `id_hex`: on a local store, by renaming it into place
+    /// (the file is gone afterwards) and syncing the directory; elsewhere (or across
+    /// filesystems) by streaming it in parts.
     pub async fn put_file(&self, id_hex: &str, file: &Path) -> Result<(), BlobError> {
+        if let Some(root) = &self.local_root {
+            let dir = root.join("blobs");
+            tokio::fs::create_dir_all(&dir).await?;
+            if tokio::fs::rename(file, dir.join(id_hex)).await.is_ok() {
+                tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+                    .await
+                    .map_err(std::io::Error::other)??;
+                return Ok(());
+            }
+        }
         let mut f = tokio::fs::File::open(file).await?;
         let upload = self.store.put_multipart(&Self::path(id_hex)).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);

@@ -53,6 +53,9 @@ pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 const SWEEP_BATCH: usize = 1000;
 /// One hour, the quota window.
 const HOUR_MS: u64 = 3_600_000;
+/// Running hashes kept between an upload's chunks (about 100 bytes each); when full they are
+/// dropped and those uploads are hashed from their file at the end instead.
+const RUNNING_HASHES_MAX: usize = 4096;
 
 /// The parts the media service is built from.
 pub struct MediaDeps {
@@ -91,6 +94,9 @@ pub struct Media {
     in_progress: Semaphore,
     /// Uploads with a body being received right now: one body per upload at a time.
     active: Mutex<HashSet<UploadId>>,
+    /// The SHA-256 of each upload's bytes so far, with the offset it covers, for uploads whose
+    /// chunks all arrived on this node since its start: the end needs no second read.
+    hashes: Mutex<std::collections::HashMap<UploadId, (u64, Sha256)>>,
 }
 
 /// Removes an upload from the active set when its body is done, however it ends.
@@ -110,7 +116,7 @@ impl Media {
     /// The service over these parts.
     pub fn new(deps: MediaDeps, config: MediaConfig) -> Self {
         let in_progress = Semaphore::new(config.uploads_in_progress_max);
-        Self { deps, config, in_progress, active: Mutex::new(HashSet::new()) }
+        Self { deps, config, in_progress, active: Mutex::new(HashSet::new()), hashes: Mutex::default() }
     }
 
     /// The blob store (bench and tests read it).
@@ -214,11 +220,15 @@ impl Media {
         let _active = self.activate(upload.id, upload.offset)?;
         let metrics = &self.deps.metrics;
         let remaining = upload.size_bytes - upload.offset;
+        let mut hasher = self.take_hash(upload.id, upload.offset);
         let (written, end) = self
             .deps
             .staging
-            .append(upload_hex, offset, remaining, body, |n| {
-                metrics.media_bytes_in.inc_by(n);
+            .append(upload_hex, offset, remaining, body, |piece| {
+                metrics.media_bytes_in.inc_by(piece.len() as u64);
+                if let Some(h) = &mut hasher {
+                    h.update(piece);
+                }
             })
             .await
             .map_err(internal("staging an upload"))?;
@@ -231,6 +241,9 @@ impl Media {
         }
         let new_offset = upload.offset + written;
         self.deps.store.update_upload(upload.id, new_offset, None).await?;
+        if let Some(h) = hasher {
+            self.keep_hash(upload.id, new_offset, h);
+        }
         if let BodyEnd::Interrupted(why) = end {
             return Err(ServiceError::InvalidArgument(format!(
                 "the body ended early ({why}); the upload stands at offset {new_offset}"
@@ -244,6 +257,24 @@ impl Media {
         self.deps.store.update_upload(upload.id, new_offset, Some(media)).await?;
         self.deps.staging.remove(upload_hex).await;
         self.state_of(&UploadRecord { media: Some(media), ..upload }).await
+    }
+
+    /// The running hash of upload `id` if it covers exactly its first `offset` bytes (a fresh
+    /// one at offset 0).
+    fn take_hash(&self, id: UploadId, offset: u64) -> Option<Sha256> {
+        let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        match hashes.remove(&id) {
+            Some((covered, h)) if covered == offset => Some(h),
+            _ => (offset == 0).then(Sha256::new),
+        }
+    }
+
+    fn keep_hash(&self, id: UploadId, offset: u64, h: Sha256) {
+        let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if hashes.len() >= RUNNING_HASHES_MAX {
+            hashes.clear();
+        }
+        hashes.insert(id, (offset, h));
     }
 
     /// Marks `id` as receiving a body, or refuses a second body for it.
@@ -260,7 +291,18 @@ impl Media {
 
     /// Checks the complete staging file and stores its blob; on a refusal the upload is gone.
     async fn finish(&self, upload: &UploadRecord, upload_hex: &str) -> Result<MediaId, ServiceError> {
-        let (digest, head) = self.deps.staging.digest(upload_hex).await.map_err(internal("hashing an upload"))?;
+        // The running hash when every chunk arrived here, else one read of the whole file.
+        let running = {
+            let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+            hashes.remove(&upload.id).filter(|(covered, _)| *covered == upload.size_bytes).map(|(_, h)| h)
+        };
+        let (digest, head) = match running {
+            Some(h) => {
+                let head = self.deps.staging.head(upload_hex).await.map_err(internal("reading an upload"))?;
+                (h.finalize().into(), head)
+            }
+            None => self.deps.staging.digest(upload_hex).await.map_err(internal("hashing an upload"))?,
+        };
         let refused = |e: ServiceError| async move {
             let _ = self.deps.store.delete_upload(upload.id).await;
             self.deps.staging.remove(upload_hex).await;

@@ -40,14 +40,14 @@ impl Staging {
 
     /// Writes `body` at `offset` of the upload's file (cutting anything past `offset` left by a
     /// crash), at most `max_bytes` of it, and syncs. Returns the bytes written and how the body
-    /// ended; `on_bytes` hears every chunk (metrics).
+    /// ended; `on_bytes` hears every written piece (metrics, the running hash).
     pub async fn append<S, E>(
         &self,
         upload_hex: &str,
         offset: u64,
         max_bytes: u64,
         mut body: S,
-        on_bytes: impl Fn(u64),
+        mut on_bytes: impl FnMut(&[u8]),
     ) -> std::io::Result<(u64, BodyEnd)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -67,7 +67,7 @@ impl Staging {
                     let take = (chunk.len() as u64).min(room) as usize;
                     file.write_all(&chunk[..take]).await?;
                     written += take as u64;
-                    on_bytes(chunk.len() as u64);
+                    on_bytes(&chunk[..take]);
                     if take < chunk.len() {
                         break BodyEnd::TooLong;
                     }
@@ -97,6 +97,22 @@ impl Staging {
             hasher.update(&buf[..n]);
         }
         Ok((hasher.finalize().into(), head))
+    }
+
+    /// The first bytes of the upload's file (for sniffing).
+    pub async fn head(&self, upload_hex: &str) -> std::io::Result<Vec<u8>> {
+        let mut file = tokio::fs::File::open(self.path(upload_hex)).await?;
+        let mut head = vec![0u8; iris_proto::media::SNIFF_BYTES];
+        let mut n = 0;
+        while n < head.len() {
+            let got = file.read(&mut head[n..]).await?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        head.truncate(n);
+        Ok(head)
     }
 
     /// Deletes the upload's file (absent is fine).
