@@ -68,3 +68,19 @@ impl MediaRefs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_ids_are_checked_for_shape_and_count() {
+        let id = "ab".repeat(32);
+        assert!(MediaRefs::check(&[]).is_ok());
+        assert!(MediaRefs::check(&vec![id.clone(); MEDIA_PER_MESSAGE_MAX]).is_ok());
+        let refused = |ids: &[String]| MediaRefs::check(ids).map_err(|e| e.code());
+        assert_eq!(refused(&vec![id.clone(); 11]), Err(iris_proto::pb::ErrorCode::InvalidArgument));
+        assert_eq!(refused(&["AB".repeat(32)]), Err(iris_proto::pb::ErrorCode::InvalidArgument));
+        assert_eq!(refused(&["ab".into()]), Err(iris_proto::pb::ErrorCode::InvalidArgument));
+    }
+}
