@@ -450,6 +450,7 @@ impl Media {
             for upload in &stale {
                 self.deps.store.delete_upload(upload.id).await?;
                 self.deps.staging.remove(&hex::encode(upload.id)).await;
+                self.hashes.lock().unwrap_or_else(|p| p.into_inner()).remove(&upload.id);
             }
             report.uploads += stale.len() as u64;
             if stale.len() < SWEEP_BATCH {
