@@ -21,6 +21,12 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# The media tests keep blobs in a real S3 API: a single-node Garage (crates.io `garage`, run as
+# its own process by iris-testkit). Building it takes ~10 minutes, so only when it is missing.
+if ! command -v garage >/dev/null 2>&1 && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]]; then
+  cargo install garage --locked
+fi
+
 # One build for the whole run: every test binary and the test kit's own binary, with the
 # workspace's single feature set. Both nextest passes below then reuse it as it is (the second
 # pass selects packages with a filter, not with `-p`, so cargo resolves nothing differently).
@@ -61,7 +67,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   # 2. The server-level suites again in cluster mode: PostgreSQL (2 shards) + Redis Cluster.
   #    Tests of the binary's own process (kill -9, benches, the cluster failure tests) and of
   #    fault injection around a given store do not depend on the engine and are not repeated.
-  cluster_set='(package(iris-server) | package(iris)) and kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot))'
+  cluster_set='(package(iris-server) | package(iris)) and kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(media_s3) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot))'
   IRIS_TEST_ENGINE=cluster cargo nextest run --workspace --no-fail-fast \
     -E "($cluster_set)${user_filter:+ and ($user_filter)}" ${rest[@]+"${rest[@]}"} || status=1
   exit "$status"

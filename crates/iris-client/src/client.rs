@@ -148,6 +148,11 @@ impl Client {
         self.shared.credentials()
     }
 
+    /// The server's HTTP base URL (for the media API, [`crate::media::MediaApi`]).
+    pub fn http_url(&self) -> &str {
+        self.shared.http.base_url()
+    }
+
     /// The `Welcome` of the latest connection (account, device, server limits, heartbeat).
     pub fn welcome(&self) -> Option<pb::Welcome> {
         self.shared.welcome()

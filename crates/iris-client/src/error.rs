@@ -59,6 +59,9 @@ pub enum ClientError {
     /// End-to-end encryption could not do it (keys, store, a ciphertext).
     #[error("end-to-end encryption: {0}")]
     E2e(#[from] crate::e2e::E2eError),
+    /// A medium could not be encrypted, decrypted or checked (wrong key, altered blob, hash).
+    #[error("media: {0}")]
+    Media(String),
 }
 
 impl ClientError {
@@ -103,6 +106,7 @@ impl ClientError {
             Self::InvalidArgument(_) => "CLIENT_INVALID_ARGUMENT",
             Self::Closed => "CLIENT_CLOSED",
             Self::E2e(_) => "CLIENT_E2E",
+            Self::Media(_) => "CLIENT_MEDIA",
         }
     }
 }

@@ -42,6 +42,7 @@ mod handshake;
 mod http;
 mod inflight;
 mod keys;
+pub mod media;
 mod presence;
 mod shared;
 

@@ -30,7 +30,10 @@ impl ErrorCodeExt for ErrorCode {
     }
 
     fn is_retryable(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable)
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::MediaQuotaExceeded
+        )
     }
 
     fn name(self) -> &'static str {

@@ -1,4 +1,4 @@
-//! JSON bodies of the HTTP API (accounts, auth, devices), shared by server and clients.
+//! JSON bodies of the HTTP API (accounts, auth, devices, media), shared by server and clients.
 //!
 //! Every error response has the body [`ApiError`] with a stable `code` (an [`ErrorCode`] name).
 //! The types derive `utoipa::ToSchema`, so the server's OpenAPI document (`/v1/openapi.json`)
@@ -115,4 +115,79 @@ pub struct ServerInfo {
     pub versions: Vec<String>,
     /// Whether the server runs in dev mode (fixed one-time code `000000`).
     pub dev: bool,
+}
+
+/// `POST /v1/media/uploads`: start (or, with the same idempotency key, find again) an upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct UploadRequest {
+    /// `image`, `voice`, `video`, `document` or `thumbnail`: decides the size limit and, for
+    /// plaintext uploads, what the bytes must look like.
+    #[schema(example = "image")]
+    pub kind: String,
+    /// Exact size of the bytes to come.
+    pub size_bytes: u64,
+    /// Lowercase hex SHA-256 of the bytes to come; checked when the last byte arrives.
+    pub sha256: String,
+    /// `true` for client-encrypted bytes: stored as they are, never sniffed or processed.
+    /// `false` (plaintext): checked against `kind`, and images are re-encoded without metadata
+    /// and given a thumbnail.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// MIME type the client claims (plaintext uploads get the sniffed one instead).
+    #[serde(default)]
+    pub mime: String,
+    /// Chosen by the client, unique per account: the same key answers the same upload, so a
+    /// retried `POST` never starts a second one.
+    pub idempotency_key: String,
+}
+
+/// Where an upload stands: the answer to starting it, to each chunk and to asking.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct UploadState {
+    /// Names the upload in `PATCH` and `GET /v1/media/uploads/{upload_id}`.
+    pub upload_id: String,
+    /// Bytes received and durable so far: the next chunk starts here.
+    pub offset: u64,
+    /// The declared size.
+    pub size_bytes: u64,
+    /// Once the last byte arrived and was checked: the stored blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
+}
+
+/// A stored blob.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct MediaInfo {
+    /// The blob's id: the lowercase hex SHA-256 of the stored bytes (for plaintext images, of
+    /// the re-encoded image without metadata, so it may differ from the uploaded hash).
+    pub media_id: String,
+    /// Its kind (`image`, …).
+    pub kind: String,
+    /// Stored size.
+    pub size_bytes: u64,
+    /// MIME type (sniffed for plaintext uploads).
+    pub mime: String,
+    /// Whether the bytes are client-encrypted.
+    pub encrypted: bool,
+    /// Plaintext images: pixels.
+    #[serde(default)]
+    pub width: u32,
+    /// Plaintext images: pixels.
+    #[serde(default)]
+    pub height: u32,
+    /// Plaintext images: the server-made thumbnail's media id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_id: Option<String>,
+}
+
+/// `GET /v1/media/{media_id}/url`: a signed, time-limited download URL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct MediaUrl {
+    /// Path and query to `GET` on this server (no `Authorization` needed): supports `Range`
+    /// and `If-None-Match`.
+    pub url: String,
+    /// When the URL stops working, in ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// The blob's metadata.
+    pub media: MediaInfo,
 }

@@ -1,8 +1,8 @@
 //! The Iris wire protocol: the single source of truth for every client.
 //!
 //! Owns the protobuf schema (`proto/iris/v1/iris.proto`, compiled at build time by protox and
-//! prost), length-prefixed framing, protocol versions, default limits, error codes, the JSON
-//! types of the HTTP API and phone-number validation.
+//! prost), length-prefixed framing, protocol versions, default limits, error codes, media kinds and
+//! their magic bytes, the JSON types of the HTTP API and phone-number validation.
 //!
 //! **Invariant:** this crate knows nothing of tokio, sockets or storage; it turns bytes into
 //! messages and back, so every client and the server agree byte for byte.
@@ -12,6 +12,7 @@ pub mod error;
 pub mod frame;
 pub mod http;
 pub mod limits;
+pub mod media;
 pub mod phone;
 pub mod version;
 

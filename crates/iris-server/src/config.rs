@@ -69,6 +69,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The end-to-end key directory: pool bounds and its rate limits.
     pub keys: KeysConfig,
+    /// Media uploads and downloads (HTTP media API, blob store, limits).
+    pub media: MediaConfig,
 }
 
 impl Default for Config {
@@ -90,6 +92,87 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             cluster: ClusterConfig::default(),
             keys: KeysConfig::default(),
+            media: MediaConfig::default(),
+        }
+    }
+}
+
+/// Media (see ARCHITECTURE.md "Media"): where blobs live, how large each kind may be, how long
+/// things are kept. Blobs go to the local filesystem under `data_dir/media` unless
+/// `s3_bucket` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Local blob directory; default `data_dir/media`. Ignored when `s3_bucket` is set.
+    pub dir: Option<PathBuf>,
+    /// S3-compatible bucket for blobs (cluster mode: every node must see the same blobs).
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint URL (`http://127.0.0.1:3900` for a Garage node); empty: AWS.
+    pub s3_endpoint: String,
+    /// S3 region (Garage's default is `garage`).
+    pub s3_region: String,
+    /// S3 access key id.
+    pub s3_access_key_id: String,
+    /// S3 secret access key.
+    pub s3_secret_access_key: String,
+    /// Where partial uploads are staged on this node; default `data_dir/media-uploads`.
+    pub staging_dir: Option<PathBuf>,
+    /// Largest image.
+    pub image_bytes_max: u64,
+    /// Largest voice note.
+    pub voice_bytes_max: u64,
+    /// Largest video.
+    pub video_bytes_max: u64,
+    /// Largest document.
+    pub document_bytes_max: u64,
+    /// Largest client-made thumbnail.
+    pub thumbnail_bytes_max: u64,
+    /// Bytes one account may upload per hour (declared sizes, counted when an upload starts).
+    pub quota_per_account_per_hour_mb: u64,
+    /// Upload bodies received at once on this node; more are refused with OVERLOADED.
+    pub uploads_in_progress_max: usize,
+    /// How long a signed download URL works.
+    pub url_ttl_s: u64,
+    /// An upload not finished within this is deleted with its partial bytes; a finished one is
+    /// remembered this long for its idempotency key.
+    pub upload_ttl_hours: u64,
+    /// A blob no message references is deleted once it was not uploaded again for this long
+    /// (references themselves expire with the inbox TTL).
+    pub gc_grace_hours: u64,
+    /// Plaintext images: widest and tallest image decoded, in pixels.
+    pub image_dimension_px_max: u32,
+    /// Plaintext images: most memory one decode may allocate (decompression bombs stop here).
+    pub image_decode_bytes_max: u64,
+    /// Plaintext images: longest one decode, re-encode and thumbnail may take.
+    pub image_decode_timeout_ms: u64,
+    /// Longest side of a server-made thumbnail.
+    pub thumbnail_dimension_px_max: u32,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            s3_bucket: None,
+            s3_endpoint: String::new(),
+            s3_region: "garage".into(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            staging_dir: None,
+            image_bytes_max: 16 << 20,
+            voice_bytes_max: 16 << 20,
+            video_bytes_max: 100 << 20,
+            document_bytes_max: 2 << 30,
+            thumbnail_bytes_max: 256 << 10,
+            quota_per_account_per_hour_mb: 4096,
+            uploads_in_progress_max: 256,
+            url_ttl_s: 900,
+            upload_ttl_hours: 24,
+            gc_grace_hours: 24,
+            image_dimension_px_max: 10_000,
+            image_decode_bytes_max: 192 << 20,
+            image_decode_timeout_ms: 5_000,
+            thumbnail_dimension_px_max: 320,
         }
     }
 }
@@ -309,6 +392,9 @@ pub struct RateLimitConfig {
     /// Invite-link joins (right or wrong token) one account may try per hour: tokens are 128
     /// bits, so guessing never succeeds, but each guess costs a store lookup.
     pub group_join_attempts_per_account_per_hour: u32,
+    /// Media uploads one account may start per minute (the byte quota is
+    /// `media.quota_per_account_per_hour_mb`).
+    pub media_uploads_per_account_per_minute: u32,
 }
 
 impl RateLimitConfig {
@@ -327,6 +413,7 @@ impl RateLimitConfig {
             typing_per_account_per_second: 0,
             discover_requests_per_account_per_day: 0,
             group_join_attempts_per_account_per_hour: 0,
+            media_uploads_per_account_per_minute: 0,
         }
     }
 }
@@ -346,6 +433,7 @@ impl Default for RateLimitConfig {
             typing_per_account_per_second: 10,
             discover_requests_per_account_per_day: 100,
             group_join_attempts_per_account_per_hour: 60,
+            media_uploads_per_account_per_minute: 60,
         }
     }
 }
@@ -521,6 +609,13 @@ impl Config {
         }
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
+        }
+        let m = &self.media;
+        if m.image_dimension_px_max == 0 || m.thumbnail_dimension_px_max == 0 || m.uploads_in_progress_max == 0 {
+            return invalid("media dimensions and uploads_in_progress_max must be positive");
+        }
+        if m.s3_bucket.as_ref().is_some_and(|b| b.is_empty()) {
+            return invalid("media.s3_bucket must not be empty when set");
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ pub struct Ctx {
     pub limits: iris_proto::Limits,
     /// Durable state.
     pub store: Arc<dyn Store>,
+    /// Media uploads, downloads and their sweep.
+    pub media: Arc<crate::media::Media>,
     /// Cached accounts and device lists.
     pub directory: Arc<Directory>,
     /// Device → session on this node.

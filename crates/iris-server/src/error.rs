@@ -123,6 +123,54 @@ pub enum ServiceError {
         /// What it would have held.
         would_hold: u32,
     },
+    /// A media upload larger than its kind allows, or a body past the declared size.
+    #[error("{what} of {size} bytes exceeds the limit of {max} bytes")]
+    MediaTooLarge {
+        /// What was too large (`image`, `upload body`, …).
+        what: &'static str,
+        /// Size declared or reached.
+        size: u64,
+        /// Limit in force.
+        max: u64,
+    },
+    /// The uploaded bytes do not have the declared SHA-256.
+    #[error("the uploaded bytes have SHA-256 {actual}, not the declared {declared}")]
+    MediaHashMismatch {
+        /// Declared, hex.
+        declared: String,
+        /// Computed, hex.
+        actual: String,
+    },
+    /// The bytes are not of the declared kind.
+    #[error("the bytes are {found}, not {declared}")]
+    MediaKindMismatch {
+        /// The declared kind.
+        declared: &'static str,
+        /// What the bytes look like.
+        found: String,
+    },
+    /// A chunk does not start where the upload stands.
+    #[error("the upload stands at offset {offset}, not {sent}")]
+    MediaOffsetMismatch {
+        /// Where the upload stands.
+        offset: u64,
+        /// Where the chunk said it starts.
+        sent: u64,
+    },
+    /// The account's hourly upload quota is used up.
+    #[error("upload quota of {max_mb} MB per hour used up")]
+    MediaQuotaExceeded {
+        /// The quota.
+        max_mb: u64,
+        /// Until the next window.
+        retry_after_ms: u32,
+    },
+    /// A plaintext image the server refuses to process.
+    #[error("image refused: {0}")]
+    MediaRejected(String),
+    /// A download URL with a wrong signature or a past expiry.
+    #[error("the download URL is expired or its signature is wrong")]
+    MediaUrlExpired,
 }
 
 impl ServiceError {
@@ -152,13 +200,22 @@ impl ServiceError {
             Self::InvalidSignature(_) => ErrorCode::InvalidSignature,
             Self::IdentityMismatch => ErrorCode::IdentityMismatch,
             Self::KeyPoolFull { .. } => ErrorCode::KeyPoolFull,
+            Self::MediaTooLarge { .. } => ErrorCode::MediaTooLarge,
+            Self::MediaHashMismatch { .. } => ErrorCode::MediaHashMismatch,
+            Self::MediaKindMismatch { .. } => ErrorCode::MediaKindMismatch,
+            Self::MediaOffsetMismatch { .. } => ErrorCode::MediaOffsetMismatch,
+            Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
+            Self::MediaRejected(_) => ErrorCode::MediaRejected,
+            Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
         }
     }
 
     /// When a retry can succeed, for the retryable errors.
     pub fn retry_after_ms(&self) -> Option<u32> {
         match self {
-            Self::RateLimited { retry_after_ms, .. } | Self::Overloaded { retry_after_ms } => Some(*retry_after_ms),
+            Self::RateLimited { retry_after_ms, .. }
+            | Self::Overloaded { retry_after_ms }
+            | Self::MediaQuotaExceeded { retry_after_ms, .. } => Some(*retry_after_ms),
             Self::Unavailable => Some(1000),
             _ => None,
         }

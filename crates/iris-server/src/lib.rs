@@ -30,6 +30,8 @@ pub mod ids;
 pub mod inbox;
 pub mod key_signatures;
 pub mod keys;
+pub mod media;
+pub mod media_refs;
 pub mod message_index;
 pub mod messaging;
 pub mod metrics;
@@ -77,6 +79,9 @@ pub enum StartError {
     /// The Redis Cluster bus could not be reached.
     #[error("cannot connect to Redis Cluster: {0}")]
     Bus(#[from] cluster::bus::BusError),
+    /// The media blob store could not be opened.
+    #[error("cannot open the media store: {0}")]
+    Media(String),
     /// Files in the data directory could not be read or written.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -179,6 +184,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let router = Arc::new(router::Router::new(config.session.signal_queue_len_max));
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
     let presence = Arc::new(presence::PresenceHub::new());
+    let media = Arc::new(open_media(&config, &token_key, store.clone(), clock.clone(), &metrics)?);
     let auth = AuthService::new(&config, token_key, deps.code_sender, &metrics, bus.as_ref());
     let authenticator =
         Arc::new(auth::access::Authenticator::new(auth.signer().clone(), directory.clone(), clock.clone()));
@@ -238,6 +244,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         cluster: cluster.as_ref().map(|(c, _)| c.clone()),
         clock,
         store,
+        media,
         shutdown,
         tasks: TaskTracker::new(),
         config,
@@ -297,6 +304,38 @@ async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         .await
         .map_err(|e| iris_store::StoreError::Unavailable(e.to_string()))??;
     Ok(Arc::new(store))
+}
+
+/// The media service: its blob store (local directory or S3), staging directory and URL key.
+fn open_media(
+    config: &Config,
+    token_key: &[u8; 32],
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    metrics: &Arc<metrics::Metrics>,
+) -> Result<media::Media, StartError> {
+    let m = &config.media;
+    let blob_dir = m.dir.clone().unwrap_or_else(|| config.data_dir.join("media"));
+    let blobs = media::blobs::Blobs::open(m, &blob_dir).map_err(|e| StartError::Media(e.to_string()))?;
+    let staging_dir = m.staging_dir.clone().unwrap_or_else(|| config.data_dir.join("media-uploads"));
+    let staging = media::staging::Staging::open(&staging_dir)
+        .map_err(|source| StartError::DataDir { path: staging_dir.clone(), source })?;
+    let upload_limit = ratelimit::KeyedLimit::new(
+        "media uploads per account",
+        config.rate_limits.media_uploads_per_account_per_minute,
+        Duration::from_secs(60),
+        metrics,
+    );
+    let deps = media::MediaDeps {
+        store,
+        blobs,
+        staging,
+        signer: media::signing::UrlSigner::new(token_key),
+        clock,
+        metrics: metrics.clone(),
+        upload_limit,
+    };
+    Ok(media::Media::new(deps, m.clone()))
 }
 
 /// The token-signing key: from config, else `data_dir/token.key`, created on first start.
@@ -386,6 +425,12 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "expired old group payloads and receipts"),
                     Err(e) => tracing::warn!(error = %e, "group expiry sweep failed"),
+                }
+                // Media: abandoned uploads, references past the inbox TTL, unreferenced blobs.
+                match ctx.media.sweep(r.inbox_ttl_days * 86_400_000).await {
+                    Ok(report) if report == media::SweepReport::default() => {}
+                    Ok(report) => tracing::info!(?report, "media sweep"),
+                    Err(e) => tracing::warn!(error = %e, "media sweep failed"),
                 }
                 // The recent-message index (message actions) lives as long as the inbox.
                 match ctx.store.expire_message_refs(ids::IdGenerator::floor_of(inbox_cutoff)).await {

@@ -1,7 +1,7 @@
 //! The messaging service: decides what a 1:1 send writes to which inboxes.
 //!
 //! Path: validate → resolve recipient → check the reply target → check per-device payloads
-//! against current devices → drop the blocker's copies → record in the message index → queue the
+//! against current devices → drop the blocker's copies → record media references and the message index → queue the
 //! append through the send kernel ([`crate::fanout`]), which makes it durable, hints the
 //! recipients' sessions and answers the sender.
 //!
@@ -21,6 +21,7 @@ use crate::directory::{AccountView, Directory};
 use crate::error::ServiceError;
 use crate::fanout::{encode_item, Fanout, PendingSend};
 use crate::ids::IdGenerator;
+use crate::media_refs::MediaRefs;
 use crate::message_index::{direct_between, MessageIndex};
 use crate::send_checks::{check_send_fields, device_sets, BodyRef};
 
@@ -30,6 +31,7 @@ pub struct Messaging {
     directory: Arc<Directory>,
     blocks: Arc<Blocks>,
     index: Arc<MessageIndex>,
+    media: Arc<MediaRefs>,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
     limits: iris_proto::Limits,
@@ -37,16 +39,18 @@ pub struct Messaging {
 
 impl Messaging {
     /// The service over these parts; `limits` are the protocol limits sends obey.
+    #[allow(clippy::too_many_arguments)] // one part each; `services.rs` is the one caller
     pub fn new(
         fanout: Fanout,
         directory: Arc<Directory>,
         blocks: Arc<Blocks>,
         index: Arc<MessageIndex>,
+        media: Arc<MediaRefs>,
         ids: Arc<IdGenerator>,
         clock: Arc<dyn Clock>,
         limits: iris_proto::Limits,
     ) -> Self {
-        Self { fanout, directory, blocks, index, ids, clock, limits }
+        Self { fanout, directory, blocks, index, media, ids, clock, limits }
     }
 
     /// Sends one message from `sender`; returns once it is durable in every target inbox.
@@ -79,6 +83,7 @@ impl Messaging {
                     client_msg_id: msg.client_msg_id.clone(),
                     reply_to_server_msg_id: msg.reply_to_server_msg_id,
                     forwarded: msg.forwarded,
+                    media_ids: msg.media_ids.clone(),
                 }),
             )
         };
@@ -106,6 +111,7 @@ impl Messaging {
             sent_at_ms: now,
             deleted: false,
         };
+        self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
         let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
@@ -121,7 +127,8 @@ impl Messaging {
             send_message::Body::Payload(p) => BodyRef::Payload(p),
             send_message::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
         });
-        check_send_fields(&self.limits, &msg.client_msg_id, body, 2 * self.limits.max_devices_per_account as usize)
+        check_send_fields(&self.limits, &msg.client_msg_id, body, 2 * self.limits.max_devices_per_account as usize)?;
+        MediaRefs::check(&msg.media_ids)
     }
 
     async fn resolve_recipient(&self, msg: &pb::SendMessage) -> Result<Arc<AccountView>, ServiceError> {

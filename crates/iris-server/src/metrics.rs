@@ -63,6 +63,15 @@ pub struct Metrics {
     pub inbox_check_wakeups: Counter,
     /// Cluster mode: 1 while the Redis bus answers, 0 while its circuit is open.
     pub cluster_bus_up: Gauge,
+    /// Media bytes received in upload bodies.
+    pub media_bytes_in: Counter,
+    /// Media bytes sent in downloads.
+    pub media_bytes_out: Counter,
+    /// Upload bodies being received right now.
+    pub media_uploads_in_progress: Gauge,
+    /// Bytes of blobs in the media store (recounted by every media sweep, kept up to date by
+    /// this node's own stores and deletions in between).
+    pub media_stored_bytes: Gauge,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -94,6 +103,10 @@ impl Metrics {
             cluster_items_in: Counter::default(),
             inbox_check_wakeups: Counter::default(),
             cluster_bus_up: Gauge::default(),
+            media_bytes_in: Counter::default(),
+            media_bytes_out: Counter::default(),
+            media_uploads_in_progress: Gauge::default(),
+            media_stored_bytes: Gauge::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -123,6 +136,10 @@ impl Metrics {
         r.register("cluster_items_in", "Items received from other nodes", m.cluster_items_in.clone());
         r.register("inbox_check_wakeups", "Sessions woken by the inbox check", m.inbox_check_wakeups.clone());
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
+        r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
+        r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
+        r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());
+        r.register("media_stored_bytes", "Bytes of blobs in the media store", m.media_stored_bytes.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
         Self { registry, ..m }

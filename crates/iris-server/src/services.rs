@@ -25,6 +25,7 @@ use crate::identity_notices::IdentityNotices;
 use crate::ids::IdGenerator;
 use crate::inbox::Inbox;
 use crate::keys::{Keys, KeysDeps};
+use crate::media_refs::MediaRefs;
 use crate::message_index::MessageIndex;
 use crate::messaging::Messaging;
 use crate::metrics::Metrics;
@@ -88,11 +89,13 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.clock.clone(),
     ));
     let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone()));
+    let media = Arc::new(MediaRefs::new(store.clone()));
     let messaging = Arc::new(Messaging::new(
         fanout.clone(),
         f.directory.clone(),
         blocks.clone(),
         index.clone(),
+        media.clone(),
         f.ids.clone(),
         f.clock.clone(),
         limits,
@@ -108,6 +111,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
             ids: f.ids.clone(),
             clock: f.clock.clone(),
             send_limit: f.send_limit.clone(),
+            media,
         },
         config,
         &f.metrics,

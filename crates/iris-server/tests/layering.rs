@@ -33,6 +33,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("message_index", 1),
     ("group_payloads", 1),
     ("send_checks", 1),
+    ("media_refs", 1),
+    ("media", 1),
     ("blocks", 1),
     ("key_signatures", 1),
     ("auth::access", 1),

@@ -19,10 +19,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Account, AccountId, AccountStore, AppendRequest, BlockStore, ClaimOutcome, CommitObserver, ContactStore, Device,
-    DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore, IdentityOutcome, InboxCursor, InboxStore,
-    KeyCounts, KeyStore, MessageIndexStore, MessageRef, PendingAppend, ReceiptProgress, RefreshTokenRecord,
-    SignedKeyRecord, StoreError, StoreResult, StoredEntry,
+    Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, ClaimOutcome, CommitObserver,
+    ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore, IdentityOutcome,
+    InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef, PendingAppend,
+    ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, UploadId,
+    UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -329,6 +330,78 @@ impl<S: KeyStore> KeyStore for Detached<S> {
 
     async fn key_peers(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
         detach(&self.inner, move |s| async move { s.key_peers(account, since_ms).await }).await
+    }
+}
+
+#[async_trait]
+impl<S: MediaStore> MediaStore for Detached<S> {
+    async fn create_upload(&self, upload: UploadRecord) -> StoreResult<UploadRecord> {
+        detach(&self.inner, move |s| async move { s.create_upload(upload).await }).await
+    }
+
+    async fn upload(&self, id: UploadId) -> StoreResult<Option<UploadRecord>> {
+        detach(&self.inner, move |s| async move { s.upload(id).await }).await
+    }
+
+    async fn update_upload(&self, id: UploadId, offset: u64, media: Option<MediaId>) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.update_upload(id, offset, media).await }).await
+    }
+
+    async fn delete_upload(&self, id: UploadId) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.delete_upload(id).await }).await
+    }
+
+    async fn stale_uploads(&self, created_before_ms: u64, limit: usize) -> StoreResult<Vec<UploadRecord>> {
+        detach(&self.inner, move |s| async move { s.stale_uploads(created_before_ms, limit).await }).await
+    }
+
+    async fn charge_quota(
+        &self,
+        account: AccountId,
+        window_start_ms: u64,
+        bytes: u64,
+        max_bytes: u64,
+    ) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.charge_quota(account, window_start_ms, bytes, max_bytes).await })
+            .await
+    }
+
+    async fn put_blob(&self, blob: BlobRecord) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.put_blob(blob).await }).await
+    }
+
+    async fn blob(&self, id: MediaId) -> StoreResult<Option<BlobRecord>> {
+        detach(&self.inner, move |s| async move { s.blob(id).await }).await
+    }
+
+    async fn add_media_refs(
+        &self,
+        server_msg_id: u64,
+        account: AccountId,
+        ids: &[MediaId],
+    ) -> StoreResult<Vec<MediaId>> {
+        let ids = ids.to_vec();
+        detach(&self.inner, move |s| async move { s.add_media_refs(server_msg_id, account, &ids).await }).await
+    }
+
+    async fn media_ref_count(&self, id: MediaId) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.media_ref_count(id).await }).await
+    }
+
+    async fn expire_media_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.expire_media_refs(before_msg_id).await }).await
+    }
+
+    async fn release_account_media(&self, account: AccountId) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.release_account_media(account).await }).await
+    }
+
+    async fn collectable_blobs(&self, touched_before_ms: u64, limit: usize) -> StoreResult<Vec<BlobRecord>> {
+        detach(&self.inner, move |s| async move { s.collectable_blobs(touched_before_ms, limit).await }).await
+    }
+
+    async fn delete_blob(&self, id: MediaId, touched_before_ms: u64) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.delete_blob(id, touched_before_ms).await }).await
     }
 }
 

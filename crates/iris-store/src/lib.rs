@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
-//! [`MessageIndexStore`], [`ContactStore`] and [`KeyStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`] and [`MediaStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod error;
 pub mod groups;
 pub mod keys;
+pub mod media;
 pub mod message_index;
 pub mod postgres;
 pub mod types;
@@ -26,6 +27,7 @@ pub use contacts::*;
 pub use error::StoreError;
 pub use groups::*;
 pub use keys::*;
+pub use media::*;
 pub use message_index::*;
 pub use types::*;
 
@@ -187,7 +189,10 @@ pub trait BlockStore: Send + Sync + 'static {
 
 /// Everything the server needs from an engine.
 pub trait Store:
-    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore
+    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
 {
 }
-impl<T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore> Store for T {}
+impl<T> Store for T where
+    T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+{
+}

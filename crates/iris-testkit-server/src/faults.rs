@@ -341,3 +341,64 @@ impl iris_store::KeyStore for FaultyStore {
         self.inner.key_peers(account, since_ms).await
     }
 }
+
+/// Media records are delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::MediaStore for FaultyStore {
+    async fn create_upload(&self, u: iris_store::UploadRecord) -> iris_store::StoreResult<iris_store::UploadRecord> {
+        self.inner.create_upload(u).await
+    }
+    async fn upload(&self, id: iris_store::UploadId) -> iris_store::StoreResult<Option<iris_store::UploadRecord>> {
+        self.inner.upload(id).await
+    }
+    async fn update_upload(
+        &self,
+        id: iris_store::UploadId,
+        offset: u64,
+        media: Option<iris_store::MediaId>,
+    ) -> iris_store::StoreResult<bool> {
+        self.inner.update_upload(id, offset, media).await
+    }
+    async fn delete_upload(&self, id: iris_store::UploadId) -> iris_store::StoreResult<()> {
+        self.inner.delete_upload(id).await
+    }
+    async fn stale_uploads(&self, before: u64, limit: usize) -> iris_store::StoreResult<Vec<iris_store::UploadRecord>> {
+        self.inner.stale_uploads(before, limit).await
+    }
+    async fn charge_quota(&self, a: iris_store::AccountId, w: u64, b: u64, m: u64) -> iris_store::StoreResult<bool> {
+        self.inner.charge_quota(a, w, b, m).await
+    }
+    async fn put_blob(&self, blob: iris_store::BlobRecord) -> iris_store::StoreResult<bool> {
+        self.inner.put_blob(blob).await
+    }
+    async fn blob(&self, id: iris_store::MediaId) -> iris_store::StoreResult<Option<iris_store::BlobRecord>> {
+        self.inner.blob(id).await
+    }
+    async fn add_media_refs(
+        &self,
+        msg: u64,
+        account: iris_store::AccountId,
+        ids: &[iris_store::MediaId],
+    ) -> iris_store::StoreResult<Vec<iris_store::MediaId>> {
+        self.inner.add_media_refs(msg, account, ids).await
+    }
+    async fn media_ref_count(&self, id: iris_store::MediaId) -> iris_store::StoreResult<u64> {
+        self.inner.media_ref_count(id).await
+    }
+    async fn expire_media_refs(&self, before_msg_id: u64) -> iris_store::StoreResult<u64> {
+        self.inner.expire_media_refs(before_msg_id).await
+    }
+    async fn release_account_media(&self, account: iris_store::AccountId) -> iris_store::StoreResult<u64> {
+        self.inner.release_account_media(account).await
+    }
+    async fn collectable_blobs(
+        &self,
+        before: u64,
+        limit: usize,
+    ) -> iris_store::StoreResult<Vec<iris_store::BlobRecord>> {
+        self.inner.collectable_blobs(before, limit).await
+    }
+    async fn delete_blob(&self, id: iris_store::MediaId, before: u64) -> iris_store::StoreResult<bool> {
+        self.inner.delete_blob(id, before).await
+    }
+}

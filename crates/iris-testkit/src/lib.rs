@@ -4,6 +4,8 @@
 //! - [`postgres`]: PostgreSQL primaries (`initdb` + `pg_ctl`), one per shard.
 //! - [`redis`]: a Redis Cluster of 3 primaries and 3 replicas (`redis-server` +
 //!   `redis-cli --cluster create`).
+//! - [`garage`]: a single-node Garage S3 server with a bucket and a key (`garage`, from
+//!   crates.io).
 //!
 //! Tests that need them call [`postgres::PgShards::start`] / [`redis::RedisCluster::start`];
 //! when the binaries are missing the start fails with a message naming the package to install
@@ -15,6 +17,7 @@
 //! `iris-testkit-server`, which builds on this one.
 
 pub mod engine;
+pub mod garage;
 pub mod postgres;
 pub mod redis;
 pub mod wait;

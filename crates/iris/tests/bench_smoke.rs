@@ -170,3 +170,18 @@ fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
     assert!(accepted > 0 && delivered == accepted * 19, "{report}");
     assert_eq!(report["messages_to_all_members"], accepted, "{report}");
 }
+
+#[test]
+fn a_small_media_run_uploads_downloads_and_samples_the_server() {
+    // Proves: `iris bench media` uploads in chunks, downloads the same bytes back (it fails
+    // otherwise), and reports MiB/s both ways and the server's memory during the upload.
+    let report = bench(&["media", "--size-mb", "24", "--chunk-mb", "4"]);
+    assert_eq!(report["scenario"], "media");
+    assert_eq!(report["lost"], 0, "{report}");
+    for key in ["upload_mib_per_s", "download_mib_per_s"] {
+        assert!(report[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {report}");
+    }
+    let max = report["server_rss_max_during_upload_bytes"].as_u64().unwrap();
+    assert!(max > 0 && report["server_rss_samples"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["server_rss_bytes"].as_u64().is_some(), "{report}");
+}

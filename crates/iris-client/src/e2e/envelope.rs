@@ -123,6 +123,13 @@ pub enum Body {
         /// The emoji.
         emoji: String,
     },
+    /// A message with media: the `pb::MediaMessage` (blob ids, keys, hashes, caption) as
+    /// standard base64 of its protobuf bytes, so each blob's key travels only inside the
+    /// ciphertext.
+    Media {
+        /// Base64 of the encoded `pb::MediaMessage`.
+        media: String,
+    },
     /// A group's Megolm session key (sent pairwise to each member device).
     RoomKey {
         /// The Megolm session id.

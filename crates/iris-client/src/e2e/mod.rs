@@ -82,12 +82,20 @@ pub enum E2eError {
 }
 
 /// What an inbox item turned out to be, once opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Opened {
     /// A message's text (1:1 or group); `encrypted` is false for a plaintext message.
     Text {
         /// The text.
         text: String,
+        /// Whether it came end-to-end encrypted.
+        encrypted: bool,
+    },
+    /// A message with media (photos, video, voice notes, documents) and its caption; fetch the
+    /// blobs with [`MediaApi`](crate::media::MediaApi).
+    Media {
+        /// The media and caption.
+        media: pb::MediaMessage,
         /// Whether it came end-to-end encrypted.
         encrypted: bool,
     },

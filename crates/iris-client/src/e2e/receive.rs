@@ -29,11 +29,17 @@ impl E2e {
                 let from = Addr { account: m.from_account_id, device: m.from_device_id };
                 let peer = if from.account == self.me.account { m.to_account_id } else { from.account };
                 self.remember(item.server_msg_id, Conversation::Direct(peer)).await?;
+                if let Some(media) = plaintext_media(&m.payload, crate::media::media_of(m)) {
+                    return Ok(media);
+                }
                 self.open_payload(&m.payload, from, peer, 0, None).await
             }
             Some(B::GroupMessage(m)) => {
                 let from = Addr { account: m.from_account_id, device: m.from_device_id };
                 self.remember(item.server_msg_id, Conversation::Group(m.group_id)).await?;
+                if let Some(media) = plaintext_media(&m.payload, crate::media::group_media_of(m)) {
+                    return Ok(media);
+                }
                 self.open_payload(&m.payload, from, 0, m.group_id, None).await
             }
             Some(B::MessageAction(a)) => self.open_action(a).await,
@@ -126,6 +132,16 @@ impl E2e {
         }
         Ok(match (content.body, message) {
             (Body::Text { text }, true) => Opened::Text { text, encrypted: true },
+            (Body::Media { media }, true) => {
+                use base64::Engine as _;
+                use prost::Message as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(media)
+                    .map_err(|_| E2eError::Decrypt("media content is not base64".into()))?;
+                let media = pb::MediaMessage::decode(bytes.as_slice())
+                    .map_err(|_| E2eError::Decrypt("media content is not a MediaMessage".into()))?;
+                Opened::Media { media, encrypted: true }
+            }
             (Body::RoomKey { session_id, session_key }, true) if group != 0 => {
                 let mut inner = self.inner.lock().await;
                 inner.state.add_inbound(&envelope.sender_key, from, group, &session_key)?;
@@ -179,5 +195,14 @@ impl E2e {
         }
         inner.save()?;
         Ok(())
+    }
+}
+
+/// A message sent with media but without end-to-end encryption (`--plaintext`): its payload is
+/// the `MediaMessage` itself, not an envelope.
+fn plaintext_media(payload: &[u8], media: Option<pb::MediaMessage>) -> Option<Opened> {
+    match (Envelope::parse(payload), media) {
+        (None, Some(media)) => Some(Opened::Media { media, encrypted: false }),
+        _ => None,
     }
 }

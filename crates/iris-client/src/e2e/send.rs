@@ -17,12 +17,28 @@ const FORWARD_CHATS_MAX: usize = 5;
 impl E2e {
     /// Sends `text` to `to_account`, encrypted for each of its devices and my other devices.
     pub async fn send_text(&self, to_account: u64, text: &str) -> Result<pb::SendResult, ClientError> {
-        self.send_direct(to_account, Body::Text { text: text.to_owned() }, 0, new_client_msg_id()).await
+        self.send_direct(to_account, Body::Text { text: text.to_owned() }, 0, new_client_msg_id(), Vec::new()).await
+    }
+
+    /// Sends media (already uploaded, encrypted with keys of their own) to `to_account`: the
+    /// `MediaMessage` with those keys goes inside the ciphertext; `media_ids` (the blobs it
+    /// references, for the server's reference counting) stays outside.
+    pub async fn send_media(
+        &self,
+        to_account: u64,
+        media: &pb::MediaMessage,
+        media_ids: Vec<String>,
+    ) -> Result<pb::SendResult, ClientError> {
+        use base64::Engine as _;
+        use prost::Message as _;
+        let body = Body::Media { media: base64::engine::general_purpose::STANDARD.encode(media.encode_to_vec()) };
+        self.send_direct(to_account, body, 0, new_client_msg_id(), media_ids).await
     }
 
     /// Like [`send_text`](Self::send_text), as a reply to message `reply_to` of the chat.
     pub async fn reply(&self, to_account: u64, reply_to: u64, text: &str) -> Result<pb::SendResult, ClientError> {
-        self.send_direct(to_account, Body::Text { text: text.to_owned() }, reply_to, new_client_msg_id()).await
+        self.send_direct(to_account, Body::Text { text: text.to_owned() }, reply_to, new_client_msg_id(), Vec::new())
+            .await
     }
 
     async fn send_direct(
@@ -31,6 +47,7 @@ impl E2e {
         body: Body,
         reply_to: u64,
         client_msg_id: String,
+        media_ids: Vec<String>,
     ) -> Result<pb::SendResult, ClientError> {
         let content = Content { v: VERSION, sender: self.me, to_account, group: 0, body };
         let result = self
@@ -44,6 +61,7 @@ impl E2e {
                     to_account_id: to_account,
                     body: Some(body),
                     reply_to_server_msg_id: reply_to,
+                    media_ids: media_ids.clone(),
                     ..Default::default()
                 };
                 self.client.send_message(msg).await

@@ -108,6 +108,7 @@ fn message_from_bob(seq: u64) -> pb::InboxItem {
             client_msg_id: "b-77".into(),
             reply_to_server_msg_id: MSG_ID_2,
             forwarded: false,
+            media_ids: vec![],
         }),
     )
 }
@@ -361,6 +362,7 @@ fn client() -> Vec<(&'static str, Frame)> {
                     reply_to_server_msg_id: MSG_ID,
                     forwarded: false,
                     to_account_id: 0,
+                    media_ids: vec![],
                 }),
             ),
         ),
@@ -514,6 +516,7 @@ fn client_groups() -> Vec<(&'static str, Frame)> {
                     body: Some(pb::group_send::Body::Payload(HELLO.into())),
                     reply_to_server_msg_id: 0,
                     forwarded: false,
+                    media_ids: vec![],
                 }),
             ),
         ),
@@ -652,6 +655,7 @@ fn server_inbox() -> Vec<(&'static str, Frame)> {
                 payload_by_ref: false,
                 reply_to_server_msg_id: 0,
                 forwarded: true,
+                media_ids: vec![],
             })),
         ),
         (

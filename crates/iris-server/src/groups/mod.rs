@@ -29,6 +29,7 @@ use crate::error::ServiceError;
 use crate::fanout::{encode_item, entries_for, Fanout, PendingSend, Queued};
 use crate::group_payloads::GroupPayloads;
 use crate::ids::IdGenerator;
+use crate::media_refs::MediaRefs;
 use crate::message_index::MessageIndex;
 use crate::metrics::Metrics;
 use crate::ratelimit::{KeyedLimit, SharedLimit};
@@ -63,6 +64,8 @@ pub struct GroupsDeps {
     pub clock: Arc<dyn Clock>,
     /// Sends per account (shared with 1:1 sends and actions).
     pub send_limit: SharedLimit<AccountId>,
+    /// Media references of group sends.
+    pub media: Arc<MediaRefs>,
 }
 
 /// The groups service and the group state that lives in the server, not the store.
@@ -73,6 +76,7 @@ pub struct Groups {
     receipts: Arc<Receipts>,
     index: Arc<MessageIndex>,
     payloads: Arc<GroupPayloads>,
+    media: Arc<MediaRefs>,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
     send_limit: SharedLimit<AccountId>,
@@ -102,6 +106,7 @@ impl Groups {
             receipts: deps.receipts,
             index: deps.index,
             payloads: deps.payloads,
+            media: deps.media,
             ids: deps.ids,
             clock: deps.clock,
             send_limit: deps.send_limit,

@@ -50,6 +50,7 @@ impl Groups {
                     payload_by_ref: by_ref,
                     reply_to_server_msg_id: msg.reply_to_server_msg_id,
                     forwarded: msg.forwarded,
+                    media_ids: msg.media_ids.clone(),
                 }),
             )
         };
@@ -76,6 +77,7 @@ impl Groups {
             group.members.iter().map(|m| m.account).filter(|&a| a != sender.account).collect();
         self.store.start_group_receipts(group.id, server_msg_id, sender.account, &recipients).await?;
         let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now, deleted: false };
+        self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
         let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
@@ -89,7 +91,8 @@ impl Groups {
             group_send::Body::PerDevice(d) => BodyRef::PerDevice(&d.payloads),
         });
         let most = self.limits.max_group_members as usize * self.limits.max_devices_per_account as usize;
-        check_send_fields(&self.limits, &msg.client_msg_id, body, most)
+        check_send_fields(&self.limits, &msg.client_msg_id, body, most)?;
+        crate::media_refs::MediaRefs::check(&msg.media_ids)
     }
 
     /// A member read these group messages.

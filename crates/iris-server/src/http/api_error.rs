@@ -39,6 +39,12 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::DeviceLimit | ErrorCode::StaleDevices => StatusCode::CONFLICT,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Overloaded | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::MediaTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::MediaHashMismatch | ErrorCode::MediaRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::MediaKindMismatch => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::MediaOffsetMismatch => StatusCode::CONFLICT,
+        ErrorCode::MediaQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -90,7 +90,7 @@ pub async fn refresh(State(ctx): Shared, ApiJson(req): ApiJson<RefreshRequest>) 
 }
 
 /// The device behind `Authorization: Bearer <access token>`.
-async fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<DeviceAddr, ApiError> {
+pub(super) async fn caller(ctx: &Ctx, headers: &HeaderMap) -> Result<DeviceAddr, ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,7 @@
 //! Bounds on what one HTTP request may bring before any handler runs: header bytes
 //! (`limits.http_header_bytes_max`, else `431 HEADERS_TOO_LARGE`) and body bytes
 //! (`limits.http_body_bytes_max`, else `413 BODY_TOO_LARGE`), both typed like every other error.
+//! Media chunks are the exception: streamed to disk, bounded by their upload's declared size.
 //!
 //! A body announced too large is refused before it is buffered. Unless the client asked
 //! `Expect: 100-continue` (it has not sent the body yet), the body is then read and thrown away,
@@ -40,7 +41,8 @@ pub async fn bound(State(limits): State<HttpLimits>, mut req: Request, next: Nex
     if header_bytes(req.headers()) > limits.header_bytes_max {
         return refuse(ServiceError::HeadersTooLarge { max: limits.header_bytes_max });
     }
-    if declared_length(req.headers()).is_some_and(|len| len > limits.body_bytes_max as u64) {
+    let streamed = is_upload_chunk(&req);
+    if !streamed && declared_length(req.headers()).is_some_and(|len| len > limits.body_bytes_max as u64) {
         let sent_already = !expects_continue(req.headers());
         if sent_already {
             drain(req.into_body()).await;
@@ -49,6 +51,12 @@ pub async fn bound(State(limits): State<HttpLimits>, mut req: Request, next: Nex
     }
     req.extensions_mut().insert(limits);
     next.run(req).await
+}
+
+/// Media chunks (`PATCH /v1/media/uploads/{id}`) are streamed to disk and bounded by their
+/// upload's declared size, not by `http_body_bytes_max`.
+fn is_upload_chunk(req: &Request) -> bool {
+    req.method() == axum::http::Method::PATCH && req.uri().path().starts_with("/v1/media/uploads/")
 }
 
 /// Header bytes as on the wire: `name: value\r\n` for each.

@@ -1,4 +1,5 @@
-//! The HTTP API: auth and devices (JSON), the WebSocket endpoint, health and info.
+//! The HTTP API: auth and devices (JSON), media uploads and downloads, the WebSocket endpoint,
+//! health and info.
 //!
 //! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
 //! goes through [`api_error::ApiError`], the one place that picks status codes. Every route is
@@ -9,6 +10,7 @@ mod api_error;
 mod extract;
 mod handlers;
 mod limits;
+mod media;
 mod openapi;
 mod ws;
 
@@ -34,6 +36,10 @@ fn routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(handlers::devices))
         .routes(routes!(handlers::revoke_device))
         .routes(routes!(handlers::account))
+        .routes(routes!(media::start_upload))
+        .routes(routes!(media::upload_state, media::upload_chunk))
+        .routes(routes!(media::media_url))
+        .routes(routes!(media::download))
         .routes(routes!(ws::upgrade))
         .routes(routes!(openapi::serve))
         .routes(routes!(handlers::metrics))

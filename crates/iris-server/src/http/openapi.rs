@@ -20,8 +20,8 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
 #[openapi(
     info(
         title = "Iris HTTP API",
-        description = "Accounts, one-time-code login, device credentials and device management, server \
-            information, health and metrics. The messaging protocol itself runs over framed TCP or the \
+        description = "Accounts, one-time-code login, device credentials and device management, media uploads \
+            and downloads, server information, health and metrics. The messaging protocol itself runs over framed TCP or the \
             WebSocket at /v1/ws and is described in PROTOCOL.md and iris.proto. Every error is a status with \
             the ApiError body; its `code` names an ErrorCode of the schema. Integers are JSON numbers here \
             (the socket's JSON mapping writes 64-bit integers as strings)."
@@ -32,6 +32,7 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
         (name = "accounts", description = "Looking up other accounts"),
         (name = "info", description = "Where and how to connect; this document"),
         (name = "socket", description = "The WebSocket endpoint of the socket protocol"),
+        (name = "media", description = "Resumable uploads into content-addressed blobs, signed downloads with ranges"),
         (name = "operations", description = "Health and metrics for operators"),
     )
 )]

@@ -23,29 +23,29 @@ pub(super) struct AccountRecord {
 }
 
 /// Appends fields to a value being encoded.
-struct Writer(Vec<u8>);
+pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
-    fn new(version: u8) -> Self {
+    pub(super) fn new(version: u8) -> Self {
         Self(vec![version])
     }
 
-    fn u8(mut self, v: u8) -> Self {
+    pub(super) fn u8(mut self, v: u8) -> Self {
         self.0.push(v);
         self
     }
 
-    fn u32(mut self, v: u32) -> Self {
+    pub(super) fn u32(mut self, v: u32) -> Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
 
-    fn u64(mut self, v: u64) -> Self {
+    pub(super) fn u64(mut self, v: u64) -> Self {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
 
-    fn str(self, s: &str) -> Self {
+    pub(super) fn str(self, s: &str) -> Self {
         let len = u32::try_from(s.len()).expect("strings in records are far below 4 GiB");
         let mut w = self.u32(len);
         w.0.extend_from_slice(s.as_bytes());

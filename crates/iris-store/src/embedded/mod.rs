@@ -15,6 +15,7 @@ mod groups;
 mod key_directory;
 mod keys;
 pub mod log;
+mod media;
 mod message_index;
 mod staged;
 mod sweep;
@@ -232,6 +233,8 @@ pub struct FjallStore {
     message_index: message_index::MessageIndex,
     /// End-to-end keys (`key_directory.rs`).
     key_directory: Arc<key_directory::KeyDirectory>,
+    /// Media metadata: blobs, references, uploads, quotas (`media.rs`).
+    media: media::Media,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -313,12 +316,14 @@ impl FjallStore {
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
         let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
+        let media = media::Media::open(&ks.db)?;
         Ok(Self {
             key_directory,
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
             blocks,
             contacts,
+            media,
             message_index,
             groups: Arc::new(groups),
             shared,

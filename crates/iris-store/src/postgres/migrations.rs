@@ -15,6 +15,7 @@ use crate::{StoreError, StoreResult};
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "key_directory", include_str!("migrations/0002_key_directory.sql")),
+    (3, "media", include_str!("migrations/0003_media.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

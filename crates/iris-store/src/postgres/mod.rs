@@ -76,6 +76,7 @@ mod error;
 mod groups;
 mod inbox;
 mod key_directory;
+mod media;
 mod message_index;
 mod migrations;
 mod outbox;

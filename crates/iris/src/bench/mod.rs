@@ -1,6 +1,7 @@
 //! `iris bench`: load scenarios that drive an Iris server with many client connections from one
 //! process (issue #7): `throughput` (open-loop step-up), `latency` (fixed open-loop rate),
-//! `hotspot`, `fanout`, `drain`, `recovery` (kill -9 with a full inbox log), `idle` and `storm`,
+//! `hotspot`, `fanout`, `drain`, `recovery` (kill -9 with a full inbox log), `idle`, `storm` and
+//! `media` (upload and download MiB/s, server memory during a large upload),
 //! plus `sink`, a stand-in server that only
 //! acks, to measure the generator alone. Each run is bounded in count and time, targets only
 //! loopback servers, and ends with a human table (or, with `--json`, one JSON object as the last
@@ -17,6 +18,7 @@ mod html;
 pub(crate) mod idle;
 mod latency;
 mod load;
+mod media;
 mod open_loop;
 pub(crate) mod raw;
 mod recovery;
@@ -103,6 +105,9 @@ enum Scenario {
     Recovery(recovery::RecoveryArgs),
     /// S members send to one group of G members; every other member's device receives each.
     Fanout(fanout::FanoutArgs),
+    /// One account uploads a file of --size-mb in chunks and downloads it back: upload and
+    /// download MiB/s, and the server's memory during the upload (must stay flat).
+    Media(media::MediaArgs),
     /// A stand-in server that answers every send ACCEPTED and echoes it to its recipient, for
     /// measuring the generator's own ceiling (`--sink ADDR` or `--spawn-sink` on a scenario).
     Sink(sink::SinkArgs),
@@ -120,7 +125,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Drain(a) => (a.common.clone(), "drain"),
         Scenario::Recovery(a) => (a.common.clone(), "recovery"),
         Scenario::Fanout(a) => (a.common.clone(), "fanout"),
+        Scenario::Media(a) => (a.common.clone(), "media"),
     };
+    if let Scenario::Media(a) = &args.scenario {
+        // The media scenario samples the server from a task of its own, so it owns the target.
+        let target = server::Target::open(&common).await?;
+        let report = media::run(a, target).await.map_err(|e| e.context("bench media"))?;
+        report.print(common.json);
+        return Ok(());
+    }
     let target = server::Target::open(&common).await?;
     let whole_run = generator::CpuMeter::start(None);
     let result = match args.scenario {
@@ -132,7 +145,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Drain(a) => drain::run(&a, &target).await,
         Scenario::Recovery(a) => recovery::run(&a, &target).await,
         Scenario::Fanout(a) => fanout::run(&a, &target).await,
-        Scenario::Sink(_) => unreachable!("the sink returned above"),
+        Scenario::Sink(_) | Scenario::Media(_) => unreachable!("returned above"),
     };
     let mut report = match result {
         Ok(r) => r,

@@ -370,10 +370,19 @@ impl Chat {
             self.client.ack(item.seq);
             return;
         };
+        let described = |media: &iris_client::pb::MediaMessage| {
+            // Media show as `[photo 1280×960 312 KiB]` before their caption.
+            let described: Vec<String> = media.media.iter().map(iris_client::media::describe).collect();
+            format!("{} {}", described.join(" "), media.caption).trim_end().to_owned()
+        };
         let text = match opened {
             Some(Opened::Text { text, .. }) => text,
+            Some(Opened::Media { media, .. }) => described(&media),
             Some(Opened::Undecryptable { reason }) => format!("✗ (cannot decrypt: {reason})"),
-            _ => String::from_utf8_lossy(&m.payload).into_owned(),
+            _ => match iris_client::media::media_of(m) {
+                Some(media) => described(&media),
+                None => String::from_utf8_lossy(&m.payload).into_owned(),
+            },
         };
         let time = clock(item.server_ts_ms);
         if m.from_account_id == self.me {

@@ -242,8 +242,19 @@ fn info_json(info: &pb::GroupInfo) -> Value {
     })
 }
 
-/// A group message as `iris recv` prints it: like a 1:1 message, plus `group_id`.
-pub fn message_json(item: &InboxItem, m: &pb::GroupMessage, me: u64) -> Option<(u64, String)> {
+/// A group message as `iris recv` prints it: like a 1:1 message, plus `group_id`; media (with
+/// the paths in `saved`, media id → path) as for 1:1 messages.
+pub fn message_json(
+    item: &InboxItem,
+    m: &pb::GroupMessage,
+    me: u64,
+    media: Option<&pb::MediaMessage>,
+    saved: &std::collections::HashMap<String, std::path::PathBuf>,
+) -> Option<(u64, String)> {
+    let text = match media {
+        Some(media) => media.caption.clone(),
+        None => String::from_utf8_lossy(&m.payload).into_owned(),
+    };
     let mut line = json!({
         "seq": item.seq,
         "server_msg_id": item.server_msg_id,
@@ -252,9 +263,28 @@ pub fn message_json(item: &InboxItem, m: &pb::GroupMessage, me: u64) -> Option<(
         "from_phone": m.from_phone,
         "from_account_id": m.from_account_id,
         "from_device_id": m.from_device_id,
-        "text": String::from_utf8_lossy(&m.payload),
+        "text": text,
         "sent_by_me": m.from_account_id == me,
     });
+    if let Some(media) = media {
+        let lines: Vec<serde_json::Value> = media
+            .media
+            .iter()
+            .map(|r| {
+                let mut l = json!({
+                    "media_id": r.media_id,
+                    "description": iris_client::media::describe(r),
+                    "mime": r.mime,
+                    "size_bytes": r.size_bytes,
+                });
+                if let Some(path) = saved.get(&r.media_id) {
+                    l["path"] = path.display().to_string().into();
+                }
+                l
+            })
+            .collect();
+        line["media"] = lines.into();
+    }
     if m.reply_to_server_msg_id != 0 {
         line["reply_to_server_msg_id"] = m.reply_to_server_msg_id.into();
     }

@@ -3,6 +3,7 @@
 //! error reporting as a JSON line, and quiet logging.
 
 mod actions;
+mod attach;
 pub mod chat;
 mod contacts;
 pub mod group;

@@ -1,11 +1,14 @@
-//! `iris recv`: prints inbox items as JSON lines, acks each after printing, saves the cursor.
+//! `iris recv`: prints inbox items as JSON lines (with `--save-dir`, after saving their media),
+//! acks each after printing, saves the cursor.
 
 use std::borrow::Cow;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use iris_client::pb::{inbox_item, IdentityChangeType, InboxItem, MessageAction, MessageActionType};
+use iris_client::media::MediaApi;
+use iris_client::pb::{inbox_item, IdentityChangeType, InboxItem, MediaMessage, MessageAction, MessageActionType};
 use iris_client::{ClientError, Event, Opened};
 use serde::Serialize;
 
@@ -33,6 +36,10 @@ pub struct RecvArgs {
     /// Do not decrypt: print payloads as they came (for tests and benchmarks).
     #[arg(long)]
     pub plaintext: bool,
+    /// Save the media of received messages into this folder (decrypted and checked); each
+    /// message line then lists the saved files' paths.
+    #[arg(long)]
+    pub save_dir: Option<PathBuf>,
 }
 
 /// Receives until the count or the silence limit is reached.
@@ -69,7 +76,12 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 n_messages += 1;
-                message_json(&item, me, opened.as_ref())
+                let media = media_in(&item, opened.as_ref());
+                let saved = match (&args.save_dir, &media) {
+                    (Some(dir), Some(media)) => save_media(&session, media, dir).await?,
+                    _ => HashMap::new(),
+                };
+                message_json(&item, me, opened.as_ref(), media.as_ref(), &saved)
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
@@ -120,6 +132,33 @@ struct MessageLine<'a> {
     /// Only on forwards.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     forwarded: bool,
+    /// Only on media messages (`text` is then the caption).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    media: Vec<MediaLine<'a>>,
+}
+
+/// One medium of a message, as printed.
+#[derive(Serialize)]
+struct MediaLine<'a> {
+    media_id: &'a str,
+    /// `[photo 1280×960 312 KiB]`.
+    description: String,
+    mime: &'a str,
+    size_bytes: u64,
+    /// Where `--save-dir` saved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+}
+
+/// Saves every medium of a 1:1 or group message into `dir`; media id → path.
+async fn save_media(session: &Session, media: &MediaMessage, dir: &Path) -> anyhow::Result<HashMap<String, PathBuf>> {
+    let mut saved = HashMap::new();
+    let api = MediaApi::new(session.client.http_url(), &session.client.credentials().access_token)?;
+    for r in &media.media {
+        let path = iris_client::media::save_media(&api, r, dir, &|_, _| {}).await?;
+        saved.insert(r.media_id.clone(), path);
+    }
+    Ok(saved)
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -169,16 +208,36 @@ struct ReceiptLine<'a> {
 fn shown(opened: Option<&Opened>) -> (Option<&str>, bool, Option<&str>) {
     match opened {
         Some(Opened::Text { text, encrypted } | Opened::Edit { text, encrypted }) => (Some(text), *encrypted, None),
+        Some(Opened::Media { media, encrypted }) => (Some(&media.caption), *encrypted, None),
         Some(Opened::React { emoji, encrypted }) => (Some(emoji), *encrypted, None),
         Some(Opened::Undecryptable { reason }) => (Some(""), true, Some(reason)),
         _ => (None, false, None),
     }
 }
 
-fn message_json(item: &InboxItem, me: u64, opened: Option<&Opened>) -> Option<(u64, String)> {
+/// The media of a message: what decryption found, or (not decrypting) what its payload holds.
+fn media_in(item: &InboxItem, opened: Option<&Opened>) -> Option<MediaMessage> {
+    match (opened, &item.body) {
+        (Some(Opened::Media { media, .. }), _) => Some(media.clone()),
+        (Some(_), _) => None,
+        (None, Some(inbox_item::Body::Message(m))) => iris_client::media::media_of(m),
+        (None, Some(inbox_item::Body::GroupMessage(m))) => iris_client::media::group_media_of(m),
+        (None, _) => None,
+    }
+}
+
+/// A message's JSON line: its text as decryption opened it, its media (if any) with the paths
+/// in `saved` (media id → path).
+fn message_json(
+    item: &InboxItem,
+    me: u64,
+    opened: Option<&Opened>,
+    media: Option<&MediaMessage>,
+    saved: &HashMap<String, PathBuf>,
+) -> Option<(u64, String)> {
     let (text, encrypted, error) = shown(opened);
     if let Some(inbox_item::Body::GroupMessage(m)) = &item.body {
-        let (seq, line) = super::group::message_json(item, m, me)?;
+        let (seq, line) = super::group::message_json(item, m, me, media, saved)?;
         let mut line: serde_json::Value = serde_json::from_str(&line).ok()?;
         if let Some(text) = text {
             line["text"] = text.into();
@@ -193,6 +252,22 @@ fn message_json(item: &InboxItem, me: u64, opened: Option<&Opened>) -> Option<(u
         return action_json(item, a, opened);
     }
     let Some(inbox_item::Body::Message(m)) = &item.body else { return None };
+    let media_lines: Vec<MediaLine> = media
+        .map(|media| {
+            media
+                .media
+                .iter()
+                .map(|r| MediaLine {
+                    media_id: &r.media_id,
+                    description: iris_client::media::describe(r),
+                    mime: &r.mime,
+                    size_bytes: r.size_bytes,
+                    path: saved.get(&r.media_id).map(|p| p.display().to_string()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = text.or(media.map(|media| media.caption.as_str()));
     let line = MessageLine {
         seq: item.seq,
         server_msg_id: item.server_msg_id,
@@ -207,6 +282,7 @@ fn message_json(item: &InboxItem, me: u64, opened: Option<&Opened>) -> Option<(u
         error,
         reply_to_server_msg_id: m.reply_to_server_msg_id,
         forwarded: m.forwarded,
+        media: media_lines,
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
 }
@@ -286,7 +362,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let (seq, line) = message_json(&item, 7, None).expect("a message");
+        let (seq, line) = message_json(&item, 7, None, None, &HashMap::new()).expect("a message");
         assert!(line.starts_with(r#"{"seq":4,"server_msg_id":99,"#), "documented field order: {line}");
         let line = parse(&line);
         assert_eq!(seq, 4);
