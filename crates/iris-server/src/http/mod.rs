@@ -1,4 +1,5 @@
-//! The HTTP API: auth and devices (JSON), the WebSocket endpoint, health and info.
+//! The HTTP API: auth and devices (JSON), the WebSocket endpoint, health and info; and the web
+//! client's page at `/` (`web.rs`, outside the OpenAPI document).
 //!
 //! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
 //! goes through [`api_error::ApiError`], the one place that picks status codes. Every route is
@@ -10,6 +11,7 @@ mod extract;
 mod handlers;
 mod limits;
 mod openapi;
+mod web;
 mod ws;
 
 use std::sync::Arc;
@@ -55,6 +57,7 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         limits::HttpLimits { body_bytes_max: l.http_body_bytes_max, header_bytes_max: l.http_header_bytes_max };
     let (router, _) = routes().split_for_parts();
     router
+        .merge(web::routes())
         .fallback(extract::not_found)
         .layer(DefaultBodyLimit::max(http_limits.body_bytes_max))
         .layer(axum::middleware::from_fn_with_state(http_limits, limits::bound))
