@@ -47,7 +47,12 @@ if cargo nextest --version >/dev/null 2>&1; then
   IRIS_TEST_ENGINE=cluster cargo nextest run -p iris-server -p iris --no-fail-fast \
     -E 'kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot))' \
     "$@" || status=1
+  # 3. The web client: committed build matches its sources, unit tests, browser tests.
+  bash scripts/web-test.sh || status=1
   exit "$status"
 else
-  cargo test --workspace --no-fail-fast "$@"
+  status=0
+  cargo test --workspace --no-fail-fast "$@" || status=1
+  bash scripts/web-test.sh || status=1
+  exit "$status"
 fi
