@@ -187,6 +187,9 @@ export class Session {
   private onClose(conn: Connection, reason: CloseReason, welcomed: boolean): void {
     if (this.conn !== conn || this.stopped) return;
     this.conn = undefined;
+    // Presence and typing were pushed on this connection; they are unknown until the next one.
+    this.presence.clear();
+    this.typing.clear();
     if (reason.kind === 'closed-by-client') return;
     if (reason.kind === 'go-away') {
       this.scheduleReconnect('The server asked to reconnect.', reason.reconnectAfterMs);
@@ -270,6 +273,7 @@ export class Session {
   private async applyDelivery(conn: Connection, items: InboxItem[]): Promise<void> {
     const before = this.state.cursor;
     const refresh = new Set<U64>();
+    const knownChats = new Set(Object.keys(this.state.chats));
     for (const item of items) {
       if (typeof item !== 'object' || item === null || !isU64(item.seq)) {
         this.onMalformed('an inbox item without a valid seq');
@@ -290,6 +294,8 @@ export class Session {
     if (!this.persist()) return;
     conn.send([{ ack: { upToSeq: this.state.cursor } }]);
     for (const groupId of refresh) this.refreshGroup(groupId);
+    const newPeers = Object.values(this.state.chats).filter((c) => c.peerAccountId && !knownChats.has(c.key));
+    if (newPeers.length > 0) this.subscribePresence(newPeers.map((c) => c.peerAccountId!));
     this.notify();
   }
 

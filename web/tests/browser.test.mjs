@@ -172,9 +172,13 @@ test('a group message reaches everyone, the CLI member too, and back', async () 
   await alice.page.getByLabel('Group name').fill('Trio');
   await alice.page.getByLabel(/Members' phone numbers/).fill(`${BOB}, ${CAROL}`);
   await alice.page.getByRole('button', { name: 'Create group' }).click();
-  const key = await until('the group open at Alice', () => alice.page.locator('.chat-item.open').getAttribute('data-chat'));
+  const key = await until('the group open at Alice', async () => {
+    const open = await alice.page.locator('.chat-item.open').getAttribute('data-chat');
+    return open?.startsWith('g:') && open;
+  });
   groupId = key.replace('g:', '');
   await send(alice, 'Hello Trio');
+  await until('the group message accepted', async () => (await tickOf(alice, 'Hello Trio')) !== 'pending');
 
   const lines = await carol.recv(1);
   const message = lines.find((l) => l.text === 'Hello Trio');
@@ -191,6 +195,35 @@ test('a group message reaches everyone, the CLI member too, and back', async () 
   await carol.send(ALICE, 'Psst, Alice');
   await chatItem(alice, CAROL).waitFor();
   await shots('group', alice, bob);
+});
+
+test('groups: announcement mode, roles, removal and an invite link', async () => {
+  await openChat(alice, 'Trio');
+  await openChat(bob, 'Trio');
+  await alice.page.getByRole('button', { name: 'Group info' }).click();
+  const panel = alice.page.getByRole('dialog');
+  const member = (phone) => panel.locator('.members li', { hasText: phone });
+  await until('the roster with roles', async () => (await member(ALICE).locator('.role').textContent()) === 'creator');
+
+  await panel.getByLabel(/Only admins can send/).check();
+  await bob.page.getByText('Only admins can send messages to this group.').waitFor();
+  await shots('announcement-mode', alice, bob);
+  await member(BOB).getByRole('button', { name: 'Make admin' }).click();
+  await until('Bob is an admin', async () => (await member(BOB).locator('.role').textContent()) === 'admin');
+  await bob.page.getByRole('textbox', { name: 'Message' }).waitFor(); // admins may send
+  await panel.getByLabel(/Only admins can send/).uncheck();
+
+  await member(CAROL).getByRole('button', { name: 'Remove' }).click();
+  await until('Carol removed', async () => (await member(CAROL).count()) === 0);
+  await panel.getByRole('button', { name: 'Create invite link' }).click();
+  const link = await panel.getByLabel('Invite link').inputValue();
+  const token = /#join=([A-Za-z0-9_-]+)$/.exec(link)?.[1];
+  assert.ok(token, `an invite link: ${link}`);
+  await carol.groupJoin(token);
+  await until('Carol back through the link', async () => (await member(CAROL).count()) === 1);
+  await shots('group-info', alice);
+  await alice.page.keyboard.press('Escape');
+  await bob.page.locator('.notice-line', { hasText: 'removed' }).first().waitFor(); // the changes reach the members
 });
 
 test('a linked device of Alice sees what her laptop sends (sent-sync), then logs out', async () => {

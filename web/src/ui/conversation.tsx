@@ -59,7 +59,7 @@ export function Conversation(props: {
           <span class={`subtitle ${typingPhones.length > 0 ? 'typing' : ''}`} data-testid="chat-subtitle">{subtitle}</span>
         </div>
         {chat.kind === 'group' && (
-          <button type="button" onClick={props.onGroupInfo} aria-label="Group info" title="Members, invite link, settings">ⓘ</button>
+          <button type="button" onClick={props.onGroupInfo} aria-label="Group info" title="Members, invite link, settings">Info</button>
         )}
       </header>
       {!session.endToEnd && (

@@ -33,6 +33,10 @@ export class IrisCli {
     return this.run(['group', 'send', '--profile', this.profile, '--group', String(groupId), text]);
   }
 
+  groupJoin(token) {
+    return this.run(['group', 'join', '--profile', this.profile, '--token', token]);
+  }
+
   /** Receives until `count` messages arrived (receipts and notices are printed too). */
   recv(count, timeoutS = 30) {
     return this.run(['recv', '--profile', this.profile, '--count', String(count), '--timeout', String(timeoutS)], (timeoutS + 30) * 1000);
