@@ -331,9 +331,11 @@ function applyGroupEvent(
   if (e.type === 'GROUP_EVENT_TYPE_MEMBERS_ADDED' && about.includes(me) && chat.group) chat.group.left = false;
   if (findMessage(chat, id)) return;
   const phoneOf = (account: U64) => (account === me ? 'You' : phoneIn(state, chat, account) ?? `#${account}`);
-  const verb = GROUP_EVENT_TEXT[e.type ?? ''] ?? 'changed the group';
-  const whom =
-    e.type === 'GROUP_EVENT_TYPE_CREATED' || e.type === 'GROUP_EVENT_TYPE_INFO_CHANGED' || e.type === 'GROUP_EVENT_TYPE_MEMBER_LEFT'
+  const selfJoined = e.type === 'GROUP_EVENT_TYPE_MEMBERS_ADDED' && about.length === 1 && about[0] === e.byAccountId;
+  const verb = selfJoined ? 'joined' : GROUP_EVENT_TEXT[e.type ?? ''] ?? 'changed the group';
+  const whom = selfJoined
+    ? ''
+    : e.type === 'GROUP_EVENT_TYPE_CREATED' || e.type === 'GROUP_EVENT_TYPE_INFO_CHANGED' || e.type === 'GROUP_EVENT_TYPE_MEMBER_LEFT'
       ? ''
       : ' ' + about.map(phoneOf).join(', ');
   pushMessage(chat, {

@@ -274,11 +274,13 @@ export class Session {
     const before = this.state.cursor;
     const refresh = new Set<U64>();
     const knownChats = new Set(Object.keys(this.state.chats));
+    let lastDelivered = 0n;
     for (const item of items) {
       if (typeof item !== 'object' || item === null || !isU64(item.seq)) {
         this.onMalformed('an inbox item without a valid seq');
         continue;
       }
+      if (BigInt(item.seq) > lastDelivered) lastDelivered = BigInt(item.seq);
       try {
         const opened = await this.open(item);
         const effects = model.applyInboxItem(this.state, item, this.me.accountId, opened);
@@ -290,9 +292,11 @@ export class Session {
         if (BigInt(item.seq!) > BigInt(this.state.cursor)) this.state.cursor = item.seq!;
       }
     }
-    if (this.state.cursor === before) return;
-    if (!this.persist()) return;
-    conn.send([{ ack: { upToSeq: this.state.cursor } }]);
+    if (lastDelivered === 0n) return;
+    if (this.state.cursor !== before && !this.persist()) return;
+    // Everything this delivery carried is processed and stored (the cursor is at least its last
+    // seq); acking its last seq never acks beyond what this connection delivered.
+    conn.send([{ ack: { upToSeq: String(lastDelivered) } }]);
     for (const groupId of refresh) this.refreshGroup(groupId);
     const newPeers = Object.values(this.state.chats).filter((c) => c.peerAccountId && !knownChats.has(c.key));
     if (newPeers.length > 0) this.subscribePresence(newPeers.map((c) => c.peerAccountId!));

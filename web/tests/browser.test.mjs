@@ -88,6 +88,7 @@ async function messageAction(p, text, action) {
 }
 
 before(async () => {
+  rmSync(artifacts, { recursive: true, force: true }); // this suite's own output directory
   mkdirSync(artifacts, { recursive: true });
   work = mkdtempSync(join(tmpdir(), 'iris-web-test-'));
   server = new IrisServer(binary, join(work, 'data'), join(artifacts, 'server.log'));
