@@ -149,6 +149,30 @@ test('typing is shown and cleared; presence says online', async () => {
   await bob.page.getByRole('textbox', { name: 'Message' }).fill('');
   await bob.page.getByRole('textbox', { name: 'Message' }).press('Backspace');
   await until('typing… cleared', async () => (await subtitle.textContent()) !== 'typing…', 8000);
+
+  // Bob hides his presence: Alice no longer sees him online; then shows it again.
+  await bob.page.getByRole('button', { name: 'Back to chats' }).click();
+  await bob.page.getByRole('button', { name: 'Settings' }).click();
+  const privacy = bob.page.getByLabel(/Who can see when I'm online/);
+  await privacy.selectOption('PRESENCE_PRIVACY_NOBODY');
+  await until('Bob hidden from Alice', async () => (await subtitle.textContent()) === '');
+  await privacy.selectOption('PRESENCE_PRIVACY_EVERYONE');
+  await until('Bob online again for Alice', async () => (await subtitle.textContent()) === 'online');
+  await bob.page.keyboard.press('Escape');
+  await openChat(bob, ALICE);
+});
+
+test('the keyboard is enough: open a chat with the arrow keys and Enter, type, send', async () => {
+  const first = alice.page.locator('.chat-item').first();
+  await first.focus();
+  await alice.page.keyboard.press('ArrowDown');
+  await alice.page.keyboard.press('ArrowUp');
+  await alice.page.keyboard.press('Enter');
+  const box = alice.page.getByRole('textbox', { name: 'Message' });
+  await until('the composer has the focus', () => box.evaluate((e) => e === document.activeElement));
+  await alice.page.keyboard.type('Typed without a mouse');
+  await alice.page.keyboard.press('Enter');
+  await bubble(bob, 'Typed without a mouse').waitFor();
 });
 
 test('a reply, an edit and a reaction reach the other side', async () => {
@@ -307,4 +331,7 @@ test('Bob logs out; no page ever threw', async () => {
   await bob.page.getByLabel('Your phone number').waitFor();
   await shots('logged-out', bob);
   assert.deepEqual([...alice.errors, ...bob.errors], [], 'uncaught errors in the pages');
+  const unnamed = await alice.page.locator('button').evaluateAll((buttons) =>
+    buttons.filter((b) => !(b.getAttribute('aria-label') || b.textContent.trim())).map((b) => b.outerHTML));
+  assert.deepEqual(unnamed, [], 'every button has a name a screen reader can say');
 });

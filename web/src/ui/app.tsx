@@ -76,8 +76,11 @@ function Messenger({ session }: { session: Session }) {
   const [dialog, setDialog] = useState<Dialog>({ kind: 'none' });
   const close = () => setDialog({ kind: 'none' });
 
+  // Bumped whenever a chat is opened, even the one already open: its composer takes the focus.
+  const [focusRequest, setFocusRequest] = useState(0);
   const openChat = (key: ChatKey | undefined) => {
     setOpen(key);
+    setFocusRequest((n) => n + 1);
     history.replaceState(null, '', key ? `#chat=${key}` : location.pathname);
   };
 
@@ -119,6 +122,7 @@ function Messenger({ session }: { session: Session }) {
             key={chat.key}
             session={session}
             chat={chat}
+            focusRequest={focusRequest}
             onBack={() => openChat(undefined)}
             onGroupInfo={() => setDialog({ kind: 'group-info' })}
             onForward={(text) => setDialog({ kind: 'forward', text })}

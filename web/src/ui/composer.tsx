@@ -12,7 +12,7 @@ import { messagePreview } from './format';
 /** After this long without a keystroke, "stopped typing" is sent. */
 const TYPING_PAUSE_MS = 4000;
 
-export function Composer(props: { session: Session; chat: Chat; mode: ComposeMode; onModeDone: () => void }) {
+export function Composer(props: { session: Session; chat: Chat; mode: ComposeMode; focusRequest: number; onModeDone: () => void }) {
   const { session, chat, mode } = props;
   const [text, setText] = useState('');
   const input = useRef<HTMLTextAreaElement>(null);
@@ -21,7 +21,7 @@ export function Composer(props: { session: Session; chat: Chat; mode: ComposeMod
   useEffect(() => {
     if (mode.kind === 'edit') setText(mode.message.text);
     input.current?.focus();
-  }, [mode]);
+  }, [mode, props.focusRequest]);
   useEffect(() => () => {
     clearTimeout(pause.current);
     session.setTyping(chat.key, false);

@@ -16,6 +16,7 @@ export type ComposeMode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } |
 export function Conversation(props: {
   session: Session;
   chat: Chat;
+  focusRequest: number;
   onBack: () => void;
   onGroupInfo: () => void;
   onForward: (text: string) => void;
@@ -88,7 +89,7 @@ export function Conversation(props: {
       ) : announcementOnly ? (
         <p class="composer-closed">Only admins can send messages to this group.</p>
       ) : (
-        <Composer session={session} chat={chat} mode={mode} onModeDone={() => setMode({ kind: 'new' })} />
+        <Composer session={session} chat={chat} mode={mode} focusRequest={props.focusRequest} onModeDone={() => setMode({ kind: 'new' })} />
       )}
     </section>
   );
