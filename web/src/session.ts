@@ -111,6 +111,12 @@ export class Session {
   /** Reconnects at once (the banner's "Retry now", "Use here"). */
   reconnectNow(): void {
     if (this.stopped) return;
+    if (this.link.kind === 'replaced') {
+      // Another tab of this device was connected meanwhile and stored newer state: start from it.
+      this.state = storage.loadState(this.me.accountId, this.me.deviceId);
+      this.refreshToken = storage.loadSession()?.refreshToken ?? this.refreshToken;
+      this.access = undefined;
+    }
     clearTimeout(this.retryTimer);
     this.attempt = 0;
     this.conn?.close();
@@ -145,6 +151,13 @@ export class Session {
     try {
       token = await this.accessToken();
     } catch (e) {
+      const stored = storage.loadSession();
+      if (e instanceof ApiFailure && stored && stored.refreshToken !== this.refreshToken && stored.accountId === this.me.accountId && stored.deviceId === this.me.deviceId) {
+        // Another tab of this device refreshed first (the token is single use): take its token.
+        this.refreshToken = stored.refreshToken;
+        this.scheduleReconnect('Refreshing the session.', 0);
+        return;
+      }
       if (e instanceof ApiFailure && !e.isNetwork && e.status !== 429 && e.status < 500) {
         this.signOut(e.code === 'ERROR_CODE_DEVICE_REVOKED' ? 'This device was logged out.' : 'Your session expired. Please log in again.');
         return;

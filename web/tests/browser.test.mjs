@@ -322,6 +322,21 @@ test('a malformed server event does not break the page', async () => {
   await bob.page.unrouteAll({ behavior: 'ignoreErrors' });
 });
 
+test('a second tab of the same device takes over; "Use here" takes it back', async () => {
+  const tab = await bob.context.newPage();
+  tab.on('pageerror', (e) => bob.errors.push(`bob's second tab: ${e.message}`));
+  await tab.goto('/');
+  await bob.page.getByText('Iris is open in another window or tab.').waitFor();
+  await until('the second tab connected', async () => (await tab.locator('.banner').count()) === 0);
+  await shots('second-tab', bob);
+  await bob.page.getByRole('button', { name: 'Use here' }).click();
+  await tab.getByText('Iris is open in another window or tab.').waitFor();
+  await until('the first tab connected again', async () => (await bob.page.locator('.banner').count()) === 0);
+  await tab.close();
+  await send(alice, 'After the tabs');
+  await bubble(bob, 'After the tabs').waitFor();
+});
+
 test('Bob logs out; no page ever threw', async () => {
   await bob.page.reload();
   const back = bob.page.getByRole('button', { name: 'Back to chats' });
