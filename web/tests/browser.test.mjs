@@ -220,6 +220,23 @@ test('a group message reaches everyone, the CLI member too, and back', async () 
   await carol.send(ALICE, 'Psst, Alice');
   await chatItem(alice, CAROL).waitFor();
   await shots('group', alice, bob);
+
+  // Alice forwards Bob's message to Carol and to the group, then deletes hers for everyone.
+  await openChat(alice, BOB);
+  await messageAction(alice, 'Hi Alice', 'Forward');
+  const dialog = alice.page.getByRole('dialog');
+  await dialog.getByLabel(CAROL).check();
+  await dialog.getByLabel('Trio').check();
+  await dialog.getByRole('button', { name: 'Forward' }).click();
+  const copies = (await carol.recv(2)).filter((l) => l.text === 'Hi Alice');
+  assert.equal(copies.length, 2, `Carol got one copy in the 1:1 chat and one in the group: ${JSON.stringify(copies)}`);
+  assert.ok(copies.every((l) => l.forwarded));
+  await bubble(bob, 'Hi Alice').filter({ hasText: 'Forwarded' }).waitFor();
+
+  await openChat(alice, 'Trio');
+  await messageAction(alice, 'Hello Trio', 'Delete for everyone');
+  await bubble(bob, 'This message was deleted').waitFor();
+  assert.equal(await textCount(bob, 'Hello Trio'), 0);
 });
 
 test('groups: announcement mode, roles, removal and an invite link', async () => {
