@@ -35,8 +35,16 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../../../web/dist/app.js"),
     },
-    Asset { path: "/app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../../../web/dist/app.css") },
-    Asset { path: "/favicon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../../../web/dist/favicon.svg") },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../../../../web/dist/app.css"),
+    },
+    Asset {
+        path: "/favicon.svg",
+        content_type: "image/svg+xml",
+        bytes: include_bytes!("../../../../web/dist/favicon.svg"),
+    },
 ];
 
 /// The page may load its own scripts, styles and images and connect to its own origin (HTTP
