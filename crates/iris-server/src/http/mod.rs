@@ -1,5 +1,5 @@
 //! The HTTP API: auth and devices (JSON), media uploads and downloads, the WebSocket endpoint,
-//! health and info.
+//! health and info; and the web client's page at `/` (`web.rs`, outside the OpenAPI document).
 //!
 //! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
 //! goes through [`api_error::ApiError`], the one place that picks status codes. Every route is
@@ -12,6 +12,7 @@ mod handlers;
 mod limits;
 mod media;
 mod openapi;
+mod web;
 mod ws;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         limits::HttpLimits { body_bytes_max: l.http_body_bytes_max, header_bytes_max: l.http_header_bytes_max };
     let (router, _) = routes().split_for_parts();
     router
+        .merge(web::routes())
         .fallback(extract::not_found)
         .layer(DefaultBodyLimit::max(http_limits.body_bytes_max))
         .layer(axum::middleware::from_fn_with_state(http_limits, limits::bound))

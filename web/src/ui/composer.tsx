@@ -1,0 +1,94 @@
+// The message box: Enter sends, Shift+Enter starts a new line, Escape cancels a reply or an
+// edit. While the person types, the chat is told (typing; "stopped" when the box empties, after
+// a pause, or when the message is sent).
+
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { Chat } from '../model';
+import type { Session } from '../session';
+import { mediaNotice } from '../media';
+import type { ComposeMode } from './conversation';
+import { messagePreview } from './format';
+
+/** After this long without a keystroke, "stopped typing" is sent. */
+const TYPING_PAUSE_MS = 4000;
+
+export function Composer(props: { session: Session; chat: Chat; mode: ComposeMode; focusRequest: number; onModeDone: () => void }) {
+  const { session, chat, mode } = props;
+  const [text, setText] = useState('');
+  const input = useRef<HTMLTextAreaElement>(null);
+  const pause = useRef<ReturnType<typeof setTimeout>>(undefined);
+
+  useEffect(() => {
+    if (mode.kind === 'edit') setText(mode.message.text);
+    input.current?.focus();
+  }, [mode, props.focusRequest]);
+  useEffect(() => () => {
+    clearTimeout(pause.current);
+    session.setTyping(chat.key, false);
+  }, [chat.key]);
+
+  const onInput = (value: string) => {
+    setText(value);
+    if (mode.kind === 'edit') return;
+    session.setTyping(chat.key, value.trim().length > 0);
+    clearTimeout(pause.current);
+    pause.current = setTimeout(() => session.setTyping(chat.key, false), TYPING_PAUSE_MS);
+  };
+
+  const submit = () => {
+    const body = text.trim();
+    if (!body) return;
+    clearTimeout(pause.current);
+    if (mode.kind === 'edit') {
+      if (body !== mode.message.text) {
+        session.edit(chat.key, mode.message.serverMsgId!, body).catch((e) => session.showNotice('error', (e as Error).message));
+      }
+    } else {
+      session.sendText(chat.key, body, mode.kind === 'reply' ? mode.to.serverMsgId : undefined);
+    }
+    setText('');
+    props.onModeDone();
+  };
+
+  const cancel = () => {
+    setText('');
+    props.onModeDone();
+  };
+
+  return (
+    <form class="composer" onSubmit={(e) => { e.preventDefault(); submit(); }}>
+      {mode.kind !== 'new' && (
+        <div class="compose-mode">
+          <span>
+            {mode.kind === 'reply' ? 'Replying to: ' : 'Editing: '}
+            <q>{messagePreview(mode.kind === 'reply' ? mode.to : mode.message)}</q>
+          </span>
+          <button type="button" onClick={cancel} aria-label="Cancel">×</button>
+        </div>
+      )}
+      <div class="compose-row">
+        <button type="button" class="attach" disabled title={mediaNotice} aria-label={mediaNotice}>📎</button>
+        <textarea
+          ref={input}
+          rows={1}
+          value={text}
+          placeholder="Type a message"
+          aria-label="Message"
+          onInput={(e) => onInput(e.currentTarget.value)}
+          onBlur={() => session.setTyping(chat.key, false)}
+          onKeyDown={(e) => {
+            if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              submit();
+            } else if (e.key === 'Escape' && mode.kind !== 'new') {
+              e.preventDefault();
+              e.stopPropagation();
+              cancel();
+            }
+          }}
+        />
+        <button type="submit" class="send" aria-label={mode.kind === 'edit' ? 'Save edit' : 'Send'}>{mode.kind === 'edit' ? '✓' : '➤'}</button>
+      </div>
+    </form>
+  );
+}

@@ -1,0 +1,104 @@
+// One message: its text (or "deleted", or "cannot show"), the reply it quotes, "forwarded",
+// "edited", the server time, my tick (✓ accepted, ✓✓ delivered, blue ✓✓ read), the reactions,
+// and a menu of actions (reply, react, forward, edit within 15 minutes, delete for everyone
+// within 48 hours). Group notices are a centred line instead.
+
+import { useState } from 'preact/hooks';
+import * as model from '../model';
+import type { Chat, ChatMessage } from '../model';
+import type { Session } from '../session';
+import { messagePreview, messageTime, TICK_GLYPH, TICK_LABEL } from './format';
+
+const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+export function MessageBubble(props: {
+  session: Session;
+  chat: Chat;
+  message: ChatMessage;
+  replyTarget?: ChatMessage;
+  onReply: () => void;
+  onEdit: () => void;
+  onForward: () => void;
+}) {
+  const { session, chat, message: m } = props;
+  const [menu, setMenu] = useState(false);
+  if (m.notice) {
+    return <li class="notice-line" data-server-id={m.serverMsgId}>{m.text}</li>;
+  }
+  const me = session.me.accountId;
+  const now = Date.now();
+  const accepted = !!m.serverMsgId && !m.deleted;
+  const canEdit = accepted && m.fromMe && !m.unreadable && now - m.tsMs < model.EDIT_WINDOW_MS;
+  const isAdmin = chat.kind === 'group' && model.isAdminRole(model.myRole(chat, me));
+  const canDelete = accepted && (m.fromMe || isAdmin) && now - m.tsMs < model.DELETE_WINDOW_MS;
+  const reactions = Object.entries(m.reactions ?? {});
+  const run = (what: Promise<void>) => {
+    setMenu(false);
+    what.catch((e) => session.showNotice('error', (e as Error).message));
+  };
+  const sender = chat.kind === 'group' && !m.fromMe ? m.fromPhone : '';
+  return (
+    <li
+      class={`bubble ${m.fromMe ? 'mine' : 'theirs'} ${m.deleted ? 'deleted' : ''}`}
+      data-server-id={m.serverMsgId}
+      data-client-id={m.clientMsgId}
+      data-unseen={!m.fromMe && !m.seen ? 'true' : undefined}
+      data-tick={m.fromMe ? m.tick : undefined}
+      onKeyDown={(e) => e.key === 'Escape' && menu && (setMenu(false), e.stopPropagation())}
+    >
+      {sender && <span class="sender">{sender}</span>}
+      {m.forwarded && !m.deleted && <span class="forwarded">↪ Forwarded</span>}
+      {m.replyTo && !m.deleted && (
+        <blockquote class="quote">{props.replyTarget ? messagePreview(props.replyTarget) : 'An earlier message'}</blockquote>
+      )}
+      <span class={`text ${m.unreadable ? 'unreadable' : ''}`}>{m.deleted || m.unreadable ? messagePreview(m) : m.text}</span>
+      <span class="meta">
+        {m.edited && !m.deleted && <span class="edited">edited</span>}
+        <time dateTime={new Date(m.tsMs).toISOString()}>{messageTime(m.tsMs)}</time>
+        {m.fromMe && m.tick && (
+          <span class={`tick tick-${m.tick}`} role="img" aria-label={TICK_LABEL[m.tick]} title={TICK_LABEL[m.tick]}>
+            {TICK_GLYPH[m.tick]}
+          </span>
+        )}
+      </span>
+      {m.tick === 'failed' && (
+        <span class="failure" role="alert">
+          {m.failure}{' '}
+          <button type="button" onClick={() => session.retrySend(chat.key, m.clientMsgId!)}>Retry</button>
+        </span>
+      )}
+      {reactions.length > 0 && (
+        <span class="reactions" aria-label="Reactions">
+          {reactions.map(([who, emoji]) => (
+            <span key={who} class={`reaction ${who === me ? 'own' : ''}`}>{emoji}</span>
+          ))}
+        </span>
+      )}
+      {accepted && (
+        <button type="button" class="menu-button" aria-label="Message actions" aria-expanded={menu} onClick={() => setMenu(!menu)}>⋯</button>
+      )}
+      {menu && (
+        <div class="menu" role="menu">
+          <div class="reaction-row">
+            {REACTIONS.map((emoji) => (
+              <button key={emoji} type="button" role="menuitem" aria-label={`React ${emoji}`}
+                onClick={() => run(session.react(chat.key, m.serverMsgId!, emoji))}>{emoji}</button>
+            ))}
+            {m.reactions?.[me] && (
+              <button type="button" role="menuitem" onClick={() => run(session.react(chat.key, m.serverMsgId!, ''))}>Remove reaction</button>
+            )}
+          </div>
+          <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onReply(); }}>Reply</button>
+          {!m.unreadable && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onForward(); }}>Forward</button>}
+          {canEdit && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onEdit(); }}>Edit</button>}
+          {canDelete && (
+            <button type="button" role="menuitem" class="danger"
+              onClick={() => confirm('Delete this message for everyone?') && run(session.deleteForEveryone(chat.key, m.serverMsgId!))}>
+              Delete for everyone
+            </button>
+          )}
+        </div>
+      )}
+    </li>
+  );
+}

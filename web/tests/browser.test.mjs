@@ -1,0 +1,369 @@
+// The web client in a real browser (Debian's Chromium, headless, driven by playwright-core)
+// against the real `iris serve --dev` binary. Alice uses a desktop-sized window, Bob a
+// phone-sized one, and Carol the `iris` command line. The steps run in order as one story:
+// login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, a group, a linked device with
+// sent-sync, a server killed and restarted mid-conversation (banner, then nothing lost or
+// doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
+// target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
+
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { DESKTOP, launch, person, PHONE, screenshots } from './harness/browser.mjs';
+import { IrisCli } from './harness/cli.mjs';
+import { IrisServer } from './harness/server.mjs';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const binary = process.env.IRIS_BIN ?? join(repo, 'target/debug/iris');
+const artifacts = process.env.IRIS_WEB_ARTIFACTS ?? join(repo, 'target/web-artifacts');
+
+const ALICE = '+14155550101';
+const BOB = '+14155550102';
+const CAROL = '+14155550103';
+
+let work, server, browser, alice, bob, carol, aliceLaptop;
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
+async function until(what, check, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what} (last: ${last})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const bubble = (p, text) => p.page.locator('.bubble', { hasText: text });
+const tickOf = (p, text) => bubble(p, text).first().getAttribute('data-tick');
+const shots = (step, ...people) => screenshots(artifacts, step, people);
+
+async function login(p, phone) {
+  await p.page.goto('/');
+  await p.page.getByLabel('Your phone number').fill(phone);
+  await p.page.getByRole('button', { name: 'Send code' }).click();
+  await p.page.getByText('the code is 000000').waitFor();
+  await p.page.getByLabel(/The code sent to/).fill('000000');
+  await p.page.getByRole('button', { name: 'Log in' }).click();
+  await p.page.getByRole('navigation', { name: 'Chats' }).waitFor();
+  await until(`${p.name} connected`, async () => (await p.page.locator('.banner').count()) === 0);
+}
+
+/** The chat list entry whose title is exactly `title`. */
+const chatItem = (p, title) =>
+  p.page.locator('.chat-item').filter({ has: p.page.locator('.chat-title', { hasText: new RegExp(`^${escape(title)}$`) }) });
+
+/** How many bubbles show exactly `text` (quotes of it not counted). */
+const textCount = (p, text) =>
+  p.page.locator('.bubble > .text').evaluateAll((els, t) => els.filter((e) => e.textContent === t).length, text);
+
+function escape(s) {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+async function openChat(p, title) {
+  const back = p.page.getByRole('button', { name: 'Back to chats' });
+  if (await back.isVisible()) await back.click(); // phone size: one pane at a time
+  await chatItem(p, title).click();
+  await p.page.getByRole('textbox', { name: 'Message' }).waitFor();
+}
+
+async function send(p, text) {
+  const box = p.page.getByRole('textbox', { name: 'Message' });
+  await box.fill(text);
+  await box.press('Enter');
+}
+
+async function messageAction(p, text, action) {
+  await bubble(p, text).first().getByRole('button', { name: 'Message actions' }).click();
+  await p.page.getByRole('menuitem', { name: action }).click();
+}
+
+before(async () => {
+  rmSync(artifacts, { recursive: true, force: true }); // this suite's own output directory
+  mkdirSync(artifacts, { recursive: true });
+  work = mkdtempSync(join(tmpdir(), 'iris-web-test-'));
+  server = new IrisServer(binary, join(work, 'data'), join(artifacts, 'server.log'));
+  await server.start();
+  browser = await launch();
+  alice = await person(browser, 'alice', DESKTOP, server.url);
+  bob = await person(browser, 'bob', PHONE, server.url);
+  carol = new IrisCli(binary, server, work, 'carol');
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+test('Alice and Bob log in by phone and the dev code; Carol with the CLI', async () => {
+  await login(alice, ALICE);
+  await login(bob, BOB);
+  await carol.login(CAROL);
+  await alice.page.getByText('not end-to-end encrypted yet').first().waitFor();
+  await shots('logged-in', alice, bob);
+});
+
+test('ticks go ✓ (accepted) → ✓✓ (delivered) → blue ✓✓ (read once Bob sees it)', async () => {
+  // Bob leaves the page: Alice's message can only be accepted.
+  await bob.page.goto('about:blank');
+  await alice.page.getByRole('button', { name: 'New chat' }).click();
+  await alice.page.getByLabel('Phone number').fill(BOB);
+  await alice.page.getByRole('button', { name: 'Start chat' }).click();
+  await send(alice, 'Hello Bob');
+  await until('✓ on Alice\'s message', async () => (await tickOf(alice, 'Hello Bob')) === 'sent');
+  await shots('accepted', alice);
+
+  // Bob comes back (the session survives: refresh token in storage), gets it: ✓✓.
+  await bob.page.goto('/');
+  await until('✓✓ on Alice\'s message', async () => (await tickOf(alice, 'Hello Bob')) === 'delivered');
+  const unread = chatItem(bob, ALICE).locator('.unread');
+  assert.equal(await unread.textContent(), '1');
+  assert.equal(await tickOf(alice, 'Hello Bob'), 'delivered', 'not read before Bob opens the chat');
+  await shots('delivered', alice, bob);
+
+  // Bob opens the chat: the message is on screen, READ goes out, the ticks turn blue.
+  await openChat(bob, ALICE);
+  await until('blue ✓✓ on Alice\'s message', async () => (await tickOf(alice, 'Hello Bob')) === 'read');
+  const color = await bubble(alice, 'Hello Bob').locator('.tick').evaluate((e) => getComputedStyle(e).color);
+  assert.equal(color, 'rgb(52, 183, 241)', 'read ticks are blue');
+  assert.equal(await unread.count(), 0, 'no unread count once read');
+  await shots('read', alice, bob);
+});
+
+test('typing is shown and cleared; presence says online', async () => {
+  const subtitle = alice.page.getByTestId('chat-subtitle');
+  await until('Bob online for Alice', async () => (await subtitle.textContent()) === 'online');
+  await bob.page.getByRole('textbox', { name: 'Message' }).pressSequentially('Hi Al', { delay: 20 });
+  await until('typing… shown to Alice', async () => (await subtitle.textContent()) === 'typing…');
+  await shots('typing', alice, bob);
+  await bob.page.getByRole('textbox', { name: 'Message' }).fill('');
+  await bob.page.getByRole('textbox', { name: 'Message' }).press('Backspace');
+  await until('typing… cleared', async () => (await subtitle.textContent()) !== 'typing…', 8000);
+
+  // Bob hides his presence: Alice no longer sees him online; then shows it again.
+  await bob.page.getByRole('button', { name: 'Back to chats' }).click();
+  await bob.page.getByRole('button', { name: 'Settings' }).click();
+  const privacy = bob.page.getByLabel(/Who can see when I'm online/);
+  await privacy.selectOption('PRESENCE_PRIVACY_NOBODY');
+  await until('Bob hidden from Alice', async () => (await subtitle.textContent()) === '');
+  await privacy.selectOption('PRESENCE_PRIVACY_EVERYONE');
+  await until('Bob online again for Alice', async () => (await subtitle.textContent()) === 'online');
+  await bob.page.keyboard.press('Escape');
+  await openChat(bob, ALICE);
+});
+
+test('the keyboard is enough: open a chat with the arrow keys and Enter, type, send', async () => {
+  const first = alice.page.locator('.chat-item').first();
+  await first.focus();
+  await alice.page.keyboard.press('ArrowDown');
+  await alice.page.keyboard.press('ArrowUp');
+  await alice.page.keyboard.press('Enter');
+  const box = alice.page.getByRole('textbox', { name: 'Message' });
+  await until('the composer has the focus', () => box.evaluate((e) => e === document.activeElement));
+  await alice.page.keyboard.type('Typed without a mouse');
+  await alice.page.keyboard.press('Enter');
+  await bubble(bob, 'Typed without a mouse').waitFor();
+});
+
+test('a reply, an edit and a reaction reach the other side', async () => {
+  await messageAction(bob, 'Hello Bob', 'Reply');
+  await send(bob, 'Hi Alice');
+  await until('Bob\'s reply at Alice, quoting', async () =>
+    (await bubble(alice, 'Hi Alice').locator('.quote').textContent()) === 'Hello Bob');
+
+  await messageAction(alice, 'Hello Bob', 'Edit');
+  await send(alice, 'Hello Bob, edited');
+  await until('the edit at Bob', async () => (await bubble(bob, 'Hello Bob, edited').locator('.edited').count()) === 1);
+
+  await messageAction(bob, 'Hello Bob, edited', 'React 👍');
+  await until('the reaction at Alice', async () =>
+    (await bubble(alice, 'Hello Bob, edited').locator('.reactions').textContent()) === '👍');
+  await shots('edit-and-reaction', alice, bob);
+});
+
+let groupId;
+test('a group message reaches everyone, the CLI member too, and back', async () => {
+  await alice.page.getByRole('button', { name: 'New group' }).click();
+  await alice.page.getByLabel('Group name').fill('Trio');
+  await alice.page.getByLabel(/Members' phone numbers/).fill(`${BOB}, ${CAROL}`);
+  await alice.page.getByRole('button', { name: 'Create group' }).click();
+  const key = await until('the group open at Alice', async () => {
+    const open = await alice.page.locator('.chat-item.open').getAttribute('data-chat');
+    return open?.startsWith('g:') && open;
+  });
+  groupId = key.replace('g:', '');
+  await send(alice, 'Hello Trio');
+  await until('the group message accepted', async () => (await tickOf(alice, 'Hello Trio')) !== 'pending');
+
+  const lines = await carol.recv(1);
+  const message = lines.find((l) => l.text === 'Hello Trio');
+  assert.ok(message, `Carol got the group message: ${JSON.stringify(lines)}`);
+  assert.equal(String(message.group_id), groupId);
+  await openChat(bob, 'Trio');
+  await bubble(bob, 'Hello Trio').waitFor();
+
+  await carol.groupSend(groupId, 'Carol here, from the CLI');
+  await bubble(alice, 'Carol here, from the CLI').waitFor();
+  await bubble(bob, 'Carol here, from the CLI').waitFor();
+  await until('delivered to all: ✓✓', async () => ['delivered', 'read'].includes(await tickOf(alice, 'Hello Trio')));
+
+  await carol.send(ALICE, 'Psst, Alice');
+  await chatItem(alice, CAROL).waitFor();
+  await shots('group', alice, bob);
+
+  // Alice forwards Bob's message to Carol and to the group, then deletes hers for everyone.
+  await openChat(alice, BOB);
+  await messageAction(alice, 'Hi Alice', 'Forward');
+  const dialog = alice.page.getByRole('dialog');
+  await dialog.getByLabel(CAROL).check();
+  await dialog.getByLabel('Trio').check();
+  await dialog.getByRole('button', { name: 'Forward' }).click();
+  const copies = (await carol.recv(2)).filter((l) => l.text === 'Hi Alice');
+  assert.equal(copies.length, 2, `Carol got one copy in the 1:1 chat and one in the group: ${JSON.stringify(copies)}`);
+  assert.ok(copies.every((l) => l.forwarded));
+  await bubble(bob, 'Hi Alice').filter({ hasText: 'Forwarded' }).waitFor();
+
+  await openChat(alice, 'Trio');
+  await messageAction(alice, 'Hello Trio', 'Delete for everyone');
+  await bubble(bob, 'This message was deleted').waitFor();
+  assert.equal(await textCount(bob, 'Hello Trio'), 0);
+});
+
+test('groups: announcement mode, roles, removal and an invite link', async () => {
+  await openChat(alice, 'Trio');
+  await openChat(bob, 'Trio');
+  await alice.page.getByRole('button', { name: 'Group info' }).click();
+  const panel = alice.page.getByRole('dialog');
+  const member = (phone) => panel.locator('.members li', { hasText: phone });
+  await until('the roster with roles', async () => (await member(ALICE).locator('.role').textContent()) === 'creator');
+
+  await panel.getByLabel(/Only admins can send/).check();
+  await bob.page.getByText('Only admins can send messages to this group.').waitFor();
+  await shots('announcement-mode', alice, bob);
+  await member(BOB).getByRole('button', { name: 'Make admin' }).click();
+  await until('Bob is an admin', async () => (await member(BOB).locator('.role').textContent()) === 'admin');
+  await bob.page.getByRole('textbox', { name: 'Message' }).waitFor(); // admins may send
+  await panel.getByLabel(/Only admins can send/).uncheck();
+
+  await member(CAROL).getByRole('button', { name: 'Remove' }).click();
+  await until('Carol removed', async () => (await member(CAROL).count()) === 0);
+  await panel.getByRole('button', { name: 'Create invite link' }).click();
+  const link = await panel.getByLabel('Invite link').inputValue();
+  const token = /#join=([A-Za-z0-9_-]+)$/.exec(link)?.[1];
+  assert.ok(token, `an invite link: ${link}`);
+  await carol.groupJoin(token);
+  await until('Carol back through the link', async () => (await member(CAROL).count()) === 1);
+  await shots('group-info', alice);
+  await alice.page.keyboard.press('Escape');
+  await bob.page.locator('.notice-line', { hasText: 'removed' }).first().waitFor(); // the changes reach the members
+});
+
+test('a linked device of Alice sees what her laptop sends (sent-sync), then logs out', async () => {
+  aliceLaptop = await person(browser, 'alice-second-device', DESKTOP, server.url);
+  await login(aliceLaptop, ALICE);
+  await openChat(alice, BOB);
+  await send(alice, 'Sent from my first device');
+  await openChat(aliceLaptop, BOB);
+  const copy = bubble(aliceLaptop, 'Sent from my first device');
+  await copy.waitFor();
+  assert.match(await copy.getAttribute('class'), /mine/, 'shown as my own message');
+  await shots('linked-device', aliceLaptop);
+
+  await aliceLaptop.page.getByRole('button', { name: 'Settings' }).click();
+  await aliceLaptop.page.getByText('· this browser').waitFor();
+  await aliceLaptop.page.getByRole('button', { name: 'Log out of this browser' }).click();
+  await aliceLaptop.page.getByLabel('Your phone number').waitFor();
+  await aliceLaptop.page.reload();
+  await aliceLaptop.page.getByLabel('Your phone number').waitFor(); // still logged out after a reload
+  await aliceLaptop.context.close();
+});
+
+test('a server restart mid-conversation: banner, then nothing lost or doubled', async () => {
+  await openChat(bob, ALICE);
+  await server.kill();
+  await alice.page.locator('.banner.offline').waitFor();
+  await bob.page.locator('.banner.offline').waitFor();
+  await send(alice, 'Sent while the server was down');
+  assert.equal(await tickOf(alice, 'Sent while the server was down'), 'pending');
+  await shots('server-down', alice, bob);
+
+  await server.start();
+  await until('banner gone at Alice', async () => (await alice.page.locator('.banner').count()) === 0, 30_000);
+  await until('banner gone at Bob', async () => (await bob.page.locator('.banner').count()) === 0, 30_000);
+  await bubble(bob, 'Sent while the server was down').waitFor();
+  await until('the queued message read', async () => (await tickOf(alice, 'Sent while the server was down')) === 'read');
+
+  // A reload on both sides: the history comes back from the browser's storage, once.
+  await bob.page.reload();
+  await alice.page.reload();
+  await bubble(bob, 'Sent while the server was down').waitFor();
+  for (const text of ['Hello Bob, edited', 'Hi Alice', 'Sent from my first device', 'Sent while the server was down']) {
+    assert.equal(await textCount(bob, text), 1, `Bob sees "${text}" once`);
+    assert.equal(await textCount(alice, text), 1, `Alice sees "${text}" once`);
+  }
+  await shots('after-restart', alice, bob);
+});
+
+test('a malformed server event does not break the page', async () => {
+  let socket;
+  await bob.page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+    ws.connectToServer(); // everything else is passed through as it is
+    socket = ws;
+  });
+  await bob.page.reload();
+  await until('Bob connected through the route', async () => socket && (await bob.page.locator('.banner').count()) === 0);
+  for (const garbage of [
+    'this is not JSON',
+    '{"events":"not a list"}',
+    '[1,2,3]',
+    '{"events":[null,7,{"delivery":{"items":[{"seq":"not a number","message":{}}, null]}},{"typing":{"fromAccountId":{}}},{"presence":{"accountId":"1","online":"yes"}}]}',
+  ]) {
+    socket.send(garbage);
+  }
+  await bob.page.getByText('Ignored a malformed message from the server.').waitFor();
+  await send(alice, 'Still working after the garbage');
+  await bubble(bob, 'Still working after the garbage').waitFor();
+  await send(bob, 'And so is Bob');
+  await bubble(alice, 'And so is Bob').waitFor();
+  await shots('malformed-event', alice, bob);
+  await bob.page.unrouteAll({ behavior: 'ignoreErrors' });
+});
+
+test('a second tab of the same device takes over; "Use here" takes it back', async () => {
+  const tab = await bob.context.newPage();
+  tab.on('pageerror', (e) => bob.errors.push(`bob's second tab: ${e.message}`));
+  await tab.goto('/');
+  await bob.page.getByText('Iris is open in another window or tab.').waitFor();
+  await until('the second tab connected', async () => (await tab.locator('.banner').count()) === 0);
+  await shots('second-tab', bob);
+  await bob.page.getByRole('button', { name: 'Use here' }).click();
+  await tab.getByText('Iris is open in another window or tab.').waitFor();
+  await until('the first tab connected again', async () => (await bob.page.locator('.banner').count()) === 0);
+  await tab.close();
+  await send(alice, 'After the tabs');
+  await bubble(bob, 'After the tabs').waitFor();
+});
+
+test('Bob logs out; no page ever threw', async () => {
+  await bob.page.reload();
+  const back = bob.page.getByRole('button', { name: 'Back to chats' });
+  if (await back.isVisible()) await back.click();
+  await bob.page.getByRole('button', { name: 'Settings' }).click();
+  await bob.page.getByRole('button', { name: 'Log out of this browser' }).click();
+  await bob.page.getByLabel('Your phone number').waitFor();
+  await shots('logged-out', bob);
+  assert.deepEqual([...alice.errors, ...bob.errors], [], 'uncaught errors in the pages');
+  const unnamed = await alice.page.locator('button').evaluateAll((buttons) =>
+    buttons.filter((b) => !(b.getAttribute('aria-label') || b.textContent.trim())).map((b) => b.outerHTML));
+  assert.deepEqual(unnamed, [], 'every button has a name a screen reader can say');
+});
