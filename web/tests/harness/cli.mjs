@@ -26,11 +26,12 @@ export class IrisCli {
   }
 
   send(toPhone, text) {
-    return this.run(['send', '--profile', this.profile, '--to', toPhone, text]);
+    // The web client is plaintext until it speaks E2E; the CLI encrypts unless told not to.
+    return this.run(['send', '--plaintext', '--profile', this.profile, '--to', toPhone, text]);
   }
 
   groupSend(groupId, text) {
-    return this.run(['group', 'send', '--profile', this.profile, '--group', String(groupId), text]);
+    return this.run(['group', 'send', '--plaintext', '--profile', this.profile, '--group', String(groupId), text]);
   }
 
   groupJoin(token) {
