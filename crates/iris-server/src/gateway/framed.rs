@@ -40,15 +40,23 @@ impl<S> Framed<S> {
     }
 }
 
+impl<S> Framed<S> {
+    /// A frame complete in the read buffer, decoded; `None` when the buffer holds none.
+    fn decode_buffered(&mut self) -> Result<Option<pb::ClientFrame>, TransportError> {
+        let Some(body) = self.decoder.decode(&mut self.read_buf)? else { return Ok(None) };
+        self.partial_since = (!self.read_buf.is_empty()).then(Instant::now);
+        if self.read_buf.is_empty() && self.read_buf.capacity() > READ_BUF_KEEP_BYTES {
+            self.read_buf = BytesMut::with_capacity(READ_BUF_INITIAL_BYTES);
+        }
+        Ok(Some(frame::decode_body(&body)?))
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S> {
     async fn recv(&mut self) -> Result<Option<pb::ClientFrame>, TransportError> {
         loop {
-            if let Some(body) = self.decoder.decode(&mut self.read_buf)? {
-                self.partial_since = (!self.read_buf.is_empty()).then(Instant::now);
-                if self.read_buf.is_empty() && self.read_buf.capacity() > READ_BUF_KEEP_BYTES {
-                    self.read_buf = BytesMut::with_capacity(READ_BUF_INITIAL_BYTES);
-                }
-                return Ok(Some(frame::decode_body(&body)?));
+            if let Some(frame) = self.decode_buffered()? {
+                return Ok(Some(frame));
             }
             if !self.read_buf.is_empty() && self.partial_since.is_none() {
                 self.partial_since = Some(Instant::now());
@@ -64,6 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S>
                 return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
         }
+    }
+
+    fn try_recv_buffered(&mut self) -> Result<Option<pb::ClientFrame>, TransportError> {
+        self.decode_buffered()
     }
 
     async fn send(&mut self, f: &pb::ServerFrame) -> std::io::Result<()> {
@@ -82,5 +94,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S>
 
     async fn close(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ping(request_id: u64) -> pb::ClientFrame {
+        pb::ClientFrame {
+            ops: vec![pb::ClientOp { request_id, op: Some(pb::client_op::Op::Ping(pb::Ping::default())) }],
+        }
+    }
+
+    #[tokio::test]
+    async fn every_frame_of_one_read_is_taken_without_another_read() {
+        // Proves: three frames that arrive in one write are all handed over after one `recv`
+        // (the other two from the buffer), and an empty buffer answers "none", not "closed".
+        let (client, server) = tokio::io::duplex(4096);
+        let mut framed = Framed::new(server, 1 << 20);
+        let mut bytes = BytesMut::new();
+        for id in 1..=3 {
+            frame::encode(&ping(id), &mut bytes);
+        }
+        let mut client = client;
+        client.write_all(&bytes).await.unwrap();
+        assert_eq!(framed.recv().await.unwrap().unwrap().ops[0].request_id, 1);
+        assert_eq!(framed.try_recv_buffered().unwrap().unwrap().ops[0].request_id, 2);
+        assert_eq!(framed.try_recv_buffered().unwrap().unwrap().ops[0].request_id, 3);
+        assert!(framed.try_recv_buffered().unwrap().is_none());
+        assert!(framed.partial_frame_since().is_none());
+        // Half a frame stays buffered and is not handed over.
+        let mut half = BytesMut::new();
+        frame::encode(&ping(4), &mut half);
+        client.write_all(&half[..3]).await.unwrap();
+        client.write_all(&half[3..]).await.unwrap();
+        drop(client);
+        assert_eq!(framed.recv().await.unwrap().unwrap().ops[0].request_id, 4);
+        assert!(framed.recv().await.unwrap().is_none(), "the client closed");
     }
 }

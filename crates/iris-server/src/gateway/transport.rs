@@ -33,6 +33,14 @@ pub trait Transport: Send + 'static {
     /// a partly received frame stays buffered if the future is dropped.
     fn recv(&mut self) -> impl Future<Output = Result<Option<pb::ClientFrame>, TransportError>> + Send;
 
+    /// The next frame if one is already complete in this connection's buffer, without touching
+    /// the socket: the session takes every frame one read brought before it writes or yields.
+    /// `Ok(None)` means "none buffered", not "closed". Transports that deliver one message per
+    /// read (WebSocket) keep the default.
+    fn try_recv_buffered(&mut self) -> Result<Option<pb::ClientFrame>, TransportError> {
+        Ok(None)
+    }
+
     /// Writes one frame to the client (one syscall where possible).
     fn send(&mut self, frame: &pb::ServerFrame) -> impl Future<Output = std::io::Result<()>> + Send;
 

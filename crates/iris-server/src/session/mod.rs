@@ -297,6 +297,7 @@ impl Session {
                             self.deps.metrics.frames_in.inc();
                             self.last_heard = Instant::now();
                             self.handle_ops(frame.ops).await?;
+                            self.take_buffered_frames(transport, max_inflight).await?;
                         }
                         Ok(None) => return Ok(()),
                         Err(e) => return Err(SessionError::from(&e)),
@@ -313,6 +314,29 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Handles the frames one read already brought (up to [`READY_MAX`], and while sends may
+    /// still start), so a client's burst costs one wake-up and one write, not one per frame.
+    async fn take_buffered_frames<T: Transport>(
+        &mut self,
+        transport: &mut T,
+        max_inflight: usize,
+    ) -> Result<(), SessionError> {
+        for _ in 0..READY_MAX {
+            if self.inflight.len() >= max_inflight {
+                break;
+            }
+            match transport.try_recv_buffered() {
+                Ok(Some(frame)) => {
+                    self.deps.metrics.frames_in.inc();
+                    self.handle_ops(frame.ops).await?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(SessionError::from(&e)),
+            }
+        }
+        Ok(())
     }
 
     /// Carries out the delivery machine's actions until it rests: deliveries into `out`, inbox
