@@ -285,10 +285,18 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
-/// The command that runs this executable, under `taskset -c 0` when pinning is asked for and
-/// available.
+/// Names another `iris` executable for `--spawn` to start instead of this one, so a before/after
+/// comparison drives two server builds with the same generator (BENCHMARKS.md). The other build
+/// must accept `serve --dev --config --data-dir --listen --http` and the rate-limit config above.
+pub const SERVER_EXE_ENV: &str = "IRIS_BENCH_SERVER_EXE";
+
+/// The command that runs the server executable (this one, or [`SERVER_EXE_ENV`]'s), under
+/// `taskset -c 0` when pinning is asked for and available.
 fn server_command(pin: bool) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe()?;
+    let exe = match std::env::var_os(SERVER_EXE_ENV) {
+        Some(other) => PathBuf::from(other),
+        None => std::env::current_exe()?,
+    };
     if pin && Path::new(TASKSET).exists() {
         let mut cmd = Command::new(TASKSET);
         cmd.args(["-c", "0"]).arg(exe);
