@@ -379,6 +379,7 @@ fn client() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("client_ping", op(6, Op::Ping(pb::Ping { client_time_ms: NOW_MS }))),
+        ("client_sync", op(60, Op::Sync(pb::Sync {}))),
         (
             "client_presence_subscribe",
             op(7, Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids: vec![BOB, CAROL] })),
@@ -539,6 +540,7 @@ fn server() -> Vec<(&'static str, Frame)> {
         ),
         ("server_send_result", answer(2, Event::SendResult(send_result()))),
         ("server_pong", answer(6, Event::Pong(pb::Pong { client_time_ms: NOW_MS, server_time_ms: NOW_MS + 3 }))),
+        ("server_synced", answer(60, Event::Synced(pb::Synced {}))),
         (
             "server_go_away",
             answer(0, Event::GoAway(pb::GoAway { reconnect_after_ms: 1_750, reason: "server shutting down".into() })),
