@@ -26,6 +26,7 @@ use crate::error::ServiceError;
 use crate::fanout::{encode_item, entries_for, Fanout};
 use crate::ids::IdGenerator;
 use crate::message_index::MessageIndex;
+use crate::router::Router;
 
 /// Most message ids in one read receipt.
 pub const RECEIPT_IDS_MAX: usize = 1000;
@@ -119,6 +120,8 @@ pub struct ReceiptsDeps {
     pub blocks: Arc<Blocks>,
     /// Recent messages: what a `READ` may name.
     pub index: Arc<MessageIndex>,
+    /// Which connected devices declined which receipt kinds.
+    pub router: Arc<Router>,
     /// Group receipt rows.
     pub groups: Arc<dyn GroupStore>,
     /// Server ids of receipts.
@@ -133,6 +136,7 @@ pub struct Receipts {
     directory: Arc<Directory>,
     blocks: Arc<Blocks>,
     index: Arc<MessageIndex>,
+    router: Arc<Router>,
     groups: Arc<dyn GroupStore>,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
@@ -141,8 +145,20 @@ pub struct Receipts {
 impl Receipts {
     /// Receipts written through `deps.fanout`, group receipt rows kept in `deps.groups`.
     pub fn new(deps: ReceiptsDeps) -> Self {
-        let ReceiptsDeps { fanout, directory, blocks, index, groups, ids, clock } = deps;
-        Self { fanout, directory, blocks, index, groups, ids, clock }
+        let ReceiptsDeps { fanout, directory, blocks, index, router, groups, ids, clock } = deps;
+        Self { fanout, directory, blocks, index, router, groups, ids, clock }
+    }
+
+    /// The entries putting `item`, a receipt of `kind`, into the inboxes of `devices` that did
+    /// not decline the kind (`Hello.receipts_unwanted` of their current connection).
+    fn receipt_entries(
+        &self,
+        devices: impl IntoIterator<Item = DeviceAddr>,
+        kind: pb::ReceiptType,
+        item: &bytes::Bytes,
+    ) -> Vec<iris_store::NewEntry> {
+        let wanted: Vec<DeviceAddr> = devices.into_iter().filter(|&d| self.router.wants_receipt(d, kind)).collect();
+        entries_for(wanted, item)
     }
 
     /// Acks `recipient`'s inbox up to `up_to_seq` together with the `DELIVERED` receipts the
@@ -175,9 +191,10 @@ impl Receipts {
                     server_msg_ids: ids,
                 }),
             );
-            entries.extend(entries_for(view.addrs(), &item));
+            entries.extend(self.receipt_entries(view.addrs(), pb::ReceiptType::Delivered, &item));
         }
-        match first_id {
+        // Every sender's devices may have declined DELIVERED: then the ack goes alone.
+        match first_id.filter(|_| !entries.is_empty()) {
             // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
             Some(server_msg_id) => {
                 let receipts = AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries };
@@ -224,12 +241,15 @@ impl Receipts {
                 }),
             )
         };
+        let read = pb::ReceiptType::Read;
         let mut entries = Vec::new();
         if sender.id != me.id && !self.blocks.is_blocked(sender.id, me.id).await? {
-            entries.extend(entries_for(sender.addrs(), &receipt(reader.account)));
+            entries.extend(self.receipt_entries(sender.addrs(), read, &receipt(reader.account)));
         }
-        entries.extend(entries_for(me.addrs().filter(|&d| d != reader), &receipt(sender.id)));
-        self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        entries.extend(self.receipt_entries(me.addrs().filter(|&d| d != reader), read, &receipt(sender.id)));
+        if !entries.is_empty() {
+            self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        }
         Ok(pb::ReceiptResult { server_ts_ms: now })
     }
 
@@ -283,7 +303,15 @@ impl Receipts {
                 now,
                 inbox_item::Body::GroupReceipt(pb::GroupReceipt { r#type, group_id, server_msg_ids }),
             );
-            let entries = entries_for(self.directory.devices_of(&[sender]).await?, &item);
+            let kind = if r#type == pb::GroupReceiptType::ReadByAll as i32 {
+                pb::ReceiptType::Read
+            } else {
+                pb::ReceiptType::Delivered
+            };
+            let entries = self.receipt_entries(self.directory.devices_of(&[sender]).await?, kind, &item);
+            if entries.is_empty() {
+                continue;
+            }
             self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
         }
         Ok(())

@@ -85,6 +85,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         directory: f.directory.clone(),
         blocks: blocks.clone(),
         index: index.clone(),
+        router: f.router.clone(),
         groups: store.clone(),
         ids: f.ids.clone(),
         clock: f.clock.clone(),

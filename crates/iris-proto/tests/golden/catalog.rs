@@ -69,6 +69,7 @@ fn hello() -> pb::Hello {
         device_id: 1,
         capabilities: vec![],
         resume_after_seq: 41,
+        receipts_unwanted: vec![],
     }
 }
 
@@ -337,6 +338,16 @@ fn client() -> Vec<(&'static str, Frame)> {
     use client_op::Op;
     vec![
         ("client_hello", op(1, Op::Hello(hello()))),
+        (
+            "client_hello_receipts_unwanted",
+            op(
+                1,
+                Op::Hello(pb::Hello {
+                    receipts_unwanted: vec![pb::ReceiptType::Delivered as i32, pb::ReceiptType::Read as i32],
+                    ..hello()
+                }),
+            ),
+        ),
         ("client_send_payload", op(2, Op::Send(message_to_bob()))),
         (
             "client_send_per_device",

@@ -187,7 +187,7 @@ async fn handshake_then_serve<T: Transport>(
     let (hello, ops) = checked?;
     let device = hello.device;
     deps.visibility.load_privacy(device.account).await?;
-    let registration = deps.router.register(device);
+    let registration = deps.router.register_declining(device, hello.unwanted);
     let conn_id = registration.conn_id;
     if let Some(cluster) = &deps.cluster {
         registry::claim(cluster, device).await;
