@@ -36,6 +36,10 @@ pub struct ClientConfig {
     /// Called with the new credentials whenever the SDK refreshed them, so the app can persist
     /// them before the old refresh token (now used up) is needed again.
     pub on_credentials: Option<CredentialsHook>,
+    /// Receipt kinds this device does not want in its inbox while connected
+    /// (`Hello.receipts_unwanted`): a bot or bridge that shows no ticks sets
+    /// `[Delivered, Read]` and saves a window slot and an ack per receipt.
+    pub receipts_unwanted: Vec<iris_proto::pb::ReceiptType>,
 }
 
 impl ClientConfig {
@@ -53,6 +57,7 @@ impl ClientConfig {
             dedup_window: 10_000,
             max_server_frame_bytes: 16 * 1024 * 1024,
             on_credentials: None,
+            receipts_unwanted: Vec::new(),
         }
     }
 }

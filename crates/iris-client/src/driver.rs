@@ -359,7 +359,8 @@ impl Driver {
             | server_event::Event::ForwardResult(_)
             | server_event::Event::ContactList(_)
             | server_event::Event::DiscoverResult(_)
-            | server_event::Event::KeysResult(_)) => {
+            | server_event::Event::KeysResult(_)
+            | server_event::Event::Synced(_)) => {
                 self.inflight.complete_event(event.request_id, e);
             }
             server_event::Event::Presence(p) => self.emit(Event::Presence(p)),

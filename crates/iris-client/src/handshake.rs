@@ -120,6 +120,7 @@ async fn handshake(config: &ClientConfig, shared: &Shared, creds: &Credentials) 
         device_id: creds.device_id,
         capabilities: Vec::new(),
         resume_after_seq,
+        receipts_unwanted: config.receipts_unwanted.iter().map(|&k| k as i32).collect(),
     };
     let op = pb::ClientOp { request_id: HELLO_REQUEST_ID, op: Some(client_op::Op::Hello(hello)) };
     conn.write(&pb::ClientFrame { ops: vec![op] }, config.connect_timeout).await?;

@@ -74,6 +74,16 @@ impl Client {
         self.done(client_op::Op::Block(pb::BlockAccount { account_id, unblock: true })).await
     }
 
+    /// A barrier: returns once the server answered every operation this client wrote before it
+    /// on the current connection (`Sync`, PROTOCOL.md section 4). Operations still queued in the
+    /// client, or resent after a reconnect, may be written after it.
+    pub async fn sync(&self) -> Result<(), ClientError> {
+        match self.op(client_op::Op::Sync(pb::Sync {})).await? {
+            server_event::Event::Synced(_) => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn done(&self, op: client_op::Op) -> Result<(), ClientError> {
         match self.op(op).await? {
             server_event::Event::Done(_) => Ok(()),

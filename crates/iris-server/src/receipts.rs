@@ -6,8 +6,12 @@
 //! session remembers it per delivered entry) and for the resume path (the inbox service reads the
 //! entries below a resume cursor back), so both produce the same receipts.
 //!
-//! Knows the kernel, the directory, blocks and the store's group receipt rows; nothing of
-//! sessions, acks or inbox cursors.
+//! A client's `READ` is checked against the message index: only ids of messages the peer sent
+//! to the reader's account are passed on ([`Receipts::read`]), so nobody can tell an account its
+//! messages were read when they were not even sent to the reader.
+//!
+//! Knows the kernel, the directory, blocks, the message index and the store's group receipt
+//! rows; nothing of sessions, acks or inbox cursors.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +25,8 @@ use crate::directory::Directory;
 use crate::error::ServiceError;
 use crate::fanout::{encode_item, entries_for, Fanout};
 use crate::ids::IdGenerator;
+use crate::message_index::MessageIndex;
+use crate::router::Router;
 
 /// Most message ids in one read receipt.
 pub const RECEIPT_IDS_MAX: usize = 1000;
@@ -104,27 +110,55 @@ impl Owed {
     }
 }
 
+/// What the receipts service needs.
+pub struct ReceiptsDeps {
+    /// Every receipt is an inbox write through the kernel.
+    pub fanout: Fanout,
+    /// Accounts and their devices.
+    pub directory: Arc<Directory>,
+    /// A blocked account's receipts never reach the blocker.
+    pub blocks: Arc<Blocks>,
+    /// Recent messages: what a `READ` may name.
+    pub index: Arc<MessageIndex>,
+    /// Which connected devices declined which receipt kinds.
+    pub router: Arc<Router>,
+    /// Group receipt rows.
+    pub groups: Arc<dyn GroupStore>,
+    /// Server ids of receipts.
+    pub ids: Arc<IdGenerator>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Produces receipts.
 pub struct Receipts {
     fanout: Fanout,
     directory: Arc<Directory>,
     blocks: Arc<Blocks>,
+    index: Arc<MessageIndex>,
+    router: Arc<Router>,
     groups: Arc<dyn GroupStore>,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
 }
 
 impl Receipts {
-    /// Receipts written through `fanout`, group receipt rows kept in `groups`.
-    pub fn new(
-        fanout: Fanout,
-        directory: Arc<Directory>,
-        blocks: Arc<Blocks>,
-        groups: Arc<dyn GroupStore>,
-        ids: Arc<IdGenerator>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self { fanout, directory, blocks, groups, ids, clock }
+    /// Receipts written through `deps.fanout`, group receipt rows kept in `deps.groups`.
+    pub fn new(deps: ReceiptsDeps) -> Self {
+        let ReceiptsDeps { fanout, directory, blocks, index, router, groups, ids, clock } = deps;
+        Self { fanout, directory, blocks, index, router, groups, ids, clock }
+    }
+
+    /// The entries putting `item`, a receipt of `kind`, into the inboxes of `devices` that did
+    /// not decline the kind (`Hello.receipts_unwanted` of their current connection).
+    fn receipt_entries(
+        &self,
+        devices: impl IntoIterator<Item = DeviceAddr>,
+        kind: pb::ReceiptType,
+        item: &bytes::Bytes,
+    ) -> Vec<iris_store::NewEntry> {
+        let wanted: Vec<DeviceAddr> = devices.into_iter().filter(|&d| self.router.wants_receipt(d, kind)).collect();
+        entries_for(wanted, item)
     }
 
     /// Acks `recipient`'s inbox up to `up_to_seq` together with the `DELIVERED` receipts the
@@ -157,9 +191,10 @@ impl Receipts {
                     server_msg_ids: ids,
                 }),
             );
-            entries.extend(entries_for(view.addrs(), &item));
+            entries.extend(self.receipt_entries(view.addrs(), pb::ReceiptType::Delivered, &item));
         }
-        match first_id {
+        // Every sender's devices may have declined DELIVERED: then the ack goes alone.
+        match first_id.filter(|_| !entries.is_empty()) {
             // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
             Some(server_msg_id) => {
                 let receipts = AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries };
@@ -172,6 +207,11 @@ impl Receipts {
 
     /// Records that `reader` read messages it received from `r.to_account_id`: a durable receipt
     /// for the sender's devices and a read-sync for the reader's other devices.
+    ///
+    /// Only ids of indexed 1:1 messages that `r.to_account_id` sent to the reader's account pass
+    /// (others are dropped, in the order given, repeats once); when none pass, nothing is stored
+    /// and the answer is `NOT_FOUND`. The index keeps messages for the inbox TTL, as long as any
+    /// of them can still be waiting in an inbox.
     pub async fn read(&self, reader: DeviceAddr, r: pb::SendReceipt) -> Result<pb::ReceiptResult, ServiceError> {
         if r.r#type != pb::ReceiptType::Read as i32 {
             return Err(ServiceError::InvalidArgument("clients may only send READ receipts".into()));
@@ -181,6 +221,11 @@ impl Receipts {
         }
         let sender = self.directory.by_id(r.to_account_id).await?.ok_or(ServiceError::UnknownRecipient)?;
         let me = self.directory.by_id(reader.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+        let server_msg_ids = self.received_from(sender.id, reader.account, &r.server_msg_ids).await?;
+        if server_msg_ids.is_empty() {
+            return Err(ServiceError::NotFound("no message of these ids was sent to you by that account"));
+        }
+        let r = pb::SendReceipt { server_msg_ids, ..r };
         let now = self.clock.now_ms();
         let id = self.ids.next(now);
         let receipt = |peer: AccountId| {
@@ -196,16 +241,38 @@ impl Receipts {
                 }),
             )
         };
+        let read = pb::ReceiptType::Read;
         let mut entries = Vec::new();
         if sender.id != me.id && !self.blocks.is_blocked(sender.id, me.id).await? {
-            entries.extend(entries_for(sender.addrs(), &receipt(reader.account)));
+            entries.extend(self.receipt_entries(sender.addrs(), read, &receipt(reader.account)));
         }
-        entries.extend(entries_for(me.addrs().filter(|&d| d != reader), &receipt(sender.id)));
-        self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        entries.extend(self.receipt_entries(me.addrs().filter(|&d| d != reader), read, &receipt(sender.id)));
+        if !entries.is_empty() {
+            self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
+        }
         Ok(pb::ReceiptResult { server_ts_ms: now })
     }
 
-    /// Records that `account` read these group messages (membership already checked).
+    /// The ids among `ids` of indexed 1:1 messages `sender` sent to `reader`, each once.
+    async fn received_from(&self, sender: AccountId, reader: AccountId, ids: &[u64]) -> Result<Vec<u64>, ServiceError> {
+        let mut passed: Vec<u64> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if passed.contains(&id) {
+                continue;
+            }
+            let sent = self.index.get(id).await?.is_some_and(|m| {
+                m.sender == sender && m.conversation == iris_store::Conversation::Direct(reader)
+            });
+            if sent {
+                passed.push(id);
+            }
+        }
+        Ok(passed)
+    }
+
+    /// Records that `account` read these group messages (membership already checked; the
+    /// store marks only messages of that group whose recipients include `account`, and the
+    /// aggregated `READ_BY_ALL` counts only those).
     pub async fn group_read(&self, account: AccountId, messages: Vec<(GroupId, u64)>) -> Result<(), ServiceError> {
         self.mark_group(account, messages, true).await
     }
@@ -236,7 +303,15 @@ impl Receipts {
                 now,
                 inbox_item::Body::GroupReceipt(pb::GroupReceipt { r#type, group_id, server_msg_ids }),
             );
-            let entries = entries_for(self.directory.devices_of(&[sender]).await?, &item);
+            let kind = if r#type == pb::GroupReceiptType::ReadByAll as i32 {
+                pb::ReceiptType::Read
+            } else {
+                pb::ReceiptType::Delivered
+            };
+            let entries = self.receipt_entries(self.directory.devices_of(&[sender]).await?, kind, &item);
+            if entries.is_empty() {
+                continue;
+            }
             self.fanout.append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries }).await?;
         }
         Ok(())

@@ -9,6 +9,9 @@
 //! session on this node (hints, ephemeral events, kicks) is handed to it, and it forwards them to
 //! the node holding the device (`cluster::outbound`). The `*_local` methods are what arrives
 //! from other nodes: they never forward again, so a stale registry entry cannot make a loop.
+//!
+//! It also knows which receipt kinds each connected session declined in its `Hello`
+//! ([`UnwantedReceipts`]), so that receipts can be left out of those devices' inboxes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,8 +49,30 @@ pub enum Kick {
     Replaced,
 }
 
+/// The receipt kinds a connection declined in `Hello.receipts_unwanted` (a set of
+/// `ReceiptType`s; unknown and unspecified values are ignored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnwantedReceipts(u8);
+
+impl UnwantedReceipts {
+    /// The set named by `Hello.receipts_unwanted`.
+    pub fn from_hello(kinds: &[i32]) -> Self {
+        let bit = |kind: &i32| match pb::ReceiptType::try_from(*kind) {
+            Ok(k @ (pb::ReceiptType::Delivered | pb::ReceiptType::Read)) => 1u8 << (k as i32),
+            _ => 0,
+        };
+        Self(kinds.iter().map(bit).fold(0, |a, b| a | b))
+    }
+
+    /// Whether `kind` was declined.
+    pub fn contains(self, kind: pb::ReceiptType) -> bool {
+        matches!(kind, pb::ReceiptType::Delivered | pb::ReceiptType::Read) && self.0 & (1 << (kind as i32)) != 0
+    }
+}
+
 struct Link {
     conn_id: u64,
+    unwanted: UnwantedReceipts,
     hints: mpsc::Sender<Hint>,
     ephemeral: mpsc::Sender<Ephemeral>,
     lagged: Arc<AtomicBool>,
@@ -113,13 +138,18 @@ impl Router {
 
     /// Makes this connection the device's session, kicking any previous one.
     pub fn register(&self, addr: DeviceAddr) -> Registration {
+        self.register_declining(addr, UnwantedReceipts::default())
+    }
+
+    /// [`Router::register`] for a connection that declined the receipt kinds in `unwanted`.
+    pub fn register_declining(&self, addr: DeviceAddr, unwanted: UnwantedReceipts) -> Registration {
         let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let (hint_tx, hints) = mpsc::channel(self.hint_queue_len);
         let (kick_tx, kick) = oneshot::channel();
         let (ephemeral_tx, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE_LEN);
         let lagged = Arc::new(AtomicBool::new(false));
         let link =
-            Link { conn_id, hints: hint_tx, ephemeral: ephemeral_tx.clone(), lagged: lagged.clone(), kick: kick_tx };
+            Link { conn_id, unwanted, hints: hint_tx, ephemeral: ephemeral_tx.clone(), lagged: lagged.clone(), kick: kick_tx };
         let old = self.shard(addr).write().expect("router lock").insert(addr, link);
         if let Some(old) = old {
             let _ = old.kick.send(Kick::Replaced);
@@ -133,6 +163,13 @@ impl Router {
         if shard.get(&addr).is_some_and(|l| l.conn_id == conn_id) {
             shard.remove(&addr);
         }
+    }
+
+    /// Whether a receipt of `kind` may go into `addr`'s inbox: false only while a session of
+    /// that device is registered here and declined the kind.
+    pub fn wants_receipt(&self, addr: DeviceAddr, kind: pb::ReceiptType) -> bool {
+        let shard = self.shard(addr).read().expect("router lock");
+        shard.get(&addr).is_none_or(|l| !l.unwanted.contains(kind))
     }
 
     /// Offers a committed entry to the device's session, here or (cluster mode) on the node

@@ -31,7 +31,7 @@ use crate::messaging::Messaging;
 use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
 use crate::ratelimit::{KeyedLimit, SharedLimit};
-use crate::receipts::Receipts;
+use crate::receipts::{Receipts, ReceiptsDeps};
 use crate::router::Router;
 use crate::session::SessionDeps;
 use crate::typing::Typing;
@@ -80,14 +80,16 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
     let index = Arc::new(MessageIndex::new(store.clone()));
     let payloads = Arc::new(GroupPayloads::new(store.clone()));
     let blocks = Arc::new(Blocks::new(store.clone(), f.directory.clone(), f.presence.clone()));
-    let receipts = Arc::new(Receipts::new(
-        fanout.clone(),
-        f.directory.clone(),
-        blocks.clone(),
-        store.clone(),
-        f.ids.clone(),
-        f.clock.clone(),
-    ));
+    let receipts = Arc::new(Receipts::new(ReceiptsDeps {
+        fanout: fanout.clone(),
+        directory: f.directory.clone(),
+        blocks: blocks.clone(),
+        index: index.clone(),
+        router: f.router.clone(),
+        groups: store.clone(),
+        ids: f.ids.clone(),
+        clock: f.clock.clone(),
+    }));
     let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone()));
     let media = Arc::new(MediaRefs::new(store.clone()));
     let messaging = Arc::new(Messaging::new(

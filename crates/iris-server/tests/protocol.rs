@@ -376,3 +376,42 @@ async fn ops_after_hello_in_the_same_frame_are_answered_after_the_welcome() {
     assert_eq!(e.request_id, 2);
     assert!(matches!(e.event, Some(server_event::Event::Pong(_))), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_is_answered_after_every_earlier_operation_of_the_connection() {
+    // Proves: a Sync after N sends is answered (Synced, its request id) only after all N send
+    // results (a Ping after it may overtake them); a Sync with nothing in flight is answered at
+    // once.
+    let server = TestServer::start().await;
+    let (mut a, _) = two_connected(&server).await;
+    let bob = server.login("+15550000002", "bob phone 2").await;
+    const N: u64 = 20;
+    let sync_op = |request_id| pb::ClientOp { request_id, op: Some(pb::client_op::Op::Sync(pb::Sync {})) };
+    let mut ops: Vec<pb::ClientOp> =
+        (1..=N).map(|i| send_op(i, text_to_account(&format!("m{i}"), bob.account_id, b"hi"))).collect();
+    ops.push(sync_op(100));
+    ops.push(ping_op(101, 1));
+    a.send_ops(ops).await;
+    let mut results = 0;
+    loop {
+        let e = a.answer().await;
+        match e.event {
+            Some(server_event::Event::SendResult(_)) => {
+                assert!((1..=N).contains(&e.request_id), "{e:?}");
+                results += 1;
+            }
+            Some(server_event::Event::Synced(_)) => {
+                assert_eq!(e.request_id, 100);
+                break;
+            }
+            Some(server_event::Event::Pong(_)) => assert_eq!(e.request_id, 101),
+            _ => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(results, N, "every send was answered before the Synced");
+
+    a.send_ops(vec![sync_op(102)]).await;
+    let e = a.answer().await;
+    assert_eq!(e.request_id, 102, "nothing in flight: answered at once: {e:?}");
+    assert!(matches!(e.event, Some(server_event::Event::Synced(_))), "{e:?}");
+}

@@ -178,14 +178,16 @@ async fn per_device_naming_a_third_account_is_invalid_argument() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_may_only_send_read_receipts() {
-    // Proves: a receipt of type DELIVERED (or unspecified) from a client is INVALID_ARGUMENT, while READ is accepted.
-    let Pair { server: _server, mut alice, bob_account, .. } = pair().await;
+    // Proves: a receipt of type DELIVERED (or unspecified) from a client is INVALID_ARGUMENT, while READ (of a message received from that account) is accepted.
+    let Pair { server, mut alice, bob, bob_account } = pair().await;
+    let (mut b, _) = server.connect_as(&bob).await;
+    let from_bob = b.send_accepted(1, text_to_phone("b1", ALICE, b"hi")).await.server_msg_id;
     let receipt = |rid, r#type: pb::ReceiptType| pb::ClientOp {
         request_id: rid,
         op: Some(client_op::Op::Receipt(pb::SendReceipt {
             r#type: r#type as i32,
             to_account_id: bob_account,
-            server_msg_ids: vec![1],
+            server_msg_ids: vec![from_bob],
         })),
     };
     alice.send_ops(vec![receipt(1, pb::ReceiptType::Delivered)]).await;

@@ -255,7 +255,7 @@ pub fn hello_with_versions(
     device_id: u32,
     versions: Vec<pb::ProtocolVersion>,
 ) -> pb::ClientOp {
-    let hello = pb::Hello { versions, token: token.to_owned(), device_id, capabilities: vec![], resume_after_seq: 0 };
+    let hello = pb::Hello { versions, token: token.to_owned(), device_id, ..Default::default() };
     pb::ClientOp { request_id, op: Some(client_op::Op::Hello(hello)) }
 }
 

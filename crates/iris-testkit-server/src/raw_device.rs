@@ -39,6 +39,7 @@ impl RawDevice {
             device_id: creds.device_id,
             capabilities: vec![],
             resume_after_seq: 0,
+            receipts_unwanted: vec![],
         };
         device.send_ops(vec![iris_client::pb::ClientOp { request_id: 1, op: Some(client_op::Op::Hello(hello)) }]).await;
         let first = device.next_event(PATIENCE).await.expect("Welcome");

@@ -60,6 +60,7 @@ impl Watcher {
             device_id: creds.device_id,
             capabilities: vec![],
             resume_after_seq: 0,
+            receipts_unwanted: vec![],
         };
         let subscribe = pb::PresenceSubscribe { account_ids: vec![hot] };
         w.send(vec![

@@ -69,6 +69,7 @@ fn hello() -> pb::Hello {
         device_id: 1,
         capabilities: vec![],
         resume_after_seq: 41,
+        receipts_unwanted: vec![],
     }
 }
 
@@ -337,6 +338,16 @@ fn client() -> Vec<(&'static str, Frame)> {
     use client_op::Op;
     vec![
         ("client_hello", op(1, Op::Hello(hello()))),
+        (
+            "client_hello_receipts_unwanted",
+            op(
+                1,
+                Op::Hello(pb::Hello {
+                    receipts_unwanted: vec![pb::ReceiptType::Delivered as i32, pb::ReceiptType::Read as i32],
+                    ..hello()
+                }),
+            ),
+        ),
         ("client_send_payload", op(2, Op::Send(message_to_bob()))),
         (
             "client_send_per_device",
@@ -379,6 +390,7 @@ fn client() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("client_ping", op(6, Op::Ping(pb::Ping { client_time_ms: NOW_MS }))),
+        ("client_sync", op(60, Op::Sync(pb::Sync {}))),
         (
             "client_presence_subscribe",
             op(7, Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids: vec![BOB, CAROL] })),
@@ -539,6 +551,7 @@ fn server() -> Vec<(&'static str, Frame)> {
         ),
         ("server_send_result", answer(2, Event::SendResult(send_result()))),
         ("server_pong", answer(6, Event::Pong(pb::Pong { client_time_ms: NOW_MS, server_time_ms: NOW_MS + 3 }))),
+        ("server_synced", answer(60, Event::Synced(pb::Synced {}))),
         (
             "server_go_away",
             answer(0, Event::GoAway(pb::GoAway { reconnect_after_ms: 1_750, reason: "server shutting down".into() })),

@@ -19,21 +19,34 @@ use crate::router::Ephemeral;
 
 /// What a concurrent operation yields when it finishes.
 pub(super) enum Finished {
-    /// An answer to write.
-    Answer(pb::ServerEvent),
+    /// The answer of operation number `op` (see `sync.rs`), to write.
+    Answer {
+        /// The operation's number, in arrival order.
+        op: u64,
+        /// Its answer.
+        event: pb::ServerEvent,
+    },
     /// An ack the delivery machine asked for was applied (or failed).
     AckApplied(Result<(), ServiceError>),
 }
 
-/// A concurrent operation.
+/// A concurrent operation or ack, as the session runs it.
 pub(super) type OpFuture = BoxFuture<'static, Finished>;
+
+/// A concurrent operation as dispatched: its answer.
+pub(super) type AnswerFuture = BoxFuture<'static, pb::ServerEvent>;
 
 /// What one client operation asks of the session.
 pub(super) enum Dispatched {
     /// Write this answer now.
     Answer(pb::ServerEvent),
     /// Run this among the in-flight operations; it answers when done.
-    Later(OpFuture),
+    Later(AnswerFuture),
+    /// A `Sync`: answer it once every earlier operation was answered.
+    Sync {
+        /// The sync's request id.
+        request_id: u64,
+    },
     /// A cumulative ack, for the delivery machine (answered only when refused).
     Ack {
         /// The ack's request id.
@@ -73,7 +86,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
         }
         Op::Group(g) => {
             let op = deps.groups.start(device, g).await;
-            Dispatched::Later(Box::pin(op.map(move |r| Finished::Answer(answer(rid, r.map(Event::GroupResult))))))
+            Dispatched::Later(Box::pin(op.map(move |r| answer(rid, r.map(Event::GroupResult)))))
         }
         Op::Ack(ack) => Dispatched::Ack { request_id: rid, up_to_seq: ack.up_to_seq },
         Op::Receipt(r) => {
@@ -111,6 +124,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
                 d.visibility.set(device, conn_id, set, d.clock.now_ms()).await.map(done)
             })
         }
+        Op::Sync(_) => Dispatched::Sync { request_id: rid },
         Op::Ping(p) => {
             let pong = pb::Pong { client_time_ms: p.client_time_ms, server_time_ms: deps.clock.now_ms() };
             Dispatched::Answer(event(rid, Event::Pong(pong)))
@@ -145,7 +159,7 @@ async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: 
                 }
                 Err(e) => tracing::debug!(request_id = rid, code = e.code().as_str_name(), "send rejected"),
             }
-            Finished::Answer(answer(rid, result.map(server_event::Event::SendResult)))
+            answer(rid, result.map(server_event::Event::SendResult))
         })),
         Err(e) => {
             metrics.send_rejected(e.code());
@@ -161,7 +175,7 @@ where
     F: FnOnce(Arc<SessionDeps>) -> Fut,
     Fut: Future<Output = Result<server_event::Event, ServiceError>> + Send + 'static,
 {
-    Dispatched::Later(Box::pin(op(deps.clone()).map(move |result| Finished::Answer(answer(rid, result)))))
+    Dispatched::Later(Box::pin(op(deps.clone()).map(move |result| answer(rid, result))))
 }
 
 fn done(_: ()) -> server_event::Event {

@@ -10,6 +10,7 @@ use iris_store::DeviceAddr;
 
 use super::SessionDeps;
 use crate::error::SessionError;
+use crate::router::UnwantedReceipts;
 
 /// What a valid `Hello` established.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub(super) struct Hello {
     pub request_id: u64,
     /// The client's resume cursor (checked against the inbox when the session starts).
     pub resume_after_seq: u64,
+    /// The receipt kinds this connection declined.
+    pub unwanted: UnwantedReceipts,
 }
 
 /// Checks the first frame: at most `max_ops_per_frame` operations, the first a `Hello` with a
@@ -42,7 +45,8 @@ pub(super) async fn check_hello(
     if hello.device_id != device.device {
         return Err(SessionError::DeviceMismatch);
     }
-    let hello = Hello { device, version, request_id, resume_after_seq: hello.resume_after_seq };
+    let unwanted = UnwantedReceipts::from_hello(&hello.receipts_unwanted);
+    let hello = Hello { device, version, request_id, resume_after_seq: hello.resume_after_seq, unwanted };
     Ok((hello, ops.collect()))
 }
 

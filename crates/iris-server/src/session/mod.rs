@@ -10,7 +10,9 @@
 //! and writes the lot in as few frames as the frame limit allows.
 //!
 //! Sends run concurrently (many in flight per connection); the session stops reading when
-//! `max_inflight_sends` are pending, which pushes back on the client through TCP.
+//! `max_inflight_sends` are pending (operations, acks and waiting `Sync`s), which pushes back on
+//! the client through TCP. Answers are written as operations finish; `sync.rs` says when a
+//! `Sync` (the client's barrier) is answered.
 //!
 //! **Invariant:** a session reaches durable state only through services: [`SessionDeps`] holds
 //! no store, so nothing under `session/` can read or write it directly.
@@ -19,6 +21,7 @@
 pub mod delivery;
 mod dispatch;
 mod handshake;
+mod sync;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -58,6 +61,7 @@ use crate::typing::Typing;
 use crate::visibility::Visibility;
 use delivery::{Action, Delivery, DeliveryConfig};
 use dispatch::{answer, event, Conn, Dispatched, Finished, OpFuture};
+use sync::Syncs;
 
 /// Room for the frame's and events' own encoding around their contents.
 const FRAME_OVERHEAD_BYTES: usize = 64;
@@ -162,6 +166,11 @@ fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
     pb::ServerFrame { events }
 }
 
+/// The answer to a `Sync`.
+fn synced(request_id: u64) -> pb::ServerEvent {
+    event(request_id, server_event::Event::Synced(pb::Synced {}))
+}
+
 /// `GoAway` with a jittered delay, so a restarting node's clients do not return all at once.
 fn go_away() -> pb::ServerEvent {
     let reconnect_after_ms = rand::rng().random_range(500..3000);
@@ -179,7 +188,7 @@ async fn handshake_then_serve<T: Transport>(
     let (hello, ops) = checked?;
     let device = hello.device;
     deps.visibility.load_privacy(device.account).await?;
-    let registration = deps.router.register(device);
+    let registration = deps.router.register_declining(device, hello.unwanted);
     let conn_id = registration.conn_id;
     if let Some(cluster) = &deps.cluster {
         registry::claim(cluster, device).await;
@@ -218,6 +227,8 @@ struct Session {
     delivery: Delivery,
     /// Operations and acks running concurrently.
     inflight: FuturesUnordered<OpFuture>,
+    /// Which operations are unanswered, and the `Sync`s waiting for them.
+    syncs: Syncs,
     /// Events to write at the next flush.
     out: Vec<pb::ServerEvent>,
     last_heard: Instant,
@@ -244,6 +255,7 @@ impl Session {
             registration,
             delivery,
             inflight: FuturesUnordered::new(),
+            syncs: Syncs::default(),
             out: Vec::new(),
             last_heard: Instant::now(),
         })
@@ -292,7 +304,7 @@ impl Session {
                     }
                 }
                 Some(e) = self.registration.ephemeral.recv() => self.out.push(*e),
-                received = transport.recv(), if self.inflight.len() < max_inflight => {
+                received = transport.recv(), if self.inflight.len() + self.syncs.waiting() < max_inflight => {
                     match received {
                         Ok(Some(frame)) => {
                             self.deps.metrics.frames_in.inc();
@@ -378,7 +390,12 @@ impl Session {
 
     fn finished(&mut self, done: Finished) {
         match done {
-            Finished::Answer(e) => self.out.push(e),
+            Finished::Answer { op, event: answer } => {
+                self.out.push(answer);
+                for request_id in self.syncs.finished(op) {
+                    self.out.push(synced(request_id));
+                }
+            }
             Finished::AckApplied(result) => {
                 if let Err(e) = &result {
                     tracing::warn!(device = %self.device, error = %e, "ack not applied; retried with its receipts read back");
@@ -402,7 +419,15 @@ impl Session {
             };
             match dispatch::dispatch(&conn, op).await? {
                 Dispatched::Answer(e) => self.out.push(e),
-                Dispatched::Later(op) => self.inflight.push(op),
+                Dispatched::Later(op) => {
+                    let number = self.syncs.start();
+                    self.inflight.push(Box::pin(op.map(move |event| Finished::Answer { op: number, event })));
+                }
+                Dispatched::Sync { request_id } => {
+                    for request_id in self.syncs.sync(request_id) {
+                        self.out.push(synced(request_id));
+                    }
+                }
                 Dispatched::Ack { request_id, up_to_seq } => {
                     if let Err(e) = self.delivery.on_ack(up_to_seq) {
                         self.out.push(answer(request_id, Err(e)));

@@ -91,6 +91,7 @@ fn hello(parts: &Parts, device: DeviceAddr) -> pb::ClientOp {
         device_id: device.device,
         capabilities: vec![],
         resume_after_seq: 0,
+        receipts_unwanted: vec![],
     };
     pb::ClientOp { request_id: 1, op: Some(client_op::Op::Hello(hello)) }
 }
