@@ -2,7 +2,9 @@
 
 use crate::pb::{self, ErrorCode};
 
-/// Properties of an [`ErrorCode`] that both sides need to agree on.
+/// Properties of an [`ErrorCode`] that both sides need to agree on. `ErrorCode` is `Copy`, so
+/// the methods take it by value.
+#[allow(clippy::wrong_self_convention)]
 pub trait ErrorCodeExt {
     /// Whether the server closes the connection after sending this error.
     fn is_fatal(self) -> bool;

@@ -376,10 +376,8 @@ impl PresenceHub {
         let (was, old_privacy) = (a.online(), a.privacy);
         a.remote.insert(node, RemoteState { online, last_seen_ms, at: Instant::now() });
         a.privacy = privacy;
-        if a.online() != was || a.privacy != old_privacy {
-            if inner.watchers.contains_key(&account) {
-                inner.dirty.insert(account);
-            }
+        if (a.online() != was || a.privacy != old_privacy) && inner.watchers.contains_key(&account) {
+            inner.dirty.insert(account);
         }
     }
 

@@ -22,8 +22,7 @@ use crate::{
     Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, ClaimOutcome, CommitObserver,
     ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore, IdentityOutcome,
     InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef, PendingAppend,
-    ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, UploadId,
-    UploadRecord,
+    ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.

@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::*;
 use iris_client::pb::{self, ErrorCode, PresencePrivacy};
 use iris_client::{ClientError, Event};

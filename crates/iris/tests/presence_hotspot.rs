@@ -196,10 +196,8 @@ async fn ten_thousand_watchers_of_a_flapping_account_get_coalesced_pushes() {
     // until the final state reached it.
     let final_state = PresenceUpdate { account_id: hot, online: true, last_seen_ms: 0 };
     let (flapping_done, done_rx) = watch::channel(false);
-    let readers: Vec<_> = watchers
-        .into_iter()
-        .map(|w| tokio::spawn(w.pushes_until_final(done_rx.clone(), final_state.clone())))
-        .collect();
+    let readers: Vec<_> =
+        watchers.into_iter().map(|w| tokio::spawn(w.pushes_until_final(done_rx.clone(), final_state))).collect();
     let mut rss_peak = 0;
     for i in 0..FLAPS {
         let away = i % 2 == 0;

@@ -48,12 +48,10 @@ fn apply(ctx: &Ctx, from_node: u16, item: NodeItem) {
             ctx.router.kick_local(addr, wire::kick_from_code(code));
         }
         Some(Kind::InvalidateAccount(_)) => ctx.directory.invalidate(item.account),
-        Some(Kind::Presence(p)) => {
-            if from_node != ctx.config.node_id {
-                let privacy = Privacy::from_code(u8::try_from(p.privacy).unwrap_or(u8::MAX));
-                ctx.presence.set_remote(item.account, from_node, p.online, p.last_seen_ms, privacy);
-            }
+        Some(Kind::Presence(p)) if from_node != ctx.config.node_id => {
+            let privacy = Privacy::from_code(u8::try_from(p.privacy).unwrap_or(u8::MAX));
+            ctx.presence.set_remote(item.account, from_node, p.online, p.last_seen_ms, privacy);
         }
-        None => {}
+        Some(Kind::Presence(_)) | None => {}
     }
 }

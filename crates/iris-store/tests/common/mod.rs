@@ -97,7 +97,9 @@ impl Env {
     }
 }
 
-/// An open store of either engine; derefs to `dyn Store`.
+/// An open store of either engine; derefs to `dyn Store`. One per test, so the size difference
+/// of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Opened {
     Fjall(FjallStore),
     Pg(PgStore),
