@@ -260,9 +260,11 @@ impl Receipts {
             if passed.contains(&id) {
                 continue;
             }
-            let sent = self.index.get(id).await?.is_some_and(|m| {
-                m.sender == sender && m.conversation == iris_store::Conversation::Direct(reader)
-            });
+            let sent = self
+                .index
+                .get(id)
+                .await?
+                .is_some_and(|m| m.sender == sender && m.conversation == iris_store::Conversation::Direct(reader));
             if sent {
                 passed.push(id);
             }

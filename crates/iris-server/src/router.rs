@@ -148,8 +148,14 @@ impl Router {
         let (kick_tx, kick) = oneshot::channel();
         let (ephemeral_tx, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE_LEN);
         let lagged = Arc::new(AtomicBool::new(false));
-        let link =
-            Link { conn_id, unwanted, hints: hint_tx, ephemeral: ephemeral_tx.clone(), lagged: lagged.clone(), kick: kick_tx };
+        let link = Link {
+            conn_id,
+            unwanted,
+            hints: hint_tx,
+            ephemeral: ephemeral_tx.clone(),
+            lagged: lagged.clone(),
+            kick: kick_tx,
+        };
         let old = self.shard(addr).write().expect("router lock").insert(addr, link);
         if let Some(old) = old {
             let _ = old.kick.send(Kick::Replaced);

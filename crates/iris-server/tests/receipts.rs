@@ -10,8 +10,7 @@ use iris_proto::pb::{self, client_op, server_event, ErrorCode};
 
 /// `SendReceipt` READ of `ids`, sent to `to_account_id`.
 fn read_op(request_id: u64, to_account_id: u64, ids: &[u64]) -> pb::ClientOp {
-    let receipt =
-        pb::SendReceipt { r#type: pb::ReceiptType::Read as i32, to_account_id, server_msg_ids: ids.to_vec() };
+    let receipt = pb::SendReceipt { r#type: pb::ReceiptType::Read as i32, to_account_id, server_msg_ids: ids.to_vec() };
     pb::ClientOp { request_id, op: Some(client_op::Op::Receipt(receipt)) }
 }
 
@@ -137,7 +136,8 @@ async fn one_ack_owes_each_sender_one_receipt_naming_all_its_messages() {
     let (mut c, _) = server.connect_as(&carol).await;
     let mut from_alice = Vec::new();
     for i in 1..=3 {
-        from_alice.push(a.send_accepted(i, text_to_account(&format!("a{i}"), bob.account_id, b"hi")).await.server_msg_id);
+        from_alice
+            .push(a.send_accepted(i, text_to_account(&format!("a{i}"), bob.account_id, b"hi")).await.server_msg_id);
     }
     let from_carol = c.send_accepted(1, text_to_account("c1", bob.account_id, b"hi")).await.server_msg_id;
     let (mut b, _) = server.connect_as(&bob).await;
