@@ -66,7 +66,8 @@ pub async fn request_code(
         (status = 400, description = "INVALID_ARGUMENT: malformed phone or body", body = ErrorBody),
         (status = 401, description = "INVALID_CODE: wrong, expired or used-up code", body = ErrorBody),
         (status = 409, description = "DEVICE_LIMIT: the account already has its maximum of devices", body = ErrorBody),
-        (status = 429, description = "RATE_LIMITED: too many attempts from this address", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many attempts, or too many new accounts today, from this \
+            address; `retry_after_ms` says when to retry", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the store failed; nothing was created", body = ErrorBody)))]
 pub async fn verify(
     State(ctx): Shared,
