@@ -337,3 +337,29 @@ async fn dev_mode_refuses_non_loopback_addresses() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_lookups_count_against_the_discovery_limit() {
+    // Proves: GET /v1/accounts/{phone} of a stranger, found or not, takes one of discover_requests_per_account_per_day (429 ERROR_CODE_RATE_LIMITED past it, retry in hours); the caller's own phone and its contacts stay free; other accounts have their own budget.
+    let server = TestServer::start_with(|c| c.rate_limits.discover_requests_per_account_per_day = 2).await;
+    let alice = server.login(ALICE, "alice").await;
+    let bob = server.login(BOB, "bob").await;
+    let carol = server.login("+15550000003", "carol").await;
+    let lookup = |who: &Credentials, phone: &str| {
+        let path = format!("/v1/accounts/{}", phone.replace('+', "%2B"));
+        let token = who.access_token.clone();
+        let server = &server;
+        async move { server.get(&path, Some(&token)).await }
+    };
+    lookup(&alice, BOB).await.expect_status(200);
+    lookup(&alice, "+15550000099").await.expect_error(404, ErrorCode::NotFound);
+    let e = lookup(&alice, BOB).await.expect_error(429, ErrorCode::RateLimited);
+    assert!(e.retry_after_ms.unwrap() > 3_600_000, "{e:?}");
+    lookup(&alice, ALICE).await.expect_status(200);
+    let add = iris_proto::pb::ContactsUpdate { add_account_ids: vec![carol.account_id], ..Default::default() };
+    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    server.ctx().sessions.contacts.update(me, add).await.unwrap();
+    let info: AccountInfo = lookup(&alice, "+15550000003").await.expect_json(200);
+    assert_eq!(info.account_id, carol.account_id);
+    lookup(&bob, ALICE).await.expect_status(200);
+}

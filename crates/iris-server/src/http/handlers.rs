@@ -150,15 +150,18 @@ pub async fn revoke_device(
         (status = 200, description = "The account and its current device ids", body = AccountInfo),
         (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND: no account has this phone", body = ErrorBody)))]
+        (status = 404, description = "NOT_FOUND: no account has this phone", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: a lookup of a phone that is neither the caller's nor one of its \
+            contacts counts as a contact discovery request (`rate_limits.discover_requests_per_account_per_day`); \
+            `retry_after_ms` says when to retry", body = ErrorBody)))]
 pub async fn account(
     State(ctx): Shared,
     headers: HeaderMap,
     ApiPath(phone): ApiPath<String>,
 ) -> Result<Json<AccountInfo>, ApiError> {
-    caller(&ctx, &headers).await?;
+    let me = caller(&ctx, &headers).await?;
     let phone = iris_proto::phone::validate(&phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-    let view = ctx.directory.by_phone(&phone).await?.ok_or(ServiceError::NotFound("account"))?;
+    let view = ctx.sessions.contacts.lookup(me.account, &phone).await?.ok_or(ServiceError::NotFound("account"))?;
     Ok(Json(AccountInfo { account_id: view.id, phone: view.phone.clone(), device_ids: view.devices.clone() }))
 }
 
