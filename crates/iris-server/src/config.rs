@@ -367,12 +367,16 @@ impl Default for AuthConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    /// One-time code requests per phone number per hour.
+    /// One-time code requests per phone number per hour (seed 001: 3).
     pub code_requests_per_phone_per_hour: u32,
     /// One-time code requests per client IP per hour.
     pub code_requests_per_ip_per_hour: u32,
-    /// Code verification attempts per client IP per minute.
+    /// Code verification attempts per client IP per minute (each code also allows only
+    /// `auth.code_attempts_max` wrong guesses).
     pub verify_attempts_per_ip_per_minute: u32,
+    /// New accounts (first verified login of a phone) per client IP per day (seed 001: 10).
+    /// Linking a device to an existing account does not count.
+    pub registrations_per_ip_per_day: u32,
     /// Messages (sends) per account per minute (seed 001: 100/min).
     pub sends_per_account_per_minute: u32,
     /// New connections per client IP per minute (generous: carrier NAT puts many behind one IP).
@@ -404,6 +408,7 @@ impl RateLimitConfig {
             code_requests_per_phone_per_hour: 0,
             code_requests_per_ip_per_hour: 0,
             verify_attempts_per_ip_per_minute: 0,
+            registrations_per_ip_per_day: 0,
             sends_per_account_per_minute: 0,
             connections_per_ip_per_minute: 0,
             concurrent_connections_per_ip: 0,
@@ -421,9 +426,10 @@ impl RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            code_requests_per_phone_per_hour: 5,
+            code_requests_per_phone_per_hour: 3,
             code_requests_per_ip_per_hour: 60,
             verify_attempts_per_ip_per_minute: 30,
+            registrations_per_ip_per_day: 10,
             sends_per_account_per_minute: 100,
             connections_per_ip_per_minute: 600,
             concurrent_connections_per_ip: 1000,

@@ -12,7 +12,7 @@ use iris_proto::pb;
 use iris_store::{AccountId, ContactStore, DeviceAddr};
 
 use crate::blocks::Blocks;
-use crate::directory::Directory;
+use crate::directory::{AccountView, Directory};
 use crate::error::ServiceError;
 use crate::presence::PresenceHub;
 use crate::ratelimit::{self, KeyedLimit};
@@ -120,6 +120,21 @@ impl Contacts {
             registered.push(pb::Contact { account_id: view.id, phone: view.phone.clone() });
         }
         Ok(pb::DiscoverResult { registered })
+    }
+
+    /// The account behind `phone` as `me` may see it (`GET /v1/accounts/{phone}`). Free for
+    /// `me`'s own account and its contacts; any other lookup, found or not, is one discovery
+    /// request, so asking one number at a time is no way around the discovery limit.
+    pub async fn lookup(&self, me: AccountId, phone: &str) -> Result<Option<Arc<AccountView>>, ServiceError> {
+        let view = self.directory.by_phone(phone).await?;
+        let known = match &view {
+            Some(v) => v.id == me || self.store.is_contact(me, v.id).await?,
+            None => false,
+        };
+        if !known {
+            ratelimit::check_shared(&self.discover_limit, &me).await?;
+        }
+        Ok(view)
     }
 
     /// Records in the presence hub which of `accounts` keep `viewer` as a contact, so the "my

@@ -96,15 +96,15 @@ pub enum StartError {
 pub struct Dependencies {
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// Where one-time codes go.
-    pub code_sender: Arc<dyn CodeSender>,
+    /// Where one-time codes go; `None`: the [`LogCodeSender`], which logs codes only in dev mode.
+    pub code_sender: Option<Arc<dyn CodeSender>>,
     /// A store to use instead of opening the embedded one in `data_dir`.
     pub store: Option<Arc<dyn Store>>,
 }
 
 impl Default for Dependencies {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), code_sender: Arc::new(LogCodeSender), store: None }
+        Self { clock: Arc::new(SystemClock), code_sender: None, store: None }
     }
 }
 
@@ -185,7 +185,8 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
     let presence = Arc::new(presence::PresenceHub::new());
     let media = Arc::new(open_media(&config, &token_key, store.clone(), clock.clone(), &metrics)?);
-    let auth = AuthService::new(&config, token_key, deps.code_sender, &metrics, bus.as_ref());
+    let code_sender = deps.code_sender.unwrap_or_else(|| Arc::new(LogCodeSender::new(config.dev)));
+    let auth = AuthService::new(&config, token_key, code_sender, &metrics, bus.as_ref());
     let authenticator =
         Arc::new(auth::access::Authenticator::new(auth.signer().clone(), directory.clone(), clock.clone()));
     let admission = Arc::new(gateway::admission::Admission::new(&config, &metrics));

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use iris_proto::http::{AccountInfo, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo};
 use iris_proto::pb::ErrorCode;
-use iris_server::config::ConfigError;
+use iris_server::config::{ConfigError, RateLimitConfig};
 use iris_server::StartError;
 
 const ALICE: &str = "+15550000001";
@@ -106,6 +106,43 @@ async fn verify_attempts_are_rate_limited_per_ip() {
     }
     let e = server.verify(ALICE, DEV_CODE, "x").await.expect_error(429, ErrorCode::RateLimited);
     assert!(e.retry_after_ms.unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_limits_are_the_seeds() {
+    // Proves: with the default [rate_limits], a phone gets 3 codes per hour (seed 001), the 4th is 429 ERROR_CODE_RATE_LIMITED.
+    let server = TestServer::start_with(|c| c.rate_limits = RateLimitConfig::default()).await;
+    for _ in 0..3 {
+        server.request_code(ALICE).await.expect_status(200);
+    }
+    let e = server.request_code(ALICE).await.expect_error(429, ErrorCode::RateLimited);
+    assert!(e.retry_after_ms.unwrap() > 0);
+    assert_eq!(
+        RateLimitConfig::default().registrations_per_ip_per_day,
+        10,
+        "seed 001: 10 registrations per IP per day"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_accounts_are_rate_limited_per_ip() {
+    // Proves: past registrations_per_ip_per_day a verify that would create an account is 429 ERROR_CODE_RATE_LIMITED with retry_after_ms, and nothing is created; linking a device to an existing account still works.
+    let server = TestServer::start_with(|c| c.rate_limits.registrations_per_ip_per_day = 2).await;
+    for phone in [ALICE, BOB] {
+        server.request_code(phone).await.expect_status(200);
+        server.verify(phone, DEV_CODE, "phone").await.expect_status(200);
+    }
+    let carol = "+15550000003";
+    server.request_code(carol).await.expect_status(200);
+    let e = server.verify(carol, DEV_CODE, "phone").await.expect_error(429, ErrorCode::RateLimited);
+    assert!(e.retry_after_ms.unwrap() > 60 * 60 * 1000, "2 per day: one back in 12 h");
+    let alice = server.login(ALICE, "alice").await;
+    server
+        .get(&format!("/v1/accounts/{}", carol.replace('+', "%2B")), Some(&alice.access_token))
+        .await
+        .expect_error(404, ErrorCode::NotFound);
+    server.request_code(ALICE).await.expect_status(200);
+    server.verify(ALICE, DEV_CODE, "laptop").await.expect_status(200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,4 +336,30 @@ async fn dev_mode_refuses_non_loopback_addresses() {
             Ok(_) => panic!("dev mode must not serve on 0.0.0.0"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_lookups_count_against_the_discovery_limit() {
+    // Proves: GET /v1/accounts/{phone} of a stranger, found or not, takes one of discover_requests_per_account_per_day (429 ERROR_CODE_RATE_LIMITED past it, retry in hours); the caller's own phone and its contacts stay free; other accounts have their own budget.
+    let server = TestServer::start_with(|c| c.rate_limits.discover_requests_per_account_per_day = 2).await;
+    let alice = server.login(ALICE, "alice").await;
+    let bob = server.login(BOB, "bob").await;
+    let carol = server.login("+15550000003", "carol").await;
+    let lookup = |who: &Credentials, phone: &str| {
+        let path = format!("/v1/accounts/{}", phone.replace('+', "%2B"));
+        let token = who.access_token.clone();
+        let server = &server;
+        async move { server.get(&path, Some(&token)).await }
+    };
+    lookup(&alice, BOB).await.expect_status(200);
+    lookup(&alice, "+15550000099").await.expect_error(404, ErrorCode::NotFound);
+    let e = lookup(&alice, BOB).await.expect_error(429, ErrorCode::RateLimited);
+    assert!(e.retry_after_ms.unwrap() > 3_600_000, "{e:?}");
+    lookup(&alice, ALICE).await.expect_status(200);
+    let add = iris_proto::pb::ContactsUpdate { add_account_ids: vec![carol.account_id], ..Default::default() };
+    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    server.ctx().sessions.contacts.update(me, add).await.unwrap();
+    let info: AccountInfo = lookup(&alice, "+15550000003").await.expect_json(200);
+    assert_eq!(info.account_id, carol.account_id);
+    lookup(&bob, ALICE).await.expect_status(200);
 }

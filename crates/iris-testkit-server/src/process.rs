@@ -29,6 +29,7 @@ const UNLIMITED_CONFIG: &str = "[rate_limits]
 code_requests_per_phone_per_hour = 0
 code_requests_per_ip_per_hour = 0
 verify_attempts_per_ip_per_minute = 0
+registrations_per_ip_per_day = 0
 sends_per_account_per_minute = 0
 connections_per_ip_per_minute = 0
 concurrent_connections_per_ip = 0

@@ -42,6 +42,8 @@ pub struct AuthService {
     code_per_phone: Option<KeyedLimit<String>>,
     code_per_ip: Option<KeyedLimit<IpAddr>>,
     verify_per_ip: Option<KeyedLimit<IpAddr>>,
+    /// New accounts per IP: taken only when a verified code creates an account.
+    register_per_ip: Option<KeyedLimit<IpAddr>>,
     access_ttl_ms: u64,
     refresh_ttl_ms: u64,
     code_ttl_s: u64,
@@ -84,6 +86,13 @@ impl AuthService {
                 metrics,
             )
             .map(|l| l.shared(bus)),
+            register_per_ip: KeyedLimit::new(
+                "registrations per IP",
+                r.registrations_per_ip_per_day,
+                Duration::from_secs(86_400),
+                metrics,
+            )
+            .map(|l| l.shared(bus)),
             access_ttl_ms: a.access_token_ttl_s * 1000,
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
             code_ttl_s: a.code_ttl_s,
@@ -98,7 +107,7 @@ impl AuthService {
     /// Drops expired codes and idle rate-limit buckets.
     pub fn sweep(&self, now_ms: u64) {
         self.codes.sweep(now_ms);
-        for l in [&self.code_per_ip, &self.verify_per_ip].into_iter().flatten() {
+        for l in [&self.code_per_ip, &self.verify_per_ip, &self.register_per_ip].into_iter().flatten() {
             l.sweep();
         }
         if let Some(l) = &self.code_per_phone {
@@ -129,7 +138,8 @@ pub async fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, Ser
     Ok(auth.code_ttl_s)
 }
 
-/// Checks the code and registers a new device for the phone's account.
+/// Checks the code and registers a new device for the phone's account, creating the account
+/// on the phone's first login (limited per IP per day).
 pub async fn verify(
     ctx: &Ctx,
     phone: &str,
@@ -151,6 +161,11 @@ pub async fn verify(
         CodeError::BookFull => ServiceError::Overloaded { retry_after_ms: 60_000 },
         other => ServiceError::InvalidCode(other.to_string()),
     })?;
+    // Counted after the code checked out (wrong guesses have their own limits); a refused
+    // registration uses the code up, but it would expire long before the limit's retry_after.
+    if ctx.directory.by_phone(&phone).await?.is_none() {
+        ratelimit::check_shared(&ctx.auth.register_per_ip, &ip).await?;
+    }
     let max = ctx.limits.max_devices_per_account;
     let (account, device) = ctx.store.register_device(&phone, device_name, now, max).await?;
     ctx.account_changed(account.id);

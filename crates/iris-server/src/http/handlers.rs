@@ -66,7 +66,8 @@ pub async fn request_code(
         (status = 400, description = "INVALID_ARGUMENT: malformed phone or body", body = ErrorBody),
         (status = 401, description = "INVALID_CODE: wrong, expired or used-up code", body = ErrorBody),
         (status = 409, description = "DEVICE_LIMIT: the account already has its maximum of devices", body = ErrorBody),
-        (status = 429, description = "RATE_LIMITED: too many attempts from this address", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many attempts, or too many new accounts today, from this \
+            address; `retry_after_ms` says when to retry", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the store failed; nothing was created", body = ErrorBody)))]
 pub async fn verify(
     State(ctx): Shared,
@@ -149,15 +150,18 @@ pub async fn revoke_device(
         (status = 200, description = "The account and its current device ids", body = AccountInfo),
         (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND: no account has this phone", body = ErrorBody)))]
+        (status = 404, description = "NOT_FOUND: no account has this phone", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: a lookup of a phone that is neither the caller's nor one of its \
+            contacts counts as a contact discovery request (`rate_limits.discover_requests_per_account_per_day`); \
+            `retry_after_ms` says when to retry", body = ErrorBody)))]
 pub async fn account(
     State(ctx): Shared,
     headers: HeaderMap,
     ApiPath(phone): ApiPath<String>,
 ) -> Result<Json<AccountInfo>, ApiError> {
-    caller(&ctx, &headers).await?;
+    let me = caller(&ctx, &headers).await?;
     let phone = iris_proto::phone::validate(&phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
-    let view = ctx.directory.by_phone(&phone).await?.ok_or(ServiceError::NotFound("account"))?;
+    let view = ctx.sessions.contacts.lookup(me.account, &phone).await?.ok_or(ServiceError::NotFound("account"))?;
     Ok(Json(AccountInfo { account_id: view.id, phone: view.phone.clone(), device_ids: view.devices.clone() }))
 }
 

@@ -23,6 +23,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Server config for spawned servers: no auth rate limits, so thousands of logins succeed.
 const SPAWN_CONFIG: &str = "[rate_limits]\ncode_requests_per_phone_per_hour = 0\n\
 code_requests_per_ip_per_hour = 0\nverify_attempts_per_ip_per_minute = 0\n\
+registrations_per_ip_per_day = 0\n\
 sends_per_account_per_minute = 0\nconnections_per_ip_per_minute = 0\n\
 concurrent_connections_per_ip = 0\naccepts_per_second = 0\n";
 
