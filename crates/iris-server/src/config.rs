@@ -344,6 +344,10 @@ pub struct AuthConfig {
     pub code_attempts_max: u32,
     /// Pending codes kept at once (bounds memory under a flood of requests).
     pub pending_codes_max: usize,
+    /// Outside dev mode, write one-time codes to the log anyway: for one operator running a
+    /// private server with no SMS gateway, who reads each code from the log. Whoever can read
+    /// the log can then take over any account, so it is off by default and warned about at start.
+    pub log_codes: bool,
     /// Hex key (32 bytes) that signs access tokens. When absent, one is generated and kept in
     /// `data_dir/token.key`, so tokens survive restarts. Cluster nodes must share one.
     pub token_key_hex: Option<String>,
@@ -357,6 +361,7 @@ impl Default for AuthConfig {
             code_ttl_s: 300,
             code_attempts_max: 5,
             pending_codes_max: 100_000,
+            log_codes: false,
             token_key_hex: None,
         }
     }

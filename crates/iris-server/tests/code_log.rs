@@ -39,7 +39,7 @@ fn longest_digit_run(text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_are_logged_in_dev_mode_only() {
-    // Proves: outside dev mode requesting a code logs neither the code nor the full phone (only its last two digits); in dev mode the code is logged.
+    // Proves: outside dev mode requesting a code logs neither the code nor the full phone (only its last two digits); in dev mode, or with auth.log_codes, the code is logged.
     let log = LogBuffer::default();
     let writer = log.clone();
     tracing_subscriber::fmt()
@@ -64,4 +64,16 @@ async fn codes_are_logged_in_dev_mode_only() {
     let _: CodeRequested = server.request_code(phone).await.expect_json(200);
     let text = log.take();
     assert!(text.contains(DEV_CODE) && text.contains(phone), "dev mode logs the code: {text}");
+    drop(server);
+
+    // An operator's explicit `auth.log_codes` logs the (random) code outside dev mode too.
+    let server = TestServer::start_with(|c| {
+        c.dev = false;
+        c.auth.log_codes = true;
+    })
+    .await;
+    log.take();
+    let _: CodeRequested = server.request_code(phone).await.expect_json(200);
+    let text = log.take();
+    assert!(longest_digit_run(&text) >= 6 && text.contains(phone), "log_codes logs the code: {text}");
 }

@@ -14,25 +14,26 @@ pub trait CodeSender: Send + Sync + 'static {
     fn send(&self, phone: &str, code: &str) -> Result<(), String>;
 }
 
-/// The stand-in for an SMS gateway on a laptop. In dev mode it writes each code to the log;
-/// outside dev mode it never does (whoever reads the logs could take over any account): it logs
-/// only that a code was issued and the phone's last two digits, so the code reaches nobody and a
-/// real gateway is needed.
+/// The stand-in for an SMS gateway on a laptop. In dev mode (or with `auth.log_codes`, an
+/// operator's explicit choice) it writes each code to the log; otherwise it never does (whoever
+/// reads the logs could take over any account): it logs only that a code was issued and the
+/// phone's last two digits, so the code reaches nobody and a real gateway is needed.
 pub struct LogCodeSender {
     reveal_codes: bool,
 }
 
 impl LogCodeSender {
-    /// A sender that logs the codes themselves only when `dev` is set.
-    pub fn new(dev: bool) -> Self {
-        Self { reveal_codes: dev }
+    /// A sender that logs the codes themselves only when `reveal_codes` is set (dev mode or
+    /// `auth.log_codes`).
+    pub fn new(reveal_codes: bool) -> Self {
+        Self { reveal_codes }
     }
 }
 
 impl CodeSender for LogCodeSender {
     fn send(&self, phone: &str, code: &str) -> Result<(), String> {
         if self.reveal_codes {
-            tracing::info!(%phone, %code, "one-time code (log sender, dev mode)");
+            tracing::info!(%phone, %code, "one-time code (log sender)");
         } else {
             let phone_tail = phone_tail(phone);
             tracing::info!(%phone_tail, "one-time code issued; the log sender does not log it outside dev mode");
