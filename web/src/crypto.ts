@@ -58,7 +58,24 @@ export function base64ToText(payload: Base64): string {
   }
 }
 
-/** No encryption: the server can read every message. */
+/** `alg`s of the SDK's envelopes (PROTOCOL.md section 9): an end-to-end encrypted payload, or the
+ * placeholder for a device without keys. */
+const ENVELOPE_ALGS = ['olm.v1', 'megolm.v1', 'none'];
+
+/** Whether `text` is an E2E envelope (`{"v":1,"alg":…}`) rather than a message's text. */
+export function isEnvelope(text: string): boolean {
+  if (!text.startsWith('{')) return false;
+  try {
+    const v = JSON.parse(text) as { v?: unknown; alg?: unknown };
+    return v.v === 1 && typeof v.alg === 'string' && ENVELOPE_ALGS.includes(v.alg);
+  } catch {
+    return false;
+  }
+}
+
+/** No encryption: the server can read every message. What the CLI and SDK send end-to-end
+ * encrypted (their default) arrives as an envelope this client cannot open: it is shown as
+ * unreadable, never as its JSON. */
 export const plaintext: PayloadCrypto = {
   endToEnd: false,
   async sealDirect(_peer, text) {
@@ -71,6 +88,8 @@ export const plaintext: PayloadCrypto = {
     return textToBase64(text);
   },
   async open(_origin, payload) {
-    return base64ToText(payload);
+    const text = base64ToText(payload);
+    if (isEnvelope(text)) throw new UnreadablePayload('end-to-end encrypted; this client does not decrypt yet');
+    return text;
   },
 };

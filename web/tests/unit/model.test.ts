@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffDelayMs } from '../../src/backoff';
-import { base64ToText, textToBase64, UnreadablePayload } from '../../src/crypto';
+import { base64ToText, plaintext, textToBase64, UnreadablePayload } from '../../src/crypto';
 import * as model from '../../src/model';
 import type { InboxItem } from '../../src/proto';
 
@@ -99,3 +99,13 @@ test('reconnect delays grow, stay under the cap and never hit 0', () => {
 function withMe([item, opened]: [InboxItem, model.OpenedText]): [InboxItem, string, model.OpenedText] {
   return [item, ME, opened];
 }
+
+test('an end-to-end encrypted envelope is unreadable here, never shown as its JSON', async () => {
+  const origin = { accountId: BOB, deviceId: 1 };
+  for (const envelope of ['{"v":1,"alg":"olm.v1","sender_key":"k","type":0,"body":"AwoQ"}', '{"v":1,"alg":"none"}']) {
+    await assert.rejects(plaintext.open(origin, textToBase64(envelope)), UnreadablePayload);
+  }
+  // Text that merely looks like JSON is still text.
+  assert.equal(await plaintext.open(origin, textToBase64('{"v":2,"alg":"olm.v1"}')), '{"v":2,"alg":"olm.v1"}');
+  assert.equal(await plaintext.open(origin, textToBase64('{ hi }')), '{ hi }');
+});
