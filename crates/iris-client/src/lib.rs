@@ -37,6 +37,7 @@ mod driver;
 pub mod e2e;
 mod error;
 mod event;
+pub mod files;
 mod groups;
 mod handshake;
 mod http;

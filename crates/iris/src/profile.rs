@@ -2,7 +2,6 @@
 //! cursor. JSON, written atomically with mode 0600 because it holds tokens.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -45,13 +44,10 @@ impl Profile {
     /// Writes the profile to `path` through a temporary file and a rename, so a crash never
     /// leaves half a file (and a lost refresh token) behind.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = temp_path(path);
-        let json = serde_json::to_vec_pretty(self)?;
-        let mut file = private_file(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(&json)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("writing profile {}", path.display()))
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        iris_client::files::write_private_atomically(path, &json)
+            .with_context(|| format!("writing profile {}", path.display()))
     }
 
     /// Loads, changes and saves the profile at `path` (the file is the source of truth, so
@@ -65,23 +61,6 @@ impl Profile {
         }
         Ok(())
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
-#[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)
-}
-
-#[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
 }
 
 #[cfg(test)]
