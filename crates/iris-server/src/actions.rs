@@ -80,7 +80,7 @@ impl Actions {
         let d = &self.deps;
         let kind = MessageActionType::try_from(op.r#type).unwrap_or(MessageActionType::Unspecified);
         self.validate(kind, &op)?;
-        d.send_limit.check(&actor.account)?;
+        d.send_limit.take(&actor.account).await?;
         let target = d
             .index
             .get(op.target_server_msg_id)

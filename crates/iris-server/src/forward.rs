@@ -66,7 +66,7 @@ impl Forwards {
         let copy_id = |i: usize| format!("{}/{i}", op.client_msg_id);
         let mut results = Vec::with_capacity(n_chats);
         for (i, &to) in to_account_ids.iter().enumerate() {
-            self.send_limit.check(&sender.account)?;
+            self.send_limit.take(&sender.account).await?;
             let body = match copies.body_of(to, true) {
                 Some(pb::forward_copy::Body::PerDevice(d)) => pb::send_message::Body::PerDevice(d),
                 Some(pb::forward_copy::Body::Payload(p)) => pb::send_message::Body::Payload(p),

@@ -142,7 +142,7 @@ impl Keys {
                 "a query names 1 to {ACCOUNTS_PER_REQUEST_MAX} accounts"
             )));
         }
-        d.query_limit.check(&device.account)?;
+        d.query_limit.take(&device.account).await?;
         let devices = d.directory.devices_of(&accounts).await?;
         let identities = d.store.identities(&devices).await?;
         let devices = devices
@@ -166,7 +166,7 @@ impl Keys {
                 "a claim names 1 to {ACCOUNTS_PER_REQUEST_MAX} accounts and at most {DEVICES_PER_CLAIM_MAX} devices"
             )));
         }
-        d.claim_limit.check(&device.account)?;
+        d.claim_limit.take(&device.account).await?;
         let mut targets: BTreeSet<DeviceAddr> = d.directory.devices_of(&accounts).await?.into_iter().collect();
         for r in &op.devices {
             let addr = DeviceAddr::new(r.account_id, r.device_id);
@@ -177,7 +177,7 @@ impl Keys {
         targets.remove(&device);
         let target_accounts: BTreeSet<AccountId> = targets.iter().map(|t| t.account).collect();
         for &account in target_accounts.iter().filter(|&&a| a != device.account) {
-            d.target_limit.check(&account)?;
+            d.target_limit.take(&account).await?;
         }
         let targets: Vec<DeviceAddr> = targets.into_iter().collect();
         let identities = d.store.identities(&targets).await?;

@@ -194,12 +194,15 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let authenticator =
         Arc::new(auth::access::Authenticator::new(auth.signer().clone(), directory.clone(), clock.clone()));
     let admission = Arc::new(gateway::admission::Admission::new(&config, &metrics));
-    let send_limit = ratelimit::SharedLimit::new(ratelimit::KeyedLimit::new(
-        "sends per account",
-        config.rate_limits.sends_per_account_per_minute,
-        Duration::from_secs(60),
-        &metrics,
-    ));
+    let send_limit = ratelimit::SharedLimit::new(
+        ratelimit::KeyedLimit::new(
+            "sends per account",
+            config.rate_limits.sends_per_account_per_minute,
+            Duration::from_secs(60),
+            &metrics,
+        )
+        .map(|l| l.leased(bus.as_ref())),
+    );
     let node_name = format!("node-{}", config.node_id);
     let shutdown = CancellationToken::new();
     let sessions = Arc::new(services::build(

@@ -2,15 +2,18 @@
 //!
 //! In cluster mode the abuse limits that N nodes would otherwise multiply by N (one-time codes,
 //! verify attempts, contact discovery) are kept in Redis instead ([`KeyedLimit::shared`],
-//! a fixed window per key); if Redis does not answer, the node's own bucket decides. The
-//! high-rate limits (sends, typing, connections) stay per node: a Redis round trip per message
-//! would cost more than the limit saves, and one device talks to one node at a time.
+//! GCRA in Lua per key); if Redis does not answer, the node's own bucket decides. Sends per
+//! account are shared too, but leased ([`KeyedLimit::leased`]): a node takes a few tokens from
+//! Redis at once and spends them locally for at most [`LEASE_TTL`], so most sends cost no round
+//! trip, and an account whose devices sit on several nodes still gets its quota once, not once per
+//! node (unspent leases lapse: a node can only under-admit). Typing and connections stay per node.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -30,6 +33,57 @@ pub struct KeyedLimit<K: Hash + Eq + Clone> {
     period_ms: u64,
     /// Cluster mode: the count lives in Redis (`rl:{name}:{key}`), shared by every node.
     shared: Option<crate::cluster::bus::Bus>,
+    /// With `shared`: tokens this node took from Redis ahead of use ([`KeyedLimit::leased`]).
+    leases: Option<Leases<K>>,
+}
+
+/// How long a node may hold tokens leased from a shared limit before they lapse unspent. Short,
+/// so a lease cannot be saved up into a burst above the quota.
+pub const LEASE_TTL: Duration = Duration::from_secs(1);
+
+/// Tokens of a shared limit this node holds, per key.
+struct Leases<K> {
+    /// Tokens asked of Redis at once.
+    batch: u32,
+    held: Mutex<HashMap<K, Lease>>,
+}
+
+/// Tokens left for one key, and when they lapse.
+struct Lease {
+    left: u32,
+    until: Instant,
+}
+
+impl<K: Hash + Eq + Clone> Leases<K> {
+    /// Spends one held token for `key` if there is one that has not lapsed.
+    fn spend(&self, key: &K, now: Instant) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.get_mut(key) {
+            Some(lease) if lease.left > 0 && lease.until > now => {
+                lease.left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps `left` tokens for `key` until [`LEASE_TTL`] from `now` (replacing an older lease,
+    /// which has run out or lapsed to get here).
+    fn keep(&self, key: &K, left: u32, now: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if left == 0 {
+            held.remove(key);
+        } else {
+            held.insert(key.clone(), Lease { left, until: now + LEASE_TTL });
+        }
+    }
+
+    /// Drops lapsed leases, bounding memory to the keys active in the last [`LEASE_TTL`].
+    fn sweep(&self, now: Instant) {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.retain(|_, lease| lease.left > 0 && lease.until > now);
+        held.shrink_to_fit();
+    }
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimit<K> {
@@ -47,12 +101,23 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
             burst: burst.get(),
             period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
             shared: None,
+            leases: None,
         })
     }
 
     /// The same limit kept in Redis when `bus` is given (cluster mode); see the module doc.
     pub fn shared(mut self, bus: Option<&crate::cluster::bus::Bus>) -> Self {
         self.shared = bus.cloned();
+        self
+    }
+
+    /// Like [`KeyedLimit::shared`], for a limit taken often (sends): the node leases up to a
+    /// sixteenth of the burst (at most 32) per round trip to Redis; see the module doc.
+    pub fn leased(mut self, bus: Option<&crate::cluster::bus::Bus>) -> Self {
+        self.shared = bus.cloned();
+        if self.shared.is_some() {
+            self.leases = Some(Leases { batch: (self.burst / 16).clamp(1, 32), held: Mutex::default() });
+        }
         self
     }
 
@@ -65,10 +130,20 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         })
     }
 
-    /// Forgets keys whose buckets are full again, bounding memory; called periodically.
+    /// Forgets keys whose buckets are full again and lapsed leases, bounding memory; called
+    /// periodically.
     pub fn sweep(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        if let Some(leases) = &self.leases {
+            leases.sweep(Instant::now());
+        }
+    }
+
+    fn refused(&self, wait_ms: u64) -> ServiceError {
+        self.refusals.inc();
+        let retry_after_ms = u32::try_from(wait_ms).unwrap_or(u32::MAX).max(1);
+        ServiceError::RateLimited { what: self.name, retry_after_ms }
     }
 }
 
@@ -78,13 +153,26 @@ impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
     pub async fn check_shared(&self, key: &K) -> Result<(), ServiceError> {
         let Some(bus) = &self.shared else { return self.check(key) };
         let redis_key = format!("rl:{}:{key}", self.name.replace(' ', "_"));
+        if let Some(leases) = &self.leases {
+            let now = Instant::now();
+            if leases.spend(key, now) {
+                return Ok(());
+            }
+            return match bus.rate_lease(&redis_key, self.burst, self.period_ms, leases.batch).await {
+                Ok(Ok(granted)) => {
+                    leases.keep(key, granted - 1, now);
+                    Ok(())
+                }
+                Ok(Err(wait_ms)) => Err(self.refused(wait_ms)),
+                Err(e) => {
+                    tracing::debug!(limit = self.name, error = %e, "shared rate limit unavailable; local bucket used");
+                    self.check(key)
+                }
+            };
+        }
         match bus.rate_take(&redis_key, self.burst, self.period_ms).await {
             Ok(None) => Ok(()),
-            Ok(Some(wait_ms)) => {
-                self.refusals.inc();
-                let retry_after_ms = u32::try_from(wait_ms).unwrap_or(u32::MAX).max(1);
-                Err(ServiceError::RateLimited { what: self.name, retry_after_ms })
-            }
+            Ok(Some(wait_ms)) => Err(self.refused(wait_ms)),
             Err(e) => {
                 tracing::debug!(limit = self.name, error = %e, "shared rate limit unavailable; local bucket used");
                 self.check(key)
@@ -118,12 +206,20 @@ impl<K: Hash + Eq + Clone> SharedLimit<K> {
     pub fn new(limit: Option<KeyedLimit<K>>) -> Self {
         Self(limit.map(Arc::new))
     }
+}
 
-    /// Takes one token for `key`, or says how long to wait.
-    pub fn check(&self, key: &K) -> Result<(), ServiceError> {
-        self.0.as_ref().map_or(Ok(()), |l| l.check(key))
+impl<K: Hash + Eq + Clone + Display> SharedLimit<K> {
+    /// Takes one token for `key` (from this node's lease of the cluster-wide count when the
+    /// limit is [`KeyedLimit::leased`]), or says how long to wait.
+    pub async fn take(&self, key: &K) -> Result<(), ServiceError> {
+        match &self.0 {
+            Some(l) => l.check_shared(key).await,
+            None => Ok(()),
+        }
     }
+}
 
+impl<K: Hash + Eq + Clone> SharedLimit<K> {
     /// Forgets idle buckets; called periodically.
     pub fn sweep(&self) {
         if let Some(l) = &self.0 {

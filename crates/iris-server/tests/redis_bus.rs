@@ -173,6 +173,60 @@ async fn rate_take_limits_then_allows_again() {
     assert!(matches!(bus.rate_take("x", 0, 600).await, Err(BusError::Config(_))));
 }
 
+#[tokio::test]
+async fn rate_lease_grants_what_the_bucket_holds_to_any_node() {
+    // Proves: leases take several tokens from one shared bucket in one call, two nodes draw from
+    // the same bucket, a lease never exceeds what is left, and an empty bucket says how long to wait.
+    let cluster = RedisCluster::start();
+    let ns = namespace("lease");
+    let ((bus1, _rx1), (bus2, _rx2)) = (connect(&cluster, &ns, 1).await, connect(&cluster, &ns, 2).await);
+    let key = "sends:{7}";
+    assert_eq!(bus1.rate_lease(key, 10, 60_000, 4).await.unwrap(), Ok(4));
+    assert_eq!(bus2.rate_lease(key, 10, 60_000, 4).await.unwrap(), Ok(4));
+    assert_eq!(bus1.rate_lease(key, 10, 60_000, 4).await.unwrap(), Ok(2), "only 2 of 10 were left");
+    let wait_ms = bus2.rate_lease(key, 10, 60_000, 4).await.unwrap().expect_err("bucket empty");
+    assert!((1..=6_000).contains(&wait_ms), "one token refills in 6 s; told {wait_ms} ms");
+    assert_eq!(bus1.rate_take(key, 10, 60_000).await.unwrap().map(|w| w > 0), Some(true), "takes share it");
+    assert!(matches!(bus1.rate_lease(key, 10, 60_000, 0).await, Err(BusError::Config(_))));
+}
+
+#[tokio::test]
+async fn a_leased_limit_admits_its_quota_once_across_nodes() {
+    // Proves: the send limit of one account, leased by three nodes at once, admits exactly its
+    // burst in total (never a burst per node), and every refusal carries a wait.
+    use iris_server::metrics::Metrics;
+    use iris_server::ratelimit::{KeyedLimit, SharedLimit};
+    let cluster = RedisCluster::start();
+    let ns = namespace("leased");
+    let mut limits = Vec::new();
+    let mut buses = Vec::new();
+    for node in 1..=3 {
+        let (bus, rx) = connect(&cluster, &ns, node).await;
+        let limit = KeyedLimit::new("sends per account", 40, Duration::from_secs(3600), &Metrics::new())
+            .map(|l| l.leased(Some(&bus)));
+        limits.push(SharedLimit::new(limit));
+        buses.push((bus, rx));
+    }
+    let account = 99u64;
+    let (mut admitted, mut refused) = (0, 0);
+    for round in 0..30 {
+        for limit in &limits {
+            match limit.take(&account).await {
+                Ok(()) => admitted += 1,
+                Err(e) => {
+                    refused += 1;
+                    assert!(
+                        matches!(e, iris_server::error::ServiceError::RateLimited { retry_after_ms, .. } if retry_after_ms > 0),
+                        "round {round}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(admitted, 40, "the quota counts once across the three nodes");
+    assert_eq!(refused, 90 - 40);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_channel_and_registry_survive_a_primary_failover() {
     // Proves: after the primary under node 1's channel is killed and its replica takes over, a

@@ -36,6 +36,20 @@ concurrent_connections_per_ip = 0
 accepts_per_second = 0
 ";
 
+/// The config file for `extra_toml`: the kit's unlimited `[rate_limits]` with the test's own
+/// keys of that table over them, then the rest of `extra_toml`.
+fn config_text(extra_toml: &str) -> String {
+    let mut config: toml::Table = UNLIMITED_CONFIG.parse().expect("the kit's config parses");
+    let extra: toml::Table = extra_toml.parse().expect("the test's extra config is TOML");
+    for (table, value) in extra {
+        match (config.get_mut(&table), value) {
+            (Some(toml::Value::Table(ours)), toml::Value::Table(theirs)) => ours.extend(theirs),
+            (_, value) => drop(config.insert(table, value)),
+        }
+    }
+    toml::to_string(&config).expect("a table serialises")
+}
+
 /// Both listeners on a port the kernel picks.
 const ANY_PORT: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
@@ -62,8 +76,8 @@ impl<B: Binary> Process<B> {
         Self::start_with_config("").await
     }
 
-    /// Like [`Process::start`], with `extra_toml` appended to the config file (any table but
-    /// `[rate_limits]`, which the kit already writes with every limit off).
+    /// Like [`Process::start`], with `extra_toml` in the config file; its `[rate_limits]` keys,
+    /// if any, replace the kit's (which turn every limit off).
     pub async fn start_with_config(extra_toml: &str) -> Self {
         Self::start_with_args(extra_toml, Vec::new()).await
     }
@@ -77,7 +91,7 @@ impl<B: Binary> Process<B> {
     pub async fn start_on(extra_toml: &str, args: Vec<String>, tcp: SocketAddr, http: SocketAddr) -> Self {
         let dir = TempDir::new().expect("a temporary directory");
         let config_file = dir.path().join("iris.toml");
-        std::fs::write(&config_file, format!("{UNLIMITED_CONFIG}\n{extra_toml}")).expect("write the config");
+        std::fs::write(&config_file, config_text(extra_toml)).expect("write the config");
         let data_dir = dir.path().join("data");
         let mut p = Self { child: None, args, config_file, data_dir, tcp, http, _dir: dir, _binary: PhantomData };
         p.spawn().await;

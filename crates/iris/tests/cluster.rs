@@ -433,3 +433,40 @@ async fn pipelined_clients_do_not_starve_a_small_store_pool() {
     wait_for("every message delivered", || delivered.lock().unwrap().len() >= CLIENTS * 40).await;
     receivers.iter().for_each(|r| r.abort());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_on_three_nodes_gets_its_send_quota_once() {
+    // Proves: the sends-per-account limit is counted cluster-wide: one account whose three
+    // devices sit on three nodes is admitted its quota in total, not three times it, and every
+    // refusal is RATE_LIMITED with a wait. (Per-node counting would admit 30 of these 30.)
+    let quota = 12;
+    let f = Fixture::start_with(3, &format!("[rate_limits]\nsends_per_account_per_minute = {quota}")).await;
+    let mut devices = Vec::new();
+    for (i, node) in f.nodes.iter().enumerate() {
+        let creds = login(&node.url(), ALICE, &format!("a{i}")).await;
+        let mut config = ClientConfig::new(node.url(), creds);
+        config.retry.max_attempts = 1; // see each refusal instead of waiting it out
+        devices.push(Client::connect(config).await.unwrap());
+    }
+    let _bob = login(&f.nodes[0].url(), BOB, "b").await;
+    let started = std::time::Instant::now();
+    let (mut accepted, mut refused) = (0u32, 0u32);
+    for round in 0..10 {
+        for (i, (client, _events)) in devices.iter().enumerate() {
+            match client.send(BOB, format!("round {round} from device {i}")).await {
+                Ok(_) => accepted += 1,
+                Err(e) => {
+                    assert_eq!(e.code(), Some(iris_client::pb::ErrorCode::RateLimited), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    // One token refills every 60/quota s; allow for the ones that refilled while we sent.
+    let refilled = u32::try_from(started.elapsed().as_secs() / (60 / u64::from(quota))).unwrap();
+    assert!(
+        (quota..=quota + refilled).contains(&accepted),
+        "accepted {accepted} of 30 (quota {quota}, {refilled} refilled)"
+    );
+    assert_eq!(accepted + refused, 30);
+}

@@ -368,6 +368,30 @@ impl Bus {
         Ok(u64::try_from(wait_ms).ok())
     }
 
+    /// Takes up to `want` at once from the same bucket as [`Bus::rate_take`] (a node's lease of
+    /// a high-rate shared limit, so not every take is a round trip): `Ok(Ok(granted))` with
+    /// `1 <= granted <= want`, or `Ok(Err(retry_after_ms))` when the bucket is empty.
+    pub async fn rate_lease(
+        &self,
+        key: &str,
+        per_window: u32,
+        window_ms: u64,
+        want: u32,
+    ) -> Result<Result<u32, u64>, BusError> {
+        if per_window == 0 || window_ms == 0 || want == 0 {
+            return Err(BusError::Config("rate_lease needs per_window, window_ms and want > 0".into()));
+        }
+        let key = self.inner.keys.rate(key);
+        let mut conn = self.inner.conn();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::RATE_LEASE).arg(1).arg(&key).arg(per_window).arg(window_ms).arg(want);
+        let (granted, wait_ms): (i64, i64) = self.run(async move { cmd.query_async(&mut conn).await }).await?;
+        Ok(match u32::try_from(granted) {
+            Ok(g) if g > 0 => Ok(g.min(want)),
+            _ => Err(u64::try_from(wait_ms).unwrap_or(1).max(1)),
+        })
+    }
+
     /// Whether the bus works right now: the circuit is closed and both subscriptions proved
     /// themselves recently. When false, hints may be lost: callers check inboxes instead.
     pub fn is_healthy(&self) -> bool {

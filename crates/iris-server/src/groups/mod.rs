@@ -117,13 +117,15 @@ impl Groups {
                 r.group_creations_per_account_per_hour,
                 Duration::from_secs(3600),
                 metrics,
-            ),
+            )
+            .map(|l| l.shared(bus)),
             adds: KeyedLimit::new(
                 "group member adds per account",
                 r.group_member_adds_per_account_per_minute,
                 Duration::from_secs(60),
                 metrics,
-            ),
+            )
+            .map(|l| l.shared(bus)),
             joins: KeyedLimit::new(
                 "group join attempts per account",
                 r.group_join_attempts_per_account_per_hour,

@@ -75,7 +75,7 @@ impl Groups {
         if accounts.len() + 1 > max as usize {
             return Err(ServiceError::GroupFull { max });
         }
-        ratelimit::check(&self.creations, &me.account)?;
+        ratelimit::check_shared(&self.creations, &me.account).await?;
         let now = self.clock.now_ms();
         let s = c.settings.unwrap_or_default();
         let member = |account, role| GroupMember { account, role, joined_at_ms: now, joined_version: 1 };
@@ -191,7 +191,7 @@ impl Groups {
         }
         if action == GroupMemberAction::Add {
             for _ in &accounts {
-                ratelimit::check(&self.adds, &me.account)?;
+                ratelimit::check_shared(&self.adds, &me.account).await?;
             }
         }
         let (max, now) = (self.members_max, self.clock.now_ms());
@@ -302,7 +302,7 @@ impl Groups {
         }
         if !a.reject {
             for _ in &a.account_ids {
-                ratelimit::check(&self.adds, &me.account)?;
+                ratelimit::check_shared(&self.adds, &me.account).await?;
             }
         }
         let (max, now) = (self.members_max, self.clock.now_ms());

@@ -22,7 +22,7 @@ impl Groups {
     /// reference per member device, all under the group's lock.
     pub(super) async fn start_send(&self, sender: DeviceAddr, msg: pb::GroupSend) -> Result<PendingSend, ServiceError> {
         self.validate_send(&msg)?;
-        self.send_limit.check(&sender.account)?;
+        self.send_limit.take(&sender.account).await?;
         let me = self.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
         let _order = self.lock(msg.group_id).lock().await;
         let group = self.load(msg.group_id).await?;

@@ -135,7 +135,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
 /// Validates and queues a 1:1 send in arrival order; its commit is awaited among the in-flight
 /// operations.
 async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: pb::SendMessage) -> Dispatched {
-    let started = match deps.send_limit.check(&device.account) {
+    let started = match deps.send_limit.take(&device.account).await {
         Ok(()) => deps.messaging.start_send(device, msg).await,
         Err(e) => Err(e),
     };

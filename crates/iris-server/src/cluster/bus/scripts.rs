@@ -42,3 +42,24 @@ end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
 return -1
 ";
+
+/// [`RATE_TAKE`] for up to ARGV[3] takes at once (a node's lease of a shared limit): grants as
+/// many as the bucket holds now, at most ARGV[3], and moves the arrival time past them. Returns
+/// `{granted, wait_ms}`: `granted >= 1` with `wait_ms = 0`, or `granted = 0` with the ms to wait
+/// before one take can succeed (at least 1).
+pub(crate) const RATE_LEASE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2]) * 1000
+local interval = window / tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local room = math.floor((now + window - tat) / interval)
+local granted = math.min(room, tonumber(ARGV[3]))
+if granted < 1 then
+  return {0, math.max(1, math.ceil((tat + interval - window - now) / 1000))}
+end
+local new_tat = tat + granted * interval
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+return {granted, 0}
+";
