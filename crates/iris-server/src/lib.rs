@@ -381,7 +381,8 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Flushes coalesced presence changes to subscribers every `presence.push_interval_ms`.
+/// Pushes an account's first presence change at once and coalesced later ones every
+/// `presence.push_interval_ms` (see `presence.rs`).
 async fn presence_loop(ctx: Arc<Ctx>) {
     let mut tick = tokio::time::interval(Duration::from_millis(ctx.config.presence.push_interval_ms.max(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,6 +391,9 @@ async fn presence_loop(ctx: Arc<Ctx>) {
             _ = ctx.shutdown.cancelled() => return,
             _ = tick.tick() => {
                 ctx.presence.flush();
+            }
+            () = ctx.presence.push_due() => {
+                ctx.presence.flush_ready();
             }
         }
     }

@@ -1,10 +1,13 @@
 //! Presence: which accounts are online on this node, who watches them, and coalesced pushes.
 //!
 //! Soft state in memory, never in the store: a restart forgets it (devices reconnect and are
-//! online again; `last_seen_ms` of accounts offline at the restart is lost). A change only marks
-//! the account dirty; a ticker (`presence.push_interval_ms`) sends each subscriber one batch with
-//! the latest visible state of every dirty account it watches, so a hot account costs each
-//! watcher at most one push per interval however often it flaps. Pushes go through the
+//! online again; `last_seen_ms` of accounts offline at the restart is lost). A change marks the
+//! account dirty. The first change of an account that was not pushed since the last tick is
+//! pushed at once ([`PresenceHub::push_due`] wakes the loop, [`PresenceHub::flush_ready`]); later
+//! ones wait for the ticker (`presence.push_interval_ms`), which sends each subscriber one batch
+//! with the latest visible state of every dirty account it watches. So a change is seen within
+//! milliseconds, and a hot account costs each watcher at most two pushes per interval however
+//! often it flaps. Pushes go through the
 //! session's bounded ephemeral channel and are dropped when it is full: the next change resends
 //! the whole state. Knows nothing of sockets or the store.
 //!
@@ -15,18 +18,21 @@
 //! store when a subscription involves them, changed by contact operations.
 //!
 //! Cluster mode: each node knows its own devices. A node reports every change of an account's
-//! local state ([`PresenceHub::take_local_changes`]) and, periodically, all of it
+//! local state to the other nodes, the first at once and later ones coalesced by the same rule
+//! ([`PresenceHub::report_due`], [`PresenceHub::take_ready_local_changes`],
+//! [`PresenceHub::take_local_changes`]) and, periodically, all of it
 //! ([`PresenceHub::local_snapshot`]) to the other nodes, which keep it per node
 //! ([`PresenceHub::set_remote`]) and forget a node's word when it is not repeated in time
 //! ([`PresenceHub::expire_remote`]), so a dead node's accounts go offline by themselves.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use iris_proto::pb::{self, server_event};
 use iris_store::{AccountId, DeviceAddr, DeviceId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::router::Ephemeral;
 
@@ -126,6 +132,10 @@ struct Inner {
     subscribers: HashMap<u64, Subscriber>,
     /// Accounts whose visible state changed since the last flush.
     dirty: HashSet<AccountId>,
+    /// Accounts pushed since the last tick: their next change waits for the tick.
+    cooling: HashSet<AccountId>,
+    /// A dirty account is not cooling: the push loop should run [`PresenceHub::flush_ready`].
+    push_now: bool,
     /// (blocker, blocked) pairs known here: loaded from the store when a subscription involves
     /// them, changed by block operations. Presence is hidden both ways between such a pair.
     blocks: HashSet<(AccountId, AccountId)>,
@@ -135,6 +145,11 @@ struct Inner {
     /// Cluster mode: accounts whose local state changed since the last report to other nodes.
     /// `None` on a single node (nobody would drain it).
     local_changes: Option<HashSet<AccountId>>,
+    /// Accounts reported to other nodes since the last report tick.
+    local_cooling: HashSet<AccountId>,
+    /// A local change is not cooling: the report loop should run
+    /// [`PresenceHub::take_ready_local_changes`].
+    report_now: bool,
 }
 
 impl Inner {
@@ -160,14 +175,44 @@ impl Inner {
     fn note_local(&mut self, account: AccountId) {
         if let Some(c) = &mut self.local_changes {
             c.insert(account);
+            self.report_now |= !self.local_cooling.contains(&account);
         }
+    }
+
+    /// Marks `account` dirty for its watchers (the caller checked there are some).
+    fn mark(&mut self, account: AccountId) {
+        self.dirty.insert(account);
+        self.push_now |= !self.cooling.contains(&account);
+    }
+
+    /// Sends each watcher of `accounts` their latest visible state, one batch per subscriber.
+    fn push(&self, accounts: impl IntoIterator<Item = AccountId>) -> usize {
+        let mut batches: HashMap<u64, Vec<AccountId>> = HashMap::new();
+        for account in accounts {
+            for &conn in self.watchers.get(&account).into_iter().flatten() {
+                batches.entry(conn).or_default().push(account);
+            }
+        }
+        let mut n_pushed = 0;
+        for (conn, accounts) in batches {
+            let Some(sub) = self.subscribers.get(&conn) else { continue };
+            for account in accounts {
+                let update = self.visible(account, sub.viewer);
+                let event = pb::ServerEvent { request_id: 0, event: Some(server_event::Event::Presence(update)) };
+                // Full: dropped; soft state, the next change resends the whole state.
+                if sub.tx.try_send(Box::new(event)).is_ok() {
+                    n_pushed += 1;
+                }
+            }
+        }
+        n_pushed
     }
 
     /// Marks a change others may see (a "nobody" account's changes are invisible: not marked).
     fn changed(&mut self, account: AccountId) {
         let visible = self.accounts.get(&account).is_none_or(|a| a.privacy != Privacy::Nobody);
         if visible && self.watchers.contains_key(&account) {
-            self.dirty.insert(account);
+            self.mark(account);
         }
     }
 }
@@ -176,6 +221,40 @@ impl Inner {
 #[derive(Default)]
 pub struct PresenceHub {
     inner: Mutex<Inner>,
+    /// Wakes the push loop for a change that should not wait for the tick.
+    push_wake: Notify,
+    /// Wakes the cluster report loop likewise.
+    report_wake: Notify,
+}
+
+/// The hub's lock; on release it wakes the loops a change asked for.
+struct Locked<'a> {
+    inner: MutexGuard<'a, Inner>,
+    hub: &'a PresenceHub,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.inner.push_now) {
+            self.hub.push_wake.notify_one();
+        }
+        if std::mem::take(&mut self.inner.report_now) {
+            self.hub.report_wake.notify_one();
+        }
+    }
 }
 
 impl PresenceHub {
@@ -184,8 +263,8 @@ impl PresenceHub {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        Locked { inner: self.inner.lock().unwrap_or_else(PoisonError::into_inner), hub: self }
     }
 
     /// Sets `account`'s privacy from the store unless the hub already knows the account (then
@@ -248,7 +327,7 @@ impl PresenceHub {
         let privacy_changed = a.privacy != old_privacy;
         if privacy_changed && inner.watchers.contains_key(&device.account) {
             // Watchers learn the newly visible (or hidden) state.
-            inner.dirty.insert(device.account);
+            inner.mark(device.account);
         } else if was != now_online {
             inner.changed(device.account);
         }
@@ -262,7 +341,7 @@ impl PresenceHub {
             if on { inner.contacts.insert((owner, contact)) } else { inner.contacts.remove(&(owner, contact)) };
         let matters = inner.accounts.get(&owner).is_some_and(|a| a.privacy == Privacy::Contacts);
         if changed && matters && inner.watchers.contains_key(&owner) {
-            inner.dirty.insert(owner);
+            inner.mark(owner);
         }
     }
 
@@ -275,7 +354,7 @@ impl PresenceHub {
         if changed {
             for account in [blocker, blocked] {
                 if inner.watchers.contains_key(&account) {
-                    inner.dirty.insert(account);
+                    inner.mark(account);
                 }
             }
         }
@@ -322,33 +401,39 @@ impl PresenceHub {
         }
     }
 
-    /// Sends every subscriber the latest state of the dirty accounts it watches, one batch
-    /// (event per account, one channel slot each) per subscriber. Returns the pushes made.
+    /// The tick: sends every subscriber the latest state of the dirty accounts it watches, one
+    /// batch (event per account, one channel slot each) per subscriber; the accounts pushed now
+    /// cool until the next tick. Returns the pushes made.
     pub fn flush(&self) -> usize {
         let mut inner = self.lock();
-        if inner.dirty.is_empty() {
-            return 0;
-        }
-        let dirty: Vec<AccountId> = inner.dirty.drain().collect();
-        let mut batches: HashMap<u64, Vec<AccountId>> = HashMap::new();
-        for account in dirty {
-            for &conn in inner.watchers.get(&account).into_iter().flatten() {
-                batches.entry(conn).or_default().push(account);
-            }
-        }
-        let mut n_pushed = 0;
-        for (conn, accounts) in batches {
-            let Some(sub) = inner.subscribers.get(&conn) else { continue };
-            for account in accounts {
-                let update = inner.visible(account, sub.viewer);
-                let event = pb::ServerEvent { request_id: 0, event: Some(server_event::Event::Presence(update)) };
-                // Full: dropped; soft state, the next change resends the whole state.
-                if sub.tx.try_send(Box::new(event)).is_ok() {
-                    n_pushed += 1;
-                }
-            }
-        }
+        let dirty: HashSet<AccountId> = std::mem::take(&mut inner.dirty);
+        let n_pushed = inner.push(dirty.iter().copied());
+        inner.cooling = dirty;
         n_pushed
+    }
+
+    /// Pushes at once the dirty accounts not pushed since the last tick (their first change),
+    /// which then cool until the tick. Returns the pushes made.
+    pub fn flush_ready(&self) -> usize {
+        let mut inner = self.lock();
+        let Inner { dirty, cooling, .. } = &mut *inner;
+        let ready: Vec<AccountId> = dirty.iter().copied().filter(|a| !cooling.contains(a)).collect();
+        for account in &ready {
+            dirty.remove(account);
+            cooling.insert(*account);
+        }
+        inner.push(ready)
+    }
+
+    /// Resolves when a change is due before the next tick ([`PresenceHub::flush_ready`]).
+    pub async fn push_due(&self) {
+        self.push_wake.notified().await;
+    }
+
+    /// Cluster mode: resolves when a local change is due to the other nodes before the next
+    /// report tick ([`PresenceHub::take_ready_local_changes`]).
+    pub async fn report_due(&self) {
+        self.report_wake.notified().await;
     }
 
     /// Cluster mode: start recording local changes for [`take_local_changes`](Self::take_local_changes).
@@ -356,11 +441,31 @@ impl PresenceHub {
         self.lock().local_changes.get_or_insert_with(HashSet::new);
     }
 
-    /// The local state of every account whose local state changed since the last call.
+    /// The report tick: the local state of every account whose local state changed since the
+    /// last report; those accounts cool until the next tick.
     pub fn take_local_changes(&self) -> Vec<LocalPresence> {
         let mut inner = self.lock();
-        let changed: Vec<AccountId> = inner.local_changes.as_mut().map(|c| c.drain().collect()).unwrap_or_default();
-        changed.into_iter().filter_map(|id| inner.accounts.get(&id).map(|a| local_presence(id, a))).collect()
+        let changed: HashSet<AccountId> = inner.local_changes.as_mut().map(std::mem::take).unwrap_or_default();
+        let reports = changed.iter().filter_map(|&id| inner.accounts.get(&id).map(|a| local_presence(id, a))).collect();
+        inner.local_cooling = changed;
+        reports
+    }
+
+    /// The local state of the changed accounts not reported since the last report tick (their
+    /// first change, sent at once); they cool until the tick.
+    pub fn take_ready_local_changes(&self) -> Vec<LocalPresence> {
+        let mut inner = self.lock();
+        let Inner { local_changes, local_cooling, accounts, .. } = &mut *inner;
+        let Some(changes) = local_changes else { return Vec::new() };
+        let ready: Vec<AccountId> = changes.iter().copied().filter(|a| !local_cooling.contains(a)).collect();
+        ready
+            .into_iter()
+            .filter_map(|id| {
+                changes.remove(&id);
+                local_cooling.insert(id);
+                accounts.get(&id).map(|a| local_presence(id, a))
+            })
+            .collect()
     }
 
     /// The local state of every account with a device connected here.
@@ -377,7 +482,7 @@ impl PresenceHub {
         a.remote.insert(node, RemoteState { online, last_seen_ms, at: Instant::now() });
         a.privacy = privacy;
         if (a.online() != was || a.privacy != old_privacy) && inner.watchers.contains_key(&account) {
-            inner.dirty.insert(account);
+            inner.mark(account);
         }
     }
 
@@ -403,7 +508,7 @@ impl PresenceHub {
         let n = changed.len();
         for id in changed {
             if inner.watchers.contains_key(&id) {
-                inner.dirty.insert(id);
+                inner.mark(id);
             }
         }
         n
@@ -449,6 +554,59 @@ mod tests {
         let Some(server_event::Event::Presence(p)) = rx.recv().await.unwrap().event else { panic!() };
         assert!(p.online);
         assert_eq!(hub.flush(), 0, "nothing changed since");
+    }
+
+    #[tokio::test]
+    async fn a_first_change_is_pushed_at_once_and_later_ones_wait_for_the_tick() {
+        // Proves: the loop is woken for a change of an account not pushed since the last tick,
+        // `flush_ready` pushes it; a second change before the tick does not wake it and waits for
+        // `flush`; an account quiet for a whole tick is immediate again.
+        let hub = PresenceHub::new();
+        let (tx, mut rx) = mpsc::channel(16);
+        let bob = DeviceAddr::new(2, 1);
+        hub.subscribe(1, 100, &tx, &[2]).unwrap();
+        let woken = || tokio::time::timeout(Duration::from_millis(50), hub.push_due());
+        assert!(woken().await.is_err(), "nothing changed yet");
+
+        hub.connected(bob, 7);
+        assert!(woken().await.is_ok(), "a first change wakes the push loop");
+        assert_eq!(hub.flush_ready(), 1);
+        let Some(server_event::Event::Presence(p)) = rx.recv().await.unwrap().event else { panic!() };
+        assert!(p.online);
+
+        hub.set(bob, 7, true, None, 50);
+        assert!(woken().await.is_err(), "pushed since the last tick: it cools");
+        assert_eq!(hub.flush_ready(), 0);
+        assert_eq!(hub.flush(), 1, "the tick carries it");
+        let Some(server_event::Event::Presence(p)) = rx.recv().await.unwrap().event else { panic!() };
+        assert!(!p.online);
+
+        hub.set(bob, 7, false, None, 60);
+        assert_eq!(hub.flush_ready(), 0, "pushed at the last tick, still cooling");
+        assert_eq!(hub.flush(), 1);
+        assert_eq!(hub.flush(), 0, "a quiet tick ends the cooling");
+        hub.set(bob, 7, true, None, 70);
+        assert!(woken().await.is_ok());
+        assert_eq!(hub.flush_ready(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_first_local_change_is_reported_to_other_nodes_at_once() {
+        let hub = PresenceHub::new();
+        hub.enable_cluster_reports();
+        let bob = DeviceAddr::new(2, 1);
+        let woken = || tokio::time::timeout(Duration::from_millis(50), hub.report_due());
+        hub.connected(bob, 7);
+        assert!(woken().await.is_ok(), "a first change wakes the report loop");
+        let reports = hub.take_ready_local_changes();
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].online);
+        hub.set(bob, 7, true, None, 5);
+        assert!(woken().await.is_err(), "reported since the last tick: it waits");
+        assert!(hub.take_ready_local_changes().is_empty());
+        let reports = hub.take_local_changes();
+        assert_eq!(reports.len(), 1, "the tick carries it");
+        assert!(!reports[0].online);
     }
 
     #[test]

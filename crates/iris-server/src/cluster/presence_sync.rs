@@ -1,5 +1,6 @@
-//! Presence across nodes: every push interval this node broadcasts the local state of the
-//! accounts that changed here, and every third of the registry TTL the local state of all its
+//! Presence across nodes: this node broadcasts the local state of an account that changed here
+//! at once, later changes within the push interval coalesced to one broadcast per interval
+//! (the rule of `presence.rs`), and every third of the registry TTL the local state of all its
 //! online accounts (so a node that just started learns everything, and a lost broadcast is
 //! repaired). What other nodes said expires after the registry TTL, so the accounts of a dead
 //! node go offline by themselves. Presence degrades (stale for up to a TTL) when Redis is down;
@@ -24,6 +25,7 @@ pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
         let report = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             _ = changes.tick() => ctx.presence.take_local_changes(),
+            () = ctx.presence.report_due() => ctx.presence.take_ready_local_changes(),
             _ = full.tick() => {
                 ctx.presence.expire_remote(max_age);
                 ctx.presence.local_snapshot()
