@@ -192,10 +192,16 @@ impl Default for MediaConfig {
 pub struct ClusterConfig {
     /// PostgreSQL URLs, one per shard (`postgres://user@host:port/db`). The order is part of the
     /// data layout: every node must list the same shards in the same order. Empty: embedded store.
+    /// TLS as libpq: `?sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`)
+    /// and `sslrootcert=/path/ca.pem`.
     pub store_urls: Vec<String>,
-    /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`). Empty: no bus; with a shared store,
+    /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`; `rediss://` for TLS, the node's name
+    /// or address verified against its certificate). Empty: no bus; with a shared store,
     /// messages between nodes then arrive through the inbox check only.
     pub redis_urls: Vec<String>,
+    /// `rediss://` only: PEM CA certificates the Redis nodes' certificates must chain to; unset:
+    /// the system's roots.
+    pub redis_ca_path: Option<PathBuf>,
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     pub namespace: String,
     /// How long a device's session registration lives without a refresh (a dead node's devices
@@ -215,6 +221,7 @@ impl Default for ClusterConfig {
         Self {
             store_urls: Vec::new(),
             redis_urls: Vec::new(),
+            redis_ca_path: None,
             namespace: "iris".into(),
             registry_ttl_ms: 30_000,
             inbox_poll_interval_ms: 1_000,
@@ -725,8 +732,13 @@ impl Config {
         if c.redis_urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
             return invalid("cluster.redis_urls must be redis:// (or rediss://, TLS) URLs");
         }
-        if c.redis_urls.iter().any(|u| u.starts_with("rediss://")) && !c.redis_urls.iter().all(|u| u.starts_with("rediss://")) {
+        if c.redis_urls.iter().any(|u| u.starts_with("rediss://"))
+            && !c.redis_urls.iter().all(|u| u.starts_with("rediss://"))
+        {
             return invalid("cluster.redis_urls must all use TLS (rediss://) or none");
+        }
+        if c.redis_ca_path.is_some() && !c.redis_urls.iter().all(|u| u.starts_with("rediss://")) {
+            return invalid("cluster.redis_ca_path is for TLS: cluster.redis_urls must be rediss:// URLs");
         }
         if self.proxy.tcp_proxy_protocol != ProxyProtocolMode::Off && self.proxy.trusted_networks.is_empty() {
             return invalid("proxy.tcp_proxy_protocol needs proxy.trusted_networks (who may send PROXY headers)");
@@ -789,6 +801,42 @@ mod tests {
         assert!(toml::from_str::<Config>("listn = \"1.2.3.4:5\"").is_err());
         let c: Config = toml::from_str("[session]\nheartbeat_interval_ms = 500").unwrap();
         assert_eq!(c.session.heartbeat_interval_ms, 500);
+    }
+
+    #[test]
+    fn edge_settings_parse_and_contradictions_are_refused() {
+        // Proves: [proxy] and [sms] parse from TOML with their defaults, and settings that
+        // cannot work (PROXY with nobody trusted, an SMS template without {code}, two kinds of
+        // credentials, a CA for plaintext Redis) are refused at start.
+        let c: Config = toml::from_str(
+            "[proxy]\ntrusted_networks = [\"10.0.0.0/8\", \"fd00::/8\"]\ntcp_proxy_protocol = \"required\"\n\
+             [sms]\nurl = \"https://sms.example.com/send\"\nbody_template = \"{phone}:{code}\"\nbearer_token = \"t\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.proxy.tcp_proxy_protocol, ProxyProtocolMode::Required);
+        assert_eq!(c.sms.as_ref().map(|s| (s.attempts_max, s.method.as_str())), Some((3, "POST")));
+        assert!(toml::from_str::<Config>("[proxy]\ntrusted_networks = [\"10.0.0.1\"]").is_err(), "CIDR needed");
+
+        let invalid = |edit: fn(&mut Config)| {
+            let mut c = c.clone();
+            edit(&mut c);
+            assert!(c.validate().is_err());
+        };
+        invalid(|c| c.proxy.trusted_networks.clear());
+        invalid(|c| c.sms.as_mut().unwrap().body_template = "{phone}".into());
+        invalid(|c| c.sms.as_mut().unwrap().basic_user = Some("u".into()));
+        invalid(|c| c.sms.as_mut().unwrap().attempts_max = 0);
+        let mut cluster = c.clone();
+        cluster.auth.token_key_hex = Some("00".repeat(32));
+        cluster.cluster.store_urls = vec!["postgres://iris@db1/iris?sslmode=verify-full".into()];
+        cluster.cluster.redis_urls = vec!["rediss://10.0.0.5:7000".into()];
+        cluster.cluster.redis_ca_path = Some("ca.pem".into());
+        cluster.validate().unwrap();
+        cluster.cluster.redis_urls.push("redis://10.0.0.6:7000".into());
+        assert!(cluster.validate().is_err(), "TLS for some Redis nodes only");
+        cluster.cluster.redis_urls = vec!["redis://10.0.0.6:7000".into()];
+        assert!(cluster.validate().is_err(), "a CA for plaintext Redis");
     }
 
     #[test]

@@ -145,6 +145,11 @@ impl RunningServer {
         tracing::info!("server stopped");
     }
 
+    /// The listeners' TLS, for reloading its certificate from elsewhere (a signal handler).
+    pub fn tls(&self) -> Option<Arc<gateway::tls::ServerTls>> {
+        self.ctx.tls.clone()
+    }
+
     /// Reads the TLS certificate and key files again (what SIGHUP does in `iris serve`): new
     /// handshakes on both listeners use them, open connections are untouched. Without `[tls]`
     /// there is nothing to reload; on error the previous certificate stays in use.

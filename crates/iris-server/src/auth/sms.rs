@@ -9,10 +9,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::http::{header, Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
 
 use super::codes::{phone_tail, CodeSendError, CodeSender};
 use crate::config::SmsConfig;
@@ -32,9 +41,12 @@ pub enum SmsSetupError {
     /// The system's root certificates could not be loaded and no `ca_path` was given.
     #[error("no system root certificates (set sms.ca_path): {0}")]
     NoRoots(String),
-    /// The HTTP client could not be built.
-    #[error("HTTP client: {0}")]
+    /// The TLS client could not be built.
+    #[error("TLS client: {0}")]
     Client(String),
+    /// `sms.url` is not a usable http(s) URL.
+    #[error("sms.url: {0}")]
+    Url(String),
 }
 
 /// The outcome of one attempt.
@@ -50,13 +62,51 @@ enum Attempt {
 /// The [`CodeSender`] for an HTTP SMS gateway.
 pub struct HttpSmsSender {
     config: SmsConfig,
-    client: reqwest::Client,
+    target: Target,
+    /// TLS to the gateway (`https://` URLs), trusting `ca_path` or the system's roots.
+    tls: TlsConnector,
     metrics: Arc<Metrics>,
+}
+
+/// Where requests go, taken apart once from `sms.url`.
+#[derive(Debug, Clone)]
+struct Target {
+    https: bool,
+    /// Host to connect to and to verify the certificate for (IPv6 without brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header.
+    authority: String,
+    path_and_query: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Self, SmsSetupError> {
+        let bad = |why: &str| SmsSetupError::Url(why.to_owned());
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("the scheme must be http or https")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("credentials go in sms.basic_user / basic_password, not in the URL"));
+        }
+        Ok(Self {
+            https,
+            host: authority.host().trim_start_matches('[').trim_end_matches(']').to_owned(),
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            authority: authority.as_str().to_owned(),
+            path_and_query: uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned()),
+        })
+    }
 }
 
 impl HttpSmsSender {
     /// A sender for the gateway `config` describes (validated by `Config::validate`).
     pub fn new(config: SmsConfig, metrics: Arc<Metrics>) -> Result<Self, SmsSetupError> {
+        let target = Target::parse(&config.url)?;
         let mut roots = rustls::RootCertStore::empty();
         match &config.ca_path {
             Some(path) => {
@@ -68,27 +118,21 @@ impl HttpSmsSender {
                     return Err(ca("no certificate in the file".into()));
                 }
             }
-            None => {
+            None if target.https => {
                 let native = rustls_native_certs::load_native_certs();
                 let (added, _) = roots.add_parsable_certificates(native.certs);
                 if added == 0 {
                     return Err(SmsSetupError::NoRoots(format!("{:?}", native.errors)));
                 }
             }
+            None => {}
         }
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| SmsSetupError::Client(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SmsSetupError::Client(e.to_string()))?;
-        Ok(Self { config, client, metrics })
+        Ok(Self { config, target, tls: TlsConnector::from(Arc::new(tls)), metrics })
     }
 
     /// The request body for one code.
@@ -104,34 +148,52 @@ impl HttpSmsSender {
         self.config.body_template.replace("{phone}", &escape(phone)).replace("{code}", &escape(code))
     }
 
+    /// One request, bounded by `timeout_ms` from connect to status line, classified.
     async fn attempt(&self, body: &str) -> Attempt {
-        let method = if self.config.method == "PUT" { reqwest::Method::PUT } else { reqwest::Method::POST };
-        let mut request = self
-            .client
-            .request(method, &self.config.url)
-            .header(reqwest::header::CONTENT_TYPE, &self.config.content_type)
-            .body(body.to_owned());
+        let timeout = Duration::from_millis(self.config.timeout_ms);
+        match tokio::time::timeout(timeout, self.post(body)).await {
+            Err(_) => Attempt::Retry("gateway timed out".into()),
+            Ok(Err(why)) => Attempt::Retry(format!("gateway unreachable: {why}")),
+            Ok(Ok(status)) if status.is_success() => Attempt::Delivered,
+            Ok(Ok(status)) if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                Attempt::Retry(format!("gateway answered {status}"))
+            }
+            Ok(Ok(status)) => Attempt::Refused(format!("gateway answered {status}")),
+        }
+    }
+
+    /// Connects (TLS for `https://`), sends one request and returns the answer's status. One
+    /// connection per code: codes are rare, and nothing is left open between them.
+    async fn post(&self, body: &str) -> Result<StatusCode, String> {
+        let t = &self.target;
+        let tcp = TcpStream::connect((t.host.as_str(), t.port)).await.map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let request = self.request(body).map_err(|e| e.to_string())?;
+        if !t.https {
+            return exchange(tcp, request).await;
+        }
+        let name = ServerName::try_from(t.host.clone()).map_err(|e| e.to_string())?;
+        let tls = self.tls.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+        exchange(tls, request).await
+    }
+
+    fn request(&self, body: &str) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+        let method = if self.config.method == "PUT" { Method::PUT } else { Method::POST };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(&self.target.path_and_query)
+            .header(header::HOST, &self.target.authority)
+            .header(header::CONTENT_TYPE, &self.config.content_type)
+            .header(header::USER_AGENT, "iris")
+            .header(header::CONNECTION, "close");
         if let (Some(user), Some(password)) = (&self.config.basic_user, &self.config.basic_password) {
-            request = request.basic_auth(user, Some(password));
+            request =
+                request.header(header::AUTHORIZATION, format!("Basic {}", B64.encode(format!("{user}:{password}"))));
         }
         if let Some(token) = &self.config.bearer_token {
-            request = request.bearer_auth(token);
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        match request.send().await {
-            Ok(response) => {
-                let status = response.status();
-                if status.is_success() {
-                    Attempt::Delivered
-                } else if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                    Attempt::Retry(format!("gateway answered {status}"))
-                } else {
-                    Attempt::Refused(format!("gateway answered {status}"))
-                }
-            }
-            Err(e) if e.is_timeout() => Attempt::Retry("gateway timed out".into()),
-            // No URL in the text: it may carry credentials.
-            Err(e) => Attempt::Retry(format!("gateway unreachable: {}", e.without_url())),
-        }
+        request.body(Full::new(Bytes::from(body.to_owned())))
     }
 
     /// The wait before retry number `retry` (1-based): the initial backoff doubled each time,
@@ -180,6 +242,19 @@ impl CodeSender for HttpSmsSender {
         tracing::warn!(%phone_tail, attempts = self.config.attempts_max, why = %last, "the SMS gateway did not take the code");
         Err(CodeSendError { why: last, attempts: self.config.attempts_max })
     }
+}
+
+/// Sends `request` over `io` (HTTP/1.1) and returns the answer's status; the body is not read.
+async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(connection);
+    let answer = sender.send_request(request).await.map_err(|e| e.to_string());
+    connection.abort();
+    Ok(answer?.status())
 }
 
 /// `s` as the inside of a JSON string.

@@ -83,7 +83,9 @@ async fn serve_stream(ctx: Arc<Ctx>, mut stream: TcpStream, peer: SocketAddr, tl
         match tls {
             None => session::run(ctx.sessions.clone(), Framed::new(stream, max), client.ip()).await,
             Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), client.ip()).await,
+                Ok(Ok(tls_stream)) => {
+                    session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), client.ip()).await
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
             },

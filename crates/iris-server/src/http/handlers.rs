@@ -47,6 +47,8 @@ pub async fn info(State(ctx): Shared) -> Json<ServerInfo> {
         (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number, or not this JSON body", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED: too many codes for this phone or address; `retry_after_ms` \
             and `Retry-After` say when to retry", body = ErrorBody),
+        (status = 502, description = "CODE_DELIVERY_FAILED: the SMS gateway did not take the code after every \
+            retry; retry after `retry_after_ms`", body = ErrorBody),
         (status = 503, description = "OVERLOADED (too many pending codes) or UNAVAILABLE; retry after \
             `retry_after_ms`", body = ErrorBody)))]
 pub async fn request_code(
