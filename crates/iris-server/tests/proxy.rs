@@ -14,7 +14,6 @@ use common::*;
 use iris_proto::frame::encode;
 use iris_proto::pb::{self, server_event, ErrorCode};
 use iris_server::config::ProxyProtocolMode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 const PROXY_IP: &str = "127.0.0.2";
@@ -81,7 +80,11 @@ async fn the_tcp_listener_takes_the_client_address_from_a_trusted_proxy_only() {
     // without a header and any untrusted peer are closed without an answer.
     let log = LogBuffer::default();
     let writer = log.clone();
-    tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter("warn,iris_server=debug")
+        .init();
     let server = TestServer::start_with(|c| {
         c.proxy.trusted_networks = vec![format!("{PROXY_IP}/32").parse().unwrap()];
         c.proxy.tcp_proxy_protocol = ProxyProtocolMode::Required;
@@ -95,7 +98,6 @@ async fn the_tcp_listener_takes_the_client_address_from_a_trusted_proxy_only() {
     let mut first = RawConn::from_stream(connect_from(PROXY_IP, server.tcp_addr).await);
     first.send_raw(&v1).await;
     assert!(is_welcome(&first.next_event(EVENT_TIMEOUT).await), "a client behind the proxy is served");
-    assert!(log.text().contains("client=203.0.113.7"), "log lines name the real client: {}", log.text());
 
     let again = first_event(connect_from(PROXY_IP, server.tcp_addr).await, &v1).await;
     let refused = again.and_then(as_error).map(|e| e.error_code());
@@ -112,6 +114,9 @@ async fn the_tcp_listener_takes_the_client_address_from_a_trusted_proxy_only() {
     let metrics = scrape_metrics(&server.base_url()).await;
     assert_eq!(metric_value(&metrics, r#"iris_proxy_refused_total{reason="untrusted"}"#), 1.0);
     assert_eq!(metric_value(&metrics, r#"iris_proxy_refused_total{reason="bad_header"}"#), 1.0);
+    let log_text = log.text();
+    let started = log_text.lines().find(|l| l.contains("session started")).unwrap_or_default();
+    assert!(started.contains("client=203.0.113.7"), "log lines name the real client: {log_text}");
     drop(first);
 }
 

@@ -67,6 +67,7 @@ async fn request(sender: &mut SendRequest<Full<Bytes>>, method: &str, path: &str
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_owned())))
         .unwrap();
+    sender.ready().await.expect("the connection is still open");
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();

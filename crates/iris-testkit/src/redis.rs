@@ -316,10 +316,12 @@ fn spawn_node(dir: &Path, port: u16, tls: Option<(u16, &TlsFiles)>) -> Result<Ch
     if let Some((tls_port, files)) = tls {
         config.push_str(&format!(
             "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
-             tls-auth-clients no\ntls-cluster yes\ntls-replication yes\n",
+             tls-auth-clients no\ntls-cluster yes\ntls-replication yes\ncluster-port {}\n",
             files.cert.display(),
             files.key.display(),
-            files.ca.display()
+            files.ca.display(),
+            // The bus would otherwise follow the TLS port; keep it where `free_ports` checked.
+            port + 10_000
         ));
     }
     let config_path = node_dir.join("redis.conf");
