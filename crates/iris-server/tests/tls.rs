@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use common::*;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -16,6 +17,7 @@ use iris_proto::http::Credentials;
 use iris_proto::pb::{self, server_event};
 use iris_server::config::TlsConfig;
 use iris_testkit::tls::{IssuedCert, TestCa};
+use prost::Message as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -23,6 +25,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, RootCertStore};
 use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
 
 /// A client that trusts `ca` only.
 fn connector(ca: &TestCa) -> TlsConnector {
@@ -108,7 +112,7 @@ async fn tls_server(cert: &IssuedCert) -> TestServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_listeners_speak_tls_and_refuse_plaintext() {
     // Proves: with [tls] configured, a client that trusts the CA logs in over HTTPS and completes
-    // the protocol handshake over TLS on the framed port; plaintext clients get nowhere on
+    // the protocol handshake over TLS on the framed port and over WSS; plaintext clients get nowhere on
     // either port and the server lives on.
     let ca = TestCa::new("iris test CA");
     let cert = ca.issue();
@@ -127,6 +131,17 @@ async fn both_listeners_speak_tls_and_refuse_plaintext() {
         matches!(&frame.events[0], pb::ServerEvent { request_id: 7, event: Some(server_event::Event::Welcome(w)) } if w.account_id == creds.account_id),
         "{frame:?}"
     );
+
+    // WSS: the WebSocket endpoint on the same TLS listener.
+    let mut req = format!("wss://127.0.0.1:{}/v1/ws", server.http_addr.port()).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "iris.v1.proto".parse().unwrap());
+    let wss_stream = tls_connect(&tls, server.http_addr).await.unwrap();
+    let (mut wss, _) = tokio_tungstenite::client_async(req, wss_stream).await.expect("WebSocket upgrade over TLS");
+    let hello = pb::ClientFrame { ops: vec![hello_op(8, &creds.access_token, creds.device_id)] };
+    wss.send(Message::Binary(hello.encode_to_vec().into())).await.unwrap();
+    let Some(Ok(Message::Binary(bytes))) = wss.next().await else { panic!("no binary answer over WSS") };
+    let frame: pb::ServerFrame = decode_body(&bytes).unwrap();
+    assert!(matches!(frame.events[0].event, Some(server_event::Event::Welcome(_))), "{frame:?}");
 
     let mut out = BytesMut::new();
     encode(&pb::ClientFrame { ops: vec![hello_op(7, &creds.access_token, creds.device_id)] }, &mut out);
@@ -175,8 +190,11 @@ async fn a_reload_serves_the_new_certificate_to_new_handshakes_and_keeps_open_co
     std::fs::copy(&new.key_path, &served.key_path).unwrap();
     server.running().reload_tls().unwrap();
 
+    // A client of its own: one that connected before may resume its TLS session, which keeps
+    // the authentication of the handshake it resumes.
+    let fresh_client = connector(&ca);
     for addr in [server.tcp_addr, server.http_addr] {
-        let fresh = tls_connect(&tls, addr).await.unwrap();
+        let fresh = tls_connect(&fresh_client, addr).await.unwrap();
         assert_eq!(presented(&fresh), der_of(&new), "a new handshake on {addr} gets the new certificate");
     }
     let pong = round_trip(&mut framed, vec![ping_op(2, 5)]).await;
@@ -186,6 +204,6 @@ async fn a_reload_serves_the_new_certificate_to_new_handshakes_and_keeps_open_co
     // A key that does not belong to the certificate: refused, the new certificate stays.
     std::fs::copy(&old.key_path, &served.key_path).unwrap();
     assert!(server.running().reload_tls().is_err());
-    let fresh = tls_connect(&tls, server.http_addr).await.unwrap();
+    let fresh = tls_connect(&connector(&ca), server.http_addr).await.unwrap();
     assert_eq!(presented(&fresh), der_of(&new));
 }

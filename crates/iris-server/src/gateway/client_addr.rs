@@ -95,11 +95,11 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn check(trusted: &[&str], peer: &str, headers: &[(&str, &str)], want: &str) {
+    fn check(trusted: &[&str], peer: &str, headers: &[(&'static str, &str)], want: &str) {
         let proxies = TrustedProxies::new(trusted.iter().map(|n| n.parse().unwrap()).collect());
         let mut map = HeaderMap::new();
         for (name, value) in headers {
-            map.append(*name, value.parse().unwrap());
+            map.append(axum::http::HeaderName::from_static(name), value.parse().unwrap());
         }
         let got = proxies.client_of(peer.parse().unwrap(), &map);
         assert_eq!(got, want.parse::<IpAddr>().unwrap(), "trusted {trusted:?}, peer {peer}, headers {headers:?}");
