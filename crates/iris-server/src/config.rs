@@ -49,8 +49,14 @@ pub struct Config {
     pub node_id: u16,
     /// Dev mode: every one-time code is `000000`; refuses to bind non-loopback addresses.
     pub dev: bool,
-    /// TLS on the TCP listener, when set.
+    /// TLS on both listeners (framed TCP, and HTTP/WebSocket unless `tls.http = false`), when
+    /// set. The certificate is read again on SIGHUP.
     pub tls: Option<TlsConfig>,
+    /// Load balancers in front of this node: whose word about a client's address is believed.
+    pub proxy: ProxyConfig,
+    /// The HTTP SMS gateway that delivers one-time codes (unset: codes are only logged, in dev
+    /// mode or with `auth.log_codes`).
+    pub sms: Option<SmsConfig>,
     /// Protocol limits announced to clients and enforced.
     pub limits: LimitsConfig,
     /// Per-connection behaviour.
@@ -83,6 +89,8 @@ impl Default for Config {
             node_id: 0,
             dev: false,
             tls: None,
+            proxy: ProxyConfig::default(),
+            sms: None,
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             auth: AuthConfig::default(),
@@ -184,10 +192,16 @@ impl Default for MediaConfig {
 pub struct ClusterConfig {
     /// PostgreSQL URLs, one per shard (`postgres://user@host:port/db`). The order is part of the
     /// data layout: every node must list the same shards in the same order. Empty: embedded store.
+    /// TLS as libpq: `?sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`)
+    /// and `sslrootcert=/path/ca.pem`.
     pub store_urls: Vec<String>,
-    /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`). Empty: no bus; with a shared store,
+    /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`; `rediss://` for TLS, the node's name
+    /// or address verified against its certificate). Empty: no bus; with a shared store,
     /// messages between nodes then arrive through the inbox check only.
     pub redis_urls: Vec<String>,
+    /// `rediss://` only: PEM CA certificates the Redis nodes' certificates must chain to; unset:
+    /// the system's roots.
+    pub redis_ca_path: Option<PathBuf>,
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     pub namespace: String,
     /// How long a device's session registration lives without a refresh (a dead node's devices
@@ -207,6 +221,7 @@ impl Default for ClusterConfig {
         Self {
             store_urls: Vec::new(),
             redis_urls: Vec::new(),
+            redis_ca_path: None,
             namespace: "iris".into(),
             registry_ttl_ms: 30_000,
             inbox_poll_interval_ms: 1_000,
@@ -223,7 +238,7 @@ impl ClusterConfig {
     }
 }
 
-/// Certificate and key for TLS on the TCP listener (PEM files).
+/// Certificate and key for TLS on the listeners (PEM files), re-read on SIGHUP.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -231,6 +246,105 @@ pub struct TlsConfig {
     pub cert_path: PathBuf,
     /// PEM private key.
     pub key_path: PathBuf,
+    /// TLS on the HTTP/WebSocket listener too (HTTPS, WSS). Turn it off only when a proxy that
+    /// terminates TLS sits in front of the HTTP port: codes and tokens travel there.
+    #[serde(default = "yes")]
+    pub http: bool,
+}
+
+impl TlsConfig {
+    /// TLS on both listeners from these files.
+    pub fn new(cert_path: PathBuf, key_path: PathBuf) -> Self {
+        Self { cert_path, key_path, http: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where a client's address comes from behind a load balancer (see ARCHITECTURE.md "Edge").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Networks (CIDR, `10.0.0.0/8`, `2001:db8::/32`; a single host is `/32` or `/128`) of the
+    /// load balancers and proxies in front of this node. Only these may name a client's address
+    /// (PROXY header on TCP, `Forwarded` / `X-Forwarded-For` on HTTP); from anyone else such
+    /// headers are ignored (HTTP) and the peer's own address is the client's.
+    pub trusted_networks: Vec<ipnet::IpNet>,
+    /// The PROXY protocol (v1 and v2) on the framed TCP listener.
+    pub tcp_proxy_protocol: ProxyProtocolMode,
+}
+
+/// Whether framed TCP connections start with a PROXY header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyProtocolMode {
+    /// No PROXY header is read; every peer is its own client.
+    #[default]
+    Off,
+    /// Connections from trusted networks must start with a PROXY header (refused without one);
+    /// other peers connect directly, as their own client.
+    Optional,
+    /// Like `optional`, and connections from outside the trusted networks are refused: every
+    /// client must come through the load balancer.
+    Required,
+}
+
+/// An HTTP SMS gateway (see `auth/sms.rs`): one request per code, retried on 5xx and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// The gateway's endpoint (`https://...`); each code is one request to it.
+    pub url: String,
+    /// HTTP method: `POST` (default) or `PUT`.
+    #[serde(default = "post")]
+    pub method: String,
+    /// The request body; `{phone}` and `{code}` are replaced (JSON-escaped when `content_type`
+    /// is JSON, form-encoded when it is `application/x-www-form-urlencoded`).
+    pub body_template: String,
+    /// `Content-Type` of the body.
+    #[serde(default = "json_type")]
+    pub content_type: String,
+    /// HTTP basic auth user (with `basic_password`).
+    pub basic_user: Option<String>,
+    /// HTTP basic auth password.
+    pub basic_password: Option<String>,
+    /// Bearer token (`Authorization: Bearer ...`); exclusive with basic auth.
+    pub bearer_token: Option<String>,
+    /// PEM CA certificates to trust for the gateway instead of the system's roots.
+    pub ca_path: Option<PathBuf>,
+    /// One attempt's timeout (connect to last byte).
+    #[serde(default = "sms_timeout")]
+    pub timeout_ms: u64,
+    /// Attempts in all (the first and its retries) on 5xx, 429, timeouts and connection errors.
+    #[serde(default = "sms_attempts")]
+    pub attempts_max: u32,
+    /// Wait before the first retry; doubled for each later one (with jitter).
+    #[serde(default = "sms_backoff")]
+    pub backoff_initial_ms: u64,
+    /// Longest wait between two attempts.
+    #[serde(default = "sms_backoff_max")]
+    pub backoff_max_ms: u64,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+fn json_type() -> String {
+    "application/json".into()
+}
+fn sms_timeout() -> u64 {
+    5_000
+}
+fn sms_attempts() -> u32 {
+    3
+}
+fn sms_backoff() -> u64 {
+    200
+}
+fn sms_backoff_max() -> u64 {
+    2_000
 }
 
 /// Protocol limits (DESIGN.md defaults).
@@ -615,8 +729,22 @@ impl Config {
         if c.store_urls.iter().any(|u| !(u.starts_with("postgres://") || u.starts_with("postgresql://"))) {
             return invalid("cluster.store_urls must be postgres:// URLs");
         }
-        if c.redis_urls.iter().any(|u| !u.starts_with("redis://")) {
-            return invalid("cluster.redis_urls must be redis:// URLs");
+        if c.redis_urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
+            return invalid("cluster.redis_urls must be redis:// (or rediss://, TLS) URLs");
+        }
+        if c.redis_urls.iter().any(|u| u.starts_with("rediss://"))
+            && !c.redis_urls.iter().all(|u| u.starts_with("rediss://"))
+        {
+            return invalid("cluster.redis_urls must all use TLS (rediss://) or none");
+        }
+        if c.redis_ca_path.is_some() && !c.redis_urls.iter().all(|u| u.starts_with("rediss://")) {
+            return invalid("cluster.redis_ca_path is for TLS: cluster.redis_urls must be rediss:// URLs");
+        }
+        if self.proxy.tcp_proxy_protocol != ProxyProtocolMode::Off && self.proxy.trusted_networks.is_empty() {
+            return invalid("proxy.tcp_proxy_protocol needs proxy.trusted_networks (who may send PROXY headers)");
+        }
+        if let Some(sms) = &self.sms {
+            sms.validate()?;
         }
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
@@ -627,6 +755,35 @@ impl Config {
         }
         if m.s3_bucket.as_ref().is_some_and(|b| b.is_empty()) {
             return invalid("media.s3_bucket must not be empty when set");
+        }
+        Ok(())
+    }
+}
+
+impl SmsConfig {
+    /// Checks the URL, method, credentials and retry bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(format!("sms: {m}")));
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return invalid("url must be an http:// or https:// URL");
+        }
+        if !["POST", "PUT"].contains(&self.method.as_str()) {
+            return invalid("method must be POST or PUT");
+        }
+        if !self.body_template.contains("{code}") {
+            return invalid("body_template must contain {code}");
+        }
+        if self.basic_user.is_some() != self.basic_password.is_some() {
+            return invalid("basic_user and basic_password go together");
+        }
+        if self.basic_user.is_some() && self.bearer_token.is_some() {
+            return invalid("use basic auth or a bearer token, not both");
+        }
+        if !(1..=10).contains(&self.attempts_max) || self.timeout_ms == 0 {
+            return invalid("attempts_max must be 1..=10 and timeout_ms positive");
+        }
+        if self.backoff_initial_ms > self.backoff_max_ms {
+            return invalid("backoff_initial_ms must not exceed backoff_max_ms");
         }
         Ok(())
     }
@@ -644,6 +801,42 @@ mod tests {
         assert!(toml::from_str::<Config>("listn = \"1.2.3.4:5\"").is_err());
         let c: Config = toml::from_str("[session]\nheartbeat_interval_ms = 500").unwrap();
         assert_eq!(c.session.heartbeat_interval_ms, 500);
+    }
+
+    #[test]
+    fn edge_settings_parse_and_contradictions_are_refused() {
+        // Proves: [proxy] and [sms] parse from TOML with their defaults, and settings that
+        // cannot work (PROXY with nobody trusted, an SMS template without {code}, two kinds of
+        // credentials, a CA for plaintext Redis) are refused at start.
+        let c: Config = toml::from_str(
+            "[proxy]\ntrusted_networks = [\"10.0.0.0/8\", \"fd00::/8\"]\ntcp_proxy_protocol = \"required\"\n\
+             [sms]\nurl = \"https://sms.example.com/send\"\nbody_template = \"{phone}:{code}\"\nbearer_token = \"t\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.proxy.tcp_proxy_protocol, ProxyProtocolMode::Required);
+        assert_eq!(c.sms.as_ref().map(|s| (s.attempts_max, s.method.as_str())), Some((3, "POST")));
+        assert!(toml::from_str::<Config>("[proxy]\ntrusted_networks = [\"10.0.0.1\"]").is_err(), "CIDR needed");
+
+        let invalid = |edit: fn(&mut Config)| {
+            let mut c = c.clone();
+            edit(&mut c);
+            assert!(c.validate().is_err());
+        };
+        invalid(|c| c.proxy.trusted_networks.clear());
+        invalid(|c| c.sms.as_mut().unwrap().body_template = "{phone}".into());
+        invalid(|c| c.sms.as_mut().unwrap().basic_user = Some("u".into()));
+        invalid(|c| c.sms.as_mut().unwrap().attempts_max = 0);
+        let mut cluster = c.clone();
+        cluster.auth.token_key_hex = Some("00".repeat(32));
+        cluster.cluster.store_urls = vec!["postgres://iris@db1/iris?sslmode=verify-full".into()];
+        cluster.cluster.redis_urls = vec!["rediss://10.0.0.5:7000".into()];
+        cluster.cluster.redis_ca_path = Some("ca.pem".into());
+        cluster.validate().unwrap();
+        cluster.cluster.redis_urls.push("redis://10.0.0.6:7000".into());
+        assert!(cluster.validate().is_err(), "TLS for some Redis nodes only");
+        cluster.cluster.redis_urls = vec!["redis://10.0.0.6:7000".into()];
+        assert!(cluster.validate().is_err(), "a CA for plaintext Redis");
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub struct Ctx {
     pub advertised_tcp_addr: String,
     /// The link to the other nodes, in cluster mode with Redis.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The listeners' TLS certificate (reloadable), when `[tls]` is set.
+    pub tls: Option<Arc<crate::gateway::tls::ServerTls>>,
+    /// Who may name a client's address (`[proxy] trusted_networks`).
+    pub trusted_proxies: crate::gateway::client_addr::TrustedProxies,
 }
 
 impl Ctx {

@@ -171,6 +171,14 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// The SMS gateway did not take a one-time code, after every retry.
+    #[error("the one-time code could not be sent: {why}")]
+    CodeDeliveryFailed {
+        /// What the last attempt met (status or timeout), never the code.
+        why: String,
+        /// When asking again may succeed.
+        retry_after_ms: u32,
+    },
 }
 
 impl ServiceError {
@@ -207,6 +215,7 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::CodeDeliveryFailed { .. } => ErrorCode::CodeDeliveryFailed,
         }
     }
 
@@ -215,7 +224,8 @@ impl ServiceError {
         match self {
             Self::RateLimited { retry_after_ms, .. }
             | Self::Overloaded { retry_after_ms }
-            | Self::MediaQuotaExceeded { retry_after_ms, .. } => Some(*retry_after_ms),
+            | Self::MediaQuotaExceeded { retry_after_ms, .. }
+            | Self::CodeDeliveryFailed { retry_after_ms, .. } => Some(*retry_after_ms),
             Self::Unavailable => Some(1000),
             _ => None,
         }

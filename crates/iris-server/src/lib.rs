@@ -79,6 +79,9 @@ pub enum StartError {
     /// The Redis Cluster bus could not be reached.
     #[error("cannot connect to Redis Cluster: {0}")]
     Bus(#[from] cluster::bus::BusError),
+    /// The SMS gateway client could not be built (its CA file, its URL).
+    #[error("SMS gateway: {0}")]
+    Sms(String),
     /// The media blob store could not be opened.
     #[error("cannot open the media store: {0}")]
     Media(String),
@@ -142,6 +145,21 @@ impl RunningServer {
         tracing::info!("server stopped");
     }
 
+    /// The listeners' TLS, for reloading its certificate from elsewhere (a signal handler).
+    pub fn tls(&self) -> Option<Arc<gateway::tls::ServerTls>> {
+        self.ctx.tls.clone()
+    }
+
+    /// Reads the TLS certificate and key files again (what SIGHUP does in `iris serve`): new
+    /// handshakes on both listeners use them, open connections are untouched. Without `[tls]`
+    /// there is nothing to reload; on error the previous certificate stays in use.
+    pub fn reload_tls(&self) -> Result<(), gateway::tcp::ListenError> {
+        match &self.ctx.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// Requests shutdown and waits for it to finish.
     pub async fn shutdown(self) {
         self.ctx.shutdown.cancel();
@@ -172,7 +190,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let http = gateway::tcp::bind(config.http)?;
     let http_addr =
         http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
-    let tls = config.tls.as_ref().map(gateway::tcp::tls_acceptor).transpose()?;
+    let tls = config.tls.as_ref().map(gateway::tls::ServerTls::load).transpose()?.map(Arc::new);
     store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
     let clock = deps.clock;
     let directory = Arc::new(directory::Directory::new(
@@ -188,8 +206,13 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     if config.auth.log_codes && !config.dev {
         tracing::warn!("auth.log_codes: one-time codes go to the log; whoever reads it can take over any account");
     }
-    let code_sender =
-        deps.code_sender.unwrap_or_else(|| Arc::new(LogCodeSender::new(config.dev || config.auth.log_codes)));
+    let code_sender = match (deps.code_sender, &config.sms) {
+        (Some(sender), _) => sender,
+        (None, Some(sms)) => Arc::new(
+            auth::sms::HttpSmsSender::new(sms.clone(), metrics.clone()).map_err(|e| StartError::Sms(e.to_string()))?,
+        ),
+        (None, None) => Arc::new(LogCodeSender::new(config.dev || config.auth.log_codes)),
+    };
     let auth = AuthService::new(&config, token_key, code_sender, &metrics, bus.as_ref());
     let authenticator =
         Arc::new(auth::access::Authenticator::new(auth.signer().clone(), directory.clone(), clock.clone()));
@@ -255,10 +278,17 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         media,
         shutdown,
         tasks: TaskTracker::new(),
+        trusted_proxies: gateway::client_addr::TrustedProxies::new(config.proxy.trusted_networks.clone()),
+        tls: tls.clone(),
         config,
     });
-    tokio::spawn(gateway::tcp::accept_loop(ctx.clone(), tcp, tls, ctx.tasks.clone()));
-    let app = http::app(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let tcp_tls = tls.as_ref().map(|t| t.acceptor());
+    tokio::spawn(gateway::tcp::accept_loop(ctx.clone(), tcp, tcp_tls, ctx.tasks.clone()));
+    let http_tls = tls.as_ref().filter(|_| ctx.config.tls.as_ref().is_some_and(|t| t.http)).map(|t| t.acceptor());
+    let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
+    let http = gateway::http_listener::HttpListener::new(http, http_tls, handshake, ctx.shutdown.clone())
+        .map_err(|source| gateway::tcp::ListenError::Bind { addr: http_addr, source })?;
+    let app = http::app(ctx.clone()).into_make_service_with_connect_info::<gateway::http_listener::PeerAddr>();
     let stop = ctx.shutdown.clone();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(http, app).with_graceful_shutdown(stop.cancelled_owned()).await {

@@ -72,6 +72,13 @@ pub struct Metrics {
     /// Bytes of blobs in the media store (recounted by every media sweep, kept up to date by
     /// this node's own stores and deletions in between).
     pub media_stored_bytes: Gauge,
+    /// Framed TCP connections refused by the PROXY protocol rules, by `reason` (`untrusted`:
+    /// not from a trusted proxy under `required`; `bad_header`: a trusted proxy sent none or a
+    /// malformed one).
+    pub proxy_refused: Family<Labels, Counter>,
+    /// SMS gateway requests, by `result` (`ok`, `retried`: a failed attempt that was retried,
+    /// `failed`: the last attempt failed and the client got CODE_DELIVERY_FAILED).
+    pub sms_requests: Family<Labels, Counter>,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -107,6 +114,8 @@ impl Metrics {
             media_bytes_out: Counter::default(),
             media_uploads_in_progress: Gauge::default(),
             media_stored_bytes: Gauge::default(),
+            proxy_refused: Family::default(),
+            sms_requests: Family::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -136,6 +145,8 @@ impl Metrics {
         r.register("cluster_items_in", "Items received from other nodes", m.cluster_items_in.clone());
         r.register("inbox_check_wakeups", "Sessions woken by the inbox check", m.inbox_check_wakeups.clone());
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
+        r.register("proxy_refused", "TCP connections refused by the PROXY protocol rules", m.proxy_refused.clone());
+        r.register("sms_requests", "SMS gateway requests by result", m.sms_requests.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
         r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
         r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());

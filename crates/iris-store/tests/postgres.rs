@@ -369,3 +369,28 @@ async fn retries_through_a_shard_restart_store_every_message_exactly_once() {
         assert_eq!(unique, expected, "{device}: a message is missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_reached_over_verified_tls_works_and_its_url_is_honoured() {
+    // Proves: against a PostgreSQL that accepts TCP only over TLS, the store connects with
+    // `sslmode=verify-full` and the test CA (`sslrootcert`), commits and reads; the same server
+    // refuses `sslmode=disable`, and verify-full against a CA that did not sign the certificate
+    // fails instead of connecting.
+    let ca = iris_testkit::tls::TestCa::new("iris test CA");
+    let shards = iris_testkit::postgres::PgShards::start_tls(&ca);
+    let url = shards.urls()[0].clone();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let config = |url: String| PgConfig { shard_urls: vec![url], ..PgConfig::default() };
+
+    let store = PgStore::connect(config(url.clone())).await.expect("connect over TLS");
+    let outcome = store.append(send(&[BOB], "over-tls", 10)).await.unwrap();
+    assert_eq!(outcome, AppendOutcome::Appended { seqs: vec![1] });
+    assert_eq!(texts(&store, BOB).await, ["over-tls"]);
+    store.close().await.unwrap();
+
+    let plain = url.split('?').next().unwrap().to_owned() + "?sslmode=disable";
+    assert!(PgStore::connect(config(plain)).await.is_err(), "plaintext must be refused (hostssl only)");
+    let other_ca = iris_testkit::tls::TestCa::new("another CA");
+    let wrong_ca = url.replace(ca.ca_path().to_str().unwrap(), other_ca.ca_path().to_str().unwrap());
+    assert!(PgStore::connect(config(wrong_ca)).await.is_err(), "a certificate of another CA must be refused");
+}

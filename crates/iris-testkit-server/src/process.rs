@@ -197,11 +197,12 @@ impl<B: Binary> Drop for Process<B> {
     }
 }
 
-/// `iris listening: tcp=ADDR http=http://ADDR` → the two addresses.
+/// `iris listening: tcp=ADDR http=http://ADDR` (or `https://`) → the two addresses.
 fn parse_listening(line: &str) -> (SocketAddr, SocketAddr) {
     let rest =
         line.trim().strip_prefix("iris listening: tcp=").unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    let (tcp, http) = rest.split_once(" http=http://").unwrap_or_else(|| panic!("no http address in {line:?}"));
+    let (tcp, http) = rest.split_once(" http=").unwrap_or_else(|| panic!("no http address in {line:?}"));
+    let http = http.trim_start_matches("https://").trim_start_matches("http://");
     let parse = |a: &str| a.parse().unwrap_or_else(|e| panic!("bad address {a:?} in {line:?}: {e}"));
     (parse(tcp), parse(http))
 }

@@ -43,7 +43,12 @@ pub struct RawConn {
 impl RawConn {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect to the TCP listener");
+        Self::from_stream(TcpStream::connect(addr).await.expect("connect to the TCP listener"))
+    }
+
+    /// Speaks frames on a connection the test opened itself (from a chosen local address,
+    /// after bytes of its own such as a PROXY header).
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_nodelay(true).expect("set TCP_NODELAY");
         Self {
             stream,

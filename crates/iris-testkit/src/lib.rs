@@ -6,6 +6,8 @@
 //!   `redis-cli --cluster create`).
 //! - [`garage`]: a single-node Garage S3 server with a bucket and a key (`garage`, from
 //!   crates.io).
+//! - [`tls`]: a test CA (rcgen) issuing server certificates, for Iris and for PostgreSQL and
+//!   Redis started with TLS ([`postgres::PgShards::start_tls`], [`redis::RedisCluster::start_tls`]).
 //!
 //! Tests that need them call [`postgres::PgShards::start`] / [`redis::RedisCluster::start`];
 //! when the binaries are missing the start fails with a message naming the package to install
@@ -20,4 +22,5 @@ pub mod engine;
 pub mod garage;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
 pub mod wait;

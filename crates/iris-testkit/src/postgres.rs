@@ -57,6 +57,9 @@ struct Server {
     /// Whether commands run as [`OS_USER`] (we are root).
     as_os_user: bool,
     running: bool,
+    /// TLS: the server's certificate and key files (in `dir`); then only TLS connections are
+    /// accepted over TCP (`hostssl`).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl PgShards {
@@ -78,6 +81,27 @@ impl PgShards {
             Ok(shards) => shards,
             Err(e) => panic!("cannot start PostgreSQL test shards: {e}"),
         }
+    }
+
+    /// One server of its own (whatever the environment says) that accepts TCP connections over
+    /// TLS only, with a certificate of `ca` for `localhost`/`127.0.0.1`; its URL asks for
+    /// `sslmode=verify-full` with `sslrootcert` naming the CA's file.
+    pub fn start_tls(ca: &crate::tls::TestCa) -> PgShards {
+        let run = || -> Result<PgShards, String> {
+            let bin = bin_dir()?;
+            let server = Server::start_with_tls(&bin, Some(ca.issue()))?;
+            let admin = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres?sslmode=require", server.port);
+            let db = unique_db_name();
+            psql(&bin, &admin, &format!("CREATE DATABASE {db}"))?;
+            let ca_path = ca.ca_path();
+            let url = format!(
+                "postgres://{SUPERUSER}@127.0.0.1:{}/{db}?sslmode=verify-full&sslrootcert={}",
+                server.port,
+                path_str(&ca_path)?
+            );
+            Ok(PgShards { shards: vec![Shard { url, server: Some(server), shared: None }] })
+        };
+        run().unwrap_or_else(|e| panic!("cannot start a TLS PostgreSQL: {e}"))
     }
 
     /// [`start`](Self::start), returning the error instead of panicking.
@@ -107,7 +131,7 @@ impl PgShards {
         let bin = bin_dir()?;
         let mut shards = PgShards { shards: Vec::new() };
         for _ in 0..n {
-            let server = Server::start(&bin)?;
+            let server = Server::start_with_tls(&bin, None)?;
             let admin = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", server.port);
             let db = unique_db_name();
             psql(&bin, &admin, &format!("CREATE DATABASE {db}"))?;
@@ -182,14 +206,27 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// initdb into a fresh temporary directory, then start on a free loopback port.
-    fn start(bin: &Path) -> Result<Server, String> {
+    /// initdb into a fresh temporary directory, then start on a free loopback port (with
+    /// `cert`: TLS only, see [`Server::tls`]).
+    fn start_with_tls(bin: &Path, cert: Option<crate::tls::IssuedCert>) -> Result<Server, String> {
         let dir = tempfile::Builder::new().prefix("iris-pg-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let as_os_user = is_root();
         if as_os_user {
             chown_to_os_user(dir.path())?;
         }
-        let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false };
+        let mut tls = None;
+        if let Some(cert) = cert {
+            let (cert_path, key_path) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_path, &cert.cert_pem).map_err(|e| format!("write {}: {e}", cert_path.display()))?;
+            crate::tls::write_private(&key_path, &cert.key_pem);
+            if as_os_user {
+                // PostgreSQL reads its key only when the server's own user owns it.
+                chown_to_os_user(&cert_path)?;
+                chown_to_os_user(&key_path)?;
+            }
+            tls = Some((cert_path, key_path));
+        }
+        let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls };
         let data = server.data_dir();
         let initdb = server.run(
             "initdb",
@@ -207,6 +244,11 @@ impl Server {
             ],
         )?;
         check("initdb", &initdb)?;
+        if server.tls.is_some() {
+            // TCP only over TLS: a plaintext client is refused, so a passing test used TLS.
+            let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| format!("write pg_hba.conf: {e}"))?;
+        }
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS_MAX {
             server.port = free_port()?;
@@ -223,12 +265,19 @@ impl Server {
     }
 
     fn pg_ctl_start(&mut self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on \
              -c shared_buffers=16MB -c max_connections=300 -c max_wal_size=256MB -c log_min_messages=warning",
             self.port,
             path_str(self.dir.path())?,
         );
+        if let Some((cert, key)) = &self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                path_str(cert)?,
+                path_str(key)?
+            ));
+        }
         let data = self.data_dir();
         let log = self.dir.path().join("log");
         let timeout = PG_CTL_TIMEOUT_S.to_string();

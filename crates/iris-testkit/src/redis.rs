@@ -42,11 +42,24 @@ pub struct RedisCluster {
     shared: Vec<String>,
     /// The temporary directory holding configs, logs and node files (own clusters only).
     dir: Option<tempfile::TempDir>,
+    /// TLS clusters: the files every node serves (in `dir`).
+    tls: Option<TlsFiles>,
+}
+
+/// A TLS node's certificate, key and CA files.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 #[derive(Debug)]
 struct Node {
     port: u16,
+    /// TLS clusters: the node's TLS port (its plaintext `port` stays open, on loopback, for
+    /// this module's own health checks).
+    tls_port: Option<u16>,
     /// `None` once killed.
     child: Option<Child>,
 }
@@ -63,6 +76,7 @@ impl RedisCluster {
                 nodes: Vec::new(),
                 shared: urls.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
                 dir: None,
+                tls: None,
             },
             _ => Self::start_private(),
         }
@@ -74,10 +88,25 @@ impl RedisCluster {
     /// # Panics
     /// As [`RedisCluster::start`].
     pub fn start_private() -> RedisCluster {
+        Self::start_own(None)
+    }
+
+    /// A new cluster of this process's own whose nodes also speak TLS (`tls-port`, with a
+    /// certificate of `ca` for `localhost`/`127.0.0.1`; `tls-cluster` and `tls-replication`
+    /// on): [`RedisCluster::urls`] are then `rediss://` URLs of the TLS ports, and a client
+    /// reaching a node over TLS is told the other nodes' TLS ports.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    pub fn start_tls(ca: &crate::tls::TestCa) -> RedisCluster {
+        Self::start_own(Some(ca))
+    }
+
+    fn start_own(ca: Option<&crate::tls::TestCa>) -> RedisCluster {
         check_binaries();
         let mut last_error = String::new();
         for _ in 0..3 {
-            match Self::try_start() {
+            match Self::try_start(ca) {
                 Ok(cluster) => return cluster,
                 Err(e) => last_error = e,
             }
@@ -85,13 +114,27 @@ impl RedisCluster {
         panic!("could not start a Redis Cluster: {last_error}");
     }
 
-    fn try_start() -> Result<RedisCluster, String> {
+    fn try_start(ca: Option<&crate::tls::TestCa>) -> Result<RedisCluster, String> {
         let dir = tempfile::Builder::new().prefix("iris-redis-").tempdir().map_err(|e| e.to_string())?;
-        let ports = free_ports(NODES)?;
-        let mut cluster = RedisCluster { nodes: Vec::new(), shared: Vec::new(), dir: None };
+        let tls = ca.map(|ca| {
+            let cert = ca.issue();
+            let files = TlsFiles {
+                cert: dir.path().join("tls.crt"),
+                key: dir.path().join("tls.key"),
+                ca: dir.path().join("ca.crt"),
+            };
+            std::fs::write(&files.cert, &cert.cert_pem).map_err(|e| e.to_string())?;
+            crate::tls::write_private(&files.key, &cert.key_pem);
+            std::fs::write(&files.ca, ca.ca_pem()).map_err(|e| e.to_string())?;
+            Ok::<_, String>(files)
+        });
+        let tls = tls.transpose()?;
+        let ports = free_ports(NODES, tls.is_some())?;
+        let mut cluster = RedisCluster { nodes: Vec::new(), shared: Vec::new(), dir: None, tls };
         for &port in &ports {
-            let child = spawn_node(dir.path(), port)?;
-            cluster.nodes.push(Node { port, child: Some(child) });
+            let tls_port = cluster.tls.as_ref().map(|_| port + 1);
+            let child = spawn_node(dir.path(), port, tls_port.zip(cluster.tls.as_ref()))?;
+            cluster.nodes.push(Node { port, tls_port, child: Some(child) });
         }
         cluster.dir = Some(dir);
         for node in &mut cluster.nodes {
@@ -120,7 +163,13 @@ impl RedisCluster {
         if !self.shared.is_empty() {
             return self.shared.clone();
         }
-        self.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port)).collect()
+        self.nodes
+            .iter()
+            .map(|n| match n.tls_port {
+                Some(tls_port) => format!("rediss://127.0.0.1:{tls_port}"),
+                None => format!("redis://127.0.0.1:{}", n.port),
+            })
+            .collect()
     }
 
     /// Whether this is a shared cluster (`IRIS_TEST_REDIS_URLS`), which must not be killed.
@@ -183,8 +232,10 @@ impl RedisCluster {
     pub fn restart_killed(&mut self) {
         assert!(!self.is_shared(), "cannot restart nodes of a shared cluster");
         let dir = self.dir.as_ref().expect("own clusters have a directory").path().to_owned();
+        let tls = self.tls.clone();
         for node in self.nodes.iter_mut().filter(|n| n.child.is_none()) {
-            node.child = Some(spawn_node(&dir, node.port).unwrap_or_else(|e| panic!("{e}")));
+            let tls = node.tls_port.zip(tls.as_ref());
+            node.child = Some(spawn_node(&dir, node.port, tls).unwrap_or_else(|e| panic!("{e}")));
             wait_until(|| node_alive(node) && command(node.port, &["PING"]).is_ok_and(|r| r == "PONG"))
                 .unwrap_or_else(|()| panic!("redis-server on port {} did not restart", node.port));
         }
@@ -253,15 +304,26 @@ fn check_binaries() {
     }
 }
 
-fn spawn_node(dir: &Path, port: u16) -> Result<Child, String> {
+fn spawn_node(dir: &Path, port: u16, tls: Option<(u16, &TlsFiles)>) -> Result<Child, String> {
     let node_dir: PathBuf = dir.join(format!("node-{port}"));
     std::fs::create_dir_all(&node_dir).map_err(|e| e.to_string())?;
-    let config = format!(
+    let mut config = format!(
         "port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ncluster-enabled yes\n\
          cluster-config-file nodes.conf\ncluster-node-timeout {NODE_TIMEOUT_MS}\n\
          cluster-replica-validity-factor 0\nappendonly no\nsave \"\"\ndir {}\nlogfile redis.log\n",
         node_dir.display()
     );
+    if let Some((tls_port, files)) = tls {
+        config.push_str(&format!(
+            "tls-port {tls_port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+             tls-auth-clients no\ntls-cluster yes\ntls-replication yes\ncluster-port {}\n",
+            files.cert.display(),
+            files.key.display(),
+            files.ca.display(),
+            // The bus would otherwise follow the TLS port; keep it where `free_ports` checked.
+            port + 10_000
+        ));
+    }
     let config_path = node_dir.join("redis.conf");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
     Command::new("redis-server")
@@ -273,15 +335,22 @@ fn spawn_node(dir: &Path, port: u16) -> Result<Child, String> {
         .map_err(|e| format!("cannot run redis-server: {e}"))
 }
 
-/// `n` ports whose cluster-bus ports (+10000) are free too, picked at random so parallel tests
-/// rarely collide (a collision makes start-up retry with new ports).
-fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+/// `n` ports whose cluster-bus ports (+10000) are free too (and, `with_tls`, the next port,
+/// the node's TLS port), picked at random so parallel tests rarely collide (a collision makes
+/// start-up retry with new ports).
+fn free_ports(n: usize, with_tls: bool) -> Result<Vec<u16>, String> {
     let mut ports = Vec::with_capacity(n);
     let mut seed = random_seed();
     for _ in 0..1_000 {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let port = PORT_MIN + u16::try_from((seed >> 33) % u64::from(PORT_SPAN)).unwrap_or(0);
-        if ports.contains(&port) || !bindable(port) || !bindable(port + 10_000) {
+        let taken = |p: u16| ports.iter().any(|&q| q == p || (with_tls && q + 1 == p));
+        if taken(port)
+            || taken(port + 1)
+            || !bindable(port)
+            || !bindable(port + 10_000)
+            || (with_tls && !bindable(port + 1))
+        {
             continue;
         }
         ports.push(port);

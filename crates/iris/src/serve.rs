@@ -99,7 +99,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let server =
         iris_server::start(config, iris_server::Dependencies::default()).await.context("starting the server")?;
-    println!("iris listening: tcp={} http=http://{}", server.tcp_addr, server.http_addr);
+    let https = server.ctx().config.tls.as_ref().is_some_and(|t| t.http);
+    let scheme = if https { "https" } else { "http" };
+    println!("iris listening: tcp={} http={scheme}://{}", server.tcp_addr, server.http_addr);
+    #[cfg(unix)]
+    if let Some(tls) = server.tls() {
+        // SIGHUP: read the certificate files again (renewals); open connections keep theirs.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => {}
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays"),
+                }
+            }
+        });
+    }
     let stop = server.shutdown_token();
     let mut signals = Signals::new()?;
     tokio::spawn(async move {

@@ -8,10 +8,23 @@ use std::sync::Mutex;
 
 use rand::Rng;
 
-/// Delivers a code to a person (SMS, voice, ...). Pluggable; the default logs it.
+/// Delivers a code to a person (SMS, voice, ...). Pluggable: the HTTP SMS gateway
+/// (`sms.rs`) when `[sms]` is configured, else the [`LogCodeSender`].
+#[async_trait::async_trait]
 pub trait CodeSender: Send + Sync + 'static {
-    /// Sends `code` to `phone`. Errors are logged and reported as unavailable.
-    fn send(&self, phone: &str, code: &str) -> Result<(), String>;
+    /// Sends `code` to `phone`, retrying as the sender sees fit; an error is final and reaches
+    /// the client as `CODE_DELIVERY_FAILED`.
+    async fn send(&self, phone: &str, code: &str) -> Result<(), CodeSendError>;
+}
+
+/// A code that could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why} (after {attempts} attempts)")]
+pub struct CodeSendError {
+    /// What the last attempt met; never the code itself.
+    pub why: String,
+    /// Attempts made.
+    pub attempts: u32,
 }
 
 /// The stand-in for an SMS gateway on a laptop. In dev mode (or with `auth.log_codes`, an
@@ -30,8 +43,9 @@ impl LogCodeSender {
     }
 }
 
+#[async_trait::async_trait]
 impl CodeSender for LogCodeSender {
-    fn send(&self, phone: &str, code: &str) -> Result<(), String> {
+    async fn send(&self, phone: &str, code: &str) -> Result<(), CodeSendError> {
         if self.reveal_codes {
             tracing::info!(%phone, %code, "one-time code (log sender)");
         } else {
@@ -43,7 +57,7 @@ impl CodeSender for LogCodeSender {
 }
 
 /// `…NN`: the last two digits of a phone number, all a log line outside dev mode may show.
-fn phone_tail(phone: &str) -> String {
+pub(crate) fn phone_tail(phone: &str) -> String {
     let start = phone.len().saturating_sub(2);
     format!("…{}", phone.get(start..).unwrap_or(""))
 }

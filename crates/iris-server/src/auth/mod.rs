@@ -9,6 +9,7 @@
 pub mod access;
 pub mod codes;
 pub mod shared_codes;
+pub mod sms;
 pub mod token;
 
 use std::net::IpAddr;
@@ -116,6 +117,10 @@ impl AuthService {
     }
 }
 
+/// What a client whose code could not be delivered is told to wait: long enough for a gateway
+/// outage to pass, short enough for a person waiting on a screen.
+const CODE_DELIVERY_RETRY_AFTER_MS: u32 = 30_000;
+
 fn validate_phone(phone: &str) -> Result<String, ServiceError> {
     iris_proto::phone::validate(phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))
 }
@@ -131,9 +136,10 @@ pub async fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, Ser
         Some(shared) => shared.issue(&phone, now).await?,
         None => auth.codes.issue(&phone, now).map_err(|_| ServiceError::Overloaded { retry_after_ms: 60_000 })?,
     };
-    auth.sender.send(&phone, &code).map_err(|why| {
-        tracing::warn!(%phone, error = %why, "could not send one-time code");
-        ServiceError::Unavailable
+    // The sender logs (without the code) and counts its own failures.
+    auth.sender.send(&phone, &code).await.map_err(|e| ServiceError::CodeDeliveryFailed {
+        why: e.to_string(),
+        retry_after_ms: CODE_DELIVERY_RETRY_AFTER_MS,
     })?;
     Ok(auth.code_ttl_s)
 }

@@ -57,8 +57,12 @@ const BATCH_MAX: usize = 512;
 /// the knobs below `command_timeout_ms` have good defaults and tests shorten them.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// Seed nodes (`redis://127.0.0.1:7000`); the rest of the cluster is discovered from them.
+    /// Seed nodes (`redis://127.0.0.1:7000`, or `rediss://` for TLS); the rest of the cluster is
+    /// discovered from them and reached the same way.
     pub urls: Vec<String>,
+    /// `rediss://` only: PEM root certificates the nodes' certificates must chain to (else the
+    /// system's roots). The host name or address of each node is always verified.
+    pub ca_pem: Option<Vec<u8>>,
     /// Prefix of every key and channel, so several Iris clusters (or tests) share one Redis Cluster.
     /// Must be non-empty and hold no `{`/`}` (those would change the hash tags).
     pub namespace: String,
@@ -84,6 +88,7 @@ impl Default for BusConfig {
     fn default() -> Self {
         Self {
             urls: Vec::new(),
+            ca_pem: None,
             namespace: "iris".into(),
             node_id: 0,
             command_timeout_ms: 250,
@@ -205,7 +210,11 @@ impl Bus {
         let (tx, rx) = mpsc::channel(cfg.inbox_len_max);
         let sink = PushSink { channels: channels.clone(), tx, state: subs.clone() };
         let timeout = Duration::from_millis(cfg.command_timeout_ms);
-        let client = ClusterClientBuilder::new(cfg.urls.clone())
+        let mut builder = ClusterClientBuilder::new(cfg.urls.clone());
+        if let Some(ca) = &cfg.ca_pem {
+            builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(ca.clone()) });
+        }
+        let client = builder
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(move |info| -> Result<(), std::convert::Infallible> {
                 sink.accept(info);
@@ -630,6 +639,9 @@ fn validate(cfg: &BusConfig) -> Result<(), BusError> {
     }
     if cfg.inbox_len_max == 0 {
         return bad("inbox_len_max must be positive");
+    }
+    if cfg.ca_pem.is_some() && !cfg.urls.iter().all(|u| u.starts_with("rediss://")) {
+        return bad("a CA is for TLS: the URLs must be rediss://");
     }
     Ok(())
 }

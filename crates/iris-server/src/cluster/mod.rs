@@ -61,8 +61,16 @@ impl Cluster {
         metrics: &Arc<crate::metrics::Metrics>,
     ) -> Result<(Arc<Self>, ClusterTasks), BusError> {
         let c = &config.cluster;
+        let ca_pem = match &c.redis_ca_path {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| BusError::Config(format!("cluster.redis_ca_path {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
         let (bus, inbound) = Bus::connect(BusConfig {
             urls: c.redis_urls.clone(),
+            ca_pem,
             namespace: c.namespace.clone(),
             node_id: config.node_id,
             command_timeout_ms: c.redis_timeout_ms,

@@ -1,17 +1,18 @@
-//! The TCP listener (SO_REUSEPORT, TCP_NODELAY, optional TLS): accepts within the connection
-//! budget and hands each connection to a session task.
+//! The TCP listener (SO_REUSEPORT, TCP_NODELAY, optional PROXY header, optional TLS): accepts
+//! within the connection budget and hands each connection to a session task, under the client's
+//! real address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::{rustls, TlsAcceptor};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::framed::Framed;
-use crate::config::TlsConfig;
+use super::proxy_protocol;
+use crate::config::ProxyProtocolMode;
 use crate::context::Ctx;
 use crate::session;
 
@@ -44,22 +45,6 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, ListenError> {
     TcpListener::from_std(socket.into()).map_err(err)
 }
 
-/// Loads a PEM certificate chain and key into a TLS acceptor.
-pub fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ListenError> {
-    let certs = CertificateDer::pem_file_iter(&tls.cert_path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ListenError::Tls(format!("{}: {e}", tls.cert_path.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_path)
-        .map_err(|e| ListenError::Tls(format!("{}: {e}", tls.key_path.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ListenError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ListenError::Tls(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 /// Accepts until shutdown; each connection runs as a session tracked by `tasks` (admission
 /// happens in the session, so refusals get a typed answer).
 pub async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, tls: Option<TlsAcceptor>, tasks: TaskTracker) {
@@ -81,18 +66,60 @@ pub async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, tls: Option<TlsAc
     }
 }
 
-async fn serve_stream(ctx: Arc<Ctx>, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+async fn serve_stream(ctx: Arc<Ctx>, mut stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
+    let handshake = std::time::Duration::from_millis(ctx.config.session.handshake_timeout_ms);
+    let client = match tokio::time::timeout(handshake, client_addr(&ctx, &mut stream, peer)).await {
+        Ok(Some(client)) => client,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!(%peer, "PROXY header timed out");
+            return;
+        }
+    };
+    let span = tracing::info_span!("tcp", client = %client.ip());
     let max = ctx.limits.max_frame_bytes;
-    match tls {
-        None => session::run(ctx.sessions.clone(), Framed::new(stream, max), peer.ip()).await,
-        Some(acceptor) => {
-            let handshake = std::time::Duration::from_millis(ctx.config.session.handshake_timeout_ms);
-            match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), peer.ip()).await,
+    async move {
+        match tls {
+            None => session::run(ctx.sessions.clone(), Framed::new(stream, max), client.ip()).await,
+            Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), client.ip()).await
+                }
                 Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!("TLS handshake timed out"),
-            }
+            },
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The client behind `peer`: `peer` itself, or what its PROXY header says when `peer` is a
+/// trusted proxy and the listener speaks the PROXY protocol. `None`: the connection is refused
+/// (an untrusted peer under `required`, or a trusted one without a valid header) and is closed
+/// without an answer (nothing was said in any protocol yet).
+async fn client_addr(ctx: &Ctx, stream: &mut TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+    let peer = proxy_protocol::canonical(peer);
+    let mode = ctx.config.proxy.tcp_proxy_protocol;
+    if mode == ProxyProtocolMode::Off {
+        return Some(peer);
+    }
+    if !ctx.trusted_proxies.trusts(peer.ip()) {
+        if mode == ProxyProtocolMode::Required {
+            ctx.metrics.proxy_refused.get_or_create(&vec![("reason", "untrusted")]).inc();
+            tracing::info!(%peer, "connection refused: not from a trusted proxy (proxy.tcp_proxy_protocol = required)");
+            return None;
+        }
+        return Some(peer);
+    }
+    match proxy_protocol::read_header(stream).await {
+        Ok(Some(client)) => Some(client),
+        Ok(None) => Some(peer),
+        Err(e) => {
+            ctx.metrics.proxy_refused.get_or_create(&vec![("reason", "bad_header")]).inc();
+            tracing::info!(%peer, error = %e, "connection refused: bad PROXY header from a trusted proxy");
+            None
         }
     }
 }

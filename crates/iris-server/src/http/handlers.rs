@@ -4,10 +4,9 @@
 //! get, which is what `/v1/openapi.json` publishes (`openapi.rs`). Errors are always the
 //! `ApiError` body; 413 and 431 apply to every route and are added there.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use iris_proto::http::{
@@ -16,6 +15,7 @@ use iris_proto::http::{
 };
 use iris_store::DeviceAddr;
 
+use super::client::ClientIp;
 use super::extract::{ApiJson, ApiPath};
 use super::ApiError;
 use crate::auth;
@@ -47,14 +47,16 @@ pub async fn info(State(ctx): Shared) -> Json<ServerInfo> {
         (status = 400, description = "INVALID_ARGUMENT: not an E.164 phone number, or not this JSON body", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED: too many codes for this phone or address; `retry_after_ms` \
             and `Retry-After` say when to retry", body = ErrorBody),
+        (status = 502, description = "CODE_DELIVERY_FAILED: the SMS gateway did not take the code after every \
+            retry; retry after `retry_after_ms`", body = ErrorBody),
         (status = 503, description = "OVERLOADED (too many pending codes) or UNAVAILABLE; retry after \
             `retry_after_ms`", body = ErrorBody)))]
 pub async fn request_code(
     State(ctx): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     ApiJson(req): ApiJson<CodeRequest>,
 ) -> Result<Json<CodeRequested>, ApiError> {
-    let expires_in_s = auth::request_code(&ctx, &req.phone, peer.ip()).await?;
+    let expires_in_s = auth::request_code(&ctx, &req.phone, client).await?;
     Ok(Json(CodeRequested { expires_in_s }))
 }
 
@@ -71,10 +73,10 @@ pub async fn request_code(
         (status = 503, description = "UNAVAILABLE: the store failed; nothing was created", body = ErrorBody)))]
 pub async fn verify(
     State(ctx): Shared,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Json<Credentials>, ApiError> {
-    Ok(Json(auth::verify(&ctx, &req.phone, &req.code, &req.device_name, peer.ip()).await?))
+    Ok(Json(auth::verify(&ctx, &req.phone, &req.code, &req.device_name, client).await?))
 }
 
 /// `POST /v1/auth/refresh`.

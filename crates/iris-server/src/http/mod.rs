@@ -7,6 +7,7 @@
 //! document ([`openapi`], `/v1/openapi.json`) lists exactly the routes that exist.
 
 mod api_error;
+mod client;
 mod extract;
 mod handlers;
 mod limits;
@@ -66,5 +67,6 @@ pub fn app(ctx: Arc<Ctx>) -> Router {
         .fallback(extract::not_found)
         .layer(DefaultBodyLimit::max(http_limits.body_bytes_max))
         .layer(axum::middleware::from_fn_with_state(http_limits, limits::bound))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), client::resolve))
         .with_state(ctx)
 }

@@ -6,17 +6,19 @@
 //! `UNSUPPORTED_SUBPROTOCOL`): the format is fixed for the connection, the server answers in it,
 //! and a message in the other format is `BAD_FRAME`. Nothing is guessed from the message type.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::Response;
 use iris_proto::frame::decode_body;
 use iris_proto::pb;
 use prost::Message as _;
 
+use tracing::Instrument;
+
+use super::client::ClientIp;
 use super::ApiError;
 use crate::context::Ctx;
 use crate::error::ServiceError;
@@ -50,7 +52,7 @@ enum Format {
             (not a WebSocket upgrade)", body = iris_proto::http::ApiError)))]
 pub async fn upgrade(
     State(ctx): State<Arc<Ctx>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let ws = ws
@@ -70,7 +72,8 @@ pub async fn upgrade(
     let max = ctx.limits.max_frame_bytes as usize;
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
         let _tracked = ctx.tasks.token();
-        session::run(ctx.sessions.clone(), WsTransport { socket, format }, peer.ip()).await;
+        let span = tracing::info_span!("ws", client = %client);
+        session::run(ctx.sessions.clone(), WsTransport { socket, format }, client).instrument(span).await;
     }))
 }
 

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls, Statement, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
 use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
+use super::tls::PgTls;
 use super::Shared;
 use crate::{CommitSample, DedupKey, DeviceAddr, NewEntry, StoreError, StoreResult};
 
@@ -125,6 +126,8 @@ struct Conn {
 pub(super) struct Committer {
     shard: usize,
     config: tokio_postgres::Config,
+    /// TLS to the shard, as its URL asks.
+    tls: PgTls,
     rx: mpsc::Receiver<Op>,
     conn: Option<Conn>,
     batch_ops_max: usize,
@@ -160,6 +163,7 @@ impl Committer {
     pub(super) fn new(
         shard: usize,
         config: tokio_postgres::Config,
+        tls: PgTls,
         rx: mpsc::Receiver<Op>,
         batch_ops_max: usize,
         batch_wait: Duration,
@@ -168,6 +172,7 @@ impl Committer {
         Self {
             shard,
             config,
+            tls,
             rx,
             conn: None,
             batch_ops_max: batch_ops_max.max(1),
@@ -301,8 +306,9 @@ impl Committer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let conn =
-                tokio::time::timeout(CONNECT_TIMEOUT, connect(self.shard, &self.config)).await.map_err(|_| {
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.shard, &self.config, self.tls.clone()))
+                .await
+                .map_err(|_| {
                     StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard))
                 })??;
             self.conn = Some(conn);
@@ -338,8 +344,8 @@ impl Committer {
 }
 
 /// Opens the committer's connection and prepares its statements.
-async fn connect(shard: usize, config: &tokio_postgres::Config) -> StoreResult<Conn> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| db_err(shard, e))?;
+async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> StoreResult<Conn> {
+    let (client, connection) = config.connect(tls).await.map_err(|e| db_err(shard, e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(shard, error = %e, "committer connection ended");

@@ -81,6 +81,7 @@ mod message_index;
 mod migrations;
 mod outbox;
 mod shards;
+mod tls;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 
@@ -285,6 +286,7 @@ impl PgStore {
             let committer = Committer::new(
                 shard.idx,
                 shard.config.clone(),
+                shard.tls.clone(),
                 rx,
                 config.batch_ops_max,
                 Duration::from_micros(config.batch_wait_us),

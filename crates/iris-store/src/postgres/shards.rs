@@ -15,9 +15,9 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::error::pool_err;
+use super::tls::{self, PgTls};
 use crate::{AccountId, StoreError, StoreResult};
 
 /// Most shards the id layout can name (8 low bits).
@@ -91,6 +91,8 @@ pub(super) fn unsql_msg(v: i64) -> u64 {
 pub(super) struct Shard {
     pub idx: usize,
     pub config: tokio_postgres::Config,
+    /// TLS as the URL's `sslmode` asks (also for the committer's connection).
+    pub tls: PgTls,
     pool: Pool,
     unsynced: Pool,
 }
@@ -98,14 +100,15 @@ pub(super) struct Shard {
 impl Shard {
     /// A shard handle; opens no connection yet.
     pub(super) fn new(idx: usize, url: &str, pool_size: usize) -> StoreResult<Self> {
-        let config = pg_config(url)?;
+        let (config, tls) = pg_config(url)?;
         let mut unsynced_config = config.clone();
         add_option(&mut unsynced_config, "-c synchronous_commit=off");
         Ok(Self {
             idx,
-            pool: build_pool(idx, config.clone(), pool_size)?,
-            unsynced: build_pool(idx, unsynced_config, pool_size.div_ceil(2))?,
+            pool: build_pool(idx, config.clone(), tls.clone(), pool_size)?,
+            unsynced: build_pool(idx, unsynced_config, tls.clone(), pool_size.div_ceil(2))?,
             config,
+            tls,
         })
     }
 
@@ -122,8 +125,8 @@ impl Shard {
     }
 }
 
-fn build_pool(idx: usize, config: tokio_postgres::Config, size: usize) -> StoreResult<Pool> {
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+fn build_pool(idx: usize, config: tokio_postgres::Config, tls: PgTls, size: usize) -> StoreResult<Pool> {
+    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
@@ -134,17 +137,17 @@ fn build_pool(idx: usize, config: tokio_postgres::Config, size: usize) -> StoreR
         .map_err(|e| StoreError::Unavailable(format!("shard {idx}: cannot build pool: {e}")))
 }
 
-/// Parses a shard URL and pins what durability depends on: `synchronous_commit = on` for every
-/// session, whatever the server's default, and bounded connect time.
-fn pg_config(url: &str) -> StoreResult<tokio_postgres::Config> {
-    let mut config: tokio_postgres::Config =
-        url.parse().map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+/// Parses a shard URL (its TLS parameters by `tls.rs`) and pins what durability depends on:
+/// `synchronous_commit = on` for every session, whatever the server's default, and bounded
+/// connect time.
+fn pg_config(url: &str) -> StoreResult<(tokio_postgres::Config, PgTls)> {
+    let (mut config, tls) = tls::parse_url(url)?;
     add_option(&mut config, "-c synchronous_commit=on");
     config.connect_timeout(CONNECT_TIMEOUT);
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
     config.application_name("iris");
-    Ok(config)
+    Ok((config, tls))
 }
 
 /// Appends a server option to the URL's own `options` (the last setting of a name wins).
