@@ -170,8 +170,13 @@ mod tests {
         let (a, b) = (DeviceAddr::new(1, 1), DeviceAddr::new(2, 1));
         let (mut ra, mut rb) = (parts.router.register(a), parts.router.register(b));
         let item = encode_item(7, 100, receipt_body(1));
-        let req =
-            AppendRequest { dedup: None, server_msg_id: 7, server_ts_ms: 100, entries: entries_for([a, b], &item) };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: None,
+            server_msg_id: 7,
+            server_ts_ms: 100,
+            entries: entries_for([a, b], &item),
+        };
         let outcome = parts.fanout().append(req).await.unwrap();
         assert_eq!(outcome, AppendOutcome::Appended { seqs: vec![1, 1] });
         for (reg, device) in [(&mut ra, a), (&mut rb, b)] {
@@ -192,7 +197,13 @@ mod tests {
         let send = |id: u64| {
             let item = encode_item(id, id, receipt_body(id));
             let dedup = Some(DedupKey { sender: DeviceAddr::new(1, 1), client_msg_id: "c1".into() });
-            AppendRequest { dedup, server_msg_id: id, server_ts_ms: id, entries: entries_for([to], &item) }
+            AppendRequest {
+                expires_at_ms: None,
+                dedup,
+                server_msg_id: id,
+                server_ts_ms: id,
+                entries: entries_for([to], &item),
+            }
         };
         let fanout = parts.fanout();
         let first = PendingSend::new(fanout.enqueue(send(10), None).await.unwrap(), 10, 10, "c1".into());
@@ -212,7 +223,13 @@ mod tests {
         let to = DeviceAddr::new(2, 1);
         let mut reg = parts.router.register(to);
         let (stored, full) = (encode_item(5, 5, receipt_body(1)), encode_item(5, 5, receipt_body(2)));
-        let req = AppendRequest { dedup: None, server_msg_id: 5, server_ts_ms: 5, entries: entries_for([to], &stored) };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: None,
+            server_msg_id: 5,
+            server_ts_ms: 5,
+            entries: entries_for([to], &stored),
+        };
         parts.fanout().enqueue(req, Some(full.clone())).await.unwrap().durable().await.unwrap();
         assert_eq!(reg.hints.try_recv().unwrap().item, full);
         assert_eq!(parts.store.read(to, 0, 1).await.unwrap()[0].item, stored);

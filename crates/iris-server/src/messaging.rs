@@ -106,6 +106,7 @@ impl Messaging {
             entries
         };
         let index = MessageRef {
+            expires_at_ms: None,
             sender: sender.account,
             conversation: Conversation::Direct(recipient.id),
             sent_at_ms: now,
@@ -114,7 +115,7 @@ impl Messaging {
         self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-        let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
+        let req = AppendRequest { expires_at_ms: None, dedup, server_msg_id, server_ts_ms: now, entries };
         let queued = self.fanout.enqueue(req, None).await?;
         Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }

@@ -76,11 +76,12 @@ impl Groups {
         let recipients: Vec<AccountId> =
             group.members.iter().map(|m| m.account).filter(|&a| a != sender.account).collect();
         self.store.start_group_receipts(group.id, server_msg_id, sender.account, &recipients).await?;
-        let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now, deleted: false };
+        let index =
+            MessageRef { expires_at_ms: None, sender: sender.account, conversation, sent_at_ms: now, deleted: false };
         self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-        let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
+        let req = AppendRequest { expires_at_ms: None, dedup, server_msg_id, server_ts_ms: now, entries };
         let queued = self.fanout.enqueue(req, hinted_item).await?;
         Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }

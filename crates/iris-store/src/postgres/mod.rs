@@ -81,6 +81,7 @@ mod message_index;
 mod migrations;
 mod outbox;
 mod shards;
+mod timers;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 
