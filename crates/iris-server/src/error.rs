@@ -171,6 +171,12 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// A disappearing-messages timer not in the allowed set.
+    #[error("timer of {seconds} s is not one of off, 24 h, 7 days, 90 days (0, 86400, 604800, 7776000)")]
+    InvalidTimer {
+        /// What was asked for.
+        seconds: u32,
+    },
 }
 
 impl ServiceError {
@@ -207,6 +213,7 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::InvalidTimer { .. } => ErrorCode::InvalidTimer,
         }
     }
 

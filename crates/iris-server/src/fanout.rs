@@ -22,7 +22,19 @@ use crate::router::{Hint, Router};
 /// Encodes one inbox item. Its `seq` is 0: the store gives each device's copy its own seq, and the
 /// session sets it when delivering.
 pub fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
-    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body) }.encode_to_vec().into()
+    encode_expiring_item(server_msg_id, server_ts_ms, body, None)
+}
+
+/// [`encode_item`] for a conversation whose disappearing-messages timer is on: the item carries
+/// its expiry, so readers and clients know when it is gone.
+pub fn encode_expiring_item(
+    server_msg_id: u64,
+    server_ts_ms: u64,
+    body: inbox_item::Body,
+    expires_at_ms: Option<u64>,
+) -> Bytes {
+    let expires_at_ms = expires_at_ms.unwrap_or(0);
+    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body), expires_at_ms }.encode_to_vec().into()
 }
 
 /// One item for each of `devices`: the entries of a fan-out whose copies are all alike.

@@ -72,6 +72,12 @@ pub struct Metrics {
     /// Bytes of blobs in the media store (recounted by every media sweep, kept up to date by
     /// this node's own stores and deletions in between).
     pub media_stored_bytes: Gauge,
+    /// Disappearing messages: inbox entries deleted by the expiry sweep.
+    pub expiry_entries_deleted: Counter,
+    /// Disappearing messages: message-index records deleted by the expiry sweep.
+    pub expiry_refs_deleted: Counter,
+    /// Disappearing messages: sweep passes that failed (the next interval retries).
+    pub expiry_sweep_failures: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -107,6 +113,9 @@ impl Metrics {
             media_bytes_out: Counter::default(),
             media_uploads_in_progress: Gauge::default(),
             media_stored_bytes: Gauge::default(),
+            expiry_entries_deleted: Counter::default(),
+            expiry_refs_deleted: Counter::default(),
+            expiry_sweep_failures: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -137,6 +146,21 @@ impl Metrics {
         r.register("inbox_check_wakeups", "Sessions woken by the inbox check", m.inbox_check_wakeups.clone());
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
+        r.register(
+            "expiry_entries_deleted",
+            "Disappearing inbox entries deleted by the sweep",
+            m.expiry_entries_deleted.clone(),
+        );
+        r.register(
+            "expiry_refs_deleted",
+            "Disappearing message-index records deleted by the sweep",
+            m.expiry_refs_deleted.clone(),
+        );
+        r.register(
+            "expiry_sweep_failures",
+            "Failed disappearing-messages sweep passes",
+            m.expiry_sweep_failures.clone(),
+        );
         r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
         r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());
         r.register("media_stored_bytes", "Bytes of blobs in the media store", m.media_stored_bytes.clone());

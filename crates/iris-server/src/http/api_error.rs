@@ -45,6 +45,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MediaOffsetMismatch => StatusCode::CONFLICT,
         ErrorCode::MediaQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
+        ErrorCode::InvalidTimer => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -70,3 +70,42 @@ pub(super) fn sweep(
     batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)?;
     Ok(due.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::{AppendRequest, DeviceAddr, InboxStore, NewEntry};
+
+    #[tokio::test]
+    async fn entries_moved_to_the_cold_store_are_indexed_and_swept_there() {
+        // Proves: a checkpoint moving un-acked expiring entries out of the log's memory indexes
+        // them in the cold store, and the sweep deletes them there by the index (no scan),
+        // leaving the entries that do not expire.
+        let dir = tempfile::tempdir().unwrap();
+        let config = FjallConfig { log_segment_bytes_max: 4096, log_segments_live_max: 1, ..FjallConfig::default() };
+        let store = FjallStore::open(dir.path(), config).unwrap();
+        let bob = DeviceAddr::new(2, 1);
+        for i in 0..40u64 {
+            let expires_at_ms = (i % 2 == 0).then_some(5_000 + i);
+            let item = Bytes::from(vec![b'x'; 512]);
+            let req = AppendRequest {
+                expires_at_ms,
+                dedup: None,
+                server_msg_id: i + 1,
+                server_ts_ms: 1_000,
+                entries: vec![NewEntry { device: bob, item }],
+            };
+            store.append(req).await.unwrap();
+        }
+        store.log.checkpoint().unwrap();
+        let indexed = store.message_index.expiry.prefix([super::INBOX]).count();
+        assert!(indexed >= 10, "the checkpoint moved expiring entries to the cold store ({indexed})");
+        assert_eq!(store.expire_due(u64::MAX - 1, 1_000).await.unwrap(), 20);
+        assert_eq!(store.message_index.expiry.prefix([super::INBOX]).count(), 0);
+        let left = store.read(bob, 0, 100).await.unwrap();
+        assert_eq!(left.len(), 20);
+        assert!(left.iter().all(|e| e.expires_at_ms.is_none() && e.seq % 2 == 0));
+    }
+}

@@ -35,7 +35,7 @@ pub(super) struct MessageIndex {
     /// Records waiting for the committer's next batch; shared with the committer.
     staged: Arc<Staged>,
     /// The expiry index (`expiry.rs`), shared with the cold store.
-    expiry: Keyspace,
+    pub(super) expiry: Keyspace,
     /// Expiry index keys of disappearing messages' records, staged like the records.
     staged_expiry: Arc<Staged>,
 }
