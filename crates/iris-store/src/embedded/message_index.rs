@@ -232,8 +232,7 @@ mod tests {
             }
         }
         // A version 2 record (before disappearing messages) never disappears.
-        let v2 = encode(r)[..27].iter().copied().map(|b| b).collect::<Vec<u8>>();
-        let mut v2 = v2;
+        let mut v2 = encode(r)[..27].to_vec();
         v2[0] = 2;
         assert_eq!(decode(&v2).unwrap(), r);
         let mut bad = encode(r);
