@@ -131,16 +131,20 @@ impl Inbox {
         up_to_seq: u64,
     ) -> Result<(), ServiceError> {
         let mut after = after_seq;
+        let now = self.clock.now_ms();
         while after < up_to_seq {
             let entries = self.store.read(device, after, RECEIPT_READ_CHUNK).await?;
             let mut owed = Owed::default();
             let mut last = None;
             for e in entries.iter().take_while(|e| e.seq <= up_to_seq) {
+                last = Some(e.seq);
+                if e.is_expired(now) {
+                    continue; // never delivered: owes no DELIVERED receipt
+                }
                 match pb::InboxItem::decode(e.item.clone()) {
                     Ok(item) => owed.add(ReceiptDue::of(&item, device.account)),
                     Err(_) => tracing::error!(%device, seq = e.seq, "undecodable inbox entry acked without receipt"),
                 }
-                last = Some(e.seq);
             }
             let Some(last) = last else { break };
             self.receipts.acknowledge(device, owed, last).await?;
