@@ -62,11 +62,23 @@ mod tests {
     use iris_proto::pb::{Message, Receipt};
 
     fn msg(seq: u64, id: u64) -> InboxItem {
-        InboxItem { seq, server_msg_id: id, server_ts_ms: 0, body: Some(inbox_item::Body::Message(Message::default())) }
+        InboxItem {
+            seq,
+            server_msg_id: id,
+            server_ts_ms: 0,
+            expires_at_ms: 0,
+            body: Some(inbox_item::Body::Message(Message::default())),
+        }
     }
 
     fn receipt(seq: u64, id: u64) -> InboxItem {
-        InboxItem { seq, server_msg_id: id, server_ts_ms: 0, body: Some(inbox_item::Body::Receipt(Receipt::default())) }
+        InboxItem {
+            seq,
+            server_msg_id: id,
+            server_ts_ms: 0,
+            expires_at_ms: 0,
+            body: Some(inbox_item::Body::Receipt(Receipt::default())),
+        }
     }
 
     #[test]

@@ -360,6 +360,7 @@ impl Driver {
             | server_event::Event::ContactList(_)
             | server_event::Event::DiscoverResult(_)
             | server_event::Event::KeysResult(_)
+            | server_event::Event::TimerResult(_)
             | server_event::Event::Synced(_)) => {
                 self.inflight.complete_event(event.request_id, e);
             }
@@ -400,6 +401,11 @@ impl Driver {
         if !self.dedup.admit(&item) {
             return;
         }
+        // Disappeared already (the server never sends one past its expiry, but this device's
+        // clock may be ahead): not handed to the app; acked with later ones.
+        if crate::timers::is_expired(&item, crate::timers::now_ms()) {
+            return;
+        }
         let event = match &item.body {
             Some(pb::inbox_item::Body::Message(_)) => Event::Message(item),
             Some(pb::inbox_item::Body::Receipt(_)) => Event::Receipt(item),
@@ -408,6 +414,7 @@ impl Driver {
             }
             Some(pb::inbox_item::Body::GroupEvent(_) | pb::inbox_item::Body::GroupReceipt(_)) => Event::Group(item),
             Some(pb::inbox_item::Body::KeysLow(_) | pb::inbox_item::Body::IdentityChange(_)) => Event::Keys(item),
+            Some(pb::inbox_item::Body::TimerChanged(_)) => Event::Timer(item),
             None => return, // a kind of entry this build does not know; acked with later ones
         };
         self.emit(event);

@@ -25,6 +25,9 @@ pub enum Event {
     /// `IdentityChange` (an account I talk to changed its identity keys: "security code
     /// changed"). Ack its `seq` like a message; [`E2e::decrypt`](crate::E2e::decrypt) handles both.
     Keys(InboxItem),
+    /// A conversation's disappearing-messages timer changed (`TimerChanged`, set by either
+    /// party of a 1:1 or a group member). Ack its `seq` like a message.
+    Timer(InboxItem),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -47,7 +50,9 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) => Some(item),
+            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) | Self::Timer(item) => {
+                Some(item)
+            }
             _ => None,
         }
     }

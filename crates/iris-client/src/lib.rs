@@ -46,6 +46,7 @@ mod keys;
 pub mod media;
 mod presence;
 mod shared;
+pub mod timers;
 
 pub use actions::Reactions;
 pub use backoff::{after_hint, Backoff};
@@ -58,6 +59,7 @@ pub use event::{DisconnectReason, Event, Events};
 pub use groups::MemberAction;
 pub use http::HttpApi;
 pub use presence::TYPING_EXPIRES_AFTER;
+pub use timers::{TimerChat, TIMER_SECONDS};
 
 /// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.
 pub use iris_proto::{http as api, pb};

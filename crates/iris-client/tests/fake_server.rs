@@ -145,6 +145,7 @@ fn delivery(items: &[(u64, u64)]) -> server_event::Event {
         .iter()
         .map(|&(seq, id)| pb::InboxItem {
             seq,
+            expires_at_ms: 0,
             server_msg_id: id,
             server_ts_ms: 1,
             body: Some(inbox_item::Body::Message(pb::Message {

@@ -69,6 +69,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// How long undelivered data is kept.
     pub retention: RetentionConfig,
+    /// Disappearing messages: the expiry sweep.
+    pub disappearing: DisappearingConfig,
     /// Presence pushes.
     pub presence: PresenceConfig,
     /// Cluster mode: shared PostgreSQL store and Redis Cluster bus.
@@ -97,6 +99,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             store: StoreConfig::default(),
             retention: RetentionConfig::default(),
+            disappearing: DisappearingConfig::default(),
             presence: PresenceConfig::default(),
             cluster: ClusterConfig::default(),
             keys: KeysConfig::default(),
@@ -620,6 +623,27 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Disappearing messages (`chat_timers.rs`): the sweep that deletes entries and message-index
+/// records once their conversation's timer has run out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisappearingConfig {
+    /// How often the sweep runs. Expired entries are never delivered even before it runs; this
+    /// bounds how long they stay on disk after their expiry.
+    pub sweep_interval_ms: u64,
+    /// Most inbox entries (and, separately, message-index records) deleted per pass, so one
+    /// pass stays short; a pass that hits the bound is followed at once by another.
+    pub sweep_batch_max: usize,
+    /// Most passes in a row before waiting for the next interval (bounds one sweep's work).
+    pub sweep_passes_max: u32,
+}
+
+impl Default for DisappearingConfig {
+    fn default() -> Self {
+        Self { sweep_interval_ms: 60_000, sweep_batch_max: 10_000, sweep_passes_max: 10 }
+    }
+}
+
 /// Presence (soft state, see `presence.rs`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -712,6 +736,12 @@ impl Config {
         }
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
+        }
+        if self.disappearing.sweep_interval_ms == 0 {
+            return invalid("disappearing.sweep_interval_ms must be positive");
+        }
+        if self.disappearing.sweep_batch_max == 0 || self.disappearing.sweep_passes_max == 0 {
+            return invalid("disappearing.sweep_batch_max and sweep_passes_max must be positive");
         }
         if self.retention.dedup_ttl_hours < 24 {
             return invalid("retention.dedup_ttl_hours must be at least 24");

@@ -179,6 +179,12 @@ pub enum ServiceError {
         /// When asking again may succeed.
         retry_after_ms: u32,
     },
+    /// A disappearing-messages timer not in the allowed set.
+    #[error("timer of {seconds} s is not one of off, 24 h, 7 days, 90 days (0, 86400, 604800, 7776000)")]
+    InvalidTimer {
+        /// What was asked for.
+        seconds: u32,
+    },
 }
 
 impl ServiceError {
@@ -216,6 +222,7 @@ impl ServiceError {
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
             Self::CodeDeliveryFailed { .. } => ErrorCode::CodeDeliveryFailed,
+            Self::InvalidTimer { .. } => ErrorCode::InvalidTimer,
         }
     }
 

@@ -22,7 +22,19 @@ use crate::router::{Hint, Router};
 /// Encodes one inbox item. Its `seq` is 0: the store gives each device's copy its own seq, and the
 /// session sets it when delivering.
 pub fn encode_item(server_msg_id: u64, server_ts_ms: u64, body: inbox_item::Body) -> Bytes {
-    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body) }.encode_to_vec().into()
+    encode_expiring_item(server_msg_id, server_ts_ms, body, None)
+}
+
+/// [`encode_item`] for a conversation whose disappearing-messages timer is on: the item carries
+/// its expiry, so readers and clients know when it is gone.
+pub fn encode_expiring_item(
+    server_msg_id: u64,
+    server_ts_ms: u64,
+    body: inbox_item::Body,
+    expires_at_ms: Option<u64>,
+) -> Bytes {
+    let expires_at_ms = expires_at_ms.unwrap_or(0);
+    pb::InboxItem { seq: 0, server_msg_id, server_ts_ms, body: Some(body), expires_at_ms }.encode_to_vec().into()
 }
 
 /// One item for each of `devices`: the entries of a fan-out whose copies are all alike.
@@ -170,8 +182,13 @@ mod tests {
         let (a, b) = (DeviceAddr::new(1, 1), DeviceAddr::new(2, 1));
         let (mut ra, mut rb) = (parts.router.register(a), parts.router.register(b));
         let item = encode_item(7, 100, receipt_body(1));
-        let req =
-            AppendRequest { dedup: None, server_msg_id: 7, server_ts_ms: 100, entries: entries_for([a, b], &item) };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: None,
+            server_msg_id: 7,
+            server_ts_ms: 100,
+            entries: entries_for([a, b], &item),
+        };
         let outcome = parts.fanout().append(req).await.unwrap();
         assert_eq!(outcome, AppendOutcome::Appended { seqs: vec![1, 1] });
         for (reg, device) in [(&mut ra, a), (&mut rb, b)] {
@@ -192,7 +209,13 @@ mod tests {
         let send = |id: u64| {
             let item = encode_item(id, id, receipt_body(id));
             let dedup = Some(DedupKey { sender: DeviceAddr::new(1, 1), client_msg_id: "c1".into() });
-            AppendRequest { dedup, server_msg_id: id, server_ts_ms: id, entries: entries_for([to], &item) }
+            AppendRequest {
+                expires_at_ms: None,
+                dedup,
+                server_msg_id: id,
+                server_ts_ms: id,
+                entries: entries_for([to], &item),
+            }
         };
         let fanout = parts.fanout();
         let first = PendingSend::new(fanout.enqueue(send(10), None).await.unwrap(), 10, 10, "c1".into());
@@ -212,7 +235,13 @@ mod tests {
         let to = DeviceAddr::new(2, 1);
         let mut reg = parts.router.register(to);
         let (stored, full) = (encode_item(5, 5, receipt_body(1)), encode_item(5, 5, receipt_body(2)));
-        let req = AppendRequest { dedup: None, server_msg_id: 5, server_ts_ms: 5, entries: entries_for([to], &stored) };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: None,
+            server_msg_id: 5,
+            server_ts_ms: 5,
+            entries: entries_for([to], &stored),
+        };
         parts.fanout().enqueue(req, Some(full.clone())).await.unwrap().durable().await.unwrap();
         assert_eq!(reg.hints.try_recv().unwrap().item, full);
         assert_eq!(parts.store.read(to, 0, 1).await.unwrap()[0].item, stored);

@@ -8,6 +8,9 @@
 //! when it does not (a resume cursor names entries delivered on an earlier connection) they are
 //! read back from the inbox and judged by the same [`ReceiptDue::of`].
 //!
+//! A disappearing message whose expiry has passed is never delivered, even before the sweep
+//! deleted it: reads skip it (the session sees a gap in seqs, as after any expiry).
+//!
 //! Knows the store's inbox, group payloads and the receipts service; nothing of sockets or of
 //! the session's delivery window.
 
@@ -18,6 +21,7 @@ use iris_proto::pb;
 use iris_store::{DeviceAddr, InboxCursor, InboxStore};
 use prost::Message as _;
 
+use crate::clock::Clock;
 use crate::error::ServiceError;
 use crate::group_payloads::GroupPayloads;
 use crate::receipts::{Owed, ReceiptDue, Receipts};
@@ -25,6 +29,9 @@ use crate::receipts::{Owed, ReceiptDue, Receipts};
 /// Entries read back per step when the receipts of an ack must come from the inbox (bounds the
 /// memory of one resume, however far its cursor jumps).
 const RECEIPT_READ_CHUNK: usize = 256;
+/// Reads one `read` makes past full batches of expired entries before answering with nothing
+/// (the session reads again on its next turn).
+const EXPIRED_SKIP_READS_MAX: usize = 8;
 
 /// An ack to apply to a device's inbox: every entry in `(after_seq, up_to_seq]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +69,19 @@ pub struct Inbox {
     store: Arc<dyn InboxStore>,
     payloads: Arc<GroupPayloads>,
     receipts: Arc<Receipts>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Inbox {
-    /// Inboxes in `store`, group references resolved through `payloads`, receipts by `receipts`.
-    pub fn new(store: Arc<dyn InboxStore>, payloads: Arc<GroupPayloads>, receipts: Arc<Receipts>) -> Self {
-        Self { store, payloads, receipts }
+    /// Inboxes in `store`, group references resolved through `payloads`, receipts by `receipts`,
+    /// disappearing messages judged by `clock`.
+    pub fn new(
+        store: Arc<dyn InboxStore>,
+        payloads: Arc<GroupPayloads>,
+        receipts: Arc<Receipts>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { store, payloads, receipts, clock }
     }
 
     /// The device's acked cursor and the last seq ever assigned to it.
@@ -82,8 +96,22 @@ impl Inbox {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Bytes)>, ServiceError> {
-        let stored = self.store.read(device, after_seq, limit).await?;
-        Ok(self.payloads.resolve(stored.into_iter().map(|e| (e.seq, e.item)).collect()).await)
+        let now = self.clock.now_ms();
+        let mut after = after_seq;
+        // Skipping expired entries may empty a read that was full: read on, a bounded number of
+        // times (each turn skips `limit` entries the sweep is about to delete anyway).
+        for _ in 0..EXPIRED_SKIP_READS_MAX {
+            let stored = self.store.read(device, after, limit).await?;
+            let full = stored.len() >= limit;
+            let Some(last) = stored.last().map(|e| e.seq) else { return Ok(Vec::new()) };
+            let live: Vec<(u64, Bytes)> =
+                stored.into_iter().filter(|e| !e.is_expired(now)).map(|e| (e.seq, e.item)).collect();
+            if !live.is_empty() || !full {
+                return Ok(self.payloads.resolve(live).await);
+            }
+            after = last;
+        }
+        Ok(Vec::new())
     }
 
     /// Applies `ack`: its receipts with the deletion. On an error nothing beyond what was
@@ -103,16 +131,20 @@ impl Inbox {
         up_to_seq: u64,
     ) -> Result<(), ServiceError> {
         let mut after = after_seq;
+        let now = self.clock.now_ms();
         while after < up_to_seq {
             let entries = self.store.read(device, after, RECEIPT_READ_CHUNK).await?;
             let mut owed = Owed::default();
             let mut last = None;
             for e in entries.iter().take_while(|e| e.seq <= up_to_seq) {
+                last = Some(e.seq);
+                if e.is_expired(now) {
+                    continue; // never delivered: owes no DELIVERED receipt
+                }
                 match pb::InboxItem::decode(e.item.clone()) {
                     Ok(item) => owed.add(ReceiptDue::of(&item, device.account)),
                     Err(_) => tracing::error!(%device, seq = e.seq, "undecodable inbox entry acked without receipt"),
                 }
-                last = Some(e.seq);
             }
             let Some(last) = last else { break };
             self.receipts.acknowledge(device, owed, last).await?;

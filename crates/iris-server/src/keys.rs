@@ -212,8 +212,13 @@ impl Keys {
         let id = d.ids.next(now);
         let body = pb::KeysLow { one_time_keys: low.one_time_keys, fallback_key_used: low.fallback_key_used };
         let item = encode_item(id, now, inbox_item::Body::KeysLow(body));
-        let req =
-            AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries: entries_for([device], &item) };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: None,
+            server_msg_id: id,
+            server_ts_ms: now,
+            entries: entries_for([device], &item),
+        };
         d.fanout.append(req).await?;
         Ok(())
     }

@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod auth;
 pub mod blocks;
+pub mod chat_timers;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -296,6 +297,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         }
     });
     tokio::spawn(sweep_loop(ctx.clone()));
+    tokio::spawn(disappearing_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
     if let Some((c, tasks)) = cluster {
         cluster::tasks::spawn(&c, &ctx, tasks);
@@ -424,6 +426,44 @@ async fn presence_loop(ctx: Arc<Ctx>) {
             }
             () = ctx.presence.push_due() => {
                 ctx.presence.flush_ready();
+            }
+        }
+    }
+}
+
+/// The disappearing-messages sweep: every `disappearing.sweep_interval_ms`, deletes the inbox
+/// entries and message-index records whose expiry passed (by the injected clock), at most
+/// `sweep_batch_max` of each per pass, passes repeated while they come back full, up to
+/// `sweep_passes_max` per interval. Reads already skip expired entries; this frees the space.
+async fn disappearing_loop(ctx: Arc<Ctx>) {
+    let d = &ctx.config.disappearing;
+    let mut tick = tokio::time::interval(Duration::from_millis(d.sweep_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for _ in 0..d.sweep_passes_max {
+            let now = ctx.clock.now_ms();
+            let entries = ctx.store.expire_due(now, d.sweep_batch_max).await;
+            let refs = ctx.store.expire_due_refs(now, d.sweep_batch_max).await;
+            match (entries, refs) {
+                (Ok(e), Ok(r)) => {
+                    ctx.metrics.expiry_entries_deleted.inc_by(e);
+                    ctx.metrics.expiry_refs_deleted.inc_by(r);
+                    if e > 0 || r > 0 {
+                        tracing::debug!(entries = e, refs = r, "deleted disappearing messages");
+                    }
+                    if (e as usize) < d.sweep_batch_max && (r as usize) < d.sweep_batch_max {
+                        break;
+                    }
+                }
+                (e, r) => {
+                    ctx.metrics.expiry_sweep_failures.inc();
+                    tracing::warn!(entries = ?e.err(), refs = ?r.err(), "disappearing-messages sweep failed");
+                    break;
+                }
             }
         }
     }

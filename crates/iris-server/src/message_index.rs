@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use iris_store::{AccountId, Conversation, MessageIndexStore, MessageRef};
 
+use crate::clock::Clock;
 use crate::error::ServiceError;
 
 /// Why an action on a message deleted for everyone fails (shown as "… not found").
@@ -27,12 +28,14 @@ pub fn direct_between(r: &MessageRef, a: AccountId, b: AccountId) -> bool {
 /// Recent messages by server id.
 pub struct MessageIndex {
     store: Arc<dyn MessageIndexStore>,
+    /// Judges disappearing messages: one past its expiry is gone, swept or not.
+    clock: Arc<dyn Clock>,
 }
 
 impl MessageIndex {
-    /// The index kept in `store`.
-    pub fn new(store: Arc<dyn MessageIndexStore>) -> Self {
-        Self { store }
+    /// The index kept in `store`, disappearing messages judged by `clock`.
+    pub fn new(store: Arc<dyn MessageIndexStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
     /// Records a message before its append is queued (a buffered write made durable by the
@@ -41,9 +44,10 @@ impl MessageIndex {
         Ok(self.store.put_message_ref(server_msg_id, r).await?)
     }
 
-    /// The message with this id, if still indexed (deleted or not).
+    /// The message with this id, if still indexed (deleted or not) and not disappeared.
     pub async fn get(&self, server_msg_id: u64) -> Result<Option<MessageRef>, ServiceError> {
-        Ok(self.store.message_ref(server_msg_id).await?)
+        let now = self.clock.now_ms();
+        Ok(self.store.message_ref(server_msg_id).await?.filter(|r| !r.is_expired(now)))
     }
 
     /// Remembers that `r` (with id `server_msg_id`) was deleted for everyone.

@@ -5,21 +5,25 @@
 //! append through the send kernel ([`crate::fanout`]), which makes it durable, hints the
 //! recipients' sessions and answers the sender.
 //!
-//! Knows the kernel, the directory, blocks and the message index. Knows nothing of sockets,
-//! sessions, groups or message actions.
+//! Also sets the disappearing-messages timer of a 1:1 conversation (a `TimerChanged` event to
+//! both parties' devices); every send takes the timer in force ([`ChatTimers`]).
+//!
+//! Knows the kernel, the directory, blocks, the message index and the timers. Knows nothing of
+//! sockets, sessions, groups or message actions.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item, send_message};
-use iris_store::{AppendRequest, Conversation, DedupKey, DeviceAddr, DeviceId, MessageRef, NewEntry};
+use iris_store::{AppendRequest, Chat, Conversation, DedupKey, DeviceAddr, DeviceId, MessageRef, NewEntry};
 
 use crate::blocks::Blocks;
+use crate::chat_timers::ChatTimers;
 use crate::clock::Clock;
 use crate::directory::{AccountView, Directory};
 use crate::error::ServiceError;
-use crate::fanout::{encode_item, Fanout, PendingSend};
+use crate::fanout::{encode_expiring_item, encode_item, Fanout, PendingSend};
 use crate::ids::IdGenerator;
 use crate::media_refs::MediaRefs;
 use crate::message_index::{direct_between, MessageIndex};
@@ -35,6 +39,7 @@ pub struct Messaging {
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
     limits: iris_proto::Limits,
+    timers: Arc<ChatTimers>,
 }
 
 impl Messaging {
@@ -49,8 +54,47 @@ impl Messaging {
         ids: Arc<IdGenerator>,
         clock: Arc<dyn Clock>,
         limits: iris_proto::Limits,
+        timers: Arc<ChatTimers>,
     ) -> Self {
-        Self { fanout, directory, blocks, index, media, ids, clock, limits }
+        Self { fanout, directory, blocks, index, media, ids, clock, limits, timers }
+    }
+
+    /// Sets the disappearing-messages timer of `sender`'s 1:1 conversation with
+    /// `msg.account_id`; returns once the `TimerChanged` event is durable in both parties'
+    /// inboxes. A blocker neither gets the event nor has its conversation's timer changed; the
+    /// blocked sender is answered as usual and learns nothing.
+    pub async fn set_timer(&self, sender: DeviceAddr, msg: pb::SetTimer) -> Result<pb::TimerResult, ServiceError> {
+        ChatTimers::check(msg.seconds)?;
+        let peer = self.directory.by_id(msg.account_id).await?.ok_or(ServiceError::UnknownRecipient)?;
+        let me = self.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+        let blocked = self.blocks.is_blocked(peer.id, sender.account).await?;
+        let now = self.clock.now_ms();
+        if !blocked {
+            self.timers.set(Chat::direct(me.id, peer.id), msg.seconds, me.id, now).await?;
+        }
+        let server_msg_id = self.ids.next(now);
+        let item = encode_item(
+            server_msg_id,
+            now,
+            inbox_item::Body::TimerChanged(pb::TimerChanged {
+                by_account_id: sender.account,
+                by_device_id: sender.device,
+                by_phone: me.phone.clone(),
+                to_account_id: peer.id,
+                to_phone: peer.phone.clone(),
+                group_id: 0,
+                seconds: msg.seconds,
+            }),
+        );
+        let mut targets: BTreeSet<DeviceAddr> = me.addrs().collect();
+        if !blocked {
+            targets.extend(peer.addrs());
+        }
+        targets.remove(&sender);
+        let entries = crate::fanout::entries_for(targets, &item);
+        let req = AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries };
+        self.fanout.append(req).await?;
+        Ok(pb::TimerResult { seconds: msg.seconds, server_msg_id, server_ts_ms: now })
     }
 
     /// Sends one message from `sender`; returns once it is durable in every target inbox.
@@ -68,9 +112,10 @@ impl Messaging {
         let (me_id, peer) = (me.id, recipient.id);
         self.index.check_reply(msg.reply_to_server_msg_id, |r| direct_between(r, me_id, peer)).await?;
         let now = self.clock.now_ms();
+        let expires_at_ms = self.timers.expires_at(Chat::direct(me_id, peer), now).await?;
         let server_msg_id = self.ids.next(now);
         let item = |payload: Bytes| {
-            encode_item(
+            encode_expiring_item(
                 server_msg_id,
                 now,
                 inbox_item::Body::Message(pb::Message {
@@ -85,6 +130,7 @@ impl Messaging {
                     forwarded: msg.forwarded,
                     media_ids: msg.media_ids.clone(),
                 }),
+                expires_at_ms,
             )
         };
         let entries: Vec<NewEntry> = match msg.body.expect("validated") {
@@ -106,6 +152,7 @@ impl Messaging {
             entries
         };
         let index = MessageRef {
+            expires_at_ms,
             sender: sender.account,
             conversation: Conversation::Direct(recipient.id),
             sent_at_ms: now,
@@ -114,7 +161,7 @@ impl Messaging {
         self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-        let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
+        let req = AppendRequest { expires_at_ms, dedup, server_msg_id, server_ts_ms: now, entries };
         let queued = self.fanout.enqueue(req, None).await?;
         Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }

@@ -79,6 +79,12 @@ pub struct Metrics {
     /// SMS gateway requests, by `result` (`ok`, `retried`: a failed attempt that was retried,
     /// `failed`: the last attempt failed and the client got CODE_DELIVERY_FAILED).
     pub sms_requests: Family<Labels, Counter>,
+    /// Disappearing messages: inbox entries deleted by the expiry sweep.
+    pub expiry_entries_deleted: Counter,
+    /// Disappearing messages: message-index records deleted by the expiry sweep.
+    pub expiry_refs_deleted: Counter,
+    /// Disappearing messages: sweep passes that failed (the next interval retries).
+    pub expiry_sweep_failures: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -116,6 +122,9 @@ impl Metrics {
             media_stored_bytes: Gauge::default(),
             proxy_refused: Family::default(),
             sms_requests: Family::default(),
+            expiry_entries_deleted: Counter::default(),
+            expiry_refs_deleted: Counter::default(),
+            expiry_sweep_failures: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -148,6 +157,21 @@ impl Metrics {
         r.register("proxy_refused", "TCP connections refused by the PROXY protocol rules", m.proxy_refused.clone());
         r.register("sms_requests", "SMS gateway requests by result", m.sms_requests.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
+        r.register(
+            "expiry_entries_deleted",
+            "Disappearing inbox entries deleted by the sweep",
+            m.expiry_entries_deleted.clone(),
+        );
+        r.register(
+            "expiry_refs_deleted",
+            "Disappearing message-index records deleted by the sweep",
+            m.expiry_refs_deleted.clone(),
+        );
+        r.register(
+            "expiry_sweep_failures",
+            "Failed disappearing-messages sweep passes",
+            m.expiry_sweep_failures.clone(),
+        );
         r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
         r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());
         r.register("media_stored_bytes", "Bytes of blobs in the media store", m.media_stored_bytes.clone());

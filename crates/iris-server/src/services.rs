@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::{Actions, ActionsDeps};
 use crate::auth::access::Authenticator;
 use crate::blocks::Blocks;
+use crate::chat_timers::ChatTimers;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -77,7 +78,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
     let store = f.store;
     let limits = config.limits.to_proto();
     let fanout = Fanout::new(store.clone(), f.router.clone());
-    let index = Arc::new(MessageIndex::new(store.clone()));
+    let index = Arc::new(MessageIndex::new(store.clone(), f.clock.clone()));
     let payloads = Arc::new(GroupPayloads::new(store.clone()));
     let blocks = Arc::new(Blocks::new(store.clone(), f.directory.clone(), f.presence.clone()));
     let receipts = Arc::new(Receipts::new(ReceiptsDeps {
@@ -90,7 +91,8 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         ids: f.ids.clone(),
         clock: f.clock.clone(),
     }));
-    let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone()));
+    let inbox = Arc::new(Inbox::new(store.clone(), payloads.clone(), receipts.clone(), f.clock.clone()));
+    let timers = Arc::new(ChatTimers::new(store.clone()));
     let media = Arc::new(MediaRefs::new(store.clone()));
     let messaging = Arc::new(Messaging::new(
         fanout.clone(),
@@ -101,6 +103,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.ids.clone(),
         f.clock.clone(),
         limits,
+        timers.clone(),
     ));
     let groups = Arc::new(Groups::new(
         GroupsDeps {
@@ -114,6 +117,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
             clock: f.clock.clone(),
             send_limit: f.send_limit.clone(),
             media,
+            timers,
         },
         config,
         &f.metrics,

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     // The send kernel and the small services.
     ("fanout", 1),
     ("message_index", 1),
+    ("chat_timers", 1),
     ("group_payloads", 1),
     ("send_checks", 1),
     ("media_refs", 1),

@@ -305,8 +305,13 @@ impl Sim {
         let item = encode_item(id, 1, inbox_item::Body::Message(message));
         let mine = devices_of(from.account).into_iter().filter(|d| *d != from);
         let entries = entries_for(devices_of(p.to).into_iter().chain(mine), &item);
-        let req =
-            AppendRequest { dedup: Some(p.key.clone()), server_msg_id: id, server_ts_ms: 1, entries: entries.clone() };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup: Some(p.key.clone()),
+            server_msg_id: id,
+            server_ts_ms: 1,
+            entries: entries.clone(),
+        };
         (Op::Append { req, writes: Vec::new(), ack: None }, id, entries)
     }
 
@@ -348,7 +353,13 @@ impl Sim {
         let op = match ids.first() {
             None => Op::Ack { device: d, up_to: ack.up_to_seq },
             Some(&id) => {
-                let req = AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: 1, entries: entries.clone() };
+                let req = AppendRequest {
+                    expires_at_ms: None,
+                    dedup: None,
+                    server_msg_id: id,
+                    server_ts_ms: 1,
+                    entries: entries.clone(),
+                };
                 Op::Append { req, writes: Vec::new(), ack: Some((d, ack.up_to_seq)) }
             }
         };

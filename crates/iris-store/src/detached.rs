@@ -19,10 +19,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, ClaimOutcome, CommitObserver,
-    ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore, IdentityOutcome,
-    InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef, PendingAppend,
-    ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, UploadId, UploadRecord,
+    Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, Chat, ChatTimer, ClaimOutcome,
+    CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
+    IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
+    PendingAppend, ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry,
+    TimerStore, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -124,6 +125,10 @@ impl<S: InboxStore> InboxStore for Detached<S> {
 
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
         detach(&self.inner, move |s| async move { s.expire(older_than_ms, dedup_older_than_ms).await }).await
+    }
+
+    async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.expire_due(now_ms, limit).await }).await
     }
 
     fn set_commit_observer(&self, observer: Arc<dyn CommitObserver>) {
@@ -256,6 +261,21 @@ impl<S: MessageIndexStore> MessageIndexStore for Detached<S> {
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
         detach(&self.inner, move |s| async move { s.expire_message_refs(before_msg_id).await }).await
+    }
+
+    async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.expire_due_refs(now_ms, limit).await }).await
+    }
+}
+
+#[async_trait]
+impl<S: TimerStore> TimerStore for Detached<S> {
+    async fn set_timer(&self, chat: Chat, timer: ChatTimer) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.set_timer(chat, timer).await }).await
+    }
+
+    async fn timer(&self, chat: Chat) -> StoreResult<ChatTimer> {
+        detach(&self.inner, move |s| async move { s.timer(chat).await }).await
     }
 }
 
@@ -417,7 +437,8 @@ mod tests {
         let (account, device) = store.register_device("+15550001111", "d", 1, 5).await.unwrap();
         assert_eq!(store.account_by_phone("+15550001111").await.unwrap(), Some(account.clone()));
         let entry = crate::NewEntry { device: device.addr, item: Bytes::from_static(b"x") };
-        let req = AppendRequest { dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
+        let req =
+            AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
         assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
         assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
         store.close().await.unwrap();

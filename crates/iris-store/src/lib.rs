@@ -21,6 +21,7 @@ pub mod keys;
 pub mod media;
 pub mod message_index;
 pub mod postgres;
+pub mod timers;
 pub mod types;
 
 pub use contacts::*;
@@ -29,6 +30,7 @@ pub use groups::*;
 pub use keys::*;
 pub use media::*;
 pub use message_index::*;
+pub use timers::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -140,6 +142,12 @@ pub trait InboxStore: Send + Sync + 'static {
     /// `dedup_older_than_ms`. Returns how many records were removed. Called periodically.
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64>;
 
+    /// Deletes at most `limit` inbox entries whose `expires_at_ms` is at or before `now_ms`
+    /// (disappearing messages), delivered or not; cursors are untouched, so seqs are never
+    /// reused. Returns how many went (fewer than `limit`: nothing more is due). Called
+    /// periodically by the disappearing-messages sweep; bounded so one pass is short.
+    async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64>;
+
     /// Registers who hears about every commit (metrics). Engines without group commit may
     /// ignore it.
     fn set_commit_observer(&self, _observer: std::sync::Arc<dyn CommitObserver>) {}
@@ -189,10 +197,26 @@ pub trait BlockStore: Send + Sync + 'static {
 
 /// Everything the server needs from an engine.
 pub trait Store:
-    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    AccountStore
+    + InboxStore
+    + GroupStore
+    + BlockStore
+    + MessageIndexStore
+    + ContactStore
+    + KeyStore
+    + MediaStore
+    + TimerStore
 {
 }
 impl<T> Store for T where
-    T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    T: AccountStore
+        + InboxStore
+        + GroupStore
+        + BlockStore
+        + MessageIndexStore
+        + ContactStore
+        + KeyStore
+        + MediaStore
+        + TimerStore
 {
 }

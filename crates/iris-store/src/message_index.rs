@@ -28,6 +28,17 @@ pub struct MessageRef {
     /// replies, another delete), as WhatsApp leaves only a tombstone. Set by re-writing the ref
     /// with [`MessageIndexStore::put_message_ref`] once the deletion is durable.
     pub deleted: bool,
+    /// When the message disappears (a disappearing-messages timer was on when it was sent):
+    /// the ref is deleted by [`MessageIndexStore::expire_due_refs`] and must be treated as
+    /// gone from this time on, even before the sweep ran.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl MessageRef {
+    /// Whether the message has disappeared at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// Recent messages by server id.
@@ -45,4 +56,8 @@ pub trait MessageIndexStore: Send + Sync + 'static {
     /// Forgets messages with ids below `before_msg_id` (ids start with their time). Returns how
     /// many were removed.
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64>;
+
+    /// Forgets at most `limit` messages whose `expires_at_ms` is at or before `now_ms`
+    /// (disappearing messages). Returns how many went.
+    async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64>;
 }

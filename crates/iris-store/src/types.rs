@@ -95,6 +95,11 @@ pub struct AppendRequest {
     pub server_ts_ms: u64,
     /// The entries, possibly for several devices (possibly none: a receipt to nobody).
     pub entries: Vec<NewEntry>,
+    /// When a disappearing-messages timer is on in the message's conversation: the time (ms
+    /// since the Unix epoch) at which every entry of this append is deleted, delivered or not
+    /// ([`InboxStore::expire_due`](crate::InboxStore::expire_due)). `None`: only the retention
+    /// TTL applies.
+    pub expires_at_ms: Option<u64>,
 }
 
 /// What an append did.
@@ -121,6 +126,17 @@ pub struct StoredEntry {
     pub seq: u64,
     /// The encoded `iris.v1.InboxItem` (with `seq` 0).
     pub item: Bytes,
+    /// When the entry disappears (its append's `expires_at_ms`): readers must not deliver it
+    /// at or after this time, even before the sweep deleted it.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl StoredEntry {
+    /// Whether the entry has disappeared at `now_ms` (its expiry passed; the sweep may not have
+    /// deleted it yet).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
 }
 
 /// Where a device's inbox stands.

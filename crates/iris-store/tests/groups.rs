@@ -88,6 +88,7 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     next.members.retain(|m| m.account != 2);
     let device = DeviceAddr::new(1, 1);
     let events = |item: &'static [u8]| AppendRequest {
+        expires_at_ms: None,
         dedup: None,
         server_msg_id: 9,
         server_ts_ms: 1,

@@ -31,6 +31,7 @@ async fn connect(env: &Env) -> PgStore {
 
 fn send(to: &[DeviceAddr], client_msg_id: &str, server_msg_id: u64) -> AppendRequest {
     AppendRequest {
+        expires_at_ms: None,
         dedup: Some(DedupKey { sender: ALICE, client_msg_id: client_msg_id.into() }),
         server_msg_id,
         server_ts_ms: 1_000,
@@ -129,7 +130,11 @@ async fn two_nodes_appending_to_one_inbox_get_distinct_increasing_seqs() {
             tokio::spawn(async move {
                 let mut mine = Vec::new();
                 for i in 0..n_each {
-                    let req = AppendRequest { dedup: None, ..send(&[BOB], &format!("t{t}-{i}"), t * 100 + i) };
+                    let req = AppendRequest {
+                        expires_at_ms: None,
+                        dedup: None,
+                        ..send(&[BOB], &format!("t{t}-{i}"), t * 100 + i)
+                    };
                     match store.append(req).await.unwrap() {
                         AppendOutcome::Appended { seqs } => mine.push(seqs[0]),
                         other => panic!("{other:?}"),
@@ -211,6 +216,7 @@ async fn a_group_change_whose_events_failed_is_redriven_once() {
     next.version = 2;
     next.members.retain(|m| m.account != BOB.account);
     let events = AppendRequest {
+        expires_at_ms: None,
         dedup: None,
         server_msg_id: msg_id_on(1 - alice_shard),
         server_ts_ms: 5,
@@ -237,7 +243,13 @@ async fn unsynced_writes_are_durable_once_their_append_is() {
     let mut env = Env::dedicated_postgres();
     let store = connect(&env).await;
     let id = msg_id_on(0);
-    let r = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5, deleted: false };
+    let r = MessageRef {
+        expires_at_ms: None,
+        sender: 1,
+        conversation: Conversation::Direct(2),
+        sent_at_ms: 5,
+        deleted: false,
+    };
     store.put_message_ref(id, r).await.unwrap();
     store.put_group_payload(7, id, Bytes::from_static(b"p")).await.unwrap();
     store.append(send(&[ALICE_LAPTOP], "m1", id)).await.unwrap(); // entries on shard 1 only
@@ -266,6 +278,7 @@ async fn group_commit_throughput() {
                 let sender = DeviceAddr::new(1000 + s, 1);
                 for i in 0..n_each {
                     let req = AppendRequest {
+                        expires_at_ms: None,
                         dedup: Some(DedupKey { sender, client_msg_id: format!("m{i}") }),
                         server_msg_id: (s << 20) | i,
                         server_ts_ms: 1,
@@ -318,6 +331,7 @@ async fn retries_through_a_shard_restart_store_every_message_exactly_once() {
                     let mut attempt = 0;
                     loop {
                         let req = AppendRequest {
+                            expires_at_ms: None,
                             dedup: Some(DedupKey { sender, client_msg_id: format!("m{i}") }),
                             server_msg_id: (s << 32) | (i << 8) | u64::from(attempt),
                             server_ts_ms: 1,

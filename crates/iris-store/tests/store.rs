@@ -20,6 +20,7 @@ const BOB_LAPTOP: DeviceAddr = DeviceAddr { account: 2, device: 2 };
 /// An append of one entry per device in `to`, carrying `text`, without dedup.
 fn send(to: &[DeviceAddr], text: &str) -> AppendRequest {
     AppendRequest {
+        expires_at_ms: None,
         dedup: None,
         server_msg_id: 0,
         server_ts_ms: 1_000,
@@ -30,6 +31,7 @@ fn send(to: &[DeviceAddr], text: &str) -> AppendRequest {
 /// Like [`send`], deduplicated by Alice's `client_msg_id`, with server id `id` and time `ts`.
 fn send_once(to: &[DeviceAddr], client_msg_id: &str, id: u64, ts: u64) -> AppendRequest {
     AppendRequest {
+        expires_at_ms: None,
         dedup: Some(DedupKey { sender: ALICE, client_msg_id: client_msg_id.into() }),
         server_msg_id: id,
         server_ts_ms: ts,

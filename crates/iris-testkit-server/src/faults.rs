@@ -129,6 +129,9 @@ impl iris_store::InboxStore for FaultyStore {
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> iris_store::StoreResult<u64> {
         self.inner.expire(older_than_ms, dedup_older_than_ms).await
     }
+    async fn expire_due(&self, now_ms: u64, limit: usize) -> iris_store::StoreResult<u64> {
+        self.inner.expire_due(now_ms, limit).await
+    }
     fn set_commit_observer(&self, observer: Arc<dyn iris_store::CommitObserver>) {
         self.inner.set_commit_observer(observer);
     }
@@ -249,6 +252,20 @@ impl iris_store::MessageIndexStore for FaultyStore {
     }
     async fn expire_message_refs(&self, before_msg_id: u64) -> iris_store::StoreResult<u64> {
         self.inner.expire_message_refs(before_msg_id).await
+    }
+    async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> iris_store::StoreResult<u64> {
+        self.inner.expire_due_refs(now_ms, limit).await
+    }
+}
+
+/// Timers are delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::TimerStore for FaultyStore {
+    async fn set_timer(&self, chat: iris_store::Chat, timer: iris_store::ChatTimer) -> iris_store::StoreResult<()> {
+        self.inner.set_timer(chat, timer).await
+    }
+    async fn timer(&self, chat: iris_store::Chat) -> iris_store::StoreResult<iris_store::ChatTimer> {
+        self.inner.timer(chat).await
     }
 }
 

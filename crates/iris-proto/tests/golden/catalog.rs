@@ -55,7 +55,7 @@ fn delivery(items: Vec<pb::InboxItem>) -> server_event::Event {
 }
 
 fn item(seq: u64, server_msg_id: u64, body: inbox_item::Body) -> pb::InboxItem {
-    pb::InboxItem { seq, server_msg_id, server_ts_ms: NOW_MS, body: Some(body) }
+    pb::InboxItem { seq, server_msg_id, server_ts_ms: NOW_MS, body: Some(body), expires_at_ms: 0 }
 }
 
 fn version() -> pb::ProtocolVersion {
@@ -331,6 +331,30 @@ fn keys() -> Vec<(&'static str, Frame)> {
                 )]),
             ),
         ),
+        (
+            "server_delivery_timer_changed",
+            answer(
+                0,
+                delivery(vec![item(
+                    46,
+                    MSG_ID_2,
+                    inbox_item::Body::TimerChanged(pb::TimerChanged {
+                        by_account_id: BOB,
+                        by_device_id: 1,
+                        by_phone: "+14155550102".into(),
+                        to_account_id: ALICE,
+                        to_phone: "+14155550101".into(),
+                        group_id: 0,
+                        seconds: 604_800,
+                    }),
+                )]),
+            ),
+        ),
+        (
+            // A message sent while the conversation's timer was 24 h: it carries its expiry.
+            "server_delivery_disappearing_message",
+            answer(0, delivery(vec![pb::InboxItem { expires_at_ms: NOW_MS + 86_400_000, ..message_from_bob(47) }])),
+        ),
     ]
 }
 
@@ -391,6 +415,8 @@ fn client() -> Vec<(&'static str, Frame)> {
         ),
         ("client_ping", op(6, Op::Ping(pb::Ping { client_time_ms: NOW_MS }))),
         ("client_sync", op(60, Op::Sync(pb::Sync {}))),
+        ("client_set_timer", op(61, Op::SetTimer(pb::SetTimer { account_id: BOB, group_id: 0, seconds: 86_400 }))),
+        ("client_set_group_timer", op(62, Op::SetTimer(pb::SetTimer { account_id: 0, group_id: GROUP, seconds: 0 }))),
         (
             "client_presence_subscribe",
             op(7, Op::PresenceSubscribe(pb::PresenceSubscribe { account_ids: vec![BOB, CAROL] })),
@@ -552,6 +578,23 @@ fn server() -> Vec<(&'static str, Frame)> {
         ("server_send_result", answer(2, Event::SendResult(send_result()))),
         ("server_pong", answer(6, Event::Pong(pb::Pong { client_time_ms: NOW_MS, server_time_ms: NOW_MS + 3 }))),
         ("server_synced", answer(60, Event::Synced(pb::Synced {}))),
+        (
+            "server_timer_result",
+            answer(
+                61,
+                Event::TimerResult(pb::TimerResult { seconds: 86_400, server_msg_id: MSG_ID, server_ts_ms: NOW_MS }),
+            ),
+        ),
+        (
+            "server_error_invalid_timer",
+            answer(
+                61,
+                Event::Error(error(
+                    pb::ErrorCode::InvalidTimer,
+                    "timer of 3600 s is not one of off, 24 h, 7 days, 90 days (0, 86400, 604800, 7776000)",
+                )),
+            ),
+        ),
         (
             "server_go_away",
             answer(0, Event::GoAway(pb::GoAway { reconnect_after_ms: 1_750, reason: "server shutting down".into() })),

@@ -14,6 +14,7 @@
 
 mod ops;
 mod send;
+mod timer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use futures_util::future::BoxFuture;
 use iris_proto::pb::{self, group_op};
 use iris_store::{AccountId, AppendRequest, DeviceAddr, Group, GroupId, GroupRole, GroupStore};
 
+use crate::chat_timers::ChatTimers;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
@@ -66,6 +68,8 @@ pub struct GroupsDeps {
     pub send_limit: SharedLimit<AccountId>,
     /// Media references of group sends.
     pub media: Arc<MediaRefs>,
+    /// Disappearing-messages timers: each send's expiry, and the group's timer setting.
+    pub timers: Arc<ChatTimers>,
 }
 
 /// The groups service and the group state that lives in the server, not the store.
@@ -77,6 +81,7 @@ pub struct Groups {
     index: Arc<MessageIndex>,
     payloads: Arc<GroupPayloads>,
     media: Arc<MediaRefs>,
+    timers: Arc<ChatTimers>,
     ids: Arc<IdGenerator>,
     clock: Arc<dyn Clock>,
     send_limit: SharedLimit<AccountId>,
@@ -107,6 +112,7 @@ impl Groups {
             index: deps.index,
             payloads: deps.payloads,
             media: deps.media,
+            timers: deps.timers,
             ids: deps.ids,
             clock: deps.clock,
             send_limit: deps.send_limit,
@@ -258,7 +264,7 @@ impl Groups {
             );
             entries.extend(entries_for(targets.iter().copied(), &item));
         }
-        Ok(AppendRequest { dedup: None, server_msg_id, server_ts_ms: now, entries })
+        Ok(AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries })
     }
 
     /// Queues the inbox events of `changes` for `targets`; the caller waits on the returned

@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, group_send, inbox_item};
-use iris_store::{AccountId, AppendRequest, Conversation, DedupKey, DeviceAddr, MessageRef, NewEntry};
+use iris_store::{AccountId, AppendRequest, Chat, Conversation, DedupKey, DeviceAddr, MessageRef, NewEntry};
 
 use super::{denied, member_accounts, role_of, Groups, READ_IDS_MAX};
 use crate::error::ServiceError;
-use crate::fanout::{encode_item, entries_for, PendingSend};
+use crate::fanout::{encode_expiring_item, entries_for, PendingSend};
 use crate::send_checks::{check_send_fields, device_sets, BodyRef};
 
 impl Groups {
@@ -35,9 +35,10 @@ impl Groups {
         let mut targets = self.directory.devices_of(&member_accounts(&group)).await?;
         targets.retain(|&d| d != sender);
         let now = self.clock.now_ms();
+        let expires_at_ms = self.timers.expires_at(Chat::Group(group.id), now).await?;
         let server_msg_id = self.ids.next(now);
         let item = |payload: Bytes, by_ref: bool| -> Bytes {
-            encode_item(
+            encode_expiring_item(
                 server_msg_id,
                 now,
                 inbox_item::Body::GroupMessage(pb::GroupMessage {
@@ -52,6 +53,7 @@ impl Groups {
                     forwarded: msg.forwarded,
                     media_ids: msg.media_ids.clone(),
                 }),
+                expires_at_ms,
             )
         };
         let (entries, hinted_item): (Vec<NewEntry>, Option<Bytes>) = match msg.body.expect("validated") {
@@ -76,11 +78,11 @@ impl Groups {
         let recipients: Vec<AccountId> =
             group.members.iter().map(|m| m.account).filter(|&a| a != sender.account).collect();
         self.store.start_group_receipts(group.id, server_msg_id, sender.account, &recipients).await?;
-        let index = MessageRef { sender: sender.account, conversation, sent_at_ms: now, deleted: false };
+        let index = MessageRef { expires_at_ms, sender: sender.account, conversation, sent_at_ms: now, deleted: false };
         self.media.record(server_msg_id, sender.account, &msg.media_ids).await?;
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
-        let req = AppendRequest { dedup, server_msg_id, server_ts_ms: now, entries };
+        let req = AppendRequest { expires_at_ms, dedup, server_msg_id, server_ts_ms: now, entries };
         let queued = self.fanout.enqueue(req, hinted_item).await?;
         Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }

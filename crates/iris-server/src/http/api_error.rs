@@ -46,6 +46,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MediaQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
         ErrorCode::CodeDeliveryFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::InvalidTimer => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -106,6 +106,16 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
             later(deps, rid, |d| async move { d.contacts.discover(device, q).await.map(Event::DiscoverResult) })
         }
         Op::Keys(k) => later(deps, rid, |d| async move { d.keys.op(device, k).await.map(Event::KeysResult) }),
+        Op::SetTimer(t) => later(deps, rid, |d| async move {
+            let result = match (t.account_id, t.group_id) {
+                (0, 0) | (1.., 1..) => {
+                    Err(ServiceError::InvalidArgument("name exactly one of account_id and group_id".into()))
+                }
+                (0, _) => d.groups.set_timer(device, t).await,
+                (_, 0) => d.messaging.set_timer(device, t).await,
+            };
+            result.map(Event::TimerResult)
+        }),
         Op::Typing(t) => later(deps, rid, |d| async move { d.typing.send(device, t).await.map(done) }),
         Op::Block(b) => later(deps, rid, |d| async move { d.blocks.set(device, b).await.map(done) }),
         Op::PresenceSubscribe(sub) => {

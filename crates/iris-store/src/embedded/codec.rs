@@ -189,23 +189,49 @@ pub(super) fn decode_dedup(value: &[u8]) -> StoreResult<(u64, u64)> {
     unpair(value, "dedup")
 }
 
-/// Value of the inbox keyspace: append time (for expiry) ‖ the item bytes.
-pub(super) fn encode_inbox(appended_at_ms: u64, item: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INBOX_TIME_LEN + item.len());
-    out.extend_from_slice(&appended_at_ms.to_be_bytes());
+/// Flag in the append-time word of an inbox value: an expiry word follows. Times are far below
+/// 2^63 ms, so values written before disappearing messages never have it.
+const INBOX_EXPIRES_FLAG: u64 = 1 << 63;
+
+/// Value of the inbox keyspace: append time (for expiry) ‖ the item bytes; with a
+/// disappearing-messages expiry: (append time | flag) ‖ expiry ‖ the item bytes.
+pub(super) fn encode_inbox(appended_at_ms: u64, expires_at_ms: Option<u64>, item: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * INBOX_TIME_LEN + item.len());
+    match expires_at_ms {
+        None => out.extend_from_slice(&appended_at_ms.to_be_bytes()),
+        Some(at) => {
+            out.extend_from_slice(&(appended_at_ms | INBOX_EXPIRES_FLAG).to_be_bytes());
+            out.extend_from_slice(&at.to_be_bytes());
+        }
+    }
     out.extend_from_slice(item);
     out
 }
 
+/// The first word of an inbox value.
+fn inbox_word(value: &[u8], at: usize) -> StoreResult<u64> {
+    let word =
+        value.get(at..at + INBOX_TIME_LEN).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
+    Ok(u64::from_be_bytes(keys::array(word)?))
+}
+
 /// The append time of an inbox value.
 pub(super) fn inbox_time(value: &[u8]) -> StoreResult<u64> {
-    let head = value.get(..INBOX_TIME_LEN).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
-    Ok(u64::from_be_bytes(keys::array(head)?))
+    Ok(inbox_word(value, 0)? & !INBOX_EXPIRES_FLAG)
+}
+
+/// The disappearing-messages expiry of an inbox value, if it has one.
+pub(super) fn inbox_expiry(value: &[u8]) -> StoreResult<Option<u64>> {
+    if inbox_word(value, 0)? & INBOX_EXPIRES_FLAG == 0 {
+        return Ok(None);
+    }
+    inbox_word(value, INBOX_TIME_LEN).map(Some)
 }
 
 /// The item bytes of an inbox value.
 pub(super) fn inbox_item(value: &[u8]) -> StoreResult<Bytes> {
-    let item = value.get(INBOX_TIME_LEN..).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
+    let at = if inbox_expiry(value)?.is_some() { 2 * INBOX_TIME_LEN } else { INBOX_TIME_LEN };
+    let item = value.get(at..).ok_or_else(|| StoreError::Corrupt("inbox value: truncated".into()))?;
     Ok(Bytes::copy_from_slice(item))
 }
 
@@ -248,8 +274,13 @@ mod tests {
         let cursor = InboxCursor { acked: 4, last: 10 };
         assert_eq!(decode_cursor(&encode_cursor(cursor)).unwrap(), cursor);
         assert_eq!(decode_dedup(&encode_dedup(1, 2)).unwrap(), (1, 2));
-        let inbox = encode_inbox(99, b"item");
+        let inbox = encode_inbox(99, None, b"item");
         assert_eq!((inbox_time(&inbox).unwrap(), inbox_item(&inbox).unwrap()), (99, Bytes::from("item")));
+        assert_eq!(inbox_expiry(&inbox).unwrap(), None);
+        let expiring = encode_inbox(99, Some(500), b"item");
+        assert_eq!(inbox_time(&expiring).unwrap(), 99);
+        assert_eq!(inbox_expiry(&expiring).unwrap(), Some(500));
+        assert_eq!(inbox_item(&expiring).unwrap(), Bytes::from("item"));
     }
 
     #[test]

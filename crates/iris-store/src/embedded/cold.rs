@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fjall::{Keyspace, PersistMode};
 
 use super::log::{Cold, ColdBatch, ColdCursor, ColdEntry};
-use super::{codec, keys, sweep, unavailable, Keyspaces};
+use super::{codec, expiry, keys, sweep, unavailable, Keyspaces};
 use crate::{DedupKey, DeviceAddr, StoreError, StoreResult};
 
 /// Meta key of the first live log segment.
@@ -80,6 +80,7 @@ impl Cold for FjallCold {
                 Ok(ColdEntry {
                     seq: keys::inbox_seq(&key)?,
                     ts_ms: codec::inbox_time(&value)?,
+                    expires_at_ms: codec::inbox_expiry(&value)?,
                     item: codec::inbox_item(&value)?,
                 })
             })
@@ -96,7 +97,14 @@ impl Cold for FjallCold {
         }
         let mut batch = self.ks.db.batch();
         for (d, e) in &b.entries {
-            batch.insert(&self.ks.inbox, keys::inbox(*d, e.seq), codec::encode_inbox(e.ts_ms, &e.item));
+            batch.insert(
+                &self.ks.inbox,
+                keys::inbox(*d, e.seq),
+                codec::encode_inbox(e.ts_ms, e.expires_at_ms, &e.item),
+            );
+            if let Some(at) = e.expires_at_ms {
+                batch.insert(&self.ks.expiry, expiry::inbox_key(at, *d, e.seq), []);
+            }
         }
         for &(d, from, to) in &b.deletes {
             if to - from < DIRECT_DELETE_MAX {
@@ -143,6 +151,10 @@ impl Cold for FjallCold {
 
     fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
         sweep::expire(&self.ks, older_than_ms, dedup_older_than_ms)
+    }
+
+    fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        expiry::sweep(&self.ks.db, &self.ks.expiry, &self.ks.inbox, expiry::INBOX, now_ms, limit)
     }
 }
 

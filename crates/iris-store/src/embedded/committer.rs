@@ -292,6 +292,7 @@ mod tests {
                 let id = round * PER_ROUND + i + 1;
                 let (to, from) = (DeviceAddr::new(id % DEVICES + 1, 1), DeviceAddr::new((id + 7) % DEVICES + 1, 1));
                 let r = MessageRef {
+                    expires_at_ms: None,
                     sender: from.account,
                     conversation: Conversation::Direct(to.account),
                     sent_at_ms: 1,
@@ -303,7 +304,13 @@ mod tests {
                 pending.push((
                     to,
                     store
-                        .enqueue_append(AppendRequest { dedup, server_msg_id: id, server_ts_ms: 1, entries })
+                        .enqueue_append(AppendRequest {
+                            expires_at_ms: None,
+                            dedup,
+                            server_msg_id: id,
+                            server_ts_ms: 1,
+                            entries,
+                        })
                         .await
                         .unwrap(),
                 ));

@@ -1,8 +1,10 @@
 //! The recent-message index on fjall: server msg id (u64 BE) → version ‖ sender ‖ kind ‖
-//! conversation id ‖ time ‖ deleted, buffered writes made durable by the message's own synced
-//! commit. A fixed layout (every send writes one); version 1 records (written before deletions
-//! were remembered) lack the trailing flag and read as not deleted. Records are staged for the
-//! committer's next batch (`staged.rs`), which the send's append then fsyncs.
+//! conversation id ‖ time ‖ deleted ‖ expires at (0: never), buffered writes made durable by
+//! the message's own synced commit. A fixed layout (every send writes one); version 1 records
+//! (written before deletions were remembered) lack the flag and read as not deleted, version 2
+//! records (before disappearing messages) lack the expiry. Records are staged for the
+//! committer's next batch (`staged.rs`), which the send's append then fsyncs; a disappearing
+//! message's key in the expiry index (`expiry.rs`) is staged with it.
 
 use std::sync::Arc;
 
@@ -16,9 +18,12 @@ use crate::{Conversation, MessageIndexStore, MessageRef, StoreError, StoreResult
 /// Layout without the deleted flag, still read.
 const VERSION_1: u8 = 1;
 const RECORD_1_LEN: usize = 1 + 8 + 1 + 8 + 8;
-/// Current layout: version 1 plus a trailing deleted flag (0 or 1).
-const VERSION: u8 = 2;
-const RECORD_LEN: usize = RECORD_1_LEN + 1;
+/// Layout with a trailing deleted flag (0 or 1), still read.
+const VERSION_2: u8 = 2;
+const RECORD_2_LEN: usize = RECORD_1_LEN + 1;
+/// Current layout: version 2 plus the expiry (u64 BE, 0 when the message does not disappear).
+const VERSION: u8 = 3;
+const RECORD_LEN: usize = RECORD_2_LEN + 8;
 /// Most records staged for the committer (see [`Staged`]); past this a record is committed by
 /// itself.
 const STAGED_REFS_MAX: usize = 65_536;
@@ -29,22 +34,32 @@ pub(super) struct MessageIndex {
     refs: Keyspace,
     /// Records waiting for the committer's next batch; shared with the committer.
     staged: Arc<Staged>,
+    /// The expiry index (`expiry.rs`), shared with the cold store.
+    pub(super) expiry: Keyspace,
+    /// Expiry index keys of disappearing messages' records, staged like the records.
+    staged_expiry: Arc<Staged>,
 }
 
 impl MessageIndex {
-    pub(super) fn open(db: &Database) -> StoreResult<Self> {
+    pub(super) fn open(db: &Database, expiry: Keyspace) -> StoreResult<Self> {
         let refs = db.keyspace("message_refs", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), staged: Arc::new(Staged::new(space::MESSAGE_REFS, STAGED_REFS_MAX)), refs })
+        Ok(Self {
+            db: db.clone(),
+            staged: Arc::new(Staged::new(space::MESSAGE_REFS, STAGED_REFS_MAX)),
+            staged_expiry: Arc::new(Staged::new(space::EXPIRY, STAGED_REFS_MAX)),
+            refs,
+            expiry,
+        })
     }
 
-    /// The staging the committer drains.
-    pub(super) fn staged(&self) -> Arc<Staged> {
-        Arc::clone(&self.staged)
+    /// The stagings the committer drains.
+    pub(super) fn staged(&self) -> Vec<Arc<Staged>> {
+        vec![Arc::clone(&self.staged), Arc::clone(&self.staged_expiry)]
     }
 
-    /// The side keyspace the log writes index records to.
-    pub(super) fn space(&self) -> (u8, Keyspace) {
-        (space::MESSAGE_REFS, self.refs.clone())
+    /// The side keyspaces the log writes index records and their expiry keys to.
+    pub(super) fn spaces(&self) -> [(u8, Keyspace); 2] {
+        [(space::MESSAGE_REFS, self.refs.clone()), (space::EXPIRY, self.expiry.clone())]
     }
 }
 
@@ -60,33 +75,42 @@ fn encode(r: MessageRef) -> [u8; RECORD_LEN] {
     v[10..18].copy_from_slice(&id.to_be_bytes());
     v[18..26].copy_from_slice(&r.sent_at_ms.to_be_bytes());
     v[26] = u8::from(r.deleted);
+    v[27..35].copy_from_slice(&r.expires_at_ms.unwrap_or(0).to_be_bytes());
     v
 }
 
 fn decode(v: &[u8]) -> StoreResult<MessageRef> {
     let corrupt = || StoreError::Corrupt("message ref record".into());
-    let deleted = match (v.first(), v.len()) {
-        (Some(&VERSION_1), RECORD_1_LEN) => false,
-        (Some(&VERSION), RECORD_LEN) => match v[26] {
-            0 => false,
-            1 => true,
-            _ => return Err(corrupt()),
-        },
-        _ => return Err(corrupt()),
+    let flag = || match v[26] {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(corrupt()),
     };
     let u = |r: std::ops::Range<usize>| u64::from_be_bytes(v[r].try_into().expect("fixed width"));
+    let (deleted, expires_at_ms) = match (v.first(), v.len()) {
+        (Some(&VERSION_1), RECORD_1_LEN) => (false, None),
+        (Some(&VERSION_2), RECORD_2_LEN) => (flag()?, None),
+        (Some(&VERSION), RECORD_LEN) => (flag()?, Some(u(27..35)).filter(|&at| at != 0)),
+        _ => return Err(corrupt()),
+    };
     let conversation = match v[9] {
         0 => Conversation::Direct(u(10..18)),
         1 => Conversation::Group(u(10..18)),
         _ => return Err(corrupt()),
     };
-    Ok(MessageRef { sender: u(1..9), conversation, sent_at_ms: u(18..26), deleted })
+    Ok(MessageRef { sender: u(1..9), conversation, sent_at_ms: u(18..26), deleted, expires_at_ms })
 }
 
 #[async_trait]
 impl MessageIndexStore for FjallStore {
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
         let (key, record) = (server_msg_id.to_be_bytes(), encode(r));
+        if let Some(at) = r.expires_at_ms {
+            // First, so the key is never committed after its record: a record is never left
+            // without the key that deletes it (a key without its record is harmless).
+            let index_key = super::expiry::ref_key(at, server_msg_id);
+            self.stage_or_write(&self.message_index.staged_expiry, &[(&index_key, &[])]).await?;
+        }
         self.stage_or_write(&self.message_index.staged, &[(&key, &record)]).await
     }
 
@@ -96,6 +120,11 @@ impl MessageIndexStore for FjallStore {
         }
         let value = self.message_index.refs.get(server_msg_id.to_be_bytes()).map_err(unavailable)?;
         value.map(|v| decode(&v)).transpose()
+    }
+
+    async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let ix = &self.message_index;
+        super::expiry::sweep(&ix.db, &ix.expiry, &ix.refs, super::expiry::REF, now_ms, limit)
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
@@ -131,8 +160,20 @@ mod tests {
     async fn refs_round_trip_and_expire_by_id() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
-        let a = MessageRef { sender: 1, conversation: Conversation::Direct(2), sent_at_ms: 5, deleted: false };
-        let b = MessageRef { sender: 3, conversation: Conversation::Group(9), sent_at_ms: 6, deleted: false };
+        let a = MessageRef {
+            expires_at_ms: None,
+            sender: 1,
+            conversation: Conversation::Direct(2),
+            sent_at_ms: 5,
+            deleted: false,
+        };
+        let b = MessageRef {
+            expires_at_ms: None,
+            sender: 3,
+            conversation: Conversation::Group(9),
+            sent_at_ms: 6,
+            deleted: false,
+        };
         store.put_message_ref(10, a).await.unwrap();
         store.put_message_ref(20, b).await.unwrap();
         assert_eq!(store.message_ref(10).await.unwrap(), Some(a));
@@ -145,7 +186,13 @@ mod tests {
     #[tokio::test]
     async fn a_deletion_rewrites_the_ref_and_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let live = MessageRef { sender: 1, conversation: Conversation::Group(4), sent_at_ms: 7, deleted: false };
+        let live = MessageRef {
+            expires_at_ms: None,
+            sender: 1,
+            conversation: Conversation::Group(4),
+            sent_at_ms: 7,
+            deleted: false,
+        };
         let gone = MessageRef { deleted: true, ..live };
         {
             let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
@@ -167,12 +214,27 @@ mod tests {
         v1.extend_from_slice(&6u64.to_be_bytes());
         v1.extend_from_slice(&7u64.to_be_bytes());
         let r = decode(&v1).unwrap();
-        assert_eq!(r, MessageRef { sender: 5, conversation: Conversation::Direct(6), sent_at_ms: 7, deleted: false });
+        assert_eq!(
+            r,
+            MessageRef {
+                expires_at_ms: None,
+                sender: 5,
+                conversation: Conversation::Direct(6),
+                sent_at_ms: 7,
+                deleted: false
+            }
+        );
         // The current layout round-trips both flags and refuses a bad flag or a wrong length.
         for deleted in [false, true] {
-            let r = MessageRef { deleted, ..r };
-            assert_eq!(decode(&encode(r)).unwrap(), r);
+            for expires_at_ms in [None, Some(86_400_007)] {
+                let r = MessageRef { deleted, expires_at_ms, ..r };
+                assert_eq!(decode(&encode(r)).unwrap(), r);
+            }
         }
+        // A version 2 record (before disappearing messages) never disappears.
+        let mut v2 = encode(r)[..27].to_vec();
+        v2[0] = 2;
+        assert_eq!(decode(&v2).unwrap(), r);
         let mut bad = encode(r);
         bad[26] = 2;
         assert!(decode(&bad).is_err());

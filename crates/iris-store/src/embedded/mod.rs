@@ -11,6 +11,7 @@ mod codec;
 mod cold;
 mod committer;
 mod contacts;
+mod expiry;
 mod groups;
 mod key_directory;
 mod keys;
@@ -19,6 +20,7 @@ mod media;
 mod message_index;
 mod staged;
 mod sweep;
+mod timers;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +62,8 @@ mod space {
     pub(super) const GROUP_INVITES: u8 = 6;
     /// Named counters (the next group id).
     pub(super) const META: u8 = 7;
+    /// The expiry index of disappearing messages (`expiry.rs`).
+    pub(super) const EXPIRY: u8 = 8;
 }
 
 /// Tuning of the embedded engine. The defaults suit a small server; every field is a bound.
@@ -194,6 +198,8 @@ struct Keyspaces {
     dedup: Keyspace,
     /// Named counters (next account id).
     meta: Keyspace,
+    /// Expiry index of disappearing messages: kind ‖ expires at ‖ what (`expiry.rs`).
+    expiry: Keyspace,
 }
 
 impl Keyspaces {
@@ -212,6 +218,7 @@ impl Keyspaces {
             cursors: open("cursors")?,
             dedup: open("dedup")?,
             meta: open("meta")?,
+            expiry: open("expiry")?,
             db,
         })
     }
@@ -235,6 +242,8 @@ pub struct FjallStore {
     key_directory: Arc<key_directory::KeyDirectory>,
     /// Media metadata: blobs, references, uploads, quotas (`media.rs`).
     media: media::Media,
+    /// Disappearing-messages timers (`timers.rs`).
+    timers: timers::Timers,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -287,9 +296,9 @@ impl FjallStore {
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
         let groups = groups::Groups::open(&ks.db, ks.meta.clone(), config.max_memtable_bytes)?;
-        let message_index = message_index::MessageIndex::open(&ks.db)?;
+        let message_index = message_index::MessageIndex::open(&ks.db, ks.expiry.clone())?;
         let mut spaces = groups.spaces();
-        spaces.push(message_index.space());
+        spaces.extend(message_index.spaces());
         let cold = cold::FjallCold::new(ks.clone(), spaces);
         let fs = DirFs::open(path.join("inbox-log")).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let log_config = LogConfig {
@@ -298,7 +307,7 @@ impl FjallStore {
             hot_bytes_max: config.log_hot_bytes_max,
         };
         let log = Arc::new(InboxLog::open(Arc::new(fs), cold, log_config)?);
-        let mut staged = vec![message_index.staged()];
+        let mut staged = message_index.staged();
         staged.extend(groups.staged());
         let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
         let committer = Committer::new(Arc::clone(&log), rx, &config, Arc::clone(&shared), staged, wake_tx);
@@ -317,7 +326,9 @@ impl FjallStore {
         let contacts = contacts::Contacts::open(&ks.db)?;
         let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
         let media = media::Media::open(&ks.db)?;
+        let timers = timers::Timers::open(&ks.db)?;
         Ok(Self {
+            timers,
             key_directory,
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
@@ -547,6 +558,11 @@ impl InboxStore for FjallStore {
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
         let log = Arc::clone(&self.log);
         blocking(move || log.expire(older_than_ms, dedup_older_than_ms)).await
+    }
+
+    async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let log = Arc::clone(&self.log);
+        blocking(move || log.expire_due(now_ms, limit)).await
     }
 
     fn is_healthy(&self) -> bool {

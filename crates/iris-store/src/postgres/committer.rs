@@ -41,6 +41,8 @@ pub(super) struct AppendPart {
     pub server_msg_id: u64,
     pub server_ts_ms: u64,
     pub entries: Vec<NewEntry>,
+    /// When the entries disappear (disappearing messages), if they do.
+    pub expires_at_ms: Option<u64>,
     pub reply: oneshot::Sender<StoreResult<PartOutcome>>,
 }
 
@@ -99,8 +101,8 @@ const CURSORS_BUMP: &str = "INSERT INTO cursors AS c (account, device, last)
      SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[])
      ON CONFLICT (account, device) DO UPDATE SET last = c.last + excluded.last
      RETURNING account, device, last";
-const INBOX_INSERT: &str = "INSERT INTO inbox (account, device, seq, appended_at_ms, item)
-     SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::bytea[])";
+const INBOX_INSERT: &str = "INSERT INTO inbox (account, device, seq, appended_at_ms, item, expires_at_ms)
+     SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::bytea[], $6::int8[])";
 /// A transactional WAL record: makes a batch that wrote nothing else take a transaction id and
 /// flush the WAL at commit (which makes earlier unsynced writes on this shard durable).
 const SYNC_MARKER: &str = "SELECT pg_logical_emit_message(true, 'iris', '')::text";
@@ -501,6 +503,7 @@ async fn write_appends(
             next.insert(device, last + 1 - n);
         }
         let (mut accounts, mut devices, mut seqs, mut times, mut items) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut expiries: Vec<Option<i64>> = vec![];
         for (part, outcome) in parts.iter().zip(outcomes.iter_mut()) {
             if outcome.is_some() {
                 continue;
@@ -513,12 +516,13 @@ async fn write_appends(
                 seqs.push(sql(*seq));
                 times.push(sql(part.server_ts_ms));
                 items.push(&entry.item[..]);
+                expiries.push(part.expires_at_ms.map(sql));
                 part_seqs.push(*seq);
                 *seq += 1;
             }
             *outcome = Some(PartOutcome::Appended(part_seqs));
         }
-        tx.execute(&stmts.inbox_insert, &[&accounts, &devices, &seqs, &times, &items]).await?;
+        tx.execute(&stmts.inbox_insert, &[&accounts, &devices, &seqs, &times, &items, &expiries]).await?;
         wrote = true;
     }
     if !wrote {

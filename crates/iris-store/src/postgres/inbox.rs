@@ -73,6 +73,7 @@ impl Inner {
                 server_msg_id: req.server_msg_id,
                 server_ts_ms: req.server_ts_ms,
                 entries: split.entries,
+                expires_at_ms: req.expires_at_ms,
                 reply,
             }));
             waits.push(Wait { positions: split.positions, from_sender_shard: Some(shard) == sender_shard, answer });
@@ -140,7 +141,8 @@ impl InboxStore for PgStore {
         let limit = limit.min(READ_LIMIT_MAX) as i64;
         let stmt = client
             .prepare_cached(
-                "SELECT seq, item FROM inbox WHERE account = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                "SELECT seq, item, expires_at_ms FROM inbox
+                 WHERE account = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
             )
             .await
             .map_err(|e| db_err(shard.idx, e))?;
@@ -151,7 +153,11 @@ impl InboxStore for PgStore {
             .map_err(|e| db_err(shard.idx, e))?;
         Ok(rows
             .iter()
-            .map(|r| StoredEntry { seq: unsql(r.get(0)), item: bytes::Bytes::from(r.get::<_, Vec<u8>>(1)) })
+            .map(|r| StoredEntry {
+                seq: unsql(r.get(0)),
+                item: bytes::Bytes::from(r.get::<_, Vec<u8>>(1)),
+                expires_at_ms: r.get::<_, Option<i64>>(2).map(unsql),
+            })
             .collect())
     }
 
@@ -245,6 +251,27 @@ impl InboxStore for PgStore {
                 .map_err(err)?
                 .get(0);
             removed += inbox + dedup as u64;
+        }
+        Ok(removed)
+    }
+
+    async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let mut removed = 0;
+        for shard in &self.inner.shards {
+            let left = limit as u64 - removed;
+            if left == 0 {
+                break;
+            }
+            // Bounded: at most `left` rows, found through the partial index on the expiry.
+            let client = shard.client().await?;
+            removed += client
+                .execute(
+                    "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM inbox WHERE expires_at_ms <= $1 LIMIT $2))",
+                    &[&sql(now_ms), &(left as i64)],
+                )
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
         }
         Ok(removed)
     }

@@ -18,12 +18,20 @@ impl MessageIndexStore for PgStore {
         };
         execute_unsynced(
             self.msg_shard(server_msg_id),
-            "INSERT INTO message_refs (server_msg_id, sender, kind, conversation_id, sent_at_ms, deleted)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO message_refs (server_msg_id, sender, kind, conversation_id, sent_at_ms, deleted, expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (server_msg_id) DO UPDATE SET sender = excluded.sender, kind = excluded.kind,
                  conversation_id = excluded.conversation_id, sent_at_ms = excluded.sent_at_ms,
-                 deleted = excluded.deleted",
-            &[&sql_msg(server_msg_id), &sql(r.sender), &kind, &sql(conversation), &sql(r.sent_at_ms), &r.deleted],
+                 deleted = excluded.deleted, expires_at_ms = excluded.expires_at_ms",
+            &[
+                &sql_msg(server_msg_id),
+                &sql(r.sender),
+                &kind,
+                &sql(conversation),
+                &sql(r.sent_at_ms),
+                &r.deleted,
+                &r.expires_at_ms.map(sql),
+            ],
         )
         .await?;
         Ok(())
@@ -32,7 +40,8 @@ impl MessageIndexStore for PgStore {
     async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>> {
         let rows = query(
             self.msg_shard(server_msg_id),
-            "SELECT sender, kind, conversation_id, sent_at_ms, deleted FROM message_refs WHERE server_msg_id = $1",
+            "SELECT sender, kind, conversation_id, sent_at_ms, deleted, expires_at_ms
+             FROM message_refs WHERE server_msg_id = $1",
             &[&sql_msg(server_msg_id)],
         )
         .await?;
@@ -48,7 +57,28 @@ impl MessageIndexStore for PgStore {
             conversation,
             sent_at_ms: unsql(row.get(3)),
             deleted: row.get(4),
+            expires_at_ms: row.get::<_, Option<i64>>(5).map(unsql),
         }))
+    }
+
+    async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let mut removed = 0;
+        for shard in &self.inner.shards {
+            let left = limit as u64 - removed;
+            if left == 0 {
+                break;
+            }
+            let client = shard.client().await?;
+            removed += client
+                .execute(
+                    "DELETE FROM message_refs WHERE server_msg_id = ANY(ARRAY(
+                         SELECT server_msg_id FROM message_refs WHERE expires_at_ms <= $1 LIMIT $2))",
+                    &[&sql(now_ms), &(left as i64)],
+                )
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+        }
+        Ok(removed)
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {

@@ -82,6 +82,7 @@ mod migrations;
 mod outbox;
 mod shards;
 mod tls;
+mod timers;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 

@@ -150,8 +150,13 @@ async fn redrive_shard(inner: &Arc<Inner>, idx: usize, grace_ms: i64) -> StoreRe
             .zip(items)
             .map(|((&a, &d), item)| NewEntry { device: DeviceAddr::new(unsql(a), d as u32), item: Bytes::from(item) })
             .collect();
-        let req =
-            AppendRequest { dedup, server_msg_id: unsql_msg(row.get(5)), server_ts_ms: unsql(row.get(6)), entries };
+        let req = AppendRequest {
+            expires_at_ms: None,
+            dedup,
+            server_msg_id: unsql_msg(row.get(5)),
+            server_ts_ms: unsql(row.get(6)),
+            entries,
+        };
         inner.enqueue_append(req).await?.await?;
         delete(inner, group, version).await?;
         driven += 1;

@@ -347,6 +347,12 @@ impl Chat {
             }
             Event::Receipt(item) => self.on_receipt(&item),
             Event::Group(item) => self.client.ack(item.seq),
+            Event::Timer(item) => {
+                if let Some(line) = super::timer::describe(&item) {
+                    self.say(&format!("  {line}"));
+                }
+                self.client.ack(item.seq);
+            }
             Event::Connected(_) if self.was_disconnected => {
                 self.was_disconnected = false;
                 self.say("(connected)");

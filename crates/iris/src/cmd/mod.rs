@@ -15,6 +15,7 @@ pub mod recv;
 pub mod send;
 mod session;
 pub mod social;
+pub mod timer;
 
 use std::future::Future;
 

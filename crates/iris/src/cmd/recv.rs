@@ -84,6 +84,7 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
                 message_json(&item, me, opened.as_ref(), media.as_ref(), &saved)
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
+            Some(Event::Timer(item)) => super::timer::changed_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
             Some(Event::Keys(item)) => match &session.e2e {
                 Some(e2e) => match e2e.decrypt(&item).await {
@@ -135,6 +136,9 @@ struct MessageLine<'a> {
     /// Only on media messages (`text` is then the caption).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     media: Vec<MediaLine<'a>>,
+    /// Only on disappearing messages: when it is gone (ms since the Unix epoch).
+    #[serde(skip_serializing_if = "is_zero")]
+    expires_at_ms: u64,
 }
 
 /// One medium of a message, as printed.
@@ -283,6 +287,7 @@ fn message_json(
         reply_to_server_msg_id: m.reply_to_server_msg_id,
         forwarded: m.forwarded,
         media: media_lines,
+        expires_at_ms: item.expires_at_ms,
     };
     Some((item.seq, serde_json::to_string(&line).ok()?))
 }
@@ -350,6 +355,7 @@ mod tests {
     #[test]
     fn items_render_as_the_documented_json_lines() {
         let item = InboxItem {
+            expires_at_ms: 0,
             seq: 4,
             server_msg_id: 99,
             server_ts_ms: 1000,

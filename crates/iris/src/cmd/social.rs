@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::presence::PresenceCommand;
 use super::session::Session;
-use super::{actions, contacts, presence};
+use super::{actions, contacts, presence, timer};
 
 /// The commands of this module, flattened into `iris`'s top level.
 #[derive(clap::Subcommand, Debug)]
@@ -39,6 +39,9 @@ pub enum SocialCommand {
     /// Show or watch who is online, and set who may see my own presence.
     #[command(subcommand)]
     Presence(presence::PresenceCommand),
+    /// Set a conversation's disappearing-messages timer: `iris timer PHONE 7d` or
+    /// `iris timer --group ID off` (off, 24h, 7d, 90d).
+    Timer(timer::TimerArgs),
 }
 
 /// Flags every one of these commands has.
@@ -67,6 +70,7 @@ pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
         SocialCommand::Edit(a) => &a.target.common,
         SocialCommand::Delete(a) => &a.common,
         SocialCommand::React(a) => &a.target.common,
+        SocialCommand::Timer(a) => &a.common,
         SocialCommand::Presence(PresenceCommand::Show(a)) => &a.common,
         SocialCommand::Presence(PresenceCommand::Privacy(a)) => &a.common,
         SocialCommand::Presence(PresenceCommand::Subscribe(a)) => return presence::watch(a).await,
@@ -108,6 +112,7 @@ async fn execute(session: &Session, command: &SocialCommand) -> anyhow::Result<V
         SocialCommand::Delete(a) => actions::delete(client, a).await,
         SocialCommand::React(a) => actions::react(client, a).await,
         SocialCommand::Presence(p) => presence::once(client, p).await,
+        SocialCommand::Timer(a) => timer::set(client, a).await,
     }
 }
 

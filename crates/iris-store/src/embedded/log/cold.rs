@@ -31,6 +31,8 @@ pub struct ColdEntry {
     pub seq: u64,
     /// Append time, ms since the Unix epoch.
     pub ts_ms: u64,
+    /// When it disappears (disappearing messages), if it does.
+    pub expires_at_ms: Option<u64>,
     /// The encoded item.
     pub item: Bytes,
 }
@@ -81,4 +83,7 @@ pub trait Cold: Send + Sync + 'static {
     /// Deletes spilled entries appended before `older_than_ms` and dedup records created before
     /// `dedup_older_than_ms`; returns how many records went.
     fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64>;
+    /// Deletes at most `limit` spilled entries whose `expires_at_ms <= now_ms` (disappearing
+    /// messages), finding them without a full scan; returns how many went.
+    fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64>;
 }

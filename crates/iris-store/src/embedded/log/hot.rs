@@ -26,6 +26,8 @@ pub(crate) struct HotEntry {
     pub seq: u64,
     /// Append time, ms since the Unix epoch (expiry).
     pub ts_ms: u64,
+    /// When it disappears (disappearing messages), if it does.
+    pub expires_at_ms: Option<u64>,
     /// The encoded item (shared by every inbox that got the same item).
     pub item: Bytes,
     /// The log segment holding it: the checkpoint moves entries of retired segments out.

@@ -399,6 +399,7 @@ impl InboxLog {
             targets,
             writes,
             ack,
+            expires_at_ms: req.expires_at_ms,
         });
         plan.appends += 1;
         Ok(AppendOutcome::Appended { seqs })
@@ -451,12 +452,11 @@ impl InboxLog {
                     return Some(s.cold_hi);
                 }
                 let from = s.position(after.saturating_add(1));
-                out.extend(
-                    s.entries
-                        .range(from..)
-                        .take(limit - out.len())
-                        .map(|e| StoredEntry { seq: e.seq, item: e.item.clone() }),
-                );
+                out.extend(s.entries.range(from..).take(limit - out.len()).map(|e| StoredEntry {
+                    seq: e.seq,
+                    item: e.item.clone(),
+                    expires_at_ms: e.expires_at_ms,
+                }));
                 None
             })?;
             let Some(cold_to) = cold_to else { return Ok(out) };
@@ -465,7 +465,11 @@ impl InboxLog {
             let found = self.cold.read(device, after + 1, cold_to, limit - out.len())?;
             let full = found.len() == limit - out.len();
             after = if full { found.last().map_or(cold_to, |e| e.seq) } else { cold_to };
-            out.extend(found.into_iter().map(|e| StoredEntry { seq: e.seq, item: e.item }));
+            out.extend(found.into_iter().map(|e| StoredEntry {
+                seq: e.seq,
+                item: e.item,
+                expires_at_ms: e.expires_at_ms,
+            }));
             if out.len() >= limit {
                 return Ok(out);
             }
@@ -619,6 +623,35 @@ impl InboxLog {
         Ok(removed + self.cold.expire(older_than_ms, dedup_older_than_ms)?)
     }
 
+    /// Deletes at most `limit` entries whose disappearing-messages expiry is at or before
+    /// `now_ms`: first in memory (a scan of the devices held there, each device's entries
+    /// checked only when it holds an expiring one), then in the cold store through its expiry
+    /// index. Not logged, like [`expire`](Self::expire): expiry is not monotonic in seq, so an
+    /// entry in the middle of an inbox may go while its neighbours stay, and a restart may bring
+    /// back an expired entry of a live segment until the next pass. Readers never deliver one
+    /// (its expiry travels with it), and a checkpoint moving it to the cold store indexes it
+    /// there, so the next pass still finds it.
+    pub fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let mut removed = 0usize;
+        let mut freed = 0u64;
+        self.hot.for_each(|_, s| {
+            if removed < limit && s.entries.iter().any(|e| e.expires_at_ms.is_some_and(|at| at <= now_ms)) {
+                s.entries.retain(|e| {
+                    let due = removed < limit && e.expires_at_ms.is_some_and(|at| at <= now_ms);
+                    if due {
+                        removed += 1;
+                        freed += e.charge;
+                    }
+                    !due
+                });
+            }
+            true
+        });
+        self.hot.sub_bytes(freed);
+        let cold = if removed < limit { self.cold.expire_due(now_ms, limit - removed)? } else { 0 };
+        Ok(removed as u64 + cold)
+    }
+
     /// Makes the cold store durable (at shutdown; the log itself is synced by every batch).
     pub fn close(&self) -> StoreResult<()> {
         self.cold.persist()
@@ -645,7 +678,7 @@ fn apply(
     out: &mut ColdBatch,
 ) -> StoreResult<()> {
     match record {
-        Record::Append { ts_ms, msg_id, dedup: key, items, targets, writes, ack } => {
+        Record::Append { ts_ms, msg_id, dedup: key, items, targets, writes, ack, expires_at_ms } => {
             out.writes.extend(writes);
             let mut shares = vec![0u64; items.len()];
             for t in &targets {
@@ -654,7 +687,7 @@ fn apply(
             for t in targets {
                 let item = items[t.item as usize].clone();
                 let charge = ENTRY_OVERHEAD_BYTES + item.len() as u64 / shares[t.item as usize];
-                let entry = HotEntry { seq: t.seq, ts_ms, item, segment, charge };
+                let entry = HotEntry { seq: t.seq, ts_ms, expires_at_ms, item, segment, charge };
                 let added = hot.with(t.device, cold, |s| s.push(entry))?;
                 hot.add_bytes(added);
             }
@@ -691,7 +724,11 @@ fn spill_front(
 ) {
     let moving = s.entries.range(..n);
     let (lo, hi) = (s.entries[0].seq, s.entries[n - 1].seq);
-    batch.entries.extend(moving.map(|e| (d, ColdEntry { seq: e.seq, ts_ms: e.ts_ms, item: e.item.clone() })));
+    batch.entries.extend(
+        moving.map(|e| {
+            (d, ColdEntry { seq: e.seq, ts_ms: e.ts_ms, expires_at_ms: e.expires_at_ms, item: e.item.clone() })
+        }),
+    );
     batch.cursors.push((d, ColdCursor { cold_hi: s.cold_hi.max(hi), ..s.cold_cursor() }));
     s.dirty = false;
     spilled.push((d, lo, hi));

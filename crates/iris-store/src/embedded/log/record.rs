@@ -62,6 +62,9 @@ pub(crate) enum Record {
         writes: Vec<KvWrite>,
         /// A cumulative ack made atomic with it: an ack and the receipts it produces.
         ack: Option<(DeviceAddr, u64)>,
+        /// When its entries disappear (disappearing messages). Encoded last and only when set,
+        /// so records written before it existed read as `None`.
+        expires_at_ms: Option<u64>,
     },
     /// A device acknowledged (or its inbox was purged) up to a seq.
     Ack {
@@ -79,7 +82,7 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_BYTES]);
     match record {
-        Record::Append { ts_ms, msg_id, dedup, items, targets, writes, ack } => {
+        Record::Append { ts_ms, msg_id, dedup, items, targets, writes, ack, expires_at_ms } => {
             out.push(KIND_APPEND);
             put_u64(out, *ts_ms);
             put_u64(out, *msg_id);
@@ -109,6 +112,9 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
                     put_device(out, *device);
                     put_u64(out, *up_to);
                 }
+            }
+            if let Some(at) = expires_at_ms {
+                put_u64(out, *at);
             }
         }
         Record::Ack { device, up_to } => {
@@ -215,7 +221,8 @@ fn parse(whole: &Bytes, from: usize, to: usize) -> Option<Record> {
                 1 => Some((r.device()?, r.u64()?)),
                 _ => return None,
             };
-            Record::Append { ts_ms, msg_id, dedup, items, targets, writes, ack }
+            let expires_at_ms = if r.at < r.end { Some(r.u64()?) } else { None };
+            Record::Append { ts_ms, msg_id, dedup, items, targets, writes, ack, expires_at_ms }
         }
         KIND_ACK => Record::Ack { device: r.device()?, up_to: r.u64()? },
         KIND_WRITES => Record::Writes(r.writes()?),
@@ -330,6 +337,18 @@ mod tests {
                 ],
                 writes: vec![KvWrite { space: 4, key: b"k".to_vec(), value: Some(b"v".to_vec()) }],
                 ack: Some((DeviceAddr::new(1, 1), 3)),
+                expires_at_ms: None,
+            },
+            // A disappearing message: the expiry rides last, after the (absent) ack.
+            Record::Append {
+                ts_ms: 8,
+                msg_id: 100,
+                dedup: None,
+                items: vec![Bytes::from_static(b"gone soon")],
+                targets: vec![Target { device: DeviceAddr::new(3, 1), seq: 11, item: 0 }],
+                writes: vec![],
+                ack: None,
+                expires_at_ms: Some(86_400_008),
             },
             Record::Ack { device: DeviceAddr::new(3, 1), up_to: 10 },
             Record::Writes(vec![KvWrite { space: 1, key: vec![1, 2], value: None }]),

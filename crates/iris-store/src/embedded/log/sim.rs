@@ -366,6 +366,23 @@ impl Cold for SimCold {
         Ok(self.alive()?.current.checkpoint)
     }
 
+    fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let mut st = self.alive()?;
+        let doomed: Vec<_> = st
+            .current
+            .entries
+            .iter()
+            .filter(|(_, e)| e.expires_at_ms.is_some_and(|at| at <= now_ms))
+            .map(|(k, _)| *k)
+            .take(limit)
+            .collect();
+        let batch =
+            ColdBatch { deletes: doomed.iter().map(|&(d, seq)| (d, seq, seq)).collect(), ..ColdBatch::default() };
+        st.current.apply(&batch);
+        st.pending.push(batch);
+        Ok(doomed.len() as u64)
+    }
+
     fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
         let mut st = self.alive()?;
         let doomed: Vec<_> =

@@ -320,7 +320,7 @@ impl Sim {
             writes: writes.iter().map(|w| (w.key.clone(), w.value.clone().unwrap_or_default())).collect(),
             ack,
         };
-        let req = AppendRequest { dedup: key, server_msg_id: msg_id, server_ts_ms: 1, entries };
+        let req = AppendRequest { expires_at_ms: None, dedup: key, server_msg_id: msg_id, server_ts_ms: 1, entries };
         (Op::Append { req, writes, ack }, expect)
     }
 
@@ -434,7 +434,13 @@ impl Sim {
         // Retries of accepted sends are duplicates across the crash.
         let keys: Vec<_> = self.model.sent.iter().map(|(k, v)| (k.clone(), *v)).take(4).collect();
         for (key, id) in keys {
-            let req = AppendRequest { dedup: Some(key.clone()), server_msg_id: 0, server_ts_ms: 1, entries: vec![] };
+            let req = AppendRequest {
+                expires_at_ms: None,
+                dedup: Some(key.clone()),
+                server_msg_id: 0,
+                server_ts_ms: 1,
+                entries: vec![],
+            };
             let c = self.log.commit(vec![Op::Append { req, writes: vec![], ack: None }]);
             match c.results.into_iter().next() {
                 Some(Ok(Done::Append(AppendOutcome::Duplicate { server_msg_id, .. }))) if server_msg_id == id => {}
