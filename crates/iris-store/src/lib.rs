@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
-//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`] and [`MediaStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`PushStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -21,6 +21,7 @@ pub mod keys;
 pub mod media;
 pub mod message_index;
 pub mod postgres;
+pub mod push;
 pub mod types;
 
 pub use contacts::*;
@@ -29,6 +30,7 @@ pub use groups::*;
 pub use keys::*;
 pub use media::*;
 pub use message_index::*;
+pub use push::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -189,10 +191,26 @@ pub trait BlockStore: Send + Sync + 'static {
 
 /// Everything the server needs from an engine.
 pub trait Store:
-    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    AccountStore
+    + InboxStore
+    + GroupStore
+    + BlockStore
+    + MessageIndexStore
+    + ContactStore
+    + KeyStore
+    + MediaStore
+    + PushStore
 {
 }
 impl<T> Store for T where
-    T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    T: AccountStore
+        + InboxStore
+        + GroupStore
+        + BlockStore
+        + MessageIndexStore
+        + ContactStore
+        + KeyStore
+        + MediaStore
+        + PushStore
 {
 }
