@@ -171,6 +171,15 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// The push provider is unknown or not configured here; says which.
+    #[error("{0}")]
+    PushProviderUnavailable(String),
+    /// A push token malformed for its provider; says why.
+    #[error("{0}")]
+    PushTokenInvalid(String),
+    /// A test wake-up the provider refused or that failed; says why.
+    #[error("{0}")]
+    PushDeliveryFailed(String),
 }
 
 impl ServiceError {
@@ -207,6 +216,9 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::PushProviderUnavailable(_) => ErrorCode::PushProviderUnavailable,
+            Self::PushTokenInvalid(_) => ErrorCode::PushTokenInvalid,
+            Self::PushDeliveryFailed(_) => ErrorCode::PushDeliveryFailed,
         }
     }
 

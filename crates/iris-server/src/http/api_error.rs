@@ -45,6 +45,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MediaOffsetMismatch => StatusCode::CONFLICT,
         ErrorCode::MediaQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
+        ErrorCode::PushProviderUnavailable | ErrorCode::PushTokenInvalid => StatusCode::BAD_REQUEST,
+        ErrorCode::PushDeliveryFailed => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -106,6 +106,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
             later(deps, rid, |d| async move { d.contacts.discover(device, q).await.map(Event::DiscoverResult) })
         }
         Op::Keys(k) => later(deps, rid, |d| async move { d.keys.op(device, k).await.map(Event::KeysResult) }),
+        Op::Push(p) => later(deps, rid, |d| async move { d.push.op(device, p).await.map(Event::PushResult) }),
         Op::Typing(t) => later(deps, rid, |d| async move { d.typing.send(device, t).await.map(done) }),
         Op::Block(b) => later(deps, rid, |d| async move { d.blocks.set(device, b).await.map(done) }),
         Op::PresenceSubscribe(sub) => {
