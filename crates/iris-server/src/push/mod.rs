@@ -165,12 +165,10 @@ fn provider_of(name: &str) -> PushProvider {
 /// Whether an inbox item is worth waking a phone for: messages and message actions, not
 /// receipts, key notices or group bookkeeping.
 fn wakes(item: &Bytes) -> bool {
-    match pb::InboxItem::decode(item.as_ref()).ok().and_then(|i| i.body) {
-        Some(inbox_item::Body::Message(_) | inbox_item::Body::GroupMessage(_) | inbox_item::Body::MessageAction(_)) => {
-            true
-        }
-        _ => false,
-    }
+    matches!(
+        pb::InboxItem::decode(item.as_ref()).ok().and_then(|i| i.body),
+        Some(inbox_item::Body::Message(_) | inbox_item::Body::GroupMessage(_) | inbox_item::Body::MessageAction(_))
+    )
 }
 
 impl Push {
