@@ -45,6 +45,7 @@ mod inflight;
 mod keys;
 pub mod media;
 mod presence;
+mod push;
 mod shared;
 pub mod timers;
 

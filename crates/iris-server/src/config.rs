@@ -79,6 +79,8 @@ pub struct Config {
     pub keys: KeysConfig,
     /// Media uploads and downloads (HTTP media API, blob store, limits).
     pub media: MediaConfig,
+    /// Push notifications: wake-ups of devices without an open connection (`push/`).
+    pub push: PushConfig,
 }
 
 impl Default for Config {
@@ -104,6 +106,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             keys: KeysConfig::default(),
             media: MediaConfig::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -692,6 +695,82 @@ impl Default for KeysConfig {
     }
 }
 
+/// Push notifications (see `push/` and ARCHITECTURE.md "Push notifications"). A provider is
+/// offered to devices only when configured: `webhook` with `webhook_enabled`, `fcm` with a
+/// service account file, `apns` with a key file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// At most one wake-up per device per this interval; later inbox changes within it are
+    /// coalesced into one wake-up at its end.
+    pub interval_ms: u64,
+    /// Wake-ups queued per provider; when full (a provider is down), the oldest is shed.
+    pub queue_len_max: usize,
+    /// Devices waiting to be considered for a wake-up; more are dropped (counted).
+    pub intake_len_max: usize,
+    /// Attempts per wake-up (the first included) on timeouts, connection failures and 5xx.
+    pub attempts_max: u32,
+    /// First retry delay; doubled per attempt, with full jitter.
+    pub backoff_initial_ms: u64,
+    /// Cap of the retry delay.
+    pub backoff_max_ms: u64,
+    /// One provider request (connect, TLS, answer) must finish within this.
+    pub request_timeout_ms: u64,
+    /// Longest push token accepted (a webhook URL counts as its token).
+    pub token_bytes_max: usize,
+    /// PEM bundle of the CAs that provider endpoints are checked against.
+    pub ca_file: PathBuf,
+    /// Offer the generic webhook / UnifiedPush provider (the token is an `https://` URL the
+    /// server POSTs to).
+    pub webhook_enabled: bool,
+    /// Let webhook URLs name loopback, private or link-local IP literals and `localhost`
+    /// (tests, private deployments). Off by default: clients choose these URLs.
+    pub webhook_private_hosts_allowed: bool,
+    /// FCM: the service account JSON key file (`project_id`, `client_email`, `private_key`,
+    /// `token_uri`).
+    pub fcm_service_account_file: Option<PathBuf>,
+    /// FCM HTTP v1 base URL.
+    pub fcm_endpoint: String,
+    /// OAuth2 token URI; overrides the service account's `token_uri` when set.
+    pub fcm_token_uri: Option<String>,
+    /// APNs: the token-auth signing key (`.p8`, PKCS#8 PEM of a P-256 key).
+    pub apns_key_file: Option<PathBuf>,
+    /// APNs key id (the `kid` of the JWT).
+    pub apns_key_id: String,
+    /// Apple developer team id (the `iss` of the JWT).
+    pub apns_team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub apns_topic: String,
+    /// APNs base URL (`https://api.sandbox.push.apple.com` for development builds).
+    pub apns_endpoint: String,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 10_000,
+            queue_len_max: 10_000,
+            intake_len_max: 65_536,
+            attempts_max: 4,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 30_000,
+            request_timeout_ms: 10_000,
+            token_bytes_max: 4096,
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            webhook_enabled: false,
+            webhook_private_hosts_allowed: false,
+            fcm_service_account_file: None,
+            fcm_endpoint: "https://fcm.googleapis.com".into(),
+            fcm_token_uri: None,
+            apns_key_file: None,
+            apns_key_id: String::new(),
+            apns_team_id: String::new(),
+            apns_topic: String::new(),
+            apns_endpoint: "https://api.push.apple.com".into(),
+        }
+    }
+}
+
 impl Config {
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -727,6 +806,17 @@ impl Config {
         }
         if !(1..=16).contains(&l.devices_per_account_max) {
             return invalid("limits.devices_per_account_max must be 1..=16");
+        }
+        let p = &self.push;
+        if p.queue_len_max == 0 || p.intake_len_max == 0 || p.attempts_max == 0 || p.request_timeout_ms == 0 {
+            return invalid(
+                "push: queue_len_max, intake_len_max, attempts_max and request_timeout_ms must be positive",
+            );
+        }
+        if p.apns_key_file.is_some()
+            && (p.apns_key_id.is_empty() || p.apns_team_id.is_empty() || p.apns_topic.is_empty())
+        {
+            return invalid("push: apns_key_file needs apns_key_id, apns_team_id and apns_topic");
         }
         let k = &self.keys;
         if k.upload_keys_max == 0 || k.upload_keys_max > k.one_time_keys_max || k.low_watermark > k.one_time_keys_max {

@@ -185,6 +185,15 @@ pub enum ServiceError {
         /// What was asked for.
         seconds: u32,
     },
+    /// The push provider is unknown or not configured here; says which.
+    #[error("{0}")]
+    PushProviderUnavailable(String),
+    /// A push token malformed for its provider; says why.
+    #[error("{0}")]
+    PushTokenInvalid(String),
+    /// A test wake-up the provider refused or that failed; says why.
+    #[error("{0}")]
+    PushDeliveryFailed(String),
 }
 
 impl ServiceError {
@@ -223,6 +232,9 @@ impl ServiceError {
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
             Self::CodeDeliveryFailed { .. } => ErrorCode::CodeDeliveryFailed,
             Self::InvalidTimer { .. } => ErrorCode::InvalidTimer,
+            Self::PushProviderUnavailable(_) => ErrorCode::PushProviderUnavailable,
+            Self::PushTokenInvalid(_) => ErrorCode::PushTokenInvalid,
+            Self::PushDeliveryFailed(_) => ErrorCode::PushDeliveryFailed,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod message_index;
 pub mod messaging;
 pub mod metrics;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod router;
@@ -86,6 +87,9 @@ pub enum StartError {
     /// The media blob store could not be opened.
     #[error("cannot open the media store: {0}")]
     Media(String),
+    /// A push provider could not be set up (its key, its CA bundle).
+    #[error("cannot set up push notifications: {0}")]
+    Push(#[from] push::PushError),
     /// Files in the data directory could not be read or written.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -201,6 +205,16 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
     ));
     let router = Arc::new(router::Router::new(config.session.signal_queue_len_max));
+    let push = Arc::new(push::Push::new(
+        &config.push,
+        push::Push::providers(&config.push, clock.clone())?,
+        store.clone(),
+        store.clone(),
+        router.clone(),
+        metrics.clone(),
+        clock.clone(),
+    ));
+    router.set_offline(push.clone());
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
     let presence = Arc::new(presence::PresenceHub::new());
     let media = Arc::new(open_media(&config, &token_key, store.clone(), clock.clone(), &metrics)?);
@@ -258,6 +272,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             shutdown: shutdown.clone(),
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             node_name: node_name.clone(),
+            push: push.clone(),
         },
     ));
     let ctx = Arc::new(Ctx {
@@ -296,6 +311,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    push.start(ctx.shutdown.clone());
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(disappearing_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));

@@ -85,6 +85,15 @@ pub struct Metrics {
     pub expiry_refs_deleted: Counter,
     /// Disappearing messages: sweep passes that failed (the next interval retries).
     pub expiry_sweep_failures: Counter,
+    /// Push wake-ups accepted by a provider, by provider.
+    pub push_sent: Family<Labels, Counter>,
+    /// Push attempts that failed (including invalid tokens and retried ones), by provider.
+    pub push_failed: Family<Labels, Counter>,
+    /// Push wake-ups shed from a full provider queue, by provider (`intake`: devices dropped
+    /// before the coalescer).
+    pub push_dropped: Family<Labels, Counter>,
+    /// Queueing to the provider's acceptance of a wake-up, by provider.
+    pub push_latency_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -125,6 +134,10 @@ impl Metrics {
             expiry_entries_deleted: Counter::default(),
             expiry_refs_deleted: Counter::default(),
             expiry_sweep_failures: Counter::default(),
+            push_sent: Family::default(),
+            push_failed: Family::default(),
+            push_dropped: Family::default(),
+            push_latency_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -175,6 +188,10 @@ impl Metrics {
         r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
         r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());
         r.register("media_stored_bytes", "Bytes of blobs in the media store", m.media_stored_bytes.clone());
+        r.register("push_sent", "Push wake-ups accepted by the provider", m.push_sent.clone());
+        r.register("push_failed", "Push attempts that failed", m.push_failed.clone());
+        r.register("push_dropped", "Push wake-ups shed or dropped before sending", m.push_dropped.clone());
+        r.register("push_latency_seconds", "Push wake-up queued to accepted", m.push_latency_seconds.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
         Self { registry, ..m }
@@ -189,6 +206,26 @@ impl Metrics {
     pub fn handshake(&self, result: Result<(), ErrorCode>) {
         let label = result.err().map_or("ok", |c| c.as_str_name());
         self.handshakes.get_or_create(&vec![("result", label)]).inc();
+    }
+
+    /// The push counter `push_sent` of `provider`.
+    pub fn push_sent_of(&self, provider: &'static str) -> Counter {
+        self.push_sent.get_or_create(&vec![("provider", provider)]).clone()
+    }
+
+    /// The push counter `push_failed` of `provider`.
+    pub fn push_failed_of(&self, provider: &'static str) -> Counter {
+        self.push_failed.get_or_create(&vec![("provider", provider)]).clone()
+    }
+
+    /// The push counter `push_dropped` of `provider`.
+    pub fn push_dropped_of(&self, provider: &'static str) -> Counter {
+        self.push_dropped.get_or_create(&vec![("provider", provider)]).clone()
+    }
+
+    /// The push latency histogram of `provider`.
+    pub fn push_latency_of(&self, provider: &'static str) -> Histogram {
+        self.push_latency_seconds.get_or_create(&vec![("provider", provider)]).clone()
     }
 
     /// The counter of refusals of one named limit.

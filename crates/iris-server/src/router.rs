@@ -106,6 +106,13 @@ pub trait RemoteRoute: Send + Sync + 'static {
     fn kick(&self, addr: DeviceAddr, why: Kick);
 }
 
+/// Who hears about a committed entry for a device with no session anywhere (push
+/// notifications). Must return at once: it queues, it never waits.
+pub trait Offline: Send + Sync + 'static {
+    /// `item` (an encoded `InboxItem`) was committed to `addr`'s inbox while it has no session.
+    fn offline(&self, addr: DeviceAddr, item: &Bytes);
+}
+
 /// Device → session map, sharded to keep lock hold times short.
 pub struct Router {
     shards: Vec<RwLock<HashMap<DeviceAddr, Link>>>,
@@ -113,6 +120,8 @@ pub struct Router {
     hint_queue_len: usize,
     /// Set once in cluster mode.
     remote: OnceLock<Arc<dyn RemoteRoute>>,
+    /// Set once when push notifications run.
+    offline: OnceLock<Arc<dyn Offline>>,
 }
 
 impl Router {
@@ -123,6 +132,21 @@ impl Router {
             next_conn_id: AtomicU64::new(1),
             hint_queue_len: hint_queue_len.max(1),
             remote: OnceLock::new(),
+            offline: OnceLock::new(),
+        }
+    }
+
+    /// Installs who wakes offline devices (once; later calls are ignored).
+    pub fn set_offline(&self, offline: Arc<dyn Offline>) {
+        let _ = self.offline.set(offline);
+    }
+
+    /// Tells the offline hook that `item` was committed for `addr`, which has no session
+    /// anywhere: called by `notify` on one node, and by the cluster's forwarder once the
+    /// session registry named no node (so only the committing node calls it).
+    pub fn wake_offline(&self, addr: DeviceAddr, item: &Bytes) {
+        if let Some(offline) = self.offline.get() {
+            offline.offline(addr, item);
         }
     }
 
@@ -179,11 +203,12 @@ impl Router {
     }
 
     /// Offers a committed entry to the device's session, here or (cluster mode) on the node
-    /// holding it. Never waits.
+    /// holding it; with no session anywhere, to the offline hook (push). Never waits.
     pub fn notify(&self, addr: DeviceAddr, hint: Hint) {
         if let Err(hint) = self.notify_local(addr, hint) {
-            if let Some(remote) = self.remote.get() {
-                remote.hint(addr, hint);
+            match self.remote.get() {
+                Some(remote) => remote.hint(addr, hint),
+                None => self.wake_offline(addr, &hint.item),
             }
         }
     }

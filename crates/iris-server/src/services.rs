@@ -31,6 +31,7 @@ use crate::message_index::MessageIndex;
 use crate::messaging::Messaging;
 use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
+use crate::push::Push;
 use crate::ratelimit::{KeyedLimit, SharedLimit};
 use crate::receipts::{Receipts, ReceiptsDeps};
 use crate::router::Router;
@@ -71,6 +72,8 @@ pub struct Foundations {
     pub cluster: Option<Arc<Cluster>>,
     /// This node's name.
     pub node_name: String,
+    /// Push notifications (registrations; wake-ups run on their own).
+    pub push: Arc<Push>,
 }
 
 /// Every service, wired, as the sessions get them.
@@ -179,6 +182,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         blocks,
         visibility,
         keys,
+        push: f.push,
         send_limit: f.send_limit,
     }
 }

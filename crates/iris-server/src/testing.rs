@@ -59,6 +59,15 @@ impl Parts {
         let clock = Arc::new(ManualClock::new());
         let directory = Arc::new(Directory::new(store.clone(), 1000, None));
         let router = Arc::new(Router::new(16));
+        let push = Arc::new(crate::push::Push::new(
+            &config.push,
+            Vec::new(),
+            store.clone(),
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            clock.clone(),
+        ));
         let foundations = Foundations {
             store: store.clone(),
             directory: directory.clone(),
@@ -75,6 +84,7 @@ impl Parts {
             shutdown: CancellationToken::new(),
             cluster: None,
             node_name: "test".into(),
+            push,
         };
         let services = Arc::new(services::build(&config, foundations));
         Self { store, router, clock, services, _dir: dir }

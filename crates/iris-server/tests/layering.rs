@@ -40,6 +40,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("key_signatures", 1),
     ("auth::access", 1),
     ("cluster::registry", 1),
+    ("push", 1),
     // Receipts, and the services beside them.
     ("receipts", 2),
     ("contacts", 2),

@@ -23,7 +23,7 @@ use crate::{
     CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
     IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
     PendingAppend, ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry,
-    TimerStore, UploadId, UploadRecord,
+    TimerStore, PushStore, PushTarget, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -421,6 +421,26 @@ impl<S: MediaStore> MediaStore for Detached<S> {
 
     async fn delete_blob(&self, id: MediaId, touched_before_ms: u64) -> StoreResult<bool> {
         detach(&self.inner, move |s| async move { s.delete_blob(id, touched_before_ms).await }).await
+    }
+}
+
+#[async_trait]
+impl<S: PushStore> PushStore for Detached<S> {
+    async fn set_push_target(&self, target: PushTarget) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.set_push_target(target).await }).await
+    }
+
+    async fn push_target(&self, device: DeviceAddr) -> StoreResult<Option<PushTarget>> {
+        detach(&self.inner, move |s| async move { s.push_target(device).await }).await
+    }
+
+    async fn delete_push_target(&self, device: DeviceAddr, only_token: Option<&str>) -> StoreResult<bool> {
+        let only_token = only_token.map(str::to_owned);
+        detach(&self.inner, move |s| async move { s.delete_push_target(device, only_token.as_deref()).await }).await
+    }
+
+    async fn delete_account_push_targets(&self, account: AccountId) -> StoreResult<u64> {
+        detach(&self.inner, move |s| async move { s.delete_account_push_targets(account).await }).await
     }
 }
 

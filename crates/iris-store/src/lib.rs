@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
-//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`] and [`MediaStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`PushStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -22,6 +22,7 @@ pub mod media;
 pub mod message_index;
 pub mod postgres;
 pub mod timers;
+pub mod push;
 pub mod types;
 
 pub use contacts::*;
@@ -31,6 +32,7 @@ pub use keys::*;
 pub use media::*;
 pub use message_index::*;
 pub use timers::*;
+pub use push::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -206,6 +208,7 @@ pub trait Store:
     + KeyStore
     + MediaStore
     + TimerStore
+    + PushStore
 {
 }
 impl<T> Store for T where
@@ -218,5 +221,6 @@ impl<T> Store for T where
         + KeyStore
         + MediaStore
         + TimerStore
+        + PushStore
 {
 }

@@ -419,3 +419,27 @@ impl iris_store::MediaStore for FaultyStore {
         self.inner.delete_blob(id, before).await
     }
 }
+
+/// Push targets are delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::PushStore for FaultyStore {
+    async fn set_push_target(&self, target: iris_store::PushTarget) -> iris_store::StoreResult<()> {
+        self.inner.set_push_target(target).await
+    }
+    async fn push_target(
+        &self,
+        device: iris_store::DeviceAddr,
+    ) -> iris_store::StoreResult<Option<iris_store::PushTarget>> {
+        self.inner.push_target(device).await
+    }
+    async fn delete_push_target(
+        &self,
+        device: iris_store::DeviceAddr,
+        only_token: Option<&str>,
+    ) -> iris_store::StoreResult<bool> {
+        self.inner.delete_push_target(device, only_token).await
+    }
+    async fn delete_account_push_targets(&self, account: iris_store::AccountId) -> iris_store::StoreResult<u64> {
+        self.inner.delete_account_push_targets(account).await
+    }
+}

@@ -36,6 +36,9 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Show this device's end-to-end identity and fingerprint, and a conversation's safety number.
     Keys(cmd::identity::KeysArgs),
+    /// Push notifications: register this device's target, remove it, send a test wake-up.
+    #[command(subcommand)]
+    Push(cmd::push::PushCommand),
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
@@ -63,6 +66,7 @@ async fn main() -> ExitCode {
         Command::Keys(args) => cmd::with_logging(cmd::identity::run(args)).await,
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
         Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
+        Command::Push(command) => cmd::with_logging(cmd::push::run(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
         Command::Fire(args) => cmd::with_logging(fire::run(args)).await,
     };

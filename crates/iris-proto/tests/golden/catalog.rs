@@ -163,7 +163,37 @@ pub fn all() -> Vec<(&'static str, Frame)> {
     v.extend(server_inbox());
     v.extend(server_groups());
     v.extend(keys());
+    v.extend(push());
     v
+}
+
+/// Push notifications: register (every provider), unregister, test, and their answers.
+fn push() -> Vec<(&'static str, Frame)> {
+    use client_op::Op;
+    use pb::push_op::Op as P;
+    use pb::PushProvider;
+    use server_event::Event;
+    let push = |request_id, p| op(request_id, Op::Push(pb::PushOp { op: Some(p) }));
+    let register = |provider: PushProvider, token: &str| {
+        P::Register(pb::PushRegister { provider: provider as i32, token: token.into() })
+    };
+    let result = |request_id, r| answer(request_id, Event::PushResult(r));
+    vec![
+        (
+            "client_push_register_webhook",
+            push(70, register(PushProvider::Webhook, "https://up.example.org/UP?token=Zk9v")),
+        ),
+        ("client_push_register_fcm", push(71, register(PushProvider::Fcm, "fcm:APA91bH-Tq3x_9kL"))),
+        ("client_push_register_apns", push(72, register(PushProvider::Apns, &"a1b2c3d4".repeat(8)))),
+        ("client_push_unregister", push(73, P::Unregister(pb::PushUnregister {}))),
+        ("client_push_test", push(74, P::Test(pb::PushTest {}))),
+        (
+            "server_push_registered",
+            result(72, pb::PushResult { provider: PushProvider::Apns as i32, ..Default::default() }),
+        ),
+        ("server_push_unregistered", result(73, pb::PushResult::default())),
+        ("server_push_tested", result(74, pb::PushResult { provider: PushProvider::Fcm as i32, sent: true, badge: 3 })),
+    ]
 }
 
 /// Example keys as libolm prints them: unpadded base64 of 32-byte keys, 64-byte signatures.

@@ -240,6 +240,8 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
     ctx.account_changed(actor.account);
     ctx.router.kick(target_addr, Kick::Revoked);
     ctx.store.purge(target_addr).await?;
+    // A revoked device is never woken again (issue 19).
+    ctx.store.delete_push_target(target_addr, None).await?;
     ctx.sessions.keys.revoked(target_addr).await?;
     tracing::info!(device = %target_addr, by = %actor, "device revoked");
     Ok(())

@@ -5,7 +5,9 @@
 //! queue in batches: it looks up the nodes holding the batch's devices in the session registry
 //! (with a short-lived local cache, so a hot recipient costs one lookup per second, not one per
 //! message), groups the items by node and publishes one [`NodeBatch`] per node. A device that is
-//! registered nowhere is offline: its items are dropped (hints are in its inbox anyway).
+//! registered nowhere is offline: its items are dropped (hints are in its inbox anyway), and its
+//! hints go to the router's offline hook (push notifications), so the committing node, and only
+//! it, wakes the device.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::bus::Bus;
 use super::wire::{self, NodeBatch, NodeItem};
 use crate::metrics::Metrics;
-use crate::router::{Hint, Kick, RemoteRoute};
+use crate::router::{Hint, Kick, RemoteRoute, Router};
 
 /// Items waiting to be forwarded; more are dropped (soft: hints are also in the inboxes).
 const QUEUE_LEN: usize = 65_536;
@@ -89,6 +91,7 @@ impl RemoteRoute for Outbound {
 /// Drains the queue until shutdown: look up, group by node, publish.
 pub async fn run(
     bus: Bus,
+    router: Arc<Router>,
     node_id: u16,
     mut rx: mpsc::Receiver<(Target, NodeItem)>,
     metrics: Arc<Metrics>,
@@ -135,7 +138,13 @@ pub async fn run(
                 Target::Device(addr) => match cache.get(&addr) {
                     // Registered here but no session (it just ended) or nowhere: offline.
                     Some(&(Some(n), _)) if n != node_id => by_node.entry(n).or_default().push(item),
-                    _ => {}
+                    // The registry answered: no session anywhere. (No answer: unknown, no push.)
+                    Some(_) => {
+                        if let Some(wire::node_item::Kind::Hint(h)) = &item.kind {
+                            router.wake_offline(addr, &h.item);
+                        }
+                    }
+                    None => {}
                 },
             }
         }

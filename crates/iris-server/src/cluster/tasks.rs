@@ -16,6 +16,7 @@ pub fn spawn(cluster: &Arc<Cluster>, ctx: &Arc<Ctx>, tasks: ClusterTasks) {
     ctx.presence.enable_cluster_reports();
     tokio::spawn(outbound::run(
         cluster.bus.clone(),
+        ctx.router.clone(),
         cluster.node_id(),
         tasks.outbound,
         ctx.metrics.clone(),

@@ -47,6 +47,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
         ErrorCode::CodeDeliveryFailed => StatusCode::BAD_GATEWAY,
         ErrorCode::InvalidTimer => StatusCode::BAD_REQUEST,
+        ErrorCode::PushProviderUnavailable | ErrorCode::PushTokenInvalid => StatusCode::BAD_REQUEST,
+        ErrorCode::PushDeliveryFailed => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

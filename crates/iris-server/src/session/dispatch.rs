@@ -116,6 +116,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
             };
             result.map(Event::TimerResult)
         }),
+        Op::Push(p) => later(deps, rid, |d| async move { d.push.op(device, p).await.map(Event::PushResult) }),
         Op::Typing(t) => later(deps, rid, |d| async move { d.typing.send(device, t).await.map(done) }),
         Op::Block(b) => later(deps, rid, |d| async move { d.blocks.set(device, b).await.map(done) }),
         Op::PresenceSubscribe(sub) => {

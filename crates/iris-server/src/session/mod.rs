@@ -119,6 +119,8 @@ pub struct SessionDeps {
     pub keys: Arc<crate::keys::Keys>,
     /// Sends per account (1:1 sends are checked here, before validation).
     pub send_limit: SharedLimit<AccountId>,
+    /// Push notification registrations.
+    pub push: Arc<crate::push::Push>,
 }
 
 /// Runs a connection from its first byte to its close: admission, handshake, service.

@@ -18,6 +18,7 @@ mod keys;
 pub mod log;
 mod media;
 mod message_index;
+mod push;
 mod staged;
 mod sweep;
 mod timers;
@@ -236,6 +237,8 @@ pub struct FjallStore {
     blocks: blocks::Blocks,
     /// Contact lists (`contacts.rs`).
     contacts: contacts::Contacts,
+    /// Push targets (`push.rs`).
+    push: push::Push,
     /// Recent messages for message actions (`message_index.rs`).
     message_index: message_index::MessageIndex,
     /// End-to-end keys (`key_directory.rs`).
@@ -324,6 +327,7 @@ impl FjallStore {
         let committer = spawn("iris-committer", Box::new(move || committer.run()))?;
         let blocks = blocks::Blocks::open(&ks.db)?;
         let contacts = contacts::Contacts::open(&ks.db)?;
+        let push = push::Push::open(&ks.db)?;
         let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
         let media = media::Media::open(&ks.db)?;
         let timers = timers::Timers::open(&ks.db)?;
@@ -334,6 +338,7 @@ impl FjallStore {
             log,
             blocks,
             contacts,
+            push,
             media,
             message_index,
             groups: Arc::new(groups),

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "key_directory", include_str!("migrations/0002_key_directory.sql")),
     (3, "media", include_str!("migrations/0003_media.sql")),
     (4, "disappearing", include_str!("migrations/0004_disappearing.sql")),
+    (5, "push", include_str!("migrations/0005_push.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

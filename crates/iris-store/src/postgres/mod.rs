@@ -80,6 +80,7 @@ mod media;
 mod message_index;
 mod migrations;
 mod outbox;
+mod push;
 mod shards;
 mod tls;
 mod timers;

@@ -11,6 +11,7 @@ pub mod identity;
 mod keys;
 pub mod login;
 mod presence;
+pub mod push;
 pub mod recv;
 pub mod send;
 mod session;
