@@ -34,7 +34,11 @@ impl ErrorCodeExt for ErrorCode {
     fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::MediaQuotaExceeded
+            ErrorCode::RateLimited
+                | ErrorCode::Overloaded
+                | ErrorCode::Unavailable
+                | ErrorCode::MediaQuotaExceeded
+                | ErrorCode::PinLocked
         )
     }
 

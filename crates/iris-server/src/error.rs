@@ -171,6 +171,30 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// No pending device link with this code: never issued, expired or already used.
+    #[error("no pending device link with this code (it expired or was used); log in again for a new one")]
+    LinkExpired,
+    /// The primary refused the device link.
+    #[error("the primary device refused this link")]
+    LinkRefused,
+    /// The account already has its maximum of links waiting for approval.
+    #[error("the account already has {max} device links waiting for approval")]
+    LinkLimit {
+        /// The bound (`devices.pending_links_max`).
+        max: u32,
+    },
+    /// Registering a new primary for a number with a registration PIN, without the right PIN.
+    #[error("this number has a registration PIN: {0}")]
+    PinRequired(String),
+    /// Too many wrong registration PINs.
+    #[error("too many wrong PINs; registration is locked")]
+    PinLocked {
+        /// When the lockout ends.
+        retry_after_ms: u32,
+    },
+    /// A profile field over its bound, or a photo that is no stored image.
+    #[error("{0}")]
+    ProfileInvalid(String),
 }
 
 impl ServiceError {
@@ -207,6 +231,12 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::LinkExpired => ErrorCode::LinkExpired,
+            Self::LinkRefused => ErrorCode::LinkRefused,
+            Self::LinkLimit { .. } => ErrorCode::LinkLimit,
+            Self::PinRequired(_) => ErrorCode::PinRequired,
+            Self::PinLocked { .. } => ErrorCode::PinLocked,
+            Self::ProfileInvalid(_) => ErrorCode::ProfileInvalid,
         }
     }
 
@@ -215,7 +245,8 @@ impl ServiceError {
         match self {
             Self::RateLimited { retry_after_ms, .. }
             | Self::Overloaded { retry_after_ms }
-            | Self::MediaQuotaExceeded { retry_after_ms, .. } => Some(*retry_after_ms),
+            | Self::MediaQuotaExceeded { retry_after_ms, .. }
+            | Self::PinLocked { retry_after_ms } => Some(*retry_after_ms),
             Self::Unavailable => Some(1000),
             _ => None,
         }

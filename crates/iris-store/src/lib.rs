@@ -1,7 +1,7 @@
 //! Storage for Iris: the traits the server uses, and their engines.
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
-//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`] and [`MediaStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`ProfileStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -21,6 +21,7 @@ pub mod keys;
 pub mod media;
 pub mod message_index;
 pub mod postgres;
+pub mod profiles;
 pub mod types;
 
 pub use contacts::*;
@@ -29,6 +30,7 @@ pub use groups::*;
 pub use keys::*;
 pub use media::*;
 pub use message_index::*;
+pub use profiles::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -59,6 +61,17 @@ pub trait AccountStore: Send + Sync + 'static {
         now_ms: u64,
         max_devices: u32,
     ) -> StoreResult<(Account, Device)>;
+
+    /// Re-registration of an existing account on a new phone: revokes every active device of
+    /// the account of `phone` (deleting their refresh tokens) and adds a new device that is the
+    /// account's primary, in one atomic step. Returns the account, the new primary and the
+    /// devices it revoked, or `None` when `phone` has no account. Durable when it returns.
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>>;
 
     /// Active (not revoked) devices of an account, ordered by id.
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>>;
@@ -189,10 +202,26 @@ pub trait BlockStore: Send + Sync + 'static {
 
 /// Everything the server needs from an engine.
 pub trait Store:
-    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    AccountStore
+    + InboxStore
+    + GroupStore
+    + BlockStore
+    + MessageIndexStore
+    + ContactStore
+    + KeyStore
+    + MediaStore
+    + ProfileStore
 {
 }
 impl<T> Store for T where
-    T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    T: AccountStore
+        + InboxStore
+        + GroupStore
+        + BlockStore
+        + MessageIndexStore
+        + ContactStore
+        + KeyStore
+        + MediaStore
+        + ProfileStore
 {
 }

@@ -45,6 +45,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MediaOffsetMismatch => StatusCode::CONFLICT,
         ErrorCode::MediaQuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::MediaUrlExpired => StatusCode::FORBIDDEN,
+        ErrorCode::LinkExpired => StatusCode::GONE,
+        ErrorCode::LinkRefused => StatusCode::FORBIDDEN,
+        ErrorCode::LinkLimit | ErrorCode::PinLocked => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::PinRequired => StatusCode::UNAUTHORIZED,
+        ErrorCode::ProfileInvalid => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

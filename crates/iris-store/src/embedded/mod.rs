@@ -17,6 +17,7 @@ mod keys;
 pub mod log;
 mod media;
 mod message_index;
+mod profiles;
 mod staged;
 mod sweep;
 
@@ -235,6 +236,8 @@ pub struct FjallStore {
     key_directory: Arc<key_directory::KeyDirectory>,
     /// Media metadata: blobs, references, uploads, quotas (`media.rs`).
     media: media::Media,
+    /// Profiles, registration PINs, pending device links (`profiles.rs`).
+    profiles: Arc<profiles::Profiles>,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -317,7 +320,9 @@ impl FjallStore {
         let contacts = contacts::Contacts::open(&ks.db)?;
         let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
         let media = media::Media::open(&ks.db)?;
+        let profiles = Arc::new(profiles::Profiles::open(&ks.db)?);
         Ok(Self {
+            profiles,
             key_directory,
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
@@ -479,6 +484,16 @@ impl AccountStore for FjallStore {
     ) -> StoreResult<(Account, Device)> {
         let (accounts, phone, name) = (Arc::clone(&self.accounts), phone.to_owned(), device_name.to_owned());
         blocking(move || accounts.register_device(&phone, &name, now_ms, max_devices)).await
+    }
+
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>> {
+        let (accounts, phone, name) = (Arc::clone(&self.accounts), phone.to_owned(), device_name.to_owned());
+        blocking(move || accounts.register_primary(&phone, &name, now_ms)).await
     }
 
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {

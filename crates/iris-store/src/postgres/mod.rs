@@ -80,6 +80,7 @@ mod media;
 mod message_index;
 mod migrations;
 mod outbox;
+mod profiles;
 mod shards;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
