@@ -72,6 +72,16 @@ pub struct Metrics {
     /// Bytes of blobs in the media store (recounted by every media sweep, kept up to date by
     /// this node's own stores and deletions in between).
     pub media_stored_bytes: Gauge,
+    /// Device links by outcome (`requested`, `approved`, `refused`, `expired`, `limit`).
+    pub devices_links: Family<Labels, Counter>,
+    /// Registration PIN checks by result (`right`, `wrong`, `locked`, `missing`).
+    pub devices_pin_checks: Family<Labels, Counter>,
+    /// Re-registrations (a new primary replaced the account's devices).
+    pub devices_reregistrations: Counter,
+    /// Profile updates stored.
+    pub profiles_updates: Counter,
+    /// Profile updates refused (a field over its bound, a bad photo).
+    pub profiles_rejected: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -107,6 +117,11 @@ impl Metrics {
             media_bytes_out: Counter::default(),
             media_uploads_in_progress: Gauge::default(),
             media_stored_bytes: Gauge::default(),
+            devices_links: Family::default(),
+            devices_pin_checks: Family::default(),
+            devices_reregistrations: Counter::default(),
+            profiles_updates: Counter::default(),
+            profiles_rejected: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -136,6 +151,11 @@ impl Metrics {
         r.register("cluster_items_in", "Items received from other nodes", m.cluster_items_in.clone());
         r.register("inbox_check_wakeups", "Sessions woken by the inbox check", m.inbox_check_wakeups.clone());
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
+        r.register("devices_links", "Device links by outcome", m.devices_links.clone());
+        r.register("devices_pin_checks", "Registration PIN checks by result", m.devices_pin_checks.clone());
+        r.register("devices_reregistrations", "New primaries replacing an account's devices", m.devices_reregistrations.clone());
+        r.register("profiles_updates", "Profile updates stored", m.profiles_updates.clone());
+        r.register("profiles_rejected", "Profile updates refused", m.profiles_rejected.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
         r.register("media_bytes_out", "Media bytes sent in downloads", m.media_bytes_out.clone());
         r.register("media_uploads_in_progress", "Upload bodies being received", m.media_uploads_in_progress.clone());
