@@ -25,6 +25,10 @@ pub enum Event {
     /// `IdentityChange` (an account I talk to changed its identity keys: "security code
     /// changed"). Ack its `seq` like a message; [`E2e::decrypt`](crate::E2e::decrypt) handles both.
     Keys(InboxItem),
+    /// The account changed: `DeviceChange` (a device was added to or removed from my own
+    /// account: check it was me) or `ProfileChange` (my profile, or a contact's, changed). Ack
+    /// its `seq` like a message.
+    Account(InboxItem),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -47,7 +51,9 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) => Some(item),
+            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) | Self::Account(item) => {
+                Some(item)
+            }
             _ => None,
         }
     }

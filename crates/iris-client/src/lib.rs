@@ -56,7 +56,7 @@ pub use e2e::{Conversation, E2e, E2eError, Opened};
 pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};
 pub use groups::MemberAction;
-pub use http::HttpApi;
+pub use http::{HttpApi, Verified};
 pub use presence::TYPING_EXPIRES_AFTER;
 
 /// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.

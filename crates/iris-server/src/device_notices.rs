@@ -47,12 +47,8 @@ impl DeviceNotices {
     pub async fn announce(&self, change: DeviceChange) -> Result<(), ServiceError> {
         let account = change.device.account;
         let Some(view) = self.directory.by_id(account).await? else { return Ok(()) };
-        let targets: Vec<DeviceAddr> = view
-            .devices
-            .iter()
-            .filter(|&&d| d != change.device.device)
-            .map(|&d| DeviceAddr::new(account, d))
-            .collect();
+        let targets: Vec<DeviceAddr> =
+            view.devices.iter().filter(|&&d| d != change.device.device).map(|&d| DeviceAddr::new(account, d)).collect();
         if targets.is_empty() {
             return Ok(());
         }

@@ -153,7 +153,11 @@ impl Metrics {
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
         r.register("devices_links", "Device links by outcome", m.devices_links.clone());
         r.register("devices_pin_checks", "Registration PIN checks by result", m.devices_pin_checks.clone());
-        r.register("devices_reregistrations", "New primaries replacing an account's devices", m.devices_reregistrations.clone());
+        r.register(
+            "devices_reregistrations",
+            "New primaries replacing an account's devices",
+            m.devices_reregistrations.clone(),
+        );
         r.register("profiles_updates", "Profile updates stored", m.profiles_updates.clone());
         r.register("profiles_rejected", "Profile updates refused", m.profiles_rejected.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());

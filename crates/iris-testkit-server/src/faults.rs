@@ -417,7 +417,11 @@ impl iris_store::ProfileStore for FaultyStore {
     async fn profile(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Option<iris_store::Profile>> {
         self.inner.profile(account).await
     }
-    async fn set_profile(&self, account: iris_store::AccountId, p: &iris_store::Profile) -> iris_store::StoreResult<()> {
+    async fn set_profile(
+        &self,
+        account: iris_store::AccountId,
+        p: &iris_store::Profile,
+    ) -> iris_store::StoreResult<()> {
         self.inner.set_profile(account, p).await
     }
     async fn pin(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Option<iris_store::PinRecord>> {

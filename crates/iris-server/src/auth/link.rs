@@ -88,7 +88,9 @@ pub(super) async fn start(ctx: &Ctx, account: &Account, device_name: &str) -> Re
 async fn require_primary(ctx: &Ctx, actor: DeviceAddr) -> Result<(), ServiceError> {
     let me = ctx.store.device(actor).await?.ok_or(ServiceError::DeviceRevoked)?;
     if !me.primary {
-        return Err(ServiceError::PermissionDenied("only the primary device may approve or refuse device links".into()));
+        return Err(ServiceError::PermissionDenied(
+            "only the primary device may approve or refuse device links".into(),
+        ));
     }
     Ok(())
 }
@@ -117,8 +119,11 @@ pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceI
     let now = ctx.clock.now_ms();
     let max = ctx.limits.max_devices_per_account;
     let (_, device) = ctx.store.register_device(&account.phone, &link.device_name, now, max).await?;
-    let approved =
-        PendingLink { state: LinkState::Approved { device: device.addr.device }, expires_at_ms: now + ttl_ms(ctx), ..link };
+    let approved = PendingLink {
+        state: LinkState::Approved { device: device.addr.device },
+        expires_at_ms: now + ttl_ms(ctx),
+        ..link
+    };
     // Re-stored outside the bound: it only waits to be collected.
     ctx.store.put_link(&approved, now, u32::MAX).await?;
     ctx.account_changed(actor.account);
