@@ -36,6 +36,15 @@ enum Command {
     Chat(cmd::chat::ChatArgs),
     /// Show this device's end-to-end identity and fingerprint, and a conversation's safety number.
     Keys(cmd::identity::KeysArgs),
+    /// This account's devices: list, revoke, and approve or refuse a new device's link code.
+    #[command(subcommand)]
+    Devices(cmd::devices::DevicesCommand),
+    /// The registration PIN that registering a new primary for this number needs.
+    #[command(subcommand)]
+    Pin(cmd::devices::PinCommand),
+    /// My profile (display name, about, photo, who sees it), and others' as I may see them.
+    #[command(subcommand)]
+    Profile(cmd::devices::ProfileCommand),
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
@@ -63,6 +72,9 @@ async fn main() -> ExitCode {
         Command::Keys(args) => cmd::with_logging(cmd::identity::run(args)).await,
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
         Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
+        Command::Devices(command) => cmd::with_logging(cmd::devices::devices(command)).await,
+        Command::Pin(command) => cmd::with_logging(cmd::devices::pin(command)).await,
+        Command::Profile(command) => cmd::with_logging(cmd::devices::profile(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
         Command::Fire(args) => cmd::with_logging(fire::run(args)).await,
     };
