@@ -174,6 +174,50 @@ impl Client {
         self.authed(|token| async move { self.shared.http.devices(&token).await }).await
     }
 
+    /// Revokes a device of my account (any other one from the primary, or this one).
+    pub async fn revoke_device(&self, device_id: u32) -> Result<(), ClientError> {
+        self.authed(|token| async move { self.shared.http.revoke_device(&token, device_id).await }).await
+    }
+
+    /// Links waiting for this (primary) device's approval.
+    pub async fn pending_links(&self) -> Result<Vec<crate::api::PendingLinkInfo>, ClientError> {
+        self.authed(|token| async move { self.shared.http.pending_links(&token).await }).await
+    }
+
+    /// Approves the link whose code the new device shows (primary only).
+    pub async fn approve_link(&self, code: &str) -> Result<DeviceInfo, ClientError> {
+        self.authed(|token| async move { self.shared.http.approve_link(&token, code).await }).await
+    }
+
+    /// Refuses the link whose code the new device shows (primary only).
+    pub async fn refuse_link(&self, code: &str) -> Result<(), ClientError> {
+        self.authed(|token| async move { self.shared.http.refuse_link(&token, code).await }).await
+    }
+
+    /// Sets (`Some`) or clears the account's registration PIN (primary only).
+    pub async fn set_pin(&self, pin: Option<&str>) -> Result<(), ClientError> {
+        self.authed(|token| async move {
+            match pin {
+                Some(pin) => self.shared.http.set_pin(&token, pin).await,
+                None => self.shared.http.clear_pin(&token).await,
+            }
+        })
+        .await
+    }
+
+    /// Changes my profile's fields given in `update`.
+    pub async fn set_profile(
+        &self,
+        update: &crate::api::ProfileUpdate,
+    ) -> Result<crate::api::ProfileView, ClientError> {
+        self.authed(|token| async move { self.shared.http.set_profile(&token, update).await }).await
+    }
+
+    /// An account's profile as I may see it.
+    pub async fn profile(&self, account_id: u64) -> Result<crate::api::ProfileView, ClientError> {
+        self.authed(|token| async move { self.shared.http.profile(&token, account_id).await }).await
+    }
+
     /// Sends the last ack, closes the connection and stops the background task. Operations
     /// still pending fail with [`ClientError::Closed`]; the event stream ends.
     pub async fn close(&self) {

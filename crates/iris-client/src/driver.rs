@@ -416,6 +416,9 @@ impl Driver {
             Some(pb::inbox_item::Body::GroupEvent(_) | pb::inbox_item::Body::GroupReceipt(_)) => Event::Group(item),
             Some(pb::inbox_item::Body::KeysLow(_) | pb::inbox_item::Body::IdentityChange(_)) => Event::Keys(item),
             Some(pb::inbox_item::Body::TimerChanged(_)) => Event::Timer(item),
+            Some(pb::inbox_item::Body::DeviceChange(_) | pb::inbox_item::Body::ProfileChange(_)) => {
+                Event::Account(item)
+            }
             None => return, // a kind of entry this build does not know; acked with later ones
         };
         self.emit(event);

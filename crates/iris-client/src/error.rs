@@ -19,6 +19,10 @@ pub enum ClientError {
         /// When a retry can succeed (rate limits, overload).
         retry_after_ms: Option<u64>,
     },
+    /// The login is a companion of an existing account: it waits for the primary's approval.
+    /// Show the link code, then `HttpApi::wait_for_link`.
+    #[error("waiting for the primary device's approval: link code {}", .0.link_code)]
+    LinkPending(Box<iris_proto::http::LinkPending>),
     /// The HTTP request did not complete (connection refused, timeout, unreadable body).
     #[error("HTTP request failed: {0}")]
     Http(#[from] reqwest::Error),
@@ -107,6 +111,7 @@ impl ClientError {
             Self::Closed => "CLIENT_CLOSED",
             Self::E2e(_) => "CLIENT_E2E",
             Self::Media(_) => "CLIENT_MEDIA",
+            Self::LinkPending(_) => "CLIENT_LINK_PENDING",
         }
     }
 }

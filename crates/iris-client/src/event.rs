@@ -28,6 +28,10 @@ pub enum Event {
     /// A conversation's disappearing-messages timer changed (`TimerChanged`, set by either
     /// party of a 1:1 or a group member). Ack its `seq` like a message.
     Timer(InboxItem),
+    /// The account changed: `DeviceChange` (a device was added to or removed from my own
+    /// account: check it was me) or `ProfileChange` (my profile, or a contact's, changed). Ack
+    /// its `seq` like a message.
+    Account(InboxItem),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -50,7 +54,7 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) | Self::Timer(item) => {
+            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) | Self::Timer(item) | Self::Account(item) => {
                 Some(item)
             }
             _ => None,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use iris_proto::http::{
-    AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo,
-    VerifyRequest,
+    AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo, LinkCollectRequest, LinkPending,
+    PendingLinkInfo, PinRequest, ProfileUpdate, ProfileView, RefreshRequest, ServerInfo, VerifyRequest,
 };
 use iris_proto::pb::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -53,11 +53,142 @@ impl HttpApi {
         self.call(self.http.post(self.url("/v1/auth/request-code")).json(&body)).await
     }
 
-    /// `POST /v1/auth/verify`: exchanges a code for the credentials of a new device.
+    /// `POST /v1/auth/verify`: exchanges a code for the credentials of a new device: the first
+    /// of a new account. For an existing account it fails with [`ClientError::LinkPending`]: the
+    /// device waits for the primary's approval (see [`verify_or_link`](Self::verify_or_link)).
     pub async fn verify(&self, phone: &str, code: &str, device_name: &str) -> Result<Credentials, ClientError> {
-        let body =
-            VerifyRequest { phone: phone.to_owned(), code: code.to_owned(), device_name: device_name.to_owned() };
-        self.call(self.http.post(self.url("/v1/auth/verify")).json(&body)).await
+        match self.verify_or_link(phone, code, device_name).await? {
+            Verified::Registered(creds) => Ok(creds),
+            Verified::LinkPending(pending) => Err(ClientError::LinkPending(Box::new(pending))),
+        }
+    }
+
+    /// `POST /v1/auth/verify`: credentials for a new account's primary, or a pending link of a
+    /// companion (show its code, then [`wait_for_link`](Self::wait_for_link)).
+    pub async fn verify_or_link(&self, phone: &str, code: &str, device_name: &str) -> Result<Verified, ClientError> {
+        self.verify_with(VerifyRequest {
+            phone: phone.to_owned(),
+            code: code.to_owned(),
+            device_name: device_name.to_owned(),
+            new_primary: false,
+            pin: None,
+        })
+        .await
+    }
+
+    /// `POST /v1/auth/verify` with `new_primary`: this device replaces every device of the
+    /// account as its new primary (a new phone); `pin` is the registration PIN, if it has one.
+    pub async fn register_primary(
+        &self,
+        phone: &str,
+        code: &str,
+        device_name: &str,
+        pin: Option<&str>,
+    ) -> Result<Credentials, ClientError> {
+        let req = VerifyRequest {
+            phone: phone.to_owned(),
+            code: code.to_owned(),
+            device_name: device_name.to_owned(),
+            new_primary: true,
+            pin: pin.map(str::to_owned),
+        };
+        match self.verify_with(req).await? {
+            Verified::Registered(creds) => Ok(creds),
+            Verified::LinkPending(_) => Err(ClientError::Protocol("a new primary got a pending link".into())),
+        }
+    }
+
+    async fn verify_with(&self, body: VerifyRequest) -> Result<Verified, ClientError> {
+        let resp = check(self.http.post(self.url("/v1/auth/verify")).json(&body).send().await?).await?;
+        if resp.status().as_u16() == 202 {
+            return Ok(Verified::LinkPending(parse(&resp.bytes().await?)?));
+        }
+        Ok(Verified::Registered(parse(&resp.bytes().await?)?))
+    }
+
+    /// `POST /v1/auth/link`: the credentials if the primary approved, `None` while it waits;
+    /// `LINK_REFUSED` or `LINK_EXPIRED` otherwise.
+    pub async fn collect_link(&self, pending: &LinkPending) -> Result<Option<Credentials>, ClientError> {
+        let body = LinkCollectRequest {
+            account_id: pending.account_id,
+            link_code: pending.link_code.clone(),
+            link_secret: pending.link_secret.clone(),
+        };
+        let resp = check(self.http.post(self.url("/v1/auth/link")).json(&body).send().await?).await?;
+        if resp.status().as_u16() == 202 {
+            return Ok(None);
+        }
+        Ok(Some(parse(&resp.bytes().await?)?))
+    }
+
+    /// Asks every `poll` until the primary approved (the credentials) or the link ended
+    /// (`LINK_REFUSED`, `LINK_EXPIRED`).
+    pub async fn wait_for_link(&self, pending: &LinkPending, poll: Duration) -> Result<Credentials, ClientError> {
+        loop {
+            if let Some(creds) = self.collect_link(pending).await? {
+                return Ok(creds);
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// Links a companion in one go with the primary's access token: verify, approve, collect.
+    /// For tests and tools that hold both devices; people approve on the primary instead.
+    pub async fn link_approved_by(
+        &self,
+        phone: &str,
+        code: &str,
+        device_name: &str,
+        primary_access_token: &str,
+    ) -> Result<Credentials, ClientError> {
+        match self.verify_or_link(phone, code, device_name).await? {
+            Verified::Registered(creds) => Ok(creds),
+            Verified::LinkPending(pending) => {
+                self.approve_link(primary_access_token, &pending.link_code).await?;
+                self.collect_link(&pending)
+                    .await?
+                    .ok_or_else(|| ClientError::Protocol("an approved link is still pending".into()))
+            }
+        }
+    }
+
+    /// `GET /v1/devices/links`: links waiting for this (primary) device's approval.
+    pub async fn pending_links(&self, access_token: &str) -> Result<Vec<PendingLinkInfo>, ClientError> {
+        self.call(self.http.get(self.url("/v1/devices/links")).bearer_auth(access_token)).await
+    }
+
+    /// `POST /v1/devices/links/{code}/approve`, from the primary.
+    pub async fn approve_link(&self, access_token: &str, link_code: &str) -> Result<DeviceInfo, ClientError> {
+        let path = format!("/v1/devices/links/{}/approve", path_segment(link_code));
+        self.call(self.http.post(self.url(&path)).bearer_auth(access_token)).await
+    }
+
+    /// `POST /v1/devices/links/{code}/refuse`, from the primary.
+    pub async fn refuse_link(&self, access_token: &str, link_code: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/devices/links/{}/refuse", path_segment(link_code));
+        check(self.http.post(self.url(&path)).bearer_auth(access_token).send().await?).await.map(drop)
+    }
+
+    /// `PUT /v1/account/pin`, from the primary: registering a new primary will need it.
+    pub async fn set_pin(&self, access_token: &str, pin: &str) -> Result<(), ClientError> {
+        let body = PinRequest { pin: pin.to_owned() };
+        let req = self.http.put(self.url("/v1/account/pin")).bearer_auth(access_token).json(&body);
+        check(req.send().await?).await.map(drop)
+    }
+
+    /// `DELETE /v1/account/pin`, from the primary.
+    pub async fn clear_pin(&self, access_token: &str) -> Result<(), ClientError> {
+        check(self.http.delete(self.url("/v1/account/pin")).bearer_auth(access_token).send().await?).await.map(drop)
+    }
+
+    /// `PUT /v1/profile`: changes the fields given.
+    pub async fn set_profile(&self, access_token: &str, update: &ProfileUpdate) -> Result<ProfileView, ClientError> {
+        self.call(self.http.put(self.url("/v1/profile")).bearer_auth(access_token).json(update)).await
+    }
+
+    /// `GET /v1/profiles/{account_id}`: the profile as this account may see it.
+    pub async fn profile(&self, access_token: &str, account_id: u64) -> Result<ProfileView, ClientError> {
+        self.call(self.http.get(self.url(&format!("/v1/profiles/{account_id}"))).bearer_auth(access_token)).await
     }
 
     /// Requests a code and verifies the fixed dev-mode code `000000`: one call to get a device on
@@ -96,9 +227,26 @@ impl HttpApi {
 
     async fn call<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
         let resp = check(req.send().await?).await?;
-        let body = resp.bytes().await?;
-        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("unexpected HTTP response body: {e}")))
+        parse(&resp.bytes().await?)
     }
+}
+
+/// What a verified code gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// A device that needed no approval.
+    Registered(Credentials),
+    /// A companion waiting for the primary's approval.
+    LinkPending(LinkPending),
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Protocol(format!("unexpected HTTP response body: {e}")))
+}
+
+/// A link code as a path segment (codes are letters, digits and dashes; anything else goes).
+fn path_segment(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
 }
 
 /// Passes a 2xx response through; turns anything else into [`ClientError::Api`].

@@ -58,7 +58,7 @@ pub use e2e::{Conversation, E2e, E2eError, Opened};
 pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};
 pub use groups::MemberAction;
-pub use http::HttpApi;
+pub use http::{HttpApi, Verified};
 pub use presence::TYPING_EXPIRES_AFTER;
 pub use timers::{TimerChat, TIMER_SECONDS};
 

@@ -39,6 +39,7 @@ impl ErrorCodeExt for ErrorCode {
                 | ErrorCode::Unavailable
                 | ErrorCode::MediaQuotaExceeded
                 | ErrorCode::CodeDeliveryFailed
+                | ErrorCode::PinLocked
         )
     }
 

@@ -36,6 +36,110 @@ pub struct VerifyRequest {
     /// A label for the new device ("laptop").
     #[serde(default)]
     pub device_name: String,
+    /// Register this device as the account's new primary (a new phone): every device of the
+    /// account is logged out. Needs `pin` when the number has a registration PIN. Without it,
+    /// a login to an existing account links a companion that waits for the primary's approval.
+    #[serde(default)]
+    pub new_primary: bool,
+    /// The registration PIN, for `new_primary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+/// Answer (202) to a verify that links a companion device: it waits for the primary's approval.
+/// Show `link_code` (and a QR code of it) on the new device; the primary approves it with
+/// `POST /v1/devices/links/{link_code}/approve`; meanwhile collect with `POST /v1/auth/link`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct LinkPending {
+    /// The account the device asks to join.
+    pub account_id: u64,
+    /// The short code the primary approves ("K7QF-M2XD").
+    pub link_code: String,
+    /// The secret that collects the credentials (only the new device knows it).
+    pub link_secret: String,
+    /// Seconds until the code expires.
+    pub expires_in_s: u64,
+}
+
+/// `POST /v1/auth/link`: collect the credentials of an approved link.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LinkCollectRequest {
+    /// From [`LinkPending`].
+    pub account_id: u64,
+    /// From [`LinkPending`].
+    pub link_code: String,
+    /// From [`LinkPending`].
+    pub link_secret: String,
+}
+
+/// A link waiting for the primary (`GET /v1/devices/links`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct PendingLinkInfo {
+    /// The code the new device shows.
+    pub link_code: String,
+    /// The new device's label.
+    pub device_name: String,
+    /// When it expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+}
+
+/// `PUT /v1/account/pin`: set the registration PIN.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PinRequest {
+    /// 4 to 32 digits.
+    #[schema(example = "482916")]
+    pub pin: String,
+}
+
+/// Who may see a profile.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfilePrivacy {
+    /// Any account.
+    #[default]
+    Everyone,
+    /// The accounts in the owner's contact list.
+    Contacts,
+    /// Only the owner's own devices.
+    Nobody,
+}
+
+/// `PUT /v1/profile`: change the caller's profile; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct ProfileUpdate {
+    /// Display name (`profiles.display_name_chars_max`, 64 characters by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// About text (`profiles.about_chars_max`, 140 characters by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+    /// Media id of an uploaded image (64 lowercase hex digits), or "" to remove the photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_media_id: Option<String>,
+    /// Who may see the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<ProfilePrivacy>,
+}
+
+/// A profile as the caller may see it (`GET /v1/profiles/{account_id}`, `PUT /v1/profile`).
+/// A profile the caller may not see has empty fields and `visible` false.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ProfileView {
+    /// Whose.
+    pub account_id: u64,
+    /// Whether the caller may see it.
+    pub visible: bool,
+    /// Display name.
+    pub display_name: String,
+    /// About text.
+    pub about: String,
+    /// Media id of the photo, or empty.
+    pub photo_media_id: String,
+    /// The owner's choice; only shown to the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<ProfilePrivacy>,
+    /// Last change, ms since the Unix epoch (0: never set).
+    pub updated_at_ms: u64,
 }
 
 /// Device credentials: answer to verify and refresh.

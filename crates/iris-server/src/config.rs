@@ -81,6 +81,10 @@ pub struct Config {
     pub media: MediaConfig,
     /// Push notifications: wake-ups of devices without an open connection (`push/`).
     pub push: PushConfig,
+    /// Device linking (the primary's approval) and the registration PIN.
+    pub devices: DevicesConfig,
+    /// Profiles: field bounds.
+    pub profiles: ProfilesConfig,
 }
 
 impl Default for Config {
@@ -107,7 +111,46 @@ impl Default for Config {
             keys: KeysConfig::default(),
             media: MediaConfig::default(),
             push: PushConfig::default(),
+            devices: DevicesConfig::default(),
+            profiles: ProfilesConfig::default(),
         }
+    }
+}
+
+/// Device linking and the registration PIN (ARCHITECTURE.md "Device linking and profiles").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    /// How long a link code waits for the primary's approval, and how long an approved link
+    /// waits for the new device to collect its credentials (LINK_EXPIRED after).
+    pub link_code_ttl_s: u64,
+    /// Links one account may have waiting at once (LINK_LIMIT beyond).
+    pub pending_links_max: u32,
+    /// Wrong registration PINs in a row before the PIN locks (PIN_LOCKED).
+    pub pin_attempts_max: u32,
+    /// How long a locked PIN refuses attempts.
+    pub pin_lockout_s: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self { link_code_ttl_s: 60, pending_links_max: 3, pin_attempts_max: 5, pin_lockout_s: 3600 }
+    }
+}
+
+/// Profile field bounds (PROFILE_INVALID beyond).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    /// Display name, in characters.
+    pub display_name_chars_max: usize,
+    /// About text, in characters.
+    pub about_chars_max: usize,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self { display_name_chars_max: 64, about_chars_max: 140 }
     }
 }
 
@@ -817,6 +860,16 @@ impl Config {
             && (p.apns_key_id.is_empty() || p.apns_team_id.is_empty() || p.apns_topic.is_empty())
         {
             return invalid("push: apns_key_file needs apns_key_id, apns_team_id and apns_topic");
+        }
+        let d = &self.devices;
+        if !(10..=3600).contains(&d.link_code_ttl_s) || d.pending_links_max == 0 || d.pin_attempts_max == 0 {
+            return invalid(
+                "devices: link_code_ttl_s must be 10..=3600, pending_links_max and pin_attempts_max positive",
+            );
+        }
+        let p = &self.profiles;
+        if !(1..=1024).contains(&p.display_name_chars_max) || p.about_chars_max > 4096 {
+            return invalid("profiles: display_name_chars_max must be 1..=1024, about_chars_max <= 4096");
         }
         let k = &self.keys;
         if k.upload_keys_max == 0 || k.upload_keys_max > k.one_time_keys_max || k.low_watermark > k.one_time_keys_max {

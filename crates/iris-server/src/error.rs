@@ -194,6 +194,30 @@ pub enum ServiceError {
     /// A test wake-up the provider refused or that failed; says why.
     #[error("{0}")]
     PushDeliveryFailed(String),
+    /// No pending device link with this code: never issued, expired or already used.
+    #[error("no pending device link with this code (it expired or was used); log in again for a new one")]
+    LinkExpired,
+    /// The primary refused the device link.
+    #[error("the primary device refused this link")]
+    LinkRefused,
+    /// The account already has its maximum of links waiting for approval.
+    #[error("the account already has {max} device links waiting for approval")]
+    LinkLimit {
+        /// The bound (`devices.pending_links_max`).
+        max: u32,
+    },
+    /// Registering a new primary for a number with a registration PIN, without the right PIN.
+    #[error("this number has a registration PIN: {0}")]
+    PinRequired(String),
+    /// Too many wrong registration PINs.
+    #[error("too many wrong PINs; registration is locked")]
+    PinLocked {
+        /// When the lockout ends.
+        retry_after_ms: u32,
+    },
+    /// A profile field over its bound, or a photo that is no stored image.
+    #[error("{0}")]
+    ProfileInvalid(String),
 }
 
 impl ServiceError {
@@ -235,6 +259,12 @@ impl ServiceError {
             Self::PushProviderUnavailable(_) => ErrorCode::PushProviderUnavailable,
             Self::PushTokenInvalid(_) => ErrorCode::PushTokenInvalid,
             Self::PushDeliveryFailed(_) => ErrorCode::PushDeliveryFailed,
+            Self::LinkExpired => ErrorCode::LinkExpired,
+            Self::LinkRefused => ErrorCode::LinkRefused,
+            Self::LinkLimit { .. } => ErrorCode::LinkLimit,
+            Self::PinRequired(_) => ErrorCode::PinRequired,
+            Self::PinLocked { .. } => ErrorCode::PinLocked,
+            Self::ProfileInvalid(_) => ErrorCode::ProfileInvalid,
         }
     }
 
@@ -244,7 +274,8 @@ impl ServiceError {
             Self::RateLimited { retry_after_ms, .. }
             | Self::Overloaded { retry_after_ms }
             | Self::MediaQuotaExceeded { retry_after_ms, .. }
-            | Self::CodeDeliveryFailed { retry_after_ms, .. } => Some(*retry_after_ms),
+            | Self::CodeDeliveryFailed { retry_after_ms, .. }
+            | Self::PinLocked { retry_after_ms } => Some(*retry_after_ms),
             Self::Unavailable => Some(1000),
             _ => None,
         }

@@ -94,6 +94,16 @@ pub struct Metrics {
     pub push_dropped: Family<Labels, Counter>,
     /// Queueing to the provider's acceptance of a wake-up, by provider.
     pub push_latency_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Device links by outcome (`requested`, `approved`, `refused`, `expired`, `limit`).
+    pub devices_links: Family<Labels, Counter>,
+    /// Registration PIN checks by result (`right`, `wrong`, `locked`, `missing`).
+    pub devices_pin_checks: Family<Labels, Counter>,
+    /// Re-registrations (a new primary replaced the account's devices).
+    pub devices_reregistrations: Counter,
+    /// Profile updates stored.
+    pub profiles_updates: Counter,
+    /// Profile updates refused (a field over its bound, a bad photo).
+    pub profiles_rejected: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -138,6 +148,11 @@ impl Metrics {
             push_failed: Family::default(),
             push_dropped: Family::default(),
             push_latency_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            devices_links: Family::default(),
+            devices_pin_checks: Family::default(),
+            devices_reregistrations: Counter::default(),
+            profiles_updates: Counter::default(),
+            profiles_rejected: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             registry: Registry::default(),
@@ -169,6 +184,15 @@ impl Metrics {
         r.register("cluster_bus_up", "Whether the Redis bus answers (cluster mode)", m.cluster_bus_up.clone());
         r.register("proxy_refused", "TCP connections refused by the PROXY protocol rules", m.proxy_refused.clone());
         r.register("sms_requests", "SMS gateway requests by result", m.sms_requests.clone());
+        r.register("devices_links", "Device links by outcome", m.devices_links.clone());
+        r.register("devices_pin_checks", "Registration PIN checks by result", m.devices_pin_checks.clone());
+        r.register(
+            "devices_reregistrations",
+            "New primaries replacing an account's devices",
+            m.devices_reregistrations.clone(),
+        );
+        r.register("profiles_updates", "Profile updates stored", m.profiles_updates.clone());
+        r.register("profiles_rejected", "Profile updates refused", m.profiles_rejected.clone());
         r.register("media_bytes_in", "Media bytes received in uploads", m.media_bytes_in.clone());
         r.register(
             "expiry_entries_deleted",

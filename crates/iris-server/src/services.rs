@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::contacts::Contacts;
+use crate::device_notices::DeviceNotices;
 use crate::directory::Directory;
 use crate::fanout::Fanout;
 use crate::forward::Forwards;
@@ -32,6 +33,7 @@ use crate::messaging::Messaging;
 use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
 use crate::push::Push;
+use crate::profiles::{Profiles, ProfilesDeps};
 use crate::ratelimit::{KeyedLimit, SharedLimit};
 use crate::receipts::{Receipts, ReceiptsDeps};
 use crate::router::Router;
@@ -157,10 +159,28 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         config,
         &f.metrics,
         Fanout::new(store.clone(), f.router.clone()),
-        KeysParts { directory: f.directory.clone(), ids: f.ids.clone(), clock: f.clock.clone(), store },
+        KeysParts { directory: f.directory.clone(), ids: f.ids.clone(), clock: f.clock.clone(), store: store.clone() },
     ));
+    let device_notices = Arc::new(DeviceNotices::new(
+        Fanout::new(store.clone(), f.router.clone()),
+        f.directory.clone(),
+        f.ids.clone(),
+        f.clock.clone(),
+    ));
+    let profiles = Arc::new(Profiles::new(ProfilesDeps {
+        store: store.clone(),
+        directory: f.directory.clone(),
+        blocks: blocks.clone(),
+        fanout: Fanout::new(store.clone(), f.router.clone()),
+        ids: f.ids.clone(),
+        clock: f.clock.clone(),
+        metrics: f.metrics.clone(),
+        config: config.profiles.clone(),
+    }));
     SessionDeps {
         config: config.session.clone(),
+        device_notices,
+        profiles,
         limits,
         node_name: f.node_name,
         metrics: f.metrics,

@@ -128,21 +128,21 @@ async fn the_default_limits_are_the_seeds() {
 async fn new_accounts_are_rate_limited_per_ip() {
     // Proves: past registrations_per_ip_per_day a verify that would create an account is 429 ERROR_CODE_RATE_LIMITED with retry_after_ms, and nothing is created; linking a device to an existing account still works.
     let server = TestServer::start_with(|c| c.rate_limits.registrations_per_ip_per_day = 2).await;
-    for phone in [ALICE, BOB] {
-        server.request_code(phone).await.expect_status(200);
-        server.verify(phone, DEV_CODE, "phone").await.expect_status(200);
-    }
+    let alice = server.login(ALICE, "alice").await;
+    server.request_code(BOB).await.expect_status(200);
+    server.verify(BOB, DEV_CODE, "phone").await.expect_status(200);
     let carol = "+15550000003";
     server.request_code(carol).await.expect_status(200);
     let e = server.verify(carol, DEV_CODE, "phone").await.expect_error(429, ErrorCode::RateLimited);
     assert!(e.retry_after_ms.unwrap() > 60 * 60 * 1000, "2 per day: one back in 12 h");
-    let alice = server.login(ALICE, "alice").await;
     server
         .get(&format!("/v1/accounts/{}", carol.replace('+', "%2B")), Some(&alice.access_token))
         .await
         .expect_error(404, ErrorCode::NotFound);
     server.request_code(ALICE).await.expect_status(200);
-    server.verify(ALICE, DEV_CODE, "laptop").await.expect_status(200);
+    // A companion of an existing account: a pending link (202), not a registration.
+    server.verify(ALICE, DEV_CODE, "laptop").await.expect_status(202);
+    assert_eq!(server.login(ALICE, "laptop").await.device_id, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,6 +228,8 @@ async fn only_the_primary_revokes_other_devices_and_revocation_is_immediate() {
     let tablet = server.login(ALICE, "tablet").await;
     let (mut laptop_conn, _) = server.connect_as(&laptop).await;
     let (mut tablet_conn, _) = server.connect_as(&tablet).await;
+    let added = laptop_conn.expect_delivery().await; // the tablet's link, announced to the laptop
+    assert!(matches!(added[0].body, Some(iris_proto::pb::inbox_item::Body::DeviceChange(_))), "{added:?}");
 
     server.delete("/v1/devices/3", &laptop.access_token).await.expect_error(403, ErrorCode::PermissionDenied);
     server.delete("/v1/devices/1", &laptop.access_token).await.expect_error(403, ErrorCode::PermissionDenied);

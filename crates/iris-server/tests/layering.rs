@@ -46,11 +46,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("contacts", 2),
     ("typing", 2),
     ("identity_notices", 2),
+    ("device_notices", 2),
     // The inbox and the sending services.
     ("inbox", 3),
     ("messaging", 3),
     ("groups", 3),
     ("visibility", 3),
+    ("profiles", 3),
     ("keys", 3),
     // Built on sends.
     ("actions", 4),

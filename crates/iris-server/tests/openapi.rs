@@ -55,12 +55,15 @@ async fn every_documented_route_answers_a_documented_status() {
             .replace("{device_id}", "2")
             .replace("{phone}", "+14155550102")
             .replace("{upload_id}", &"0".repeat(32))
-            .replace("{media_id}", &"a".repeat(64));
+            .replace("{media_id}", &"a".repeat(64))
+            .replace("{code}", "ABCD-EFGH")
+            .replace("{account_id}", "1");
         for (method, operation) in item.as_object().expect("a path item") {
             let url = server.url(&concrete);
             let request = match method.as_str() {
                 "get" => http.get(url),
                 "post" => http.post(url).header("content-type", "application/json").body("{}"),
+                "put" => http.put(url).header("content-type", "application/json").body("{}"),
                 "delete" => http.delete(url),
                 "patch" => http.patch(url).body("x"),
                 other => panic!("{path}: method {other} is not exercised here"),

@@ -147,6 +147,8 @@ async fn a_correct_per_device_send_gives_each_device_its_own_payload() {
     let (mut a2, _) = server.connect_as(&alice2).await;
     let (mut b1, _) = server.connect_as(&bob1).await;
     let (mut b2, _) = server.connect_as(&bob2).await;
+    let added = b1.expect_delivery().await; // bob 2's link, announced to bob's primary
+    assert!(matches!(added[0].body, Some(pb::inbox_item::Body::DeviceChange(_))), "{added:?}");
 
     let msg = per_device_to_account("m1", b, &[(b, 1, b"for bob 1"), (b, 2, b"for bob 2"), (a, 2, b"for alice 2")]);
     let result = sender.send_accepted(1, msg).await;

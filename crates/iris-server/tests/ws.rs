@@ -303,9 +303,10 @@ async fn unknown_fields_are_ignored_on_every_path() {
     // non-fatal INVALID_ARGUMENT and an unknown enum name reads as UNSPECIFIED.
     let server = TestServer::start().await;
     let (browser, web_binary, native) = (
+        // Three accounts: a linked device would start with its account's DeviceChange notices.
         server.login("+15550000001", "browser").await,
-        server.login("+15550000001", "web").await,
-        server.login("+15550000001", "native").await,
+        server.login("+15550000002", "web").await,
+        server.login("+15550000003", "native").await,
     );
 
     let mut json = WsConn::connect(server.http_addr, JSON).await;

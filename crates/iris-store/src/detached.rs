@@ -23,7 +23,7 @@ use crate::{
     CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
     IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
     PendingAppend, ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry,
-    TimerStore, PushStore, PushTarget, UploadId, UploadRecord,
+    TimerStore, PushStore, PushTarget, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -72,6 +72,16 @@ impl<S: AccountStore> AccountStore for Detached<S> {
     ) -> StoreResult<(Account, Device)> {
         let (phone, name) = (phone.to_owned(), device_name.to_owned());
         detach(&self.inner, move |s| async move { s.register_device(&phone, &name, now_ms, max_devices).await }).await
+    }
+
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>> {
+        let (phone, name) = (phone.to_owned(), device_name.to_owned());
+        detach(&self.inner, move |s| async move { s.register_primary(&phone, &name, now_ms).await }).await
     }
 
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
@@ -462,5 +472,67 @@ mod tests {
         assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
         assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
         store.close().await.unwrap();
+    }
+}
+
+#[async_trait]
+impl<S: ProfileStore> ProfileStore for Detached<S> {
+    async fn profile(&self, account: AccountId) -> StoreResult<Option<Profile>> {
+        detach(&self.inner, move |s| async move { s.profile(account).await }).await
+    }
+
+    async fn set_profile(&self, account: AccountId, profile: &Profile) -> StoreResult<()> {
+        let profile = profile.clone();
+        detach(&self.inner, move |s| async move { s.set_profile(account, &profile).await }).await
+    }
+
+    async fn pin(&self, account: AccountId) -> StoreResult<Option<PinRecord>> {
+        detach(&self.inner, move |s| async move { s.pin(account).await }).await
+    }
+
+    async fn set_pin(&self, account: AccountId, hash: Option<&str>) -> StoreResult<()> {
+        let hash = hash.map(str::to_owned);
+        detach(&self.inner, move |s| async move { s.set_pin(account, hash.as_deref()).await }).await
+    }
+
+    async fn count_pin_attempt(
+        &self,
+        account: AccountId,
+        now_ms: u64,
+        attempts_max: u32,
+        lockout_ms: u64,
+    ) -> StoreResult<PinAttempt> {
+        detach(
+            &self.inner,
+            move |s| async move { s.count_pin_attempt(account, now_ms, attempts_max, lockout_ms).await },
+        )
+        .await
+    }
+
+    async fn reset_pin_attempts(&self, account: AccountId) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.reset_pin_attempts(account).await }).await
+    }
+
+    async fn put_link(&self, link: &PendingLink, now_ms: u64, max_pending: u32) -> StoreResult<bool> {
+        let link = link.clone();
+        detach(&self.inner, move |s| async move { s.put_link(&link, now_ms, max_pending).await }).await
+    }
+
+    async fn link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
+        let code = code.to_owned();
+        detach(&self.inner, move |s| async move { s.link(account, &code).await }).await
+    }
+
+    async fn take_link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
+        let code = code.to_owned();
+        detach(&self.inner, move |s| async move { s.take_link(account, &code).await }).await
+    }
+
+    async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
+        detach(&self.inner, move |s| async move { s.links(account).await }).await
+    }
+
+    async fn erase_profile_rows(&self, account: AccountId) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.erase_profile_rows(account).await }).await
     }
 }

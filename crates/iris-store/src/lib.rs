@@ -2,6 +2,7 @@
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
 //! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`PushStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`ProfileStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -23,6 +24,7 @@ pub mod message_index;
 pub mod postgres;
 pub mod timers;
 pub mod push;
+pub mod profiles;
 pub mod types;
 
 pub use contacts::*;
@@ -33,6 +35,7 @@ pub use media::*;
 pub use message_index::*;
 pub use timers::*;
 pub use push::*;
+pub use profiles::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -63,6 +66,17 @@ pub trait AccountStore: Send + Sync + 'static {
         now_ms: u64,
         max_devices: u32,
     ) -> StoreResult<(Account, Device)>;
+
+    /// Re-registration of an existing account on a new phone: revokes every active device of
+    /// the account of `phone` (deleting their refresh tokens) and adds a new device that is the
+    /// account's primary, in one atomic step. Returns the account, the new primary and the
+    /// devices it revoked, or `None` when `phone` has no account. Durable when it returns.
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>>;
 
     /// Active (not revoked) devices of an account, ordered by id.
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>>;
@@ -209,6 +223,7 @@ pub trait Store:
     + MediaStore
     + TimerStore
     + PushStore
+    + ProfileStore
 {
 }
 impl<T> Store for T where
@@ -222,5 +237,6 @@ impl<T> Store for T where
         + MediaStore
         + TimerStore
         + PushStore
+        + ProfileStore
 {
 }

@@ -72,6 +72,14 @@ impl iris_store::AccountStore for FaultyStore {
     ) -> iris_store::StoreResult<(iris_store::Account, iris_store::Device)> {
         self.inner.register_device(phone, device_name, now_ms, max_devices).await
     }
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> iris_store::StoreResult<Option<(iris_store::Account, iris_store::Device, Vec<iris_store::Device>)>> {
+        self.inner.register_primary(phone, device_name, now_ms).await
+    }
     async fn devices(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::Device>> {
         self.inner.devices(account).await
     }
@@ -441,5 +449,61 @@ impl iris_store::PushStore for FaultyStore {
     }
     async fn delete_account_push_targets(&self, account: iris_store::AccountId) -> iris_store::StoreResult<u64> {
         self.inner.delete_account_push_targets(account).await
+    }
+}
+
+/// Profiles, PINs and pending links are delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::ProfileStore for FaultyStore {
+    async fn profile(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Option<iris_store::Profile>> {
+        self.inner.profile(account).await
+    }
+    async fn set_profile(
+        &self,
+        account: iris_store::AccountId,
+        p: &iris_store::Profile,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.set_profile(account, p).await
+    }
+    async fn pin(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Option<iris_store::PinRecord>> {
+        self.inner.pin(account).await
+    }
+    async fn set_pin(&self, account: iris_store::AccountId, hash: Option<&str>) -> iris_store::StoreResult<()> {
+        self.inner.set_pin(account, hash).await
+    }
+    async fn count_pin_attempt(
+        &self,
+        account: iris_store::AccountId,
+        now_ms: u64,
+        attempts_max: u32,
+        lockout_ms: u64,
+    ) -> iris_store::StoreResult<iris_store::PinAttempt> {
+        self.inner.count_pin_attempt(account, now_ms, attempts_max, lockout_ms).await
+    }
+    async fn reset_pin_attempts(&self, account: iris_store::AccountId) -> iris_store::StoreResult<()> {
+        self.inner.reset_pin_attempts(account).await
+    }
+    async fn put_link(&self, link: &iris_store::PendingLink, now_ms: u64, max: u32) -> iris_store::StoreResult<bool> {
+        self.inner.put_link(link, now_ms, max).await
+    }
+    async fn link(
+        &self,
+        account: iris_store::AccountId,
+        code: &str,
+    ) -> iris_store::StoreResult<Option<iris_store::PendingLink>> {
+        self.inner.link(account, code).await
+    }
+    async fn take_link(
+        &self,
+        account: iris_store::AccountId,
+        code: &str,
+    ) -> iris_store::StoreResult<Option<iris_store::PendingLink>> {
+        self.inner.take_link(account, code).await
+    }
+    async fn links(&self, account: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::PendingLink>> {
+        self.inner.links(account).await
+    }
+    async fn erase_profile_rows(&self, account: iris_store::AccountId) -> iris_store::StoreResult<()> {
+        self.inner.erase_profile_rows(account).await
     }
 }

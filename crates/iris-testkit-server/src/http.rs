@@ -2,7 +2,7 @@
 //! answer as a [`Reply`] with assertions on status, body and error code.
 
 use bytes::Bytes;
-use iris_proto::http::{ApiError, CodeRequest, Credentials, VerifyRequest};
+use iris_proto::http::{ApiError, CodeRequest, Credentials, LinkCollectRequest, LinkPending, VerifyRequest};
 use iris_proto::pb::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,15 +42,59 @@ impl TestServer {
 
     /// `POST /v1/auth/verify`.
     pub async fn verify(&self, phone: &str, code: &str, device_name: &str) -> Reply {
-        let body =
-            VerifyRequest { phone: phone.to_owned(), code: code.to_owned(), device_name: device_name.to_owned() };
+        let body = VerifyRequest {
+            phone: phone.to_owned(),
+            code: code.to_owned(),
+            device_name: device_name.to_owned(),
+            new_primary: false,
+            pin: None,
+        };
         self.post("/v1/auth/verify", &body).await
     }
 
-    /// Registers a new device of `phone` (creating the account on first use) through HTTP.
+    /// Registers a new device of `phone` (creating the account on first use) through HTTP. A
+    /// companion of an existing account is approved at once with the primary's access token,
+    /// which the kit remembers ([`crate::primaries`]), as the person would on the primary.
     pub async fn login(&self, phone: &str, device_name: &str) -> Credentials {
         self.request_code(phone).await.expect_status(200);
-        self.verify(phone, DEV_CODE, device_name).await.expect_json(200)
+        let reply = self.verify(phone, DEV_CODE, device_name).await;
+        if reply.status == 202 {
+            let pending: LinkPending = reply.expect_json(202);
+            let primary = crate::primaries::token(&self.url(""), phone)
+                .unwrap_or_else(|| panic!("{phone} has an account whose primary this test kit did not log in"));
+            self.approve_link(&primary, &pending.link_code).await.expect_status(200);
+            return self.collect_link(&pending).await.expect_json(200);
+        }
+        let creds: Credentials = reply.expect_json(200);
+        crate::primaries::remember(&self.url(""), &creds);
+        creds
+    }
+
+    /// `POST path` with a bearer token and no body.
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Reply {
+        Reply::from(self.http.post(self.url(path)).bearer_auth(token).send().await.expect("HTTP request")).await
+    }
+
+    /// `PUT path` with a bearer token and a JSON body.
+    pub async fn put_with_token<B: Serialize>(&self, path: &str, token: &str, body: &B) -> Reply {
+        let req = self.http.put(self.url(path)).bearer_auth(token).json(body);
+        Reply::from(req.send().await.expect("HTTP request")).await
+    }
+
+    /// `POST /v1/devices/links/{code}/approve` with the primary's token.
+    pub async fn approve_link(&self, token: &str, code: &str) -> Reply {
+        let req = self.http.post(self.url(&format!("/v1/devices/links/{code}/approve"))).bearer_auth(token);
+        Reply::from(req.send().await.expect("HTTP request")).await
+    }
+
+    /// `POST /v1/auth/link`: collects a link's credentials.
+    pub async fn collect_link(&self, pending: &LinkPending) -> Reply {
+        let body = LinkCollectRequest {
+            account_id: pending.account_id,
+            link_code: pending.link_code.clone(),
+            link_secret: pending.link_secret.clone(),
+        };
+        self.post("/v1/auth/link", &body).await
     }
 
     // ---------------------------------------------------------------------------------------------

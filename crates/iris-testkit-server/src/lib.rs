@@ -27,6 +27,7 @@
 pub mod faults;
 pub mod http;
 pub mod metrics;
+pub mod primaries;
 pub mod process;
 pub mod raw;
 pub mod raw_device;

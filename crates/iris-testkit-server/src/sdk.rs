@@ -6,16 +6,37 @@ use std::time::Duration;
 
 use iris_client::api::Credentials;
 use iris_client::pb::InboxItem;
-use iris_client::{Client, ClientConfig, Event, Events, HttpApi};
+use iris_client::{Client, ClientConfig, Event, Events, HttpApi, Verified};
 
 use crate::server::DEV_CODE;
 use crate::PATIENCE;
 
-/// Registers a device for `phone` with the dev code.
+/// Registers a device for `phone` with the dev code. The first device of an account is its
+/// primary; a later one is a companion, which the test kit approves at once with the primary's
+/// access token (remembered per server and phone by [`crate::primaries`]), as the person would
+/// on the primary. Tests about the approval itself use [`HttpApi`] directly.
 pub async fn login(url: &str, phone: &str, device_name: &str) -> Credentials {
     let http = HttpApi::new(url).expect("a valid base URL");
     http.request_code(phone).await.expect("request a code");
-    http.verify(phone, DEV_CODE, device_name).await.expect("verify the dev code")
+    match http.verify_or_link(phone, DEV_CODE, device_name).await.expect("verify the dev code") {
+        Verified::Registered(creds) => {
+            crate::primaries::remember(url, &creds);
+            creds
+        }
+        Verified::LinkPending(pending) => {
+            let primary = crate::primaries::token(url, phone)
+                .unwrap_or_else(|| panic!("{phone} has an account whose primary this test kit did not log in"));
+            http.approve_link(&primary, &pending.link_code).await.expect("the primary approves the link");
+            http.collect_link(&pending).await.expect("collect the link").expect("the link was approved")
+        }
+    }
+}
+
+/// Links a companion of `primary`'s account: verify, approve with the primary's token, collect.
+pub async fn link_device(url: &str, primary: &Credentials, device_name: &str) -> Credentials {
+    let http = HttpApi::new(url).expect("a valid base URL");
+    http.request_code(&primary.phone).await.expect("request a code");
+    http.link_approved_by(&primary.phone, DEV_CODE, device_name, &primary.access_token).await.expect("link a device")
 }
 
 /// Connects a device with fast reconnects (a test restarts servers; it should not wait for

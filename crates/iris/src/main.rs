@@ -39,6 +39,15 @@ enum Command {
     /// Push notifications: register this device's target, remove it, send a test wake-up.
     #[command(subcommand)]
     Push(cmd::push::PushCommand),
+    /// This account's devices: list, revoke, and approve or refuse a new device's link code.
+    #[command(subcommand)]
+    Devices(cmd::devices::DevicesCommand),
+    /// The registration PIN that registering a new primary for this number needs.
+    #[command(subcommand)]
+    Pin(cmd::devices::PinCommand),
+    /// My profile (display name, about, photo, who sees it), and others' as I may see them.
+    #[command(subcommand)]
+    Profile(cmd::devices::ProfileCommand),
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
@@ -67,6 +76,9 @@ async fn main() -> ExitCode {
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
         Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
         Command::Push(command) => cmd::with_logging(cmd::push::run(command)).await,
+        Command::Devices(command) => cmd::with_logging(cmd::devices::devices(command)).await,
+        Command::Pin(command) => cmd::with_logging(cmd::devices::pin(command)).await,
+        Command::Profile(command) => cmd::with_logging(cmd::devices::profile(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
         Command::Fire(args) => cmd::with_logging(fire::run(args)).await,
     };

@@ -80,7 +80,9 @@ async fn the_cli_encrypts_by_default_and_plaintext_stays_available() {
 
     // Bob links a second device: Alice's `iris recv` shows the security code change, once, and
     // the safety number is no longer the one they compared.
-    login(&url, dir.path(), "bob-laptop", "+14155550502");
+    let laptop = dir.path().join("bob-laptop.json").to_string_lossy().into_owned();
+    let phone = "+14155550502";
+    iris(&["login", "--server", &url, "--phone", phone, "--profile", &laptop, "--approve-with", &bob]);
     let got = iris(&["recv", "--profile", &alice, "--timeout", "3"]);
     let changes: Vec<&Value> = got.iter().filter(|l| l["identity_change"].is_string()).collect();
     assert_eq!(changes.len(), 1, "{got:?}");

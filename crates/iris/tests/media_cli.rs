@@ -38,8 +38,10 @@ async fn send_file_and_recv_save_dir() {
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
     let alice = cli_login(&url, dir.path(), "alice", "+14155550701");
-    cli_login(&url, dir.path(), "bob", "+14155550702");
-    let bob_laptop = cli_login(&url, dir.path(), "bob-laptop", "+14155550702");
+    let bob = cli_login(&url, dir.path(), "bob", "+14155550702");
+    let bob_laptop = dir.path().join("bob-laptop").to_string_lossy().into_owned();
+    let phone = "+14155550702";
+    iris(&["login", "--server", &url, "--phone", phone, "--profile", &bob_laptop, "--approve-with", &bob]);
 
     let photo = dir.path().join("holiday.png");
     std::fs::write(&photo, png(400, 300)).unwrap();

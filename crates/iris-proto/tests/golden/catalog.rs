@@ -385,6 +385,40 @@ fn keys() -> Vec<(&'static str, Frame)> {
             "server_delivery_disappearing_message",
             answer(0, delivery(vec![pb::InboxItem { expires_at_ms: NOW_MS + 86_400_000, ..message_from_bob(47) }])),
         ),
+        (
+            "server_delivery_device_change",
+            answer(
+                0,
+                delivery(vec![item(
+                    46,
+                    MSG_ID_2,
+                    inbox_item::Body::DeviceChange(pb::DeviceChange {
+                        account_id: BOB,
+                        device_id: 4,
+                        device_name: "laptop".into(),
+                        r#type: pb::DeviceChangeType::Added as i32,
+                        by_device_id: 1,
+                    }),
+                )]),
+            ),
+        ),
+        (
+            "server_delivery_profile_change",
+            answer(
+                0,
+                delivery(vec![item(
+                    47,
+                    MSG_ID_2,
+                    inbox_item::Body::ProfileChange(pb::ProfileChange {
+                        account_id: BOB,
+                        phone: "+14155550102".into(),
+                        display_name: "Bob".into(),
+                        about: "at the beach".into(),
+                        photo_media_id: "ab".repeat(32),
+                    }),
+                )]),
+            ),
+        ),
     ]
 }
 

@@ -8,6 +8,8 @@
 
 pub mod access;
 pub mod codes;
+pub mod link;
+pub mod pin;
 pub mod shared_codes;
 pub mod sms;
 pub mod token;
@@ -18,13 +20,15 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
-use iris_proto::http::Credentials;
-use iris_store::{DeviceAddr, DeviceId, RefreshTokenRecord};
+use iris_proto::http::{Credentials, LinkPending};
+use iris_proto::pb::DeviceChangeType;
+use iris_store::{Account, DeviceAddr, DeviceId, RefreshTokenRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::context::Ctx;
+use crate::device_notices::DeviceChange;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::ratelimit::{self, KeyedLimit};
@@ -144,38 +148,86 @@ pub async fn request_code(ctx: &Ctx, phone: &str, ip: IpAddr) -> Result<u64, Ser
     Ok(auth.code_ttl_s)
 }
 
-/// Checks the code and registers a new device for the phone's account, creating the account
-/// on the phone's first login (limited per IP per day).
-pub async fn verify(
-    ctx: &Ctx,
-    phone: &str,
-    code: &str,
-    device_name: &str,
-    ip: IpAddr,
-) -> Result<Credentials, ServiceError> {
-    let phone = validate_phone(phone)?;
+/// What a verified code leads to.
+pub enum Verified {
+    /// A device that needs no approval: the first of a new account, or a new primary.
+    Registered(Credentials),
+    /// A companion of an existing account, waiting for the primary's approval.
+    LinkPending(LinkPending),
+}
+
+/// A verify request, as the HTTP body carries it.
+pub struct VerifyArgs<'a> {
+    /// E.164, not yet validated.
+    pub phone: &'a str,
+    /// The one-time code.
+    pub code: &'a str,
+    /// The new device's label.
+    pub device_name: &'a str,
+    /// Register a new primary (re-registration) instead of linking a companion.
+    pub new_primary: bool,
+    /// The registration PIN, for a new primary.
+    pub pin: Option<&'a str>,
+}
+
+/// Checks the code, then: a phone without an account gets a new account and its primary
+/// (limited per IP per day); `new_primary` replaces every device of the account by a new
+/// primary (after the registration PIN, if the account has one); otherwise a companion link
+/// waits for the primary's approval (`link.rs`).
+pub async fn verify(ctx: &Ctx, args: VerifyArgs<'_>, ip: IpAddr) -> Result<Verified, ServiceError> {
+    let phone = validate_phone(args.phone)?;
+    let device_name = args.device_name;
     if device_name.len() > 64 {
         return Err(ServiceError::InvalidArgument("device_name is longer than 64 bytes".into()));
     }
     ratelimit::check_shared(&ctx.auth.verify_per_ip, &ip).await?;
     let now = ctx.clock.now_ms();
     let checked = match &ctx.auth.shared_codes {
-        Some(shared) => shared.check(&phone, code, now).await?,
-        None => ctx.auth.codes.check(&phone, code, now),
+        Some(shared) => shared.check(&phone, args.code, now).await?,
+        None => ctx.auth.codes.check(&phone, args.code, now),
     };
     checked.map_err(|e| match e {
         CodeError::BookFull => ServiceError::Overloaded { retry_after_ms: 60_000 },
         other => ServiceError::InvalidCode(other.to_string()),
     })?;
-    // Counted after the code checked out (wrong guesses have their own limits); a refused
-    // registration uses the code up, but it would expire long before the limit's retry_after.
-    if ctx.directory.by_phone(&phone).await?.is_none() {
+    let existing = ctx.store.account_by_phone(&phone).await?;
+    let Some(account) = existing else {
+        // Counted after the code checked out (wrong guesses have their own limits); a refused
+        // registration uses the code up, but it would expire long before the limit's retry_after.
         ratelimit::check_shared(&ctx.auth.register_per_ip, &ip).await?;
+        let max = ctx.limits.max_devices_per_account;
+        let (account, device) = ctx.store.register_device(&phone, device_name, now, max).await?;
+        ctx.account_changed(account.id);
+        tracing::info!(device = %device.addr, primary = device.primary, "device registered");
+        return Ok(Verified::Registered(issue_credentials(ctx, device.addr, &account.phone).await?));
+    };
+    let orphaned = ctx.store.devices(account.id).await?.is_empty();
+    if args.new_primary || orphaned {
+        return Ok(Verified::Registered(reregister(ctx, &account, device_name, args.pin).await?));
     }
-    let max = ctx.limits.max_devices_per_account;
-    let (account, device) = ctx.store.register_device(&phone, device_name, now, max).await?;
+    Ok(Verified::LinkPending(link::start(ctx, &account, device_name).await?))
+}
+
+/// A new primary for `account`: the PIN first, then every old device is revoked (connections
+/// closed, inboxes deleted, keys withdrawn) and the new one registered, in one store step.
+async fn reregister(
+    ctx: &Ctx,
+    account: &Account,
+    device_name: &str,
+    pin: Option<&str>,
+) -> Result<Credentials, ServiceError> {
+    pin::check(ctx, account.id, pin).await?;
+    let now = ctx.clock.now_ms();
+    let (account, device, revoked) =
+        ctx.store.register_primary(&account.phone, device_name, now).await?.ok_or(ServiceError::Internal)?;
     ctx.account_changed(account.id);
-    tracing::info!(device = %device.addr, primary = device.primary, "device registered");
+    ctx.metrics.devices_reregistrations.inc();
+    for old in &revoked {
+        ctx.router.kick(old.addr, Kick::Revoked);
+        ctx.store.purge(old.addr).await?;
+        ctx.sessions.keys.revoked(old.addr).await?;
+    }
+    tracing::info!(device = %device.addr, revoked = revoked.len(), "new primary registered");
     issue_credentials(ctx, device.addr, &account.phone).await
 }
 
@@ -193,7 +245,7 @@ pub async fn refresh(ctx: &Ctx, refresh_token: &str) -> Result<Credentials, Serv
     issue_credentials(ctx, record.device, &view.phone).await
 }
 
-async fn issue_credentials(ctx: &Ctx, device: DeviceAddr, phone: &str) -> Result<Credentials, ServiceError> {
+pub(crate) async fn issue_credentials(ctx: &Ctx, device: DeviceAddr, phone: &str) -> Result<Credentials, ServiceError> {
     let now = ctx.clock.now_ms();
     let access_expires_at_ms = now + ctx.auth.access_ttl_ms;
     let access_token = ctx.auth.signer.sign(TokenClaims { device, expires_at_ms: access_expires_at_ms });
@@ -213,7 +265,7 @@ async fn issue_credentials(ctx: &Ctx, device: DeviceAddr, phone: &str) -> Result
     })
 }
 
-fn hash_secret(secret: &str) -> [u8; 32] {
+pub(crate) fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
@@ -244,5 +296,8 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
     ctx.store.delete_push_target(target_addr, None).await?;
     ctx.sessions.keys.revoked(target_addr).await?;
     tracing::info!(device = %target_addr, by = %actor, "device revoked");
-    Ok(())
+    let by = if target == actor.device { 0 } else { actor.device };
+    let name = ctx.store.device(target_addr).await?.map(|d| d.name).unwrap_or_default();
+    let change = DeviceChange { device: target_addr, name, kind: DeviceChangeType::Removed, by };
+    ctx.sessions.device_notices.announce(change).await
 }

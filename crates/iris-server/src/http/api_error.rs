@@ -49,6 +49,11 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidTimer => StatusCode::BAD_REQUEST,
         ErrorCode::PushProviderUnavailable | ErrorCode::PushTokenInvalid => StatusCode::BAD_REQUEST,
         ErrorCode::PushDeliveryFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::LinkExpired => StatusCode::GONE,
+        ErrorCode::LinkRefused => StatusCode::FORBIDDEN,
+        ErrorCode::LinkLimit | ErrorCode::PinLocked => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::PinRequired => StatusCode::UNAUTHORIZED,
+        ErrorCode::ProfileInvalid => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

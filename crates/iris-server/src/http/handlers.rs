@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use iris_proto::http::{
-    AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest,
-    ServerInfo, VerifyRequest,
+    AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo, LinkPending,
+    RefreshRequest, ServerInfo, VerifyRequest,
 };
 use iris_store::DeviceAddr;
 
@@ -63,20 +64,35 @@ pub async fn request_code(
 /// `POST /v1/auth/verify`.
 #[utoipa::path(post, path = "/v1/auth/verify", tag = "auth", request_body = VerifyRequest,
     responses(
-        (status = 200, description = "Credentials of a new device: the first login of a phone creates the account \
-            and its primary device 1, each later one links another device", body = Credentials),
+        (status = 200, description = "Credentials of a device that needs no approval: the first login of a phone \
+            creates the account and its primary device 1; `new_primary` replaces every device of the account by a \
+            new primary", body = Credentials),
+        (status = 202, description = "A companion of an existing account: it waits for the primary's approval. \
+            Show `link_code`; collect the credentials with `POST /v1/auth/link`", body = LinkPending),
         (status = 400, description = "INVALID_ARGUMENT: malformed phone or body", body = ErrorBody),
-        (status = 401, description = "INVALID_CODE: wrong, expired or used-up code", body = ErrorBody),
+        (status = 401, description = "INVALID_CODE (wrong, expired or used-up code) or PIN_REQUIRED (`new_primary` \
+            for a number with a registration PIN, without the right `pin`)", body = ErrorBody),
         (status = 409, description = "DEVICE_LIMIT: the account already has its maximum of devices", body = ErrorBody),
-        (status = 429, description = "RATE_LIMITED: too many attempts, or too many new accounts today, from this \
-            address; `retry_after_ms` says when to retry", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (too many attempts, or too many new accounts today, from this \
+            address), LINK_LIMIT (too many links waiting for approval) or PIN_LOCKED (too many wrong PINs); \
+            `retry_after_ms` says when to retry", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the store failed; nothing was created", body = ErrorBody)))]
 pub async fn verify(
     State(ctx): Shared,
     ClientIp(client): ClientIp,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> Result<Json<Credentials>, ApiError> {
-    Ok(Json(auth::verify(&ctx, &req.phone, &req.code, &req.device_name, client).await?))
+) -> Result<Response, ApiError> {
+    let args = auth::VerifyArgs {
+        phone: &req.phone,
+        code: &req.code,
+        device_name: &req.device_name,
+        new_primary: req.new_primary,
+        pin: req.pin.as_deref(),
+    };
+    Ok(match auth::verify(&ctx, args, client).await? {
+        auth::Verified::Registered(creds) => Json(creds).into_response(),
+        auth::Verified::LinkPending(pending) => (StatusCode::ACCEPTED, Json(pending)).into_response(),
+    })
 }
 
 /// `POST /v1/auth/refresh`.
@@ -129,7 +145,8 @@ pub async fn devices(State(ctx): Shared, headers: HeaderMap) -> Result<Json<Vec<
     params(("device_id" = u32, Path, description = "The device to revoke: any other device from the primary, \
         or the caller itself from a linked device")),
     responses(
-        (status = 204, description = "Revoked: its connections are closed, its tokens rejected, its inbox deleted"),
+        (status = 204, description = "Revoked: its connections are closed, its tokens rejected, its inbox deleted; \
+            the account's other devices get a `DeviceChange` REMOVED"),
         (status = 400, description = "INVALID_ARGUMENT: not a device number", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
         (status = 403, description = "PERMISSION_DENIED (a linked device revoking another, the primary revoking \

@@ -8,11 +8,13 @@
 
 mod api_error;
 mod client;
+mod devices;
 mod extract;
 mod handlers;
 mod limits;
 mod media;
 mod openapi;
+mod profiles;
 mod web;
 mod ws;
 
@@ -37,6 +39,13 @@ fn routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(handlers::refresh))
         .routes(routes!(handlers::devices))
         .routes(routes!(handlers::revoke_device))
+        .routes(routes!(devices::collect_link))
+        .routes(routes!(devices::links))
+        .routes(routes!(devices::approve_link))
+        .routes(routes!(devices::refuse_link))
+        .routes(routes!(devices::set_pin, devices::clear_pin))
+        .routes(routes!(profiles::update))
+        .routes(routes!(profiles::view))
         .routes(routes!(handlers::account))
         .routes(routes!(media::start_upload))
         .routes(routes!(media::upload_state, media::upload_chunk))

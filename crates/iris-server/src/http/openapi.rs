@@ -28,7 +28,9 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
     ),
     tags(
         (name = "auth", description = "Phone number → one-time code → device credentials; refresh"),
-        (name = "devices", description = "The caller's account's devices (Authorization: Bearer <access token>)"),
+        (name = "devices", description = "The caller's account's devices, the links waiting for its primary's \
+            approval and its registration PIN (Authorization: Bearer <access token>)"),
+        (name = "profiles", description = "Display name, about text and photo, shown by the owner's privacy choice"),
         (name = "accounts", description = "Looking up other accounts"),
         (name = "info", description = "Where and how to connect; this document"),
         (name = "socket", description = "The WebSocket endpoint of the socket protocol"),

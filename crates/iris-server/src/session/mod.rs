@@ -117,6 +117,10 @@ pub struct SessionDeps {
     pub visibility: Arc<Visibility>,
     /// The end-to-end key directory.
     pub keys: Arc<crate::keys::Keys>,
+    /// "Device added / removed" notices to an account's devices (used by the HTTP flows).
+    pub device_notices: Arc<crate::device_notices::DeviceNotices>,
+    /// Profiles and their change notices (used by the HTTP API).
+    pub profiles: Arc<crate::profiles::Profiles>,
     /// Sends per account (1:1 sends are checked here, before validation).
     pub send_limit: SharedLimit<AccountId>,
     /// Push notification registrations.

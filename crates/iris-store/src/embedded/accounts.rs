@@ -72,6 +72,44 @@ impl Accounts {
         Ok((rec.account, device))
     }
 
+    /// Revokes every active device of `phone`'s account and adds a new primary.
+    pub(super) fn register_primary(
+        &self,
+        phone: &str,
+        name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>> {
+        let _guard = self.lock();
+        let Some(id) = self.phone_id(phone)? else { return Ok(None) };
+        let mut rec = self.record(id)?.ok_or_else(|| dangling_phone(phone, id))?;
+        let mut batch = self.ks.db.batch();
+        let mut revoked = self.devices(id)?;
+        for old in &mut revoked {
+            old.revoked_at_ms = Some(now_ms);
+            batch.insert(&self.ks.devices, keys::device(old.addr), codec::encode_device(old));
+            for guard in self.ks.token_index.prefix(keys::device(old.addr)) {
+                let key = guard.key().map_err(unavailable)?;
+                batch.remove(&self.ks.tokens, keys::token_index_hash(&key)?);
+                batch.remove(&self.ks.token_index, key);
+            }
+        }
+        let device = Device {
+            addr: DeviceAddr::new(id, rec.next_device_id),
+            name: name.to_owned(),
+            primary: true,
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        rec.next_device_id = rec
+            .next_device_id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("account {id} ran out of device ids")))?;
+        batch.insert(&self.ks.accounts, keys::account(id), codec::encode_account(&rec));
+        batch.insert(&self.ks.devices, keys::device(device.addr), codec::encode_device(&device));
+        self.commit(batch)?;
+        Ok(Some((rec.account, device, revoked)))
+    }
+
     /// Active devices of `account`, ordered by id (key order).
     pub(super) fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
         let mut active = Vec::new();

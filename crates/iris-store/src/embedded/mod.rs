@@ -19,6 +19,7 @@ pub mod log;
 mod media;
 mod message_index;
 mod push;
+mod profiles;
 mod staged;
 mod sweep;
 mod timers;
@@ -247,6 +248,8 @@ pub struct FjallStore {
     media: media::Media,
     /// Disappearing-messages timers (`timers.rs`).
     timers: timers::Timers,
+    /// Profiles, registration PINs, pending device links (`profiles.rs`).
+    profiles: Arc<profiles::Profiles>,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -331,8 +334,10 @@ impl FjallStore {
         let key_directory = key_directory::KeyDirectory::open(&ks.db)?;
         let media = media::Media::open(&ks.db)?;
         let timers = timers::Timers::open(&ks.db)?;
+        let profiles = Arc::new(profiles::Profiles::open(&ks.db)?);
         Ok(Self {
             timers,
+            profiles,
             key_directory,
             accounts: Arc::new(Accounts::new(ks.clone(), Arc::clone(&shared))),
             log,
@@ -495,6 +500,16 @@ impl AccountStore for FjallStore {
     ) -> StoreResult<(Account, Device)> {
         let (accounts, phone, name) = (Arc::clone(&self.accounts), phone.to_owned(), device_name.to_owned());
         blocking(move || accounts.register_device(&phone, &name, now_ms, max_devices)).await
+    }
+
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>> {
+        let (accounts, phone, name) = (Arc::clone(&self.accounts), phone.to_owned(), device_name.to_owned());
+        blocking(move || accounts.register_primary(&phone, &name, now_ms)).await
     }
 
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {

@@ -116,6 +116,71 @@ impl AccountStore for PgStore {
         Ok((account, device))
     }
 
+    async fn register_primary(
+        &self,
+        phone: &str,
+        device_name: &str,
+        now_ms: u64,
+    ) -> StoreResult<Option<(Account, Device, Vec<Device>)>> {
+        let idx = shard_of_phone(phone, self.inner.n_shards());
+        let err = |e| db_err(idx, e);
+        let mut client = self.inner.shard(idx).client().await?;
+        let tx = client.transaction().await.map_err(err)?;
+        // The row lock serialises this with registrations and other re-registrations.
+        let Some(row) = tx
+            .query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS}, next_device_id FROM accounts WHERE phone = $1 FOR UPDATE"),
+                &[&phone],
+            )
+            .await
+            .map_err(err)?
+        else {
+            return Ok(None);
+        };
+        let account = account_of(&row);
+        let next_device_id: i32 = row.get(3);
+        let revoked: Vec<Device> = tx
+            .query(
+                &format!(
+                    "UPDATE devices SET revoked_at_ms = $2 WHERE account = $1 AND revoked_at_ms IS NULL
+                     RETURNING {DEVICE_COLUMNS}"
+                ),
+                &[&sql(account.id), &sql(now_ms)],
+            )
+            .await
+            .map_err(err)?
+            .iter()
+            .map(device_of)
+            .collect();
+        let ids: Vec<i32> = revoked.iter().map(|d| d.addr.device as i32).collect();
+        tx.execute("DELETE FROM refresh_tokens WHERE account = $1 AND device = ANY($2)", &[&sql(account.id), &ids])
+            .await
+            .map_err(err)?;
+        let device = Device {
+            addr: DeviceAddr::new(account.id, next_device_id as u32),
+            name: device_name.to_owned(),
+            primary: true,
+            created_at_ms: now_ms,
+            revoked_at_ms: None,
+        };
+        let after = next_device_id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("account {} ran out of device ids", account.id)))?;
+        tx.execute(
+            &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, TRUE, $4, NULL)"),
+            &[&sql(account.id), &next_device_id, &device.name, &sql(now_ms)],
+        )
+        .await
+        .map_err(err)?;
+        tx.execute("UPDATE accounts SET next_device_id = $2 WHERE id = $1", &[&sql(account.id), &after])
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        let mut revoked = revoked;
+        revoked.sort_by_key(|d| d.addr.device);
+        Ok(Some((account, device, revoked)))
+    }
+
     async fn devices(&self, account: AccountId) -> StoreResult<Vec<Device>> {
         let rows = query(
             self.account_shard(account),

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "media", include_str!("migrations/0003_media.sql")),
     (4, "disappearing", include_str!("migrations/0004_disappearing.sql")),
     (5, "push", include_str!("migrations/0005_push.sql")),
+    (6, "devices_profiles", include_str!("migrations/0006_devices_profiles.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

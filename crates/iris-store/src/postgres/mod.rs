@@ -81,6 +81,7 @@ mod message_index;
 mod migrations;
 mod outbox;
 mod push;
+mod profiles;
 mod shards;
 mod tls;
 mod timers;

@@ -351,7 +351,7 @@ fn handle(
             client.ack(item.seq);
             record_delivery(&item, counters, seen, latencies, origin_ns);
         }
-        Event::Receipt(item) | Event::Group(item) | Event::Keys(item) | Event::Timer(item) => client.ack(item.seq),
+        Event::Receipt(item) | Event::Group(item) | Event::Keys(item) | Event::Timer(item) | Event::Account(item) => client.ack(item.seq),
         Event::Fatal(e) => {
             eprintln!("receiver stopped: {e:?}");
             return false;

@@ -353,6 +353,22 @@ impl Chat {
                 }
                 self.client.ack(item.seq);
             }
+            Event::Account(item) => {
+                match &item.body {
+                    Some(inbox_item::Body::DeviceChange(c)) => {
+                        let what = match iris_client::pb::DeviceChangeType::try_from(c.r#type) {
+                            Ok(iris_client::pb::DeviceChangeType::Removed) => "removed from",
+                            _ => "added to",
+                        };
+                        self.say(&format!("  device {} ({}) was {what} your account", c.device_id, c.device_name));
+                    }
+                    Some(inbox_item::Body::ProfileChange(c)) if !c.display_name.is_empty() => {
+                        self.say(&format!("  {} is now called {:?}", c.phone, c.display_name));
+                    }
+                    _ => {}
+                }
+                self.client.ack(item.seq);
+            }
             Event::Connected(_) if self.was_disconnected => {
                 self.was_disconnected = false;
                 self.say("(connected)");

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use iris_client::HttpApi;
+use iris_client::api::LinkPending;
+use iris_client::{HttpApi, Verified};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::session::Session;
@@ -37,6 +38,17 @@ pub struct LoginArgs {
     /// Do not create end-to-end keys (a plaintext-only device, for tests and benchmarks).
     #[arg(long)]
     pub plaintext: bool,
+    /// Register this device as the account's new primary (a new phone): every other device of
+    /// the account is logged out. Needs `--pin` if the number has a registration PIN.
+    #[arg(long)]
+    pub new_primary: bool,
+    /// The registration PIN, with `--new-primary`.
+    #[arg(long)]
+    pub pin: Option<String>,
+    /// Approve the link at once with the primary's profile on this machine, instead of
+    /// waiting for `iris devices approve CODE` on the primary.
+    #[arg(long)]
+    pub approve_with: Option<PathBuf>,
 }
 
 /// Logs in and prints `{"account_id","device_id","phone"}`.
@@ -58,7 +70,15 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let credentials = api.verify(&phone, code.trim(), &args.device_name).await.context("verifying the code")?;
+    let credentials = if args.new_primary {
+        api.register_primary(&phone, code.trim(), &args.device_name, args.pin.as_deref()).await
+    } else {
+        match api.verify_or_link(&phone, code.trim(), &args.device_name).await.context("verifying the code")? {
+            Verified::Registered(creds) => Ok(creds),
+            Verified::LinkPending(pending) => wait_for_approval(&api, &pending, args.approve_with.as_deref()).await,
+        }
+    }
+    .context("verifying the code")?;
     let line = serde_json::json!({
         "account_id": credentials.account_id,
         "device_id": credentials.device_id,
@@ -74,6 +94,33 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// Shows the link code (text and QR code, on stderr) and waits until the primary approves it,
+/// or approves it with `approve_with`, the primary's profile.
+async fn wait_for_approval(
+    api: &HttpApi,
+    pending: &LinkPending,
+    approve_with: Option<&std::path::Path>,
+) -> Result<iris_client::api::Credentials, iris_client::ClientError> {
+    eprintln!(
+        "This account already has a primary device. On it, run:\n\n    iris devices approve {}\n",
+        pending.link_code
+    );
+    if let Ok(qr) = qrcode::QrCode::new(format!("iris-link:{}", pending.link_code)) {
+        eprintln!("{}", qr.render::<qrcode::render::unicode::Dense1x2>().quiet_zone(true).build());
+    }
+    eprintln!("(the code expires in {} s)", pending.expires_in_s);
+    println!("{}", serde_json::json!({"link_code": pending.link_code, "expires_in_s": pending.expires_in_s}));
+    if let Some(primary) = approve_with {
+        let session = Session::open(primary, false)
+            .await
+            .map_err(|e| iris_client::ClientError::InvalidArgument(format!("{e:#}")))?;
+        let approved = session.client.approve_link(&pending.link_code).await;
+        let _ = session.close().await;
+        approved?;
+    }
+    api.wait_for_link(pending, std::time::Duration::from_secs(1)).await
 }
 
 async fn prompt_code(phone: &str) -> anyhow::Result<String> {

@@ -6,6 +6,7 @@ mod actions;
 mod attach;
 pub mod chat;
 mod contacts;
+pub mod devices;
 pub mod group;
 pub mod identity;
 mod keys;

@@ -85,6 +85,7 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
             }
             Some(Event::Receipt(item)) => receipt_json(&item),
             Some(Event::Timer(item)) => super::timer::changed_json(&item),
+            Some(Event::Account(item)) => account_json(&item),
             Some(Event::Group(item)) => super::group::notice_json(&item),
             Some(Event::Keys(item)) => match &session.e2e {
                 Some(e2e) => match e2e.decrypt(&item).await {
@@ -326,6 +327,33 @@ fn identity_change_json(item: &InboxItem, c: &iris_client::pb::IdentityChange) -
         "device_id": c.device_id,
         "ed25519": c.identity.as_ref().map(|i| i.ed25519.as_str()),
     });
+    Some((item.seq, line.to_string()))
+}
+
+/// A `DeviceChange` (my account's devices) or `ProfileChange` (a profile I may see) as a line.
+fn account_json(item: &InboxItem) -> Option<(u64, String)> {
+    let line = match &item.body {
+        Some(inbox_item::Body::DeviceChange(c)) => {
+            let kind = iris_client::pb::DeviceChangeType::try_from(c.r#type)
+                .map_or("UNSPECIFIED", |t| t.as_str_name().trim_start_matches("DEVICE_CHANGE_TYPE_"));
+            serde_json::json!({
+                "device_change": kind,
+                "seq": item.seq,
+                "device_id": c.device_id,
+                "device_name": c.device_name,
+                "by_device_id": c.by_device_id,
+            })
+        }
+        Some(inbox_item::Body::ProfileChange(c)) => serde_json::json!({
+            "profile_change": c.phone,
+            "seq": item.seq,
+            "account_id": c.account_id,
+            "display_name": c.display_name,
+            "about": c.about,
+            "photo_media_id": c.photo_media_id,
+        }),
+        _ => return None,
+    };
     Some((item.seq, line.to_string()))
 }
 

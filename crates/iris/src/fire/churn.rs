@@ -35,7 +35,8 @@ pub async fn run(sizes: Sizes) -> anyhow::Result<Line> {
     let mut accepted = HashMap::new();
     let mut revoked = Vec::new();
     for cycle in 0..sizes.churn_cycles {
-        let linked = http.login_dev(&primary.phone, "churn").await?;
+        http.request_code(&primary.phone).await?;
+        let linked = http.link_approved_by(&primary.phone, "000000", "churn", &primary.access_token).await?;
         for i in 0..PER_CYCLE {
             let id = format!("c{cycle}-{i}");
             let r = s.send_with_id(Recipient::Account(primary.account_id), id.clone(), id.clone()).await?;

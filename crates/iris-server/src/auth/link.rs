@@ -1,0 +1,218 @@
+//! Device linking with the primary's approval (HTTP flows over `Ctx`).
+//!
+//! A verified login to an existing account does not create a device: it stores a pending link
+//! (a short code to show, and a secret only the new device holds) that expires after
+//! `devices.link_code_ttl_s`. The primary approves (the device is created, the account's other
+//! devices get a durable `DeviceChange ADDED`) or refuses it; the new device collects its
+//! credentials with the secret. Until then it has no device, so no inbox and no messages.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use iris_proto::http::{Credentials, DeviceInfo, LinkCollectRequest, LinkPending, PendingLinkInfo};
+use iris_proto::pb::DeviceChangeType;
+use iris_store::{Account, DeviceAddr, LinkState, PendingLink};
+use rand::{Rng, RngCore};
+
+use super::{hash_secret, issue_credentials};
+use crate::context::Ctx;
+use crate::device_notices::DeviceChange;
+use crate::error::ServiceError;
+
+/// Link code letters: no 0/O, 1/I/L or U, so a code read aloud or typed is unambiguous.
+const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTVWXYZ23456789";
+/// Characters of a link code (30^8 ≈ 6.6e11; a code only means something to its account's
+/// primary, for a minute).
+const CODE_CHARS: usize = 8;
+
+fn new_code() -> String {
+    let mut rng = rand::rng();
+    (0..CODE_CHARS).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// "K7QF-M2XD": the code as shown.
+pub fn display_code(code: &str) -> String {
+    if code.len() == CODE_CHARS {
+        format!("{}-{}", &code[..4], &code[4..])
+    } else {
+        code.to_owned()
+    }
+}
+
+/// The code as stored: upper case, without separators (people type "k7qf m2xd").
+fn normalize(code: &str) -> String {
+    code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
+}
+
+fn ttl_ms(ctx: &Ctx) -> u64 {
+    ctx.config.devices.link_code_ttl_s * 1000
+}
+
+fn count(ctx: &Ctx, outcome: &'static str) {
+    ctx.metrics.devices_links.get_or_create(&vec![("outcome", outcome)]).inc();
+}
+
+/// Starts a link of a new device named `device_name` to `account` (its code was verified).
+pub(super) async fn start(ctx: &Ctx, account: &Account, device_name: &str) -> Result<LinkPending, ServiceError> {
+    let max = ctx.limits.max_devices_per_account;
+    if ctx.store.devices(account.id).await?.len() >= max as usize {
+        return Err(ServiceError::DeviceLimit { max });
+    }
+    let now = ctx.clock.now_ms();
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let link_secret = B64.encode(secret);
+    let link = PendingLink {
+        account: account.id,
+        code: new_code(),
+        secret_hash: hash_secret(&link_secret),
+        device_name: device_name.to_owned(),
+        expires_at_ms: now + ttl_ms(ctx),
+        state: LinkState::Pending,
+    };
+    let bound = ctx.config.devices.pending_links_max;
+    if !ctx.store.put_link(&link, now, bound).await? {
+        count(ctx, "limit");
+        return Err(ServiceError::LinkLimit { max: bound });
+    }
+    count(ctx, "requested");
+    tracing::info!(account = account.id, "device link requested");
+    Ok(LinkPending {
+        account_id: account.id,
+        link_code: display_code(&link.code),
+        link_secret,
+        expires_in_s: ctx.config.devices.link_code_ttl_s,
+    })
+}
+
+/// Only the primary approves, refuses and lists links.
+async fn require_primary(ctx: &Ctx, actor: DeviceAddr) -> Result<(), ServiceError> {
+    let me = ctx.store.device(actor).await?.ok_or(ServiceError::DeviceRevoked)?;
+    if !me.primary {
+        return Err(ServiceError::PermissionDenied(
+            "only the primary device may approve or refuse device links".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Takes the pending, unexpired link `code` of `actor`'s account (one caller wins).
+async fn take_pending(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<PendingLink, ServiceError> {
+    require_primary(ctx, actor).await?;
+    let code = normalize(code);
+    let now = ctx.clock.now_ms();
+    match ctx.store.link(actor.account, &code).await? {
+        Some(l) if l.state == LinkState::Pending && l.expires_at_ms > now => {}
+        Some(l) if l.expires_at_ms <= now => {
+            count(ctx, "expired");
+            return Err(ServiceError::LinkExpired);
+        }
+        _ => return Err(ServiceError::LinkExpired),
+    }
+    ctx.store.take_link(actor.account, &code).await?.ok_or(ServiceError::LinkExpired)
+}
+
+/// The primary approves link `code`: the device is created and announced; the new device
+/// collects its credentials within another `link_code_ttl_s`.
+pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceInfo, ServiceError> {
+    let link = take_pending(ctx, actor, code).await?;
+    let account = ctx.store.account(actor.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+    let now = ctx.clock.now_ms();
+    let max = ctx.limits.max_devices_per_account;
+    let (_, device) = ctx.store.register_device(&account.phone, &link.device_name, now, max).await?;
+    let approved = PendingLink {
+        state: LinkState::Approved { device: device.addr.device },
+        expires_at_ms: now + ttl_ms(ctx),
+        ..link
+    };
+    // Re-stored outside the bound: it only waits to be collected.
+    ctx.store.put_link(&approved, now, u32::MAX).await?;
+    ctx.account_changed(actor.account);
+    count(ctx, "approved");
+    tracing::info!(device = %device.addr, by = %actor, "device link approved");
+    ctx.sessions
+        .device_notices
+        .announce(DeviceChange {
+            device: device.addr,
+            name: device.name.clone(),
+            kind: DeviceChangeType::Added,
+            by: actor.device,
+        })
+        .await?;
+    Ok(DeviceInfo {
+        device_id: device.addr.device,
+        name: device.name,
+        primary: false,
+        created_at_ms: device.created_at_ms,
+    })
+}
+
+/// The primary refuses link `code`: the new device is told `LINK_REFUSED`.
+pub async fn refuse(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<(), ServiceError> {
+    let link = take_pending(ctx, actor, code).await?;
+    let now = ctx.clock.now_ms();
+    ctx.store.put_link(&PendingLink { state: LinkState::Refused, ..link }, now, u32::MAX).await?;
+    count(ctx, "refused");
+    Ok(())
+}
+
+/// The links of `actor`'s account waiting for approval (primary only).
+pub async fn pending(ctx: &Ctx, actor: DeviceAddr) -> Result<Vec<PendingLinkInfo>, ServiceError> {
+    require_primary(ctx, actor).await?;
+    let now = ctx.clock.now_ms();
+    Ok(ctx
+        .store
+        .links(actor.account)
+        .await?
+        .into_iter()
+        .filter(|l| l.state == LinkState::Pending && l.expires_at_ms > now)
+        .map(|l| PendingLinkInfo {
+            link_code: display_code(&l.code),
+            device_name: l.device_name,
+            expires_at_ms: l.expires_at_ms,
+        })
+        .collect())
+}
+
+/// What collecting a link found.
+pub enum Collected {
+    /// Approved: the new device's credentials.
+    Credentials(Credentials),
+    /// Still waiting for the primary.
+    Pending(LinkPending),
+}
+
+/// The new device asks whether its link was approved, with the secret only it holds.
+pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, ServiceError> {
+    let code = normalize(&req.link_code);
+    let now = ctx.clock.now_ms();
+    let link = ctx.store.link(req.account_id, &code).await?.ok_or(ServiceError::LinkExpired)?;
+    if link.secret_hash != hash_secret(&req.link_secret) {
+        return Err(ServiceError::LinkExpired);
+    }
+    if link.expires_at_ms <= now {
+        ctx.store.take_link(req.account_id, &code).await?;
+        count(ctx, "expired");
+        return Err(ServiceError::LinkExpired);
+    }
+    match link.state {
+        LinkState::Pending => Ok(Collected::Pending(LinkPending {
+            account_id: req.account_id,
+            link_code: display_code(&code),
+            link_secret: req.link_secret.clone(),
+            expires_in_s: (link.expires_at_ms - now).div_ceil(1000),
+        })),
+        LinkState::Refused => {
+            ctx.store.take_link(req.account_id, &code).await?;
+            Err(ServiceError::LinkRefused)
+        }
+        LinkState::Approved { device } => {
+            ctx.store.take_link(req.account_id, &code).await?.ok_or(ServiceError::LinkExpired)?;
+            let addr = DeviceAddr::new(req.account_id, device);
+            let view = ctx.directory.by_id(req.account_id).await?.ok_or(ServiceError::LinkExpired)?;
+            if !view.devices.contains(&device) {
+                return Err(ServiceError::DeviceRevoked);
+            }
+            Ok(Collected::Credentials(issue_credentials(ctx, addr, &view.phone).await?))
+        }
+    }
+}

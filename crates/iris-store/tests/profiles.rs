@@ -1,0 +1,154 @@
+//! Profiles, registration PINs, pending device links and re-registration through the store, on
+//! both engines: records survive a reopen, the pending-link bound holds and expired links make
+//! room, a link is taken once, PIN attempts lock and unlock, a re-registration revokes every
+//! device (tokens included) and adds a primary, and an account's rows can be erased.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Engine, Env};
+use iris_store::{LinkState, PendingLink, PinAttempt, Profile, RefreshTokenRecord};
+
+fn link(account: u64, code: &str, expires_at_ms: u64) -> PendingLink {
+    PendingLink {
+        account,
+        code: code.to_owned(),
+        secret_hash: [7; 32],
+        device_name: format!("dev {code}"),
+        expires_at_ms,
+        state: LinkState::Pending,
+    }
+}
+
+async fn profiles_and_pins_survive_reopening(engine: Engine) {
+    // Proves: a profile and a PIN are durable; setting a PIN resets its counters; clearing
+    // removes it.
+    let env = Env::new(engine);
+    let profile = Profile {
+        display_name: "Alice".into(),
+        about: "at work".into(),
+        photo_media_id: "ab".repeat(32),
+        privacy: 2,
+        updated_at_ms: 42,
+    };
+    let account = {
+        let store = env.open().await;
+        let (account, _) = store.register_device("+15550100", "phone", 1, 5).await.unwrap();
+        store.set_profile(account.id, &profile).await.unwrap();
+        store.set_pin(account.id, Some("$argon2id$hash")).await.unwrap();
+        assert!(matches!(store.count_pin_attempt(account.id, 10, 5, 1000).await.unwrap(), PinAttempt::Counted { .. }));
+        account.id
+    };
+    let store = env.open().await;
+    assert_eq!(store.profile(account).await.unwrap(), Some(profile));
+    assert_eq!(store.profile(account + 1000).await.unwrap(), None);
+    let pin = store.pin(account).await.unwrap().unwrap();
+    assert_eq!((pin.hash.as_str(), pin.failed_attempts), ("$argon2id$hash", 1));
+    store.set_pin(account, Some("$argon2id$other")).await.unwrap();
+    assert_eq!(store.pin(account).await.unwrap().unwrap().failed_attempts, 0);
+    store.set_pin(account, None).await.unwrap();
+    assert_eq!(store.pin(account).await.unwrap(), None);
+    assert_eq!(store.count_pin_attempt(account, 10, 5, 1000).await.unwrap(), PinAttempt::NoPin);
+}
+
+async fn pin_attempts_lock_out_under_concurrency(engine: Engine) {
+    // Proves: of 20 concurrent attempts with a bound of 5, exactly 5 are counted (the 5th
+    // locking) and the rest see the lockout; a reset after a right PIN unlocks at once.
+    let env = Env::new(engine);
+    let store = Arc::new(env.open().await);
+    let (account, _) = store.register_device("+15550101", "phone", 1, 5).await.unwrap();
+    store.set_pin(account.id, Some("h")).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.count_pin_attempt(account.id, 100, 5, 1000).await.unwrap() })
+        })
+        .collect();
+    let mut counted = 0;
+    let mut locked = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            PinAttempt::Counted { .. } => counted += 1,
+            PinAttempt::Locked { until_ms } => {
+                assert_eq!(until_ms, 1100);
+                locked += 1
+            }
+            PinAttempt::NoPin => panic!("the PIN is set"),
+        }
+    }
+    assert_eq!((counted, locked), (5, 15));
+    assert_eq!(
+        store.count_pin_attempt(account.id, 1100, 5, 1000).await.unwrap(),
+        PinAttempt::Counted { hash: "h".into(), attempts_left: 4 }
+    );
+    store.reset_pin_attempts(account.id).await.unwrap();
+    assert_eq!(store.pin(account.id).await.unwrap().unwrap().failed_attempts, 0);
+}
+
+async fn pending_links_are_bounded_and_taken_once(engine: Engine) {
+    // Proves: at most `max` unexpired links per account; an expired one is dropped to make
+    // room; the same code replaces itself; of concurrent takers exactly one gets the link;
+    // erasing the account's rows removes links, profile and PIN.
+    let env = Env::new(engine);
+    let store = Arc::new(env.open().await);
+    let (account, _) = store.register_device("+15550102", "phone", 1, 5).await.unwrap();
+    let a = account.id;
+    assert!(store.put_link(&link(a, "AAAA", 100), 10, 2).await.unwrap());
+    assert!(store.put_link(&link(a, "BBBB", 50), 10, 2).await.unwrap());
+    assert!(!store.put_link(&link(a, "CCCC", 100), 10, 2).await.unwrap(), "a third link is over the bound");
+    assert!(store.put_link(&link(a, "AAAA", 200), 10, 2).await.unwrap(), "the same code replaces itself");
+    assert!(store.put_link(&link(a, "CCCC", 100), 60, 2).await.unwrap(), "BBBB expired at 50");
+    let codes: Vec<_> = store.links(a).await.unwrap().into_iter().map(|l| l.code).collect();
+    assert_eq!(codes, ["AAAA", "CCCC"]);
+    let mut approved = link(a, "AAAA", 200);
+    approved.state = LinkState::Approved { device: 2 };
+    assert!(store.put_link(&approved, 60, 2).await.unwrap());
+    assert_eq!(store.link(a, "AAAA").await.unwrap(), Some(approved.clone()));
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.take_link(a, "AAAA").await.unwrap() })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in takers {
+        got.extend(t.await.unwrap());
+    }
+    assert_eq!(got, vec![approved]);
+    store.set_profile(a, &Profile { display_name: "x".into(), ..Profile::default() }).await.unwrap();
+    store.set_pin(a, Some("h")).await.unwrap();
+    store.erase_profile_rows(a).await.unwrap();
+    assert!(store.links(a).await.unwrap().is_empty());
+    assert_eq!(store.profile(a).await.unwrap(), None);
+    assert_eq!(store.pin(a).await.unwrap(), None);
+}
+
+async fn reregistration_replaces_every_device(engine: Engine) {
+    // Proves: a new primary revokes the account's active devices and their refresh tokens in
+    // one step, takes the next device id, and is the only active device; an unknown phone has
+    // nothing to re-register.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let (account, d1) = store.register_device("+15550103", "old phone", 1, 5).await.unwrap();
+    let (_, d2) = store.register_device("+15550103", "laptop", 2, 5).await.unwrap();
+    let token = RefreshTokenRecord { hash: [9; 32], device: d2.addr, expires_at_ms: u64::MAX >> 2 };
+    store.put_refresh_token(token).await.unwrap();
+    let (same, primary, revoked) = store.register_primary("+15550103", "new phone", 3).await.unwrap().unwrap();
+    assert_eq!(same.id, account.id);
+    assert!(primary.primary);
+    assert_eq!(primary.addr.device, 3);
+    assert_eq!(revoked.iter().map(|d| d.addr).collect::<Vec<_>>(), vec![d1.addr, d2.addr]);
+    assert_eq!(store.devices(account.id).await.unwrap(), vec![primary]);
+    assert_eq!(store.take_refresh_token(&[9; 32]).await.unwrap(), None);
+    assert!(store.register_primary("+15550199", "x", 4).await.unwrap().is_none());
+    let (_, companion) = store.register_device("+15550103", "tablet", 5, 5).await.unwrap();
+    assert!(!companion.primary, "a later device is a companion again");
+}
+
+both_engines!(
+    profiles_and_pins_survive_reopening,
+    pin_attempts_lock_out_under_concurrency,
+    pending_links_are_bounded_and_taken_once,
+    reregistration_replaces_every_device,
+);
