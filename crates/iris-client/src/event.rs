@@ -25,6 +25,12 @@ pub enum Event {
     /// `IdentityChange` (an account I talk to changed its identity keys: "security code
     /// changed"). Ack its `seq` like a message; [`E2e::decrypt`](crate::E2e::decrypt) handles both.
     Keys(InboxItem),
+    /// A call nobody of my account answered (`MissedCall`). Ack its `seq` like a message.
+    MissedCall(InboxItem),
+    /// Call signaling (see [`Client::call_offer`](crate::Client::call_offer)): an incoming call,
+    /// an answer, an ICE candidate, a hang-up, the end of a call. Ephemeral, nothing to ack; a
+    /// device offline meanwhile never gets it (only a missed call is stored).
+    Call(pb::CallEvent),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -47,7 +53,11 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) => Some(item),
+            Self::Message(item)
+            | Self::Receipt(item)
+            | Self::Group(item)
+            | Self::Keys(item)
+            | Self::MissedCall(item) => Some(item),
             _ => None,
         }
     }
@@ -93,6 +103,14 @@ impl Event {
     pub fn group_receipt(&self) -> Option<&pb::GroupReceipt> {
         match self {
             Self::Group(InboxItem { body: Some(inbox_item::Body::GroupReceipt(r)), .. }) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The missed call, for missed-call events.
+    pub fn missed_call(&self) -> Option<&pb::MissedCall> {
+        match self {
+            Self::MissedCall(InboxItem { body: Some(inbox_item::Body::MissedCall(m)), .. }) => Some(m),
             _ => None,
         }
     }

@@ -171,6 +171,28 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// No such call, or this device takes no part in it.
+    #[error("call not found")]
+    CallNotFound,
+    /// An offer to more accounts than a call may have.
+    #[error("a call has at most {max} participants, the caller included; this one would have {n}")]
+    CallTooManyParticipants {
+        /// Participants the offer would have.
+        n: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The device, the account or the node is in as many calls as allowed.
+    #[error("{what} is already in the maximum of {max} calls")]
+    CallLimit {
+        /// `this device`, `this account` or `the server`.
+        what: &'static str,
+        /// The bound.
+        max: usize,
+    },
+    /// Another device of the account answered or declined the call first.
+    #[error("the call was answered or declined on another device")]
+    CallAnsweredElsewhere,
 }
 
 impl ServiceError {
@@ -207,6 +229,10 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::CallNotFound => ErrorCode::CallNotFound,
+            Self::CallTooManyParticipants { .. } => ErrorCode::CallTooManyParticipants,
+            Self::CallLimit { .. } => ErrorCode::CallLimit,
+            Self::CallAnsweredElsewhere => ErrorCode::CallAnsweredElsewhere,
         }
     }
 

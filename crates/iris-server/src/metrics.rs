@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Bytes of blobs in the media store (recounted by every media sweep, kept up to date by
     /// this node's own stores and deletions in between).
     pub media_stored_bytes: Gauge,
+    /// Call signaling (`iris_calls_*`).
+    pub calls: CallMetrics,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -109,6 +111,7 @@ impl Metrics {
             media_stored_bytes: Gauge::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
+            calls: CallMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -142,6 +145,11 @@ impl Metrics {
         r.register("media_stored_bytes", "Bytes of blobs in the media store", m.media_stored_bytes.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
+        let c = r.sub_registry_with_prefix("calls");
+        c.register("offers", "Call offers accepted", m.calls.offers.clone());
+        c.register("missed", "Missed calls put into inboxes (per callee account)", m.calls.missed.clone());
+        c.register("active", "Calls held by this node", m.calls.active.clone());
+        c.register("forwarded", "Call operations forwarded to the node holding the call", m.calls.forwarded.clone());
         Self { registry, ..m }
     }
 
@@ -175,6 +183,19 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The call signaling counters (`iris_calls_*`), kept together so the calls service takes only them.
+#[derive(Clone, Default)]
+pub struct CallMetrics {
+    /// Offers accepted.
+    pub offers: Counter,
+    /// Missed calls stored, one per callee account.
+    pub missed: Counter,
+    /// Calls held by this node now.
+    pub active: Gauge,
+    /// Operations forwarded to another node (cluster mode).
+    pub forwarded: Counter,
 }
 
 /// Feeds the store's commit samples into the histograms.
