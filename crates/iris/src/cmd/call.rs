@@ -94,6 +94,10 @@ pub async fn run(command: CallCommand) -> anyhow::Result<()> {
     };
     let silence = (common.timeout > 0.0).then(|| Duration::from_secs_f64(common.timeout));
     let mut session = Session::open(&common.profile, false).await?;
+    if !matches!(command, CallCommand::Offer(_)) {
+        // Connected: from now on an incoming call reaches this device (scripts wait for it).
+        println!("{}", json!({ "listening": true }));
+    }
     let outcome = execute(&mut session, &command, silence).await;
     session.close().await?;
     outcome
@@ -168,7 +172,11 @@ async fn follow(session: &mut Session, call_id: u64, silence: Option<Duration>) 
         };
         tokio::select! {
             line = command => match line? {
-                Some(line) => command_of(session, call_id, &line).await?,
+                Some(line) => {
+                    if command_of(session, call_id, &line).await? {
+                        return Ok(()); // hung up: the call is over for this device
+                    }
+                }
                 None => stdin = None,
             },
             event = next_event(session, silence) => {
@@ -186,19 +194,25 @@ async fn follow(session: &mut Session, call_id: u64, silence: Option<Duration>) 
     }
 }
 
-/// One stdin command: `ice CANDIDATE [ACCOUNT DEVICE]` or `hangup`.
-async fn command_of(session: &Session, call_id: u64, line: &str) -> anyhow::Result<()> {
+/// One stdin command: `ice CANDIDATE [ACCOUNT DEVICE]` or `hangup`; true after a hang-up.
+async fn command_of(session: &Session, call_id: u64, line: &str) -> anyhow::Result<bool> {
     let words: Vec<&str> = line.split_whitespace().collect();
+    let ice = |candidate: &str| Bytes::from(candidate.to_owned());
     match words.as_slice() {
-        [] => Ok(()),
-        ["hangup"] => Ok(session.client.call_hangup(call_id).await?),
-        ["ice", candidate] => Ok(session.client.call_ice(call_id, Bytes::from(candidate.to_string()), None).await?),
+        [] => {}
+        ["hangup"] => {
+            session.client.call_hangup(call_id).await?;
+            println!("{}", json!({ "hung_up": call_id.to_string() }));
+            return Ok(true);
+        }
+        ["ice", candidate] => session.client.call_ice(call_id, ice(candidate), None).await?,
         ["ice", candidate, account, device] => {
             let to = (account.parse()?, device.parse()?);
-            Ok(session.client.call_ice(call_id, Bytes::from(candidate.to_string()), Some(to)).await?)
+            session.client.call_ice(call_id, ice(candidate), Some(to)).await?;
         }
         _ => anyhow::bail!("unknown command {line:?}: `ice CANDIDATE [ACCOUNT DEVICE]` or `hangup`"),
     }
+    Ok(false)
 }
 
 /// Whether the call is over for this device after `c`.
