@@ -14,7 +14,6 @@ use bytes::Bytes;
 use iris_client::pb::{self, CallEndReason, CallEventType};
 use iris_client::{CallTarget, ClientError, Event};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::session::Session;
 use super::social::accounts_of;
@@ -162,16 +161,16 @@ async fn incoming(session: &mut Session, call: Option<u64>, silence: Option<Dura
 /// Prints the call's events and carries out stdin's commands until the call ends for this
 /// device (or `silence` passes without an event).
 async fn follow(session: &mut Session, call_id: u64, silence: Option<Duration>) -> anyhow::Result<()> {
-    let mut stdin = Some(BufReader::new(tokio::io::stdin()).lines());
+    let mut stdin = Some(stdin_lines());
     loop {
         let command = async {
             match &mut stdin {
-                Some(lines) => lines.next_line().await,
+                Some(lines) => lines.recv().await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
-            line = command => match line? {
+            line = command => match line {
                 Some(line) => {
                     if command_of(session, call_id, &line).await? {
                         return Ok(()); // hung up: the call is over for this device
@@ -192,6 +191,20 @@ async fn follow(session: &mut Session, call_id: u64, silence: Option<Duration>) 
             }
         }
     }
+}
+
+/// Stdin's lines, read on a thread of its own: tokio's stdin would keep the runtime (and so the
+/// process) alive at exit until stdin closes.
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 /// One stdin command: `ice CANDIDATE [ACCOUNT DEVICE]` or `hangup`; true after a hang-up.
