@@ -35,7 +35,7 @@ impl Dev {
     /// The next missed call in the inbox.
     async fn next_missed(&mut self) -> pb::MissedCall {
         let e = recv_until(&self.client, &mut self.events, |e| matches!(e, Event::MissedCall(_))).await;
-        e.missed_call().expect("a missed call").clone()
+        *e.missed_call().expect("a missed call")
     }
 }
 
@@ -119,7 +119,7 @@ async fn a_call_nobody_answers_is_a_missed_call_on_every_device() {
 async fn a_cancelled_call_and_a_call_to_an_offline_callee_are_missed_calls() {
     let s = server(60_000).await;
     let url = s.base_url();
-    let mut alice = Dev::new(&url, "+15550000021").await;
+    let alice = Dev::new(&url, "+15550000021").await;
     let mut bob = Dev::new(&url, "+15550000022").await;
     let carol_creds = login(&url, "+15550000023", "d").await; // never connected
 
