@@ -367,6 +367,11 @@ impl Driver {
             }
             server_event::Event::Presence(p) => self.emit(Event::Presence(p)),
             server_event::Event::Typing(t) => self.emit(Event::Typing(t)),
+            // The answer to an offer (`STARTED`); unsolicited call signaling otherwise.
+            e @ server_event::Event::Call(_) if event.request_id != 0 => {
+                self.inflight.complete_event(event.request_id, e)
+            }
+            server_event::Event::Call(c) => self.emit(Event::Call(c)),
             server_event::Event::Welcome(_) | server_event::Event::Pong(_) => {}
         }
         None
@@ -419,6 +424,7 @@ impl Driver {
             Some(pb::inbox_item::Body::DeviceChange(_) | pb::inbox_item::Body::ProfileChange(_)) => {
                 Event::Account(item)
             }
+            Some(pb::inbox_item::Body::MissedCall(_)) => Event::MissedCall(item),
             None => return, // a kind of entry this build does not know; acked with later ones
         };
         self.emit(event);

@@ -32,6 +32,12 @@ pub enum Event {
     /// account: check it was me) or `ProfileChange` (my profile, or a contact's, changed). Ack
     /// its `seq` like a message.
     Account(InboxItem),
+    /// A call nobody of my account answered (`MissedCall`). Ack its `seq` like a message.
+    MissedCall(InboxItem),
+    /// Call signaling (see [`Client::call_offer`](crate::Client::call_offer)): an incoming call,
+    /// an answer, an ICE candidate, a hang-up, the end of a call. Ephemeral, nothing to ack; a
+    /// device offline meanwhile never gets it (only a missed call is stored).
+    Call(pb::CallEvent),
     /// A watched account's presence changed (see [`Client::presence_subscribe`]); not an inbox
     /// item, nothing to ack. Pushes are coalesced by the server and may be dropped under load:
     /// each carries the whole current state.
@@ -54,9 +60,13 @@ impl Event {
     /// The inbox item carried by a message or receipt event.
     pub fn item(&self) -> Option<&InboxItem> {
         match self {
-            Self::Message(item) | Self::Receipt(item) | Self::Group(item) | Self::Keys(item) | Self::Timer(item) | Self::Account(item) => {
-                Some(item)
-            }
+            Self::Message(item)
+            | Self::Receipt(item)
+            | Self::Group(item)
+            | Self::Keys(item)
+            | Self::Timer(item)
+            | Self::Account(item)
+            | Self::MissedCall(item) => Some(item),
             _ => None,
         }
     }
@@ -102,6 +112,14 @@ impl Event {
     pub fn group_receipt(&self) -> Option<&pb::GroupReceipt> {
         match self {
             Self::Group(InboxItem { body: Some(inbox_item::Body::GroupReceipt(r)), .. }) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The missed call, for missed-call events.
+    pub fn missed_call(&self) -> Option<&pb::MissedCall> {
+        match self {
+            Self::MissedCall(InboxItem { body: Some(inbox_item::Body::MissedCall(m)), .. }) => Some(m),
             _ => None,
         }
     }

@@ -28,6 +28,7 @@
 
 mod actions;
 mod backoff;
+mod calls;
 mod client;
 mod config;
 mod connection;
@@ -51,6 +52,7 @@ pub mod timers;
 
 pub use actions::Reactions;
 pub use backoff::{after_hint, Backoff};
+pub use calls::CallTarget;
 pub use client::{new_client_msg_id, Client, Recipient};
 pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};
 pub use dedup::DedupWindow;

@@ -85,6 +85,8 @@ pub struct Config {
     pub devices: DevicesConfig,
     /// Profiles: field bounds.
     pub profiles: ProfilesConfig,
+    /// Voice/video call signaling: ring timeout, bounds, rate limit, TURN credentials.
+    pub calls: CallsConfig,
 }
 
 impl Default for Config {
@@ -113,6 +115,7 @@ impl Default for Config {
             push: PushConfig::default(),
             devices: DevicesConfig::default(),
             profiles: ProfilesConfig::default(),
+            calls: CallsConfig::default(),
         }
     }
 }
@@ -814,6 +817,52 @@ impl Default for PushConfig {
     }
 }
 
+/// Call signaling (see `calls/` and ARCHITECTURE.md "Calls"). Calls are soft state in the
+/// memory of the node where they were offered; these bound it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// How long callees ring before the call is missed.
+    pub ring_timeout_ms: u64,
+    /// How long a call may last at most; then it ends for everybody (frees state a lost
+    /// hang-up would keep).
+    pub duration_max_s: u64,
+    /// Accounts per call, the caller included (2..=32; CALL_TOO_MANY_PARTICIPANTS beyond).
+    pub participants_max: u32,
+    /// Calls one device takes part in at once (CALL_LIMIT beyond).
+    pub calls_per_device_max: u32,
+    /// Calls one account takes part in or rings for at once: CALL_LIMIT for its own offers, and
+    /// a callee beyond it is busy (not rung, told BUSY, a missed call).
+    pub calls_per_account_max: u32,
+    /// Calls this node holds at once (CALL_LIMIT beyond).
+    pub calls_max: u32,
+    /// Call offers one account may make per minute (0 turns it off; RATE_LIMITED beyond).
+    pub offers_per_account_per_minute: u32,
+    /// The secret shared with coturn (`static-auth-secret`); no TURN credentials without it.
+    pub turn_secret: Option<String>,
+    /// TURN URIs handed out with the credentials, e.g. `turn:turn.example.com:3478`.
+    pub turn_uris: Vec<String>,
+    /// How long issued TURN credentials are valid.
+    pub turn_ttl_s: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout_ms: 45_000,
+            duration_max_s: 24 * 3600,
+            participants_max: 32,
+            calls_per_device_max: 2,
+            calls_per_account_max: 8,
+            calls_max: 100_000,
+            offers_per_account_per_minute: 20,
+            turn_secret: None,
+            turn_uris: Vec::new(),
+            turn_ttl_s: 24 * 3600,
+        }
+    }
+}
+
 impl Config {
     /// Reads a TOML file; missing keys take their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -921,6 +970,19 @@ impl Config {
         }
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
+        }
+        let calls = &self.calls;
+        if !(2..=32).contains(&calls.participants_max) {
+            return invalid("calls.participants_max must be 2..=32");
+        }
+        if calls.ring_timeout_ms < 100 || calls.duration_max_s == 0 || calls.turn_ttl_s == 0 {
+            return invalid("calls.ring_timeout_ms must be >= 100, duration_max_s and turn_ttl_s positive");
+        }
+        if calls.calls_per_device_max == 0 || calls.calls_per_account_max == 0 || calls.calls_max == 0 {
+            return invalid("calls: calls_per_device_max, calls_per_account_max and calls_max must be positive");
+        }
+        if calls.turn_secret.as_ref().is_some_and(|s| s.is_empty() || calls.turn_uris.is_empty()) {
+            return invalid("calls.turn_secret must be non-empty and needs calls.turn_uris");
         }
         let m = &self.media;
         if m.image_dimension_px_max == 0 || m.thumbnail_dimension_px_max == 0 || m.uploads_in_progress_max == 0 {

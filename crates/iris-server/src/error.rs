@@ -218,6 +218,28 @@ pub enum ServiceError {
     /// A profile field over its bound, or a photo that is no stored image.
     #[error("{0}")]
     ProfileInvalid(String),
+    /// No such call, or this device takes no part in it.
+    #[error("call not found")]
+    CallNotFound,
+    /// An offer to more accounts than a call may have.
+    #[error("a call has at most {max} participants, the caller included; this one would have {n}")]
+    CallTooManyParticipants {
+        /// Participants the offer would have.
+        n: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The device, the account or the node is in as many calls as allowed.
+    #[error("{what} is already in the maximum of {max} calls")]
+    CallLimit {
+        /// `this device`, `this account` or `the server`.
+        what: &'static str,
+        /// The bound.
+        max: usize,
+    },
+    /// Another device of the account answered or declined the call first.
+    #[error("the call was answered or declined on another device")]
+    CallAnsweredElsewhere,
 }
 
 impl ServiceError {
@@ -265,6 +287,10 @@ impl ServiceError {
             Self::PinRequired(_) => ErrorCode::PinRequired,
             Self::PinLocked { .. } => ErrorCode::PinLocked,
             Self::ProfileInvalid(_) => ErrorCode::ProfileInvalid,
+            Self::CallNotFound => ErrorCode::CallNotFound,
+            Self::CallTooManyParticipants { .. } => ErrorCode::CallTooManyParticipants,
+            Self::CallLimit { .. } => ErrorCode::CallLimit,
+            Self::CallAnsweredElsewhere => ErrorCode::CallAnsweredElsewhere,
         }
     }
 

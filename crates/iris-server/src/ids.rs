@@ -27,6 +27,11 @@ impl IdGenerator {
         ms << (NODE_BITS + COUNTER_BITS)
     }
 
+    /// The node that made `id` (its low bits): where a call whose id it is lives.
+    pub fn node_of(id: u64) -> u16 {
+        (id & ((1 << NODE_BITS) - 1)) as u16
+    }
+
     /// The next id, greater than every id this generator returned before.
     pub fn next(&self, now_ms: u64) -> u64 {
         let floor = (now_ms << (NODE_BITS + COUNTER_BITS)) | self.node;

@@ -13,6 +13,7 @@ pub mod actions;
 pub mod auth;
 pub mod blocks;
 pub mod chat_timers;
+pub mod calls;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -317,6 +318,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(disappearing_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
+    tokio::spawn(calls::run_timer(ctx.sessions.calls.clone(), ctx.shutdown.clone()));
     if let Some((c, tasks)) = cluster {
         cluster::tasks::spawn(&c, &ctx, tasks);
     }
@@ -509,6 +511,7 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 ctx.send_limit.sweep();
                 ctx.sessions.groups.sweep();
                 ctx.sessions.typing.sweep();
+                ctx.sessions.calls.sweep();
                 ctx.sessions.contacts.sweep();
             }
             _ = store_tick.tick() => {

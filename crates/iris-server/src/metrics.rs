@@ -104,6 +104,8 @@ pub struct Metrics {
     pub profiles_updates: Counter,
     /// Profile updates refused (a field over its bound, a bad photo).
     pub profiles_rejected: Counter,
+    /// Call signaling (`iris_calls_*`).
+    pub calls: CallMetrics,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -155,6 +157,7 @@ impl Metrics {
             profiles_rejected: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
+            calls: CallMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -218,6 +221,11 @@ impl Metrics {
         r.register("push_latency_seconds", "Push wake-up queued to accepted", m.push_latency_seconds.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
+        let c = r.sub_registry_with_prefix("calls");
+        c.register("offers", "Call offers accepted", m.calls.offers.clone());
+        c.register("missed", "Missed calls put into inboxes (per callee account)", m.calls.missed.clone());
+        c.register("active", "Calls held by this node", m.calls.active.clone());
+        c.register("forwarded", "Call operations forwarded to the node holding the call", m.calls.forwarded.clone());
         Self { registry, ..m }
     }
 
@@ -271,6 +279,19 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The call signaling counters (`iris_calls_*`), kept together so the calls service takes only them.
+#[derive(Clone, Default)]
+pub struct CallMetrics {
+    /// Offers accepted.
+    pub offers: Counter,
+    /// Missed calls stored, one per callee account.
+    pub missed: Counter,
+    /// Calls held by this node now.
+    pub active: Gauge,
+    /// Operations forwarded to another node (cluster mode).
+    pub forwarded: Counter,
 }
 
 /// Feeds the store's commit samples into the histograms.

@@ -267,6 +267,13 @@ impl PresenceHub {
         Locked { inner: self.inner.lock().unwrap_or_else(PoisonError::into_inner), hub: self }
     }
 
+    /// Whether a device of `account` is connected here (away or not) or another node reports it
+    /// online: whether a call to it rings somewhere. Ignores privacy (a ringing call shows it,
+    /// as in WhatsApp); callers hide blocked pairs themselves.
+    pub fn is_reachable(&self, account: AccountId) -> bool {
+        self.lock().accounts.get(&account).is_some_and(|a| !a.devices.is_empty() || a.online())
+    }
+
     /// Sets `account`'s privacy from the store unless the hub already knows the account (then
     /// its value is newer: set by `SetPresence`, which also wrote the store).
     pub fn load_privacy(&self, account: AccountId, privacy: Privacy) {

@@ -12,6 +12,7 @@ use crate::actions::{Actions, ActionsDeps};
 use crate::auth::access::Authenticator;
 use crate::blocks::Blocks;
 use crate::chat_timers::ChatTimers;
+use crate::calls::{Calls, CallsDeps};
 use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -152,6 +153,21 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.presence.clone(),
         f.discover_limit,
     ));
+    let calls = Arc::new(build_calls(
+        config,
+        &f.metrics,
+        CallsParts {
+            directory: f.directory.clone(),
+            blocks: blocks.clone(),
+            groups: store.clone(),
+            presence: f.presence.clone(),
+            fanout: Fanout::new(store.clone(), f.router.clone()),
+            router: f.router.clone(),
+            ids: f.ids.clone(),
+            clock: f.clock.clone(),
+            cluster: f.cluster.clone(),
+        },
+    ));
     let typing =
         Arc::new(Typing::new(store.clone(), f.directory.clone(), blocks.clone(), f.router.clone(), f.typing_limit));
     let visibility = Arc::new(Visibility::new(store.clone(), blocks.clone(), contacts.clone(), f.presence.clone()));
@@ -199,6 +215,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         forwards,
         contacts,
         typing,
+        calls,
         blocks,
         visibility,
         keys,
@@ -241,4 +258,39 @@ fn build_keys(config: &Config, metrics: &Metrics, fanout: Fanout, p: KeysParts) 
         target_limit: limit("key claims per target account", k.claims_per_target_per_minute),
         query_limit: limit("key queries per account", k.queries_per_account_per_minute),
     })
+}
+
+/// What the call service shares with the others.
+struct CallsParts {
+    directory: Arc<Directory>,
+    blocks: Arc<Blocks>,
+    groups: Arc<dyn iris_store::GroupStore>,
+    presence: Arc<PresenceHub>,
+    fanout: Fanout,
+    router: Arc<Router>,
+    ids: Arc<IdGenerator>,
+    clock: Arc<dyn Clock>,
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// The call signaling service, with its offer rate limit and its metrics.
+fn build_calls(config: &Config, metrics: &Metrics, p: CallsParts) -> Calls {
+    let c = &config.calls;
+    let offer_limit =
+        KeyedLimit::new("call offers per account", c.offers_per_account_per_minute, Duration::from_secs(60), metrics);
+    let deps = CallsDeps {
+        directory: p.directory,
+        blocks: p.blocks,
+        groups: p.groups,
+        presence: p.presence,
+        router: p.router,
+        fanout: p.fanout,
+        ids: p.ids,
+        clock: p.clock,
+        offer_limit,
+        metrics: metrics.calls.clone(),
+        cluster: p.cluster,
+        payload_bytes_max: config.limits.payload_bytes_max,
+    };
+    Calls::new(deps, config.node_id, c)
 }

@@ -45,6 +45,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("receipts", 2),
     ("contacts", 2),
     ("typing", 2),
+    ("calls", 2),
     ("identity_notices", 2),
     ("device_notices", 2),
     // The inbox and the sending services.

@@ -34,6 +34,9 @@ enum Command {
     Group(cmd::group::GroupCommand),
     /// Chat interactively with one peer at a time.
     Chat(cmd::chat::ChatArgs),
+    /// Voice/video call signaling for scripts: offer, answer, reject, wait (JSON lines).
+    #[command(subcommand)]
+    Call(cmd::call::CallCommand),
     /// Show this device's end-to-end identity and fingerprint, and a conversation's safety number.
     Keys(cmd::identity::KeysArgs),
     /// Push notifications: register this device's target, remove it, send a test wake-up.
@@ -73,6 +76,7 @@ async fn main() -> ExitCode {
         Command::Recv(args) => cmd::with_logging(cmd::recv::run(args)).await,
         Command::Chat(args) => cmd::with_logging(cmd::chat::run(args)).await,
         Command::Keys(args) => cmd::with_logging(cmd::identity::run(args)).await,
+        Command::Call(command) => cmd::with_logging(cmd::call::run(command)).await,
         Command::Group(command) => cmd::with_logging(cmd::group::run(command)).await,
         Command::Social(command) => cmd::with_logging(cmd::social::run(command)).await,
         Command::Push(command) => cmd::with_logging(cmd::push::run(command)).await,

@@ -164,6 +164,7 @@ pub fn all() -> Vec<(&'static str, Frame)> {
     v.extend(server_groups());
     v.extend(keys());
     v.extend(push());
+    v.extend(calls());
     v
 }
 
@@ -843,5 +844,122 @@ fn server_groups() -> Vec<(&'static str, Frame)> {
             ),
         ),
         ("server_group_done", group_answer(33, Result::DoneGroupId(GROUP))),
+    ]
+}
+
+/// Call signaling: every call operation, the answer to an offer, each kind of call event and the
+/// missed-call inbox item.
+fn calls() -> Vec<(&'static str, Frame)> {
+    use client_op::Op;
+    use pb::call_op::Op as C;
+    use server_event::Event;
+    const CALL: u64 = 7_534_543_487_471_979_520;
+    const SDP: &[u8] = b"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\n";
+    let call = |request_id, c| op(request_id, Op::Call(pb::CallOp { op: Some(c) }));
+    let turn = || pb::TurnCredentials {
+        username: "1796378752:1001".into(),
+        password: "ZzN0cWJ2T1hNaHBmUVJ6c0JhY2tkVjl3b2c0PQ==".into(),
+        ttl_s: 3600,
+        uris: vec!["turn:turn.example.com:3478?transport=udp".into(), "turns:turn.example.com:5349".into()],
+    };
+    let ev = |t: pb::CallEventType| pb::CallEvent {
+        r#type: t as i32,
+        call_id: CALL,
+        from_account_id: BOB,
+        from_device_id: 2,
+        ..Default::default()
+    };
+    vec![
+        (
+            "client_call_offer",
+            call(40, C::Offer(pb::CallOffer { to_account_ids: vec![BOB], group_id: 0, video: true, sdp: SDP.into() })),
+        ),
+        ("client_call_answer", call(41, C::Answer(pb::CallAnswer { call_id: CALL, sdp: SDP.into() }))),
+        (
+            "client_call_ice",
+            call(
+                42,
+                C::Ice(pb::CallIce {
+                    call_id: CALL,
+                    candidate: b"candidate:1 1 UDP 2130706431 192.0.2.1 54400 typ host"[..].into(),
+                    to_account_id: BOB,
+                    to_device_id: 2,
+                }),
+            ),
+        ),
+        ("client_call_hangup", call(43, C::Hangup(pb::CallHangup { call_id: CALL }))),
+        ("client_call_reject", call(44, C::Reject(pb::CallReject { call_id: CALL }))),
+        (
+            "server_call_started",
+            answer(
+                40,
+                Event::Call(pb::CallEvent {
+                    from_account_id: ALICE,
+                    from_device_id: 1,
+                    participant_account_ids: vec![ALICE, BOB],
+                    turn: Some(turn()),
+                    video: true,
+                    ..ev(pb::CallEventType::Started)
+                }),
+            ),
+        ),
+        (
+            "server_call_incoming",
+            answer(
+                0,
+                Event::Call(pb::CallEvent {
+                    from_account_id: ALICE,
+                    from_device_id: 1,
+                    payload: SDP.into(),
+                    video: true,
+                    group_id: GROUP,
+                    participant_account_ids: vec![ALICE, BOB, CAROL],
+                    turn: Some(turn()),
+                    ..ev(pb::CallEventType::Incoming)
+                }),
+            ),
+        ),
+        (
+            "server_call_events",
+            events(vec![
+                event(0, Event::Call(ev(pb::CallEventType::Ringing))),
+                event(0, Event::Call(pb::CallEvent { payload: SDP.into(), ..ev(pb::CallEventType::Answered) })),
+                event(0, Event::Call(ev(pb::CallEventType::AnsweredElsewhere))),
+                event(0, Event::Call(ev(pb::CallEventType::Rejected))),
+                event(0, Event::Call(ev(pb::CallEventType::RejectedElsewhere))),
+                event(
+                    0,
+                    Event::Call(pb::CallEvent { payload: b"candidate:2"[..].into(), ..ev(pb::CallEventType::Ice) }),
+                ),
+                event(0, Event::Call(ev(pb::CallEventType::Hangup))),
+                event(0, Event::Call(ev(pb::CallEventType::NoAnswer))),
+                event(0, Event::Call(ev(pb::CallEventType::Busy))),
+                event(
+                    0,
+                    Event::Call(pb::CallEvent {
+                        reason: pb::CallEndReason::Cancelled as i32,
+                        ..ev(pb::CallEventType::Ended)
+                    }),
+                ),
+            ]),
+        ),
+        (
+            "server_delivery_missed_call",
+            answer(
+                0,
+                delivery(vec![item(
+                    46,
+                    CALL,
+                    inbox_item::Body::MissedCall(pb::MissedCall {
+                        call_id: CALL,
+                        from_account_id: ALICE,
+                        from_device_id: 1,
+                        video: false,
+                        group_id: 0,
+                        started_ms: NOW_MS - 45_000,
+                    }),
+                )]),
+            ),
+        ),
     ]
 }

@@ -52,6 +52,11 @@ fn apply(ctx: &Ctx, from_node: u16, item: NodeItem) {
             let privacy = Privacy::from_code(u8::try_from(p.privacy).unwrap_or(u8::MAX));
             ctx.presence.set_remote(item.account, from_node, p.online, p.last_seen_ms, privacy);
         }
+        Some(Kind::CallOp(c)) => {
+            let (calls, node) = (ctx.sessions.calls.clone(), u16::try_from(c.reply_to_node).unwrap_or(u16::MAX));
+            tokio::spawn(async move { calls.apply_forwarded(node, addr, c.token, c.op).await });
+        }
+        Some(Kind::CallReply(r)) => ctx.sessions.calls.on_reply(r.token, r.answer),
         Some(Kind::Presence(_)) | None => {}
     }
 }

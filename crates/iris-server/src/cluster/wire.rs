@@ -31,7 +31,7 @@ pub struct NodeItem {
     #[prost(uint32, tag = "2")]
     pub device: u32,
     /// What to do.
-    #[prost(oneof = "node_item::Kind", tags = "3, 4, 5, 6, 7")]
+    #[prost(oneof = "node_item::Kind", tags = "3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<node_item::Kind>,
 }
 
@@ -55,6 +55,12 @@ pub mod node_item {
         /// The account's presence as seen by the sending node.
         #[prost(message, tag = "7")]
         Presence(super::WirePresence),
+        /// A call operation of the device, for the node holding the call: run it, answer.
+        #[prost(message, tag = "8")]
+        CallOp(super::WireCallOp),
+        /// The answer to a forwarded call operation (account and device 0).
+        #[prost(message, tag = "9")]
+        CallReply(super::WireCallReply),
     }
 }
 
@@ -83,7 +89,42 @@ pub struct WirePresence {
     pub privacy: u32,
 }
 
+/// A call operation forwarded to the node holding its call.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireCallOp {
+    /// The node waiting for the answer.
+    #[prost(uint32, tag = "1")]
+    pub reply_to_node: u32,
+    /// Matches the answer to the waiting operation.
+    #[prost(uint64, tag = "2")]
+    pub token: u64,
+    /// The encoded `iris.v1.CallOp`.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub op: Bytes,
+}
+
+/// The answer to a [`WireCallOp`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireCallReply {
+    /// The forwarded operation's token.
+    #[prost(uint64, tag = "1")]
+    pub token: u64,
+    /// The encoded `iris.v1.ServerEvent` answering it (`Done` or `Error`).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub answer: Bytes,
+}
+
 impl NodeItem {
+    /// `addr`'s call operation, forwarded by node `reply_to_node` as `token`.
+    pub fn call_op(addr: DeviceAddr, reply_to_node: u16, token: u64, op: Bytes) -> Self {
+        Self::for_device(addr, node_item::Kind::CallOp(WireCallOp { reply_to_node: reply_to_node.into(), token, op }))
+    }
+
+    /// The answer to forwarded call operation `token`.
+    pub fn call_reply(token: u64, answer: Bytes) -> Self {
+        Self { account: 0, device: 0, kind: Some(node_item::Kind::CallReply(WireCallReply { token, answer })) }
+    }
+
     /// A hint for `addr`.
     pub fn hint(addr: DeviceAddr, hint: Hint) -> Self {
         Self::for_device(addr, node_item::Kind::Hint(WireHint { seq: hint.seq, item: hint.item }))
@@ -156,6 +197,8 @@ mod tests {
                 NodeItem::kick(a, Kick::Revoked),
                 NodeItem::invalidate(7),
                 NodeItem::presence(7, WirePresence { online: true, last_seen_ms: 0, privacy: 2 }),
+                NodeItem::call_op(a, 3, 11, Bytes::from_static(b"op")),
+                NodeItem::call_reply(11, Bytes::from_static(b"done")),
             ],
         };
         let back = decode(&encode(&batch)).unwrap();

@@ -167,7 +167,12 @@ fn provider_of(name: &str) -> PushProvider {
 fn wakes(item: &Bytes) -> bool {
     matches!(
         pb::InboxItem::decode(item.as_ref()).ok().and_then(|i| i.body),
-        Some(inbox_item::Body::Message(_) | inbox_item::Body::GroupMessage(_) | inbox_item::Body::MessageAction(_))
+        Some(
+            inbox_item::Body::Message(_)
+                | inbox_item::Body::GroupMessage(_)
+                | inbox_item::Body::MessageAction(_)
+                | inbox_item::Body::MissedCall(_)
+        )
     )
 }
 

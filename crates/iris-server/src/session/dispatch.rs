@@ -118,6 +118,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
         }),
         Op::Push(p) => later(deps, rid, |d| async move { d.push.op(device, p).await.map(Event::PushResult) }),
         Op::Typing(t) => later(deps, rid, |d| async move { d.typing.send(device, t).await.map(done) }),
+        Op::Call(c) => later(deps, rid, |d| async move { d.calls.op(device, c).await }),
         Op::Block(b) => later(deps, rid, |d| async move { d.blocks.set(device, b).await.map(done) }),
         Op::PresenceSubscribe(sub) => {
             let (conn_id, tx) = (conn.conn_id, conn.ephemeral_tx.clone());

@@ -41,6 +41,7 @@ use tracing::Instrument;
 use crate::actions::Actions;
 use crate::auth::access::Authenticator;
 use crate::blocks::Blocks;
+use crate::calls::Calls;
 use crate::clock::Clock;
 use crate::cluster::{registry, Cluster};
 use crate::config::SessionConfig;
@@ -111,6 +112,8 @@ pub struct SessionDeps {
     pub contacts: Arc<Contacts>,
     /// Typing indicators.
     pub typing: Arc<Typing>,
+    /// Call signaling.
+    pub calls: Arc<Calls>,
     /// Block lists.
     pub blocks: Arc<Blocks>,
     /// Presence privacy and subscriptions.
@@ -217,6 +220,10 @@ async fn handshake_then_serve<T: Transport>(
         Err(e) => Err(e),
     };
     deps.router.unregister(device, conn_id);
+    if !deps.router.is_connected(device) {
+        // Not replaced by a newer connection: the device leaves the calls it takes part in.
+        deps.calls.disconnected(device);
+    }
     if let Some(cluster) = &deps.cluster {
         registry::release(&deps.router, cluster, device);
     }

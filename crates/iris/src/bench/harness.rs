@@ -351,12 +351,12 @@ fn handle(
             client.ack(item.seq);
             record_delivery(&item, counters, seen, latencies, origin_ns);
         }
-        Event::Receipt(item) | Event::Group(item) | Event::Keys(item) | Event::Timer(item) | Event::Account(item) => client.ack(item.seq),
+        Event::Receipt(item) | Event::Group(item) | Event::Keys(item) | Event::Timer(item) | Event::Account(item) | Event::MissedCall(item) => client.ack(item.seq),
         Event::Fatal(e) => {
             eprintln!("receiver stopped: {e:?}");
             return false;
         }
-        Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_) => {}
+        Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_) | Event::Call(_) => {}
     }
     true
 }

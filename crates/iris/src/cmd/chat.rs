@@ -381,6 +381,13 @@ impl Chat {
             Event::Fatal(err) => self.say(&format!("(connection ended: {err})")),
             Event::Presence(p) => self.on_presence(p),
             Event::Typing(t) => self.on_peer_typing(&t),
+            Event::MissedCall(item) => {
+                if let Some(inbox_item::Body::MissedCall(m)) = &item.body {
+                    self.say(&format!("  missed call from account {}", m.from_account_id));
+                }
+                self.client.ack(item.seq);
+            }
+            Event::Call(_) => {} // `iris call` handles calls
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod actions;
 mod attach;
+pub mod call;
 pub mod chat;
 mod contacts;
 pub mod devices;

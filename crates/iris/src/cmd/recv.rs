@@ -100,7 +100,23 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
                     continue;
                 }
             },
-            Some(Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_)) => continue,
+            Some(Event::MissedCall(item)) => {
+                let m = item.body.as_ref().and_then(|b| match b {
+                    iris_client::pb::inbox_item::Body::MissedCall(m) => Some(m),
+                    _ => None,
+                });
+                let line = serde_json::json!({
+                    "seq": item.seq,
+                    "missed_call": item.server_msg_id.to_string(),
+                    "from_account_id": m.map_or(0, |m| m.from_account_id),
+                    "video": m.is_some_and(|m| m.video),
+                    "server_ts_ms": item.server_ts_ms,
+                });
+                Some((item.seq, line.to_string()))
+            }
+            Some(
+                Event::Connected(_) | Event::Disconnected(_) | Event::Presence(_) | Event::Typing(_) | Event::Call(_),
+            ) => continue,
         };
         if let Some((seq, line)) = item_json {
             println!("{line}");
