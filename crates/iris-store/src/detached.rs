@@ -404,6 +404,31 @@ impl<S: MediaStore> MediaStore for Detached<S> {
     }
 }
 
+#[async_trait]
+impl<S: crate::ErasureStore> crate::ErasureStore for Detached<S> {
+    async fn begin_erasure(&self, account: &Account, now_ms: u64) -> StoreResult<()> {
+        let account = account.clone();
+        detach(&self.inner, move |s| async move { s.begin_erasure(&account, now_ms).await }).await
+    }
+
+    async fn erasures_pending(&self) -> StoreResult<Vec<crate::PendingErasure>> {
+        detach(&self.inner, move |s| async move { s.erasures_pending().await }).await
+    }
+
+    async fn groups_pending_for(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
+        detach(&self.inner, move |s| async move { s.groups_pending_for(account).await }).await
+    }
+
+    async fn delete_group(&self, group: GroupId) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.delete_group(group).await }).await
+    }
+
+    async fn erase_account(&self, erasure: &crate::PendingErasure) -> StoreResult<()> {
+        let erasure = erasure.clone();
+        detach(&self.inner, move |s| async move { s.erase_account(&erasure).await }).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 pub mod contacts;
 pub mod detached;
 pub mod embedded;
+pub mod erasure;
 pub mod error;
 pub mod groups;
 pub mod keys;
@@ -24,6 +25,7 @@ pub mod postgres;
 pub mod types;
 
 pub use contacts::*;
+pub use erasure::*;
 pub use error::StoreError;
 pub use groups::*;
 pub use keys::*;
@@ -189,10 +191,26 @@ pub trait BlockStore: Send + Sync + 'static {
 
 /// Everything the server needs from an engine.
 pub trait Store:
-    AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    AccountStore
+    + InboxStore
+    + GroupStore
+    + BlockStore
+    + MessageIndexStore
+    + ContactStore
+    + KeyStore
+    + MediaStore
+    + ErasureStore
 {
 }
 impl<T> Store for T where
-    T: AccountStore + InboxStore + GroupStore + BlockStore + MessageIndexStore + ContactStore + KeyStore + MediaStore
+    T: AccountStore
+        + InboxStore
+        + GroupStore
+        + BlockStore
+        + MessageIndexStore
+        + ContactStore
+        + KeyStore
+        + MediaStore
+        + ErasureStore
 {
 }

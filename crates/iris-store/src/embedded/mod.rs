@@ -11,6 +11,7 @@ mod codec;
 mod cold;
 mod committer;
 mod contacts;
+mod erasure;
 mod groups;
 mod key_directory;
 mod keys;
@@ -194,6 +195,8 @@ struct Keyspaces {
     dedup: Keyspace,
     /// Named counters (next account id).
     meta: Keyspace,
+    /// Phone → account id ‖ start time: accounts being deleted (`erasure.rs`).
+    erasures: Keyspace,
 }
 
 impl Keyspaces {
@@ -212,6 +215,7 @@ impl Keyspaces {
             cursors: open("cursors")?,
             dedup: open("dedup")?,
             meta: open("meta")?,
+            erasures: open("account_erasures")?,
             db,
         })
     }

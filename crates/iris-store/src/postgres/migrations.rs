@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "key_directory", include_str!("migrations/0002_key_directory.sql")),
     (3, "media", include_str!("migrations/0003_media.sql")),
+    (7, "account_deletion", include_str!("migrations/0007_account_deletion.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

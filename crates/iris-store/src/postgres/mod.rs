@@ -72,6 +72,7 @@ mod accounts;
 mod blocks;
 mod committer;
 mod contacts;
+mod erasure;
 mod error;
 mod groups;
 mod inbox;
