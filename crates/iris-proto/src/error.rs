@@ -28,13 +28,18 @@ impl ErrorCodeExt for ErrorCode {
                 | ErrorCode::HeartbeatTimeout
                 | ErrorCode::SessionReplaced
                 | ErrorCode::Timeout
+                | ErrorCode::AccountDeleted
         )
     }
 
     fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RateLimited | ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::MediaQuotaExceeded
+            ErrorCode::RateLimited
+                | ErrorCode::Overloaded
+                | ErrorCode::Unavailable
+                | ErrorCode::MediaQuotaExceeded
+                | ErrorCode::AccountDeleting
         )
     }
 

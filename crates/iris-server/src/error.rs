@@ -171,6 +171,12 @@ pub enum ServiceError {
     /// A download URL with a wrong signature or a past expiry.
     #[error("the download URL is expired or its signature is wrong")]
     MediaUrlExpired,
+    /// The phone's account is being deleted; a login can succeed once that finished.
+    #[error("the account of this phone is being deleted; retry in a moment")]
+    AccountDeleting,
+    /// No pending one-time code (expired, never requested, or its guesses used up).
+    #[error("{0}")]
+    CodeExpired(String),
 }
 
 impl ServiceError {
@@ -207,6 +213,8 @@ impl ServiceError {
             Self::MediaQuotaExceeded { .. } => ErrorCode::MediaQuotaExceeded,
             Self::MediaRejected(_) => ErrorCode::MediaRejected,
             Self::MediaUrlExpired => ErrorCode::MediaUrlExpired,
+            Self::AccountDeleting => ErrorCode::AccountDeleting,
+            Self::CodeExpired(_) => ErrorCode::CodeExpired,
         }
     }
 
@@ -216,7 +224,7 @@ impl ServiceError {
             Self::RateLimited { retry_after_ms, .. }
             | Self::Overloaded { retry_after_ms }
             | Self::MediaQuotaExceeded { retry_after_ms, .. } => Some(*retry_after_ms),
-            Self::Unavailable => Some(1000),
+            Self::Unavailable | Self::AccountDeleting => Some(1000),
             _ => None,
         }
     }
@@ -279,6 +287,9 @@ pub enum SessionError {
     /// The device was revoked while connected.
     #[error("this device was revoked")]
     Revoked,
+    /// The device's account was deleted while connected.
+    #[error("this account was deleted")]
+    AccountDeleted,
     /// A service failure that ends the connection: the handshake's own checks (token, resume
     /// cursor), admission, or the inbox failing under a delivery.
     #[error(transparent)]
@@ -299,6 +310,7 @@ impl SessionError {
             Self::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
             Self::Replaced => ErrorCode::SessionReplaced,
             Self::Revoked => ErrorCode::DeviceRevoked,
+            Self::AccountDeleted => ErrorCode::AccountDeleted,
             Self::Service(e) => e.code(),
         }
     }
@@ -341,6 +353,7 @@ impl From<StoreError> for ServiceError {
             }
             StoreError::Closed => Self::Unavailable,
             StoreError::PoolFull { max, would_hold } => Self::KeyPoolFull { max, would_hold },
+            StoreError::AccountDeleting => Self::AccountDeleting,
             StoreError::Corrupt(why) => {
                 tracing::error!(error = %why, "corrupt record in store");
                 Self::Internal

@@ -271,6 +271,12 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         let every = Duration::from_millis(ctx.config.cluster.inbox_poll_interval_ms);
         tokio::spawn(cluster::poll::run(ctx.clone(), every));
     }
+    {
+        // Deletions a crash interrupted: finished in the background (their marks keep the
+        // phones from registering until then).
+        let ctx = ctx.clone();
+        tokio::spawn(async move { auth::erasure::resume(&ctx).await });
+    }
     tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
     Ok(RunningServer { tcp_addr, http_addr, ctx })
 }

@@ -37,6 +37,8 @@ fn routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(handlers::devices))
         .routes(routes!(handlers::revoke_device))
         .routes(routes!(handlers::account))
+        .routes(routes!(handlers::request_deletion_code))
+        .routes(routes!(handlers::delete_account))
         .routes(routes!(media::start_upload))
         .routes(routes!(media::upload_state, media::upload_chunk))
         .routes(routes!(media::media_url))
