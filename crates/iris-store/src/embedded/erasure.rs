@@ -78,6 +78,7 @@ impl ErasureStore for FjallStore {
         let devices = blocking(move || accounts.all_devices(account)).await?;
         for device in devices {
             self.purge(device).await?;
+            self.request(|reply| super::committer::Command::Forget { device, reply }).await?;
         }
         let mut writes = self.message_index.erasures(account)?;
         writes.extend(self.groups.receipt_erasures(account)?);
@@ -92,5 +93,35 @@ impl ErasureStore for FjallStore {
         blocking(move || erase_direct(&db, account)).await?;
         let (accounts, erasure) = (std::sync::Arc::clone(&self.accounts), erasure.clone());
         blocking(move || accounts.erase(&erasure)).await
+    }
+}
+
+impl FjallStore {
+    /// Every record of every fjall keyspace, as (keyspace, key, value): for audits, like the
+    /// test that proves an erased account leaves nothing behind. Reads everything: not for a
+    /// request path.
+    pub fn all_records(&self) -> StoreResult<Vec<(String, Vec<u8>, Vec<u8>)>> {
+        let db = self.accounts.db();
+        let mut out = Vec::new();
+        for name in db.list_keyspace_names() {
+            let name = name.to_string();
+            let ks = db.keyspace(&name, KeyspaceCreateOptions::default).map_err(unavailable)?;
+            for guard in ks.iter() {
+                let (k, v) = guard.into_inner().map_err(unavailable)?;
+                out.push((name.clone(), k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the inbox log holds anything of `device` in memory (its inbox state, or dedup
+    /// records of its sends): with [`all_records`](Self::all_records), what an audit reads.
+    pub fn log_mentions(&self, device: crate::DeviceAddr) -> bool {
+        self.log.mentions(device)
+    }
+
+    /// The devices whose inbox state the log holds in memory now (audits).
+    pub fn log_devices(&self) -> Vec<crate::DeviceAddr> {
+        self.log.devices_in_memory()
     }
 }
