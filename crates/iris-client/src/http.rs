@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use iris_proto::http::{
-    AccountDeleteRequest, AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest, ServerInfo,
-    VerifyRequest,
+    AccountDeleteRequest, AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest,
+    ServerInfo, VerifyRequest,
 };
 use iris_proto::pb::ErrorCode;
 use serde::de::DeserializeOwned;

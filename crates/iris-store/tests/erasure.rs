@@ -10,7 +10,7 @@ mod common;
 use bytes::Bytes;
 use common::{Engine, Env, Opened};
 use iris_store::{
-    Account, AccountId, AppendRequest, GroupId, BlobRecord, Conversation, DedupKey, DeviceAddr, DeviceIdentity, Group,
+    Account, AccountId, AppendRequest, BlobRecord, Conversation, DedupKey, DeviceAddr, DeviceIdentity, Group, GroupId,
     GroupMember, GroupRole, GroupSettings, MessageRef, NewEntry, PendingErasure, PendingJoin, RefreshTokenRecord,
     SignedKeyRecord, StoreError, UploadRecord,
 };

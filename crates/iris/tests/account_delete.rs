@@ -30,8 +30,8 @@ async fn delete(server: &TestServer, token: &str, code: &str) -> Reply {
 
 /// Group events until one of `kind` arrives.
 async fn group_event(dev: &mut Dev, kind: GroupEventType) -> pb::GroupEvent {
-    let e = recv_until(&dev.client, &mut dev.events, |e| e.group_event().is_some_and(|g| g.r#type == kind as i32))
-        .await;
+    let e =
+        recv_until(&dev.client, &mut dev.events, |e| e.group_event().is_some_and(|g| g.r#type == kind as i32)).await;
     e.group_event().unwrap().clone()
 }
 

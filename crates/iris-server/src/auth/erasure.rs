@@ -104,7 +104,9 @@ pub async fn resume(ctx: &Ctx) {
     for erasure in pending {
         match finish(ctx, &erasure).await {
             Ok(()) => tracing::info!(account = erasure.account, "finished an interrupted account deletion"),
-            Err(e) => tracing::warn!(account = erasure.account, error = %e, "interrupted account deletion failed again"),
+            Err(e) => {
+                tracing::warn!(account = erasure.account, error = %e, "interrupted account deletion failed again")
+            }
         }
     }
 }

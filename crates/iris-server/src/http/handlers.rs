@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use iris_proto::http::{
-    AccountDeleteRequest, AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo, RefreshRequest,
-    ServerInfo, VerifyRequest,
+    AccountDeleteRequest, AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo,
+    RefreshRequest, ServerInfo, VerifyRequest,
 };
 use iris_store::DeviceAddr;
 

@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use fjall::{Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{blocking, unavailable, FjallStore};
-use crate::{
-    Account, AccountId, ErasureStore, GroupId, InboxStore, MediaStore as _, PendingErasure, StoreResult,
-};
+use crate::{Account, AccountId, ErasureStore, GroupId, InboxStore, MediaStore as _, PendingErasure, StoreResult};
 
 /// Keyspaces keyed by the account id first (its own records): deleted by prefix.
 const BY_ACCOUNT: &[&str] = &["presence_privacy", "key_identities", "key_one_time", "key_state"];
