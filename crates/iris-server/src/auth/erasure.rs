@@ -85,6 +85,7 @@ pub async fn finish(ctx: &Ctx, erasure: &PendingErasure) -> Result<(), ServiceEr
         }
     }
     ctx.store.erase_account(erasure).await?;
+    ctx.presence.forget_account(id);
     ctx.account_changed(id);
     ctx.metrics.account_deletions_finished.inc();
     tracing::info!(account = id, "account deleted");

@@ -94,11 +94,14 @@ impl ErasureStore for FjallStore {
     }
 }
 
+/// One record as [`FjallStore::all_records`] lists it: keyspace name, key, value.
+pub type KeyspaceRecord = (String, Vec<u8>, Vec<u8>);
+
 impl FjallStore {
     /// Every record of every fjall keyspace, as (keyspace, key, value): for audits, like the
     /// test that proves an erased account leaves nothing behind. Reads everything: not for a
     /// request path.
-    pub fn all_records(&self) -> StoreResult<Vec<(String, Vec<u8>, Vec<u8>)>> {
+    pub fn all_records(&self) -> StoreResult<Vec<KeyspaceRecord>> {
         let db = self.accounts.db();
         let mut out = Vec::new();
         for name in db.list_keyspace_names() {

@@ -36,6 +36,7 @@ use crate::{
 };
 use accounts::Accounts;
 use committer::{Command, Committer};
+pub use erasure::KeyspaceRecord;
 use log::{DirFs, InboxLog, KvWrite, LogConfig};
 
 /// Suggested wait returned with [`StoreError::Overloaded`]: long enough for the committer to
