@@ -514,6 +514,7 @@ fn ends_the_client(code: ErrorCode) -> bool {
         code,
         ErrorCode::SessionReplaced
             | ErrorCode::DeviceRevoked
+            | ErrorCode::AccountDeleted
             | ErrorCode::UnsupportedVersion
             | ErrorCode::BadFrame
             | ErrorCode::FrameTooLarge

@@ -1,12 +1,14 @@
-//! The HTTP API (server info, login, token refresh, devices, account lookup) as typed calls.
+//! The HTTP API (server info, login, token refresh, devices, account lookup and deletion) as
+//! typed calls.
 //!
 //! Knows nothing of the TCP protocol; error bodies become [`ClientError::Api`] in one place.
 
 use std::time::Duration;
 
 use iris_proto::http::{
-    AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo, LinkCollectRequest, LinkPending,
-    PendingLinkInfo, PinRequest, ProfileUpdate, ProfileView, RefreshRequest, ServerInfo, VerifyRequest,
+    AccountDeleteRequest, AccountInfo, ApiError, CodeRequest, CodeRequested, Credentials, DeviceInfo,
+    LinkCollectRequest, LinkPending, PendingLinkInfo, PinRequest, ProfileUpdate, ProfileView, RefreshRequest,
+    ServerInfo, VerifyRequest,
 };
 use iris_proto::pb::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -219,6 +221,21 @@ impl HttpApi {
     pub async fn account_info(&self, access_token: &str, phone: &str) -> Result<AccountInfo, ClientError> {
         let path = format!("/v1/accounts/{}", phone.trim().replace('+', "%2B"));
         self.call(self.http.get(self.url(&path)).bearer_auth(access_token)).await
+    }
+
+    /// `POST /v1/account/delete/request-code`: asks for a code (sent to the account's phone)
+    /// that re-verifies a deletion of the token's account.
+    pub async fn request_deletion_code(&self, access_token: &str) -> Result<CodeRequested, ClientError> {
+        let req = self.http.post(self.url("/v1/account/delete/request-code")).bearer_auth(access_token);
+        self.call(req).await
+    }
+
+    /// `POST /v1/account/delete`: deletes the token's account for good. Every device of it is
+    /// closed with `ACCOUNT_DELETED`; the phone can register again as a new, empty account.
+    pub async fn delete_account(&self, access_token: &str, code: &str) -> Result<(), ClientError> {
+        let body = AccountDeleteRequest { code: code.to_owned() };
+        let req = self.http.post(self.url("/v1/account/delete")).bearer_auth(access_token).json(&body);
+        check(req.send().await?).await.map(drop)
     }
 
     fn url(&self, path: &str) -> String {

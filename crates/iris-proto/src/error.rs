@@ -28,6 +28,7 @@ impl ErrorCodeExt for ErrorCode {
                 | ErrorCode::HeartbeatTimeout
                 | ErrorCode::SessionReplaced
                 | ErrorCode::Timeout
+                | ErrorCode::AccountDeleted
         )
     }
 
@@ -40,6 +41,7 @@ impl ErrorCodeExt for ErrorCode {
                 | ErrorCode::MediaQuotaExceeded
                 | ErrorCode::CodeDeliveryFailed
                 | ErrorCode::PinLocked
+                | ErrorCode::AccountDeleting
         )
     }
 

@@ -24,6 +24,14 @@ pub struct CodeRequested {
     pub expires_in_s: u64,
 }
 
+/// `POST /v1/account/delete`: delete the caller's account, re-verified with the one-time code
+/// `POST /v1/account/delete/request-code` sent to its phone.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountDeleteRequest {
+    /// The code sent to the account's phone (on a dev-mode server always 000000).
+    pub code: String,
+}
+
 /// `POST /v1/auth/verify`: exchange a code for device credentials.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VerifyRequest {

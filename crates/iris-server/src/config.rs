@@ -87,6 +87,8 @@ pub struct Config {
     pub profiles: ProfilesConfig,
     /// Voice/video call signaling: ring timeout, bounds, rate limit, TURN credentials.
     pub calls: CallsConfig,
+    /// Account deletion (`POST /v1/account/delete`).
+    pub account: AccountConfig,
 }
 
 impl Default for Config {
@@ -111,6 +113,7 @@ impl Default for Config {
             presence: PresenceConfig::default(),
             cluster: ClusterConfig::default(),
             keys: KeysConfig::default(),
+            account: AccountConfig::default(),
             media: MediaConfig::default(),
             push: PushConfig::default(),
             devices: DevicesConfig::default(),
@@ -704,6 +707,21 @@ pub struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self { push_interval_ms: 1000 }
+    }
+}
+
+/// Account deletion (see ARCHITECTURE.md "Account deletion").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountConfig {
+    /// Deletion codes one account may request per hour (RATE_LIMITED beyond; 0 turns the
+    /// limit off): each one is a message to the phone, so it is bounded like login codes.
+    pub deletion_codes_per_account_per_hour: u32,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self { deletion_codes_per_account_per_hour: 5 }
     }
 }
 

@@ -240,6 +240,12 @@ pub enum ServiceError {
     /// Another device of the account answered or declined the call first.
     #[error("the call was answered or declined on another device")]
     CallAnsweredElsewhere,
+    /// The phone's account is being deleted; a login can succeed once that finished.
+    #[error("the account of this phone is being deleted; retry in a moment")]
+    AccountDeleting,
+    /// No pending one-time code (expired, never requested, or its guesses used up).
+    #[error("{0}")]
+    CodeExpired(String),
 }
 
 impl ServiceError {
@@ -291,6 +297,8 @@ impl ServiceError {
             Self::CallTooManyParticipants { .. } => ErrorCode::CallTooManyParticipants,
             Self::CallLimit { .. } => ErrorCode::CallLimit,
             Self::CallAnsweredElsewhere => ErrorCode::CallAnsweredElsewhere,
+            Self::AccountDeleting => ErrorCode::AccountDeleting,
+            Self::CodeExpired(_) => ErrorCode::CodeExpired,
         }
     }
 
@@ -302,7 +310,7 @@ impl ServiceError {
             | Self::MediaQuotaExceeded { retry_after_ms, .. }
             | Self::CodeDeliveryFailed { retry_after_ms, .. }
             | Self::PinLocked { retry_after_ms } => Some(*retry_after_ms),
-            Self::Unavailable => Some(1000),
+            Self::Unavailable | Self::AccountDeleting => Some(1000),
             _ => None,
         }
     }
@@ -365,6 +373,9 @@ pub enum SessionError {
     /// The device was revoked while connected.
     #[error("this device was revoked")]
     Revoked,
+    /// The device's account was deleted while connected.
+    #[error("this account was deleted")]
+    AccountDeleted,
     /// A service failure that ends the connection: the handshake's own checks (token, resume
     /// cursor), admission, or the inbox failing under a delivery.
     #[error(transparent)]
@@ -385,6 +396,7 @@ impl SessionError {
             Self::HeartbeatTimeout => ErrorCode::HeartbeatTimeout,
             Self::Replaced => ErrorCode::SessionReplaced,
             Self::Revoked => ErrorCode::DeviceRevoked,
+            Self::AccountDeleted => ErrorCode::AccountDeleted,
             Self::Service(e) => e.code(),
         }
     }
@@ -427,6 +439,7 @@ impl From<StoreError> for ServiceError {
             }
             StoreError::Closed => Self::Unavailable,
             StoreError::PoolFull { max, would_hold } => Self::KeyPoolFull { max, would_hold },
+            StoreError::AccountDeleting => Self::AccountDeleting,
             StoreError::Corrupt(why) => {
                 tracing::error!(error = %why, "corrupt record in store");
                 Self::Internal

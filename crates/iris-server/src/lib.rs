@@ -12,8 +12,8 @@
 pub mod actions;
 pub mod auth;
 pub mod blocks;
-pub mod chat_timers;
 pub mod calls;
+pub mod chat_timers;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -39,8 +39,8 @@ pub mod message_index;
 pub mod messaging;
 pub mod metrics;
 pub mod presence;
-pub mod push;
 pub mod profiles;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod router;
@@ -325,6 +325,12 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     if ctx.config.cluster.shared_store() {
         let every = Duration::from_millis(ctx.config.cluster.inbox_poll_interval_ms);
         tokio::spawn(cluster::poll::run(ctx.clone(), every));
+    }
+    {
+        // Deletions a crash interrupted: finished in the background (their marks keep the
+        // phones from registering until then).
+        let ctx = ctx.clone();
+        tokio::spawn(async move { auth::erasure::resume(&ctx).await });
     }
     tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
     Ok(RunningServer { tcp_addr, http_addr, ctx })

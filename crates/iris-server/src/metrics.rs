@@ -106,6 +106,10 @@ pub struct Metrics {
     pub profiles_rejected: Counter,
     /// Call signaling (`iris_calls_*`).
     pub calls: CallMetrics,
+    /// Account deletions whose code checked out (the durable mark was set).
+    pub account_deletions_started: Counter,
+    /// Account deletions finished (everything erased, the mark removed).
+    pub account_deletions_finished: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -155,12 +159,24 @@ impl Metrics {
             devices_reregistrations: Counter::default(),
             profiles_updates: Counter::default(),
             profiles_rejected: Counter::default(),
+            account_deletions_started: Counter::default(),
+            account_deletions_finished: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             calls: CallMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
+        r.register(
+            "account_deletions_started",
+            "Account deletions started (code checked, mark set)",
+            m.account_deletions_started.clone(),
+        );
+        r.register(
+            "account_deletions_finished",
+            "Account deletions finished (everything erased)",
+            m.account_deletions_finished.clone(),
+        );
         r.register("connections_accepted", "Connections accepted", m.connections_accepted.clone());
         r.register("connections_refused", "Connections refused over the budget", m.connections_refused.clone());
         r.register("connections_open", "Connections open now", m.connections_open.clone());

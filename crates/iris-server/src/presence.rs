@@ -340,6 +340,19 @@ impl PresenceHub {
         }
     }
 
+    /// Account deletion: forgets what the hub holds of `account` (devices, last seen, privacy,
+    /// and the contact and block pairs naming it); its watchers see it offline.
+    pub fn forget_account(&self, account: AccountId) {
+        let mut inner = self.lock();
+        inner.accounts.remove(&account);
+        inner.contacts.retain(|&(a, b)| a != account && b != account);
+        inner.blocks.retain(|&(a, b)| a != account && b != account);
+        if inner.watchers.contains_key(&account) {
+            inner.dirty.insert(account);
+        }
+        inner.note_local(account);
+    }
+
     /// Records (or forgets) that `owner` keeps `contact` as a contact; when it changes what
     /// `contact` may see of `owner`, `owner`'s watchers get its state again.
     pub fn set_contact(&self, owner: AccountId, contact: AccountId, on: bool) {

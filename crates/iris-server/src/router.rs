@@ -47,6 +47,8 @@ pub enum Kick {
     Revoked,
     /// Another connection authenticated as the same device.
     Replaced,
+    /// The device's account was deleted.
+    AccountDeleted,
 }
 
 /// The receipt kinds a connection declined in `Hello.receipts_unwanted` (a set of

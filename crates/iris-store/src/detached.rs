@@ -22,8 +22,8 @@ use crate::{
     Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, Chat, ChatTimer, ClaimOutcome,
     CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
     IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
-    PendingAppend, ReceiptProgress, RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry,
-    TimerStore, PushStore, PushTarget, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, UploadId, UploadRecord,
+    PendingAppend, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, PushStore, PushTarget, ReceiptProgress,
+    RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, TimerStore, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -451,6 +451,31 @@ impl<S: PushStore> PushStore for Detached<S> {
 
     async fn delete_account_push_targets(&self, account: AccountId) -> StoreResult<u64> {
         detach(&self.inner, move |s| async move { s.delete_account_push_targets(account).await }).await
+    }
+}
+
+#[async_trait]
+impl<S: crate::ErasureStore> crate::ErasureStore for Detached<S> {
+    async fn begin_erasure(&self, account: &Account, now_ms: u64) -> StoreResult<()> {
+        let account = account.clone();
+        detach(&self.inner, move |s| async move { s.begin_erasure(&account, now_ms).await }).await
+    }
+
+    async fn erasures_pending(&self) -> StoreResult<Vec<crate::PendingErasure>> {
+        detach(&self.inner, move |s| async move { s.erasures_pending().await }).await
+    }
+
+    async fn groups_pending_for(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
+        detach(&self.inner, move |s| async move { s.groups_pending_for(account).await }).await
+    }
+
+    async fn delete_group(&self, group: GroupId) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.delete_group(group).await }).await
+    }
+
+    async fn erase_account(&self, erasure: &crate::PendingErasure) -> StoreResult<()> {
+        let erasure = erasure.clone();
+        detach(&self.inner, move |s| async move { s.erase_account(&erasure).await }).await
     }
 }
 

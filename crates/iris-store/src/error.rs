@@ -32,4 +32,7 @@ pub enum StoreError {
         /// What the pool would have held.
         would_hold: u32,
     },
+    /// The phone's account is being deleted; it can register again once that finished.
+    #[error("the account of this phone is being deleted")]
+    AccountDeleting,
 }

@@ -16,26 +16,28 @@
 pub mod contacts;
 pub mod detached;
 pub mod embedded;
+pub mod erasure;
 pub mod error;
 pub mod groups;
 pub mod keys;
 pub mod media;
 pub mod message_index;
 pub mod postgres;
-pub mod timers;
-pub mod push;
 pub mod profiles;
+pub mod push;
+pub mod timers;
 pub mod types;
 
 pub use contacts::*;
+pub use erasure::*;
 pub use error::StoreError;
 pub use groups::*;
 pub use keys::*;
 pub use media::*;
 pub use message_index::*;
-pub use timers::*;
-pub use push::*;
 pub use profiles::*;
+pub use push::*;
+pub use timers::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -224,6 +226,7 @@ pub trait Store:
     + TimerStore
     + PushStore
     + ProfileStore
+    + ErasureStore
 {
 }
 impl<T> Store for T where
@@ -238,5 +241,6 @@ impl<T> Store for T where
         + TimerStore
         + PushStore
         + ProfileStore
+        + ErasureStore
 {
 }

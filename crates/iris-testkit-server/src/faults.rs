@@ -507,3 +507,23 @@ impl iris_store::ProfileStore for FaultyStore {
         self.inner.erase_profile_rows(account).await
     }
 }
+
+/// Account erasure is delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::ErasureStore for FaultyStore {
+    async fn begin_erasure(&self, account: &iris_store::Account, now_ms: u64) -> iris_store::StoreResult<()> {
+        self.inner.begin_erasure(account, now_ms).await
+    }
+    async fn erasures_pending(&self) -> iris_store::StoreResult<Vec<iris_store::PendingErasure>> {
+        self.inner.erasures_pending().await
+    }
+    async fn groups_pending_for(&self, a: iris_store::AccountId) -> iris_store::StoreResult<Vec<iris_store::GroupId>> {
+        self.inner.groups_pending_for(a).await
+    }
+    async fn delete_group(&self, group: iris_store::GroupId) -> iris_store::StoreResult<()> {
+        self.inner.delete_group(group).await
+    }
+    async fn erase_account(&self, e: &iris_store::PendingErasure) -> iris_store::StoreResult<()> {
+        self.inner.erase_account(e).await
+    }
+}

@@ -24,6 +24,18 @@ impl TestServer {
         Reply::from(self.http.post(self.url(path)).json(body).send().await.expect("HTTP request")).await
     }
 
+    /// `POST path` with a bearer token when given, and a JSON body when given.
+    pub async fn post_authorized<B: Serialize>(&self, path: &str, token: Option<&str>, body: Option<&B>) -> Reply {
+        let mut req = self.http.post(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Reply::from(req.send().await.expect("HTTP request")).await
+    }
+
     /// `POST path` with raw bytes labelled as JSON.
     pub async fn post_raw(&self, path: &str, body: &'static str) -> Reply {
         let req = self.http.post(self.url(path)).header("content-type", "application/json").body(body);

@@ -25,6 +25,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Link this machine as a device of a phone number's account and save a profile.
     Login(cmd::login::LoginArgs),
+    /// The account itself: `iris account delete`.
+    #[command(subcommand)]
+    Account(cmd::account::AccountCommand),
     /// Send one text message and print the server's answer as a JSON line.
     Send(cmd::send::SendArgs),
     /// Print received messages and receipts as JSON lines, acking each.
@@ -72,6 +75,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Login(args) => cmd::with_logging(cmd::login::run(args)).await,
+        Command::Account(command) => cmd::with_logging(cmd::account::run(command)).await,
         Command::Send(args) => cmd::with_logging(cmd::send::run(args)).await,
         Command::Recv(args) => cmd::with_logging(cmd::recv::run(args)).await,
         Command::Chat(args) => cmd::with_logging(cmd::chat::run(args)).await,

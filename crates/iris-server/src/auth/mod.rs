@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod codes;
+pub mod erasure;
 pub mod link;
 pub mod pin;
 pub mod shared_codes;
@@ -49,6 +50,8 @@ pub struct AuthService {
     verify_per_ip: Option<KeyedLimit<IpAddr>>,
     /// New accounts per IP: taken only when a verified code creates an account.
     register_per_ip: Option<KeyedLimit<IpAddr>>,
+    /// Deletion codes per account (`[account]`, `erasure.rs`).
+    deletion_codes: Option<KeyedLimit<iris_store::AccountId>>,
     access_ttl_ms: u64,
     refresh_ttl_ms: u64,
     code_ttl_s: u64,
@@ -98,6 +101,13 @@ impl AuthService {
                 metrics,
             )
             .map(|l| l.shared(bus)),
+            deletion_codes: KeyedLimit::new(
+                "deletion codes per account",
+                config.account.deletion_codes_per_account_per_hour,
+                hour,
+                metrics,
+            )
+            .map(|l| l.shared(bus)),
             access_ttl_ms: a.access_token_ttl_s * 1000,
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
             code_ttl_s: a.code_ttl_s,
@@ -116,6 +126,9 @@ impl AuthService {
             l.sweep();
         }
         if let Some(l) = &self.code_per_phone {
+            l.sweep();
+        }
+        if let Some(l) = &self.deletion_codes {
             l.sweep();
         }
     }

@@ -298,7 +298,13 @@ impl Calls {
         let entries = entries_for(devices, &item);
         self.deps
             .fanout
-            .append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now_ms, entries, expires_at_ms: None })
+            .append(AppendRequest {
+                dedup: None,
+                server_msg_id: id,
+                server_ts_ms: now_ms,
+                entries,
+                expires_at_ms: None,
+            })
             .await?;
         self.deps.metrics.missed.inc();
         Ok(())

@@ -140,6 +140,7 @@ impl NodeItem {
         let code = match why {
             Kick::Revoked => 1,
             Kick::Replaced => 2,
+            Kick::AccountDeleted => 3,
         };
         Self::for_device(addr, node_item::Kind::Kick(code))
     }
@@ -168,6 +169,8 @@ impl NodeItem {
 pub fn kick_from_code(code: u32) -> Kick {
     if code == 1 {
         Kick::Revoked
+    } else if code == 3 {
+        Kick::AccountDeleted
     } else {
         Kick::Replaced
     }

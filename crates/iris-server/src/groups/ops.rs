@@ -245,6 +245,29 @@ impl Groups {
         Ok(group_id)
     }
 
+    /// Account deletion: `account` leaves `group_id` (a `MemberLeft` event to the group, and
+    /// the longest-standing member promoted if it was the last admin) or its join request is
+    /// dropped. Returns whether the group is left with no members (the caller removes it).
+    /// Idempotent: a group that is gone or no longer names the account is left alone.
+    pub async fn remove_erased(&self, account: AccountId, group_id: u64) -> Result<bool, ServiceError> {
+        let actor = DeviceAddr::new(account, 0);
+        let changed = self
+            .change_group(actor, group_id, |g| {
+                g.pending.retain(|p| p.account != account);
+                if g.member(account).is_none() {
+                    return Ok((vec![], vec![]));
+                }
+                g.members.retain(|m| m.account != account);
+                Ok((vec![Change { kind: Ev::MemberLeft, accounts: vec![account] }], vec![]))
+            })
+            .await;
+        match changed {
+            Ok(group) => Ok(group.members.is_empty()),
+            Err(ServiceError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn invite(&self, me: DeviceAddr, i: pb::GroupInvite) -> Result<pb::GroupInviteLink, ServiceError> {
         let token = (!i.revoke).then(|| hex::encode(rand::random::<[u8; 16]>()));
         let set = token.clone();

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use iris_proto::http::{
-    AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo, LinkPending,
-    RefreshRequest, ServerInfo, VerifyRequest,
+    AccountDeleteRequest, AccountInfo, ApiError as ErrorBody, CodeRequest, CodeRequested, Credentials, DeviceInfo,
+    LinkPending, RefreshRequest, ServerInfo, VerifyRequest,
 };
 use iris_store::DeviceAddr;
 
@@ -182,6 +182,45 @@ pub async fn account(
     let phone = iris_proto::phone::validate(&phone).map_err(|e| ServiceError::InvalidArgument(e.to_string()))?;
     let view = ctx.sessions.contacts.lookup(me.account, &phone).await?.ok_or(ServiceError::NotFound("account"))?;
     Ok(Json(AccountInfo { account_id: view.id, phone: view.phone.clone(), device_ids: view.devices.clone() }))
+}
+
+/// `POST /v1/account/delete/request-code`: a code to re-verify an account deletion.
+#[utoipa::path(post, path = "/v1/account/delete/request-code", tag = "accounts", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A deletion code is on its way to the account's phone (on a dev-mode server \
+            it is always 000000); it is not a login code, and a login code does not delete", body = CodeRequested),
+        (status = 401, description = "UNAUTHENTICATED: missing, malformed or expired access token", body = ErrorBody),
+        (status = 403, description = "DEVICE_REVOKED: the token's device was revoked", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: too many deletion codes for this account \
+            (`account.deletion_codes_per_account_per_hour`); `retry_after_ms` says when to retry", body = ErrorBody),
+        (status = 503, description = "OVERLOADED (too many pending codes) or UNAVAILABLE", body = ErrorBody)))]
+pub async fn request_deletion_code(State(ctx): Shared, headers: HeaderMap) -> Result<Json<CodeRequested>, ApiError> {
+    let me = caller(&ctx, &headers).await?;
+    let expires_in_s = auth::erasure::request_code(&ctx, me).await?;
+    Ok(Json(CodeRequested { expires_in_s }))
+}
+
+/// `POST /v1/account/delete`: erase the caller's account.
+#[utoipa::path(post, path = "/v1/account/delete", tag = "accounts", security(("bearer" = [])),
+    request_body = AccountDeleteRequest,
+    responses(
+        (status = 204, description = "Deleted: every device closed (`ACCOUNT_DELETED`), tokens, keys, inboxes, \
+            contacts, blocks, group memberships (with events), message index entries, media references and presence \
+            erased; the phone can register again as a new account"),
+        (status = 400, description = "INVALID_ARGUMENT: not this JSON body, or an empty or overlong code", body = ErrorBody),
+        (status = 401, description = "INVALID_CODE (wrong code; the message says how many guesses are left), \
+            CODE_EXPIRED (none pending: expired, never requested or guesses used up) or UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "DEVICE_REVOKED: the token's device was revoked", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the store failed midway; the deletion is finished by the next \
+            start of the server (the phone cannot register until then)", body = ErrorBody)))]
+pub async fn delete_account(
+    State(ctx): Shared,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<AccountDeleteRequest>,
+) -> Result<StatusCode, ApiError> {
+    let me = caller(&ctx, &headers).await?;
+    auth::erasure::delete(&ctx, me, &req.code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -47,6 +47,8 @@ fn routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(profiles::update))
         .routes(routes!(profiles::view))
         .routes(routes!(handlers::account))
+        .routes(routes!(handlers::request_deletion_code))
+        .routes(routes!(handlers::delete_account))
         .routes(routes!(media::start_upload))
         .routes(routes!(media::upload_state, media::upload_chunk))
         .routes(routes!(media::media_url))

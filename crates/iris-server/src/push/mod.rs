@@ -162,7 +162,7 @@ fn provider_of(name: &str) -> PushProvider {
     }
 }
 
-/// Whether an inbox item is worth waking a phone for: messages and message actions, not
+/// Whether an inbox item is worth waking a phone for: messages, message actions and missed calls, not
 /// receipts, key notices or group bookkeeping.
 fn wakes(item: &Bytes) -> bool {
     matches!(

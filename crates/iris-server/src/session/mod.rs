@@ -303,6 +303,7 @@ impl Session {
                 kick = &mut self.registration.kick => {
                     return Err(match kick {
                         Ok(Kick::Replaced) => SessionError::Replaced,
+                        Ok(Kick::AccountDeleted) => SessionError::AccountDeleted,
                         Ok(Kick::Revoked) | Err(_) => SessionError::Revoked,
                     });
                 }

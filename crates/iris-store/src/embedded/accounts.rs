@@ -23,6 +23,11 @@ impl Accounts {
         Self { ks, shared, lock: Mutex::new(()) }
     }
 
+    /// The database, for erasing the keyspaces other modules own (`erasure.rs`).
+    pub(super) fn db(&self) -> fjall::Database {
+        self.ks.db.clone()
+    }
+
     /// The account registered under `phone`.
     pub(super) fn by_phone(&self, phone: &str) -> StoreResult<Option<Account>> {
         let Some(id) = self.phone_id(phone)? else {
@@ -48,6 +53,9 @@ impl Accounts {
     ) -> StoreResult<(Account, Device)> {
         let _guard = self.lock();
         let mut batch = self.ks.db.batch();
+        if self.ks.erasures.get(phone).map_err(unavailable)?.is_some() {
+            return Err(StoreError::AccountDeleting);
+        }
         let mut rec = match self.phone_id(phone)? {
             Some(id) => self.record(id)?.ok_or_else(|| dangling_phone(phone, id))?,
             None => self.new_account(&mut batch, phone, now_ms)?,
@@ -169,6 +177,72 @@ impl Accounts {
         batch.remove(&self.ks.token_index, keys::token_index(token.device, hash));
         self.commit(batch)?;
         Ok(Some(token))
+    }
+
+    /// Marks `account` as being deleted (under the lock `register_device` takes, so a
+    /// registration either came before and is erased too, or sees the mark). Keeps an earlier
+    /// mark's time.
+    pub(super) fn begin_erasure(&self, account: &Account, now_ms: u64) -> StoreResult<()> {
+        let _guard = self.lock();
+        if self.ks.erasures.get(&account.phone).map_err(unavailable)?.is_some() {
+            return Ok(());
+        }
+        let mut value = Vec::with_capacity(16);
+        value.extend_from_slice(&account.id.to_be_bytes());
+        value.extend_from_slice(&now_ms.to_be_bytes());
+        let mut batch = self.ks.db.batch();
+        batch.insert(&self.ks.erasures, account.phone.as_str(), value);
+        self.commit(batch)
+    }
+
+    /// Deletions started and not finished.
+    pub(super) fn erasures(&self) -> StoreResult<Vec<crate::PendingErasure>> {
+        let mut out = Vec::new();
+        for guard in self.ks.erasures.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let phone = String::from_utf8(k.to_vec()).map_err(|_| StoreError::Corrupt("erasure phone".into()))?;
+            let account = u64::from_be_bytes(keys::array(v.get(..8).unwrap_or_default())?);
+            let started_at_ms = u64::from_be_bytes(keys::array(v.get(8..).unwrap_or_default())?);
+            out.push(crate::PendingErasure { account, phone, started_at_ms });
+        }
+        Ok(out)
+    }
+
+    /// Every device of `account`, revoked or not.
+    pub(super) fn all_devices(&self, account: AccountId) -> StoreResult<Vec<DeviceAddr>> {
+        let mut out = Vec::new();
+        for guard in self.ks.devices.prefix(keys::account(account)) {
+            out.push(keys::parse_device(&guard.key().map_err(unavailable)?)?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes the account record, its phone index, devices and refresh tokens, with the
+    /// cold store's dedup records of its devices; then, in a batch of its own, the mark.
+    pub(super) fn erase(&self, erasure: &crate::PendingErasure) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut batch = self.ks.db.batch();
+        let account = erasure.account;
+        for guard in self.ks.devices.prefix(keys::account(account)) {
+            let key = guard.key().map_err(unavailable)?;
+            for token in self.ks.token_index.prefix(&key) {
+                let tkey = token.key().map_err(unavailable)?;
+                batch.remove(&self.ks.tokens, keys::token_index_hash(&tkey)?);
+                batch.remove(&self.ks.token_index, tkey);
+            }
+            for dedup in self.ks.dedup.prefix(&key) {
+                batch.remove(&self.ks.dedup, dedup.key().map_err(unavailable)?);
+            }
+            batch.remove(&self.ks.devices, key);
+        }
+        batch.remove(&self.ks.accounts, keys::account(account));
+        if self.phone_id(&erasure.phone)? == Some(account) {
+            batch.remove(&self.ks.phones, erasure.phone.as_str());
+        }
+        self.commit(batch)?;
+        let mut batch = self.ks.db.batch();
+        batch.remove(&self.ks.erasures, erasure.phone.as_str());
+        self.commit(batch)
     }
 
     fn phone_id(&self, phone: &str) -> StoreResult<Option<AccountId>> {

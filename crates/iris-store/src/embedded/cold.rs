@@ -132,6 +132,14 @@ impl Cold for FjallCold {
                 None => batch.remove(space, &w.key[..]),
             }
         }
+        for &d in &b.forget {
+            batch.remove(&self.ks.cursors, keys::device(d));
+            for ks in [&self.ks.inbox, &self.ks.dedup] {
+                for guard in ks.prefix(keys::device(d)) {
+                    batch.remove(ks, guard.key().map_err(unavailable)?);
+                }
+            }
+        }
         if let Some(p) = b.checkpoint {
             batch.insert(&self.ks.meta, CHECKPOINT, p.to_be_bytes());
         }

@@ -39,6 +39,8 @@ pub(super) enum Command {
     },
     /// `InboxStore::purge`.
     Purge { device: DeviceAddr, reply: oneshot::Sender<StoreResult<()>> },
+    /// Account erasure: forget a device for good (`log::Op::Forget`).
+    Forget { device: DeviceAddr, reply: oneshot::Sender<StoreResult<()>> },
     /// Side writes as a batch of their own (possibly empty: answered once the staging drained).
     Writes { writes: Vec<KvWrite>, reply: oneshot::Sender<StoreResult<()>> },
     /// Stop accepting requests; answered once everything queued before it is committed.
@@ -173,6 +175,10 @@ impl Committer {
                 }
                 Command::Purge { device, reply } => {
                     ops.push(Op::Purge { device });
+                    replies.push(Reply::Done(reply));
+                }
+                Command::Forget { device, reply } => {
+                    ops.push(Op::Forget { device });
                     replies.push(Reply::Done(reply));
                 }
                 Command::Writes { writes, reply } => {

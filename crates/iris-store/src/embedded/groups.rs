@@ -203,6 +203,56 @@ impl Groups {
         }
     }
 
+    /// Groups where `account` waits for a join approval (a full scan: deletion is rare).
+    pub(super) fn pending_for(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
+        let mut ids = Vec::new();
+        for guard in self.groups.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let group = decode_group(u64::from_be_bytes(keys::array(&k)?), &v)?;
+            if group.pending.iter().any(|p| p.account == account) {
+                ids.push(group.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Blocking: removes a group that has no members left (record, invite index), through the
+    /// log. Does nothing to a group that still has members.
+    pub(super) fn delete_empty(&self, id: GroupId, log: &SideWriter) -> StoreResult<()> {
+        let _guard = self.lock();
+        let Some(group) = self.get(id)? else { return Ok(()) };
+        if !group.members.is_empty() {
+            return Ok(());
+        }
+        let mut writes = vec![remove(space::GROUPS, &id.to_be_bytes())];
+        if let Some(t) = &group.invite_token {
+            writes.push(remove(space::GROUP_INVITES, t.as_bytes()));
+        }
+        log.write_blocking(writes)
+    }
+
+    /// The receipt records an erased account leaves: its own rows, and every row of the
+    /// messages it sent (their counters name it as the sender).
+    pub(super) fn receipt_erasures(&self, account: AccountId) -> StoreResult<Vec<KvWrite>> {
+        let mut sent = std::collections::HashSet::new();
+        let mut writes = Vec::new();
+        for guard in self.receipts.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let row_account = u64::from_be_bytes(keys::array(k.get(16..).unwrap_or_default())?);
+            if row_account == COUNTERS && quad(&v)?[0] == account {
+                sent.insert(k.get(..16).unwrap_or_default().to_vec());
+            } else if row_account == account {
+                writes.push(remove(space::GROUP_RECEIPTS, &k));
+            }
+        }
+        for prefix in sent {
+            for guard in self.receipts.prefix(&prefix) {
+                writes.push(remove(space::GROUP_RECEIPTS, &guard.key().map_err(unavailable)?));
+            }
+        }
+        Ok(writes)
+    }
+
     fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
         let mut ids = Vec::new();
         for guard in self.members.prefix(account.to_be_bytes()) {

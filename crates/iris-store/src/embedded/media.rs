@@ -209,6 +209,29 @@ impl Media {
         Ok(n)
     }
 
+    /// Account erasure: references, uploads and quota windows of `account` go; blobs it
+    /// uploaded stay for the messages of others that reference them, their owner cleared.
+    pub(super) fn erase_account(&self, account: AccountId) -> StoreResult<()> {
+        self.release_account(account)?;
+        let _g = self.guard();
+        let mut batch = self.db.batch();
+        let prefix = account.to_be_bytes();
+        for ks in [&self.uploads, &self.upload_keys, &self.quota] {
+            for guard in ks.prefix(prefix) {
+                batch.remove(ks, guard.key().map_err(unavailable)?);
+            }
+        }
+        for guard in self.blobs.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let mut blob = decode_blob(keys::array(&k)?, &v)?;
+            if blob.owner == account {
+                blob.owner = 0;
+                batch.insert(&self.blobs, k, encode_blob(&blob));
+            }
+        }
+        Self::commit(batch)
+    }
+
     fn collectable(&self, touched_before_ms: u64, limit: usize) -> StoreResult<Vec<BlobRecord>> {
         let mut out = Vec::new();
         for guard in self.blobs.iter() {

@@ -63,6 +63,22 @@ impl MessageIndex {
     }
 }
 
+impl MessageIndex {
+    /// The index records an erased account leaves: messages it sent or that were sent to it
+    /// (a full scan: deletion is rare, and the index holds only the inbox TTL's worth).
+    pub(super) fn erasures(&self, account: crate::AccountId) -> StoreResult<Vec<super::log::KvWrite>> {
+        let mut writes = Vec::new();
+        for guard in self.refs.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let r = decode(&v)?;
+            if r.sender == account || r.conversation == Conversation::Direct(account) {
+                writes.push(super::log::KvWrite { space: space::MESSAGE_REFS, key: k.to_vec(), value: None });
+            }
+        }
+        Ok(writes)
+    }
+}
+
 fn encode(r: MessageRef) -> [u8; RECORD_LEN] {
     let (kind, id) = match r.conversation {
         Conversation::Direct(a) => (0u8, a),

@@ -11,6 +11,7 @@ mod codec;
 mod cold;
 mod committer;
 mod contacts;
+mod erasure;
 mod expiry;
 mod groups;
 mod key_directory;
@@ -18,8 +19,8 @@ mod keys;
 pub mod log;
 mod media;
 mod message_index;
-mod push;
 mod profiles;
+mod push;
 mod staged;
 mod sweep;
 mod timers;
@@ -39,6 +40,7 @@ use crate::{
 };
 use accounts::Accounts;
 use committer::{Command, Committer};
+pub use erasure::KeyspaceRecord;
 use log::{DirFs, InboxLog, KvWrite, LogConfig};
 
 /// Suggested wait returned with [`StoreError::Overloaded`]: long enough for the committer to
@@ -202,6 +204,8 @@ struct Keyspaces {
     meta: Keyspace,
     /// Expiry index of disappearing messages: kind ‖ expires at ‖ what (`expiry.rs`).
     expiry: Keyspace,
+    /// Phone → account id ‖ start time: accounts being deleted (`erasure.rs`).
+    erasures: Keyspace,
 }
 
 impl Keyspaces {
@@ -221,6 +225,7 @@ impl Keyspaces {
             dedup: open("dedup")?,
             meta: open("meta")?,
             expiry: open("expiry")?,
+            erasures: open("account_erasures")?,
             db,
         })
     }

@@ -61,6 +61,11 @@ impl AccountStore for PgStore {
         let err = |e| db_err(idx, e);
         let mut client = self.inner.shard(idx).client().await?;
         let tx = client.transaction().await.map_err(err)?;
+        // A phone whose account is being deleted waits until the deletion finished (the mark
+        // is taken under the account row's lock, see `erasure.rs`, so this check cannot race it).
+        if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
+            return Err(StoreError::AccountDeleting);
+        }
         // Creates the account unless the phone has one (a concurrent creator makes this wait
         // for its commit, then do nothing); the account id names this shard.
         tx.execute(
@@ -80,6 +85,9 @@ impl AccountStore for PgStore {
             .await
             .map_err(err)?;
         let account = account_of(&row);
+        if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
+            return Err(StoreError::AccountDeleting);
+        }
         if shard_of_id(account.id, self.inner.n_shards()) != idx {
             return Err(StoreError::Corrupt(format!("account {} found on shard {idx}, routed elsewhere", account.id)));
         }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "disappearing", include_str!("migrations/0004_disappearing.sql")),
     (5, "push", include_str!("migrations/0005_push.sql")),
     (6, "devices_profiles", include_str!("migrations/0006_devices_profiles.sql")),
+    (7, "account_deletion", include_str!("migrations/0007_account_deletion.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

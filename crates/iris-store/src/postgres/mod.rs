@@ -72,6 +72,7 @@ mod accounts;
 mod blocks;
 mod committer;
 mod contacts;
+mod erasure;
 mod error;
 mod groups;
 mod inbox;
@@ -80,11 +81,11 @@ mod media;
 mod message_index;
 mod migrations;
 mod outbox;
-mod push;
 mod profiles;
+mod push;
 mod shards;
-mod tls;
 mod timers;
+mod tls;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 

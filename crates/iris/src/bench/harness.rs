@@ -351,7 +351,12 @@ fn handle(
             client.ack(item.seq);
             record_delivery(&item, counters, seen, latencies, origin_ns);
         }
-        Event::Receipt(item) | Event::Group(item) | Event::Keys(item) | Event::Timer(item) | Event::Account(item) | Event::MissedCall(item) => client.ack(item.seq),
+        Event::Receipt(item)
+        | Event::Group(item)
+        | Event::Keys(item)
+        | Event::Timer(item)
+        | Event::Account(item)
+        | Event::MissedCall(item) => client.ack(item.seq),
         Event::Fatal(e) => {
             eprintln!("receiver stopped: {e:?}");
             return false;

@@ -11,7 +11,7 @@ use super::session::Session;
 use crate::profile::{key_store_path, new_e2e_secret, Profile};
 
 /// The code every dev-mode server accepts.
-const DEV_CODE: &str = "000000";
+pub(super) const DEV_CODE: &str = "000000";
 
 /// Flags of `iris login`.
 #[derive(clap::Args, Debug)]
@@ -123,7 +123,8 @@ async fn wait_for_approval(
     api.wait_for_link(pending, std::time::Duration::from_secs(1)).await
 }
 
-async fn prompt_code(phone: &str) -> anyhow::Result<String> {
+/// Reads a one-time code from the terminal (or stdin).
+pub(super) async fn prompt_code(phone: &str) -> anyhow::Result<String> {
     eprint!("Enter the code sent to {phone}: ");
     let mut line = String::new();
     BufReader::new(tokio::io::stdin()).read_line(&mut line).await?;

@@ -1,7 +1,8 @@
-//! The client commands (`login`, `send`, `recv`, `chat`, `group`, and in `social` contacts,
+//! The client commands (`login`, `account delete`, `send`, `recv`, `chat`, `group`, and in `social` contacts,
 //! blocks, message actions and presence) and what they share: opening a client from a profile,
 //! error reporting as a JSON line, and quiet logging.
 
+pub mod account;
 mod actions;
 mod attach;
 pub mod call;

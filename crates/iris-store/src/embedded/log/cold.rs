@@ -52,6 +52,9 @@ pub struct ColdBatch {
     pub writes: Vec<KvWrite>,
     /// The first segment recovery must replay, once this batch is persisted.
     pub checkpoint: Option<u64>,
+    /// Devices gone for good: their cursor, spilled entries and the dedup records of their
+    /// sends are deleted (after everything else of the batch).
+    pub forget: Vec<DeviceAddr>,
 }
 
 impl ColdBatch {
@@ -63,6 +66,7 @@ impl ColdBatch {
             && self.dedup.is_empty()
             && self.writes.is_empty()
             && self.checkpoint.is_none()
+            && self.forget.is_empty()
     }
 }
 

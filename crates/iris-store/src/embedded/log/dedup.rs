@@ -56,6 +56,18 @@ impl DedupWindow {
         removed
     }
 
+    /// Forgets every record of sends by `sender` (its account was deleted).
+    pub fn forget_sender(&mut self, sender: crate::DeviceAddr) {
+        for (_, m) in &mut self.segments {
+            m.retain(|k, _| k.sender != sender);
+        }
+    }
+
+    /// Whether a record of a send by `sender` is held (audits, tests).
+    pub fn has_sender(&self, sender: crate::DeviceAddr) -> bool {
+        self.segments.iter().any(|(_, m)| m.keys().any(|k| k.sender == sender))
+    }
+
     /// Records held.
     pub fn len(&self) -> usize {
         self.segments.iter().map(|(_, m)| m.len()).sum()

@@ -135,6 +135,16 @@ impl Hot {
         Ok(f(state))
     }
 
+    /// Whether the device's state is in memory.
+    pub fn contains(&self, d: DeviceAddr) -> bool {
+        lock(self.shard_of(d)).contains_key(&d)
+    }
+
+    /// Drops a device's state (account deletion); returns it, if it was in memory.
+    pub fn remove(&self, d: DeviceAddr) -> Option<DeviceState> {
+        lock(self.shard_of(d)).remove(&d)
+    }
+
     /// Visits every device in memory, a shard at a time; `f` returns false to evict the device.
     pub fn for_each(&self, mut f: impl FnMut(DeviceAddr, &mut DeviceState) -> bool) {
         for shard in self.shards.iter() {

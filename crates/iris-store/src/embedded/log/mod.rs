@@ -108,6 +108,12 @@ pub enum Op {
     },
     /// Side writes on their own.
     Writes(Vec<KvWrite>),
+    /// Forget a device for good (account deletion): its inbox, cursor and the dedup records
+    /// of its sends, in memory and in the cold store.
+    Forget {
+        /// The device.
+        device: DeviceAddr,
+    },
 }
 
 /// What one op did, once its batch is durable.
@@ -286,6 +292,10 @@ impl InboxLog {
                 }
                 Op::Ack { device, up_to } => self.plan_ack(&mut plan, device, Some(up_to)).map(|()| Done::Ok),
                 Op::Purge { device } => self.plan_ack(&mut plan, device, None).map(|()| Done::Ok),
+                Op::Forget { device } => {
+                    plan.records.push(Record::Forget { device });
+                    Ok(Done::Ok)
+                }
                 Op::Writes(writes) => {
                     if !writes.is_empty() {
                         plan.records.push(Record::Writes(writes));
@@ -474,6 +484,22 @@ impl InboxLog {
                 return Ok(out);
             }
         }
+    }
+
+    /// Whether the log holds anything of `device` in memory: its inbox state or dedup records
+    /// of its sends (audits: an erased account's devices leave neither).
+    pub fn mentions(&self, device: DeviceAddr) -> bool {
+        self.hot.contains(device) || lock(&self.writer).dedup.has_sender(device)
+    }
+
+    /// The devices whose inbox state is in memory now (audits).
+    pub fn devices_in_memory(&self) -> Vec<DeviceAddr> {
+        let mut out = Vec::new();
+        self.hot.for_each(|d, _| {
+            out.push(d);
+            true
+        });
+        out
     }
 
     /// The device's acked cursor and last durable seq.
@@ -700,6 +726,13 @@ fn apply(
         }
         Record::Ack { device, up_to } => apply_ack(hot, cold, device, up_to, out)?,
         Record::Writes(writes) => out.writes.extend(writes),
+        Record::Forget { device } => {
+            if let Some(state) = hot.remove(device) {
+                hot.sub_bytes(state.entries.iter().map(|e| e.charge).sum());
+            }
+            dedup.forget_sender(device);
+            out.forget.push(device);
+        }
     }
     Ok(())
 }

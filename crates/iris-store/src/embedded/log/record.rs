@@ -18,6 +18,7 @@ pub(crate) const BODY_BYTES_MAX: usize = 64 << 20;
 const KIND_APPEND: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_WRITES: u8 = 3;
+const KIND_FORGET: u8 = 4;
 
 /// A write to one of the engine's side keyspaces (message index, group records, payloads,
 /// receipts), logged so that it is durable with the batch and re-applied at recovery.
@@ -75,6 +76,13 @@ pub(crate) enum Record {
     },
     /// Side writes with no append of their own (index records, receipt rows).
     Writes(Vec<KvWrite>),
+    /// A device is gone for good (its account was deleted): its cursor, entries and the dedup
+    /// records of its sends are forgotten. Replayed after the records it follows, so a
+    /// recovery forgets them again.
+    Forget {
+        /// The device.
+        device: DeviceAddr,
+    },
 }
 
 /// Appends `record`, framed, to `out`.
@@ -125,6 +133,10 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
         Record::Writes(writes) => {
             out.push(KIND_WRITES);
             put_writes(out, writes);
+        }
+        Record::Forget { device } => {
+            out.push(KIND_FORGET);
+            put_device(out, *device);
         }
     }
     let body_len = out.len() - start - FRAME_BYTES;
@@ -226,6 +238,7 @@ fn parse(whole: &Bytes, from: usize, to: usize) -> Option<Record> {
         }
         KIND_ACK => Record::Ack { device: r.device()?, up_to: r.u64()? },
         KIND_WRITES => Record::Writes(r.writes()?),
+        KIND_FORGET => Record::Forget { device: r.device()? },
         _ => return None,
     };
     (r.at == r.end).then_some(record)

@@ -258,6 +258,11 @@ impl ColdData {
                 None => self.kv.remove(&(w.space, w.key.clone())),
             };
         }
+        for d in &b.forget {
+            self.cursors.remove(d);
+            self.entries.retain(|(e, _), _| e != d);
+            self.dedup.retain(|k, _| k.sender != *d);
+        }
         if let Some(p) = b.checkpoint {
             self.checkpoint = p;
         }
