@@ -25,6 +25,25 @@ export interface DeviceInfo {
   created_at_ms: number;
 }
 
+/** Answer (202) to a verify that links this browser as a companion of an existing account: it waits
+ * until the account's primary device approves `link_code`; `collectLink` then gets the credentials. */
+export interface LinkPending {
+  account_id: number;
+  link_code: string;
+  link_secret: string;
+  expires_in_s: number;
+}
+
+/** A link waiting for the primary's approval (`GET /v1/devices/links`). */
+export interface PendingLinkInfo {
+  link_code: string;
+  device_name: string;
+  expires_at_ms: number;
+}
+
+/** Either credentials (200) or a link waiting for approval (202). */
+export type VerifyResult = { credentials: Credentials } | { pending: LinkPending };
+
 /** A refused or failed request: `code` is an `ERROR_CODE_…` name, or `NETWORK` when no answer came. */
 export class ApiFailure extends Error {
   constructor(
@@ -43,6 +62,15 @@ export class ApiFailure extends Error {
 }
 
 async function call<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
+  return (await callWithStatus<T>(method, path, body, token)).body;
+}
+
+async function callWithStatus<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<{ status: number; body: T }> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
@@ -52,7 +80,7 @@ async function call<T>(method: string, path: string, body?: unknown, token?: str
   } catch {
     throw new ApiFailure('NETWORK', 'The server cannot be reached.', 0);
   }
-  if (response.status === 204) return undefined as T;
+  if (response.status === 204) return { status: 204, body: undefined as T };
   const text = await response.text();
   let parsed: unknown;
   try {
@@ -69,14 +97,29 @@ async function call<T>(method: string, path: string, body?: unknown, token?: str
       e.retry_after_ms,
     );
   }
-  return parsed as T;
+  return { status: response.status, body: parsed as T };
+}
+
+/** 200 with credentials, or 202 with a `LinkPending` (the primary must approve first). */
+async function credentialsOrPending(path: string, body: unknown): Promise<VerifyResult> {
+  const r = await callWithStatus<Credentials | LinkPending>('POST', path, body);
+  return r.status === 202 ? { pending: r.body as LinkPending } : { credentials: r.body as Credentials };
 }
 
 export const httpApi = {
   info: () => call<ServerInfo>('GET', '/v1/info'),
   requestCode: (phone: string) => call<{ expires_in_s: number }>('POST', '/v1/auth/request-code', { phone }),
   verify: (phone: string, code: string, deviceName: string) =>
-    call<Credentials>('POST', '/v1/auth/verify', { phone, code, device_name: deviceName }),
+    credentialsOrPending('/v1/auth/verify', { phone, code, device_name: deviceName }),
+  /** Collects the credentials of an approved link; `pending` while the primary has not answered.
+   * Fails with LINK_REFUSED (403) or LINK_EXPIRED (410). */
+  collectLink: (p: LinkPending) =>
+    credentialsOrPending('/v1/auth/link', { account_id: p.account_id, link_code: p.link_code, link_secret: p.link_secret }),
+  listLinks: (token: string) => call<PendingLinkInfo[]>('GET', '/v1/devices/links', undefined, token),
+  approveLink: (token: string, code: string) =>
+    call<DeviceInfo>('POST', `/v1/devices/links/${encodeURIComponent(code)}/approve`, undefined, token),
+  refuseLink: (token: string, code: string) =>
+    call<void>('POST', `/v1/devices/links/${encodeURIComponent(code)}/refuse`, undefined, token),
   refresh: (refreshToken: string) => call<Credentials>('POST', '/v1/auth/refresh', { refresh_token: refreshToken }),
   devices: (token: string) => call<DeviceInfo[]>('GET', '/v1/devices', undefined, token),
   revokeDevice: (token: string, deviceId: number) =>

@@ -9,7 +9,7 @@ import { backoffDelayMs, defaultBackoff } from './backoff';
 import { Connection, RequestFailed, type CloseReason } from './connection';
 import type { PayloadCrypto, SealedBody } from './crypto';
 import { UnreadablePayload } from './crypto';
-import { ApiFailure, httpApi, type Credentials, type DeviceInfo } from './http_api';
+import { ApiFailure, httpApi, type Credentials, type DeviceInfo, type PendingLinkInfo } from './http_api';
 import * as model from './model';
 import type { ChatKey, ClientState, OpenedText, PendingSend } from './model';
 import { isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
@@ -666,6 +666,19 @@ export class Session {
 
   async revokeDevice(deviceId: number): Promise<void> {
     await httpApi.revokeDevice(await this.accessToken(), deviceId);
+  }
+
+  /** Links waiting for this (primary) device's approval. */
+  async pendingLinks(): Promise<PendingLinkInfo[]> {
+    return httpApi.listLinks(await this.accessToken());
+  }
+
+  async approveLink(code: string): Promise<void> {
+    await httpApi.approveLink(await this.accessToken(), code);
+  }
+
+  async refuseLink(code: string): Promise<void> {
+    await httpApi.refuseLink(await this.accessToken(), code);
   }
 
   /**

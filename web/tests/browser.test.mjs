@@ -1,8 +1,8 @@
 // The web client in a real browser (Debian's Chromium, headless, driven by playwright-core)
 // against the real `iris serve --dev` binary. Alice uses a desktop-sized window, Bob a
 // phone-sized one, and Carol the `iris` command line. The steps run in order as one story:
-// login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, a group, a linked device with
-// sent-sync, a server killed and restarted mid-conversation (banner, then nothing lost or
+// login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, a group, a linked device (its
+// link code approved by Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner, then nothing lost or
 // doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
 // target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
 
@@ -46,15 +46,25 @@ const bubble = (p, text) => p.page.locator('.bubble', { hasText: text });
 const tickOf = (p, text) => bubble(p, text).first().getAttribute('data-tick');
 const shots = (step, ...people) => screenshots(artifacts, step, people);
 
-async function login(p, phone) {
+/** Phone number, dev code, "Log in": a first device is then in; a companion shows a link code. */
+async function enterCode(p, phone) {
   await p.page.goto('/');
   await p.page.getByLabel('Your phone number').fill(phone);
   await p.page.getByRole('button', { name: 'Send code' }).click();
   await p.page.getByText('the code is 000000').waitFor();
   await p.page.getByLabel(/The code sent to/).fill('000000');
   await p.page.getByRole('button', { name: 'Log in' }).click();
+}
+
+async function loggedIn(p) {
   await p.page.getByRole('navigation', { name: 'Chats' }).waitFor();
   await until(`${p.name} connected`, async () => (await p.page.locator('.banner').count()) === 0);
+}
+
+/** Logs in the first device of `phone` (a companion needs approval: see the linked-device test). */
+async function login(p, phone) {
+  await enterCode(p, phone);
+  await loggedIn(p);
 }
 
 /** The chat list entry whose title is exactly `title`. */
@@ -270,7 +280,21 @@ test('groups: announcement mode, roles, removal and an invite link', async () =>
 
 test('a linked device of Alice sees what her laptop sends (sent-sync), then logs out', async () => {
   aliceLaptop = await person(browser, 'alice-second-device', DESKTOP, server.url);
-  await login(aliceLaptop, ALICE);
+  await enterCode(aliceLaptop, ALICE);
+  // A companion waits for the primary's approval: the new browser shows its link code...
+  await aliceLaptop.page.getByText('Approve this browser on your phone').waitFor();
+  const code = (await aliceLaptop.page.locator('.link-code').textContent()).trim();
+  assert.match(code, /^[A-Z0-9]{4}-[A-Z0-9]{4}$/, 'a link code like K7QF-M2XD');
+  assert.equal(await aliceLaptop.page.getByRole('navigation', { name: 'Chats' }).count(), 0, 'not logged in yet');
+  await shots('link-code', aliceLaptop);
+  // ...and Alice's first browser (the primary) approves it in Settings.
+  await alice.page.getByRole('button', { name: 'Settings' }).click();
+  await alice.page.getByText('Devices waiting for approval').waitFor();
+  await alice.page.getByRole('button', { name: `Approve ${code}` }).click();
+  await until('the approved link gone from the list', async () =>
+    (await alice.page.getByRole('button', { name: `Approve ${code}` }).count()) === 0);
+  await alice.page.keyboard.press('Escape');
+  await loggedIn(aliceLaptop);
   await openChat(alice, BOB);
   await send(alice, 'Sent from my first device');
   await openChat(aliceLaptop, BOB);

@@ -1,25 +1,76 @@
 // The login screen: phone number, then the one-time code. The first login of a number creates
-// the account; a later one links this browser as another device of it (at most 5).
+// the account; a later one asks to link this browser as another device of it (at most 5): the
+// server answers with a link code that the account's primary device must approve, meanwhile this
+// screen shows the code and collects the credentials every second.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiFailure, browserDeviceName, httpApi, type Credentials } from '../http_api';
+import { ApiFailure, browserDeviceName, httpApi, type Credentials, type LinkPending } from '../http_api';
 import { isPhone, normalisePhone } from './format';
 
 export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => void }) {
   const [phone, setPhone] = useState('');
   const [code, setCode] = useState('');
-  const [step, setStep] = useState<'phone' | 'code'>('phone');
+  const [step, setStep] = useState<'phone' | 'code' | 'link'>('phone');
+  const [pending, setPending] = useState<LinkPending>();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
   const [dev, setDev] = useState(false);
   const codeInput = useRef<HTMLInputElement>(null);
+  const startOverButton = useRef<HTMLButtonElement>(null);
 
   useEffect(() => {
     httpApi.info().then((i) => setDev(i.dev), () => {});
   }, []);
   useEffect(() => {
     if (step === 'code') codeInput.current?.focus();
+    if (step === 'link') startOverButton.current?.focus();
   }, [step]);
+
+  // While a link waits for the primary's approval: collect every second until the credentials come,
+  // or the link is refused or expires (then the error says so and "Start over" goes back).
+  useEffect(() => {
+    if (!pending) return;
+    let stopped = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expiresAt = Date.now() + pending.expires_in_s * 1000;
+    const poll = async () => {
+      try {
+        const r = await httpApi.collectLink(pending);
+        if (stopped) return;
+        if ('credentials' in r) {
+          stopped = true;
+          props.onLoggedIn(r.credentials);
+          return;
+        }
+      } catch (err) {
+        if (stopped) return;
+        if (!(err instanceof ApiFailure && err.isNetwork)) {
+          setError(linkFailureText(err));
+          setPending(undefined);
+          return;
+        }
+      }
+      if (Date.now() > expiresAt + 5_000) {
+        setError('The link code expired before it was approved. Start over to get a new one.');
+        setPending(undefined);
+        return;
+      }
+      timer = setTimeout(poll, 1000);
+    };
+    timer = setTimeout(poll, 1000);
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [pending]);
+
+  const startOver = () => {
+    setPending(undefined);
+    setStep('phone');
+    setCode('');
+    setError('');
+    setBusy(false);
+  };
 
   const requestCode = async (e: Event) => {
     e.preventDefault();
@@ -46,7 +97,14 @@ export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => 
     setBusy(true);
     setError('');
     try {
-      props.onLoggedIn(await httpApi.verify(phone, code.trim(), browserDeviceName()));
+      const r = await httpApi.verify(phone, code.trim(), browserDeviceName());
+      if ('credentials' in r) {
+        props.onLoggedIn(r.credentials);
+      } else {
+        setPending(r.pending);
+        setStep('link');
+        setBusy(false);
+      }
     } catch (err) {
       setError(failureText(err));
       setBusy(false);
@@ -64,6 +122,22 @@ export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => 
             onInput={(e) => setPhone(e.currentTarget.value)} autoFocus required />
           <button type="submit" disabled={busy}>Send code</button>
         </form>
+      ) : step === 'link' ? (
+        <section class="link-pending" aria-label="Approve this browser">
+          {pending ? (
+            <>
+              <p>
+                Approve this browser on your phone: <code>iris devices approve {pending.link_code}</code>, or in
+                Settings on your other device.
+              </p>
+              <p class="link-code-line">
+                Link code <strong class="link-code">{pending.link_code}</strong>
+              </p>
+              <p class="hint" role="status">Waiting for approval…</p>
+            </>
+          ) : null}
+          <button type="button" class="link" ref={startOverButton} onClick={startOver}>Start over</button>
+        </section>
       ) : (
         <form onSubmit={verify}>
           <label for="code">The code sent to {phone}</label>
@@ -75,10 +149,18 @@ export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => 
         </form>
       )}
       {error && <p class="error" role="alert">{error}</p>}
-      <p class="hint">If this number already uses Iris, this browser becomes one of its linked devices (up to 5).</p>
+      <p class="hint">If this number already uses Iris, this browser becomes one of its linked devices (up to 5) once the account's primary device approves it.</p>
       <p class="hint e2e-off">🔓 Messages are not end-to-end encrypted yet: the server can read them.</p>
     </main>
   );
+}
+
+/** Why collecting a link failed, said plainly. */
+function linkFailureText(err: unknown): string {
+  const code = err instanceof ApiFailure ? err.code.replace(/^ERROR_CODE_/, '') : '';
+  if (code === 'LINK_REFUSED') return 'Your other device refused to link this browser. Start over to try again.';
+  if (code === 'LINK_EXPIRED') return 'The link code expired before it was approved. Start over to get a new one.';
+  return failureText(err);
 }
 
 export function failureText(err: unknown): string {
