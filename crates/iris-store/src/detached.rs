@@ -479,27 +479,6 @@ impl<S: crate::ErasureStore> crate::ErasureStore for Detached<S> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::embedded::{FjallConfig, FjallStore};
-    use crate::AppendOutcome;
-
-    #[tokio::test]
-    async fn calls_reach_the_engine_and_answers_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Detached::new(FjallStore::open(dir.path(), FjallConfig::default()).unwrap());
-        let (account, device) = store.register_device("+15550001111", "d", 1, 5).await.unwrap();
-        assert_eq!(store.account_by_phone("+15550001111").await.unwrap(), Some(account.clone()));
-        let entry = crate::NewEntry { device: device.addr, item: Bytes::from_static(b"x") };
-        let req =
-            AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
-        assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
-        assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
-        store.close().await.unwrap();
-    }
-}
-
 #[async_trait]
 impl<S: ProfileStore> ProfileStore for Detached<S> {
     async fn profile(&self, account: AccountId) -> StoreResult<Option<Profile>> {
@@ -559,5 +538,26 @@ impl<S: ProfileStore> ProfileStore for Detached<S> {
 
     async fn erase_profile_rows(&self, account: AccountId) -> StoreResult<()> {
         detach(&self.inner, move |s| async move { s.erase_profile_rows(account).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::AppendOutcome;
+
+    #[tokio::test]
+    async fn calls_reach_the_engine_and_answers_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Detached::new(FjallStore::open(dir.path(), FjallConfig::default()).unwrap());
+        let (account, device) = store.register_device("+15550001111", "d", 1, 5).await.unwrap();
+        assert_eq!(store.account_by_phone("+15550001111").await.unwrap(), Some(account.clone()));
+        let entry = crate::NewEntry { device: device.addr, item: Bytes::from_static(b"x") };
+        let req =
+            AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
+        assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
+        assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
+        store.close().await.unwrap();
     }
 }
