@@ -217,7 +217,8 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         metrics.clone(),
         clock.clone(),
     ));
-    router.set_offline(push.clone());
+    let offline: Arc<dyn router::Offline> = push.clone();
+    router.set_offline(&offline);
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
     let presence = Arc::new(presence::PresenceHub::new());
     let media = Arc::new(open_media(&config, &token_key, store.clone(), clock.clone(), &metrics)?);

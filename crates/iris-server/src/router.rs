@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use bytes::Bytes;
 use iris_proto::pb;
@@ -122,8 +122,9 @@ pub struct Router {
     hint_queue_len: usize,
     /// Set once in cluster mode.
     remote: OnceLock<Arc<dyn RemoteRoute>>,
-    /// Set once when push notifications run.
-    offline: OnceLock<Arc<dyn Offline>>,
+    /// Set once when push notifications run. Weak: the hook (push) holds this router, and a
+    /// cycle would keep both, and with them the store, alive after shutdown.
+    offline: OnceLock<Weak<dyn Offline>>,
 }
 
 impl Router {
@@ -138,16 +139,17 @@ impl Router {
         }
     }
 
-    /// Installs who wakes offline devices (once; later calls are ignored).
-    pub fn set_offline(&self, offline: Arc<dyn Offline>) {
-        let _ = self.offline.set(offline);
+    /// Installs who wakes offline devices (once; later calls are ignored). The router keeps
+    /// only a weak reference: the caller keeps the hook alive for as long as it should run.
+    pub fn set_offline(&self, offline: &Arc<dyn Offline>) {
+        let _ = self.offline.set(Arc::downgrade(offline));
     }
 
     /// Tells the offline hook that `item` was committed for `addr`, which has no session
     /// anywhere: called by `notify` on one node, and by the cluster's forwarder once the
     /// session registry named no node (so only the committing node calls it).
     pub fn wake_offline(&self, addr: DeviceAddr, item: &Bytes) {
-        if let Some(offline) = self.offline.get() {
+        if let Some(offline) = self.offline.get().and_then(Weak::upgrade) {
             offline.offline(addr, item);
         }
     }

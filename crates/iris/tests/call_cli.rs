@@ -25,6 +25,14 @@ fn login(url: &str, dir: &Path, name: &str, phone: &str) -> String {
     profile
 }
 
+/// A second device of `primary`'s account, linked with the primary's approval.
+fn link(url: &str, dir: &Path, name: &str, phone: &str, primary: &str) -> String {
+    let profile = dir.join(name).to_string_lossy().into_owned();
+    let args = ["login", "--server", url, "--phone", phone, "--profile", &profile, "--plaintext", "--approve-with"];
+    iris(&[&args[..], &[primary]].concat());
+    profile
+}
+
 /// A running `iris call …`: its JSON lines as they come, and its stdin.
 struct Running {
     child: Child,
@@ -84,7 +92,7 @@ async fn a_scripted_call_rings_two_devices_one_answers_ice_hang_up_and_a_missed_
     let dir = tempfile::tempdir().unwrap();
     let alice = login(&url, dir.path(), "alice", "+14155550901");
     let bob1 = login(&url, dir.path(), "bob1", "+14155550902");
-    let bob2 = login(&url, dir.path(), "bob2", "+14155550902");
+    let bob2 = link(&url, dir.path(), "bob2", "+14155550902", &bob1);
     let carol = login(&url, dir.path(), "carol", "+14155550903");
     let sdp = dir.path().join("offer.sdp");
     std::fs::write(&sdp, "v=0 offer").unwrap();

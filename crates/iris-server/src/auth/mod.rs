@@ -214,6 +214,11 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs<'_>, ip: IpAddr) -> Result<Verif
         tracing::info!(device = %device.addr, primary = device.primary, "device registered");
         return Ok(Verified::Registered(issue_credentials(ctx, device.addr, &account.phone).await?));
     };
+    // An account being deleted takes no device, linked or new primary (deletions in progress
+    // are few: the list is short).
+    if ctx.store.erasures_pending().await?.iter().any(|e| e.account == account.id) {
+        return Err(ServiceError::AccountDeleting);
+    }
     let orphaned = ctx.store.devices(account.id).await?.is_empty();
     if args.new_primary || orphaned {
         return Ok(Verified::Registered(reregister(ctx, &account, device_name, args.pin).await?));
