@@ -37,7 +37,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -191,6 +191,9 @@ struct Plan {
     acked: HashMap<DeviceAddr, u64>,
     /// Dedup keys recorded earlier in this batch.
     dedup: HashMap<DedupKey, (u64, u64)>,
+    /// Senders forgotten earlier in this batch: their keys recorded before it (window, cold
+    /// store) no longer count.
+    forgotten: HashSet<DeviceAddr>,
     appends: u64,
     duplicates: u64,
 }
@@ -293,6 +296,8 @@ impl InboxLog {
                 Op::Ack { device, up_to } => self.plan_ack(&mut plan, device, Some(up_to)).map(|()| Done::Ok),
                 Op::Purge { device } => self.plan_ack(&mut plan, device, None).map(|()| Done::Ok),
                 Op::Forget { device } => {
+                    plan.dedup.retain(|key, _| key.sender != device);
+                    plan.forgotten.insert(device);
                     plan.records.push(Record::Forget { device });
                     Ok(Done::Ok)
                 }
@@ -362,9 +367,11 @@ impl InboxLog {
         ack: Option<(DeviceAddr, u64)>,
     ) -> StoreResult<AppendOutcome> {
         if let Some(key) = &req.dedup {
-            let found = match plan.dedup.get(key).copied().or_else(|| dedup.get(key)) {
+            let earlier = !plan.forgotten.contains(&key.sender);
+            let found = match plan.dedup.get(key).copied().or_else(|| dedup.get(key).filter(|_| earlier)) {
                 Some(found) => Some(found),
-                None => self.cold.dedup(key)?,
+                None if earlier => self.cold.dedup(key)?,
+                None => None,
             };
             if let Some((server_msg_id, server_ts_ms)) = found {
                 plan.duplicates += 1;
