@@ -162,9 +162,7 @@ impl Actions {
                 NewEntry { device, item }
             })
             .collect();
-        d.fanout
-            .append(AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: id, server_ts_ms: now, entries })
-            .await?;
+        d.fanout.append(AppendRequest::event(id, now, entries)).await?;
         if kind == MessageActionType::Delete {
             // Only once the deletion reached every inbox: marked earlier, a failed append would leave
             // a message nobody saw deleted that its sender could no longer delete. A buffered write,

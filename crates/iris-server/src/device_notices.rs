@@ -66,9 +66,7 @@ impl DeviceNotices {
             }),
         );
         let entries = entries_for(targets, &item);
-        self.fanout
-            .append(AppendRequest { dedup: None, server_msg_id: id, server_ts_ms: now, entries, expires_at_ms: None })
-            .await?;
+        self.fanout.append(AppendRequest::event(id, now, entries)).await?;
         Ok(())
     }
 }

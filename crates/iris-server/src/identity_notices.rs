@@ -75,9 +75,7 @@ impl IdentityNotices {
             }),
         );
         let entries = entries_for(devices, &item);
-        self.fanout
-            .append(AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: id, server_ts_ms: now, entries })
-            .await?;
+        self.fanout.append(AppendRequest::event(id, now, entries)).await?;
         Ok(())
     }
 

@@ -92,7 +92,7 @@ impl Messaging {
         }
         targets.remove(&sender);
         let entries = crate::fanout::entries_for(targets, &item);
-        let req = AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries };
+        let req = AppendRequest::event(server_msg_id, now, entries);
         self.fanout.append(req).await?;
         Ok(pb::TimerResult { seconds: msg.seconds, server_msg_id, server_ts_ms: now })
     }

@@ -206,16 +206,7 @@ impl Profiles {
         let item = encode_item(id, now, inbox_item::Body::ProfileChange(change));
         for chunk in devices.chunks(ENTRIES_PER_APPEND_MAX) {
             let entries = entries_for(chunk.iter().copied(), &item);
-            self.d
-                .fanout
-                .append(AppendRequest {
-                    dedup: None,
-                    server_msg_id: id,
-                    server_ts_ms: now,
-                    entries,
-                    expires_at_ms: None,
-                })
-                .await?;
+            self.d.fanout.append(AppendRequest::event(id, now, entries)).await?;
         }
         Ok(())
     }

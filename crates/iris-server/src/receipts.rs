@@ -197,8 +197,7 @@ impl Receipts {
         match first_id.filter(|_| !entries.is_empty()) {
             // `server_msg_id` only answers duplicates, and receipts are never deduplicated.
             Some(server_msg_id) => {
-                let receipts =
-                    AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries };
+                let receipts = AppendRequest::event(server_msg_id, now, entries);
                 self.fanout.ack_with_receipts(recipient, up_to_seq, receipts).await?;
             }
             None => self.fanout.ack(recipient, up_to_seq).await?,
@@ -249,15 +248,7 @@ impl Receipts {
         }
         entries.extend(self.receipt_entries(me.addrs().filter(|&d| d != reader), read, &receipt(sender.id)));
         if !entries.is_empty() {
-            self.fanout
-                .append(AppendRequest {
-                    expires_at_ms: None,
-                    dedup: None,
-                    server_msg_id: id,
-                    server_ts_ms: now,
-                    entries,
-                })
-                .await?;
+            self.fanout.append(AppendRequest::event(id, now, entries)).await?;
         }
         Ok(pb::ReceiptResult { server_ts_ms: now })
     }
@@ -323,15 +314,7 @@ impl Receipts {
             if entries.is_empty() {
                 continue;
             }
-            self.fanout
-                .append(AppendRequest {
-                    expires_at_ms: None,
-                    dedup: None,
-                    server_msg_id: id,
-                    server_ts_ms: now,
-                    entries,
-                })
-                .await?;
+            self.fanout.append(AppendRequest::event(id, now, entries)).await?;
         }
         Ok(())
     }

@@ -102,6 +102,14 @@ pub struct AppendRequest {
     pub expires_at_ms: Option<u64>,
 }
 
+impl AppendRequest {
+    /// An event's append (a receipt, a notice, a timer change, a missed call): no dedup key (the
+    /// server made it once) and no expiry beyond the retention TTL.
+    pub fn event(server_msg_id: u64, server_ts_ms: u64, entries: Vec<NewEntry>) -> Self {
+        Self { dedup: None, server_msg_id, server_ts_ms, entries, expires_at_ms: None }
+    }
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppendOutcome {

@@ -296,16 +296,7 @@ impl Calls {
         let devices = self.deps.directory.devices_of(&[account]).await?;
         let item = encode_item(id, now_ms, inbox_item::Body::MissedCall(missed));
         let entries = entries_for(devices, &item);
-        self.deps
-            .fanout
-            .append(AppendRequest {
-                dedup: None,
-                server_msg_id: id,
-                server_ts_ms: now_ms,
-                entries,
-                expires_at_ms: None,
-            })
-            .await?;
+        self.deps.fanout.append(AppendRequest::event(id, now_ms, entries)).await?;
         self.deps.metrics.missed.inc();
         Ok(())
     }

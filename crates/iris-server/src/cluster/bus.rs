@@ -369,12 +369,7 @@ impl Bus {
         if per_window == 0 || window_ms == 0 {
             return Err(BusError::Config("rate_take needs per_window > 0 and window_ms > 0".into()));
         }
-        let key = self.inner.keys.rate(key);
-        let mut conn = self.inner.conn();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(scripts::RATE_TAKE).arg(1).arg(&key).arg(per_window).arg(window_ms);
-        let wait_ms: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
-        Ok(u64::try_from(wait_ms).ok())
+        Ok(self.rate_lease(key, per_window, window_ms, 1).await?.err())
     }
 
     /// Takes up to `want` at once from the same bucket as [`Bus::rate_take`] (a node's lease of

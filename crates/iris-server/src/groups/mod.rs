@@ -264,7 +264,7 @@ impl Groups {
             );
             entries.extend(entries_for(targets.iter().copied(), &item));
         }
-        Ok(AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries })
+        Ok(AppendRequest::event(server_msg_id, now, entries))
     }
 
     /// Queues the inbox events of `changes` for `targets`; the caller waits on the returned

@@ -43,7 +43,7 @@ impl Groups {
             let mut targets = self.directory.devices_of(&member_accounts(&group)).await?;
             targets.retain(|&d| d != sender);
             let entries = entries_for(targets, &item);
-            let req = AppendRequest { expires_at_ms: None, dedup: None, server_msg_id, server_ts_ms: now, entries };
+            let req = AppendRequest::event(server_msg_id, now, entries);
             (self.fanout.enqueue(req, None).await?, server_msg_id, now)
         };
         let (queued, server_msg_id, now) = queued;

@@ -256,24 +256,13 @@ impl InboxStore for PgStore {
     }
 
     async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
-        let mut removed = 0;
-        for shard in &self.inner.shards {
-            let left = limit as u64 - removed;
-            if left == 0 {
-                break;
-            }
-            // Bounded: at most `left` rows, found through the partial index on the expiry.
-            let client = shard.client().await?;
-            removed += client
-                .execute(
-                    "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
-                         SELECT ctid FROM inbox WHERE expires_at_ms <= $1 LIMIT $2))",
-                    &[&sql(now_ms), &(left as i64)],
-                )
-                .await
-                .map_err(|e| db_err(shard.idx, e))?;
-        }
-        Ok(removed)
+        self.delete_due(
+            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM inbox WHERE expires_at_ms <= $1 LIMIT $2))",
+            now_ms,
+            limit,
+        )
+        .await
     }
 
     fn set_commit_observer(&self, observer: Arc<dyn CommitObserver>) {

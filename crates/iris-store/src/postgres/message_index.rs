@@ -62,23 +62,13 @@ impl MessageIndexStore for PgStore {
     }
 
     async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
-        let mut removed = 0;
-        for shard in &self.inner.shards {
-            let left = limit as u64 - removed;
-            if left == 0 {
-                break;
-            }
-            let client = shard.client().await?;
-            removed += client
-                .execute(
-                    "DELETE FROM message_refs WHERE server_msg_id = ANY(ARRAY(
-                         SELECT server_msg_id FROM message_refs WHERE expires_at_ms <= $1 LIMIT $2))",
-                    &[&sql(now_ms), &(left as i64)],
-                )
-                .await
-                .map_err(|e| db_err(shard.idx, e))?;
-        }
-        Ok(removed)
+        self.delete_due(
+            "DELETE FROM message_refs WHERE server_msg_id = ANY(ARRAY(
+                 SELECT server_msg_id FROM message_refs WHERE expires_at_ms <= $1 LIMIT $2))",
+            now_ms,
+            limit,
+        )
+        .await
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {

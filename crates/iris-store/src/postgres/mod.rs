@@ -265,6 +265,25 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// The disappearing-messages sweep on every shard: runs `statement` (`$1` = now, `$2` = how
+    /// many rows at most, found through the partial index on `expires_at_ms`) shard by shard
+    /// until `limit` rows are deleted in all. Returns how many were.
+    async fn delete_due(&self, statement: &str, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let mut removed = 0;
+        for shard in &self.inner.shards {
+            let left = limit as u64 - removed;
+            if left == 0 {
+                break;
+            }
+            let client = shard.client().await?;
+            removed += client
+                .execute(statement, &[&shards::sql(now_ms), &(left as i64)])
+                .await
+                .map_err(|e| error::db_err(shard.idx, e))?;
+        }
+        Ok(removed)
+    }
+
     /// Connects to every shard, runs the migrations on each (idempotent, under an advisory
     /// lock), checks each shard's recorded position, starts one committer per shard and the
     /// outbox re-drive. Fails with [`StoreError::Unavailable`] if a shard cannot be reached.

@@ -24,27 +24,10 @@ return 0
 ";
 
 /// GCRA (generic cell rate algorithm) on KEYS[1]: ARGV[1] takes per ARGV[2] ms, bursts up to
-/// ARGV[1]. Stores only the theoretical arrival time (µs, Redis's own clock, so nodes' clocks do
-/// not matter), expiring when the bucket is full again. Returns -1 when allowed, else the ms to
-/// wait before the next take can succeed (at least 1).
-pub(crate) const RATE_TAKE: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local window = tonumber(ARGV[2]) * 1000
-local interval = window / tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - window
-if allow_at > now then
-  return math.max(1, math.ceil((allow_at - now) / 1000))
-end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
-return -1
-";
-
-/// [`RATE_TAKE`] for up to ARGV[3] takes at once (a node's lease of a shared limit): grants as
-/// many as the bucket holds now, at most ARGV[3], and moves the arrival time past them. Returns
+/// ARGV[1]; up to ARGV[3] takes at once (1 for a plain take, more for a node's lease of a
+/// shared limit). Stores only the theoretical arrival time (µs, Redis's own clock, so nodes'
+/// clocks do not matter), expiring when the bucket is full again. Grants as many as the bucket
+/// holds now, at most ARGV[3], and moves the arrival time past them. Returns
 /// `{granted, wait_ms}`: `granted >= 1` with `wait_ms = 0`, or `granted = 0` with the ms to wait
 /// before one take can succeed (at least 1).
 pub(crate) const RATE_LEASE: &str = r"
