@@ -2,7 +2,7 @@
 //!
 //! The server sees only [`AccountStore`], [`InboxStore`], [`GroupStore`], [`BlockStore`],
 //! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`PushStore`] (together: [`Store`]). Engines:
-//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`] and [`ProfileStore`] (together: [`Store`]). Engines:
+//! [`MessageIndexStore`], [`ContactStore`], [`KeyStore`], [`MediaStore`], [`ProfileStore`] and [`AbuseStore`] (together: [`Store`]). Engines:
 //! - [`embedded::FjallStore`], the embedded default: an LSM on local disk, with a committer thread
 //!   that group-commits appends and fsyncs once per batch.
 //! - [`postgres::PgStore`], for cluster mode: the same traits on several PostgreSQL primaries
@@ -13,6 +13,7 @@
 //! **Invariant:** the store never calls the router or knows about connections; it stores bytes
 //! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
 
+pub mod abuse;
 pub mod contacts;
 pub mod detached;
 pub mod embedded;
@@ -28,6 +29,7 @@ pub mod push;
 pub mod timers;
 pub mod types;
 
+pub use abuse::*;
 pub use contacts::*;
 pub use erasure::*;
 pub use error::StoreError;
@@ -227,6 +229,7 @@ pub trait Store:
     + PushStore
     + ProfileStore
     + ErasureStore
+    + AbuseStore
 {
 }
 impl<T> Store for T where
@@ -242,5 +245,6 @@ impl<T> Store for T where
         + PushStore
         + ProfileStore
         + ErasureStore
+    + AbuseStore
 {
 }

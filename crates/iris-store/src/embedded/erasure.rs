@@ -23,6 +23,8 @@ const BY_ACCOUNT: &[&str] = &[
     "profiles",
     "registration_pins",
     "pending_links",
+    "abuse_states",
+    "abuse_reports",
 ];
 /// Keyspaces of account pairs (`a ‖ b`, u64 BE each): rows naming the account on either side.
 const PAIRS: &[&str] = &["contacts", "blocks", "key_peers"];
@@ -98,6 +100,7 @@ impl ErasureStore for FjallStore {
         self.release_account_media(account).await?;
         let db = self.accounts.db();
         blocking(move || erase_direct(&db, account)).await?;
+        self.abuse.forget_reporter(account)?;
         let (accounts, erasure) = (std::sync::Arc::clone(&self.accounts), erasure.clone());
         blocking(move || accounts.erase(&erasure)).await
     }

@@ -5,6 +5,7 @@
 //! LSM) holds everything else and, beneath the log, what outlives its segments (`cold.rs`).
 //! It knows nothing of the wire format: inbox items are opaque bytes.
 
+mod abuse;
 mod accounts;
 mod blocks;
 mod codec;
@@ -255,6 +256,8 @@ pub struct FjallStore {
     timers: timers::Timers,
     /// Profiles, registration PINs, pending device links (`profiles.rs`).
     profiles: Arc<profiles::Profiles>,
+    /// Abuse state and reports (`abuse.rs`).
+    abuse: abuse::Abuse,
     shared: Arc<Shared>,
     /// Queue to the committer; `None` only while dropping, which is how the committer learns
     /// that no request can arrive any more.
@@ -340,7 +343,9 @@ impl FjallStore {
         let media = media::Media::open(&ks.db)?;
         let timers = timers::Timers::open(&ks.db)?;
         let profiles = Arc::new(profiles::Profiles::open(&ks.db)?);
+        let abuse = abuse::Abuse::open(&ks.db)?;
         Ok(Self {
+            abuse,
             timers,
             profiles,
             key_directory,

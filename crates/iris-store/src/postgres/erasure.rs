@@ -41,6 +41,10 @@ const ERASE_STATEMENTS: &[&str] = &[
     "DELETE FROM profiles WHERE account = $1",
     "DELETE FROM registration_pins WHERE account = $1",
     "DELETE FROM pending_links WHERE account = $1",
+    "DELETE FROM abuse_states WHERE account = $1",
+    "DELETE FROM abuse_reports WHERE reported = $1",
+    // Reports it filed stay for their review; who filed them goes.
+    "UPDATE abuse_reports SET reporter_account = 0, reporter_device = 0 WHERE reporter_account = $1",
     "DELETE FROM accounts WHERE id = $1",
 ];
 

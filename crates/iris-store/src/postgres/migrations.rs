@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "push", include_str!("migrations/0005_push.sql")),
     (6, "devices_profiles", include_str!("migrations/0006_devices_profiles.sql")),
     (7, "account_deletion", include_str!("migrations/0007_account_deletion.sql")),
+    (8, "abuse", include_str!("migrations/0008_abuse.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

@@ -68,6 +68,7 @@
 //! crash leaves a roster change unannounced, though a re-driven event may arrive after later
 //! messages.
 
+mod abuse;
 mod accounts;
 mod blocks;
 mod committer;
