@@ -54,12 +54,27 @@ impl Client {
         to_account_ids: Vec<u64>,
         group_ids: Vec<u64>,
     ) -> Result<Vec<pb::SendResult>, ClientError> {
+        self.forward_of(0, payload, to_account_ids, group_ids).await
+    }
+
+    /// [`forward`](Self::forward) naming the message forwarded (`forwarded_from_msg_id`, its
+    /// server id as this device received it; 0 for none): how the server recognises one
+    /// message forwarded again and again without reading it (`FORWARDING_LIMITED` once it
+    /// reached too many chats in a day).
+    pub async fn forward_of(
+        &self,
+        forwarded_from_msg_id: u64,
+        payload: impl Into<Bytes>,
+        to_account_ids: Vec<u64>,
+        group_ids: Vec<u64>,
+    ) -> Result<Vec<pb::SendResult>, ClientError> {
         let op = pb::Forward {
             client_msg_id: new_client_msg_id(),
             payload: payload.into(),
             to_account_ids,
             group_ids,
             copies: vec![],
+            forwarded_from_msg_id,
         };
         match self.op(client_op::Op::Forward(op)).await? {
             server_event::Event::ForwardResult(r) => Ok(r.results),

@@ -47,6 +47,7 @@ mod keys;
 pub mod media;
 mod presence;
 mod push;
+mod report;
 mod shared;
 pub mod timers;
 

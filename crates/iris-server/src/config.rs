@@ -89,6 +89,9 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Account deletion (`POST /v1/account/delete`).
     pub account: AccountConfig,
+    /// Abuse rules (seed 001 "Automated Ban Triggers", "User Reports"): thresholds and
+    /// durations; the defaults are the seed's.
+    pub abuse: AbuseConfig,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             keys: KeysConfig::default(),
             account: AccountConfig::default(),
+            abuse: AbuseConfig::default(),
             media: MediaConfig::default(),
             push: PushConfig::default(),
             devices: DevicesConfig::default(),
@@ -141,6 +145,59 @@ pub struct DevicesConfig {
 impl Default for DevicesConfig {
     fn default() -> Self {
         Self { link_code_ttl_s: 60, pending_links_max: 3, pin_attempts_max: 5, pin_lockout_s: 3600 }
+    }
+}
+
+/// The abuse rules (see ARCHITECTURE.md "Abuse rules and reports"). Counted cluster-wide in
+/// cluster mode (Redis), per node otherwise. A threshold of 0 turns its rule off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbuseConfig {
+    /// Messages (1:1 and group sends, forward copies) per account in one clock hour at which
+    /// the account is suspended pending review. Seed: 1,000.
+    pub messages_per_account_per_hour: u32,
+    /// Distinct recipients that are not contacts, per account in one UTC day, at which sending
+    /// to non-contacts is restricted. Seed: 50.
+    pub new_recipients_per_day: u32,
+    /// How long that restriction lasts. Seed: 7 days.
+    pub sending_restriction_s: u64,
+    /// Distinct chats one forwarded message may reach per day; forwarding it to more limits
+    /// the account's forwarding. Seed: 20 ("more than 20 chats").
+    pub forward_chats_per_message_per_day: u32,
+    /// How long forwarding stays limited. Iris: 1 day.
+    pub forwarding_limit_s: u64,
+    /// Reports from distinct accounts within `report_window_s` that suspend the account
+    /// pending review. Seed: 10.
+    pub reports_to_suspend: u32,
+    /// The window reports are counted in. Seed: 24 h.
+    pub report_window_s: u64,
+    /// Reports one account may file per day (REPORT_INVALID is not used for this: it is
+    /// RATE_LIMITED), so reports cannot flood the store.
+    pub reports_per_account_per_day: u32,
+    /// Messages a report may disclose.
+    pub report_messages_max: usize,
+    /// Bytes of disclosed content per report, all messages together.
+    pub report_bytes_max: usize,
+    /// How long a node trusts its cached copy of an account's abuse state before reading the
+    /// store again: a suspension made on another node takes effect here within this time.
+    pub state_cache_ms: u64,
+}
+
+impl Default for AbuseConfig {
+    fn default() -> Self {
+        Self {
+            messages_per_account_per_hour: 1_000,
+            new_recipients_per_day: 50,
+            sending_restriction_s: 7 * 24 * 3600,
+            forward_chats_per_message_per_day: 20,
+            forwarding_limit_s: 24 * 3600,
+            reports_to_suspend: 10,
+            report_window_s: 24 * 3600,
+            reports_per_account_per_day: 50,
+            report_messages_max: 10,
+            report_bytes_max: 64 * 1024,
+            state_cache_ms: 1_000,
+        }
     }
 }
 
@@ -932,6 +989,12 @@ impl Config {
         if !(10..=3600).contains(&d.link_code_ttl_s) || d.pending_links_max == 0 || d.pin_attempts_max == 0 {
             return invalid(
                 "devices: link_code_ttl_s must be 10..=3600, pending_links_max and pin_attempts_max positive",
+            );
+        }
+        let a = &self.abuse;
+        if a.report_window_s == 0 || a.report_messages_max > 100 || a.report_bytes_max > 1024 * 1024 {
+            return invalid(
+                "abuse: report_window_s must be positive, report_messages_max <= 100, report_bytes_max <= 1 MiB",
             );
         }
         let p = &self.profiles;

@@ -246,6 +246,25 @@ pub enum ServiceError {
     /// No pending one-time code (expired, never requested, or its guesses used up).
     #[error("{0}")]
     CodeExpired(String),
+    /// The account is suspended pending review (abuse rules or reports); only an operator
+    /// lifts it.
+    #[error("this account is suspended pending review")]
+    AccountSuspended,
+    /// Sending to accounts that are not contacts is restricted for a while.
+    #[error("sending to accounts that are not your contacts is restricted for now")]
+    SendingRestricted {
+        /// When the restriction ends.
+        retry_after_ms: u32,
+    },
+    /// Forwarding is limited for a while.
+    #[error("forwarding is limited for now: a message was forwarded to too many chats")]
+    ForwardingLimited {
+        /// When the limit ends.
+        retry_after_ms: u32,
+    },
+    /// A malformed report; says why.
+    #[error("{0}")]
+    ReportInvalid(String),
 }
 
 impl ServiceError {
@@ -299,6 +318,10 @@ impl ServiceError {
             Self::CallAnsweredElsewhere => ErrorCode::CallAnsweredElsewhere,
             Self::AccountDeleting => ErrorCode::AccountDeleting,
             Self::CodeExpired(_) => ErrorCode::CodeExpired,
+            Self::AccountSuspended => ErrorCode::AccountSuspended,
+            Self::SendingRestricted { .. } => ErrorCode::SendingRestricted,
+            Self::ForwardingLimited { .. } => ErrorCode::ForwardingLimited,
+            Self::ReportInvalid(_) => ErrorCode::ReportInvalid,
         }
     }
 
@@ -309,7 +332,9 @@ impl ServiceError {
             | Self::Overloaded { retry_after_ms }
             | Self::MediaQuotaExceeded { retry_after_ms, .. }
             | Self::CodeDeliveryFailed { retry_after_ms, .. }
-            | Self::PinLocked { retry_after_ms } => Some(*retry_after_ms),
+            | Self::PinLocked { retry_after_ms }
+            | Self::SendingRestricted { retry_after_ms }
+            | Self::ForwardingLimited { retry_after_ms } => Some(*retry_after_ms),
             Self::Unavailable | Self::AccountDeleting => Some(1000),
             _ => None,
         }

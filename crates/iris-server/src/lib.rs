@@ -9,6 +9,7 @@
 //! **Invariant:** services never touch sockets; sessions never touch the store (their
 //! dependencies, `session::SessionDeps`, hold none).
 
+pub mod abuse;
 pub mod actions;
 pub mod auth;
 pub mod blocks;
@@ -520,6 +521,7 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 ctx.sessions.typing.sweep();
                 ctx.sessions.calls.sweep();
                 ctx.sessions.contacts.sweep();
+                ctx.sessions.abuse.sweep();
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();

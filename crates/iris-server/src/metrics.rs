@@ -110,6 +110,17 @@ pub struct Metrics {
     pub account_deletions_started: Counter,
     /// Account deletions finished (everything erased, the mark removed).
     pub account_deletions_finished: Counter,
+    /// Abuse rules that fired, by rule (`message_rate`, `new_recipients`, `forwards`,
+    /// `reports`).
+    pub abuse_rule_hits: Family<Labels, Counter>,
+    /// Operations refused by an abuse decision, by code (`ACCOUNT_SUSPENDED`,
+    /// `SENDING_RESTRICTED`, `FORWARDING_LIMITED`).
+    pub abuse_refusals: Family<Labels, Counter>,
+    /// Reports stored, by whether the reporter had reported the account before in the window
+    /// (`first`, `repeated`).
+    pub abuse_reports: Family<Labels, Counter>,
+    /// Suspensions and lifts by operators (`suspend`, `unsuspend`).
+    pub abuse_operator_actions: Family<Labels, Counter>,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -155,6 +166,10 @@ impl Metrics {
             push_dropped: Family::default(),
             push_latency_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             devices_links: Family::default(),
+            abuse_rule_hits: Family::default(),
+            abuse_refusals: Family::default(),
+            abuse_reports: Family::default(),
+            abuse_operator_actions: Family::default(),
             devices_pin_checks: Family::default(),
             devices_reregistrations: Counter::default(),
             profiles_updates: Counter::default(),
@@ -204,6 +219,10 @@ impl Metrics {
         r.register("proxy_refused", "TCP connections refused by the PROXY protocol rules", m.proxy_refused.clone());
         r.register("sms_requests", "SMS gateway requests by result", m.sms_requests.clone());
         r.register("devices_links", "Device links by outcome", m.devices_links.clone());
+        r.register("abuse_rule_hits", "Abuse rules that fired, by rule", m.abuse_rule_hits.clone());
+        r.register("abuse_refusals", "Operations refused by an abuse decision, by code", m.abuse_refusals.clone());
+        r.register("abuse_reports", "User reports stored, first or repeated", m.abuse_reports.clone());
+        r.register("abuse_operator_actions", "Operator suspensions and lifts", m.abuse_operator_actions.clone());
         r.register("devices_pin_checks", "Registration PIN checks by result", m.devices_pin_checks.clone());
         r.register(
             "devices_reregistrations",

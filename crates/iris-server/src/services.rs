@@ -8,6 +8,7 @@ use std::sync::Arc;
 use iris_store::{AccountId, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::abuse::{Abuse, AbuseDeps};
 use crate::actions::{Actions, ActionsDeps};
 use crate::auth::access::Authenticator;
 use crate::blocks::Blocks;
@@ -193,7 +194,17 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         metrics: f.metrics.clone(),
         config: config.profiles.clone(),
     }));
+    let abuse = Arc::new(Abuse::new(AbuseDeps {
+        store: store.clone(),
+        directory: f.directory.clone(),
+        ids: f.ids.clone(),
+        clock: f.clock.clone(),
+        metrics: f.metrics.clone(),
+        config: config.abuse.clone(),
+        bus: f.cluster.as_ref().map(|c| c.bus.clone()),
+    }));
     SessionDeps {
+        abuse,
         config: config.session.clone(),
         device_notices,
         profiles,

@@ -165,7 +165,37 @@ pub fn all() -> Vec<(&'static str, Frame)> {
     v.extend(keys());
     v.extend(push());
     v.extend(calls());
+    v.extend(abuse());
     v
+}
+
+/// Abuse: a report disclosing a message, a forward naming the message it forwards, the answer.
+fn abuse() -> Vec<(&'static str, Frame)> {
+    use client_op::Op;
+    use server_event::Event;
+    let disclosed =
+        pb::ReportedMessage { server_msg_id: 0x1234_5678_9abc, sent_at_ms: 1_700_000_000_000, content: HELLO.into() };
+    vec![
+        (
+            "client_report",
+            op(80, Op::Report(pb::Report { account_id: BOB, reason: "spam".into(), messages: vec![disclosed] })),
+        ),
+        (
+            "client_forward_of",
+            op(
+                81,
+                Op::Forward(pb::Forward {
+                    client_msg_id: "fwd-11".into(),
+                    payload: HELLO.into(),
+                    to_account_ids: vec![CAROL],
+                    group_ids: vec![],
+                    copies: vec![],
+                    forwarded_from_msg_id: 0x1234_5678_9abc,
+                }),
+            ),
+        ),
+        ("server_report_result", answer(80, Event::ReportResult(pb::ReportResult { report_id: 77, repeated: true }))),
+    ]
 }
 
 /// Push notifications: register (every provider), unregister, test, and their answers.
@@ -284,6 +314,7 @@ fn keys() -> Vec<(&'static str, Frame)> {
                             body: Some(pb::forward_copy::Body::Payload(HELLO.into())),
                         },
                     ],
+                    forwarded_from_msg_id: 0,
                 }),
             ),
         ),
@@ -532,6 +563,7 @@ fn client() -> Vec<(&'static str, Frame)> {
                     to_account_ids: vec![BOB, CAROL],
                     group_ids: vec![GROUP],
                     copies: vec![],
+                    forwarded_from_msg_id: 0,
                 }),
             ),
         ),

@@ -219,6 +219,9 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs<'_>, ip: IpAddr) -> Result<Verif
     if ctx.store.erasures_pending().await?.iter().any(|e| e.account == account.id) {
         return Err(ServiceError::AccountDeleting);
     }
+    // A suspended account takes no device either: a new login would only meet the suspension
+    // at its Hello.
+    ctx.sessions.abuse.check_login(account.id).await?;
     let orphaned = ctx.store.devices(account.id).await?.is_empty();
     if args.new_primary || orphaned {
         return Ok(Verified::Registered(reregister(ctx, &account, device_name, args.pin).await?));

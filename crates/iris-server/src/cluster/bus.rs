@@ -396,6 +396,28 @@ impl Bus {
         })
     }
 
+    /// Adds `n` to the shared counter `key` (under the namespace) and returns its new total; a
+    /// counter created by this call expires after `ttl_ms` (the abuse rules' fixed windows).
+    pub async fn count_add(&self, key: &str, n: u64, ttl_ms: u64) -> Result<u64, BusError> {
+        let key = self.inner.keys.kv(key);
+        let mut conn = self.inner.conn();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::COUNT_ADD).arg(1).arg(&key).arg(n).arg(ttl_ms.max(1));
+        let total: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    /// Adds `member` to the shared set `key` unless it already has `cap` members, and returns
+    /// how many it has; a set created by this call expires after `ttl_ms`.
+    pub async fn set_add_capped(&self, key: &str, member: u64, cap: u32, ttl_ms: u64) -> Result<u64, BusError> {
+        let key = self.inner.keys.kv(key);
+        let mut conn = self.inner.conn();
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::SET_ADD_CAPPED).arg(1).arg(&key).arg(member).arg(cap).arg(ttl_ms.max(1));
+        let n: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Whether the bus works right now: the circuit is closed and both subscriptions proved
     /// themselves recently. When false, hints may be lost: callers check inboxes instead.
     pub fn is_healthy(&self) -> bool {

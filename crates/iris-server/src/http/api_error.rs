@@ -56,6 +56,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::LinkLimit | ErrorCode::PinLocked => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::PinRequired => StatusCode::UNAUTHORIZED,
         ErrorCode::ProfileInvalid => StatusCode::BAD_REQUEST,
+        ErrorCode::AccountSuspended | ErrorCode::SendingRestricted | ErrorCode::ForwardingLimited => {
+            StatusCode::FORBIDDEN
+        }
+        ErrorCode::ReportInvalid => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

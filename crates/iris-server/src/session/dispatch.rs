@@ -14,6 +14,7 @@ use iris_store::DeviceAddr;
 use tokio::sync::mpsc;
 
 use super::SessionDeps;
+use crate::abuse::Outgoing;
 use crate::error::{ServiceError, SessionError};
 use crate::router::Ephemeral;
 
@@ -85,6 +86,12 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
             start_send(deps, device, rid, msg).await
         }
         Op::Group(g) => {
+            if matches!(g.op, Some(pb::group_op::Op::Send(_))) {
+                if let Err(e) = deps.abuse.check_send(device.account, Outgoing::Group).await {
+                    deps.metrics.send_rejected(e.code());
+                    return Ok(Dispatched::Answer(answer(rid, Err(e))));
+                }
+            }
             let op = deps.groups.start(device, g).await;
             Dispatched::Later(Box::pin(op.map(move |r| answer(rid, r.map(Event::GroupResult)))))
         }
@@ -92,10 +99,15 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
         Op::Receipt(r) => {
             later(deps, rid, |d| async move { d.receipts.read(device, r).await.map(Event::ReceiptResult) })
         }
-        Op::Action(a) => later(deps, rid, |d| async move { d.actions.act(device, a).await.map(Event::ActionResult) }),
-        Op::Forward(f) => {
-            later(deps, rid, |d| async move { d.forwards.forward(device, f).await.map(Event::ForwardResult) })
-        }
+        Op::Action(a) => later(deps, rid, |d| async move {
+            d.abuse.check_send(device.account, Outgoing::Action).await?;
+            d.actions.act(device, a).await.map(Event::ActionResult)
+        }),
+        Op::Forward(f) => later(deps, rid, |d| async move {
+            check_forward(&d, device, &f).await?;
+            d.forwards.forward(device, f).await.map(Event::ForwardResult)
+        }),
+        Op::Report(r) => later(deps, rid, |d| async move { d.abuse.report(device, r).await.map(Event::ReportResult) }),
         Op::ContactsUpdate(u) => {
             later(deps, rid, |d| async move { d.contacts.update(device, u).await.map(Event::ContactList) })
         }
@@ -148,7 +160,10 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
 /// operations.
 async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: pb::SendMessage) -> Dispatched {
     let started = match deps.send_limit.take(&device.account).await {
-        Ok(()) => deps.messaging.start_send(device, msg).await,
+        Ok(()) => match deps.abuse.check_send(device.account, Outgoing::Direct(msg.to_account_id)).await {
+            Ok(()) => deps.messaging.start_send(device, msg).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     let metrics = deps.metrics.clone();
@@ -179,6 +194,39 @@ async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: 
             Dispatched::Answer(answer(rid, Err(e)))
         }
     }
+}
+
+/// The abuse rules of a forward: its chats (accounts, groups; each once, as `Forward`
+/// delivers), and which message it is: the forwarded-from id when given, else the digest of a
+/// shared payload; per-chat ciphertexts without a reference cannot be recognised.
+async fn check_forward(deps: &SessionDeps, device: DeviceAddr, f: &pb::Forward) -> Result<(), ServiceError> {
+    let (mut accounts, mut groups) = (Vec::new(), Vec::new());
+    if f.copies.is_empty() {
+        accounts.extend(f.to_account_ids.iter().copied());
+        groups.extend(f.group_ids.iter().copied());
+    } else {
+        for c in &f.copies {
+            if c.group_id != 0 {
+                groups.push(c.group_id);
+            } else {
+                accounts.push(c.to_account_id);
+            }
+        }
+    }
+    for list in [&mut accounts, &mut groups] {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|id| seen.insert(*id));
+    }
+    let key = if f.forwarded_from_msg_id != 0 {
+        Some(format!("m{}", f.forwarded_from_msg_id))
+    } else if !f.payload.is_empty() {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&f.payload);
+        Some(format!("p{}", hex::encode(&digest[..16])))
+    } else {
+        None
+    };
+    deps.abuse.check_forward(device.account, &accounts, &groups, key.as_deref()).await
 }
 
 /// An operation run among the in-flight ones, answered with its result.

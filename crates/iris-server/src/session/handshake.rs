@@ -45,6 +45,7 @@ pub(super) async fn check_hello(
     if hello.device_id != device.device {
         return Err(SessionError::DeviceMismatch);
     }
+    deps.abuse.check_login(device.account).await?;
     let unwanted = UnwantedReceipts::from_hello(&hello.receipts_unwanted);
     let hello = Hello { device, version, request_id, resume_after_seq: hello.resume_after_seq, unwanted };
     Ok((hello, ops.collect()))

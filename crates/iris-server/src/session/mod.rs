@@ -128,6 +128,8 @@ pub struct SessionDeps {
     pub send_limit: SharedLimit<AccountId>,
     /// Push notification registrations.
     pub push: Arc<crate::push::Push>,
+    /// Abuse rules (checked before sends), reports, suspension; the operator's calls too.
+    pub abuse: Arc<crate::abuse::Abuse>,
 }
 
 /// Runs a connection from its first byte to its close: admission, handshake, service.

@@ -85,6 +85,34 @@ pub async fn block(client: &Client, a: &BlockArgs, blocked: bool) -> anyhow::Res
     Ok(vec![json!({ "account_id": account_id, "phone": a.phone, "blocked": blocked })])
 }
 
+/// Flags of `iris report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The phone number (E.164) of the account to report.
+    #[arg(long)]
+    pub phone: String,
+    /// Why, in your words (at most 500 bytes).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// A message of theirs to disclose with the report, as you read it (repeatable; at most 10).
+    #[arg(long = "message")]
+    pub messages: Vec<String>,
+}
+
+/// Reports an account for abuse; answers `{"account_id","phone","report_id","repeated"}`.
+pub async fn report(client: &Client, a: &ReportArgs) -> anyhow::Result<Vec<Value>> {
+    let account_id = account_of(client, &a.phone).await?;
+    let messages = a
+        .messages
+        .iter()
+        .map(|m| pb::ReportedMessage { content: m.clone().into_bytes(), ..Default::default() })
+        .collect();
+    let r = client.report(account_id, a.reason.clone(), messages).await?;
+    Ok(vec![json!({ "account_id": account_id, "phone": a.phone, "report_id": r.report_id, "repeated": r.repeated })])
+}
+
 fn contact_json(c: &pb::Contact) -> Value {
     json!({ "account_id": c.account_id, "phone": c.phone })
 }

@@ -26,6 +26,9 @@ pub enum SocialCommand {
     Block(contacts::BlockArgs),
     /// Lift a block.
     Unblock(contacts::BlockArgs),
+    /// Report an account for abuse, optionally disclosing some of its messages (10 reports
+    /// from distinct accounts in a day suspend it pending review).
+    Report(contacts::ReportArgs),
     /// Send a text that replies to a message of the conversation.
     Reply(actions::ReplyArgs),
     /// Send a text to at most 5 chats (people and groups) as a forward.
@@ -65,6 +68,7 @@ pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
         SocialCommand::Contacts(c) => c.common(),
         SocialCommand::Discover(a) => &a.common,
         SocialCommand::Block(a) | SocialCommand::Unblock(a) => &a.common,
+        SocialCommand::Report(a) => &a.common,
         SocialCommand::Reply(a) => &a.common,
         SocialCommand::Forward(a) => &a.common,
         SocialCommand::Edit(a) => &a.target.common,
@@ -106,6 +110,7 @@ async fn execute(session: &Session, command: &SocialCommand) -> anyhow::Result<V
         SocialCommand::Discover(a) => contacts::discover(client, a).await,
         SocialCommand::Block(a) => contacts::block(client, a, true).await,
         SocialCommand::Unblock(a) => contacts::block(client, a, false).await,
+        SocialCommand::Report(a) => contacts::report(client, a).await,
         SocialCommand::Reply(a) => actions::reply(client, a).await,
         SocialCommand::Forward(a) => actions::forward(client, a).await,
         SocialCommand::Edit(a) => actions::edit(client, a).await,

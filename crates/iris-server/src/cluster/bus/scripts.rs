@@ -46,3 +46,25 @@ local new_tat = tat + granted * interval
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
 return {granted, 0}
 ";
+
+/// Adds ARGV[1] to the counter KEYS[1] and returns the new total; a new counter lives ARGV[2]
+/// ms (the rest of its window), so every node adds to one count that ends with the window.
+pub(crate) const COUNT_ADD: &str = r"
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n
+";
+
+/// Adds member ARGV[1] to the set KEYS[1] unless it already holds ARGV[2] members (the cap: a
+/// rule only needs to know the threshold was reached), gives a new set a life of ARGV[3] ms,
+/// and returns how many members it holds.
+pub(crate) const SET_ADD_CAPPED: &str = r"
+local n = redis.call('SCARD', KEYS[1])
+if n < tonumber(ARGV[2]) then
+  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    n = n + 1
+    if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+  end
+end
+return n
+";
