@@ -245,6 +245,6 @@ impl<T> Store for T where
         + PushStore
         + ProfileStore
         + ErasureStore
-    + AbuseStore
+        + AbuseStore
 {
 }

@@ -41,17 +41,16 @@ async fn suspension_and_restrictions_survive_reopening(engine: Engine) {
     let state = store.abuse_state(account).await.unwrap();
     assert_eq!(
         state,
-        AbuseState {
-            suspended: Some(first),
-            sending_restricted_until_ms: 5_000,
-            forwarding_limited_until_ms: 7_000
-        }
+        AbuseState { suspended: Some(first), sending_restricted_until_ms: 5_000, forwarding_limited_until_ms: 7_000 }
     );
     assert!(store.unsuspend(account).await.unwrap());
     assert!(!store.unsuspend(account).await.unwrap(), "not suspended any more");
     store.set_restriction(account, Restriction::Sending, 0).await.unwrap();
     let state = store.abuse_state(account).await.unwrap();
-    assert_eq!((state.suspended, state.sending_restricted_until_ms, state.forwarding_limited_until_ms), (None, 0, 7_000));
+    assert_eq!(
+        (state.suspended, state.sending_restricted_until_ms, state.forwarding_limited_until_ms),
+        (None, 0, 7_000)
+    );
     let again = Suspension { since_ms: 300, reason: "operator: test".into() };
     assert!(store.suspend(account, again.clone()).await.unwrap(), "suspendable again after a lift");
     assert_eq!(store.abuse_state(account).await.unwrap().suspended, Some(again));

@@ -108,10 +108,7 @@ fn decode_state(account: AccountId, v: &[u8]) -> StoreResult<AbuseState> {
     let u64_at = |i: usize| v[i..i + 8].try_into().map(u64::from_be_bytes).map_err(|_| bad());
     let suspended = match v[1] {
         0 => None,
-        _ => Some(Suspension {
-            since_ms: u64_at(2)?,
-            reason: String::from_utf8(v[26..].to_vec()).map_err(|_| bad())?,
-        }),
+        _ => Some(Suspension { since_ms: u64_at(2)?, reason: String::from_utf8(v[26..].to_vec()).map_err(|_| bad())? }),
     };
     Ok(AbuseState { suspended, sending_restricted_until_ms: u64_at(10)?, forwarding_limited_until_ms: u64_at(18)? })
 }

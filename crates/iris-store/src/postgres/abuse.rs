@@ -8,9 +8,7 @@ use async_trait::async_trait;
 use super::shards::{sql, sql_msg, unsql, unsql_msg};
 use super::{query, PgStore};
 use crate::abuse::{decode_messages, encode_messages};
-use crate::{
-    AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, StoreResult, Suspension,
-};
+use crate::{AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, StoreResult, Suspension};
 
 #[async_trait]
 impl AbuseStore for PgStore {
