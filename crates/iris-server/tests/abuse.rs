@@ -154,7 +154,8 @@ async fn reports_from_distinct_accounts_suspend_and_bad_reports_are_refused() {
         reporters.push((client, events, creds.account_id));
     }
     let (spam_client, _spam_events) = connect(&url, &spammer).await;
-    let disclosed = |text: &str| pb::ReportedMessage { server_msg_id: 9, sent_at_ms: 1, content: text.into() };
+    let disclosed =
+        |text: &str| pb::ReportedMessage { server_msg_id: 9, sent_at_ms: 1, content: text.as_bytes().to_vec().into() };
 
     let first = reporters[0].0.report(spammer.account_id, "spam".into(), vec![disclosed("buy")]).await.unwrap();
     assert!(!first.repeated);

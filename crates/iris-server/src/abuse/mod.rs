@@ -79,10 +79,12 @@ pub struct Abuse {
 }
 
 /// A send as the rules see it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Outgoing {
     /// A 1:1 message to this account.
     Direct(AccountId),
+    /// A 1:1 message to the account of this phone (E.164; unknown: the send itself fails).
+    DirectByPhone(String),
     /// A group message.
     Group,
     /// An edit, a deletion for everyone or a reaction: only a suspension refuses it.
@@ -175,6 +177,11 @@ impl Abuse {
         match outgoing {
             Outgoing::Action => return Ok(()),
             Outgoing::Direct(to) => self.check_recipient(sender, &state, to).await?,
+            Outgoing::DirectByPhone(phone) => {
+                if let Some(to) = self.d.directory.by_phone(&phone).await? {
+                    self.check_recipient(sender, &state, to.id).await?;
+                }
+            }
             Outgoing::Group => {}
         }
         self.count_messages(sender, 1).await
@@ -228,7 +235,7 @@ impl Abuse {
         let threshold = self.d.config.new_recipients_per_day;
         let now = self.d.clock.now_ms();
         let restricted = state.sending_restricted_until_ms > now;
-        if to == sender || (threshold == 0 && !restricted) {
+        if to == sender || to == 0 || (threshold == 0 && !restricted) {
             return Ok(());
         }
         if self.d.store.is_contact(sender, to).await? || self.d.store.is_contact(to, sender).await? {
@@ -313,7 +320,7 @@ impl Abuse {
                 .map(|m| ReportedMessage {
                     server_msg_id: m.server_msg_id,
                     sent_at_ms: m.sent_at_ms,
-                    content: m.content,
+                    content: m.content.to_vec(),
                 })
                 .collect(),
         };

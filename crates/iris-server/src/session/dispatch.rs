@@ -160,7 +160,7 @@ pub(super) async fn dispatch(conn: &Conn<'_>, op: pb::ClientOp) -> Result<Dispat
 /// operations.
 async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: pb::SendMessage) -> Dispatched {
     let started = match deps.send_limit.take(&device.account).await {
-        Ok(()) => match deps.abuse.check_send(device.account, Outgoing::Direct(msg.to_account_id)).await {
+        Ok(()) => match deps.abuse.check_send(device.account, outgoing(&msg)).await {
             Ok(()) => deps.messaging.start_send(device, msg).await,
             Err(e) => Err(e),
         },
@@ -193,6 +193,14 @@ async fn start_send(deps: &Arc<SessionDeps>, device: DeviceAddr, rid: u64, msg: 
             tracing::debug!(request_id = rid, code = e.code().as_str_name(), "send rejected");
             Dispatched::Answer(answer(rid, Err(e)))
         }
+    }
+}
+
+/// A 1:1 send as the abuse rules see it: its recipient by id, else by phone.
+fn outgoing(msg: &pb::SendMessage) -> Outgoing {
+    match msg.to_account_id {
+        0 => Outgoing::DirectByPhone(msg.to_phone.clone()),
+        id => Outgoing::Direct(id),
     }
 }
 

@@ -107,7 +107,7 @@ pub async fn report(client: &Client, a: &ReportArgs) -> anyhow::Result<Vec<Value
     let messages = a
         .messages
         .iter()
-        .map(|m| pb::ReportedMessage { content: m.clone().into_bytes(), ..Default::default() })
+        .map(|m| pb::ReportedMessage { content: m.clone().into_bytes().into(), ..Default::default() })
         .collect();
     let r = client.report(account_id, a.reason.clone(), messages).await?;
     Ok(vec![json!({ "account_id": account_id, "phone": a.phone, "report_id": r.report_id, "repeated": r.repeated })])
