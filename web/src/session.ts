@@ -463,7 +463,8 @@ export class Session {
         await this.ask({ action: { type, targetServerMsgId: (content as { target: U64 }).target, ...wireBody(sealed) } });
         return;
       } catch (e) {
-        if (!(attempt < STALE_RETRIES && (e as Error).message.includes('(STALE_DEVICES)'))) throw e;
+        const stale = e instanceof RequestFailed ? e.code === 'ERROR_CODE_STALE_DEVICES' : (e as Error).message.includes('(STALE_DEVICES)');
+        if (!(attempt < STALE_RETRIES && stale)) throw e;
       }
     }
   }

@@ -47,7 +47,11 @@ const ASSETS: &[Asset] = &[
     },
     // libolm compiled to WebAssembly (`@towns-protocol/olm`), loaded by app.js for end-to-end
     // encryption: the same formats as vodozemac in the SDK.
-    Asset { path: "/olm.wasm", content_type: "application/wasm", bytes: include_bytes!("../../../../web/dist/olm.wasm") },
+    Asset {
+        path: "/olm.wasm",
+        content_type: "application/wasm",
+        bytes: include_bytes!("../../../../web/dist/olm.wasm"),
+    },
 ];
 
 /// The page may load its own scripts, styles and images and connect to its own origin (HTTP
