@@ -255,6 +255,25 @@ export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, ope
       text: opened?.kind === 'edit' ? opened.text : undefined,
       emoji: opened?.kind === 'react' ? opened.emoji : (a.emoji ?? ''),
     });
+  } else if (item.identityChange) {
+    // "Security code changed": said in the 1:1 chat with that person, if there is one.
+    const c = item.identityChange;
+    const chat = c.accountId && c.accountId !== me ? state.chats[directKey(c.accountId)] : undefined;
+    if (chat && !findMessage(chat, id ?? `seq:${seq}`)) {
+      const added = c.type === 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED';
+      pushMessage(chat, {
+        id: id ?? `seq:${seq}`,
+        serverMsgId: id,
+        fromMe: false,
+        fromAccountId: c.accountId!,
+        fromPhone: c.phone ?? '',
+        text: `🔒 ${chat.phone ?? c.phone ?? 'They'} ${added ? 'added' : 'removed'} a device: the safety number changed`,
+        tsMs: ts,
+        notice: true,
+        seen: true,
+      });
+      effects.changed = true;
+    }
   }
   // Anything else is an item of a newer server: acked, not shown (forward compatible).
   return effects;

@@ -131,6 +131,20 @@ test('an encrypted edit and reaction apply their opened contents', () => {
   assert.deepEqual(m.reactions, { [BOB]: '👍' });
 });
 
+test('a changed safety number is said in the 1:1 chat with that person, once, and not counted unread', () => {
+  const state = model.emptyState();
+  model.applyInboxItem(state, ...withMe(fromBob(1, '5')));
+  const change = (seq: number): InboxItem => ({ seq: String(seq), serverMsgId: '9', identityChange: { accountId: BOB, phone: '+2', deviceId: 2, type: 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED' } });
+  model.applyInboxItem(state, change(2), ME);
+  model.applyInboxItem(state, { ...change(3) }, ME);
+  const chat = state.chats[model.directKey(BOB)];
+  assert.equal(chat.messages.filter((m) => m.notice).length, 1);
+  assert.match(chat.messages[1].text, /added a device: the safety number changed/);
+  assert.equal(model.unreadCount(chat), 1, 'only the message counts');
+  model.applyInboxItem(state, { seq: '4', identityChange: { accountId: '1003', type: 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED' } }, ME);
+  assert.equal(state.chats[model.directKey('1003')], undefined, 'no chat is made for it');
+});
+
 test('ids in contents keep every digit', () => {
   const c = parseExact('{"v":1,"group":18446744073709551615,"target":"7534543487471977472"}') as Record<string, string>;
   assert.equal(String(c.group), '18446744073709551615');
