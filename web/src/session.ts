@@ -13,7 +13,7 @@ import { ApiFailure, httpApi, type Credentials, type DeviceInfo, type PendingLin
 import * as model from './model';
 import type { ChatKey, ClientState, PendingSend } from './model';
 import { downloadMedia, uploadFile, type MediaRef } from './media';
-import { isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
+import { compareU64, isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
 import * as storage from './storage';
 
 /** The state of the link to the server, shown as a banner unless `online`. */
@@ -308,7 +308,9 @@ export class Session {
       if (BigInt(item.seq) > lastDelivered) lastDelivered = BigInt(item.seq);
       let opened: Opened | undefined;
       try {
-        opened = await this.open(item);
+        // An item already processed (redelivered) is not decrypted again: its ratchet step is
+        // spent, and the model skips it anyway.
+        if (compareU64(item.seq, this.state.cursor) > 0) opened = await this.open(item);
       } catch (e) {
         // The connection went while a key was asked for: this item and the rest come again.
         if (e instanceof RequestFailed && e.code === 'CLIENT_NOT_CONNECTED') {
