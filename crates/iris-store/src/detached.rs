@@ -160,6 +160,10 @@ impl<S: InboxStore> InboxStore for Detached<S> {
 
 #[async_trait]
 impl<S: GroupStore> GroupStore for Detached<S> {
+    async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<crate::GroupOrderHold>> {
+        detach(&self.inner, move |s| async move { s.hold_group_order(group).await }).await
+    }
+
     async fn create_group(&self, group: Group) -> StoreResult<Group> {
         detach(&self.inner, move |s| async move { s.create_group(group).await }).await
     }
@@ -261,6 +265,14 @@ impl<S: BlockStore> BlockStore for Detached<S> {
 
 #[async_trait]
 impl<S: MessageIndexStore> MessageIndexStore for Detached<S> {
+    async fn put_message_ref_with_append(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.put_message_ref_with_append(server_msg_id, r).await }).await
+    }
+
+    fn message_id_is_near(&self, server_msg_id: u64, account: AccountId) -> bool {
+        self.inner.message_id_is_near(server_msg_id, account)
+    }
+
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
         detach(&self.inner, move |s| async move { s.put_message_ref(server_msg_id, r).await }).await
     }

@@ -158,6 +158,12 @@ impl iris_store::InboxStore for FaultyStore {
 /// Groups are delegated unchanged (faults are injected on appends only).
 #[async_trait::async_trait]
 impl iris_store::GroupStore for FaultyStore {
+    async fn hold_group_order(
+        &self,
+        group: iris_store::GroupId,
+    ) -> iris_store::StoreResult<Option<iris_store::GroupOrderHold>> {
+        self.inner.hold_group_order(group).await
+    }
     async fn create_group(&self, group: iris_store::Group) -> iris_store::StoreResult<iris_store::Group> {
         self.inner.create_group(group).await
     }
@@ -252,6 +258,16 @@ impl iris_store::BlockStore for FaultyStore {
 /// The message index is delegated unchanged.
 #[async_trait::async_trait]
 impl iris_store::MessageIndexStore for FaultyStore {
+    async fn put_message_ref_with_append(
+        &self,
+        server_msg_id: u64,
+        r: iris_store::MessageRef,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.put_message_ref_with_append(server_msg_id, r).await
+    }
+    fn message_id_is_near(&self, server_msg_id: u64, account: iris_store::AccountId) -> bool {
+        self.inner.message_id_is_near(server_msg_id, account)
+    }
     async fn put_message_ref(&self, server_msg_id: u64, r: iris_store::MessageRef) -> iris_store::StoreResult<()> {
         self.inner.put_message_ref(server_msg_id, r).await
     }

@@ -21,10 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
+use super::message_index::{RefColumns, REFS_UPSERT};
 use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
 use super::tls::PgTls;
 use super::Shared;
-use crate::{CommitSample, DedupKey, DeviceAddr, NewEntry, StoreError, StoreResult};
+use crate::{CommitSample, DedupKey, DeviceAddr, MessageRef, NewEntry, StoreError, StoreResult};
 
 /// Attempts at a batch that keeps losing races (deadlock or serialization failure).
 const ATTEMPTS_MAX: usize = 5;
@@ -41,6 +42,10 @@ pub(super) struct AppendPart {
     pub server_msg_id: u64,
     pub server_ts_ms: u64,
     pub entries: Vec<NewEntry>,
+    /// The message's index record, staged by `put_message_ref_with_append`: only on the
+    /// message's shard, written in the part's transaction whatever its dedup outcome (as an
+    /// immediate write would have been).
+    pub message_ref: Option<MessageRef>,
     /// When the entries disappear (disappearing messages), if they do.
     pub expires_at_ms: Option<u64>,
     pub reply: oneshot::Sender<StoreResult<PartOutcome>>,
@@ -81,6 +86,7 @@ struct Statements {
     dedup_select: Statement,
     cursors_bump: Statement,
     inbox_insert: Statement,
+    refs_upsert: Statement,
     sync_marker: Statement,
     ack_lock: Statement,
     ack_delete: Statement,
@@ -362,6 +368,7 @@ async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> S
         dedup_select: prepare(DEDUP_SELECT).await?,
         cursors_bump: prepare(CURSORS_BUMP).await?,
         inbox_insert: prepare(INBOX_INSERT).await?,
+        refs_upsert: prepare(REFS_UPSERT).await?,
         sync_marker: prepare(SYNC_MARKER).await?,
         ack_lock: prepare(ACK_LOCK).await?,
         ack_delete: prepare(ACK_DELETE).await?,
@@ -523,6 +530,18 @@ async fn write_appends(
             *outcome = Some(PartOutcome::Appended(part_seqs));
         }
         tx.execute(&stmts.inbox_insert, &[&accounts, &devices, &seqs, &times, &items, &expiries]).await?;
+        wrote = true;
+    }
+    // Staged message refs: one statement, each id once (the last staged wins), ids sorted.
+    let refs: BTreeMap<u64, &MessageRef> =
+        parts.iter().filter_map(|p| p.message_ref.as_ref().map(|r| (p.server_msg_id, r))).collect();
+    if !refs.is_empty() {
+        let mut cols = RefColumns::default();
+        for (&id, r) in &refs {
+            cols.push(id, r);
+        }
+        let RefColumns { ids, senders, kinds, conversations, sent_at, deleted, expires_at } = &cols;
+        tx.execute(&stmts.refs_upsert, &[ids, senders, kinds, conversations, sent_at, deleted, expires_at]).await?;
         wrote = true;
     }
     if !wrote {

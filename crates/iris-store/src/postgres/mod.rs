@@ -15,10 +15,15 @@
 //! - On the group's shard: the group record, its member index (`group_members`), its invite
 //!   token and its outbox (below). Groups are placed round-robin at creation.
 //! - On the message's shard (`fnv1a64(server_msg_id) % n`): the message index, group payloads
-//!   and group receipts. They are written without waiting for a WAL flush (`synchronous_commit
-//!   = off`) before the message's append is queued, and every append takes part on its
-//!   message's shard, so the append's synced commit there flushes them: `ACCEPTED` still means
-//!   they are durable (the same argument as fjall's shared journal).
+//!   and group receipts. Payloads and receipts are written without waiting for a WAL flush
+//!   (`synchronous_commit = off`) before the message's append is queued, and every append
+//!   takes part on its message's shard, so the append's synced commit there flushes them:
+//!   `ACCEPTED` still means they are durable (the same argument as fjall's shared journal). A
+//!   new message's index record is staged in memory instead and written by the committer in
+//!   the append's own transaction (`message_index.rs`). Servers pick message ids whose shard is
+//!   the sender's (`message_id_is_near`, a few tries among fresh ids), so a 1:1 message between
+//!   two accounts of one shard is ONE transaction on that shard (ARCHITECTURE.md, "What a
+//!   message costs in PostgreSQL").
 //! - Lookups that cannot be routed fan out to every shard: `groups_of` (member index on the
 //!   group's shard), `group_by_invite`, `take_refresh_token` (only the token's hash is known),
 //!   and the expiry sweeps.
@@ -59,6 +64,11 @@
 //! batch is bounded by a 10 s timeout and connects by 5 s; pool queries have no timeout of
 //! their own (a hung, not dead, server blocks them until TCP keepalive gives up).
 //!
+//! # Groups: the cluster-wide order
+//! `hold_group_order` takes a transaction-level advisory lock on the group's shard, on a pool
+//! of its own, held by the server until the operation's entries are durable
+//! (`group_order.rs`): sends and changes of one group are ordered across nodes.
+//!
 //! # Groups: the outbox
 //! `enqueue_group_update` writes the new record, its indexes and an outbox row holding the
 //! change's events in one synced transaction on the group's shard (version-checked), then
@@ -74,6 +84,7 @@ mod committer;
 mod contacts;
 mod erasure;
 mod error;
+mod group_order;
 mod groups;
 mod inbox;
 mod key_directory;
@@ -234,6 +245,8 @@ pub(crate) struct Inner {
     enqueue_timeout: Duration,
     /// Round-robin placement of new groups.
     next_group_shard: AtomicUsize,
+    /// Message refs waiting for their appends, by server message id (`message_index.rs`).
+    staged_refs: std::sync::Mutex<std::collections::HashMap<u64, message_index::StagedRef>>,
 }
 
 impl Inner {
@@ -325,6 +338,7 @@ impl PgStore {
             closed: AtomicBool::new(false),
             enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
             next_group_shard: AtomicUsize::new(0),
+            staged_refs: message_index::new_stage(),
         });
         let redrive = tokio::spawn(outbox::redrive_forever(Arc::clone(&inner)));
         Ok(PgStore { inner, committer_tasks: tokio::sync::Mutex::new(tasks), redrive })

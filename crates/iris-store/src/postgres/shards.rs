@@ -95,6 +95,10 @@ pub(super) struct Shard {
     pub tls: PgTls,
     pool: Pool,
     unsynced: Pool,
+    /// Connections that hold group orders (`group_order.rs`): a pool of their own, because a
+    /// holder waits on the other pools while its connection sits in a transaction, so holders
+    /// and waiters for holds must never exhaust the connections the holder needs.
+    order: Pool,
 }
 
 impl Shard {
@@ -107,6 +111,7 @@ impl Shard {
             idx,
             pool: build_pool(idx, config.clone(), tls.clone(), pool_size)?,
             unsynced: build_pool(idx, unsynced_config, tls.clone(), pool_size.div_ceil(2))?,
+            order: build_pool(idx, config.clone(), tls.clone(), pool_size)?,
             config,
             tls,
         })
@@ -122,6 +127,11 @@ impl Shard {
     /// makes durable before anyone is told they are.
     pub(super) async fn unsynced_client(&self) -> StoreResult<deadpool_postgres::Object> {
         self.unsynced.get().await.map_err(|e| pool_err(self.idx, e))
+    }
+
+    /// A pooled connection for holding a group's order (see the field `order`).
+    pub(super) async fn order_client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.order.get().await.map_err(|e| pool_err(self.idx, e))
     }
 }
 
