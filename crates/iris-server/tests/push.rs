@@ -27,8 +27,8 @@ use iris_client::pb::{ErrorCode, PushProvider};
 use iris_client::{Client, ClientError};
 use iris_proto::http::{PushTargetRequest, PushTargetView};
 use iris_server::config::Config;
-use iris_testkit::engine::ClusterEngine;
 use iris_store::DeviceAddr;
+use iris_testkit::engine::ClusterEngine;
 use ring::signature::{self, UnparsedPublicKey};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
@@ -399,7 +399,8 @@ async fn webhook_hosts_that_are_or_resolve_to_inward_addresses_are_refused_unles
     })
     .await;
     let (bob, _events, bob_addr) = connect_device(&strict, "+14155550451").await;
-    for inward in [by_name.as_str(), "https://127.0.0.1/x", "https://[::1]/x", "https://10.0.0.7/x", "https://a.localhost/x"]
+    for inward in
+        [by_name.as_str(), "https://127.0.0.1/x", "https://[::1]/x", "https://10.0.0.7/x", "https://a.localhost/x"]
     {
         let e = bob.push_register(PushProvider::Webhook, inward.into()).await.unwrap_err();
         assert_eq!(code(e), ErrorCode::PushTargetForbidden, "{inward}");
@@ -441,7 +442,9 @@ async fn push_targets_are_registered_and_removed_over_http() {
     let body = PushTargetRequest { provider: "webhook".into(), token: r.url("/x") };
     server.post_authorized("/v1/push/targets", None, Some(&body)).await.expect_error(401, ErrorCode::Unauthenticated);
     for provider in ["fcm", "pigeon", ""] {
-        register(&primary.access_token, provider, r.url("/x")).await.expect_error(400, ErrorCode::PushProviderUnavailable);
+        register(&primary.access_token, provider, r.url("/x"))
+            .await
+            .expect_error(400, ErrorCode::PushProviderUnavailable);
     }
     register(&primary.access_token, "webhook", "http://up.example.org/x".into())
         .await

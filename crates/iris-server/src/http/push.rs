@@ -76,8 +76,10 @@ pub async fn unregister(
     if device_id != me.device {
         let actor = ctx.store.device(me).await?.ok_or(ServiceError::DeviceRevoked)?;
         if !actor.primary {
-            return Err(ServiceError::PermissionDenied("only the primary device may remove another's push target".into())
-                .into());
+            return Err(ServiceError::PermissionDenied(
+                "only the primary device may remove another's push target".into(),
+            )
+            .into());
         }
     }
     if !ctx.sessions.push.unregister(DeviceAddr::new(me.account, device_id)).await? {

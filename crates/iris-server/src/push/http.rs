@@ -96,8 +96,7 @@ impl Service<Name> for Resolver {
         let lookup = self.system.call(name);
         let private_allowed = self.private_allowed;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                lookup.await?.filter(|a| private_allowed || is_public(a.ip())).collect();
+            let addrs: Vec<SocketAddr> = lookup.await?.filter(|a| private_allowed || is_public(a.ip())).collect();
             if addrs.is_empty() {
                 return Err(io::Error::other(format!("{host} has no public address")));
             }
@@ -171,9 +170,23 @@ mod tests {
     #[test]
     fn public_addresses_are_told_from_inward_ones() {
         let inward = [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.1.1", "100.64.0.1", "0.0.0.0",
-            "0.1.2.3", "255.255.255.255", "224.0.0.1", "::1", "::", "fd00::1", "fe80::1", "ff02::1",
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
         ];
         for ip in inward {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");

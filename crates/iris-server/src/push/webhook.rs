@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn inward_literals_are_recognised() {
-        for host in ["a.localhost", "127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.1.1", "[::1]", "fd00::1", "0.0.0.0"]
+        for host in
+            ["a.localhost", "127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.1.1", "[::1]", "fd00::1", "0.0.0.0"]
         {
             assert!(is_inward_literal(host), "{host}");
         }
