@@ -787,8 +787,9 @@ pub struct PushConfig {
     /// Offer the generic webhook / UnifiedPush provider (the token is an `https://` URL the
     /// server POSTs to).
     pub webhook_enabled: bool,
-    /// Let webhook URLs name loopback, private or link-local IP literals and `localhost`
-    /// (tests, private deployments). Off by default: clients choose these URLs.
+    /// Let webhook URLs name, or resolve to, loopback, private or link-local addresses (tests,
+    /// private deployments). Off by default: clients choose these URLs, so such a URL is refused
+    /// (`PUSH_TARGET_FORBIDDEN`) and such addresses are never connected to.
     pub webhook_private_hosts_allowed: bool,
     /// FCM: the service account JSON key file (`project_id`, `client_email`, `private_key`,
     /// `token_uri`).
