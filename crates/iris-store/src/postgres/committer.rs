@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
-use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
-use super::tls::PgTls;
+use super::shards::{sql, sql_msg, unsql, unsql_msg};
+use super::writer::Writer;
 use super::Shared;
 use crate::{CommitSample, DedupKey, DeviceAddr, NewEntry, StoreError, StoreResult};
 
@@ -127,9 +127,8 @@ struct Conn {
 /// The committer of one shard; lives on its own task.
 pub(super) struct Committer {
     shard: usize,
-    config: tokio_postgres::Config,
-    /// TLS to the shard, as its URL asks.
-    tls: PgTls,
+    /// The way to the shard's writable host (after a failover, the promoted standby).
+    writer: Arc<Writer>,
     rx: mpsc::Receiver<Op>,
     conn: Option<Conn>,
     batch_ops_max: usize,
@@ -164,8 +163,7 @@ enum BatchError {
 impl Committer {
     pub(super) fn new(
         shard: usize,
-        config: tokio_postgres::Config,
-        tls: PgTls,
+        writer: Arc<Writer>,
         rx: mpsc::Receiver<Op>,
         batch_ops_max: usize,
         batch_wait: Duration,
@@ -173,8 +171,7 @@ impl Committer {
     ) -> Self {
         Self {
             shard,
-            config,
-            tls,
+            writer,
             rx,
             conn: None,
             batch_ops_max: batch_ops_max.max(1),
@@ -308,7 +305,7 @@ impl Committer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.shard, &self.config, self.tls.clone()))
+            let conn = tokio::time::timeout(self.writer.search_timeout(), connect(self.shard, &self.writer))
                 .await
                 .map_err(|_| {
                     StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard))
@@ -345,14 +342,10 @@ impl Committer {
     }
 }
 
-/// Opens the committer's connection and prepares its statements.
-async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> StoreResult<Conn> {
-    let (client, connection) = config.connect(tls).await.map_err(|e| db_err(shard, e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(shard, error = %e, "committer connection ended");
-        }
-    });
+/// Opens the committer's connection (to the shard's writable host) and prepares its
+/// statements.
+async fn connect(shard: usize, writer: &Writer) -> StoreResult<Conn> {
+    let (client, _driver) = writer.connect().await?;
     let prepare = |sql: &'static str| {
         let client = &client;
         async move { client.prepare(sql).await.map_err(|e| db_err(shard, e)) }
