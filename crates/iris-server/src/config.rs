@@ -1073,7 +1073,9 @@ mod tests {
         let pieces = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
         assert_eq!(store_urls_from_pieces(pieces("postgres://u@a/db,postgresql://u@b/db")).len(), 2);
         assert_eq!(
-            store_urls_from_pieces(pieces("postgres://u@h1:1,h2:2/db?target_session_attrs=read-write,postgres://u@h3/db")),
+            store_urls_from_pieces(pieces(
+                "postgres://u@h1:1,h2:2/db?target_session_attrs=read-write,postgres://u@h3/db"
+            )),
             ["postgres://u@h1:1,h2:2/db?target_session_attrs=read-write", "postgres://u@h3/db"]
         );
     }

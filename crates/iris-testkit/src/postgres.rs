@@ -399,15 +399,15 @@ impl Server {
     /// `primary_conninfo`) into a fresh directory, `application_name` set to [`STANDBY_NAME`]
     /// so the primary can name it synchronous, then started on a port of its own.
     fn start_standby(bin: &Path, primary: &Server) -> Result<Server, String> {
-        let dir = tempfile::Builder::new().prefix("iris-pg-standby-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let dir =
+            tempfile::Builder::new().prefix("iris-pg-standby-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let as_os_user = is_root();
         if as_os_user {
             chown_to_os_user(dir.path())?;
         }
         let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls: None };
         let data = server.data_dir();
-        let conninfo =
-            format!("host=127.0.0.1 port={} user={SUPERUSER} application_name={STANDBY_NAME}", primary.port);
+        let conninfo = format!("host=127.0.0.1 port={} user={SUPERUSER} application_name={STANDBY_NAME}", primary.port);
         let out = server.run(
             "pg_basebackup",
             &["-D", path_str(&data)?, "-d", &conninfo, "-X", "stream", "-R", "--no-sync", "-c", "fast"],
@@ -453,7 +453,8 @@ impl Server {
         let mut pids = vec![pid.to_string()];
         pids.extend(String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_owned));
         // The postmaster first, so it cannot restart children that die.
-        let out = Command::new("kill").arg("-KILL").args(&pids).output().map_err(|e| format!("cannot run kill: {e}"))?;
+        let out =
+            Command::new("kill").arg("-KILL").args(&pids).output().map_err(|e| format!("cannot run kill: {e}"))?;
         check("kill -KILL", &out)?;
         self.running = false;
         Ok(())

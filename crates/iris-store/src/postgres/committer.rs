@@ -9,8 +9,9 @@
 //! devices in sorted order so two nodes' batches cannot deadlock), so several Iris nodes may
 //! append to the same inbox. A batch that loses a race (deadlock, serialization failure) is run
 //! again from scratch; any other failure answers every caller with `Unavailable` (nothing was
-//! acknowledged), drops the connection, and the next batch reconnects. The task never exits on
-//! a database error, only when the store is closed or dropped.
+//! acknowledged), drops the connection, and the next batch reconnects — through the shard's
+//! `Writer`, so after a failover to the promoted standby. The task never exits on a database
+//! error, only when the store is closed or dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -305,11 +306,10 @@ impl Committer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let conn = tokio::time::timeout(self.writer.search_timeout(), connect(self.shard, &self.writer))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard))
-                })??;
+            let conn =
+                tokio::time::timeout(self.writer.search_timeout(), connect(self.shard, &self.writer)).await.map_err(
+                    |_| StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard)),
+                )??;
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))

@@ -55,7 +55,10 @@
 //! [`StoreError::Unavailable`] (nothing acknowledged) and leaves the other shards working.
 //! [`InboxStore::is_healthy`](crate::InboxStore::is_healthy) turns false on a failed commit and
 //! true again on the next successful one; an unhealthy committer tries an empty commit every
-//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves. A
+//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves,
+//! to whichever of the shard URL's hosts accepts writes (`writer.rs`: a primary and its
+//! synchronous standbys, so a promoted standby is followed; ARCHITECTURE.md "Synchronous
+//! standbys"). A
 //! batch is bounded by a 10 s timeout and connects by 5 s; pool queries have no timeout of
 //! their own (a hung, not dead, server blocks them until TCP keepalive gives up).
 //!

@@ -114,10 +114,9 @@ impl Shard {
             tls.get_or_insert(host_tls);
         }
         let tls = tls.ok_or_else(|| StoreError::Unavailable(format!("shard {idx}: no host in its URL")))?;
-        let writer = Arc::new(Writer::new(idx, hosts, tls.clone(), Arc::clone(&shared)));
-        // The unsynced pool finds the writable host on its own (same hosts, its own session
-        // options); both learn of a failover from their first broken connection.
-        let unsynced_writer = Arc::new(Writer::new(idx, unsynced_hosts, tls, shared));
+        let writer = Arc::new(Writer::new(idx, hosts, tls, shared));
+        // The same hosts with the unsynced session options, and the same writable host.
+        let unsynced_writer = Arc::new(writer.sibling(unsynced_hosts));
         Ok(Self {
             idx,
             pool: build_pool(idx, &writer, pool_size)?,

@@ -44,7 +44,9 @@ pub(super) struct Writer {
     hosts: Vec<(String, tokio_postgres::Config)>,
     tls: PgTls,
     /// Index into `hosts` of the host that last accepted a read-write session: tried first.
-    current: AtomicUsize,
+    /// Shared by the writers of one shard (see [`sibling`](Self::sibling)), so a failover is
+    /// found, logged and counted once per shard.
+    current: Arc<AtomicUsize>,
     /// Where changes and failed searches are counted.
     shared: Arc<Shared>,
 }
@@ -57,7 +59,19 @@ impl Writer {
         tls: PgTls,
         shared: Arc<Shared>,
     ) -> Self {
-        Self { shard, hosts, tls, current: AtomicUsize::new(0), shared }
+        Self { shard, hosts, tls, current: Arc::new(AtomicUsize::new(0)), shared }
+    }
+
+    /// A writer over the same hosts with other session options (`hosts` in the same order),
+    /// sharing this one's idea of which host is writable.
+    pub(super) fn sibling(&self, hosts: Vec<(String, tokio_postgres::Config)>) -> Self {
+        Self {
+            shard: self.shard,
+            hosts,
+            tls: self.tls.clone(),
+            current: Arc::clone(&self.current),
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The most time one search can take: every pass, every host timing out.
@@ -101,7 +115,7 @@ impl Writer {
                         return Ok((client, driver));
                     }
                     Err(e) => {
-                        refusals.push(format!("{label}: {e}"));
+                        refusals.push(format!("{label}: {}", describe(&e)));
                         last = Some(e);
                     }
                 }
@@ -126,6 +140,22 @@ impl Writer {
             None => unreachable!("a shard has at least one host (split_hosts)"),
         }
     }
+}
+
+/// A connect error with its causes (the driver's own text is often only "error connecting to
+/// server"; the cause says refused, timed out, or "database does not allow writes").
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// No host of a shard accepted a read-write session.
@@ -194,7 +224,8 @@ mod tests {
     fn multi_host_urls_are_split_per_host() {
         // Proves each host of a libpq multi-host URL gets the same user, database and options,
         // in the listed order, and that a one-host URL is left alone.
-        let split = split_hosts("postgres://iris:pw@db1:5432,db2:6432,[::1]:7/iris?target_session_attrs=read-write").unwrap();
+        let split =
+            split_hosts("postgres://iris:pw@db1:5432,db2:6432,[::1]:7/iris?target_session_attrs=read-write").unwrap();
         let urls: Vec<&str> = split.iter().map(|(_, u)| u.as_str()).collect();
         assert_eq!(
             urls,
