@@ -8,8 +8,9 @@
 //! host costs nothing on later connects.
 //!
 //! A search is bounded: [`PASSES_MAX`] passes over the hosts (one when there is one host),
-//! [`PASS_PAUSE`] apart, each host's connect bounded by the connect timeout; then the caller gets [`StoreError::Unavailable`] (nothing
-//! acknowledged) naming every host and why it refused. A change of writable host is logged
+//! [`PASS_PAUSE`] apart, each host's connect bounded by the connect timeout; then the caller
+//! gets [`StoreError::Unavailable`] (nothing acknowledged) naming every host and why it
+//! refused. A change of writable host is logged
 //! once, as a warning, and counted ([`WriterEvent::Changed`]); a search that found none is
 //! logged and counted too ([`WriterEvent::NotFound`]).
 //!
