@@ -248,7 +248,9 @@ pub struct ClusterConfig {
     /// PostgreSQL URLs, one per shard (`postgres://user@host:port/db`). The order is part of the
     /// data layout: every node must list the same shards in the same order. Empty: embedded store.
     /// TLS as libpq: `?sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`)
-    /// and `sslrootcert=/path/ca.pem`.
+    /// and `sslrootcert=/path/ca.pem`. A shard with a standby lists its hosts in libpq's
+    /// multi-host form (`postgres://iris@db1:5432,db1b:5432/iris`): the node writes to whichever
+    /// accepts writes and follows a failover by itself.
     pub store_urls: Vec<String>,
     /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`; `rediss://` for TLS, the node's name
     /// or address verified against its certificate). Empty: no bus; with a shared store,
@@ -284,6 +286,24 @@ impl Default for ClusterConfig {
             store_pool_size: 8,
         }
     }
+}
+
+/// Shard URLs from a comma-separated list (`--store`, `IRIS_STORE`) put back together: a
+/// piece that does not start a URL (`db2:5432/iris` after `postgres://iris@db1:5432`) is the
+/// next host of a multi-host URL, not a shard of its own.
+pub fn store_urls_from_pieces(pieces: Vec<String>) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in pieces {
+        let starts_url = piece.starts_with("postgres://") || piece.starts_with("postgresql://");
+        match urls.last_mut() {
+            Some(last) if !starts_url => {
+                last.push(',');
+                last.push_str(&piece);
+            }
+            _ => urls.push(piece),
+        }
+    }
+    urls
 }
 
 impl ClusterConfig {
@@ -1046,6 +1066,20 @@ impl SmsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_host_store_urls_survive_the_comma_separated_flag() {
+        // Proves `--store a,b` still means two shards, while a shard listing its primary and
+        // standby (`postgres://u@h1:1,h2:2/db`) stays one URL.
+        let pieces = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(store_urls_from_pieces(pieces("postgres://u@a/db,postgresql://u@b/db")).len(), 2);
+        assert_eq!(
+            store_urls_from_pieces(pieces(
+                "postgres://u@h1:1,h2:2/db?target_session_attrs=read-write,postgres://u@h3/db"
+            )),
+            ["postgres://u@h1:1,h2:2/db?target_session_attrs=read-write", "postgres://u@h3/db"]
+        );
+    }
 
     #[test]
     fn empty_file_is_the_default_and_unknown_keys_are_rejected() {

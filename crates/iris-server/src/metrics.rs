@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use iris_proto::pb::ErrorCode;
-use iris_store::{CommitObserver, CommitSample};
+use iris_store::{CommitObserver, CommitSample, WriterEvent};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -49,6 +49,12 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Failed commits (disk full, fsync error).
     pub commit_failures: Counter,
+    /// Cluster mode: times a PostgreSQL shard's writable host changed (a failover to its
+    /// standby seen by this node).
+    pub store_failovers: Counter,
+    /// Cluster mode: bounded searches for a shard's writable host that found none (the shard's
+    /// callers got `UNAVAILABLE`).
+    pub store_writer_not_found: Counter,
     /// Requests refused by a rate limit, by limit.
     pub rate_limited: Family<Labels, Counter>,
     /// Cluster mode: items (hints, kicks, typing, presence, invalidations) published to other
@@ -135,6 +141,8 @@ impl Metrics {
             commit_batch_appends: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_failures: Counter::default(),
+            store_failovers: Counter::default(),
+            store_writer_not_found: Counter::default(),
             rate_limited: Family::default(),
             cluster_items_out: Counter::default(),
             cluster_items_dropped: Counter::default(),
@@ -195,6 +203,12 @@ impl Metrics {
         r.register("commit_batch_appends", "Appends per group commit", m.commit_batch_appends.clone());
         r.register("commit_seconds", "Group commit write and fsync time", m.commit_seconds.clone());
         r.register("commit_failures", "Failed commits", m.commit_failures.clone());
+        r.register("store_failovers", "Changes of a PostgreSQL shard's writable host", m.store_failovers.clone());
+        r.register(
+            "store_writer_not_found",
+            "Searches for a PostgreSQL shard's writable host that found none",
+            m.store_writer_not_found.clone(),
+        );
         r.register("rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
         r.register("cluster_items_out", "Items published to other nodes", m.cluster_items_out.clone());
         r.register("cluster_items_dropped", "Items not forwarded to other nodes", m.cluster_items_dropped.clone());
@@ -321,6 +335,13 @@ impl CommitObserver for CommitMetrics {
         } else {
             self.0.commit_failures.inc();
         }
+    }
+
+    fn writer_event(&self, event: WriterEvent) {
+        match event {
+            WriterEvent::Changed { .. } => self.0.store_failovers.inc(),
+            WriterEvent::NotFound { .. } => self.0.store_writer_not_found.inc(),
+        };
     }
 }
 

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     #[arg(long, env = "IRIS_DEV")]
     pub dev: bool,
     /// Cluster mode: PostgreSQL URLs, one per shard, comma-separated, the same list in the same
-    /// order on every node (`postgres://iris@127.0.0.1:5432/iris,postgres://…`). Without it the
+    /// order on every node (`postgres://iris@127.0.0.1:5432/iris,postgres://…`); a shard with a
+    /// standby lists both hosts (`postgres://iris@db1:5432,db1b:5432/iris`). Without it the
     /// embedded store in the data directory is used.
     #[arg(long, env = "IRIS_STORE", value_delimiter = ',')]
     pub store: Vec<String>,
@@ -75,7 +76,7 @@ impl ServeArgs {
         }
         config.dev |= self.dev;
         if !self.store.is_empty() {
-            config.cluster.store_urls = self.store;
+            config.cluster.store_urls = iris_server::config::store_urls_from_pieces(self.store);
         }
         if !self.redis.is_empty() {
             config.cluster.redis_urls = self.redis;

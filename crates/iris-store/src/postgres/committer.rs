@@ -9,8 +9,9 @@
 //! devices in sorted order so two nodes' batches cannot deadlock), so several Iris nodes may
 //! append to the same inbox. A batch that loses a race (deadlock, serialization failure) is run
 //! again from scratch; any other failure answers every caller with `Unavailable` (nothing was
-//! acknowledged), drops the connection, and the next batch reconnects. The task never exits on
-//! a database error, only when the store is closed or dropped.
+//! acknowledged), drops the connection, and the next batch reconnects — through the shard's
+//! `Writer`, so after a failover to the promoted standby. The task never exits on a database
+//! error, only when the store is closed or dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use tokio_postgres::{Client, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
 use super::message_index::{RefColumns, REFS_UPSERT};
-use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
-use super::tls::PgTls;
+use super::shards::{sql, sql_msg, unsql, unsql_msg};
+use super::writer::Writer;
 use super::Shared;
 use crate::{CommitSample, DedupKey, DeviceAddr, MessageRef, NewEntry, StoreError, StoreResult};
 
@@ -133,9 +134,8 @@ struct Conn {
 /// The committer of one shard; lives on its own task.
 pub(super) struct Committer {
     shard: usize,
-    config: tokio_postgres::Config,
-    /// TLS to the shard, as its URL asks.
-    tls: PgTls,
+    /// The way to the shard's writable host (after a failover, the promoted standby).
+    writer: Arc<Writer>,
     rx: mpsc::Receiver<Op>,
     conn: Option<Conn>,
     batch_ops_max: usize,
@@ -170,8 +170,7 @@ enum BatchError {
 impl Committer {
     pub(super) fn new(
         shard: usize,
-        config: tokio_postgres::Config,
-        tls: PgTls,
+        writer: Arc<Writer>,
         rx: mpsc::Receiver<Op>,
         batch_ops_max: usize,
         batch_wait: Duration,
@@ -179,8 +178,7 @@ impl Committer {
     ) -> Self {
         Self {
             shard,
-            config,
-            tls,
+            writer,
             rx,
             conn: None,
             batch_ops_max: batch_ops_max.max(1),
@@ -314,11 +312,10 @@ impl Committer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.shard, &self.config, self.tls.clone()))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard))
-                })??;
+            let conn =
+                tokio::time::timeout(self.writer.search_timeout(), connect(self.shard, &self.writer)).await.map_err(
+                    |_| StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard)),
+                )??;
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))
@@ -351,14 +348,10 @@ impl Committer {
     }
 }
 
-/// Opens the committer's connection and prepares its statements.
-async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> StoreResult<Conn> {
-    let (client, connection) = config.connect(tls).await.map_err(|e| db_err(shard, e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(shard, error = %e, "committer connection ended");
-        }
-    });
+/// Opens the committer's connection (to the shard's writable host) and prepares its
+/// statements.
+async fn connect(shard: usize, writer: &Writer) -> StoreResult<Conn> {
+    let (client, _driver) = writer.connect().await?;
     let prepare = |sql: &'static str| {
         let client = &client;
         async move { client.prepare(sql).await.map_err(|e| db_err(shard, e)) }

@@ -60,7 +60,10 @@
 //! [`StoreError::Unavailable`] (nothing acknowledged) and leaves the other shards working.
 //! [`InboxStore::is_healthy`](crate::InboxStore::is_healthy) turns false on a failed commit and
 //! true again on the next successful one; an unhealthy committer tries an empty commit every
-//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves. A
+//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves,
+//! to whichever of the shard URL's hosts accepts writes (`writer.rs`: a primary and its
+//! synchronous standbys, so a promoted standby is followed; ARCHITECTURE.md "Synchronous
+//! standbys"). A
 //! batch is bounded by a 10 s timeout and connects by 5 s; pool queries have no timeout of
 //! their own (a hung, not dead, server blocks them until TCP keepalive gives up).
 //!
@@ -97,6 +100,7 @@ mod push;
 mod shards;
 mod timers;
 mod tls;
+mod writer;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 
@@ -190,6 +194,10 @@ pub struct PgStats {
     pub duplicates: u64,
     /// Operations waiting in the committers' queues right now.
     pub queued: u64,
+    /// Times a shard's writable host changed (failovers seen; see `writer.rs`).
+    pub writer_changes: u64,
+    /// Searches for a writable host that found none.
+    pub writer_not_found: u64,
 }
 
 /// State shared by the store handle and the committers.
@@ -200,6 +208,8 @@ pub(crate) struct Shared {
     commit_failures: AtomicU64,
     appends: AtomicU64,
     duplicates: AtomicU64,
+    writer_changes: AtomicU64,
+    writer_not_found: AtomicU64,
     /// Who hears about each commit (metrics), once set.
     observer: OnceLock<Arc<dyn CommitObserver>>,
 }
@@ -212,6 +222,8 @@ impl Shared {
             commit_failures: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            writer_changes: AtomicU64::new(0),
+            writer_not_found: AtomicU64::new(0),
             observer: OnceLock::new(),
         }
     }
@@ -223,6 +235,18 @@ impl Shared {
     fn set_healthy(&self, shard: usize, ok: bool) {
         if let Some(h) = self.healthy.get(shard) {
             h.store(ok, Ordering::Release);
+        }
+    }
+
+    /// Counts what a shard's [`writer::Writer`] saw and tells the observer.
+    fn writer_event(&self, event: crate::WriterEvent) {
+        let counter = match event {
+            crate::WriterEvent::Changed { .. } => &self.writer_changes,
+            crate::WriterEvent::NotFound { .. } => &self.writer_not_found,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = self.observer.get() {
+            observer.writer_event(event);
         }
     }
 
@@ -305,24 +329,23 @@ impl PgStore {
         if n == 0 || n > SHARDS_MAX {
             return Err(StoreError::Unavailable(format!("need 1 to {SHARDS_MAX} shard URLs, got {n}")));
         }
+        let shared = Arc::new(Shared::new(n));
         let shards = config
             .shard_urls
             .iter()
             .enumerate()
-            .map(|(idx, url)| Shard::new(idx, url, config.pool_size))
+            .map(|(idx, url)| Shard::new(idx, url, config.pool_size, Arc::clone(&shared)))
             .collect::<StoreResult<Vec<_>>>()?;
         for shard in &shards {
             migrations::run(shard, n).await?;
         }
-        let shared = Arc::new(Shared::new(n));
         let mut committers = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
         for shard in &shards {
             let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
             let committer = Committer::new(
                 shard.idx,
-                shard.config.clone(),
-                shard.tls.clone(),
+                Arc::clone(&shard.writer),
                 rx,
                 config.batch_ops_max,
                 Duration::from_micros(config.batch_wait_us),
@@ -353,6 +376,8 @@ impl PgStore {
             appends: s.appends.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
             queued: self.inner.queued() as u64,
+            writer_changes: s.writer_changes.load(Ordering::Relaxed),
+            writer_not_found: s.writer_not_found.load(Ordering::Relaxed),
         }
     }
 
