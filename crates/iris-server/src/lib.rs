@@ -324,7 +324,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         }
     });
     let admin_addr = match admin {
-        Some((listener, token)) => Some(serve_admin(&ctx, listener, &token, http_tls.clone(), handshake)?),
+        Some((listener, token)) => Some(serve_admin(&ctx, listener, &token, http_tls, handshake)?),
         None => None,
     };
     push.start(ctx.shutdown.clone());

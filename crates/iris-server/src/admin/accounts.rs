@@ -91,7 +91,7 @@ async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError>
         .collect();
     let now = limit_log::now_ms();
     let log = &ctx.metrics.limit_log;
-    let hits = |subject: Subject, name: &str| {
+    let hits = |subject: Subject, name: &'static str| {
         log.hits(&subject, now).into_iter().map(move |h| AdminLimitHit {
             limit: h.limit.to_owned(),
             subject: name.to_owned(),
@@ -120,7 +120,7 @@ async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError>
 /// router when Redis does not answer), else this node's router.
 async fn connected_nodes(ctx: &Ctx, addrs: &[DeviceAddr]) -> (Vec<Option<u16>>, &'static str) {
     let here = ctx.config.node_id;
-    let local = || addrs.iter().map(|&a| ctx.router.is_connected(a).then_some(here)).collect();
+    let local = || -> Vec<Option<u16>> { addrs.iter().map(|&a| ctx.router.is_connected(a).then_some(here)).collect() };
     let Some(cluster) = &ctx.cluster else { return (local(), "this node") };
     match cluster.bus.lookup_devices(addrs).await {
         Ok(nodes) if nodes.len() == addrs.len() => (nodes, "cluster registry"),
