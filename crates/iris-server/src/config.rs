@@ -89,6 +89,8 @@ pub struct Config {
     pub calls: CallsConfig,
     /// Account deletion (`POST /v1/account/delete`).
     pub account: AccountConfig,
+    /// The operators' admin API on a listener of its own (off unless `admin.listen` is set).
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -119,7 +121,74 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             profiles: ProfilesConfig::default(),
             calls: CallsConfig::default(),
+            admin: AdminConfig::default(),
         }
+    }
+}
+
+/// The operators' admin API (`admin/`, ARCHITECTURE.md "Operator tools"): account lookup,
+/// device revocation and `/metrics`, on a listener of its own, never on the public HTTP port.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the admin listener binds (`127.0.0.1:7702`, or a private network's address); unset:
+    /// no admin API at all.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every admin request must carry (at least 16 characters). Prefer
+    /// `token_file` (or `IRIS_ADMIN_TOKEN`) to keep it out of the config file.
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), read at start.
+    pub token_file: Option<PathBuf>,
+    /// Keep serving `/metrics` on the public HTTP port although the admin listener serves it.
+    /// Without an admin listener `/metrics` is always on the public port.
+    pub metrics_on_public_port: bool,
+}
+
+/// The shortest admin token accepted (a guessable token would open every account's devices).
+pub const ADMIN_TOKEN_CHARS_MIN: usize = 16;
+
+impl AdminConfig {
+    /// Whether the public HTTP port serves `/metrics`.
+    pub fn metrics_on_public_port(&self) -> bool {
+        self.listen.is_none() || self.metrics_on_public_port
+    }
+
+    /// The token: `token`, else the contents of `token_file` (trimmed).
+    pub fn load_token(&self) -> Result<String, ConfigError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), None) => t.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?
+                .trim()
+                .to_owned(),
+            _ => return Err(ConfigError::Invalid("admin.listen needs one of admin.token and admin.token_file".into())),
+        };
+        if token.chars().count() < ADMIN_TOKEN_CHARS_MIN {
+            return Err(ConfigError::Invalid(format!(
+                "admin token must be at least {ADMIN_TOKEN_CHARS_MIN} characters"
+            )));
+        }
+        Ok(token)
+    }
+
+    fn validate(&self, dev: bool) -> Result<(), ConfigError> {
+        let Some(listen) = self.listen else { return Ok(()) };
+        if dev && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid("dev mode only binds loopback addresses (admin.listen too)".into()));
+        }
+        if self.token.is_some() == self.token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "admin.listen needs exactly one of admin.token and admin.token_file".into(),
+            ));
+        }
+        if let Some(t) = &self.token {
+            if t.trim().chars().count() < ADMIN_TOKEN_CHARS_MIN {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.token must be at least {ADMIN_TOKEN_CHARS_MIN} characters"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1007,6 +1076,7 @@ impl Config {
         if let Some(sms) = &self.sms {
             sms.validate()?;
         }
+        self.admin.validate(self.dev)?;
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
         }
@@ -1125,6 +1195,26 @@ mod tests {
         assert!(cluster.validate().is_err(), "TLS for some Redis nodes only");
         cluster.cluster.redis_urls = vec!["redis://10.0.0.6:7000".into()];
         assert!(cluster.validate().is_err(), "a CA for plaintext Redis");
+    }
+
+    #[test]
+    fn the_admin_listener_needs_one_long_enough_token() {
+        // Proves: [admin] parses; a listener without a token, with both kinds, or with a short
+        // token is refused; metrics stay on the public port unless the admin listener takes them.
+        let c: Config = toml::from_str("[admin]\nlisten = \"127.0.0.1:7702\"\ntoken = \"0123456789abcdef\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.admin.load_token().unwrap(), "0123456789abcdef");
+        assert!(!c.admin.metrics_on_public_port());
+        assert!(Config::default().admin.metrics_on_public_port());
+        let invalid = |edit: fn(&mut Config)| {
+            let mut c = c.clone();
+            edit(&mut c);
+            assert!(c.validate().is_err());
+        };
+        invalid(|c| c.admin.token = None);
+        invalid(|c| c.admin.token = Some("short".into()));
+        invalid(|c| c.admin.token_file = Some("t".into()));
+        invalid(|c| (c.dev, c.admin.listen) = (true, Some("0.0.0.0:7702".parse().unwrap())));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub store_writer_not_found: Counter,
     /// Requests refused by a rate limit, by limit.
     pub rate_limited: Family<Labels, Counter>,
+    /// Whom the rate limits refused lately (not exported: read by the admin account lookup).
+    pub limit_log: std::sync::Arc<crate::limit_log::LimitLog>,
     /// Cluster mode: items (hints, kicks, typing, presence, invalidations) published to other
     /// nodes.
     pub cluster_items_out: Counter,
@@ -116,6 +118,10 @@ pub struct Metrics {
     pub account_deletions_started: Counter,
     /// Account deletions finished (everything erased, the mark removed).
     pub account_deletions_finished: Counter,
+    /// Admin API requests refused for a missing or wrong token.
+    pub admin_refused: Counter,
+    /// Devices revoked by an operator through the admin API.
+    pub admin_revocations: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -144,6 +150,7 @@ impl Metrics {
             store_failovers: Counter::default(),
             store_writer_not_found: Counter::default(),
             rate_limited: Family::default(),
+            limit_log: std::sync::Arc::default(),
             cluster_items_out: Counter::default(),
             cluster_items_dropped: Counter::default(),
             cluster_items_in: Counter::default(),
@@ -169,6 +176,8 @@ impl Metrics {
             profiles_rejected: Counter::default(),
             account_deletions_started: Counter::default(),
             account_deletions_finished: Counter::default(),
+            admin_refused: Counter::default(),
+            admin_revocations: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             calls: CallMetrics::default(),
@@ -249,6 +258,8 @@ impl Metrics {
         r.register("push_failed", "Push attempts that failed", m.push_failed.clone());
         r.register("push_dropped", "Push wake-ups shed or dropped before sending", m.push_dropped.clone());
         r.register("push_latency_seconds", "Push wake-up queued to accepted", m.push_latency_seconds.clone());
+        r.register("admin_refused", "Admin API requests without the right token", m.admin_refused.clone());
+        r.register("admin_revocations", "Devices revoked by an operator", m.admin_revocations.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
         let c = r.sub_registry_with_prefix("calls");

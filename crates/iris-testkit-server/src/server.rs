@@ -65,6 +65,8 @@ pub struct TestServer {
     pub tcp_addr: SocketAddr,
     /// The HTTP listener (auth API, WebSocket, health, metrics), as bound.
     pub http_addr: SocketAddr,
+    /// The admin listener, as bound, when the test configured `[admin] listen`.
+    pub admin_addr: Option<SocketAddr>,
     /// The running server; `None` only inside [`TestServer::restart`].
     server: Option<RunningServer>,
     /// The configuration it runs with, listeners pinned to the bound addresses so a restart
@@ -133,10 +135,11 @@ impl TestServer {
         };
         edit(&mut config);
         let server = launch(config.clone(), clock.clone(), store.clone()).await;
-        (config.listen, config.http) = (server.tcp_addr, server.http_addr);
+        (config.listen, config.http, config.admin.listen) = (server.tcp_addr, server.http_addr, server.admin_addr);
         Self {
             tcp_addr: server.tcp_addr,
             http_addr: server.http_addr,
+            admin_addr: server.admin_addr,
             server: Some(server),
             config,
             clock,
@@ -186,6 +189,11 @@ impl TestServer {
     /// `http://<http_addr>`: what SDK clients and [`crate::sdk`] helpers are given.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// `http://<admin_addr>`: the admin API's base URL (panics unless `[admin] listen` is set).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.expect("the test configured [admin] listen"))
     }
 
     /// `http://<http_addr><path>`.

@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// [default: data_dir/token.key, created on first start].
     #[arg(long, env = "IRIS_TOKEN_KEY", hide_env_values = true)]
     pub token_key: Option<String>,
+    /// The operators' admin API listener (`iris admin`), e.g. 127.0.0.1:7702 [default: off].
+    #[arg(long, env = "IRIS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's bearer token (at least 16 characters); replaces `[admin] token` and
+    /// `token_file`.
+    #[arg(long, env = "IRIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Log format.
     #[arg(long, env = "IRIS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -90,6 +97,12 @@ impl ServeArgs {
         if let Some(k) = self.token_key {
             config.auth.token_key_hex = Some(k);
         }
+        if let Some(a) = self.admin_listen {
+            config.admin.listen = Some(a);
+        }
+        if let Some(t) = self.admin_token {
+            (config.admin.token, config.admin.token_file) = (Some(t), None);
+        }
         Ok(config)
     }
 }
@@ -103,6 +116,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let https = server.ctx().config.tls.as_ref().is_some_and(|t| t.http);
     let scheme = if https { "https" } else { "http" };
     println!("iris listening: tcp={} http={scheme}://{}", server.tcp_addr, server.http_addr);
+    if let Some(admin) = server.admin_addr {
+        println!("iris admin listening: {scheme}://{admin}");
+    }
     #[cfg(unix)]
     if let Some(tls) = server.tls() {
         // SIGHUP: read the certificate files again (renewals); open connections keep theirs.

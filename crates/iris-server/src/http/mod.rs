@@ -29,7 +29,8 @@ use utoipa_axum::routes;
 
 use crate::context::Ctx;
 
-pub use api_error::ApiError;
+pub use api_error::{status_of, ApiError};
+pub use handlers::metrics_response;
 
 /// Every route with its OpenAPI description.
 fn routes() -> OpenApiRouter<Arc<Ctx>> {
