@@ -122,7 +122,7 @@ impl LimitLog {
             .get(subject)
             .map(|list| list.iter().filter(|h| h.last_at_ms + self.keep_ms > now_ms).cloned().collect())
             .unwrap_or_default();
-        out.sort_by(|a, b| b.last_at_ms.cmp(&a.last_at_ms));
+        out.sort_by_key(|h| std::cmp::Reverse(h.last_at_ms));
         out
     }
 

@@ -103,7 +103,7 @@ async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError>
     let mut limits_hit: Vec<AdminLimitHit> = hits(Subject::Account(account.id), "account")
         .chain(hits(Subject::Phone(account.phone.clone()), "phone"))
         .collect();
-    limits_hit.sort_by(|a, b| b.last_at_ms.cmp(&a.last_at_ms));
+    limits_hit.sort_by_key(|h| std::cmp::Reverse(h.last_at_ms));
     Ok(AdminAccount {
         account_id: account.id,
         phone: account.phone,
