@@ -315,7 +315,7 @@ impl Server {
             }
             tls = Some((cert_path, key_path));
         }
-        let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls };
+        let server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls };
         let data = server.data_dir();
         let initdb = server.run(
             "initdb",
@@ -338,15 +338,7 @@ impl Server {
             let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
             std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| format!("write pg_hba.conf: {e}"))?;
         }
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS_MAX {
-            server.port = free_port()?;
-            match server.pg_ctl_start() {
-                Ok(()) => return Ok(server),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(format!("no attempt to start PostgreSQL succeeded; last: {last_error}"))
+        server.start_on_a_free_port("PostgreSQL")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -405,7 +397,7 @@ impl Server {
         if as_os_user {
             chown_to_os_user(dir.path())?;
         }
-        let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls: None };
+        let server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls: None };
         let data = server.data_dir();
         let conninfo = format!("host=127.0.0.1 port={} user={SUPERUSER} application_name={STANDBY_NAME}", primary.port);
         let out = server.run(
@@ -419,15 +411,21 @@ impl Server {
         let mut text = std::fs::read_to_string(&auto_conf).map_err(|e| format!("read {}: {e}", auto_conf.display()))?;
         text.push_str(&format!("primary_conninfo = '{conninfo}'\n"));
         std::fs::write(&auto_conf, text).map_err(|e| format!("write {}: {e}", auto_conf.display()))?;
+        server.start_on_a_free_port("the standby")
+    }
+
+    /// Starts the server on a free port, trying again on another one when the port was taken
+    /// between probing and binding (up to [`START_ATTEMPTS_MAX`] times).
+    fn start_on_a_free_port(mut self, what: &str) -> Result<Self, String> {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS_MAX {
-            server.port = free_port()?;
-            match server.pg_ctl_start() {
-                Ok(()) => return Ok(server),
+            self.port = free_port()?;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(self),
                 Err(e) => last_error = e,
             }
         }
-        Err(format!("no attempt to start the standby succeeded; last: {last_error}"))
+        Err(format!("no attempt to start {what} succeeded; last: {last_error}"))
     }
 
     /// `pg_ctl promote -w`: out of recovery, writable.
