@@ -25,4 +25,6 @@ if (process.argv.includes('--tests')) {
   await build({ ...options, entryPoints: { app: join(web, 'src/main.tsx') } });
   await build({ ...options, entryPoints: { app: join(web, 'src/styles.css') } });
   for (const file of ['index.html', 'favicon.svg']) copyFileSync(join(web, 'src', file), join(dist, file));
+  // libolm's WebAssembly, served by `iris serve` as /olm.wasm (loaded by src/e2e.ts).
+  copyFileSync(join(web, 'node_modules/@towns-protocol/olm/olm.wasm'), join(dist, 'olm.wasm'));
 }

@@ -1,95 +1,119 @@
 // The end-to-end encryption seam: every message body the client sends goes through `seal*`,
-// and every body it receives through `open`. Nothing else in the client touches payload bytes.
-//
-// Today this is plaintext (UTF-8 text as one shared payload, the format `iris send` and
-// `iris recv` use), and `endToEnd` is false so the UI says so. The E2E work (Olm pairwise with
-// per-device payloads, Megolm for groups, from `@towns-protocol/olm`) replaces `plaintext` with
-// an implementation of `PayloadCrypto` that keeps its sessions in the browser's storage; the
-// callers already await every call and already send `perDevice` bodies when one is returned.
+// and every inbox item it receives through `open`. Nothing else in the client touches payload
+// bytes. The implementation is `e2e.ts` (Olm pairwise with per-device payloads, Megolm for
+// groups, libolm from `@towns-protocol/olm`, the SDK's formats: PROTOCOL.md section 9); this
+// file holds the types both sides share and the byte helpers.
 
-import type { Base64, U64 } from './proto';
+import type { MediaMessage } from './media';
+import type { Base64, DevicePayloads, InboxItem, U64 } from './proto';
 
 /** What a send carries: one payload for every device, or one per device (pairwise sessions). */
 export type SealedBody =
   | { payload: Base64 }
   | { perDevice: { accountId: U64; deviceId: number; payload: Base64 }[] };
 
-/** Who sent a payload, for choosing the session that decrypts it. */
-export interface PayloadOrigin {
-  accountId: U64;
-  deviceId: number;
-  groupId?: U64;
-}
+/** What a forward carries: one payload for every chat (plaintext), or one body per chat. */
+export type SealedForward =
+  | { payload: Base64; toAccountIds: U64[]; groupIds: U64[] }
+  | { copies: { toAccountId?: U64; groupId?: U64; payload?: Base64; perDevice?: DevicePayloads }[] };
+
+/** What a message (or an action on one) says, before it is sealed. */
+export type Content =
+  | { type: 'text'; text: string }
+  | { type: 'media'; media: MediaMessage }
+  | { type: 'edit'; target: U64; text: string }
+  | { type: 'react'; target: U64; emoji: string };
+
+/** An inbox item's body, once opened. */
+export type Opened =
+  | { kind: 'text'; text: string; encrypted: boolean }
+  | { kind: 'media'; media: MediaMessage; encrypted: boolean }
+  | { kind: 'edit'; text: string; encrypted: boolean }
+  | { kind: 'react'; emoji: string; encrypted: boolean }
+  /** Something only the crypto needed (a group's session key): nothing to show. */
+  | { kind: 'control' }
+  /** It could not be decrypted or failed a check: shown as such, never hidden. */
+  | { kind: 'undecryptable'; reason: string };
 
 export interface PayloadCrypto {
   /** Whether messages are end-to-end encrypted (shown in every conversation). */
   readonly endToEnd: boolean;
-  /** Seals a 1:1 message for every device of the peer and my other devices. */
-  sealDirect(peerAccountId: U64, text: string): Promise<SealedBody>;
-  /** Seals a group message for every member device. */
-  sealGroup(groupId: U64, text: string): Promise<SealedBody>;
-  /** Seals the new text of an edit, or the body of a forward (one payload for every chat). */
-  sealShared(text: string): Promise<Base64>;
-  /** Opens a received payload; throws `UnreadablePayload` when it cannot. */
-  open(origin: PayloadOrigin, payload: Base64): Promise<string>;
+  /** Called after every Welcome: publishes what the key directory lacks. */
+  connected(): Promise<void>;
+  /** Reads the stored state again (another tab of this device used it meanwhile). */
+  reload(): void;
+  /** Seals a 1:1 content for every device of the peer and my other devices. */
+  sealDirect(peerAccountId: U64, content: Content): Promise<SealedBody>;
+  /** Seals a group content for every member device. */
+  sealGroup(groupId: U64, content: Content): Promise<SealedBody>;
+  /** Seals a forwarded text for each chat. */
+  sealForward(text: string, toAccountIds: U64[], groupIds: U64[]): Promise<SealedForward>;
+  /** Opens an inbox item's payload (messages and actions); acts on key upkeep items
+   * (`keysLow`, `identityChange`). `undefined` for items without a payload. Never throws for a
+   * bad payload: that is `undecryptable`. */
+  open(item: InboxItem): Promise<Opened | undefined>;
+  /** The safety number of my conversation with `peer` (60 digits, the SDK's). */
+  safetyNumber(peerAccountId: U64): Promise<string>;
+  /** This device's fingerprint (30 digits from its Ed25519 key). */
+  fingerprint(): Promise<string>;
 }
 
-/** A payload that could not be decoded or decrypted (shown as such, never hidden). */
-export class UnreadablePayload extends Error {}
+/** A refusal of the crypto (no keys, untrusted keys), as a send failure shows it. */
+export class E2eFailure extends Error {}
 
-/** UTF-8 text → standard base64. */
-export function textToBase64(text: string): Base64 {
-  const bytes = new TextEncoder().encode(text);
+/** Bytes → standard base64. */
+export function bytesToBase64(bytes: Uint8Array): Base64 {
   let binary = '';
-  for (const b of bytes) binary += String.fromCharCode(b);
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(binary);
 }
 
-/** Standard (or URL-safe, unpadded) base64 → UTF-8 text; throws `UnreadablePayload`. */
-export function base64ToText(payload: Base64): string {
+/** Standard (or URL-safe, unpadded) base64 → bytes; throws on bad input. */
+export function base64ToBytes(b64: Base64): Uint8Array {
+  let normal = b64.replace(/-/g, '+').replace(/_/g, '/');
+  while (normal.length % 4 !== 0) normal += '=';
+  const binary = atob(normal);
+  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+}
+
+/** UTF-8 text → standard base64. */
+export function textToBase64(text: string): Base64 {
+  return bytesToBase64(new TextEncoder().encode(text));
+}
+
+/** Standard (or URL-safe, unpadded) base64 → UTF-8 text; undefined when it is not. */
+export function base64ToText(payload: Base64): string | undefined {
   try {
-    let normal = payload.replace(/-/g, '+').replace(/_/g, '/');
-    while (normal.length % 4 !== 0) normal += '=';
-    const binary = atob(normal);
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return new TextDecoder('utf-8', { fatal: true }).decode(base64ToBytes(payload));
   } catch {
-    throw new UnreadablePayload('not UTF-8 text');
+    return undefined;
   }
 }
 
-/** `alg`s of the SDK's envelopes (PROTOCOL.md section 9): an end-to-end encrypted payload, or the
- * placeholder for a device without keys. */
-const ENVELOPE_ALGS = ['olm.v1', 'megolm.v1', 'none'];
-
-/** Whether `text` is an E2E envelope (`{"v":1,"alg":…}`) rather than a message's text. */
-export function isEnvelope(text: string): boolean {
-  if (!text.startsWith('{')) return false;
-  try {
-    const v = JSON.parse(text) as { v?: unknown; alg?: unknown };
-    return v.v === 1 && typeof v.alg === 'string' && ENVELOPE_ALGS.includes(v.alg);
-  } catch {
-    return false;
+/** Parses JSON keeping every integer's digits: integers are read as decimal strings (ids pass
+ * 2^53, and `JSON.parse` would round them). Numbers with a fraction or exponent stay numbers. */
+export function parseExact(text: string): unknown {
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      out += c;
+      if (c === '\\') out += text[++i] ?? '';
+      else if (c === '"') inString = false;
+    } else if (c === '"') {
+      inString = true;
+      out += c;
+    } else if ((c >= '0' && c <= '9') || c === '-') {
+      let j = i + 1;
+      while (j < text.length && text[j] >= '0' && text[j] <= '9') j++;
+      const integer = !/[.eE]/.test(text[j] ?? '');
+      if (!integer) while (j < text.length && /[0-9.eE+-]/.test(text[j])) j++;
+      out += integer ? `"${text.slice(i, j)}"` : text.slice(i, j);
+      i = j - 1;
+    } else {
+      out += c;
+    }
   }
+  return JSON.parse(out);
 }
-
-/** No encryption: the server can read every message. What the CLI and SDK send end-to-end
- * encrypted (their default) arrives as an envelope this client cannot open: it is shown as
- * unreadable, never as its JSON. */
-export const plaintext: PayloadCrypto = {
-  endToEnd: false,
-  async sealDirect(_peer, text) {
-    return { payload: textToBase64(text) };
-  },
-  async sealGroup(_group, text) {
-    return { payload: textToBase64(text) };
-  },
-  async sealShared(text) {
-    return textToBase64(text);
-  },
-  async open(_origin, payload) {
-    const text = base64ToText(payload);
-    if (isEnvelope(text)) throw new UnreadablePayload('end-to-end encrypted; this client does not decrypt yet');
-    return text;
-  },
-};

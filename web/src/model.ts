@@ -3,6 +3,8 @@
 // (already opened by `crypto.ts`) and local actions go in, the new state comes out, so this is
 // unit-tested without a browser. `storage.ts` persists it; `session.ts` drives it.
 
+import type { Opened } from './crypto';
+import type { MediaMessage } from './media';
 import { compareU64, type GroupInfo, type GroupMember, type GroupSettings, type InboxItem, type U64 } from './proto';
 
 /** `u:<account id>` for a 1:1 chat, `g:<group id>` for a group. */
@@ -30,6 +32,12 @@ export interface ChatMessage {
   text: string;
   /** The payload could not be opened (not text, or not decryptable). */
   unreadable?: boolean;
+  /** Why it could not be decrypted (shown on the bubble). */
+  unreadableReason?: string;
+  /** It came (or went) end-to-end encrypted. */
+  encrypted?: boolean;
+  /** Photos and files it carries (with their keys: this state is the device's own). */
+  media?: MediaMessage;
   /** Server time; local time while pending. */
   tsMs: number;
   /** Mine only. */
@@ -77,6 +85,9 @@ export interface PendingSend {
   chatKey: ChatKey;
   text: string;
   replyTo?: U64;
+  /** A media message: the uploaded blobs (the text is then the caption). */
+  media?: MediaMessage;
+  mediaIds?: string[];
 }
 
 export interface ClientState {
@@ -94,10 +105,18 @@ export function emptyState(): ClientState {
 export const directKey = (accountId: U64): ChatKey => `u:${accountId}`;
 export const groupKey = (groupId: U64): ChatKey => `g:${groupId}`;
 
-/** An inbox item's body, opened by the crypto seam. */
-export interface OpenedText {
-  text: string;
-  unreadable: boolean;
+/** What a message's opened payload puts on its bubble. */
+function shownOf(opened: Opened | undefined): Pick<ChatMessage, 'text' | 'unreadable' | 'unreadableReason' | 'encrypted' | 'media'> {
+  switch (opened?.kind) {
+    case 'text':
+      return { text: opened.text, encrypted: opened.encrypted || undefined };
+    case 'media':
+      return { text: opened.media.caption, media: opened.media, encrypted: opened.encrypted || undefined };
+    case 'undecryptable':
+      return { text: '', unreadable: true, unreadableReason: opened.reason };
+    default:
+      return { text: '', unreadable: true, unreadableReason: 'not a message' };
+  }
 }
 
 /** What the caller must do after applying an item. */
@@ -157,13 +176,15 @@ function raiseTick(message: ChatMessage, tick: Tick): void {
  * Applies one inbox item. Items at or below the cursor, and messages already shown (same
  * server id), change nothing: delivery is at-least-once, display is exactly-once.
  */
-export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, opened?: OpenedText): ItemEffects {
+export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, opened?: Opened): ItemEffects {
   const effects: ItemEffects = { refreshGroups: [], changed: false };
   const seq = item.seq ?? '0';
   if (compareU64(seq, state.cursor) <= 0) return effects;
   state.cursor = seq;
   const ts = Number(item.serverTsMs ?? 0);
   const id = item.serverMsgId;
+  // A group's session key, shared pairwise: for the crypto only.
+  if (opened?.kind === 'control') return effects;
 
   if (item.message) {
     const m = item.message;
@@ -178,8 +199,7 @@ export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, ope
       fromMe,
       fromAccountId: m.fromAccountId ?? '0',
       fromPhone: m.fromPhone ?? '',
-      text: opened?.text ?? '',
-      unreadable: opened?.unreadable,
+      ...shownOf(opened),
       tsMs: ts,
       tick: fromMe ? 'sent' : undefined,
       replyTo: nonZero(m.replyToServerMsgId),
@@ -201,8 +221,7 @@ export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, ope
       fromMe,
       fromAccountId: m.fromAccountId ?? '0',
       fromPhone: m.fromPhone ?? '',
-      text: opened?.text ?? '',
-      unreadable: opened?.unreadable,
+      ...shownOf(opened),
       tsMs: ts,
       tick: fromMe ? 'sent' : undefined,
       replyTo: nonZero(m.replyToServerMsgId),
@@ -233,9 +252,28 @@ export function applyInboxItem(state: ClientState, item: InboxItem, me: U64, ope
       type: a.type ?? '',
       target: a.targetServerMsgId,
       fromAccountId: a.fromAccountId ?? '0',
-      text: opened?.text,
-      emoji: a.emoji ?? '',
+      text: opened?.kind === 'edit' ? opened.text : undefined,
+      emoji: opened?.kind === 'react' ? opened.emoji : (a.emoji ?? ''),
     });
+  } else if (item.identityChange) {
+    // "Security code changed": said in the 1:1 chat with that person, if there is one.
+    const c = item.identityChange;
+    const chat = c.accountId && c.accountId !== me ? state.chats[directKey(c.accountId)] : undefined;
+    if (chat && !findMessage(chat, id ?? `seq:${seq}`)) {
+      const added = c.type === 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED';
+      pushMessage(chat, {
+        id: id ?? `seq:${seq}`,
+        serverMsgId: id,
+        fromMe: false,
+        fromAccountId: c.accountId!,
+        fromPhone: c.phone ?? '',
+        text: `🔒 ${chat.phone ?? c.phone ?? 'They'} ${added ? 'added' : 'removed'} a device: the safety number changed`,
+        tsMs: ts,
+        notice: true,
+        seen: true,
+      });
+      effects.changed = true;
+    }
   }
   // Anything else is an item of a newer server: acked, not shown (forward compatible).
   return effects;
@@ -383,6 +421,7 @@ export function addOutgoing(
   send: PendingSend,
   me: { accountId: U64; phone: string },
   nowMs: number,
+  encrypted = false,
 ): ChatMessage {
   const chat = state.chats[send.chatKey];
   const message: ChatMessage = {
@@ -392,6 +431,8 @@ export function addOutgoing(
     fromAccountId: me.accountId,
     fromPhone: me.phone,
     text: send.text,
+    media: send.media,
+    encrypted: encrypted || undefined,
     tsMs: nowMs,
     tick: 'pending',
     replyTo: send.replyTo,

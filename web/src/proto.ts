@@ -25,8 +25,15 @@ export interface ClientOp {
   presenceUnsubscribe?: { accountIds: U64[] };
   setPresence?: { away?: boolean; privacy?: PresencePrivacy };
   typing?: { toAccountId?: U64; groupId?: U64; typing: boolean };
-  action?: { type: MessageActionType; targetServerMsgId: U64; payload?: Base64; emoji?: string };
-  forward?: { clientMsgId: string; payload: Base64; toAccountIds: U64[]; groupIds: U64[] };
+  action?: { type: MessageActionType; targetServerMsgId: U64; payload?: Base64; emoji?: string; perDevice?: DevicePayloads };
+  forward?: {
+    clientMsgId: string;
+    payload?: Base64;
+    toAccountIds?: U64[];
+    groupIds?: U64[];
+    copies?: { toAccountId?: U64; groupId?: U64; payload?: Base64; perDevice?: DevicePayloads }[];
+  };
+  keys?: KeysOp;
   contactsUpdate?: { addAccountIds?: U64[]; removeAccountIds?: U64[] };
   contactsList?: Record<string, never>;
   discover?: { phones: string[] };
@@ -39,6 +46,33 @@ export interface SendMessage {
   payload?: Base64;
   perDevice?: DevicePayloads;
   replyToServerMsgId?: U64;
+  mediaIds?: string[];
+}
+
+/** The key directory (PROTOCOL.md 9.1). */
+export interface KeysOp {
+  upload?: { identity?: IdentityKeys; oneTimeKeys?: SignedKey[]; fallbackKey?: SignedKey };
+  count?: Record<string, never>;
+  query?: { accountIds: U64[] };
+  claim?: { accountIds?: U64[]; devices?: { accountId: U64; deviceId: number }[] };
+}
+
+export interface IdentityKeys {
+  curve25519?: string;
+  ed25519?: string;
+  signature?: string;
+}
+
+export interface SignedKey {
+  keyId?: string;
+  key?: string;
+  signature?: string;
+}
+
+export interface KeysResult {
+  count?: { oneTimeKeys?: number; fallbackKey?: boolean; identity?: boolean; oneTimeKeysMax?: number };
+  devices?: { devices?: { accountId?: U64; deviceId?: number; identity?: IdentityKeys }[] };
+  bundles?: { bundles?: { accountId?: U64; deviceId?: number; identity?: IdentityKeys; key?: SignedKey; fallback?: boolean }[] };
 }
 
 export interface DevicePayloads {
@@ -66,7 +100,7 @@ export interface GroupOp {
   list?: Record<string, never>;
   invite?: { groupId: U64; revoke?: boolean };
   join?: { token: string };
-  send?: { groupId: U64; clientMsgId: string; payload?: Base64; perDevice?: DevicePayloads; replyToServerMsgId?: U64 };
+  send?: { groupId: U64; clientMsgId: string; payload?: Base64; perDevice?: DevicePayloads; replyToServerMsgId?: U64; mediaIds?: string[] };
   read?: { groupId: U64; serverMsgIds: U64[] };
 }
 
@@ -96,6 +130,7 @@ export interface ServerEvent {
   forwardResult?: { results?: SendResult[] };
   contactList?: { contacts?: Contact[] };
   discoverResult?: { registered?: Contact[] };
+  keysResult?: KeysResult;
 }
 
 export interface Welcome {
@@ -171,6 +206,7 @@ export interface InboxItem {
     clientMsgId?: string;
     replyToServerMsgId?: U64;
     forwarded?: boolean;
+    mediaIds?: string[];
   };
   receipt?: {
     type?: string;
@@ -188,6 +224,7 @@ export interface InboxItem {
     clientMsgId?: string;
     replyToServerMsgId?: U64;
     forwarded?: boolean;
+    mediaIds?: string[];
   };
   groupEvent?: {
     type?: string;
@@ -207,6 +244,8 @@ export interface InboxItem {
     payload?: Base64;
     emoji?: string;
   };
+  keysLow?: { oneTimeKeys?: number; fallbackKeyUsed?: boolean };
+  identityChange?: { accountId?: U64; phone?: string; deviceId?: number; type?: string; identity?: IdentityKeys };
 }
 
 /** True when `s` is a valid wire u64 (a decimal string). */

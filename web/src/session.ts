@@ -7,12 +7,13 @@
 
 import { backoffDelayMs, defaultBackoff } from './backoff';
 import { Connection, RequestFailed, type CloseReason } from './connection';
-import type { PayloadCrypto, SealedBody } from './crypto';
-import { UnreadablePayload } from './crypto';
+import type { Content, Opened, PayloadCrypto, SealedBody } from './crypto';
+import { forgetKeys, type Ask } from './e2e';
 import { ApiFailure, httpApi, type Credentials, type DeviceInfo, type PendingLinkInfo } from './http_api';
 import * as model from './model';
-import type { ChatKey, ClientState, OpenedText, PendingSend } from './model';
-import { isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
+import type { ChatKey, ClientState, PendingSend } from './model';
+import { downloadMedia, uploadFile, type MediaRef } from './media';
+import { compareU64, isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
 import * as storage from './storage';
 
 /** The state of the link to the server, shown as a banner unless `online`. */
@@ -40,6 +41,9 @@ const TYPING_REPEAT_MS = 3000;
 const NOTICE_SHOWN_MS = 6000;
 /** Codes after which a send is retried (same client id) rather than marked failed. */
 const RETRYABLE = new Set(['ERROR_CODE_RATE_LIMITED', 'ERROR_CODE_OVERLOADED', 'ERROR_CODE_UNAVAILABLE', 'CLIENT_NOT_CONNECTED', 'ERROR_CODE_INTERNAL']);
+/** A send refused with STALE_DEVICES (a device linked or revoked meanwhile) is sealed again
+ * (the directory asked afresh) at once, this many times. */
+const STALE_RETRIES = 3;
 
 export interface Me {
   accountId: U64;
@@ -73,13 +77,21 @@ export class Session {
   private listeners = new Set<() => void>();
   private notifyQueued = false;
   private nextNoticeId = 1;
+  private staleRetries = new Map<string, number>();
+  private crypto: PayloadCrypto;
 
   constructor(
     credentials: { accountId: U64; deviceId: number; phone: string; refreshToken: string; access?: Credentials },
-    private crypto: PayloadCrypto,
+    makeCrypto: (me: { accountId: U64; deviceId: number }, ask: Ask) => PayloadCrypto,
     private onSignedOut: (reason: string) => void,
   ) {
     this.me = { accountId: credentials.accountId, deviceId: credentials.deviceId, phone: credentials.phone };
+    // The crypto asks over the current connection; a refusal (or no connection) is a RequestFailed.
+    this.crypto = makeCrypto(this.me, (op) => {
+      const conn = this.conn;
+      if (!conn) return Promise.reject(new RequestFailed({ code: 'CLIENT_NOT_CONNECTED', message: 'Not connected to the server.' }));
+      return conn.request(op);
+    });
     this.refreshToken = credentials.refreshToken;
     if (credentials.access) {
       this.access = { token: credentials.access.access_token, expiresAtMs: credentials.access.access_expires_at_ms };
@@ -114,6 +126,7 @@ export class Session {
     if (this.link.kind === 'replaced') {
       // Another tab of this device was connected meanwhile and stored newer state: start from it.
       this.state = storage.loadState(this.me.accountId, this.me.deviceId);
+      this.crypto.reload();
       this.refreshToken = storage.loadSession()?.refreshToken ?? this.refreshToken;
       this.access = undefined;
     }
@@ -186,9 +199,21 @@ export class Session {
 
   private onWelcome(conn: Connection): void {
     this.attempt = 0;
-    this.link = { kind: 'online' };
     this.inFlight.clear();
     this.readsInFlight.clear();
+    // The device's keys are published before it counts as online: whoever it talks to from now
+    // on finds them in the directory (a linked device gets its first messages encrypted).
+    this.crypto
+      .connected()
+      .catch((e) => {
+        console.warn('iris: publishing keys', e);
+        if (!(e instanceof RequestFailed && e.code === 'CLIENT_NOT_CONNECTED')) this.showNotice('error', `Could not publish this device's encryption keys: ${(e as Error).message}`);
+      })
+      .then(() => this.conn === conn && this.online(conn));
+  }
+
+  private online(conn: Connection): void {
+    this.link = { kind: 'online' };
     this.notify();
     for (const pending of this.state.outbox) this.transmit(conn, pending);
     this.flushReads();
@@ -263,23 +288,10 @@ export class Session {
 
   // ----- inbox ----------------------------------------------------------------------------
 
-  private async open(item: InboxItem): Promise<OpenedText | undefined> {
-    const body = item.message ?? item.groupMessage;
-    const action = item.messageAction;
-    const payload = body?.payload ?? (action?.type === 'MESSAGE_ACTION_TYPE_EDIT' ? action.payload : undefined);
-    if (!body && !action) return undefined;
-    if (payload === undefined && !body) return undefined;
-    const origin = body ?? action!;
-    try {
-      const text = await this.crypto.open(
-        { accountId: origin.fromAccountId ?? '0', deviceId: origin.fromDeviceId ?? 0, groupId: item.groupMessage?.groupId },
-        payload ?? '',
-      );
-      return { text, unreadable: false };
-    } catch (e) {
-      if (!(e instanceof UnreadablePayload)) console.warn('iris: could not open a payload', e);
-      return { text: '', unreadable: true };
-    }
+  private async open(item: InboxItem): Promise<Opened | undefined> {
+    const opened = await this.crypto.open(item);
+    if (opened?.kind === 'undecryptable') console.warn('iris: undecryptable item', item.seq, opened.reason);
+    return opened;
   }
 
   /** Applies a delivery in order, stores the result, then acks (never before it is stored). */
@@ -294,8 +306,20 @@ export class Session {
         continue;
       }
       if (BigInt(item.seq) > lastDelivered) lastDelivered = BigInt(item.seq);
+      let opened: Opened | undefined;
       try {
-        const opened = await this.open(item);
+        // An item already processed (redelivered) is not decrypted again: its ratchet step is
+        // spent, and the model skips it anyway.
+        if (compareU64(item.seq, this.state.cursor) > 0) opened = await this.open(item);
+      } catch (e) {
+        // The connection went while a key was asked for: this item and the rest come again.
+        if (e instanceof RequestFailed && e.code === 'CLIENT_NOT_CONNECTED') {
+          if (this.state.cursor !== before) this.persist();
+          return;
+        }
+        opened = { kind: 'undecryptable', reason: (e as Error).message };
+      }
+      try {
         const effects = model.applyInboxItem(this.state, item, this.me.accountId, opened);
         effects.refreshGroups.forEach((g) => refresh.add(g));
         this.clearTypingOf(item);
@@ -306,6 +330,7 @@ export class Session {
       }
     }
     if (lastDelivered === 0n) return;
+    // Ratchets moved while opening: the crypto stored them before this ack too.
     if (this.state.cursor !== before && !this.persist()) return;
     // Everything this delivery carried is processed and stored (the cursor is at least its last
     // seq); acking its last seq never acks beyond what this connection delivered.
@@ -344,7 +369,7 @@ export class Session {
   /** Sends a text message to a chat: shown at once (pending), sent when connected. */
   sendText(chatKey: ChatKey, text: string, replyTo?: U64): void {
     const pending: PendingSend = { clientMsgId: crypto.randomUUID(), chatKey, text, replyTo };
-    model.addOutgoing(this.state, pending, this.me, Date.now());
+    model.addOutgoing(this.state, pending, this.me, Date.now(), this.crypto.endToEnd);
     this.commit();
     this.setTyping(chatKey, false);
     if (this.conn && this.link.kind === 'online') this.transmit(this.conn, pending);
@@ -356,7 +381,7 @@ export class Session {
     if (!message || message.tick !== 'failed') return;
     message.tick = 'pending';
     message.failure = undefined;
-    const pending: PendingSend = { clientMsgId, chatKey, text: message.text, replyTo: message.replyTo };
+    const pending: PendingSend = { clientMsgId, chatKey, text: message.text, replyTo: message.replyTo, media: message.media, mediaIds: message.media?.media.map((r) => r.mediaId) };
     this.state.outbox.push(pending);
     this.commit();
     if (this.conn && this.link.kind === 'online') this.transmit(this.conn, pending);
@@ -369,16 +394,18 @@ export class Session {
     // Sealing may be asynchronous (E2E); the chain keeps sends in the order they were typed.
     this.sends = this.sends.then(async () => {
       let answer: Promise<ServerEvent>;
+      const content: Content = pending.media ? { type: 'media', media: { ...pending.media, caption: pending.text } } : { type: 'text', text: pending.text };
+      const mediaIds = pending.mediaIds?.length ? pending.mediaIds : undefined;
       try {
         if (chat.kind === 'group') {
-          const body = await this.crypto.sealGroup(chat.groupId!, pending.text);
+          const body = await this.crypto.sealGroup(chat.groupId!, content);
           answer = conn.request({
-            group: { send: { groupId: chat.groupId!, clientMsgId: pending.clientMsgId, ...wireBody(body), replyToServerMsgId: pending.replyTo } },
+            group: { send: { groupId: chat.groupId!, clientMsgId: pending.clientMsgId, ...wireBody(body), replyToServerMsgId: pending.replyTo, mediaIds } },
           });
         } else {
-          const body = await this.crypto.sealDirect(chat.peerAccountId!, pending.text);
+          const body = await this.crypto.sealDirect(chat.peerAccountId!, content);
           answer = conn.request({
-            send: { clientMsgId: pending.clientMsgId, toAccountId: chat.peerAccountId!, ...wireBody(body), replyToServerMsgId: pending.replyTo },
+            send: { clientMsgId: pending.clientMsgId, toAccountId: chat.peerAccountId!, ...wireBody(body), replyToServerMsgId: pending.replyTo, mediaIds },
           });
         }
       } catch (e) {
@@ -390,6 +417,7 @@ export class Session {
           if (!result?.serverMsgId) throw new RequestFailed({ code: 'CLIENT_BAD_ANSWER', message: 'The server answered a send oddly.' });
           model.markAccepted(this.state, pending.chatKey, pending.clientMsgId, result.serverMsgId, result.serverTsMs ?? '0');
           this.inFlight.delete(pending.clientMsgId);
+          this.staleRetries.delete(pending.clientMsgId);
           this.commit();
         },
       ).catch((e: unknown) => this.onSendFailed(conn, pending, e));
@@ -398,7 +426,14 @@ export class Session {
 
   private onSendFailed(conn: Connection, pending: PendingSend, e: unknown): void {
     this.inFlight.delete(pending.clientMsgId);
-    const failure = e instanceof RequestFailed ? e : new RequestFailed({ code: 'CLIENT_ERROR', message: String(e) });
+    const failure = e instanceof RequestFailed ? e : new RequestFailed({ code: 'CLIENT_ERROR', message: (e as Error).message ?? String(e) });
+    const stale = this.staleRetries.get(pending.clientMsgId) ?? 0;
+    if (failure.code === 'ERROR_CODE_STALE_DEVICES' && stale < STALE_RETRIES && this.conn === conn) {
+      this.staleRetries.set(pending.clientMsgId, stale + 1);
+      this.transmit(conn, pending);
+      return;
+    }
+    this.staleRetries.delete(pending.clientMsgId);
     if (RETRYABLE.has(failure.code)) {
       const wait = failure.wire.retryAfterMs;
       if (wait && this.conn === conn) setTimeout(() => this.conn === conn && this.transmit(conn, pending), wait);
@@ -420,9 +455,24 @@ export class Session {
 
   // ----- message actions ------------------------------------------------------------------
 
+  /** An edit or reaction of a message of the chat, sealed like a message of it (per device for a
+   * person, one payload for a group), sealed again after STALE_DEVICES. */
+  private async sealedAction(chatKey: ChatKey, type: 'MESSAGE_ACTION_TYPE_EDIT' | 'MESSAGE_ACTION_TYPE_REACT', content: Content): Promise<void> {
+    const chat = this.state.chats[chatKey];
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const sealed = await (chat.kind === 'group' ? this.crypto.sealGroup(chat.groupId!, content) : this.crypto.sealDirect(chat.peerAccountId!, content));
+        await this.ask({ action: { type, targetServerMsgId: (content as { target: U64 }).target, ...wireBody(sealed) } });
+        return;
+      } catch (e) {
+        const stale = e instanceof RequestFailed ? e.code === 'ERROR_CODE_STALE_DEVICES' : (e as Error).message.includes('(STALE_DEVICES)');
+        if (!(attempt < STALE_RETRIES && stale)) throw e;
+      }
+    }
+  }
+
   async edit(chatKey: ChatKey, serverMsgId: U64, text: string): Promise<void> {
-    const payload = await this.crypto.sealShared(text);
-    await this.ask({ action: { type: 'MESSAGE_ACTION_TYPE_EDIT', targetServerMsgId: serverMsgId, payload } });
+    await this.sealedAction(chatKey, 'MESSAGE_ACTION_TYPE_EDIT', { type: 'edit', target: serverMsgId, text });
     model.applyAction(this.state.chats[chatKey], { type: 'MESSAGE_ACTION_TYPE_EDIT', target: serverMsgId, fromAccountId: this.me.accountId, text, emoji: '' });
     this.commit();
   }
@@ -435,7 +485,7 @@ export class Session {
 
   /** Reacts (an empty emoji takes my reaction back). */
   async react(chatKey: ChatKey, serverMsgId: U64, emoji: string): Promise<void> {
-    await this.ask({ action: { type: 'MESSAGE_ACTION_TYPE_REACT', targetServerMsgId: serverMsgId, emoji } });
+    await this.sealedAction(chatKey, 'MESSAGE_ACTION_TYPE_REACT', { type: 'react', target: serverMsgId, emoji });
     model.applyAction(this.state.chats[chatKey], { type: 'MESSAGE_ACTION_TYPE_REACT', target: serverMsgId, fromAccountId: this.me.accountId, emoji });
     this.commit();
   }
@@ -446,14 +496,8 @@ export class Session {
     const accounts = chats.filter((c) => c.kind === 'direct');
     const groups = chats.filter((c) => c.kind === 'group');
     const clientMsgId = crypto.randomUUID();
-    const event = await this.ask({
-      forward: {
-        clientMsgId,
-        payload: await this.crypto.sealShared(text),
-        toAccountIds: accounts.map((c) => c.peerAccountId!),
-        groupIds: groups.map((c) => c.groupId!),
-      },
-    });
+    const sealed = await this.crypto.sealForward(text, accounts.map((c) => c.peerAccountId!), groups.map((c) => c.groupId!));
+    const event = await this.ask({ forward: { clientMsgId, ...sealed } });
     const results = event.forwardResult?.results ?? [];
     [...accounts, ...groups].forEach((chat, i) => {
       const r = results[i];
@@ -658,6 +702,32 @@ export class Session {
     this.commit();
   }
 
+  // ----- media and keys -------------------------------------------------------------------
+
+  /** Encrypts and uploads a photo or file, then sends it to the chat (the caption is `text`). */
+  async sendMedia(chatKey: ChatKey, file: { name: string; type: string; bytes: Uint8Array }, text = ''): Promise<void> {
+    const { ref, mediaIds } = await uploadFile(await this.accessToken(), file);
+    const pending: PendingSend = { clientMsgId: crypto.randomUUID(), chatKey, text, media: { media: [ref], caption: text }, mediaIds };
+    model.addOutgoing(this.state, pending, this.me, Date.now(), this.crypto.endToEnd);
+    this.commit();
+    if (this.conn && this.link.kind === 'online') this.transmit(this.conn, pending);
+  }
+
+  /** The bytes of a received (or sent) medium, decrypted and checked. */
+  async mediaBytes(ref: MediaRef): Promise<Uint8Array> {
+    return downloadMedia(await this.accessToken(), ref);
+  }
+
+  /** The safety number of my conversation with `peer`, to compare out of band. */
+  safetyNumber(peer: U64): Promise<string> {
+    return this.crypto.safetyNumber(peer);
+  }
+
+  /** This device's fingerprint. */
+  fingerprint(): Promise<string> {
+    return this.crypto.fingerprint();
+  }
+
   // ----- devices and logout ---------------------------------------------------------------
 
   async devices(): Promise<DeviceInfo[]> {
@@ -699,6 +769,7 @@ export class Session {
   private signOut(reason: string): void {
     this.stop();
     storage.forgetDevice(this.me.accountId, this.me.deviceId);
+    forgetKeys(this.me.accountId, this.me.deviceId);
     this.onSignedOut(reason);
   }
 

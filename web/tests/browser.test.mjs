@@ -1,14 +1,17 @@
 // The web client in a real browser (Debian's Chromium, headless, driven by playwright-core)
 // against the real `iris serve --dev` binary. Alice uses a desktop-sized window, Bob a
 // phone-sized one, and Carol the `iris` command line. The steps run in order as one story:
-// login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, a group, a linked device (its
+// login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, end-to-end encryption between the
+// browsers and with the CLI (1:1 both ways, safety numbers, an undecryptable message, a group),
+// a photo and a file (encrypted media) between browsers and the CLI, a group, a linked device (its
 // link code approved by Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner, then nothing lost or
 // doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
 // target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { deflateSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -119,7 +122,7 @@ test('Alice and Bob log in by phone and the dev code; Carol with the CLI', async
   await login(alice, ALICE);
   await login(bob, BOB);
   await carol.login(CAROL);
-  await alice.page.getByText('not end-to-end encrypted yet').first().waitFor();
+  await alice.page.getByText('Messages are end-to-end encrypted').first().waitFor();
   await shots('logged-in', alice, bob);
 });
 
@@ -201,6 +204,117 @@ test('a reply, an edit and a reaction reach the other side', async () => {
   await shots('edit-and-reaction', alice, bob);
 });
 
+/** Whether a bubble carries the end-to-end lock. */
+const locked = async (p, text) => (await bubble(p, text).first().locator('.lock').count()) === 1;
+
+test('end-to-end encrypted between the browsers: every bubble locked, the same safety number on both sides', async () => {
+  await openChat(alice, BOB);
+  await openChat(bob, ALICE);
+  for (const text of ['Hello Bob, edited', 'Hi Alice', 'Typed without a mouse']) {
+    assert.ok(await locked(alice, text), `"${text}" is encrypted at Alice`);
+    assert.ok(await locked(bob, text), `"${text}" is encrypted at Bob`);
+  }
+  assert.match(await alice.page.getByTestId('e2e-state').textContent(), /End-to-end encrypted/);
+  await alice.page.getByRole('button', { name: 'Show safety number' }).click();
+  await bob.page.getByRole('button', { name: 'Show safety number' }).click();
+  const aliceNumber = await alice.page.getByTestId('safety-number').locator('code').textContent();
+  const bobNumber = await bob.page.getByTestId('safety-number').locator('code').textContent();
+  assert.match(aliceNumber, /^(\d{5} ){11}\d{5}$/);
+  assert.equal(aliceNumber, bobNumber, 'both sides compute the same safety number');
+  await shots('e2e-safety-number', alice, bob);
+});
+
+test('end-to-end encrypted with the CLI, both ways; the safety numbers agree; a bad ciphertext shows as undecryptable', async () => {
+  await alice.page.getByRole('button', { name: 'New chat' }).click();
+  await alice.page.getByLabel('Phone number').fill(CAROL);
+  await alice.page.getByRole('button', { name: 'Start chat' }).click();
+  await send(alice, 'A secret for Carol');
+  const lines = await carol.recv(1);
+  const got = lines.find((l) => l.text === 'A secret for Carol');
+  assert.ok(got, `Carol's CLI decrypted the browser's message: ${JSON.stringify(lines)}`);
+  assert.equal(got.encrypted, true);
+
+  await carol.sendEncrypted(ALICE, 'A secret for Alice, from the CLI');
+  await bubble(alice, 'A secret for Alice, from the CLI').waitFor();
+  assert.ok(await locked(alice, 'A secret for Alice, from the CLI'), 'shown as encrypted');
+
+  await alice.page.getByRole('button', { name: 'Show safety number' }).click();
+  const browserNumber = await alice.page.getByTestId('safety-number').locator('code').textContent();
+  const keys = await carol.keys(ALICE);
+  assert.equal(keys.find((l) => l.safety_number)?.safety_number, browserNumber, 'the CLI and the browser show one safety number');
+
+  // An envelope whose sender key is not Carol's device's: refused, and said so.
+  await carol.send(ALICE, JSON.stringify({ v: 1, alg: 'olm.v1', sender_key: 'bm90IGEga2V5', type: 1, body: 'AAAA' }));
+  await alice.page.locator('.bubble .text.unreadable', { hasText: 'could not be decrypted' }).waitFor();
+  assert.equal(await alice.page.locator('.bubble', { hasText: '"alg"' }).count(), 0, 'never shown as its JSON');
+  await shots('e2e-cli', alice);
+});
+
+/** A PNG made here (96×64, a colour gradient), so the bytes are known. */
+function makePng(width = 96, height = 64) {
+  const crc32 = (buf) => {
+    let c = ~0;
+    for (const b of buf) {
+      c ^= b;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+    }
+    return ~c >>> 0;
+  };
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc(height * (1 + width * 3));
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) rows.set([(x * 255) / width, (y * 255) / height, 160], y * (1 + width * 3) + 1 + x * 3);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', deflateSync(rows)), chunk('IEND', Buffer.alloc(0))]);
+}
+const PNG = makePng();
+
+test('a photo sent from one browser is shown in the other; a file from the CLI is offered as a download', async () => {
+  await openChat(alice, BOB);
+  await openChat(bob, ALICE);
+  await alice.page.getByRole('textbox', { name: 'Message' }).fill('A tiny photo');
+  await alice.page.locator('input[type=file]').setInputFiles({ name: 'tiny.png', mimeType: 'image/png', buffer: PNG });
+  const image = bob.page.locator('.bubble', { hasText: 'A tiny photo' }).locator('img.media-image');
+  await image.waitFor();
+  await until('the photo decoded at Bob', () => image.evaluate((img) => img.complete && img.naturalWidth === 96 && img.naturalHeight === 64));
+  assert.ok(await locked(bob, 'A tiny photo'), 'the photo came encrypted');
+  await until('the photo shown at Alice too', () =>
+    alice.page.locator('.bubble', { hasText: 'A tiny photo' }).locator('img.media-image').evaluate((img) => img.naturalWidth === 96));
+  await shots('photo', alice, bob);
+
+  // A document from the CLI (encrypted by the SDK) arrives as a download with the same bytes.
+  const doc = join(work, 'notes.txt');
+  writeFileSync(doc, 'Notes from Carol\n'.repeat(100));
+  await carol.sendEncrypted(ALICE, 'The notes', doc);
+  await openChat(alice, CAROL);
+  const download = alice.page.getByRole('button', { name: 'Download notes.txt' });
+  await download.waitFor();
+  const [file] = await Promise.all([alice.page.waitForEvent('download'), download.click()]);
+  const saved = join(work, 'downloaded.txt');
+  await file.saveAs(saved);
+  assert.equal(readFileSync(saved, 'utf8'), readFileSync(doc, 'utf8'), 'decrypted to the same bytes');
+
+  // And the browser's photo, sent to the CLI, is saved there decrypted.
+  await alice.page.locator('input[type=file]').setInputFiles({ name: 'tiny.png', mimeType: 'image/png', buffer: PNG });
+  const dir = join(work, 'carol-media');
+  const lines = await carol.recv(1, 30, dir);
+  const photo = lines.find((l) => Array.isArray(l.media) && l.media.length === 1);
+  assert.ok(photo, `Carol got the photo: ${JSON.stringify(lines)}`);
+  assert.deepEqual(readFileSync(photo.media[0].path), PNG, 'the CLI decrypted the browser\'s photo to the same bytes');
+  await shots('file-from-cli', alice);
+});
+
 let groupId;
 test('a group message reaches everyone, the CLI member too, and back', async () => {
   await alice.page.getByRole('button', { name: 'New group' }).click();
@@ -219,8 +333,18 @@ test('a group message reaches everyone, the CLI member too, and back', async () 
   const message = lines.find((l) => l.text === 'Hello Trio');
   assert.ok(message, `Carol got the group message: ${JSON.stringify(lines)}`);
   assert.equal(String(message.group_id), groupId);
+  assert.equal(message.encrypted, true, 'the CLI decrypted the group message (Megolm)');
   await openChat(bob, 'Trio');
   await bubble(bob, 'Hello Trio').waitFor();
+  assert.ok(await locked(bob, 'Hello Trio'), 'encrypted at Bob too');
+
+  // An encrypted group message from the CLI: both browsers decrypt it.
+  await carol.groupSendEncrypted(groupId, 'Carol, encrypted to the group');
+  await bubble(alice, 'Carol, encrypted to the group').waitFor();
+  await bubble(bob, 'Carol, encrypted to the group').waitFor();
+  assert.ok(await locked(alice, 'Carol, encrypted to the group'));
+  assert.ok(await locked(bob, 'Carol, encrypted to the group'));
+  await shots('group-encrypted', alice, bob);
 
   await carol.groupSend(groupId, 'Carol here, from the CLI');
   await bubble(alice, 'Carol here, from the CLI').waitFor();

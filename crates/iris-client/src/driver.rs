@@ -362,6 +362,7 @@ impl Driver {
             | server_event::Event::KeysResult(_)
             | server_event::Event::TimerResult(_)
             | server_event::Event::PushResult(_)
+            | server_event::Event::ReportResult(_)
             | server_event::Event::Synced(_)) => {
                 self.inflight.complete_event(event.request_id, e);
             }

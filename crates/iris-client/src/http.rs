@@ -257,7 +257,7 @@ pub enum Verified {
     LinkPending(LinkPending),
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
     serde_json::from_slice(body).map_err(|e| ClientError::Protocol(format!("unexpected HTTP response body: {e}")))
 }
 
@@ -267,7 +267,7 @@ fn path_segment(code: &str) -> String {
 }
 
 /// Passes a 2xx response through; turns anything else into [`ClientError::Api`].
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);

@@ -27,6 +27,7 @@
 //! the server or the store.
 
 mod actions;
+pub mod admin;
 mod backoff;
 mod calls;
 mod client;

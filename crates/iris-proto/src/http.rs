@@ -303,3 +303,24 @@ pub struct MediaUrl {
     /// The blob's metadata.
     pub media: MediaInfo,
 }
+
+/// `POST /v1/push/targets`: make (provider, token) the calling device's push target, replacing
+/// any earlier one (the HTTP form of the socket's `PushOp.register`, with the same checks).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushTargetRequest {
+    /// `webhook`, `fcm` or `apns` (as the server is configured to offer).
+    #[schema(example = "webhook")]
+    pub provider: String,
+    /// The webhook's `https://` URL, the FCM registration token or the APNs device token (hex).
+    #[schema(example = "https://up.example.org/up/abc")]
+    pub token: String,
+}
+
+/// Answer to [`PushTargetRequest`]: the target now stored.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PushTargetView {
+    /// The device it wakes (the caller).
+    pub device_id: u32,
+    /// Its provider: `webhook`, `fcm` or `apns`.
+    pub provider: String,
+}

@@ -7,6 +7,7 @@
 //! **Invariant:** this crate knows nothing of tokio, sockets or storage; it turns bytes into
 //! messages and back, so every client and the server agree byte for byte.
 
+pub mod admin;
 pub mod e2e;
 pub mod error;
 pub mod frame;

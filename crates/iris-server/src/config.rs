@@ -92,6 +92,8 @@ pub struct Config {
     /// Abuse rules (seed 001 "Automated Ban Triggers", "User Reports"): thresholds and
     /// durations; the defaults are the seed's.
     pub abuse: AbuseConfig,
+    /// The operators' admin API on a listener of its own (off unless `admin.listen` is set).
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -123,7 +125,74 @@ impl Default for Config {
             devices: DevicesConfig::default(),
             profiles: ProfilesConfig::default(),
             calls: CallsConfig::default(),
+            admin: AdminConfig::default(),
         }
+    }
+}
+
+/// The operators' admin API (`admin/`, ARCHITECTURE.md "Operator tools"): account lookup,
+/// device revocation and `/metrics`, on a listener of its own, never on the public HTTP port.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where the admin listener binds (`127.0.0.1:7702`, or a private network's address); unset:
+    /// no admin API at all.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every admin request must carry (at least 16 characters). Prefer
+    /// `token_file` (or `IRIS_ADMIN_TOKEN`) to keep it out of the config file.
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), read at start.
+    pub token_file: Option<PathBuf>,
+    /// Keep serving `/metrics` on the public HTTP port although the admin listener serves it.
+    /// Without an admin listener `/metrics` is always on the public port.
+    pub metrics_on_public_port: bool,
+}
+
+/// The shortest admin token accepted (a guessable token would open every account's devices).
+pub const ADMIN_TOKEN_CHARS_MIN: usize = 16;
+
+impl AdminConfig {
+    /// Whether the public HTTP port serves `/metrics`.
+    pub fn metrics_on_public_port(&self) -> bool {
+        self.listen.is_none() || self.metrics_on_public_port
+    }
+
+    /// The token: `token`, else the contents of `token_file` (trimmed).
+    pub fn load_token(&self) -> Result<String, ConfigError> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), None) => t.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?
+                .trim()
+                .to_owned(),
+            _ => return Err(ConfigError::Invalid("admin.listen needs one of admin.token and admin.token_file".into())),
+        };
+        if token.chars().count() < ADMIN_TOKEN_CHARS_MIN {
+            return Err(ConfigError::Invalid(format!(
+                "admin token must be at least {ADMIN_TOKEN_CHARS_MIN} characters"
+            )));
+        }
+        Ok(token)
+    }
+
+    fn validate(&self, dev: bool) -> Result<(), ConfigError> {
+        let Some(listen) = self.listen else { return Ok(()) };
+        if dev && !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid("dev mode only binds loopback addresses (admin.listen too)".into()));
+        }
+        if self.token.is_some() == self.token_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "admin.listen needs exactly one of admin.token and admin.token_file".into(),
+            ));
+        }
+        if let Some(t) = &self.token {
+            if t.trim().chars().count() < ADMIN_TOKEN_CHARS_MIN {
+                return Err(ConfigError::Invalid(format!(
+                    "admin.token must be at least {ADMIN_TOKEN_CHARS_MIN} characters"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -181,6 +250,21 @@ pub struct AbuseConfig {
     /// How long a node trusts its cached copy of an account's abuse state before reading the
     /// store again: a suspension made on another node takes effect here within this time.
     pub state_cache_ms: u64,
+}
+
+impl AbuseConfig {
+    /// Every rule off (thresholds 0), the other values as the defaults: for load tests and
+    /// benchmarks, whose generated accounts send thousands of messages to strangers.
+    pub fn off() -> Self {
+        Self {
+            messages_per_account_per_hour: 0,
+            new_recipients_per_day: 0,
+            forward_chats_per_message_per_day: 0,
+            reports_to_suspend: 0,
+            reports_per_account_per_day: 0,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for AbuseConfig {
@@ -305,7 +389,9 @@ pub struct ClusterConfig {
     /// PostgreSQL URLs, one per shard (`postgres://user@host:port/db`). The order is part of the
     /// data layout: every node must list the same shards in the same order. Empty: embedded store.
     /// TLS as libpq: `?sslmode=disable|prefer|require|verify-ca|verify-full` (default `prefer`)
-    /// and `sslrootcert=/path/ca.pem`.
+    /// and `sslrootcert=/path/ca.pem`. A shard with a standby lists its hosts in libpq's
+    /// multi-host form (`postgres://iris@db1:5432,db1b:5432/iris`): the node writes to whichever
+    /// accepts writes and follows a failover by itself.
     pub store_urls: Vec<String>,
     /// Redis Cluster seed URLs (`redis://127.0.0.1:7000`; `rediss://` for TLS, the node's name
     /// or address verified against its certificate). Empty: no bus; with a shared store,
@@ -341,6 +427,24 @@ impl Default for ClusterConfig {
             store_pool_size: 8,
         }
     }
+}
+
+/// Shard URLs from a comma-separated list (`--store`, `IRIS_STORE`) put back together: a
+/// piece that does not start a URL (`db2:5432/iris` after `postgres://iris@db1:5432`) is the
+/// next host of a multi-host URL, not a shard of its own.
+pub fn store_urls_from_pieces(pieces: Vec<String>) -> Vec<String> {
+    let mut urls: Vec<String> = Vec::new();
+    for piece in pieces {
+        let starts_url = piece.starts_with("postgres://") || piece.starts_with("postgresql://");
+        match urls.last_mut() {
+            Some(last) if !starts_url => {
+                last.push(',');
+                last.push_str(&piece);
+            }
+            _ => urls.push(piece),
+        }
+    }
+    urls
 }
 
 impl ClusterConfig {
@@ -844,8 +948,9 @@ pub struct PushConfig {
     /// Offer the generic webhook / UnifiedPush provider (the token is an `https://` URL the
     /// server POSTs to).
     pub webhook_enabled: bool,
-    /// Let webhook URLs name loopback, private or link-local IP literals and `localhost`
-    /// (tests, private deployments). Off by default: clients choose these URLs.
+    /// Let webhook URLs name, or resolve to, loopback, private or link-local addresses (tests,
+    /// private deployments). Off by default: clients choose these URLs, so such a URL is refused
+    /// (`PUSH_TARGET_FORBIDDEN`) and such addresses are never connected to.
     pub webhook_private_hosts_allowed: bool,
     /// FCM: the service account JSON key file (`project_id`, `client_email`, `private_key`,
     /// `token_uri`).
@@ -1049,6 +1154,7 @@ impl Config {
         if let Some(sms) = &self.sms {
             sms.validate()?;
         }
+        self.admin.validate(self.dev)?;
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
         }
@@ -1110,6 +1216,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn multi_host_store_urls_survive_the_comma_separated_flag() {
+        // Proves `--store a,b` still means two shards, while a shard listing its primary and
+        // standby (`postgres://u@h1:1,h2:2/db`) stays one URL.
+        let pieces = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(store_urls_from_pieces(pieces("postgres://u@a/db,postgresql://u@b/db")).len(), 2);
+        assert_eq!(
+            store_urls_from_pieces(pieces(
+                "postgres://u@h1:1,h2:2/db?target_session_attrs=read-write,postgres://u@h3/db"
+            )),
+            ["postgres://u@h1:1,h2:2/db?target_session_attrs=read-write", "postgres://u@h3/db"]
+        );
+    }
+
+    #[test]
     fn empty_file_is_the_default_and_unknown_keys_are_rejected() {
         let c: Config = toml::from_str("").unwrap();
         c.validate().unwrap();
@@ -1153,6 +1273,26 @@ mod tests {
         assert!(cluster.validate().is_err(), "TLS for some Redis nodes only");
         cluster.cluster.redis_urls = vec!["redis://10.0.0.6:7000".into()];
         assert!(cluster.validate().is_err(), "a CA for plaintext Redis");
+    }
+
+    #[test]
+    fn the_admin_listener_needs_one_long_enough_token() {
+        // Proves: [admin] parses; a listener without a token, with both kinds, or with a short
+        // token is refused; metrics stay on the public port unless the admin listener takes them.
+        let c: Config = toml::from_str("[admin]\nlisten = \"127.0.0.1:7702\"\ntoken = \"0123456789abcdef\"").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.admin.load_token().unwrap(), "0123456789abcdef");
+        assert!(!c.admin.metrics_on_public_port());
+        assert!(Config::default().admin.metrics_on_public_port());
+        let invalid = |edit: fn(&mut Config)| {
+            let mut c = c.clone();
+            edit(&mut c);
+            assert!(c.validate().is_err());
+        };
+        invalid(|c| c.admin.token = None);
+        invalid(|c| c.admin.token = Some("short".into()));
+        invalid(|c| c.admin.token_file = Some("t".into()));
+        invalid(|c| (c.dev, c.admin.listen) = (true, Some("0.0.0.0:7702".parse().unwrap())));
     }
 
     #[test]

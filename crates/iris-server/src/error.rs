@@ -194,6 +194,10 @@ pub enum ServiceError {
     /// A test wake-up the provider refused or that failed; says why.
     #[error("{0}")]
     PushDeliveryFailed(String),
+    /// A webhook URL that names or resolves to a non-public address (loopback, private,
+    /// link-local): the server must not be made to post into its own network; says which.
+    #[error("{0}")]
+    PushTargetForbidden(String),
     /// No pending device link with this code: never issued, expired or already used.
     #[error("no pending device link with this code (it expired or was used); log in again for a new one")]
     LinkExpired,
@@ -306,6 +310,7 @@ impl ServiceError {
             Self::PushProviderUnavailable(_) => ErrorCode::PushProviderUnavailable,
             Self::PushTokenInvalid(_) => ErrorCode::PushTokenInvalid,
             Self::PushDeliveryFailed(_) => ErrorCode::PushDeliveryFailed,
+            Self::PushTargetForbidden(_) => ErrorCode::PushTargetForbidden,
             Self::LinkExpired => ErrorCode::LinkExpired,
             Self::LinkRefused => ErrorCode::LinkRefused,
             Self::LinkLimit { .. } => ErrorCode::LinkLimit,

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item};
-use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, InboxStore, NewEntry, PendingAppend};
+use iris_store::{
+    AppendOutcome, AppendRequest, DeviceAddr, GroupOrderHold, InboxStore, NewEntry, PendingAppend, StoreError,
+};
 use prost::Message as _;
 
 use crate::error::ServiceError;
@@ -119,6 +121,25 @@ pub struct Queued {
 }
 
 impl Queued {
+    /// Keeps `hold` (a group's cluster-wide order) until the append is durable, then releases
+    /// it on a task of its own: the group is free again as soon as the commit is done, however
+    /// late the caller polls [`Queued::durable`] (a session polls its pending sends only between
+    /// other steps). `None` (embedded) leaves the append as it is.
+    pub fn holding(self, hold: Option<GroupOrderHold>) -> Self {
+        let Some(hold) = hold else { return self };
+        let Queued { pending, hints, router } = self;
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let result = pending.await;
+            drop(hold);
+            let _ = done.send(result);
+        });
+        let pending: PendingAppend = Box::pin(async move {
+            outcome.await.unwrap_or_else(|_| Err(StoreError::Unavailable("append task ended without an answer".into())))
+        });
+        Queued { pending, hints, router }
+    }
+
     /// Waits until the append is durable, then hints the devices. A duplicate (a retried send)
     /// stored nothing and hints nobody.
     pub async fn durable(self) -> Result<AppendOutcome, ServiceError> {

@@ -11,6 +11,7 @@
 
 pub mod abuse;
 pub mod actions;
+pub mod admin;
 pub mod auth;
 pub mod blocks;
 pub mod calls;
@@ -34,6 +35,7 @@ pub mod ids;
 pub mod inbox;
 pub mod key_signatures;
 pub mod keys;
+pub mod limit_log;
 pub mod media;
 pub mod media_refs;
 pub mod message_index;
@@ -126,6 +128,8 @@ pub struct RunningServer {
     pub tcp_addr: SocketAddr,
     /// Where the HTTP listener is bound.
     pub http_addr: SocketAddr,
+    /// Where the admin listener is bound, when `[admin] listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     ctx: Arc<Ctx>,
 }
 
@@ -199,6 +203,10 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let http = gateway::tcp::bind(config.http)?;
     let http_addr =
         http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
+    let admin = match config.admin.listen {
+        Some(addr) => Some((gateway::tcp::bind(addr)?, config.admin.load_token()?)),
+        None => None,
+    };
     let tls = config.tls.as_ref().map(gateway::tls::ServerTls::load).transpose()?.map(Arc::new);
     store.set_commit_observer(Arc::new(metrics::CommitMetrics(metrics.clone())));
     let clock = deps.clock;
@@ -307,7 +315,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     tokio::spawn(gateway::tcp::accept_loop(ctx.clone(), tcp, tcp_tls, ctx.tasks.clone()));
     let http_tls = tls.as_ref().filter(|_| ctx.config.tls.as_ref().is_some_and(|t| t.http)).map(|t| t.acceptor());
     let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
-    let http = gateway::http_listener::HttpListener::new(http, http_tls, handshake, ctx.shutdown.clone())
+    let http = gateway::http_listener::HttpListener::new(http, http_tls.clone(), handshake, ctx.shutdown.clone())
         .map_err(|source| gateway::tcp::ListenError::Bind { addr: http_addr, source })?;
     let app = http::app(ctx.clone()).into_make_service_with_connect_info::<gateway::http_listener::PeerAddr>();
     let stop = ctx.shutdown.clone();
@@ -316,6 +324,10 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    let admin_addr = match admin {
+        Some((listener, token)) => Some(serve_admin(&ctx, listener, &token, http_tls, handshake)?),
+        None => None,
+    };
     push.start(ctx.shutdown.clone());
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(disappearing_loop(ctx.clone()));
@@ -334,8 +346,38 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         let ctx = ctx.clone();
         tokio::spawn(async move { auth::erasure::resume(&ctx).await });
     }
-    tracing::info!(%tcp_addr, %http_addr, dev = ctx.config.dev, "iris serving");
-    Ok(RunningServer { tcp_addr, http_addr, ctx })
+    tracing::info!(%tcp_addr, %http_addr, ?admin_addr, dev = ctx.config.dev, "iris serving");
+    Ok(RunningServer { tcp_addr, http_addr, admin_addr, ctx })
+}
+
+/// Serves the admin API (`admin/`) on its own listener, with the public listener's TLS when it
+/// has any; returns the bound address.
+fn serve_admin(
+    ctx: &Arc<Ctx>,
+    listener: tokio::net::TcpListener,
+    token: &str,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handshake: Duration,
+) -> Result<SocketAddr, StartError> {
+    let addr = listener.local_addr().map_err(|source| gateway::tcp::ListenError::Bind {
+        addr: ctx.config.admin.listen.unwrap_or(ctx.config.http),
+        source,
+    })?;
+    if !addr.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(%addr, "the admin API listens beyond loopback without TLS: its token travels in the clear");
+    }
+    let listener = gateway::http_listener::HttpListener::new(listener, tls, handshake, ctx.shutdown.clone())
+        .map_err(|source| gateway::tcp::ListenError::Bind { addr, source })?;
+    let app = admin::admin_router(admin::AdminState::new(ctx.clone(), token))
+        .into_make_service_with_connect_info::<gateway::http_listener::PeerAddr>();
+    let stop = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+    tracing::info!(%addr, "admin API listening");
+    Ok(addr)
 }
 
 /// How long a cached account may be used in cluster mode before it is read again.
@@ -522,6 +564,7 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 ctx.sessions.calls.sweep();
                 ctx.sessions.contacts.sweep();
                 ctx.sessions.abuse.sweep();
+                ctx.metrics.limit_log.sweep(limit_log::now_ms());
             }
             _ = store_tick.tick() => {
                 let now = ctx.clock.now_ms();

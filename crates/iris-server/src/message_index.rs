@@ -12,6 +12,11 @@ use iris_store::{AccountId, Conversation, MessageIndexStore, MessageRef};
 
 use crate::clock::Clock;
 use crate::error::ServiceError;
+use crate::ids::IdGenerator;
+
+/// Most fresh ids [`MessageIndex::next_id`] tries for one message: ids are 4,096 per ms per
+/// node, so a bound keeps a node with many shards from running its ids ahead of the clock.
+pub const ID_TRIES_MAX: usize = 8;
 
 /// Why an action on a message deleted for everyone fails (shown as "… not found").
 pub const DELETED: &str = "message (deleted for everyone)";
@@ -38,10 +43,26 @@ impl MessageIndex {
         Self { store, clock }
     }
 
-    /// Records a message before its append is queued (a buffered write made durable by the
-    /// append's synced commit).
+    /// Records a new message right before its append is queued: written with the append (in
+    /// its transaction on PostgreSQL, a buffered write made durable by its commit embedded).
     pub async fn record(&self, server_msg_id: u64, r: MessageRef) -> Result<(), ServiceError> {
-        Ok(self.store.put_message_ref(server_msg_id, r).await?)
+        Ok(self.store.put_message_ref_with_append(server_msg_id, r).await?)
+    }
+
+    /// A fresh server message id for a message from `sender`, preferring one whose records the
+    /// store keeps where `sender`'s inbox and dedup records are (PostgreSQL: its shard), so a
+    /// 1:1 message between two accounts of one shard is one transaction. Tries at most
+    /// [`ID_TRIES_MAX`] ids (each try uses up an id; with n shards one in n fits), then takes
+    /// the last; on the embedded store the first always fits.
+    pub fn next_id(&self, ids: &IdGenerator, now_ms: u64, sender: AccountId) -> u64 {
+        let mut id = ids.next(now_ms);
+        for _ in 1..ID_TRIES_MAX {
+            if self.store.message_id_is_near(id, sender) {
+                break;
+            }
+            id = ids.next(now_ms);
+        }
+        id
     }
 
     /// The message with this id, if still indexed (deleted or not) and not disappeared.

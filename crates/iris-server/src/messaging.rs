@@ -72,7 +72,7 @@ impl Messaging {
         if !blocked {
             self.timers.set(Chat::direct(me.id, peer.id), msg.seconds, me.id, now).await?;
         }
-        let server_msg_id = self.ids.next(now);
+        let server_msg_id = self.index.next_id(&self.ids, now, sender.account);
         let item = encode_item(
             server_msg_id,
             now,
@@ -113,7 +113,7 @@ impl Messaging {
         self.index.check_reply(msg.reply_to_server_msg_id, |r| direct_between(r, me_id, peer)).await?;
         let now = self.clock.now_ms();
         let expires_at_ms = self.timers.expires_at(Chat::direct(me_id, peer), now).await?;
-        let server_msg_id = self.ids.next(now);
+        let server_msg_id = self.index.next_id(&self.ids, now, sender.account);
         let item = |payload: Bytes| {
             encode_expiring_item(
                 server_msg_id,

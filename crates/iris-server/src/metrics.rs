@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use iris_proto::pb::ErrorCode;
-use iris_store::{CommitObserver, CommitSample};
+use iris_store::{CommitObserver, CommitSample, WriterEvent};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -49,8 +49,16 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Failed commits (disk full, fsync error).
     pub commit_failures: Counter,
+    /// Cluster mode: times a PostgreSQL shard's writable host changed (a failover to its
+    /// standby seen by this node).
+    pub store_failovers: Counter,
+    /// Cluster mode: bounded searches for a shard's writable host that found none (the shard's
+    /// callers got `UNAVAILABLE`).
+    pub store_writer_not_found: Counter,
     /// Requests refused by a rate limit, by limit.
     pub rate_limited: Family<Labels, Counter>,
+    /// Whom the rate limits refused lately (not exported: read by the admin account lookup).
+    pub limit_log: std::sync::Arc<crate::limit_log::LimitLog>,
     /// Cluster mode: items (hints, kicks, typing, presence, invalidations) published to other
     /// nodes.
     pub cluster_items_out: Counter,
@@ -121,6 +129,10 @@ pub struct Metrics {
     pub abuse_reports: Family<Labels, Counter>,
     /// Suspensions and lifts by operators (`suspend`, `unsuspend`).
     pub abuse_operator_actions: Family<Labels, Counter>,
+    /// Admin API requests refused for a missing or wrong token.
+    pub admin_refused: Counter,
+    /// Devices revoked by an operator through the admin API.
+    pub admin_revocations: Counter,
     /// Sessions registered in the router (read at scrape).
     sessions: Gauge,
     /// Appends and acks waiting for the committer (read at scrape).
@@ -146,7 +158,10 @@ impl Metrics {
             commit_batch_appends: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_failures: Counter::default(),
+            store_failovers: Counter::default(),
+            store_writer_not_found: Counter::default(),
             rate_limited: Family::default(),
+            limit_log: std::sync::Arc::default(),
             cluster_items_out: Counter::default(),
             cluster_items_dropped: Counter::default(),
             cluster_items_in: Counter::default(),
@@ -176,6 +191,8 @@ impl Metrics {
             profiles_rejected: Counter::default(),
             account_deletions_started: Counter::default(),
             account_deletions_finished: Counter::default(),
+            admin_refused: Counter::default(),
+            admin_revocations: Counter::default(),
             sessions: Gauge::default(),
             committer_queue: Gauge::default(),
             calls: CallMetrics::default(),
@@ -210,6 +227,12 @@ impl Metrics {
         r.register("commit_batch_appends", "Appends per group commit", m.commit_batch_appends.clone());
         r.register("commit_seconds", "Group commit write and fsync time", m.commit_seconds.clone());
         r.register("commit_failures", "Failed commits", m.commit_failures.clone());
+        r.register("store_failovers", "Changes of a PostgreSQL shard's writable host", m.store_failovers.clone());
+        r.register(
+            "store_writer_not_found",
+            "Searches for a PostgreSQL shard's writable host that found none",
+            m.store_writer_not_found.clone(),
+        );
         r.register("rate_limited", "Requests refused by a rate limit", m.rate_limited.clone());
         r.register("cluster_items_out", "Items published to other nodes", m.cluster_items_out.clone());
         r.register("cluster_items_dropped", "Items not forwarded to other nodes", m.cluster_items_dropped.clone());
@@ -254,6 +277,8 @@ impl Metrics {
         r.register("push_failed", "Push attempts that failed", m.push_failed.clone());
         r.register("push_dropped", "Push wake-ups shed or dropped before sending", m.push_dropped.clone());
         r.register("push_latency_seconds", "Push wake-up queued to accepted", m.push_latency_seconds.clone());
+        r.register("admin_refused", "Admin API requests without the right token", m.admin_refused.clone());
+        r.register("admin_revocations", "Devices revoked by an operator", m.admin_revocations.clone());
         r.register("sessions", "Authenticated sessions on this node", m.sessions.clone());
         r.register("committer_queue_depth", "Operations waiting for the committer", m.committer_queue.clone());
         let c = r.sub_registry_with_prefix("calls");
@@ -340,6 +365,13 @@ impl CommitObserver for CommitMetrics {
         } else {
             self.0.commit_failures.inc();
         }
+    }
+
+    fn writer_event(&self, event: WriterEvent) {
+        match event {
+            WriterEvent::Changed { .. } => self.0.store_failovers.inc(),
+            WriterEvent::NotFound { .. } => self.0.store_writer_not_found.inc(),
+        };
     }
 }
 

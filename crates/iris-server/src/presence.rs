@@ -76,6 +76,9 @@ struct Account {
     /// Connected devices: connection id and whether the device is set away.
     devices: HashMap<DeviceId, (u64, bool)>,
     last_seen_ms: u64,
+    /// When each device's last session here ended (for operators: `admin/`), at most one entry
+    /// per device of the account.
+    devices_seen_ms: HashMap<DeviceId, u64>,
     privacy: Privacy,
     /// What other nodes said of this account (cluster mode), by node.
     remote: HashMap<u16, RemoteState>,
@@ -307,6 +310,7 @@ impl PresenceHub {
         }
         let was = a.online();
         a.devices.remove(&device.device);
+        a.devices_seen_ms.insert(device.device, now_ms);
         if a.devices.is_empty() {
             a.last_seen_ms = now_ms;
         }
@@ -338,6 +342,13 @@ impl PresenceHub {
         } else if was != now_online {
             inner.changed(device.account);
         }
+    }
+
+    /// What this node saw of `account` for an operator, ignoring privacy: when it was last online
+    /// (by this node's and the other nodes' last word; 0: unknown), and when each device's last
+    /// session here ended.
+    pub fn seen(&self, account: AccountId) -> (u64, HashMap<DeviceId, u64>) {
+        self.lock().accounts.get(&account).map(|a| (a.last_seen(), a.devices_seen_ms.clone())).unwrap_or_default()
     }
 
     /// Account deletion: forgets what the hub holds of `account` (devices, last seen, privacy,

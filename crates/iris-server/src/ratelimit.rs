@@ -21,6 +21,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::error::ServiceError;
+use crate::limit_log::{self, LimitLog, LimitSubject};
 use crate::metrics::Metrics;
 
 /// One named limit over keys of type `K` (phone, IP, account).
@@ -29,6 +30,8 @@ pub struct KeyedLimit<K: Hash + Eq + Clone> {
     limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
     refusals: Counter,
+    /// Whom it refused lately (for operators, `admin/`).
+    log: Arc<LimitLog>,
     burst: u32,
     period_ms: u64,
     /// Cluster mode: the count lives in Redis (`rl:{name}:{key}`), shared by every node.
@@ -86,7 +89,7 @@ impl<K: Hash + Eq + Clone> Leases<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+impl<K: Hash + Eq + Clone + LimitSubject> KeyedLimit<K> {
     /// `burst` requests at once, refilled at `burst` per `period`. `burst == 0` disables it.
     /// Refusals are counted in `metrics` under `name`.
     pub fn new(name: &'static str, burst: u32, period: Duration, metrics: &Metrics) -> Option<Self> {
@@ -98,6 +101,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
             limiter: RateLimiter::keyed(quota),
             clock: DefaultClock::default(),
             refusals,
+            log: metrics.limit_log.clone(),
             burst: burst.get(),
             period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
             shared: None,
@@ -124,10 +128,18 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
     /// Takes one token for `key`, or says how long to wait.
     pub fn check(&self, key: &K) -> Result<(), ServiceError> {
         self.limiter.check_key(key).map_err(|not_until| {
-            self.refusals.inc();
+            self.note_refusal(key);
             let wait = not_until.wait_time_from(self.clock.now());
             ServiceError::RateLimited { what: self.name, retry_after_ms: wait.as_millis().max(1) as u32 }
         })
+    }
+
+    /// Counts a refusal of `key` and records whom it refused.
+    fn note_refusal(&self, key: &K) {
+        self.refusals.inc();
+        if let Some(subject) = key.subject() {
+            self.log.record(self.name, subject, limit_log::now_ms());
+        }
     }
 
     /// Forgets keys whose buckets are full again and lapsed leases, bounding memory; called
@@ -140,14 +152,14 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         }
     }
 
-    fn refused(&self, wait_ms: u64) -> ServiceError {
-        self.refusals.inc();
+    fn refused(&self, key: &K, wait_ms: u64) -> ServiceError {
+        self.note_refusal(key);
         let retry_after_ms = u32::try_from(wait_ms).unwrap_or(u32::MAX).max(1);
         ServiceError::RateLimited { what: self.name, retry_after_ms }
     }
 }
 
-impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
+impl<K: Hash + Eq + Clone + Display + LimitSubject> KeyedLimit<K> {
     /// Takes one token for `key` from the shared (Redis) count when there is one, else (or when
     /// Redis does not answer) from this node's bucket.
     pub async fn check_shared(&self, key: &K) -> Result<(), ServiceError> {
@@ -163,7 +175,7 @@ impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
                     leases.keep(key, granted - 1, now);
                     Ok(())
                 }
-                Ok(Err(wait_ms)) => Err(self.refused(wait_ms)),
+                Ok(Err(wait_ms)) => Err(self.refused(key, wait_ms)),
                 Err(e) => {
                     tracing::debug!(limit = self.name, error = %e, "shared rate limit unavailable; local bucket used");
                     self.check(key)
@@ -172,7 +184,7 @@ impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
         }
         match bus.rate_take(&redis_key, self.burst, self.period_ms).await {
             Ok(None) => Ok(()),
-            Ok(Some(wait_ms)) => Err(self.refused(wait_ms)),
+            Ok(Some(wait_ms)) => Err(self.refused(key, wait_ms)),
             Err(e) => {
                 tracing::debug!(limit = self.name, error = %e, "shared rate limit unavailable; local bucket used");
                 self.check(key)
@@ -182,7 +194,7 @@ impl<K: Hash + Eq + Clone + Display> KeyedLimit<K> {
 }
 
 /// [`KeyedLimit::check_shared`] on an `Option<KeyedLimit>` (`None`: unlimited).
-pub async fn check_shared<K: Hash + Eq + Clone + Display>(
+pub async fn check_shared<K: Hash + Eq + Clone + Display + LimitSubject>(
     limit: &Option<KeyedLimit<K>>,
     key: &K,
 ) -> Result<(), ServiceError> {
@@ -193,7 +205,7 @@ pub async fn check_shared<K: Hash + Eq + Clone + Display>(
 }
 
 /// `Option<KeyedLimit>` where `None` means unlimited.
-pub fn check<K: Hash + Eq + Clone>(limit: &Option<KeyedLimit<K>>, key: &K) -> Result<(), ServiceError> {
+pub fn check<K: Hash + Eq + Clone + LimitSubject>(limit: &Option<KeyedLimit<K>>, key: &K) -> Result<(), ServiceError> {
     limit.as_ref().map_or(Ok(()), |l| l.check(key))
 }
 
@@ -208,7 +220,7 @@ impl<K: Hash + Eq + Clone> SharedLimit<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone + Display> SharedLimit<K> {
+impl<K: Hash + Eq + Clone + Display + LimitSubject> SharedLimit<K> {
     /// Takes one token for `key` (from this node's lease of the cluster-wide count when the
     /// limit is [`KeyedLimit::leased`]), or says how long to wait.
     pub async fn take(&self, key: &K) -> Result<(), ServiceError> {
@@ -219,7 +231,7 @@ impl<K: Hash + Eq + Clone + Display> SharedLimit<K> {
     }
 }
 
-impl<K: Hash + Eq + Clone> SharedLimit<K> {
+impl<K: Hash + Eq + Clone + LimitSubject> SharedLimit<K> {
     /// Forgets idle buckets; called periodically.
     pub fn sweep(&self) {
         if let Some(l) = &self.0 {
@@ -248,6 +260,6 @@ mod tests {
             other => panic!("expected RateLimited, got {other:?}"),
         }
         limit.check(&"b").unwrap();
-        assert!(KeyedLimit::<u8>::new("off", 0, Duration::from_secs(1), &Metrics::new()).is_none());
+        assert!(KeyedLimit::<u64>::new("off", 0, Duration::from_secs(1), &Metrics::new()).is_none());
     }
 }

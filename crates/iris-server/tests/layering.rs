@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("config", 0),
     ("metrics", 0),
     ("ratelimit", 0),
+    ("limit_log", 0),
     ("router", 0),
     ("presence", 0),
     ("directory", 0),

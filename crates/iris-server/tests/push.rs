@@ -4,7 +4,9 @@
 //! coalesced per device; FCM's OAuth2 assertion (RS256) is exchanged once and verified; APNs
 //! goes over HTTP/2 with a verified ES256 provider token; 5xx answers are retried; invalid-token
 //! answers remove the token; revoking a device removes its target; bad registrations get their
-//! typed errors.
+//! typed errors; webhook hosts that are or resolve to inward addresses are refused unless
+//! allowed; registration over HTTP; and, on two nodes of a cluster, only the committing node
+//! wakes a device, and only once no node holds it.
 
 mod common;
 
@@ -23,8 +25,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use iris_client::pb::{ErrorCode, PushProvider};
 use iris_client::{Client, ClientError};
+use iris_proto::http::{PushTargetRequest, PushTargetView};
 use iris_server::config::Config;
 use iris_store::DeviceAddr;
+use iris_testkit::engine::ClusterEngine;
 use ring::signature::{self, UnparsedPublicKey};
 use tokio::sync::mpsc;
 use tokio_rustls::rustls::{self, pki_types::PrivateKeyDer};
@@ -347,7 +351,7 @@ async fn bad_registrations_get_typed_errors_and_revocation_drops_the_target() {
     let unavailable = |e| code(e) == ErrorCode::PushProviderUnavailable;
     assert!(unavailable(primary.push_register(PushProvider::Fcm, "t".into()).await.unwrap_err()));
     assert!(unavailable(primary.push_register(PushProvider::Unspecified, "t".into()).await.unwrap_err()));
-    for bad in ["http://up.example.org/x", "not a url", "https://127.0.0.1/x", ""] {
+    for bad in ["http://up.example.org/x", "not a url", ""] {
         let e = primary.push_register(PushProvider::Webhook, bad.into()).await.unwrap_err();
         assert_eq!(code(e), ErrorCode::PushTokenInvalid, "{bad:?}");
     }
@@ -378,4 +382,157 @@ fn primary_token(server: &TestServer, device: DeviceAddr) -> String {
 fn pem_der(pem: &str) -> Vec<u8> {
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_hosts_that_are_or_resolve_to_inward_addresses_are_refused_unless_allowed() {
+    // Proves: without `webhook_private_hosts_allowed`, a webhook URL naming a private IP literal,
+    // or a host name that resolves to loopback (`localhost`, through /etc/hosts), is refused
+    // with PUSH_TARGET_FORBIDDEN over the socket and over HTTP (403), and nothing is stored;
+    // with the flag, the same name is accepted and a wake-up reaches the receiver through it
+    // (the connecting resolver lets loopback through only then).
+    let mut r = Receiver::start().await;
+    let by_name = format!("https://localhost:{}/up/name", r.addr.port());
+    let strict = TestServer::start_with(|c| {
+        base(c, &r);
+        c.push.webhook_enabled = true;
+    })
+    .await;
+    let (bob, _events, bob_addr) = connect_device(&strict, "+14155550451").await;
+    for inward in
+        [by_name.as_str(), "https://127.0.0.1/x", "https://[::1]/x", "https://10.0.0.7/x", "https://a.localhost/x"]
+    {
+        let e = bob.push_register(PushProvider::Webhook, inward.into()).await.unwrap_err();
+        assert_eq!(code(e), ErrorCode::PushTargetForbidden, "{inward}");
+    }
+    let creds = strict.login("+14155550451", "http").await;
+    let body = PushTargetRequest { provider: "webhook".into(), token: by_name.clone() };
+    strict
+        .post_authorized("/v1/push/targets", Some(&creds.access_token), Some(&body))
+        .await
+        .expect_error(403, ErrorCode::PushTargetForbidden);
+    assert_eq!(strict.ctx().store.push_target(bob_addr).await.unwrap(), None);
+
+    let lenient = TestServer::start_with(|c| webhook(c, &r)).await;
+    let (carol, _events, _) = connect_device(&lenient, "+14155550452").await;
+    carol.push_register(PushProvider::Webhook, by_name.clone()).await.unwrap();
+    assert!(carol.push_test().await.unwrap().sent);
+    assert_eq!(r.next().await.path, "/up/name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_targets_are_registered_and_removed_over_http() {
+    // Proves: POST /v1/push/targets stores the caller's target with the protocol's checks (an
+    // unknown or unconfigured provider PUSH_PROVIDER_UNAVAILABLE, a malformed token
+    // PUSH_TOKEN_INVALID, no token UNAUTHENTICATED) and the device is woken through it;
+    // DELETE /v1/push/targets/{device_id} removes the caller's own (then NOT_FOUND), a linked
+    // device may not remove the primary's (PERMISSION_DENIED), the primary may remove a linked
+    // device's.
+    let mut r = Receiver::start().await;
+    let server = TestServer::start_with(|c| webhook(c, &r)).await;
+    let phone = "+14155550461";
+    let primary = server.login(phone, "phone").await;
+    let linked = server.login(phone, "tablet").await;
+    let on = &server;
+    let register = move |token: &str, provider: &str, url: String| {
+        let body = PushTargetRequest { provider: provider.into(), token: url };
+        let token = token.to_owned();
+        async move { on.post_authorized("/v1/push/targets", Some(&token), Some(&body)).await }
+    };
+    let body = PushTargetRequest { provider: "webhook".into(), token: r.url("/x") };
+    server.post_authorized("/v1/push/targets", None, Some(&body)).await.expect_error(401, ErrorCode::Unauthenticated);
+    for provider in ["fcm", "pigeon", ""] {
+        register(&primary.access_token, provider, r.url("/x"))
+            .await
+            .expect_error(400, ErrorCode::PushProviderUnavailable);
+    }
+    register(&primary.access_token, "webhook", "http://up.example.org/x".into())
+        .await
+        .expect_error(400, ErrorCode::PushTokenInvalid);
+
+    let stored: PushTargetView = register(&primary.access_token, "webhook", r.url("/up/phone")).await.expect_json(200);
+    assert_eq!((stored.device_id, stored.provider.as_str()), (primary.device_id, "webhook"));
+    register(&linked.access_token, "webhook", r.url("/up/tablet")).await.expect_status(200);
+    let primary_addr = DeviceAddr::new(primary.account_id, primary.device_id);
+    let linked_addr = DeviceAddr::new(linked.account_id, linked.device_id);
+    let target = server.ctx().store.push_target(primary_addr).await.unwrap().expect("stored");
+    assert_eq!(target.token, r.url("/up/phone"));
+
+    // The HTTP-registered target wakes the (unconnected) device.
+    let (alice, _events, _) = connect_device(&server, "+14155550462").await;
+    alice.send(primary.account_id, b"hi".to_vec()).await.unwrap();
+    let mut paths = vec![r.next().await.path, r.next().await.path];
+    paths.sort();
+    assert_eq!(paths, ["/up/phone", "/up/tablet"]);
+
+    let path = |d: u32| format!("/v1/push/targets/{d}");
+    server.delete(&path(primary.device_id), &linked.access_token).await.expect_error(403, ErrorCode::PermissionDenied);
+    server.delete(&path(primary.device_id), &primary.access_token).await.expect_status(204);
+    server.delete(&path(primary.device_id), &primary.access_token).await.expect_error(404, ErrorCode::NotFound);
+    assert_eq!(server.ctx().store.push_target(primary_addr).await.unwrap(), None);
+    server.delete(&path(linked.device_id), &primary.access_token).await.expect_status(204);
+    assert_eq!(server.ctx().store.push_target(linked_addr).await.unwrap(), None);
+    server.delete("/v1/push/targets/x", &primary.access_token).await.expect_error(400, ErrorCode::InvalidArgument);
+}
+
+/// `iris_push_sent_total` of the webhook on `server`.
+async fn webhook_sent(server: &TestServer) -> f64 {
+    metric_value(&scrape_metrics(&server.base_url()).await, r#"iris_push_sent_total{provider="webhook"}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_only_the_committing_node_wakes_a_device_no_node_holds() {
+    // Proves, on two nodes sharing PostgreSQL and Redis: a device connected to node B gets its
+    // messages from node A and no wake-up (A's forwarder found it in the session registry);
+    // once it disconnected and its claim is gone, a message sent through A wakes it once at
+    // once, and two more within the interval give exactly one more (coalesced), every wake-up
+    // from A (the committing node), none from B.
+    let mut r = Receiver::start().await;
+    let engine = tokio::task::spawn_blocking(ClusterEngine::start).await.unwrap();
+    let edit = |c: &mut Config| {
+        webhook(c, &r);
+        c.push.interval_ms = 1_000;
+    };
+    let a = TestServer::start_node(&engine, 1, edit).await;
+    let b = TestServer::start_node(&engine, 2, edit).await;
+
+    let bob_creds = a.login("+14155550471", "phone").await;
+    let bob_addr = DeviceAddr::new(bob_creds.account_id, bob_creds.device_id);
+    let (bob, mut bob_events) = connect(&b.base_url(), &bob_creds).await;
+    bob.push_register(PushProvider::Webhook, r.url("/up/bob")).await.unwrap();
+    let (alice, _alice_events, _) = connect_device(&a, "+14155550472").await;
+    for text in ["one", "two", "three"] {
+        alice.send(bob_addr.account, text.as_bytes().to_vec()).await.unwrap();
+    }
+    for _ in 0..3 {
+        recv_until(&bob, &mut bob_events, |e| matches!(e, iris_client::Event::Message(_))).await;
+    }
+
+    bob.close().await;
+    until_offline(&b, bob_addr).await;
+    let bus = &a.ctx().cluster.as_ref().expect("cluster mode").bus;
+    wait_until("the registry forgets bob", PATIENCE, || async {
+        bus.lookup_devices(&[bob_addr]).await.is_ok_and(|nodes| nodes == [None])
+    })
+    .await;
+    // A's forwarder trusts a registry answer for 1 s (`cluster/outbound.rs`); let the answer
+    // that named B lapse. A wake-up while bob was on B would have been sent at once, so by now
+    // it would be here.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert!(r.seen.try_recv().is_err(), "no wake-up while bob was connected to node B");
+    assert_eq!((webhook_sent(&a).await, webhook_sent(&b).await), (0.0, 0.0));
+
+    alice.send(bob_addr.account, b"four".to_vec()).await.unwrap();
+    let first = r.next().await;
+    assert_eq!((first.path.as_str(), first.json()["type"].as_str()), ("/up/bob", Some("wake")));
+    for text in ["five", "six"] {
+        alice.send(bob_addr.account, text.as_bytes().to_vec()).await.unwrap();
+    }
+    let second = r.next().await;
+    assert_eq!(second.path, "/up/bob");
+    assert!(second.json()["badge"].as_u64().unwrap() >= 3, "coalesced: {:?}", second.json());
+    // Nothing more: a third wake-up would come within an interval of the last change.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert!(r.seen.try_recv().is_err(), "exactly one coalesced wake-up after the first");
+    assert_eq!((webhook_sent(&a).await, webhook_sent(&b).await), (2.0, 0.0), "A, the committing node, woke bob");
 }

@@ -34,6 +34,15 @@ async fn the_page_and_its_files_are_served_with_their_types() {
         assert_eq!(reply.headers()["x-content-type-options"], "nosniff", "{path}");
         assert!(reply.text().await.unwrap().contains(sample), "{path} is the built file");
     }
+
+    // libolm's WebAssembly, which app.js loads for end-to-end encryption: served from here too,
+    // and the page's CSP lets it compile (without allowing `eval`) and show decrypted images.
+    assert!(csp.contains("'wasm-unsafe-eval'") && !csp.contains("'unsafe-eval'"), "{csp}");
+    assert!(csp.contains("img-src 'self' data: blob:"), "{csp}");
+    let wasm = http.get(server.url("/olm.wasm")).send().await.expect("GET /olm.wasm");
+    assert_eq!(wasm.status(), 200);
+    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert!(wasm.bytes().await.unwrap().starts_with(b"\0asm"), "a WebAssembly module");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

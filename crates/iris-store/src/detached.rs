@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
+    AbuseReport, AbuseState, AbuseStore, Restriction, Suspension,
     Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, Chat, ChatTimer, ClaimOutcome,
     CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
     IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
@@ -160,6 +161,10 @@ impl<S: InboxStore> InboxStore for Detached<S> {
 
 #[async_trait]
 impl<S: GroupStore> GroupStore for Detached<S> {
+    async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<crate::GroupOrderHold>> {
+        detach(&self.inner, move |s| async move { s.hold_group_order(group).await }).await
+    }
+
     async fn create_group(&self, group: Group) -> StoreResult<Group> {
         detach(&self.inner, move |s| async move { s.create_group(group).await }).await
     }
@@ -261,6 +266,14 @@ impl<S: BlockStore> BlockStore for Detached<S> {
 
 #[async_trait]
 impl<S: MessageIndexStore> MessageIndexStore for Detached<S> {
+    async fn put_message_ref_with_append(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.put_message_ref_with_append(server_msg_id, r).await }).await
+    }
+
+    fn message_id_is_near(&self, server_msg_id: u64, account: AccountId) -> bool {
+        self.inner.message_id_is_near(server_msg_id, account)
+    }
+
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
         detach(&self.inner, move |s| async move { s.put_message_ref(server_msg_id, r).await }).await
     }
@@ -559,5 +572,36 @@ mod tests {
         assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
         assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
         store.close().await.unwrap();
+    }
+}
+
+#[async_trait]
+impl<S: AbuseStore> AbuseStore for Detached<S> {
+    async fn abuse_state(&self, account: AccountId) -> StoreResult<AbuseState> {
+        detach(&self.inner, move |s| async move { s.abuse_state(account).await }).await
+    }
+
+    async fn suspend(&self, account: AccountId, suspension: Suspension) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.suspend(account, suspension).await }).await
+    }
+
+    async fn unsuspend(&self, account: AccountId) -> StoreResult<bool> {
+        detach(&self.inner, move |s| async move { s.unsuspend(account).await }).await
+    }
+
+    async fn set_restriction(&self, account: AccountId, restriction: Restriction, until_ms: u64) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.set_restriction(account, restriction, until_ms).await }).await
+    }
+
+    async fn add_report(&self, report: AbuseReport) -> StoreResult<()> {
+        detach(&self.inner, move |s| async move { s.add_report(report).await }).await
+    }
+
+    async fn reports(&self, account: AccountId, limit: usize) -> StoreResult<Vec<AbuseReport>> {
+        detach(&self.inner, move |s| async move { s.reports(account, limit).await }).await
+    }
+
+    async fn reporters_since(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
+        detach(&self.inner, move |s| async move { s.reporters_since(account, since_ms).await }).await
     }
 }

@@ -115,9 +115,43 @@ pub struct ReceiptProgress {
     pub all_read_now: bool,
 }
 
+/// A group's order, held: while it lives no other holder of the same group, on any node,
+/// gets past [`GroupStore::hold_group_order`]. The server takes it around everything that
+/// must be ordered with a group's roster (sends, changes, timer changes) and keeps it until
+/// that operation's inbox entries are durable, so every inbox sees the operations of one
+/// group in one order. Dropping it releases the group (asynchronously; a process that dies
+/// releases it with its connections).
+pub struct GroupOrderHold {
+    /// Whatever the engine needs to release the hold when dropped.
+    _release: Box<dyn Send + Sync>,
+}
+
+impl GroupOrderHold {
+    /// A hold released by dropping `release` (an engine's guard).
+    pub fn new(release: impl Send + Sync + 'static) -> Self {
+        Self { _release: Box::new(release) }
+    }
+}
+
+impl std::fmt::Debug for GroupOrderHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupOrderHold")
+    }
+}
+
 /// Groups, their shared payloads and receipts.
 #[async_trait]
 pub trait GroupStore: Send + Sync + 'static {
+    /// Takes `group`'s order for the whole store, waiting while another caller (of any
+    /// process sharing the store) holds it; see [`GroupOrderHold`]. `None` where one process
+    /// owns the store (embedded): that process's own group lock already is the whole order,
+    /// and the call costs nothing. Fails with [`StoreError::Overloaded`](crate::StoreError)
+    /// when the group stays held too long.
+    async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<GroupOrderHold>> {
+        let _ = group;
+        Ok(None)
+    }
+
     /// Stores a new group under a fresh id (ignoring `group.id`) and returns it with that id.
     /// Durable when it returns.
     async fn create_group(&self, group: Group) -> StoreResult<Group>;

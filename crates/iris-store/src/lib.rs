@@ -200,6 +200,28 @@ pub struct CommitSample {
 pub trait CommitObserver: Send + Sync + 'static {
     /// Called after each commit.
     fn committed(&self, sample: CommitSample);
+
+    /// Called when a replicated store's writable host changed or could not be found (the
+    /// PostgreSQL engine, a shard URL listing a primary and its standbys), so a failover shows
+    /// in the metrics. Engines with one host never call it.
+    fn writer_event(&self, _event: WriterEvent) {}
+}
+
+/// What the PostgreSQL engine saw while looking for a shard's writable host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterEvent {
+    /// A connection found the shard's writable host elsewhere than the last time: a failover
+    /// (the old primary gone, a standby promoted).
+    Changed {
+        /// The shard's index.
+        shard: usize,
+    },
+    /// A bounded search found no host of the shard accepting writes; its caller got
+    /// `Unavailable`.
+    NotFound {
+        /// The shard's index.
+        shard: usize,
+    },
 }
 
 /// Who blocked whom: durable, low-rate, read on every 1:1 send.

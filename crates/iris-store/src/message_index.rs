@@ -50,6 +50,25 @@ pub trait MessageIndexStore: Send + Sync + 'static {
     /// payloads; a deletion's re-write becomes durable with the next synced commit.
     async fn put_message_ref(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()>;
 
+    /// Records a NEW message whose append (same `server_msg_id`) the caller queues right after.
+    /// An engine may keep the record back and write it in that append's own transaction
+    /// (PostgreSQL: one transaction where there were two, and the record appears atomically
+    /// with the entries). Readers may not see it before the append commits, and if no append
+    /// follows (the send failed, so nobody learnt the id) it may be forgotten. Default: as
+    /// [`put_message_ref`](Self::put_message_ref).
+    async fn put_message_ref_with_append(&self, server_msg_id: u64, r: MessageRef) -> StoreResult<()> {
+        self.put_message_ref(server_msg_id, r).await
+    }
+
+    /// Whether a message with this id keeps its records (index, group payload and receipts)
+    /// where `account`'s inbox and dedup records are: then a message from `account` whose
+    /// recipients are there too is ONE transaction in one place. Servers pick among fresh ids
+    /// with it; ids are not otherwise chosen. Engines with one place for everything: always.
+    fn message_id_is_near(&self, server_msg_id: u64, account: AccountId) -> bool {
+        let _ = (server_msg_id, account);
+        true
+    }
+
     /// The message with this id, if still indexed.
     async fn message_ref(&self, server_msg_id: u64) -> StoreResult<Option<MessageRef>>;
 

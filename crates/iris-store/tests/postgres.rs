@@ -408,3 +408,152 @@ async fn a_shard_reached_over_verified_tls_works_and_its_url_is_honoured() {
     let wrong_ca = url.replace(ca.ca_path().to_str().unwrap(), other_ca.ca_path().to_str().unwrap());
     assert!(PgStore::connect(config(wrong_ca)).await.is_err(), "a certificate of another CA must be refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_held_by_one_node_waits_on_another_until_released() {
+    // Proves the cluster-wide group order: while one store (a node) holds a group, a second
+    // store on the same shards cannot take it (a wait cut short leaves no lock behind), another
+    // group stays free, and dropping the hold lets the waiter in.
+    let env = Env::new(Engine::Postgres);
+    let (node_a, node_b) = (connect(&env).await, Arc::new(connect(&env).await));
+    let (group, other) = ((5 << 8) | 1, (6 << 8) | 1);
+    let held = node_a.hold_group_order(group).await.unwrap().expect("PostgreSQL holds groups");
+    let cut_short = tokio::time::timeout(Duration::from_millis(300), node_b.hold_group_order(group)).await;
+    assert!(cut_short.is_err(), "node B got a group node A holds");
+    let free = tokio::time::timeout(Duration::from_secs(5), node_b.hold_group_order(other)).await;
+    assert!(matches!(free, Ok(Ok(Some(_)))), "another group is free: {free:?}");
+    let waiter = tokio::spawn({
+        let node_b = Arc::clone(&node_b);
+        async move { node_b.hold_group_order(group).await }
+    });
+    drop(held);
+    let taken = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released in time").unwrap();
+    assert!(matches!(taken, Ok(Some(_))), "{taken:?}");
+}
+
+/// Per shard: the next transaction id. Only writing transactions take one, so the difference
+/// between two readings counts the commits (WAL commit records) in between.
+async fn next_xids(env: &Env) -> Vec<i64> {
+    let mut out = Vec::new();
+    for url in &env.pg_config().shard_urls {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        let row = client.query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8", &[]).await.unwrap();
+        out.push(row.get(0));
+    }
+    out
+}
+
+/// Rows of the message path's tables, summed over shards.
+async fn rows(env: &Env) -> Vec<(&'static str, i64)> {
+    let tables =
+        ["inbox", "dedup", "cursors", "message_refs", "group_payloads", "group_receipts", "group_receipt_rows"];
+    let mut out: Vec<(&'static str, i64)> = tables.iter().map(|&t| (t, 0)).collect();
+    for url in &env.pg_config().shard_urls {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        for (table, n) in out.iter_mut() {
+            let row = client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap();
+            *n += row.get::<_, i64>(0);
+        }
+    }
+    out
+}
+
+/// What one message cost: writing transactions per shard, and rows added per table.
+async fn cost_of<F: std::future::Future<Output = ()>>(env: &Env, what: &str, send: F) -> Vec<i64> {
+    let (xids, before) = (next_xids(env).await, rows(env).await);
+    send.await;
+    let (xids_after, after) = (next_xids(env).await, rows(env).await);
+    let per_shard: Vec<i64> = xids_after.iter().zip(&xids).map(|(a, b)| a - b).collect();
+    let added: Vec<String> = after
+        .iter()
+        .zip(&before)
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((table, a), (_, b))| format!("{table} +{}", a - b))
+        .collect();
+    eprintln!("{what}: {} transactions {per_shard:?}; rows {}", per_shard.iter().sum::<i64>(), added.join(", "));
+    per_shard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_message_costs_in_postgresql() {
+    // Proves issue 20 part 6: a 1:1 message between two accounts of one shard, with its id
+    // placed on their shard and its index record staged, is ONE transaction on that shard; the
+    // old path (record written at once, any id) was up to three. Prints the transactions and
+    // rows of a 1:1 and a group message both ways, for ARCHITECTURE.md. Servers of its own:
+    // transaction ids are counted per server, and shared servers serve other tests meanwhile.
+    let env = Env::dedicated_postgres();
+    let store = connect(&env).await;
+    const CAROL: DeviceAddr = DeviceAddr { account: 3, device: 1 };
+    let shard = shard_of_id(ALICE.account, 2);
+    assert_eq!(shard_of_id(CAROL.account, 2), shard, "Alice and Carol share a shard");
+    let r = |to| MessageRef {
+        expires_at_ms: None,
+        sender: ALICE.account,
+        conversation: Conversation::Direct(to),
+        sent_at_ms: 5,
+        deleted: false,
+    };
+    let far = msg_id_on(1 - shard);
+    let near = (far + 1..).find(|&id| store.message_id_is_near(id, ALICE.account)).unwrap();
+    assert!(!store.message_id_is_near(far, ALICE.account));
+
+    // 1:1, same shard: before (record at once, an id on the other shard) and after.
+    let before = cost_of(&env, "1:1 same shard, before", async {
+        store.put_message_ref(far, r(3)).await.unwrap();
+        store.append(send(&[CAROL, ALICE_LAPTOP], "a", far)).await.unwrap();
+    })
+    .await;
+    assert_eq!(before.iter().sum::<i64>(), 3, "record + a part on each of two shards");
+    let after = cost_of(&env, "1:1 same shard, after", async {
+        store.put_message_ref_with_append(near, r(3)).await.unwrap();
+        store.append(send(&[CAROL, ALICE_LAPTOP], "b", near)).await.unwrap();
+    })
+    .await;
+    assert_eq!(after.iter().sum::<i64>(), 1, "one transaction");
+    assert_eq!(after[shard], 1, "on the accounts' shard");
+    assert_eq!(store.message_ref(near).await.unwrap(), Some(r(3)), "the staged record was written with the append");
+
+    // 1:1 across shards.
+    let (far, near) = (msg_id_on(1 - shard) + 2, near + 2);
+    let (far, near) = (
+        (far..).find(|&id| shard_of_msg(id, 2) != shard).unwrap(),
+        (near..).find(|&id| store.message_id_is_near(id, ALICE.account)).unwrap(),
+    );
+    let before = cost_of(&env, "1:1 two shards, before", async {
+        store.put_message_ref(far, r(2)).await.unwrap();
+        store.append(send(&[BOB, ALICE_LAPTOP], "c", far)).await.unwrap();
+    })
+    .await;
+    assert_eq!(before.iter().sum::<i64>(), 3);
+    let after = cost_of(&env, "1:1 two shards, after", async {
+        store.put_message_ref_with_append(near, r(2)).await.unwrap();
+        store.append(send(&[BOB, ALICE_LAPTOP], "d", near)).await.unwrap();
+    })
+    .await;
+    assert_eq!(after.iter().sum::<i64>(), 2, "one part per shard, the record in the sender's");
+
+    // A group message to Bob and Carol (payload once, receipts, references).
+    let group_send = |id: u64, cmid: &'static str, staged: bool| {
+        let store = &store;
+        async move {
+            let gr = MessageRef { conversation: Conversation::Group(9), ..r(0) };
+            store.put_group_payload(9, id, Bytes::from_static(b"to all")).await.unwrap();
+            store.start_group_receipts(9, id, ALICE.account, &[BOB.account, CAROL.account]).await.unwrap();
+            if staged {
+                store.put_message_ref_with_append(id, gr).await.unwrap();
+            } else {
+                store.put_message_ref(id, gr).await.unwrap();
+            }
+            store.append(send(&[BOB, CAROL, ALICE_LAPTOP], cmid, id)).await.unwrap();
+        }
+    };
+    let (far, near) = (
+        (far + 1..).find(|&id| shard_of_msg(id, 2) != shard).unwrap(),
+        (near + 1..).find(|&id| store.message_id_is_near(id, ALICE.account)).unwrap(),
+    );
+    let before = cost_of(&env, "group of 3 on two shards, before", group_send(far, "e", false)).await;
+    let after = cost_of(&env, "group of 3 on two shards, after", group_send(near, "f", true)).await;
+    assert_eq!((before.iter().sum::<i64>(), after.iter().sum::<i64>()), (5, 4));
+}

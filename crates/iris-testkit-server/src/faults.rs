@@ -158,6 +158,12 @@ impl iris_store::InboxStore for FaultyStore {
 /// Groups are delegated unchanged (faults are injected on appends only).
 #[async_trait::async_trait]
 impl iris_store::GroupStore for FaultyStore {
+    async fn hold_group_order(
+        &self,
+        group: iris_store::GroupId,
+    ) -> iris_store::StoreResult<Option<iris_store::GroupOrderHold>> {
+        self.inner.hold_group_order(group).await
+    }
     async fn create_group(&self, group: iris_store::Group) -> iris_store::StoreResult<iris_store::Group> {
         self.inner.create_group(group).await
     }
@@ -252,6 +258,16 @@ impl iris_store::BlockStore for FaultyStore {
 /// The message index is delegated unchanged.
 #[async_trait::async_trait]
 impl iris_store::MessageIndexStore for FaultyStore {
+    async fn put_message_ref_with_append(
+        &self,
+        server_msg_id: u64,
+        r: iris_store::MessageRef,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.put_message_ref_with_append(server_msg_id, r).await
+    }
+    fn message_id_is_near(&self, server_msg_id: u64, account: iris_store::AccountId) -> bool {
+        self.inner.message_id_is_near(server_msg_id, account)
+    }
     async fn put_message_ref(&self, server_msg_id: u64, r: iris_store::MessageRef) -> iris_store::StoreResult<()> {
         self.inner.put_message_ref(server_msg_id, r).await
     }
@@ -525,5 +541,47 @@ impl iris_store::ErasureStore for FaultyStore {
     }
     async fn erase_account(&self, e: &iris_store::PendingErasure) -> iris_store::StoreResult<()> {
         self.inner.erase_account(e).await
+    }
+}
+/// Abuse state and reports, delegated unchanged.
+#[async_trait::async_trait]
+impl iris_store::AbuseStore for FaultyStore {
+    async fn abuse_state(&self, account: iris_store::AccountId) -> iris_store::StoreResult<iris_store::AbuseState> {
+        self.inner.abuse_state(account).await
+    }
+    async fn suspend(
+        &self,
+        account: iris_store::AccountId,
+        suspension: iris_store::Suspension,
+    ) -> iris_store::StoreResult<bool> {
+        self.inner.suspend(account, suspension).await
+    }
+    async fn unsuspend(&self, account: iris_store::AccountId) -> iris_store::StoreResult<bool> {
+        self.inner.unsuspend(account).await
+    }
+    async fn set_restriction(
+        &self,
+        account: iris_store::AccountId,
+        restriction: iris_store::Restriction,
+        until_ms: u64,
+    ) -> iris_store::StoreResult<()> {
+        self.inner.set_restriction(account, restriction, until_ms).await
+    }
+    async fn add_report(&self, report: iris_store::AbuseReport) -> iris_store::StoreResult<()> {
+        self.inner.add_report(report).await
+    }
+    async fn reports(
+        &self,
+        account: iris_store::AccountId,
+        limit: usize,
+    ) -> iris_store::StoreResult<Vec<iris_store::AbuseReport>> {
+        self.inner.reports(account, limit).await
+    }
+    async fn reporters_since(
+        &self,
+        account: iris_store::AccountId,
+        since_ms: u64,
+    ) -> iris_store::StoreResult<Vec<iris_store::AccountId>> {
+        self.inner.reporters_since(account, since_ms).await
     }
 }

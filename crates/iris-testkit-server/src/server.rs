@@ -37,10 +37,25 @@ pub fn test_config(data_dir: &Path) -> Config {
 /// token key of its own; else leaves the embedded store.
 pub fn apply_engine(config: &mut Config) -> Option<ClusterEngine> {
     let engine = iris_testkit::engine::from_env()?;
+    point_at(config, &engine);
+    Some(engine)
+}
+
+/// Points `config` at `engine`'s databases, Redis namespace and token key.
+fn point_at(config: &mut Config, engine: &ClusterEngine) {
     (config.cluster.store_urls, config.cluster.redis_urls) = (engine.store_urls(), engine.redis_urls());
     config.cluster.namespace = engine.namespace().to_owned();
     config.auth.token_key_hex = Some(engine.token_key_hex());
-    Some(engine)
+}
+
+/// What a test server keeps its data in.
+enum Backing {
+    /// The engine `IRIS_TEST_ENGINE` names (a cluster engine of its own, or the embedded store).
+    FromEnv,
+    /// A store the test supplied.
+    Store(Arc<dyn iris_store::Store>),
+    /// A cluster engine the test shares between nodes (the config already points at it).
+    Node,
 }
 
 /// A server running in this process, with its data in a temporary directory. Dropping it starts
@@ -50,6 +65,8 @@ pub struct TestServer {
     pub tcp_addr: SocketAddr,
     /// The HTTP listener (auth API, WebSocket, health, metrics), as bound.
     pub http_addr: SocketAddr,
+    /// The admin listener, as bound, when the test configured `[admin] listen`.
+    pub admin_addr: Option<SocketAddr>,
     /// The running server; `None` only inside [`TestServer::restart`].
     server: Option<RunningServer>,
     /// The configuration it runs with, listeners pinned to the bound addresses so a restart
@@ -76,36 +93,53 @@ impl TestServer {
 
     /// A server with the test defaults changed by `edit`.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> Self {
-        Self::boot(edit, None, None).await
+        Self::boot(edit, None, Backing::FromEnv).await
     }
 
     /// A server whose clock only moves when the test calls [`TestServer::advance_clock_ms`]
     /// (code expiry, edit windows, group invite expiry: the server's own clock, not tokio's).
     pub async fn start_with_manual_clock(edit: impl FnOnce(&mut Config)) -> Self {
-        Self::boot(edit, Some(Arc::new(ManualClock::new())), None).await
+        Self::boot(edit, Some(Arc::new(ManualClock::new())), Backing::FromEnv).await
     }
 
     /// A server with the test defaults changed by `edit`, over `store` instead of the one it
     /// would open in its data directory; the store is the point of such tests, so no cluster
     /// engine is set up around it.
     pub async fn start_with_store(edit: impl FnOnce(&mut Config), store: Arc<dyn iris_store::Store>) -> Self {
-        Self::boot(edit, None, Some(store)).await
+        Self::boot(edit, None, Backing::Store(store)).await
     }
 
-    async fn boot(
-        edit: impl FnOnce(&mut Config),
-        clock: Option<Arc<ManualClock>>,
-        store: Option<Arc<dyn iris_store::Store>>,
-    ) -> Self {
+    /// Node `node_id` (1..) of a cluster on `engine`: nodes started on one engine share its
+    /// databases, Redis namespace and token key, as the nodes of one deployment do, whatever
+    /// `IRIS_TEST_ENGINE` says. The caller keeps `engine` alive longer than its nodes.
+    pub async fn start_node(engine: &ClusterEngine, node_id: u16, edit: impl FnOnce(&mut Config)) -> Self {
+        Self::boot(
+            |c| {
+                point_at(c, engine);
+                c.node_id = node_id;
+                edit(c);
+            },
+            None,
+            Backing::Node,
+        )
+        .await
+    }
+
+    async fn boot(edit: impl FnOnce(&mut Config), clock: Option<Arc<ManualClock>>, backing: Backing) -> Self {
         let data_dir = tempfile::tempdir().expect("create a temporary data dir");
         let mut config = test_config(data_dir.path());
-        let engine = if store.is_none() { apply_engine(&mut config) } else { None };
+        let (store, engine) = match backing {
+            Backing::FromEnv => (None, apply_engine(&mut config)),
+            Backing::Store(store) => (Some(store), None),
+            Backing::Node => (None, None),
+        };
         edit(&mut config);
         let server = launch(config.clone(), clock.clone(), store.clone()).await;
-        (config.listen, config.http) = (server.tcp_addr, server.http_addr);
+        (config.listen, config.http, config.admin.listen) = (server.tcp_addr, server.http_addr, server.admin_addr);
         Self {
             tcp_addr: server.tcp_addr,
             http_addr: server.http_addr,
+            admin_addr: server.admin_addr,
             server: Some(server),
             config,
             clock,
@@ -155,6 +189,11 @@ impl TestServer {
     /// `http://<http_addr>`: what SDK clients and [`crate::sdk`] helpers are given.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// `http://<admin_addr>`: the admin API's base URL (panics unless `[admin] listen` is set).
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr.expect("the test configured [admin] listen"))
     }
 
     /// `http://<http_addr><path>`.

@@ -22,6 +22,15 @@ pub struct ClusterEngine {
 }
 
 impl ClusterEngine {
+    /// Fresh databases and a namespace of their own on the PostgreSQL and Redis servers (the
+    /// shared ones when `scripts/test.sh` started them, else servers of this test's own),
+    /// whatever `IRIS_TEST_ENGINE` says: for tests of several nodes, which only exist in
+    /// cluster mode.
+    pub fn start() -> ClusterEngine {
+        let namespace = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        ClusterEngine { pg: PgShards::start(2), redis: RedisCluster::start(), namespace }
+    }
+
     /// PostgreSQL shard URLs (fresh databases).
     pub fn store_urls(&self) -> Vec<String> {
         self.pg.urls()
@@ -57,10 +66,7 @@ impl ClusterEngine {
 pub fn from_env() -> Option<ClusterEngine> {
     match std::env::var(ENGINE_ENV).as_deref() {
         Err(_) | Ok("") | Ok("embedded") => None,
-        Ok("cluster") => {
-            let namespace = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-            Some(ClusterEngine { pg: PgShards::start(2), redis: RedisCluster::start(), namespace })
-        }
+        Ok("cluster") => Some(ClusterEngine::start()),
         Ok(other) => panic!("{ENGINE_ENV}={other}: expected `embedded` or `cluster`"),
     }
 }

@@ -8,14 +8,20 @@
 //! server is started; each [`PgShards`] creates uniquely named databases on them instead (and
 //! drops them when dropped), so a test run can start its servers once.
 //!
+//! Replicated shards ([`PgShards::start_replicated`]): each shard a primary and a synchronous
+//! streaming standby (`pg_basebackup -R`, `synchronous_standby_names` on the primary), its URL
+//! listing both hosts; [`PgShards::kill_primary`] and [`PgShards::promote_standby`] stage a
+//! failover.
+//!
 //! This module only ever stops servers it started itself, by `pg_ctl` on its own data
-//! directories. It knows nothing of Iris's schema: the store runs its own migrations.
+//! directories (or, for [`PgShards::kill_primary`], by the PIDs in its own `postmaster.pid`).
+//! It knows nothing of Iris's schema: the store runs its own migrations.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Environment variable naming already-running servers (shared mode).
 pub const SHARED_URLS_ENV: &str = "IRIS_TEST_PG_URLS";
@@ -30,6 +36,12 @@ const OS_USER: &str = "postgres";
 const START_ATTEMPTS_MAX: usize = 5;
 /// How long `pg_ctl` waits for a start or stop, in seconds.
 const PG_CTL_TIMEOUT_S: u32 = 60;
+
+/// The `application_name` a test standby streams under, and what its primary's
+/// `synchronous_standby_names` names: commits wait for this standby's flush.
+pub const STANDBY_NAME: &str = "iris_standby";
+/// How long a new standby may take to catch up and report as synchronous.
+const SYNC_WAIT: Duration = Duration::from_secs(60);
 
 /// Databases created by this process, to keep names unique.
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
@@ -46,6 +58,8 @@ struct Shard {
     server: Option<Server>,
     /// In shared mode: the admin URL and the database to drop at the end.
     shared: Option<(String, String)>,
+    /// Replicated shards: the synchronous standby of `server`.
+    standby: Option<Server>,
 }
 
 /// A server this process started: its directory (removed on drop), port and binaries.
@@ -99,7 +113,7 @@ impl PgShards {
                 server.port,
                 path_str(&ca_path)?
             );
-            Ok(PgShards { shards: vec![Shard { url, server: Some(server), shared: None }] })
+            Ok(PgShards { shards: vec![Shard { url, server: Some(server), shared: None, standby: None }] })
         };
         run().unwrap_or_else(|e| panic!("cannot start a TLS PostgreSQL: {e}"))
     }
@@ -119,6 +133,7 @@ impl PgShards {
                     url: with_database(admin, &db),
                     server: None,
                     shared: Some((admin.to_owned(), db)),
+                    standby: None,
                 });
             }
             return Ok(shards);
@@ -136,9 +151,83 @@ impl PgShards {
             let db = unique_db_name();
             psql(&bin, &admin, &format!("CREATE DATABASE {db}"))?;
             let url = format!("postgres://{SUPERUSER}@127.0.0.1:{}/{db}", server.port);
-            shards.shards.push(Shard { url, server: Some(server), shared: None });
+            shards.shards.push(Shard { url, server: Some(server), shared: None, standby: None });
         }
         Ok(shards)
+    }
+
+    /// Starts `n` shards of their own (whatever the environment says), each a primary with a
+    /// synchronous streaming standby: a commit on the primary returns only once the standby has
+    /// flushed it (`synchronous_standby_names` = [`STANDBY_NAME`], `synchronous_commit = on`).
+    /// Each URL lists the primary, then the standby, with `target_session_attrs=read-write`
+    /// (`postgres://postgres@127.0.0.1:P,127.0.0.1:S/db?…`), as an operator would write it.
+    pub fn start_replicated(n: usize) -> PgShards {
+        let run = || -> Result<PgShards, String> {
+            let bin = bin_dir()?;
+            let mut shards = PgShards { shards: Vec::new() };
+            for _ in 0..n {
+                let primary = Server::start_with_tls(&bin, None)?;
+                let admin = format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", primary.port);
+                let db = unique_db_name();
+                psql(&bin, &admin, &format!("CREATE DATABASE {db}"))?;
+                // Taken after the database exists, so the standby has it too; the primary turns
+                // synchronous only once the standby streams (else this very commit would wait).
+                let standby = Server::start_standby(&bin, &primary)?;
+                psql(&bin, &admin, &format!("ALTER SYSTEM SET synchronous_standby_names = '{STANDBY_NAME}'"))?;
+                psql(&bin, &admin, "SELECT pg_reload_conf()")?;
+                wait_synchronous(&bin, &admin)?;
+                let url = format!(
+                    "postgres://{SUPERUSER}@127.0.0.1:{},127.0.0.1:{}/{db}?target_session_attrs=read-write",
+                    primary.port, standby.port
+                );
+                shards.shards.push(Shard { url, server: Some(primary), shared: None, standby: Some(standby) });
+            }
+            Ok(shards)
+        };
+        run().unwrap_or_else(|e| panic!("cannot start replicated PostgreSQL test shards: {e}"))
+    }
+
+    /// Kills shard `idx`'s primary with SIGKILL, the postmaster and every process it started,
+    /// as when its machine dies: no shutdown, no checkpoint, connections cut. Its data is left
+    /// as it was; the standby keeps what it had flushed. Panics unless the shard was started
+    /// by [`start_replicated`](Self::start_replicated) or [`start_dedicated`](Self::start_dedicated).
+    pub fn kill_primary(&mut self, idx: usize) {
+        let server = self.own_server(idx);
+        if let Err(e) = server.kill9() {
+            panic!("cannot kill shard {idx}'s primary: {e}");
+        }
+    }
+
+    /// Promotes shard `idx`'s standby (`pg_ctl promote -w`): it leaves recovery and accepts
+    /// writes. It runs without a synchronous standby of its own (none is configured on it), so
+    /// its commits wait for its own disk only until an operator adds one.
+    pub fn promote_standby(&mut self, idx: usize) {
+        let standby = match self.shards.get_mut(idx).and_then(|s| s.standby.as_mut()) {
+            Some(standby) => standby,
+            None => panic!("shard {idx} has no standby (start it with start_replicated)"),
+        };
+        if let Err(e) = standby.promote() {
+            panic!("cannot promote shard {idx}'s standby: {e}");
+        }
+    }
+
+    /// Shard `idx`'s primary's admin URL (its `postgres` database), for checks by SQL.
+    pub fn primary_admin_url(&self, idx: usize) -> String {
+        self.server_admin_url(idx, false)
+    }
+
+    /// Shard `idx`'s standby's admin URL (its `postgres` database), for checks by SQL.
+    pub fn standby_admin_url(&self, idx: usize) -> String {
+        self.server_admin_url(idx, true)
+    }
+
+    fn server_admin_url(&self, idx: usize, standby: bool) -> String {
+        let shard = &self.shards[idx];
+        let server = if standby { shard.standby.as_ref() } else { shard.server.as_ref() };
+        match server {
+            Some(s) => format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", s.port),
+            None => panic!("shard {idx} has no such server of its own"),
+        }
     }
 
     /// Connection URLs of the shards' databases, in shard order.
@@ -226,7 +315,7 @@ impl Server {
             }
             tls = Some((cert_path, key_path));
         }
-        let mut server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls };
+        let server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls };
         let data = server.data_dir();
         let initdb = server.run(
             "initdb",
@@ -249,15 +338,7 @@ impl Server {
             let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n";
             std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| format!("write pg_hba.conf: {e}"))?;
         }
-        let mut last_error = String::new();
-        for _ in 0..START_ATTEMPTS_MAX {
-            server.port = free_port()?;
-            match server.pg_ctl_start() {
-                Ok(()) => return Ok(server),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(format!("no attempt to start PostgreSQL succeeded; last: {last_error}"))
+        server.start_on_a_free_port("PostgreSQL")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -306,6 +387,77 @@ impl Server {
         Ok(())
     }
 
+    /// A streaming standby of `primary`: `pg_basebackup -R` (which writes `standby.signal` and
+    /// `primary_conninfo`) into a fresh directory, `application_name` set to [`STANDBY_NAME`]
+    /// so the primary can name it synchronous, then started on a port of its own.
+    fn start_standby(bin: &Path, primary: &Server) -> Result<Server, String> {
+        let dir =
+            tempfile::Builder::new().prefix("iris-pg-standby-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let as_os_user = is_root();
+        if as_os_user {
+            chown_to_os_user(dir.path())?;
+        }
+        let server = Server { dir, port: 0, bin: bin.to_owned(), as_os_user, running: false, tls: None };
+        let data = server.data_dir();
+        let conninfo = format!("host=127.0.0.1 port={} user={SUPERUSER} application_name={STANDBY_NAME}", primary.port);
+        let out = server.run(
+            "pg_basebackup",
+            &["-D", path_str(&data)?, "-d", &conninfo, "-X", "stream", "-R", "--no-sync", "-c", "fast"],
+        )?;
+        check("pg_basebackup", &out)?;
+        // `-R` keeps only some of the connection's parameters: say the whole conninfo again
+        // (the last setting in the file wins).
+        let auto_conf = data.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&auto_conf).map_err(|e| format!("read {}: {e}", auto_conf.display()))?;
+        text.push_str(&format!("primary_conninfo = '{conninfo}'\n"));
+        std::fs::write(&auto_conf, text).map_err(|e| format!("write {}: {e}", auto_conf.display()))?;
+        server.start_on_a_free_port("the standby")
+    }
+
+    /// Starts the server on a free port, trying again on another one when the port was taken
+    /// between probing and binding (up to [`START_ATTEMPTS_MAX`] times).
+    fn start_on_a_free_port(mut self, what: &str) -> Result<Self, String> {
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS_MAX {
+            self.port = free_port()?;
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(self),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(format!("no attempt to start {what} succeeded; last: {last_error}"))
+    }
+
+    /// `pg_ctl promote -w`: out of recovery, writable.
+    fn promote(&mut self) -> Result<(), String> {
+        let data = self.data_dir();
+        let timeout = PG_CTL_TIMEOUT_S.to_string();
+        let out = self.run("pg_ctl", &["-D", path_str(&data)?, "-w", "-t", &timeout, "promote"])?;
+        check("pg_ctl promote", &out)
+    }
+
+    /// SIGKILL to the postmaster (its PID from `postmaster.pid`) and to every child of it.
+    fn kill9(&mut self) -> Result<(), String> {
+        if !self.running {
+            return Err("the server is not running".into());
+        }
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file).map_err(|e| format!("read {}: {e}", pid_file.display()))?;
+        let pid: u32 = text.lines().next().and_then(|l| l.trim().parse().ok()).ok_or("no PID in postmaster.pid")?;
+        let children = Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &pid.to_string()])
+            .output()
+            .map_err(|e| format!("cannot run ps: {e}"))?;
+        let mut pids = vec![pid.to_string()];
+        pids.extend(String::from_utf8_lossy(&children.stdout).split_whitespace().map(str::to_owned));
+        // The postmaster first, so it cannot restart children that die.
+        let out =
+            Command::new("kill").arg("-KILL").args(&pids).output().map_err(|e| format!("cannot run kill: {e}"))?;
+        check("kill -KILL", &out)?;
+        self.running = false;
+        Ok(())
+    }
+
     /// Runs a PostgreSQL binary, as [`OS_USER`] when we are root.
     fn run(&self, name: &str, args: &[&str]) -> Result<Output, String> {
         let program = self.bin.join(name);
@@ -346,6 +498,33 @@ fn psql(bin: &Path, url: &str, sql: &str) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run psql: {e}"))?;
     check(&format!("psql `{sql}`"), &out)
+}
+
+/// Runs one query with `psql` and returns its output, unaligned, without headers.
+fn psql_value(bin: &Path, url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(bin.join("psql"))
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    check(&format!("psql `{sql}`"), &out)?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Waits (bounded by [`SYNC_WAIT`]) until the primary at `admin` reports [`STANDBY_NAME`] as a
+/// synchronous standby: from then on its commits wait for the standby's flush.
+fn wait_synchronous(bin: &Path, admin: &str) -> Result<(), String> {
+    let deadline = Instant::now() + SYNC_WAIT;
+    let sql = format!("SELECT sync_state FROM pg_stat_replication WHERE application_name = '{STANDBY_NAME}'");
+    loop {
+        let state = psql_value(bin, admin, &sql)?;
+        if state == "sync" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the standby did not become synchronous within {SYNC_WAIT:?} (state {state:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A database name no other test (in this or another process) uses.
@@ -413,6 +592,28 @@ mod tests {
         assert_eq!(with_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
         assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
         assert_eq!(with_database("postgres://u@h:5/p?sslmode=disable", "x"), "postgres://u@h:5/x?sslmode=disable");
+    }
+
+    #[test]
+    fn a_replicated_shard_commits_on_both_and_survives_its_primary() {
+        // Proves the standby is synchronous (the primary names it so, and a committed row is on
+        // the standby), and that after kill -9 of the primary and a promotion the standby has
+        // every committed row and accepts writes.
+        let mut shards = PgShards::start_replicated(1);
+        let bin = bin_dir().unwrap();
+        let (primary, standby) = (shards.primary_admin_url(0), shards.standby_admin_url(0));
+        let sync = "SELECT sync_state FROM pg_stat_replication";
+        assert_eq!(psql_value(&bin, &primary, sync).unwrap(), "sync");
+        assert_eq!(psql_value(&bin, &standby, "SELECT pg_is_in_recovery()").unwrap(), "t");
+        psql(&bin, &primary, "CREATE TABLE t (x int)").unwrap();
+        psql(&bin, &primary, "INSERT INTO t SELECT generate_series(1, 1000)").unwrap();
+        shards.kill_primary(0);
+        assert!(psql(&bin, &primary, "SELECT 1").is_err(), "the primary is gone");
+        shards.promote_standby(0);
+        assert_eq!(psql_value(&bin, &standby, "SELECT pg_is_in_recovery()").unwrap(), "f");
+        assert_eq!(psql_value(&bin, &standby, "SELECT count(*) FROM t").unwrap(), "1000");
+        psql(&bin, &standby, "INSERT INTO t VALUES (0)").unwrap();
+        assert!(shards.urls()[0].contains(",127.0.0.1:"), "the URL lists both hosts");
     }
 
     #[test]

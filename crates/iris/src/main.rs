@@ -57,6 +57,9 @@ enum Command {
     /// Contacts, discovery, blocks, message actions and presence (one subcommand each).
     #[command(flatten)]
     Social(cmd::social::SocialCommand),
+    /// Operator tools on a server's admin listener: look up an account, revoke a device.
+    #[command(subcommand)]
+    Admin(cmd::admin::AdminCommand),
     /// Measure a server under load (throughput, latency, hotspot, fanout, drain, idle, storm), or
     /// run a stand-in server that only acks (sink) to measure the generator itself.
     Bench(bench::BenchArgs),
@@ -87,6 +90,7 @@ async fn main() -> ExitCode {
         Command::Devices(command) => cmd::with_logging(cmd::devices::devices(command)).await,
         Command::Pin(command) => cmd::with_logging(cmd::devices::pin(command)).await,
         Command::Profile(command) => cmd::with_logging(cmd::devices::profile(command)).await,
+        Command::Admin(command) => cmd::with_logging(cmd::admin::run(command)).await,
         Command::Bench(args) => cmd::with_logging(bench::run(args)).await,
         Command::Fire(args) => cmd::with_logging(fire::run(args)).await,
     };

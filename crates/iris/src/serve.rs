@@ -35,7 +35,8 @@ pub struct ServeArgs {
     #[arg(long, env = "IRIS_DEV")]
     pub dev: bool,
     /// Cluster mode: PostgreSQL URLs, one per shard, comma-separated, the same list in the same
-    /// order on every node (`postgres://iris@127.0.0.1:5432/iris,postgres://…`). Without it the
+    /// order on every node (`postgres://iris@127.0.0.1:5432/iris,postgres://…`); a shard with a
+    /// standby lists both hosts (`postgres://iris@db1:5432,db1b:5432/iris`). Without it the
     /// embedded store in the data directory is used.
     #[arg(long, env = "IRIS_STORE", value_delimiter = ',')]
     pub store: Vec<String>,
@@ -52,6 +53,13 @@ pub struct ServeArgs {
     /// [default: data_dir/token.key, created on first start].
     #[arg(long, env = "IRIS_TOKEN_KEY", hide_env_values = true)]
     pub token_key: Option<String>,
+    /// The operators' admin API listener (`iris admin`), e.g. 127.0.0.1:7702 [default: off].
+    #[arg(long, env = "IRIS_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// The admin API's bearer token (at least 16 characters); replaces `[admin] token` and
+    /// `token_file`.
+    #[arg(long, env = "IRIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Log format.
     #[arg(long, env = "IRIS_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -75,7 +83,7 @@ impl ServeArgs {
         }
         config.dev |= self.dev;
         if !self.store.is_empty() {
-            config.cluster.store_urls = self.store;
+            config.cluster.store_urls = iris_server::config::store_urls_from_pieces(self.store);
         }
         if !self.redis.is_empty() {
             config.cluster.redis_urls = self.redis;
@@ -88,6 +96,12 @@ impl ServeArgs {
         }
         if let Some(k) = self.token_key {
             config.auth.token_key_hex = Some(k);
+        }
+        if let Some(a) = self.admin_listen {
+            config.admin.listen = Some(a);
+        }
+        if let Some(t) = self.admin_token {
+            (config.admin.token, config.admin.token_file) = (Some(t), None);
         }
         Ok(config)
     }
@@ -102,6 +116,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let https = server.ctx().config.tls.as_ref().is_some_and(|t| t.http);
     let scheme = if https { "https" } else { "http" };
     println!("iris listening: tcp={} http={scheme}://{}", server.tcp_addr, server.http_addr);
+    if let Some(admin) = server.admin_addr {
+        println!("iris admin listening: {scheme}://{admin}");
+    }
     #[cfg(unix)]
     if let Some(tls) = server.tls() {
         // SIGHUP: read the certificate files again (renewals); open connections keep theirs.

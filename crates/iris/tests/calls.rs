@@ -2,7 +2,8 @@
 //! rings, the first answer takes the call and the other device hears "answered elsewhere", ICE
 //! both ways, hang-up; missed calls (ring timeout, cancelled, callee offline) as inbox items;
 //! a blocked caller sees an offline callee; the participant bound, the offer rate limit and
-//! TURN credentials in coturn's format.
+//! TURN credentials in coturn's format; and all of it across two nodes of a cluster, where a
+//! callee device on the other node that loses its connection leaves the call.
 
 mod common;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use common::*;
 use iris_client::pb::{self, CallEndReason, CallEventType, ErrorCode};
 use iris_client::{CallTarget, Event};
+use iris_testkit::engine::ClusterEngine;
 
 const TURN_SECRET: &str = "coturn-shared-secret";
 
@@ -197,4 +199,79 @@ async fn offers_are_bounded_by_participants_and_a_rate_limit() {
     // An id this node never issued (same node bits, so in cluster mode it is not forwarded).
     let unknown = last + (1 << 20);
     assert_eq!(bob.client.call_answer(unknown, sdp("a")).await.unwrap_err().code(), Some(ErrorCode::CallNotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_two_nodes_both_devices_ring_one_answers_and_a_lost_connection_leaves_the_call() {
+    // Proves, with the caller and one callee device on node A (the call's node) and the other
+    // callee device on node B, sharing PostgreSQL and Redis: both devices ring; B's answer
+    // (forwarded to A) takes the call and A's device hears "answered elsewhere"; ICE flows both
+    // ways; B's hang-up ends it and a second one is CALL_NOT_FOUND (A's error, carried back);
+    // when B's device loses its connection in a call it answered, A learns it (B forwards a
+    // hang-up) and the call ends; a call nobody answers is a missed call on both devices.
+    let engine = tokio::task::spawn_blocking(ClusterEngine::start).await.unwrap();
+    let edit = |c: &mut iris_server::config::Config| {
+        // Long enough for an answer through the bus on a busy machine; the missed call waits it.
+        c.calls.ring_timeout_ms = 4_000;
+        c.calls.turn_secret = Some(TURN_SECRET.into());
+        c.calls.turn_uris = vec!["turn:127.0.0.1:3478".into()];
+    };
+    let a = TestServer::start_node(&engine, 1, edit).await;
+    let b = TestServer::start_node(&engine, 2, edit).await;
+    let (url_a, url_b) = (a.base_url(), b.base_url());
+    let mut alice = Dev::new(&url_a, "+15550000071").await;
+    let mut bob1 = Dev::new(&url_a, "+15550000072").await;
+    let mut bob2 = Dev::new(&url_b, "+15550000072").await;
+    let (bob, bob2_device) = (bob1.id(), bob2.creds.device_id);
+    let offer = |alice: &Dev| {
+        let to = CallTarget::Accounts(vec![bob]);
+        let client = alice.client.clone();
+        async move { client.call_offer(to, true, sdp("offer-sdp")).await.unwrap().call_id }
+    };
+
+    let call = offer(&alice).await;
+    assert_eq!(iris_server::ids::IdGenerator::node_of(call), 1, "the call lives on the caller's node");
+    for dev in [&mut bob1, &mut bob2] {
+        let incoming = dev.next_call(CallEventType::Incoming).await;
+        assert_eq!((incoming.call_id, incoming.payload.clone()), (call, sdp("offer-sdp")));
+        assert!(incoming.turn.is_some(), "TURN credentials on either node");
+    }
+    bob2.client.call_answer(call, sdp("answer-sdp")).await.unwrap();
+    let answered = alice.next_call(CallEventType::Answered).await;
+    assert_eq!((answered.from_device_id, answered.payload), (bob2_device, sdp("answer-sdp")));
+    assert_eq!(bob1.next_call(CallEventType::AnsweredElsewhere).await.from_device_id, bob2_device);
+    let late = bob1.client.call_answer(call, sdp("late")).await.unwrap_err();
+    assert_eq!(late.code(), Some(ErrorCode::CallAnsweredElsewhere));
+    alice.client.call_ice(call, sdp("candidate:a"), None).await.unwrap();
+    assert_eq!(bob2.next_call(CallEventType::Ice).await.payload, sdp("candidate:a"));
+    bob2.client.call_ice(call, sdp("candidate:b"), Some((alice.id(), alice.creds.device_id))).await.unwrap();
+    assert_eq!(alice.next_call(CallEventType::Ice).await.payload, sdp("candidate:b"));
+    bob2.client.call_hangup(call).await.unwrap();
+    assert_eq!(alice.next_call(CallEventType::Hangup).await.from_device_id, bob2_device);
+    assert_eq!(alice.next_call(CallEventType::Ended).await.reason, CallEndReason::Hangup as i32);
+    let gone = bob2.client.call_hangup(call).await.unwrap_err();
+    assert_eq!(gone.code(), Some(ErrorCode::CallNotFound), "answered by node A through the bus");
+
+    // B's device answers, then its connection ends: node A hears it and the call ends.
+    let call = offer(&alice).await;
+    bob2.next_call(CallEventType::Incoming).await;
+    bob2.client.call_answer(call, sdp("answer-sdp")).await.unwrap();
+    alice.next_call(CallEventType::Answered).await;
+    bob2.client.close().await;
+    let left = alice.next_call(CallEventType::Hangup).await;
+    assert_eq!((left.call_id, left.from_device_id), (call, bob2_device));
+    let ended = alice.next_call(CallEventType::Ended).await;
+    assert_eq!((ended.call_id, ended.reason), (call, CallEndReason::Hangup as i32));
+
+    // Nobody answers: a missed call on both devices, B's through the shared store.
+    let (client, events) = connect(&url_b, &bob2.creds).await;
+    let mut bob2 = Dev { creds: bob2.creds, client, events };
+    let call = offer(&alice).await;
+    bob2.next_call(CallEventType::Incoming).await;
+    let ended = alice.next_call(CallEventType::Ended).await;
+    assert_eq!((ended.call_id, ended.reason), (call, CallEndReason::NoAnswer as i32));
+    for dev in [&mut bob1, &mut bob2] {
+        let missed = dev.next_missed().await;
+        assert_eq!((missed.call_id, missed.from_account_id, missed.video), (call, alice.id(), true));
+    }
 }

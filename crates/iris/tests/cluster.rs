@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use iris_client::pb::inbox_item;
 use iris_client::{Client, ClientConfig, Event, Events};
 use iris_testkit::postgres::PgShards;
 use iris_testkit::redis::RedisCluster;
@@ -132,98 +131,6 @@ async fn connect_lb(url: &str, creds: &iris_client::api::Credentials) -> (Client
     Client::connect(config).await.unwrap()
 }
 
-/// Sends from `client` to `to` until stopped, recording what was ACCEPTED (client id → server id).
-fn spawn_sender(
-    client: Client,
-    to: &'static str,
-    tag: &'static str,
-    accepted: Arc<Mutex<HashMap<String, u64>>>,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut i = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let id = format!("{tag}-{i}");
-            // A send fails only after the SDK's retries gave up (e.g. a store shard down): not
-            // ACCEPTED, so not counted; the next id is tried.
-            if let Ok(r) = client.send_with_id(to, id.clone(), id.clone()).await {
-                accepted.lock().unwrap().insert(id, r.server_msg_id);
-            }
-            i += 1;
-        }
-    })
-}
-
-/// Collects (server id, client id) of every message delivered to `client`, acking each.
-fn spawn_receiver(
-    client: Client,
-    mut events: Events,
-    delivered: Arc<Mutex<Vec<(u64, String)>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(event) = events.next().await {
-            if let Event::Message(item) = event {
-                client.ack(item.seq);
-                if let Some(inbox_item::Body::Message(m)) = item.body {
-                    delivered.lock().unwrap().push((item.server_msg_id, m.client_msg_id));
-                }
-            }
-        }
-    })
-}
-
-/// Every ACCEPTED message delivered, each exactly once, none that was not accepted twice.
-fn check_exactly_once(accepted: &HashMap<String, u64>, delivered: &[(u64, String)]) {
-    let mut by_client_id: HashMap<&str, u64> = HashMap::new();
-    for (server_id, client_id) in delivered {
-        if let Some(other) = by_client_id.insert(client_id, *server_id) {
-            panic!("{client_id} delivered twice (server ids {other} and {server_id})");
-        }
-    }
-    for (client_id, server_id) in accepted {
-        assert_eq!(by_client_id.get(client_id.as_str()), Some(server_id), "ACCEPTED message {client_id} was lost");
-    }
-}
-
-/// Sends one more message from `client` to `to` and waits until it is among `delivered`, then
-/// takes it out: a wrong extra delivery (a retry stored twice) sits in the inbox before it, so
-/// this is the event that ends the check instead of a quiet period.
-async fn fence(client: &Client, to: &str, delivered: &Mutex<Vec<(u64, String)>>) {
-    let fence = client.send_with_id(to, "fence".to_owned(), "fence").await.expect("the fence is accepted");
-    wait_until("the fence is delivered", PATIENCE, || async {
-        delivered.lock().unwrap().iter().any(|(id, _)| *id == fence.server_msg_id)
-    })
-    .await;
-    delivered.lock().unwrap().retain(|(id, _)| *id != fence.server_msg_id);
-}
-
-/// Stops the senders of `client`, waits until everything they got ACCEPTED was delivered to
-/// `to`, then checks it was delivered exactly once. Returns how many were accepted.
-async fn stop_and_check(
-    (client, to): (&Client, &str),
-    stop: Arc<AtomicBool>,
-    senders: Vec<tokio::task::JoinHandle<()>>,
-    accepted: &Mutex<HashMap<String, u64>>,
-    delivered: &Mutex<Vec<(u64, String)>>,
-    receiver: tokio::task::JoinHandle<()>,
-) -> usize {
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        tokio::time::timeout(PATIENCE, s).await.expect("senders finish").unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
-    wait_for("every accepted message delivered", || delivered.lock().unwrap().len() >= accepted.len()).await;
-    fence(client, to, delivered).await;
-    receiver.abort();
-    check_exactly_once(&accepted, &delivered.lock().unwrap());
-    accepted.len()
-}
-
-/// Waits for `cond` with the patience of these tests (failovers take seconds).
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    wait_until(what, Duration::from_secs(90), || std::future::ready(cond())).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_nodes_and_survive_kill_9_of_a_node() {
     // Proves: clients on different nodes exchange messages through the shared store and the bus;
@@ -250,7 +157,7 @@ async fn messages_cross_nodes_and_survive_kill_9_of_a_node() {
     let stop = Arc::new(AtomicBool::new(false));
     let senders: Vec<_> = ["s0", "s1", "s2", "s3"]
         .into_iter()
-        .map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone()))
+        .map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone(), usize::MAX))
         .collect();
     let receiver = spawn_receiver(b.clone(), be, delivered.clone());
 
@@ -273,8 +180,10 @@ async fn a_redis_primary_dies_and_nothing_accepted_is_lost() {
     let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> =
-        ["r0", "r1"].into_iter().map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone())).collect();
+    let senders: Vec<_> = ["r0", "r1"]
+        .into_iter()
+        .map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone(), usize::MAX))
+        .collect();
     let receiver = spawn_receiver(b.clone(), be, delivered.clone());
 
     wait_for("first messages", || accepted.lock().unwrap().len() >= 200).await;
@@ -537,8 +446,10 @@ async fn redis_entirely_down_for_30_s_loses_nothing_and_presence_recovers() {
     let accepted: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let delivered: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let senders: Vec<_> =
-        ["d0", "d1"].into_iter().map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone())).collect();
+    let senders: Vec<_> = ["d0", "d1"]
+        .into_iter()
+        .map(|t| spawn_sender(a.clone(), BOB, t, accepted.clone(), stop.clone(), usize::MAX))
+        .collect();
     let receiver = spawn_receiver(b.clone(), be, delivered.clone());
     wait_for("first messages", || accepted.lock().unwrap().len() >= 100).await;
 

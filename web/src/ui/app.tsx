@@ -4,7 +4,8 @@
 // reload comes back to it; `#join=<token>` joins a group by its invite link.
 
 import { useEffect, useState } from 'preact/hooks';
-import { plaintext } from '../crypto';
+import { E2eCrypto } from '../e2e';
+import type { Ask } from '../e2e';
 import type { Credentials } from '../http_api';
 import type { ChatKey } from '../model';
 import { Session } from '../session';
@@ -19,9 +20,12 @@ import { NewChatDialog, NewGroupDialog } from './new_chat';
 import { SettingsPanel } from './settings_panel';
 import { useSession } from './use_session';
 
+/** Every device encrypts end to end (the SDK's Olm and Megolm formats). */
+const makeCrypto = (me: { accountId: string; deviceId: number }, ask: Ask) => new E2eCrypto(me, ask);
+
 function resumeSession(onSignedOut: (reason: string) => void): Session | undefined {
   const stored = storage.loadSession();
-  return stored ? new Session(stored, plaintext, onSignedOut) : undefined;
+  return stored ? new Session(stored, makeCrypto, onSignedOut) : undefined;
 }
 
 export function App() {
@@ -46,7 +50,7 @@ export function App() {
           const stored = { accountId: String(c.account_id), deviceId: c.device_id, phone: c.phone, refreshToken: c.refresh_token };
           storage.saveSession(stored);
           setNotice(undefined);
-          setSession(new Session({ ...stored, access: c }, plaintext, signedOut));
+          setSession(new Session({ ...stored, access: c }, makeCrypto, signedOut));
         }}
       />
     );
@@ -130,7 +134,11 @@ function Messenger({ session }: { session: Session }) {
         ) : (
           <section class="conversation empty" aria-label="No chat open">
             <p>Choose a chat, or start a new one.</p>
-            {!session.endToEnd && <p class="e2e-off">🔓 Messages are not end-to-end encrypted yet: the server can read them.</p>}
+            {session.endToEnd ? (
+              <p class="e2e-on">🔒 Messages are end-to-end encrypted: only the people in a chat can read them.</p>
+            ) : (
+              <p class="e2e-off">🔓 Messages are not end-to-end encrypted: the server can read them.</p>
+            )}
           </section>
         )}
       </div>

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Chat } from '../model';
 import type { Session } from '../session';
-import { mediaNotice } from '../media';
+import { MEDIA_BYTES_MAX } from '../media';
 import type { ComposeMode } from './conversation';
 import { messagePreview } from './format';
 
@@ -17,6 +17,27 @@ export function Composer(props: { session: Session; chat: Chat; mode: ComposeMod
   const [text, setText] = useState('');
   const input = useRef<HTMLTextAreaElement>(null);
   const pause = useRef<ReturnType<typeof setTimeout>>(undefined);
+  const picker = useRef<HTMLInputElement>(null);
+  const [uploading, setUploading] = useState(false);
+
+  /** Sends the chosen file, with the box's text as its caption. */
+  const attach = async (file: File | undefined) => {
+    if (!file) return;
+    if (file.size > MEDIA_BYTES_MAX) {
+      session.showNotice('error', `Files up to ${MEDIA_BYTES_MAX >> 20} MiB can be sent from the browser.`);
+      return;
+    }
+    setUploading(true);
+    try {
+      await session.sendMedia(chat.key, { name: file.name, type: file.type, bytes: new Uint8Array(await file.arrayBuffer()) }, text.trim());
+      setText('');
+    } catch (e) {
+      session.showNotice('error', `The file was not sent: ${(e as Error).message}`);
+    } finally {
+      setUploading(false);
+      if (picker.current) picker.current.value = '';
+    }
+  };
 
   useEffect(() => {
     if (mode.kind === 'edit') setText(mode.message.text);
@@ -67,7 +88,9 @@ export function Composer(props: { session: Session; chat: Chat; mode: ComposeMod
         </div>
       )}
       <div class="compose-row">
-        <button type="button" class="attach" disabled title={mediaNotice} aria-label={mediaNotice}>📎</button>
+        <input ref={picker} type="file" hidden aria-label="Attach a photo or file" onChange={(e) => attach(e.currentTarget.files?.[0])} />
+        <button type="button" class="attach" disabled={uploading || mode.kind === 'edit'} title="Attach a photo or file" aria-label={uploading ? 'Uploading' : 'Attach'}
+          onClick={() => picker.current?.click()}>{uploading ? '⏳' : '📎'}</button>
         <textarea
           ref={input}
           rows={1}

@@ -11,6 +11,17 @@ import { Composer } from './composer';
 import { chatTitle, presenceText } from './format';
 import { MessageBubble } from './message_bubble';
 
+/** The conversation's safety number (the SDK's), shown on request to compare out of band. */
+function SafetyNumber(props: { session: Session; peer: string }) {
+  const [number, setNumber] = useState<string>();
+  if (number) return <span class="safety-number" data-testid="safety-number">Safety number: <code>{number}</code></span>;
+  return (
+    <button type="button" class="link" onClick={() => props.session.safetyNumber(props.peer).then(setNumber, (e) => props.session.showNotice('error', (e as Error).message))}>
+      Show safety number
+    </button>
+  );
+}
+
 export type ComposeMode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind: 'edit'; message: ChatMessage };
 
 export function Conversation(props: {
@@ -63,8 +74,13 @@ export function Conversation(props: {
           <button type="button" onClick={props.onGroupInfo} aria-label="Group info" title="Members, invite link, settings">Info</button>
         )}
       </header>
-      {!session.endToEnd && (
-        <p class="e2e-off" role="note">🔓 Not end-to-end encrypted yet: the server can read these messages.</p>
+      {session.endToEnd ? (
+        <p class="e2e-on" role="note" data-testid="e2e-state">
+          🔒 End-to-end encrypted.{' '}
+          {chat.kind === 'direct' && <SafetyNumber session={session} peer={chat.peerAccountId!} />}
+        </p>
+      ) : (
+        <p class="e2e-off" role="note" data-testid="e2e-state">🔓 Not end-to-end encrypted: the server can read these messages.</p>
       )}
       <ol class="messages" ref={list} aria-label="Messages" tabIndex={0}
         onScroll={(e) => {

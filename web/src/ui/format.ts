@@ -44,7 +44,9 @@ export const TICK_LABEL: Record<Tick, string> = {
 /** One line of a message for previews and reply quotes. */
 export function messagePreview(m: ChatMessage): string {
   if (m.deleted) return 'This message was deleted';
-  if (m.unreadable) return 'A message this browser cannot show';
+  if (m.unreadable) return m.unreadableReason ? '🔒 This message could not be decrypted' : 'A message this browser cannot show';
+  const media = m.media?.media[0];
+  if (media && !m.text) return media.kind === 1 ? '📷 Photo' : `📎 ${media.fileName || 'File'}`;
   return m.text.replace(/\s+/g, ' ').slice(0, 120);
 }
 

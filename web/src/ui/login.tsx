@@ -150,7 +150,7 @@ export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => 
       )}
       {error && <p class="error" role="alert">{error}</p>}
       <p class="hint">If this number already uses Iris, this browser becomes one of its linked devices (up to 5) once the account's primary device approves it.</p>
-      <p class="hint e2e-off">🔓 Messages are not end-to-end encrypted yet: the server can read them.</p>
+      <p class="hint e2e-on">🔒 Messages are end-to-end encrypted: the server cannot read them.</p>
     </main>
   );
 }

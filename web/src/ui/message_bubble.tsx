@@ -3,13 +3,58 @@
 // and a menu of actions (reply, react, forward, edit within 15 minutes, delete for everyone
 // within 48 hours). Group notices are a centred line instead.
 
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { describeMedia, isShownInline, type MediaRef } from '../media';
 import * as model from '../model';
 import type { Chat, ChatMessage } from '../model';
 import type { Session } from '../session';
 import { messagePreview, messageTime, TICK_GLYPH, TICK_LABEL } from './format';
 
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+/** A photo shown inline (downloaded, checked and decrypted here, then a blob: URL), or a file
+ * offered as a download. */
+function MediaView(props: { session: Session; media: MediaRef }) {
+  const { session, media } = props;
+  const inline = isShownInline(media);
+  const [url, setUrl] = useState<string>();
+  const [failed, setFailed] = useState<string>();
+  const fetchUrl = () =>
+    session.mediaBytes(media).then(
+      (bytes) => URL.createObjectURL(new Blob([bytes as BlobPart], { type: media.mime || 'application/octet-stream' })),
+      (e) => {
+        setFailed((e as Error).message);
+        throw e;
+      },
+    );
+  useEffect(() => {
+    if (!inline) return;
+    let made: string | undefined;
+    let live = true;
+    fetchUrl().then((u) => (live ? setUrl((made = u)) : URL.revokeObjectURL(u)), () => {});
+    return () => {
+      live = false;
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [media.mediaId]);
+  if (failed) return <span class="media-failed" role="alert">{describeMedia(media)}: {failed}</span>;
+  if (inline) {
+    return url ? <img class="media-image" src={url} alt={describeMedia(media)} /> : <span class="media-loading">{describeMedia(media)} …</span>;
+  }
+  const download = () =>
+    fetchUrl().then((u) => {
+      const a = document.createElement('a');
+      a.href = u;
+      a.download = media.fileName || 'file';
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(u), 60_000);
+    }, () => {});
+  return (
+    <button type="button" class="media-file" onClick={download} aria-label={`Download ${media.fileName || 'file'}`}>
+      📎 {describeMedia(media)}
+    </button>
+  );
+}
 
 export function MessageBubble(props: {
   session: Session;
@@ -51,8 +96,12 @@ export function MessageBubble(props: {
       {m.replyTo && !m.deleted && (
         <blockquote class="quote">{props.replyTarget ? messagePreview(props.replyTarget) : 'An earlier message'}</blockquote>
       )}
-      <span class={`text ${m.unreadable ? 'unreadable' : ''}`}>{m.deleted || m.unreadable ? messagePreview(m) : m.text}</span>
+      {!m.deleted && m.media?.media.map((ref) => <MediaView key={ref.mediaId} session={session} media={ref} />)}
+      {(m.text || !m.media || m.deleted) && (
+        <span class={`text ${m.unreadable ? 'unreadable' : ''}`} title={m.unreadableReason}>{m.deleted || m.unreadable ? messagePreview(m) : m.text}</span>
+      )}
       <span class="meta">
+        {m.encrypted && !m.deleted && <span class="lock" role="img" aria-label="End-to-end encrypted" title="End-to-end encrypted">🔒</span>}
         {m.edited && !m.deleted && <span class="edited">edited</span>}
         <time dateTime={new Date(m.tsMs).toISOString()}>{messageTime(m.tsMs)}</time>
         {m.fromMe && m.tick && (
@@ -89,7 +138,7 @@ export function MessageBubble(props: {
             )}
           </div>
           <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onReply(); }}>Reply</button>
-          {!m.unreadable && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onForward(); }}>Forward</button>}
+          {!m.unreadable && !m.media && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onForward(); }}>Forward</button>}
           {canEdit && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onEdit(); }}>Edit</button>}
           {canDelete && (
             <button type="button" role="menuitem" class="danger"

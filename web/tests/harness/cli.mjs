@@ -25,13 +25,27 @@ export class IrisCli {
     return this.run(['login', '--server', this.server.url, '--phone', phone, '--profile', this.profile, '--device-name', 'cli']);
   }
 
+  /** A plaintext send (`--plaintext`): the browser reads it as it is. */
   send(toPhone, text) {
-    // The web client is plaintext until it speaks E2E; the CLI encrypts unless told not to.
     return this.run(['send', '--plaintext', '--profile', this.profile, '--to', toPhone, text]);
+  }
+
+  /** An end-to-end encrypted send (the CLI's default), optionally of a file as media. */
+  sendEncrypted(toPhone, text, file) {
+    return this.run(['send', '--profile', this.profile, '--to', toPhone, ...(file ? ['--file', file] : []), text]);
   }
 
   groupSend(groupId, text) {
     return this.run(['group', 'send', '--plaintext', '--profile', this.profile, '--group', String(groupId), text]);
+  }
+
+  groupSendEncrypted(groupId, text) {
+    return this.run(['group', 'send', '--profile', this.profile, '--group', String(groupId), text]);
+  }
+
+  /** `iris keys --peer`: this device's keys and the safety number with `phone`. */
+  keys(peerPhone) {
+    return this.run(['keys', '--profile', this.profile, '--peer', peerPhone]);
   }
 
   groupJoin(token) {
@@ -39,7 +53,8 @@ export class IrisCli {
   }
 
   /** Receives until `count` messages arrived (receipts and notices are printed too). */
-  recv(count, timeoutS = 30) {
-    return this.run(['recv', '--profile', this.profile, '--count', String(count), '--timeout', String(timeoutS)], (timeoutS + 30) * 1000);
+  recv(count, timeoutS = 30, saveDir) {
+    const save = saveDir ? ['--save-dir', saveDir] : [];
+    return this.run(['recv', '--profile', this.profile, '--count', String(count), '--timeout', String(timeoutS), ...save], (timeoutS + 30) * 1000);
   }
 }

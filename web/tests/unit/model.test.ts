@@ -1,17 +1,20 @@
-// Unit tests of the client's state (src/model.ts), the payload codec (src/crypto.ts) and the
-// reconnect delays (src/backoff.ts): no browser, no server. Bundled by `build.mjs --tests`.
+// Unit tests of the client's state (src/model.ts), the payload codec (src/crypto.ts), media
+// (src/media.ts: protobuf, encryption), safety numbers (src/e2e.ts) and the reconnect delays
+// (src/backoff.ts): no browser, no server. Bundled by `build.mjs --tests`.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffDelayMs } from '../../src/backoff';
-import { base64ToText, plaintext, textToBase64, UnreadablePayload } from '../../src/crypto';
+import { base64ToBytes, base64ToText, bytesToBase64, parseExact, textToBase64, type Opened } from '../../src/crypto';
+import { safetyNumber, signed } from '../../src/e2e';
+import { decodeMediaMessage, decryptMedia, encodeMediaMessage, encryptMedia, sniff, type MediaMessage } from '../../src/media';
 import * as model from '../../src/model';
 import type { InboxItem } from '../../src/proto';
 
 const ME = '1001';
 const BOB = '1002';
-const text = (t: string): model.OpenedText => ({ text: t, unreadable: false });
-const fromBob = (seq: number, id: string, body = 'hi'): [InboxItem, model.OpenedText] => [
+const text = (t: string): Opened => ({ kind: 'text', text: t, encrypted: false });
+const fromBob = (seq: number, id: string, body = 'hi'): [InboxItem, Opened] => [
   { seq: String(seq), serverMsgId: id, serverTsMs: String(1000 + seq), message: { fromAccountId: BOB, fromPhone: '+2', toAccountId: ME, payload: textToBase64(body) } },
   text(body),
 ];
@@ -86,7 +89,7 @@ test('a group event updates the group and leaves a notice; being removed closes 
 test('payload text survives base64 both ways; bytes that are not UTF-8 are unreadable', () => {
   for (const s of ['hello', 'héllo 👋 ⛰', '']) assert.equal(base64ToText(textToBase64(s)), s);
   assert.equal(base64ToText('aGVsbG8'), 'hello'); // unpadded is read too
-  assert.throws(() => base64ToText('/w=='), UnreadablePayload); // 0xff
+  assert.equal(base64ToText('/w=='), undefined); // 0xff
 });
 
 test('reconnect delays grow, stay under the cap and never hit 0', () => {
@@ -96,16 +99,101 @@ test('reconnect delays grow, stay under the cap and never hit 0', () => {
   assert.ok(backoffDelayMs(policy, 50, () => 0.999) <= 15_000);
 });
 
-function withMe([item, opened]: [InboxItem, model.OpenedText]): [InboxItem, string, model.OpenedText] {
+function withMe([item, opened]: [InboxItem, Opened]): [InboxItem, string, Opened] {
   return [item, ME, opened];
 }
 
-test('an end-to-end encrypted envelope is unreadable here, never shown as its JSON', async () => {
-  const origin = { accountId: BOB, deviceId: 1 };
-  for (const envelope of ['{"v":1,"alg":"olm.v1","sender_key":"k","type":0,"body":"AwoQ"}', '{"v":1,"alg":"none"}']) {
-    await assert.rejects(plaintext.open(origin, textToBase64(envelope)), UnreadablePayload);
-  }
-  // Text that merely looks like JSON is still text.
-  assert.equal(await plaintext.open(origin, textToBase64('{"v":2,"alg":"olm.v1"}')), '{"v":2,"alg":"olm.v1"}');
-  assert.equal(await plaintext.open(origin, textToBase64('{ hi }')), '{ hi }');
+test('an undecryptable message is shown as such with its reason; a room key shows nothing', () => {
+  const state = model.emptyState();
+  const [item] = fromBob(1, '5');
+  model.applyInboxItem(state, item, ME, { kind: 'undecryptable', reason: 'no session with the sender decrypts it' });
+  const shown = state.chats[model.directKey(BOB)].messages[0];
+  assert.equal(shown.unreadable, true);
+  assert.equal(shown.unreadableReason, 'no session with the sender decrypts it');
+  assert.equal(shown.text, '', 'never the envelope');
+  const key: InboxItem = { seq: '2', serverMsgId: '6', groupMessage: { groupId: '7', fromAccountId: BOB, payload: 'e30=' } };
+  model.applyInboxItem(state, key, ME, { kind: 'control' });
+  assert.equal(state.chats[model.groupKey('7')], undefined, 'a key share makes no chat and no bubble');
+  assert.equal(state.cursor, '2', 'but it is past the cursor (acked)');
+  const [enc] = fromBob(3, '8');
+  model.applyInboxItem(state, enc, ME, { kind: 'text', text: 'secret', encrypted: true });
+  assert.equal(state.chats[model.directKey(BOB)].messages[1].encrypted, true);
+});
+
+test('an encrypted edit and reaction apply their opened contents', () => {
+  const state = model.emptyState();
+  model.applyInboxItem(state, ...withMe(fromBob(1, '5', 'helo'))).changed;
+  const action = (seq: number, type: string): InboxItem => ({ seq: String(seq), messageAction: { type, targetServerMsgId: '5', fromAccountId: BOB, peerAccountId: BOB, payload: 'e30=' } });
+  model.applyInboxItem(state, action(2, 'MESSAGE_ACTION_TYPE_EDIT'), ME, { kind: 'edit', text: 'hello', encrypted: true });
+  model.applyInboxItem(state, action(3, 'MESSAGE_ACTION_TYPE_REACT'), ME, { kind: 'react', emoji: '👍', encrypted: true });
+  const m = state.chats[model.directKey(BOB)].messages[0];
+  assert.equal(m.text, 'hello');
+  assert.deepEqual(m.reactions, { [BOB]: '👍' });
+});
+
+test('a changed safety number is said in the 1:1 chat with that person, once, and not counted unread', () => {
+  const state = model.emptyState();
+  model.applyInboxItem(state, ...withMe(fromBob(1, '5')));
+  const change = (seq: number): InboxItem => ({ seq: String(seq), serverMsgId: '9', identityChange: { accountId: BOB, phone: '+2', deviceId: 2, type: 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED' } });
+  model.applyInboxItem(state, change(2), ME);
+  model.applyInboxItem(state, { ...change(3) }, ME);
+  const chat = state.chats[model.directKey(BOB)];
+  assert.equal(chat.messages.filter((m) => m.notice).length, 1);
+  assert.match(chat.messages[1].text, /added a device: the safety number changed/);
+  assert.equal(model.unreadCount(chat), 1, 'only the message counts');
+  model.applyInboxItem(state, { seq: '4', identityChange: { accountId: '1003', type: 'IDENTITY_CHANGE_TYPE_DEVICE_ADDED' } }, ME);
+  assert.equal(state.chats[model.directKey('1003')], undefined, 'no chat is made for it');
+});
+
+test('ids in contents keep every digit', () => {
+  const c = parseExact('{"v":1,"group":18446744073709551615,"target":"7534543487471977472"}') as Record<string, string>;
+  assert.equal(String(c.group), '18446744073709551615');
+  assert.equal(c.target, '7534543487471977472');
+  assert.deepEqual(parseExact('{"a":[1.5,-2e3,"x\\"7"],"b":-3}'), { a: [1.5, -2000, 'x"7'], b: '-3' });
+});
+
+const photo: MediaMessage = {
+  caption: 'look',
+  media: [{ mediaId: 'ab'.repeat(32), kind: 1, sizeBytes: 300 * 1024, sha256: bytesToBase64(new Uint8Array(32).fill(7)), mime: 'image/png', width: 1280, height: 960, durationMs: 0, thumbnailId: '', key: bytesToBase64(new Uint8Array(32).fill(9)), thumbnailKey: '', fileName: 'a.png' }],
+};
+
+test('a MediaMessage survives protobuf both ways, with the field numbers of iris.proto', () => {
+  const bytes = encodeMediaMessage(photo);
+  assert.deepEqual(decodeMediaMessage(bytes), photo);
+  // field 1 (media, length-delimited) first, then its field 1 (media_id): 0x0a … 0x0a 0x40.
+  assert.equal(bytes[0], 0x0a);
+  assert.deepEqual([...bytes.subarray(bytes[1] < 0x80 ? 2 : 3, (bytes[1] < 0x80 ? 2 : 3) + 2)], [0x0a, 64]);
+  assert.throws(() => decodeMediaMessage(Uint8Array.from([0x0a, 0x05, 0x01])), /truncated/);
+});
+
+test('media encryption round-trips, and a flipped bit, another key or another hash is refused', async () => {
+  const plain = new Uint8Array(100_000).map((_, i) => i % 251);
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const blob = await encryptMedia(plain, key);
+  assert.equal(blob.length, plain.length + 16 + 32);
+  const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', plain));
+  assert.deepEqual(await decryptMedia(blob, key, hash), plain);
+  const bad = blob.slice();
+  bad[1000] ^= 1;
+  await assert.rejects(decryptMedia(bad, key), /MAC/);
+  await assert.rejects(decryptMedia(blob, new Uint8Array(32).fill(1)), /MAC/);
+  await assert.rejects(decryptMedia(blob, key, new Uint8Array(32)), /SHA-256/);
+  assert.deepEqual(sniff(Uint8Array.from([0x89, 0x50, 0x4e, 0x47]), ''), { kind: 1, mime: 'image/png' });
+  assert.deepEqual(sniff(Uint8Array.from([1, 2, 3]), 'application/pdf'), { kind: 4, mime: 'application/pdf' });
+});
+
+test('safety numbers are the same on both sides and change with any device key; signed strings are the SDK\'s', async () => {
+  const devices = [
+    { account: '1', device: 1, ed25519: 'A' },
+    { account: '2', device: 1, ed25519: 'B' },
+    { account: '2', device: 2, ed25519: 'C' },
+  ];
+  const n = await safetyNumber('1', '2', devices);
+  assert.match(n, /^(\d{5} ){11}\d{5}$/);
+  assert.equal(await safetyNumber('2', '1', devices), n);
+  assert.notEqual(await safetyNumber('1', '2', [...devices.slice(0, 2), { account: '2', device: 2, ed25519: 'D' }]), n);
+  assert.equal(signed.oneTimeKey('7', 2, 'AAAAAQ', 'K'), 'iris.v1.otk|7|2|AAAAAQ|K');
+  assert.equal(signed.fallbackKey('7', 2, 'AAAAAg', 'K'), 'iris.v1.fallback|7|2|AAAAAg|K');
+  assert.equal(signed.identity('C', 'E'), 'iris.v1.identity|C|E');
+  assert.deepEqual(base64ToBytes('AQID'), Uint8Array.from([1, 2, 3]));
 });

@@ -307,18 +307,28 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
     if target == actor.device && me.primary {
         return Err(ServiceError::PermissionDenied("the primary device cannot revoke itself".into()));
     }
-    if !ctx.store.revoke_device(target_addr, ctx.clock.now_ms()).await? {
+    let by = if target == actor.device { 0 } else { actor.device };
+    revoke_device(ctx, target_addr, by).await.map(drop)
+}
+
+/// Revokes the active device `target` on behalf of device `by` of its account (0: the device
+/// itself, or the server: an operator through the admin API), with every consequence: tokens
+/// rejected, connections closed (on any node), inbox, push target and keys deleted, and one
+/// durable `DeviceChange` REMOVED for each of the account's other devices. Checks no permission:
+/// callers do. Returns the device's label; `NotFound` if it is not an active device.
+pub async fn revoke_device(ctx: &Ctx, target: DeviceAddr, by: DeviceId) -> Result<String, ServiceError> {
+    if !ctx.store.revoke_device(target, ctx.clock.now_ms()).await? {
         return Err(ServiceError::NotFound("device"));
     }
-    ctx.account_changed(actor.account);
-    ctx.router.kick(target_addr, Kick::Revoked);
-    ctx.store.purge(target_addr).await?;
+    ctx.account_changed(target.account);
+    ctx.router.kick(target, Kick::Revoked);
+    ctx.store.purge(target).await?;
     // A revoked device is never woken again (issue 19).
-    ctx.store.delete_push_target(target_addr, None).await?;
-    ctx.sessions.keys.revoked(target_addr).await?;
-    tracing::info!(device = %target_addr, by = %actor, "device revoked");
-    let by = if target == actor.device { 0 } else { actor.device };
-    let name = ctx.store.device(target_addr).await?.map(|d| d.name).unwrap_or_default();
-    let change = DeviceChange { device: target_addr, name, kind: DeviceChangeType::Removed, by };
-    ctx.sessions.device_notices.announce(change).await
+    ctx.store.delete_push_target(target, None).await?;
+    ctx.sessions.keys.revoked(target).await?;
+    tracing::info!(device = %target, by, "device revoked");
+    let name = ctx.store.device(target).await?.map(|d| d.name).unwrap_or_default();
+    let change = DeviceChange { device: target, name: name.clone(), kind: DeviceChangeType::Removed, by };
+    ctx.sessions.device_notices.announce(change).await?;
+    Ok(name)
 }

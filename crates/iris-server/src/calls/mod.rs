@@ -13,6 +13,13 @@
 //! comes back the same way ([`Calls::apply_forwarded`], [`Calls::on_reply`]). The events go to
 //! devices wherever they are connected, like typing. SDP and candidates are opaque bytes.
 //!
+//! **A device on another node than its call's** leaves the call when its connection there
+//! ends, as a local one does: the node it is connected to remembers the calls its devices
+//! joined through it (a forwarded answer that succeeded) and, when such a device's last
+//! connection ends, forwards a hang-up for each to the call's node, the same `CallOp` item an
+//! app's hang-up travels in (fire and forget: a call that already ended answers
+//! `CALL_NOT_FOUND`, which nobody waits for).
+//!
 //! Knows the directory, blocks, group rosters, presence, the router and the send kernel; nothing
 //! of sessions or sockets.
 
@@ -50,6 +57,9 @@ use turn::TurnIssuer;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Forwarded operations waiting for an answer at once (OVERLOADED beyond).
 const FORWARDS_PENDING_MAX: usize = 10_000;
+/// Calls held elsewhere remembered per device connected here; the oldest is forgotten beyond
+/// (a device is rarely in more than one call; the home node bounds each node's share).
+const REMOTE_CALLS_PER_DEVICE_MAX: usize = 8;
 
 /// What the call service is made of.
 pub struct CallsDeps {
@@ -90,6 +100,9 @@ pub struct Calls {
     /// Forwarded operations waiting for their answer, by token.
     pending: Mutex<HashMap<u64, oneshot::Sender<pb::ServerEvent>>>,
     next_token: AtomicU64,
+    /// Cluster mode: calls held by other nodes that devices connected here joined, oldest
+    /// first, so that their node hears when such a device's connection ends here.
+    remote_joined: Mutex<HashMap<DeviceAddr, Vec<u64>>>,
 }
 
 impl Calls {
@@ -111,6 +124,7 @@ impl Calls {
             deadline_changed: Notify::new(),
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
+            remote_joined: Mutex::new(HashMap::new()),
         }
     }
 
@@ -242,7 +256,8 @@ impl Calls {
         Ok(())
     }
 
-    /// The device's last connection on this node ended: it leaves the calls held here.
+    /// The device's last connection on this node ended: it leaves the calls held here, and
+    /// (cluster mode) those it joined on other nodes, which are sent a hang-up for it.
     pub fn disconnected(self: &Arc<Self>, device: DeviceAddr) {
         let outs = {
             let mut table = self.table();
@@ -253,6 +268,48 @@ impl Calls {
         if !outs.is_empty() {
             let this = self.clone();
             tokio::spawn(async move { this.carry_out(outs).await });
+        }
+        let joined = self.remote_joined().remove(&device).unwrap_or_default();
+        if let Some(cluster) = &self.deps.cluster {
+            for call_id in joined {
+                let hangup = pb::CallOp { op: Some(call_op::Op::Hangup(pb::CallHangup { call_id })) };
+                // Token 0 is never pending: the answer is dropped.
+                let item = NodeItem::call_op(device, self.node_id, 0, hangup.encode_to_vec().into());
+                cluster.outbound.to_node(IdGenerator::node_of(call_id), item);
+                self.deps.metrics.forwarded.inc();
+            }
+        }
+    }
+
+    fn remote_joined(&self) -> MutexGuard<'_, HashMap<DeviceAddr, Vec<u64>>> {
+        self.remote_joined.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A forwarded operation of `device` on the call `call_id` succeeded: an answer joined it
+    /// (remembered), a hang-up or rejection left it (forgotten).
+    fn forwarded_done(&self, device: DeviceAddr, call_id: u64, joined: bool) {
+        let mut all = self.remote_joined();
+        if joined {
+            let calls = all.entry(device).or_default();
+            if calls.len() >= REMOTE_CALLS_PER_DEVICE_MAX {
+                calls.remove(0);
+            }
+            calls.push(call_id);
+        } else if let Some(calls) = all.get_mut(&device) {
+            calls.retain(|&c| c != call_id);
+            if calls.is_empty() {
+                all.remove(&device);
+            }
+        }
+    }
+
+    /// Cluster mode: a call event from another node for `device`, connected here. An end
+    /// forgets the call (nothing to leave any more).
+    pub fn on_remote_event(&self, device: DeviceAddr, event: &pb::ServerEvent) {
+        if let Some(server_event::Event::Call(e)) = &event.event {
+            if e.r#type == CallEventType::Ended as i32 {
+                self.forwarded_done(device, e.call_id, false);
+            }
         }
     }
 
@@ -317,6 +374,8 @@ impl Calls {
         device: DeviceAddr,
         op: call_op::Op,
     ) -> Result<server_event::Event, ServiceError> {
+        let (call_id, joins) = (call_id_of(&op), matches!(op, call_op::Op::Answer(_)));
+        let leaves = matches!(op, call_op::Op::Hangup(_) | call_op::Op::Reject(_));
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
@@ -335,7 +394,12 @@ impl Calls {
             Ok(Ok(pb::ServerEvent { event: Some(server_event::Event::Error(e)), .. })) => {
                 Err(remote_error(e, self.table().limits().calls_per_device_max))
             }
-            Ok(Ok(pb::ServerEvent { event: Some(e), .. })) => Ok(e),
+            Ok(Ok(pb::ServerEvent { event: Some(e), .. })) => {
+                if joins || leaves {
+                    self.forwarded_done(device, call_id, joins);
+                }
+                Ok(e)
+            }
             _ => Err(ServiceError::Unavailable),
         }
     }

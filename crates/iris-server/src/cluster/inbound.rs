@@ -41,6 +41,7 @@ fn apply(ctx: &Ctx, from_node: u16, item: NodeItem) {
         }
         Some(Kind::Ephemeral(bytes)) => {
             if let Ok(event) = pb::ServerEvent::decode(bytes) {
+                ctx.sessions.calls.on_remote_event(addr, &event);
                 ctx.router.notify_ephemeral_local(addr, event);
             }
         }

@@ -8,6 +8,12 @@
 //! so a send and a membership change are ordered the same way in every inbox: a removed member
 //! gets nothing sent after its removal, a new member nothing sent before it joined.
 //!
+//! The lock is this process's; where several nodes share the store (cluster mode) each of these
+//! operations also takes the group's cluster-wide order from the store
+//! ([`GroupStore::hold_group_order`]) right after the lock and keeps it until its inbox entries
+//! are durable ([`Queued::holding`]), so the same holds across nodes. Embedded, the store has no
+//! such hold and nothing changes.
+//!
 //! Knows the send kernel, the directory, receipts, the message index, group payloads and the
 //! store's group records. Knows nothing of sockets, sessions, 1:1 messaging or message actions:
 //! the session calls [`Groups::start`] and writes the answer.

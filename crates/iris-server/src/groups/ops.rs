@@ -98,15 +98,17 @@ impl Groups {
         };
         let group = self.store.create_group(group).await?;
         let _order = self.lock(group.id).lock().await;
+        let hold = self.store.hold_group_order(group.id).await?;
         let targets = self.directory.devices_of(&member_accounts(&group)).await?;
         let change = Change { kind: Ev::Created, accounts: accounts.clone() };
-        let queued = self.queue_events(&group, me.account, vec![change], targets).await?;
+        let queued = self.queue_events(&group, me.account, vec![change], targets).await?.holding(hold);
         drop(_order);
         queued.durable().await?;
         self.info_of(&group, true, me.account).await
     }
 
-    /// Applies `change` to the group under its lock: load, `decide` (checks and edits a copy whose
+    /// Applies `change` to the group under its lock (and, in cluster mode, its cluster-wide
+    /// order until the events are durable): load, `decide` (checks and edits a copy whose
     /// version is already bumped; returns the events and the extra accounts to tell), store,
     /// queue events, unlock, wait for durability. Returns the new group.
     async fn change_group(
@@ -116,6 +118,7 @@ impl Groups {
         decide: impl FnOnce(&mut Group) -> Result<(Vec<Change>, Vec<AccountId>), ServiceError>,
     ) -> Result<Group, ServiceError> {
         let lock = self.lock(group_id).lock().await;
+        let hold = self.store.hold_group_order(group_id).await?;
         let old = self.load(group_id).await?;
         let mut group = old.clone();
         group.version += 1;
@@ -149,7 +152,7 @@ impl Groups {
         // The record and its events commit together: no crash can leave a roster change unannounced.
         let pending = self.store.enqueue_group_update(&group, events).await?.ok_or_else(moved)?;
         drop(lock);
-        self.fanout.queued(pending, hints).durable().await?;
+        self.fanout.queued(pending, hints).holding(hold).durable().await?;
         Ok(group)
     }
 

@@ -19,12 +19,14 @@ use crate::send_checks::{check_send_fields, device_sets, BodyRef};
 
 impl Groups {
     /// Checks the sender's membership and role, stores the payload once and queues one
-    /// reference per member device, all under the group's lock.
+    /// reference per member device, all under the group's lock (and, in cluster mode, its
+    /// cluster-wide order until the references are durable).
     pub(super) async fn start_send(&self, sender: DeviceAddr, msg: pb::GroupSend) -> Result<PendingSend, ServiceError> {
         self.validate_send(&msg)?;
         self.send_limit.take(&sender.account).await?;
         let me = self.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
         let _order = self.lock(msg.group_id).lock().await;
+        let hold = self.store.hold_group_order(msg.group_id).await?;
         let group = self.load(msg.group_id).await?;
         let role = role_of(&group, sender.account)?;
         if group.settings.admins_only_send && !role.is_admin() {
@@ -36,7 +38,7 @@ impl Groups {
         targets.retain(|&d| d != sender);
         let now = self.clock.now_ms();
         let expires_at_ms = self.timers.expires_at(Chat::Group(group.id), now).await?;
-        let server_msg_id = self.ids.next(now);
+        let server_msg_id = self.index.next_id(&self.ids, now, sender.account);
         let item = |payload: Bytes, by_ref: bool| -> Bytes {
             encode_expiring_item(
                 server_msg_id,
@@ -83,7 +85,7 @@ impl Groups {
         self.index.record(server_msg_id, index).await?;
         let dedup = Some(DedupKey { sender, client_msg_id: msg.client_msg_id.clone() });
         let req = AppendRequest { expires_at_ms, dedup, server_msg_id, server_ts_ms: now, entries };
-        let queued = self.fanout.enqueue(req, hinted_item).await?;
+        let queued = self.fanout.enqueue(req, hinted_item).await?.holding(hold);
         Ok(PendingSend::new(queued, server_msg_id, now, msg.client_msg_id))
     }
 

@@ -19,6 +19,7 @@ impl Groups {
         let me = self.directory.by_id(sender.account).await?.ok_or(ServiceError::DeviceRevoked)?;
         let queued = {
             let _order = self.lock(msg.group_id).lock().await;
+            let hold = self.store.hold_group_order(msg.group_id).await?;
             let group = self.load(msg.group_id).await?;
             let role = role_of(&group, sender.account)?;
             if group.settings.admins_only_edit && !role.is_admin() {
@@ -44,7 +45,7 @@ impl Groups {
             targets.retain(|&d| d != sender);
             let entries = entries_for(targets, &item);
             let req = AppendRequest::event(server_msg_id, now, entries);
-            (self.fanout.enqueue(req, None).await?, server_msg_id, now)
+            (self.fanout.enqueue(req, None).await?.holding(hold), server_msg_id, now)
         };
         let (queued, server_msg_id, now) = queued;
         queued.durable().await?;

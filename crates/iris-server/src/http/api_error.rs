@@ -51,6 +51,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::InvalidTimer => StatusCode::BAD_REQUEST,
         ErrorCode::PushProviderUnavailable | ErrorCode::PushTokenInvalid => StatusCode::BAD_REQUEST,
         ErrorCode::PushDeliveryFailed => StatusCode::BAD_GATEWAY,
+        ErrorCode::PushTargetForbidden => StatusCode::FORBIDDEN,
         ErrorCode::LinkExpired => StatusCode::GONE,
         ErrorCode::LinkRefused => StatusCode::FORBIDDEN,
         ErrorCode::LinkLimit | ErrorCode::PinLocked => StatusCode::TOO_MANY_REQUESTS,

@@ -223,16 +223,29 @@ pub async fn delete_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /metrics`: Prometheus text exposition.
+/// `GET /metrics`: Prometheus text exposition (on the admin listener instead when one is
+/// configured, unless `admin.metrics_on_public_port`).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "This node's metrics in the Prometheus text format", body = String,
-        content_type = "text/plain")))]
-pub async fn metrics(State(ctx): Shared) -> ([(&'static str, &'static str); 1], String) {
+    responses(
+        (status = 200, description = "This node's metrics in the Prometheus text format", body = String,
+            content_type = "text/plain"),
+        (status = 404, description = "NOT_FOUND: this node serves its metrics on its admin listener only",
+            body = ErrorBody)))]
+pub async fn metrics(State(ctx): Shared) -> Result<Response, ApiError> {
+    if !ctx.config.admin.metrics_on_public_port() {
+        return Err(ServiceError::NotFound("route").into());
+    }
+    Ok(metrics_response(&ctx))
+}
+
+/// This node's metrics as a Prometheus text response (for the public port and the admin
+/// listener alike).
+pub fn metrics_response(ctx: &Ctx) -> Response {
     if let Some(cluster) = &ctx.cluster {
         ctx.metrics.cluster_bus_up.set(i64::from(cluster.bus.is_healthy()));
     }
     let text = ctx.metrics.render(ctx.router.len(), ctx.store.queue_depth());
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text)
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// `GET /healthz`: the process is alive.

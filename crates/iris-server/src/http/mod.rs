@@ -1,4 +1,4 @@
-//! The HTTP API: auth and devices (JSON), media uploads and downloads, the WebSocket endpoint,
+//! The HTTP API: auth, devices and push targets (JSON), media uploads and downloads, the WebSocket endpoint,
 //! health and info; and the web client's page at `/` (`web.rs`, outside the OpenAPI document).
 //!
 //! `app(ctx)` builds the whole router so handlers can be tested without a socket. Every error
@@ -15,6 +15,7 @@ mod limits;
 mod media;
 mod openapi;
 mod profiles;
+mod push;
 mod web;
 mod ws;
 
@@ -28,7 +29,8 @@ use utoipa_axum::routes;
 
 use crate::context::Ctx;
 
-pub use api_error::ApiError;
+pub use api_error::{status_of, ApiError};
+pub use handlers::metrics_response;
 
 /// Every route with its OpenAPI description.
 fn routes() -> OpenApiRouter<Arc<Ctx>> {
@@ -46,6 +48,8 @@ fn routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(devices::set_pin, devices::clear_pin))
         .routes(routes!(profiles::update))
         .routes(routes!(profiles::view))
+        .routes(routes!(push::register))
+        .routes(routes!(push::unregister))
         .routes(routes!(handlers::account))
         .routes(routes!(handlers::request_deletion_code))
         .routes(routes!(handlers::delete_account))

@@ -20,7 +20,7 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
 #[openapi(
     info(
         title = "Iris HTTP API",
-        description = "Accounts, one-time-code login, device credentials and device management, media uploads \
+        description = "Accounts, one-time-code login, device credentials and device management, push targets, media uploads \
             and downloads, server information, health and metrics. The messaging protocol itself runs over framed TCP or the \
             WebSocket at /v1/ws and is described in PROTOCOL.md and iris.proto. Every error is a status with \
             the ApiError body; its `code` names an ErrorCode of the schema. Integers are JSON numbers here \
@@ -31,6 +31,8 @@ use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
         (name = "devices", description = "The caller's account's devices, the links waiting for its primary's \
             approval and its registration PIN (Authorization: Bearer <access token>)"),
         (name = "profiles", description = "Display name, about text and photo, shown by the owner's privacy choice"),
+        (name = "push", description = "The devices' push targets (webhook / UnifiedPush, FCM, APNs) that wake them \
+            while they have no open connection"),
         (name = "accounts", description = "Looking up other accounts"),
         (name = "info", description = "Where and how to connect; this document"),
         (name = "socket", description = "The WebSocket endpoint of the socket protocol"),

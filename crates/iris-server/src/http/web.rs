@@ -45,12 +45,21 @@ const ASSETS: &[Asset] = &[
         content_type: "image/svg+xml",
         bytes: include_bytes!("../../../../web/dist/favicon.svg"),
     },
+    // libolm compiled to WebAssembly (`@towns-protocol/olm`), loaded by app.js for end-to-end
+    // encryption: the same formats as vodozemac in the SDK.
+    Asset {
+        path: "/olm.wasm",
+        content_type: "application/wasm",
+        bytes: include_bytes!("../../../../web/dist/olm.wasm"),
+    },
 ];
 
 /// The page may load its own scripts, styles and images and connect to its own origin (HTTP
-/// and WebSocket); nothing else, and it may not be framed.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// and WebSocket); nothing else, and it may not be framed. `wasm-unsafe-eval` lets it compile
+/// WebAssembly (libolm, served from here), without allowing `eval` of strings; `blob:` images
+/// are decrypted media shown inline.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+    img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The routes of the web client (`GET` and `HEAD` of each file).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {

@@ -58,6 +58,10 @@ pub enum PushError {
     /// The token does not fit its provider.
     #[error("{0}")]
     Token(String),
+    /// The target is an address the server must not post to (a webhook host in its own
+    /// network).
+    #[error("{0}")]
+    Forbidden(String),
     /// A signing key that cannot be used.
     #[error("push key: {0}")]
     Key(String),
@@ -71,6 +75,7 @@ impl From<PushError> for ServiceError {
         match e {
             PushError::ProviderUnavailable(_) => Self::PushProviderUnavailable(e.to_string()),
             PushError::Token(why) => Self::PushTokenInvalid(why),
+            PushError::Forbidden(why) => Self::PushTargetForbidden(why),
             PushError::Key(_) | PushError::Config(_) => {
                 tracing::error!(error = %e, "push misconfigured");
                 Self::Internal
@@ -106,6 +111,10 @@ pub trait Provider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Whether `token` can be a token of this provider.
     fn check_token(&self, token: &str) -> Result<(), PushError>;
+    /// Checks of `token` that need I/O (the webhook resolves its host), after `check_token`.
+    async fn check_target(&self, _token: &str) -> Result<(), PushError> {
+        Ok(())
+    }
     /// One attempt to wake the device of `token`.
     async fn send(&self, token: &str, wake: &Wake) -> Outcome;
 }
@@ -191,13 +200,14 @@ impl Push {
         };
         let mut out: Vec<Arc<dyn Provider>> = Vec::new();
         if config.webhook_enabled {
-            let client = http::client(tls.clone(), false);
+            let client = http::client(tls.clone(), false, config.webhook_private_hosts_allowed);
             out.push(Arc::new(webhook::Webhook::new(client, timeout, config.webhook_private_hosts_allowed)));
         }
         if let Some(path) = &config.fcm_service_account_file {
             let account: fcm::ServiceAccount = serde_json::from_str(&read(path)?)
                 .map_err(|e| PushError::Config(format!("{}: {e}", path.display())))?;
-            let client = http::client(tls.clone(), false);
+            // FCM's and APNs' endpoints are the operator's configuration, not a client's choice.
+            let client = http::client(tls.clone(), false, true);
             let f = fcm::Fcm::new(
                 client,
                 config.fcm_endpoint.clone(),
@@ -216,7 +226,7 @@ impl Push {
                 key_id: config.apns_key_id.clone(),
                 team_id: config.apns_team_id.clone(),
             };
-            out.push(Arc::new(apns::Apns::new(http::client(tls, true), settings, key, clock, timeout)));
+            out.push(Arc::new(apns::Apns::new(http::client(tls, true, true), settings, key, clock, timeout)));
         }
         Ok(out)
     }
@@ -276,6 +286,12 @@ impl Push {
         }
     }
 
+    /// Removes `device`'s push target; whether it had one. (HTTP: the caller's permission is
+    /// checked by the handler.)
+    pub async fn unregister(&self, device: DeviceAddr) -> Result<bool, ServiceError> {
+        Ok(self.store.delete_push_target(device, None).await?)
+    }
+
     /// Checks and stores a registration.
     async fn register(
         &self,
@@ -290,6 +306,7 @@ impl Push {
             return Err(PushError::Token(format!("a push token is 1 to {} bytes", self.config.token_bytes_max)).into());
         }
         lane.provider.check_token(&r.token)?;
+        lane.provider.check_target(&r.token).await?;
         let target = PushTarget { device, provider: name.into(), token: r.token, updated_at_ms: now_ms };
         self.store.set_push_target(target).await?;
         Ok(pb::PushResult { provider: provider as i32, ..Default::default() })

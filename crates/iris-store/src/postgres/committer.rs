@@ -9,8 +9,9 @@
 //! devices in sorted order so two nodes' batches cannot deadlock), so several Iris nodes may
 //! append to the same inbox. A batch that loses a race (deadlock, serialization failure) is run
 //! again from scratch; any other failure answers every caller with `Unavailable` (nothing was
-//! acknowledged), drops the connection, and the next batch reconnects. The task never exits on
-//! a database error, only when the store is closed or dropped.
+//! acknowledged), drops the connection, and the next batch reconnects — through the shard's
+//! `Writer`, so after a failover to the promoted standby. The task never exits on a database
+//! error, only when the store is closed or dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,10 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::error::{db_err, is_retryable};
-use super::shards::{sql, sql_msg, unsql, unsql_msg, CONNECT_TIMEOUT};
-use super::tls::PgTls;
+use super::message_index::{RefColumns, REFS_UPSERT};
+use super::shards::{sql, sql_msg, unsql, unsql_msg};
+use super::writer::Writer;
 use super::Shared;
-use crate::{CommitSample, DedupKey, DeviceAddr, NewEntry, StoreError, StoreResult};
+use crate::{CommitSample, DedupKey, DeviceAddr, MessageRef, NewEntry, StoreError, StoreResult};
 
 /// Attempts at a batch that keeps losing races (deadlock or serialization failure).
 const ATTEMPTS_MAX: usize = 5;
@@ -41,6 +43,10 @@ pub(super) struct AppendPart {
     pub server_msg_id: u64,
     pub server_ts_ms: u64,
     pub entries: Vec<NewEntry>,
+    /// The message's index record, staged by `put_message_ref_with_append`: only on the
+    /// message's shard, written in the part's transaction whatever its dedup outcome (as an
+    /// immediate write would have been).
+    pub message_ref: Option<MessageRef>,
     /// When the entries disappear (disappearing messages), if they do.
     pub expires_at_ms: Option<u64>,
     pub reply: oneshot::Sender<StoreResult<PartOutcome>>,
@@ -81,6 +87,7 @@ struct Statements {
     dedup_select: Statement,
     cursors_bump: Statement,
     inbox_insert: Statement,
+    refs_upsert: Statement,
     sync_marker: Statement,
     ack_lock: Statement,
     ack_delete: Statement,
@@ -127,9 +134,8 @@ struct Conn {
 /// The committer of one shard; lives on its own task.
 pub(super) struct Committer {
     shard: usize,
-    config: tokio_postgres::Config,
-    /// TLS to the shard, as its URL asks.
-    tls: PgTls,
+    /// The way to the shard's writable host (after a failover, the promoted standby).
+    writer: Arc<Writer>,
     rx: mpsc::Receiver<Op>,
     conn: Option<Conn>,
     batch_ops_max: usize,
@@ -164,8 +170,7 @@ enum BatchError {
 impl Committer {
     pub(super) fn new(
         shard: usize,
-        config: tokio_postgres::Config,
-        tls: PgTls,
+        writer: Arc<Writer>,
         rx: mpsc::Receiver<Op>,
         batch_ops_max: usize,
         batch_wait: Duration,
@@ -173,8 +178,7 @@ impl Committer {
     ) -> Self {
         Self {
             shard,
-            config,
-            tls,
+            writer,
             rx,
             conn: None,
             batch_ops_max: batch_ops_max.max(1),
@@ -308,11 +312,10 @@ impl Committer {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.shard, &self.config, self.tls.clone()))
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard))
-                })??;
+            let conn =
+                tokio::time::timeout(self.writer.search_timeout(), connect(self.shard, &self.writer)).await.map_err(
+                    |_| StoreError::Unavailable(format!("PostgreSQL shard {}: connect timed out", self.shard)),
+                )??;
             self.conn = Some(conn);
         }
         self.conn.as_mut().ok_or_else(|| StoreError::Unavailable("no connection".into()))
@@ -345,14 +348,10 @@ impl Committer {
     }
 }
 
-/// Opens the committer's connection and prepares its statements.
-async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> StoreResult<Conn> {
-    let (client, connection) = config.connect(tls).await.map_err(|e| db_err(shard, e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(shard, error = %e, "committer connection ended");
-        }
-    });
+/// Opens the committer's connection (to the shard's writable host) and prepares its
+/// statements.
+async fn connect(shard: usize, writer: &Writer) -> StoreResult<Conn> {
+    let (client, _driver) = writer.connect().await?;
     let prepare = |sql: &'static str| {
         let client = &client;
         async move { client.prepare(sql).await.map_err(|e| db_err(shard, e)) }
@@ -362,6 +361,7 @@ async fn connect(shard: usize, config: &tokio_postgres::Config, tls: PgTls) -> S
         dedup_select: prepare(DEDUP_SELECT).await?,
         cursors_bump: prepare(CURSORS_BUMP).await?,
         inbox_insert: prepare(INBOX_INSERT).await?,
+        refs_upsert: prepare(REFS_UPSERT).await?,
         sync_marker: prepare(SYNC_MARKER).await?,
         ack_lock: prepare(ACK_LOCK).await?,
         ack_delete: prepare(ACK_DELETE).await?,
@@ -523,6 +523,18 @@ async fn write_appends(
             *outcome = Some(PartOutcome::Appended(part_seqs));
         }
         tx.execute(&stmts.inbox_insert, &[&accounts, &devices, &seqs, &times, &items, &expiries]).await?;
+        wrote = true;
+    }
+    // Staged message refs: one statement, each id once (the last staged wins), ids sorted.
+    let refs: BTreeMap<u64, &MessageRef> =
+        parts.iter().filter_map(|p| p.message_ref.as_ref().map(|r| (p.server_msg_id, r))).collect();
+    if !refs.is_empty() {
+        let mut cols = RefColumns::default();
+        for (&id, r) in &refs {
+            cols.push(id, r);
+        }
+        let RefColumns { ids, senders, kinds, conversations, sent_at, deleted, expires_at } = &cols;
+        tx.execute(&stmts.refs_upsert, &[ids, senders, kinds, conversations, sent_at, deleted, expires_at]).await?;
         wrote = true;
     }
     if !wrote {

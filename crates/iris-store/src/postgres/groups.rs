@@ -16,8 +16,8 @@ use super::outbox;
 use super::shards::{compose_id, sql, sql_msg, unsql};
 use super::{execute_unsynced, query, PgStore};
 use crate::{
-    AccountId, AppendRequest, Group, GroupId, GroupMember, GroupReceiptRow, GroupRole, GroupSettings, GroupStore,
-    PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
+    AccountId, AppendRequest, Group, GroupId, GroupMember, GroupOrderHold, GroupReceiptRow, GroupRole, GroupSettings,
+    GroupStore, PendingAppend, PendingJoin, ReceiptProgress, StoreError, StoreResult,
 };
 
 const GROUP_COLUMNS: &str = "id, version, name, description, flags, created_at_ms, member_accounts, member_roles, \
@@ -161,6 +161,11 @@ impl PgStore {
 
 #[async_trait]
 impl GroupStore for PgStore {
+    async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<GroupOrderHold>> {
+        self.inner.check_open()?;
+        super::group_order::hold(self.account_shard(group), group).await.map(Some)
+    }
+
     async fn create_group(&self, mut group: Group) -> StoreResult<Group> {
         let idx = self.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % self.inner.n_shards();
         let err = |e| db_err(idx, e);

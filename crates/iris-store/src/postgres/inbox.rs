@@ -26,6 +26,8 @@ const READ_LIMIT_MAX: usize = 1024;
 /// One shard's share of an append before it is queued: which request entries it holds.
 struct Split {
     entries: Vec<NewEntry>,
+    /// The message's staged ref, on the message's shard only.
+    message_ref: Option<crate::MessageRef>,
     /// Index in the request of each of `entries`.
     positions: Vec<usize>,
 }
@@ -42,12 +44,13 @@ impl Inner {
         self.check_open()?;
         let n = self.n_shards();
         let mut splits: BTreeMap<usize, Split> = BTreeMap::new();
-        let empty = || Split { entries: Vec::new(), positions: Vec::new() };
+        let empty = || Split { entries: Vec::new(), message_ref: None, positions: Vec::new() };
         let sender_shard = req.dedup.as_ref().map(|key| shard_of_id(key.sender.account, n));
         if let Some(shard) = sender_shard {
             splits.entry(shard).or_insert_with(empty);
         }
-        splits.entry(shard_of_msg(req.server_msg_id, n)).or_insert_with(empty);
+        let message_ref = self.take_staged_ref(req.server_msg_id);
+        splits.entry(shard_of_msg(req.server_msg_id, n)).or_insert_with(empty).message_ref = message_ref;
         let n_entries = req.entries.len();
         for (pos, entry) in req.entries.into_iter().enumerate() {
             let split = splits.entry(shard_of_id(entry.device.account, n)).or_insert_with(empty);
@@ -73,6 +76,7 @@ impl Inner {
                 server_msg_id: req.server_msg_id,
                 server_ts_ms: req.server_ts_ms,
                 entries: split.entries,
+                message_ref: split.message_ref,
                 expires_at_ms: req.expires_at_ms,
                 reply,
             }));

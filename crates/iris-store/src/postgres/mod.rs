@@ -15,10 +15,15 @@
 //! - On the group's shard: the group record, its member index (`group_members`), its invite
 //!   token and its outbox (below). Groups are placed round-robin at creation.
 //! - On the message's shard (`fnv1a64(server_msg_id) % n`): the message index, group payloads
-//!   and group receipts. They are written without waiting for a WAL flush (`synchronous_commit
-//!   = off`) before the message's append is queued, and every append takes part on its
-//!   message's shard, so the append's synced commit there flushes them: `ACCEPTED` still means
-//!   they are durable (the same argument as fjall's shared journal).
+//!   and group receipts. Payloads and receipts are written without waiting for a WAL flush
+//!   (`synchronous_commit = off`) before the message's append is queued, and every append
+//!   takes part on its message's shard, so the append's synced commit there flushes them:
+//!   `ACCEPTED` still means they are durable (the same argument as fjall's shared journal). A
+//!   new message's index record is staged in memory instead and written by the committer in
+//!   the append's own transaction (`message_index.rs`). Servers pick message ids whose shard is
+//!   the sender's (`message_id_is_near`, a few tries among fresh ids), so a 1:1 message between
+//!   two accounts of one shard is ONE transaction on that shard (ARCHITECTURE.md, "What a
+//!   message costs in PostgreSQL").
 //! - Lookups that cannot be routed fan out to every shard: `groups_of` (member index on the
 //!   group's shard), `group_by_invite`, `take_refresh_token` (only the token's hash is known),
 //!   and the expiry sweeps.
@@ -55,9 +60,17 @@
 //! [`StoreError::Unavailable`] (nothing acknowledged) and leaves the other shards working.
 //! [`InboxStore::is_healthy`](crate::InboxStore::is_healthy) turns false on a failed commit and
 //! true again on the next successful one; an unhealthy committer tries an empty commit every
-//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves. A
+//! 500 ms, so health recovers without traffic. Committers and pools reconnect by themselves,
+//! to whichever of the shard URL's hosts accepts writes (`writer.rs`: a primary and its
+//! synchronous standbys, so a promoted standby is followed; ARCHITECTURE.md "Synchronous
+//! standbys"). A
 //! batch is bounded by a 10 s timeout and connects by 5 s; pool queries have no timeout of
 //! their own (a hung, not dead, server blocks them until TCP keepalive gives up).
+//!
+//! # Groups: the cluster-wide order
+//! `hold_group_order` takes a transaction-level advisory lock on the group's shard, on a pool
+//! of its own, held by the server until the operation's entries are durable
+//! (`group_order.rs`): sends and changes of one group are ordered across nodes.
 //!
 //! # Groups: the outbox
 //! `enqueue_group_update` writes the new record, its indexes and an outbox row holding the
@@ -75,6 +88,7 @@ mod committer;
 mod contacts;
 mod erasure;
 mod error;
+mod group_order;
 mod groups;
 mod inbox;
 mod key_directory;
@@ -87,6 +101,7 @@ mod push;
 mod shards;
 mod timers;
 mod tls;
+mod writer;
 
 pub use shards::{fnv1a64, shard_of_id, shard_of_msg, shard_of_phone, SHARDS_MAX};
 
@@ -180,6 +195,10 @@ pub struct PgStats {
     pub duplicates: u64,
     /// Operations waiting in the committers' queues right now.
     pub queued: u64,
+    /// Times a shard's writable host changed (failovers seen; see `writer.rs`).
+    pub writer_changes: u64,
+    /// Searches for a writable host that found none.
+    pub writer_not_found: u64,
 }
 
 /// State shared by the store handle and the committers.
@@ -190,6 +209,8 @@ pub(crate) struct Shared {
     commit_failures: AtomicU64,
     appends: AtomicU64,
     duplicates: AtomicU64,
+    writer_changes: AtomicU64,
+    writer_not_found: AtomicU64,
     /// Who hears about each commit (metrics), once set.
     observer: OnceLock<Arc<dyn CommitObserver>>,
 }
@@ -202,6 +223,8 @@ impl Shared {
             commit_failures: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            writer_changes: AtomicU64::new(0),
+            writer_not_found: AtomicU64::new(0),
             observer: OnceLock::new(),
         }
     }
@@ -213,6 +236,18 @@ impl Shared {
     fn set_healthy(&self, shard: usize, ok: bool) {
         if let Some(h) = self.healthy.get(shard) {
             h.store(ok, Ordering::Release);
+        }
+    }
+
+    /// Counts what a shard's [`writer::Writer`] saw and tells the observer.
+    fn writer_event(&self, event: crate::WriterEvent) {
+        let counter = match event {
+            crate::WriterEvent::Changed { .. } => &self.writer_changes,
+            crate::WriterEvent::NotFound { .. } => &self.writer_not_found,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(observer) = self.observer.get() {
+            observer.writer_event(event);
         }
     }
 
@@ -235,6 +270,8 @@ pub(crate) struct Inner {
     enqueue_timeout: Duration,
     /// Round-robin placement of new groups.
     next_group_shard: AtomicUsize,
+    /// Message refs waiting for their appends, by server message id (`message_index.rs`).
+    staged_refs: std::sync::Mutex<std::collections::HashMap<u64, message_index::StagedRef>>,
 }
 
 impl Inner {
@@ -293,24 +330,23 @@ impl PgStore {
         if n == 0 || n > SHARDS_MAX {
             return Err(StoreError::Unavailable(format!("need 1 to {SHARDS_MAX} shard URLs, got {n}")));
         }
+        let shared = Arc::new(Shared::new(n));
         let shards = config
             .shard_urls
             .iter()
             .enumerate()
-            .map(|(idx, url)| Shard::new(idx, url, config.pool_size))
+            .map(|(idx, url)| Shard::new(idx, url, config.pool_size, Arc::clone(&shared)))
             .collect::<StoreResult<Vec<_>>>()?;
         for shard in &shards {
             migrations::run(shard, n).await?;
         }
-        let shared = Arc::new(Shared::new(n));
         let mut committers = Vec::with_capacity(n);
         let mut tasks = Vec::with_capacity(n);
         for shard in &shards {
             let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
             let committer = Committer::new(
                 shard.idx,
-                shard.config.clone(),
-                shard.tls.clone(),
+                Arc::clone(&shard.writer),
                 rx,
                 config.batch_ops_max,
                 Duration::from_micros(config.batch_wait_us),
@@ -326,6 +362,7 @@ impl PgStore {
             closed: AtomicBool::new(false),
             enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
             next_group_shard: AtomicUsize::new(0),
+            staged_refs: message_index::new_stage(),
         });
         let redrive = tokio::spawn(outbox::redrive_forever(Arc::clone(&inner)));
         Ok(PgStore { inner, committer_tasks: tokio::sync::Mutex::new(tasks), redrive })
@@ -340,6 +377,8 @@ impl PgStore {
             appends: s.appends.load(Ordering::Relaxed),
             duplicates: s.duplicates.load(Ordering::Relaxed),
             queued: self.inner.queued() as u64,
+            writer_changes: s.writer_changes.load(Ordering::Relaxed),
+            writer_not_found: s.writer_not_found.load(Ordering::Relaxed),
         }
     }
 

@@ -12,12 +12,15 @@
 //!   [`shard_of_msg`] (FNV-1a of the id); every append takes part on that shard too, so its
 //!   synced commit makes those earlier, unsynced writes durable.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::error::pool_err;
 use super::tls::{self, PgTls};
+use super::writer::{self, PoolConnect, Writer};
+use super::Shared;
 use crate::{AccountId, StoreError, StoreResult};
 
 /// Most shards the id layout can name (8 low bits).
@@ -84,31 +87,46 @@ pub(super) fn unsql_msg(v: i64) -> u64 {
     (v as u64) ^ (1 << 63)
 }
 
-/// One shard: its index, its connection config (for the committer's own connection) and two
-/// pools: one for everything that must be durable when it returns, one whose sessions do not
-/// wait for the WAL flush, for the buffered writes that a later synced commit on the same
-/// shard makes durable (message index, group payloads and receipts).
+/// One shard: its index, its [`Writer`] (which host takes writes; also the committer's way in)
+/// and two pools: one for everything that must be durable when it returns, one whose sessions
+/// do not wait for the WAL flush, for the buffered writes that a later synced commit on the
+/// same shard makes durable (message index, group payloads and receipts).
 pub(super) struct Shard {
     pub idx: usize,
-    pub config: tokio_postgres::Config,
-    /// TLS as the URL's `sslmode` asks (also for the committer's connection).
-    pub tls: PgTls,
+    pub writer: Arc<Writer>,
     pool: Pool,
     unsynced: Pool,
+    /// Connections that hold group orders (`group_order.rs`): a pool of their own, because a
+    /// holder waits on the other pools while its connection sits in a transaction, so holders
+    /// and waiters for holds must never exhaust the connections the holder needs.
+    order: Pool,
 }
 
 impl Shard {
-    /// A shard handle; opens no connection yet.
-    pub(super) fn new(idx: usize, url: &str, pool_size: usize) -> StoreResult<Self> {
-        let (config, tls) = pg_config(url)?;
-        let mut unsynced_config = config.clone();
-        add_option(&mut unsynced_config, "-c synchronous_commit=off");
+    /// A shard handle; opens no connection yet. `url` may list several hosts (a primary and
+    /// its standbys, see `writer.rs`).
+    pub(super) fn new(idx: usize, url: &str, pool_size: usize, shared: Arc<Shared>) -> StoreResult<Self> {
+        let mut hosts = Vec::new();
+        let mut unsynced_hosts = Vec::new();
+        let mut tls = None;
+        for (label, host_url) in writer::split_hosts(url)? {
+            let (config, host_tls) = pg_config(&host_url)?;
+            let mut unsynced_config = config.clone();
+            add_option(&mut unsynced_config, "-c synchronous_commit=off");
+            hosts.push((label.clone(), config));
+            unsynced_hosts.push((label, unsynced_config));
+            tls.get_or_insert(host_tls);
+        }
+        let tls = tls.ok_or_else(|| StoreError::Unavailable(format!("shard {idx}: no host in its URL")))?;
+        let writer = Arc::new(Writer::new(idx, hosts, tls, shared));
+        // The same hosts with the unsynced session options, and the same writable host.
+        let unsynced_writer = Arc::new(writer.sibling(unsynced_hosts));
         Ok(Self {
             idx,
-            pool: build_pool(idx, config.clone(), tls.clone(), pool_size)?,
-            unsynced: build_pool(idx, unsynced_config, tls.clone(), pool_size.div_ceil(2))?,
-            config,
-            tls,
+            pool: build_pool(idx, &writer, pool_size)?,
+            unsynced: build_pool(idx, &unsynced_writer, pool_size.div_ceil(2))?,
+            order: build_pool(idx, &writer, pool_size)?,
+            writer,
         })
     }
 
@@ -123,25 +141,38 @@ impl Shard {
     pub(super) async fn unsynced_client(&self) -> StoreResult<deadpool_postgres::Object> {
         self.unsynced.get().await.map_err(|e| pool_err(self.idx, e))
     }
+
+    /// A pooled connection for holding a group's order (see the field `order`).
+    pub(super) async fn order_client(&self) -> StoreResult<deadpool_postgres::Object> {
+        self.order.get().await.map_err(|e| pool_err(self.idx, e))
+    }
 }
 
-fn build_pool(idx: usize, config: tokio_postgres::Config, tls: PgTls, size: usize) -> StoreResult<Pool> {
-    let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+/// A pool whose connections come from `writer` (the config handed to deadpool is only its
+/// fallback and is never dialled: [`PoolConnect`] ignores it).
+fn build_pool(idx: usize, writer: &Arc<Writer>, size: usize) -> StoreResult<Pool> {
+    let manager = Manager::from_connect(
+        tokio_postgres::Config::new(),
+        PoolConnect(Arc::clone(writer)),
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(writer.search_timeout()))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| StoreError::Unavailable(format!("shard {idx}: cannot build pool: {e}")))
 }
 
-/// Parses a shard URL (its TLS parameters by `tls.rs`) and pins what durability depends on:
-/// `synchronous_commit = on` for every session, whatever the server's default, and bounded
-/// connect time.
+/// Parses a one-host shard URL (its TLS parameters by `tls.rs`) and pins what durability
+/// depends on: `synchronous_commit = on` for every session, whatever the server's default
+/// (with a synchronous standby, `on` waits for the standby's flush: see ARCHITECTURE.md
+/// "Synchronous standbys"), a writable session, and bounded connect time.
 fn pg_config(url: &str) -> StoreResult<(tokio_postgres::Config, PgTls)> {
     let (mut config, tls) = tls::parse_url(url)?;
+    writer::require_writable(&mut config);
     add_option(&mut config, "-c synchronous_commit=on");
     config.connect_timeout(CONNECT_TIMEOUT);
     config.keepalives(true);

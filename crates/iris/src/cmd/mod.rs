@@ -4,6 +4,7 @@
 
 pub mod account;
 mod actions;
+pub mod admin;
 mod attach;
 pub mod call;
 pub mod chat;

@@ -6,10 +6,12 @@
 
 mod compat;
 mod dev;
+mod load;
 
 pub use compat::*;
 pub use dev::Dev;
 pub use iris_testkit_server::*;
+pub use load::*;
 
 /// The `iris` binary of this package, as cargo built it for these tests.
 pub struct Iris;

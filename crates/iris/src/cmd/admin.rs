@@ -1,0 +1,69 @@
+//! `iris admin lookup | revoke`: the operators' commands, talking to a server's admin listener
+//! (`[admin] listen`) with the admin token. One JSON document per answer on stdout; refusals are
+//! the usual one JSON line `{"code","message"}` on stderr with a failing exit status.
+
+use anyhow::Context as _;
+use iris_client::admin::AdminApi;
+
+/// `iris admin …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Show an account: devices (linked, last seen, connected node, inbox depth) and the rate
+    /// limits it hit lately.
+    Lookup(LookupArgs),
+    /// Revoke one device of an account: its connections close, its tokens stop working, and the
+    /// account's other devices are told.
+    Revoke(RevokeArgs),
+}
+
+/// Where the admin API is and the token it wants.
+#[derive(clap::Args, Debug)]
+pub struct AdminTarget {
+    /// The admin listener's URL (the server's `[admin] listen`).
+    #[arg(long, env = "IRIS_ADMIN_URL", default_value = "http://127.0.0.1:7702")]
+    pub admin_url: String,
+    /// The admin token (the server's `[admin] token`); prefer the environment variable, which
+    /// other users cannot read in the process list.
+    #[arg(long, env = "IRIS_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+/// Flags of `iris admin lookup`.
+#[derive(clap::Args, Debug)]
+pub struct LookupArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164 (`+14155550100`).
+    account: String,
+}
+
+/// Flags of `iris admin revoke`.
+#[derive(clap::Args, Debug)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164.
+    account: String,
+    /// The device number to revoke.
+    device: u32,
+}
+
+/// Runs an `iris admin` command.
+pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Lookup(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let account = api.lookup(&args.account).await.with_context(|| format!("looking up {}", args.account))?;
+            println!("{}", serde_json::to_string_pretty(&account)?);
+        }
+        AdminCommand::Revoke(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let revoked = api
+                .revoke(&args.account, args.device)
+                .await
+                .with_context(|| format!("revoking device {} of {}", args.device, args.account))?;
+            println!("{}", serde_json::to_string(&revoked)?);
+        }
+    }
+    Ok(())
+}
