@@ -24,7 +24,8 @@ pub trait Binary {
     const EXE: &'static str;
 }
 
-/// Config for the binary: no rate limits (tests drive many sends from one loopback IP).
+/// Config for the binary: no rate limits (tests drive many sends from one loopback IP) and no
+/// abuse rules (load tests send to strangers).
 const UNLIMITED_CONFIG: &str = "[rate_limits]
 code_requests_per_phone_per_hour = 0
 code_requests_per_ip_per_hour = 0
@@ -34,6 +35,13 @@ sends_per_account_per_minute = 0
 connections_per_ip_per_minute = 0
 concurrent_connections_per_ip = 0
 accepts_per_second = 0
+
+[abuse]
+messages_per_account_per_hour = 0
+new_recipients_per_day = 0
+forward_chats_per_message_per_day = 0
+reports_to_suspend = 0
+reports_per_account_per_day = 0
 ";
 
 /// The config file for `extra_toml`: the kit's unlimited `[rate_limits]` with the test's own

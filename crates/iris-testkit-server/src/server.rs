@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use iris_server::clock::ManualClock;
-use iris_server::config::{Config, RateLimitConfig};
+use iris_server::config::{AbuseConfig, Config, RateLimitConfig};
 use iris_server::context::Ctx;
 use iris_server::{Dependencies, RunningServer};
 use iris_testkit::engine::ClusterEngine;
@@ -19,8 +19,9 @@ use tempfile::TempDir;
 pub const DEV_CODE: &str = "000000";
 
 /// The configuration every test server starts from: loopback port 0 for both listeners, dev
-/// mode, and no rate limits (so a test can log in many devices from one address); tests that
-/// check a limit turn it back on in [`TestServer::start_with`].
+/// mode, no rate limits (so a test can log in many devices from one address) and no abuse rules
+/// (so load tests may send to strangers); tests that check a limit or a rule turn it back on in
+/// [`TestServer::start_with`].
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         data_dir: data_dir.to_owned(),
@@ -28,6 +29,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         http: "127.0.0.1:0".parse().expect("valid literal"),
         dev: true,
         rate_limits: RateLimitConfig::unlimited(),
+        abuse: AbuseConfig::off(),
         ..Config::default()
     }
 }

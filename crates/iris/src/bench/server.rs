@@ -20,12 +20,15 @@ const TASKSET: &str = "/usr/bin/taskset";
 const CLK_TCK: f64 = 100.0;
 /// Longest a spawned server may take to print its "iris listening" line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// Server config for spawned servers: no auth rate limits, so thousands of logins succeed.
+/// Server config for spawned servers: no rate limits, so thousands of logins succeed, and no
+/// abuse rules, so generated accounts may send thousands of messages to strangers.
 const SPAWN_CONFIG: &str = "[rate_limits]\ncode_requests_per_phone_per_hour = 0\n\
 code_requests_per_ip_per_hour = 0\nverify_attempts_per_ip_per_minute = 0\n\
 registrations_per_ip_per_day = 0\n\
 sends_per_account_per_minute = 0\nconnections_per_ip_per_minute = 0\n\
-concurrent_connections_per_ip = 0\naccepts_per_second = 0\n";
+concurrent_connections_per_ip = 0\naccepts_per_second = 0\n\
+[abuse]\nmessages_per_account_per_hour = 0\nnew_recipients_per_day = 0\n\
+forward_chats_per_message_per_day = 0\nreports_to_suspend = 0\nreports_per_account_per_day = 0\n";
 
 /// The server a bench talks to: an Iris server (by its HTTP URL), or a bench sink (by its TCP
 /// address; it has no HTTP API, so only the raw-client scenarios can use it).
@@ -161,7 +164,7 @@ async fn spawn_sink(pin: bool) -> anyhow::Result<(Child, SocketAddr)> {
 pub struct SpawnOptions {
     /// Run it under `taskset -c 0`.
     pub pin: bool,
-    /// TOML appended to the spawn config (sections other than `[rate_limits]`).
+    /// TOML appended to the spawn config (sections other than `[rate_limits]` and `[abuse]`).
     pub extra_config: String,
     /// Data directory (default: inside the process's own temporary directory), e.g. on a tmpfs.
     pub data_dir: Option<PathBuf>,
