@@ -28,6 +28,15 @@ struct Local {
     unsent: u64,
 }
 
+/// What [`Counters::add_member`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    /// Members of the set after the call (at most the cap).
+    pub members: u64,
+    /// Whether the member was in the set before the call (then nothing changed).
+    pub was_member: bool,
+}
+
 /// Windowed counts, shared through Redis when there is a bus.
 pub struct Counters {
     bus: Option<Bus>,
@@ -90,21 +99,23 @@ impl Counters {
     }
 
     /// Adds `member` to the set `key` in the window of `now_ms` unless it already has `cap`
-    /// members, and returns how many it has (cluster-wide when shared).
-    pub async fn add_member(&self, key: &str, member: u64, cap: u32, now_ms: u64, window_ms: u64) -> u64 {
+    /// members, and returns how many it has (cluster-wide when shared) and whether `member` was
+    /// one of them before this call.
+    pub async fn add_member(&self, key: &str, member: u64, cap: u32, now_ms: u64, window_ms: u64) -> Membership {
         let (window, ttl_ms) = window_of(now_ms, window_ms);
-        let local_n = self.with_local(key, now_ms, window_ms, |l| {
-            if l.members.len() < cap as usize {
+        let local = self.with_local(key, now_ms, window_ms, |l| {
+            let was_member = l.members.contains(&member);
+            if !was_member && l.members.len() < cap as usize {
                 l.members.insert(member);
             }
-            l.members.len() as u64
+            Membership { members: l.members.len() as u64, was_member }
         });
-        let Some(bus) = &self.bus else { return local_n };
+        let Some(bus) = &self.bus else { return local };
         match bus.set_add_capped(&format!("abuse:{key}:{window}"), member, cap, ttl_ms).await {
-            Ok(n) => n.max(local_n),
+            Ok((n, was_member)) => Membership { members: n.max(local.members), was_member },
             Err(e) => {
                 tracing::debug!(error = %e, "shared abuse set unavailable; this node's set used");
-                local_n
+                local
             }
         }
     }
@@ -135,11 +146,13 @@ mod tests {
     #[tokio::test]
     async fn sets_count_distinct_members_up_to_the_cap() {
         let c = Counters::new(None);
-        assert_eq!(c.add_member("r:1", 7, 3, 0, HOUR).await, 1);
-        assert_eq!(c.add_member("r:1", 7, 3, 1, HOUR).await, 1, "the same member counts once");
-        assert_eq!(c.add_member("r:1", 8, 3, 2, HOUR).await, 2);
-        assert_eq!(c.add_member("r:1", 9, 3, 3, HOUR).await, 3);
-        assert_eq!(c.add_member("r:1", 10, 3, 4, HOUR).await, 3, "capped");
-        assert_eq!(c.add_member("r:1", 10, 3, HOUR, HOUR).await, 1, "a new window");
+        let m = |members, was_member| Membership { members, was_member };
+        assert_eq!(c.add_member("r:1", 7, 3, 0, HOUR).await, m(1, false));
+        assert_eq!(c.add_member("r:1", 7, 3, 1, HOUR).await, m(1, true), "the same member counts once");
+        assert_eq!(c.add_member("r:1", 8, 3, 2, HOUR).await, m(2, false));
+        assert_eq!(c.add_member("r:1", 9, 3, 3, HOUR).await, m(3, false));
+        assert_eq!(c.add_member("r:1", 10, 3, 4, HOUR).await, m(3, false), "capped, and not a member");
+        assert_eq!(c.add_member("r:1", 9, 3, 5, HOUR).await, m(3, true));
+        assert_eq!(c.add_member("r:1", 10, 3, HOUR, HOUR).await, m(1, false), "a new window");
     }
 }

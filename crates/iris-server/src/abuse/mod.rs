@@ -41,6 +41,9 @@ pub const DAY_MS: u64 = 86_400_000;
 pub const REPORT_REASON_BYTES_MAX: usize = 500;
 /// Cached states at most; beyond it the cache starts over (it is only a cache).
 const CACHE_LEN_MAX: usize = 1 << 20;
+/// (sender, recipient) pairs remembered as checked today at most; beyond it the memo starts
+/// over (the next send to each pair reads the contact lists again).
+const CHECKED_PAIRS_MAX: usize = 1 << 20;
 
 /// Why an account was suspended, as recorded (and shown to reviewers).
 pub mod reasons {
@@ -76,6 +79,38 @@ pub struct Abuse {
     report_limit: Option<KeyedLimit<AccountId>>,
     /// Account → its state as last read, and when.
     cache: Mutex<HashMap<AccountId, (AbuseState, Instant)>>,
+    /// Recipients already checked today, so a conversation reads no contact list per message.
+    checked: Mutex<CheckedPairs>,
+}
+
+/// The (sender, recipient) pairs that passed the new-recipient rule this UTC day: a contact, or
+/// a non-contact already counted. A later send between them needs neither the two contact reads
+/// nor a count (counting the same recipient twice changes nothing). Only an unrestricted sender
+/// uses it: a restricted one must be refused for every non-contact. A contact removed during
+/// the day is therefore not counted until the next day.
+#[derive(Default)]
+struct CheckedPairs {
+    day: u64,
+    pairs: std::collections::HashSet<(AccountId, AccountId)>,
+}
+
+impl CheckedPairs {
+    /// Whether the pair was checked on `day` (a new day forgets the old pairs).
+    fn contains(&mut self, day: u64, pair: (AccountId, AccountId)) -> bool {
+        if self.day != day {
+            self.day = day;
+            self.pairs.clear();
+        }
+        self.pairs.contains(&pair)
+    }
+
+    fn insert(&mut self, day: u64, pair: (AccountId, AccountId)) {
+        if self.day != day || self.pairs.len() >= CHECKED_PAIRS_MAX {
+            self.day = day;
+            self.pairs.clear();
+        }
+        self.pairs.insert(pair);
+    }
 }
 
 /// A send as the rules see it.
@@ -106,7 +141,7 @@ impl Abuse {
         )
         .map(|l| l.shared(deps.bus.as_ref()));
         let counters = Counters::new(deps.bus.clone());
-        Self { d: deps, counters, report_limit, cache: Mutex::default() }
+        Self { d: deps, counters, report_limit, cache: Mutex::default(), checked: Mutex::default() }
     }
 
     fn refused(&self, e: ServiceError) -> ServiceError {
@@ -211,11 +246,15 @@ impl Abuse {
         if let (Some(key), 1..) = (message_key, threshold) {
             let chats = accounts.iter().copied().chain(groups.iter().map(|g| g | (1 << 63)));
             let set = format!("fwd:{sender}:{key}");
-            let mut reached = 0;
+            // Fires when a chat not counted before takes the message past the threshold (a
+            // retry to the same chats, or a forward after an operator's lift to chats already
+            // counted, does not).
+            let mut over = false;
             for chat in chats {
-                reached = self.counters.add_member(&set, chat, threshold + 1, now, DAY_MS).await;
+                let m = self.counters.add_member(&set, chat, threshold + 1, now, DAY_MS).await;
+                over |= !m.was_member && m.members > u64::from(threshold);
             }
-            if reached > u64::from(threshold) {
+            if over {
                 self.hit("forwards");
                 let until = now + self.d.config.forwarding_limit_s * 1000;
                 self.d.store.set_restriction(sender, Restriction::Forwarding, until).await?;
@@ -238,15 +277,22 @@ impl Abuse {
         if to == sender || to == 0 || (threshold == 0 && !restricted) {
             return Ok(());
         }
+        let (day, pair) = (now / DAY_MS, (sender, to));
+        if !restricted && self.checked().contains(day, pair) {
+            return Ok(());
+        }
         if self.d.store.is_contact(sender, to).await? || self.d.store.is_contact(to, sender).await? {
+            self.checked().insert(day, pair);
             return Ok(());
         }
         if restricted {
             let retry_after_ms = retry_after(state.sending_restricted_until_ms, now);
             return Err(self.refused(ServiceError::SendingRestricted { retry_after_ms }));
         }
-        let n = self.counters.add_member(&format!("rcpt:{sender}"), to, threshold, now, DAY_MS).await;
-        if n >= u64::from(threshold) {
+        // The send to the threshold-th distinct non-contact of the day fires (and, once the set
+        // is full, a send to any other one); recipients already counted pass after a lift.
+        let m = self.counters.add_member(&format!("rcpt:{sender}"), to, threshold, now, DAY_MS).await;
+        if !m.was_member && m.members >= u64::from(threshold) {
             self.hit("new_recipients");
             let until = now + self.d.config.sending_restriction_s * 1000;
             self.d.store.set_restriction(sender, Restriction::Sending, until).await?;
@@ -254,7 +300,12 @@ impl Abuse {
             tracing::info!(account = sender, "sending to non-contacts restricted: too many new recipients");
             return Err(self.refused(ServiceError::SendingRestricted { retry_after_ms: retry_after(until, now) }));
         }
+        self.checked().insert(day, pair);
         Ok(())
+    }
+
+    fn checked(&self) -> std::sync::MutexGuard<'_, CheckedPairs> {
+        self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The message-rate rule: `n` more messages this hour.
@@ -377,6 +428,12 @@ impl Abuse {
         Ok(self.d.store.reports(account, limit).await?)
     }
 
+    /// Operator: how many distinct accounts reported `account` within `report_window_s`.
+    pub async fn distinct_reporters(&self, account: AccountId) -> Result<usize, ServiceError> {
+        let since = self.d.clock.now_ms().saturating_sub(self.d.config.report_window_s * 1000);
+        Ok(self.d.store.reporters_since(account, since).await?.len())
+    }
+
     /// Forgets ended count windows, stale cached states and idle report buckets; called
     /// periodically.
     pub fn sweep(&self) {
@@ -388,6 +445,10 @@ impl Abuse {
             .retain(|_, (_, at)| at.elapsed() < max_age);
         if let Some(l) = &self.report_limit {
             l.sweep();
+        }
+        let mut checked = self.checked();
+        if checked.day != self.d.clock.now_ms() / DAY_MS {
+            *checked = CheckedPairs::default();
         }
     }
 }

@@ -408,14 +408,21 @@ impl Bus {
     }
 
     /// Adds `member` to the shared set `key` unless it already has `cap` members, and returns
-    /// how many it has; a set created by this call expires after `ttl_ms`.
-    pub async fn set_add_capped(&self, key: &str, member: u64, cap: u32, ttl_ms: u64) -> Result<u64, BusError> {
+    /// how many it has and whether `member` was one of them before; a set created by this call
+    /// expires after `ttl_ms`.
+    pub async fn set_add_capped(
+        &self,
+        key: &str,
+        member: u64,
+        cap: u32,
+        ttl_ms: u64,
+    ) -> Result<(u64, bool), BusError> {
         let key = self.inner.keys.kv(key);
         let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(scripts::SET_ADD_CAPPED).arg(1).arg(&key).arg(member).arg(cap).arg(ttl_ms.max(1));
-        let n: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let (n, was_member): (i64, i64) = self.run(async move { cmd.query_async(&mut conn).await }).await?;
+        Ok((u64::try_from(n).unwrap_or(0), was_member == 1))
     }
 
     /// Whether the bus works right now: the circuit is closed and both subscriptions proved

@@ -57,14 +57,15 @@ return n
 
 /// Adds member ARGV[1] to the set KEYS[1] unless it already holds ARGV[2] members (the cap: a
 /// rule only needs to know the threshold was reached), gives a new set a life of ARGV[3] ms,
-/// and returns how many members it holds.
+/// and returns how many members it holds and whether ARGV[1] was one of them before (1) or not
+/// (0).
 pub(crate) const SET_ADD_CAPPED: &str = r"
 local n = redis.call('SCARD', KEYS[1])
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return {n, 1} end
 if n < tonumber(ARGV[2]) then
-  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-    n = n + 1
-    if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-  end
+  redis.call('SADD', KEYS[1], ARGV[1])
+  n = n + 1
+  if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 end
-return n
+return {n, 0}
 ";
