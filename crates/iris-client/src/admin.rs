@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use iris_proto::admin::{AdminAccount, AdminDeviceRevoked};
+use iris_proto::admin::{AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports, AdminSuspend};
 
 use crate::error::ClientError;
 use crate::http::{check, parse};
@@ -37,15 +37,57 @@ impl AdminApi {
     /// `GET /admin/v1/accounts/{account}`: an account by id or `+phone`, with its devices, where
     /// they are connected, their inbox depths and the rate limits it hit lately.
     pub async fn lookup(&self, account: &str) -> Result<AdminAccount, ClientError> {
-        let url = format!("{}/admin/v1/accounts/{}", self.base, segment(account));
+        let url = self.account_url(account);
         let resp = check(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
         parse(&resp.bytes().await?)
     }
 
     /// `POST /admin/v1/accounts/{account}/devices/{device}/revoke`: revokes one device.
     pub async fn revoke(&self, account: &str, device: u32) -> Result<AdminDeviceRevoked, ClientError> {
-        let url = format!("{}/admin/v1/accounts/{}/devices/{device}/revoke", self.base, segment(account));
-        let resp = check(self.http.post(url).bearer_auth(&self.token).send().await?).await?;
+        self.post(&format!("{}/devices/{device}/revoke", self.account_url(account)), None).await
+    }
+
+    /// `POST /admin/v1/accounts/{account}/suspend`: suspends the account pending review, with
+    /// `reason` recorded for the next reviewer.
+    pub async fn suspend(&self, account: &str, reason: &str) -> Result<AdminAbuseChange, ClientError> {
+        let body = AdminSuspend { reason: reason.to_owned() };
+        self.post(&format!("{}/suspend", self.account_url(account)), Some(&body)).await
+    }
+
+    /// `POST /admin/v1/accounts/{account}/unsuspend`: lifts a suspension after review.
+    pub async fn unsuspend(&self, account: &str) -> Result<AdminAbuseChange, ClientError> {
+        self.post(&format!("{}/unsuspend", self.account_url(account)), None).await
+    }
+
+    /// `POST /admin/v1/accounts/{account}/restrictions/{which}/lift`: ends the `sending`
+    /// restriction or the `forwarding` limit now.
+    pub async fn lift(&self, account: &str, which: &str) -> Result<AdminAbuseChange, ClientError> {
+        self.post(&format!("{}/restrictions/{}/lift", self.account_url(account), segment(which)), None).await
+    }
+
+    /// `GET /admin/v1/accounts/{account}/reports?limit=N`: reports against the account, newest
+    /// first, with what the reporters disclosed.
+    pub async fn reports(&self, account: &str, limit: usize) -> Result<AdminReports, ClientError> {
+        let url = format!("{}/reports?limit={limit}", self.account_url(account));
+        let resp = check(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
+        parse(&resp.bytes().await?)
+    }
+
+    fn account_url(&self, account: &str) -> String {
+        format!("{}/admin/v1/accounts/{}", self.base, segment(account))
+    }
+
+    /// A POST with the token and an optional JSON body, its answer parsed.
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: Option<&AdminSuspend>,
+    ) -> Result<T, ClientError> {
+        let mut request = self.http.post(url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let resp = check(request.send().await?).await?;
         parse(&resp.bytes().await?)
     }
 }

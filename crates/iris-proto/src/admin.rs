@@ -28,6 +28,8 @@ pub struct AdminAccount {
     pub devices: Vec<AdminDevice>,
     /// Rate limits that refused the account or its phone lately (on the answering node).
     pub limits_hit: Vec<AdminLimitHit>,
+    /// Suspension and restrictions (durable, the same on every node).
+    pub abuse: AdminAbuse,
 }
 
 /// One active device of an account.
@@ -75,4 +77,86 @@ pub struct AdminDeviceRevoked {
     pub device_id: u32,
     /// Its label.
     pub name: String,
+}
+
+/// What the abuse rules (or an operator) decided about an account, as the lookup and the
+/// suspension routes show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AdminAbuse {
+    /// Set while the account is suspended pending review.
+    pub suspended: Option<AdminSuspension>,
+    /// Sends to non-contacts are refused until then, ms since the Unix epoch (0 or past: not
+    /// restricted).
+    pub sending_restricted_until_ms: u64,
+    /// Forwards are refused until then, ms since the Unix epoch (0 or past: not limited).
+    pub forwarding_limited_until_ms: u64,
+}
+
+/// A suspension pending review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSuspension {
+    /// When, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// What suspended it: `message rate`, `reports`, or `operator: <reason>`.
+    pub reason: String,
+}
+
+/// The body of `POST /admin/v1/accounts/{account}/suspend`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSuspend {
+    /// Why, for the next reviewer (at most 500 bytes; recorded as `operator: <reason>`).
+    pub reason: String,
+}
+
+/// The answer of `suspend`, `unsuspend` and `restrictions/{which}/lift`: whether anything
+/// changed, and the account's state after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAbuseChange {
+    /// The account.
+    pub account_id: u64,
+    /// `suspend`: newly suspended (false: it already was, and the first suspension is kept);
+    /// `unsuspend`: it was suspended; `lift`: it was restricted.
+    pub changed: bool,
+    /// The account's state after the change.
+    pub abuse: AdminAbuse,
+}
+
+/// `GET /admin/v1/accounts/{account}/reports?limit=N`: the reports against an account, newest
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReports {
+    /// The reported account.
+    pub account_id: u64,
+    /// Distinct accounts that reported it within the server's report window.
+    pub distinct_reporters_in_window: u64,
+    /// The reports, newest first (at most `limit`).
+    pub reports: Vec<AdminReport>,
+}
+
+/// One user report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReport {
+    /// The report's id.
+    pub report_id: u64,
+    /// The reporting account (0: since deleted).
+    pub reporter_account_id: u64,
+    /// The reporting device.
+    pub reporter_device_id: u32,
+    /// When, ms since the Unix epoch.
+    pub reported_at_ms: u64,
+    /// The reporter's words.
+    pub reason: String,
+    /// The messages the reporter chose to disclose.
+    pub messages: Vec<AdminReportedMessage>,
+}
+
+/// A message a reporter disclosed, as their app showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReportedMessage {
+    /// Its server id (0: not given).
+    pub server_msg_id: u64,
+    /// When it was sent, ms since the Unix epoch, as the reporter's app says.
+    pub sent_at_ms: u64,
+    /// Its content, standard base64 (the bytes may be any encoding the app chose).
+    pub content_base64: String,
 }

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt as _;
 use iris_client::{Event, HttpApi};
-use iris_proto::admin::{AdminAccount, AdminDeviceRevoked};
+use iris_proto::admin::{AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports};
 use iris_proto::http::ApiError;
 use iris_proto::pb::{inbox_item, DeviceChangeType, ErrorCode};
 use iris_server::admin::{admin_router, AdminState};
@@ -32,12 +32,30 @@ fn with_admin(c: &mut Config) {
 
 /// One request through the admin router of `server`, without a socket: status and body.
 async fn call(server: &TestServer, method: &str, path: &str, token: Option<&str>) -> (StatusCode, Vec<u8>) {
+    call_with(server, method, path, token, None).await
+}
+
+/// [`call`] with a JSON body.
+async fn call_with(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json_body: Option<&str>,
+) -> (StatusCode, Vec<u8>) {
     let router = admin_router(AdminState::new(server.ctx().clone(), TOKEN));
     let mut req = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let resp = router.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+    let body = match json_body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(b.to_owned())
+        }
+        None => Body::empty(),
+    };
+    let resp = router.oneshot(req.body(body).unwrap()).await.unwrap();
     let status = resp.status();
     (status, resp.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
@@ -286,4 +304,63 @@ async fn in_cluster_mode_the_lookup_names_the_node_holding_each_device() {
         lookup(&one, &key).await.devices[0].connected_node.is_none()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_restrictions_and_reports_through_the_admin_api() {
+    // Proves: a clean account looks clean; `suspend` records `operator: <reason>` and refuses
+    // the account's sends, a second `suspend` keeps the first (`changed: false`); `unsuspend`
+    // lifts it; `lift` of a restriction not in force is `changed: false`; `reports` of an account
+    // nobody reported is empty; bad input is 400 INVALID_ARGUMENT (no body, an empty or too long
+    // reason, an unknown restriction, a limit of 0 or 101) and an unknown account 404.
+    let server = TestServer::start().await;
+    let url = server.base_url();
+    let alice = server.login(ALICE, "phone").await;
+    let bob = server.login(BOB, "bob").await;
+    let (client, _events) = connect(&url, &alice).await;
+    let base = format!("/admin/v1/accounts/{}", alice.account_id);
+    assert_eq!(lookup(&server, ALICE).await.abuse, Default::default());
+
+    let suspend = |reason: &'static str| {
+        let (server, path) = (&server, format!("{base}/suspend"));
+        async move {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            call_with(server, "POST", &path, Some(TOKEN), Some(&body)).await
+        }
+    };
+    let first: AdminAbuseChange = json(suspend("ticket 1").await, StatusCode::OK);
+    assert!(first.changed);
+    assert_eq!(first.abuse.suspended.as_ref().map(|s| s.reason.as_str()), Some("operator: ticket 1"));
+    let again: AdminAbuseChange = json(suspend("ticket 2").await, StatusCode::OK);
+    assert_eq!((again.changed, again.abuse.suspended), (false, first.abuse.suspended));
+    let refused = client.send(bob.account_id, "x").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::AccountSuspended));
+    let lifted: AdminAbuseChange =
+        json(call(&server, "POST", &format!("{base}/unsuspend"), Some(TOKEN)).await, StatusCode::OK);
+    assert!(lifted.changed && lifted.abuse.suspended.is_none());
+    client.send(bob.account_id, "back").await.unwrap();
+    let lift: AdminAbuseChange =
+        json(call(&server, "POST", &format!("{base}/restrictions/forwarding/lift"), Some(TOKEN)).await, StatusCode::OK);
+    assert!(!lift.changed);
+    let reports: AdminReports =
+        json(call(&server, "GET", &format!("{base}/reports"), Some(TOKEN)).await, StatusCode::OK);
+    assert_eq!(
+        (reports.account_id, reports.distinct_reporters_in_window, reports.reports.len()),
+        (alice.account_id, 0, 0)
+    );
+
+    let bad = StatusCode::BAD_REQUEST;
+    error(call(&server, "POST", &format!("{base}/suspend"), Some(TOKEN)).await, bad, ErrorCode::InvalidArgument);
+    error(suspend(" ").await, bad, ErrorCode::InvalidArgument);
+    let long = serde_json::json!({ "reason": "x".repeat(501) }).to_string();
+    let reply = call_with(&server, "POST", &format!("{base}/suspend"), Some(TOKEN), Some(&long)).await;
+    error(reply, bad, ErrorCode::InvalidArgument);
+    let path = format!("{base}/restrictions/everything/lift");
+    error(call(&server, "POST", &path, Some(TOKEN)).await, bad, ErrorCode::InvalidArgument);
+    for limit in [0, 101] {
+        let path = format!("{base}/reports?limit={limit}");
+        error(call(&server, "GET", &path, Some(TOKEN)).await, bad, ErrorCode::InvalidArgument);
+    }
+    let path = "/admin/v1/accounts/999999999/unsuspend";
+    error(call(&server, "POST", path, Some(TOKEN)).await, StatusCode::NOT_FOUND, ErrorCode::NotFound);
 }

@@ -19,12 +19,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    AbuseReport, AbuseState, AbuseStore, Restriction, Suspension,
-    Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, Chat, ChatTimer, ClaimOutcome,
-    CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId, GroupReceiptRow, GroupStore,
-    IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore, MessageIndexStore, MessageRef,
-    PendingAppend, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, PushStore, PushTarget, ReceiptProgress,
-    RefreshTokenRecord, SignedKeyRecord, StoreError, StoreResult, StoredEntry, TimerStore, UploadId, UploadRecord,
+    AbuseReport, AbuseState, AbuseStore, Account, AccountId, AccountStore, AppendRequest, BlobRecord, BlockStore, Chat,
+    ChatTimer, ClaimOutcome, CommitObserver, ContactStore, Device, DeviceAddr, DeviceIdentity, Group, GroupId,
+    GroupReceiptRow, GroupStore, IdentityOutcome, InboxCursor, InboxStore, KeyCounts, KeyStore, MediaId, MediaStore,
+    MessageIndexStore, MessageRef, PendingAppend, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, PushStore,
+    PushTarget, ReceiptProgress, RefreshTokenRecord, Restriction, SignedKeyRecord, StoreError, StoreResult,
+    StoredEntry, Suspension, TimerStore, UploadId, UploadRecord,
 };
 
 /// An engine whose calls each run on their own tokio task; see the module doc.
@@ -554,27 +554,6 @@ impl<S: ProfileStore> ProfileStore for Detached<S> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::embedded::{FjallConfig, FjallStore};
-    use crate::AppendOutcome;
-
-    #[tokio::test]
-    async fn calls_reach_the_engine_and_answers_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Detached::new(FjallStore::open(dir.path(), FjallConfig::default()).unwrap());
-        let (account, device) = store.register_device("+15550001111", "d", 1, 5).await.unwrap();
-        assert_eq!(store.account_by_phone("+15550001111").await.unwrap(), Some(account.clone()));
-        let entry = crate::NewEntry { device: device.addr, item: Bytes::from_static(b"x") };
-        let req =
-            AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
-        assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
-        assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
-        store.close().await.unwrap();
-    }
-}
-
 #[async_trait]
 impl<S: AbuseStore> AbuseStore for Detached<S> {
     async fn abuse_state(&self, account: AccountId) -> StoreResult<AbuseState> {
@@ -603,5 +582,26 @@ impl<S: AbuseStore> AbuseStore for Detached<S> {
 
     async fn reporters_since(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
         detach(&self.inner, move |s| async move { s.reporters_since(account, since_ms).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::AppendOutcome;
+
+    #[tokio::test]
+    async fn calls_reach_the_engine_and_answers_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Detached::new(FjallStore::open(dir.path(), FjallConfig::default()).unwrap());
+        let (account, device) = store.register_device("+15550001111", "d", 1, 5).await.unwrap();
+        assert_eq!(store.account_by_phone("+15550001111").await.unwrap(), Some(account.clone()));
+        let entry = crate::NewEntry { device: device.addr, item: Bytes::from_static(b"x") };
+        let req =
+            AppendRequest { expires_at_ms: None, dedup: None, server_msg_id: 1, server_ts_ms: 1, entries: vec![entry] };
+        assert_eq!(store.append(req).await.unwrap(), AppendOutcome::Appended { seqs: vec![1] });
+        assert_eq!(store.cursors(&[device.addr]).await.unwrap(), vec![InboxCursor { acked: 0, last: 1 }]);
+        store.close().await.unwrap();
     }
 }

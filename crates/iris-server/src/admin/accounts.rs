@@ -56,7 +56,7 @@ pub async fn revoke(
 }
 
 /// The account named by `key`: an id (digits) or an E.164 phone number.
-async fn find(ctx: &Ctx, key: &str) -> Result<Account, AdminError> {
+pub(super) async fn find(ctx: &Ctx, key: &str) -> Result<Account, AdminError> {
     let found = if key.starts_with('+') {
         let phone = iris_proto::phone::validate(key).map_err(|e| AdminError::InvalidArgument(e.to_string()))?;
         ctx.store.account_by_phone(&phone).await?
@@ -113,6 +113,7 @@ async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError>
         answered_by_node: ctx.config.node_id,
         devices,
         limits_hit,
+        abuse: super::abuse::view(ctx.sessions.abuse.state(account.id).await?),
     })
 }
 

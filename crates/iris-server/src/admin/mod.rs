@@ -1,4 +1,5 @@
-//! The operators' admin API: account lookup, device revocation and `/metrics`, JSON over HTTP
+//! The operators' admin API: account lookup, device revocation, suspension, restrictions, user
+//! reports and `/metrics`, JSON over HTTP
 //! on a listener of its own (`[admin] listen`, off unless configured), never mounted on the
 //! public HTTP port (`http::app` does not know this module). Every request needs the bearer
 //! token from `[admin] token` / `token_file` (`token.rs`); every failure goes through
@@ -8,6 +9,7 @@
 //! grouped by resource under `/admin/v1/accounts/{account}` (an id or a `+phone`); operations on
 //! an account are one line each in [`account_routes`].
 
+mod abuse;
 mod accounts;
 mod error;
 mod token;
@@ -41,11 +43,13 @@ impl AdminState {
 
 /// Operations on one account, under `/admin/v1/accounts/{account}`.
 fn account_routes() -> Router<Arc<AdminState>> {
-    Router::new().route("/", get(accounts::lookup)).route("/devices/{device_id}/revoke", post(accounts::revoke))
-    // Suspension and user reports (issue 18 part 4) add theirs here:
-    //   .route("/suspend", post(abuse::suspend))
-    //   .route("/unsuspend", post(abuse::unsuspend))
-    //   .route("/reports", get(abuse::reports))
+    Router::new()
+        .route("/", get(accounts::lookup))
+        .route("/devices/{device_id}/revoke", post(accounts::revoke))
+        .route("/suspend", post(abuse::suspend))
+        .route("/unsuspend", post(abuse::unsuspend))
+        .route("/restrictions/{which}/lift", post(abuse::lift))
+        .route("/reports", get(abuse::reports))
 }
 
 /// Every admin route, behind the token check (unknown routes too: 401 before 404, so the

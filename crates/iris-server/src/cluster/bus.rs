@@ -410,13 +410,7 @@ impl Bus {
     /// Adds `member` to the shared set `key` unless it already has `cap` members, and returns
     /// how many it has and whether `member` was one of them before; a set created by this call
     /// expires after `ttl_ms`.
-    pub async fn set_add_capped(
-        &self,
-        key: &str,
-        member: u64,
-        cap: u32,
-        ttl_ms: u64,
-    ) -> Result<(u64, bool), BusError> {
+    pub async fn set_add_capped(&self, key: &str, member: u64, cap: u32, ttl_ms: u64) -> Result<(u64, bool), BusError> {
         let key = self.inner.keys.kv(key);
         let mut conn = self.inner.conn();
         let mut cmd = redis::cmd("EVAL");

@@ -1,4 +1,4 @@
-//! `iris admin lookup | revoke`: the operators' commands, talking to a server's admin listener
+//! `iris admin lookup | revoke | suspend | unsuspend | lift | reports`: the operators' commands, talking to a server's admin listener
 //! (`[admin] listen`) with the admin token. One JSON document per answer on stdout; refusals are
 //! the usual one JSON line `{"code","message"}` on stderr with a failing exit status.
 
@@ -14,6 +14,59 @@ pub enum AdminCommand {
     /// Revoke one device of an account: its connections close, its tokens stop working, and the
     /// account's other devices are told.
     Revoke(RevokeArgs),
+    /// Suspend an account pending review: its sends, connections and logins are refused.
+    Suspend(SuspendArgs),
+    /// Lift an account's suspension after review.
+    Unsuspend(AccountArgs),
+    /// End an account's sending restriction (`sending`) or forwarding limit (`forwarding`) now.
+    Lift(LiftArgs),
+    /// Show the reports against an account, newest first, with what reporters disclosed.
+    Reports(ReportsArgs),
+}
+
+/// Flags of a command on one account.
+#[derive(clap::Args, Debug)]
+pub struct AccountArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164.
+    account: String,
+}
+
+/// Flags of `iris admin suspend`.
+#[derive(clap::Args, Debug)]
+pub struct SuspendArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164.
+    account: String,
+    /// Why, for the next reviewer (recorded as `operator: <reason>`).
+    #[arg(long)]
+    reason: String,
+}
+
+/// Flags of `iris admin lift`.
+#[derive(clap::Args, Debug)]
+pub struct LiftArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164.
+    account: String,
+    /// Which: `sending` (to non-contacts) or `forwarding`.
+    #[arg(value_parser = ["sending", "forwarding"])]
+    which: String,
+}
+
+/// Flags of `iris admin reports`.
+#[derive(clap::Args, Debug)]
+pub struct ReportsArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// The account: its id, or its phone number in E.164.
+    account: String,
+    /// Reports at most (1 to 100).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
 }
 
 /// Where the admin API is and the token it wants.
@@ -63,6 +116,36 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("revoking device {} of {}", args.device, args.account))?;
             println!("{}", serde_json::to_string(&revoked)?);
+        }
+        AdminCommand::Suspend(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let change = api
+                .suspend(&args.account, &args.reason)
+                .await
+                .with_context(|| format!("suspending {}", args.account))?;
+            println!("{}", serde_json::to_string(&change)?);
+        }
+        AdminCommand::Unsuspend(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let change =
+                api.unsuspend(&args.account).await.with_context(|| format!("unsuspending {}", args.account))?;
+            println!("{}", serde_json::to_string(&change)?);
+        }
+        AdminCommand::Lift(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let change = api
+                .lift(&args.account, &args.which)
+                .await
+                .with_context(|| format!("lifting the {} restriction of {}", args.which, args.account))?;
+            println!("{}", serde_json::to_string(&change)?);
+        }
+        AdminCommand::Reports(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let reports = api
+                .reports(&args.account, args.limit)
+                .await
+                .with_context(|| format!("reading the reports against {}", args.account))?;
+            println!("{}", serde_json::to_string_pretty(&reports)?);
         }
     }
     Ok(())
