@@ -22,7 +22,8 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
-    /// A client for the admin API at `base_url` (`http://127.0.0.1:7702`) with `token`.
+    /// A client for the admin API at `base_url` (`http://127.0.0.1:7702`) with `token`; an
+    /// `https://` listener is checked against the system's CAs (or `SSL_CERT_FILE`'s).
     pub fn new(base_url: &str, token: &str) -> Result<Self, ClientError> {
         let base = base_url.trim().trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -30,7 +31,7 @@ impl AdminApi {
                 "admin URL must start with http:// or https://, got {base_url:?}"
             )));
         }
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+        let http = crate::tls::http_builder_for(&base, None)?.timeout(REQUEST_TIMEOUT).build()?;
         Ok(Self { base, token: token.trim().to_owned(), http })
     }
 

@@ -62,7 +62,7 @@ impl Client {
     /// The first connection attempt is not retried: its failure is returned, so a wrong URL or
     /// revoked device shows at once. Must be called within a tokio runtime.
     pub async fn connect(config: ClientConfig) -> Result<(Client, Events), ClientError> {
-        let http = HttpApi::new(&config.http_url)?;
+        let http = HttpApi::with_trust(&config.http_url, config.tls.as_ref())?;
         let shared = Arc::new(Shared::new(
             http,
             config.credentials.clone(),

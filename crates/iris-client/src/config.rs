@@ -14,8 +14,12 @@ pub struct ClientConfig {
     /// refresh the access token.
     pub http_url: String,
     /// The framed TCP address (`host:port`); `None` asks `GET /v1/info` before each connect, so
-    /// a client follows the server (or a cluster's load balancer) to a new address.
+    /// a client follows the server (or a cluster's load balancer) to a new address, and speaks
+    /// TLS to it when the server says its listener does. An address given here is plain TCP.
     pub tcp_addr: Option<String>,
+    /// The CAs trusted for an `https://` URL and a TLS framed listener (whose certificate must
+    /// name `http_url`'s host); `None`: the system's (or `SSL_CERT_FILE`'s).
+    pub tls: Option<crate::TlsTrust>,
     /// The device's credentials; refreshed ones are reported through `on_credentials`.
     pub credentials: Credentials,
     /// Highest inbox sequence already processed (persisted by the app); delivery resumes after it.
@@ -48,6 +52,7 @@ impl ClientConfig {
         Self {
             http_url: http_url.into(),
             tcp_addr: None,
+            tls: None,
             credentials,
             resume_after_seq: 0,
             auto_ack: false,

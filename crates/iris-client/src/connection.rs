@@ -1,40 +1,63 @@
-//! One framed TCP connection: writes `ClientFrame`s, and reads `ServerFrame`s on a task of its own
-//! so the socket keeps draining while a large write is in progress.
+//! One framed TCP connection, plain or TLS: writes `ClientFrame`s, and reads `ServerFrame`s on a
+//! task of its own so the socket keeps draining while a large write is in progress.
 //!
-//! Knows framing and sockets, nothing of requests, retries or the handshake.
+//! Knows framing, sockets and TLS, nothing of requests, retries or the handshake.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 use iris_proto::frame::{self, FrameDecoder};
 use iris_proto::pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::error::ClientError;
 
 /// Decoded frames buffered between the reader task and the connection's owner.
 const READ_QUEUE_FRAMES: usize = 64;
 
+/// How to speak TLS on a connection: the trusted CAs and the name the certificate must carry.
+pub(crate) struct Tls {
+    /// The configured CAs.
+    pub connector: tokio_rustls::TlsConnector,
+    /// The server's name (the HTTP API's host).
+    pub name: ServerName<'static>,
+}
+
+/// The write half of a plain or TLS socket.
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
 /// A connected socket. Dropping it stops the reader and closes the socket.
 pub(crate) struct Connection {
-    writer: OwnedWriteHalf,
+    writer: Writer,
     frames: mpsc::Receiver<Result<pb::ServerFrame, ClientError>>,
     reader: JoinHandle<()>,
     write_buf: BytesMut,
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) with Nagle off (frames are already batched).
-    pub(crate) async fn open(addr: &str, max_frame_bytes: u32) -> Result<Self, ClientError> {
+    /// Connects to `addr` (`host:port`) with Nagle off (frames are already batched), then
+    /// completes a TLS handshake when `tls` is given (within the same `connect_timeout` as the
+    /// rest of the handshake, which the caller applies).
+    pub(crate) async fn open(addr: &str, tls: Option<Tls>, max_frame_bytes: u32) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (rd, writer) = stream.into_split();
         let (tx, frames) = mpsc::channel(READ_QUEUE_FRAMES);
-        let reader = tokio::spawn(read_frames(rd, FrameDecoder::new(max_frame_bytes), tx));
+        let decoder = FrameDecoder::new(max_frame_bytes);
+        let (reader, writer): (JoinHandle<()>, Writer) = match tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                (tokio::spawn(read_frames(rd, decoder, tx)), Box::new(wr))
+            }
+            Some(Tls { connector, name }) => {
+                let stream = connector.connect(name, stream).await?;
+                let (rd, wr) = tokio::io::split(stream);
+                (tokio::spawn(read_frames(rd, decoder, tx)), Box::new(wr))
+            }
+        };
         Ok(Self { writer, frames, reader, write_buf: BytesMut::with_capacity(16 * 1024) })
     }
 
@@ -68,8 +91,8 @@ impl Drop for Connection {
 }
 
 /// Reads and decodes frames until the socket ends, an error occurs or nobody listens.
-async fn read_frames(
-    mut rd: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut rd: R,
     decoder: FrameDecoder,
     tx: mpsc::Sender<Result<pb::ServerFrame, ClientError>>,
 ) {

@@ -66,6 +66,10 @@ pub enum ClientError {
     /// A medium could not be encrypted, decrypted or checked (wrong key, altered blob, hash).
     #[error("media: {0}")]
     Media(String),
+    /// TLS could not be set up: no usable CA certificates, or a server name that cannot be
+    /// checked. (A failed handshake is [`ClientError::Io`], as the socket reports it.)
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -112,6 +116,7 @@ impl ClientError {
             Self::E2e(_) => "CLIENT_E2E",
             Self::Media(_) => "CLIENT_MEDIA",
             Self::LinkPending(_) => "CLIENT_LINK_PENDING",
+            Self::Tls(_) => "CLIENT_TLS",
         }
     }
 }

@@ -101,18 +101,15 @@ impl From<ClientError> for Refusal {
 }
 
 async fn handshake(config: &ClientConfig, shared: &Shared, creds: &Credentials) -> Result<Established, Refusal> {
-    let addr = match &config.tcp_addr {
-        Some(addr) => addr.clone(),
+    let (addr, tls) = match &config.tcp_addr {
+        Some(addr) => (addr.clone(), None),
         None => {
             let info = shared.http.server_info().await?;
-            if info.tls {
-                let msg = "the server's TCP listener expects TLS, which this client does not speak yet";
-                return Err(Refusal::Failed(Failure::Fatal(local_error(ErrorCode::InvalidArgument, msg))));
-            }
-            info.tcp_addr
+            let tls = if info.tls { Some(tls_for(config).map_err(fatal)?) } else { None };
+            (info.tcp_addr, tls)
         }
     };
-    let mut conn = Connection::open(&addr, config.max_server_frame_bytes).await?;
+    let mut conn = Connection::open(&addr, tls, config.max_server_frame_bytes).await?;
     let resume_after_seq = shared.acked_seq();
     let hello = pb::Hello {
         versions: version::supported(),
@@ -174,6 +171,21 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// How to speak TLS to the framed listener: the configured CAs (or the system's), checking the
+/// name of the HTTP API's host.
+fn tls_for(config: &ClientConfig) -> Result<crate::connection::Tls, ClientError> {
+    let trust = match &config.tls {
+        Some(t) => t.clone(),
+        None => crate::TlsTrust::system()?,
+    };
+    Ok(crate::connection::Tls { connector: trust.connector(), name: crate::tls::server_name_of(&config.http_url)? })
+}
+
+/// A failure no retry mends (no CAs, no server name): the client ends with it.
+fn fatal(e: ClientError) -> Refusal {
+    Refusal::Failed(Failure::Fatal(local_error(ErrorCode::InvalidArgument, e.to_string())))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use iris_proto::pb::ErrorCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ClientError;
+use crate::tls::TlsTrust;
 
 /// How long one HTTP request may take before it fails with [`ClientError::Http`].
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -27,15 +28,21 @@ pub struct HttpApi {
 
 impl HttpApi {
     /// A client for the server at `base_url` (`http://127.0.0.1:7701`); fails on a URL that is not
-    /// plain `http://` or `https://`.
+    /// plain `http://` or `https://`. An `https://` server is checked against the system's CAs
+    /// (or `SSL_CERT_FILE`'s, see [`TlsTrust::system`]).
     pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        Self::with_trust(base_url, None)
+    }
+
+    /// [`HttpApi::new`], trusting `trust` (when given) instead of the system's CAs.
+    pub fn with_trust(base_url: &str, trust: Option<&TlsTrust>) -> Result<Self, ClientError> {
         let base = base_url.trim().trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::InvalidArgument(format!(
                 "server URL must start with http:// or https://, got {base_url:?}"
             )));
         }
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build()?;
+        let http = crate::tls::http_builder_for(&base, trust)?.timeout(REQUEST_TIMEOUT).build()?;
         Ok(Self { base, http })
     }
 

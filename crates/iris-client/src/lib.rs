@@ -51,6 +51,7 @@ mod push;
 mod report;
 mod shared;
 pub mod timers;
+mod tls;
 
 pub use actions::Reactions;
 pub use backoff::{after_hint, Backoff};
@@ -65,6 +66,7 @@ pub use groups::MemberAction;
 pub use http::{HttpApi, Verified};
 pub use presence::TYPING_EXPIRES_AFTER;
 pub use timers::{TimerChat, TIMER_SECONDS};
+pub use tls::TlsTrust;
 
 /// The wire types and HTTP bodies, re-exported so apps need no direct `iris-proto` dependency.
 pub use iris_proto::{http as api, pb};

@@ -239,7 +239,7 @@ async fn the_public_port_serves_no_admin_route_and_metrics_move_to_the_admin_lis
     // `metrics_on_public_port`); the admin listener serves them with the token only.
     let server = TestServer::start_with(with_admin).await;
     let alice = server.login(ALICE, "phone").await;
-    let http = reqwest::Client::new();
+    let http = iris_client::TlsTrust::none().http_builder().build().unwrap();
     let admin_path = format!("/admin/v1/accounts/{}", alice.account_id);
     let public = http.get(server.url(&admin_path)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(public.status(), 404);

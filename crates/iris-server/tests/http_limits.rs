@@ -123,7 +123,10 @@ async fn a_100_kb_header_is_a_typed_431() {
     // Proves: headers larger than the limit are answered 431 HEADERS_TOO_LARGE with the typed body;
     // ordinary headers (a bearer token) pass.
     let server = TestServer::start().await;
-    let reply = reqwest::Client::new()
+    let reply = iris_client::TlsTrust::none()
+        .http_builder()
+        .build()
+        .unwrap()
         .get(server.url("/v1/info"))
         .header("x-padding", "a".repeat(100 * 1024))
         .send()
@@ -146,7 +149,7 @@ async fn the_bounds_come_from_the_config() {
         c.limits.http_header_bytes_max = 2048;
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = iris_client::TlsTrust::none().http_builder().build().unwrap();
     let body = format!(r#"{{"phone":"+15550000001","pad":"{}"}}"#, "a".repeat(2000));
     let reply = http.post(server.url("/v1/auth/request-code")).body(body).send().await.expect("an answer");
     assert_eq!(reply.status().as_u16(), 413);

@@ -150,8 +150,9 @@ async fn http_takes_forwarded_headers_from_a_trusted_proxy_only() {
         c.rate_limits.code_requests_per_ip_per_hour = 1;
     })
     .await;
-    let client_from =
-        |ip: &str| reqwest::Client::builder().local_address(ip.parse::<IpAddr>().unwrap()).build().unwrap();
+    let client_from = |ip: &str| {
+        iris_client::TlsTrust::none().http_builder().local_address(ip.parse::<IpAddr>().unwrap()).build().unwrap()
+    };
     let request = |client: reqwest::Client, phone: &'static str, header: (&'static str, &'static str)| {
         let url = server.url("/v1/auth/request-code");
         async move {

@@ -12,7 +12,7 @@ async fn the_page_and_its_files_are_served_with_their_types() {
     // Proves: GET / is the single-page client (HTML, with its CSP), and each file it loads is
     // served from the binary with its content type.
     let server = TestServer::start().await;
-    let http = reqwest::Client::new();
+    let http = iris_client::TlsTrust::none().http_builder().build().unwrap();
     let page = http.get(server.url("/")).send().await.expect("GET /");
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
@@ -50,7 +50,7 @@ async fn an_unchanged_file_is_revalidated_with_a_304() {
     // Proves: the ETag of a file is stable and If-None-Match with it answers 304 without a body,
     // while a stale validator gets the file.
     let server = TestServer::start().await;
-    let http = reqwest::Client::new();
+    let http = iris_client::TlsTrust::none().http_builder().build().unwrap();
     let first = http.get(server.url("/app.js")).send().await.unwrap();
     let etag = first.headers()["etag"].to_str().unwrap().to_owned();
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");

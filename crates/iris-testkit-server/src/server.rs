@@ -146,7 +146,7 @@ impl TestServer {
             config,
             clock,
             store,
-            http: reqwest::Client::new(),
+            http: iris_client::TlsTrust::none().http_builder().build().unwrap(),
             _engine: engine,
             _data_dir: data_dir,
         }

@@ -45,10 +45,20 @@ pub struct MediaApi {
 }
 
 impl MediaApi {
-    /// The media API at `base_url` (`http://127.0.0.1:7701`) with `access_token`.
+    /// The media API at `base_url` (`http://127.0.0.1:7701`) with `access_token`; an
+    /// `https://` server is checked against the system's CAs (or `SSL_CERT_FILE`'s).
     pub fn new(base_url: &str, access_token: &str) -> Result<Self, ClientError> {
-        let http =
-            reqwest::Client::builder().timeout(REQUEST_TIMEOUT).connect_timeout(Duration::from_secs(10)).build()?;
+        Self::with_trust(base_url, access_token, None)
+    }
+
+    /// [`MediaApi::new`], trusting `trust` (when given) instead of the system's CAs.
+    pub fn with_trust(
+        base_url: &str,
+        access_token: &str,
+        trust: Option<&crate::TlsTrust>,
+    ) -> Result<Self, ClientError> {
+        let builder = crate::tls::http_builder_for(base_url, trust)?;
+        let http = builder.timeout(REQUEST_TIMEOUT).connect_timeout(Duration::from_secs(10)).build()?;
         Ok(Self {
             base: base_url.trim().trim_end_matches('/').to_owned(),
             token: access_token.to_owned(),
