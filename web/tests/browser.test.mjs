@@ -409,6 +409,10 @@ test('a linked device of Alice sees what her laptop sends (sent-sync), then logs
   await aliceLaptop.page.getByText('Approve this browser on your phone').waitFor();
   const code = (await aliceLaptop.page.locator('.link-code').textContent()).trim();
   assert.match(code, /^[A-Z0-9]{4}-[A-Z0-9]{4}$/, 'a link code like K7QF-M2XD');
+  // ...and its QR code, for the primary to scan.
+  const qr = aliceLaptop.page.getByRole('img', { name: `QR code of link code ${code}` });
+  await qr.waitFor();
+  assert.ok((await qr.locator('path').getAttribute('d')).length > 100, 'a drawn QR code');
   assert.equal(await aliceLaptop.page.getByRole('navigation', { name: 'Chats' }).count(), 0, 'not logged in yet');
   await shots('link-code', aliceLaptop);
   // ...and Alice's first browser (the primary) approves it in Settings.

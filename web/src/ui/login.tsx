@@ -6,6 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiFailure, browserDeviceName, httpApi, type Credentials, type LinkPending } from '../http_api';
 import { isPhone, normalisePhone } from './format';
+import { LinkQr } from './link_qr';
 
 export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => void }) {
   const [phone, setPhone] = useState('');
@@ -133,6 +134,7 @@ export function Login(props: { notice?: string; onLoggedIn: (c: Credentials) => 
               <p class="link-code-line">
                 Link code <strong class="link-code">{pending.link_code}</strong>
               </p>
+              <LinkQr code={pending.link_code} />
               <p class="hint" role="status">Waiting for approval…</p>
             </>
           ) : null}

@@ -1,6 +1,6 @@
 // Unit tests of the client's state (src/model.ts), the payload codec (src/crypto.ts), media
 // (src/media.ts: protobuf, encryption), safety numbers (src/e2e.ts) and the reconnect delays
-// (src/backoff.ts): no browser, no server. Bundled by `build.mjs --tests`.
+// (src/backoff.ts) and the link code's QR code (src/ui/link_qr.tsx): no browser, no server. Bundled by `build.mjs --tests`.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -10,6 +10,7 @@ import { safetyNumber, signed } from '../../src/e2e';
 import { decodeMediaMessage, decryptMedia, encodeMediaMessage, encryptMedia, sniff, type MediaMessage } from '../../src/media';
 import * as model from '../../src/model';
 import type { InboxItem } from '../../src/proto';
+import { qrPath } from '../../src/ui/link_qr';
 
 const ME = '1001';
 const BOB = '1002';
@@ -196,4 +197,16 @@ test('safety numbers are the same on both sides and change with any device key; 
   assert.equal(signed.fallbackKey('7', 2, 'AAAAAg', 'K'), 'iris.v1.fallback|7|2|AAAAAg|K');
   assert.equal(signed.identity('C', 'E'), 'iris.v1.identity|C|E');
   assert.deepEqual(base64ToBytes('AQID'), Uint8Array.from([1, 2, 3]));
+});
+
+test('a link code becomes a QR code with its finder patterns and a quiet zone', () => {
+  const { d, size } = qrPath('iris-link:K7QF-M2XD');
+  // 19 bytes at level M need version 2: 25 modules, plus 4 of quiet zone on each side.
+  assert.equal(size, 33);
+  for (const [x, y] of [[4, 4], [10, 4], [4, 10], [22, 4], [4, 22]]) {
+    assert.ok(d.includes(`M${x} ${y}h1v1h-1z`), `the finder patterns' corner modules are dark (${x},${y})`);
+  }
+  assert.ok(!d.includes('M0 0h1'), 'the quiet zone stays light');
+  assert.equal(qrPath('iris-link:K7QF-M2XD').d, d, 'the same code, the same picture');
+  assert.notEqual(qrPath('iris-link:AAAA-BBBB').d, d);
 });
