@@ -509,3 +509,32 @@ async fn serve_one_refresh(listener: TcpListener, fresh: Credentials) -> String 
     stream.write_all(resp.as_bytes()).await.expect("write response");
     sent.refresh_token
 }
+
+#[tokio::test(start_paused = true)]
+async fn abuse_refusals_fail_at_once_with_their_hint_and_the_connection_stays() {
+    // Proves: SENDING_RESTRICTED with a retry hint of a week is not retried (the SDK would sit on
+    // the send for days): it fails at once and hands the hint to the app; ACCOUNT_SUSPENDED on a
+    // send fails at once too and ends nothing: the next send goes out on the same connection.
+    let server = FakeServer::start().await;
+    let (client, _events, mut conn, _) = connect(&server).await;
+    let week_ms: u32 = 7 * 24 * 3600 * 1000;
+    for (code, hint) in [(ErrorCode::SendingRestricted, Some(week_ms)), (ErrorCode::AccountSuspended, None)] {
+        let c = client.clone();
+        let send = tokio::spawn(async move { c.send(2u64, "x").await });
+        let op = conn.next_request().await;
+        let mut refused = pb::Error::new(code, "refused by an abuse rule");
+        if let Some(ms) = hint {
+            refused = refused.with_retry_after(ms);
+        }
+        conn.send(op.request_id, server_event::Event::Error(refused)).await;
+        let refused_at = Instant::now();
+        let err = send.await.expect("task").expect_err("refused");
+        assert_eq!((err.code(), err.retry_after_ms()), (Some(code), hint.map(u64::from)), "{err}");
+        assert_eq!(refused_at.elapsed(), Duration::ZERO, "{code:?} is final: no wait");
+    }
+    let c = client.clone();
+    let send = tokio::spawn(async move { c.send(2u64, "after").await });
+    let op = conn.next_request().await;
+    conn.send(op.request_id, accepted(as_send(&op), 9)).await;
+    assert_eq!(send.await.expect("task").expect("accepted on the same connection").server_msg_id, 9);
+}

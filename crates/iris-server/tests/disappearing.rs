@@ -40,12 +40,10 @@ fn timer_changed(item: &pb::InboxItem) -> &pb::TimerChanged {
 /// effect, as observed by the node's own counters.
 async fn swept(server: &TestServer, entries: u64, refs: u64) {
     let m = &server.ctx().metrics;
-    let wait = async {
-        while m.expiry_entries_deleted.get() < entries || m.expiry_refs_deleted.get() < refs {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), wait).await.expect("the sweep ran");
+    wait_until("the sweep ran", Duration::from_secs(20), || async {
+        m.expiry_entries_deleted.get() >= entries && m.expiry_refs_deleted.get() >= refs
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("chat_timers", 1),
     ("group_payloads", 1),
     ("send_checks", 1),
+    ("abuse", 1),
     ("media_refs", 1),
     ("media", 1),
     ("blocks", 1),

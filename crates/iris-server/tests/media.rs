@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{as_message, text_to_account, TestServer};
+use common::{as_message, text_to_account, wait_until, TestServer};
 use iris_proto::http::{Credentials, MediaInfo, MediaUrl, UploadRequest, UploadState};
 use iris_proto::pb::ErrorCode;
 use sha2::{Digest, Sha256};
@@ -204,15 +204,11 @@ async fn a_50_mb_upload_interrupted_at_60_percent_resumes_and_verifies() {
     let cut = file.len() * 6 / 10;
     patch_then_drop(&server, &creds.access_token, &state.upload_id, &file, cut).await;
     // The server notices the drop once it has read what was sent.
-    let mut offset = 0;
-    for _ in 0..200 {
-        offset = api.state(&state.upload_id).await.offset;
-        if offset == cut as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(offset, cut as u64, "every byte that arrived is kept");
+    let offset = wait_until("every byte that arrived is kept", Duration::from_secs(10), || async {
+        let offset = api.state(&state.upload_id).await.offset;
+        (offset == cut as u64).then_some(offset)
+    })
+    .await;
     // The same start again (a retried POST) finds the same upload where it stands.
     let again: UploadState = ok_json(api.start("document", &file, true, "resume").await).await;
     assert_eq!((again.upload_id.as_str(), again.offset), (state.upload_id.as_str(), offset));

@@ -255,11 +255,13 @@ async fn silence_past_twice_the_heartbeat_is_heartbeat_timeout() {
     let started = tokio::time::Instant::now();
 
     let keep_alive = tokio::spawn(async move {
+        // The client's pace is this test's input: a ping every half heartbeat.
+        let mut pace = tokio::time::interval(Duration::from_millis(150));
         for i in 1..=8 {
+            pace.tick().await;
             chatty.ping(i).await;
-            // The client's pace is this test's input: a ping every half heartbeat.
-            tokio::time::sleep(Duration::from_millis(150)).await;
         }
+        pace.tick().await;
         chatty
     });
     silent.expect_fatal(ErrorCode::HeartbeatTimeout).await;

@@ -157,11 +157,8 @@ fn code(e: ClientError) -> ErrorCode {
 
 /// Waits until `device` has no session on the server (its client closed).
 async fn until_offline(server: &TestServer, device: DeviceAddr) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server.ctx().router.is_connected(device) {
-        assert!(tokio::time::Instant::now() < deadline, "{device} still connected");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_until(&format!("{device} disconnected"), PATIENCE, || async { !server.ctx().router.is_connected(device) })
+        .await;
 }
 
 async fn connect_device(server: &TestServer, phone: &str) -> (Client, iris_client::Events, DeviceAddr) {

@@ -88,14 +88,16 @@ async fn a_device_that_stops_reading_costs_bounded_memory_and_gets_all_100k_mess
         let (sent, flood_done, carol_id) = (carol_sent.clone(), flood_done.clone(), carol.account_id);
         tokio::spawn(async move {
             let mut i = 0;
+            // Dave's pace is this test's input: a message every 50 ms, like a person typing.
+            let mut pace = tokio::time::interval(Duration::from_millis(50));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !flood_done.load(Ordering::Relaxed) {
+                pace.tick().await;
                 let id = format!("to-carol-{i}");
                 let started = Instant::now();
                 d.send_with_id(carol_id, id.clone(), "hi carol").await.expect("Dave's send is accepted");
                 sent.lock().unwrap().insert(id, started);
                 i += 1;
-                // Dave's pace is this test's input: a message every 50 ms, like a person typing.
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };

@@ -208,3 +208,22 @@ async fn shutdown_sends_go_away_at_once_to_idle_and_handshaking_connections() {
     }
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_suspended_accounts_hello_is_refused_at_once_until_an_operator_lifts_it() {
+    // Proves: the Hello of a suspended account is answered with a fatal ACCOUNT_SUSPENDED and the
+    // connection closed without waiting for any deadline; once the suspension is lifted the next
+    // Hello is welcomed. (The refusal of sends is checked end to end in tests/abuse.rs.)
+    let parts = Parts::new();
+    let alice = parts.account("+15550000001", 1).await[0];
+    let abuse = &parts.services.abuse;
+    assert!(abuse.suspend(alice.account, "review").await.unwrap());
+    let (mut refused, _) = open(&parts);
+    let started = Instant::now();
+    refused.send(vec![hello(&parts, alice)]).await;
+    refused.expect_fatal(ErrorCode::AccountSuspended).await;
+    assert_eq!(started.elapsed(), Duration::ZERO);
+
+    assert!(abuse.unsuspend(alice.account).await.unwrap());
+    welcomed(&parts, alice).await;
+}
