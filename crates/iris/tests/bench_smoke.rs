@@ -172,6 +172,19 @@ fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
 }
 
 #[test]
+fn a_small_presence_run_reaches_every_watcher_with_each_change() {
+    // Proves: `iris bench presence` measures every change at every watcher (3 changes, 5
+    // watchers, spaced past the spawned server's 1 s push interval): none missed, latencies
+    // filled; with one node every watcher is on the subject's node.
+    let report = bench(&["presence", "--watchers", "5", "--changes", "3", "--every-ms", "1200"]);
+    assert_eq!(report["scenario"], "presence");
+    assert_common_fields(&report);
+    assert_eq!((report["delivered"].as_u64(), report["missed_updates"].as_u64()), (Some(15), Some(0)), "{report}");
+    assert_eq!(report["cross_node_updates"], 0, "{report}");
+    assert!(report["same_node_ms"]["max"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
 fn a_small_media_run_uploads_downloads_and_samples_the_server() {
     // Proves: `iris bench media` uploads in chunks, downloads the same bytes back (it fails
     // otherwise), and reports MiB/s both ways and the server's memory during the upload.

@@ -20,6 +20,7 @@ mod latency;
 mod load;
 mod media;
 mod open_loop;
+mod presence;
 pub(crate) mod raw;
 mod recovery;
 pub(crate) mod server;
@@ -108,6 +109,9 @@ enum Scenario {
     /// One account uploads a file of --size-mb in chunks and downloads it back: upload and
     /// download MiB/s, and the server's memory during the upload (must stay flat).
     Media(media::MediaArgs),
+    /// W accounts watch one account whose presence changes every --every-ms: time from
+    /// SetPresence to each watcher's update, same node and across the nodes of a cluster.
+    Presence(presence::PresenceArgs),
     /// A stand-in server that answers every send ACCEPTED and echoes it to its recipient, for
     /// measuring the generator's own ceiling (`--sink ADDR` or `--spawn-sink` on a scenario).
     Sink(sink::SinkArgs),
@@ -126,6 +130,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Recovery(a) => (a.common.clone(), "recovery"),
         Scenario::Fanout(a) => (a.common.clone(), "fanout"),
         Scenario::Media(a) => (a.common.clone(), "media"),
+        Scenario::Presence(a) => (a.common.clone(), "presence"),
     };
     if let Scenario::Media(a) = &args.scenario {
         // The media scenario samples the server from a task of its own, so it owns the target.
@@ -145,6 +150,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Drain(a) => drain::run(&a, &target).await,
         Scenario::Recovery(a) => recovery::run(&a, &target).await,
         Scenario::Fanout(a) => fanout::run(&a, &target).await,
+        Scenario::Presence(a) => presence::run(&a, &target).await,
         Scenario::Sink(_) | Scenario::Media(_) => unreachable!("returned above"),
     };
     let mut report = match result {
