@@ -48,6 +48,33 @@ if [[ -n "${IRIS_BENCH_PHASE:-}" && -n "${COSTS_SNAP_DIR:-}" ]]; then
       prev=$cur
     done
   }
+  tck=$(getconf CLK_TCK)
+  # utime + stime of the PIDs given (fields 14 and 15 of /proc/PID/stat), in µs.
+  pids_cpu_us() {
+    local pid total=0
+    for pid in $1; do
+      [[ -r /proc/$pid/stat ]] || continue
+      total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+    done
+    echo $((total * 1000000 / tck))
+  }
+  # Every PostgreSQL server's CPU: each postmaster's own and its exited children's (cutime +
+  # cstime), plus its live children's (backends, WAL writer, checkpointer, autovacuum).
+  pg_cpu_us() {
+    local url pm total=0
+    for url in $shard_urls; do
+      pm=$(head -n 1 "$(psql -qAtX "$url" -c "SHOW data_directory")/postmaster.pid")
+      total=$((total + $(sed 's/.*) //' "/proc/$pm/stat" | awk '{print $12 + $13 + $14 + $15}') * 1000000 / tck))
+      total=$((total + $(pids_cpu_us "$(pgrep -P "$pm" | tr '\n' ' ')")))
+    done
+    echo "$total"
+  }
+  redis_pids() {
+    local port
+    for port in $REDIS_ALL_PORTS; do
+      redis-cli -p "$port" INFO server | tr -d '\r' | sed -n 's/^process_id://p'
+    done | tr '\n' ' '
+  }
   snapshot() {
     local i=0
     {
@@ -63,6 +90,13 @@ SELECT 'del.' || relname, n_tup_del FROM pg_stat_user_tables;
 SQL
         i=$((i + 1))
       done
+      # CPU time (µs, user + system) of each kind of process so far: timing, not a count, so
+      # it moves with the machine's load and the build's profile (a debug node costs many times
+      # a release one); PostgreSQL's and Redis's own binaries are release builds either way.
+      echo "time x window_ms $(date +%s%3N)"
+      echo "cpu x pg_us $(pg_cpu_us)"
+      echo "cpu x redis_us $(pids_cpu_us "$(redis_pids)")"
+      echo "cpu x node_us $(pids_cpu_us "$NODE_PIDS")"
       for port in $REDIS_PRIMARY_PORTS; do
         redis-cli -p "$port" INFO commandstats | tr -d '\r' |
           sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/redis x \1 \2/p'
@@ -115,8 +149,9 @@ for _ in $(seq 1 600); do [[ -s "$work/env" ]] && break; sleep 0.1; done
 source "$work/env"
 seed_port=$(echo "${IRIS_TEST_REDIS_URLS%%,*}" | sed 's|.*:||; s|/.*||')
 primaries=$(redis-cli -p "$seed_port" CLUSTER NODES | awk '$3 ~ /master/ {split($2, a, "[:@]"); print a[2]}' | tr '\n' ' ')
+all_redis=$(redis-cli -p "$seed_port" CLUSTER NODES | awk '{split($2, a, "[:@]"); print a[2]}' | tr '\n' ' ')
 cp "$work/env" "$out/env"
-echo "export REDIS_PRIMARY_PORTS='$primaries'" >>"$out/env"
+echo "export REDIS_PRIMARY_PORTS='$primaries' REDIS_ALL_PORTS='$all_redis'" >>"$out/env"
 
 # Production limits where they cost the bus per message (sends leased from Redis, abuse counts
 # shared through Redis), raised far enough that the load is never refused; the limits that only
@@ -158,6 +193,7 @@ for i in $(seq 1 "$nodes"); do
   for _ in $(seq 1 300); do grep -q listening "$work/n$i.out" 2>/dev/null && break; sleep 0.1; done
   grep -q listening "$work/n$i.out" || { echo "node $i did not start:" >&2; cat "$work/n$i.err" >&2; exit 1; }
 done
+echo "export NODE_PIDS='${pids[*]}'" >>"$out/env"
 server=$(IFS=,; echo "${urls[*]}")
 self=$(realpath "$0")
 
@@ -175,7 +211,7 @@ costs() {
   local name=$1 from=$2 to=$3 units=$4 what=$5
   echo "== $name: $what, $units in the window ($from → $to)"
   awk -v units="$units" '
-    { key = ($1 == "pg") ? "pg " $3 : "redis " $3; val = $NF }
+    { key = $1 " " $3; val = $NF }
     FNR == NR { before[key] += val; next }
     { after[key] += val }
     END {
