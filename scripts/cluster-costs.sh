@@ -15,13 +15,17 @@
 #   scripts/cluster-costs.sh [NODES]            # NODES defaults to 1
 #
 # IRIS_BIN and TESTKIT_BIN choose the binaries (default target/debug/…); OUT keeps the raw
-# snapshots and bench reports (default: a temporary directory, removed at the end).
+# snapshots and bench reports (default: a temporary directory, removed at the end); ONLY runs
+# some windows (e.g. ONLY="one_to_one_loaded idle"); DURATION_S (10), IDLE_CONNECTIONS (500)
+# and HOLD_S (30) size them.
 # Read per window: WAL bytes (pg_current_wal_lsn difference) and full-page images
 # (pg_stat_wal.wal_fpi), writing transactions (transaction ids handed out, from
 # pg_current_snapshot's xmax), xact_commit (all transactions, reads included), rows inserted,
 # updated and deleted per table (pg_stat_user_tables), summed over the shards; and calls per
 # command from INFO commandstats, summed over the Redis primaries (commands run inside a Lua
-# script are counted under their own names as well as under EVAL).
+# script are counted under their own names as well as under EVAL); the items the nodes forwarded
+# to each other (iris_cluster_items_{out,in,dropped}_total from each node's /metrics); and,
+# as timings that move with the machine's load, the CPU time of PostgreSQL, Redis and the nodes.
 set -euo pipefail
 
 # Called back by `iris bench --phase-cmd`: take a snapshot named after the phase (and, after
@@ -97,6 +101,10 @@ SQL
       echo "cpu x pg_us $(pg_cpu_us)"
       echo "cpu x redis_us $(pids_cpu_us "$(redis_pids)")"
       echo "cpu x node_us $(pids_cpu_us "$NODE_PIDS")"
+      # Items the nodes forwarded to each other (hints, presence, kicks, invalidations), summed.
+      for node_url in $NODE_URLS; do
+        curl -s "$node_url/metrics" | sed -n 's/^iris_cluster_items_\(out\|in\|dropped\)_total \([0-9]*\)$/node x items_\1 \2/p'
+      done
       for port in $REDIS_PRIMARY_PORTS; do
         redis-cli -p "$port" INFO commandstats | tr -d '\r' |
           sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),.*/redis x \1 \2/p'
@@ -193,7 +201,7 @@ for i in $(seq 1 "$nodes"); do
   for _ in $(seq 1 300); do grep -q listening "$work/n$i.out" 2>/dev/null && break; sleep 0.1; done
   grep -q listening "$work/n$i.out" || { echo "node $i did not start:" >&2; cat "$work/n$i.err" >&2; exit 1; }
 done
-echo "export NODE_PIDS='${pids[*]}'" >>"$out/env"
+echo "export NODE_PIDS='${pids[*]}' NODE_URLS='${urls[*]}'" >>"$out/env"
 server=$(IFS=,; echo "${urls[*]}")
 self=$(realpath "$0")
 
@@ -230,11 +238,15 @@ accepted() { jq -r .accepted "$out/$1.json"; }
 echo "iris-costs: $nodes node(s), commit $(git rev-parse --short HEAD), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load$(uptime | sed 's/.*load average//')"
 
 # 1:1, light: 20 senders with one send in flight each (batches nearly never shared).
+# ONLY: the windows to run, space-separated (default: all of them).
+want() { [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]]; }
+
 # Runs a message scenario and prints its costs: the messages with the vacuum of their deletes,
 # and the vacuum's share alone.
 messages() {
   local name=$1 what=$2
   shift 2
+  want "$name" || return 0
   bench "$name" "$@" --duration-s "${DURATION_S:-10}"
   costs "$name" sending vacuumed "$(accepted "$name")" "$what (vacuum included)"
   costs "$name" settled vacuumed "$(accepted "$name")" "$what: the vacuum alone"
@@ -247,6 +259,7 @@ messages one_to_one_loaded "1:1 messages, 200 users × 8 in flight" throughput -
 messages group_10 "group messages, 10 members, 1 in flight" fanout --members 10 --senders 1 --inflight 1
 messages group_100 "group messages, 100 members, 1 in flight" fanout --members 100 --senders 1 --inflight 1
 # Connects, an idle minute's background, disconnects: 500 devices.
+want idle || exit 0
 n_idle=${IDLE_CONNECTIONS:-500}
 COSTS_HOLD_S=${HOLD_S:-30} bench idle idle --connections "$n_idle"
 costs idle connecting connected "$n_idle" "connects (Hello → Welcome, session claimed, presence online)"
