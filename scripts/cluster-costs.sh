@@ -17,7 +17,7 @@
 # IRIS_BIN and TESTKIT_BIN choose the binaries (default target/debug/…); OUT keeps the raw
 # snapshots and bench reports (default: a temporary directory, removed at the end); ONLY runs
 # some windows (e.g. ONLY="one_to_one_loaded idle"); DURATION_S (10), IDLE_CONNECTIONS (500)
-# and HOLD_S (30) size them.
+# and HOLD_S (30, at most 40) size them.
 # Read per window: WAL bytes (pg_current_wal_lsn difference) and full-page images
 # (pg_stat_wal.wal_fpi), writing transactions (transaction ids handed out, from
 # pg_current_snapshot's xmax), xact_commit (all transactions, reads included), rows inserted,
@@ -41,11 +41,12 @@ if [[ -n "${IRIS_BENCH_PHASE:-}" && -n "${COSTS_SNAP_DIR:-}" ]]; then
   }
   # Statistics reach pg_stat_* only when a backend flushes them: at most once a second while it
   # works, and up to 10 s after it went idle. So: wait until the row counts have not moved for
-  # 11 s (at most 10 tries). This also lets trailing acks and receipts of the window land in it.
+  # 11 s (at most 5 tries, so that with HOLD_S ≤ 40 a callback stays within the bench's 120 s
+  # for it). This also lets trailing acks and receipts of the window land in it.
   settle() {
     local prev cur
     prev=$(rows_sum)
-    for _ in $(seq 1 10); do
+    for _ in $(seq 1 5); do
       sleep 11
       cur=$(rows_sum)
       [[ "$cur" == "$prev" ]] && break
