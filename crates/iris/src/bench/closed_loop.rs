@@ -103,6 +103,7 @@ pub struct RawPlan {
 /// Runs the plan on connected raw clients and reports; also returns the driver's outcome.
 pub async fn run_raw(fleet: RawFleet, plan: RawPlan, target: &Target) -> anyhow::Result<(Report, Outcome)> {
     let counters = fleet.counters.clone();
+    target.phase("sending").await;
     let progress = Progress::start(plan.scenario, counters.clone());
     let clock = PhaseClock::start(target, fleet.thread_id());
     fleet.run_closed(plan.senders, plan.dest, plan.inflight, plan.duration).await;
@@ -110,6 +111,7 @@ pub async fn run_raw(fleet: RawFleet, plan: RawPlan, target: &Target) -> anyhow:
     let (sent, _, delivered_during, _) = counters.totals();
     let backlog_at_end = fleet.owed();
     fleet.settle(plan.drain).await;
+    target.phase("settled").await;
     progress.finish();
     let outcome = fleet.finish().await?;
     let mut report = counters.report(plan.scenario, phase.sending, &outcome.latencies);

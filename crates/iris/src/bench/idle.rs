@@ -69,6 +69,7 @@ pub async fn run(args: &IdleArgs, target: &Target) -> anyhow::Result<Report> {
     let creds = harness::login_all(&target.url, 0, n).await?;
     let registrations_per_s = n as f64 / reg_start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
+    target.phase("connecting").await;
     let rss_before = target.usage().map(|(rss, _)| rss);
     let start = Instant::now();
     let devices = Devices::connect(tcp, creds, CONNECT_CONCURRENCY).await;
@@ -76,10 +77,12 @@ pub async fn run(args: &IdleArgs, target: &Target) -> anyhow::Result<Report> {
     let connected = devices.stats.connected.load(Relaxed);
     tokio::time::sleep(HOLD).await;
     let rss_after = target.usage().map(|(rss, _)| rss);
+    target.phase("connected").await;
     let still = devices.stats.connected.load(Relaxed);
     let (failed, retries) = (devices.stats.failed.load(Relaxed), devices.stats.retries.load(Relaxed));
     let refusal = devices.stats.last_refusal.lock().expect("lock").clone();
     devices.stop().await;
+    target.phase("closed").await;
 
     let logins_per_s = connected as f64 / took.as_secs_f64();
     let mut report = Report::empty("idle", took);

@@ -20,6 +20,8 @@ const TASKSET: &str = "/usr/bin/taskset";
 const CLK_TCK: f64 = 100.0;
 /// Longest a spawned server may take to print its "iris listening" line.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a `--phase-cmd` may take (reading a few servers' counters takes well under a second).
+const PHASE_CMD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Server config for spawned servers: no rate limits, so thousands of logins succeed, and no
 /// abuse rules, so generated accounts may send thousands of messages to strangers.
 const SPAWN_CONFIG: &str = "[rate_limits]\ncode_requests_per_phone_per_hour = 0\n\
@@ -38,6 +40,9 @@ pub struct Target {
     /// A sink's framed TCP address.
     pub sink: Option<SocketAddr>,
     spawned: Mutex<Option<Spawned>>,
+    /// `--phase-cmd`: run at the edges of a measured phase, so a script can read the store's
+    /// and Redis's counters around exactly the messages (or connects) of a run.
+    phase_cmd: Option<String>,
 }
 
 /// A child process the bench started and must stop.
@@ -64,26 +69,67 @@ impl Target {
             if args.pin {
                 pin_self(1);
             }
-            return Ok(Self { url: String::new(), sink: Some(addr), spawned: Mutex::new(Some(Spawned::Sink(child))) });
+            return Ok(Self {
+                url: String::new(),
+                sink: Some(addr),
+                spawned: Mutex::new(Some(Spawned::Sink(child))),
+                phase_cmd: None,
+            });
         }
         if let Some(addr) = args.sink {
             if !addr.ip().is_loopback() {
                 bail!("iris bench only targets loopback (127.0.0.0/8), not {}", addr.ip());
             }
-            return Ok(Self { url: String::new(), sink: Some(addr), spawned: Mutex::new(None) });
+            return Ok(Self { url: String::new(), sink: Some(addr), spawned: Mutex::new(None), phase_cmd: None });
         }
         if args.spawn {
             let server = ServerProcess::start(SpawnOptions { pin: args.pin, ..SpawnOptions::default() }).await?;
             if args.pin {
                 pin_self(1);
             }
-            return Ok(Self { url: server.url(), sink: None, spawned: Mutex::new(Some(Spawned::Server(server))) });
+            return Ok(Self {
+                url: server.url(),
+                sink: None,
+                spawned: Mutex::new(Some(Spawned::Server(server))),
+                phase_cmd: args.phase_cmd.clone(),
+            });
         }
         let url = args.server.clone().unwrap_or_else(|| "http://127.0.0.1:7701".into());
         for node in super::harness::server_urls(&url) {
             check_loopback(node)?;
         }
-        Ok(Self { url, sink: None, spawned: Mutex::new(None) })
+        Ok(Self { url, sink: None, spawned: Mutex::new(None), phase_cmd: args.phase_cmd.clone() })
+    }
+
+    /// Runs `--phase-cmd` (through `sh -c`, with `IRIS_BENCH_PHASE=name`) and waits for it, at
+    /// most [`PHASE_CMD_TIMEOUT`]; the load is quiet meanwhile. A failure is reported on stderr
+    /// and the run goes on: the command only observes.
+    pub async fn phase(&self, name: &str) {
+        let Some(cmd) = &self.phase_cmd else { return };
+        let spawned = Command::new("sh").arg("-c").arg(cmd).env("IRIS_BENCH_PHASE", name).stdout(Stdio::null()).spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("--phase-cmd could not start at phase {name}: {e}");
+                return;
+            }
+        };
+        let deadline = std::time::Instant::now() + PHASE_CMD_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return,
+                Ok(Some(status)) => return eprintln!("--phase-cmd at phase {name}: {status}"),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return eprintln!("--phase-cmd at phase {name}: no exit within {PHASE_CMD_TIMEOUT:?}, killed");
+                }
+                Err(e) => return eprintln!("--phase-cmd at phase {name}: {e}"),
+            }
+        }
     }
 
     /// Refuses a sink for scenarios that need a real server (logins, groups, the SDK).

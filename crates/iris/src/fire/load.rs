@@ -29,6 +29,7 @@ pub async fn hotspot(sizes: Sizes) -> anyhow::Result<Line> {
         // The SDK path, as when the figures in BENCHMARKS.md were taken.
         sdk: true,
         report: None,
+        phase_cmd: None,
     };
     let target = Target::open(&common).await?;
     let args = HotspotArgs { common, senders: sizes.hot_senders, duration_s: HOTSPOT_S, inflight: 8 };
