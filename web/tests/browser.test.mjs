@@ -229,6 +229,10 @@ test('end-to-end encrypted with the CLI, both ways; the safety numbers agree; a 
   await alice.page.getByLabel('Phone number').fill(CAROL);
   await alice.page.getByRole('button', { name: 'Start chat' }).click();
   await send(alice, 'A secret for Carol');
+  // The server took it (✓) before Carol looks: if this times out, the browser could not send
+  // (Carol's keys, the connection), not the CLI that could not receive.
+  await until('✓ on the message to Carol', async () =>
+    ['sent', 'delivered', 'read'].includes(await tickOf(alice, 'A secret for Carol')), 30_000);
   const lines = await carol.recv(1);
   const got = lines.find((l) => l.text === 'A secret for Carol');
   assert.ok(got, `Carol's CLI decrypted the browser's message: ${JSON.stringify(lines)}`);
