@@ -95,21 +95,13 @@ struct CheckedPairs {
 }
 
 impl CheckedPairs {
-    /// Whether the pair was checked on `day` (a new day forgets the old pairs).
-    fn contains(&mut self, day: u64, pair: (AccountId, AccountId)) -> bool {
-        if self.day != day {
-            self.day = day;
-            self.pairs.clear();
-        }
-        self.pairs.contains(&pair)
-    }
-
-    fn insert(&mut self, day: u64, pair: (AccountId, AccountId)) {
+    /// The pairs of `day`: a new day forgets the old ones, and a full memo starts over.
+    fn of(&mut self, day: u64) -> &mut std::collections::HashSet<(AccountId, AccountId)> {
         if self.day != day || self.pairs.len() >= CHECKED_PAIRS_MAX {
             self.day = day;
             self.pairs.clear();
         }
-        self.pairs.insert(pair);
+        &mut self.pairs
     }
 }
 
@@ -255,12 +247,8 @@ impl Abuse {
                 over |= !m.was_member && m.members > u64::from(threshold);
             }
             if over {
-                self.hit("forwards");
-                let until = now + self.d.config.forwarding_limit_s * 1000;
-                self.d.store.set_restriction(sender, Restriction::Forwarding, until).await?;
-                self.forget(sender);
-                tracing::info!(account = sender, "forwarding limited: one message forwarded to too many chats");
-                return Err(self.refused(ServiceError::ForwardingLimited { retry_after_ms: retry_after(until, now) }));
+                let why = "forwarding limited: one message forwarded to too many chats";
+                return Err(self.restrict(sender, Restriction::Forwarding, "forwards", why).await);
             }
         }
         for &to in accounts {
@@ -278,11 +266,11 @@ impl Abuse {
             return Ok(());
         }
         let (day, pair) = (now / DAY_MS, (sender, to));
-        if !restricted && self.checked().contains(day, pair) {
+        if !restricted && self.checked().of(day).contains(&pair) {
             return Ok(());
         }
         if self.d.store.is_contact(sender, to).await? || self.d.store.is_contact(to, sender).await? {
-            self.checked().insert(day, pair);
+            self.checked().of(day).insert(pair);
             return Ok(());
         }
         if restricted {
@@ -293,19 +281,43 @@ impl Abuse {
         // is full, a send to any other one); recipients already counted pass after a lift.
         let m = self.counters.add_member(&format!("rcpt:{sender}"), to, threshold, now, DAY_MS).await;
         if !m.was_member && m.members >= u64::from(threshold) {
-            self.hit("new_recipients");
-            let until = now + self.d.config.sending_restriction_s * 1000;
-            self.d.store.set_restriction(sender, Restriction::Sending, until).await?;
-            self.forget(sender);
-            tracing::info!(account = sender, "sending to non-contacts restricted: too many new recipients");
-            return Err(self.refused(ServiceError::SendingRestricted { retry_after_ms: retry_after(until, now) }));
+            let why = "sending to non-contacts restricted: too many new recipients";
+            return Err(self.restrict(sender, Restriction::Sending, "new_recipients", why).await);
         }
-        self.checked().insert(day, pair);
+        self.checked().of(day).insert(pair);
         Ok(())
     }
 
     fn checked(&self) -> std::sync::MutexGuard<'_, CheckedPairs> {
         self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `rule` fired: stores `restriction` for its configured length, drops the cached state and
+    /// returns the refusal of the operation that fired it (or the store's error).
+    async fn restrict(
+        &self,
+        sender: AccountId,
+        restriction: Restriction,
+        rule: &'static str,
+        why: &str,
+    ) -> ServiceError {
+        self.hit(rule);
+        let now = self.d.clock.now_ms();
+        let length_s = match restriction {
+            Restriction::Sending => self.d.config.sending_restriction_s,
+            Restriction::Forwarding => self.d.config.forwarding_limit_s,
+        };
+        let until = now + length_s * 1000;
+        if let Err(e) = self.d.store.set_restriction(sender, restriction, until).await {
+            return e.into();
+        }
+        self.forget(sender);
+        tracing::info!(account = sender, "{why}");
+        let retry_after_ms = retry_after(until, now);
+        self.refused(match restriction {
+            Restriction::Sending => ServiceError::SendingRestricted { retry_after_ms },
+            Restriction::Forwarding => ServiceError::ForwardingLimited { retry_after_ms },
+        })
     }
 
     /// The message-rate rule: `n` more messages this hour.
@@ -446,9 +458,6 @@ impl Abuse {
         if let Some(l) = &self.report_limit {
             l.sweep();
         }
-        let mut checked = self.checked();
-        if checked.day != self.d.clock.now_ms() / DAY_MS {
-            *checked = CheckedPairs::default();
-        }
+        self.checked().of(self.d.clock.now_ms() / DAY_MS);
     }
 }
