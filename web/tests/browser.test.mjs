@@ -464,6 +464,8 @@ test('a server restart mid-conversation: banner, then nothing lost or doubled', 
   await alice.page.reload();
   await bubble(bob, 'Sent while the server was down').waitFor();
   for (const text of ['Hello Bob, edited', 'Hi Alice', 'Sent from my first device', 'Sent while the server was down']) {
+    // The history renders from storage after the first bubble: wait for each before counting.
+    await until(`"${text}" back at Bob and Alice`, async () => (await textCount(bob, text)) >= 1 && (await textCount(alice, text)) >= 1);
     assert.equal(await textCount(bob, text), 1, `Bob sees "${text}" once`);
     assert.equal(await textCount(alice, text), 1, `Alice sees "${text}" once`);
   }
