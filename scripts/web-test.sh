@@ -7,7 +7,8 @@
 #      web/dist, so sources and what ships cannot drift);
 #   4. the unit tests of the client's state (node --test);
 #   5. the browser tests: headless Chromium via playwright-core against target/debug/iris
-#      (built here), screenshots in target/web-artifacts/.
+#      (built here), screenshots in target/web-artifacts/; a failed run prints the server's log
+#      and the pages' console warnings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +34,14 @@ if ! git diff --exit-code --stat -- dist || [[ -n "$(git status --porcelain -- d
   exit 1
 fi
 npm run --silent test:unit
-npm run --silent test:browser
+# A failed browser run prints what CI would otherwise lose with the machine: the server's log
+# and each page's console warnings and errors (the screenshots stay in target/web-artifacts/).
+if ! npm run --silent test:browser; then
+  artifacts="${IRIS_WEB_ARTIFACTS:-../target/web-artifacts}"
+  for f in "$artifacts"/server.log "$artifacts"/console-*.log; do
+    [[ -e "$f" ]] || continue
+    echo "----- $f (last 200 lines; the store's recovery lines left out) -----" >&2
+    grep -v -e 'lsm_tree::' -e 'fjall::' "$f" | tail -n 200 >&2
+  done
+  exit 1
+fi

@@ -15,7 +15,7 @@ import { deflateSync } from 'node:zlib';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DESKTOP, launch, person, PHONE, screenshots } from './harness/browser.mjs';
+import { DESKTOP, launch, person, PHONE, screenshots, writeConsoles } from './harness/browser.mjs';
 import { IrisCli } from './harness/cli.mjs';
 import { IrisServer } from './harness/server.mjs';
 
@@ -29,8 +29,9 @@ const CAROL = '+14155550103';
 
 let work, server, browser, alice, bob, carol, aliceLaptop;
 
-/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
-async function until(what, check, timeoutMs = 15_000) {
+/** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`, and with
+ * what `explain` says of the page then, when given. */
+async function until(what, check, timeoutMs = 15_000, explain = undefined) {
   const deadline = Date.now() + timeoutMs;
   let last;
   for (;;) {
@@ -40,7 +41,10 @@ async function until(what, check, timeoutMs = 15_000) {
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what} (last: ${last})`);
+    if (Date.now() > deadline) {
+      const seen = explain ? `; ${await explain().catch((e) => `(could not say: ${e.message})`)}` : '';
+      throw new Error(`timed out waiting for: ${what} (last: ${last})${seen}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -74,6 +78,9 @@ async function login(p, phone) {
 const chatItem = (p, title) =>
   p.page.locator('.chat-item').filter({ has: p.page.locator('.chat-title', { hasText: new RegExp(`^${escape(title)}$`) }) });
 
+/** The texts of the bubbles shown, in order (for a failure's message). */
+const shownTexts = (p) => p.page.locator('.bubble > .text').evaluateAll((els) => JSON.stringify(els.map((e) => e.textContent)));
+
 /** How many bubbles show exactly `text` (quotes of it not counted). */
 const textCount = (p, text) =>
   p.page.locator('.bubble > .text').evaluateAll((els, t) => els.filter((e) => e.textContent === t).length, text);
@@ -87,6 +94,15 @@ async function openChat(p, title) {
   if (await back.isVisible()) await back.click(); // phone size: one pane at a time
   await chatItem(p, title).click();
   await p.page.getByRole('textbox', { name: 'Message' }).waitFor();
+}
+
+/** "New chat" by phone number; returns once that chat is open. Starting a chat asks the server
+ * first (contact discovery): typing before it is open would type into the chat behind the dialog. */
+async function startChat(p, phone) {
+  await p.page.getByRole('button', { name: 'New chat' }).click();
+  await p.page.getByLabel('Phone number').fill(phone);
+  await p.page.getByRole('button', { name: 'Start chat' }).click();
+  await p.page.locator(`section.conversation[aria-label="Chat with ${phone}"]`).waitFor();
 }
 
 async function send(p, text) {
@@ -113,6 +129,7 @@ before(async () => {
 });
 
 after(async () => {
+  writeConsoles(artifacts, [alice, bob, aliceLaptop].filter(Boolean));
   await browser?.close();
   await server?.stop();
   if (work) rmSync(work, { recursive: true, force: true });
@@ -129,9 +146,7 @@ test('Alice and Bob log in by phone and the dev code; Carol with the CLI', async
 test('ticks go ✓ (accepted) → ✓✓ (delivered) → blue ✓✓ (read once Bob sees it)', async () => {
   // Bob leaves the page: Alice's message can only be accepted.
   await bob.page.goto('about:blank');
-  await alice.page.getByRole('button', { name: 'New chat' }).click();
-  await alice.page.getByLabel('Phone number').fill(BOB);
-  await alice.page.getByRole('button', { name: 'Start chat' }).click();
+  await startChat(alice, BOB);
   await send(alice, 'Hello Bob');
   await until('✓ on Alice\'s message', async () => (await tickOf(alice, 'Hello Bob')) === 'sent');
   await shots('accepted', alice);
@@ -225,14 +240,13 @@ test('end-to-end encrypted between the browsers: every bubble locked, the same s
 });
 
 test('end-to-end encrypted with the CLI, both ways; the safety numbers agree; a bad ciphertext shows as undecryptable', async () => {
-  await alice.page.getByRole('button', { name: 'New chat' }).click();
-  await alice.page.getByLabel('Phone number').fill(CAROL);
-  await alice.page.getByRole('button', { name: 'Start chat' }).click();
+  await startChat(alice, CAROL);
   await send(alice, 'A secret for Carol');
   // The server took it (✓) before Carol looks: if this times out, the browser could not send
   // (Carol's keys, the connection), not the CLI that could not receive.
   await until('✓ on the message to Carol', async () =>
-    ['sent', 'delivered', 'read'].includes(await tickOf(alice, 'A secret for Carol')), 30_000);
+    ['sent', 'delivered', 'read'].includes(await tickOf(alice, 'A secret for Carol')), 30_000,
+    async () => `Alice (${alice.page.url()}) shows ${await shownTexts(alice)}`);
   const lines = await carol.recv(1);
   const got = lines.find((l) => l.text === 'A secret for Carol');
   assert.ok(got, `Carol's CLI decrypted the browser's message: ${JSON.stringify(lines)}`);
@@ -465,7 +479,8 @@ test('a server restart mid-conversation: banner, then nothing lost or doubled', 
   await bubble(bob, 'Sent while the server was down').waitFor();
   for (const text of ['Hello Bob, edited', 'Hi Alice', 'Sent from my first device', 'Sent while the server was down']) {
     // The history renders from storage after the first bubble: wait for each before counting.
-    await until(`"${text}" back at Bob and Alice`, async () => (await textCount(bob, text)) >= 1 && (await textCount(alice, text)) >= 1);
+    await until(`"${text}" back at Bob and Alice`, async () => (await textCount(bob, text)) >= 1 && (await textCount(alice, text)) >= 1,
+      15_000, async () => `Bob (${bob.page.url()}) shows ${await shownTexts(bob)}; Alice (${alice.page.url()}) shows ${await shownTexts(alice)}`);
     assert.equal(await textCount(bob, text), 1, `Bob sees "${text}" once`);
     assert.equal(await textCount(alice, text), 1, `Alice sees "${text}" once`);
   }

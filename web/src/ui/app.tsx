@@ -112,7 +112,8 @@ function Messenger({ session }: { session: Session }) {
   return (
     <div class={`messenger ${chat ? 'has-open-chat' : ''}`}>
       <Banner session={session} />
-      <div class="panes">
+      {/* Behind an open dialog the panes are inert: nothing there takes a click, a key or the focus. */}
+      <div class="panes" inert={dialog.kind !== 'none'}>
         <ChatList
           session={session}
           openKey={open}

@@ -2,7 +2,7 @@
 // edit. While the person types, the chat is told (typing; "stopped" when the box empties, after
 // a pause, or when the message is sent).
 
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import type { Chat } from '../model';
 import type { Session } from '../session';
 import { MEDIA_BYTES_MAX } from '../media';
@@ -39,7 +39,9 @@ export function Composer(props: { session: Session; chat: Chat; mode: ComposeMod
     }
   };
 
-  useEffect(() => {
+  // In the same commit as the mode (a layout effect, not one after the next paint): a key typed
+  // right after "Edit" is added to the message's text rather than overwritten by it.
+  useLayoutEffect(() => {
     if (mode.kind === 'edit') setText(mode.message.text);
     input.current?.focus();
   }, [mode, props.focusRequest]);

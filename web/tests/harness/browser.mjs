@@ -4,6 +4,7 @@
 // step written to the artifacts directory.
 
 import { chromium } from 'playwright-core';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PHONE = { width: 390, height: 844 };
@@ -25,14 +26,24 @@ export function launch() {
   });
 }
 
-/** A person: a browser context of one window size, one page, its errors collected. */
+/** A person: a browser context of one window size, one page, its errors collected, and its
+ * console kept (timestamped) for the log a failed run prints. */
 export async function person(browser, name, viewport, baseUrl) {
   const context = await browser.newContext({ viewport, baseURL: baseUrl, locale: 'en-GB', timezoneId: 'UTC' });
   const page = await context.newPage();
   const errors = [];
+  const consoleLines = [];
   page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  page.on('console', (m) => {
+    consoleLines.push(`${new Date().toISOString()} ${m.type()}: ${m.text()}`);
+  });
   page.on('dialog', (d) => d.accept());
-  return { name, viewport, context, page, errors, size: viewport === PHONE ? 'phone' : 'desktop' };
+  return { name, viewport, context, page, errors, consoleLines, size: viewport === PHONE ? 'phone' : 'desktop' };
+}
+
+/** Writes each person's kept console lines to `console-<name>.log` in `dir`. */
+export function writeConsoles(dir, people) {
+  for (const p of people) writeFileSync(join(dir, `console-${p.name}.log`), p.consoleLines.join('\n') + '\n');
 }
 
 let shot = 0;
