@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 
 use common::*;
 use iris_proto::pb::{self, server_event, ErrorCode};
@@ -28,14 +27,14 @@ async fn ping_with_nothing_before(conn: &mut RawConn, request_id: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_makes_sends_unavailable_and_readyz_red_until_it_recovers() {
     // Proves: while the store fails appends (disk full, fsync error) every send is UNAVAILABLE (not fatal, retry_after_ms > 0), nothing is delivered for them, /readyz is 503; after recovery /readyz is 200 and a send is ACCEPTED and delivered alone.
-    let (store, failing) = FaultyStore::open(Fault::Unavailable);
+    let (store, faults) = faulty_store();
     let server = TestServer::start_with_store(|_| {}, store).await;
     let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
     let (mut a, _) = server.connect_as(&alice).await;
     let (mut b, _) = server.connect_as(&bob).await;
     server.get("/readyz", None).await.expect_status(200);
 
-    failing.store(true, Ordering::SeqCst);
+    faults.set(Some(AppendFault::Unavailable));
     for i in 1..=3 {
         a.send_ops(vec![send_op(i, text_to_account(&format!("lost-{i}"), bob.account_id, b"x"))]).await;
         let err = a.expect_request_error(i, ErrorCode::Unavailable).await;
@@ -45,7 +44,7 @@ async fn a_failing_store_makes_sends_unavailable_and_readyz_red_until_it_recover
     server.get("/healthz", None).await.expect_status(200);
     ping_with_nothing_before(&mut b, 1).await;
 
-    failing.store(false, Ordering::SeqCst);
+    faults.set(None);
     server.get("/readyz", None).await.expect_status(200);
     let accepted = a.send_accepted(10, text_to_account("kept", bob.account_id, b"x")).await;
     let items = b.expect_delivery().await;
@@ -60,7 +59,7 @@ async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_withou
     // Proves: when the DELIVERED receipts of an ack cannot be written, its entries stay, and a
     // later ack does not delete them without their receipts: once the store recovers, the sender
     // learns that every message was delivered.
-    let (store, failing) = FaultyStore::open(Fault::Unavailable);
+    let (store, faults) = faulty_store();
     let server = TestServer::start_with_store(|_| {}, store.clone()).await;
     let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
     let (mut a, _) = server.connect_as(&alice).await;
@@ -68,11 +67,11 @@ async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_withou
     let first = a.send_accepted(1, text_to_account("m1", bob.account_id, b"x")).await;
     assert_eq!(b.expect_delivery().await[0].seq, 1);
 
-    failing.store(true, Ordering::SeqCst);
+    faults.set(Some(AppendFault::Unavailable));
     b.send_ops(vec![ack_op(2, 1)]).await;
     b.ping(3).await;
-    wait_until("the ack's receipts fail", EVENT_TIMEOUT, || async { store.injected() >= 1 }).await;
-    failing.store(false, Ordering::SeqCst);
+    wait_until("the ack's receipts fail", EVENT_TIMEOUT, || async { faults.injected() >= 1 }).await;
+    faults.set(None);
 
     let second = a.send_accepted(4, text_to_account("m2", bob.account_id, b"x")).await;
     assert_eq!(b.expect_delivery().await[0].seq, 2);

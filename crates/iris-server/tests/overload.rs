@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -200,13 +199,13 @@ async fn a_frame_left_incomplete_after_hello_is_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_committer_is_overloaded_with_its_wait_and_the_retry_is_stored_once() {
     // Proves: a committer queue past its deadline (store Overloaded{250}) answers the send OVERLOADED (not fatal, retry_after_ms 250) and stores nothing; the retry under the same client_msg_id is ACCEPTED and delivered exactly once.
-    let (store, failing) = FaultyStore::open(Fault::Overloaded { retry_after_ms: 250 });
+    let (store, faults) = faulty_store();
     let server = TestServer::start_with_store(|_| {}, store).await;
     let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
     let (mut a, _) = server.connect_as(&alice).await;
     let (mut b, _) = server.connect_as(&bob).await;
 
-    failing.store(true, Ordering::SeqCst);
+    faults.set(Some(AppendFault::Overloaded { retry_after_ms: 250 }));
     let msg = text_to_account("retry-me", bob.account_id, b"payload");
     a.send_ops(vec![send_op(1, msg.clone())]).await;
     let err = a.expect_request_error(1, ErrorCode::Overloaded).await;
@@ -214,7 +213,7 @@ async fn an_overloaded_committer_is_overloaded_with_its_wait_and_the_retry_is_st
     a.ping(2).await;
     ping_with_nothing_before(&mut b, 1).await;
 
-    failing.store(false, Ordering::SeqCst);
+    faults.set(None);
     let accepted = a.send_accepted(3, msg).await;
     assert!(!accepted.duplicate, "nothing was stored by the refused attempt: {accepted:?}");
     assert_eq!(accepted.client_msg_id, "retry-me");

@@ -34,7 +34,7 @@ pub mod raw_device;
 pub mod sdk;
 pub mod server;
 
-pub use faults::{Fault, FaultyStore};
+pub use faults::{faulty_store, AppendFault, FaultSwitch};
 pub use http::Reply;
 pub use iris_testkit::engine::is_cluster;
 pub use iris_testkit::wait::{wait_until, POLL_INTERVAL};

@@ -7,6 +7,8 @@
 
 mod abuse;
 mod accounts;
+#[cfg(feature = "sim")]
+mod append_faults;
 mod blocks;
 mod codec;
 mod cold;
@@ -40,6 +42,8 @@ use crate::{
     InboxStore, PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
 };
 use accounts::Accounts;
+#[cfg(feature = "sim")]
+pub use append_faults::{AppendFault, AppendFaults};
 use committer::{Command, Committer};
 pub use erasure::KeyspaceRecord;
 use log::{DirFs, InboxLog, KvWrite, LogConfig};
@@ -269,6 +273,9 @@ pub struct FjallStore {
     /// returns only after they have stopped.
     threads: tokio::sync::Mutex<Option<Threads>>,
     enqueue_timeout: Duration,
+    /// Appends failing on demand, for the tests of a failing disk (feature `sim`).
+    #[cfg(feature = "sim")]
+    append_faults: AppendFaults,
 }
 
 /// The threads that drive the log.
@@ -362,7 +369,15 @@ impl FjallStore {
             closed: AtomicBool::new(false),
             threads: tokio::sync::Mutex::new(Some(Threads { committer, checkpointer })),
             enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
+            #[cfg(feature = "sim")]
+            append_faults: AppendFaults::default(),
         })
+    }
+
+    /// The switch that makes this store's appends fail (feature `sim`).
+    #[cfg(feature = "sim")]
+    pub fn append_faults(&self) -> AppendFaults {
+        self.append_faults.clone()
     }
 
     /// Counters for metrics.
@@ -557,6 +572,8 @@ impl InboxStore for FjallStore {
     }
 
     async fn enqueue_append(&self, req: AppendRequest) -> StoreResult<PendingAppend> {
+        #[cfg(feature = "sim")]
+        self.append_faults.check()?;
         self.enqueue_append_with(req, Vec::new()).await
     }
 
@@ -574,6 +591,8 @@ impl InboxStore for FjallStore {
         up_to_seq: u64,
         receipts: AppendRequest,
     ) -> StoreResult<AppendOutcome> {
+        #[cfg(feature = "sim")]
+        self.append_faults.check()?; // the receipts are an append
         self.request(|reply| Command::AckWithReceipts { device, up_to_seq, receipts, reply }).await
     }
 
@@ -596,6 +615,10 @@ impl InboxStore for FjallStore {
     }
 
     fn is_healthy(&self) -> bool {
+        #[cfg(feature = "sim")]
+        if self.append_faults.unhealthy() {
+            return false;
+        }
         self.shared.healthy.load(Ordering::Acquire) && !self.log.is_poisoned()
     }
 
