@@ -176,10 +176,7 @@ pub(crate) fn now_ms() -> u64 {
 /// How to speak TLS to the framed listener: the configured CAs (or the system's), checking the
 /// name of the HTTP API's host.
 fn tls_for(config: &ClientConfig) -> Result<crate::connection::Tls, ClientError> {
-    let trust = match &config.tls {
-        Some(t) => t.clone(),
-        None => crate::TlsTrust::system()?,
-    };
+    let trust = crate::TlsTrust::chosen_or_system(config.tls.as_ref())?;
     Ok(crate::connection::Tls { connector: trust.connector(), name: crate::tls::server_name_of(&config.http_url)? })
 }
 

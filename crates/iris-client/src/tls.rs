@@ -27,6 +27,15 @@ impl std::fmt::Debug for TlsTrust {
 }
 
 impl TlsTrust {
+    /// The app's choice when it made one, else the system's CAs: what every HTTPS and TLS
+    /// connection of the SDK trusts.
+    pub(crate) fn chosen_or_system(chosen: Option<&TlsTrust>) -> Result<Self, ClientError> {
+        match chosen {
+            Some(t) => Ok(t.clone()),
+            None => Self::system(),
+        }
+    }
+
     /// The system's CA certificates (or those of `SSL_CERT_FILE` / `SSL_CERT_DIR` when set),
     /// loaded once per process.
     pub fn system() -> Result<Self, ClientError> {
@@ -115,12 +124,11 @@ pub(crate) fn http_builder_for(
     base_url: &str,
     trust: Option<&TlsTrust>,
 ) -> Result<reqwest::ClientBuilder, ClientError> {
+    // Trusting no CA, a plain-HTTP client could not follow a redirect to https:// anywhere,
+    // which an http:// API never sends.
     let trust = match trust {
-        Some(t) => t.clone(),
-        // Trusting no CA, a plain-HTTP client could not follow a redirect to https:// anywhere,
-        // which an http:// API never sends.
         None if !base_url.trim().starts_with("https://") => TlsTrust::none(),
-        None => TlsTrust::system()?,
+        chosen => TlsTrust::chosen_or_system(chosen)?,
     };
     Ok(trust.http_builder())
 }
