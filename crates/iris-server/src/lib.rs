@@ -393,9 +393,8 @@ async fn open_postgres(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         queue_len_max: s.queue_len_max,
         enqueue_timeout_ms: s.enqueue_timeout_ms,
     };
-    // Pooled connections always come back: sessions keep polling the calls they have in flight
-    // (`session/inflight.rs`), and the engine runs its own background halves on tasks.
-    Ok(Arc::new(iris_store::postgres::PgStore::connect(pg).await?))
+    // Detached: every call on its own task, so pooled connections always come back (see there).
+    Ok(Arc::new(iris_store::detached::Detached::new(iris_store::postgres::PgStore::connect(pg).await?)))
 }
 
 async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {

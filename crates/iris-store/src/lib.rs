@@ -15,6 +15,7 @@
 
 pub mod abuse;
 pub mod contacts;
+pub mod detached;
 pub mod embedded;
 pub mod erasure;
 pub mod error;

@@ -21,7 +21,6 @@
 pub mod delivery;
 mod dispatch;
 mod handshake;
-mod inflight;
 mod sync;
 
 use std::net::IpAddr;
@@ -30,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use iris_proto::pb::{self, server_event};
 use iris_store::{AccountId, DeviceAddr};
 use prost::Message as _;
@@ -61,8 +61,7 @@ use crate::router::{Kick, Registration, Router};
 use crate::typing::Typing;
 use crate::visibility::Visibility;
 use delivery::{Action, Delivery, DeliveryConfig};
-use dispatch::{answer, event, Conn, Dispatched, Finished};
-use inflight::Inflight;
+use dispatch::{answer, event, Conn, Dispatched, Finished, OpFuture};
 use sync::Syncs;
 
 /// Room for the frame's and events' own encoding around their contents.
@@ -241,8 +240,8 @@ struct Session {
     registration: Registration,
     /// What to push, when to read the inbox, which acks to apply.
     delivery: Delivery,
-    /// Operations and acks running concurrently, polled through every await of the session.
-    inflight: Inflight,
+    /// Operations and acks running concurrently.
+    inflight: FuturesUnordered<OpFuture>,
     /// Which operations are unanswered, and the `Sync`s waiting for them.
     syncs: Syncs,
     /// Events to write at the next flush.
@@ -270,7 +269,7 @@ impl Session {
             device,
             registration,
             delivery,
-            inflight: Inflight::default(),
+            inflight: FuturesUnordered::new(),
             syncs: Syncs::default(),
             out: Vec::new(),
             last_heard: Instant::now(),
@@ -370,7 +369,7 @@ impl Session {
     }
 
     /// Carries out the delivery machine's actions until it rests: deliveries into `out`, inbox
-    /// reads awaited here (the operations in flight keep running), acks run among `inflight`.
+    /// reads awaited here (nothing else is pushed meanwhile), acks run among `inflight`.
     async fn drive(&mut self) -> Result<(), SessionError> {
         if self.registration.lagged.swap(false, Ordering::AcqRel) {
             self.delivery.on_lagged();
@@ -380,7 +379,7 @@ impl Session {
             match action {
                 Action::Write(delivery) => self.push_delivery(delivery),
                 Action::Read { after_seq, limit } => {
-                    let entries = self.inflight.alongside(self.deps.inbox.read(self.device, after_seq, limit)).await?;
+                    let entries = self.deps.inbox.read(self.device, after_seq, limit).await?;
                     self.delivery.on_read(entries);
                 }
                 Action::Ack(ack) => self.apply_ack(ack),
@@ -434,7 +433,7 @@ impl Session {
                 conn_id: self.registration.conn_id,
                 ephemeral_tx: &self.registration.ephemeral_tx,
             };
-            match self.inflight.alongside(dispatch::dispatch(&conn, op)).await? {
+            match dispatch::dispatch(&conn, op).await? {
                 Dispatched::Answer(e) => self.out.push(e),
                 Dispatched::Later(op) => {
                     let number = self.syncs.start();
@@ -471,7 +470,7 @@ impl Session {
             }
             self.deps.metrics.frames_out.inc();
             let written = tokio::select! {
-                w = self.inflight.alongside(timeout(write_timeout, transport.send(&frame))) => w,
+                w = timeout(write_timeout, transport.send(&frame)) => w,
                 _ = self.deps.shutdown.cancelled(), if !self.deps.shutdown.is_cancelled() => return false,
             };
             match written {
@@ -489,9 +488,9 @@ impl Session {
     /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
     fn collect_ready(&mut self) {
         for _ in 0..READY_MAX {
-            match self.inflight.ready() {
-                Some(done) => self.finished(done),
-                None => break,
+            match self.inflight.next().now_or_never() {
+                Some(Some(done)) => self.finished(done),
+                _ => break,
             }
         }
         for _ in 0..READY_MAX {

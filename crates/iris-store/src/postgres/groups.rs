@@ -198,17 +198,12 @@ impl GroupStore for PgStore {
         // by this call or, after a crash or an error, by the re-drive.
         let pending = self.inner.enqueue_append(events).await?;
         let (inner, id, version) = (std::sync::Arc::clone(&self.inner), group.id, group.version);
-        // The clean-up after the commit borrows a pooled connection: on a task of its own, it
-        // returns it whether or not the caller polls what it waits on.
-        let done = tokio::spawn(async move {
+        Ok(Some(Box::pin(async move {
             let outcome = pending.await?;
             if let Err(e) = outbox::delete(&inner, id, version).await {
                 tracing::warn!(group = id, version, error = %e, "outbox row left for the re-drive");
             }
             Ok(outcome)
-        });
-        Ok(Some(Box::pin(async move {
-            done.await.map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
         })))
     }
 
