@@ -8,7 +8,7 @@
 #   4. the unit tests of the client's state (node --test);
 #   5. the browser tests: headless Chromium via playwright-core against target/debug/iris
 #      (built here), screenshots in target/web-artifacts/; a failed run prints the server's log
-#      and the pages' console warnings.
+#      and each page's console.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +35,7 @@ if ! git diff --exit-code --stat -- dist || [[ -n "$(git status --porcelain -- d
 fi
 npm run --silent test:unit
 # A failed browser run prints what CI would otherwise lose with the machine: the server's log
-# and each page's console warnings and errors (the screenshots stay in target/web-artifacts/).
+# and each page's console (the screenshots stay in target/web-artifacts/).
 if ! npm run --silent test:browser; then
   artifacts="${IRIS_WEB_ARTIFACTS:-../target/web-artifacts}"
   for f in "$artifacts"/server.log "$artifacts"/console-*.log; do

@@ -458,6 +458,7 @@ impl Abuse {
         if let Some(l) = &self.report_limit {
             l.sweep();
         }
+        // Taking today's memo forgets yesterday's pairs.
         self.checked().of(self.d.clock.now_ms() / DAY_MS);
     }
 }
