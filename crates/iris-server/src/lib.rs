@@ -393,8 +393,9 @@ async fn open_postgres(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         queue_len_max: s.queue_len_max,
         enqueue_timeout_ms: s.enqueue_timeout_ms,
     };
-    // Detached: every call on its own task, so pooled connections always come back (see there).
-    Ok(Arc::new(iris_store::detached::Detached::new(iris_store::postgres::PgStore::connect(pg).await?)))
+    // The engine runs each call on a task of its own, so pooled connections always come back
+    // whatever the caller polls (`PgStore::on_task`).
+    Ok(Arc::new(iris_store::postgres::PgStore::connect(pg).await?))
 }
 
 async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {

@@ -15,7 +15,6 @@
 
 pub mod abuse;
 pub mod contacts;
-pub mod detached;
 pub mod embedded;
 pub mod erasure;
 pub mod error;

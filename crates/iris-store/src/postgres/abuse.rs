@@ -13,114 +13,135 @@ use crate::{AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restrict
 #[async_trait]
 impl AbuseStore for PgStore {
     async fn abuse_state(&self, account: AccountId) -> StoreResult<AbuseState> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT suspended, suspended_at_ms, suspended_reason, sending_restricted_until_ms,
-                    forwarding_limited_until_ms
-             FROM abuse_states WHERE account = $1",
-            &[&sql(account)],
-        )
-        .await?;
-        Ok(rows.first().map_or_else(AbuseState::default, |r| AbuseState {
-            suspended: r.get::<_, bool>(0).then(|| Suspension { since_ms: unsql(r.get(1)), reason: r.get(2) }),
-            sending_restricted_until_ms: unsql(r.get(3)),
-            forwarding_limited_until_ms: unsql(r.get(4)),
-        }))
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT suspended, suspended_at_ms, suspended_reason, sending_restricted_until_ms,
+                        forwarding_limited_until_ms
+                 FROM abuse_states WHERE account = $1",
+                &[&sql(account)],
+            )
+            .await?;
+            Ok(rows.first().map_or_else(AbuseState::default, |r| AbuseState {
+                suspended: r.get::<_, bool>(0).then(|| Suspension { since_ms: unsql(r.get(1)), reason: r.get(2) }),
+                sending_restricted_until_ms: unsql(r.get(3)),
+                forwarding_limited_until_ms: unsql(r.get(4)),
+            }))
+        })
+        .await
     }
 
     async fn suspend(&self, account: AccountId, s: Suspension) -> StoreResult<bool> {
-        // The first suspension is kept: the update only applies to a row not suspended.
-        let rows = query(
-            self.account_shard(account),
-            "INSERT INTO abuse_states (account, suspended, suspended_at_ms, suspended_reason)
-             VALUES ($1, true, $2, $3)
-             ON CONFLICT (account) DO UPDATE
-             SET suspended = true, suspended_at_ms = excluded.suspended_at_ms,
-                 suspended_reason = excluded.suspended_reason
-             WHERE NOT abuse_states.suspended
-             RETURNING 1",
-            &[&sql(account), &sql(s.since_ms), &s.reason],
-        )
-        .await?;
-        Ok(!rows.is_empty())
+        self.on_task(move |this| async move {
+            // The first suspension is kept: the update only applies to a row not suspended.
+            let rows = query(
+                this.account_shard(account),
+                "INSERT INTO abuse_states (account, suspended, suspended_at_ms, suspended_reason)
+                 VALUES ($1, true, $2, $3)
+                 ON CONFLICT (account) DO UPDATE
+                 SET suspended = true, suspended_at_ms = excluded.suspended_at_ms,
+                     suspended_reason = excluded.suspended_reason
+                 WHERE NOT abuse_states.suspended
+                 RETURNING 1",
+                &[&sql(account), &sql(s.since_ms), &s.reason],
+            )
+            .await?;
+            Ok(!rows.is_empty())
+        })
+        .await
     }
 
     async fn unsuspend(&self, account: AccountId) -> StoreResult<bool> {
-        let rows = query(
-            self.account_shard(account),
-            "UPDATE abuse_states SET suspended = false, suspended_at_ms = 0, suspended_reason = ''
-             WHERE account = $1 AND suspended RETURNING 1",
-            &[&sql(account)],
-        )
-        .await?;
-        Ok(!rows.is_empty())
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "UPDATE abuse_states SET suspended = false, suspended_at_ms = 0, suspended_reason = ''
+                 WHERE account = $1 AND suspended RETURNING 1",
+                &[&sql(account)],
+            )
+            .await?;
+            Ok(!rows.is_empty())
+        })
+        .await
     }
 
     async fn set_restriction(&self, account: AccountId, restriction: Restriction, until_ms: u64) -> StoreResult<()> {
-        let statement = match restriction {
-            Restriction::Sending => {
-                "INSERT INTO abuse_states (account, sending_restricted_until_ms) VALUES ($1, $2)
-                 ON CONFLICT (account) DO UPDATE SET sending_restricted_until_ms = excluded.sending_restricted_until_ms"
-            }
-            Restriction::Forwarding => {
-                "INSERT INTO abuse_states (account, forwarding_limited_until_ms) VALUES ($1, $2)
-                 ON CONFLICT (account) DO UPDATE SET forwarding_limited_until_ms = excluded.forwarding_limited_until_ms"
-            }
-        };
-        query(self.account_shard(account), statement, &[&sql(account), &sql(until_ms)]).await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            let statement = match restriction {
+                Restriction::Sending => {
+                    "INSERT INTO abuse_states (account, sending_restricted_until_ms) VALUES ($1, $2)
+                     ON CONFLICT (account) DO UPDATE SET sending_restricted_until_ms = excluded.sending_restricted_until_ms"
+                }
+                Restriction::Forwarding => {
+                    "INSERT INTO abuse_states (account, forwarding_limited_until_ms) VALUES ($1, $2)
+                     ON CONFLICT (account) DO UPDATE SET forwarding_limited_until_ms = excluded.forwarding_limited_until_ms"
+                }
+            };
+            query(this.account_shard(account), statement, &[&sql(account), &sql(until_ms)]).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn add_report(&self, r: AbuseReport) -> StoreResult<()> {
-        query(
-            self.account_shard(r.reported),
-            "INSERT INTO abuse_reports
-                 (reported, id, reporter_account, reporter_device, reported_at_ms, reason, messages)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &sql(r.reported),
-                &sql_msg(r.id),
-                &sql(r.reporter.account),
-                &(r.reporter.device as i32),
-                &sql(r.reported_at_ms),
-                &r.reason,
-                &encode_messages(&r.messages),
-            ],
-        )
-        .await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            query(
+                this.account_shard(r.reported),
+                "INSERT INTO abuse_reports
+                     (reported, id, reporter_account, reporter_device, reported_at_ms, reason, messages)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &sql(r.reported),
+                    &sql_msg(r.id),
+                    &sql(r.reporter.account),
+                    &(r.reporter.device as i32),
+                    &sql(r.reported_at_ms),
+                    &r.reason,
+                    &encode_messages(&r.messages),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn reports(&self, account: AccountId, limit: usize) -> StoreResult<Vec<AbuseReport>> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT id, reporter_account, reporter_device, reported_at_ms, reason, messages
-             FROM abuse_reports WHERE reported = $1 ORDER BY id DESC LIMIT $2",
-            &[&sql(account), &(limit.min(i64::MAX as usize) as i64)],
-        )
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let messages: Vec<u8> = r.get(5);
-                Ok(AbuseReport {
-                    id: unsql_msg(r.get(0)),
-                    reported: account,
-                    reporter: DeviceAddr::new(unsql(r.get(1)), r.get::<_, i32>(2) as u32),
-                    reported_at_ms: unsql(r.get(3)),
-                    reason: r.get(4),
-                    messages: decode_messages(&messages)?,
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT id, reporter_account, reporter_device, reported_at_ms, reason, messages
+                 FROM abuse_reports WHERE reported = $1 ORDER BY id DESC LIMIT $2",
+                &[&sql(account), &(limit.min(i64::MAX as usize) as i64)],
+            )
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let messages: Vec<u8> = r.get(5);
+                    Ok(AbuseReport {
+                        id: unsql_msg(r.get(0)),
+                        reported: account,
+                        reporter: DeviceAddr::new(unsql(r.get(1)), r.get::<_, i32>(2) as u32),
+                        reported_at_ms: unsql(r.get(3)),
+                        reason: r.get(4),
+                        messages: decode_messages(&messages)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     async fn reporters_since(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT DISTINCT reporter_account FROM abuse_reports WHERE reported = $1 AND reported_at_ms >= $2",
-            &[&sql(account), &sql(since_ms)],
-        )
-        .await?;
-        Ok(rows.iter().map(|r| unsql(r.get(0))).collect())
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT DISTINCT reporter_account FROM abuse_reports WHERE reported = $1 AND reported_at_ms >= $2",
+                &[&sql(account), &sql(since_ms)],
+            )
+            .await?;
+            Ok(rows.iter().map(|r| unsql(r.get(0))).collect())
+        })
+        .await
     }
 }

@@ -10,31 +10,40 @@ use crate::{AccountId, BlockStore, StoreResult};
 #[async_trait]
 impl BlockStore for PgStore {
     async fn set_blocked(&self, blocker: AccountId, blocked: AccountId, on: bool) -> StoreResult<()> {
-        let statement = if on {
-            "INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        } else {
-            "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2"
-        };
-        query(self.account_shard(blocker), statement, &[&sql(blocker), &sql(blocked)]).await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            let statement = if on {
+                "INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2"
+            };
+            query(this.account_shard(blocker), statement, &[&sql(blocker), &sql(blocked)]).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn is_blocked(&self, blocker: AccountId, blocked: AccountId) -> StoreResult<bool> {
-        let rows = query(
-            self.account_shard(blocker),
-            "SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2",
-            &[&sql(blocker), &sql(blocked)],
-        )
-        .await?;
-        Ok(!rows.is_empty())
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(blocker),
+                "SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2",
+                &[&sql(blocker), &sql(blocked)],
+            )
+            .await?;
+            Ok(!rows.is_empty())
+        })
+        .await
     }
 
     async fn blocked_by(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {
-        let rows =
-            query(self.account_shard(blocker), "SELECT blocked FROM blocks WHERE blocker = $1", &[&sql(blocker)])
-                .await?;
-        let mut ids: Vec<AccountId> = rows.iter().map(|r| unsql(r.get(0))).collect();
-        ids.sort_unstable(); // u64 order (bigint order differs above 2^63)
-        Ok(ids)
+        self.on_task(move |this| async move {
+            let rows =
+                query(this.account_shard(blocker), "SELECT blocked FROM blocks WHERE blocker = $1", &[&sql(blocker)])
+                    .await?;
+            let mut ids: Vec<AccountId> = rows.iter().map(|r| unsql(r.get(0))).collect();
+            ids.sort_unstable(); // u64 order (bigint order differs above 2^63)
+            Ok(ids)
+        })
+        .await
     }
 }

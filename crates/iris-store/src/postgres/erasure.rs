@@ -51,70 +51,90 @@ const ERASE_STATEMENTS: &[&str] = &[
 #[async_trait]
 impl ErasureStore for PgStore {
     async fn begin_erasure(&self, account: &Account, now_ms: u64) -> StoreResult<()> {
-        let shard = self.account_shard(account.id);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        // The same lock `register_device` takes: a registration either committed before (its
-        // device is erased with the rest) or sees the mark.
-        tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&sql(account.id)]).await.map_err(err)?;
-        tx.execute(
-            "INSERT INTO account_erasures (account, phone, started_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING",
-            &[&sql(account.id), &account.phone, &sql(now_ms)],
-        )
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)
-    }
-
-    async fn erasures_pending(&self) -> StoreResult<Vec<PendingErasure>> {
-        let mut out = Vec::new();
-        for shard in &self.inner.shards {
-            let rows = query(shard, "SELECT account, phone, started_at_ms FROM account_erasures", &[]).await?;
-            out.extend(rows.iter().map(|r| PendingErasure {
-                account: unsql(r.get(0)),
-                phone: r.get(1),
-                started_at_ms: unsql(r.get(2)),
-            }));
-        }
-        Ok(out)
-    }
-
-    async fn groups_pending_for(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
-        let mut out = Vec::new();
-        for shard in &self.inner.shards {
-            let rows = query(shard, "SELECT id FROM groups WHERE $1 = ANY(pending_accounts)", &[&sql(account)]).await?;
-            out.extend(rows.iter().map(|r| unsql(r.get(0))));
-        }
-        Ok(out)
-    }
-
-    async fn delete_group(&self, group: GroupId) -> StoreResult<()> {
-        let shard = self.account_shard(group);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        tx.execute("DELETE FROM group_members WHERE group_id = $1", &[&sql(group)]).await.map_err(err)?;
-        tx.execute("DELETE FROM groups WHERE id = $1 AND cardinality(member_accounts) = 0", &[&sql(group)])
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)
-    }
-
-    async fn erase_account(&self, erasure: &PendingErasure) -> StoreResult<()> {
-        let id = sql(erasure.account);
-        for shard in &self.inner.shards {
+        let account = account.to_owned();
+        self.on_task(move |this| async move {
+            let account: &Account = &account;
+            let shard = this.account_shard(account.id);
             let err = |e| db_err(shard.idx, e);
             let mut client = shard.client().await?;
             let tx = client.transaction().await.map_err(err)?;
-            for statement in ERASE_STATEMENTS {
-                tx.execute(*statement, &[&id]).await.map_err(err)?;
+            // The same lock `register_device` takes: a registration either committed before (its
+            // device is erased with the rest) or sees the mark.
+            tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&sql(account.id)]).await.map_err(err)?;
+            tx.execute(
+                "INSERT INTO account_erasures (account, phone, started_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&sql(account.id), &account.phone, &sql(now_ms)],
+            )
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+        .await
+    }
+
+    async fn erasures_pending(&self) -> StoreResult<Vec<PendingErasure>> {
+        self.on_task(move |this| async move {
+            let mut out = Vec::new();
+            for shard in &this.inner.shards {
+                let rows = query(shard, "SELECT account, phone, started_at_ms FROM account_erasures", &[]).await?;
+                out.extend(rows.iter().map(|r| PendingErasure {
+                    account: unsql(r.get(0)),
+                    phone: r.get(1),
+                    started_at_ms: unsql(r.get(2)),
+                }));
             }
-            tx.commit().await.map_err(err)?;
-        }
-        let shard = self.account_shard(erasure.account);
-        query(shard, "DELETE FROM account_erasures WHERE account = $1", &[&id]).await?;
-        Ok(())
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn groups_pending_for(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
+        self.on_task(move |this| async move {
+            let mut out = Vec::new();
+            for shard in &this.inner.shards {
+                let rows =
+                    query(shard, "SELECT id FROM groups WHERE $1 = ANY(pending_accounts)", &[&sql(account)]).await?;
+                out.extend(rows.iter().map(|r| unsql(r.get(0))));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_group(&self, group: GroupId) -> StoreResult<()> {
+        self.on_task(move |this| async move {
+            let shard = this.account_shard(group);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            tx.execute("DELETE FROM group_members WHERE group_id = $1", &[&sql(group)]).await.map_err(err)?;
+            tx.execute("DELETE FROM groups WHERE id = $1 AND cardinality(member_accounts) = 0", &[&sql(group)])
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+        .await
+    }
+
+    async fn erase_account(&self, erasure: &PendingErasure) -> StoreResult<()> {
+        let erasure = erasure.to_owned();
+        self.on_task(move |this| async move {
+            let erasure: &PendingErasure = &erasure;
+            let id = sql(erasure.account);
+            for shard in &this.inner.shards {
+                let err = |e| db_err(shard.idx, e);
+                let mut client = shard.client().await?;
+                let tx = client.transaction().await.map_err(err)?;
+                for statement in ERASE_STATEMENTS {
+                    tx.execute(*statement, &[&id]).await.map_err(err)?;
+                }
+                tx.commit().await.map_err(err)?;
+            }
+            let shard = this.account_shard(erasure.account);
+            query(shard, "DELETE FROM account_erasures WHERE account = $1", &[&id]).await?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -162,99 +162,138 @@ impl PgStore {
 #[async_trait]
 impl GroupStore for PgStore {
     async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<GroupOrderHold>> {
-        self.inner.check_open()?;
-        super::group_order::hold(self.account_shard(group), group).await.map(Some)
+        self.on_task(move |this| async move {
+            this.inner.check_open()?;
+            super::group_order::hold(this.account_shard(group), group).await.map(Some)
+        })
+        .await
     }
 
     async fn create_group(&self, mut group: Group) -> StoreResult<Group> {
-        let idx = self.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % self.inner.n_shards();
-        let err = |e| db_err(idx, e);
-        let mut client = self.inner.shard(idx).client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        let seq: i64 = tx.query_one("SELECT nextval('group_seq')", &[]).await.map_err(err)?.get(0);
-        group.id = compose_id(seq, idx)?;
-        write_group(&tx, &group).await.map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(group)
+        self.on_task(move |this| async move {
+            let idx = this.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % this.inner.n_shards();
+            let err = |e| db_err(idx, e);
+            let mut client = this.inner.shard(idx).client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            let seq: i64 = tx.query_one("SELECT nextval('group_seq')", &[]).await.map_err(err)?.get(0);
+            group.id = compose_id(seq, idx)?;
+            write_group(&tx, &group).await.map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(group)
+        })
+        .await
     }
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
-        let statement = format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1");
-        let rows = query(self.account_shard(id), &statement, &[&sql(id)]).await?;
-        rows.first().map(group_of).transpose()
+        self.on_task(move |this| async move {
+            let statement = format!("SELECT {GROUP_COLUMNS} FROM groups WHERE id = $1");
+            let rows = query(this.account_shard(id), &statement, &[&sql(id)]).await?;
+            rows.first().map(group_of).transpose()
+        })
+        .await
     }
 
     async fn update_group(&self, group: &Group) -> StoreResult<bool> {
-        self.replace_group(group, None).await
+        let group = group.to_owned();
+        self.on_task(move |this| async move {
+            let group: &Group = &group;
+            this.replace_group(group, None).await
+        })
+        .await
     }
 
     async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>> {
         self.inner.check_open()?;
         let events = outbox::with_dedup(group, events);
-        if !self.replace_group(group, Some(&events)).await? {
-            return Ok(None);
-        }
-        // The record and the outbox row are durable: from here on the events will be appended,
-        // by this call or, after a crash or an error, by the re-drive.
-        let pending = self.inner.enqueue_append(events).await?;
-        let (inner, id, version) = (std::sync::Arc::clone(&self.inner), group.id, group.version);
-        Ok(Some(Box::pin(async move {
-            let outcome = pending.await?;
-            if let Err(e) = outbox::delete(&inner, id, version).await {
-                tracing::warn!(group = id, version, error = %e, "outbox row left for the re-drive");
+        let group = group.clone();
+        self.on_task(move |this| async move {
+            if !this.replace_group(&group, Some(&events)).await? {
+                return Ok(None);
             }
-            Ok(outcome)
-        })))
+            // The record and the outbox row are durable: from here on the events will be
+            // appended, by this call or, after a crash or an error, by the re-drive.
+            let pending = this.inner.enqueue_append(events).await?;
+            let (inner, id, version) = (std::sync::Arc::clone(&this.inner), group.id, group.version);
+            // The pending half takes a pooled connection too (the outbox row's cleanup), so it
+            // runs on a task of its own as well (see `on_task`).
+            let done = tokio::spawn(async move {
+                let outcome = pending.await?;
+                if let Err(e) = outbox::delete(&inner, id, version).await {
+                    tracing::warn!(group = id, version, error = %e, "outbox row left for the re-drive");
+                }
+                Ok(outcome)
+            });
+            let pending: PendingAppend =
+                Box::pin(
+                    async move { done.await.map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))? },
+                );
+            Ok(Some(pending))
+        })
+        .await
     }
 
     async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
-        // The member index lives on each group's shard: ask them all.
-        let mut ids = Vec::new();
-        for shard in &self.inner.shards {
-            let client = shard.client().await?;
-            let rows = client
-                .query("SELECT group_id FROM group_members WHERE account = $1", &[&sql(account)])
-                .await
-                .map_err(|e| db_err(shard.idx, e))?;
-            ids.extend(rows.iter().map(|r| unsql(r.get(0))));
-        }
-        ids.sort_unstable();
-        Ok(ids)
+        self.on_task(move |this| async move {
+            // The member index lives on each group's shard: ask them all.
+            let mut ids = Vec::new();
+            for shard in &this.inner.shards {
+                let client = shard.client().await?;
+                let rows = client
+                    .query("SELECT group_id FROM group_members WHERE account = $1", &[&sql(account)])
+                    .await
+                    .map_err(|e| db_err(shard.idx, e))?;
+                ids.extend(rows.iter().map(|r| unsql(r.get(0))));
+            }
+            ids.sort_unstable();
+            Ok(ids)
+        })
+        .await
     }
 
     async fn group_by_invite(&self, token: &str) -> StoreResult<Option<GroupId>> {
-        for shard in &self.inner.shards {
-            let client = shard.client().await?;
-            let row = client
-                .query_opt("SELECT id FROM groups WHERE invite_token = $1 LIMIT 1", &[&token])
-                .await
-                .map_err(|e| db_err(shard.idx, e))?;
-            if let Some(row) = row {
-                return Ok(Some(unsql(row.get(0))));
+        let token = token.to_owned();
+        self.on_task(move |this| async move {
+            let token: &str = &token;
+            for shard in &this.inner.shards {
+                let client = shard.client().await?;
+                let row = client
+                    .query_opt("SELECT id FROM groups WHERE invite_token = $1 LIMIT 1", &[&token])
+                    .await
+                    .map_err(|e| db_err(shard.idx, e))?;
+                if let Some(row) = row {
+                    return Ok(Some(unsql(row.get(0))));
+                }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
+        .await
     }
 
     async fn put_group_payload(&self, group: GroupId, server_msg_id: u64, payload: Bytes) -> StoreResult<()> {
-        execute_unsynced(
-            self.msg_shard(server_msg_id),
-            "INSERT INTO group_payloads (server_msg_id, group_id, payload) VALUES ($1, $2, $3)
-             ON CONFLICT (server_msg_id, group_id) DO UPDATE SET payload = excluded.payload",
-            &[&sql_msg(server_msg_id), &sql(group), &&payload[..]],
-        )
-        .await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            execute_unsynced(
+                this.msg_shard(server_msg_id),
+                "INSERT INTO group_payloads (server_msg_id, group_id, payload) VALUES ($1, $2, $3)
+                 ON CONFLICT (server_msg_id, group_id) DO UPDATE SET payload = excluded.payload",
+                &[&sql_msg(server_msg_id), &sql(group), &&payload[..]],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn group_payload(&self, group: GroupId, server_msg_id: u64) -> StoreResult<Option<Bytes>> {
-        let rows = query(
-            self.msg_shard(server_msg_id),
-            "SELECT payload FROM group_payloads WHERE server_msg_id = $1 AND group_id = $2",
-            &[&sql_msg(server_msg_id), &sql(group)],
-        )
-        .await?;
-        Ok(rows.first().map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.msg_shard(server_msg_id),
+                "SELECT payload FROM group_payloads WHERE server_msg_id = $1 AND group_id = $2",
+                &[&sql_msg(server_msg_id), &sql(group)],
+            )
+            .await?;
+            Ok(rows.first().map(|r| Bytes::from(r.get::<_, Vec<u8>>(0))))
+        })
+        .await
     }
 
     async fn start_group_receipts(
@@ -264,23 +303,28 @@ impl GroupStore for PgStore {
         sender: AccountId,
         recipients: &[AccountId],
     ) -> StoreResult<()> {
-        let accounts: Vec<i64> = recipients.iter().map(|&a| sql(a)).collect();
-        // One statement, so one round trip and atomic without an explicit transaction.
-        execute_unsynced(
-            self.msg_shard(server_msg_id),
-            "WITH counters AS (
-                 INSERT INTO group_receipts (server_msg_id, group_id, sender, n_recipients, n_delivered, n_read)
-                 VALUES ($1, $2, $3, cardinality($4::int8[]), 0, 0)
-                 ON CONFLICT (server_msg_id, group_id) DO UPDATE SET sender = excluded.sender,
-                     n_recipients = excluded.n_recipients, n_delivered = 0, n_read = 0
-             )
-             INSERT INTO group_receipt_rows (server_msg_id, group_id, account, delivered_at_ms, read_at_ms)
-             SELECT $1, $2, a, 0, 0 FROM unnest($4::int8[]) AS a
-             ON CONFLICT (server_msg_id, group_id, account) DO UPDATE SET delivered_at_ms = 0, read_at_ms = 0",
-            &[&sql_msg(server_msg_id), &sql(group), &sql(sender), &accounts],
-        )
-        .await?;
-        Ok(())
+        let recipients = recipients.to_owned();
+        self.on_task(move |this| async move {
+            let recipients: &[AccountId] = &recipients;
+            let accounts: Vec<i64> = recipients.iter().map(|&a| sql(a)).collect();
+            // One statement, so one round trip and atomic without an explicit transaction.
+            execute_unsynced(
+                this.msg_shard(server_msg_id),
+                "WITH counters AS (
+                     INSERT INTO group_receipts (server_msg_id, group_id, sender, n_recipients, n_delivered, n_read)
+                     VALUES ($1, $2, $3, cardinality($4::int8[]), 0, 0)
+                     ON CONFLICT (server_msg_id, group_id) DO UPDATE SET sender = excluded.sender,
+                         n_recipients = excluded.n_recipients, n_delivered = 0, n_read = 0
+                 )
+                 INSERT INTO group_receipt_rows (server_msg_id, group_id, account, delivered_at_ms, read_at_ms)
+                 SELECT $1, $2, a, 0, 0 FROM unnest($4::int8[]) AS a
+                 ON CONFLICT (server_msg_id, group_id, account) DO UPDATE SET delivered_at_ms = 0, read_at_ms = 0",
+                &[&sql_msg(server_msg_id), &sql(group), &sql(sender), &accounts],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn mark_group_receipt(
@@ -291,64 +335,67 @@ impl GroupStore for PgStore {
         read: bool,
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>> {
-        let shard = self.msg_shard(server_msg_id);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.unsynced_client().await?;
-        let (msg, group, acc) = (sql_msg(server_msg_id), sql(group), sql(account));
-        let tx = client.transaction().await.map_err(err)?;
-        // Counters first, then the row: every marker locks in that order.
-        let Some(counters) = tx
-            .query_opt(
-                "SELECT sender, n_recipients, n_delivered, n_read FROM group_receipts
-                 WHERE server_msg_id = $1 AND group_id = $2 FOR UPDATE",
-                &[&msg, &group],
+        self.on_task(move |this| async move {
+            let shard = this.msg_shard(server_msg_id);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.unsynced_client().await?;
+            let (msg, group, acc) = (sql_msg(server_msg_id), sql(group), sql(account));
+            let tx = client.transaction().await.map_err(err)?;
+            // Counters first, then the row: every marker locks in that order.
+            let Some(counters) = tx
+                .query_opt(
+                    "SELECT sender, n_recipients, n_delivered, n_read FROM group_receipts
+                     WHERE server_msg_id = $1 AND group_id = $2 FOR UPDATE",
+                    &[&msg, &group],
+                )
+                .await
+                .map_err(err)?
+            else {
+                return Ok(None);
+            };
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT delivered_at_ms, read_at_ms FROM group_receipt_rows
+                     WHERE server_msg_id = $1 AND group_id = $2 AND account = $3 FOR UPDATE",
+                    &[&msg, &group, &acc],
+                )
+                .await
+                .map_err(err)?
+            else {
+                return Ok(None);
+            };
+            let sender = unsql(counters.get(0));
+            let (n, mut n_delivered, mut n_read): (i64, i64, i64) = (counters.get(1), counters.get(2), counters.get(3));
+            let (mut delivered_at, mut read_at): (i64, i64) = (row.get(0), row.get(1));
+            let (mut all_delivered_now, mut all_read_now) = (false, false);
+            if delivered_at == 0 {
+                // Reading implies delivery.
+                delivered_at = sql(now_ms);
+                n_delivered += 1;
+                all_delivered_now = n_delivered == n;
+            }
+            if read && read_at == 0 {
+                read_at = sql(now_ms);
+                n_read += 1;
+                all_read_now = n_read == n;
+            }
+            tx.execute(
+                "UPDATE group_receipt_rows SET delivered_at_ms = $4, read_at_ms = $5
+                 WHERE server_msg_id = $1 AND group_id = $2 AND account = $3",
+                &[&msg, &group, &acc, &delivered_at, &read_at],
             )
             .await
-            .map_err(err)?
-        else {
-            return Ok(None);
-        };
-        let Some(row) = tx
-            .query_opt(
-                "SELECT delivered_at_ms, read_at_ms FROM group_receipt_rows
-                 WHERE server_msg_id = $1 AND group_id = $2 AND account = $3 FOR UPDATE",
-                &[&msg, &group, &acc],
+            .map_err(err)?;
+            tx.execute(
+                "UPDATE group_receipts SET n_delivered = $3, n_read = $4 WHERE server_msg_id = $1 AND group_id = $2",
+                &[&msg, &group, &n_delivered, &n_read],
             )
             .await
-            .map_err(err)?
-        else {
-            return Ok(None);
-        };
-        let sender = unsql(counters.get(0));
-        let (n, mut n_delivered, mut n_read): (i64, i64, i64) = (counters.get(1), counters.get(2), counters.get(3));
-        let (mut delivered_at, mut read_at): (i64, i64) = (row.get(0), row.get(1));
-        let (mut all_delivered_now, mut all_read_now) = (false, false);
-        if delivered_at == 0 {
-            // Reading implies delivery.
-            delivered_at = sql(now_ms);
-            n_delivered += 1;
-            all_delivered_now = n_delivered == n;
-        }
-        if read && read_at == 0 {
-            read_at = sql(now_ms);
-            n_read += 1;
-            all_read_now = n_read == n;
-        }
-        tx.execute(
-            "UPDATE group_receipt_rows SET delivered_at_ms = $4, read_at_ms = $5
-             WHERE server_msg_id = $1 AND group_id = $2 AND account = $3",
-            &[&msg, &group, &acc, &delivered_at, &read_at],
-        )
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
+        })
         .await
-        .map_err(err)?;
-        tx.execute(
-            "UPDATE group_receipts SET n_delivered = $3, n_read = $4 WHERE server_msg_id = $1 AND group_id = $2",
-            &[&msg, &group, &n_delivered, &n_read],
-        )
-        .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
     }
 
     async fn group_receipts(
@@ -356,49 +403,58 @@ impl GroupStore for PgStore {
         group: GroupId,
         server_msg_id: u64,
     ) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
-        let shard = self.msg_shard(server_msg_id);
-        let err = |e| db_err(shard.idx, e);
-        let client = shard.client().await?;
-        let (msg, group) = (sql_msg(server_msg_id), sql(group));
-        let Some(counters) = client
-            .query_opt("SELECT sender FROM group_receipts WHERE server_msg_id = $1 AND group_id = $2", &[&msg, &group])
-            .await
-            .map_err(err)?
-        else {
-            return Ok(None);
-        };
-        let rows = client
-            .query(
-                "SELECT account, delivered_at_ms, read_at_ms FROM group_receipt_rows
-                 WHERE server_msg_id = $1 AND group_id = $2",
-                &[&msg, &group],
-            )
-            .await
-            .map_err(err)?;
-        let mut rows: Vec<GroupReceiptRow> = rows
-            .iter()
-            .map(|r| GroupReceiptRow {
-                account: unsql(r.get(0)),
-                delivered_at_ms: unsql(r.get(1)),
-                read_at_ms: unsql(r.get(2)),
-            })
-            .collect();
-        rows.sort_unstable_by_key(|r| r.account);
-        Ok(Some((unsql(counters.get(0)), rows)))
+        self.on_task(move |this| async move {
+            let shard = this.msg_shard(server_msg_id);
+            let err = |e| db_err(shard.idx, e);
+            let client = shard.client().await?;
+            let (msg, group) = (sql_msg(server_msg_id), sql(group));
+            let Some(counters) = client
+                .query_opt(
+                    "SELECT sender FROM group_receipts WHERE server_msg_id = $1 AND group_id = $2",
+                    &[&msg, &group],
+                )
+                .await
+                .map_err(err)?
+            else {
+                return Ok(None);
+            };
+            let rows = client
+                .query(
+                    "SELECT account, delivered_at_ms, read_at_ms FROM group_receipt_rows
+                     WHERE server_msg_id = $1 AND group_id = $2",
+                    &[&msg, &group],
+                )
+                .await
+                .map_err(err)?;
+            let mut rows: Vec<GroupReceiptRow> = rows
+                .iter()
+                .map(|r| GroupReceiptRow {
+                    account: unsql(r.get(0)),
+                    delivered_at_ms: unsql(r.get(1)),
+                    read_at_ms: unsql(r.get(2)),
+                })
+                .collect();
+            rows.sort_unstable_by_key(|r| r.account);
+            Ok(Some((unsql(counters.get(0)), rows)))
+        })
+        .await
     }
 
     async fn expire_group_messages(&self, before_msg_id: u64) -> StoreResult<u64> {
-        let before = sql_msg(before_msg_id);
-        let mut removed = 0;
-        for shard in &self.inner.shards {
-            let client = shard.client().await?;
-            for table in ["group_payloads", "group_receipts", "group_receipt_rows"] {
-                removed += client
-                    .execute(&format!("DELETE FROM {table} WHERE server_msg_id < $1"), &[&before])
-                    .await
-                    .map_err(|e| db_err(shard.idx, e))?;
+        self.on_task(move |this| async move {
+            let before = sql_msg(before_msg_id);
+            let mut removed = 0;
+            for shard in &this.inner.shards {
+                let client = shard.client().await?;
+                for table in ["group_payloads", "group_receipts", "group_receipt_rows"] {
+                    removed += client
+                        .execute(&format!("DELETE FROM {table} WHERE server_msg_id < $1"), &[&before])
+                        .await
+                        .map_err(|e| db_err(shard.idx, e))?;
+                }
             }
-        }
-        Ok(removed)
+            Ok(removed)
+        })
+        .await
     }
 }

@@ -140,132 +140,152 @@ impl InboxStore for PgStore {
     }
 
     async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
-        let shard = self.inner.shard(shard_of_id(device.account, self.inner.n_shards()));
-        let client = shard.client().await?;
-        let limit = limit.min(READ_LIMIT_MAX) as i64;
-        let stmt = client
-            .prepare_cached(
-                "SELECT seq, item, expires_at_ms FROM inbox
-                 WHERE account = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-            )
-            .await
-            .map_err(|e| db_err(shard.idx, e))?;
-        let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
-        let rows = client
-            .query(&stmt, &[&sql(device.account), &(device.device as i32), &after, &limit])
-            .await
-            .map_err(|e| db_err(shard.idx, e))?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEntry {
-                seq: unsql(r.get(0)),
-                item: bytes::Bytes::from(r.get::<_, Vec<u8>>(1)),
-                expires_at_ms: r.get::<_, Option<i64>>(2).map(unsql),
-            })
-            .collect())
+        self.on_task(move |this| async move {
+            let shard = this.inner.shard(shard_of_id(device.account, this.inner.n_shards()));
+            let client = shard.client().await?;
+            let limit = limit.min(READ_LIMIT_MAX) as i64;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT seq, item, expires_at_ms FROM inbox
+                     WHERE account = $1 AND device = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                )
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&stmt, &[&sql(device.account), &(device.device as i32), &after, &limit])
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            Ok(rows
+                .iter()
+                .map(|r| StoredEntry {
+                    seq: unsql(r.get(0)),
+                    item: bytes::Bytes::from(r.get::<_, Vec<u8>>(1)),
+                    expires_at_ms: r.get::<_, Option<i64>>(2).map(unsql),
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> StoreResult<()> {
-        self.inner.check_open()?;
-        let shard = shard_of_id(device.account, self.inner.n_shards());
-        let (reply, answer) = oneshot::channel();
-        let up_to_seq = up_to_seq.min(i64::MAX as u64);
-        let op = Op::Ack { device, up_to_seq, reply };
-        match tokio::time::timeout(self.inner.enqueue_timeout, self.inner.committers[shard].send(op)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Err(_) => return Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS }),
-        }
-        answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+        self.on_task(move |this| async move {
+            this.inner.check_open()?;
+            let shard = shard_of_id(device.account, this.inner.n_shards());
+            let (reply, answer) = oneshot::channel();
+            let up_to_seq = up_to_seq.min(i64::MAX as u64);
+            let op = Op::Ack { device, up_to_seq, reply };
+            match tokio::time::timeout(this.inner.enqueue_timeout, this.inner.committers[shard].send(op)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(StoreError::Closed),
+                Err(_) => return Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS }),
+            }
+            answer.await.map_err(|_| StoreError::Unavailable("committer stopped without answering".into()))?
+        })
+        .await
     }
 
     async fn cursor(&self, device: DeviceAddr) -> StoreResult<InboxCursor> {
-        Ok(self.cursors(&[device]).await?.pop().unwrap_or_default())
+        self.on_task(move |this| async move { Ok(this.cursors(&[device]).await?.pop().unwrap_or_default()) }).await
     }
 
     async fn cursors(&self, devices: &[DeviceAddr]) -> StoreResult<Vec<InboxCursor>> {
-        let n = self.inner.n_shards();
-        let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (pos, device) in devices.iter().enumerate() {
-            by_shard.entry(shard_of_id(device.account, n)).or_default().push(pos);
-        }
-        let mut out = vec![InboxCursor::default(); devices.len()];
-        for (shard_idx, positions) in by_shard {
-            let shard = self.inner.shard(shard_idx);
-            let err = |e| db_err(shard_idx, e);
-            let client = shard.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "SELECT k.pos, c.acked, c.last
-                     FROM unnest($1::int8[], $2::int4[], $3::int4[]) AS k(account, device, pos)
-                     JOIN cursors c USING (account, device)",
-                )
-                .await
-                .map_err(err)?;
-            let accounts: Vec<i64> = positions.iter().map(|&p| sql(devices[p].account)).collect();
-            let ids: Vec<i32> = positions.iter().map(|&p| devices[p].device as i32).collect();
-            let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
-            for row in client.query(&stmt, &[&accounts, &ids, &pos]).await.map_err(err)? {
-                let p = row.get::<_, i32>(0) as usize;
-                if let Some(slot) = out.get_mut(p) {
-                    *slot = InboxCursor { acked: unsql(row.get(1)), last: unsql(row.get(2)) };
+        let devices = devices.to_owned();
+        self.on_task(move |this| async move {
+            let devices: &[DeviceAddr] = &devices;
+            let n = this.inner.n_shards();
+            let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for (pos, device) in devices.iter().enumerate() {
+                by_shard.entry(shard_of_id(device.account, n)).or_default().push(pos);
+            }
+            let mut out = vec![InboxCursor::default(); devices.len()];
+            for (shard_idx, positions) in by_shard {
+                let shard = this.inner.shard(shard_idx);
+                let err = |e| db_err(shard_idx, e);
+                let client = shard.client().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT k.pos, c.acked, c.last
+                         FROM unnest($1::int8[], $2::int4[], $3::int4[]) AS k(account, device, pos)
+                         JOIN cursors c USING (account, device)",
+                    )
+                    .await
+                    .map_err(err)?;
+                let accounts: Vec<i64> = positions.iter().map(|&p| sql(devices[p].account)).collect();
+                let ids: Vec<i32> = positions.iter().map(|&p| devices[p].device as i32).collect();
+                let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+                for row in client.query(&stmt, &[&accounts, &ids, &pos]).await.map_err(err)? {
+                    let p = row.get::<_, i32>(0) as usize;
+                    if let Some(slot) = out.get_mut(p) {
+                        *slot = InboxCursor { acked: unsql(row.get(1)), last: unsql(row.get(2)) };
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     async fn purge(&self, device: DeviceAddr) -> StoreResult<()> {
-        self.inner.check_open()?;
-        let shard = self.inner.shard(shard_of_id(device.account, self.inner.n_shards()));
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let (account, id) = (sql(device.account), device.device as i32);
-        let tx = client.transaction().await.map_err(err)?;
-        // Lock the cursor first: an append of another node cannot slip in between.
-        tx.execute("SELECT 1 FROM cursors WHERE account = $1 AND device = $2 FOR UPDATE", &[&account, &id])
-            .await
-            .map_err(err)?;
-        tx.execute("DELETE FROM inbox WHERE account = $1 AND device = $2", &[&account, &id]).await.map_err(err)?;
-        tx.execute("UPDATE cursors SET acked = last WHERE account = $1 AND device = $2", &[&account, &id])
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)
+        self.on_task(move |this| async move {
+            this.inner.check_open()?;
+            let shard = this.inner.shard(shard_of_id(device.account, this.inner.n_shards()));
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let (account, id) = (sql(device.account), device.device as i32);
+            let tx = client.transaction().await.map_err(err)?;
+            // Lock the cursor first: an append of another node cannot slip in between.
+            tx.execute("SELECT 1 FROM cursors WHERE account = $1 AND device = $2 FOR UPDATE", &[&account, &id])
+                .await
+                .map_err(err)?;
+            tx.execute("DELETE FROM inbox WHERE account = $1 AND device = $2", &[&account, &id]).await.map_err(err)?;
+            tx.execute("UPDATE cursors SET acked = last WHERE account = $1 AND device = $2", &[&account, &id])
+                .await
+                .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+        .await
     }
 
     async fn expire(&self, older_than_ms: u64, dedup_older_than_ms: u64) -> StoreResult<u64> {
-        let mut removed = 0;
-        let n = self.inner.n_shards();
-        for shard in &self.inner.shards {
-            let err = |e| db_err(shard.idx, e);
-            let client = shard.client().await?;
-            let inbox = client
-                .execute("DELETE FROM inbox WHERE appended_at_ms < $1", &[&sql(older_than_ms)])
-                .await
-                .map_err(err)?;
-            // Every shard of an append holds a copy of its dedup row; count only the sender's
-            // shard's copy, so the count is that of logical dedup records, as in fjall.
-            let dedup: i64 = client
-                .query_one(
-                    "WITH gone AS (DELETE FROM dedup WHERE server_ts_ms < $1 RETURNING account)
-                     SELECT count(*) FROM gone WHERE (account & $2) % $3 = $4",
-                    &[&sql(dedup_older_than_ms), &SHARD_MASK, &(n as i64), &(shard.idx as i64)],
-                )
-                .await
-                .map_err(err)?
-                .get(0);
-            removed += inbox + dedup as u64;
-        }
-        Ok(removed)
+        self.on_task(move |this| async move {
+            let mut removed = 0;
+            let n = this.inner.n_shards();
+            for shard in &this.inner.shards {
+                let err = |e| db_err(shard.idx, e);
+                let client = shard.client().await?;
+                let inbox = client
+                    .execute("DELETE FROM inbox WHERE appended_at_ms < $1", &[&sql(older_than_ms)])
+                    .await
+                    .map_err(err)?;
+                // Every shard of an append holds a copy of its dedup row; count only the sender's
+                // shard's copy, so the count is that of logical dedup records, as in fjall.
+                let dedup: i64 = client
+                    .query_one(
+                        "WITH gone AS (DELETE FROM dedup WHERE server_ts_ms < $1 RETURNING account)
+                         SELECT count(*) FROM gone WHERE (account & $2) % $3 = $4",
+                        &[&sql(dedup_older_than_ms), &SHARD_MASK, &(n as i64), &(shard.idx as i64)],
+                    )
+                    .await
+                    .map_err(err)?
+                    .get(0);
+                removed += inbox + dedup as u64;
+            }
+            Ok(removed)
+        })
+        .await
     }
 
     async fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
-        self.delete_due(
-            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM inbox WHERE expires_at_ms <= $1 LIMIT $2))",
-            now_ms,
-            limit,
-        )
+        self.on_task(move |this| async move {
+            this.delete_due(
+                "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM inbox WHERE expires_at_ms <= $1 LIMIT $2))",
+                now_ms,
+                limit,
+            )
+            .await
+        })
         .await
     }
 
@@ -283,7 +303,7 @@ impl InboxStore for PgStore {
 
     async fn close(&self) -> StoreResult<()> {
         self.inner.closed.store(true, Ordering::Release);
-        self.redrive.abort();
+        self.tasks.redrive.abort();
         self.stop_committers().await;
         Ok(())
     }

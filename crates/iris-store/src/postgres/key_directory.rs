@@ -95,42 +95,50 @@ async fn set_flags(
 #[async_trait]
 impl KeyStore for PgStore {
     async fn set_identity(&self, device: DeviceAddr, identity: DeviceIdentity) -> StoreResult<IdentityOutcome> {
-        let shard = self.device_shard(device);
-        let (a, d) = (sql(device.account), device.device as i32);
-        let inserted = query(
-            shard,
-            "INSERT INTO device_identities (account, device, curve25519, ed25519, signature)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
-            &[&a, &d, &identity.curve25519, &identity.ed25519, &identity.signature],
-        )
-        .await?;
-        if !inserted.is_empty() {
-            return Ok(IdentityOutcome::Published);
-        }
-        let existing = self.identities(&[device]).await?.pop().flatten();
-        match existing {
-            Some(e) if e == identity => Ok(IdentityOutcome::Unchanged),
-            Some(e) => Ok(IdentityOutcome::Conflict(e)),
-            None => Err(StoreError::Unavailable("identity vanished while publishing".into())),
-        }
+        self.on_task(move |this| async move {
+            let shard = this.device_shard(device);
+            let (a, d) = (sql(device.account), device.device as i32);
+            let inserted = query(
+                shard,
+                "INSERT INTO device_identities (account, device, curve25519, ed25519, signature)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+                &[&a, &d, &identity.curve25519, &identity.ed25519, &identity.signature],
+            )
+            .await?;
+            if !inserted.is_empty() {
+                return Ok(IdentityOutcome::Published);
+            }
+            let existing = this.identities(&[device]).await?.pop().flatten();
+            match existing {
+                Some(e) if e == identity => Ok(IdentityOutcome::Unchanged),
+                Some(e) => Ok(IdentityOutcome::Conflict(e)),
+                None => Err(StoreError::Unavailable("identity vanished while publishing".into())),
+            }
+        })
+        .await
     }
 
     async fn identities(&self, devices: &[DeviceAddr]) -> StoreResult<Vec<Option<DeviceIdentity>>> {
-        let mut out = Vec::with_capacity(devices.len());
-        for &device in devices {
-            let rows = query(
-                self.device_shard(device),
-                "SELECT curve25519, ed25519, signature FROM device_identities WHERE account = $1 AND device = $2",
-                &[&sql(device.account), &(device.device as i32)],
-            )
-            .await?;
-            out.push(rows.first().map(|r| DeviceIdentity {
-                curve25519: r.get(0),
-                ed25519: r.get(1),
-                signature: r.get(2),
-            }));
-        }
-        Ok(out)
+        let devices = devices.to_owned();
+        self.on_task(move |this| async move {
+            let devices: &[DeviceAddr] = &devices;
+            let mut out = Vec::with_capacity(devices.len());
+            for &device in devices {
+                let rows = query(
+                    this.device_shard(device),
+                    "SELECT curve25519, ed25519, signature FROM device_identities WHERE account = $1 AND device = $2",
+                    &[&sql(device.account), &(device.device as i32)],
+                )
+                .await?;
+                out.push(rows.first().map(|r| DeviceIdentity {
+                    curve25519: r.get(0),
+                    ed25519: r.get(1),
+                    signature: r.get(2),
+                }));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn add_one_time_keys(
@@ -140,141 +148,166 @@ impl KeyStore for PgStore {
         pool_max: u32,
         low_watermark: u32,
     ) -> StoreResult<u32> {
-        let shard = self.device_shard(device).idx;
-        let keys = keys.to_vec();
-        self.with_key_state(device, move |tx, state| {
-            Box::pin(async move {
-                let (a, d) = (sql(device.account), device.device as i32);
-                let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
-                let values: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
-                let sigs: Vec<&str> = keys.iter().map(|k| k.signature.as_str()).collect();
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO one_time_keys (account, device, key_id, key, signature)
-                         SELECT $1, $2, k.id, k.key, k.sig FROM unnest($3::text[], $4::text[], $5::text[])
-                             AS k(id, key, sig)
-                         ON CONFLICT DO NOTHING",
-                        &[&a, &d, &ids, &values, &sigs],
-                    )
-                    .await
-                    .map_err(|e| db_err(shard, e))?;
-                let count = one_time_count(tx, shard, device).await?;
-                if count > pool_max {
-                    // Dropping the transaction rolls the insert back.
-                    return Err(StoreError::PoolFull { max: pool_max, would_hold: count });
-                }
-                let _ = inserted;
-                if count >= low_watermark && state.low_notified {
-                    set_flags(tx, shard, device, false, state.fallback_notified).await?;
-                }
-                Ok(count)
+        let keys = keys.to_owned();
+        self.on_task(move |this| async move {
+            let keys: &[SignedKeyRecord] = &keys;
+            let shard = this.device_shard(device).idx;
+            let keys = keys.to_vec();
+            this.with_key_state(device, move |tx, state| {
+                Box::pin(async move {
+                    let (a, d) = (sql(device.account), device.device as i32);
+                    let ids: Vec<&str> = keys.iter().map(|k| k.key_id.as_str()).collect();
+                    let values: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+                    let sigs: Vec<&str> = keys.iter().map(|k| k.signature.as_str()).collect();
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO one_time_keys (account, device, key_id, key, signature)
+                             SELECT $1, $2, k.id, k.key, k.sig FROM unnest($3::text[], $4::text[], $5::text[])
+                                 AS k(id, key, sig)
+                             ON CONFLICT DO NOTHING",
+                            &[&a, &d, &ids, &values, &sigs],
+                        )
+                        .await
+                        .map_err(|e| db_err(shard, e))?;
+                    let count = one_time_count(tx, shard, device).await?;
+                    if count > pool_max {
+                        // Dropping the transaction rolls the insert back.
+                        return Err(StoreError::PoolFull { max: pool_max, would_hold: count });
+                    }
+                    let _ = inserted;
+                    if count >= low_watermark && state.low_notified {
+                        set_flags(tx, shard, device, false, state.fallback_notified).await?;
+                    }
+                    Ok(count)
+                })
             })
+            .await
         })
         .await
     }
 
     async fn set_fallback_key(&self, device: DeviceAddr, key: SignedKeyRecord) -> StoreResult<()> {
-        let shard = self.device_shard(device).idx;
-        self.with_key_state(device, move |tx, _state| {
-            Box::pin(async move {
-                tx.execute(
-                    "UPDATE key_state SET fallback_notified = false, fallback_key_id = $3, fallback_key = $4,
-                         fallback_signature = $5
-                     WHERE account = $1 AND device = $2",
-                    &[&sql(device.account), &(device.device as i32), &key.key_id, &key.key, &key.signature],
-                )
-                .await
-                .map_err(|e| db_err(shard, e))?;
-                Ok(())
+        self.on_task(move |this| async move {
+            let shard = this.device_shard(device).idx;
+            this.with_key_state(device, move |tx, _state| {
+                Box::pin(async move {
+                    tx.execute(
+                        "UPDATE key_state SET fallback_notified = false, fallback_key_id = $3, fallback_key = $4,
+                             fallback_signature = $5
+                         WHERE account = $1 AND device = $2",
+                        &[&sql(device.account), &(device.device as i32), &key.key_id, &key.key, &key.signature],
+                    )
+                    .await
+                    .map_err(|e| db_err(shard, e))?;
+                    Ok(())
+                })
             })
+            .await
         })
         .await
     }
 
     async fn key_counts(&self, device: DeviceAddr) -> StoreResult<KeyCounts> {
-        let rows = query(
-            self.device_shard(device),
-            "SELECT (SELECT count(*) FROM one_time_keys WHERE account = $1 AND device = $2),
-                    EXISTS (SELECT 1 FROM key_state WHERE account = $1 AND device = $2 AND fallback_key IS NOT NULL)",
-            &[&sql(device.account), &(device.device as i32)],
-        )
-        .await?;
-        let row = rows.first().ok_or_else(|| StoreError::Unavailable("no answer to a count".into()))?;
-        Ok(KeyCounts { one_time_keys: row.get::<_, i64>(0) as u32, fallback_key: row.get(1) })
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.device_shard(device),
+                "SELECT (SELECT count(*) FROM one_time_keys WHERE account = $1 AND device = $2),
+                        EXISTS (SELECT 1 FROM key_state WHERE account = $1 AND device = $2 AND fallback_key IS NOT NULL)",
+                &[&sql(device.account), &(device.device as i32)],
+            )
+            .await?;
+            let row = rows.first().ok_or_else(|| StoreError::Unavailable("no answer to a count".into()))?;
+            Ok(KeyCounts { one_time_keys: row.get::<_, i64>(0) as u32, fallback_key: row.get(1) })
+        })
+        .await
     }
 
     async fn claim_key(&self, device: DeviceAddr, low_watermark: u32) -> StoreResult<ClaimOutcome> {
-        let shard = self.device_shard(device).idx;
-        self.with_key_state(device, move |tx, state| {
-            Box::pin(async move {
-                let (a, d) = (sql(device.account), device.device as i32);
-                let taken = tx
-                    .query(
-                        "DELETE FROM one_time_keys WHERE (account, device, key_id) IN (
-                             SELECT account, device, key_id FROM one_time_keys
-                             WHERE account = $1 AND device = $2 ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                         RETURNING key_id, key, signature",
-                        &[&a, &d],
-                    )
-                    .await
-                    .map_err(|e| db_err(shard, e))?;
-                if let Some(row) = taken.first() {
-                    let key = SignedKeyRecord { key_id: row.get(0), key: row.get(1), signature: row.get(2) };
-                    let left = one_time_count(tx, shard, device).await?;
-                    let notify = left < low_watermark && !state.low_notified;
-                    if notify {
-                        set_flags(tx, shard, device, true, state.fallback_notified).await?;
+        self.on_task(move |this| async move {
+            let shard = this.device_shard(device).idx;
+            this.with_key_state(device, move |tx, state| {
+                Box::pin(async move {
+                    let (a, d) = (sql(device.account), device.device as i32);
+                    let taken = tx
+                        .query(
+                            "DELETE FROM one_time_keys WHERE (account, device, key_id) IN (
+                                 SELECT account, device, key_id FROM one_time_keys
+                                 WHERE account = $1 AND device = $2 ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                             RETURNING key_id, key, signature",
+                            &[&a, &d],
+                        )
+                        .await
+                        .map_err(|e| db_err(shard, e))?;
+                    if let Some(row) = taken.first() {
+                        let key = SignedKeyRecord { key_id: row.get(0), key: row.get(1), signature: row.get(2) };
+                        let left = one_time_count(tx, shard, device).await?;
+                        let notify = left < low_watermark && !state.low_notified;
+                        if notify {
+                            set_flags(tx, shard, device, true, state.fallback_notified).await?;
+                        }
+                        let low = LowKeys { one_time_keys: left, fallback_key_used: false };
+                        return Ok(ClaimOutcome {
+                            key: Some(ClaimedKey::OneTime(key)),
+                            one_time_keys_left: left,
+                            notify: notify.then_some(low),
+                        });
                     }
-                    let low = LowKeys { one_time_keys: left, fallback_key_used: false };
-                    return Ok(ClaimOutcome {
-                        key: Some(ClaimedKey::OneTime(key)),
-                        one_time_keys_left: left,
+                    let Some(fallback) = state.fallback else { return Ok(ClaimOutcome::default()) };
+                    let notify = !state.fallback_notified;
+                    if notify {
+                        set_flags(tx, shard, device, true, true).await?;
+                    }
+                    let low = LowKeys { one_time_keys: 0, fallback_key_used: true };
+                    Ok(ClaimOutcome {
+                        key: Some(ClaimedKey::Fallback(fallback)),
+                        one_time_keys_left: 0,
                         notify: notify.then_some(low),
-                    });
-                }
-                let Some(fallback) = state.fallback else { return Ok(ClaimOutcome::default()) };
-                let notify = !state.fallback_notified;
-                if notify {
-                    set_flags(tx, shard, device, true, true).await?;
-                }
-                let low = LowKeys { one_time_keys: 0, fallback_key_used: true };
-                Ok(ClaimOutcome {
-                    key: Some(ClaimedKey::Fallback(fallback)),
-                    one_time_keys_left: 0,
-                    notify: notify.then_some(low),
+                    })
                 })
             })
+            .await
         })
         .await
     }
 
     async fn delete_keys(&self, device: DeviceAddr) -> StoreResult<()> {
-        let shard = self.device_shard(device);
-        let (a, d) = (sql(device.account), device.device as i32);
-        query(shard, "DELETE FROM one_time_keys WHERE account = $1 AND device = $2", &[&a, &d]).await?;
-        query(shard, "DELETE FROM key_state WHERE account = $1 AND device = $2", &[&a, &d]).await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            let shard = this.device_shard(device);
+            let (a, d) = (sql(device.account), device.device as i32);
+            query(shard, "DELETE FROM one_time_keys WHERE account = $1 AND device = $2", &[&a, &d]).await?;
+            query(shard, "DELETE FROM key_state WHERE account = $1 AND device = $2", &[&a, &d]).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn record_key_peers(&self, account: AccountId, peers: &[AccountId], now_ms: u64) -> StoreResult<()> {
-        const UPSERT: &str = "INSERT INTO key_peers (account, peer, last_ms) VALUES ($1, $2, $3)
-                              ON CONFLICT (account, peer) DO UPDATE SET last_ms = excluded.last_ms";
-        for &peer in peers.iter().filter(|&&p| p != account) {
-            query(self.account_shard(account), UPSERT, &[&sql(account), &sql(peer), &sql(now_ms)]).await?;
-            query(self.account_shard(peer), UPSERT, &[&sql(peer), &sql(account), &sql(now_ms)]).await?;
-        }
-        Ok(())
+        let peers = peers.to_owned();
+        self.on_task(move |this| async move {
+            let peers: &[AccountId] = &peers;
+            const UPSERT: &str = "INSERT INTO key_peers (account, peer, last_ms) VALUES ($1, $2, $3)
+                                  ON CONFLICT (account, peer) DO UPDATE SET last_ms = excluded.last_ms";
+            for &peer in peers.iter().filter(|&&p| p != account) {
+                query(this.account_shard(account), UPSERT, &[&sql(account), &sql(peer), &sql(now_ms)]).await?;
+                query(this.account_shard(peer), UPSERT, &[&sql(peer), &sql(account), &sql(now_ms)]).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn key_peers(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT peer FROM key_peers WHERE account = $1 AND last_ms >= $2",
-            &[&sql(account), &sql(since_ms)],
-        )
-        .await?;
-        let mut ids: Vec<AccountId> = rows.iter().map(|r| unsql(r.get(0))).collect();
-        ids.sort_unstable();
-        Ok(ids)
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT peer FROM key_peers WHERE account = $1 AND last_ms >= $2",
+                &[&sql(account), &sql(since_ms)],
+            )
+            .await?;
+            let mut ids: Vec<AccountId> = rows.iter().map(|r| unsql(r.get(0))).collect();
+            ids.sort_unstable();
+            Ok(ids)
+        })
+        .await
     }
 }

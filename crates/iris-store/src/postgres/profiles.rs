@@ -47,69 +47,85 @@ fn pin_of(row: &Row) -> PinRecord {
 #[async_trait]
 impl ProfileStore for PgStore {
     async fn profile(&self, account: AccountId) -> StoreResult<Option<Profile>> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT display_name, about, photo_media_id, privacy, updated_at_ms FROM profiles WHERE account = $1",
-            &[&sql(account)],
-        )
-        .await?;
-        Ok(rows.first().map(|r| Profile {
-            display_name: r.get(0),
-            about: r.get(1),
-            photo_media_id: r.get(2),
-            privacy: r.get::<_, i16>(3) as u8,
-            updated_at_ms: unsql(r.get(4)),
-        }))
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT display_name, about, photo_media_id, privacy, updated_at_ms FROM profiles WHERE account = $1",
+                &[&sql(account)],
+            )
+            .await?;
+            Ok(rows.first().map(|r| Profile {
+                display_name: r.get(0),
+                about: r.get(1),
+                photo_media_id: r.get(2),
+                privacy: r.get::<_, i16>(3) as u8,
+                updated_at_ms: unsql(r.get(4)),
+            }))
+        })
+        .await
     }
 
     async fn set_profile(&self, account: AccountId, p: &Profile) -> StoreResult<()> {
-        query(
-            self.account_shard(account),
-            "INSERT INTO profiles (account, display_name, about, photo_media_id, privacy, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (account) DO UPDATE SET display_name = excluded.display_name, about = excluded.about,
-                 photo_media_id = excluded.photo_media_id, privacy = excluded.privacy,
-                 updated_at_ms = excluded.updated_at_ms",
-            &[
-                &sql(account),
-                &p.display_name,
-                &p.about,
-                &p.photo_media_id,
-                &i16::from(p.privacy),
-                &sql(p.updated_at_ms),
-            ],
-        )
-        .await?;
-        Ok(())
+        let p = p.to_owned();
+        self.on_task(move |this| async move {
+            let p: &Profile = &p;
+            query(
+                this.account_shard(account),
+                "INSERT INTO profiles (account, display_name, about, photo_media_id, privacy, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (account) DO UPDATE SET display_name = excluded.display_name, about = excluded.about,
+                     photo_media_id = excluded.photo_media_id, privacy = excluded.privacy,
+                     updated_at_ms = excluded.updated_at_ms",
+                &[
+                    &sql(account),
+                    &p.display_name,
+                    &p.about,
+                    &p.photo_media_id,
+                    &i16::from(p.privacy),
+                    &sql(p.updated_at_ms),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn pin(&self, account: AccountId) -> StoreResult<Option<PinRecord>> {
-        let rows = query(
-            self.account_shard(account),
-            "SELECT hash, failed_attempts, locked_until_ms FROM registration_pins WHERE account = $1",
-            &[&sql(account)],
-        )
-        .await?;
-        Ok(rows.first().map(pin_of))
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                "SELECT hash, failed_attempts, locked_until_ms FROM registration_pins WHERE account = $1",
+                &[&sql(account)],
+            )
+            .await?;
+            Ok(rows.first().map(pin_of))
+        })
+        .await
     }
 
     async fn set_pin(&self, account: AccountId, hash: Option<&str>) -> StoreResult<()> {
-        let shard = self.account_shard(account);
-        match hash {
-            Some(h) => {
-                query(
-                    shard,
-                    "INSERT INTO registration_pins (account, hash, failed_attempts, locked_until_ms)
-                     VALUES ($1, $2, 0, 0)
-                     ON CONFLICT (account) DO UPDATE SET hash = excluded.hash, failed_attempts = 0,
-                         locked_until_ms = 0",
-                    &[&sql(account), &h],
-                )
-                .await?
-            }
-            None => query(shard, "DELETE FROM registration_pins WHERE account = $1", &[&sql(account)]).await?,
-        };
-        Ok(())
+        let hash = hash.map(ToOwned::to_owned);
+        self.on_task(move |this| async move {
+            let hash: Option<&str> = hash.as_deref();
+            let shard = this.account_shard(account);
+            match hash {
+                Some(h) => {
+                    query(
+                        shard,
+                        "INSERT INTO registration_pins (account, hash, failed_attempts, locked_until_ms)
+                         VALUES ($1, $2, 0, 0)
+                         ON CONFLICT (account) DO UPDATE SET hash = excluded.hash, failed_attempts = 0,
+                             locked_until_ms = 0",
+                        &[&sql(account), &h],
+                    )
+                    .await?
+                }
+                None => query(shard, "DELETE FROM registration_pins WHERE account = $1", &[&sql(account)]).await?,
+            };
+            Ok(())
+        })
+        .await
     }
 
     async fn count_pin_attempt(
@@ -119,123 +135,156 @@ impl ProfileStore for PgStore {
         attempts_max: u32,
         lockout_ms: u64,
     ) -> StoreResult<PinAttempt> {
-        let shard = self.account_shard(account);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        let row = tx
-            .query_opt(
-                "SELECT hash, failed_attempts, locked_until_ms FROM registration_pins WHERE account = $1 FOR UPDATE",
-                &[&sql(account)],
-            )
-            .await
-            .map_err(err)?;
-        let (after, attempt) = count_pin_attempt(row.as_ref().map(pin_of), now_ms, attempts_max, lockout_ms);
-        if let Some(rec) = after {
-            tx.execute(
-                "UPDATE registration_pins SET failed_attempts = $2, locked_until_ms = $3 WHERE account = $1",
-                &[&sql(account), &(rec.failed_attempts as i32), &sql(rec.locked_until_ms)],
-            )
-            .await
-            .map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(attempt)
+        self.on_task(move |this| async move {
+            let shard = this.account_shard(account);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            let row = tx
+                .query_opt(
+                    "SELECT hash, failed_attempts, locked_until_ms FROM registration_pins WHERE account = $1 FOR UPDATE",
+                    &[&sql(account)],
+                )
+                .await
+                .map_err(err)?;
+            let (after, attempt) = count_pin_attempt(row.as_ref().map(pin_of), now_ms, attempts_max, lockout_ms);
+            if let Some(rec) = after {
+                tx.execute(
+                    "UPDATE registration_pins SET failed_attempts = $2, locked_until_ms = $3 WHERE account = $1",
+                    &[&sql(account), &(rec.failed_attempts as i32), &sql(rec.locked_until_ms)],
+                )
+                .await
+                .map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(attempt)
+        })
+        .await
     }
 
     async fn reset_pin_attempts(&self, account: AccountId) -> StoreResult<()> {
-        query(
-            self.account_shard(account),
-            "UPDATE registration_pins SET failed_attempts = 0, locked_until_ms = 0 WHERE account = $1",
-            &[&sql(account)],
-        )
-        .await?;
-        Ok(())
+        self.on_task(move |this| async move {
+            query(
+                this.account_shard(account),
+                "UPDATE registration_pins SET failed_attempts = 0, locked_until_ms = 0 WHERE account = $1",
+                &[&sql(account)],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn put_link(&self, link: &PendingLink, now_ms: u64, max_pending: u32) -> StoreResult<bool> {
-        let shard = self.account_shard(link.account);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        let account = sql(link.account);
-        // The account row's lock serialises the links of one account: the bound holds.
-        tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await.map_err(err)?;
-        tx.execute("DELETE FROM pending_links WHERE account = $1 AND expires_at_ms <= $2", &[&account, &sql(now_ms)])
+        let link = link.to_owned();
+        self.on_task(move |this| async move {
+            let link: &PendingLink = &link;
+            let shard = this.account_shard(link.account);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            let account = sql(link.account);
+            // The account row's lock serialises the links of one account: the bound holds.
+            tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await.map_err(err)?;
+            tx.execute(
+                "DELETE FROM pending_links WHERE account = $1 AND expires_at_ms <= $2",
+                &[&account, &sql(now_ms)],
+            )
             .await
             .map_err(err)?;
-        let live: i64 = tx
-            .query_one("SELECT count(*) FROM pending_links WHERE account = $1 AND code <> $2", &[&account, &link.code])
+            let live: i64 = tx
+                .query_one(
+                    "SELECT count(*) FROM pending_links WHERE account = $1 AND code <> $2",
+                    &[&account, &link.code],
+                )
+                .await
+                .map_err(err)?
+                .get(0);
+            if live >= i64::from(max_pending) {
+                tx.commit().await.map_err(err)?;
+                return Ok(false);
+            }
+            let (state, device) = state_of(link.state);
+            tx.execute(
+                &format!(
+                    "INSERT INTO pending_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (account, code) DO UPDATE SET secret_hash = excluded.secret_hash,
+                         device_name = excluded.device_name, expires_at_ms = excluded.expires_at_ms,
+                         state = excluded.state, device = excluded.device"
+                ),
+                &[
+                    &account,
+                    &link.code,
+                    &link.secret_hash.as_slice(),
+                    &link.device_name,
+                    &sql(link.expires_at_ms),
+                    &state,
+                    &device,
+                ],
+            )
             .await
-            .map_err(err)?
-            .get(0);
-        if live >= i64::from(max_pending) {
+            .map_err(err)?;
             tx.commit().await.map_err(err)?;
-            return Ok(false);
-        }
-        let (state, device) = state_of(link.state);
-        tx.execute(
-            &format!(
-                "INSERT INTO pending_links ({LINK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (account, code) DO UPDATE SET secret_hash = excluded.secret_hash,
-                     device_name = excluded.device_name, expires_at_ms = excluded.expires_at_ms,
-                     state = excluded.state, device = excluded.device"
-            ),
-            &[
-                &account,
-                &link.code,
-                &link.secret_hash.as_slice(),
-                &link.device_name,
-                &sql(link.expires_at_ms),
-                &state,
-                &device,
-            ],
-        )
+            Ok(true)
+        })
         .await
-        .map_err(err)?;
-        tx.commit().await.map_err(err)?;
-        Ok(true)
     }
 
     async fn link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
-        let rows = query(
-            self.account_shard(account),
-            &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 AND code = $2"),
-            &[&sql(account), &code],
-        )
-        .await?;
-        rows.first().map(link_of).transpose()
+        let code = code.to_owned();
+        self.on_task(move |this| async move {
+            let code: &str = &code;
+            let rows = query(
+                this.account_shard(account),
+                &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 AND code = $2"),
+                &[&sql(account), &code],
+            )
+            .await?;
+            rows.first().map(link_of).transpose()
+        })
+        .await
     }
 
     async fn take_link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
-        let rows = query(
-            self.account_shard(account),
-            &format!("DELETE FROM pending_links WHERE account = $1 AND code = $2 RETURNING {LINK_COLUMNS}"),
-            &[&sql(account), &code],
-        )
-        .await?;
-        rows.first().map(link_of).transpose()
+        let code = code.to_owned();
+        self.on_task(move |this| async move {
+            let code: &str = &code;
+            let rows = query(
+                this.account_shard(account),
+                &format!("DELETE FROM pending_links WHERE account = $1 AND code = $2 RETURNING {LINK_COLUMNS}"),
+                &[&sql(account), &code],
+            )
+            .await?;
+            rows.first().map(link_of).transpose()
+        })
+        .await
     }
 
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
-        let rows = query(
-            self.account_shard(account),
-            &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 ORDER BY code"),
-            &[&sql(account)],
-        )
-        .await?;
-        rows.iter().map(link_of).collect()
+        self.on_task(move |this| async move {
+            let rows = query(
+                this.account_shard(account),
+                &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 ORDER BY code"),
+                &[&sql(account)],
+            )
+            .await?;
+            rows.iter().map(link_of).collect()
+        })
+        .await
     }
 
     async fn erase_profile_rows(&self, account: AccountId) -> StoreResult<()> {
-        let shard = self.account_shard(account);
-        let err = |e| db_err(shard.idx, e);
-        let mut client = shard.client().await?;
-        let tx = client.transaction().await.map_err(err)?;
-        for table in ["profiles", "registration_pins", "pending_links"] {
-            tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&sql(account)]).await.map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(())
+        self.on_task(move |this| async move {
+            let shard = this.account_shard(account);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            for table in ["profiles", "registration_pins", "pending_links"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&sql(account)]).await.map_err(err)?;
+            }
+            tx.commit().await.map_err(err)?;
+            Ok(())
+        })
+        .await
     }
 }
