@@ -75,6 +75,13 @@ mod space {
     pub(super) const EXPIRY: u8 = 8;
 }
 
+/// Most bytes of fjall journal kept before fjall flushes the memtables they hold (fjall's
+/// smallest allowed value). A restart replays the whole journal, item by item, before the
+/// server listens; with fjall's default (512 MiB) a backlog moved out of the inbox log left
+/// ~180 MB of journal to replay, half of the restart's CPU; capped, the restart took half as
+/// long (BENCHMARKS.md, "Restart").
+const JOURNAL_BYTES_MAX: u64 = 64 << 20;
+
 /// Tuning of the embedded engine. The defaults suit a small server; every field is a bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FjallConfig {
@@ -312,7 +319,7 @@ impl FjallStore {
     /// Opens (or creates) the store in directory `path`, recovers the inbox log and starts its
     /// threads. Blocking: call it from `spawn_blocking` or before the runtime starts.
     pub fn open(path: &Path, config: FjallConfig) -> StoreResult<Self> {
-        let db = Database::builder(path).open().map_err(unavailable)?;
+        let db = Database::builder(path).max_journaling_size(JOURNAL_BYTES_MAX).open().map_err(unavailable)?;
         let ks = Keyspaces::open(db, config.max_memtable_bytes)?;
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
