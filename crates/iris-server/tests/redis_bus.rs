@@ -94,11 +94,14 @@ async fn claim_lookup_release_track_the_owner() {
     bus1.refresh_devices(&devices, ttl).await.unwrap();
     assert_eq!(bus1.lookup_devices(&[dev(1, 1), dev(1, 2)]).await.unwrap(), vec![Some(2), Some(1)]);
 
-    bus1.release_device(dev(1, 1)).await.unwrap();
+    bus1.release_devices(&[dev(1, 1)]).await.unwrap();
     assert_eq!(bus1.lookup_devices(&[dev(1, 1)]).await.unwrap(), vec![Some(2)], "released another node's claim");
-    bus1.release_device(dev(1, 2)).await.unwrap();
-    bus2.release_device(dev(1, 1)).await.unwrap();
-    assert_eq!(bus1.lookup_devices(&[dev(1, 1), dev(1, 2), dev(2, 1)]).await.unwrap(), vec![None, None, Some(1)]);
+    // One pipelined call over many slots releases this node's claims and no other node's.
+    bus1.release_devices(&devices).await.unwrap();
+    let expected: Vec<Option<u16>> = devices.iter().map(|d| (*d == dev(1, 1)).then_some(2)).collect();
+    assert_eq!(bus1.lookup_devices(&devices).await.unwrap(), expected);
+    bus2.release_devices(&[dev(1, 1)]).await.unwrap();
+    assert_eq!(bus1.lookup_devices(&[dev(1, 1), dev(1, 2), dev(2, 1)]).await.unwrap(), vec![None, None, None]);
     assert_eq!(bus1.lookup_devices(&[]).await.unwrap(), Vec::<Option<u16>>::new());
 }
 

@@ -310,14 +310,18 @@ impl Bus {
         Ok(())
     }
 
-    /// Removes `device`'s entry only if it still names this node (atomic compare-and-delete), so a
-    /// session closing here never erases a newer claim by another node.
-    pub async fn release_device(&self, device: DeviceAddr) -> Result<(), BusError> {
-        let key = self.inner.keys.session(device);
-        let mut conn = self.inner.conn();
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(scripts::RELEASE).arg(1).arg(&key).arg(&self.inner.node_value);
-        let _: i64 = self.run(async move { cmd.query_async(&mut conn).await }).await?;
+    /// Removes each of `devices`' entries only if it still names this node (atomic
+    /// compare-and-delete), so a session closing here never erases a newer claim by another
+    /// node. Pipelined per slot, [`BATCH_MAX`] keys a round trip.
+    pub async fn release_devices(&self, devices: &[DeviceAddr]) -> Result<(), BusError> {
+        for chunk in devices.chunks(BATCH_MAX) {
+            let keys: Vec<String> = chunk.iter().map(|d| self.inner.keys.session(*d)).collect();
+            let _: Vec<i64> = self
+                .per_slot(&keys, |pipe, key| {
+                    pipe.cmd("EVAL").arg(scripts::RELEASE).arg(1).arg(key).arg(&self.inner.node_value);
+                })
+                .await?;
+        }
         Ok(())
     }
 

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use iris_store::DeviceAddr;
 use tokio::sync::mpsc;
 
 use bus::{Bus, BusConfig, BusError};
@@ -46,12 +47,15 @@ pub struct Cluster {
     pub outbound: Arc<Outbound>,
     node_id: u16,
     registry_ttl_ms: u64,
+    /// Registry releases for [`registry::release_loop`].
+    releases: mpsc::Sender<DeviceAddr>,
 }
 
 /// What [`Cluster::connect`] gives back besides the cluster: started by [`tasks::spawn`].
 pub struct ClusterTasks {
     inbound: mpsc::Receiver<Bytes>,
     outbound: mpsc::Receiver<(outbound::Target, NodeItem)>,
+    releases: mpsc::Receiver<DeviceAddr>,
 }
 
 impl Cluster {
@@ -78,9 +82,15 @@ impl Cluster {
         })
         .await?;
         let (outbound, outbound_rx) = Outbound::new(metrics.clone());
-        let cluster =
-            Arc::new(Self { bus, outbound, node_id: config.node_id, registry_ttl_ms: c.registry_ttl_ms.max(1000) });
-        Ok((cluster, ClusterTasks { inbound, outbound: outbound_rx }))
+        let (releases, releases_rx) = mpsc::channel(registry::RELEASE_QUEUE_MAX);
+        let cluster = Arc::new(Self {
+            bus,
+            outbound,
+            node_id: config.node_id,
+            registry_ttl_ms: c.registry_ttl_ms.max(1000),
+            releases,
+        });
+        Ok((cluster, ClusterTasks { inbound, outbound: outbound_rx, releases: releases_rx }))
     }
 
     /// This node's id.

@@ -5,11 +5,16 @@
 //! refreshed while connected, so a node that dies without releasing them is forgotten after
 //! the TTL. A failed registry call is logged and the session carries on: without a claim its
 //! device gets its messages through the inbox check instead of hints.
+//!
+//! Releases are queued and sent in pipelined batches by [`release_loop`], as refreshes are: when
+//! thousands of sessions close at once, one `EVAL` per device on a task of its own overran the
+//! bus's deadline and most releases were lost (docs/CAPACITY.md).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use iris_store::DeviceAddr;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::wire::NodeItem;
@@ -18,6 +23,11 @@ use crate::router::{Kick, Router};
 
 /// Devices per refresh call.
 const REFRESH_CHUNK: usize = 1000;
+/// Devices per release call.
+const RELEASE_CHUNK: usize = 1000;
+/// Releases waiting for [`release_loop`]; past it a release is dropped and its claim expires by
+/// itself after the TTL.
+pub const RELEASE_QUEUE_MAX: usize = 65_536;
 
 /// Claims `addr` for this node and ends its session on the node that held it before.
 pub async fn claim(cluster: &Cluster, addr: DeviceAddr) {
@@ -33,18 +43,41 @@ pub async fn claim(cluster: &Cluster, addr: DeviceAddr) {
     }
 }
 
-/// Releases `addr` unless a newer session on this node holds it (the registry itself only
-/// deletes a claim that still names this node).
-pub fn release(router: &Router, cluster: &Arc<Cluster>, addr: DeviceAddr) {
+/// Queues the release of `addr` unless a newer session on this node holds it (the registry
+/// itself only deletes a claim that still names this node). A full queue drops it: the claim
+/// expires after the TTL.
+pub fn release(router: &Router, cluster: &Cluster, addr: DeviceAddr) {
     if router.is_connected(addr) {
         return;
     }
-    let cluster = cluster.clone();
-    tokio::spawn(async move {
-        if let Err(e) = cluster.bus.release_device(addr).await {
-            tracing::debug!(%addr, error = %e, "session registry release failed; it expires by itself");
+    if cluster.releases.try_send(addr).is_err() {
+        tracing::debug!(%addr, "session registry release queue full; the claim expires by itself");
+    }
+}
+
+/// Sends queued releases in batches of up to [`RELEASE_CHUNK`], each one pipelined call,
+/// skipping devices that connected here again meanwhile. Ends with the server.
+pub async fn release_loop(
+    router: Arc<Router>,
+    cluster: Arc<Cluster>,
+    mut queue: mpsc::Receiver<DeviceAddr>,
+    stop: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(RELEASE_CHUNK);
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            n = queue.recv_many(&mut batch, RELEASE_CHUNK) => n,
+        };
+        if received == 0 {
+            return;
         }
-    });
+        batch.retain(|addr| !router.is_connected(*addr));
+        if let Err(e) = cluster.bus.release_devices(&batch).await {
+            tracing::debug!(devices = batch.len(), error = %e, "session registry release failed; the claims expire by themselves");
+        }
+        batch.clear();
+    }
 }
 
 /// Re-claims every device connected here every third of the TTL (a claim lost in a Redis

@@ -1,5 +1,5 @@
 //! Starts the cluster's tasks on a running server: forwarding, the bus inbox, registry refresh
-//! and presence broadcasts.
+//! and release, and presence broadcasts.
 //!
 //! The cluster's one entry from the server's root: it takes the [`Ctx`] and hands each task the
 //! parts it needs, so the rest of `cluster/` stays usable below the root (sessions claim devices
@@ -24,5 +24,6 @@ pub fn spawn(cluster: &Arc<Cluster>, ctx: &Arc<Ctx>, tasks: ClusterTasks) {
     ));
     tokio::spawn(inbound::run(ctx.clone(), tasks.inbound));
     tokio::spawn(registry::refresh_loop(ctx.router.clone(), cluster.clone(), ctx.shutdown.clone()));
+    tokio::spawn(registry::release_loop(ctx.router.clone(), cluster.clone(), tasks.releases, ctx.shutdown.clone()));
     tokio::spawn(presence_sync::run(ctx.clone(), cluster.clone()));
 }
