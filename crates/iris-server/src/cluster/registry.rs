@@ -43,13 +43,10 @@ pub async fn claim(cluster: &Cluster, addr: DeviceAddr) {
     }
 }
 
-/// Queues the release of `addr` unless a newer session on this node holds it (the registry
-/// itself only deletes a claim that still names this node). A full queue drops it: the claim
-/// expires after the TTL.
-pub fn release(router: &Router, cluster: &Cluster, addr: DeviceAddr) {
-    if router.is_connected(addr) {
-        return;
-    }
+/// Queues the release of `addr`; [`release_loop`] skips it if a newer session on this node
+/// holds the device by then (and the registry itself only deletes a claim that still names this
+/// node). A full queue drops it: the claim expires after the TTL.
+pub fn release(cluster: &Cluster, addr: DeviceAddr) {
     if cluster.releases.try_send(addr).is_err() {
         tracing::debug!(%addr, "session registry release queue full; the claim expires by itself");
     }

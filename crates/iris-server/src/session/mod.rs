@@ -227,7 +227,7 @@ async fn handshake_then_serve<T: Transport>(
         deps.calls.disconnected(device);
     }
     if let Some(cluster) = &deps.cluster {
-        registry::release(&deps.router, cluster, device);
+        registry::release(cluster, device);
     }
     deps.presence.disconnected(device, conn_id, deps.clock.now_ms());
     served

@@ -431,7 +431,8 @@ impl PgStore {
     /// ~2,000 to 13 msgs/s with 8 connections per shard). On a task of its own a call runs to
     /// completion and returns its connection whatever its caller does, and its CPU work may run
     /// on another worker thread. Cost: one task per call, about a microsecond. Only
-    /// `enqueue_append` skips it: it holds no connection and must stay in call order.
+    /// `enqueue_append` (no connection; must stay in call order) and `close` (waits for the
+    /// committers) skip it.
     async fn on_task<T, F, Fut>(&self, call: F) -> StoreResult<T>
     where
         T: Send + 'static,
