@@ -68,7 +68,7 @@ if cargo nextest --version >/dev/null 2>&1; then
   #    Tests of the binary's own process (kill -9, benches, the cluster failure tests) and of
   #    fault injection around a given store do not depend on the engine and are not repeated;
   #    nor are tests that start their own PostgreSQL whatever the engine (group order, 1,000
-  #    races, ~10 minutes).
+  #    races, ~20 s).
   cluster_set='(package(iris-server) | package(iris)) and kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(media_s3) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot) | binary(standby) | binary(cluster_group_order))'
   IRIS_TEST_ENGINE=cluster cargo nextest run --workspace --no-fail-fast \
     -E "($cluster_set)${user_filter:+ and ($user_filter)}" ${rest[@]+"${rest[@]}"} || status=1

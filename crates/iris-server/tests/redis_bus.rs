@@ -77,6 +77,36 @@ async fn broadcast_reaches_every_node_including_the_sender() {
 }
 
 #[tokio::test]
+async fn a_presence_round_larger_than_the_forwarding_queue_arrives_whole() {
+    // Proves: a round of 100,000 presence reports (more than the 65,536 items the forwarding
+    // queue holds, which used to drop the rest) reaches another node, every account once.
+    use iris_server::cluster::outbound::broadcast_in_batches;
+    use iris_server::cluster::wire::{self, node_item::Kind, NodeItem, WirePresence};
+    use iris_server::metrics::Metrics;
+    const ACCOUNTS: u64 = 100_000;
+    let cluster = RedisCluster::start();
+    let ns = namespace("presround");
+    let (bus1, _rx1) = connect(&cluster, &ns, 1).await;
+    let (_bus2, mut rx2) = connect(&cluster, &ns, 2).await;
+    let items = (1..=ACCOUNTS)
+        .map(|a| NodeItem::presence(a, WirePresence { online: true, last_seen_ms: 0, privacy: 0 }))
+        .collect();
+    let metrics = Metrics::new();
+    broadcast_in_batches(&bus1, 1, items, &metrics).await;
+    assert_eq!(metrics.cluster_items_out.get(), ACCOUNTS);
+    let mut seen = vec![false; ACCOUNTS as usize + 1];
+    let mut got = 0;
+    while got < ACCOUNTS {
+        let msg = recv(&mut rx2, QUICK).await.unwrap_or_else(|| panic!("round stopped after {got} accounts"));
+        for item in wire::decode(&msg).expect("a node batch").items {
+            assert!(matches!(item.kind, Some(Kind::Presence(_))));
+            assert!(!std::mem::replace(&mut seen[item.account as usize], true), "account {} twice", item.account);
+            got += 1;
+        }
+    }
+}
+
+#[tokio::test]
 async fn claim_lookup_release_track_the_owner() {
     // Proves: claims report the previous owner, lookups span accounts (slots), refresh leaves a
     // device claimed elsewhere alone, and release deletes only this node's own entry.

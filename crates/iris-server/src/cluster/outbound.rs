@@ -63,7 +63,7 @@ impl Outbound {
         }
     }
 
-    /// Sends `item` to every node (directory invalidations, presence).
+    /// Sends `item` to every node (directory invalidations).
     pub fn broadcast(&self, item: NodeItem) {
         self.queue(Target::Everyone, item);
     }
@@ -85,6 +85,29 @@ impl RemoteRoute for Outbound {
 
     fn kick(&self, addr: DeviceAddr, why: Kick) {
         self.queue(Target::Device(addr), NodeItem::kick(addr, why));
+    }
+}
+
+/// Publishes `items` to every node at once, [`ROUND_ITEMS_MAX`] per message, outside the
+/// queue: for presence reports, whose full round holds one item per online account here and
+/// would not fit in the queue past [`QUEUE_LEN`] accounts (nor should it crowd out hints).
+/// Waits for each publish, so a round paces itself to Redis; a failed publish drops its items
+/// (counted), the next round repeats them.
+pub async fn broadcast_in_batches(bus: &Bus, node_id: u16, items: Vec<NodeItem>, metrics: &Metrics) {
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let batch: Vec<NodeItem> = items.by_ref().take(ROUND_ITEMS_MAX).collect();
+        let n = batch.len() as u64;
+        let payload = wire::encode(&NodeBatch { from_node: node_id.into(), items: batch });
+        match bus.broadcast(payload).await {
+            Ok(()) => {
+                metrics.cluster_items_out.inc_by(n);
+            }
+            Err(e) => {
+                metrics.cluster_items_dropped.inc_by(n);
+                tracing::debug!(error = %e, "cluster broadcast failed");
+            }
+        }
     }
 }
 
@@ -155,19 +178,7 @@ pub async fn run(
             let bus = bus.clone();
             sends.push(tokio::spawn(async move { (node, n, bus.publish_to_node(node, payload).await) }));
         }
-        if !everyone.is_empty() {
-            let n = everyone.len() as u64;
-            let payload = wire::encode(&NodeBatch { from_node: node_id.into(), items: everyone });
-            match bus.broadcast(payload).await {
-                Ok(()) => {
-                    metrics.cluster_items_out.inc_by(n);
-                }
-                Err(e) => {
-                    metrics.cluster_items_dropped.inc_by(n);
-                    tracing::debug!(error = %e, "cluster broadcast failed");
-                }
-            }
-        }
+        broadcast_in_batches(&bus, node_id, everyone, &metrics).await;
         for send in sends {
             match send.await {
                 Ok((_, n, Ok(()))) => {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::outbound;
 use super::wire::{NodeItem, WirePresence};
 use super::Cluster;
 use crate::context::Ctx;
@@ -31,9 +32,10 @@ pub async fn run(ctx: Arc<Ctx>, cluster: Arc<Cluster>) {
                 ctx.presence.local_snapshot()
             }
         };
-        for p in report {
-            cluster.outbound.broadcast(item(p));
-        }
+        // Straight to Redis, not through the forwarding queue: a round holds one item per
+        // online account here, which may be more than the queue holds.
+        let items = report.into_iter().map(item).collect();
+        outbound::broadcast_in_batches(&cluster.bus, cluster.node_id(), items, &ctx.metrics).await;
     }
 }
 
