@@ -67,12 +67,34 @@ async fn payloads_and_receipts_count_and_expire(engine: Engine) {
     let p = store.mark_group_receipt(7, 100, 3, true, 7).await.unwrap().unwrap();
     assert!(p.all_delivered_now && !p.all_read_now);
     assert!(store.mark_group_receipt(7, 100, 9, true, 7).await.unwrap().is_none(), "not a recipient");
+    assert!(store.mark_group_receipt(7, 555, 2, true, 7).await.unwrap().is_none(), "not tracked");
+    let p = store.mark_group_receipt(7, 100, 2, true, 8).await.unwrap().unwrap();
+    assert!(!p.all_delivered_now && p.all_read_now && p.sender == 1);
+    let p = store.mark_group_receipt(7, 100, 2, true, 9).await.unwrap().unwrap();
+    assert!(!p.all_delivered_now && !p.all_read_now, "a repeated read does not count");
     let (sender, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
-    assert_eq!((sender, rows.len(), rows[1].read_at_ms), (1, 2, 7));
+    assert_eq!((sender, rows.len(), rows[0].delivered_at_ms, rows[0].read_at_ms, rows[1].read_at_ms), (1, 2, 5, 8, 7));
     assert_eq!(store.group_payload(7, 100).await.unwrap(), Some(Bytes::from_static(b"p")));
     assert_eq!(store.expire_group_messages(100).await.unwrap(), 0);
     assert_eq!(store.expire_group_messages(101).await.unwrap(), 4);
     assert_eq!(store.group_payload(7, 100).await.unwrap(), None);
+}
+
+async fn concurrent_receipts_count_every_member_once(engine: Engine) {
+    // Proves: 64 members marking one message at the same time (each read, so each delivers and
+    // reads in one call) are each counted once: exactly one call sees "all delivered" and one
+    // "all read", and every row holds its times.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let members: Vec<u64> = (2..66).collect();
+    store.start_group_receipts(7, 200, 1, &members).await.unwrap();
+    let marks = members.iter().map(|&m| store.mark_group_receipt(7, 200, m, true, 10 + m));
+    let progress: Vec<_> =
+        futures_util::future::join_all(marks).await.into_iter().map(|p| p.unwrap().unwrap()).collect();
+    assert_eq!(progress.iter().filter(|p| p.all_delivered_now).count(), 1);
+    assert_eq!(progress.iter().filter(|p| p.all_read_now).count(), 1);
+    let (_, rows) = store.group_receipts(7, 200).await.unwrap().unwrap();
+    assert!(rows.iter().all(|r| r.delivered_at_ms == 10 + r.account && r.read_at_ms == 10 + r.account));
 }
 
 async fn a_group_update_and_its_events_commit_together(engine: Engine) {
@@ -110,5 +132,6 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
 both_engines!(
     updates_follow_versions_and_keep_the_indexes,
     payloads_and_receipts_count_and_expire,
+    concurrent_receipts_count_every_member_once,
     a_group_update_and_its_events_commit_together,
 );

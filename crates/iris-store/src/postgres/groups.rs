@@ -159,6 +159,41 @@ impl PgStore {
     }
 }
 
+/// Marks one member's receipt of a group message in one statement (one round trip, its own
+/// transaction): locks the message's counters, then the member's row (the order every marker
+/// takes), sets the row's delivered (and, when `$5`, read) time where still 0, and adds what
+/// changed to the counters. The main query reads `counters` first, so that lock is taken first.
+/// Columns: `sender`, `n_recipients`; `marked` (the member is a recipient); `d_new` / `r_new`
+/// (this call delivered / read it first) and the counters after, NULL when nothing changed.
+const MARK_GROUP_RECEIPT: &str = "
+    WITH counters AS (
+        SELECT sender, n_recipients FROM group_receipts
+        WHERE server_msg_id = $1 AND group_id = $2 FOR UPDATE
+    ), old AS (
+        SELECT r.delivered_at_ms AS d0, r.read_at_ms AS r0 FROM group_receipt_rows r
+        WHERE r.server_msg_id = $1 AND r.group_id = $2 AND r.account = $3
+          AND EXISTS (SELECT 1 FROM counters)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE group_receipt_rows r SET
+            delivered_at_ms = CASE WHEN old.d0 = 0 THEN $4::int8 ELSE old.d0 END,
+            read_at_ms = CASE WHEN $5::bool AND old.r0 = 0 THEN $4::int8 ELSE old.r0 END
+        FROM old
+        WHERE r.server_msg_id = $1 AND r.group_id = $2 AND r.account = $3
+          AND (old.d0 = 0 OR ($5::bool AND old.r0 = 0))
+        RETURNING old.d0 = 0 AS d_new, ($5::bool AND old.r0 = 0) AS r_new
+    ), counted AS (
+        UPDATE group_receipts g SET
+            n_delivered = g.n_delivered + CASE WHEN c.d_new THEN 1 ELSE 0 END,
+            n_read = g.n_read + CASE WHEN c.r_new THEN 1 ELSE 0 END
+        FROM changed c
+        WHERE g.server_msg_id = $1 AND g.group_id = $2
+        RETURNING c.d_new, c.r_new, g.n_delivered, g.n_read
+    )
+    SELECT counters.sender, counters.n_recipients, EXISTS (SELECT 1 FROM old) AS marked,
+           counted.d_new, counted.r_new, counted.n_delivered, counted.n_read
+    FROM counters LEFT JOIN counted ON true";
+
 #[async_trait]
 impl GroupStore for PgStore {
     async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<GroupOrderHold>> {
@@ -338,62 +373,28 @@ impl GroupStore for PgStore {
         self.on_task(move |this| async move {
             let shard = this.msg_shard(server_msg_id);
             let err = |e| db_err(shard.idx, e);
-            let mut client = shard.unsynced_client().await?;
-            let (msg, group, acc) = (sql_msg(server_msg_id), sql(group), sql(account));
-            let tx = client.transaction().await.map_err(err)?;
-            // Counters first, then the row: every marker locks in that order.
-            let Some(counters) = tx
-                .query_opt(
-                    "SELECT sender, n_recipients, n_delivered, n_read FROM group_receipts
-                     WHERE server_msg_id = $1 AND group_id = $2 FOR UPDATE",
-                    &[&msg, &group],
-                )
+            let client = shard.unsynced_client().await?;
+            let prepared = client.prepare_cached(MARK_GROUP_RECEIPT).await.map_err(err)?;
+            let now = sql(now_ms);
+            let rows = client
+                .query(&prepared, &[&sql_msg(server_msg_id), &sql(group), &sql(account), &now, &read])
                 .await
-                .map_err(err)?
-            else {
+                .map_err(err)?;
+            // No row: the message is not tracked. A row without `marked`: `account` is not one
+            // of its recipients.
+            let Some(row) = rows.first() else { return Ok(None) };
+            if !row.get::<_, bool>("marked") {
                 return Ok(None);
-            };
-            let Some(row) = tx
-                .query_opt(
-                    "SELECT delivered_at_ms, read_at_ms FROM group_receipt_rows
-                     WHERE server_msg_id = $1 AND group_id = $2 AND account = $3 FOR UPDATE",
-                    &[&msg, &group, &acc],
-                )
-                .await
-                .map_err(err)?
-            else {
-                return Ok(None);
-            };
-            let sender = unsql(counters.get(0));
-            let (n, mut n_delivered, mut n_read): (i64, i64, i64) = (counters.get(1), counters.get(2), counters.get(3));
-            let (mut delivered_at, mut read_at): (i64, i64) = (row.get(0), row.get(1));
-            let (mut all_delivered_now, mut all_read_now) = (false, false);
-            if delivered_at == 0 {
-                // Reading implies delivery.
-                delivered_at = sql(now_ms);
-                n_delivered += 1;
-                all_delivered_now = n_delivered == n;
             }
-            if read && read_at == 0 {
-                read_at = sql(now_ms);
-                n_read += 1;
-                all_read_now = n_read == n;
-            }
-            tx.execute(
-                "UPDATE group_receipt_rows SET delivered_at_ms = $4, read_at_ms = $5
-                 WHERE server_msg_id = $1 AND group_id = $2 AND account = $3",
-                &[&msg, &group, &acc, &delivered_at, &read_at],
-            )
-            .await
-            .map_err(err)?;
-            tx.execute(
-                "UPDATE group_receipts SET n_delivered = $3, n_read = $4 WHERE server_msg_id = $1 AND group_id = $2",
-                &[&msg, &group, &n_delivered, &n_read],
-            )
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
+            let sender = unsql(row.get("sender"));
+            let n: i64 = row.get("n_recipients");
+            let (d_new, r_new): (Option<bool>, Option<bool>) = (row.get("d_new"), row.get("r_new"));
+            let (n_delivered, n_read): (Option<i64>, Option<i64>) = (row.get("n_delivered"), row.get("n_read"));
+            Ok(Some(ReceiptProgress {
+                sender,
+                all_delivered_now: d_new == Some(true) && n_delivered == Some(n),
+                all_read_now: r_new == Some(true) && n_read == Some(n),
+            }))
         })
         .await
     }
