@@ -345,11 +345,19 @@ async fn pipelined_clients_do_not_starve_a_small_store_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_on_three_nodes_gets_its_send_quota_once() {
-    // Proves: the sends-per-account limit is counted cluster-wide: one account whose three
-    // devices sit on three nodes is admitted its quota in total, not three times it, and every
-    // refusal is RATE_LIMITED with a wait. (Per-node counting would admit 30 of these 30.)
+    // Proves: the sends-per-account and group-creations-per-account limits are counted
+    // cluster-wide: one account whose three devices sit on three nodes is admitted each quota
+    // in total, not three times it, and every refusal is RATE_LIMITED. (Per-node counting would
+    // admit 30 of these 30 sends and 9 of the 9 group creations.)
     let quota = 12;
-    let f = Fixture::start_with(3, &format!("[rate_limits]\nsends_per_account_per_minute = {quota}")).await;
+    let groups_quota = 3;
+    let f = Fixture::start_with(
+        3,
+        &format!(
+            "[rate_limits]\nsends_per_account_per_minute = {quota}\ngroup_creations_per_account_per_hour = {groups_quota}"
+        ),
+    )
+    .await;
     let mut devices = Vec::new();
     for (i, node) in f.nodes.iter().enumerate() {
         let creds = login(&node.url(), ALICE, &format!("a{i}")).await;
@@ -378,6 +386,18 @@ async fn an_account_on_three_nodes_gets_its_send_quota_once() {
         "accepted {accepted} of 30 (quota {quota}, {refilled} refilled)"
     );
     assert_eq!(accepted + refused, 30);
+
+    // One group creation refills every 20 min: none does within the test.
+    let mut created = 0;
+    for round in 0..3 {
+        for (i, (client, _events)) in devices.iter().enumerate() {
+            match client.group_create(&format!("g{round}.{i}"), "", vec![], Default::default()).await {
+                Ok(_) => created += 1,
+                Err(e) => assert_eq!(e.code(), Some(iris_client::pb::ErrorCode::RateLimited), "{e}"),
+            }
+        }
+    }
+    assert_eq!(created, groups_quota, "group creations admitted across three nodes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
