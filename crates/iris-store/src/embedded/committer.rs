@@ -235,8 +235,8 @@ impl Committer {
 }
 
 /// The checkpointer thread's body: until `wake` is dropped, when woken and every
-/// [`CHECKPOINT_TICK`]: checkpoint when segments are due (or every [`SWEEP_INTERVAL`]),
-/// relieve memory when it is over budget, and preallocate the next segment when one is wanted.
+/// [`CHECKPOINT_TICK`]: checkpoint when segments are due (or every [`SWEEP_INTERVAL`]), and
+/// relieve memory when it is over budget.
 pub(super) fn run_checkpointer(log: Arc<InboxLog>, wake: std_mpsc::Receiver<()>) {
     let mut swept = Instant::now();
     loop {
@@ -255,9 +255,6 @@ pub(super) fn run_checkpointer(log: Arc<InboxLog>, wake: std_mpsc::Receiver<()>)
         }
         if let Err(e) = log.relieve() {
             tracing::error!(error = %e, "moving inbox entries out of memory failed");
-        }
-        if let Err(e) = log.prepare_spare() {
-            tracing::warn!(error = %e, "cannot preallocate a spare inbox log segment; the next one starts empty");
         }
     }
 }

@@ -4,8 +4,7 @@
 //! `std::fs`. Knows nothing of records or inboxes.
 
 use std::fs::{File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 /// One directory of log files.
@@ -14,15 +13,10 @@ pub trait LogFs: Send + Sync + 'static {
     fn list(&self) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
-    /// Creates (or empties) a file and opens it for writing from its start. The caller syncs the
-    /// directory.
+    /// Creates (or empties) a file and opens it for appending. The caller syncs the directory.
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>>;
-    /// Opens an existing file for writing from byte `at` on, over what is there (a
-    /// preallocated segment's zeros) or past its end.
-    fn open_at(&self, name: &str, at: u64) -> io::Result<Box<dyn LogFile>>;
-    /// Renames a file, replacing `to` if it exists: atomic, durable with the next
-    /// [`sync_dir`](Self::sync_dir).
-    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Opens an existing file for appending at its end.
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>>;
     /// Cuts a file to `len` bytes and makes the cut durable.
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     /// Deletes a file (durable with the next [`sync_dir`](Self::sync_dir)).
@@ -31,9 +25,9 @@ pub trait LogFs: Send + Sync + 'static {
     fn sync_dir(&self) -> io::Result<()>;
 }
 
-/// A file open for writing at a position that each write moves on.
+/// A file open for appending.
 pub trait LogFile: Send {
-    /// Writes all of `buf` at the position and moves past it (not yet durable).
+    /// Appends all of `buf` (not yet durable).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes every byte written so far durable (fdatasync).
     fn sync_data(&mut self) -> io::Result<()>;
@@ -69,16 +63,12 @@ impl LogFs for DirFs {
 
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
         let file = OpenOptions::new().create(true).write(true).truncate(true).open(self.dir.join(name))?;
-        Ok(Box::new(DirFile { file, at: 0 }))
+        Ok(Box::new(DirFile { file }))
     }
 
-    fn open_at(&self, name: &str, at: u64) -> io::Result<Box<dyn LogFile>> {
-        let file = OpenOptions::new().write(true).open(self.dir.join(name))?;
-        Ok(Box::new(DirFile { file, at }))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        std::fs::rename(self.dir.join(from), self.dir.join(to))
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
+        let file = OpenOptions::new().append(true).open(self.dir.join(name))?;
+        Ok(Box::new(DirFile { file }))
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
@@ -98,15 +88,11 @@ impl LogFs for DirFs {
 
 struct DirFile {
     file: File,
-    /// Where the next write goes (positional writes: a preallocated file is not appended to).
-    at: u64,
 }
 
 impl LogFile for DirFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(buf, self.at)?;
-        self.at += buf.len() as u64;
-        Ok(())
+        self.file.write_all(buf)
     }
 
     fn sync_data(&mut self) -> io::Result<()> {

@@ -73,25 +73,13 @@ pub struct LogConfig {
     pub segments_live_max: u64,
     /// Bytes of entries kept in memory; past it the largest backlogs move to the cold store.
     pub hot_bytes_max: u64,
-    /// Once the open segment holds this many bytes, a spare segment is preallocated (zeros,
-    /// `segment_bytes_max` of them) in the background for the next roll. A log that never
-    /// gets this far (a test, an idle server) never spends the disk on a spare.
-    pub spare_after_bytes: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { segment_bytes_max: 64 << 20, segments_live_max: 4, hot_bytes_max: 256 << 20, spare_after_bytes: 1 << 20 }
+        Self { segment_bytes_max: 64 << 20, segments_live_max: 4, hot_bytes_max: 256 << 20 }
     }
 }
-
-/// The spare segment while it is being zero-filled, and once it is complete and synced. Neither
-/// name is a segment's; recovery deletes both (a spare is only ever an optimisation).
-const SPARE_PARTIAL: &str = "spare.partial";
-const SPARE_READY: &str = "spare.ready";
-/// Zeros written and synced per step while preallocating a spare (~1 ms of this machine's
-/// disk, so a commit's fdatasync never queues behind much of it).
-const SPARE_CHUNK_BYTES: usize = 1 << 20;
 
 /// One request to the committer.
 #[derive(Debug)]
@@ -173,9 +161,6 @@ struct Writer {
     file: Box<dyn LogFile>,
     segment: u64,
     len: u64,
-    /// The open segment was preallocated: its fdatasyncs write data only, never the inode (its
-    /// size does not change), which on ext4 saves a metadata write and a wait per commit.
-    preallocated: bool,
     buf: Vec<u8>,
     dedup: DedupWindow,
 }
@@ -194,11 +179,6 @@ pub struct InboxLog {
     poisoned: AtomicBool,
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
-    /// A complete spare segment is waiting under [`SPARE_READY`].
-    spare_ready: AtomicBool,
-    /// Held while the spare's name changes (made ready, or taken by a roll), so a roll never
-    /// renames a spare that is not complete.
-    spare_rename: Mutex<()>,
 }
 
 /// Everything a batch decided before writing.
@@ -224,11 +204,7 @@ impl InboxLog {
     pub fn open(fs: Arc<dyn LogFs>, cold: Arc<dyn Cold>, config: LogConfig) -> StoreResult<Self> {
         let config = LogConfig { segments_live_max: config.segments_live_max.max(1), ..config };
         let first = cold.checkpoint()?.max(1);
-        let names = fs.list().map_err(io)?;
-        for spare in names.iter().filter(|n| [SPARE_PARTIAL, SPARE_READY].contains(&n.as_str())) {
-            fs.remove(spare).map_err(io)?;
-        }
-        let mut numbers: Vec<u64> = names.iter().filter_map(|n| segment::number(n)).collect();
+        let mut numbers: Vec<u64> = fs.list().map_err(io)?.iter().filter_map(|n| segment::number(n)).collect();
         numbers.sort_unstable();
         for &n in numbers.iter().filter(|&&n| n < first) {
             // Retired by a checkpoint whose deletions did not reach the disk.
@@ -254,18 +230,16 @@ impl InboxLog {
                 apply(&hot, &*cold, &mut dedup, n, record, &mut batch)?;
             }
             cold.write(batch)?;
-            tail = Some((n, scanned.valid_len, scanned.damage, scanned.file_len));
+            tail = Some((n, scanned.valid_len, scanned.damage));
         }
         let writer = match tail {
-            Some((n, len, damage, file_len)) if len >= segment::HEADER_BYTES => {
-                // Without damage, bytes past the records are a preallocated segment's zeros.
-                let preallocated = damage.is_none() && file_len > len;
+            Some((n, len, damage)) if len >= segment::HEADER_BYTES => {
                 if let Some(why) = damage {
                     tracing::warn!(segment = n, at = len, why, "cutting the torn tail of the inbox log");
                     fs.truncate(&segment::name(n), len).map_err(io)?;
                 }
-                let file = fs.open_at(&segment::name(n), len).map_err(io)?;
-                Writer { file, segment: n, len, preallocated, buf: Vec::new(), dedup }
+                let file = fs.open_append(&segment::name(n)).map_err(io)?;
+                Writer { file, segment: n, len, buf: Vec::new(), dedup }
             }
             // No segment yet, or the last one never got its header: (re)start it.
             Some((n, ..)) => Writer::fresh(start_segment(&*fs, n).map_err(io)?, n, dedup),
@@ -280,8 +254,6 @@ impl InboxLog {
             first_segment: AtomicU64::new(first),
             poisoned: AtomicBool::new(false),
             checkpointing: Mutex::new(()),
-            spare_ready: AtomicBool::new(false),
-            spare_rename: Mutex::new(()),
         })
     }
 
@@ -376,11 +348,8 @@ impl InboxLog {
                 self.poison("cold-store write", &e);
             }
         }
-        committed.wants_checkpoint = self.hot.bytes() > self.config.hot_bytes_max || self.spare_wanted(&w);
-        // A segment that was not preallocated (the first after a start) is left as soon as a
-        // spare is ready, so a busy log soon writes over zeros only.
-        let spare_ready = self.spare_ready.load(Ordering::Acquire);
-        if w.len >= self.config.segment_bytes_max || (!w.preallocated && spare_ready) {
+        committed.wants_checkpoint = self.hot.bytes() > self.config.hot_bytes_max;
+        if w.len >= self.config.segment_bytes_max {
             match self.roll(&mut w) {
                 Ok(()) => committed.wants_checkpoint = true,
                 Err(e) => self.poison("segment roll", &e),
@@ -477,63 +446,13 @@ impl InboxLog {
         Ok(())
     }
 
-    /// Closes the open segment and starts the next: the spare, renamed, when one is ready
-    /// (its header written and synced, then the directory), else a new empty file.
+    /// Closes the open segment and starts the next.
     fn roll(&self, w: &mut Writer) -> std::io::Result<()> {
         let next = w.segment + 1;
-        let name = segment::name(next);
-        let taken = {
-            let _rename = lock(&self.spare_rename);
-            let ready = self.spare_ready.swap(false, Ordering::AcqRel);
-            if ready {
-                self.fs.rename(SPARE_READY, &name)?;
-            }
-            ready
-        };
-        (w.file, w.preallocated) = if taken {
-            let mut file = self.fs.open_at(&name, 0)?;
-            file.write_all(&segment::header(next))?;
-            file.sync_data()?;
-            self.fs.sync_dir()?;
-            (file, true)
-        } else {
-            (start_segment(&*self.fs, next)?, false)
-        };
+        w.file = start_segment(&*self.fs, next)?;
         w.segment = next;
         w.len = segment::HEADER_BYTES;
         Ok(())
-    }
-
-    /// Whether the checkpointer should preallocate a spare segment (see
-    /// [`LogConfig::spare_after_bytes`]).
-    fn spare_wanted(&self, w: &Writer) -> bool {
-        w.len >= self.config.spare_after_bytes && !self.spare_ready.load(Ordering::Acquire)
-    }
-
-    /// Preallocates the spare segment if one is wanted and none is ready: `segment_bytes_max`
-    /// zeros written and synced a chunk at a time under [`SPARE_PARTIAL`], then renamed to [`SPARE_READY`] (no
-    /// directory sync: a spare lost in a crash is only a spare). Only the checkpointer calls
-    /// it; the committer never waits for it. Returns whether it made one.
-    pub fn prepare_spare(&self) -> std::io::Result<bool> {
-        if self.is_poisoned() || !self.spare_wanted(&lock(&self.writer)) {
-            return Ok(false);
-        }
-        let mut file = self.fs.create(SPARE_PARTIAL)?;
-        let zeros = vec![0u8; SPARE_CHUNK_BYTES.min(self.config.segment_bytes_max as usize)];
-        let mut left = self.config.segment_bytes_max as usize;
-        while left > 0 {
-            let n = left.min(zeros.len());
-            file.write_all(&zeros[..n])?;
-            // A sync per chunk: one 64 MiB flush would hold the disk for tens of ms, and the
-            // committer's fdatasyncs would wait behind it.
-            file.sync_data()?;
-            left -= n;
-        }
-        drop(file);
-        let _rename = lock(&self.spare_rename);
-        self.fs.rename(SPARE_PARTIAL, SPARE_READY)?;
-        self.spare_ready.store(true, Ordering::Release);
-        Ok(true)
     }
 
     /// Up to `limit` (at most [`READ_LIMIT_MAX`]) entries of `device` with `seq > after_seq`,
@@ -897,9 +816,9 @@ fn start_segment(fs: &dyn LogFs, n: u64) -> std::io::Result<Box<dyn LogFile>> {
 }
 
 impl Writer {
-    /// A writer at the start of a just-created (not preallocated) segment.
+    /// A writer at the start of a just-created segment.
     fn fresh(file: Box<dyn LogFile>, segment: u64, dedup: DedupWindow) -> Self {
-        Self { file, segment, len: segment::HEADER_BYTES, preallocated: false, buf: Vec::new(), dedup }
+        Self { file, segment, len: segment::HEADER_BYTES, buf: Vec::new(), dedup }
     }
 }
 

@@ -1,7 +1,5 @@
 //! Segment files: their names, their header, and reading one back as records up to the first
-//! byte that is not a whole, valid record. A segment may be preallocated: created at its full
-//! size of zeros, then written over. A record never starts with a zero length, so zeros where
-//! the next record would start are the end of what was written.
+//! byte that is not a whole, valid record.
 
 use bytes::Bytes;
 
@@ -37,39 +35,27 @@ pub(crate) struct Scanned {
     pub records: Vec<Record>,
     /// Bytes of header and whole records: where the next record goes.
     pub valid_len: u64,
-    /// Why reading stopped before the end of the file, if it did. Zeros to the end of the
-    /// file are not damage (a preallocated segment's unwritten part); anything else after the
-    /// records is.
+    /// Why reading stopped before the end of the file, if it did.
     pub damage: Option<&'static str>,
-    /// Bytes of the file (≥ `valid_len`; more when it was preallocated or is damaged).
-    pub file_len: u64,
 }
 
 /// Reads segment `n` from its bytes. A missing or wrong header is damage at byte 0.
 pub(crate) fn scan(n: u64, bytes: Vec<u8>) -> Scanned {
     let whole = Bytes::from(bytes);
-    let file_len = whole.len() as u64;
     if whole.len() < HEADER_BYTES as usize || whole[..HEADER_BYTES as usize] != header(n) {
         let damage = (!whole.is_empty()).then_some("missing or wrong segment header").or(Some("empty segment"));
-        return Scanned { records: Vec::new(), valid_len: 0, damage, file_len };
+        return Scanned { records: Vec::new(), valid_len: 0, damage };
     }
     let mut at = HEADER_BYTES as usize;
     let mut records = Vec::new();
     loop {
-        let rest = &whole[at..];
-        let head = &rest[..rest.len().min(record::FRAME_BYTES)];
-        if !head.is_empty() && head.iter().all(|&b| b == 0) {
-            // Where the writes ended in a preallocated segment: the rest must be zeros too.
-            let damage = (!rest.iter().all(|&b| b == 0)).then_some("bytes after the zeros that end the records");
-            return Scanned { records, valid_len: at as u64, damage, file_len };
-        }
         match record::decode(&whole, at) {
             Scan::Record(r, n) => {
                 records.push(r);
                 at += n;
             }
-            Scan::End => return Scanned { records, valid_len: at as u64, damage: None, file_len },
-            Scan::Bad(why) => return Scanned { records, valid_len: at as u64, damage: Some(why), file_len },
+            Scan::End => return Scanned { records, valid_len: at as u64, damage: None },
+            Scan::Bad(why) => return Scanned { records, valid_len: at as u64, damage: Some(why) },
         }
     }
 }

@@ -1,9 +1,8 @@
 //! A simulated disk for the inbox log's crash tests (and, with the `sim` feature, for the
 //! server's simulation): [`SimFs`] holds files in memory and knows which bytes an fsync made
 //! durable; it can fail at any mutating operation (the disk then stays dead until the crash),
-//! tear the failing write, and on [`SimFs::crash`] keep only what a real disk must keep, plus
-//! some of the rest (a prefix, or sectors out of order over a preallocated file's zeros),
-//! possibly damaged. [`SimCold`] models the cold store the same way:
+//! tear the failing write, and on [`SimFs::crash`] keep only what a real disk must keep, plus a
+//! random part of the rest, possibly damaged. [`SimCold`] models the cold store the same way:
 //! batches since the last `persist` survive a crash only as a random prefix.
 //! Everything random is drawn from a seed, so a failing history replays exactly.
 
@@ -18,18 +17,12 @@ use super::cold::{Cold, ColdBatch, ColdCursor, ColdEntry};
 use super::fs::{LogFile, LogFs};
 use crate::{DedupKey, DeviceAddr, StoreError, StoreResult};
 
-/// One simulated file: its bytes now, and what a crash is sure to keep (its bytes as of the
-/// last fsync, or its cut).
+/// One simulated file: its bytes, of which the first `durable` survive any crash.
 #[derive(Debug, Clone, Default)]
 struct SimFile {
     data: Vec<u8>,
-    synced: Vec<u8>,
+    durable: usize,
 }
-
-/// Bytes written as a unit: after a crash each such piece of an unsynced write holds its old or
-/// its new bytes. Smaller than a real disk's 512 or 4,096, so the simulation's small segments
-/// see many orders (every outcome of bigger sectors is among them).
-const SECTOR: usize = 32;
 
 #[derive(Debug, Default)]
 struct FsState {
@@ -80,10 +73,9 @@ impl SimFs {
         self.lock().dead
     }
 
-    /// The power goes out: every file keeps its synced bytes and some of its later writes
-    /// (see [`crashed`]: none, all, a prefix or random sectors; sometimes with a damaged byte);
-    /// files whose creation, renaming or removal was not made durable by a directory sync may or
-    /// may not exist. The disk then works again.
+    /// The power goes out: every file keeps its durable bytes plus a random part of the rest
+    /// (sometimes with a damaged byte); files whose creation or removal was not made durable by
+    /// a directory sync may or may not exist. The disk then works again.
     pub fn crash(&self) {
         let mut st = self.lock();
         let mut rng = st.rng.take().unwrap_or_else(|| StdRng::seed_from_u64(0));
@@ -105,18 +97,6 @@ impl SimFs {
         st.fail_in = None;
         st.dead = false;
         st.rng = Some(rng);
-    }
-
-    /// Sets byte `at` of file `name` durably (growing it with zeros if needed): bytes left on
-    /// the disk by a write that was never synced, for tests of what recovery makes of them.
-    pub fn poke(&self, name: &str, at: usize, byte: u8) {
-        let mut st = self.lock();
-        let file = st.files.get_mut(name).expect("poke an existing file");
-        if file.data.len() <= at {
-            file.data.resize(at + 1, 0);
-        }
-        file.data[at] = byte;
-        file.synced = file.data.clone();
     }
 
     /// Every byte of every file, for tests that look for data on the disk.
@@ -143,40 +123,23 @@ impl SimFs {
     }
 }
 
-/// A file after a crash: what was synced, with the writes since then kept in one of four
-/// ways: none of them, all of them, a prefix of them (byte-exact), or sector by sector at
-/// random (a later sector can reach the disk without an earlier one); and maybe one bad byte
-/// among what was kept. A file that grew may keep any length in between, zeros where its new
-/// bytes did not arrive.
-fn crashed(file: SimFile, rng: &mut StdRng) -> SimFile {
-    let SimFile { data: new, synced: old } = file;
-    if new == old {
-        return SimFile { data: new, synced: old };
-    }
-    let len = if new.len() > old.len() { rng.random_range(old.len()..=new.len()) } else { new.len() };
-    let old_at = |i: usize| old.get(i).copied().unwrap_or(0);
-    let mut data: Vec<u8> = (0..len).map(old_at).collect();
-    let kept = match rng.random_range(0..4) {
-        0 => 0..0,
-        1 => 0..len,
-        2 => 0..rng.random_range(0..=len),
-        _ => {
-            for sector in (0..len).step_by(SECTOR) {
-                if rng.random_bool(0.5) {
-                    let end = (sector + SECTOR).min(len);
-                    data[sector..end].copy_from_slice(&new[sector..end]);
-                }
-            }
-            0..0
+/// A file after a crash: durable bytes kept, a random prefix of the rest, maybe one bad byte.
+fn crashed(mut file: SimFile, rng: &mut StdRng) -> SimFile {
+    let volatile = file.data.len() - file.durable;
+    if volatile > 0 {
+        let keep = match rng.random_range(0..4) {
+            0 => 0,
+            1 => volatile,
+            _ => rng.random_range(0..=volatile),
+        };
+        file.data.truncate(file.durable + keep);
+        if keep > 0 && rng.random_bool(0.3) {
+            let at = file.durable + rng.random_range(0..keep);
+            file.data[at] ^= 1 << rng.random_range(0..8);
         }
-    };
-    data[kept.clone()].copy_from_slice(&new[kept]);
-    let changed: Vec<usize> = (0..len).filter(|&i| data[i] != old_at(i)).collect();
-    if !changed.is_empty() && rng.random_bool(0.3) {
-        let at = changed[rng.random_range(0..changed.len())];
-        data[at] ^= 1 << rng.random_range(0..8);
     }
-    SimFile { synced: data.clone(), data }
+    file.durable = file.data.len();
+    file
 }
 
 impl LogFs for SimFs {
@@ -193,29 +156,14 @@ impl LogFs for SimFs {
         let mut st = self.lock();
         st.removed.remove(name);
         st.files.insert(name.to_owned(), SimFile::default());
-        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned(), at: 0 }))
+        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned() }))
     }
 
-    fn open_at(&self, name: &str, at: u64) -> io::Result<Box<dyn LogFile>> {
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
         if !self.lock().files.contains_key(name) {
             return Err(io::ErrorKind::NotFound.into());
         }
-        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned(), at: at as usize }))
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.mutate()?;
-        let mut st = self.lock();
-        let file = st.files.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        // Until the directory is synced a crash may undo the rename: `from` may come back (if
-        // its name was durable) and `to` may be missing, like any unsynced creation.
-        st.removed.insert(from.to_owned(), file.clone());
-        if let Some(replaced) = st.files.insert(to.to_owned(), file) {
-            st.removed.insert(to.to_owned(), replaced);
-        } else {
-            st.removed.remove(to);
-        }
-        Ok(())
+        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned() }))
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
@@ -223,7 +171,7 @@ impl LogFs for SimFs {
         let mut st = self.lock();
         let file = st.files.get_mut(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         file.data.truncate(len as usize);
-        file.synced = file.data.clone();
+        file.durable = file.data.len();
         Ok(())
     }
 
@@ -248,8 +196,6 @@ impl LogFs for SimFs {
 struct SimHandle {
     fs: SimFs,
     name: String,
-    /// Where the next write goes.
-    at: usize,
 }
 
 impl LogFile for SimHandle {
@@ -265,14 +211,7 @@ impl LogFile for SimHandle {
             Ok(()) => buf.len(),
         };
         let file = st.files.get_mut(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let end = self.at + torn;
-        if file.data.len() < end {
-            file.data.resize(end, 0);
-        }
-        file.data[self.at..end].copy_from_slice(&buf[..torn]);
-        if failed.is_ok() {
-            self.at = end;
-        }
+        file.data.extend_from_slice(&buf[..torn]);
         failed
     }
 
@@ -280,7 +219,7 @@ impl LogFile for SimHandle {
         self.fs.mutate()?;
         let mut st = self.fs.lock();
         if let Some(file) = st.files.get_mut(&self.name) {
-            file.synced = file.data.clone();
+            file.durable = file.data.len();
         }
         Ok(())
     }
