@@ -127,14 +127,23 @@ impl Contacts {
     /// request, so asking one number at a time is no way around the discovery limit.
     pub async fn lookup(&self, me: AccountId, phone: &str) -> Result<Option<Arc<AccountView>>, ServiceError> {
         let view = self.directory.by_phone(phone).await?;
-        let known = match &view {
-            Some(v) => v.id == me || self.store.is_contact(me, v.id).await?,
+        self.charge_unless_known(me, view.as_ref().map(|v| v.id)).await?;
+        Ok(view)
+    }
+
+    /// Takes one discovery request from `me` for learning about `target` (`None`: no such
+    /// account), unless `target` is `me` or one of `me`'s contacts. Every way of asking about a
+    /// stranger (by phone, by account id for a profile) shares the one discovery limit, so
+    /// walking phone numbers or sequential account ids costs the same as discovery does.
+    pub async fn charge_unless_known(&self, me: AccountId, target: Option<AccountId>) -> Result<(), ServiceError> {
+        let known = match target {
+            Some(t) => t == me || self.store.is_contact(me, t).await?,
             None => false,
         };
         if !known {
             ratelimit::check_shared(&self.discover_limit, &me).await?;
         }
-        Ok(view)
+        Ok(())
     }
 
     /// Records in the presence hub which of `accounts` keep `viewer` as a contact, so the "my

@@ -18,6 +18,7 @@ use iris_store::{AccountId, AppendRequest, DeviceAddr, Profile, Store};
 use crate::blocks::Blocks;
 use crate::clock::Clock;
 use crate::config::ProfilesConfig;
+use crate::contacts::Contacts;
 use crate::directory::Directory;
 use crate::error::ServiceError;
 use crate::fanout::{encode_item, entries_for, Fanout};
@@ -36,6 +37,8 @@ pub struct ProfilesDeps {
     pub directory: Arc<Directory>,
     /// Who blocked whom.
     pub blocks: Arc<Blocks>,
+    /// The discovery limit a read of a stranger's profile counts against.
+    pub contacts: Arc<Contacts>,
     /// Where the change notices go.
     pub fanout: Fanout,
     /// Server ids of the notices.
@@ -105,8 +108,11 @@ impl Profiles {
         Ok(self.owner_view(owner, &new))
     }
 
-    /// `target`'s profile as `viewer` may see it (see the module doc).
+    /// `target`'s profile as `viewer` may see it (see the module doc). Reading a profile other
+    /// than one's own or a contact's, found or not, is one contact-discovery request: account
+    /// ids are sequential, and without the limit any device could walk them all.
     pub async fn view(&self, viewer: AccountId, target: AccountId) -> Result<ProfileView, ServiceError> {
+        self.d.contacts.charge_unless_known(viewer, Some(target)).await?;
         if self.d.directory.by_id(target).await?.is_none() {
             return Err(ServiceError::NotFound("account"));
         }
