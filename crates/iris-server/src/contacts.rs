@@ -51,7 +51,8 @@ impl Contacts {
         }
     }
 
-    /// Adds and removes contacts of `me`'s account; answers the new list.
+    /// Adds and removes contacts of `me`'s account; answers the new list. Accounts not yet
+    /// contacts count against the discovery limit (`charge_additions`).
     pub async fn update(&self, me: DeviceAddr, op: pb::ContactsUpdate) -> Result<pb::ContactList, ServiceError> {
         let add: BTreeSet<AccountId> = op.add_account_ids.iter().copied().collect();
         let remove: BTreeSet<AccountId> = op.remove_account_ids.iter().copied().collect();
@@ -68,6 +69,7 @@ impl Contacts {
         if current.union(&add).count() > CONTACTS_MAX {
             return Err(too_many());
         }
+        self.charge_additions(me.account, add.difference(&current).count()).await?;
         let add: Vec<AccountId> = add.into_iter().collect();
         let remove: Vec<AccountId> = remove.into_iter().collect();
         if !add.is_empty() {
@@ -83,6 +85,17 @@ impl Contacts {
             self.presence.set_contact(me.account, id, false);
         }
         self.list(me.account).await
+    }
+
+    /// Takes discovery requests for `n_new` accounts becoming `me`'s contacts: one per
+    /// [`DISCOVER_PHONES_MAX`] started, as if they had been discovered by phone. A contact's
+    /// phone is answered by the contact list and its profile is read free, so without this
+    /// charge adding sequential account ids in bulk would learn every phone and profile.
+    async fn charge_additions(&self, me: AccountId, n_new: usize) -> Result<(), ServiceError> {
+        for _ in 0..n_new.div_ceil(DISCOVER_PHONES_MAX) {
+            ratelimit::check_shared(&self.discover_limit, &me).await?;
+        }
+        Ok(())
     }
 
     /// `owner`'s contacts with their phone numbers (accounts that no longer exist are skipped).
