@@ -117,14 +117,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // handler (like SIGTERM's and SIGINT's) is installed before the listening line is printed:
     // a signal sent by whoever waited for that line must not meet the default action, which
     // ends the process.
+    // Without TLS there is nothing to reload, but the signal is still caught: a SIGHUP sent
+    // out of habit (log rotation, a reload script) must not end the server.
     #[cfg(unix)]
-    if let Some(tls) = server.tls() {
+    {
+        let tls = server.tls();
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match tls.reload() {
-                    Ok(()) => {}
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays"),
+                match &tls {
+                    Some(tls) => {
+                        if let Err(e) = tls.reload() {
+                            tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays");
+                        }
+                    }
+                    None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
                 }
             }
         });

@@ -113,3 +113,17 @@ async fn sighup_makes_iris_serve_present_the_new_certificate_and_keeps_open_conn
     }
     assert_eq!(healthz(&mut open).await, 200, "the connection opened before the reload still works");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_tls_leaves_iris_serve_running() {
+    // Proves: a server without [tls] catches SIGHUP (nothing to reload) instead of meeting the
+    // default action, which ends the process: after two SIGHUPs it still stops cleanly on
+    // SIGTERM. (Before, the handler was installed only with TLS, and SIGHUP killed the server.)
+    let mut server = Process::start().await;
+    server.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = server.terminate();
+    assert!(status.success(), "the server did not survive SIGHUP: {status:?}");
+}
