@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use iris_proto::admin::{AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports, AdminSuspend};
+use iris_proto::admin::{
+    AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports, AdminReviewCursor, AdminReviewQueue, AdminSuspend,
+};
 
 use crate::error::ClientError;
 use crate::http::{check, parse};
@@ -70,6 +72,21 @@ impl AdminApi {
     /// first, with what the reporters disclosed.
     pub async fn reports(&self, account: &str, limit: usize) -> Result<AdminReports, ClientError> {
         let url = format!("{}/reports?limit={limit}", self.account_url(account));
+        let resp = check(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
+        parse(&resp.bytes().await?)
+    }
+
+    /// `GET /admin/v1/review?limit=N`: suspended and recently reported accounts, newest first;
+    /// `before` (a previous page's `next`) continues below it.
+    pub async fn review(
+        &self,
+        limit: usize,
+        before: Option<AdminReviewCursor>,
+    ) -> Result<AdminReviewQueue, ClientError> {
+        let mut url = format!("{}/admin/v1/review?limit={limit}", self.base);
+        if let Some(c) = before {
+            url.push_str(&format!("&before_ms={}&before_account={}", c.before_ms, c.before_account));
+        }
         let resp = check(self.http.get(url).bearer_auth(&self.token).send().await?).await?;
         parse(&resp.bytes().await?)
     }

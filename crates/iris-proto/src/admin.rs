@@ -160,3 +160,44 @@ pub struct AdminReportedMessage {
     /// Its content, standard base64 (the bytes may be any encoding the app chose).
     pub content_base64: String,
 }
+
+/// `GET /admin/v1/review?limit=N[&before_ms=T&before_account=A]`: the accounts an operator
+/// should look at (suspended, or reported within the server's report window), newest first,
+/// so a review starts without knowing an account id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReviewQueue {
+    /// Reports count from this time on, ms since the Unix epoch (now minus `abuse.report_window_s`).
+    pub reported_since_ms: u64,
+    /// The accounts, newest first by `at_ms` then account id (at most `limit`).
+    pub accounts: Vec<AdminReviewItem>,
+    /// Where the next page starts (its `before_ms` and `before_account`); absent when this page
+    /// was not full. A full last page is followed by an empty one.
+    pub next: Option<AdminReviewCursor>,
+}
+
+/// One account in the review queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReviewItem {
+    /// The account.
+    pub account_id: u64,
+    /// Its phone number ("" once the account was deleted).
+    pub phone: String,
+    /// Where it sorts: the later of its suspension and its latest recent report, ms.
+    pub at_ms: u64,
+    /// Its suspension, if suspended.
+    pub suspended: Option<AdminSuspension>,
+    /// Reports against it within the window.
+    pub recent_reports: u64,
+    /// When its latest report within the window was filed, ms (0: none).
+    pub last_reported_at_ms: u64,
+}
+
+/// The position a page of the review queue continues from: the query's `before_ms` and
+/// `before_account`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReviewCursor {
+    /// The last item's `at_ms`.
+    pub before_ms: u64,
+    /// The last item's `account_id`.
+    pub before_account: u64,
+}

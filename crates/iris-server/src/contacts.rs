@@ -51,7 +51,8 @@ impl Contacts {
         }
     }
 
-    /// Adds and removes contacts of `me`'s account; answers the new list.
+    /// Adds and removes contacts of `me`'s account; answers the new list. Accounts not yet
+    /// contacts count against the discovery limit (`charge_additions`).
     pub async fn update(&self, me: DeviceAddr, op: pb::ContactsUpdate) -> Result<pb::ContactList, ServiceError> {
         let add: BTreeSet<AccountId> = op.add_account_ids.iter().copied().collect();
         let remove: BTreeSet<AccountId> = op.remove_account_ids.iter().copied().collect();
@@ -68,6 +69,7 @@ impl Contacts {
         if current.union(&add).count() > CONTACTS_MAX {
             return Err(too_many());
         }
+        self.charge_additions(me.account, add.difference(&current).count()).await?;
         let add: Vec<AccountId> = add.into_iter().collect();
         let remove: Vec<AccountId> = remove.into_iter().collect();
         if !add.is_empty() {
@@ -83,6 +85,17 @@ impl Contacts {
             self.presence.set_contact(me.account, id, false);
         }
         self.list(me.account).await
+    }
+
+    /// Takes discovery requests for `n_new` accounts becoming `me`'s contacts: one per
+    /// [`DISCOVER_PHONES_MAX`] started, as if they had been discovered by phone. A contact's
+    /// phone is answered by the contact list and its profile is read free, so without this
+    /// charge adding sequential account ids in bulk would learn every phone and profile.
+    async fn charge_additions(&self, me: AccountId, n_new: usize) -> Result<(), ServiceError> {
+        for _ in 0..n_new.div_ceil(DISCOVER_PHONES_MAX) {
+            ratelimit::check_shared(&self.discover_limit, &me).await?;
+        }
+        Ok(())
     }
 
     /// `owner`'s contacts with their phone numbers (accounts that no longer exist are skipped).
@@ -127,14 +140,23 @@ impl Contacts {
     /// request, so asking one number at a time is no way around the discovery limit.
     pub async fn lookup(&self, me: AccountId, phone: &str) -> Result<Option<Arc<AccountView>>, ServiceError> {
         let view = self.directory.by_phone(phone).await?;
-        let known = match &view {
-            Some(v) => v.id == me || self.store.is_contact(me, v.id).await?,
+        self.charge_unless_known(me, view.as_ref().map(|v| v.id)).await?;
+        Ok(view)
+    }
+
+    /// Takes one discovery request from `me` for learning about `target` (`None`: no such
+    /// account), unless `target` is `me` or one of `me`'s contacts. Every way of asking about a
+    /// stranger (by phone, by account id for a profile) shares the one discovery limit, so
+    /// walking phone numbers or sequential account ids costs the same as discovery does.
+    pub async fn charge_unless_known(&self, me: AccountId, target: Option<AccountId>) -> Result<(), ServiceError> {
+        let known = match target {
+            Some(t) => t == me || self.store.is_contact(me, t).await?,
             None => false,
         };
         if !known {
             ratelimit::check_shared(&self.discover_limit, &me).await?;
         }
-        Ok(view)
+        Ok(())
     }
 
     /// Records in the presence hub which of `accounts` keep `viewer` as a contact, so the "my

@@ -50,6 +50,7 @@ pub mod router;
 pub mod send_checks;
 pub mod services;
 pub mod session;
+pub mod start_warnings;
 pub mod typing;
 pub mod visibility;
 
@@ -231,8 +232,8 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
     let presence = Arc::new(presence::PresenceHub::new());
     let media = Arc::new(open_media(&config, &token_key, store.clone(), clock.clone(), &metrics)?);
-    if config.auth.log_codes && !config.dev {
-        tracing::warn!("auth.log_codes: one-time codes go to the log; whoever reads it can take over any account");
+    for warning in start_warnings::warnings(&config, deps.code_sender.is_some()) {
+        tracing::warn!("{warning}");
     }
     let code_sender = match (deps.code_sender, &config.sms) {
         (Some(sender), _) => sender,
@@ -363,9 +364,6 @@ fn serve_admin(
         addr: ctx.config.admin.listen.unwrap_or(ctx.config.http),
         source,
     })?;
-    if !addr.ip().is_loopback() && tls.is_none() {
-        tracing::warn!(%addr, "the admin API listens beyond loopback without TLS: its token travels in the clear");
-    }
     let listener = gateway::http_listener::HttpListener::new(listener, tls, handshake, ctx.shutdown.clone())
         .map_err(|source| gateway::tcp::ListenError::Bind { addr, source })?;
     let app = admin::admin_router(admin::AdminState::new(ctx.clone(), token))

@@ -5,7 +5,12 @@
 //! Who is told: the owner's other devices (always, with everything) and the devices of the
 //! accounts in the owner's contact list that it has not blocked, unless the profile is and was
 //! hidden from them (`nobody`). A change that hides the profile tells them with an empty one,
-//! so their copy goes away. Knows the kernel, the directory, blocks and the stores it reads;
+//! so their copy goes away.
+//!
+//! A photo holds a media reference (image and thumbnail, under the account's
+//! `profile_photo_ref_id`, which never expires) for as long as the profile names it: taken
+//! before the profile is stored, released after it no longer names it, so the media sweep never
+//! collects a photo in use. Knows the kernel, the directory, blocks and the stores it reads;
 //! nothing of sessions or HTTP.
 
 use std::collections::HashSet;
@@ -13,11 +18,12 @@ use std::sync::Arc;
 
 use iris_proto::http::{ProfilePrivacy, ProfileUpdate, ProfileView};
 use iris_proto::pb::{self, inbox_item, MediaKind};
-use iris_store::{AccountId, AppendRequest, DeviceAddr, Profile, Store};
+use iris_store::{profile_photo_ref_id, AccountId, AppendRequest, DeviceAddr, MediaId, Profile, Store};
 
 use crate::blocks::Blocks;
 use crate::clock::Clock;
 use crate::config::ProfilesConfig;
+use crate::contacts::Contacts;
 use crate::directory::Directory;
 use crate::error::ServiceError;
 use crate::fanout::{encode_item, entries_for, Fanout};
@@ -36,6 +42,8 @@ pub struct ProfilesDeps {
     pub directory: Arc<Directory>,
     /// Who blocked whom.
     pub blocks: Arc<Blocks>,
+    /// The discovery limit a read of a stranger's profile counts against.
+    pub contacts: Arc<Contacts>,
     /// Where the change notices go.
     pub fanout: Fanout,
     /// Server ids of the notices.
@@ -99,14 +107,34 @@ impl Profiles {
             new.privacy = privacy_of(privacy).code();
         }
         new.updated_at_ms = self.d.clock.now_ms();
+        let (old_photo, new_photo) =
+            (self.photo_refs(&old.photo_media_id).await?, self.photo_refs(&new.photo_media_id).await?);
+        let ref_id = profile_photo_ref_id(owner);
+        if !new_photo.is_empty() {
+            // Held before the profile names it, so the sweep never sees it unreferenced (taken
+            // again when it stays: idempotent, and it mends a photo set before photos held one).
+            let missing = self.d.store.add_media_refs(ref_id, owner, &new_photo).await?;
+            if !missing.is_empty() {
+                self.d.metrics.profiles_rejected.inc();
+                return Err(ServiceError::ProfileInvalid("the photo is no longer stored; upload it again".into()));
+            }
+        }
         self.d.store.set_profile(owner, &new).await?;
+        if new_photo != old_photo && !old_photo.is_empty() {
+            // Released after: a crash in between keeps the old photo, never loses the new one.
+            let released: Vec<MediaId> = old_photo.into_iter().filter(|id| !new_photo.contains(id)).collect();
+            self.d.store.remove_media_refs(ref_id, owner, &released).await?;
+        }
         self.d.metrics.profiles_updates.inc();
         self.announce(me, &old, &new).await?;
         Ok(self.owner_view(owner, &new))
     }
 
-    /// `target`'s profile as `viewer` may see it (see the module doc).
+    /// `target`'s profile as `viewer` may see it (see the module doc). Reading a profile other
+    /// than one's own or a contact's, found or not, is one contact-discovery request: account
+    /// ids are sequential, and without the limit any device could walk them all.
     pub async fn view(&self, viewer: AccountId, target: AccountId) -> Result<ProfileView, ServiceError> {
+        self.d.contacts.charge_unless_known(viewer, Some(target)).await?;
         if self.d.directory.by_id(target).await?.is_none() {
             return Err(ServiceError::NotFound("account"));
         }
@@ -141,6 +169,17 @@ impl Profiles {
             privacy: Some(wire_privacy(Privacy::from_code(p.privacy))),
             updated_at_ms: p.updated_at_ms,
         }
+    }
+
+    /// The blobs a profile photo keeps: the image and its server-made thumbnail (none when the
+    /// profile has no photo, or its blob is gone).
+    async fn photo_refs(&self, photo: &str) -> Result<Vec<MediaId>, ServiceError> {
+        let mut id = [0u8; 32];
+        if photo.is_empty() || hex::decode_to_slice(photo, &mut id).is_err() {
+            return Ok(Vec::new());
+        }
+        let thumbnail = self.d.store.blob(id).await?.and_then(|b| b.thumbnail);
+        Ok(std::iter::once(id).chain(thumbnail).collect())
     }
 
     /// Bounds and the photo: a stored image.

@@ -188,6 +188,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         store: store.clone(),
         directory: f.directory.clone(),
         blocks: blocks.clone(),
+        contacts: contacts.clone(),
         fanout: Fanout::new(store.clone(), f.router.clone()),
         ids: f.ids.clone(),
         clock: f.clock.clone(),

@@ -1,5 +1,5 @@
 //! The operators' admin API: the router called without a socket (token, lookup, revocation), the
-//! public port refusing its routes, and a lookup in cluster mode naming the node that holds each
+//! public port refusing its routes, the review queue, and a lookup in cluster mode naming the node that holds each
 //! device. Runs on the engine `IRIS_TEST_ENGINE` names (embedded or cluster), except the
 //! two-node test, which always starts its own PostgreSQL shards and Redis Cluster.
 
@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt as _;
 use iris_client::{Event, HttpApi};
-use iris_proto::admin::{AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports};
+use iris_proto::admin::{AdminAbuseChange, AdminAccount, AdminDeviceRevoked, AdminReports, AdminReviewQueue};
 use iris_proto::http::ApiError;
 use iris_proto::pb::{inbox_item, DeviceChangeType, ErrorCode};
 use iris_server::admin::{admin_router, AdminState};
@@ -363,4 +363,66 @@ async fn suspension_restrictions_and_reports_through_the_admin_api() {
     }
     let path = "/admin/v1/accounts/999999999/unsuspend";
     error(call(&server, "POST", path, Some(TOKEN)).await, StatusCode::NOT_FOUND, ErrorCode::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_review_queue_lists_suspended_and_recently_reported_accounts_newest_first() {
+    // Proves: GET /admin/v1/review lists suspended accounts and accounts reported within
+    // abuse.report_window_s, once each with their phone, recent report count and suspension,
+    // newest first (the later of suspension and latest report); `next` pages through it with
+    // limit=1 and is absent after a page that was not full; once the window has passed, only
+    // the suspended account remains; a limit of 0 or 101, or half a cursor, is 400.
+    let server = TestServer::start_with_manual_clock(|c| c.abuse.report_window_s = 3_600).await;
+    let url = server.base_url();
+    let alice = server.login(ALICE, "phone").await;
+    let bob = server.login(BOB, "phone").await;
+    let carol = server.login("+15550000703", "phone").await;
+    let dave = server.login("+15550000704", "phone").await;
+    let (bob_client, _bob_events) = connect(&url, &bob).await;
+    let (dave_client, _dave_events) = connect(&url, &dave).await;
+    let review = |query: String| {
+        let server = &server;
+        async move { call(server, "GET", &format!("/admin/v1/review{query}"), Some(TOKEN)).await }
+    };
+    let empty: AdminReviewQueue = json(review(String::new()).await, StatusCode::OK);
+    assert!(empty.accounts.is_empty() && empty.next.is_none(), "{empty:?}");
+
+    bob_client.report(carol.account_id, "spam".into(), vec![]).await.unwrap();
+    server.advance_clock_ms(1_000);
+    let body = serde_json::json!({ "reason": "ticket 9" }).to_string();
+    let path = format!("/admin/v1/accounts/{}/suspend", alice.account_id);
+    let _: AdminAbuseChange = json(call_with(&server, "POST", &path, Some(TOKEN), Some(&body)).await, StatusCode::OK);
+    server.advance_clock_ms(1_000);
+    dave_client.report(carol.account_id, "scam".into(), vec![]).await.unwrap();
+
+    let queue: AdminReviewQueue = json(review(String::new()).await, StatusCode::OK);
+    let listed: Vec<(u64, &str, u64)> =
+        queue.accounts.iter().map(|a| (a.account_id, a.phone.as_str(), a.recent_reports)).collect();
+    assert_eq!(listed, [(carol.account_id, "+15550000703", 2), (alice.account_id, ALICE, 0)]);
+    assert!(queue.next.is_none(), "a page that is not full is the last");
+    let (reported, suspended) = (&queue.accounts[0], &queue.accounts[1]);
+    assert!(reported.suspended.is_none() && reported.at_ms == reported.last_reported_at_ms);
+    assert_eq!(suspended.suspended.as_ref().map(|s| s.reason.as_str()), Some("operator: ticket 9"));
+    assert_eq!(reported.at_ms - suspended.at_ms, 1_000);
+
+    let first: AdminReviewQueue = json(review("?limit=1".into()).await, StatusCode::OK);
+    assert_eq!(first.accounts[0].account_id, carol.account_id);
+    let c = first.next.expect("a full page has a next");
+    let query = format!("?limit=1&before_ms={}&before_account={}", c.before_ms, c.before_account);
+    let second: AdminReviewQueue = json(review(query).await, StatusCode::OK);
+    assert_eq!(second.accounts.iter().map(|a| a.account_id).collect::<Vec<_>>(), [alice.account_id]);
+    let c = second.next.expect("a full page has a next");
+    let query = format!("?limit=1&before_ms={}&before_account={}", c.before_ms, c.before_account);
+    let third: AdminReviewQueue = json(review(query).await, StatusCode::OK);
+    assert!(third.accounts.is_empty() && third.next.is_none(), "{third:?}");
+
+    server.advance_clock_ms(3_600_001);
+    let later: AdminReviewQueue = json(review(String::new()).await, StatusCode::OK);
+    assert_eq!(later.accounts.iter().map(|a| a.account_id).collect::<Vec<_>>(), [alice.account_id]);
+
+    let bad = StatusCode::BAD_REQUEST;
+    for query in ["?limit=0", "?limit=101", "?before_ms=5", "?before_account=5"] {
+        error(review(query.into()).await, bad, ErrorCode::InvalidArgument);
+    }
+    error(call(&server, "GET", "/admin/v1/review", None).await, StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated);
 }

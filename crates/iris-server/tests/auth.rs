@@ -341,12 +341,47 @@ async fn dev_mode_refuses_non_loopback_addresses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn account_lookups_count_against_the_discovery_limit() {
-    // Proves: GET /v1/accounts/{phone} of a stranger, found or not, takes one of discover_requests_per_account_per_day (429 ERROR_CODE_RATE_LIMITED past it, retry in hours); the caller's own phone and its contacts stay free; other accounts have their own budget.
+async fn contact_additions_count_against_the_discovery_limit() {
+    // Proves: a ContactsUpdate that makes accounts contacts takes one discovery request (as a
+    // discovery of their phones would), while one that adds only existing contacts or only
+    // removes is free; past the limit the addition is RATE_LIMITED and changes nothing; so
+    // adding sequential account ids cannot learn phones (the list answers them) or profiles
+    // (contacts read them free) outside the limit.
     let server = TestServer::start_with(|c| c.rate_limits.discover_requests_per_account_per_day = 2).await;
     let alice = server.login(ALICE, "alice").await;
     let bob = server.login(BOB, "bob").await;
     let carol = server.login("+15550000003", "carol").await;
+    let dave = server.login("+15550000004", "dave").await;
+    let contacts = &server.ctx().sessions.contacts;
+    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    let update = |add: Vec<u64>, remove: Vec<u64>| iris_proto::pb::ContactsUpdate {
+        add_account_ids: add,
+        remove_account_ids: remove,
+    };
+    let listed = |l: iris_proto::pb::ContactList| l.contacts.iter().map(|c| c.account_id).collect::<Vec<_>>();
+    let (b, c, d) = (bob.account_id, carol.account_id, dave.account_id);
+    assert_eq!(listed(contacts.update(me, update(vec![b, c], vec![])).await.unwrap()).len(), 2, "one request");
+    contacts.update(me, update(vec![b], vec![c])).await.unwrap();
+    contacts.update(me, update(vec![b], vec![])).await.unwrap();
+    assert_eq!(listed(contacts.update(me, update(vec![c], vec![])).await.unwrap()).len(), 2, "the second");
+    let refused = contacts.update(me, update(vec![d], vec![])).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::RateLimited, "{refused}");
+    assert!(!listed(contacts.list(alice.account_id).await.unwrap()).contains(&d), "nothing changed");
+    let bobs = iris_store::DeviceAddr::new(bob.account_id, bob.device_id);
+    contacts.update(bobs, update(vec![d], vec![])).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_lookups_count_against_the_discovery_limit() {
+    // Proves: GET /v1/accounts/{phone} of a stranger, found or not, takes one of discover_requests_per_account_per_day (429 ERROR_CODE_RATE_LIMITED past it, retry in hours); the caller's own phone and its contacts stay free; other accounts have their own budget.
+    let server = TestServer::start_with(|c| c.rate_limits.discover_requests_per_account_per_day = 3).await;
+    let alice = server.login(ALICE, "alice").await;
+    let bob = server.login(BOB, "bob").await;
+    let carol = server.login("+15550000003", "carol").await;
+    // Adding a contact takes one request too (see `contact_additions_count_against_the_discovery_limit`).
+    let add = iris_proto::pb::ContactsUpdate { add_account_ids: vec![carol.account_id], ..Default::default() };
+    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    server.ctx().sessions.contacts.update(me, add).await.unwrap();
     let lookup = |who: &Credentials, phone: &str| {
         let path = format!("/v1/accounts/{}", phone.replace('+', "%2B"));
         let token = who.access_token.clone();
@@ -358,9 +393,6 @@ async fn account_lookups_count_against_the_discovery_limit() {
     let e = lookup(&alice, BOB).await.expect_error(429, ErrorCode::RateLimited);
     assert!(e.retry_after_ms.unwrap() > 3_600_000, "{e:?}");
     lookup(&alice, ALICE).await.expect_status(200);
-    let add = iris_proto::pb::ContactsUpdate { add_account_ids: vec![carol.account_id], ..Default::default() };
-    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
-    server.ctx().sessions.contacts.update(me, add).await.unwrap();
     let info: AccountInfo = lookup(&alice, "+15550000003").await.expect_json(200);
     assert_eq!(info.account_id, carol.account_id);
     lookup(&bob, ALICE).await.expect_status(200);

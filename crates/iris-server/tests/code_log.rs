@@ -39,7 +39,7 @@ fn longest_digit_run(text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_are_logged_in_dev_mode_only() {
-    // Proves: outside dev mode requesting a code logs neither the code nor the full phone (only its last two digits); in dev mode, or with auth.log_codes, the code is logged.
+    // Proves: outside dev mode requesting a code logs neither the code nor the full phone (only its last two digits), and the start warns that codes reach nobody without [sms]; in dev mode, or with auth.log_codes (which warns at start), the code is logged.
     let log = LogBuffer::default();
     let writer = log.clone();
     tracing_subscriber::fmt()
@@ -51,7 +51,8 @@ async fn codes_are_logged_in_dev_mode_only() {
     let phone = "+15550000042";
 
     let server = TestServer::start_with(|c| c.dev = false).await;
-    log.take();
+    let start = log.take();
+    assert!(start.contains("WARN") && start.contains("one-time codes reach nobody"), "no start warning: {start}");
     let _: CodeRequested = server.request_code(phone).await.expect_json(200);
     let text = log.take();
     assert!(text.contains("one-time code issued") && text.contains("…42"), "no trace of the code being sent: {text}");
@@ -60,7 +61,7 @@ async fn codes_are_logged_in_dev_mode_only() {
     drop(server);
 
     let server = TestServer::start().await;
-    log.take();
+    assert!(!log.take().contains("reach nobody"), "dev mode needs no SMS gateway");
     let _: CodeRequested = server.request_code(phone).await.expect_json(200);
     let text = log.take();
     assert!(text.contains(DEV_CODE) && text.contains(phone), "dev mode logs the code: {text}");
@@ -72,7 +73,8 @@ async fn codes_are_logged_in_dev_mode_only() {
         c.auth.log_codes = true;
     })
     .await;
-    log.take();
+    let start = log.take();
+    assert!(start.contains("auth.log_codes: one-time codes go to the log"), "no start warning: {start}");
     let _: CodeRequested = server.request_code(phone).await.expect_json(200);
     let text = log.take();
     assert!(longest_digit_run(&text) >= 6 && text.contains(phone), "log_codes logs the code: {text}");

@@ -2,7 +2,7 @@
 //! embedded store, or PostgreSQL + Redis in cluster mode: `scripts/test.sh` runs both): a
 //! resumed 50 MB upload, content addressing, every refusal with its code, signed URLs that
 //! expire, ranges and ETags, a message's media fetched by the recipient's second device, EXIF
-//! stripping, and the collection of unreferenced blobs.
+//! stripping, the collection of unreferenced blobs, and profile photos that hold theirs.
 
 mod common;
 
@@ -460,4 +460,51 @@ async fn unreferenced_blobs_are_collected_after_the_grace_period() {
     let report = media.sweep(ttl_ms).await.unwrap();
     assert_eq!((report.refs, report.blobs), (1, 1));
     assert!(list_blobs(&server).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_profile_photo_is_kept_by_the_sweep_until_the_profile_drops_it() {
+    // Proves: an image set as a profile photo (and its thumbnail) survives sweeps long past the
+    // grace period and the inbox TTL; replacing the photo lets the old one (and its thumbnail)
+    // be collected while the new one stays; removing the photo lets it go too.
+    let server = TestServer::start_with_manual_clock(|c| {
+        c.media.gc_grace_hours = 1;
+        c.retention.inbox_ttl_days = 1;
+        c.auth.access_token_ttl_s = 30 * 86_400;
+    })
+    .await;
+    let (api, alice) = Api::login(&server, "+15550100061", "phone").await;
+    let http = iris_client::HttpApi::new(&server.url("")).unwrap();
+    let set_photo = |id: &str| iris_proto::http::ProfileUpdate {
+        photo_media_id: Some(id.to_owned()),
+        ..iris_proto::http::ProfileUpdate::default()
+    };
+    let with_thumbnail = |m: &MediaInfo| {
+        let mut ids: Vec<String> = std::iter::once(m.media_id.clone()).chain(m.thumbnail_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    let media = &server.running().ctx().media;
+    let (day_ms, ttl_ms) = (86_400_000, 86_400_000);
+
+    let first = api.upload("image", &png(640, 480), false).await;
+    assert!(first.thumbnail_id.is_some(), "a plaintext image gets a thumbnail: {first:?}");
+    http.set_profile(&alice.access_token, &set_photo(&first.media_id)).await.unwrap();
+    server.advance_clock_ms(2 * day_ms);
+    media.sweep(ttl_ms).await.unwrap();
+    assert_eq!(list_blobs(&server).await, with_thumbnail(&first), "the photo in use is kept");
+
+    let second = api.upload("image", &png(320, 640), false).await;
+    http.set_profile(&alice.access_token, &set_photo(&second.media_id)).await.unwrap();
+    server.advance_clock_ms(2 * day_ms);
+    let report = media.sweep(ttl_ms).await.unwrap();
+    assert_eq!(report.blobs, 2, "the replaced photo and its thumbnail");
+    assert_eq!(list_blobs(&server).await, with_thumbnail(&second));
+    let view = http.profile(&alice.access_token, alice.account_id).await.unwrap();
+    assert_eq!(view.photo_media_id, second.media_id);
+
+    http.set_profile(&alice.access_token, &set_photo("")).await.unwrap();
+    server.advance_clock_ms(2 * day_ms);
+    media.sweep(ttl_ms).await.unwrap();
+    assert!(list_blobs(&server).await.is_empty(), "a removed photo is collected");
 }

@@ -98,3 +98,43 @@ async fn privacy_decides_who_sees_a_profile_and_changes_reach_contacts() {
     assert!(!http.profile(&carol.access_token, alice.account_id).await.unwrap().visible, "a block hides it");
     assert!(http.profile(&bob.access_token, alice.account_id).await.unwrap().visible);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_reads_of_strangers_count_against_the_discovery_limit() {
+    // Proves: GET /v1/profiles/{id} of an account that is neither the caller's nor one of its
+    // contacts, found or not, takes one of discover_requests_per_account_per_day, shared with
+    // phone lookups and contact additions (429 RATE_LIMITED past it, retry in hours), so
+    // sequential account ids cannot be walked, not even by adding them as contacts first; one's
+    // own profile and contacts' profiles stay readable; others keep their budget.
+    let server = TestServer::start_with(|c| c.rate_limits.discover_requests_per_account_per_day = 4).await;
+    let url = server.url("");
+    let alice = server.login(ALICE, "phone").await;
+    let bob = server.login(BOB, "phone").await;
+    let carol = server.login(CAROL, "phone").await;
+    let http = HttpApi::new(&url).unwrap();
+    let refused = |r: Result<ProfileView, iris_client::ClientError>| match r.unwrap_err() {
+        iris_client::ClientError::Api { status, code, retry_after_ms, .. } => (status, code, retry_after_ms),
+        other => panic!("{other}"),
+    };
+    let (alice_client, _events) = connect(&url, &alice).await;
+    alice_client.contacts_add(vec![carol.account_id]).await.unwrap();
+    http.profile(&alice.access_token, bob.account_id).await.unwrap();
+    let missing = http.profile(&alice.access_token, 999_999).await.unwrap_err();
+    assert!(matches!(missing, iris_client::ClientError::Api { status: 404, .. }), "{missing}");
+    server
+        .get(&format!("/v1/accounts/{}", BOB.replace('+', "%2B")), Some(&alice.access_token))
+        .await
+        .expect_status(200);
+    let (status, code, retry_after_ms) = refused(http.profile(&alice.access_token, bob.account_id).await);
+    assert_eq!((status, code), (429, ErrorCode::RateLimited), "a stranger read twice is charged twice");
+    assert!(retry_after_ms.unwrap() > 3_600_000, "{retry_after_ms:?}");
+    // Through the service: the SDK would wait out the retry time of a rate-limited operation.
+    let add = iris_proto::pb::ContactsUpdate { add_account_ids: vec![bob.account_id], ..Default::default() };
+    let me = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    let refused = server.ctx().sessions.contacts.update(me, add).await.unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::RateLimited, "nor can a stranger be made a contact");
+
+    assert!(http.profile(&alice.access_token, alice.account_id).await.unwrap().visible);
+    assert!(http.profile(&alice.access_token, carol.account_id).await.unwrap().visible);
+    assert!(http.profile(&bob.access_token, alice.account_id).await.unwrap().visible);
+}

@@ -68,6 +68,37 @@ pub struct AbuseReport {
     pub messages: Vec<ReportedMessage>,
 }
 
+/// Where a page of the review list ends: the list is ordered newest first by
+/// (`at_ms`, `account`), and the next page starts strictly below this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReviewCursor {
+    /// The item's time: the later of its suspension and its latest recent report.
+    pub at_ms: u64,
+    /// The item's account (orders items of the same millisecond).
+    pub account: AccountId,
+}
+
+/// One account an operator should review: suspended, reported recently, or both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewItem {
+    /// The account.
+    pub account: AccountId,
+    /// Its suspension, if it is suspended.
+    pub suspended: Option<Suspension>,
+    /// Reports against it at or after the window's start (0: none recent).
+    pub n_recent_reports: u64,
+    /// When its latest recent report was filed, ms since the Unix epoch (0: none recent).
+    pub last_reported_at_ms: u64,
+}
+
+impl ReviewItem {
+    /// Where the item sorts: the later of its suspension and its latest recent report.
+    pub fn cursor(&self) -> ReviewCursor {
+        let suspended_ms = self.suspended.as_ref().map_or(0, |s| s.since_ms);
+        ReviewCursor { at_ms: suspended_ms.max(self.last_reported_at_ms), account: self.account }
+    }
+}
+
 /// Abuse state and reports: durable, low-rate (rule hits, reports), read on sends through the
 /// server's cache.
 #[async_trait]
@@ -94,6 +125,30 @@ pub trait AbuseStore: Send + Sync + 'static {
 
     /// The distinct accounts that reported `account` at or after `since_ms`, in no order.
     async fn reporters_since(&self, account: AccountId, since_ms: u64) -> StoreResult<Vec<AccountId>>;
+
+    /// What operators should review, so they need not know account ids beforehand: up to
+    /// `limit` accounts that are suspended or were reported at or after `reported_since_ms`,
+    /// each once, newest first by [`ReviewItem::cursor`], strictly below `before` when given
+    /// (the last item of the previous page).
+    async fn review_queue(
+        &self,
+        reported_since_ms: u64,
+        before: Option<ReviewCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ReviewItem>>;
+}
+
+/// The newest `limit` of `items` strictly below `before`, newest first: the common end of both
+/// engines' [`AbuseStore::review_queue`] (PostgreSQL merges its shards' pages with it).
+pub(crate) fn review_page(
+    items: impl IntoIterator<Item = ReviewItem>,
+    before: Option<ReviewCursor>,
+    limit: usize,
+) -> Vec<ReviewItem> {
+    let mut page: Vec<ReviewItem> = items.into_iter().filter(|i| before.is_none_or(|b| i.cursor() < b)).collect();
+    page.sort_unstable_by_key(|i| std::cmp::Reverse(i.cursor()));
+    page.truncate(limit);
+    page
 }
 
 /// Layout version of [`encode_messages`].

@@ -24,6 +24,15 @@ pub fn upload_account(id: &UploadId) -> AccountId {
     AccountId::from_be_bytes(account)
 }
 
+/// The message id under which `account`'s profile photo holds its media references. Server
+/// message ids start with their time, so ids this high are never issued (their time is past
+/// 2100) and never reached by [`MediaStore::expire_media_refs`]: a profile photo is kept as
+/// long as the profile names it. One id per account, so accounts sharing a photo hold one
+/// reference each.
+pub fn profile_photo_ref_id(account: AccountId) -> u64 {
+    u64::MAX - account
+}
+
 /// A stored blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobRecord {
@@ -128,6 +137,10 @@ pub trait MediaStore: Send + Sync + 'static {
         account: AccountId,
         ids: &[MediaId],
     ) -> StoreResult<Vec<MediaId>>;
+
+    /// Deletes the references `server_msg_id` of `account` holds on `ids` (absent ones are
+    /// ignored): a profile photo replaced or removed lets its blob go. Returns how many.
+    async fn remove_media_refs(&self, server_msg_id: u64, account: AccountId, ids: &[MediaId]) -> StoreResult<u64>;
 
     /// Number of messages referencing `id`.
     async fn media_ref_count(&self, id: MediaId) -> StoreResult<u64>;

@@ -3,12 +3,15 @@
 //! restrictions are set and lifted independently; reports keep what was disclosed, list newest
 //! first, and `reporters_since` counts each reporting account once within the window; an
 //! erased account's state and the reports against it go, and the reports it filed stay without
-//! its id.
+//! its id; the review queue lists suspended and recently reported accounts once each, newest
+//! first, page by page.
 
 mod common;
 
 use common::{Engine, Env};
-use iris_store::{AbuseReport, AbuseState, DeviceAddr, PendingErasure, ReportedMessage, Restriction, Suspension};
+use iris_store::{
+    AbuseReport, AbuseState, DeviceAddr, PendingErasure, ReportedMessage, Restriction, ReviewItem, Suspension,
+};
 
 fn report(id: u64, reported: u64, reporter: u64, at_ms: u64) -> AbuseReport {
     AbuseReport {
@@ -103,7 +106,66 @@ async fn erasure_removes_abuse_records(engine: Engine) {
     assert_eq!(kept[0].messages, report(2, other.id, doomed.id, 20).messages);
 }
 
+async fn review_queue_lists_suspended_and_recently_reported_accounts_newest_first(engine: Engine) {
+    // Proves: the queue holds suspended accounts and accounts reported since the window's start
+    // (older reports alone and lifted suspensions do not count), each once with its recent
+    // report count, ordered by the later of suspension and latest report (ties by account,
+    // descending), across PostgreSQL shards; pages through the cursor without gaps or repeats.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(store.register_device(&format!("+1555050{i}"), "phone", 1, 5).await.unwrap().0.id);
+    }
+    let [old, both, reported, suspended, lifted, tie] = ids[..] else { unreachable!() };
+    let suspension = |since_ms, reason: &str| Suspension { since_ms, reason: reason.into() };
+    store.add_report(report(1, old, 900, 100)).await.unwrap();
+    store.suspend(both, suspension(2_000, "reports")).await.unwrap();
+    store.add_report(report(2, both, 901, 1_500)).await.unwrap();
+    store.add_report(report(3, both, 902, 1_800)).await.unwrap();
+    store.add_report(report(4, reported, 903, 3_000)).await.unwrap();
+    store.add_report(report(5, reported, 904, 500)).await.unwrap();
+    store.suspend(suspended, suspension(2_500, "operator: spam")).await.unwrap();
+    store.suspend(lifted, suspension(2_600, "message rate")).await.unwrap();
+    store.unsuspend(lifted).await.unwrap();
+    store.set_restriction(lifted, Restriction::Sending, 9_000).await.unwrap();
+    store.add_report(report(6, tie, 905, 2_500)).await.unwrap();
+
+    let queue = store.review_queue(1_000, None, 10).await.unwrap();
+    let (hi, lo) = (suspended.max(tie), suspended.min(tie));
+    let order: Vec<u64> = queue.iter().map(|i| i.account).collect();
+    assert_eq!(order, vec![reported, hi, lo, both]);
+    let item = |account| queue.iter().find(|i| i.account == account).unwrap().clone();
+    assert_eq!(
+        item(both),
+        ReviewItem {
+            account: both,
+            suspended: Some(suspension(2_000, "reports")),
+            n_recent_reports: 2,
+            last_reported_at_ms: 1_800
+        }
+    );
+    assert_eq!((item(reported).n_recent_reports, item(reported).suspended), (1, None));
+    assert_eq!(
+        (item(suspended).n_recent_reports, item(suspended).last_reported_at_ms, item(suspended).suspended),
+        (0, 0, Some(suspension(2_500, "operator: spam")))
+    );
+    assert_eq!(store.review_queue(0, None, 10).await.unwrap().len(), 5, "an older report counts in a wider window");
+
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.review_queue(1_000, before, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        before = Some(last.cursor());
+        paged.extend(page.iter().map(|i| i.account));
+    }
+    assert_eq!(paged, order, "pages of 3 give the same list");
+}
+
 both_engines!(
+    review_queue_lists_suspended_and_recently_reported_accounts_newest_first,
     suspension_and_restrictions_survive_reopening,
     reports_count_distinct_reporters_in_the_window,
     erasure_removes_abuse_records,

@@ -1,11 +1,12 @@
 //! Media metadata on both engines: idempotent upload starts, offsets that survive a reopen,
 //! hourly quotas, content-addressed blob records, message references with expiry and account
-//! release, and collection of unreferenced blobs only after their grace period.
+//! release, and collection of unreferenced blobs only after their grace period; profile photo
+//! references that never expire and are removed one account at a time.
 
 mod common;
 
 use common::{Engine, Env};
-use iris_store::{BlobRecord, MediaId, UploadId, UploadRecord};
+use iris_store::{profile_photo_ref_id, BlobRecord, MediaId, UploadId, UploadRecord};
 
 fn upload_id(account: u64, n: u8) -> UploadId {
     let mut id = [n; 16];
@@ -132,7 +133,38 @@ async fn references_keep_blobs_until_they_expire_or_are_released(engine: Engine)
     assert!(store.collectable_blobs(u64::MAX, 10).await.unwrap().is_empty());
 }
 
+async fn profile_photo_references_outlive_expiry_until_removed(engine: Engine) {
+    // Proves: a profile photo's reference (profile_photo_ref_id) survives the expiry of every
+    // message reference, so its blob is not collectable; two accounts with the same photo hold
+    // one reference each; removing one account's leaves the other's (and never touches a
+    // message's reference); once all are removed the blob is collectable.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let (photo, thumb): (MediaId, MediaId) = ([4; 32], [5; 32]);
+    store.put_blob(blob(4, 100)).await.unwrap();
+    store.put_blob(blob(5, 100)).await.unwrap();
+    for account in [7, 8] {
+        assert!(store
+            .add_media_refs(profile_photo_ref_id(account), account, &[photo, thumb])
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    store.add_media_refs(30, 7, &[photo]).await.unwrap();
+    assert_eq!(store.media_ref_count(photo).await.unwrap(), 3);
+    assert_eq!(store.expire_media_refs(u64::MAX >> 1).await.unwrap(), 1, "only the message's reference expires");
+    assert!(store.collectable_blobs(200, 10).await.unwrap().is_empty());
+
+    assert_eq!(store.remove_media_refs(profile_photo_ref_id(7), 7, &[photo, thumb, [9; 32]]).await.unwrap(), 2);
+    assert_eq!(store.remove_media_refs(profile_photo_ref_id(7), 8, &[photo]).await.unwrap(), 0, "not 8's id");
+    assert_eq!((store.media_ref_count(photo).await.unwrap(), store.media_ref_count(thumb).await.unwrap()), (1, 1));
+    assert!(store.collectable_blobs(200, 10).await.unwrap().is_empty(), "account 8 still shows it");
+    assert_eq!(store.remove_media_refs(profile_photo_ref_id(8), 8, &[photo, thumb]).await.unwrap(), 2);
+    assert_eq!(store.collectable_blobs(200, 10).await.unwrap().len(), 2);
+}
+
 both_engines!(
+    profile_photo_references_outlive_expiry_until_removed,
     uploads_start_once_and_keep_their_offset,
     quota_is_per_account_and_window,
     a_blob_is_recorded_once_and_touched_again,

@@ -113,27 +113,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let server =
         iris_server::start(config, iris_server::Dependencies::default()).await.context("starting the server")?;
+    // SIGHUP: read the certificate files again (renewals); open connections keep theirs. Its
+    // handler (like SIGTERM's and SIGINT's) is installed before the listening line is printed:
+    // a signal sent by whoever waited for that line must not meet the default action, which
+    // ends the process.
+    // Without TLS there is nothing to reload, but the signal is still caught: a SIGHUP sent
+    // out of habit (log rotation, a reload script) must not end the server.
+    #[cfg(unix)]
+    {
+        let tls = server.tls();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match &tls {
+                    Some(tls) => {
+                        if let Err(e) = tls.reload() {
+                            tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays");
+                        }
+                    }
+                    None => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                }
+            }
+        });
+    }
+    let mut signals = Signals::new()?;
     let https = server.ctx().config.tls.as_ref().is_some_and(|t| t.http);
     let scheme = if https { "https" } else { "http" };
     println!("iris listening: tcp={} http={scheme}://{}", server.tcp_addr, server.http_addr);
     if let Some(admin) = server.admin_addr {
         println!("iris admin listening: {scheme}://{admin}");
     }
-    #[cfg(unix)]
-    if let Some(tls) = server.tls() {
-        // SIGHUP: read the certificate files again (renewals); open connections keep theirs.
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match tls.reload() {
-                    Ok(()) => {}
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the previous certificate stays"),
-                }
-            }
-        });
-    }
     let stop = server.shutdown_token();
-    let mut signals = Signals::new()?;
     tokio::spawn(async move {
         signals.next().await;
         tracing::info!("signal received: shutting down (a second signal exits at once)");

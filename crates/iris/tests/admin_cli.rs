@@ -1,4 +1,4 @@
-//! `iris admin lookup | revoke | suspend | unsuspend | lift | reports` through the real binary against a server's admin listener: the
+//! `iris admin lookup | revoke | suspend | unsuspend | lift | reports | review` through the real binary against a server's admin listener: the
 //! token from `--token` or `IRIS_ADMIN_TOKEN`, JSON on stdout, and a refusal as one JSON error
 //! line on stderr with a failing exit status.
 
@@ -104,7 +104,7 @@ async fn admin_cmd(admin: &str, command: &str, rest: &[&str]) -> Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_suspension_and_restrictions_are_reviewed_from_the_command_line() {
     // Proves: two reports from distinct accounts suspend the account (threshold 2); `iris admin
-    // reports` lists them newest first with the disclosed message (base64) and the count of
+    // review` lists it as the one account to review; `iris admin reports` lists them newest first with the disclosed message (base64) and the count of
     // distinct reporters; `lookup` shows the suspension; `unsuspend` lifts it (a second time:
     // `changed: false`) and the account sends again, which (1 new recipient a day) restricts
     // its sending; `lift sending` ends that; `suspend --reason` records `operator: <reason>`
@@ -135,6 +135,10 @@ async fn reports_suspension_and_restrictions_are_reviewed_from_the_command_line(
     assert_eq!(list[1]["messages"][0]["content_base64"], "YnV5IG5vdw==");
     let found = stdout_json(&admin_cmd(&admin, "lookup", &[ALICE]).await);
     assert_eq!(found["abuse"]["suspended"]["reason"], "reports");
+    let queue = stdout_json(&admin_cmd(&admin, "review", &["--limit", "5"]).await);
+    let listed = &queue["accounts"][0];
+    assert_eq!((listed["phone"].as_str(), listed["recent_reports"].as_u64()), (Some(ALICE), Some(2)), "{queue}");
+    assert_eq!((queue["accounts"].as_array().unwrap().len(), &queue["next"]), (1, &Value::Null), "{queue}");
     let refused = alice.client.send(bob.id(), "x").await.unwrap_err();
     assert_eq!(refused.code(), Some(iris_client::pb::ErrorCode::AccountSuspended));
 

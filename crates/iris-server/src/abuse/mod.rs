@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use iris_proto::pb;
 use iris_store::{
-    AbuseReport, AbuseState, AccountId, DeviceAddr, GroupId, ReportedMessage, Restriction, Store, Suspension,
+    AbuseReport, AbuseState, AccountId, DeviceAddr, GroupId, ReportedMessage, Restriction, ReviewCursor, ReviewItem,
+    Store, Suspension,
 };
 
 use crate::clock::Clock;
@@ -444,6 +445,17 @@ impl Abuse {
     pub async fn distinct_reporters(&self, account: AccountId) -> Result<usize, ServiceError> {
         let since = self.d.clock.now_ms().saturating_sub(self.d.config.report_window_s * 1000);
         Ok(self.d.store.reporters_since(account, since).await?.len())
+    }
+
+    /// Operator: up to `limit` accounts to review (suspended, or reported within
+    /// `report_window_s`), newest first, strictly below `before`; with the window's start.
+    pub async fn review_queue(
+        &self,
+        before: Option<ReviewCursor>,
+        limit: usize,
+    ) -> Result<(u64, Vec<ReviewItem>), ServiceError> {
+        let since = self.d.clock.now_ms().saturating_sub(self.d.config.report_window_s * 1000);
+        Ok((since, self.d.store.review_queue(since, before, limit).await?))
     }
 
     /// Forgets ended count windows, stale cached states and idle report buckets; called

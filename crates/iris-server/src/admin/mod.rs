@@ -1,5 +1,5 @@
 //! The operators' admin API: account lookup, device revocation, suspension, restrictions, user
-//! reports and `/metrics`, JSON over HTTP
+//! reports, the review queue and `/metrics`, JSON over HTTP
 //! on a listener of its own (`[admin] listen`, off unless configured), never mounted on the
 //! public HTTP port (`http::app` does not know this module). Every request needs the bearer
 //! token from `[admin] token` / `token_file` (`token.rs`); every failure goes through
@@ -7,11 +7,13 @@
 //!
 //! `admin_router(state)` builds the whole router, so it is tested without a socket. Routes are
 //! grouped by resource under `/admin/v1/accounts/{account}` (an id or a `+phone`); operations on
-//! an account are one line each in [`account_routes`].
+//! an account are one line each in [`account_routes`]; `/admin/v1/review` lists the accounts to
+//! look at (`review.rs`).
 
 mod abuse;
 mod accounts;
 mod error;
+mod review;
 mod token;
 
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub fn admin_router(state: AdminState) -> Router {
     let state = Arc::new(state);
     Router::new()
         .nest("/admin/v1/accounts/{account}", account_routes())
+        .route("/admin/v1/review", get(review::queue))
         .route("/metrics", get(metrics))
         .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), token::require))

@@ -38,7 +38,10 @@ pub async fn update(
         (status = 200, description = "The profile as the caller may see it (`visible` false and empty fields \\
             when its privacy hides it)", body = ProfileView),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such account", body = ErrorBody)))]
+        (status = 404, description = "NOT_FOUND: no such account", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED: a read of a profile that is neither the caller's nor one of its \
+            contacts', found or not, counts as a contact discovery request \
+            (`rate_limits.discover_requests_per_account_per_day`); `retry_after_ms` says when to retry", body = ErrorBody)))]
 pub async fn view(
     State(ctx): Shared,
     headers: HeaderMap,

@@ -1,14 +1,19 @@
 //! [`AbuseStore`] on fjall: one state record per account and the reports against it, keyed by
 //! the reported account first (its review reads one prefix), written with fdatasync. A mutex
-//! serialises the state's read-modify-writes.
+//! serialises the state's read-modify-writes. The review queue scans both keyspaces: states
+//! exist only for accounts a rule or an operator touched and reports are rare, and a single
+//! node's store is small enough for an operator's occasional read.
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{unavailable, FjallStore};
-use crate::abuse::{decode_messages, encode_messages};
+use std::collections::BTreeMap;
+
+use crate::abuse::{decode_messages, encode_messages, review_page};
 use crate::{
-    AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, StoreError, StoreResult, Suspension,
+    AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, ReviewCursor, ReviewItem, StoreError,
+    StoreResult, Suspension,
 };
 
 /// Layout version of both records.
@@ -66,6 +71,35 @@ impl Abuse {
         Ok(out)
     }
 
+    /// Every suspended account and every account reported at or after `since_ms`, in no
+    /// order (see the module doc for the scan).
+    fn review_items(&self, since_ms: u64) -> StoreResult<Vec<ReviewItem>> {
+        let mut items: BTreeMap<AccountId, ReviewItem> = BTreeMap::new();
+        let item = |account| ReviewItem { account, suspended: None, n_recent_reports: 0, last_reported_at_ms: 0 };
+        for guard in self.states.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let account = account_of_key(&k, "abuse state")?;
+            if let Some(s) = decode_state(account, &v)?.suspended {
+                items.entry(account).or_insert_with(|| item(account)).suspended = Some(s);
+            }
+        }
+        for guard in self.reports.iter() {
+            let (k, v) = guard.into_inner().map_err(unavailable)?;
+            let account = account_of_key(&k, "abuse report")?;
+            let at_ms = v
+                .get(13..21)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt(format!("abuse report of account {account}")))?;
+            if at_ms >= since_ms {
+                let entry = items.entry(account).or_insert_with(|| item(account));
+                entry.n_recent_reports += 1;
+                entry.last_reported_at_ms = entry.last_reported_at_ms.max(at_ms);
+            }
+        }
+        Ok(items.into_values().collect())
+    }
+
     /// Clears `account` as reporter from every report it filed (account deletion): the
     /// reports stay for their review. Blocking.
     pub(super) fn forget_reporter(&self, account: AccountId) -> StoreResult<()> {
@@ -111,6 +145,14 @@ fn decode_state(account: AccountId, v: &[u8]) -> StoreResult<AbuseState> {
         _ => Some(Suspension { since_ms: u64_at(2)?, reason: String::from_utf8(v[26..].to_vec()).map_err(|_| bad())? }),
     };
     Ok(AbuseState { suspended, sending_restricted_until_ms: u64_at(10)?, forwarding_limited_until_ms: u64_at(18)? })
+}
+
+/// The account a state's or a report's key starts with.
+fn account_of_key(k: &[u8], what: &str) -> StoreResult<AccountId> {
+    k.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} key of {} bytes", k.len())))
 }
 
 fn report_key(account: AccountId, id: u64) -> [u8; 16] {
@@ -209,5 +251,14 @@ impl AbuseStore for FjallStore {
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+
+    async fn review_queue(
+        &self,
+        reported_since_ms: u64,
+        before: Option<ReviewCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ReviewItem>> {
+        Ok(review_page(self.abuse.review_items(reported_since_ms)?, before, limit))
     }
 }

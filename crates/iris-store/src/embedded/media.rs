@@ -179,6 +179,20 @@ impl Media {
         Ok(missing)
     }
 
+    fn remove_refs(&self, msg: u64, account: AccountId, ids: &[MediaId]) -> StoreResult<u64> {
+        let _g = self.guard();
+        let mut batch = self.db.batch();
+        let mut n = 0;
+        for id in ids {
+            if self.refs.get(ref_key(id, msg)).map_err(unavailable)?.is_some_and(|v| *v == account.to_be_bytes()) {
+                self.remove_ref(&mut batch, id, msg, account);
+                n += 1;
+            }
+        }
+        Self::commit(batch)?;
+        Ok(n)
+    }
+
     fn expire_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
         let _g = self.guard();
         let mut batch = self.db.batch();
@@ -426,6 +440,11 @@ impl MediaStore for FjallStore {
     ) -> StoreResult<Vec<MediaId>> {
         let (m, ids) = (self.media.clone(), ids.to_vec());
         blocking(move || m.add_refs(server_msg_id, account, &ids)).await
+    }
+
+    async fn remove_media_refs(&self, server_msg_id: u64, account: AccountId, ids: &[MediaId]) -> StoreResult<u64> {
+        let (m, ids) = (self.media.clone(), ids.to_vec());
+        blocking(move || m.remove_refs(server_msg_id, account, &ids)).await
     }
 
     async fn media_ref_count(&self, id: MediaId) -> StoreResult<u64> {

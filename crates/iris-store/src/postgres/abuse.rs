@@ -1,14 +1,37 @@
 //! [`AbuseStore`] on PostgreSQL: `abuse_states` and `abuse_reports` on the shard of the
 //! account they are about (`0008_abuse.sql`), written with synced commits. Each state change
 //! is one upsert touching only its columns, so concurrent rule hits on several nodes cannot
-//! undo each other.
+//! undo each other. The review queue asks every shard for its newest page
+//! (`0009_abuse_review.sql` indexes both sides by time) and merges them.
 
 use async_trait::async_trait;
 
 use super::shards::{sql, sql_msg, unsql, unsql_msg};
 use super::{query, PgStore};
-use crate::abuse::{decode_messages, encode_messages};
-use crate::{AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, StoreResult, Suspension};
+use crate::abuse::{decode_messages, encode_messages, review_page};
+use crate::{
+    AbuseReport, AbuseState, AbuseStore, AccountId, DeviceAddr, Restriction, ReviewCursor, ReviewItem, StoreResult,
+    Suspension,
+};
+
+/// One shard's newest page of the review queue: suspended accounts and accounts with recent
+/// reports joined, ordered by the later of the two times, then the account (both descending).
+/// `$1` the window's start, `$2`/`$3` the cursor (everything below it), `$4` the page size.
+const REVIEW_PAGE: &str = "
+    SELECT account, suspended_at_ms, suspended_reason, n_recent, last_at_ms
+    FROM (
+        SELECT coalesce(s.account, r.reported) AS account, s.suspended_at_ms, s.suspended_reason,
+               coalesce(r.n_recent, 0) AS n_recent, coalesce(r.last_at_ms, 0) AS last_at_ms,
+               greatest(coalesce(s.suspended_at_ms, 0), coalesce(r.last_at_ms, 0)) AS at_ms
+        FROM (SELECT account, suspended_at_ms, suspended_reason FROM abuse_states WHERE suspended) s
+        FULL OUTER JOIN (
+            SELECT reported, count(*) AS n_recent, max(reported_at_ms) AS last_at_ms
+            FROM abuse_reports WHERE reported_at_ms >= $1 GROUP BY reported
+        ) r ON s.account = r.reported
+    ) q
+    WHERE (at_ms, account) < ($2, $3)
+    ORDER BY at_ms DESC, account DESC
+    LIMIT $4";
 
 #[async_trait]
 impl AbuseStore for PgStore {
@@ -141,6 +164,32 @@ impl AbuseStore for PgStore {
             )
             .await?;
             Ok(rows.iter().map(|r| unsql(r.get(0))).collect())
+        })
+        .await
+    }
+
+    async fn review_queue(
+        &self,
+        reported_since_ms: u64,
+        before: Option<ReviewCursor>,
+        limit: usize,
+    ) -> StoreResult<Vec<ReviewItem>> {
+        self.on_task(move |this| async move {
+            // Times and accounts stay below 2^63, so bigint's order is theirs; no cursor: above all.
+            let (at, account) = before.map_or((i64::MAX, i64::MAX), |c| (sql(c.at_ms), sql(c.account)));
+            let page_len = limit.min(i64::MAX as usize) as i64;
+            let mut items = Vec::new();
+            for shard in &this.inner.shards {
+                let rows = query(shard, REVIEW_PAGE, &[&sql(reported_since_ms), &at, &account, &page_len]).await?;
+                items.extend(rows.iter().map(|r| ReviewItem {
+                    account: unsql(r.get(0)),
+                    suspended:
+                        r.get::<_, Option<i64>>(1).map(|since| Suspension { since_ms: unsql(since), reason: r.get(2) }),
+                    n_recent_reports: unsql(r.get(3)),
+                    last_reported_at_ms: unsql(r.get(4)),
+                }));
+            }
+            Ok(review_page(items, before, limit))
         })
         .await
     }

@@ -292,6 +292,24 @@ impl MediaStore for PgStore {
         .await
     }
 
+    async fn remove_media_refs(&self, server_msg_id: u64, account: AccountId, ids: &[MediaId]) -> StoreResult<u64> {
+        let ids = ids.to_owned();
+        self.on_task(move |this| async move {
+            let mut n = 0;
+            for id in &ids {
+                n += query(
+                    this.media_shard(id),
+                    "DELETE FROM media_refs WHERE media_id = $1 AND server_msg_id = $2 AND account = $3 RETURNING 1",
+                    &[&&id[..], &sql_msg(server_msg_id), &sql(account)],
+                )
+                .await?
+                .len() as u64;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn media_ref_count(&self, id: MediaId) -> StoreResult<u64> {
         self.on_task(move |this| async move {
             let rows = query(this.media_shard(&id), "SELECT count(*) FROM media_refs WHERE media_id = $1", &[&&id[..]])

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (6, "devices_profiles", include_str!("migrations/0006_devices_profiles.sql")),
     (7, "account_deletion", include_str!("migrations/0007_account_deletion.sql")),
     (8, "abuse", include_str!("migrations/0008_abuse.sql")),
+    (9, "abuse_review", include_str!("migrations/0009_abuse_review.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

@@ -1,9 +1,10 @@
-//! `iris admin lookup | revoke | suspend | unsuspend | lift | reports`: the operators' commands, talking to a server's admin listener
+//! `iris admin lookup | revoke | suspend | unsuspend | lift | reports | review`: the operators' commands, talking to a server's admin listener
 //! (`[admin] listen`) with the admin token. One JSON document per answer on stdout; refusals are
 //! the usual one JSON line `{"code","message"}` on stderr with a failing exit status.
 
 use anyhow::Context as _;
 use iris_client::admin::AdminApi;
+use iris_proto::admin::AdminReviewCursor;
 
 /// `iris admin …`.
 #[derive(clap::Subcommand, Debug)]
@@ -22,6 +23,25 @@ pub enum AdminCommand {
     Lift(LiftArgs),
     /// Show the reports against an account, newest first, with what reporters disclosed.
     Reports(ReportsArgs),
+    /// List the accounts to review: suspended, or reported within the report window, newest
+    /// first (`next` in the answer gives the flags of the next page).
+    Review(ReviewArgs),
+}
+
+/// Flags of `iris admin review`.
+#[derive(clap::Args, Debug)]
+pub struct ReviewArgs {
+    #[command(flatten)]
+    target: AdminTarget,
+    /// Accounts at most (1 to 100).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Continue below this item: the previous answer's `next.before_ms`.
+    #[arg(long, requires = "before_account")]
+    before_ms: Option<u64>,
+    /// With `--before-ms`: the previous answer's `next.before_account`.
+    #[arg(long, requires = "before_ms")]
+    before_account: Option<u64>,
 }
 
 /// Flags of a command on one account.
@@ -146,6 +166,15 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("reading the reports against {}", args.account))?;
             println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        AdminCommand::Review(args) => {
+            let api = AdminApi::new(&args.target.admin_url, &args.target.token)?;
+            let before = args
+                .before_ms
+                .zip(args.before_account)
+                .map(|(before_ms, before_account)| AdminReviewCursor { before_ms, before_account });
+            let queue = api.review(args.limit, before).await.context("reading the review queue")?;
+            println!("{}", serde_json::to_string_pretty(&queue)?);
         }
     }
     Ok(())
