@@ -102,11 +102,15 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Delay used when the server gave no `retry_after_ms`.
     pub default_delay: Duration,
+    /// Longest wait the client takes on itself. A refusal asking for more (a daily discovery
+    /// limit answers with hours) goes back to the caller at once, with its `retry_after_ms`,
+    /// instead of holding the call that long.
+    pub max_wait: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, default_delay: Duration::from_millis(200) }
+        Self { max_attempts: 5, default_delay: Duration::from_millis(200), max_wait: Duration::from_secs(30) }
     }
 }
 

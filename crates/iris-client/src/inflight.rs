@@ -185,11 +185,11 @@ impl Inflight {
             return ErrorOutcome::Unknown;
         };
         self.n_sent -= 1;
-        if err.error_code().is_retryable() && p.attempts < policy.max_attempts {
-            let hint = match err.retry_after_ms {
-                0 => policy.default_delay,
-                ms => Duration::from_millis(u64::from(ms)),
-            };
+        let hint = match err.retry_after_ms {
+            0 => policy.default_delay,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        if err.error_code().is_retryable() && p.attempts < policy.max_attempts && hint <= policy.max_wait {
             let delay = jitter(hint);
             p.state = State::Waiting(now + delay);
             self.timers.insert((now + delay, request_id));
@@ -291,7 +291,7 @@ mod tests {
 
     #[test]
     fn retryable_errors_wait_then_retry_until_attempts_run_out() {
-        let policy = RetryPolicy { max_attempts: 2, default_delay: Duration::from_millis(200) };
+        let policy = RetryPolicy { max_attempts: 2, default_delay: Duration::from_millis(200), ..Default::default() };
         let now = Instant::now();
         let mut t = Inflight::default();
         let mut rx = add(&mut t, 1);
@@ -308,6 +308,18 @@ mod tests {
         assert_eq!(t.on_error(1, err, now, &policy, |d| d), ErrorOutcome::Failed);
         assert_eq!(t.len(), 0);
         assert!(matches!(rx.try_recv(), Ok(Err(ClientError::Rejected(e))) if e.error_code() == ErrorCode::Overloaded));
+    }
+
+    #[test]
+    fn a_wait_longer_than_the_policy_allows_is_answered_at_once() {
+        // A daily limit's refusal asks for hours: the caller hears it now, with the wait.
+        let mut t = Inflight::default();
+        let mut rx = add(&mut t, 4);
+        drain(&mut t);
+        let hours = pb::Error::new(ErrorCode::RateLimited, "daily limit").with_retry_after(3_600_000);
+        assert_eq!(t.on_error(4, hours, Instant::now(), &RetryPolicy::default(), |d| d), ErrorOutcome::Failed);
+        assert_eq!(t.len(), 0);
+        assert!(matches!(rx.try_recv(), Ok(Err(e)) if e.retry_after_ms() == Some(3_600_000)));
     }
 
     #[test]

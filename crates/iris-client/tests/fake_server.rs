@@ -446,7 +446,8 @@ async fn a_refusal_without_a_hint_is_retried_after_the_default_delay_until_attem
     // the server's error.
     let server = FakeServer::start().await;
     let mut cfg = config(&server, "http://127.0.0.1:9");
-    cfg.retry = iris_client::RetryPolicy { max_attempts: 3, default_delay: Duration::from_millis(200) };
+    cfg.retry =
+        iris_client::RetryPolicy { max_attempts: 3, default_delay: Duration::from_millis(200), ..Default::default() };
     let (client, (mut conn, _)) = tokio::join!(Client::connect(cfg), server.accept_welcome());
     let (client, _events) = client.expect("connect");
     let c = client.clone(); // this one keeps the connection open after the send gave up

@@ -85,7 +85,7 @@ async fn fill_and_check(server: &mut ServerProcess, mount: &Path) -> anyhow::Res
     let collector = kit::collect(rc.clone(), re, received.clone());
     let mut config = ClientConfig::new(server.url(), creds[1].clone());
     config.tcp_addr = Some(server.tcp.to_string());
-    config.retry = RetryPolicy { max_attempts: 1, default_delay: Duration::from_millis(10) };
+    config.retry = RetryPolicy { max_attempts: 1, default_delay: Duration::from_millis(10), ..Default::default() };
     let (sender, _se) = iris_client::Client::connect(config).await?;
     let filler = fill(mount)?;
 
