@@ -41,7 +41,8 @@ impl AccountView {
 /// Cached account views.
 pub struct Directory {
     store: Arc<dyn AccountStore>,
-    by_id: Mutex<HashMap<AccountId, Arc<AccountView>>>,
+    /// Read on every send and receipt: foldhash (ids are server-assigned), not SipHash.
+    by_id: Mutex<foldhash::HashMap<AccountId, Arc<AccountView>>>,
     by_phone: Mutex<HashMap<String, AccountId>>,
     capacity: usize,
     max_age: Option<Duration>,

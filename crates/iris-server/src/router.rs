@@ -13,7 +13,7 @@
 //! It also knows which receipt kinds each connected session declined in its `Hello`
 //! ([`UnwantedReceipts`]), so that receipts can be left out of those devices' inboxes.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
@@ -115,7 +115,8 @@ pub trait Offline: Send + Sync + 'static {
     fn offline(&self, addr: DeviceAddr, item: &Bytes);
 }
 
-/// Device → session map, sharded to keep lock hold times short.
+/// Device → session map, sharded to keep lock hold times short; looked up several times per
+/// message, so its maps hash with foldhash rather than SipHash (keys are server-assigned ids).
 pub struct Router {
     shards: Vec<RwLock<HashMap<DeviceAddr, Link>>>,
     next_conn_id: AtomicU64,

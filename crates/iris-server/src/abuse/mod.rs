@@ -15,10 +15,11 @@
 
 pub mod counters;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// Maps keyed by ids on the send path hash with foldhash, not SipHash (server-assigned keys).
+use foldhash::{HashMap, HashSet};
 use iris_proto::pb;
 use iris_store::{
     AbuseReport, AbuseState, AccountId, DeviceAddr, GroupId, ReportedMessage, Restriction, ReviewCursor, ReviewItem,
@@ -92,12 +93,12 @@ pub struct Abuse {
 #[derive(Default)]
 struct CheckedPairs {
     day: u64,
-    pairs: std::collections::HashSet<(AccountId, AccountId)>,
+    pairs: HashSet<(AccountId, AccountId)>,
 }
 
 impl CheckedPairs {
     /// The pairs of `day`: a new day forgets the old ones, and a full memo starts over.
-    fn of(&mut self, day: u64) -> &mut std::collections::HashSet<(AccountId, AccountId)> {
+    fn of(&mut self, day: u64) -> &mut HashSet<(AccountId, AccountId)> {
         if self.day != day || self.pairs.len() >= CHECKED_PAIRS_MAX {
             self.day = day;
             self.pairs.clear();

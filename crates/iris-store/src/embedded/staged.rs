@@ -8,7 +8,7 @@
 //! is visible at once; the committer forgets a value only after the batch holding it is durable
 //! and applied.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use super::log::KvWrite;
