@@ -23,6 +23,11 @@ use super::stats::Latencies;
 
 /// Largest server frame accepted.
 const FRAME_MAX: u32 = 16 * 1024 * 1024;
+/// Free buffer space kept before each non-blocking read of [`read_ready`].
+const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes [`read_ready`] takes from one connection per call, so one busy connection cannot
+/// keep an event loop from its others.
+const READ_BYTES_MAX: usize = 256 * 1024;
 /// Longest one connect + handshake attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts before a device gives up (each after a refusal or a failed connect).
@@ -32,6 +37,29 @@ const RETRY_WAIT_MAX: Duration = Duration::from_secs(5);
 /// Loopback source addresses connections are spread over (127.0.0.1 ..= 127.0.0.N), so ~19k
 /// connections plus a storm's TIME_WAITs never run out of ephemeral ports.
 const SOURCE_ADDRS: u8 = 8;
+
+/// Reads what `stream` already has into `buf`, without waiting (the event loops of the raw load
+/// driver and of the sink call it when the socket is readable), up to [`READ_BYTES_MAX`]. False
+/// when the peer closed the connection or the read failed.
+pub fn read_ready(stream: &TcpStream, buf: &mut BytesMut) -> bool {
+    let mut total = 0;
+    loop {
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                total += n;
+                if total >= READ_BYTES_MAX {
+                    return true;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
 
 /// One framed TCP connection speaking the protocol by hand.
 pub struct RawConn {

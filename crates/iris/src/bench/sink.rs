@@ -23,6 +23,8 @@ use iris_proto::pb::{self, client_op, server_event, ErrorCode};
 use iris_proto::{frame, version, FrameDecoder, Limits};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::raw;
+
 /// `Welcome.node_id` of a sink that echoes deliveries.
 pub const ECHO_NODE_ID: &str = "bench-sink";
 /// `Welcome.node_id` of a sink started with `--ack-only`: the bench then expects no deliveries.
@@ -36,9 +38,6 @@ pub const TOKEN_PREFIX: &str = "sink:";
 const HEARTBEAT_MS: u32 = 30_000;
 /// Largest client frame accepted.
 const FRAME_MAX: u32 = 1024 * 1024;
-/// Free buffer space kept before each read, and most bytes read from one connection per turn.
-const READ_CHUNK: usize = 16 * 1024;
-const READ_BYTES_MAX: usize = 256 * 1024;
 /// Most readable connections handled per turn before writing.
 const READY_PER_TURN_MAX: usize = 4096;
 /// Events per frame written (each `Delivery` holds at most `max_batch_deliveries` items).
@@ -240,29 +239,7 @@ impl Sink {
             return;
         }
         let Some(peer) = self.peers[idx].as_mut() else { return };
-        let (mut total, mut closed) = (0, false);
-        loop {
-            if peer.rbuf.capacity() - peer.rbuf.len() < READ_CHUNK {
-                peer.rbuf.reserve(READ_CHUNK);
-            }
-            match peer.stream.try_read_buf(&mut peer.rbuf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    total += n;
-                    if total >= READ_BYTES_MAX {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let mut closed = !raw::read_ready(&peer.stream, &mut peer.rbuf);
         loop {
             let Some(peer) = self.peers[idx].as_mut() else { return };
             match self.decoder.decode(&mut peer.rbuf) {

@@ -28,6 +28,7 @@ use super::ledger::{Delivered, Ledger};
 use super::schedule::{OpenSchedule, LATE_NS};
 use super::wire::{self, Incoming, Stamp, To};
 use crate::bench::harness::{now_ns, Counters, Tally};
+use crate::bench::raw;
 use crate::bench::stats::Latencies;
 
 /// How often the driver writes, starts due sends, retries blocked writes and checks heartbeats.
@@ -39,10 +40,6 @@ const ACK_AT_ONCE_ENTRIES: u64 = 100;
 pub const OUTSTANDING_MAX: u64 = 200_000;
 /// Largest server frame accepted.
 const FRAME_MAX: u32 = 16 * 1024 * 1024;
-/// Free buffer space kept before each read.
-const READ_CHUNK: usize = 16 * 1024;
-/// Most bytes read from one connection per turn (then the others get theirs).
-const READ_BYTES_MAX: usize = 256 * 1024;
 /// Most readable connections handled in one turn before writing.
 const READY_PER_TURN_MAX: usize = 4096;
 /// How often idle connections are checked for a due ping.
@@ -401,29 +398,7 @@ impl Driver {
         if !conn.open {
             return;
         }
-        let (mut total, mut closed) = (0, false);
-        loop {
-            if conn.rbuf.capacity() - conn.rbuf.len() < READ_CHUNK {
-                conn.rbuf.reserve(READ_CHUNK);
-            }
-            match conn.stream.try_read_buf(&mut conn.rbuf) {
-                Ok(0) => {
-                    closed = true;
-                    break;
-                }
-                Ok(n) => {
-                    total += n;
-                    if total >= READ_BYTES_MAX {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(_) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
+        let closed = !raw::read_ready(&conn.stream, &mut conn.rbuf);
         self.absorb(idx, now_ns());
         if closed {
             self.close(idx);
