@@ -54,34 +54,6 @@ fn jpeg_with_exif(marker: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A PNG whose header claims `side` × `side` pixels: a decompression bomb's shape.
-fn png_bomb(side: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-            }
-        }
-        !crc
-    }
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let body: Vec<u8> = kind.iter().chain(data).copied().collect();
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    };
-    let mut ihdr = side.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-    chunk(b"IEND", &[]);
-    out
-}
-
 /// One HTTP client for a test's media calls.
 struct Api<'a> {
     server: &'a TestServer,
@@ -297,7 +269,7 @@ async fn bad_uploads_are_refused_with_their_codes() {
     let half = picture[..picture.len() / 2].to_vec();
     let state: UploadState = ok_json(api.start("image", &half, false, "half").await).await;
     expect_code(api.patch(&state.upload_id, 0, half).await, 422, ErrorCode::MediaRejected).await;
-    let bomb = png_bomb(9_000);
+    let bomb = iris_testkit::images::png_claiming(9_000);
     let state: UploadState = ok_json(api.start("image", &bomb, false, "bomb").await).await;
     expect_code(api.patch(&state.upload_id, 0, bomb).await, 422, ErrorCode::MediaRejected).await;
 

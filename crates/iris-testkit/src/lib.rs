@@ -6,6 +6,7 @@
 //!   `redis-cli --cluster create`).
 //! - [`garage`]: a single-node Garage S3 server with a bucket and a key (`garage`, from
 //!   crates.io).
+//! - [`images`]: hand-made image files (a PNG that claims huge dimensions).
 //! - [`tls`]: a test CA (rcgen) issuing server certificates, for Iris and for PostgreSQL and
 //!   Redis started with TLS ([`postgres::PgShards::start_tls`], [`redis::RedisCluster::start_tls`]).
 //!
@@ -20,6 +21,7 @@
 
 pub mod engine;
 pub mod garage;
+pub mod images;
 pub mod postgres;
 pub mod redis;
 pub mod tls;

@@ -155,7 +155,7 @@ mod tests {
         // A PNG claiming 100,000 × 100,000 pixels in a few hundred bytes: refused by the
         // decoder's bounds before any pixel buffer is allocated.
         let dir = tempfile::tempdir().unwrap();
-        let bomb = png_header_only(100_000);
+        let bomb = iris_testkit::images::png_claiming(100_000);
         let refused = process_blocking(&write(dir.path(), "bomb.png", &bomb), bounds()).unwrap_err();
         assert!(refused.contains("decode bounds"), "{refused}");
         let mut png = Vec::new();
@@ -164,32 +164,5 @@ mod tests {
         assert!(process_blocking(&write(dir.path(), "half.png", truncated), bounds()).is_err());
         let gif = b"GIF89a\x01\0\x01\0\0\0\0;";
         assert!(process_blocking(&write(dir.path(), "a.gif", gif), bounds()).is_err());
-    }
-
-    /// A PNG whose header claims `side` × `side` RGB pixels, with no pixel data.
-    fn png_header_only(side: u32) -> Vec<u8> {
-        fn crc32(bytes: &[u8]) -> u32 {
-            let mut crc = !0u32;
-            for &b in bytes {
-                crc ^= u32::from(b);
-                for _ in 0..8 {
-                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-                }
-            }
-            !crc
-        }
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut chunk = |kind: &[u8], data: &[u8]| {
-            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            let body: Vec<u8> = kind.iter().chain(data).copied().collect();
-            out.extend_from_slice(&body);
-            out.extend_from_slice(&crc32(&body).to_be_bytes());
-        };
-        let mut ihdr = side.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&side.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        chunk(b"IHDR", &ihdr);
-        chunk(b"IEND", &[]);
-        out
     }
 }
