@@ -70,35 +70,73 @@ async fn expect_all_delivered(url: &str, bob: &iris_client::api::Credentials, ac
     }
 }
 
+/// A server with Alice's eight pipelines sending to Bob, 300 messages ACCEPTED already.
+struct Sending {
+    /// `None` only while `terminate` waits for it off the runtime.
+    server: Option<Process>,
+    url: String,
+    bob: iris_client::api::Credentials,
+    _alice: (Client, iris_client::Events),
+    accepted: Accepted,
+    stop: Arc<AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Sending {
+    async fn start() -> Self {
+        let server = Process::start().await;
+        let url = server.url();
+        let (alice, bob) = (login(&url, ALICE, "a").await, login(&url, BOB, "b").await);
+        let (a, ae) = connect(&url, &alice).await;
+        let accepted: Accepted = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let senders = start_senders(&a, &accepted, &stop);
+        wait_until("300 accepted", PATIENCE, || async { accepted.lock().unwrap().len() >= 300 }).await;
+        Self { server: Some(server), url, bob, _alice: (a, ae), accepted, stop, senders }
+    }
+
+    /// Sends `signals` SIGTERMs and waits (off the runtime) for the process to end within `within`;
+    /// the exit status and how long it took.
+    async fn terminate(&mut self, signals: usize, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let mut server = self.server.take().expect("running");
+        let signalled = Instant::now();
+        for _ in 0..signals {
+            server.signal("TERM");
+        }
+        let (server, status) = tokio::task::spawn_blocking(move || {
+            let status = server.wait_exit_within(within);
+            (server, status)
+        })
+        .await
+        .unwrap();
+        self.server = Some(server);
+        (status, signalled.elapsed())
+    }
+
+    /// Restarts the server and checks that Bob receives every ACCEPTED message exactly once;
+    /// how many there were.
+    async fn restart_and_expect_all_delivered(mut self) -> usize {
+        self.server.as_mut().expect("stopped, not gone").restart().await;
+        stop_senders(self.senders, &self.stop).await;
+        let accepted = self.accepted.lock().unwrap().clone();
+        expect_all_delivered(&self.url, &self.bob, &accepted).await;
+        accepted.len()
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_clients_send_exits_0_and_loses_nothing_accepted() {
     // Proves: SIGTERM while 8 pipelines send makes the binary drain and exit with status 0 within seconds, and after a restart every ACCEPTED message is delivered exactly once.
-    let mut server = Process::start().await;
-    let url = server.url();
-    let (alice, bob) = (login(&url, ALICE, "a").await, login(&url, BOB, "b").await);
-    let (a, _ae) = connect(&url, &alice).await;
-    let accepted: Accepted = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders = start_senders(&a, &accepted, &stop);
-    wait_until("300 accepted", PATIENCE, || async { accepted.lock().unwrap().len() >= 300 }).await;
-
-    let signalled = Instant::now();
-    server.signal("TERM");
-    let (mut server, status) = tokio::task::spawn_blocking(move || {
-        let status = server.wait_exit_within(Duration::from_secs(20));
-        (server, status)
-    })
-    .await
-    .unwrap();
-    let took = signalled.elapsed();
+    let mut sending = Sending::start().await;
+    let (status, took) = sending.terminate(1, Duration::from_secs(20)).await;
     assert_eq!(status.code(), Some(0), "graceful shutdown must exit 0: {status:?}");
-    eprintln!("SIGTERM: exited 0 after {took:?} with {} accepted", accepted.lock().unwrap().len());
-
-    server.restart().await;
-    stop_senders(senders, &stop).await;
-    let accepted = accepted.lock().unwrap().clone();
-    expect_all_delivered(&url, &bob, &accepted).await;
-    eprintln!("SIGTERM: all {} ACCEPTED messages delivered after restart", accepted.len());
+    eprintln!("SIGTERM: exited 0 after {took:?} with {} accepted", sending.accepted());
+    let delivered = sending.restart_and_expect_all_delivered().await;
+    eprintln!("SIGTERM: all {delivered} ACCEPTED messages delivered after restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,36 +145,15 @@ async fn two_sigterms_in_a_row_exit_promptly_and_lose_nothing_accepted() {
     // exits at once with 130, or after it, which finished with 0) end the process within 3 s,
     // and every message ACCEPTED before them is delivered after a restart. (Graceful shutdown now
     // takes milliseconds, so no test can reliably land the second signal inside it.)
-    let mut server = Process::start().await;
-    let url = server.url();
-    let (alice, bob) = (login(&url, ALICE, "a").await, login(&url, BOB, "b").await);
-    let (a, _ae) = connect(&url, &alice).await;
-    let accepted: Accepted = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let senders = start_senders(&a, &accepted, &stop);
-    wait_until("300 accepted", PATIENCE, || async { accepted.lock().unwrap().len() >= 300 }).await;
-
-    let signalled = Instant::now();
-    server.signal("TERM");
-    server.signal("TERM");
-    let (mut server, status) = tokio::task::spawn_blocking(move || {
-        let status = server.wait_exit_within(Duration::from_secs(3));
-        (server, status)
-    })
-    .await
-    .unwrap();
-    let took = signalled.elapsed();
+    let mut sending = Sending::start().await;
+    let (status, took) = sending.terminate(2, Duration::from_secs(3)).await;
     assert!(
         matches!(status.code(), Some(0 | 130)) || std::os::unix::process::ExitStatusExt::signal(&status).is_some(),
         "two signals end the process with 0 or 130: {status:?}"
     );
-    eprintln!("two SIGTERMs: exited {status:?} after {took:?} with {} accepted", accepted.lock().unwrap().len());
-
-    server.restart().await;
-    stop_senders(senders, &stop).await;
-    let accepted = accepted.lock().unwrap().clone();
-    expect_all_delivered(&url, &bob, &accepted).await;
-    eprintln!("second SIGTERM: all {} ACCEPTED messages delivered after restart", accepted.len());
+    eprintln!("two SIGTERMs: exited {status:?} after {took:?} with {} accepted", sending.accepted());
+    let delivered = sending.restart_and_expect_all_delivered().await;
+    eprintln!("second SIGTERM: all {delivered} ACCEPTED messages delivered after restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
