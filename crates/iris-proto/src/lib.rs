@@ -12,8 +12,10 @@ pub mod e2e;
 pub mod error;
 pub mod frame;
 pub mod http;
+pub mod item_head;
 pub mod limits;
 pub mod media;
+pub mod outgoing;
 pub mod phone;
 pub mod version;
 

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use iris_proto::pb;
+use iris_proto::item_head::InboxItemHead;
 use iris_store::{DeviceAddr, InboxCursor, InboxStore};
 use prost::Message as _;
 
@@ -141,8 +141,8 @@ impl Inbox {
                 if e.is_expired(now) {
                     continue; // never delivered: owes no DELIVERED receipt
                 }
-                match pb::InboxItem::decode(e.item.clone()) {
-                    Ok(item) => owed.add(ReceiptDue::of(&item, device.account)),
+                match InboxItemHead::decode(e.item.clone()) {
+                    Ok(head) => owed.add(ReceiptDue::of(&head, device.account)),
                     Err(_) => tracing::error!(%device, seq = e.seq, "undecodable inbox entry acked without receipt"),
                 }
             }
@@ -160,7 +160,7 @@ impl Inbox {
 
 #[cfg(test)]
 mod tests {
-    use iris_proto::pb::{inbox_item, send_message};
+    use iris_proto::pb::{self, inbox_item, send_message};
 
     use super::*;
     use crate::testing::Parts;

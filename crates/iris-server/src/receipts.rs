@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use iris_proto::item_head::InboxItemHead;
 use iris_proto::pb::{self, inbox_item};
 use iris_store::{AccountId, AppendRequest, DeviceAddr, GroupId, GroupStore};
 
@@ -53,13 +54,14 @@ pub enum ReceiptDue {
 }
 
 impl ReceiptDue {
-    /// What acking `item` owes when the device acking it belongs to `me`.
-    pub fn of(item: &pb::InboxItem, me: AccountId) -> Self {
-        match &item.body {
-            Some(inbox_item::Body::Message(m)) if m.from_account_id != me => {
+    /// What acking an item owes when the device acking it belongs to `me`, from the item's
+    /// head (decoded without its payload: the session does this for every delivered entry).
+    pub fn of(item: &InboxItemHead, me: AccountId) -> Self {
+        match (item.message, item.group_message) {
+            (Some(m), _) if m.from_account_id != me => {
                 Self::Direct { sender: m.from_account_id, server_msg_id: item.server_msg_id }
             }
-            Some(inbox_item::Body::GroupMessage(m)) if m.from_account_id != me => {
+            (None, Some(m)) if m.from_account_id != me => {
                 Self::Group { group: m.group_id, server_msg_id: item.server_msg_id }
             }
             _ => Self::None,
@@ -322,6 +324,8 @@ impl Receipts {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+
     use super::*;
 
     fn message(from: AccountId, id: u64) -> pb::InboxItem {
@@ -350,7 +354,8 @@ mod tests {
             (pb::InboxItem::default(), ReceiptDue::None),
         ];
         for (item, due) in cases {
-            assert_eq!(ReceiptDue::of(&item, me), due, "{item:?}");
+            let head = InboxItemHead::decode(&item.encode_to_vec()[..]).unwrap();
+            assert_eq!(ReceiptDue::of(&head, me), due, "{item:?}");
         }
     }
 

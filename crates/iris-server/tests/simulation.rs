@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use iris_proto::item_head::InboxItemHead;
 use iris_proto::pb::{self, inbox_item};
 use iris_server::fanout::{encode_item, entries_for};
 use iris_server::inbox::{InboxAck, OwedReceipts};
@@ -325,7 +326,7 @@ impl Sim {
                 let read = self.log.read(d, ack.after_seq, n).unwrap_or_else(|e| self.fail(format!("read back: {e}")));
                 let mut owed = Owed::default();
                 for e in read.into_iter().filter(|e| e.seq <= ack.up_to_seq) {
-                    owed.add(ReceiptDue::of(&pb::InboxItem::decode(e.item).expect("an item"), d.account));
+                    owed.add(ReceiptDue::of(&InboxItemHead::decode(e.item).expect("an item"), d.account));
                 }
                 owed
             }
@@ -429,7 +430,10 @@ impl Sim {
         }
         while let Some(action) = conn.machine.poll(self.now) {
             match action {
-                Action::Write(delivery) => {
+                Action::Write(raw) => {
+                    // What the client reads: the stored items with their seqs, decoded.
+                    let items = raw.items.iter().map(|i| i.to_pb().expect("a stored item")).collect();
+                    let delivery = pb::Delivery { items };
                     self.check_written(d, &mut conn, &delivery);
                     conn.wire.push_back(delivery);
                 }

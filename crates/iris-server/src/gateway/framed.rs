@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use iris_proto::frame::{self, FrameDecoder};
+use iris_proto::outgoing::OutFrame;
 use iris_proto::pb;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -78,12 +79,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Framed<S>
         self.decode_buffered()
     }
 
-    async fn send(&mut self, f: &pb::ServerFrame) -> std::io::Result<()> {
+    async fn send(&mut self, f: &OutFrame) -> std::io::Result<()> {
         // A buffer per frame rather than one kept per connection: an idle connection then holds
         // no write buffer at all, and one allocation per written frame is cheap next to its
         // syscall.
         let mut buf = BytesMut::new();
-        frame::encode(f, &mut buf);
+        f.encode_framed(&mut buf);
         self.stream.write_all(&buf).await?;
         self.stream.flush().await
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use iris_proto::outgoing::OutFrame;
 use iris_proto::pb;
 use iris_proto::FrameError;
 
@@ -42,7 +43,7 @@ pub trait Transport: Send + 'static {
     }
 
     /// Writes one frame to the client (one syscall where possible).
-    fn send(&mut self, frame: &pb::ServerFrame) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn send(&mut self, frame: &OutFrame) -> impl Future<Output = std::io::Result<()>> + Send;
 
     /// Since when a partly received frame has been waiting for its remaining bytes, if one is.
     fn partial_frame_since(&self) -> Option<std::time::Instant> {

@@ -13,8 +13,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use iris_proto::frame::decode_body;
+use iris_proto::outgoing::OutFrame;
 use iris_proto::pb;
-use prost::Message as _;
 
 use tracing::Instrument;
 
@@ -112,9 +112,11 @@ impl Transport for WsTransport {
         }
     }
 
-    async fn send(&mut self, frame: &pb::ServerFrame) -> std::io::Result<()> {
+    async fn send(&mut self, frame: &OutFrame) -> std::io::Result<()> {
         let msg = if self.format == Format::Json {
-            Message::Text(serde_json::to_string(frame).map_err(std::io::Error::other)?.into())
+            // JSON needs the decoded items: stored deliveries are decoded here, once.
+            let frame = frame.to_pb().map_err(std::io::Error::other)?;
+            Message::Text(serde_json::to_string(&frame).map_err(std::io::Error::other)?.into())
         } else {
             Message::Binary(frame.encode_to_vec().into())
         };

@@ -29,7 +29,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use iris_proto::pb;
+use iris_proto::item_head::InboxItemHead;
+use iris_proto::outgoing::{RawDelivery, RawItem};
 use iris_store::{AccountId, InboxCursor};
 use prost::Message as _;
 
@@ -58,8 +59,8 @@ pub struct DeliveryConfig {
 /// What the driver must do next.
 #[derive(Debug, PartialEq)]
 pub enum Action {
-    /// Write this `Delivery` event to the client.
-    Write(pb::Delivery),
+    /// Write this `Delivery` event to the client (its items as stored, with their seqs).
+    Write(RawDelivery),
     /// Read at most `limit` inbox entries after `after_seq` and give them to
     /// [`Delivery::on_read`]; nothing more is pushed until then.
     Read {
@@ -100,7 +101,7 @@ pub struct Delivery {
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
     /// Deliveries built and not yet handed to the driver.
-    ready: VecDeque<pb::Delivery>,
+    ready: VecDeque<RawDelivery>,
     /// Payload bytes handed out since the last flush.
     out_bytes: usize,
     /// The limit of the inbox read in flight, if one is.
@@ -299,7 +300,8 @@ impl Delivery {
     }
 
     /// Turns entries after `sent` into `Delivery` events of at most [`DELIVERY_BYTES_MAX`]
-    /// payload bytes each, remembering what each owes when acked.
+    /// payload bytes each, remembering what each owes when acked. Items go out as stored; only
+    /// their head is decoded (what the ack owes, when they were accepted).
     fn deliver(&mut self, entries: Vec<(u64, Bytes)>) {
         let mut items = Vec::with_capacity(entries.len());
         let mut items_bytes = 0;
@@ -314,22 +316,21 @@ impl Delivery {
             items_bytes += bytes.len();
             self.sent = seq;
             self.known_last = self.known_last.max(seq);
-            let Ok(mut item) = pb::InboxItem::decode(bytes) else {
+            let Ok(head) = InboxItemHead::decode(bytes.clone()) else {
                 tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
                 self.unacked.push_back(Unacked { seq, due: ReceiptDue::None });
                 continue;
             };
-            item.seq = seq;
-            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&item, self.me) });
-            items.push(item);
+            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&head, self.me) });
+            items.push(RawItem { seq, server_ts_ms: head.server_ts_ms, bytes });
         }
         self.push_delivery(items, items_bytes);
     }
 
-    fn push_delivery(&mut self, items: Vec<pb::InboxItem>, items_bytes: usize) {
+    fn push_delivery(&mut self, items: Vec<RawItem>, items_bytes: usize) {
         if !items.is_empty() {
             self.out_bytes += items_bytes;
-            self.ready.push_back(pb::Delivery { items });
+            self.ready.push_back(RawDelivery { items });
         }
     }
 

@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use iris_proto::outgoing::{OutEvent, OutFrame, RawDelivery};
 use iris_proto::pb::{self, server_event};
 use iris_store::{AccountId, DeviceAddr};
-use prost::Message as _;
 use rand::Rng;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -173,8 +173,8 @@ pub async fn run<T: Transport>(deps: Arc<SessionDeps>, mut transport: T, peer: I
     transport.close().await;
 }
 
-fn frame_of(events: Vec<pb::ServerEvent>) -> pb::ServerFrame {
-    pb::ServerFrame { events }
+fn frame_of(events: Vec<pb::ServerEvent>) -> OutFrame {
+    OutFrame::of(events.into_iter().map(OutEvent::from).collect())
 }
 
 /// The answer to a `Sync`.
@@ -207,7 +207,7 @@ async fn handshake_then_serve<T: Transport>(
     deps.presence.connected(device, conn_id);
     let served = match Session::start(deps.clone(), device, registration, hello.resume_after_seq).await {
         Ok(mut session) => {
-            session.out.push(handshake::welcome(&deps, &hello));
+            session.out.push(handshake::welcome(&deps, &hello).into());
             let span = tracing::info_span!("session", device = %device, conn = conn_id);
             async {
                 tracing::debug!("session started");
@@ -245,7 +245,7 @@ struct Session {
     /// Which operations are unanswered, and the `Sync`s waiting for them.
     syncs: Syncs,
     /// Events to write at the next flush.
-    out: Vec<pb::ServerEvent>,
+    out: Vec<OutEvent>,
     last_heard: Instant,
 }
 
@@ -319,7 +319,7 @@ impl Session {
                         self.delivery.on_hint(hint.seq, hint.item);
                     }
                 }
-                Some(e) = self.registration.ephemeral.recv() => self.out.push(*e),
+                Some(e) = self.registration.ephemeral.recv() => self.out.push((*e).into()),
                 received = transport.recv(), if self.inflight.len() + self.syncs.waiting() < max_inflight => {
                     match received {
                         Ok(Some(frame)) => {
@@ -394,22 +394,22 @@ impl Session {
         self.inflight.push(Box::pin(async move { Finished::AckApplied(inbox.acknowledge(device, ack).await) }));
     }
 
-    fn push_delivery(&mut self, delivery: pb::Delivery) {
+    fn push_delivery(&mut self, delivery: RawDelivery) {
         let metrics = &self.deps.metrics;
         let now_ms = self.deps.clock.now_ms();
         for item in &delivery.items {
             metrics.delivery_latency_seconds.observe(now_ms.saturating_sub(item.server_ts_ms) as f64 / 1000.0);
         }
         metrics.deliveries.inc_by(delivery.items.len() as u64);
-        self.out.push(event(0, server_event::Event::Delivery(delivery)));
+        self.out.push(OutEvent::Delivery(delivery));
     }
 
     fn finished(&mut self, done: Finished) {
         match done {
             Finished::Answer { op, event: answer } => {
-                self.out.push(answer);
+                self.out.push(answer.into());
                 for request_id in self.syncs.finished(op) {
-                    self.out.push(synced(request_id));
+                    self.out.push(synced(request_id).into());
                 }
             }
             Finished::AckApplied(result) => {
@@ -434,19 +434,19 @@ impl Session {
                 ephemeral_tx: &self.registration.ephemeral_tx,
             };
             match dispatch::dispatch(&conn, op).await? {
-                Dispatched::Answer(e) => self.out.push(e),
+                Dispatched::Answer(e) => self.out.push(e.into()),
                 Dispatched::Later(op) => {
                     let number = self.syncs.start();
                     self.inflight.push(Box::pin(op.map(move |event| Finished::Answer { op: number, event })));
                 }
                 Dispatched::Sync { request_id } => {
                     for request_id in self.syncs.sync(request_id) {
-                        self.out.push(synced(request_id));
+                        self.out.push(synced(request_id).into());
                     }
                 }
                 Dispatched::Ack { request_id, up_to_seq } => {
                     if let Err(e) = self.delivery.on_ack(up_to_seq) {
-                        self.out.push(answer(request_id, Err(e)));
+                        self.out.push(answer(request_id, Err(e)).into());
                     }
                 }
             }
@@ -501,7 +501,7 @@ impl Session {
         }
         for _ in 0..READY_MAX {
             match self.registration.ephemeral.try_recv() {
-                Ok(e) => self.out.push(*e),
+                Ok(e) => self.out.push((*e).into()),
                 Err(_) => break,
             }
         }
@@ -510,7 +510,7 @@ impl Session {
     /// Tells the client to go elsewhere, lets in-flight sends and acks finish (the acks waiting
     /// behind them too) and flushes their answers.
     async fn drain<T: Transport>(&mut self, transport: &mut T) {
-        self.out.push(go_away());
+        self.out.push(go_away().into());
         let _ = timeout(DRAIN_TIMEOUT, async {
             loop {
                 if let Some(ack) = self.delivery.poll_ack(Instant::now().into_std()) {

@@ -4,7 +4,7 @@
 
 use std::ops::RangeInclusive;
 
-use iris_proto::pb::inbox_item::Body;
+use iris_proto::pb::{self, inbox_item::Body};
 use proptest::prelude::*;
 
 use super::*;
@@ -34,8 +34,8 @@ fn entry(seq: u64, payload_bytes: usize) -> Bytes {
 fn owed_for(seqs: impl IntoIterator<Item = u64>) -> Owed {
     let mut owed = Owed::default();
     for seq in seqs {
-        let item = pb::InboxItem::decode(entry(seq, 0)).unwrap();
-        owed.add(ReceiptDue::of(&item, ME));
+        let head = InboxItemHead::decode(entry(seq, 0)).unwrap();
+        owed.add(ReceiptDue::of(&head, ME));
     }
     owed
 }
@@ -419,7 +419,7 @@ impl Model {
                 Action::Write(delivery) => {
                     for item in &delivery.items {
                         assert_eq!(item.seq, self.written + 1, "deliveries are contiguous, in order, once");
-                        assert_eq!(item.server_msg_id, 1000 + item.seq);
+                        assert_eq!(item.to_pb().unwrap().server_msg_id, 1000 + item.seq);
                         self.written = item.seq;
                     }
                 }

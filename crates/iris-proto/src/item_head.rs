@@ -1,0 +1,102 @@
+//! The few fields of a stored `InboxItem` the server needs in order to deliver it, decoded
+//! without its payload, strings or lists: when it was accepted, its message id, and who sent it
+//! (1:1 or group), which decides the receipt its ack owes. A full [`crate::pb::InboxItem`]
+//! decode per delivered entry cost more than everything else a delivery does.
+//!
+//! The field numbers are those of `iris.proto`'s `InboxItem`, `Message` and `GroupMessage`;
+//! prost skips every other field. The tests check the head against a full decode.
+
+/// The head of an encoded `InboxItem`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct InboxItemHead {
+    /// `InboxItem.server_msg_id`.
+    #[prost(uint64, tag = "2")]
+    pub server_msg_id: u64,
+    /// `InboxItem.server_ts_ms`.
+    #[prost(uint64, tag = "3")]
+    pub server_ts_ms: u64,
+    /// Set when the body is a 1:1 `Message` (`InboxItem.message`).
+    #[prost(message, optional, tag = "4")]
+    pub message: Option<MessageHead>,
+    /// Set when the body is a `GroupMessage` (`InboxItem.group_message`).
+    #[prost(message, optional, tag = "6")]
+    pub group_message: Option<GroupMessageHead>,
+}
+
+/// The sender of a 1:1 `Message`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct MessageHead {
+    /// `Message.from_account_id`.
+    #[prost(uint64, tag = "1")]
+    pub from_account_id: u64,
+}
+
+/// The group and sender of a `GroupMessage`.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct GroupMessageHead {
+    /// `GroupMessage.group_id`.
+    #[prost(uint64, tag = "1")]
+    pub group_id: u64,
+    /// `GroupMessage.from_account_id`.
+    #[prost(uint64, tag = "2")]
+    pub from_account_id: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::{self, inbox_item};
+    use prost::Message as _;
+
+    fn head_of(item: &pb::InboxItem) -> InboxItemHead {
+        InboxItemHead::decode(&item.encode_to_vec()[..]).unwrap()
+    }
+
+    #[test]
+    fn the_head_has_the_fields_of_a_full_decode() {
+        let message = pb::Message {
+            from_account_id: 42,
+            from_device_id: 3,
+            to_account_id: 7,
+            payload: vec![1; 500].into(),
+            client_msg_id: "c1".into(),
+            media_ids: vec!["m".into()],
+            ..Default::default()
+        };
+        let item = pb::InboxItem {
+            seq: 9,
+            server_msg_id: 1001,
+            server_ts_ms: 1_700_000_000_123,
+            body: Some(inbox_item::Body::Message(message)),
+            expires_at_ms: 5,
+        };
+        assert_eq!(
+            head_of(&item),
+            InboxItemHead {
+                server_msg_id: 1001,
+                server_ts_ms: 1_700_000_000_123,
+                message: Some(MessageHead { from_account_id: 42 }),
+                group_message: None,
+            }
+        );
+        let group = pb::InboxItem {
+            server_msg_id: 1002,
+            body: Some(inbox_item::Body::GroupMessage(pb::GroupMessage {
+                group_id: 77,
+                from_account_id: 43,
+                payload: vec![2; 40].into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let head = head_of(&group);
+        assert_eq!(head.group_message, Some(GroupMessageHead { group_id: 77, from_account_id: 43 }));
+        assert_eq!(head.message, None);
+        let receipt = pb::InboxItem {
+            server_msg_id: 1003,
+            body: Some(inbox_item::Body::Receipt(pb::Receipt { server_msg_ids: vec![1, 2], ..Default::default() })),
+            ..Default::default()
+        };
+        assert_eq!(head_of(&receipt), InboxItemHead { server_msg_id: 1003, ..Default::default() });
+    }
+}
