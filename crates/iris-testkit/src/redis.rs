@@ -28,10 +28,14 @@ const SLOTS: usize = 16_384;
 const NODE_TIMEOUT_MS: u64 = 1_000;
 /// Bound on every wait (start-up, cluster formation, failover).
 const WAIT_MAX: Duration = Duration::from_secs(30);
-/// Lowest port tried; a node's cluster-bus port is its port + 10000, so both stay below 65536.
-const PORT_MIN: u16 = 20_000;
+/// Lowest port tried. A node's cluster-bus port is its port + 10000 (and a TLS node's TLS port
+/// its port + 1): with [`PORT_SPAN`], all of them stay below Linux's ephemeral range (32768 and
+/// up by default), so no outgoing connection and no other test's `bind(0)` can take a node's
+/// port while the node is down for a restart (seen: "did not restart" after a kill, its port
+/// taken as a client's source port).
+const PORT_MIN: u16 = 10_000;
 /// Ports tried above [`PORT_MIN`].
-const PORT_SPAN: u16 = 20_000;
+const PORT_SPAN: u16 = 12_000;
 
 /// A Redis Cluster for one test (or a shared one).
 #[derive(Debug)]
