@@ -23,8 +23,6 @@ const KEY_FRAME_EVENTS: u8 = 1 << 3 | 2;
 const KEY_EVENT_DELIVERY: u8 = 4 << 3 | 2;
 /// Key of `Delivery.items` (field 1, length-delimited).
 const KEY_DELIVERY_ITEMS: u8 = 1 << 3 | 2;
-/// Key of `InboxItem.seq` (field 1, varint).
-const KEY_ITEM_SEQ: u8 = 1 << 3;
 
 /// One delivered inbox entry: its stored bytes (an encoded `InboxItem`) and its seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,16 +37,19 @@ pub struct RawItem {
 }
 
 impl RawItem {
+    /// An `InboxItem` holding only this seq: prost writes it as just the `seq` field (nothing
+    /// for a seq of 0), the suffix that gives the stored item its seq.
+    fn seq_field(&self) -> pb::InboxItem {
+        pb::InboxItem { seq: self.seq, ..Default::default() }
+    }
+
     fn body_len(&self) -> usize {
-        self.bytes.len() + if self.seq == 0 { 0 } else { 1 + varint_len(self.seq) }
+        self.bytes.len() + self.seq_field().encoded_len()
     }
 
     fn encode(&self, buf: &mut impl BufMut) {
         buf.put_slice(&self.bytes);
-        if self.seq != 0 {
-            buf.put_u8(KEY_ITEM_SEQ);
-            put_varint(self.seq, buf);
-        }
+        self.seq_field().encode(buf).expect("the buffer grows");
     }
 
     /// The item decoded, with its seq.
@@ -96,15 +97,19 @@ impl OutEvent {
         }
     }
 
-    fn encode(&self, buf: &mut impl BufMut) {
+    /// Appends the event as one `ServerFrame.events` field (key, length, encoded event).
+    fn encode_as_frame_field(&self, buf: &mut impl BufMut) {
+        buf.put_u8(KEY_FRAME_EVENTS);
         match self {
-            Self::Event(e) => e.encode(buf).expect("the buffer grows"),
+            Self::Event(e) => e.encode_length_delimited(buf).expect("the buffer grows"),
             Self::Delivery(d) => {
+                let body = d.body_len();
+                put_len(len_delimited(body), buf);
                 buf.put_u8(KEY_EVENT_DELIVERY);
-                put_varint(d.body_len() as u64, buf);
+                put_len(body, buf);
                 for item in &d.items {
                     buf.put_u8(KEY_DELIVERY_ITEMS);
-                    put_varint(item.body_len() as u64, buf);
+                    put_len(item.body_len(), buf);
                     item.encode(buf);
                 }
             }
@@ -146,9 +151,7 @@ impl OutFrame {
     /// Appends the encoded body.
     pub fn encode(&self, buf: &mut impl BufMut) {
         for event in &self.events {
-            buf.put_u8(KEY_FRAME_EVENTS);
-            put_varint(event.encoded_len() as u64, buf);
-            event.encode(buf);
+            event.encode_as_frame_field(buf);
         }
     }
 
@@ -175,20 +178,12 @@ impl OutFrame {
 
 /// Bytes of a length-delimited field with a one-byte key and a body of `body` bytes.
 fn len_delimited(body: usize) -> usize {
-    1 + varint_len(body as u64) + body
+    1 + prost::length_delimiter_len(body) + body
 }
 
-fn varint_len(value: u64) -> usize {
-    // 7 bits per byte; 0 still takes one byte.
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-fn put_varint(mut value: u64, buf: &mut impl BufMut) {
-    while value >= 0x80 {
-        buf.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buf.put_u8(value as u8);
+/// Writes a length (prost's varint length delimiter).
+fn put_len(len: usize, buf: &mut impl BufMut) {
+    prost::encode_length_delimiter(len, buf).expect("the buffer grows");
 }
 
 #[cfg(test)]
@@ -249,15 +244,6 @@ mod tests {
             ],
         };
         check(&out, &expected);
-    }
-
-    #[test]
-    fn varint_lengths_match_their_encoding() {
-        for v in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX] {
-            let mut buf = Vec::new();
-            put_varint(v, &mut buf);
-            assert_eq!(buf.len(), varint_len(v), "{v}");
-        }
     }
 
     proptest! {

@@ -462,7 +462,7 @@ impl Session {
         let mut events = std::mem::take(&mut self.out).into_iter().peekable();
         self.delivery.on_flushed();
         while events.peek().is_some() {
-            let mut frame = frame_of(Vec::new());
+            let mut frame = OutFrame::default();
             let mut size = 0;
             while let Some(e) = events.next_if(|e| frame.events.is_empty() || size + e.encoded_len() <= max) {
                 size += e.encoded_len() + FRAME_OVERHEAD_BYTES;
