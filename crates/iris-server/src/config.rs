@@ -643,6 +643,12 @@ pub struct SessionConfig {
     pub frame_timeout_ms: u64,
     /// Resident memory above which new connections get `GoAway`; default 80% of RAM.
     pub memory_budget_bytes: Option<u64>,
+    /// Un-acked entries above which an online device that is draining them holds 1:1 sends
+    /// toward it (`send_gate.rs`); 0 never holds.
+    pub hot_backlog_max: u64,
+    /// Longest a send is held toward a hot device; also how recently a device must have acked
+    /// to count as draining.
+    pub hot_hold_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -656,6 +662,8 @@ impl Default for SessionConfig {
             connections_max: 100_000,
             frame_timeout_ms: 15_000,
             memory_budget_bytes: None,
+            hot_backlog_max: 1_000,
+            hot_hold_ms: 1_000,
         }
     }
 }
@@ -1114,6 +1122,13 @@ impl Config {
         }
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
+        }
+        // A held sender's session reads nothing meanwhile: the hold must end well before its
+        // heartbeat deadline (twice the interval).
+        if self.session.hot_hold_ms > 10_000
+            || self.session.hot_hold_ms >= u64::from(self.session.heartbeat_interval_ms)
+        {
+            return invalid("session.hot_hold_ms must be <= 10000 and below heartbeat_interval_ms");
         }
         if self.disappearing.sweep_interval_ms == 0 {
             return invalid("disappearing.sweep_interval_ms must be positive");

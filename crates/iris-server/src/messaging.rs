@@ -28,6 +28,7 @@ use crate::ids::IdGenerator;
 use crate::media_refs::MediaRefs;
 use crate::message_index::{direct_between, MessageIndex};
 use crate::send_checks::{check_send_fields, device_sets, BodyRef};
+use crate::send_gate::SendGate;
 
 /// Sends 1:1 messages.
 pub struct Messaging {
@@ -40,6 +41,7 @@ pub struct Messaging {
     clock: Arc<dyn Clock>,
     limits: iris_proto::Limits,
     timers: Arc<ChatTimers>,
+    gate: SendGate,
 }
 
 impl Messaging {
@@ -55,8 +57,9 @@ impl Messaging {
         clock: Arc<dyn Clock>,
         limits: iris_proto::Limits,
         timers: Arc<ChatTimers>,
+        gate: SendGate,
     ) -> Self {
-        Self { fanout, directory, blocks, index, media, ids, clock, limits, timers }
+        Self { fanout, directory, blocks, index, media, ids, clock, limits, timers, gate }
     }
 
     /// Sets the disappearing-messages timer of `sender`'s 1:1 conversation with
@@ -103,7 +106,9 @@ impl Messaging {
     }
 
     /// Validates a send and queues it for commit. Sends started one after another by one session
-    /// are committed in that order (per-sender order), while their commits overlap.
+    /// are committed in that order (per-sender order), while their commits overlap. A send
+    /// toward a device draining a large backlog waits here first, for a bounded time
+    /// ([`SendGate`]).
     pub async fn start_send(&self, sender: DeviceAddr, msg: pb::SendMessage) -> Result<PendingSend, ServiceError> {
         self.validate(&msg)?;
         let recipient = self.resolve_recipient(&msg).await?;
@@ -151,6 +156,8 @@ impl Messaging {
         } else {
             entries
         };
+        // Before anything is staged for the commit: a held send has written nothing yet.
+        self.gate.admit(&entries).await;
         let index = MessageRef {
             expires_at_ms,
             sender: sender.account,

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub sends_accepted: Counter,
     /// Sends answered from the dedup record (retries).
     pub sends_duplicate: Counter,
+    /// 1:1 sends held toward a hot device (`send_gate.rs`).
+    pub sends_held: Counter,
+    /// Held sends that went through at the hold limit, the device still over its bound.
+    pub send_holds_expired: Counter,
     /// Sends refused, by error code.
     pub sends_rejected: Family<Labels, Counter>,
     /// Inbox entries written to connections.
@@ -152,6 +156,8 @@ impl Metrics {
             frames_out: Counter::default(),
             sends_accepted: Counter::default(),
             sends_duplicate: Counter::default(),
+            sends_held: Counter::default(),
+            send_holds_expired: Counter::default(),
             sends_rejected: Family::default(),
             deliveries: Counter::default(),
             delivery_latency_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -217,6 +223,12 @@ impl Metrics {
         r.register("frames_out", "Frames written to clients", m.frames_out.clone());
         r.register("sends_accepted", "Sends durably stored", m.sends_accepted.clone());
         r.register("sends_duplicate", "Retried sends answered from dedup", m.sends_duplicate.clone());
+        r.register("sends_held", "1:1 sends held toward a device draining a large backlog", m.sends_held.clone());
+        r.register(
+            "send_holds_expired",
+            "Held sends let through at the hold limit, the device still over its bound",
+            m.send_holds_expired.clone(),
+        );
         r.register("sends_rejected", "Sends refused, by error code", m.sends_rejected.clone());
         r.register("deliveries", "Inbox entries written to connections", m.deliveries.clone());
         r.register(

@@ -22,6 +22,8 @@ use iris_proto::pb;
 use iris_store::DeviceAddr;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backlog::Backlog;
+
 const SHARDS: usize = 16;
 
 /// Ephemeral events (typing, presence pushes) a session queues; more are dropped (soft state).
@@ -79,6 +81,18 @@ struct Link {
     ephemeral: mpsc::Sender<Ephemeral>,
     lagged: Arc<AtomicBool>,
     kick: oneshot::Sender<Kick>,
+    backlog: Arc<Backlog>,
+}
+
+impl Link {
+    /// The registration ends (the device left or was replaced): whoever waits on its backlog
+    /// stops waiting; the session hears `why`, if anything.
+    fn end(self, why: Option<Kick>) {
+        self.backlog.close();
+        if let Some(why) = why {
+            let _ = self.kick.send(why);
+        }
+    }
 }
 
 /// The receiving side a session gets when it registers.
@@ -95,6 +109,9 @@ pub struct Registration {
     pub lagged: Arc<AtomicBool>,
     /// Fires when the session must end.
     pub kick: oneshot::Receiver<Kick>,
+    /// What the device has yet to ack, for holding sends toward it (`send_gate.rs`); the
+    /// session reports its cursor and acks here.
+    pub backlog: Arc<Backlog>,
 }
 
 /// Where the router sends what is meant for devices connected to other nodes (cluster mode).
@@ -177,6 +194,7 @@ impl Router {
         let (kick_tx, kick) = oneshot::channel();
         let (ephemeral_tx, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE_LEN);
         let lagged = Arc::new(AtomicBool::new(false));
+        let backlog = Arc::new(Backlog::default());
         let link = Link {
             conn_id,
             unwanted,
@@ -184,19 +202,20 @@ impl Router {
             ephemeral: ephemeral_tx.clone(),
             lagged: lagged.clone(),
             kick: kick_tx,
+            backlog: backlog.clone(),
         };
         let old = self.shard(addr).write().expect("router lock").insert(addr, link);
         if let Some(old) = old {
-            let _ = old.kick.send(Kick::Replaced);
+            old.end(Some(Kick::Replaced));
         }
-        Registration { conn_id, hints, ephemeral, ephemeral_tx, lagged, kick }
+        Registration { conn_id, hints, ephemeral, ephemeral_tx, lagged, kick, backlog }
     }
 
     /// Removes the registration `conn_id` of `addr`, unless a newer one replaced it.
     pub fn unregister(&self, addr: DeviceAddr, conn_id: u64) {
         let mut shard = self.shard(addr).write().expect("router lock");
         if shard.get(&addr).is_some_and(|l| l.conn_id == conn_id) {
-            shard.remove(&addr);
+            shard.remove(&addr).expect("checked present").end(None);
         }
     }
 
@@ -223,6 +242,7 @@ impl Router {
     pub fn notify_local(&self, addr: DeviceAddr, hint: Hint) -> Result<(), Hint> {
         let shard = self.shard(addr).read().expect("router lock");
         let Some(link) = shard.get(&addr) else { return Err(hint) };
+        link.backlog.hinted(hint.seq);
         if link.hints.try_send(hint).is_err() {
             link.lagged.store(true, Ordering::Release);
         }
@@ -264,7 +284,7 @@ impl Router {
     pub fn kick_local(&self, addr: DeviceAddr, why: Kick) -> bool {
         match self.shard(addr).write().expect("router lock").remove(&addr) {
             Some(link) => {
-                let _ = link.kick.send(why);
+                link.end(Some(why));
                 true
             }
             None => false,
@@ -280,6 +300,11 @@ impl Router {
             // Seq 0 is never buffered (every delivered seq is above it): it only wakes the session.
             let _ = link.hints.try_send(Hint { seq: 0, item: Bytes::new() });
         }
+    }
+
+    /// The backlog of the device's session, if it is connected here.
+    pub fn backlog(&self, addr: DeviceAddr) -> Option<Arc<Backlog>> {
+        self.shard(addr).read().expect("router lock").get(&addr).map(|l| l.backlog.clone())
     }
 
     /// The devices with a session here (a snapshot).

@@ -39,6 +39,7 @@ use crate::push::Push;
 use crate::ratelimit::{KeyedLimit, SharedLimit};
 use crate::receipts::{Receipts, ReceiptsDeps};
 use crate::router::Router;
+use crate::send_gate::SendGate;
 use crate::session::SessionDeps;
 use crate::typing::Typing;
 use crate::visibility::Visibility;
@@ -111,6 +112,12 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.clock.clone(),
         limits,
         timers.clone(),
+        SendGate::new(
+            f.router.clone(),
+            f.metrics.clone(),
+            config.session.hot_backlog_max,
+            std::time::Duration::from_millis(config.session.hot_hold_ms),
+        ),
     ));
     let groups = Arc::new(Groups::new(
         GroupsDeps {

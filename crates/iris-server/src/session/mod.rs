@@ -264,6 +264,7 @@ impl Session {
             batch: deps.limits.max_batch_deliveries as usize,
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
+        registration.backlog.started(cursor.acked);
         Ok(Self {
             deps,
             device,
@@ -444,11 +445,10 @@ impl Session {
                         self.out.push(synced(request_id).into());
                     }
                 }
-                Dispatched::Ack { request_id, up_to_seq } => {
-                    if let Err(e) = self.delivery.on_ack(up_to_seq) {
-                        self.out.push(answer(request_id, Err(e)).into());
-                    }
-                }
+                Dispatched::Ack { request_id, up_to_seq } => match self.delivery.on_ack(up_to_seq) {
+                    Ok(()) => self.registration.backlog.acked(up_to_seq, self.deps.config.hot_backlog_max),
+                    Err(e) => self.out.push(answer(request_id, Err(e)).into()),
+                },
             }
         }
         Ok(())
