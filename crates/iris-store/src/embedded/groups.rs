@@ -1,6 +1,10 @@
 //! Groups on fjall: one versioned record per group, a member index (account ‖ group), an
 //! invite index (token → group), shared payloads (msg id ‖ group → payload) and receipts
-//! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the counters).
+//! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the counters and
+//! account `u64::MAX` the recipient list). A send writes two receipt records whatever the
+//! group's size (the counters and the list); a recipient's own row is written when it first
+//! delivers or reads. (Messages sent before the list existed have a row per recipient from the
+//! start; both layouts are read.)
 //! Every write to these keyspaces goes through the inbox log (so recovery replays them in the
 //! order they were made): group records change under one mutex with a version check, as a synced
 //! batch of their own or with their events; payloads and receipts are staged for the next batch.
@@ -27,6 +31,11 @@ use crate::{
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
 /// The receipt row holding a message's counters (no account has id 0).
 const COUNTERS: AccountId = 0;
+/// The receipt row holding a message's recipients, sorted account ids (no account has this id).
+const RECIPIENTS: AccountId = AccountId::MAX;
+/// Recipient lists of recent group messages kept decoded, so that each member's mark does not
+/// read and decode the whole list; past this many the cache starts over.
+const RECIPIENT_LISTS_CACHED: usize = 256;
 /// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
 /// its own batch.
 const STAGED_RECEIPTS_MAX: usize = 65_536;
@@ -57,6 +66,8 @@ pub(super) struct Groups {
     /// Records queued with their events but not yet committed: reads see them at once, so the
     /// next change of the same group checks its version against them.
     queued: Mutex<HashMap<GroupId, Group>>,
+    /// (group, message) → its recipients, sorted (see [`RECIPIENT_LISTS_CACHED`]).
+    recipient_lists: Mutex<HashMap<(GroupId, u64), Arc<[AccountId]>>>,
 }
 
 impl Groups {
@@ -78,6 +89,7 @@ impl Groups {
             meta,
             lock: Mutex::new(()),
             queued: Mutex::default(),
+            recipient_lists: Mutex::default(),
         })
     }
 
@@ -241,10 +253,17 @@ impl Groups {
             let row_account = u64::from_be_bytes(keys::array(k.get(16..).unwrap_or_default())?);
             if row_account == COUNTERS && quad(&v)?[0] == account {
                 sent.insert(k.get(..16).unwrap_or_default().to_vec());
+            } else if row_account == RECIPIENTS {
+                let mut list = decode_accounts(&v)?;
+                if let Ok(at) = list.binary_search(&account) {
+                    list.remove(at);
+                    writes.push(put(space::GROUP_RECEIPTS, &k, &encode_accounts(&list)));
+                }
             } else if row_account == account {
                 writes.push(remove(space::GROUP_RECEIPTS, &k));
             }
         }
+        self.recipient_lists.lock().unwrap_or_else(PoisonError::into_inner).clear();
         for prefix in sent {
             for guard in self.receipts.prefix(&prefix) {
                 writes.push(remove(space::GROUP_RECEIPTS, &guard.key().map_err(unavailable)?));
@@ -277,8 +296,10 @@ impl Groups {
         let Some(counters) = self.receipt(&counters_key)? else {
             return Ok(None);
         };
-        let Some(row) = self.receipt(&row_key)? else {
-            return Ok(None);
+        let row = match self.receipt(&row_key)? {
+            Some(row) => row,
+            None if self.is_recipient(group, msg, account)? => pair(0, 0).to_vec(),
+            None => return Ok(None),
         };
         let [sender, n, mut n_delivered, mut n_read] = quad(&counters)?;
         let (mut delivered_at, mut read_at) = unpair(&row)?;
@@ -300,6 +321,27 @@ impl Groups {
         Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
     }
 
+    /// Whether `account` is on the message's recipient list (false when the message has no
+    /// list: then every recipient has a row of its own).
+    fn is_recipient(&self, group: GroupId, msg: u64, account: AccountId) -> StoreResult<bool> {
+        let lists = || self.recipient_lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let cached = lists().get(&(group, msg)).cloned();
+        let list = match cached {
+            Some(list) => list,
+            None => {
+                let Some(value) = self.receipt(&triple(msg, group, RECIPIENTS))? else { return Ok(false) };
+                let list: Arc<[AccountId]> = decode_accounts(&value)?.into();
+                let mut lists = lists();
+                if lists.len() >= RECIPIENT_LISTS_CACHED {
+                    lists.clear();
+                }
+                lists.insert((group, msg), Arc::clone(&list));
+                list
+            }
+        };
+        Ok(list.binary_search(&account).is_ok())
+    }
+
     fn receipts_of(&self, group: GroupId, msg: u64) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&pair(msg, group));
@@ -313,17 +355,24 @@ impl Groups {
             records.insert(key.into_vec(), value.into_vec());
         }
         let mut sender = None;
-        let mut rows = Vec::new();
+        let mut rows = std::collections::BTreeMap::new();
+        let mut recipients = Vec::new();
         for (key, value) in records {
             let account = u64::from_be_bytes(keys::array(key.get(16..).unwrap_or_default())?);
-            if account == COUNTERS {
-                sender = Some(quad(&value)?[0]);
-            } else {
-                let (delivered_at_ms, read_at_ms) = unpair(&value)?;
-                rows.push(GroupReceiptRow { account, delivered_at_ms, read_at_ms });
+            match account {
+                COUNTERS => sender = Some(quad(&value)?[0]),
+                RECIPIENTS => recipients = decode_accounts(&value)?,
+                _ => {
+                    let (delivered_at_ms, read_at_ms) = unpair(&value)?;
+                    rows.insert(account, GroupReceiptRow { account, delivered_at_ms, read_at_ms });
+                }
             }
         }
-        Ok(sender.map(|s| (s, rows)))
+        // Recipients with no row of their own have neither delivered nor read it.
+        for account in recipients {
+            rows.entry(account).or_insert(GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 });
+        }
+        Ok(sender.map(|s| (s, rows.into_values().collect())))
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
@@ -409,12 +458,12 @@ impl GroupStore for FjallStore {
         sender: AccountId,
         recipients: &[AccountId],
     ) -> StoreResult<()> {
-        let n = recipients.len() as u64;
-        let counters = (triple(server_msg_id, group, COUNTERS), quad_bytes([sender, n, 0, 0]));
-        let rows: Vec<([u8; 24], [u8; 16])> =
-            recipients.iter().map(|&account| (triple(server_msg_id, group, account), pair(0, 0))).collect();
-        let mut writes: Vec<(&[u8], &[u8])> = vec![(&counters.0, &counters.1)];
-        writes.extend(rows.iter().map(|(k, v)| (&k[..], &v[..])));
+        let mut list = recipients.to_vec();
+        list.sort_unstable();
+        list.dedup();
+        let counters = (triple(server_msg_id, group, COUNTERS), quad_bytes([sender, list.len() as u64, 0, 0]));
+        let listed = (triple(server_msg_id, group, RECIPIENTS), encode_accounts(&list));
+        let writes: [(&[u8], &[u8]); 2] = [(&counters.0, &counters.1), (&listed.0, &listed.1)];
         self.stage_or_write(&self.groups.staged_receipts, &writes).await
     }
 
@@ -478,6 +527,18 @@ fn triple(a: u64, b: u64, c: u64) -> [u8; 24] {
 fn unpair(v: &[u8]) -> StoreResult<(u64, u64)> {
     let [a, b] = words::<2>(v)?;
     Ok((a, b))
+}
+
+/// A recipient list's record: the account ids, 8 bytes each, big-endian.
+fn encode_accounts(accounts: &[AccountId]) -> Vec<u8> {
+    accounts.iter().flat_map(|a| a.to_be_bytes()).collect()
+}
+
+fn decode_accounts(v: &[u8]) -> StoreResult<Vec<AccountId>> {
+    if v.len() % 8 != 0 {
+        return Err(StoreError::Corrupt(format!("group recipient list of {} bytes", v.len())));
+    }
+    Ok(v.chunks_exact(8).map(|w| u64::from_be_bytes(w.try_into().expect("8 bytes"))).collect())
 }
 
 fn quad(v: &[u8]) -> StoreResult<[u64; 4]> {
@@ -592,5 +653,73 @@ mod tests {
         };
         assert_eq!(decode_group(9, &encode_group(&g)).unwrap(), g);
         assert!(decode_group(9, &encode_group(&g)[..10]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod receipt_layout_tests {
+    use std::collections::BTreeSet;
+
+    use super::{pair, triple, COUNTERS};
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::{GroupStore, InboxStore};
+
+    /// Keys of the receipt records of one message, staged or on disk.
+    fn receipt_keys(store: &FjallStore, group: u64, msg: u64) -> BTreeSet<Vec<u8>> {
+        let prefix = pair(msg, group);
+        let mut keys: BTreeSet<Vec<u8>> =
+            store.groups.receipts.prefix(prefix).map(|g| g.key().unwrap().to_vec()).collect();
+        keys.extend(
+            store.groups.staged_receipts.matching(|k| k.starts_with(&prefix)).into_iter().map(|(k, _)| k.into()),
+        );
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_send_to_1024_members_writes_two_receipt_records_and_marks_add_one_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let members: Vec<u64> = (2..1026).collect();
+        store.start_group_receipts(7, 100, 1, &members).await.unwrap();
+        assert_eq!(receipt_keys(&store, 7, 100).len(), 2, "the counters and the recipient list");
+        for m in [2, 500, 1025] {
+            store.mark_group_receipt(7, 100, m, false, 10 + m).await.unwrap().expect("a recipient");
+        }
+        assert!(store.mark_group_receipt(7, 100, 1026, false, 9).await.unwrap().is_none(), "not a recipient");
+        assert!(store.mark_group_receipt(7, 100, 1, false, 9).await.unwrap().is_none(), "the sender is not one");
+        assert_eq!(receipt_keys(&store, 7, 100).len(), 5);
+        let (sender, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
+        assert_eq!((sender, rows.len()), (1, 1024), "every recipient, marked or not");
+        assert_eq!(rows.iter().map(|r| r.account).collect::<Vec<_>>(), members, "in account order");
+        let marked: Vec<_> =
+            rows.iter().filter(|r| r.delivered_at_ms != 0).map(|r| (r.account, r.delivered_at_ms)).collect();
+        assert_eq!(marked, [(2, 12), (500, 510), (1025, 1035)]);
+
+        store.close().await.unwrap();
+        drop(store);
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let p = store.mark_group_receipt(7, 100, 3, false, 20).await.unwrap().expect("a recipient after a reopen");
+        assert!(!p.all_delivered_now);
+        let (_, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
+        assert_eq!(rows.iter().filter(|r| r.delivered_at_ms != 0).count(), 4, "marks survive a reopen");
+    }
+
+    #[tokio::test]
+    async fn messages_with_a_row_per_recipient_still_mark_and_list() {
+        // Receipts written before the recipient list existed: counters plus a row per recipient.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let counters = (triple(100, 7, COUNTERS), super::quad_bytes([1, 2, 0, 0]));
+        let rows = [(triple(100, 7, 2), pair(0, 0)), (triple(100, 7, 3), pair(0, 0))];
+        let mut writes: Vec<(&[u8], &[u8])> = vec![(&counters.0, &counters.1)];
+        writes.extend(rows.iter().map(|(k, v)| (&k[..], &v[..])));
+        store.stage_or_write(&store.groups.staged_receipts, &writes).await.unwrap();
+
+        assert!(!store.mark_group_receipt(7, 100, 2, false, 5).await.unwrap().unwrap().all_delivered_now);
+        assert!(store.mark_group_receipt(7, 100, 9, false, 5).await.unwrap().is_none(), "not a recipient");
+        assert!(store.mark_group_receipt(7, 100, 3, true, 6).await.unwrap().unwrap().all_delivered_now);
+        let (sender, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
+        let rows: Vec<_> = rows.iter().map(|r| (r.account, r.delivered_at_ms, r.read_at_ms)).collect();
+        assert_eq!((sender, rows), (1, vec![(2, 5, 0), (3, 6, 6)]));
     }
 }
