@@ -647,8 +647,17 @@ pub struct SessionConfig {
     /// toward it (`send_gate.rs`); 0 never holds.
     pub hot_backlog_max: u64,
     /// Longest a send is held toward a hot device; also how recently a device must have acked
-    /// to count as draining.
+    /// to count as draining. At most 10 s; in effect at most half the heartbeat interval
+    /// ([`SessionConfig::hot_hold`]).
     pub hot_hold_ms: u64,
+}
+
+impl SessionConfig {
+    /// The hold in effect: `hot_hold_ms`, but at most half the heartbeat interval, since a held
+    /// sender's pings wait with its send.
+    pub fn hot_hold(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.hot_hold_ms.min(u64::from(self.heartbeat_interval_ms) / 2))
+    }
 }
 
 impl Default for SessionConfig {
@@ -1123,12 +1132,8 @@ impl Config {
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
         }
-        // A held sender's session reads nothing meanwhile: the hold must end well before its
-        // heartbeat deadline (twice the interval).
-        if self.session.hot_hold_ms > 10_000
-            || self.session.hot_hold_ms >= u64::from(self.session.heartbeat_interval_ms)
-        {
-            return invalid("session.hot_hold_ms must be <= 10000 and below heartbeat_interval_ms");
+        if self.session.hot_hold_ms > 10_000 {
+            return invalid("session.hot_hold_ms must be <= 10000");
         }
         if self.disappearing.sweep_interval_ms == 0 {
             return invalid("disappearing.sweep_interval_ms must be positive");

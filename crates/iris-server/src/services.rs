@@ -112,12 +112,7 @@ pub fn build(config: &Config, f: Foundations) -> SessionDeps {
         f.clock.clone(),
         limits,
         timers.clone(),
-        SendGate::new(
-            f.router.clone(),
-            f.metrics.clone(),
-            config.session.hot_backlog_max,
-            std::time::Duration::from_millis(config.session.hot_hold_ms),
-        ),
+        SendGate::new(f.router.clone(), f.metrics.clone(), config.session.hot_backlog_max, config.session.hot_hold()),
     ));
     let groups = Arc::new(Groups::new(
         GroupsDeps {
