@@ -33,9 +33,21 @@ const NEXT_GROUP_ID: &[u8] = b"next_group_id";
 const COUNTERS: AccountId = 0;
 /// The receipt row holding a message's recipients, sorted account ids (no account has this id).
 const RECIPIENTS: AccountId = AccountId::MAX;
-/// Recipient lists of recent group messages kept decoded, so that each member's mark does not
-/// read and decode the whole list; past this many the cache starts over.
-const RECIPIENT_LISTS_CACHED: usize = 256;
+/// Receipt states of recent group messages kept in memory, so that each member's mark does not
+/// read the store; past this many the cache starts over (at most 256 × 1024 rows, ~6 MiB).
+const RECEIPT_STATES_CACHED: usize = 256;
+
+/// One group message's receipts as marks need them: its counters and every recipient's row,
+/// sorted by account (unmarked recipients with zero times). Kept in [`Groups`]' cache, always
+/// equal to what the store holds (staged changes included), since every change to a message's
+/// receipts goes through [`Groups::mark`] under the groups lock.
+struct ReceiptState {
+    sender: AccountId,
+    n: u64,
+    n_delivered: u64,
+    n_read: u64,
+    rows: Vec<GroupReceiptRow>,
+}
 /// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
 /// its own batch.
 const STAGED_RECEIPTS_MAX: usize = 65_536;
@@ -66,8 +78,8 @@ pub(super) struct Groups {
     /// Records queued with their events but not yet committed: reads see them at once, so the
     /// next change of the same group checks its version against them.
     queued: Mutex<HashMap<GroupId, Group>>,
-    /// (group, message) → its recipients, sorted (see [`RECIPIENT_LISTS_CACHED`]).
-    recipient_lists: Mutex<HashMap<(GroupId, u64), Arc<[AccountId]>>>,
+    /// (group, message) → its receipt state (see [`RECEIPT_STATES_CACHED`]); taken under `lock`.
+    receipt_states: Mutex<HashMap<(GroupId, u64), ReceiptState>>,
 }
 
 impl Groups {
@@ -89,7 +101,7 @@ impl Groups {
             meta,
             lock: Mutex::new(()),
             queued: Mutex::default(),
-            recipient_lists: Mutex::default(),
+            receipt_states: Mutex::default(),
         })
     }
 
@@ -108,14 +120,6 @@ impl Groups {
             (space::GROUP_RECEIPTS, self.receipts.clone()),
             (space::META, self.meta.clone()),
         ]
-    }
-
-    /// A receipt record: staged if a change is waiting, else from disk.
-    fn receipt(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
-        if let Some(value) = self.staged_receipts.get(key) {
-            return Ok(Some(value.into_vec()));
-        }
-        Ok(self.receipts.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -263,7 +267,7 @@ impl Groups {
                 writes.push(remove(space::GROUP_RECEIPTS, &k));
             }
         }
-        self.recipient_lists.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.receipt_states().clear();
         for prefix in sent {
             for guard in self.receipts.prefix(&prefix) {
                 writes.push(remove(space::GROUP_RECEIPTS, &guard.key().map_err(unavailable)?));
@@ -282,6 +286,8 @@ impl Groups {
     }
 
     /// Records a receipt; the changed rows go to `stage` (which writes them through the log).
+    /// Works on the message's [`ReceiptState`], read from the store at its first mark and then
+    /// kept, so that each member's mark reads nothing.
     fn mark(
         &self,
         group: GroupId,
@@ -292,57 +298,67 @@ impl Groups {
         stage: impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
     ) -> StoreResult<Option<ReceiptProgress>> {
         let _guard = self.lock();
-        let (counters_key, row_key) = (triple(msg, group, COUNTERS), triple(msg, group, account));
-        let Some(counters) = self.receipt(&counters_key)? else {
-            return Ok(None);
+        let mut states = self.receipt_states();
+        if !states.contains_key(&(group, msg)) {
+            let Some(state) = self.scan_receipts(group, msg)? else { return Ok(None) };
+            if states.len() >= RECEIPT_STATES_CACHED {
+                states.clear();
+            }
+            states.insert((group, msg), state);
+        }
+        let state = states.get_mut(&(group, msg)).expect("present or just inserted");
+        let Ok(i) = state.rows.binary_search_by_key(&account, |r| r.account) else {
+            return Ok(None); // not a recipient
         };
-        let row = match self.receipt(&row_key)? {
-            Some(row) => row,
-            None if self.is_recipient(group, msg, account)? => pair(0, 0).to_vec(),
-            None => return Ok(None),
-        };
-        let [sender, n, mut n_delivered, mut n_read] = quad(&counters)?;
-        let (mut delivered_at, mut read_at) = unpair(&row)?;
+        let mut row = state.rows[i];
+        let (mut n_delivered, mut n_read) = (state.n_delivered, state.n_read);
         let (mut all_delivered_now, mut all_read_now) = (false, false);
-        if delivered_at == 0 {
+        if row.delivered_at_ms == 0 {
             // Reading implies delivery.
-            delivered_at = now;
+            row.delivered_at_ms = now;
             n_delivered += 1;
-            all_delivered_now = n_delivered == n;
+            all_delivered_now = n_delivered == state.n;
         }
-        if read && read_at == 0 {
-            read_at = now;
+        if read && row.read_at_ms == 0 {
+            row.read_at_ms = now;
             n_read += 1;
-            all_read_now = n_read == n;
+            all_read_now = n_read == state.n;
         }
-        let (row, counters) = (pair(delivered_at, read_at), quad_bytes([sender, n, n_delivered, n_read]));
-        // Staged under the lock, so the next mark reads these values.
-        stage(&[(&row_key, &row), (&counters_key, &counters)])?;
-        Ok(Some(ReceiptProgress { sender, all_delivered_now, all_read_now }))
+        let (row_key, counters_key) = (triple(msg, group, account), triple(msg, group, COUNTERS));
+        let counters = quad_bytes([state.sender, state.n, n_delivered, n_read]);
+        // Staged under the lock, in the order the marks happen; the state follows only once
+        // staged (a refused stage changes nothing).
+        stage(&[(&row_key, &pair(row.delivered_at_ms, row.read_at_ms)), (&counters_key, &counters)])?;
+        (state.rows[i], state.n_delivered, state.n_read) = (row, n_delivered, n_read);
+        Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }))
     }
 
-    /// Whether `account` is on the message's recipient list (false when the message has no
-    /// list: then every recipient has a row of its own).
-    fn is_recipient(&self, group: GroupId, msg: u64, account: AccountId) -> StoreResult<bool> {
-        let lists = || self.recipient_lists.lock().unwrap_or_else(PoisonError::into_inner);
-        let cached = lists().get(&(group, msg)).cloned();
-        let list = match cached {
-            Some(list) => list,
-            None => {
-                let Some(value) = self.receipt(&triple(msg, group, RECIPIENTS))? else { return Ok(false) };
-                let list: Arc<[AccountId]> = decode_accounts(&value)?.into();
-                let mut lists = lists();
-                if lists.len() >= RECIPIENT_LISTS_CACHED {
-                    lists.clear();
-                }
-                lists.insert((group, msg), Arc::clone(&list));
-                list
-            }
-        };
-        Ok(list.binary_search(&account).is_ok())
+    /// A message's receipts were just started: its state is known without a read.
+    fn receipts_started(&self, group: GroupId, msg: u64, sender: AccountId, recipients: Vec<AccountId>) {
+        let rows: Vec<GroupReceiptRow> = recipients
+            .into_iter()
+            .map(|account| GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 })
+            .collect();
+        let state = ReceiptState { sender, n: rows.len() as u64, n_delivered: 0, n_read: 0, rows };
+        let _guard = self.lock();
+        let mut states = self.receipt_states();
+        if states.len() >= RECEIPT_STATES_CACHED {
+            states.clear();
+        }
+        states.insert((group, msg), state);
+    }
+
+    fn receipt_states(&self) -> MutexGuard<'_, HashMap<(GroupId, u64), ReceiptState>> {
+        self.receipt_states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn receipts_of(&self, group: GroupId, msg: u64) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
+        Ok(self.scan_receipts(group, msg)?.map(|s| (s.sender, s.rows)))
+    }
+
+    /// The receipt state of a message as the store holds it (staged changes over the disk);
+    /// `None` when the message's receipts are not tracked (or expired).
+    fn scan_receipts(&self, group: GroupId, msg: u64) -> StoreResult<Option<ReceiptState>> {
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&pair(msg, group));
         let mut records = std::collections::BTreeMap::new();
@@ -354,13 +370,13 @@ impl Groups {
         for (key, value) in self.staged_receipts.matching(|k| k.starts_with(&prefix)) {
             records.insert(key.into_vec(), value.into_vec());
         }
-        let mut sender = None;
+        let mut counters = None;
         let mut rows = std::collections::BTreeMap::new();
         let mut recipients = Vec::new();
         for (key, value) in records {
             let account = u64::from_be_bytes(keys::array(key.get(16..).unwrap_or_default())?);
             match account {
-                COUNTERS => sender = Some(quad(&value)?[0]),
+                COUNTERS => counters = Some(quad(&value)?),
                 RECIPIENTS => recipients = decode_accounts(&value)?,
                 _ => {
                     let (delivered_at_ms, read_at_ms) = unpair(&value)?;
@@ -368,14 +384,16 @@ impl Groups {
                 }
             }
         }
+        let Some([sender, n, n_delivered, n_read]) = counters else { return Ok(None) };
         // Recipients with no row of their own have neither delivered nor read it.
         for account in recipients {
             rows.entry(account).or_insert(GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 });
         }
-        Ok(sender.map(|s| (s, rows.into_values().collect())))
+        Ok(Some(ReceiptState { sender, n, n_delivered, n_read, rows: rows.into_values().collect() }))
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
+        self.receipt_states().retain(|&(_, msg), _| msg >= before_msg_id);
         let mut n = 0;
         let before = before_msg_id.to_be_bytes();
         // A staged record may also be on disk already (committed, not yet forgotten): count it
@@ -464,7 +482,9 @@ impl GroupStore for FjallStore {
         let counters = (triple(server_msg_id, group, COUNTERS), quad_bytes([sender, list.len() as u64, 0, 0]));
         let listed = (triple(server_msg_id, group, RECIPIENTS), encode_accounts(&list));
         let writes: [(&[u8], &[u8]); 2] = [(&counters.0, &counters.1), (&listed.0, &listed.1)];
-        self.stage_or_write(&self.groups.staged_receipts, &writes).await
+        self.stage_or_write(&self.groups.staged_receipts, &writes).await?;
+        self.groups.receipts_started(group, server_msg_id, sender, list);
+        Ok(())
     }
 
     async fn mark_group_receipt(
