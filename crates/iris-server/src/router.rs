@@ -302,9 +302,11 @@ impl Router {
         }
     }
 
-    /// The backlog of the device's session, if it is connected here.
-    pub fn backlog(&self, addr: DeviceAddr) -> Option<Arc<Backlog>> {
-        self.shard(addr).read().expect("router lock").get(&addr).map(|l| l.backlog.clone())
+    /// The backlog of the device's session, if it is connected here and `pick` takes it (checked
+    /// under the lock, so that the common case, a device not over its bound, clones nothing).
+    pub fn backlog_if(&self, addr: DeviceAddr, pick: impl Fn(&Backlog) -> bool) -> Option<Arc<Backlog>> {
+        let shard = self.shard(addr).read().expect("router lock");
+        shard.get(&addr).filter(|l| pick(&l.backlog)).map(|l| l.backlog.clone())
     }
 
     /// The devices with a session here (a snapshot).

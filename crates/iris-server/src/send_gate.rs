@@ -24,6 +24,7 @@ use std::time::Duration;
 use iris_store::NewEntry;
 use tokio::time::Instant;
 
+use crate::backlog::Backlog;
 use crate::metrics::Metrics;
 use crate::router::Router;
 
@@ -51,10 +52,8 @@ impl SendGate {
         }
         let mut deadline = None;
         for entry in entries {
-            let Some(backlog) = self.router.backlog(entry.device) else { continue };
-            if !backlog.holds(self.backlog_max, self.hold) {
-                continue;
-            }
+            let holds = |b: &Backlog| b.holds(self.backlog_max, self.hold);
+            let Some(backlog) = self.router.backlog_if(entry.device, holds) else { continue };
             let deadline = *deadline.get_or_insert_with(|| {
                 self.metrics.sends_held.inc();
                 Instant::now() + self.hold
