@@ -555,7 +555,7 @@ fn encode_accounts(accounts: &[AccountId]) -> Vec<u8> {
 }
 
 fn decode_accounts(v: &[u8]) -> StoreResult<Vec<AccountId>> {
-    if v.len() % 8 != 0 {
+    if !v.len().is_multiple_of(8) {
         return Err(StoreError::Corrupt(format!("group recipient list of {} bytes", v.len())));
     }
     Ok(v.chunks_exact(8).map(|w| u64::from_be_bytes(w.try_into().expect("8 bytes"))).collect())
