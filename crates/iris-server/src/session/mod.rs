@@ -264,7 +264,8 @@ impl Session {
             batch: deps.limits.max_batch_deliveries as usize,
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
-        registration.backlog.started(cursor.acked);
+        // A resume cursor acks up to it (checked against the inbox by `Delivery::new`).
+        registration.backlog.started(cursor.acked.max(resume_after));
         Ok(Self {
             deps,
             device,

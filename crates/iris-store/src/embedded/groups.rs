@@ -33,9 +33,15 @@ const NEXT_GROUP_ID: &[u8] = b"next_group_id";
 const COUNTERS: AccountId = 0;
 /// The receipt row holding a message's recipients, sorted account ids (no account has this id).
 const RECIPIENTS: AccountId = AccountId::MAX;
-/// Receipt states of recent group messages kept in memory, so that each member's mark does not
-/// read the store; past this many the cache starts over (at most 256 × 1024 rows, ~6 MiB).
-const RECEIPT_STATES_CACHED: usize = 256;
+/// Recipient rows of recent group messages' receipt states kept in memory (24 bytes each, so
+/// ~6 MiB), so that each member's mark does not read the store; past this the oldest messages'
+/// states go first (message ids start with their time).
+const RECEIPT_ROWS_CACHED: usize = 262_144;
+/// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
+/// its own batch.
+const STAGED_RECEIPTS_MAX: usize = 65_536;
+/// Most group payloads staged for the committer; past this a payload commits its own batch.
+const STAGED_PAYLOADS_MAX: usize = 4096;
 
 /// One group message's receipts as marks need them: its counters and every recipient's row,
 /// sorted by account (unmarked recipients with zero times). Kept in [`Groups`]' cache, always
@@ -48,11 +54,55 @@ struct ReceiptState {
     n_read: u64,
     rows: Vec<GroupReceiptRow>,
 }
-/// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
-/// its own batch.
-const STAGED_RECEIPTS_MAX: usize = 65_536;
-/// Most group payloads staged for the committer; past this a payload commits its own batch.
-const STAGED_PAYLOADS_MAX: usize = 4096;
+
+/// Receipt states by (message, group), oldest message first, within [`RECEIPT_ROWS_CACHED`].
+#[derive(Default)]
+struct ReceiptStates {
+    states: std::collections::BTreeMap<(u64, GroupId), ReceiptState>,
+    rows: usize,
+}
+
+impl ReceiptStates {
+    fn get_mut(&mut self, msg: u64, group: GroupId) -> Option<&mut ReceiptState> {
+        self.states.get_mut(&(msg, group))
+    }
+
+    /// Keeps `state`, dropping the oldest messages' states while over the row budget (never
+    /// the one just kept).
+    fn insert(&mut self, msg: u64, group: GroupId, state: ReceiptState) {
+        self.rows += state.rows.len();
+        if let Some(old) = self.states.insert((msg, group), state) {
+            self.rows -= old.rows.len();
+        }
+        let mut over = self.rows.saturating_sub(RECEIPT_ROWS_CACHED);
+        let mut doomed = Vec::new();
+        for (&key, state) in &self.states {
+            if over == 0 {
+                break;
+            }
+            if key != (msg, group) {
+                over = over.saturating_sub(state.rows.len());
+                doomed.push(key);
+            }
+        }
+        for key in doomed {
+            let old = self.states.remove(&key).expect("listed above");
+            self.rows -= old.rows.len();
+        }
+    }
+
+    /// Forgets the states of messages with ids below `before`.
+    fn expire(&mut self, before: u64) {
+        let kept = self.states.split_off(&(before, 0));
+        let dropped = std::mem::replace(&mut self.states, kept);
+        self.rows -= dropped.values().map(|s| s.rows.len()).sum::<usize>();
+    }
+
+    fn clear(&mut self) {
+        self.states.clear();
+        self.rows = 0;
+    }
+}
 
 /// Group-side state of [`FjallStore`].
 pub(super) struct Groups {
@@ -78,8 +128,8 @@ pub(super) struct Groups {
     /// Records queued with their events but not yet committed: reads see them at once, so the
     /// next change of the same group checks its version against them.
     queued: Mutex<HashMap<GroupId, Group>>,
-    /// (group, message) → its receipt state (see [`RECEIPT_STATES_CACHED`]); taken under `lock`.
-    receipt_states: Mutex<HashMap<(GroupId, u64), ReceiptState>>,
+    /// Recent messages' receipt states (see [`RECEIPT_ROWS_CACHED`]); taken under `lock`.
+    receipt_states: Mutex<ReceiptStates>,
 }
 
 impl Groups {
@@ -299,14 +349,11 @@ impl Groups {
     ) -> StoreResult<Option<ReceiptProgress>> {
         let _guard = self.lock();
         let mut states = self.receipt_states();
-        if !states.contains_key(&(group, msg)) {
+        if states.get_mut(msg, group).is_none() {
             let Some(state) = self.scan_receipts(group, msg)? else { return Ok(None) };
-            if states.len() >= RECEIPT_STATES_CACHED {
-                states.clear();
-            }
-            states.insert((group, msg), state);
+            states.insert(msg, group, state);
         }
-        let state = states.get_mut(&(group, msg)).expect("present or just inserted");
+        let state = states.get_mut(msg, group).expect("present or just inserted");
         let Ok(i) = state.rows.binary_search_by_key(&account, |r| r.account) else {
             return Ok(None); // not a recipient
         };
@@ -341,14 +388,10 @@ impl Groups {
             .collect();
         let state = ReceiptState { sender, n: rows.len() as u64, n_delivered: 0, n_read: 0, rows };
         let _guard = self.lock();
-        let mut states = self.receipt_states();
-        if states.len() >= RECEIPT_STATES_CACHED {
-            states.clear();
-        }
-        states.insert((group, msg), state);
+        self.receipt_states().insert(msg, group, state);
     }
 
-    fn receipt_states(&self) -> MutexGuard<'_, HashMap<(GroupId, u64), ReceiptState>> {
+    fn receipt_states(&self) -> MutexGuard<'_, ReceiptStates> {
         self.receipt_states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -393,7 +436,7 @@ impl Groups {
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
-        self.receipt_states().retain(|&(_, msg), _| msg >= before_msg_id);
+        self.receipt_states().expire(before_msg_id);
         let mut n = 0;
         let before = before_msg_id.to_be_bytes();
         // A staged record may also be on disk already (committed, not yet forgotten): count it
@@ -722,6 +765,36 @@ mod receipt_layout_tests {
         assert!(!p.all_delivered_now);
         let (_, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
         assert_eq!(rows.iter().filter(|r| r.delivered_at_ms != 0).count(), 4, "marks survive a reopen");
+    }
+
+    fn state(rows: usize) -> super::ReceiptState {
+        let row = |account| crate::GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
+        super::ReceiptState {
+            sender: 1,
+            n: rows as u64,
+            n_delivered: 0,
+            n_read: 0,
+            rows: (2..).map(row).take(rows).collect(),
+        }
+    }
+
+    #[test]
+    fn cached_receipt_states_stay_within_the_row_budget_oldest_message_first() {
+        let mut states = super::ReceiptStates::default();
+        let big = super::RECEIPT_ROWS_CACHED / 2;
+        states.insert(20, 7, state(big));
+        states.insert(10, 7, state(big));
+        assert_eq!(states.rows, 2 * big);
+        states.insert(30, 7, state(10));
+        assert!(states.get_mut(10, 7).is_none(), "the oldest message went first");
+        assert!(states.get_mut(20, 7).is_some() && states.get_mut(30, 7).is_some());
+        assert_eq!(states.rows, big + 10);
+        states.insert(5, 7, state(super::RECEIPT_ROWS_CACHED + 1));
+        assert!(states.get_mut(5, 7).is_some(), "the state just kept stays, even alone over the budget");
+        assert_eq!((states.states.len(), states.rows), (1, super::RECEIPT_ROWS_CACHED + 1));
+        states.insert(40, 7, state(3));
+        states.expire(40);
+        assert_eq!((states.states.len(), states.rows), (1, 3), "expiry forgets older messages");
     }
 
     #[tokio::test]
