@@ -22,6 +22,21 @@ async fn server(hold_ms: u64) -> TestServer {
     .await
 }
 
+/// Alice (the sender) and Bob (the recipient), each logged in and connected.
+struct Pair {
+    bob: Credentials,
+    a: RawConn,
+    b: RawConn,
+}
+
+async fn pair(server: &TestServer) -> Pair {
+    let alice = server.login("+15550000001", "alice").await;
+    let bob = server.login("+15550000002", "bob").await;
+    let (a, _) = server.connect_as(&alice).await;
+    let (b, _) = server.connect_as(&bob).await;
+    Pair { bob, a, b }
+}
+
 /// Items delivered on `conn` until `n` arrived (no acks).
 async fn delivered(conn: &mut RawConn, n: usize) -> Vec<pb::InboxItem> {
     let mut items = Vec::new();
@@ -64,10 +79,7 @@ async fn a_send_toward_a_device_over_its_backlog_waits_for_its_acks() {
     // the next send is held, not answered, until the recipient acks; then it is ACCEPTED well
     // before the hold limit, and the recipient gets every message once, in order.
     let server = server(10_000).await;
-    let alice = server.login("+15550000001", "alice").await;
-    let bob = server.login("+15550000002", "bob").await;
-    let (mut a, _) = server.connect_as(&alice).await;
-    let (mut b, _) = server.connect_as(&bob).await;
+    let Pair { bob, mut a, mut b } = pair(&server).await;
     send_accepted(&mut a, &bob, 1, BOUND + 1).await;
 
     a.send_ops(vec![send_op(100, text_to_account("held", bob.account_id, b"hi"))]).await;
@@ -92,10 +104,7 @@ async fn a_hold_ends_at_its_limit_and_the_send_goes_through() {
     // Proves: a recipient that keeps acking but stays over its bound holds a send at most
     // hot_hold_ms; then the send is ACCEPTED and delivered after what was sent before it.
     let server = server(500).await;
-    let alice = server.login("+15550000001", "alice").await;
-    let bob = server.login("+15550000002", "bob").await;
-    let (mut a, _) = server.connect_as(&alice).await;
-    let (mut b, _) = server.connect_as(&bob).await;
+    let Pair { bob, mut a, mut b } = pair(&server).await;
     send_accepted(&mut a, &bob, 1, BOUND + 1).await;
     let first = delivered(&mut b, BOUND as usize + 1).await;
     b.send_ops(vec![ack_op(1, first[0].seq)]).await; // draining, BOUND behind
@@ -121,10 +130,7 @@ async fn a_device_that_stopped_acking_holds_no_one() {
     // Proves: a recipient that acked nothing for hot_hold_ms is not draining: sends to it are
     // not held however far behind it is (a client that never acks cannot slow its senders).
     let server = server(300).await;
-    let alice = server.login("+15550000001", "alice").await;
-    let bob = server.login("+15550000002", "bob").await;
-    let (mut a, _) = server.connect_as(&alice).await;
-    let (_b, _) = server.connect_as(&bob).await;
+    let Pair { bob, mut a, b: _b } = pair(&server).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     send_accepted(&mut a, &bob, 1, 3 * BOUND).await;
     assert_eq!(server.ctx().metrics.sends_held.get(), 0);
@@ -135,10 +141,7 @@ async fn a_device_that_leaves_releases_its_held_senders() {
     // Proves: when the hot device disconnects, a send held toward it goes through at once (long
     // before the hold limit) and waits in its inbox with everything else.
     let server = server(10_000).await;
-    let alice = server.login("+15550000001", "alice").await;
-    let bob = server.login("+15550000002", "bob").await;
-    let (mut a, _) = server.connect_as(&alice).await;
-    let (b, _) = server.connect_as(&bob).await;
+    let Pair { bob, mut a, b } = pair(&server).await;
     send_accepted(&mut a, &bob, 1, BOUND + 1).await;
     a.send_ops(vec![send_op(100, text_to_account("held", bob.account_id, b"hi"))]).await;
     wait_until("the send is held", EVENT_TIMEOUT, || async { server.ctx().metrics.sends_held.get() == 1 }).await;
