@@ -157,7 +157,7 @@ impl Messaging {
             entries
         };
         // Before anything is staged for the commit: a held send has written nothing yet.
-        self.gate.admit(&entries).await;
+        self.gate.admit(&entries, sender.account).await;
         let index = MessageRef {
             expires_at_ms,
             sender: sender.account,

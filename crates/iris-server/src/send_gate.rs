@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use iris_store::NewEntry;
+use iris_store::{AccountId, NewEntry};
 use tokio::time::Instant;
 
 use crate::backlog::Backlog;
@@ -44,14 +44,16 @@ impl SendGate {
         Self { router, metrics, backlog_max, hold }
     }
 
-    /// Returns once no device of `entries` is a hot device over its bound, or after the hold
-    /// limit.
-    pub async fn admit(&self, entries: &[NewEntry]) {
+    /// Returns once no device of `entries` outside the sender's own account is a hot device
+    /// over its bound, or after the hold limit. The sender's own devices (their sent-sync
+    /// copies) never hold it: one sender is not what makes a device hot, and a linked device
+    /// catching up on a long backlog must not slow its own phone down.
+    pub async fn admit(&self, entries: &[NewEntry], sender: AccountId) {
         if self.backlog_max == 0 {
             return;
         }
         let mut deadline = None;
-        for entry in entries {
+        for entry in entries.iter().filter(|e| e.device.account != sender) {
             let holds = |b: &Backlog| b.holds(self.backlog_max, self.hold);
             let Some(backlog) = self.router.backlog_if(entry.device, holds) else { continue };
             let deadline = *deadline.get_or_insert_with(|| {

@@ -154,3 +154,17 @@ async fn a_device_that_leaves_releases_its_held_senders() {
     assert_eq!(client_ids(&items).last().map(String::as_str), Some("held"));
     assert_eq!(items.iter().map(|i| i.seq).collect::<Vec<_>>(), (1..=BOUND + 2).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_senders_own_devices_never_hold_it() {
+    // Proves: a sender's linked device far behind on its copies of the sender's messages (sent
+    // sync) does not hold the sender's sends; only other accounts' devices do.
+    let server = server(10_000).await;
+    let alice = server.login("+15550000001", "alice").await;
+    let bob = server.login("+15550000002", "bob").await; // offline: holds no one
+    let laptop = link_device(&server.base_url(), &alice, "laptop").await;
+    let (mut a, _) = server.connect_as(&alice).await;
+    let (_laptop, _) = server.connect_as(&laptop).await; // connected, acks nothing
+    send_accepted(&mut a, &bob, 1, 3 * BOUND).await;
+    assert_eq!(server.ctx().metrics.sends_held.get(), 0);
+}
