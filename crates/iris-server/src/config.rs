@@ -633,6 +633,9 @@ pub struct SessionConfig {
     pub handshake_timeout_ms: u64,
     /// Deliveries sent but not yet acked, per device; more flow as acks arrive.
     pub unacked_window: u32,
+    /// Bytes of deliveries sent but not yet acked, per device: with `unacked_window`, whichever
+    /// is reached first (a window of small messages stays deep, one of large ones stays small).
+    pub unacked_bytes_max: u64,
     /// Hints queued for one session; past this the session catches up from the inbox.
     pub signal_queue_len_max: usize,
     /// A write to a client that reads nothing fails after this, and the connection is closed.
@@ -665,7 +668,8 @@ impl Default for SessionConfig {
         Self {
             heartbeat_interval_ms: 30_000,
             handshake_timeout_ms: 10_000,
-            unacked_window: 500,
+            unacked_window: 5_000,
+            unacked_bytes_max: 2 * 1024 * 1024,
             signal_queue_len_max: 1024,
             write_timeout_ms: 30_000,
             connections_max: 100_000,
@@ -1131,6 +1135,9 @@ impl Config {
         }
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
+        }
+        if self.session.unacked_bytes_max == 0 {
+            return invalid("session.unacked_bytes_max must be positive");
         }
         if self.session.hot_hold_ms > 10_000 {
             return invalid("session.hot_hold_ms must be <= 10000");

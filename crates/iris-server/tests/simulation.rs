@@ -47,7 +47,7 @@ const ACCOUNTS: u64 = 3;
 const DEVICES_PER_ACCOUNT: u32 = 2;
 const STEPS: usize = 200;
 /// Small, so that the window and batch bounds are hit all the time.
-const CONFIG: DeliveryConfig = DeliveryConfig { window: 4, batch: 3 };
+const CONFIG: DeliveryConfig = DeliveryConfig { window: 4, window_bytes: u64::MAX, batch: 3 };
 /// A session's hint queue; beyond it hints are dropped and the session lags.
 const HINTS_MAX: usize = 6;
 /// Rounds of the final drain before the history is declared stuck.

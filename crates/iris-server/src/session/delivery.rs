@@ -46,12 +46,19 @@ pub const DELIVERY_BYTES_MAX: usize = 256 * 1024;
 pub const GAP_WAIT: Duration = Duration::from_millis(3);
 /// How long a failed ack waits before it is tried again.
 pub const ACK_RETRY: Duration = Duration::from_secs(1);
+/// Most out-of-order hints kept waiting for the gap before them (more are dropped and read
+/// from the inbox later): bounds the reorder buffer however large the window.
+pub const HINTS_BUFFERED_MAX: u64 = 500;
 
 /// The bounds of one session's deliveries.
 #[derive(Debug, Clone, Copy)]
 pub struct DeliveryConfig {
     /// Most delivered entries awaiting the client's ack (`session.unacked_window`).
     pub window: u64,
+    /// Most bytes of delivered entries awaiting the client's ack (`session.unacked_bytes_max`):
+    /// with `window`, whichever is reached first. Checked before each batch, so a batch may pass
+    /// it by at most one batch.
+    pub window_bytes: u64,
     /// Most entries per inbox read and per delivery batch (`limits.batch_deliveries_max`).
     pub batch: usize,
 }
@@ -78,6 +85,8 @@ pub enum Action {
 struct Unacked {
     seq: u64,
     due: ReceiptDue,
+    /// Its stored size, counted in `unacked_bytes`.
+    bytes: u64,
 }
 
 /// One session's delivery state.
@@ -100,6 +109,8 @@ pub struct Delivery {
     gap_since: Option<Instant>,
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
+    /// Their stored bytes, summed (bounded by `config.window_bytes`).
+    unacked_bytes: u64,
     /// Deliveries built and not yet handed to the driver.
     ready: VecDeque<RawDelivery>,
     /// Payload bytes handed out since the last flush.
@@ -132,7 +143,11 @@ impl Delivery {
         }
         let mut d = Self {
             me,
-            config: DeliveryConfig { window: config.window.max(1), batch: config.batch.max(1) },
+            config: DeliveryConfig {
+                window: config.window.max(1),
+                window_bytes: config.window_bytes.max(1),
+                batch: config.batch.max(1),
+            },
             acked: cursor.acked,
             sent: cursor.acked,
             known_last: cursor.last,
@@ -140,6 +155,7 @@ impl Delivery {
             buffered: BTreeMap::new(),
             gap_since: None,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             ready: VecDeque::new(),
             out_bytes: 0,
             reading: None,
@@ -158,10 +174,11 @@ impl Delivery {
     }
 
     /// A committed entry hinted by the router. Out-of-order hints wait in the reorder buffer
-    /// (bounded by the window; beyond it they are dropped and read from the inbox later).
+    /// (bounded by the window and [`HINTS_BUFFERED_MAX`]; beyond it they are dropped and read
+    /// from the inbox later).
     pub fn on_hint(&mut self, seq: u64, item: Bytes) {
         self.known_last = self.known_last.max(seq);
-        if seq > self.sent && (self.buffered.len() as u64) < self.config.window {
+        if seq > self.sent && (self.buffered.len() as u64) < self.config.window.min(HINTS_BUFFERED_MAX) {
             self.buffered.insert(seq, item);
         }
     }
@@ -197,7 +214,9 @@ impl Delivery {
         }
         let mut owed = Owed::default();
         while self.unacked.front().is_some_and(|u| u.seq <= up_to) {
-            owed.add(self.unacked.pop_front().expect("checked non-empty").due);
+            let acked = self.unacked.pop_front().expect("checked non-empty");
+            self.unacked_bytes -= acked.bytes;
+            owed.add(acked.due);
         }
         self.acked = up_to;
         self.queue_ack(up_to, OwedReceipts::Known(owed));
@@ -271,7 +290,7 @@ impl Delivery {
     /// continue `sent`, else an inbox read (after [`GAP_WAIT`] when later hints are buffered).
     fn pump(&mut self, now: Instant) -> Option<Action> {
         let unacked = self.sent - self.acked;
-        if unacked >= self.config.window || self.out_full() {
+        if unacked >= self.config.window || self.unacked_bytes >= self.config.window_bytes || self.out_full() {
             return None;
         }
         let room = ((self.config.window - unacked) as usize).min(self.config.batch);
@@ -316,12 +335,14 @@ impl Delivery {
             items_bytes += bytes.len();
             self.sent = seq;
             self.known_last = self.known_last.max(seq);
+            let size = bytes.len() as u64;
+            self.unacked_bytes += size;
             let Ok(head) = InboxItemHead::decode(bytes.clone()) else {
                 tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
-                self.unacked.push_back(Unacked { seq, due: ReceiptDue::None });
+                self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size });
                 continue;
             };
-            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&head, self.me) });
+            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&head, self.me), bytes: size });
             items.push(RawItem { seq, server_ts_ms: head.server_ts_ms, bytes });
         }
         self.push_delivery(items, items_bytes);

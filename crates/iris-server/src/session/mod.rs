@@ -261,6 +261,7 @@ impl Session {
         let cursor = deps.inbox.cursor(device).await?;
         let config = DeliveryConfig {
             window: u64::from(deps.config.unacked_window),
+            window_bytes: deps.config.unacked_bytes_max,
             batch: deps.limits.max_batch_deliveries as usize,
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;

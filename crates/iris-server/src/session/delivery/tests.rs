@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::*;
 
 const ME: AccountId = 1;
-const DEFAULTS: DeliveryConfig = DeliveryConfig { window: 500, batch: 100 };
+const DEFAULTS: DeliveryConfig = DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 100 };
 
 /// The sender of entry `seq`: every fourth is the device's own account (sent-sync, owes nothing).
 fn sender_of(seq: u64) -> AccountId {
@@ -172,7 +172,7 @@ fn a_gap_that_does_not_fill_in_time_is_read_from_the_inbox() {
 #[test]
 fn the_window_bounds_unacked_deliveries_and_acks_reopen_it() {
     check(
-        DeliveryConfig { window: 3, batch: 100 },
+        DeliveryConfig { window: 3, window_bytes: u64::MAX, batch: 100 },
         (0, 0),
         0,
         vec![hints(1..=3), hints(4..=5), Ack(2)],
@@ -181,9 +181,23 @@ fn the_window_bounds_unacked_deliveries_and_acks_reopen_it() {
 }
 
 #[test]
+fn the_window_in_bytes_bounds_unacked_deliveries_too() {
+    // Proves: with room for 500 entries but 2,500 bytes, entries of ~1 KB stop after the batch
+    // that crosses the byte bound (batches of 2), and an ack reopens it.
+    check_sized(
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2 },
+        (0, 0),
+        0,
+        1_000,
+        vec![hints(1..=6), Ack(2)],
+        &["write 1..=2", "write 3..=4", "ack 0..=2", "write 5..=6"],
+    );
+}
+
+#[test]
 fn hints_beyond_the_window_are_dropped_and_read_later() {
     check(
-        DeliveryConfig { window: 2, batch: 100 },
+        DeliveryConfig { window: 2, window_bytes: u64::MAX, batch: 100 },
         (0, 0),
         0,
         vec![hints(1..=4), Ack(2), Read(3..=4)],
@@ -196,7 +210,7 @@ fn a_batch_is_at_most_batch_entries_and_a_delivery_at_most_its_bytes() {
     // 100 KB payloads: two fit in a Delivery event's 256 KiB, a third starts the next event;
     // batches of 4 entries.
     check_sized(
-        DeliveryConfig { window: 500, batch: 4 },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4 },
         (0, 0),
         0,
         100_000,
@@ -211,7 +225,12 @@ fn pushing_pauses_past_the_byte_budget_until_flushed() {
     // 200 KB entries and batches of 4, two batches (1.6 MB) then nothing until the flush.
     let mut expected: Vec<String> = (1..=8).map(|s| format!("write {s}")).collect();
     let steps = vec![hints(1..=12)];
-    let mut script = Script::new(DeliveryConfig { window: 500, batch: 4 }, InboxCursor::default(), 0, 200_000);
+    let mut script = Script::new(
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4 },
+        InboxCursor::default(),
+        0,
+        200_000,
+    );
     for step in steps {
         script.step(step);
     }
@@ -281,7 +300,7 @@ fn a_failed_ack_is_retried_later_reading_its_receipts_back_with_the_acks_since()
 #[test]
 fn a_lagged_hint_queue_reads_the_inbox_until_a_read_comes_back_short() {
     check(
-        DeliveryConfig { window: 500, batch: 2 },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 2 },
         (0, 0),
         0,
         vec![Lagged, Read(1..=2), Read(3..=3), Lagged, ReadNothing],
@@ -360,8 +379,8 @@ struct Model {
 }
 
 impl Model {
-    fn new(window: u64, batch: usize, initial: u64) -> Self {
-        let config = DeliveryConfig { window, batch };
+    fn new(window: u64, window_bytes: u64, batch: usize, initial: u64) -> Self {
+        let config = DeliveryConfig { window, window_bytes, batch };
         let d = Delivery::new(config, ME, InboxCursor { acked: 0, last: initial }, 0).unwrap();
         Self {
             d,
@@ -467,6 +486,7 @@ proptest! {
     #[test]
     fn every_committed_entry_is_delivered_once_in_order_and_acked_with_its_receipts(
         window in 1..40u64,
+        window_bytes in prop_oneof![Just(u64::MAX), 1..300u64],
         batch in 1..16usize,
         initial in 0..30u64,
         events in prop::collection::vec(event(), 0..80),
@@ -476,7 +496,7 @@ proptest! {
         // time from where the inbox stands, owing exactly the receipts of their entries (or
         // reading them back after a failure); and once things settle, everything committed was
         // delivered and acked.
-        let mut model = Model::new(window, batch, initial);
+        let mut model = Model::new(window, window_bytes, batch, initial);
         model.run();
         for e in &events {
             model.apply(e);
