@@ -46,9 +46,6 @@ pub const DELIVERY_BYTES_MAX: usize = 256 * 1024;
 pub const GAP_WAIT: Duration = Duration::from_millis(3);
 /// How long a failed ack waits before it is tried again.
 pub const ACK_RETRY: Duration = Duration::from_secs(1);
-/// Most out-of-order hints kept waiting for the gap before them (more are dropped and read
-/// from the inbox later): bounds the reorder buffer however large the window.
-pub const HINTS_BUFFERED_MAX: u64 = 500;
 
 /// The bounds of one session's deliveries.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +102,8 @@ pub struct Delivery {
     must_read: bool,
     /// Hinted entries after `sent`, waiting for window room or for the gap before them.
     buffered: BTreeMap<u64, Bytes>,
+    /// Their bytes, summed (bounded by `config.window_bytes`, as their count by the window).
+    buffered_bytes: u64,
     /// Since when a gap before buffered hints has been waiting (see [`GAP_WAIT`]).
     gap_since: Option<Instant>,
     /// Delivered entries the client has not acked, in seq order.
@@ -153,6 +152,7 @@ impl Delivery {
             known_last: cursor.last,
             must_read: false,
             buffered: BTreeMap::new(),
+            buffered_bytes: 0,
             gap_since: None,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
@@ -173,13 +173,18 @@ impl Delivery {
         Ok(d)
     }
 
-    /// A committed entry hinted by the router. Out-of-order hints wait in the reorder buffer
-    /// (bounded by the window and [`HINTS_BUFFERED_MAX`]; beyond it they are dropped and read
-    /// from the inbox later).
+    /// A committed entry hinted by the router. Hints wait in the reorder buffer until they
+    /// continue `sent` and the window has room (bounded like the window, in entries and bytes;
+    /// beyond it they are dropped and read from the inbox later).
     pub fn on_hint(&mut self, seq: u64, item: Bytes) {
         self.known_last = self.known_last.max(seq);
-        if seq > self.sent && (self.buffered.len() as u64) < self.config.window.min(HINTS_BUFFERED_MAX) {
-            self.buffered.insert(seq, item);
+        let full = self.buffered.len() as u64 >= self.config.window || self.buffered_bytes >= self.config.window_bytes;
+        if seq > self.sent && !full {
+            let size = item.len() as u64;
+            if let Some(old) = self.buffered.insert(seq, item) {
+                self.buffered_bytes -= old.len() as u64;
+            }
+            self.buffered_bytes += size;
         }
     }
 
@@ -199,7 +204,9 @@ impl Delivery {
             self.known_last = self.sent;
             return;
         };
-        self.buffered = self.buffered.split_off(&(last + 1));
+        let kept = self.buffered.split_off(&(last + 1));
+        let read_instead = std::mem::replace(&mut self.buffered, kept);
+        self.buffered_bytes -= read_instead.values().map(|b| b.len() as u64).sum::<u64>();
         self.deliver(entries);
     }
 
@@ -299,7 +306,10 @@ impl Delivery {
             while entries.len() < room {
                 let next = self.sent + entries.len() as u64 + 1;
                 match self.buffered.remove(&next) {
-                    Some(item) => entries.push((next, item)),
+                    Some(item) => {
+                        self.buffered_bytes -= item.len() as u64;
+                        entries.push((next, item));
+                    }
                     None => break,
                 }
             }

@@ -189,8 +189,22 @@ fn the_window_in_bytes_bounds_unacked_deliveries_too() {
         (0, 0),
         0,
         1_000,
-        vec![hints(1..=6), Ack(2)],
+        vec![hints(1..=2), hints(3..=4), hints(5..=6), Ack(2)],
         &["write 1..=2", "write 3..=4", "ack 0..=2", "write 5..=6"],
+    );
+}
+
+#[test]
+fn hints_beyond_the_window_in_bytes_are_dropped_and_read_later() {
+    // Proves: the reorder buffer is bounded in bytes too: of six ~1 KB hints at once, three fit
+    // in 2,500 bytes; the rest are read from the inbox once the window has room.
+    check_sized(
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2 },
+        (0, 0),
+        0,
+        1_000,
+        vec![hints(1..=6), Ack(2), Read(4..=5)],
+        &["write 1..=2", "write 3", "ack 0..=2", "read after 3 limit 2", "write 4..=5"],
     );
 }
 
