@@ -165,8 +165,13 @@ async fn a_device_that_stops_reading_costs_bounded_memory_and_gets_all_100k_mess
 async fn a_device_that_never_reads_is_disconnected_after_the_write_timeout() {
     // Proves: with write_timeout_ms = 500, a connection whose socket buffers are full because the client reads nothing is closed within seconds; the server stays ready, others keep working, and the device gets everything after reconnecting.
     const N: usize = 300;
-    let server =
-        Process::start_with_config("[session]\nheartbeat_interval_ms = 600000\nwrite_timeout_ms = 500\n").await;
+    // A window of 64 MiB, so the server has the whole 18 MiB below to push: with the default
+    // 2 MiB it stops at the window (a non-reader then costs no more than that, and nothing
+    // needs closing), and this test is about the write timeout.
+    let server = Process::start_with_config(
+        "[session]\nheartbeat_interval_ms = 600000\nwrite_timeout_ms = 500\nunacked_bytes_max = 67108864\n",
+    )
+    .await;
     let url = server.url();
     let (alice, bob, carol) =
         (login(&url, ALICE, "a").await, login(&url, BOB, "b").await, login(&url, CAROL, "c").await);
