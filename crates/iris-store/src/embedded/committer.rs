@@ -1,6 +1,7 @@
 //! The threads that drive the inbox log (`log/`): the committer, the only writer, which takes
 //! whatever requests are queued (an idle committer commits a lone request at once; under load
-//! the requests that queue during one fsync form the next batch), commits them with
+//! the requests that queue during one fsync, and while it yields the CPU once, form the next
+//! batch), commits them with
 //! [`InboxLog::commit`] and answers every caller; and the checkpointer, which retires old
 //! segments and relieves memory when the committer asks, and every second regardless.
 
@@ -122,11 +123,13 @@ impl Committer {
     }
 
     /// Collects what is queued after `first`, up to `batch_max_ops`, waiting up to
-    /// `batch_max_wait` for more (by default not at all), stopping at a close.
+    /// `batch_max_wait` for more (by default not at all) and then yielding the CPU once,
+    /// stopping at a close.
     fn gather(&mut self, first: Command) -> Vec<Command> {
         let deadline = Instant::now() + self.batch_max_wait;
         let mut ops = first.ops();
         let mut commands = vec![first];
+        let mut yielded = false;
         while ops < self.batch_max_ops && !matches!(commands.last(), Some(Command::Close { .. })) {
             match self.rx.try_recv() {
                 Ok(command) => {
@@ -137,7 +140,16 @@ impl Committer {
                 Err(TryRecvError::Empty) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        break;
+                        if yielded {
+                            break;
+                        }
+                        // Once, let whatever else is runnable on this core queue its requests
+                        // first: on an idle machine the yield returns at once (a lone request
+                        // still commits straight away); on a busy one the sessions fill the
+                        // batch instead of the committer paying an fsync per handful.
+                        yielded = true;
+                        std::thread::yield_now();
+                        continue;
                     }
                     std::thread::sleep((deadline - now).min(POLL_INTERVAL));
                 }
