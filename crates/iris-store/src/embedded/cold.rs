@@ -1,14 +1,16 @@
 //! The inbox log's cold store on fjall ([`FjallCold`]): device cursors, spilled entries, dedup
 //! records of retired segments and the checkpoint, in the keyspaces the engine used before the
 //! log existed (so an older data directory opens as "everything is cold"), plus the side
-//! keyspaces the log's writes go to. Batches are written without fsync; `persist` makes them
-//! durable (the log calls it at each checkpoint and at shutdown).
+//! keyspaces the log's writes go to, where it settles the engine's held writes (`staged.rs`).
+//! Batches are written without fsync; `persist` makes them durable (the log calls it at each
+//! checkpoint and at shutdown).
 
 use std::sync::Arc;
 
 use fjall::{Keyspace, PersistMode};
 
 use super::log::{Cold, ColdBatch, ColdCursor, ColdEntry};
+use super::staged::Staged;
 use super::{codec, expiry, keys, sweep, unavailable, Keyspaces};
 use crate::{DedupKey, DeviceAddr, StoreError, StoreResult};
 
@@ -23,12 +25,15 @@ pub(super) struct FjallCold {
     ks: Keyspaces,
     /// The side keyspaces, by the space number the log's writes carry.
     spaces: Vec<(u8, Keyspace)>,
+    /// The engine's write-behind stagings, whose logged values `settle` writes.
+    held: Vec<Arc<Staged>>,
 }
 
 impl FjallCold {
-    /// The cold store on `ks`, with `spaces` as the side keyspaces.
-    pub(super) fn new(ks: Keyspaces, spaces: Vec<(u8, Keyspace)>) -> Arc<Self> {
-        Arc::new(Self { ks, spaces })
+    /// The cold store on `ks`, with `spaces` as the side keyspaces and `held` the stagings
+    /// whose logged writes it settles into them.
+    pub(super) fn new(ks: Keyspaces, spaces: Vec<(u8, Keyspace)>, held: Vec<Arc<Staged>>) -> Arc<Self> {
+        Arc::new(Self { ks, spaces, held })
     }
 
     fn space(&self, n: u8) -> StoreResult<&Keyspace> {
@@ -148,6 +153,14 @@ impl Cold for FjallCold {
 
     fn persist(&self) -> StoreResult<()> {
         self.ks.db.persist(PersistMode::SyncAll).map_err(unavailable)
+    }
+
+    fn settle(&self) -> StoreResult<()> {
+        for staged in &self.held {
+            let space = self.space(staged.space())?;
+            staged.settle(|values| super::staged::insert_all(&self.ks.db, space, values))?;
+        }
+        Ok(())
     }
 
     fn checkpoint(&self) -> StoreResult<u64> {

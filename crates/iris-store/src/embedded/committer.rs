@@ -2,8 +2,9 @@
 //! whatever requests are queued (an idle committer commits a lone request at once; under load
 //! the requests that queue during one fsync, and while it yields the CPU once, form the next
 //! batch), commits them with
-//! [`InboxLog::commit`] and answers every caller; and the checkpointer, which retires old
-//! segments and relieves memory when the committer asks, and every second regardless.
+//! [`InboxLog::commit_then`] and answers every caller; and the checkpointer, which writes the
+//! held side writes to fjall (`staged.rs`), retires old segments and relieves memory when the
+//! committer asks, and every second regardless.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
@@ -111,7 +112,7 @@ impl Committer {
             self.process(commands);
         }
         // Writes staged after the last batch.
-        if self.staged.iter().any(|s| !s.is_empty()) {
+        if self.staged.iter().any(|s| s.has_pending()) {
             self.process(Vec::new());
         }
         if let Err(e) = self.log.close() {
@@ -162,13 +163,12 @@ impl Committer {
     fn process(&mut self, commands: Vec<Command>) {
         let mut ops = Vec::with_capacity(commands.len() + 1);
         let mut replies = Vec::with_capacity(commands.len() + 1);
-        let mut staged = Vec::with_capacity(self.staged.len());
         let mut writes = Vec::new();
         for s in &self.staged {
-            staged.push(s.write_into(&mut writes));
+            s.write_into(&mut writes);
         }
         if !writes.is_empty() {
-            ops.push(Op::Writes(writes));
+            ops.push(Op::HeldWrites(writes));
             replies.push(Reply::None);
         }
         for command in commands {
@@ -208,7 +208,11 @@ impl Committer {
             return;
         }
         let started = Instant::now();
-        let committed = self.log.commit(ops);
+        let stagings = &self.staged;
+        let committed = self.log.commit_then(ops, || stagings.iter().for_each(|s| s.logged()));
+        if committed.failed {
+            stagings.iter().for_each(|s| s.not_logged());
+        }
         if committed.wrote || committed.failed {
             self.shared.record_batch(!committed.failed);
             if let Some(observer) = self.shared.observer.get() {
@@ -222,11 +226,8 @@ impl Committer {
         if !committed.failed {
             self.shared.appends.fetch_add(committed.appends, Ordering::Relaxed);
             self.shared.duplicates.fetch_add(committed.duplicates, Ordering::Relaxed);
-            for (staging, written) in self.staged.iter().zip(&staged) {
-                staging.forget(written);
-            }
         }
-        if committed.wants_checkpoint {
+        if committed.wants_checkpoint || self.staged.iter().any(|s| s.wants_settle()) {
             let _ = self.checkpoint.try_send(());
         }
         for (reply, result) in replies.into_iter().zip(committed.results) {
@@ -247,8 +248,8 @@ impl Committer {
 }
 
 /// The checkpointer thread's body: until `wake` is dropped, when woken and every
-/// [`CHECKPOINT_TICK`]: checkpoint when segments are due (or every [`SWEEP_INTERVAL`]), and
-/// relieve memory when it is over budget.
+/// [`CHECKPOINT_TICK`]: write the held side writes, checkpoint when segments are due (or every
+/// [`SWEEP_INTERVAL`]), and relieve memory when it is over budget.
 pub(super) fn run_checkpointer(log: Arc<InboxLog>, wake: std_mpsc::Receiver<()>) {
     let mut swept = Instant::now();
     loop {
@@ -258,6 +259,9 @@ pub(super) fn run_checkpointer(log: Arc<InboxLog>, wake: std_mpsc::Receiver<()>)
         }
         if log.is_poisoned() {
             continue;
+        }
+        if let Err(e) = log.settle() {
+            tracing::error!(error = %e, "writing held side writes failed");
         }
         if log.checkpoint_due() || swept.elapsed() >= SWEEP_INTERVAL {
             swept = Instant::now();

@@ -37,11 +37,13 @@ const RECIPIENTS: AccountId = AccountId::MAX;
 /// ~6 MiB), so that each member's mark does not read the store; past this the oldest messages'
 /// states go first (message ids start with their time).
 const RECEIPT_ROWS_CACHED: usize = 262_144;
-/// Most receipt records staged for the committer (see [`Staged`]); past this a mark commits
-/// its own batch.
-const STAGED_RECEIPTS_MAX: usize = 65_536;
-/// Most group payloads staged for the committer; past this a payload commits its own batch.
-const STAGED_PAYLOADS_MAX: usize = 4096;
+/// Most receipt records held in memory, pending and logged (see [`Staged`]; ~120 bytes each,
+/// so ~30 MiB): a settle is asked for at a quarter of it, and past it a mark is refused as
+/// overloaded (its ack is retried by redelivery).
+const STAGED_RECEIPTS_MAX: usize = 262_144;
+/// Most group payloads held in memory, pending and logged (≤ 64 KiB each, so ≤ 64 MiB); past
+/// this a send waits for a settle.
+const STAGED_PAYLOADS_MAX: usize = 1024;
 
 /// One group message's receipts as marks need them: its counters and every recipient's row,
 /// sorted by account (unmarked recipients with zero times). Kept in [`Groups`]' cache, always
@@ -300,6 +302,9 @@ impl Groups {
     /// The receipt records an erased account leaves: its own rows, and every row of the
     /// messages it sent (their counters name it as the sender).
     pub(super) fn receipt_erasures(&self, account: AccountId) -> StoreResult<Vec<KvWrite>> {
+        let one = self.staged_receipts.exclusive();
+        self.staged_receipts
+            .settle_holding(&one, |values| super::staged::insert_all(&self.db, &self.receipts, values))?;
         let mut sent = std::collections::HashSet::new();
         let mut writes = Vec::new();
         for guard in self.receipts.iter() {
@@ -442,6 +447,8 @@ impl Groups {
         // A staged record may also be on disk already (committed, not yet forgotten): count it
         // once. One staged again after this sweep is expired by the next.
         for (ks, staged) in [(&self.payloads, &self.staged_payloads), (&self.receipts, &self.staged_receipts)] {
+            let one = staged.exclusive();
+            staged.settle_holding(&one, |values| super::staged::insert_all(&self.db, ks, values))?;
             let staged_keys = staged.remove(|key| key < &before[..]);
             let doomed = ks
                 .range(..before_msg_id.to_be_bytes().to_vec())

@@ -2,9 +2,10 @@
 //! conversation id ‖ time ‖ deleted ‖ expires at (0: never), buffered writes made durable by
 //! the message's own synced commit. A fixed layout (every send writes one); version 1 records
 //! (written before deletions were remembered) lack the flag and read as not deleted, version 2
-//! records (before disappearing messages) lack the expiry. Records are staged for the
-//! committer's next batch (`staged.rs`), which the send's append then fsyncs; a disappearing
-//! message's key in the expiry index (`expiry.rs`) is staged with it.
+//! records (before disappearing messages) lack the expiry. Records are written behind
+//! (`staged.rs`): staged for the committer's next batch, which the send's append then fsyncs,
+//! and written to fjall later in bulk; a disappearing message's key in the expiry index
+//! (`expiry.rs`) is staged with it. Expiry and erasure settle what is logged before they scan.
 
 use std::sync::Arc;
 
@@ -24,8 +25,8 @@ const RECORD_2_LEN: usize = RECORD_1_LEN + 1;
 /// Current layout: version 2 plus the expiry (u64 BE, 0 when the message does not disappear).
 const VERSION: u8 = 3;
 const RECORD_LEN: usize = RECORD_2_LEN + 8;
-/// Most records staged for the committer (see [`Staged`]); past this a record is committed by
-/// itself.
+/// Most records held in memory, pending and logged (see [`Staged`]); past this a send waits
+/// for a settle.
 const STAGED_REFS_MAX: usize = 65_536;
 
 /// Index-side state of [`FjallStore`].
@@ -67,6 +68,8 @@ impl MessageIndex {
     /// The index records an erased account leaves: messages it sent or that were sent to it
     /// (a full scan: deletion is rare, and the index holds only the inbox TTL's worth).
     pub(super) fn erasures(&self, account: crate::AccountId) -> StoreResult<Vec<super::log::KvWrite>> {
+        let one = self.staged.exclusive();
+        self.staged.settle_holding(&one, |values| super::staged::insert_all(&self.db, &self.refs, values))?;
         let mut writes = Vec::new();
         for guard in self.refs.iter() {
             let (k, v) = guard.into_inner().map_err(unavailable)?;
@@ -140,12 +143,17 @@ impl MessageIndexStore for FjallStore {
 
     async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
         let ix = &self.message_index;
+        let (refs, keys) = (ix.staged.exclusive(), ix.staged_expiry.exclusive());
+        ix.staged.settle_holding(&refs, |values| super::staged::insert_all(&ix.db, &ix.refs, values))?;
+        ix.staged_expiry.settle_holding(&keys, |values| super::staged::insert_all(&ix.db, &ix.expiry, values))?;
         super::expiry::sweep(&ix.db, &ix.expiry, &ix.refs, super::expiry::REF, now_ms, limit)
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
         let ix = &self.message_index;
         let before = before_msg_id.to_be_bytes();
+        let one = ix.staged.exclusive();
+        ix.staged.settle_holding(&one, |values| super::staged::insert_all(&ix.db, &ix.refs, values))?;
         let staged = ix.staged.remove(|key| key < &before[..]);
         let doomed = ix
             .refs
@@ -219,6 +227,78 @@ mod tests {
         }
         let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
         assert_eq!(store.message_ref(30).await.unwrap(), Some(gone));
+    }
+
+    #[tokio::test]
+    async fn a_ref_written_behind_is_in_its_keyspace_once_its_segment_is_retired() {
+        // Proves the write-behind's invariant: a record held in memory after its batch was
+        // logged is in fjall by the time a checkpoint deletes the segment that logged it, and
+        // reads see it throughout (held, then on disk, then after a reopen).
+        use crate::{AppendRequest, DeviceAddr, NewEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let config = FjallConfig { log_segment_bytes_max: 4096, log_segments_live_max: 1, ..FjallConfig::default() };
+        let r = MessageRef {
+            expires_at_ms: Some(9_000),
+            sender: 1,
+            conversation: Conversation::Direct(2),
+            sent_at_ms: 5,
+            deleted: false,
+        };
+        {
+            let store = FjallStore::open(dir.path(), config.clone()).unwrap();
+            store.put_message_ref(7, r).await.unwrap();
+            assert_eq!(store.message_ref(7).await.unwrap(), Some(r));
+            for i in 0..20u64 {
+                let entries = vec![NewEntry { device: DeviceAddr::new(2, 1), item: vec![b'x'; 512].into() }];
+                let req = AppendRequest {
+                    expires_at_ms: None,
+                    dedup: None,
+                    server_msg_id: 100 + i,
+                    server_ts_ms: 1,
+                    entries,
+                };
+                store.append(req).await.unwrap();
+            }
+            // (The checkpointer thread may have retired some already.)
+            store.log.checkpoint().unwrap();
+            assert_eq!(store.log.stats().segments, 1, "the segment that logged the ref is gone");
+            let on_disk = store.message_index.refs.get(7u64.to_be_bytes()).unwrap();
+            assert_eq!(on_disk.map(|v| decode(&v).unwrap()), Some(r));
+            assert!(store.message_index.staged.get(&7u64.to_be_bytes()).is_none(), "settled values are forgotten");
+            let index_key = crate::embedded::expiry::ref_key(9_000, 7);
+            assert!(store.message_index.expiry.get(index_key).unwrap().is_some());
+            assert_eq!(store.message_ref(7).await.unwrap(), Some(r));
+        }
+        let store = FjallStore::open(dir.path(), config).unwrap();
+        assert_eq!(store.message_ref(7).await.unwrap(), Some(r));
+        // The expiry sweep finds it (the index key was settled with it) and deletes it.
+        assert_eq!(store.expire_due_refs(9_000, 10).await.unwrap(), 1);
+        assert_eq!(store.message_ref(7).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expiry_sees_refs_that_are_logged_but_not_yet_settled() {
+        // Proves expiry settles before it scans: a record whose batch is durable but which is
+        // still held in memory is found and deleted, not written back later.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let r = MessageRef {
+            expires_at_ms: Some(50),
+            sender: 1,
+            conversation: Conversation::Group(3),
+            sent_at_ms: 5,
+            deleted: false,
+        };
+        for id in 1..=3 {
+            store.put_message_ref(id, r).await.unwrap();
+        }
+        // An empty batch of its own logs everything staged before it.
+        store.request(|reply| crate::embedded::committer::Command::Writes { writes: Vec::new(), reply }).await.unwrap();
+        assert_eq!(store.expire_due_refs(50, 10).await.unwrap(), 3);
+        assert_eq!(store.message_ref(2).await.unwrap(), None);
+        store.log.settle().unwrap();
+        assert_eq!(store.message_ref(2).await.unwrap(), None, "a settle does not bring it back");
+        assert!(store.message_index.refs.get(2u64.to_be_bytes()).unwrap().is_none());
     }
 
     #[test]

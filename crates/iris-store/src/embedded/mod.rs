@@ -327,7 +327,9 @@ impl FjallStore {
         let message_index = message_index::MessageIndex::open(&ks.db, ks.expiry.clone())?;
         let mut spaces = groups.spaces();
         spaces.extend(message_index.spaces());
-        let cold = cold::FjallCold::new(ks.clone(), spaces);
+        let mut staged = message_index.staged();
+        staged.extend(groups.staged());
+        let cold = cold::FjallCold::new(ks.clone(), spaces, staged.clone());
         let fs = DirFs::open(path.join("inbox-log")).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let log_config = LogConfig {
             segment_bytes_max: config.log_segment_bytes_max,
@@ -335,8 +337,6 @@ impl FjallStore {
             hot_bytes_max: config.log_hot_bytes_max,
         };
         let log = Arc::new(InboxLog::open(Arc::new(fs), cold, log_config)?);
-        let mut staged = message_index.staged();
-        staged.extend(groups.staged());
         let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
         let committer = Committer::new(Arc::clone(&log), rx, &config, Arc::clone(&shared), staged, wake_tx);
         let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
@@ -464,8 +464,9 @@ impl FjallStore {
         }
     }
 
-    /// Stages `writes`; while the staging is full, waits for the committer to drain it
-    /// (backpressure), and gives up with [`StoreError::Overloaded`] after a few batches.
+    /// Stages `writes`; while the staging is full, waits for the committer to log it and for
+    /// its logged values to be written to fjall (backpressure), and gives up with
+    /// [`StoreError::Overloaded`] after a few rounds.
     async fn stage_or_write(&self, staged: &staged::Staged, writes: &[(&[u8], &[u8])]) -> StoreResult<()> {
         for _ in 0..STAGE_ATTEMPTS_MAX {
             if self.stage(staged, writes) {
@@ -474,8 +475,10 @@ impl FjallStore {
             if self.closed.load(Ordering::Acquire) || self.tx.is_none() {
                 return Err(StoreError::Closed);
             }
-            // An empty batch of its own: answered once the batch that drains the staging is in.
+            // An empty batch of its own: answered once the batch that logs the staging is in.
             self.request(|reply| Command::Writes { writes: Vec::new(), reply }).await?;
+            let log = Arc::clone(&self.log);
+            blocking(move || log.settle()).await?;
         }
         Err(StoreError::Overloaded { retry_after_ms: OVERLOADED_RETRY_AFTER_MS })
     }

@@ -82,6 +82,12 @@ pub trait Cold: Send + Sync + 'static {
     fn write(&self, batch: ColdBatch) -> StoreResult<()>;
     /// Makes every batch written so far durable.
     fn persist(&self) -> StoreResult<()>;
+    /// Writes the side writes the engine holds in memory after logging them
+    /// ([`super::Op::HeldWrites`]); visible at once, durable after the next `persist`. A
+    /// checkpoint calls it before it retires segments. Nothing held: nothing to do.
+    fn settle(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// The recorded checkpoint: the first segment recovery must replay (0: none yet).
     fn checkpoint(&self) -> StoreResult<u64>;
     /// Deletes spilled entries appended before `older_than_ms` and dedup records created before

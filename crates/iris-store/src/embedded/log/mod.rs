@@ -108,6 +108,11 @@ pub enum Op {
     },
     /// Side writes on their own.
     Writes(Vec<KvWrite>),
+    /// Side writes the engine holds in memory and writes to the cold store later (write-behind,
+    /// [`Cold::settle`]): logged like [`Op::Writes`], so recovery replays them, but not applied
+    /// to the cold store by the commit, which keeps a sorted insert per write off the path
+    /// between the fsync and the answers.
+    HeldWrites(Vec<KvWrite>),
     /// Forget a device for good (account deletion): its inbox, cursor and the dedup records
     /// of its sends, in memory and in the cold store.
     Forget {
@@ -187,6 +192,8 @@ pub struct InboxLog {
 #[derive(Default)]
 struct Plan {
     records: Vec<Record>,
+    /// Indexes in `records` of held writes (`Op::HeldWrites`): durable, not applied.
+    held: Vec<usize>,
     /// Last seq per device as this batch assigned them.
     lasts: HashMap<DeviceAddr, u64>,
     /// Acked seq per device as this batch moved them.
@@ -285,6 +292,13 @@ impl InboxLog {
     /// Commits `ops` as one batch: decides, writes, fsyncs once, applies, answers. Only the
     /// committer calls it (batches are serialised by the writer lock anyway).
     pub fn commit(&self, ops: Vec<Op>) -> Committed {
+        self.commit_then(ops, || {})
+    }
+
+    /// [`InboxLog::commit`], calling `durable` once the batch is durable and applied, before
+    /// any later batch or checkpoint can start: the engine marks its held writes as logged
+    /// there, so a checkpoint that retires their segment finds them ([`Cold::settle`]).
+    pub fn commit_then(&self, ops: Vec<Op>, durable: impl FnOnce()) -> Committed {
         let mut w = lock(&self.writer);
         let n_ops = ops.len();
         let failed = |why: String, written: Vec<bool>| Committed {
@@ -322,6 +336,13 @@ impl InboxLog {
                     }
                     Ok(Done::Ok)
                 }
+                Op::HeldWrites(writes) => {
+                    if !writes.is_empty() {
+                        plan.held.push(plan.records.len());
+                        plan.records.push(Record::Writes(writes));
+                    }
+                    Ok(Done::Ok)
+                }
             });
             written.push(plan.records.len() > records_before);
         }
@@ -353,7 +374,11 @@ impl InboxLog {
         }
         let segment = w.segment;
         let mut batch = ColdBatch::default();
-        for r in plan.records {
+        let mut held = plan.held.iter().peekable();
+        for (i, r) in plan.records.into_iter().enumerate() {
+            if held.next_if_eq(&&i).is_some() {
+                continue;
+            }
             if let Err(e) = apply(&self.hot, &*self.cold, &mut w.dedup, segment, r, &mut batch) {
                 self.poison("apply", &e);
             }
@@ -370,6 +395,7 @@ impl InboxLog {
                 Err(e) => self.poison("segment roll", &e),
             }
         }
+        durable();
         committed
     }
 
@@ -546,6 +572,9 @@ impl InboxLog {
         let first = self.first_segment.load(Ordering::Acquire);
         let current = lock(&self.writer).segment;
         let retire_to = (current + 1).saturating_sub(self.config.segments_live_max).max(first);
+        // Held writes of the segments about to go: every one was marked logged before the
+        // segment after it started (`commit_then`), so settling now writes them all.
+        self.cold.settle().inspect_err(|e| self.poison("settling held writes", e))?;
         let mut batch = ColdBatch::default();
         if retire_to > first {
             batch.dedup = lock(&self.writer).dedup.before(retire_to);
@@ -700,8 +729,19 @@ impl InboxLog {
         Ok(removed as u64 + cold)
     }
 
-    /// Makes the cold store durable (at shutdown; the log itself is synced by every batch).
+    /// Writes the side writes the engine holds back ([`Cold::settle`]); the checkpointer calls
+    /// it when they pile up, and every checkpoint does before it retires segments.
+    pub fn settle(&self) -> StoreResult<()> {
+        if self.is_poisoned() {
+            return Ok(());
+        }
+        self.cold.settle().inspect_err(|e| self.poison("settling held writes", e))
+    }
+
+    /// Makes the cold store durable, held writes included (at shutdown; the log itself is
+    /// synced by every batch).
     pub fn close(&self) -> StoreResult<()> {
+        self.cold.settle()?;
         self.cold.persist()
     }
 

@@ -275,6 +275,8 @@ struct ColdState {
     current: ColdData,
     /// Batches written since the last persist, oldest first.
     pending: Vec<ColdBatch>,
+    /// Held side writes (write-behind): logged, kept in memory until `settle` writes them.
+    held: BTreeMap<(u8, Vec<u8>), Option<Vec<u8>>>,
     /// Fail every call from now on until the crash.
     dead: bool,
 }
@@ -303,7 +305,21 @@ impl SimCold {
         st.durable = data.clone();
         st.current = data;
         st.pending.clear();
+        st.held.clear();
         st.dead = false;
+    }
+
+    /// Holds `writes` of a durable batch for the next settle, as the engine's staging does.
+    pub fn hold(&self, writes: &[super::KvWrite]) {
+        let mut st = self.lock();
+        for w in writes {
+            st.held.insert((w.space, w.key.clone()), w.value.clone());
+        }
+    }
+
+    /// The process dies: what was held in memory is gone (the log still has it).
+    pub fn drop_held(&self) {
+        self.lock().held.clear();
     }
 
     /// Makes every later call fail until the crash.
@@ -355,6 +371,16 @@ impl Cold for SimCold {
 
     fn write(&self, batch: ColdBatch) -> StoreResult<()> {
         let mut st = self.alive()?;
+        st.current.apply(&batch);
+        st.pending.push(batch);
+        Ok(())
+    }
+
+    fn settle(&self) -> StoreResult<()> {
+        let mut st = self.alive()?;
+        let held = std::mem::take(&mut st.held);
+        let writes = held.into_iter().map(|((space, key), value)| super::KvWrite { space, key, value }).collect();
+        let batch = ColdBatch { writes, ..ColdBatch::default() };
         st.current.apply(&batch);
         st.pending.push(batch);
         Ok(())

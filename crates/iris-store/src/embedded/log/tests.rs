@@ -1,6 +1,7 @@
 //! The inbox log's deterministic crash simulation: seeded random histories of appends (1:1,
 //! shared group items, per-device items, retries, acks made atomic with receipts), acks, purges,
-//! side writes, checkpoints, memory relief, disk and cold-store failures, crashes that keep a
+//! side writes (applied at commit, or held in memory and settled later), settles,
+//! checkpoints, memory relief, disk and cold-store failures, crashes that keep a
 //! random part of what was not synced, and recoveries. After every step and every recovery the
 //! log is checked against a model: every ACCEPTED entry is there, once, in seq order with its
 //! item; nothing acked comes back; seqs are dense; retries of accepted sends are duplicates;
@@ -209,8 +210,12 @@ impl Sim {
             self.step = step;
             match self.rng.random_range(0..100) {
                 0..=54 => self.batch(),
-                55..=62 => {
+                55..=60 => {
                     let _ = self.log.checkpoint();
+                    self.check();
+                }
+                61 | 62 => {
+                    let _ = self.log.settle();
                     self.check();
                 }
                 63..=68 => {
@@ -249,7 +254,16 @@ impl Sim {
         let n = self.rng.random_range(1..6);
         self.batch_keys.clear();
         let (ops, expects): (Vec<Op>, Vec<Expect>) = (0..n).map(|_| self.random_op()).unzip();
-        let committed = self.log.commit(ops);
+        let held: Vec<KvWrite> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::HeldWrites(writes) => Some(writes.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let cold = self.cold.clone();
+        let committed = self.log.commit_then(ops, move || cold.hold(&held));
         if committed.failed {
             let written = expects.into_iter().zip(&committed.written).filter(|(_, &w)| w).map(|(e, _)| e);
             self.uncertain.push(written.collect());
@@ -285,9 +299,13 @@ impl Sim {
                 (Op::Forget { device: d }, Expect::Forget(d))
             }
             _ => {
-                let key = format!("w{}", self.rng.random_range(0..20)).into_bytes();
+                // Held writes get keys of their own: the engine never writes a held keyspace
+                // directly (erasure settles first).
+                let held = self.rng.random_bool(0.5);
+                let key = format!("{}{}", if held { 'h' } else { 'w' }, self.rng.random_range(0..20)).into_bytes();
                 let value = self.rng.random::<u64>().to_le_bytes().to_vec();
-                let op = Op::Writes(vec![KvWrite { space: SPACE, key: key.clone(), value: Some(value.clone()) }]);
+                let writes = vec![KvWrite { space: SPACE, key: key.clone(), value: Some(value.clone()) }];
+                let op = if held { Op::HeldWrites(writes) } else { Op::Writes(writes) };
                 (op, Expect::Writes(key, value))
             }
         }
@@ -396,8 +414,10 @@ impl Sim {
         self.recover();
     }
 
-    /// Reopens the log on the same disk and checks what it recovered.
+    /// Reopens the log on the same disk (a new process: held writes are gone from memory) and
+    /// checks what it recovered.
     fn recover(&mut self) {
+        self.cold.drop_held();
         let placeholder =
             InboxLog::open(Arc::new(SimFs::new(0)), Arc::new(SimCold::default()), config()).expect("open");
         drop(std::mem::replace(&mut self.log, placeholder));
