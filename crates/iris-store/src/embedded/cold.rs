@@ -158,7 +158,7 @@ impl Cold for FjallCold {
     fn settle(&self) -> StoreResult<()> {
         for staged in &self.held {
             let space = self.space(staged.space())?;
-            staged.settle(|values| super::staged::insert_all(&self.ks.db, space, values))?;
+            staged.settle(&self.ks.db, space)?;
         }
         Ok(())
     }

@@ -303,8 +303,7 @@ impl Groups {
     /// messages it sent (their counters name it as the sender).
     pub(super) fn receipt_erasures(&self, account: AccountId) -> StoreResult<Vec<KvWrite>> {
         let one = self.staged_receipts.exclusive();
-        self.staged_receipts
-            .settle_holding(&one, |values| super::staged::insert_all(&self.db, &self.receipts, values))?;
+        self.staged_receipts.settle_holding(&one, &self.db, &self.receipts)?;
         let mut sent = std::collections::HashSet::new();
         let mut writes = Vec::new();
         for guard in self.receipts.iter() {
@@ -448,7 +447,7 @@ impl Groups {
         // once. One staged again after this sweep is expired by the next.
         for (ks, staged) in [(&self.payloads, &self.staged_payloads), (&self.receipts, &self.staged_receipts)] {
             let one = staged.exclusive();
-            staged.settle_holding(&one, |values| super::staged::insert_all(&self.db, ks, values))?;
+            staged.settle_holding(&one, &self.db, ks)?;
             let staged_keys = staged.remove(|key| key < &before[..]);
             let doomed = ks
                 .range(..before_msg_id.to_be_bytes().to_vec())

@@ -69,7 +69,7 @@ impl MessageIndex {
     /// (a full scan: deletion is rare, and the index holds only the inbox TTL's worth).
     pub(super) fn erasures(&self, account: crate::AccountId) -> StoreResult<Vec<super::log::KvWrite>> {
         let one = self.staged.exclusive();
-        self.staged.settle_holding(&one, |values| super::staged::insert_all(&self.db, &self.refs, values))?;
+        self.staged.settle_holding(&one, &self.db, &self.refs)?;
         let mut writes = Vec::new();
         for guard in self.refs.iter() {
             let (k, v) = guard.into_inner().map_err(unavailable)?;
@@ -144,8 +144,8 @@ impl MessageIndexStore for FjallStore {
     async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
         let ix = &self.message_index;
         let (refs, keys) = (ix.staged.exclusive(), ix.staged_expiry.exclusive());
-        ix.staged.settle_holding(&refs, |values| super::staged::insert_all(&ix.db, &ix.refs, values))?;
-        ix.staged_expiry.settle_holding(&keys, |values| super::staged::insert_all(&ix.db, &ix.expiry, values))?;
+        ix.staged.settle_holding(&refs, &ix.db, &ix.refs)?;
+        ix.staged_expiry.settle_holding(&keys, &ix.db, &ix.expiry)?;
         super::expiry::sweep(&ix.db, &ix.expiry, &ix.refs, super::expiry::REF, now_ms, limit)
     }
 
@@ -153,7 +153,7 @@ impl MessageIndexStore for FjallStore {
         let ix = &self.message_index;
         let before = before_msg_id.to_be_bytes();
         let one = ix.staged.exclusive();
-        ix.staged.settle_holding(&one, |values| super::staged::insert_all(&ix.db, &ix.refs, values))?;
+        ix.staged.settle_holding(&one, &ix.db, &ix.refs)?;
         let staged = ix.staged.remove(|key| key < &before[..]);
         let doomed = ix
             .refs

@@ -192,15 +192,26 @@ impl Staged {
         }
     }
 
-    /// Writes every logged value with `write`, then drops them. Returns how many were written.
-    pub(super) fn settle(&self, write: impl FnOnce(&Values) -> StoreResult<()>) -> StoreResult<usize> {
+    /// Writes every logged value into `space` (one unsynced batch: the log holds them until
+    /// the next checkpoint persists the keyspaces), then drops them. Returns how many.
+    pub(super) fn settle(&self, db: &fjall::Database, space: &fjall::Keyspace) -> StoreResult<usize> {
         let one = self.exclusive();
-        self.settle_holding(&one, write)
+        self.settle_holding(&one, db, space)
     }
 
     /// [`Staged::settle`] for a caller already holding [`Staged::exclusive`] (expiry and
     /// erasure settle first, so that what they scan on disk is everything logged).
     pub(super) fn settle_holding(
+        &self,
+        exclusive: &MutexGuard<'_, ()>,
+        db: &fjall::Database,
+        space: &fjall::Keyspace,
+    ) -> StoreResult<usize> {
+        self.settle_with(exclusive, |values| insert_all(db, space, values))
+    }
+
+    /// Hands every logged value to `write`, then drops them (or, if it fails, keeps them).
+    fn settle_with(
         &self,
         _exclusive: &MutexGuard<'_, ()>,
         write: impl FnOnce(&Values) -> StoreResult<()>,
@@ -232,9 +243,8 @@ impl Staged {
     }
 }
 
-/// Writes `values` into `space` in one unsynced batch (the log holds them until the next
-/// checkpoint persists the keyspaces).
-pub(super) fn insert_all(db: &fjall::Database, space: &fjall::Keyspace, values: &Values) -> StoreResult<()> {
+/// Writes `values` into `space` in one unsynced batch.
+fn insert_all(db: &fjall::Database, space: &fjall::Keyspace, values: &Values) -> StoreResult<()> {
     let mut batch = db.batch();
     for (key, value) in values {
         batch.insert(space, &key[..], &value[..]);
@@ -249,7 +259,7 @@ mod tests {
     fn settled(staged: &Staged) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::new();
         staged
-            .settle(|values| {
+            .settle_with(&staged.exclusive(), |values| {
                 out.extend(values.iter().map(|(k, v)| (k.to_vec(), v.to_vec())));
                 Ok(())
             })
@@ -315,10 +325,10 @@ mod tests {
         let values: Vec<_> = writes.iter().map(|w| w.value.clone().unwrap()).collect();
         assert_eq!(values, vec![b"2".to_vec(), b"1".to_vec()]);
         staged.logged();
-        let failed = staged.settle(|_| Err(crate::StoreError::Unavailable("disk".into())));
+        let failed = staged.settle_with(&staged.exclusive(), |_| Err(crate::StoreError::Unavailable("disk".into())));
         assert!(failed.is_err());
         assert_eq!(staged.get(b"a").as_deref(), Some(&b"2"[..]));
-        assert_eq!(staged.settle(|_| Ok(())).unwrap(), 2);
+        assert_eq!(staged.settle_with(&staged.exclusive(), |_| Ok(())).unwrap(), 2);
         assert_eq!(staged.get(b"a"), None);
         assert_eq!(staged.remove(|_| true).len(), 0);
     }

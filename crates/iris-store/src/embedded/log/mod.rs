@@ -8,7 +8,10 @@
 //! receipts). A batch is written with one `write` and made durable with one `fdatasync`
 //! before anyone is answered. Beneath the log, the cold store ([`Cold`], fjall in production)
 //! keeps what outlives segments: cursors, entries moved out of memory, dedup records of retired
-//! segments, the side keyspaces and the checkpoint.
+//! segments, the side keyspaces and the checkpoint. Held writes (`Op::HeldWrites`) are logged
+//! like any `Writes` record but not applied by the commit: the engine keeps them in memory and
+//! the cold store writes them later ([`Cold::settle`]), at the latest before a checkpoint
+//! retires their segment; recovery replays them like the rest.
 //!
 //! **In memory** (`hot.rs`): per device its cursor and its un-acked entries of live segments,
 //! so a session reads without touching the disk; the dedup records of live segments
