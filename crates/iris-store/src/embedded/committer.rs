@@ -5,12 +5,20 @@
 //! [`InboxLog::commit_then`] and answers every caller; and the checkpointer, which writes the
 //! held side writes to fjall (`staged.rs`), retires old segments and relieves memory when the
 //! committer asks, and every second regardless.
+//!
+//! The committer answers a batch from the runtime that opened the store when there is one
+//! (a multi-threaded tokio runtime): it hands all the batch's answers to one task there, so
+//! the runtime is woken once per batch. Answering each caller from this thread instead would
+//! wake a parked runtime worker once per caller, and on a busy core every such wake-up
+//! preempts the committer and switches threads (measured: 1.5 eventfd writes and thread
+//! switches per message in an open-loop run).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,6 +90,45 @@ pub(super) struct Committer {
     staged: Vec<Arc<Staged>>,
     /// Wakes the checkpointer.
     checkpoint: std_mpsc::SyncSender<()>,
+    /// The multi-threaded runtime the store was opened in, which batches are answered from;
+    /// `None` answers from this thread (a current-thread runtime runs only while its owner
+    /// drives it, so an answer queued there could wait for ever).
+    answer_on: Option<Handle>,
+}
+
+/// A batch's answers to its callers, sent together by [`Answers::send`] or, should it be
+/// dropped unsent (a runtime that shut down drops its queued tasks), by its drop: a caller
+/// always gets its answer.
+struct Answers(Vec<(Reply, StoreResult<Done>)>);
+
+impl Answers {
+    /// Answers every caller.
+    fn send(mut self) {
+        self.send_all();
+    }
+
+    fn send_all(&mut self) {
+        for (reply, result) in self.0.drain(..) {
+            match reply {
+                Reply::Append(tx) => {
+                    let _ = tx.send(result.and_then(|done| match done {
+                        Done::Append(outcome) => Ok(outcome),
+                        Done::Ok => Err(StoreError::Unavailable("append answered without an outcome".into())),
+                    }));
+                }
+                Reply::Done(tx) => {
+                    let _ = tx.send(result.map(|_| ()));
+                }
+                Reply::None => {}
+            }
+        }
+    }
+}
+
+impl Drop for Answers {
+    fn drop(&mut self) {
+        self.send_all();
+    }
 }
 
 impl Committer {
@@ -102,6 +149,7 @@ impl Committer {
             closers: Vec::new(),
             staged,
             checkpoint,
+            answer_on: Handle::try_current().ok().filter(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread),
         }
     }
 
@@ -230,19 +278,18 @@ impl Committer {
         if committed.wants_checkpoint || self.staged.iter().any(|s| s.wants_settle()) {
             let _ = self.checkpoint.try_send(());
         }
-        for (reply, result) in replies.into_iter().zip(committed.results) {
-            match reply {
-                Reply::Append(tx) => {
-                    let _ = tx.send(result.and_then(|done| match done {
-                        Done::Append(outcome) => Ok(outcome),
-                        Done::Ok => Err(StoreError::Unavailable("append answered without an outcome".into())),
-                    }));
-                }
-                Reply::Done(tx) => {
-                    let _ = tx.send(result.map(|_| ()));
-                }
-                Reply::None => {}
+        let answers = Answers(
+            replies
+                .into_iter()
+                .zip(committed.results)
+                .filter(|(reply, _)| !matches!(reply, Reply::None))
+                .collect(),
+        );
+        match &self.answer_on {
+            Some(runtime) if answers.0.len() > 1 => {
+                runtime.spawn(async move { answers.send() });
             }
+            _ => answers.send(),
         }
     }
 }
