@@ -263,6 +263,8 @@ async fn erasure_leaves_no_trace_and_frees_the_phone(engine: Engine) {
     let group = populate(&store, doomed.id, devices, other.id, o1).await;
     let before = traces(&env, &store, doomed.id, devices).await;
     assert!(before.len() > 10, "the search must see the account before: {before:#?}");
+    // Asked before the erasure, so an engine that remembers answers must forget this one.
+    assert!(store.is_blocked(other.id, doomed.id).await.unwrap());
 
     store.begin_erasure(&doomed, NOW).await.unwrap();
     store.begin_erasure(&doomed, NOW + 5).await.unwrap();
@@ -285,6 +287,7 @@ async fn erasure_leaves_no_trace_and_frees_the_phone(engine: Engine) {
     assert_eq!(store.devices(other.id).await.unwrap().len(), 1);
     assert_eq!(store.contacts(other.id).await.unwrap(), Vec::<AccountId>::new());
     assert_eq!(store.blocked_by(other.id).await.unwrap(), Vec::<AccountId>::new());
+    assert!(!store.is_blocked(other.id, doomed.id).await.unwrap());
     let inbox = store.read(o1, 0, 10).await.unwrap();
     assert_eq!(inbox.len(), 1, "the other's copy of the message stays");
     let blob = store.blob([9; 32]).await.unwrap().expect("the blob stays for the other's message");

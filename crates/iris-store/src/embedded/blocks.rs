@@ -1,8 +1,11 @@
 //! Block lists on fjall: one empty record per (blocker ‖ blocked) pair, written with fdatasync.
+//! Every send asks whether its recipient blocks its sender, so answers are kept in a
+//! [`ReadCache`] that writes (and erasure) invalidate.
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use super::read_cache::ReadCache;
 use super::{unavailable, FjallStore};
 use crate::{AccountId, BlockStore, StoreResult};
 
@@ -11,12 +14,20 @@ pub(super) struct Blocks {
     db: Database,
     /// Blocker ‖ blocked (u64 BE each) → empty.
     pairs: Keyspace,
+    /// Answers of `is_blocked` by key.
+    cache: ReadCache<[u8; 16], bool>,
 }
 
 impl Blocks {
     pub(super) fn open(db: &Database) -> StoreResult<Self> {
         let pairs = db.keyspace("blocks", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), pairs })
+        Ok(Self { db: db.clone(), pairs, cache: ReadCache::new() })
+    }
+
+    /// Forgets every cached answer: call after deleting pairs other than through
+    /// `set_blocked` (account erasure).
+    pub(super) fn forget_cached(&self) {
+        self.cache.clear();
     }
 }
 
@@ -37,11 +48,15 @@ impl BlockStore for FjallStore {
         } else {
             batch.remove(&b.pairs, key(blocker, blocked));
         }
-        batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable)
+        let committed = batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable);
+        // Even after a failed commit: the pair's state is then unknown.
+        b.cache.invalidate(&key(blocker, blocked));
+        committed
     }
 
     async fn is_blocked(&self, blocker: AccountId, blocked: AccountId) -> StoreResult<bool> {
-        self.blocks.pairs.contains_key(key(blocker, blocked)).map_err(unavailable)
+        let pairs = &self.blocks.pairs;
+        self.blocks.cache.get_or_read(key(blocker, blocked), |k| pairs.contains_key(k).map_err(unavailable))
     }
 
     async fn blocked_by(&self, blocker: AccountId) -> StoreResult<Vec<AccountId>> {

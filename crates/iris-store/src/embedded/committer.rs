@@ -279,11 +279,7 @@ impl Committer {
             let _ = self.checkpoint.try_send(());
         }
         let answers = Answers(
-            replies
-                .into_iter()
-                .zip(committed.results)
-                .filter(|(reply, _)| !matches!(reply, Reply::None))
-                .collect(),
+            replies.into_iter().zip(committed.results).filter(|(reply, _)| !matches!(reply, Reply::None)).collect(),
         );
         match &self.answer_on {
             Some(runtime) if answers.0.len() > 1 => {

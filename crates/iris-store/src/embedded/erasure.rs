@@ -99,7 +99,9 @@ impl ErasureStore for FjallStore {
         blocking(move || media.erase_account(account)).await?;
         self.release_account_media(account).await?;
         let db = self.accounts.db();
-        blocking(move || erase_direct(&db, account)).await?;
+        let erased = blocking(move || erase_direct(&db, account)).await;
+        self.blocks.forget_cached();
+        erased?;
         self.abuse.forget_reporter(account)?;
         let (accounts, erasure) = (std::sync::Arc::clone(&self.accounts), erasure.clone());
         blocking(move || accounts.erase(&erasure)).await

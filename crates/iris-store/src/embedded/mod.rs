@@ -24,6 +24,7 @@ mod media;
 mod message_index;
 mod profiles;
 mod push;
+mod read_cache;
 mod staged;
 mod sweep;
 mod timers;

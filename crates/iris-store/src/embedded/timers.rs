@@ -1,10 +1,12 @@
 //! Disappearing-messages timers on fjall: conversation key → seconds ‖ set by ‖ set at,
 //! written with fdatasync ([`TimerStore`]). Keys: 0 ‖ lower account ‖ higher account for a 1:1
-//! pair, 1 ‖ group id for a group.
+//! pair, 1 ‖ group id for a group. Every send reads its conversation's timer, so timers
+//! read are kept in a [`ReadCache`] that `set_timer` invalidates.
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use super::read_cache::ReadCache;
 use super::{keys, unavailable, FjallStore};
 use crate::{Chat, ChatTimer, StoreError, StoreResult, TimerStore};
 
@@ -13,12 +15,14 @@ pub(super) struct Timers {
     db: Database,
     /// Conversation key → timer record.
     timers: Keyspace,
+    /// Timers read, by conversation.
+    cache: ReadCache<Chat, ChatTimer>,
 }
 
 impl Timers {
     pub(super) fn open(db: &Database) -> StoreResult<Self> {
         let timers = db.keyspace("chat_timers", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), timers })
+        Ok(Self { db: db.clone(), timers, cache: ReadCache::new() })
     }
 }
 
@@ -63,13 +67,17 @@ impl TimerStore for FjallStore {
         let t = &self.timers;
         let mut batch = t.db.batch();
         batch.insert(&t.timers, key(chat), encode(timer));
-        batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable)
+        let committed = batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable);
+        // Even after a failed commit: the timer is then unknown.
+        t.cache.invalidate(&chat);
+        committed
     }
 
     async fn timer(&self, chat: Chat) -> StoreResult<ChatTimer> {
-        match self.timers.timers.get(key(chat)).map_err(unavailable)? {
+        let timers = &self.timers.timers;
+        self.timers.cache.get_or_read(chat, |&chat| match timers.get(key(chat)).map_err(unavailable)? {
             Some(v) => decode(&v),
             None => Ok(ChatTimer::default()),
-        }
+        })
     }
 }
