@@ -12,6 +12,10 @@ type Map = HashMap<DedupKey, (u64, u64), foldhash::fast::RandomState>;
 #[derive(Default)]
 pub(crate) struct DedupWindow {
     segments: VecDeque<(u64, Map)>,
+    /// The map of the last segment dropped, emptied, for the next segment: a new segment's map
+    /// then starts at the size segments need instead of growing to it by rehashing (and
+    /// faulting in fresh memory) on the committer's path, segment after segment.
+    spare: Option<Map>,
 }
 
 impl DedupWindow {
@@ -23,7 +27,15 @@ impl DedupWindow {
     /// Records a send made in `segment` (segments only grow).
     pub fn insert(&mut self, segment: u64, key: DedupKey, value: (u64, u64)) {
         if self.segments.back().is_none_or(|(s, _)| *s < segment) {
-            self.segments.push_back((segment, Map::default()));
+            let map = match self.spare.take() {
+                Some(map) => map,
+                // No segment dropped yet: start at the size of the last one.
+                None => Map::with_capacity_and_hasher(
+                    self.segments.back().map_or(0, |(_, m)| m.len()),
+                    foldhash::fast::RandomState::default(),
+                ),
+            };
+            self.segments.push_back((segment, map));
         }
         let (_, map) = self.segments.back_mut().expect("pushed");
         map.insert(key, value);
@@ -41,7 +53,12 @@ impl DedupWindow {
     /// Forgets the segments before `segment` (their records are in the cold store now).
     pub fn drop_before(&mut self, segment: u64) {
         while self.segments.front().is_some_and(|(s, _)| *s < segment) {
-            self.segments.pop_front();
+            if let Some((_, mut map)) = self.segments.pop_front() {
+                if map.capacity() > self.spare.as_ref().map_or(0, |m| m.capacity()) {
+                    map.clear();
+                    self.spare = Some(map);
+                }
+            }
         }
     }
 

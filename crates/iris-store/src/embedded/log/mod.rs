@@ -40,7 +40,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 
-use foldhash::{HashMap, HashMapExt as _, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -65,6 +65,8 @@ const RELIEVE_KEEP_ENTRIES: usize = 512;
 const RELIEVE_CHUNK: usize = 256;
 /// A reused encode buffer larger than this is given back after its batch.
 const BUF_KEEP_BYTES: usize = 8 << 20;
+/// Largest batch (in records) whose plan is kept for the next batch.
+const PLAN_KEEP_OPS: usize = 1 << 16;
 
 /// Bounds of the log. Every field is a bound; see `FjallConfig` for how they are set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,9 @@ struct Writer {
     len: u64,
     buf: Vec<u8>,
     dedup: DedupWindow,
+    /// The last batch's plan, emptied, for the next one: its vector and maps keep their
+    /// capacity, so a batch neither allocates them afresh nor faults in new pages for them.
+    plan: Plan,
 }
 
 /// The inbox log. Shared by the committer (`commit`), the checkpointer (`checkpoint`,
@@ -211,15 +216,27 @@ struct Plan {
 }
 
 impl Plan {
-    /// A plan for a batch of `ops` operations, its maps sized so the batch never rehashes them.
-    fn with_capacity(ops: usize) -> Self {
-        Self {
-            records: Vec::with_capacity(ops),
-            lasts: HashMap::with_capacity(ops),
-            acked: HashMap::with_capacity(ops),
-            dedup: HashMap::with_capacity(ops),
-            ..Self::default()
-        }
+    /// Empties the plan for a batch of `ops` operations, its maps sized so the batch never
+    /// rehashes them.
+    fn reset(&mut self, ops: usize) {
+        self.records.clear();
+        self.held.clear();
+        self.lasts.clear();
+        self.acked.clear();
+        self.dedup.clear();
+        self.forgotten.clear();
+        self.appends = 0;
+        self.duplicates = 0;
+        self.records.reserve(ops);
+        self.lasts.reserve(ops);
+        self.acked.reserve(ops);
+        self.dedup.reserve(ops);
+    }
+
+    /// Whether the plan is small enough to keep for the next batch (a huge batch's capacity
+    /// is given back).
+    fn worth_keeping(&self) -> bool {
+        self.records.capacity() <= PLAN_KEEP_OPS
     }
 }
 
@@ -264,7 +281,7 @@ impl InboxLog {
                     fs.truncate(&segment::name(n), len).map_err(io)?;
                 }
                 let file = fs.open_append(&segment::name(n)).map_err(io)?;
-                Writer { file, segment: n, len, buf: Vec::new(), dedup }
+                Writer { file, segment: n, len, buf: Vec::new(), dedup, plan: Plan::default() }
             }
             // No segment yet, or the last one never got its header: (re)start it.
             Some((n, ..)) => Writer::fresh(start_segment(&*fs, n).map_err(io)?, n, dedup),
@@ -316,7 +333,8 @@ impl InboxLog {
         if self.is_poisoned() {
             return failed("the inbox log failed earlier; restart the server".into(), vec![false; n_ops]);
         }
-        let mut plan = Plan::with_capacity(n_ops);
+        let mut plan = std::mem::take(&mut w.plan);
+        plan.reset(n_ops);
         let mut results = Vec::with_capacity(n_ops);
         let mut written = Vec::with_capacity(n_ops);
         for op in ops {
@@ -359,6 +377,7 @@ impl InboxLog {
             wants_checkpoint: false,
         };
         if plan.records.is_empty() {
+            w.plan = plan;
             return committed;
         }
         let mut buf = std::mem::take(&mut w.buf);
@@ -378,13 +397,17 @@ impl InboxLog {
         let segment = w.segment;
         let mut batch = ColdBatch::default();
         let mut held = plan.held.iter().peekable();
-        for (i, r) in plan.records.into_iter().enumerate() {
+        for (i, r) in plan.records.drain(..).enumerate() {
             if held.next_if_eq(&&i).is_some() {
                 continue;
             }
             if let Err(e) = apply(&self.hot, &*self.cold, &mut w.dedup, segment, r, &mut batch) {
                 self.poison("apply", &e);
             }
+        }
+        drop(held);
+        if plan.worth_keeping() {
+            w.plan = plan;
         }
         if !batch.is_empty() {
             if let Err(e) = self.cold.write(batch) {
@@ -876,7 +899,7 @@ fn start_segment(fs: &dyn LogFs, n: u64) -> std::io::Result<Box<dyn LogFile>> {
 impl Writer {
     /// A writer at the start of a just-created segment.
     fn fresh(file: Box<dyn LogFile>, segment: u64, dedup: DedupWindow) -> Self {
-        Self { file, segment, len: segment::HEADER_BYTES, buf: Vec::new(), dedup }
+        Self { file, segment, len: segment::HEADER_BYTES, buf: Vec::new(), dedup, plan: Plan::default() }
     }
 }
 
