@@ -59,7 +59,7 @@ impl Backlog {
             return; // acked nothing new: not a sign of draining
         }
         self.acked_at_ms.store(self.ms_since_born(), Ordering::Release);
-        if self.len() <= bound {
+        if self.unacked() <= bound {
             self.drained.notify_waiters();
         }
     }
@@ -71,20 +71,15 @@ impl Backlog {
     }
 
     /// Entries committed for the device and not acked (0 until its session started).
-    pub fn len(&self) -> u64 {
+    pub fn unacked(&self) -> u64 {
         let acked = self.acked.load(Ordering::Acquire);
         self.hinted.load(Ordering::Acquire).saturating_sub(acked)
-    }
-
-    /// Whether no committed entry waits for the device's ack.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Whether a send toward the device should wait: the backlog is over `bound`, the device
     /// acked within `stall` (it is draining) and it is still connected.
     pub fn holds(&self, bound: u64, stall: Duration) -> bool {
-        if self.closed.load(Ordering::Acquire) || self.len() <= bound {
+        if self.closed.load(Ordering::Acquire) || self.unacked() <= bound {
             return false;
         }
         let since_ack = self.ms_since_born().saturating_sub(self.acked_at_ms.load(Ordering::Acquire));
@@ -132,13 +127,13 @@ mod tests {
     async fn a_backlog_counts_only_after_the_session_started() {
         let b = Backlog::default();
         b.hinted(1_000);
-        assert_eq!(b.len(), 0, "cursor unknown: nothing counts");
+        assert_eq!(b.unacked(), 0, "cursor unknown: nothing counts");
         b.started(900);
-        assert_eq!(b.len(), 100);
+        assert_eq!(b.unacked(), 100);
         b.acked(950, BOUND);
-        assert_eq!(b.len(), 50);
+        assert_eq!(b.unacked(), 50);
         b.acked(940, BOUND);
-        assert_eq!(b.len(), 50, "acks are cumulative: an older one changes nothing");
+        assert_eq!(b.unacked(), 50, "acks are cumulative: an older one changes nothing");
     }
 
     #[tokio::test(start_paused = true)]

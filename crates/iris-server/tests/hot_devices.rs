@@ -109,7 +109,7 @@ async fn a_hold_ends_at_its_limit_and_the_send_goes_through() {
     let first = delivered(&mut b, BOUND as usize + 1).await;
     b.send_ops(vec![ack_op(1, first[0].seq)]).await; // draining, BOUND behind
     wait_until("the ack arrived", EVENT_TIMEOUT, || async {
-        server.ctx().router.backlog_if(device(&bob), |b| b.len() == BOUND).is_some()
+        server.ctx().router.backlog_if(device(&bob), |b| b.unacked() == BOUND).is_some()
     })
     .await;
     send_accepted(&mut a, &bob, BOUND + 2, 1).await; // BOUND + 1 behind: the next one waits

@@ -173,6 +173,12 @@ impl Delivery {
         Ok(d)
     }
 
+    /// The highest seq the client has acked, its resume cursor included: what the device's
+    /// backlog counts from.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
     /// A committed entry hinted by the router. Hints wait in the reorder buffer until they
     /// continue `sent` and the window has room (bounded like the window, in entries and bytes;
     /// beyond it they are dropped and read from the inbox later).

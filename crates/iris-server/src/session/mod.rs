@@ -266,7 +266,7 @@ impl Session {
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
         // A resume cursor acks up to it (checked against the inbox by `Delivery::new`).
-        registration.backlog.started(cursor.acked.max(resume_after));
+        registration.backlog.started(delivery.acked());
         Ok(Self {
             deps,
             device,
