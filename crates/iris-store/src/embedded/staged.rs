@@ -40,6 +40,9 @@ pub(super) struct Staged {
     /// Most values held in all states; past this `stage` refuses, so a stalled committer or
     /// disk cannot make the staging grow without bound.
     len_max: usize,
+    /// Settles of at least this many values write them as one new sorted table (fjall's
+    /// ingestion) instead of inserting each into the keyspace's memtable (`usize::MAX`: never).
+    ingest_min: usize,
 }
 
 /// The states of [`Staged`]'s values, newest first.
@@ -79,7 +82,15 @@ fn merge_older(into: &mut Values, from: Values) {
 
 impl Staged {
     pub(super) fn new(space: u8, len_max: usize) -> Self {
-        Self { space, records: Mutex::default(), settling: Mutex::default(), len_max }
+        Self { space, records: Mutex::default(), settling: Mutex::default(), len_max, ingest_min: usize::MAX }
+    }
+
+    /// This staging, settling `ingest_min` values or more as one table: for keys written
+    /// once each and increasing (message ids), where a memtable insert is a skiplist search
+    /// through everything written since the last flush, and the table is what a flush would
+    /// write anyway.
+    pub(super) fn ingesting_from(self, ingest_min: usize) -> Self {
+        Self { ingest_min, ..self }
     }
 
     /// The log's space number of the keyspace these writes go to.
@@ -207,7 +218,10 @@ impl Staged {
         db: &fjall::Database,
         space: &fjall::Keyspace,
     ) -> StoreResult<usize> {
-        self.settle_with(exclusive, |values| insert_all(db, space, values))
+        self.settle_with(exclusive, |values| match values.len() >= self.ingest_min {
+            true => ingest_all(space, values),
+            false => insert_all(db, space, values),
+        })
     }
 
     /// Hands every logged value to `write`, then drops them (or, if it fails, keeps them).
@@ -250,6 +264,19 @@ fn insert_all(db: &fjall::Database, space: &fjall::Keyspace, values: &Values) ->
         batch.insert(space, &key[..], &value[..]);
     }
     batch.durability(Some(fjall::PersistMode::Buffer)).commit().map_err(super::unavailable)
+}
+
+/// Writes `values` into `space` as one new table, in key order. No memtable insert and no
+/// journal: the ingestion syncs the table and the keyspace's version before it returns, and
+/// the table's values are newer than everything written to the keyspace before.
+fn ingest_all(space: &fjall::Keyspace, values: &Values) -> StoreResult<()> {
+    let mut sorted: Vec<(&Bytes, &Bytes)> = values.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut ingestion = space.start_ingestion().map_err(super::unavailable)?;
+    for (key, value) in sorted {
+        ingestion.write(&key[..], &value[..]).map_err(super::unavailable)?;
+    }
+    ingestion.finish().map_err(super::unavailable)
 }
 
 #[cfg(test)]
@@ -298,6 +325,36 @@ mod tests {
         staged.logged();
         assert_eq!(settled(&staged), vec![(b"a".to_vec(), b"9".to_vec())]);
         assert_eq!(staged.get(b"a"), None);
+    }
+
+    #[test]
+    fn a_large_settle_is_one_new_table_and_the_newest_value_still_wins() {
+        // Proves the ingestion path: a settle of at least `ingest_min` values lands as one
+        // table without touching the memtable, its values replace older ones written through
+        // the memtable, and a later small settle's values replace the ingested ones.
+        let dir = tempfile::tempdir().unwrap();
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let space = db.keyspace("t", fjall::KeyspaceCreateOptions::default).unwrap();
+        let staged = Staged::new(3, 64).ingesting_from(4);
+        let settle = |pairs: &[(&[u8], &[u8])]| {
+            staged.stage(pairs).unwrap();
+            staged.write_into(&mut Vec::new());
+            staged.logged();
+            staged.settle(&db, &space).unwrap()
+        };
+        let get = |k: &[u8]| space.get(k).unwrap().map(|v| v.to_vec());
+        assert_eq!(settle(&[(b"a", b"1")]), 1);
+        assert_eq!((space.table_count(), get(b"a")), (0, Some(b"1".to_vec())), "below the bound: the memtable");
+        assert_eq!(settle(&[(b"d", b"4"), (b"a", b"2"), (b"c", b"3"), (b"b", b"2")]), 4);
+        assert_eq!(get(b"a"), Some(b"2".to_vec()), "the ingested value is the newer one");
+        assert_eq!((get(b"b"), get(b"c"), get(b"d")), (Some(b"2".to_vec()), Some(b"3".to_vec()), Some(b"4".to_vec())));
+        assert!(space.table_count() >= 1, "written as a table");
+        settle(&[(b"c", b"9")]);
+        assert_eq!(get(b"c"), Some(b"9".to_vec()), "a later insert replaces an ingested value");
+        drop((space, db));
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let space = db.keyspace("t", fjall::KeyspaceCreateOptions::default).unwrap();
+        assert_eq!(space.get(b"d").unwrap().as_deref(), Some(&b"4"[..]), "the table survives a reopen");
     }
 
     #[test]
