@@ -1,28 +1,46 @@
 //! Disappearing-messages timers on fjall: conversation key → seconds ‖ set by ‖ set at,
 //! written with fdatasync ([`TimerStore`]). Keys: 0 ‖ lower account ‖ higher account for a 1:1
 //! pair, 1 ‖ group id for a group. Every send reads its conversation's timer, so timers
-//! read are kept in a [`ReadCache`] that `set_timer` invalidates.
+//! read are kept in a [`ReadCache`] that `set_timer` invalidates. A 1:1 send first asks a
+//! second cache whether the pair's lower account has any 1:1 timer at all (one entry per
+//! account, and most have none) before the pair's own entry (one per pair: many more, and
+//! each lookup a likely cache miss).
 
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::read_cache::ReadCache;
 use super::{keys, unavailable, FjallStore};
-use crate::{Chat, ChatTimer, StoreError, StoreResult, TimerStore};
+use crate::{AccountId, Chat, ChatTimer, StoreError, StoreResult, TimerStore};
 
 /// Timer-side state of [`FjallStore`].
 pub(super) struct Timers {
     db: Database,
     /// Conversation key → timer record.
     timers: Keyspace,
-    /// Timers read, by conversation.
+    /// Timers read, by conversation, asked for 1:1 chats only when the lower account has any.
     cache: ReadCache<Chat, ChatTimer>,
+    /// Whether each account is the lower account of any 1:1 timer record.
+    lower_with_timers: ReadCache<AccountId, bool>,
 }
 
 impl Timers {
     pub(super) fn open(db: &Database) -> StoreResult<Self> {
         let timers = db.keyspace("chat_timers", KeyspaceCreateOptions::default).map_err(unavailable)?;
-        Ok(Self { db: db.clone(), timers, cache: ReadCache::new() })
+        Ok(Self { db: db.clone(), timers, cache: ReadCache::new(), lower_with_timers: ReadCache::new() })
+    }
+
+    /// Whether `lower` is the lower account of any 1:1 timer record (a read of the first).
+    fn has_direct_timers(&self, lower: AccountId) -> StoreResult<bool> {
+        let timers = &self.timers;
+        self.lower_with_timers.get_or_read(lower, |a| {
+            let mut prefix = [0u8; 9];
+            prefix[1..].copy_from_slice(&a.to_be_bytes());
+            match timers.prefix(prefix).next() {
+                None => Ok(false),
+                Some(first) => first.key().map(|_| true).map_err(unavailable),
+            }
+        })
     }
 }
 
@@ -70,14 +88,46 @@ impl TimerStore for FjallStore {
         let committed = batch.durability(Some(PersistMode::SyncData)).commit().map_err(unavailable);
         // Even after a failed commit: the timer is then unknown.
         t.cache.invalidate(&chat);
+        if let Chat::Direct(lower, _) = chat {
+            t.lower_with_timers.invalidate(&lower);
+        }
         committed
     }
 
     async fn timer(&self, chat: Chat) -> StoreResult<ChatTimer> {
+        if let Chat::Direct(lower, _) = chat {
+            if !self.timers.has_direct_timers(lower)? {
+                return Ok(ChatTimer::default());
+            }
+        }
         let timers = &self.timers.timers;
         self.timers.cache.get_or_read(chat, |&chat| match timers.get(key(chat)).map_err(unavailable)? {
             Some(v) => decode(&v),
             None => Ok(ChatTimer::default()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::embedded::{FjallConfig, FjallStore};
+    use crate::{Chat, ChatTimer, TimerStore};
+
+    #[tokio::test]
+    async fn a_chat_read_as_timerless_sees_a_timer_set_later_and_its_neighbours_do_not() {
+        // Proves the lower-account cache: reads answered "no timers" before a set are not
+        // kept after it, and a timer of (1, 5) is not one of (1, 6), (2, 5) or of group 1.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let day = ChatTimer { seconds: 86_400, set_by: 5, set_at_ms: 10 };
+        assert_eq!(store.timer(Chat::direct(5, 1)).await.unwrap(), ChatTimer::default());
+        store.set_timer(Chat::direct(5, 1), day).await.unwrap();
+        assert_eq!(store.timer(Chat::direct(1, 5)).await.unwrap(), day);
+        for other in [Chat::direct(1, 6), Chat::direct(2, 5), Chat::Group(1)] {
+            assert_eq!(store.timer(other).await.unwrap(), ChatTimer::default(), "{other:?}");
+        }
+        let off = ChatTimer { seconds: 0, set_by: 1, set_at_ms: 20 };
+        store.set_timer(Chat::direct(1, 5), off).await.unwrap();
+        assert_eq!(store.timer(Chat::direct(5, 1)).await.unwrap(), off);
     }
 }
