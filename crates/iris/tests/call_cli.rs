@@ -87,7 +87,7 @@ impl Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scripted_call_rings_two_devices_one_answers_ice_hang_up_and_a_missed_call() {
-    let server = Process::start_with_config("[calls]\nring_timeout_ms = 5000\n").await;
+    let server = Process::start_with_config("[calls]\nring_timeout_ms = 1500\n").await;
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
     let alice = login(&url, dir.path(), "alice", "+14155550901");
