@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::read_cache::ReadCache;
-use super::{unavailable, FjallStore};
+use super::{has_prefix, keys, unavailable, FjallStore};
 use crate::{AccountId, BlockStore, StoreResult};
 
 /// Block-side state of [`FjallStore`].
@@ -38,11 +38,7 @@ impl Blocks {
 
     /// Whether `blocker` has blocked anyone (a read of its first pair, if any).
     fn has_blocked_anyone(&self, blocker: AccountId) -> StoreResult<bool> {
-        let pairs = &self.pairs;
-        self.blockers.get_or_read(blocker, |a| match pairs.prefix(a.to_be_bytes()).next() {
-            None => Ok(false),
-            Some(first) => first.key().map(|_| true).map_err(unavailable),
-        })
+        self.blockers.get_or_read(blocker, |&a| has_prefix(&self.pairs, &keys::account(a)))
     }
 }
 

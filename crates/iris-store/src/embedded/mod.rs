@@ -644,6 +644,14 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> StoreResult<T> + Sen
     tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
 }
 
+/// Whether `space` holds any key starting with `prefix` (a read of the first such key).
+fn has_prefix(space: &Keyspace, prefix: &[u8]) -> StoreResult<bool> {
+    match space.prefix(prefix).next() {
+        None => Ok(false),
+        Some(first) => first.key().map(|_| true).map_err(unavailable),
+    }
+}
+
 /// Every fjall error means the disk or the database failed; nothing was stored.
 fn unavailable(e: fjall::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())

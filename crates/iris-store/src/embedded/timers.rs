@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::read_cache::ReadCache;
-use super::{keys, unavailable, FjallStore};
+use super::{has_prefix, keys, unavailable, FjallStore};
 use crate::{AccountId, Chat, ChatTimer, StoreError, StoreResult, TimerStore};
 
 /// Timer-side state of [`FjallStore`].
@@ -32,28 +32,29 @@ impl Timers {
 
     /// Whether `lower` is the lower account of any 1:1 timer record (a read of the first).
     fn has_direct_timers(&self, lower: AccountId) -> StoreResult<bool> {
-        let timers = &self.timers;
-        self.lower_with_timers.get_or_read(lower, |a| {
-            let mut prefix = [0u8; 9];
-            prefix[1..].copy_from_slice(&a.to_be_bytes());
-            match timers.prefix(prefix).next() {
-                None => Ok(false),
-                Some(first) => first.key().map(|_| true).map_err(unavailable),
-            }
+        self.lower_with_timers.get_or_read(lower, |&a| {
+            let mut prefix = [DIRECT; 9];
+            prefix[1..].copy_from_slice(&keys::account(a));
+            has_prefix(&self.timers, &prefix)
         })
     }
 }
+
+/// Key tag of a 1:1 conversation's timer.
+const DIRECT: u8 = 0;
+/// Key tag of a group's timer.
+const GROUP: u8 = 1;
 
 fn key(chat: Chat) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     match chat {
         Chat::Direct(a, b) => {
-            k.push(0);
+            k.push(DIRECT);
             k.extend_from_slice(&a.to_be_bytes());
             k.extend_from_slice(&b.to_be_bytes());
         }
         Chat::Group(g) => {
-            k.push(1);
+            k.push(GROUP);
             k.extend_from_slice(&g.to_be_bytes());
         }
     }
