@@ -29,7 +29,7 @@ const BY_ACCOUNT: &[&str] = &[
 /// Keyspaces of account pairs (`a ‖ b`, u64 BE each): rows naming the account on either side.
 const PAIRS: &[&str] = &["contacts", "blocks", "key_peers"];
 /// Side writes per log record while erasing (bounds one record).
-const WRITES_PER_RECORD: usize = 4096;
+pub(super) const WRITES_PER_RECORD: usize = 4096;
 
 /// Deletes what `account` left in the keyspaces outside the log other than media and the
 /// account records. Blocking.
@@ -89,12 +89,13 @@ impl ErasureStore for FjallStore {
             self.purge(device).await?;
             self.request(|reply| super::committer::Command::Forget { device, reply }).await?;
         }
-        let mut writes = self.message_index.erasures(account)?;
-        writes.extend(self.groups.receipt_erasures(account)?);
+        let writes = self.message_index.erasures(account)?;
         for chunk in writes.chunks(WRITES_PER_RECORD) {
             let (log, chunk) = (self.side_writer()?, chunk.to_vec());
             blocking(move || log.write_blocking(chunk)).await?;
         }
+        let (groups, log) = (std::sync::Arc::clone(&self.groups), self.side_writer()?);
+        blocking(move || groups.erase_receipts(account, &log)).await?;
         let media = self.media.clone();
         blocking(move || media.erase_account(account)).await?;
         self.release_account_media(account).await?;

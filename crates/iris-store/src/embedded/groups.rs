@@ -2,9 +2,10 @@
 //! invite index (token → group), shared payloads (msg id ‖ group → payload) and receipts
 //! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the counters and
 //! account `u64::MAX` the recipient list). A send writes two receipt records whatever the
-//! group's size (the counters and the list); a recipient's own row is written when it first
-//! delivers or reads. (Messages sent before the list existed have a row per recipient from the
-//! start; both layouts are read.)
+//! group's size (the counters and the list); a recipient's own row is staged when it first
+//! delivers or reads, and settles into its message's block of rows (`receipt_blocks.rs`,
+//! account `u64::MAX - 1`), or as a row of its own when it comes late. (Messages sent before
+//! the list existed have a row per recipient from the start; every layout is read.)
 //! Every write to these keyspaces goes through the inbox log (so recovery replays them in the
 //! order they were made): group records change under one mutex with a version check, as a synced
 //! batch of their own or with their events; payloads and receipts are staged for the next batch.
@@ -20,6 +21,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{Reader, RECORD_V1};
 use super::log::KvWrite;
+use super::receipt_blocks::{self, BLOCK};
 use super::staged::Staged;
 use super::{keys, space, unavailable, FjallStore, SideWriter};
 use crate::{
@@ -30,9 +32,9 @@ use crate::{
 /// Meta key of the next group id to hand out.
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
 /// The receipt row holding a message's counters (no account has id 0).
-const COUNTERS: AccountId = 0;
+pub(super) const COUNTERS: AccountId = 0;
 /// The receipt row holding a message's recipients, sorted account ids (no account has this id).
-const RECIPIENTS: AccountId = AccountId::MAX;
+pub(super) const RECIPIENTS: AccountId = AccountId::MAX;
 /// Recipient rows of recent group messages' receipt states kept in memory (24 bytes each, so
 /// ~6 MiB), so that each member's mark does not read the store; past this the oldest messages'
 /// states go first (message ids start with their time).
@@ -142,7 +144,9 @@ impl Groups {
         };
         let receipts = open("group_receipts")?;
         Ok(Self {
-            staged_receipts: Arc::new(Staged::new(space::GROUP_RECEIPTS, STAGED_RECEIPTS_MAX)),
+            staged_receipts: Arc::new(
+                Staged::new(space::GROUP_RECEIPTS, STAGED_RECEIPTS_MAX).settled_by(receipt_blocks::settle),
+            ),
             staged_payloads: Arc::new(Staged::new(space::GROUP_PAYLOADS, STAGED_PAYLOADS_MAX)),
             receipts,
             groups: open("groups")?,
@@ -299,9 +303,12 @@ impl Groups {
         log.write_blocking(writes)
     }
 
-    /// The receipt records an erased account leaves: its own rows, and every row of the
-    /// messages it sent (their counters name it as the sender).
-    pub(super) fn receipt_erasures(&self, account: AccountId) -> StoreResult<Vec<KvWrite>> {
+    /// Blocking: deletes the receipt records an erased account leaves, through the log: its
+    /// own rows (on their own or in a block), and every record of the messages it sent (their
+    /// counters name it as the sender). Holds off settles until the log has applied the
+    /// deletions, so no settle merges rows into a block between its read here and its
+    /// rewrite.
+    pub(super) fn erase_receipts(&self, account: AccountId, log: &SideWriter) -> StoreResult<()> {
         let one = self.staged_receipts.exclusive();
         self.staged_receipts.settle_holding(&one, &self.db, &self.receipts)?;
         let mut sent = std::collections::HashSet::new();
@@ -317,6 +324,16 @@ impl Groups {
                     list.remove(at);
                     writes.push(put(space::GROUP_RECEIPTS, &k, &encode_accounts(&list)));
                 }
+            } else if row_account == BLOCK {
+                let mut rows = receipt_blocks::decode(&v)?;
+                if let Ok(at) = rows.binary_search_by_key(&account, |r| r.account) {
+                    rows.remove(at);
+                    writes.push(put(space::GROUP_RECEIPTS, &k, &receipt_blocks::encode(&rows)));
+                    // A row of its own replayed from the log after a crash would bring it back.
+                    let mut own = k.to_vec();
+                    own[16..].copy_from_slice(&account.to_be_bytes());
+                    writes.push(remove(space::GROUP_RECEIPTS, &own));
+                }
             } else if row_account == account {
                 writes.push(remove(space::GROUP_RECEIPTS, &k));
             }
@@ -327,7 +344,11 @@ impl Groups {
                 writes.push(remove(space::GROUP_RECEIPTS, &guard.key().map_err(unavailable)?));
             }
         }
-        Ok(writes)
+        for chunk in writes.chunks(super::erasure::WRITES_PER_RECORD) {
+            log.write_blocking(chunk.to_vec())?;
+        }
+        drop(one);
+        Ok(())
     }
 
     fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
@@ -420,14 +441,21 @@ impl Groups {
         let mut counters = None;
         let mut rows = std::collections::BTreeMap::new();
         let mut recipients = Vec::new();
+        // A recipient may have a row in the block and one of its own (a late mark, a replay
+        // after a crash): they merge (`receipt_blocks.rs`).
         for (key, value) in records {
             let account = u64::from_be_bytes(keys::array(key.get(16..).unwrap_or_default())?);
             match account {
                 COUNTERS => counters = Some(quad(&value)?),
                 RECIPIENTS => recipients = decode_accounts(&value)?,
+                BLOCK => {
+                    for row in receipt_blocks::decode(&value)? {
+                        receipt_blocks::merge_into(&mut rows, row);
+                    }
+                }
                 _ => {
                     let (delivered_at_ms, read_at_ms) = unpair(&value)?;
-                    rows.insert(account, GroupReceiptRow { account, delivered_at_ms, read_at_ms });
+                    receipt_blocks::merge_into(&mut rows, GroupReceiptRow { account, delivered_at_ms, read_at_ms });
                 }
             }
         }
@@ -771,6 +799,73 @@ mod receipt_layout_tests {
         assert!(!p.all_delivered_now);
         let (_, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
         assert_eq!(rows.iter().filter(|r| r.delivered_at_ms != 0).count(), 4, "marks survive a reopen");
+    }
+
+    /// The receipt records of one message on disk, by the account field of their key.
+    fn on_disk(store: &FjallStore, group: u64, msg: u64) -> Vec<(u64, Vec<u8>)> {
+        store
+            .groups
+            .receipts
+            .prefix(pair(msg, group))
+            .map(|g| {
+                let (k, v) = g.into_inner().unwrap();
+                (u64::from_be_bytes(k[16..].try_into().unwrap()), v.to_vec())
+            })
+            .collect()
+    }
+
+    /// Logs everything staged (an empty batch does) and settles the receipts.
+    async fn settle(store: &FjallStore) {
+        store.request(|reply| crate::embedded::committer::Command::Writes { writes: Vec::new(), reply }).await.unwrap();
+        store.groups.staged_receipts.settle(&store.groups.db, &store.groups.receipts).unwrap();
+    }
+
+    #[tokio::test]
+    async fn marks_settle_as_one_block_late_marks_as_rows_and_an_erased_member_leaves_neither() {
+        // Proves the fold of `receipt_blocks.rs`: 64 members' marks reach disk as one record
+        // beside the counters and the list; three late reads as rows of their own; reads merge
+        // both (and survive a reopen); erasure takes a member out of the block and its row.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        let members: Vec<u64> = (2..66).collect();
+        store.start_group_receipts(7, 100, 1, &members).await.unwrap();
+        for &m in &members {
+            store.mark_group_receipt(7, 100, m, false, 1000 + m).await.unwrap().unwrap();
+        }
+        settle(&store).await;
+        let kinds: Vec<u64> = on_disk(&store, 7, 100).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(kinds, [COUNTERS, super::BLOCK, super::RECIPIENTS], "one block for 64 rows");
+
+        for m in [5, 6, 7] {
+            let p = store.mark_group_receipt(7, 100, m, true, 5000 + m).await.unwrap().unwrap();
+            assert!(!p.all_read_now);
+        }
+        settle(&store).await;
+        let kinds: Vec<u64> = on_disk(&store, 7, 100).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(kinds, [COUNTERS, 5, 6, 7, super::BLOCK, super::RECIPIENTS], "late reads are rows");
+        let check = |rows: Vec<crate::GroupReceiptRow>| {
+            assert_eq!(rows.len(), 64);
+            assert!(rows.iter().all(|r| r.delivered_at_ms == 1000 + r.account), "delivery times kept");
+            let read: Vec<_> = rows.iter().filter(|r| r.read_at_ms != 0).map(|r| (r.account, r.read_at_ms)).collect();
+            assert_eq!(read, [(5, 5005), (6, 5006), (7, 5007)]);
+        };
+        check(store.group_receipts(7, 100).await.unwrap().unwrap().1);
+        // A reopen replays the logged rows as rows of their own beside the block: the same.
+        store.close().await.unwrap();
+        drop(store);
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        check(store.group_receipts(7, 100).await.unwrap().unwrap().1);
+
+        let (groups, log) = (std::sync::Arc::clone(&store.groups), store.side_writer().unwrap());
+        tokio::task::spawn_blocking(move || groups.erase_receipts(6, &log)).await.unwrap().unwrap();
+        let (_, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
+        assert!(rows.iter().all(|r| r.account != 6) && rows.len() == 63);
+        for (account, value) in on_disk(&store, 7, 100) {
+            assert_ne!(account, 6, "its own row is gone");
+            if account == super::BLOCK {
+                assert!(super::receipt_blocks::decode(&value).unwrap().iter().all(|r| r.account != 6));
+            }
+        }
     }
 
     fn state(rows: usize) -> super::ReceiptState {

@@ -25,6 +25,7 @@ mod message_index;
 mod profiles;
 mod push;
 mod read_cache;
+mod receipt_blocks;
 mod staged;
 mod sweep;
 mod timers;

@@ -28,6 +28,10 @@ pub(super) type Bytes = Box<[u8]>;
 /// Staged values by key.
 pub(super) type Values = HashMap<Bytes, Bytes>;
 
+/// A settle that writes a keyspace's values its own way (group receipt rows folded into one
+/// record per message, `receipt_blocks.rs`) instead of as they are.
+pub(super) type SettleWrite = fn(&fjall::Database, &fjall::Keyspace, &Values) -> StoreResult<()>;
+
 /// Values of one keyspace waiting for the log or for fjall (the latest write of a key wins, as
 /// an upsert on disk would).
 pub(super) struct Staged {
@@ -43,6 +47,8 @@ pub(super) struct Staged {
     /// Settles of at least this many values write them as one new sorted table (fjall's
     /// ingestion) instead of inserting each into the keyspace's memtable (`usize::MAX`: never).
     ingest_min: usize,
+    /// Writes a settle's values, when they are not written as they are.
+    settle_write: Option<SettleWrite>,
 }
 
 /// The states of [`Staged`]'s values, newest first.
@@ -82,7 +88,20 @@ fn merge_older(into: &mut Values, from: Values) {
 
 impl Staged {
     pub(super) fn new(space: u8, len_max: usize) -> Self {
-        Self { space, records: Mutex::default(), settling: Mutex::default(), len_max, ingest_min: usize::MAX }
+        Self {
+            space,
+            records: Mutex::default(),
+            settling: Mutex::default(),
+            len_max,
+            ingest_min: usize::MAX,
+            settle_write: None,
+        }
+    }
+
+    /// This staging, settled by `write` instead of as the values are: the keyspace's readers
+    /// must read what `write` leaves as they would the values themselves.
+    pub(super) fn settled_by(self, write: SettleWrite) -> Self {
+        Self { settle_write: Some(write), ..self }
     }
 
     /// This staging, settling `ingest_min` values or more as one table: for keys written
@@ -218,9 +237,10 @@ impl Staged {
         db: &fjall::Database,
         space: &fjall::Keyspace,
     ) -> StoreResult<usize> {
-        self.settle_with(exclusive, |values| match values.len() >= self.ingest_min {
-            true => ingest_all(space, values),
-            false => insert_all(db, space, values),
+        self.settle_with(exclusive, |values| match self.settle_write {
+            Some(write) => write(db, space, values),
+            None if values.len() >= self.ingest_min => ingest_all(space, values),
+            None => insert_all(db, space, values),
         })
     }
 

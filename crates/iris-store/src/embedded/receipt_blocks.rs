@@ -1,0 +1,169 @@
+//! Group receipt rows gathered into one record per message as they settle.
+//!
+//! Each member's first ack of a group message changes its receipt row (`groups.rs`): a
+//! 1024-member group makes 1024 row records per message. Written one by one into fjall, each
+//! is a memtable insert at the settle and a record for the flush and the compactions to carry;
+//! in the fanout bench those took half of the server's CPU. So a settle writes the rows it
+//! holds of one message as one **block** (key `msg ‖ group ‖ BLOCK`, value the rows, 24 bytes
+//! each, in account order), merged into the block already on disk. When a settle holds only a
+//! few rows of a message whose block is large (members reading it later, one by one), it
+//! writes those as rows instead, so a block is not rewritten whole for each of them.
+//!
+//! A row only moves forward: each of its times goes from 0 to when it happened, once. So two
+//! records of one account merge by keeping each time that is set (the earlier, should both be),
+//! in any order: a block, a row beside it, a row replayed from the log after a crash, a staged
+//! change. Readers merge every record of a message the same way. Only erasure takes a row out
+//! of a block; it rewrites the block through the log while no settle runs
+//! (`Groups::erase_receipts`).
+
+use std::collections::BTreeMap;
+
+use fjall::{Database, Keyspace, PersistMode};
+
+use super::staged::Values;
+use super::{keys, unavailable};
+use crate::{AccountId, GroupReceiptRow, StoreError, StoreResult};
+
+/// The receipt record holding a message's block of rows (no account has this id).
+pub(super) const BLOCK: AccountId = AccountId::MAX - 1;
+/// Bytes of one row in a block: account ‖ delivered ‖ read.
+const ROW_BYTES: usize = 24;
+/// A settle folds its rows of a message into the block when they are at least this fraction
+/// (1/n) of the block's rows; fewer are written as rows. Bounds the bytes rewritten per row
+/// to ~n rows' worth.
+const FOLD_FRACTION: usize = 16;
+
+/// The key of `message`'s block, `message` being a receipt key's first 16 bytes (msg ‖ group).
+pub(super) fn block_key(message: &[u8; 16]) -> [u8; 24] {
+    let mut key = [0; 24];
+    key[..16].copy_from_slice(message);
+    key[16..].copy_from_slice(&BLOCK.to_be_bytes());
+    key
+}
+
+/// A block's value: the rows, in account order.
+pub(super) fn encode(rows: &[GroupReceiptRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * ROW_BYTES);
+    for r in rows {
+        out.extend_from_slice(&r.account.to_be_bytes());
+        out.extend_from_slice(&r.delivered_at_ms.to_be_bytes());
+        out.extend_from_slice(&r.read_at_ms.to_be_bytes());
+    }
+    out
+}
+
+/// The rows of a block's value.
+pub(super) fn decode(v: &[u8]) -> StoreResult<Vec<GroupReceiptRow>> {
+    if !v.len().is_multiple_of(ROW_BYTES) {
+        return Err(StoreError::Corrupt(format!("group receipt block of {} bytes", v.len())));
+    }
+    v.chunks_exact(ROW_BYTES)
+        .map(|c| {
+            let word = |i: usize| keys::array(&c[i * 8..i * 8 + 8]).map(u64::from_be_bytes);
+            Ok(GroupReceiptRow { account: word(0)?, delivered_at_ms: word(1)?, read_at_ms: word(2)? })
+        })
+        .collect()
+}
+
+/// One time of two records of the same row: the one that is set (the earlier if both are).
+fn merged_time(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, t) | (t, 0) => t,
+        (a, b) => a.min(b),
+    }
+}
+
+/// Merges `row` into `rows` (keyed by account), keeping every time either record has.
+pub(super) fn merge_into(rows: &mut BTreeMap<AccountId, GroupReceiptRow>, row: GroupReceiptRow) {
+    rows.entry(row.account)
+        .and_modify(|r| {
+            r.delivered_at_ms = merged_time(r.delivered_at_ms, row.delivered_at_ms);
+            r.read_at_ms = merged_time(r.read_at_ms, row.read_at_ms);
+        })
+        .or_insert(row);
+}
+
+/// A staged record that is a recipient's row: its message (msg ‖ group) and the row.
+fn row_of(key: &[u8], value: &[u8]) -> StoreResult<Option<([u8; 16], GroupReceiptRow)>> {
+    let (Some(message), Some(account)) = (key.get(..16), key.get(16..)) else { return Ok(None) };
+    let account = u64::from_be_bytes(keys::array(account)?);
+    if account == super::groups::COUNTERS || account == super::groups::RECIPIENTS || account == BLOCK {
+        return Ok(None);
+    }
+    if value.len() != 16 {
+        return Err(StoreError::Corrupt(format!("group receipt row of {} bytes", value.len())));
+    }
+    let (delivered_at_ms, read_at_ms) =
+        (u64::from_be_bytes(keys::array(&value[..8])?), u64::from_be_bytes(keys::array(&value[8..])?));
+    Ok(Some((keys::array(message)?, GroupReceiptRow { account, delivered_at_ms, read_at_ms })))
+}
+
+/// The settle of the receipts keyspace (see the module doc): rows folded into their message's
+/// block, or written as rows when few; the counters and recipient lists as they are. One
+/// unsynced batch, like every settle (the log holds the values until a checkpoint persists).
+pub(super) fn settle(db: &Database, ks: &Keyspace, values: &Values) -> StoreResult<()> {
+    let mut batch = db.batch();
+    let mut by_message: BTreeMap<[u8; 16], Vec<GroupReceiptRow>> = BTreeMap::new();
+    for (key, value) in values {
+        match row_of(key, value)? {
+            Some((message, row)) => by_message.entry(message).or_default().push(row),
+            None => batch.insert(ks, &key[..], &value[..]),
+        }
+    }
+    for (message, new) in by_message {
+        let key = block_key(&message);
+        let block = ks.get(key).map_err(unavailable)?;
+        let old_rows = block.as_ref().map_or(0, |b| b.len() / ROW_BYTES);
+        if new.len() * FOLD_FRACTION < old_rows {
+            for row in new {
+                let mut row_key = key;
+                row_key[16..].copy_from_slice(&row.account.to_be_bytes());
+                batch.insert(ks, row_key, pair_value(&row));
+            }
+            continue;
+        }
+        let mut rows: BTreeMap<AccountId, GroupReceiptRow> = BTreeMap::new();
+        for row in block.as_deref().map(decode).transpose()?.into_iter().flatten().chain(new) {
+            merge_into(&mut rows, row);
+        }
+        batch.insert(ks, key, encode(&rows.into_values().collect::<Vec<_>>()));
+    }
+    batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
+}
+
+/// A row record's value: delivered ‖ read.
+fn pair_value(row: &GroupReceiptRow) -> [u8; 16] {
+    let mut v = [0; 16];
+    v[..8].copy_from_slice(&row.delivered_at_ms.to_be_bytes());
+    v[8..].copy_from_slice(&row.read_at_ms.to_be_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(account: u64, delivered_at_ms: u64, read_at_ms: u64) -> GroupReceiptRow {
+        GroupReceiptRow { account, delivered_at_ms, read_at_ms }
+    }
+
+    #[test]
+    fn blocks_round_trip_and_a_torn_one_is_corrupt() {
+        let rows = vec![row(2, 5, 0), row(9, 6, 7)];
+        assert_eq!(decode(&encode(&rows)).unwrap(), rows);
+        assert!(decode(&encode(&rows)[..30]).is_err());
+    }
+
+    #[test]
+    fn two_records_of_a_row_merge_to_every_time_set_in_any_order() {
+        // Proves the merge readers and settles rely on: order does not matter, a set time is
+        // never lost to an unset one, and merging a record twice changes nothing.
+        let records = [row(3, 5, 0), row(3, 0, 0), row(3, 6, 9), row(3, 5, 0)];
+        let mut forward = BTreeMap::new();
+        records.iter().for_each(|r| merge_into(&mut forward, *r));
+        let mut backward = BTreeMap::new();
+        records.iter().rev().for_each(|r| merge_into(&mut backward, *r));
+        assert_eq!(forward, backward);
+        assert_eq!(forward[&3], row(3, 5, 9));
+    }
+}
