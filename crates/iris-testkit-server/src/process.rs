@@ -121,7 +121,8 @@ impl<B: Binary> Process<B> {
             .arg(&self.data_dir)
             .args(["--listen", &self.tcp.to_string(), "--http", &self.http.to_string()])
             .args(&self.args)
-            .env("IRIS_LOG", "warn")
+            // `IRIS_TEST_SERVER_LOG` (a filter such as `iris_server=debug`) to see more.
+            .env("IRIS_LOG", std::env::var("IRIS_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

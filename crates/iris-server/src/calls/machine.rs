@@ -283,7 +283,11 @@ impl CallTable {
             answered: false,
             offer,
         };
+        // The caller's events go out before any callee hears of the call: carried out in this
+        // order, a callee's answer (and so `ANSWERED`) can never reach the caller before
+        // `RINGING` does, however the threads carrying them out are scheduled.
         let mut out = Vec::new();
+        let mut to_callees = Vec::new();
         for c in callees {
             let from = caller;
             let part = if c.blocked {
@@ -299,7 +303,7 @@ impl CallTable {
                 let mut incoming = call.event(CallEventType::Incoming, from);
                 incoming.payload = call.offer.sdp.clone();
                 for &d in &c.devices {
-                    out.push(Out::Event { to: DeviceAddr::new(c.account, d), event: incoming.clone() });
+                    to_callees.push(Out::Event { to: DeviceAddr::new(c.account, d), event: incoming.clone() });
                 }
                 if c.reachable && !c.devices.is_empty() {
                     let ringing = call.event(CallEventType::Ringing, DeviceAddr::new(c.account, 0));
@@ -309,6 +313,7 @@ impl CallTable {
             };
             call.parts.push((c.account, part));
         }
+        out.append(&mut to_callees);
         let accounts: Vec<AccountId> = call.parts.iter().map(|(a, _)| *a).collect();
         for o in &mut out {
             if let Out::Event { event, .. } = o {

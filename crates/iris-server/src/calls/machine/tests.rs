@@ -93,6 +93,27 @@ fn both_devices_ring_the_first_answer_wins_and_the_other_is_told() {
 }
 
 #[test]
+fn the_callers_ringing_is_carried_out_before_any_callee_is_offered_the_call() {
+    // Proves the order `calls/mod.rs` carries outputs out in: once a callee device has its
+    // INCOMING it may answer at once, so the caller's RINGING must already be on its way, or
+    // the caller could see ANSWERED first (the `call_cli` test's old flake).
+    let mut t = CallTable::new(limits());
+    let out = t.offer(Instant::now(), offer(7, dev(ALICE, 1)), vec![callee(BOB, &[1, 2]), callee(CAROL, &[1])]);
+    let kinds: Vec<(AccountId, i32)> = out
+        .unwrap()
+        .iter()
+        .filter_map(|o| match o {
+            Out::Event { to, event } => Some((to.account, event.r#type)),
+            Out::Missed { .. } => None,
+        })
+        .collect();
+    let first_incoming = kinds.iter().position(|k| k.1 == CallEventType::Incoming as i32).unwrap();
+    let last_ringing = kinds.iter().rposition(|k| k.1 == CallEventType::Ringing as i32).unwrap();
+    assert!(last_ringing < first_incoming, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| k.0 == ALICE).count(), 2, "a RINGING per reachable callee");
+}
+
+#[test]
 fn the_caller_trickles_ice_to_the_ringing_devices() {
     let (t, _) = ringing_call();
     check(t.ice(dev(ALICE, 1), 7, Bytes::from_static(b"c"), None), &["2/1 ICE 1/1 c", "2/2 ICE 1/1 c"]);
