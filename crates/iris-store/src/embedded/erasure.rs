@@ -89,6 +89,9 @@ impl ErasureStore for FjallStore {
             self.purge(device).await?;
             self.request(|reply| super::committer::Command::Forget { device, reply }).await?;
         }
+        // An empty batch logs every index record staged so far, so the settle the scan starts
+        // with puts them all on disk (the account's sessions are gone: nothing new names it).
+        self.request(|reply| super::committer::Command::Writes { writes: Vec::new(), reply }).await?;
         let writes = self.message_index.erasures(account)?;
         for chunk in writes.chunks(WRITES_PER_RECORD) {
             let (log, chunk) = (self.side_writer()?, chunk.to_vec());

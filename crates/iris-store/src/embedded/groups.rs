@@ -74,6 +74,9 @@ impl ReceiptState {
 struct ReceiptStates {
     states: std::collections::BTreeMap<(u64, GroupId), ReceiptState>,
     rows: usize,
+    /// Accounts erased (or being erased) since the store opened: no mark stages a row of
+    /// theirs or a change to a message they sent, so none lands after the erasure's scan.
+    erased: std::collections::HashSet<AccountId>,
 }
 
 impl ReceiptStates {
@@ -112,6 +115,7 @@ impl ReceiptStates {
         self.rows -= dropped.values().map(|s| s.rows.len()).sum::<usize>();
     }
 
+    /// Forgets every state (erasure: they may name the account), keeping the erased accounts.
     fn clear(&mut self) {
         self.states.clear();
         self.rows = 0;
@@ -319,6 +323,16 @@ impl Groups {
     /// deletions, so no settle merges rows into a block between its read here and its
     /// rewrite.
     pub(super) fn erase_receipts(&self, account: AccountId, log: &SideWriter) -> StoreResult<()> {
+        {
+            // From here on no mark stages anything naming the account (`Groups::mark`) ...
+            let _marks = self.lock();
+            let mut states = self.receipt_states();
+            states.erased.insert(account);
+            states.clear();
+        }
+        // ... and an empty batch logs what was staged before, so the settle below puts every
+        // record naming it on disk, where the scan finds it.
+        log.write_blocking(Vec::new())?;
         let one = self.staged_receipts.exclusive();
         self.staged_receipts.settle_holding(&one, &self.db, &self.receipts)?;
         let mut sent = std::collections::HashSet::new();
@@ -348,7 +362,6 @@ impl Groups {
                 writes.push(remove(space::GROUP_RECEIPTS, &k));
             }
         }
-        self.receipt_states().clear();
         for prefix in sent {
             for guard in self.receipts.prefix(&prefix) {
                 writes.push(remove(space::GROUP_RECEIPTS, &guard.key().map_err(unavailable)?));
@@ -388,7 +401,11 @@ impl Groups {
             let Some(state) = self.scan_receipts(group, msg)? else { return Ok(None) };
             states.insert(msg, group, state);
         }
-        let state = states.get_mut(msg, group).expect("present or just inserted");
+        let ReceiptStates { states: by_message, erased, .. } = &mut *states;
+        let state = by_message.get_mut(&(msg, group)).expect("present or just inserted");
+        if erased.contains(&account) || erased.contains(&state.sender) {
+            return Ok(None); // its erasure is running or done
+        }
         let Ok(i) = state.accounts.binary_search(&account) else {
             return Ok(None); // not a recipient
         };
@@ -874,6 +891,38 @@ mod receipt_layout_tests {
             assert_ne!(account, 6, "its own row is gone");
             if account == super::BLOCK {
                 assert!(super::receipt_blocks::decode(&value).unwrap().iter().all(|r| r.account != 6));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_erasure_finds_marks_not_yet_logged_and_no_mark_lands_after_it() {
+        // Proves erasure leaves no receipt record naming the account even when its marks are
+        // still staged (not yet in any batch) as it starts, and that marks coming during or
+        // after it (its own, or others' of a message it sent) stage nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        store.start_group_receipts(7, 100, 1, &[2, 3, 4]).await.unwrap();
+        store.start_group_receipts(7, 101, 4, &[1, 2, 3]).await.unwrap();
+        store.mark_group_receipt(7, 100, 4, false, 10).await.unwrap().unwrap();
+        store.mark_group_receipt(7, 101, 2, false, 11).await.unwrap().unwrap();
+
+        let (groups, log) = (std::sync::Arc::clone(&store.groups), store.side_writer().unwrap());
+        tokio::task::spawn_blocking(move || groups.erase_receipts(4, &log)).await.unwrap().unwrap();
+        assert!(store.mark_group_receipt(7, 100, 4, true, 12).await.unwrap().is_none(), "its own mark");
+        assert!(store.mark_group_receipt(7, 101, 3, false, 13).await.unwrap().is_none(), "a message it sent");
+        settle(&store).await;
+
+        assert!(on_disk(&store, 7, 101).is_empty(), "nothing of the message it sent");
+        let (_, rows) = store.group_receipts(7, 100).await.unwrap().unwrap();
+        assert_eq!(rows.iter().map(|r| r.account).collect::<Vec<_>>(), [2, 3]);
+        for (account, value) in on_disk(&store, 7, 100) {
+            assert_ne!(account, 4, "no row of its own");
+            if account == super::BLOCK {
+                assert!(super::receipt_blocks::decode(&value).unwrap().iter().all(|r| r.account != 4));
+            }
+            if account == super::RECIPIENTS {
+                assert_eq!(super::decode_accounts(&value).unwrap(), [2, 3]);
             }
         }
     }
