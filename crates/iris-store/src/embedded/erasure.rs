@@ -92,7 +92,8 @@ impl ErasureStore for FjallStore {
         // An empty batch logs every index record staged so far, so the settle the scan starts
         // with puts them all on disk (the account's sessions are gone: nothing new names it).
         self.request(|reply| super::committer::Command::Writes { writes: Vec::new(), reply }).await?;
-        let writes = self.message_index.erasures(account)?;
+        let index = std::sync::Arc::clone(&self.message_index);
+        let writes = blocking(move || index.erasures(account)).await?;
         for chunk in writes.chunks(WRITES_PER_RECORD) {
             let (log, chunk) = (self.side_writer()?, chunk.to_vec());
             blocking(move || log.write_blocking(chunk)).await?;

@@ -146,28 +146,42 @@ impl MessageIndexStore for FjallStore {
     }
 
     async fn expire_due_refs(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
-        let ix = &self.message_index;
-        let (refs, keys) = (ix.staged.exclusive(), ix.staged_expiry.exclusive());
-        ix.staged.settle_holding(&refs, &ix.db, &ix.refs)?;
-        ix.staged_expiry.settle_holding(&keys, &ix.db, &ix.expiry)?;
-        super::expiry::sweep(&ix.db, &ix.expiry, &ix.refs, super::expiry::REF, now_ms, limit)
+        let ix = Arc::clone(&self.message_index);
+        super::blocking(move || ix.expire_due(now_ms, limit)).await
     }
 
     async fn expire_message_refs(&self, before_msg_id: u64) -> StoreResult<u64> {
-        let ix = &self.message_index;
+        let ix = Arc::clone(&self.message_index);
+        super::blocking(move || ix.expire_below(before_msg_id)).await
+    }
+}
+
+impl MessageIndex {
+    /// Blocking (a settle may write a table, and the deletions are as many as the expired
+    /// records): deletes at most `limit` records whose disappearing-message expiry passed.
+    fn expire_due(&self, now_ms: u64, limit: usize) -> StoreResult<u64> {
+        let (refs, keys) = (self.staged.exclusive(), self.staged_expiry.exclusive());
+        self.staged.settle_holding(&refs, &self.db, &self.refs)?;
+        self.staged_expiry.settle_holding(&keys, &self.db, &self.expiry)?;
+        super::expiry::sweep(&self.db, &self.expiry, &self.refs, super::expiry::REF, now_ms, limit)
+    }
+
+    /// Blocking, like [`MessageIndex::expire_due`]: deletes the records of messages with ids
+    /// below `before_msg_id` (past the inbox TTL).
+    fn expire_below(&self, before_msg_id: u64) -> StoreResult<u64> {
         let before = before_msg_id.to_be_bytes();
-        let one = ix.staged.exclusive();
-        ix.staged.settle_holding(&one, &ix.db, &ix.refs)?;
-        let staged = ix.staged.remove(|key| key < &before[..]);
-        let doomed = ix
+        let one = self.staged.exclusive();
+        self.staged.settle_holding(&one, &self.db, &self.refs)?;
+        let staged = self.staged.remove(|key| key < &before[..]);
+        let doomed = self
             .refs
             .range(..before_msg_id.to_be_bytes().to_vec())
             .map(|g| g.key().map_err(unavailable))
             .collect::<StoreResult<Vec<_>>>()?;
         for chunk in doomed.chunks(1024) {
-            let mut batch = ix.db.batch();
+            let mut batch = self.db.batch();
             for key in chunk {
-                batch.remove(&ix.refs, key.clone());
+                batch.remove(&self.refs, key.clone());
             }
             batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)?;
         }

@@ -260,7 +260,7 @@ pub struct FjallStore {
     /// Push targets (`push.rs`).
     push: push::Push,
     /// Recent messages for message actions (`message_index.rs`).
-    message_index: message_index::MessageIndex,
+    message_index: Arc<message_index::MessageIndex>,
     /// End-to-end keys (`key_directory.rs`).
     key_directory: Arc<key_directory::KeyDirectory>,
     /// Media metadata: blobs, references, uploads, quotas (`media.rs`).
@@ -326,7 +326,7 @@ impl FjallStore {
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel(config.queue_len_max.max(1));
         let groups = groups::Groups::open(&ks.db, ks.meta.clone(), config.max_memtable_bytes)?;
-        let message_index = message_index::MessageIndex::open(&ks.db, ks.expiry.clone())?;
+        let message_index = Arc::new(message_index::MessageIndex::open(&ks.db, ks.expiry.clone())?);
         let mut spaces = groups.spaces();
         spaces.extend(message_index.spaces());
         let mut staged = message_index.staged();
