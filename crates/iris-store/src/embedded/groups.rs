@@ -1,9 +1,10 @@
 //! Groups on fjall: one versioned record per group, a member index (account ‖ group), an
 //! invite index (token → group), shared payloads (msg id ‖ group → payload) and receipts
-//! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the counters and
-//! account `u64::MAX` the recipient list). A send writes two receipt records whatever the
-//! group's size (the counters and the list); a recipient's own row is staged when it first
-//! delivers or reads, and settles into its message's block of rows (`receipt_blocks.rs`,
+//! (msg id ‖ group ‖ account → delivered ‖ read, with account 0 holding the sender and the
+//! counters as of the send and account `u64::MAX` the recipient list). A send writes two
+//! receipt records whatever the group's size (the counters and the list); a recipient's own
+//! row is staged when it first delivers or reads (the counts are counted from the rows when
+//! read, not rewritten per mark), and settles into its message's block of rows (`receipt_blocks.rs`,
 //! account `u64::MAX - 1`), or as a row of its own when it comes late. (Messages sent before
 //! the list existed have a row per recipient from the start; every layout is read.)
 //! Every write to these keyspaces goes through the inbox log (so recovery replays them in the
@@ -134,7 +135,8 @@ pub(super) struct Groups {
     invites: Keyspace,
     /// Server msg id ‖ group → payload.
     payloads: Keyspace,
-    /// Server msg id ‖ group ‖ account → delivered ‖ read (account 0: sender ‖ n ‖ n delivered ‖ n read).
+    /// Server msg id ‖ group ‖ account → delivered ‖ read (account 0: sender ‖ n ‖ 0 ‖ 0, the
+    /// counts as of the send; `u64::MAX`: the recipient list; `u64::MAX − 1`: a block of rows).
     receipts: Keyspace,
     /// Receipt rows and counters changed by acks and reads, waiting for the committer's next
     /// batch (`staged.rs`): every member's ack of every group message changes two records.
@@ -423,11 +425,10 @@ impl Groups {
             n_read += 1;
             all_read_now = n_read == state.n;
         }
-        let (row_key, counters_key) = (triple(msg, group, account), triple(msg, group, COUNTERS));
-        let counters = quad_bytes([state.sender, state.n, n_delivered, n_read]);
         // Staged under the lock, in the order the marks happen; the state follows only once
-        // staged (a refused stage changes nothing).
-        stage(&[(&row_key, &pair(row.delivered_at_ms, row.read_at_ms)), (&counters_key, &counters)])?;
+        // staged (a refused stage changes nothing). The counts are not written: a read counts
+        // them from the rows (`scan_receipts`).
+        stage(&[(&triple(msg, group, account), &pair(row.delivered_at_ms, row.read_at_ms))])?;
         (state.rows[i], state.n_delivered, state.n_read) = (row, n_delivered, n_read);
         Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }))
     }
@@ -486,12 +487,19 @@ impl Groups {
                 }
             }
         }
-        let Some([sender, n, n_delivered, n_read]) = counters else { return Ok(None) };
+        // Only the sender is taken from the counters record. Its counts are those of the send
+        // (marks do not rewrite them; older data has those of its last mark) and an erasure
+        // leaves them as they were, so the counts come from the rows: the recipients are the
+        // list's accounts and those with rows.
+        let Some([sender, ..]) = counters else { return Ok(None) };
         // Recipients with no row of their own have neither delivered nor read it.
         for account in recipients {
             rows.entry(account).or_insert(GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 });
         }
-        Ok(Some(ReceiptState::new(sender, n, n_delivered, n_read, rows.into_values().collect())))
+        let rows: Vec<GroupReceiptRow> = rows.into_values().collect();
+        let count = |set: fn(&GroupReceiptRow) -> bool| rows.iter().filter(|r| set(r)).count() as u64;
+        let (n_delivered, n_read) = (count(|r| r.delivered_at_ms != 0), count(|r| r.read_at_ms != 0));
+        Ok(Some(ReceiptState::new(sender, rows.len() as u64, n_delivered, n_read, rows)))
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
@@ -857,7 +865,8 @@ mod receipt_layout_tests {
         let members: Vec<u64> = (2..66).collect();
         store.start_group_receipts(7, 100, 1, &members).await.unwrap();
         for &m in &members {
-            store.mark_group_receipt(7, 100, m, false, 1000 + m).await.unwrap().unwrap();
+            let p = store.mark_group_receipt(7, 100, m, false, 1000 + m).await.unwrap().unwrap();
+            assert_eq!(p.all_delivered_now, m == 65, "the last delivery completes it");
         }
         settle(&store).await;
         let kinds: Vec<u64> = on_disk(&store, 7, 100).into_iter().map(|(a, _)| a).collect();
@@ -882,6 +891,13 @@ mod receipt_layout_tests {
         drop(store);
         let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
         check(store.group_receipts(7, 100).await.unwrap().unwrap().1);
+        // The counts come back from the rows (the counters record still says 0 of 64): the
+        // last of the other 61 reads completes the message.
+        for m in members.iter().copied().filter(|m| ![5, 6, 7].contains(m)) {
+            let p = store.mark_group_receipt(7, 100, m, true, 6000 + m).await.unwrap().unwrap();
+            assert!(!p.all_delivered_now, "delivered to all before the reopen");
+            assert_eq!(p.all_read_now, m == 65, "only the last read completes it");
+        }
 
         let (groups, log) = (std::sync::Arc::clone(&store.groups), store.side_writer().unwrap());
         tokio::task::spawn_blocking(move || groups.erase_receipts(6, &log)).await.unwrap().unwrap();
