@@ -54,7 +54,6 @@ const STAGED_PAYLOADS_MAX: usize = 1024;
 /// receipts goes through [`Groups::mark`] under the groups lock.
 struct ReceiptState {
     sender: AccountId,
-    n: u64,
     n_delivered: u64,
     n_read: u64,
     rows: Vec<GroupReceiptRow>,
@@ -64,9 +63,14 @@ struct ReceiptState {
 }
 
 impl ReceiptState {
-    fn new(sender: AccountId, n: u64, n_delivered: u64, n_read: u64, rows: Vec<GroupReceiptRow>) -> Self {
+    fn new(sender: AccountId, n_delivered: u64, n_read: u64, rows: Vec<GroupReceiptRow>) -> Self {
         let accounts = rows.iter().map(|r| r.account).collect();
-        Self { sender, n, n_delivered, n_read, rows, accounts }
+        Self { sender, n_delivered, n_read, rows, accounts }
+    }
+
+    /// How many recipients the message has.
+    fn n(&self) -> u64 {
+        self.rows.len() as u64
     }
 }
 
@@ -418,12 +422,12 @@ impl Groups {
             // Reading implies delivery.
             row.delivered_at_ms = now;
             n_delivered += 1;
-            all_delivered_now = n_delivered == state.n;
+            all_delivered_now = n_delivered == state.n();
         }
         if read && row.read_at_ms == 0 {
             row.read_at_ms = now;
             n_read += 1;
-            all_read_now = n_read == state.n;
+            all_read_now = n_read == state.n();
         }
         // Staged under the lock, in the order the marks happen; the state follows only once
         // staged (a refused stage changes nothing). The counts are not written: a read counts
@@ -439,7 +443,7 @@ impl Groups {
             .into_iter()
             .map(|account| GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 })
             .collect();
-        let state = ReceiptState::new(sender, rows.len() as u64, 0, 0, rows);
+        let state = ReceiptState::new(sender, 0, 0, rows);
         let _guard = self.lock();
         self.receipt_states().insert(msg, group, state);
     }
@@ -499,7 +503,7 @@ impl Groups {
         let rows: Vec<GroupReceiptRow> = rows.into_values().collect();
         let count = |set: fn(&GroupReceiptRow) -> bool| rows.iter().filter(|r| set(r)).count() as u64;
         let (n_delivered, n_read) = (count(|r| r.delivered_at_ms != 0), count(|r| r.read_at_ms != 0));
-        Ok(Some(ReceiptState::new(sender, rows.len() as u64, n_delivered, n_read, rows)))
+        Ok(Some(ReceiptState::new(sender, n_delivered, n_read, rows)))
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
@@ -642,7 +646,7 @@ fn remove(space: u8, key: &[u8]) -> KvWrite {
     KvWrite { space, key: key.to_vec(), value: None }
 }
 
-fn pair(a: u64, b: u64) -> [u8; 16] {
+pub(super) fn pair(a: u64, b: u64) -> [u8; 16] {
     let mut out = [0; 16];
     out[..8].copy_from_slice(&a.to_be_bytes());
     out[8..].copy_from_slice(&b.to_be_bytes());
@@ -656,7 +660,7 @@ fn triple(a: u64, b: u64, c: u64) -> [u8; 24] {
     out
 }
 
-fn unpair(v: &[u8]) -> StoreResult<(u64, u64)> {
+pub(super) fn unpair(v: &[u8]) -> StoreResult<(u64, u64)> {
     let [a, b] = words::<2>(v)?;
     Ok((a, b))
 }
@@ -945,7 +949,7 @@ mod receipt_layout_tests {
 
     fn state(rows: usize) -> super::ReceiptState {
         let row = |account| crate::GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
-        super::ReceiptState::new(1, rows as u64, 0, 0, (2..).map(row).take(rows).collect())
+        super::ReceiptState::new(1, 0, 0, (2..).map(row).take(rows).collect())
     }
 
     #[test]

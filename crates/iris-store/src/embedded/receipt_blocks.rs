@@ -90,11 +90,7 @@ fn row_of(key: &[u8], value: &[u8]) -> StoreResult<Option<([u8; 16], GroupReceip
     if account == super::groups::COUNTERS || account == super::groups::RECIPIENTS || account == BLOCK {
         return Ok(None);
     }
-    if value.len() != 16 {
-        return Err(StoreError::Corrupt(format!("group receipt row of {} bytes", value.len())));
-    }
-    let (delivered_at_ms, read_at_ms) =
-        (u64::from_be_bytes(keys::array(&value[..8])?), u64::from_be_bytes(keys::array(&value[8..])?));
+    let (delivered_at_ms, read_at_ms) = super::groups::unpair(value)?;
     Ok(Some((keys::array(message)?, GroupReceiptRow { account, delivered_at_ms, read_at_ms })))
 }
 
@@ -118,7 +114,7 @@ pub(super) fn settle(db: &Database, ks: &Keyspace, values: &Values) -> StoreResu
             for row in new {
                 let mut row_key = key;
                 row_key[16..].copy_from_slice(&row.account.to_be_bytes());
-                batch.insert(ks, row_key, pair_value(&row));
+                batch.insert(ks, row_key, super::groups::pair(row.delivered_at_ms, row.read_at_ms));
             }
             continue;
         }
@@ -129,14 +125,6 @@ pub(super) fn settle(db: &Database, ks: &Keyspace, values: &Values) -> StoreResu
         batch.insert(ks, key, encode(&rows.into_values().collect::<Vec<_>>()));
     }
     batch.durability(Some(PersistMode::Buffer)).commit().map_err(unavailable)
-}
-
-/// A row record's value: delivered ‖ read.
-fn pair_value(row: &GroupReceiptRow) -> [u8; 16] {
-    let mut v = [0; 16];
-    v[..8].copy_from_slice(&row.delivered_at_ms.to_be_bytes());
-    v[8..].copy_from_slice(&row.read_at_ms.to_be_bytes());
-    v
 }
 
 #[cfg(test)]

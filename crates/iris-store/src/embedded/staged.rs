@@ -28,9 +28,10 @@ pub(super) type Bytes = Box<[u8]>;
 /// Staged values by key.
 pub(super) type Values = HashMap<Bytes, Bytes>;
 
-/// A settle that writes a keyspace's values its own way (group receipt rows folded into one
-/// record per message, `receipt_blocks.rs`) instead of as they are.
-pub(super) type SettleWrite = fn(&fjall::Database, &fjall::Keyspace, &Values) -> StoreResult<()>;
+/// How a settle writes a keyspace's values: as they are in one batch (the default), as one
+/// table when many ([`Staged::ingesting_from`]), or its own way (group receipt rows folded
+/// into one record per message, `receipt_blocks.rs`).
+type SettleWrite = Box<dyn Fn(&fjall::Database, &fjall::Keyspace, &Values) -> StoreResult<()> + Send + Sync>;
 
 /// Values of one keyspace waiting for the log or for fjall (the latest write of a key wins, as
 /// an upsert on disk would).
@@ -44,11 +45,8 @@ pub(super) struct Staged {
     /// Most values held in all states; past this `stage` refuses, so a stalled committer or
     /// disk cannot make the staging grow without bound.
     len_max: usize,
-    /// Settles of at least this many values write them as one new sorted table (fjall's
-    /// ingestion) instead of inserting each into the keyspace's memtable (`usize::MAX`: never).
-    ingest_min: usize,
-    /// Writes a settle's values, when they are not written as they are.
-    settle_write: Option<SettleWrite>,
+    /// Writes a settle's values into the keyspace.
+    settle_write: SettleWrite,
 }
 
 /// The states of [`Staged`]'s values, newest first.
@@ -93,23 +91,29 @@ impl Staged {
             records: Mutex::default(),
             settling: Mutex::default(),
             len_max,
-            ingest_min: usize::MAX,
-            settle_write: None,
+            settle_write: Box::new(insert_all),
         }
     }
 
     /// This staging, settled by `write` instead of as the values are: the keyspace's readers
     /// must read what `write` leaves as they would the values themselves.
-    pub(super) fn settled_by(self, write: SettleWrite) -> Self {
-        Self { settle_write: Some(write), ..self }
+    pub(super) fn settled_by(
+        self,
+        write: impl Fn(&fjall::Database, &fjall::Keyspace, &Values) -> StoreResult<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self { settle_write: Box::new(write), ..self }
     }
 
-    /// This staging, settling `ingest_min` values or more as one table: for keys written
+    /// This staging, settling `ingest_min` values or more as one new sorted table (fjall's
+    /// ingestion) instead of inserting each into the keyspace's memtable: for keys written
     /// once each and increasing (message ids), where a memtable insert is a skiplist search
     /// through everything written since the last flush, and the table is what a flush would
     /// write anyway.
     pub(super) fn ingesting_from(self, ingest_min: usize) -> Self {
-        Self { ingest_min, ..self }
+        self.settled_by(move |db, space, values| match values.len() >= ingest_min {
+            true => ingest_all(space, values),
+            false => insert_all(db, space, values),
+        })
     }
 
     /// The log's space number of the keyspace these writes go to.
@@ -237,11 +241,7 @@ impl Staged {
         db: &fjall::Database,
         space: &fjall::Keyspace,
     ) -> StoreResult<usize> {
-        self.settle_with(exclusive, |values| match self.settle_write {
-            Some(write) => write(db, space, values),
-            None if values.len() >= self.ingest_min => ingest_all(space, values),
-            None => insert_all(db, space, values),
-        })
+        self.settle_with(exclusive, |values| (self.settle_write)(db, space, values))
     }
 
     /// Hands every logged value to `write`, then drops them (or, if it fails, keeps them).
