@@ -21,7 +21,25 @@ pub struct InboxItemHead {
     /// Set when the body is a `GroupMessage` (`InboxItem.group_message`).
     #[prost(message, optional, tag = "6")]
     pub group_message: Option<GroupMessageHead>,
+    /// Set when the body is a 1:1 `Receipt` (`InboxItem.receipt`).
+    #[prost(message, optional, tag = "5")]
+    pub receipt: Option<Present>,
+    /// Set when the body is a `GroupReceipt` (`InboxItem.group_receipt`).
+    #[prost(message, optional, tag = "8")]
+    pub group_receipt: Option<Present>,
 }
+
+impl InboxItemHead {
+    /// Whether the item is a receipt (1:1 or group): news about a message already delivered,
+    /// which may wait a little to share a write with something else (`session.receipt_hold_ms`).
+    pub fn is_receipt(&self) -> bool {
+        self.receipt.is_some() || self.group_receipt.is_some()
+    }
+}
+
+/// A body whose kind is all the head needs: every field of it is skipped.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct Present {}
 
 /// The sender of a 1:1 `Message`.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
@@ -76,7 +94,7 @@ mod tests {
                 server_msg_id: 1001,
                 server_ts_ms: 1_700_000_000_123,
                 message: Some(MessageHead { from_account_id: 42 }),
-                group_message: None,
+                ..Default::default()
             }
         );
         let group = pb::InboxItem {
@@ -97,6 +115,14 @@ mod tests {
             body: Some(inbox_item::Body::Receipt(pb::Receipt { server_msg_ids: vec![1, 2], ..Default::default() })),
             ..Default::default()
         };
-        assert_eq!(head_of(&receipt), InboxItemHead { server_msg_id: 1003, ..Default::default() });
+        let head = head_of(&receipt);
+        assert_eq!(head, InboxItemHead { server_msg_id: 1003, receipt: Some(Present {}), ..Default::default() });
+        assert!(head.is_receipt());
+        let group_receipt = pb::InboxItem {
+            body: Some(inbox_item::Body::GroupReceipt(pb::GroupReceipt { group_id: 77, ..Default::default() })),
+            ..Default::default()
+        };
+        assert!(head_of(&group_receipt).is_receipt());
+        assert!(!head_of(&group).is_receipt() && !head_of(&item).is_receipt());
     }
 }

@@ -653,6 +653,10 @@ pub struct SessionConfig {
     /// to count as draining. At most 10 s; in effect at most half the heartbeat interval
     /// ([`SessionConfig::hot_hold`]).
     pub hot_hold_ms: u64,
+    /// Longest a receipt (1:1 or group) waits to share a write with something else going to
+    /// the same device (an answer, a message), so that under load it costs no write of its own;
+    /// 0 sends each at once. At most 1000.
+    pub receipt_hold_ms: u64,
 }
 
 impl SessionConfig {
@@ -677,6 +681,7 @@ impl Default for SessionConfig {
             memory_budget_bytes: None,
             hot_backlog_max: 1_000,
             hot_hold_ms: 1_000,
+            receipt_hold_ms: 20,
         }
     }
 }
@@ -1135,6 +1140,9 @@ impl Config {
         }
         if self.session.heartbeat_interval_ms < 100 || self.session.unacked_window == 0 {
             return invalid("session.heartbeat_interval_ms must be >= 100 and unacked_window > 0");
+        }
+        if self.session.receipt_hold_ms > 1_000 {
+            return invalid("session.receipt_hold_ms must be at most 1000");
         }
         if self.session.unacked_bytes_max == 0 {
             return invalid("session.unacked_bytes_max must be positive");

@@ -18,6 +18,12 @@
 //! reconnect makes the machine read the inbox instead. Pushing pauses while [`OUT_BYTES_MAX`]
 //! bytes wait to be written.
 //!
+//! Receipts are not urgent: when the entries next in line are all receipts (1:1 or group), they
+//! wait up to `receipt_hold` for something else to be written — an answer, a message, an event —
+//! and go out in that write ([`Delivery::release_held`]), or alone when the hold is over. Under
+//! load a receipt then costs no write of its own. Order is kept: a later entry that is not a
+//! receipt ends the hold, since the run is delivered whole.
+//!
 //! Acks are applied one at a time, in order: receipts first, then the deletion (by the inbox
 //! service). Acks that come while one is applied are merged into the next. A resume cursor is an
 //! ack like any other, except that this connection never delivered its entries and so does not
@@ -58,6 +64,9 @@ pub struct DeliveryConfig {
     pub window_bytes: u64,
     /// Most entries per inbox read and per delivery batch (`limits.batch_deliveries_max`).
     pub batch: usize,
+    /// Longest receipts next in line wait for another write to share (`session.receipt_hold_ms`;
+    /// zero: never).
+    pub receipt_hold: Duration,
 }
 
 /// What the driver must do next.
@@ -106,6 +115,10 @@ pub struct Delivery {
     buffered_bytes: u64,
     /// Since when a gap before buffered hints has been waiting (see [`GAP_WAIT`]).
     gap_since: Option<Instant>,
+    /// Since when the receipts next in line have been held (see [`DeliveryConfig::receipt_hold`]).
+    held_since: Option<Instant>,
+    /// The driver has something else to write: held receipts go with it.
+    release: bool,
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
     /// Their stored bytes, summed (bounded by `config.window_bytes`).
@@ -146,6 +159,7 @@ impl Delivery {
                 window: config.window.max(1),
                 window_bytes: config.window_bytes.max(1),
                 batch: config.batch.max(1),
+                receipt_hold: config.receipt_hold,
             },
             acked: cursor.acked,
             sent: cursor.acked,
@@ -154,6 +168,8 @@ impl Delivery {
             buffered: BTreeMap::new(),
             buffered_bytes: 0,
             gap_since: None,
+            held_since: None,
+            release: false,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
             ready: VecDeque::new(),
@@ -260,15 +276,21 @@ impl Delivery {
         self.out_bytes >= OUT_BYTES_MAX
     }
 
+    /// The driver is about to write something else: receipts held now go with it. True when
+    /// some were held (poll again to have them); false when none were, or already released.
+    pub fn release_held(&mut self) -> bool {
+        let newly = self.held_since.is_some() && !self.release;
+        self.release |= newly;
+        newly
+    }
+
     /// When [`Delivery::poll`] has something to do without any other event: a gap given up on,
-    /// or a failed ack retried.
+    /// held receipts sent alone, or a failed ack retried.
     pub fn deadline(&self) -> Option<Instant> {
         let gap = self.gap_since.map(|t| t + GAP_WAIT);
+        let held = self.held_since.map(|t| t + self.config.receipt_hold);
         let retry = self.retry_at.filter(|_| self.applying.is_none());
-        match (gap, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [gap, held, retry].into_iter().flatten().min()
     }
 
     /// The next action at `now`, or `None` until another event (or the [`Delivery::deadline`]).
@@ -308,6 +330,9 @@ impl Delivery {
         }
         let room = ((self.config.window - unacked) as usize).min(self.config.batch);
         if self.buffered.first_key_value().is_some_and(|(&seq, _)| seq == self.sent + 1) {
+            if self.holds_receipts(room, now) {
+                return None;
+            }
             let mut entries = Vec::with_capacity(room.min(self.buffered.len()));
             while entries.len() < room {
                 let next = self.sent + entries.len() as u64 + 1;
@@ -334,10 +359,30 @@ impl Delivery {
         Some(Action::Read { after_seq: self.sent, limit: room })
     }
 
+    /// Whether the run of buffered entries after `sent` (at most `room`) is receipts only, to be
+    /// held at `now`: unless released, or held for `receipt_hold` already.
+    fn holds_receipts(&mut self, room: usize, now: Instant) -> bool {
+        if self.config.receipt_hold.is_zero() || self.release {
+            return false;
+        }
+        let run = self.buffered.range(self.sent + 1..).take(room);
+        let receipts_only = run
+            .zip(self.sent + 1..)
+            .take_while(|((&seq, _), next)| seq == *next)
+            .all(|((_, item), _)| InboxItemHead::decode(item.clone()).is_ok_and(|h| h.is_receipt()));
+        if !receipts_only {
+            return false;
+        }
+        let since = *self.held_since.get_or_insert(now);
+        now.saturating_duration_since(since) < self.config.receipt_hold
+    }
+
     /// Turns entries after `sent` into `Delivery` events of at most [`DELIVERY_BYTES_MAX`]
     /// payload bytes each, remembering what each owes when acked. Items go out as stored; only
     /// their head is decoded (what the ack owes, when they were accepted).
     fn deliver(&mut self, entries: Vec<(u64, Bytes)>) {
+        self.held_since = None;
+        self.release = false;
         let mut items = Vec::with_capacity(entries.len());
         let mut items_bytes = 0;
         for (seq, bytes) in entries {

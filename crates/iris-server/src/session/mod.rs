@@ -263,6 +263,7 @@ impl Session {
             window: u64::from(deps.config.unacked_window),
             window_bytes: deps.config.unacked_bytes_max,
             batch: deps.limits.max_batch_deliveries as usize,
+            receipt_hold: Duration::from_millis(deps.config.receipt_hold_ms),
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
         // A resume cursor acks up to it (checked against the inbox by `Delivery::new`).
@@ -372,23 +373,29 @@ impl Session {
     }
 
     /// Carries out the delivery machine's actions until it rests: deliveries into `out`, inbox
-    /// reads awaited here (nothing else is pushed meanwhile), acks run among `inflight`.
+    /// reads awaited here (nothing else is pushed meanwhile), acks run among `inflight`. When
+    /// `out` has something, receipts the machine holds are released into the same write.
     async fn drive(&mut self) -> Result<(), SessionError> {
         if self.registration.lagged.swap(false, Ordering::AcqRel) {
             self.delivery.on_lagged();
         }
         let now = Instant::now().into_std();
-        while let Some(action) = self.delivery.poll(now) {
-            match action {
-                Action::Write(delivery) => self.push_delivery(delivery),
-                Action::Read { after_seq, limit } => {
-                    let entries = self.deps.inbox.read(self.device, after_seq, limit).await?;
-                    self.delivery.on_read(entries);
+        loop {
+            while let Some(action) = self.delivery.poll(now) {
+                match action {
+                    Action::Write(delivery) => self.push_delivery(delivery),
+                    Action::Read { after_seq, limit } => {
+                        let entries = self.deps.inbox.read(self.device, after_seq, limit).await?;
+                        self.delivery.on_read(entries);
+                    }
+                    Action::Ack(ack) => self.apply_ack(ack),
                 }
-                Action::Ack(ack) => self.apply_ack(ack),
+            }
+            // Something goes out anyway: held receipts ride along.
+            if self.out.is_empty() || !self.delivery.release_held() {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Applies an ack among the in-flight operations; the machine hears how it went.

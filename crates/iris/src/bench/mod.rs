@@ -67,6 +67,12 @@ pub struct CommonArgs {
     /// SDK's own cost is then part of the figures.
     #[arg(long)]
     pub sdk: bool,
+    /// Raw clients: longest an ack of received entries waits to ride with the client's next
+    /// send, as a phone batches its radio use and TCP delays its acks (the server holds receipts
+    /// the same way, `session.receipt_hold_ms`); 100 unacked entries are acked at once. 0 acks at
+    /// the next 1 ms tick.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub ack_delay_ms: u64,
     /// Also write a self-contained HTML report (charts and the summary table) to this file.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
@@ -83,6 +89,11 @@ impl CommonArgs {
     /// The drain time as a duration.
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_s)
+    }
+
+    /// The raw clients' ack delay as a duration.
+    pub fn ack_delay(&self) -> Duration {
+        Duration::from_millis(self.ack_delay_ms)
     }
 }
 

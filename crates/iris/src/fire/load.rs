@@ -28,6 +28,7 @@ pub async fn hotspot(sizes: Sizes) -> anyhow::Result<Line> {
         drain_s: HOTSPOT_DRAIN_S,
         // The SDK path, as when the figures in BENCHMARKS.md were taken.
         sdk: true,
+        ack_delay_ms: 20,
         report: None,
         phase_cmd: None,
     };

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use super::*;
 
 const ME: AccountId = 1;
-const DEFAULTS: DeliveryConfig = DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 100 };
+const DEFAULTS: DeliveryConfig =
+    DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO };
 
 /// The sender of entry `seq`: every fourth is the device's own account (sent-sync, owes nothing).
 fn sender_of(seq: u64) -> AccountId {
@@ -172,7 +173,7 @@ fn a_gap_that_does_not_fill_in_time_is_read_from_the_inbox() {
 #[test]
 fn the_window_bounds_unacked_deliveries_and_acks_reopen_it() {
     check(
-        DeliveryConfig { window: 3, window_bytes: u64::MAX, batch: 100 },
+        DeliveryConfig { window: 3, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         vec![hints(1..=3), hints(4..=5), Ack(2)],
@@ -185,7 +186,7 @@ fn the_window_in_bytes_bounds_unacked_deliveries_too() {
     // Proves: with room for 500 entries but 2,500 bytes, entries of ~1 KB stop after the batch
     // that crosses the byte bound (batches of 2), and an ack reopens it.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2 },
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         1_000,
@@ -199,7 +200,7 @@ fn hints_beyond_the_window_in_bytes_are_dropped_and_read_later() {
     // Proves: the reorder buffer is bounded in bytes too: of six ~1 KB hints at once, three fit
     // in 2,500 bytes; the rest are read from the inbox once the window has room.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2 },
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         1_000,
@@ -211,7 +212,7 @@ fn hints_beyond_the_window_in_bytes_are_dropped_and_read_later() {
 #[test]
 fn hints_beyond_the_window_are_dropped_and_read_later() {
     check(
-        DeliveryConfig { window: 2, window_bytes: u64::MAX, batch: 100 },
+        DeliveryConfig { window: 2, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         vec![hints(1..=4), Ack(2), Read(3..=4)],
@@ -224,7 +225,7 @@ fn a_batch_is_at_most_batch_entries_and_a_delivery_at_most_its_bytes() {
     // 100 KB payloads: two fit in a Delivery event's 256 KiB, a third starts the next event;
     // batches of 4 entries.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4 },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         100_000,
@@ -240,7 +241,7 @@ fn pushing_pauses_past_the_byte_budget_until_flushed() {
     let mut expected: Vec<String> = (1..=8).map(|s| format!("write {s}")).collect();
     let steps = vec![hints(1..=12)];
     let mut script = Script::new(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4 },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, receipt_hold: Duration::ZERO },
         InboxCursor::default(),
         0,
         200_000,
@@ -314,7 +315,7 @@ fn a_failed_ack_is_retried_later_reading_its_receipts_back_with_the_acks_since()
 #[test]
 fn a_lagged_hint_queue_reads_the_inbox_until_a_read_comes_back_short() {
     check(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 2 },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 2, receipt_hold: Duration::ZERO },
         (0, 0),
         0,
         vec![Lagged, Read(1..=2), Read(3..=3), Lagged, ReadNothing],
@@ -394,7 +395,7 @@ struct Model {
 
 impl Model {
     fn new(window: u64, window_bytes: u64, batch: usize, initial: u64) -> Self {
-        let config = DeliveryConfig { window, window_bytes, batch };
+        let config = DeliveryConfig { window, window_bytes, batch, receipt_hold: Duration::ZERO };
         let d = Delivery::new(config, ME, InboxCursor { acked: 0, last: initial }, 0).unwrap();
         Self {
             d,
@@ -492,6 +493,69 @@ impl Model {
         }
         panic!("not drained: written {} applied {} of {}", self.written, self.applied, self.committed);
     }
+}
+
+/// Entry `seq` as a DELIVERED receipt for message 1000 + seq.
+fn receipt_entry(seq: u64) -> Bytes {
+    let r = pb::Receipt { server_msg_ids: vec![1000 + seq], ..Default::default() };
+    pb::InboxItem { server_msg_id: 5000 + seq, body: Some(Body::Receipt(r)), ..Default::default() }
+        .encode_to_vec()
+        .into()
+}
+
+/// The seqs of a write, or `None` for any other answer of `poll`.
+fn written(action: Option<Action>) -> Option<Vec<u64>> {
+    match action {
+        Some(Action::Write(d)) => Some(d.items.iter().map(|i| i.seq).collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn receipts_wait_for_another_write_or_for_the_hold() {
+    let hold = Duration::from_millis(20);
+    let config = DeliveryConfig { receipt_hold: hold, ..DEFAULTS };
+    let mut d = Delivery::new(config, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    let t0 = Instant::now();
+
+    // Alone, a receipt waits out the hold, then goes by itself.
+    d.on_hint(1, receipt_entry(1));
+    assert_eq!(d.poll(t0), None);
+    assert_eq!(d.deadline(), Some(t0 + hold));
+    assert_eq!(d.poll(t0 + hold - Duration::from_millis(1)), None);
+    assert_eq!(written(d.poll(t0 + hold)), Some(vec![1]));
+    assert_eq!(d.deadline(), None);
+
+    // Something else is written: the held receipts go with it, at once; a release is one-off.
+    let t1 = t0 + 2 * hold;
+    d.on_hint(2, receipt_entry(2));
+    d.on_hint(3, receipt_entry(3));
+    assert_eq!(d.poll(t1), None);
+    assert!(d.release_held());
+    assert!(!d.release_held());
+    assert_eq!(written(d.poll(t1)), Some(vec![2, 3]));
+    assert!(!d.release_held(), "nothing is held any more");
+
+    // A message after receipts ends the hold: the run goes whole, in order.
+    d.on_hint(4, receipt_entry(4));
+    d.on_hint(5, entry(5, 10));
+    assert_eq!(written(d.poll(t1)), Some(vec![4, 5]));
+
+    // Group receipts wait too.
+    let group = pb::GroupReceipt { group_id: 9, server_msg_ids: vec![1], ..Default::default() };
+    let item = pb::InboxItem { body: Some(Body::GroupReceipt(group)), ..Default::default() };
+    d.on_hint(6, item.encode_to_vec().into());
+    assert_eq!(d.poll(t1), None);
+    assert!(d.release_held());
+    assert_eq!(written(d.poll(t1)), Some(vec![6]));
+}
+
+#[test]
+fn without_a_hold_receipts_go_at_once() {
+    let mut d = Delivery::new(DEFAULTS, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    d.on_hint(1, receipt_entry(1));
+    assert_eq!(written(d.poll(Instant::now())), Some(vec![1]));
+    assert!(!d.release_held());
 }
 
 proptest! {

@@ -1,9 +1,10 @@
 //! The raw load driver: one task (on its own thread, see `load/mod.rs`) runs every load
 //! connection of a run as one event loop. It reads whatever arrives as soon as it arrives (so
 //! arrival times are exact), and writes on the 1 ms tick: each connection's due operations —
-//! its sends, one cumulative ack of everything received since the last tick, a ping when idle —
-//! as one write. Writes are most of the generator's cost (each one runs the loopback TCP stack),
-//! so acks wait for the tick and ride with the sends, unless a full delivery batch is waiting.
+//! its sends, one cumulative ack of everything received, a ping when idle — as one write. Writes
+//! are most of the generator's cost (each one runs the loopback TCP stack), and each costs the
+//! server a read, so an ack waits to ride with the connection's next send, for at most the ack
+//! delay (`--ack-delay-ms`), unless a full delivery batch is waiting.
 //! Under load, more is written per syscall, so the cost per message falls as the rate rises.
 
 use std::future::Future;
@@ -136,6 +137,8 @@ pub struct Conn {
     /// Highest inbox seq received, and the highest acked.
     top_seq: u64,
     acked_seq: u64,
+    /// When the oldest entry not yet acked arrived (0: none waiting).
+    unacked_since_ns: u64,
     last_write_ns: u64,
     /// Sends written and not answered.
     unanswered: u64,
@@ -156,6 +159,7 @@ impl Conn {
             ops: Vec::new(),
             top_seq: 0,
             acked_seq: 0,
+            unacked_since_ns: 0,
             last_write_ns: now_ns(),
             unanswered: 0,
             closed_dest: None,
@@ -189,6 +193,8 @@ pub struct Driver {
     open_run: Option<(OpenSchedule, Option<oneshot::Sender<u64>>)>,
     closed_end_ns: Option<u64>,
     heartbeat_ns: u64,
+    /// Longest an ack waits for a send to ride with.
+    ack_delay_ns: u64,
     next_heartbeat_check_ns: u64,
     /// Unanswered sends of connections that closed (no longer outstanding).
     abandoned: u64,
@@ -209,6 +215,7 @@ impl Driver {
         ids: Arc<Vec<u64>>,
         deliveries_per_send: u16,
         heartbeat: Duration,
+        ack_delay: Duration,
         shared: Arc<Shared>,
     ) -> Self {
         let n = conns.len();
@@ -227,6 +234,7 @@ impl Driver {
             open_run: None,
             closed_end_ns: None,
             heartbeat_ns: heartbeat.as_nanos() as u64,
+            ack_delay_ns: ack_delay.as_nanos() as u64,
             next_heartbeat_check_ns: 0,
             abandoned: 0,
             tally: Tally::default(),
@@ -430,6 +438,9 @@ impl Driver {
         }
         self.scratch = incoming;
         if self.conns[idx].top_seq > self.conns[idx].acked_seq {
+            if self.conns[idx].unacked_since_ns == 0 {
+                self.conns[idx].unacked_since_ns = now;
+            }
             self.want_write(idx);
         }
     }
@@ -510,15 +521,18 @@ impl Driver {
         }
     }
 
-    /// Writes each queued connection's operations (and its ack) with one write: all of them on
-    /// a tick, else only those with [`ACK_AT_ONCE_ENTRIES`] to ack (the rest wait for the tick).
+    /// Writes each queued connection's operations (and its ack) with one write: on a tick, those
+    /// with a send or an ack past the ack delay; between ticks, only those with
+    /// [`ACK_AT_ONCE_ENTRIES`] to ack. The rest wait.
     fn write_all(&mut self, tick: bool) {
         let now = now_ns();
         let mut list = std::mem::take(&mut self.to_write);
         let mut waiting = std::mem::take(&mut self.waiting);
         for &idx in &list {
             let conn = &mut self.conns[idx];
-            if !tick && conn.top_seq - conn.acked_seq < ACK_AT_ONCE_ENTRIES {
+            let full = conn.top_seq - conn.acked_seq >= ACK_AT_ONCE_ENTRIES;
+            let ack_waits = conn.ops.is_empty() && now.saturating_sub(conn.unacked_since_ns) < self.ack_delay_ns;
+            if !full && (!tick || ack_waits) {
                 waiting.push(idx);
                 continue;
             }
@@ -529,6 +543,7 @@ impl Driver {
             if conn.top_seq > conn.acked_seq {
                 conn.ops.push(wire::ack_op(conn.top_seq));
                 conn.acked_seq = conn.top_seq;
+                conn.unacked_since_ns = 0;
             }
             wire::encode_ops(&mut conn.ops, &mut conn.wbuf);
             let mut failed = false;

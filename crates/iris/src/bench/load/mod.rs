@@ -54,11 +54,12 @@ pub struct RawFleet {
 impl RawFleet {
     /// Connects one raw client per credentials to the framed TCP address `tcp` and starts the
     /// driver; each accepted message is expected `deliveries_per_send` times (none against an
-    /// ack-only sink, which says so in its `Welcome`).
+    /// ack-only sink, which says so in its `Welcome`); clients ack within `ack_delay`.
     pub async fn connect(
         tcp: Vec<SocketAddr>,
         creds: Vec<Credentials>,
         deliveries_per_send: u16,
+        ack_delay: Duration,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(!tcp.is_empty(), "no server address");
         let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
@@ -84,7 +85,11 @@ impl RawFleet {
                     let per_send = if welcome.node_id == sink::ACK_ONLY_NODE_ID { 0 } else { deliveries_per_send };
                     let heartbeat = Duration::from_millis(welcome.heartbeat_interval_ms.max(1000).into());
                     let _ = ready_tx.send(Ok(()));
-                    Some(Driver::new(conns, thread_ids, per_send, heartbeat, thread_shared).run(command_rx).await)
+                    Some(
+                        Driver::new(conns, thread_ids, per_send, heartbeat, ack_delay, thread_shared)
+                            .run(command_rx)
+                            .await,
+                    )
                 })
             })
             .context("starting the load thread")?;
