@@ -72,8 +72,22 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turns transparent huge pages off for this process, as Redis does (`disable-thp`). With them,
+/// a growing hash table's fresh memory came in 2 MiB pages that the kernel zeroes on the first
+/// touch, on whichever thread touched it: on the benchmark host (a VM that backs guest memory
+/// lazily) that stalled the log's committer, and every send behind it, for 40–350 ms a few times
+/// a run. Without them, p99 at 10k msgs/s went from 10–35 ms to 5–6 ms (BENCHMARKS.md, "Huge
+/// pages off"). A failure is only logged: it costs latency, not correctness.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("iris: could not turn transparent huge pages off: {e}");
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
