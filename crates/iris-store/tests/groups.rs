@@ -76,13 +76,16 @@ async fn payloads_and_receipts_count_and_expire(engine: Engine) {
     assert_eq!((sender, rows.len(), rows[0].delivered_at_ms, rows[0].read_at_ms, rows[1].read_at_ms), (1, 2, 5, 8, 7));
     assert_eq!(store.group_payload(7, 100).await.unwrap(), Some(Bytes::from_static(b"p")));
     assert_eq!(store.expire_group_messages(100).await.unwrap(), 0);
-    // The payload, the counters and both rows; fjall also keeps the recipient list as a record.
-    let records = match engine {
-        Engine::Fjall => 5,
-        Engine::Postgres => 4,
-    };
-    assert_eq!(store.expire_group_messages(101).await.unwrap(), records);
+    // The payload, the counters and both rows; fjall also keeps the recipient list as a record,
+    // and its two rows are one block record once a settle (the checkpointer's, every second)
+    // has folded them, two records until then.
+    let records = store.expire_group_messages(101).await.unwrap();
+    match engine {
+        Engine::Fjall => assert!((4..=5).contains(&records), "{records} records"),
+        Engine::Postgres => assert_eq!(records, 4),
+    }
     assert_eq!(store.group_payload(7, 100).await.unwrap(), None);
+    assert_eq!(store.group_receipts(7, 100).await.unwrap(), None, "the rows went too");
 }
 
 async fn concurrent_receipts_count_every_member_once(engine: Engine) {
