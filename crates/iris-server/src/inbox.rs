@@ -141,7 +141,7 @@ impl Inbox {
                 if e.is_expired(now) {
                     continue; // never delivered: owes no DELIVERED receipt
                 }
-                match InboxItemHead::decode(e.item.clone()) {
+                match InboxItemHead::decode(&e.item[..]) {
                     Ok(head) => owed.add(ReceiptDue::of(&head, device.account)),
                     Err(_) => tracing::error!(%device, seq = e.seq, "undecodable inbox entry acked without receipt"),
                 }

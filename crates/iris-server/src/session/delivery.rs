@@ -369,7 +369,7 @@ impl Delivery {
         let receipts_only = run
             .zip(self.sent + 1..)
             .take_while(|((&seq, _), next)| seq == *next)
-            .all(|((_, item), _)| InboxItemHead::decode(item.clone()).is_ok_and(|h| h.is_receipt()));
+            .all(|((_, item), _)| InboxItemHead::decode(&item[..]).is_ok_and(|h| h.is_receipt()));
         if !receipts_only {
             return false;
         }
@@ -398,7 +398,7 @@ impl Delivery {
             self.known_last = self.known_last.max(seq);
             let size = bytes.len() as u64;
             self.unacked_bytes += size;
-            let Ok(head) = InboxItemHead::decode(bytes.clone()) else {
+            let Ok(head) = InboxItemHead::decode(&bytes[..]) else {
                 tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
                 self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size });
                 continue;

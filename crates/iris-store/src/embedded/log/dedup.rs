@@ -6,7 +6,7 @@
 //! by rehashing into a table twice its size. For one table per segment, the last doublings copied
 //! tens of MB into fresh memory on the committer's thread. Faulting that memory in (huge pages,
 //! zeroed by the kernel) stopped every commit for 100–350 ms on the benchmark host (BENCHMARKS.md,
-//! "A segment's dedup map in shards"). Shards grow one at a time, each 1/64 of that work, and a
+//! "Huge pages off, dedup maps in shards"). Shards grow one at a time, each 1/64 of that work, and a
 //! lookup still probes one table.
 
 use std::collections::{HashMap, VecDeque};
@@ -38,7 +38,7 @@ impl Map {
     /// tables' (seeded) hashers, so a table's buckets stay evenly used.
     fn shard(&self, key: &DedupKey) -> usize {
         const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-        (foldhash::fast::FixedState::with_seed(SEED).hash_one(key) >> 58) as usize % SHARDS
+        foldhash::fast::FixedState::with_seed(SEED).hash_one(key) as usize % SHARDS
     }
 
     fn get(&self, key: &DedupKey) -> Option<&(u64, u64)> {
