@@ -27,6 +27,14 @@ pub struct ClientConfig {
     /// Ack every inbox item as [`Events::next`](crate::Events::next) hands it out, so the app
     /// never calls [`Client::ack`](crate::Client::ack) (at-most-once processing on a crash).
     pub auto_ack: bool,
+    /// Longest an ack waits to ride with the next frame the SDK writes anyway (a send, a
+    /// receipt, a heartbeat), as a phone batches its radio use; once
+    /// [`ACK_BATCH_ENTRIES`](crate::ACK_BATCH_ENTRIES) entries are acked and not yet told, the
+    /// ack goes at once. An ack only lets the server forget what it delivered (and send the
+    /// sender's `DELIVERED`), so little waits on it, and each one written alone is a frame
+    /// through both kernels. Zero writes every ack as soon as the app makes it. Default 20 ms,
+    /// as long as the server holds receipts (`session.receipt_hold_ms`).
+    pub ack_delay: Duration,
     /// How to reconnect after the connection drops.
     pub reconnect: ReconnectPolicy,
     /// How to retry sends the server refused for a while (rate limit, overload, store down).
@@ -56,6 +64,7 @@ impl ClientConfig {
             credentials,
             resume_after_seq: 0,
             auto_ack: false,
+            ack_delay: Duration::from_millis(20),
             reconnect: ReconnectPolicy::default(),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),

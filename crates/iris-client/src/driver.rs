@@ -26,6 +26,11 @@ use crate::shared::Shared;
 /// Heartbeat interval assumed when the server announces none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
+/// Entries acked by the app and not yet told to the server past which the ack is written at
+/// once instead of waiting up to [`ClientConfig::ack_delay`] for another write to ride with
+/// (the server's window of unacked deliveries is thousands deep, so this never stalls it).
+pub const ACK_BATCH_ENTRIES: u64 = 100;
+
 /// Commands taken off the queue in one go before writing, so bursts share a frame.
 const COMMANDS_PER_TURN: usize = 256;
 
@@ -206,17 +211,29 @@ impl Driver {
         let mut last_write = Instant::now();
         let mut last_read = Instant::now();
         let mut ping_due = false;
+        // When the oldest ack not yet told must go even with nothing to ride with.
+        let mut ack_due: Option<Instant> = None;
         for event in rest {
             if let Some(end) = self.on_event(event) {
                 return end;
             }
         }
         loop {
-            match self.flush(conn, heartbeat * 2, std::mem::take(&mut ping_due)).await {
+            let acked = self.shared.acked_seq();
+            let ack_now = acked > self.ack_sent
+                && (self.config.ack_delay.is_zero()
+                    || acked - self.ack_sent >= ACK_BATCH_ENTRIES
+                    || ack_due.is_some_and(|due| due <= Instant::now()));
+            match self.flush(conn, heartbeat * 2, std::mem::take(&mut ping_due), ack_now).await {
                 Ok(true) => last_write = Instant::now(),
                 Ok(false) => {}
                 Err(e) => return lost(e),
             }
+            ack_due = match ack_due {
+                _ if self.shared.acked_seq() <= self.ack_sent => None,
+                Some(due) => Some(due),
+                None => Some(Instant::now() + self.config.ack_delay),
+            };
             let retry_at = self.inflight.next_timer();
             tokio::select! {
                 cmd = self.cmds.recv() => {
@@ -240,6 +257,7 @@ impl Driver {
                     }
                 }
                 () = self.shared.ack_notify.notified() => {}
+                () = sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {}
                 frame = conn.next_frame() => match frame {
                     None => return End::Lost { reason: DisconnectReason::ServerClosed, delay: None },
                     Some(Err(e)) => return lost(e),
@@ -284,9 +302,16 @@ impl Driver {
         None
     }
 
-    /// Writes everything that may go now: the ack cursor, a due ping, and ready operations up to
-    /// the server's in-flight window, in frames within its limits. Returns whether it wrote.
-    async fn flush(&mut self, conn: &mut Connection, timeout: Duration, ping: bool) -> Result<bool, ClientError> {
+    /// Writes everything that may go now: a due ping and ready operations up to the server's
+    /// in-flight window, in frames within its limits, with the ack cursor riding along; the
+    /// cursor alone only when `ack_now`. Returns whether it wrote.
+    async fn flush(
+        &mut self,
+        conn: &mut Connection,
+        timeout: Duration,
+        ping: bool,
+        ack_now: bool,
+    ) -> Result<bool, ClientError> {
         let max_ops = self.limits.max_ops_per_frame.max(1) as usize;
         let max_bytes = (self.limits.max_frame_bytes as usize).saturating_sub(FRAME_SLACK_BYTES);
         let window = match self.limits.max_inflight_sends {
@@ -298,7 +323,8 @@ impl Driver {
         loop {
             let mut ops = Vec::new();
             let acked = self.shared.acked_seq();
-            if acked > self.ack_sent {
+            let others = ping || (self.inflight.has_ready() && self.inflight.n_sent() < window);
+            if acked > self.ack_sent && (ack_now || others) {
                 ops.push(self.op(client_op::Op::Ack(pb::Ack { up_to_seq: acked })));
             }
             if std::mem::take(&mut ping) {

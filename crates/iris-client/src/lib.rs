@@ -59,6 +59,7 @@ pub use calls::CallTarget;
 pub use client::{new_client_msg_id, Client, Recipient};
 pub use config::{ClientConfig, CredentialsHook, ReconnectPolicy, RetryPolicy};
 pub use dedup::DedupWindow;
+pub use driver::ACK_BATCH_ENTRIES;
 pub use e2e::{Conversation, E2e, E2eError, Opened};
 pub use error::ClientError;
 pub use event::{DisconnectReason, Event, Events};

@@ -86,6 +86,21 @@ impl FakeConn {
         }
     }
 
+    /// The ops of the next whole frame the client wrote (empty once it closed).
+    async fn next_frame(&mut self) -> Vec<pb::ClientOp> {
+        let decoder = FrameDecoder::new(1 << 20);
+        loop {
+            if let Some(body) = decoder.decode(&mut self.buf).expect("valid frame") {
+                let frame: pb::ClientFrame = frame::decode_body(&body).expect("valid ClientFrame");
+                return frame.ops;
+            }
+            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf)).await.expect("client writes").unwrap_or(0);
+            if n == 0 {
+                return Vec::new();
+            }
+        }
+    }
+
     /// The next op that is not a Ping or an Ack.
     async fn next_request(&mut self) -> pb::ClientOp {
         loop {
@@ -311,6 +326,53 @@ async fn redeliveries_after_a_reconnect_reach_the_app_once_and_acks_resume() {
     client.ack(4);
     assert_eq!(conn.next_ack().await, 4);
     assert_eq!(client.last_acked_seq(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ack_rides_with_the_next_send_or_goes_alone_after_the_delay_or_at_the_batch_size() {
+    // Proves the three ways an ack leaves: alone only once `ack_delay` is over, at once with a
+    // send that goes anyway (in the same frame), and at once when ACK_BATCH_ENTRIES wait.
+    let server = FakeServer::start().await;
+    let mut cfg = config(&server, "http://127.0.0.1:9");
+    cfg.ack_delay = Duration::from_millis(50);
+    let (client, (mut conn, _)) = tokio::join!(Client::connect(cfg), server.accept_welcome());
+    let (client, mut events) = client.expect("connect");
+    next_event(&mut events).await; // Connected
+
+    conn.send(0, delivery(&[(1, 11), (2, 12)])).await;
+    next_event(&mut events).await;
+    next_event(&mut events).await;
+    let acked_at = Instant::now();
+    client.ack(2);
+    assert_eq!(conn.next_ack().await, 2);
+    let waited = acked_at.elapsed();
+    assert!(waited >= Duration::from_millis(50) && waited <= Duration::from_millis(51), "ack after {waited:?}");
+
+    conn.send(0, delivery(&[(3, 13)])).await;
+    next_event(&mut events).await;
+    let acked_at = Instant::now();
+    client.ack(3);
+    let c = client.clone();
+    let _send = tokio::spawn(async move { c.send(2u64, "riding").await });
+    let mut frame = Vec::new();
+    while frame.is_empty() {
+        frame = conn.next_frame().await;
+    }
+    let kinds: Vec<_> =
+        frame.iter().map(|op| matches!(op.op, Some(client_op::Op::Ack(pb::Ack { up_to_seq: 3 })))).collect();
+    assert_eq!(kinds, [true, false], "the ack and the send share one frame: {frame:?}");
+    assert_eq!(acked_at.elapsed(), Duration::ZERO);
+
+    let batch = iris_client::ACK_BATCH_ENTRIES;
+    let items: Vec<_> = (4..4 + batch).map(|seq| (seq, 10 + seq)).collect();
+    conn.send(0, delivery(&items)).await;
+    for _ in 0..batch {
+        next_event(&mut events).await;
+    }
+    let acked_at = Instant::now();
+    client.ack(3 + batch);
+    assert_eq!(conn.next_ack().await, 3 + batch);
+    assert_eq!(acked_at.elapsed(), Duration::ZERO);
 }
 
 #[tokio::test(start_paused = true)]
