@@ -287,7 +287,12 @@ impl Session {
         let frame_timeout = Duration::from_millis(self.deps.config.frame_timeout_ms);
         let mut tick = tokio::time::interval((heartbeat / 2).min(frame_timeout / 2));
         let max_inflight = self.deps.limits.max_inflight_sends as usize;
-        let shutdown = self.deps.shutdown.clone();
+        // One wait for the whole session: a fresh `cancelled()` per turn would join and leave
+        // the token's waiter list (a lock each way) on every wake-up of the loop.
+        let mut stopping = std::pin::pin!(self.deps.shutdown.clone().cancelled_owned());
+        // The delivery machine's next deadline, as one timer moved when the deadline moves
+        // (a new `sleep_until` per turn would enter and leave the timer wheel every time).
+        let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
         loop {
             self.collect_ready();
             loop {
@@ -304,6 +309,9 @@ impl Session {
                 }
             }
             let deadline = self.delivery.deadline().map(Instant::from_std);
+            if let Some(at) = deadline.filter(|&at| at != wake.deadline()) {
+                wake.as_mut().reset(at);
+            }
             tokio::select! {
                 biased;
                 kick = &mut self.registration.kick => {
@@ -313,7 +321,7 @@ impl Session {
                         Ok(Kick::Revoked) | Err(_) => SessionError::Revoked,
                     });
                 }
-                _ = shutdown.cancelled() => {
+                () = &mut stopping => {
                     self.drain(transport).await;
                     return Ok(());
                 }
@@ -336,7 +344,7 @@ impl Session {
                         Err(e) => return Err(SessionError::from(&e)),
                     }
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {}
+                () = &mut wake, if deadline.is_some() => {}
                 _ = tick.tick() => {
                     if self.last_heard.elapsed() > 2 * heartbeat {
                         return Err(SessionError::HeartbeatTimeout);
@@ -478,7 +486,10 @@ impl Session {
                 frame.events.push(e);
             }
             self.deps.metrics.frames_out.inc();
+            // The write first: it almost always completes at once, and then the shutdown
+            // token is never polled (no waiter registered and removed per frame).
             let written = tokio::select! {
+                biased;
                 w = timeout(write_timeout, transport.send(&frame)) => w,
                 _ = self.deps.shutdown.cancelled(), if !self.deps.shutdown.is_cancelled() => return false,
             };
