@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use super::framed::Framed;
 use super::proxy_protocol;
@@ -77,22 +76,17 @@ async fn serve_stream(ctx: Arc<Ctx>, mut stream: TcpStream, peer: SocketAddr, tl
             return;
         }
     };
-    let span = tracing::info_span!("tcp", client = %client.ip());
     let max = ctx.limits.max_frame_bytes;
-    async move {
-        match tls {
-            None => session::run(ctx.sessions.clone(), Framed::new(stream, max), client.ip()).await,
-            Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => {
-                    session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), client.ip()).await
-                }
-                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!("TLS handshake timed out"),
-            },
-        }
+    // No span around the session: `session::run` has the connection's one span (a span is
+    // entered on every wake-up of the task, so nesting two costs twice).
+    match tls {
+        None => session::run(ctx.sessions.clone(), Framed::new(stream, max), client.ip()).await,
+        Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => session::run(ctx.sessions.clone(), Framed::new(tls_stream, max), client.ip()).await,
+            Ok(Err(e)) => tracing::debug!(client = %client.ip(), error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(client = %client.ip(), "TLS handshake timed out"),
+        },
     }
-    .instrument(span)
-    .await
 }
 
 /// The client behind `peer`: `peer` itself, or what its PROXY header says when `peer` is a

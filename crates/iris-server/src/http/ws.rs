@@ -16,8 +16,6 @@ use iris_proto::frame::decode_body;
 use iris_proto::outgoing::OutFrame;
 use iris_proto::pb;
 
-use tracing::Instrument;
-
 use super::client::ClientIp;
 use super::ApiError;
 use crate::context::Ctx;
@@ -72,8 +70,8 @@ pub async fn upgrade(
     let max = ctx.limits.max_frame_bytes as usize;
     Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| async move {
         let _tracked = ctx.tasks.token();
-        let span = tracing::info_span!("ws", client = %client);
-        session::run(ctx.sessions.clone(), WsTransport { socket, format }, client).instrument(span).await;
+        // The session's own span names the client (one span per connection: see `session::run`).
+        session::run(ctx.sessions.clone(), WsTransport { socket, format }, client).await;
     }))
 }
 

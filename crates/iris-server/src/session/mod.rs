@@ -36,6 +36,7 @@ use iris_store::{AccountId, DeviceAddr};
 use rand::Rng;
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::actions::Actions;
@@ -132,8 +133,18 @@ pub struct SessionDeps {
     pub abuse: Arc<crate::abuse::Abuse>,
 }
 
-/// Runs a connection from its first byte to its close: admission, handshake, service.
-pub async fn run<T: Transport>(deps: Arc<SessionDeps>, mut transport: T, peer: IpAddr) {
+/// Runs a connection from its first byte to its close: admission, handshake, service, in one
+/// span (`conn`: the client's address, then its device and connection id once known).
+///
+/// One span, not one per layer: a span is entered and left on every wake-up of the connection's
+/// task, and two nested ones (gateway, session) were ~5 % of the server's instructions per
+/// message at a fixed open-loop rate (BENCHMARKS.md).
+pub async fn run<T: Transport>(deps: Arc<SessionDeps>, transport: T, peer: IpAddr) {
+    let span = tracing::info_span!("conn", client = %peer, device = Empty, conn = Empty);
+    serve_connection(deps, transport, peer).instrument(span).await
+}
+
+async fn serve_connection<T: Transport>(deps: Arc<SessionDeps>, mut transport: T, peer: IpAddr) {
     deps.metrics.connections_accepted.inc();
     let _admitted = match deps.admission.admit(peer, &deps.metrics) {
         Ok(admitted) => admitted,
@@ -208,16 +219,14 @@ async fn handshake_then_serve<T: Transport>(
     let served = match Session::start(deps.clone(), device, registration, hello.resume_after_seq).await {
         Ok(mut session) => {
             session.out.push(handshake::welcome(&deps, &hello).into());
-            let span = tracing::info_span!("session", device = %device, conn = conn_id);
-            async {
-                tracing::debug!("session started");
-                session.handle_ops(ops).await?;
-                let served = session.serve(transport).await;
-                tracing::debug!(result = ?served.as_ref().map_err(SessionError::code), "session ended");
-                served
-            }
-            .instrument(span)
-            .await
+            tracing::Span::current().record("device", tracing::field::display(device)).record("conn", conn_id);
+            tracing::debug!("session started");
+            let served = match session.handle_ops(ops).await {
+                Ok(()) => session.serve(transport).await,
+                Err(e) => Err(e),
+            };
+            tracing::debug!(result = ?served.as_ref().map_err(SessionError::code), "session ended");
+            served
         }
         Err(e) => Err(e),
     };
