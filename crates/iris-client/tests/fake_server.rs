@@ -58,26 +58,13 @@ struct FakeConn {
 }
 
 impl FakeConn {
-    /// The next op the client sent, or `None` when it closed the connection.
-    async fn next_op(&mut self) -> Option<pb::ClientOp> {
+    /// The ops of the next whole frame the client wrote, or `None` once it closed.
+    async fn next_frame(&mut self) -> Option<Vec<pb::ClientOp>> {
         let decoder = FrameDecoder::new(1 << 20);
         loop {
             if let Some(body) = decoder.decode(&mut self.buf).expect("valid frame") {
                 let frame: pb::ClientFrame = frame::decode_body(&body).expect("valid ClientFrame");
-                // Ops of one frame are returned one by one; push the rest back as frames.
-                let mut ops = frame.ops.into_iter();
-                let first = ops.next();
-                let rest: Vec<_> = ops.collect();
-                if !rest.is_empty() {
-                    let mut again = BytesMut::new();
-                    frame::encode(&pb::ClientFrame { ops: rest }, &mut again);
-                    again.extend_from_slice(&self.buf);
-                    self.buf = again;
-                }
-                match first {
-                    Some(op) => return Some(op),
-                    None => continue,
-                }
+                return Some(frame.ops);
             }
             let n = timeout(WAIT, self.stream.read_buf(&mut self.buf)).await.expect("client writes").ok()?;
             if n == 0 {
@@ -86,18 +73,20 @@ impl FakeConn {
         }
     }
 
-    /// The ops of the next whole frame the client wrote (empty once it closed).
-    async fn next_frame(&mut self) -> Vec<pb::ClientOp> {
-        let decoder = FrameDecoder::new(1 << 20);
+    /// The next op the client sent, or `None` when it closed the connection.
+    async fn next_op(&mut self) -> Option<pb::ClientOp> {
         loop {
-            if let Some(body) = decoder.decode(&mut self.buf).expect("valid frame") {
-                let frame: pb::ClientFrame = frame::decode_body(&body).expect("valid ClientFrame");
-                return frame.ops;
+            // Ops of one frame are returned one by one; push the rest back as a frame.
+            let mut ops = self.next_frame().await?.into_iter();
+            let Some(first) = ops.next() else { continue };
+            let rest: Vec<_> = ops.collect();
+            if !rest.is_empty() {
+                let mut again = BytesMut::new();
+                frame::encode(&pb::ClientFrame { ops: rest }, &mut again);
+                again.extend_from_slice(&self.buf);
+                self.buf = again;
             }
-            let n = timeout(WAIT, self.stream.read_buf(&mut self.buf)).await.expect("client writes").unwrap_or(0);
-            if n == 0 {
-                return Vec::new();
-            }
+            return Some(first);
         }
     }
 
@@ -356,7 +345,7 @@ async fn an_ack_rides_with_the_next_send_or_goes_alone_after_the_delay_or_at_the
     let _send = tokio::spawn(async move { c.send(2u64, "riding").await });
     let mut frame = Vec::new();
     while frame.is_empty() {
-        frame = conn.next_frame().await;
+        frame = conn.next_frame().await.expect("connection open");
     }
     let kinds: Vec<_> =
         frame.iter().map(|op| matches!(op.op, Some(client_op::Op::Ack(pb::Ack { up_to_seq: 3 })))).collect();
