@@ -172,6 +172,20 @@ fn a_small_fanout_run_delivers_every_group_message_to_every_member() {
 }
 
 #[test]
+fn a_fixed_rate_fanout_run_sends_that_many_group_messages() {
+    // Proves: `bench fanout --rate` is open loop to the group: about rate × duration messages
+    // (a closed loop at 4 in flight sends hundreds per second), each reaching every other
+    // member (a 1:1 open run would reach one).
+    let report = bench(&["fanout", "--members", "12", "--senders", "3", "--duration-s", "2", "--rate", "20"]);
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["group_msgs_per_s_target"], 20, "{report}");
+    let (accepted, delivered) = (report["accepted"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
+    assert!((36..=44).contains(&accepted), "{report}");
+    assert!(delivered == accepted * 11, "{report}");
+    assert_eq!(report["messages_to_all_members"], accepted, "{report}");
+}
+
+#[test]
 fn a_small_presence_run_reaches_every_watcher_with_each_change() {
     // Proves: `iris bench presence` measures every change at every watcher (3 changes, 5
     // watchers, spaced past the spawned server's 1 s push interval): none missed, latencies

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::generator::{CpuMeter, GeneratorUse};
 use super::harness::{self, Counters, Pick, Progress};
-use super::load::{Dest, Outcome, RawFleet};
+use super::load::{Dest, OpenSenders, Outcome, RawFleet};
 use super::server::Target;
 use super::stats::{Latencies, Report};
 
@@ -92,12 +92,23 @@ pub struct RawPlan {
     pub senders: Vec<usize>,
     /// Where they send.
     pub dest: Dest,
-    /// Sends in flight per sender.
-    pub inflight: u32,
+    /// How fast they send.
+    pub pace: Pace,
     /// Length of the sending phase.
     pub duration: Duration,
     /// Longest wait for accepted messages after sending stops.
     pub drain: Duration,
+}
+
+/// How fast a raw plan's senders send.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Closed loop: each sender keeps this many sends in flight (the capacity).
+    InFlight(u32),
+    /// Open loop: this many sends per second in all, each from a random sender, whatever the
+    /// answers (latency at a chosen load, not at capacity). Senders must be the first clients
+    /// and the destination fixed.
+    PerSecond(f64),
 }
 
 /// Runs the plan on connected raw clients and reports; also returns the driver's outcome.
@@ -106,7 +117,16 @@ pub async fn run_raw(fleet: RawFleet, plan: RawPlan, target: &Target) -> anyhow:
     target.phase("sending").await;
     let progress = Progress::start(plan.scenario, counters.clone());
     let clock = PhaseClock::start(target, fleet.thread_id());
-    fleet.run_closed(plan.senders, plan.dest, plan.inflight, plan.duration).await;
+    match (plan.pace, plan.dest) {
+        (Pace::InFlight(inflight), dest) => fleet.run_closed(plan.senders, dest, inflight, plan.duration).await,
+        (Pace::PerSecond(rate), Dest::Fixed(to)) => {
+            let from = OpenSenders::First { n: plan.senders.len(), to };
+            fleet.run_open_from(from, rate, plan.duration).await;
+        }
+        (Pace::PerSecond(rate), Dest::RandomOther) => {
+            fleet.run_open(rate, plan.duration).await;
+        }
+    }
     let phase = clock.stop(target);
     let (sent, _, delivered_during, _) = counters.totals();
     let backlog_at_end = fleet.owed();

@@ -1,6 +1,11 @@
 //! `iris bench fanout`: S members send to one group of G members, closed-loop; every other
 //! member's device receives and acks each message. Exercises the group path: roster read under
 //! the group lock, one stored payload, G − 1 inbox references, hints with the full item.
+//!
+//! The closed loop measures the capacity; its all-members latency is the queue that capacity
+//! needs (a sender sends again as soon as a send is accepted, so each message waits behind the
+//! deliveries of those before it). With `--rate` the senders send that many group messages per
+//! second instead, whatever the answers: the all-members latency at a chosen load.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +15,7 @@ use iris_client::pb::GroupSettings;
 use iris_client::{Client, Recipient};
 use tokio::time::Instant;
 
-use super::closed_loop::{self, PhaseClock, RawPlan};
+use super::closed_loop::{self, Pace, PhaseClock, RawPlan};
 use super::harness::{self, Counters, Progress};
 use super::load::{self, Dest, RawFleet, To};
 use super::server::Target;
@@ -34,6 +39,10 @@ pub struct FanoutArgs {
     /// Group sends in flight per sender.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub inflight: u32,
+    /// Open loop instead: group messages per second from the senders in all (raw clients only);
+    /// deliveries per second are this times members − 1.
+    #[arg(long, conflicts_with = "sdk", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
 }
 
 /// Logs in the members, creates the group, runs the load, reports deliveries per second.
@@ -55,13 +64,16 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
         scenario: "fanout",
         senders: (0..args.senders.min(args.members) as usize).collect(),
         dest: Dest::Fixed(To::Group(group.group_id)),
-        inflight: args.inflight,
+        pace: args.rate.map_or(Pace::InFlight(args.inflight), |r| Pace::PerSecond(f64::from(r))),
         duration: Duration::from_secs(args.duration_s),
         drain: args.common.drain(),
     };
     let (mut report, outcome) = closed_loop::run_raw(fleet, plan, target).await?;
     report.set("all_members_ms", serde_json::to_value(outcome.all_recipients.summary())?);
     report.set("messages_to_all_members", outcome.complete);
+    if let Some(rate) = args.rate {
+        report.set("group_msgs_per_s_target", rate);
+    }
     Ok(report)
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::closed_loop::{self, Plan, RawPlan};
+use super::closed_loop::{self, Pace, Plan, RawPlan};
 use super::harness::{self, Pick};
 use super::load::{self, Dest, RawFleet, To};
 use super::server::Target;
@@ -49,7 +49,7 @@ pub async fn run(args: &HotspotArgs, target: &Target) -> anyhow::Result<Report> 
         scenario: "hotspot",
         senders: (1..=args.senders as usize).collect(),
         dest: Dest::Fixed(To::Account(hot)),
-        inflight: args.inflight,
+        pace: Pace::InFlight(args.inflight),
         duration,
         drain,
     };

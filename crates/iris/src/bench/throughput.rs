@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::closed_loop::{self, Plan, RawPlan};
+use super::closed_loop::{self, Pace, Plan, RawPlan};
 use super::generator::{CpuMeter, GeneratorUse};
 use super::harness::{self, Progress};
 use super::load::{self, Dest, RawFleet};
@@ -51,7 +51,7 @@ pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Repor
             scenario: "throughput",
             senders: (0..users).collect(),
             dest: Dest::RandomOther,
-            inflight: args.inflight,
+            pace: Pace::InFlight(args.inflight),
             duration: Duration::from_secs(args.duration_s),
             drain: args.common.drain(),
         };

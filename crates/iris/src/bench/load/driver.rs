@@ -48,13 +48,15 @@ const HEARTBEAT_CHECK_NS: u64 = 100_000_000;
 
 /// What the driver is told to do.
 pub enum Command {
-    /// Send at `rate` per second for `duration_s`, from random connections to random others;
+    /// Send at `rate` per second for `duration_s`, each send from a random one of `from`;
     /// `done` gets the number of sends scheduled once the last one is due.
     Open {
         /// Sends per second.
         rate: f64,
         /// Length of the run.
         duration_s: f64,
+        /// Who sends and where.
+        from: OpenSenders,
         /// Told when every send of the schedule was due.
         done: oneshot::Sender<u64>,
     },
@@ -71,6 +73,20 @@ pub enum Command {
     },
     /// Close every connection and return the outcome.
     Stop,
+}
+
+/// The senders of an open-loop run.
+#[derive(Debug, Clone, Copy)]
+pub enum OpenSenders {
+    /// Every connection, each to a random other client (1:1 load).
+    AllToRandomOthers,
+    /// The first `n` connections, each to `to` (a group's members sending to it).
+    First {
+        /// How many send.
+        n: usize,
+        /// Where they send.
+        to: To,
+    },
 }
 
 /// Where a sender's messages go.
@@ -190,7 +206,7 @@ pub struct Driver {
     blocked: Vec<usize>,
     /// Closed loop: connections whose last send failed, refilled at the next tick.
     refill: Vec<usize>,
-    open_run: Option<(OpenSchedule, Option<oneshot::Sender<u64>>)>,
+    open_run: Option<(OpenSchedule, OpenSenders, Option<oneshot::Sender<u64>>)>,
     closed_end_ns: Option<u64>,
     heartbeat_ns: u64,
     /// Longest an ack waits for a send to ride with.
@@ -289,8 +305,8 @@ impl Driver {
     fn apply(&mut self, command: Command) {
         let now = now_ns();
         match command {
-            Command::Open { rate, duration_s, done } => {
-                self.open_run = Some((OpenSchedule::new(now, rate, duration_s), Some(done)));
+            Command::Open { rate, duration_s, from, done } => {
+                self.open_run = Some((OpenSchedule::new(now, rate, duration_s), from, Some(done)));
                 self.on_tick();
             }
             Command::Closed { senders, dest, inflight, duration } => {
@@ -313,7 +329,7 @@ impl Driver {
     /// pings idle connections.
     fn on_tick(&mut self) {
         let now = now_ns();
-        if let Some((mut schedule, done)) = self.open_run.take() {
+        if let Some((mut schedule, senders, done)) = self.open_run.take() {
             for k in schedule.due(now) {
                 let at = schedule.time_of(k);
                 if self.ledger.outstanding() >= OUTSTANDING_MAX {
@@ -323,19 +339,24 @@ impl Driver {
                 if now.saturating_sub(at) > LATE_NS {
                     self.shared.late.fetch_add(1, Relaxed);
                 }
-                let from = self.rng.random_range(0..self.conns.len());
+                let (from, dest) = match senders {
+                    OpenSenders::AllToRandomOthers => (self.rng.random_range(0..self.conns.len()), Dest::RandomOther),
+                    OpenSenders::First { n, to } => {
+                        (self.rng.random_range(0..n.clamp(1, self.conns.len())), Dest::Fixed(to))
+                    }
+                };
                 if !self.conns[from].open {
                     self.shared.skipped.fetch_add(1, Relaxed);
                     continue;
                 }
-                self.send_from(from, Dest::RandomOther, at);
+                self.send_from(from, dest, at);
             }
             if schedule.done() {
                 if let Some(tx) = done {
                     let _ = tx.send(schedule.total());
                 }
             } else {
-                self.open_run = Some((schedule, done));
+                self.open_run = Some((schedule, senders, done));
             }
         }
         if self.closed_end_ns.is_some_and(|end| now >= end) {

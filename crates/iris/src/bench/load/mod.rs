@@ -24,7 +24,7 @@ use iris_proto::{frame, pb};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-pub use driver::{Dest, Outcome, OUTSTANDING_MAX};
+pub use driver::{Dest, OpenSenders, Outcome, OUTSTANDING_MAX};
 pub use wire::To;
 
 use super::generator;
@@ -109,8 +109,13 @@ impl RawFleet {
     /// Sends at `rate` per second for `duration`, open loop, from random clients to random
     /// others; returns how many sends were scheduled.
     pub async fn run_open(&self, rate: f64, duration: Duration) -> u64 {
+        self.run_open_from(OpenSenders::AllToRandomOthers, rate, duration).await
+    }
+
+    /// The same with the senders and destination of `from`.
+    pub async fn run_open_from(&self, from: OpenSenders, rate: f64, duration: Duration) -> u64 {
         let (done, scheduled) = oneshot::channel();
-        let command = Command::Open { rate, duration_s: duration.as_secs_f64(), done };
+        let command = Command::Open { rate, duration_s: duration.as_secs_f64(), from, done };
         if self.commands.send(command).await.is_err() {
             return 0;
         }
