@@ -44,6 +44,9 @@ const RECEIPT_ROWS_CACHED: usize = 262_144;
 /// so ~30 MiB): a settle is asked for at a quarter of it, and past it a mark is refused as
 /// overloaded (its ack is retried by redelivery).
 const STAGED_RECEIPTS_MAX: usize = 262_144;
+/// How many of the newest cached receipt states a new group message looks through for one of
+/// its group whose recipients it can share (other groups' messages come between).
+const ROSTER_LOOKBACK: usize = 8;
 /// Most group payloads held in memory, pending and logged (≤ 64 KiB each, so ≤ 64 MiB); past
 /// this a send waits for a settle.
 const STAGED_PAYLOADS_MAX: usize = 1024;
@@ -57,15 +60,23 @@ struct ReceiptState {
     n_delivered: u64,
     n_read: u64,
     rows: Vec<GroupReceiptRow>,
-    /// The rows' accounts, alone: each mark searches them, and a third of the bytes of the
-    /// rows keeps more of a large group's search in the CPU's caches.
-    accounts: Vec<AccountId>,
+    /// The rows' accounts, alone: each mark searches them. Shared by a group's messages with
+    /// the same recipients ([`ReceiptStates::recent_roster`]), so a large group's marks search
+    /// one array the CPU's caches keep, not one per message.
+    accounts: Arc<[AccountId]>,
 }
 
 impl ReceiptState {
     fn new(sender: AccountId, n_delivered: u64, n_read: u64, rows: Vec<GroupReceiptRow>) -> Self {
         let accounts = rows.iter().map(|r| r.account).collect();
         Self { sender, n_delivered, n_read, rows, accounts }
+    }
+
+    /// A just-started message's state: every recipient of `accounts` (sorted) unmarked.
+    fn started(sender: AccountId, accounts: Arc<[AccountId]>) -> Self {
+        let rows =
+            accounts.iter().map(|&account| GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 }).collect();
+        Self { sender, n_delivered: 0, n_read: 0, rows, accounts }
     }
 
     /// How many recipients the message has.
@@ -87,6 +98,13 @@ struct ReceiptStates {
 impl ReceiptStates {
     fn get_mut(&mut self, msg: u64, group: GroupId) -> Option<&mut ReceiptState> {
         self.states.get_mut(&(msg, group))
+    }
+
+    /// The accounts array of `group`'s newest cached message, among the [`ROSTER_LOOKBACK`]
+    /// newest states, when its recipients are `accounts`: a new message shares it.
+    fn recent_roster(&self, group: GroupId, accounts: &[AccountId]) -> Option<Arc<[AccountId]>> {
+        let (_, newest) = self.states.iter().rev().take(ROSTER_LOOKBACK).find(|((_, g), _)| *g == group)?;
+        (*newest.accounts == *accounts).then(|| Arc::clone(&newest.accounts))
     }
 
     /// Keeps `state`, dropping the oldest messages' states while over the row budget (never
@@ -439,13 +457,10 @@ impl Groups {
 
     /// A message's receipts were just started: its state is known without a read.
     fn receipts_started(&self, group: GroupId, msg: u64, sender: AccountId, recipients: Vec<AccountId>) {
-        let rows: Vec<GroupReceiptRow> = recipients
-            .into_iter()
-            .map(|account| GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 })
-            .collect();
-        let state = ReceiptState::new(sender, 0, 0, rows);
         let _guard = self.lock();
-        self.receipt_states().insert(msg, group, state);
+        let mut states = self.receipt_states();
+        let accounts = states.recent_roster(group, &recipients).unwrap_or_else(|| recipients.into());
+        states.insert(msg, group, ReceiptState::started(sender, accounts));
     }
 
     fn receipt_states(&self) -> MutexGuard<'_, ReceiptStates> {
@@ -950,6 +965,20 @@ mod receipt_layout_tests {
     fn state(rows: usize) -> super::ReceiptState {
         let row = |account| crate::GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
         super::ReceiptState::new(1, 0, 0, (2..).map(row).take(rows).collect())
+    }
+
+    #[test]
+    fn a_group_message_shares_the_recipients_of_its_groups_newest_one_when_equal() {
+        // Proves marks of a group's messages search one shared array: found past another
+        // group's message, and never shared across groups or differing recipients.
+        let mut states = super::ReceiptStates::default();
+        let roster: std::sync::Arc<[u64]> = vec![2, 3, 5].into();
+        states.insert(10, 7, super::ReceiptState::started(1, std::sync::Arc::clone(&roster)));
+        states.insert(11, 8, state(3));
+        let shared = states.recent_roster(7, &[2, 3, 5]).expect("same group, same recipients");
+        assert!(std::sync::Arc::ptr_eq(&shared, &roster));
+        assert!(states.recent_roster(7, &[2, 3]).is_none());
+        assert!(states.recent_roster(9, &[2, 3, 5]).is_none());
     }
 
     #[test]
