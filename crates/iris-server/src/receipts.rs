@@ -291,8 +291,9 @@ impl Receipts {
         let now = self.clock.now_ms();
         // (sender, group, type) → message ids that just became complete.
         let mut complete: BTreeMap<(AccountId, GroupId, i32), Vec<u64>> = BTreeMap::new();
-        for (group, msg) in messages {
-            let Some(p) = self.groups.mark_group_receipt(group, msg, account, read, now).await? else { continue };
+        let marked = self.groups.mark_group_receipts(account, &messages, read, now).await?;
+        for ((group, msg), progress) in messages.into_iter().zip(marked) {
+            let Some(p) = progress else { continue };
             if p.all_delivered_now {
                 complete.entry((p.sender, group, pb::GroupReceiptType::DeliveredToAll as i32)).or_default().push(msg);
             }

@@ -206,6 +206,24 @@ pub trait GroupStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>>;
 
+    /// [`GroupStore::mark_group_receipt`] for each of `messages` (group, message id), in
+    /// order, one result each; an ack marks every group message it covers at once, and a
+    /// store may take its locks once for them. An error stops at that message (the marks
+    /// before it stand: marks are idempotent).
+    async fn mark_group_receipts(
+        &self,
+        account: AccountId,
+        messages: &[(GroupId, u64)],
+        read: bool,
+        now_ms: u64,
+    ) -> StoreResult<Vec<Option<ReceiptProgress>>> {
+        let mut progress = Vec::with_capacity(messages.len());
+        for &(group, msg) in messages {
+            progress.push(self.mark_group_receipt(group, msg, account, read, now_ms).await?);
+        }
+        Ok(progress)
+    }
+
     /// The sender and per-recipient receipt state of a group message, if tracked.
     async fn group_receipts(
         &self,

@@ -105,6 +105,29 @@ async fn concurrent_receipts_count_every_member_once(engine: Engine) {
     assert!(rows.iter().all(|r| r.delivered_at_ms == 10 + r.account && r.read_at_ms == 10 + r.account));
 }
 
+async fn one_call_marks_the_messages_an_ack_covers_each_as_alone(engine: Engine) {
+    // Proves: `mark_group_receipts` answers per message, in order, as single marks would: an
+    // untracked message and a non-recipient's get none, the last member's gets "all
+    // delivered", a repeat within the call counts once, and the rows hold the times.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    store.start_group_receipts(7, 300, 1, &[2, 3]).await.unwrap();
+    store.start_group_receipts(8, 301, 1, &[3, 4]).await.unwrap();
+    store.mark_group_receipt(7, 300, 2, false, 5).await.unwrap().unwrap();
+    let marks = [(7, 300), (7, 999), (8, 301), (8, 301)];
+    let progress = store.mark_group_receipts(3, &marks, false, 6).await.unwrap();
+    assert_eq!(progress.len(), 4);
+    assert!(progress[0].is_some_and(|p| p.all_delivered_now && p.sender == 1));
+    assert!(progress[1].is_none(), "not tracked");
+    assert!(progress[2].is_some_and(|p| !p.all_delivered_now));
+    assert!(progress[3].is_some_and(|p| !p.all_delivered_now), "a repeat counts once");
+    assert!(store.mark_group_receipts(9, &[(7, 300)], true, 7).await.unwrap()[0].is_none(), "not a recipient");
+    let (_, rows) = store.group_receipts(8, 301).await.unwrap().unwrap();
+    assert_eq!(rows.iter().map(|r| (r.account, r.delivered_at_ms)).collect::<Vec<_>>(), [(3, 6), (4, 0)]);
+    let p = store.mark_group_receipts(4, &[(8, 301)], false, 8).await.unwrap()[0].unwrap();
+    assert!(p.all_delivered_now, "counted once, so the other member completes it");
+}
+
 async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     // Proves: enqueue_group_update makes the new record readable at once, refuses a stale
     // version without queueing anything, and commits the record, its indexes and the events in
@@ -141,5 +164,6 @@ both_engines!(
     updates_follow_versions_and_keep_the_indexes,
     payloads_and_receipts_count_and_expire,
     concurrent_receipts_count_every_member_once,
+    one_call_marks_the_messages_an_ack_covers_each_as_alone,
     a_group_update_and_its_events_commit_together,
 );

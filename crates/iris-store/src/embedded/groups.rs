@@ -407,25 +407,44 @@ impl Groups {
         Ok(ids)
     }
 
-    /// Records a receipt; the changed rows go to `stage` (which writes them through the log).
-    /// Works on the message's [`ReceiptState`], read from the store at its first mark and then
-    /// kept, so that each member's mark reads nothing.
+    /// Records `account`'s receipts of `messages` (group, message id), in order, under one
+    /// taking of the locks (an ack usually covers several); the changed rows go to `stage`
+    /// (which writes them through the log). Works on each message's [`ReceiptState`], read
+    /// from the store at its first mark and then kept, so that each member's mark reads nothing.
+    /// An error stops at that message: the marks before it stand (marks are idempotent).
     fn mark(
         &self,
+        account: AccountId,
+        messages: &[(GroupId, u64)],
+        read: bool,
+        now: u64,
+        stage: impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
+    ) -> StoreResult<Vec<Option<ReceiptProgress>>> {
+        let _guard = self.lock();
+        let mut states = self.receipt_states();
+        messages
+            .iter()
+            .map(|&(group, msg)| self.mark_one(&mut states, group, msg, account, read, now, &stage))
+            .collect()
+    }
+
+    /// One message's mark of [`Groups::mark`], the locks held.
+    #[allow(clippy::too_many_arguments)]
+    fn mark_one(
+        &self,
+        states: &mut ReceiptStates,
         group: GroupId,
         msg: u64,
         account: AccountId,
         read: bool,
         now: u64,
-        stage: impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
+        stage: &impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
     ) -> StoreResult<Option<ReceiptProgress>> {
-        let _guard = self.lock();
-        let mut states = self.receipt_states();
         if states.get_mut(msg, group).is_none() {
             let Some(state) = self.scan_receipts(group, msg)? else { return Ok(None) };
             states.insert(msg, group, state);
         }
-        let ReceiptStates { states: by_message, erased, .. } = &mut *states;
+        let ReceiptStates { states: by_message, erased, .. } = states;
         let state = by_message.get_mut(&(msg, group)).expect("present or just inserted");
         if erased.contains(&account) || erased.contains(&state.sender) {
             return Ok(None); // its erasure is running or done
@@ -446,6 +465,10 @@ impl Groups {
             row.read_at_ms = now;
             n_read += 1;
             all_read_now = n_read == state.n();
+        }
+        if row == state.rows[i] {
+            return Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }));
+            // a repeat
         }
         // Staged under the lock, in the order the marks happen; the state follows only once
         // staged (a refused stage changes nothing). The counts are not written: a read counts
@@ -626,9 +649,19 @@ impl GroupStore for FjallStore {
         read: bool,
         now_ms: u64,
     ) -> StoreResult<Option<ReceiptProgress>> {
+        Ok(self.mark_group_receipts(account, &[(group, server_msg_id)], read, now_ms).await?.pop().flatten())
+    }
+
+    async fn mark_group_receipts(
+        &self,
+        account: AccountId,
+        messages: &[(GroupId, u64)],
+        read: bool,
+        now_ms: u64,
+    ) -> StoreResult<Vec<Option<ReceiptProgress>>> {
         // A full staging means the committer is far behind: refuse (the ack that asked is
         // retried by its redelivery) rather than grow.
-        self.groups.mark(group, server_msg_id, account, read, now_ms, |writes| {
+        self.groups.mark(account, messages, read, now_ms, |writes| {
             if self.stage(&self.groups.staged_receipts, writes) {
                 Ok(())
             } else {
