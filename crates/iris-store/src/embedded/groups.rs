@@ -467,8 +467,8 @@ impl Groups {
             all_read_now = n_read == state.n();
         }
         if row == state.rows[i] {
+            // A repeat: the store holds this row already.
             return Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }));
-            // a repeat
         }
         // Staged under the lock, in the order the marks happen; the state follows only once
         // staged (a refused stage changes nothing). The counts are not written: a read counts

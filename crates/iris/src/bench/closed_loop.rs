@@ -106,8 +106,7 @@ pub enum Pace {
     /// Closed loop: each sender keeps this many sends in flight (the capacity).
     InFlight(u32),
     /// Open loop: this many sends per second in all, each from a random sender, whatever the
-    /// answers (latency at a chosen load, not at capacity). Senders must be the first clients
-    /// and the destination fixed.
+    /// answers (latency at a chosen load, not at capacity).
     PerSecond(f64),
 }
 
@@ -117,14 +116,11 @@ pub async fn run_raw(fleet: RawFleet, plan: RawPlan, target: &Target) -> anyhow:
     target.phase("sending").await;
     let progress = Progress::start(plan.scenario, counters.clone());
     let clock = PhaseClock::start(target, fleet.thread_id());
-    match (plan.pace, plan.dest) {
-        (Pace::InFlight(inflight), dest) => fleet.run_closed(plan.senders, dest, inflight, plan.duration).await,
-        (Pace::PerSecond(rate), Dest::Fixed(to)) => {
-            let from = OpenSenders::First { n: plan.senders.len(), to };
+    match plan.pace {
+        Pace::InFlight(inflight) => fleet.run_closed(plan.senders, plan.dest, inflight, plan.duration).await,
+        Pace::PerSecond(rate) => {
+            let from = OpenSenders { senders: plan.senders, dest: plan.dest };
             fleet.run_open_from(from, rate, plan.duration).await;
-        }
-        (Pace::PerSecond(rate), Dest::RandomOther) => {
-            fleet.run_open(rate, plan.duration).await;
         }
     }
     let phase = clock.stop(target);

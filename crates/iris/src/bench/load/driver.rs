@@ -48,7 +48,7 @@ const HEARTBEAT_CHECK_NS: u64 = 100_000_000;
 
 /// What the driver is told to do.
 pub enum Command {
-    /// Send at `rate` per second for `duration_s`, each send from a random one of `from`;
+    /// Send at `rate` per second for `duration_s` as `from` says;
     /// `done` gets the number of sends scheduled once the last one is due.
     Open {
         /// Sends per second.
@@ -75,18 +75,13 @@ pub enum Command {
     Stop,
 }
 
-/// The senders of an open-loop run.
-#[derive(Debug, Clone, Copy)]
-pub enum OpenSenders {
-    /// Every connection, each to a random other client (1:1 load).
-    AllToRandomOthers,
-    /// The first `n` connections, each to `to` (a group's members sending to it).
-    First {
-        /// How many send.
-        n: usize,
-        /// Where they send.
-        to: To,
-    },
+/// Who sends in an open-loop run, and where: each send from a random one of `senders`.
+#[derive(Debug, Clone)]
+pub struct OpenSenders {
+    /// Connection indexes that send.
+    pub senders: Vec<usize>,
+    /// Where they send.
+    pub dest: Dest,
 }
 
 /// Where a sender's messages go.
@@ -339,17 +334,15 @@ impl Driver {
                 if now.saturating_sub(at) > LATE_NS {
                     self.shared.late.fetch_add(1, Relaxed);
                 }
-                let (from, dest) = match senders {
-                    OpenSenders::AllToRandomOthers => (self.rng.random_range(0..self.conns.len()), Dest::RandomOther),
-                    OpenSenders::First { n, to } => {
-                        (self.rng.random_range(0..n.clamp(1, self.conns.len())), Dest::Fixed(to))
-                    }
+                let Some(&from) = senders.senders.get(self.rng.random_range(0..senders.senders.len().max(1))) else {
+                    self.shared.skipped.fetch_add(1, Relaxed);
+                    continue;
                 };
-                if !self.conns[from].open {
+                if !self.conns.get(from).is_some_and(|c| c.open) {
                     self.shared.skipped.fetch_add(1, Relaxed);
                     continue;
                 }
-                self.send_from(from, dest, at);
+                self.send_from(from, senders.dest, at);
             }
             if schedule.done() {
                 if let Some(tx) = done {

@@ -47,6 +47,8 @@ pub struct RawFleet {
     /// The run's counts (shared with the driver, which adds to them once per turn).
     pub counters: Arc<Counters>,
     shared: Arc<Shared>,
+    /// How many clients it drives.
+    clients: usize,
     commands: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<Option<Outcome>>>,
 }
@@ -98,7 +100,7 @@ impl RawFleet {
             Ok(Err(e)) => bail!("raw load clients: {e}"),
             Err(_) => bail!("the load thread ended while connecting"),
         };
-        Ok(Self { counters, shared, commands, thread: Some(thread) })
+        Ok(Self { counters, shared, clients: ids.len(), commands, thread: Some(thread) })
     }
 
     /// The driver thread's Linux thread id (for its CPU time).
@@ -109,7 +111,8 @@ impl RawFleet {
     /// Sends at `rate` per second for `duration`, open loop, from random clients to random
     /// others; returns how many sends were scheduled.
     pub async fn run_open(&self, rate: f64, duration: Duration) -> u64 {
-        self.run_open_from(OpenSenders::AllToRandomOthers, rate, duration).await
+        let every = OpenSenders { senders: (0..self.clients).collect(), dest: Dest::RandomOther };
+        self.run_open_from(every, rate, duration).await
     }
 
     /// The same with the senders and destination of `from`.
