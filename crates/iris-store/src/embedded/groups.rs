@@ -860,6 +860,26 @@ mod receipt_layout_tests {
     }
 
     #[tokio::test]
+    async fn a_mark_that_changes_no_row_stages_nothing() {
+        // Proves a repeated ack (within one call or later) writes nothing, and a read after the
+        // delivery still does: what a mark stages is exactly the rows it changes.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+        store.start_group_receipts(7, 100, 1, &[2, 3]).await.unwrap();
+        let staged = std::cell::Cell::new(0);
+        let count = |_: &[(&[u8], &[u8])]| {
+            staged.set(staged.get() + 1);
+            Ok(())
+        };
+        let progress = store.groups.mark(2, &[(7, 100), (7, 100)], false, 10, count).unwrap();
+        assert_eq!((staged.get(), progress.len()), (1, 2), "the repeat within the call");
+        store.groups.mark(2, &[(7, 100)], false, 11, count).unwrap();
+        assert_eq!(staged.get(), 1, "a later repeat");
+        store.groups.mark(2, &[(7, 100)], true, 12, count).unwrap();
+        assert_eq!(staged.get(), 2, "the read changes the row");
+    }
+
+    #[tokio::test]
     async fn a_send_to_1024_members_writes_two_receipt_records_and_marks_add_one_each() {
         let dir = tempfile::tempdir().unwrap();
         let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
