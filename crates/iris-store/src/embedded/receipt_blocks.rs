@@ -73,14 +73,15 @@ fn merged_time(a: u64, b: u64) -> u64 {
     }
 }
 
+/// Merges `row`, another record of the same account, into `into`: every time either has.
+fn merge_row(into: &mut GroupReceiptRow, row: GroupReceiptRow) {
+    into.delivered_at_ms = merged_time(into.delivered_at_ms, row.delivered_at_ms);
+    into.read_at_ms = merged_time(into.read_at_ms, row.read_at_ms);
+}
+
 /// Merges `row` into `rows` (keyed by account), keeping every time either record has.
 pub(super) fn merge_into(rows: &mut BTreeMap<AccountId, GroupReceiptRow>, row: GroupReceiptRow) {
-    rows.entry(row.account)
-        .and_modify(|r| {
-            r.delivered_at_ms = merged_time(r.delivered_at_ms, row.delivered_at_ms);
-            r.read_at_ms = merged_time(r.read_at_ms, row.read_at_ms);
-        })
-        .or_insert(row);
+    rows.entry(row.account).and_modify(|r| merge_row(r, row)).or_insert(row);
 }
 
 /// A staged record that is a recipient's row: its message (msg ‖ group) and the row.
@@ -139,16 +140,13 @@ fn merge_sorted(a: Vec<GroupReceiptRow>, b: impl Iterator<Item = GroupReceiptRow
     loop {
         let next = match (a.peek(), b.peek()) {
             (Some(x), Some(y)) if x.account <= y.account => a.next(),
-            (Some(_), Some(_)) | (None, Some(_)) => b.next(),
             (Some(_), None) => a.next(),
-            (None, None) => return out,
+            (_, Some(_)) => b.next(),
+            (None, None) => None,
         };
         let Some(row) = next else { return out };
         match out.last_mut() {
-            Some(last) if last.account == row.account => {
-                last.delivered_at_ms = merged_time(last.delivered_at_ms, row.delivered_at_ms);
-                last.read_at_ms = merged_time(last.read_at_ms, row.read_at_ms);
-            }
+            Some(last) if last.account == row.account => merge_row(last, row),
             _ => out.push(row),
         }
     }

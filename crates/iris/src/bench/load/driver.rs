@@ -21,6 +21,7 @@ use futures_util::FutureExt as _;
 use iris_proto::pb;
 use iris_proto::FrameDecoder;
 use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom as _;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -324,7 +325,7 @@ impl Driver {
     /// pings idle connections.
     fn on_tick(&mut self) {
         let now = now_ns();
-        if let Some((mut schedule, senders, done)) = self.open_run.take() {
+        if let Some((mut schedule, who, done)) = self.open_run.take() {
             for k in schedule.due(now) {
                 let at = schedule.time_of(k);
                 if self.ledger.outstanding() >= OUTSTANDING_MAX {
@@ -334,22 +335,19 @@ impl Driver {
                 if now.saturating_sub(at) > LATE_NS {
                     self.shared.late.fetch_add(1, Relaxed);
                 }
-                let Some(&from) = senders.senders.get(self.rng.random_range(0..senders.senders.len().max(1))) else {
+                let sender = who.senders.choose(&mut self.rng).copied();
+                let Some(from) = sender.filter(|&i| self.conns.get(i).is_some_and(|c| c.open)) else {
                     self.shared.skipped.fetch_add(1, Relaxed);
                     continue;
                 };
-                if !self.conns.get(from).is_some_and(|c| c.open) {
-                    self.shared.skipped.fetch_add(1, Relaxed);
-                    continue;
-                }
-                self.send_from(from, senders.dest, at);
+                self.send_from(from, who.dest, at);
             }
             if schedule.done() {
                 if let Some(tx) = done {
                     let _ = tx.send(schedule.total());
                 }
             } else {
-                self.open_run = Some((schedule, senders, done));
+                self.open_run = Some((schedule, who, done));
             }
         }
         if self.closed_end_ns.is_some_and(|end| now >= end) {
