@@ -121,6 +121,19 @@ fn a_short_latency_run_measures_and_writes_an_html_report() {
 }
 
 #[test]
+fn a_spinning_load_thread_counts_only_its_work_as_busy() {
+    // Proves: with `--spin` the load thread polls without sleeping (its core is never free),
+    // yet its report counts only the turns that had work: a light run is neither called
+    // generator-limited nor ~100 % busy, and nothing is lost.
+    let report = bench(&["latency", "--users", "10", "--rate", "100", "--duration-s", "2", "--spin"]);
+    assert_common_fields(&report);
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["delivered"], report["accepted"], "{report}");
+    assert!(report["generator_busy_pct"].as_f64().unwrap() < 50.0, "{report}");
+    assert_eq!(report["generator_limited"], false, "{report}");
+}
+
+#[test]
 fn a_small_idle_run_holds_every_connection_and_measures_memory() {
     // Proves: 200 raw authenticated connections are held and the per-connection figures are filled.
     let report = bench(&["idle", "--connections", "200"]);

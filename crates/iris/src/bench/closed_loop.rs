@@ -13,7 +13,7 @@ use iris_client::{Client, Events};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::generator::{CpuMeter, GeneratorUse};
+use super::generator::{CpuMeter, GeneratorUse, LoadThread};
 use super::harness::{self, Counters, Pick, Progress};
 use super::load::{Dest, OpenSenders, Outcome, RawFleet};
 use super::server::Target;
@@ -115,7 +115,7 @@ pub async fn run_raw(fleet: RawFleet, plan: RawPlan, target: &Target) -> anyhow:
     let counters = fleet.counters.clone();
     target.phase("sending").await;
     let progress = Progress::start(plan.scenario, counters.clone());
-    let clock = PhaseClock::start(target, fleet.thread_id());
+    let clock = PhaseClock::start(target, fleet.load_thread());
     match plan.pace {
         Pace::InFlight(inflight) => fleet.run_closed(plan.senders, plan.dest, inflight, plan.duration).await,
         Pace::PerSecond(rate) => {
@@ -155,7 +155,7 @@ pub struct Phase {
 
 impl PhaseClock {
     /// Starts the phase (`load_thread`: the raw driver's thread, if any).
-    pub fn start(target: &Target, load_thread: Option<u32>) -> Self {
+    pub fn start(target: &Target, load_thread: Option<LoadThread>) -> Self {
         Self { start: Instant::now(), meter: CpuMeter::start(load_thread), server_cpu_s: target.cpu_s() }
     }
 

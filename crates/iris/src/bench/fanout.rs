@@ -59,7 +59,7 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     let created = client.group_create("bench", "", members, GroupSettings::default()).await;
     client.close().await;
     let group = created.context("group create")?;
-    let fleet = RawFleet::connect(tcp, creds, (n - 1) as u16, args.common.ack_delay()).await?;
+    let fleet = RawFleet::connect(tcp, creds, (n - 1) as u16, args.common.raw_options()).await?;
     let plan = RawPlan {
         scenario: "fanout",
         senders: (0..args.senders.min(args.members) as usize).collect(),

@@ -2,6 +2,8 @@
 //! says whether its figures are the server's or the generator's: the CPU it used, how busy
 //! that kept the core(s) it may run on (or its load thread), and whether it kept its schedule.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::server;
@@ -13,18 +15,28 @@ pub const BUSY_LIMIT: f64 = 0.9;
 /// start) before the generator counts as having fallen behind its schedule.
 pub const LATE_SHARE_MAX: f64 = 0.01;
 
+/// The raw clients' load thread, whose CPU time says how busy the generator was.
+#[derive(Clone, Debug)]
+pub struct LoadThread {
+    /// Its Linux thread id.
+    pub tid: u32,
+    /// When it spins (`--spin`): nanoseconds it spent polling with nothing to do, which its CPU
+    /// time includes and its busy share must not.
+    pub spin_idle_ns: Option<Arc<AtomicU64>>,
+}
+
 /// CPU time readings at the start of a phase.
 pub struct CpuMeter {
     started: Instant,
     process_s: f64,
-    /// The load thread (raw clients) and its CPU time at the start.
-    thread: Option<(u32, f64)>,
+    /// The load thread (raw clients), its CPU time and its idle spinning at the start.
+    thread: Option<(LoadThread, f64, u64)>,
 }
 
 /// The generator's use of CPU over one phase.
 #[derive(Debug, Clone, Copy)]
 pub struct GeneratorUse {
-    /// CPU seconds (user + system) of the whole process.
+    /// CPU seconds (user + system) of the whole process, less the load thread's idle spinning.
     pub cpu_s: f64,
     /// Busy share: the process's CPU over the cores it may use, or the load thread's over one
     /// core, whichever is higher (a single load thread saturates one core, not two).
@@ -32,21 +44,28 @@ pub struct GeneratorUse {
 }
 
 impl CpuMeter {
-    /// Starts measuring; `load_thread` is the Linux thread id of the raw load driver, if any.
-    pub fn start(load_thread: Option<u32>) -> Self {
+    /// Starts measuring; `load_thread` is the raw load driver's thread, if any.
+    pub fn start(load_thread: Option<LoadThread>) -> Self {
         let process_s = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
-        let thread = load_thread.filter(|&t| t != 0).and_then(|t| Some((t, thread_cpu_seconds(t)?)));
+        let thread = load_thread.filter(|t| t.tid != 0).and_then(|t| {
+            let cpu_s = thread_cpu_seconds(t.tid)?;
+            let idle_ns = spun(&t);
+            Some((t, cpu_s, idle_ns))
+        });
         Self { started: Instant::now(), process_s, thread }
     }
 
     /// The use since [`start`](Self::start).
     pub fn stop(&self) -> GeneratorUse {
         let wall_s = self.started.elapsed().as_secs_f64().max(1e-9);
-        let cpu_s = (server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self.process_s).max(0.0);
+        let idle_s = self.thread.as_ref().map_or(0.0, |(t, _, before)| spun(t).saturating_sub(*before) as f64 / 1e9);
+        let process_s = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self.process_s;
+        let cpu_s = (process_s - idle_s).max(0.0);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let thread_busy = self
             .thread
-            .and_then(|(tid, before)| Some((thread_cpu_seconds(tid)? - before).max(0.0) / wall_s))
+            .as_ref()
+            .and_then(|(t, before, _)| Some((thread_cpu_seconds(t.tid)? - before - idle_s).max(0.0) / wall_s))
             .unwrap_or(0.0);
         GeneratorUse { cpu_s, busy: (cpu_s / (wall_s * cores)).max(thread_busy) }
     }
@@ -72,6 +91,11 @@ impl GeneratorUse {
     }
 }
 
+/// Nanoseconds `thread` has spun idle so far (0 when it does not spin).
+fn spun(thread: &LoadThread) -> u64 {
+    thread.spin_idle_ns.as_ref().map_or(0, |n| n.load(Relaxed))
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -95,9 +119,31 @@ mod tests {
     fn this_threads_cpu_time_is_readable() {
         let tid = current_thread_id().expect("thread id");
         assert!(thread_cpu_seconds(tid).is_some());
-        let meter = CpuMeter::start(Some(tid));
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: None }));
         let u = meter.stop();
         assert!(u.cpu_s >= 0.0 && u.busy >= 0.0);
+    }
+
+    #[test]
+    fn idle_spinning_is_not_counted_busy() {
+        let tid = current_thread_id().expect("thread id");
+        let idle = Arc::new(AtomicU64::new(0));
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: Some(idle.clone()) }));
+        let started = Instant::now();
+        while started.elapsed().as_millis() < 200 {
+            std::hint::spin_loop();
+        }
+        let spinning = meter.stop();
+        assert!(spinning.busy > 0.5, "busy {}", spinning.busy);
+        // The same time reported as idle spinning.
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: Some(idle.clone()) }));
+        let started = Instant::now();
+        while started.elapsed().as_millis() < 200 {
+            std::hint::spin_loop();
+        }
+        idle.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
+        let idle_use = meter.stop();
+        assert!(idle_use.busy < 0.5, "busy {}", idle_use.busy);
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub async fn run(args: &HotspotArgs, target: &Target) -> anyhow::Result<Report> 
     }
     let (tcp, creds) = load::accounts(target, 0, args.senders as usize + 1).await?;
     let hot = creds[0].account_id;
-    let fleet = RawFleet::connect(tcp, creds, 1, args.common.ack_delay()).await?;
+    let fleet = RawFleet::connect(tcp, creds, 1, args.common.raw_options()).await?;
     let plan = RawPlan {
         scenario: "hotspot",
         senders: (1..=args.senders as usize).collect(),

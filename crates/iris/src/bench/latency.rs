@@ -45,7 +45,7 @@ pub async fn run(args: &LatencyArgs, target: &Target) -> anyhow::Result<Report> 
         return run_sdk(args, target).await;
     }
     let (tcp, creds) = load::accounts(target, 0, args.open.users as usize).await?;
-    let fleet = RawFleet::connect(tcp, creds, 1, args.common.ack_delay()).await?;
+    let fleet = RawFleet::connect(tcp, creds, 1, args.common.raw_options()).await?;
     let progress = Progress::start("latency", fleet.counters.clone());
     let measured = measure(&fleet, args, target).await;
     progress.finish();

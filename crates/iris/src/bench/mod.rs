@@ -73,6 +73,12 @@ pub struct CommonArgs {
     /// the next 1 ms tick.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub ack_delay_ms: u64,
+    /// Raw clients: their thread polls its sockets without ever sleeping, so it takes a core
+    /// whole (use with `--pin`). Over loopback, a server's write to a sleeping client also
+    /// pays for waking the client's thread, a cost its writes to a network do not have; with
+    /// this the server's figures leave it out.
+    #[arg(long, conflicts_with = "sdk")]
+    pub spin: bool,
     /// Also write a self-contained HTML report (charts and the summary table) to this file.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
@@ -91,9 +97,9 @@ impl CommonArgs {
         Duration::from_secs(self.drain_s)
     }
 
-    /// The raw clients' ack delay as a duration.
-    pub fn ack_delay(&self) -> Duration {
-        Duration::from_millis(self.ack_delay_ms)
+    /// How the raw clients ack and wait, from these flags.
+    pub fn raw_options(&self) -> load::RawOptions {
+        load::RawOptions { ack_delay: Duration::from_millis(self.ack_delay_ms), spin: self.spin }
     }
 }
 

@@ -14,7 +14,7 @@ use iris_client::Client;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::generator::CpuMeter;
+use super::generator::{CpuMeter, LoadThread};
 use super::harness::{self, now_ns, Counters};
 use super::load::{RawFleet, OUTSTANDING_MAX};
 use super::stats::Latencies;
@@ -48,7 +48,7 @@ pub trait OpenLoad {
     /// Waits until nothing is outstanding or owed, or `limit`.
     fn settle(&self, limit: Duration) -> impl Future<Output = ()>;
     /// The one thread driving the load, if one does (its CPU share then bounds the generator).
-    fn load_thread(&self) -> Option<u32>;
+    fn load_thread(&self) -> Option<LoadThread>;
 }
 
 impl OpenLoad for RawFleet {
@@ -76,8 +76,8 @@ impl OpenLoad for RawFleet {
         RawFleet::settle(self, limit).await;
     }
 
-    fn load_thread(&self) -> Option<u32> {
-        self.thread_id()
+    fn load_thread(&self) -> Option<LoadThread> {
+        RawFleet::load_thread(self)
     }
 }
 
@@ -177,7 +177,7 @@ impl OpenLoad for SdkFleet {
         }
     }
 
-    fn load_thread(&self) -> Option<u32> {
+    fn load_thread(&self) -> Option<LoadThread> {
         None
     }
 }

@@ -45,7 +45,7 @@ pub async fn run(args: &ThroughputArgs, target: &Target) -> anyhow::Result<Repor
         return if args.closed_loop { run_closed_sdk(args, target).await } else { run_open_sdk(args, target).await };
     }
     let (tcp, creds) = load::accounts(target, 0, users).await?;
-    let fleet = RawFleet::connect(tcp, creds, 1, args.common.ack_delay()).await?;
+    let fleet = RawFleet::connect(tcp, creds, 1, args.common.raw_options()).await?;
     if args.closed_loop {
         let plan = RawPlan {
             scenario: "throughput",

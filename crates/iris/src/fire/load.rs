@@ -29,6 +29,7 @@ pub async fn hotspot(sizes: Sizes) -> anyhow::Result<Line> {
         // The SDK path, as when the figures in BENCHMARKS.md were taken.
         sdk: true,
         ack_delay_ms: 20,
+        spin: false,
         report: None,
         phase_cmd: None,
     };

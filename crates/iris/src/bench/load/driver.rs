@@ -111,6 +111,8 @@ pub struct Shared {
     pub dropped: AtomicU64,
     /// Linux thread id of the driver thread (0 until known), to read its CPU time.
     pub thread_id: AtomicU32,
+    /// Nanoseconds the spinning driver spent in turns with nothing to do.
+    pub spin_idle_ns: Arc<AtomicU64>,
     /// The last error code the server sent that answered no send.
     pub last_refusal: Mutex<String>,
 }
@@ -207,6 +209,8 @@ pub struct Driver {
     heartbeat_ns: u64,
     /// Longest an ack waits for a send to ride with.
     ack_delay_ns: u64,
+    /// Poll without sleeping ([`super::RawOptions::spin`]).
+    spin: bool,
     next_heartbeat_check_ns: u64,
     /// Unanswered sends of connections that closed (no longer outstanding).
     abandoned: u64,
@@ -227,7 +231,7 @@ impl Driver {
         ids: Arc<Vec<u64>>,
         deliveries_per_send: u16,
         heartbeat: Duration,
-        ack_delay: Duration,
+        options: super::RawOptions,
         shared: Arc<Shared>,
     ) -> Self {
         let n = conns.len();
@@ -246,7 +250,8 @@ impl Driver {
             open_run: None,
             closed_end_ns: None,
             heartbeat_ns: heartbeat.as_nanos() as u64,
-            ack_delay_ns: ack_delay.as_nanos() as u64,
+            ack_delay_ns: options.ack_delay.as_nanos() as u64,
+            spin: options.spin,
             next_heartbeat_check_ns: 0,
             abandoned: 0,
             tally: Tally::default(),
@@ -267,19 +272,21 @@ impl Driver {
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let spin = self.spin;
         loop {
-            let tick_turn = tokio::select! {
+            let turn_start = if spin { now_ns() } else { 0 };
+            let turn = tokio::select! {
                 biased;
                 command = commands.recv() => match command {
                     Some(Command::Stop) | None => break,
                     Some(c) => {
                         self.apply(c);
-                        true
+                        Some(true)
                     }
                 },
                 _ = tick.tick() => {
                     self.on_tick();
-                    true
+                    Some(true)
                 }
                 Some(idx) = self.readable.next(), if !self.readable.is_empty() => {
                     self.on_readable(idx);
@@ -289,8 +296,15 @@ impl Driver {
                             _ => break,
                         }
                     }
-                    false
+                    Some(false)
                 }
+                // Nothing ready: yielding makes the runtime poll its sockets without blocking
+                // (epoll with a zero timeout) and come straight back.
+                () = tokio::task::yield_now(), if spin => None,
+            };
+            let Some(tick_turn) = turn else {
+                self.shared.spin_idle_ns.fetch_add(now_ns().saturating_sub(turn_start), Relaxed);
+                continue;
             };
             self.write_all(tick_turn);
             self.publish();

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 pub use driver::{Dest, OpenSenders, Outcome, OUTSTANDING_MAX};
 pub use wire::To;
 
-use super::generator;
+use super::generator::{self, LoadThread};
 use super::harness::{self, Counters};
 use super::raw::{Handshake, RawConn};
 use super::server::Target;
@@ -42,6 +42,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often `settle` looks at the backlog.
 const SETTLE_POLL: Duration = Duration::from_millis(20);
 
+/// How the raw clients behave (`iris bench`'s common flags).
+#[derive(Clone, Copy, Debug)]
+pub struct RawOptions {
+    /// Longest an ack of received entries waits to ride with the client's next send.
+    pub ack_delay: Duration,
+    /// The load thread polls its sockets without sleeping (it takes its core whole), so the
+    /// server's loopback writes do not pay for waking it.
+    pub spin: bool,
+}
+
 /// The connected load clients of a run and the thread that drives them.
 pub struct RawFleet {
     /// The run's counts (shared with the driver, which adds to them once per turn).
@@ -49,6 +59,8 @@ pub struct RawFleet {
     shared: Arc<Shared>,
     /// How many clients it drives.
     clients: usize,
+    /// Whether its thread spins ([`RawOptions::spin`]).
+    spin: bool,
     commands: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<Option<Outcome>>>,
 }
@@ -56,12 +68,12 @@ pub struct RawFleet {
 impl RawFleet {
     /// Connects one raw client per credentials to the framed TCP address `tcp` and starts the
     /// driver; each accepted message is expected `deliveries_per_send` times (none against an
-    /// ack-only sink, which says so in its `Welcome`); clients ack within `ack_delay`.
+    /// ack-only sink, which says so in its `Welcome`); clients ack and wait as `options` say.
     pub async fn connect(
         tcp: Vec<SocketAddr>,
         creds: Vec<Credentials>,
         deliveries_per_send: u16,
-        ack_delay: Duration,
+        options: RawOptions,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(!tcp.is_empty(), "no server address");
         let ids: Arc<Vec<u64>> = Arc::new(creds.iter().map(|c| c.account_id).collect());
@@ -88,7 +100,7 @@ impl RawFleet {
                     let heartbeat = Duration::from_millis(welcome.heartbeat_interval_ms.max(1000).into());
                     let _ = ready_tx.send(Ok(()));
                     Some(
-                        Driver::new(conns, thread_ids, per_send, heartbeat, ack_delay, thread_shared)
+                        Driver::new(conns, thread_ids, per_send, heartbeat, options, thread_shared)
                             .run(command_rx)
                             .await,
                     )
@@ -100,12 +112,13 @@ impl RawFleet {
             Ok(Err(e)) => bail!("raw load clients: {e}"),
             Err(_) => bail!("the load thread ended while connecting"),
         };
-        Ok(Self { counters, shared, clients: ids.len(), commands, thread: Some(thread) })
+        Ok(Self { counters, shared, clients: ids.len(), spin: options.spin, commands, thread: Some(thread) })
     }
 
-    /// The driver thread's Linux thread id (for its CPU time).
-    pub fn thread_id(&self) -> Option<u32> {
-        Some(self.shared.thread_id.load(Relaxed)).filter(|&t| t != 0)
+    /// The driver thread (for its CPU time), once known.
+    pub fn load_thread(&self) -> Option<LoadThread> {
+        let tid = Some(self.shared.thread_id.load(Relaxed)).filter(|&t| t != 0)?;
+        Some(LoadThread { tid, spin_idle_ns: self.spin.then(|| self.shared.spin_idle_ns.clone()) })
     }
 
     /// Sends at `rate` per second for `duration`, open loop, from random clients to random
