@@ -119,6 +119,9 @@ pub struct Delivery {
     held_since: Option<Instant>,
     /// The driver has something else to write: held receipts go with it.
     release: bool,
+    /// The buffered entries after `sent` up to this seq are known to be receipts, so a held
+    /// run is decoded once, not again at each pump while it waits.
+    receipts_through: u64,
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
     /// Their stored bytes, summed (bounded by `config.window_bytes`).
@@ -170,6 +173,7 @@ impl Delivery {
             gap_since: None,
             held_since: None,
             release: false,
+            receipts_through: 0,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
             ready: VecDeque::new(),
@@ -365,13 +369,20 @@ impl Delivery {
         if self.config.receipt_hold.is_zero() || self.release {
             return false;
         }
-        let run = self.buffered.range(self.sent + 1..).take(room);
-        let receipts_only = run
-            .zip(self.sent + 1..)
-            .take_while(|((&seq, _), next)| seq == *next)
-            .all(|((_, item), _)| InboxItemHead::decode(&item[..]).is_ok_and(|h| h.is_receipt()));
-        if !receipts_only {
-            return false;
+        // The contiguous run of at most `room` entries after `sent`; its start up to
+        // `receipts_through` was checked before (an entry's bytes never change).
+        let mut next = self.receipts_through.max(self.sent) + 1;
+        let last = self.sent + room as u64;
+        let unchecked = if next <= last { self.buffered.range(next..=last) } else { Default::default() };
+        for (&seq, item) in unchecked {
+            if seq != next {
+                break;
+            }
+            if !InboxItemHead::decode(&item[..]).is_ok_and(|h| h.is_receipt()) {
+                return false;
+            }
+            self.receipts_through = seq;
+            next += 1;
         }
         let since = *self.held_since.get_or_insert(now);
         now.saturating_duration_since(since) < self.config.receipt_hold

@@ -548,6 +548,13 @@ fn receipts_wait_for_another_write_or_for_the_hold() {
     assert_eq!(d.poll(t1), None);
     assert!(d.release_held());
     assert_eq!(written(d.poll(t1)), Some(vec![6]));
+
+    // A message hinted while receipts are held (already checked) ends the hold too.
+    d.on_hint(7, receipt_entry(7));
+    d.on_hint(8, receipt_entry(8));
+    assert_eq!(d.poll(t1), None);
+    d.on_hint(9, entry(9, 10));
+    assert_eq!(written(d.poll(t1)), Some(vec![7, 8, 9]));
 }
 
 #[test]
