@@ -29,7 +29,9 @@
 //! ack like any other, except that this connection never delivered its entries and so does not
 //! know their receipts: it asks for them to be read back ([`OwedReceipts::ReadFromInbox`]). A
 //! failed ack is retried after [`ACK_RETRY`], reading its entries back (their receipts were
-//! taken by the failed attempt), so no later ack can delete them without their receipts.
+//! taken by the failed attempt), so no later ack can delete them without their receipts. A
+//! failed inbox read (the store unavailable for a while) is tried again after [`READ_RETRY`]:
+//! the connection stays, and so do the sends and hints that need no read.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -52,6 +54,8 @@ pub const DELIVERY_BYTES_MAX: usize = 256 * 1024;
 pub const GAP_WAIT: Duration = Duration::from_millis(3);
 /// How long a failed ack waits before it is tried again.
 pub const ACK_RETRY: Duration = Duration::from_secs(1);
+/// How long the next inbox read waits after one failed.
+pub const READ_RETRY: Duration = Duration::from_secs(1);
 
 /// The bounds of one session's deliveries.
 #[derive(Debug, Clone, Copy)]
@@ -140,6 +144,8 @@ pub struct Delivery {
     waiting: Option<InboxAck>,
     /// A failed ack waits until then.
     retry_at: Option<Instant>,
+    /// After a failed inbox read, the next waits until then.
+    read_retry_at: Option<Instant>,
 }
 
 impl Delivery {
@@ -183,6 +189,7 @@ impl Delivery {
             applying: None,
             waiting: None,
             retry_at: None,
+            read_retry_at: None,
         };
         if resume_after > d.acked {
             // Delivered on an earlier connection: acked now, receipts read back from the inbox.
@@ -223,6 +230,7 @@ impl Delivery {
     /// The entries of the [`Action::Read`] in flight, ascending (group references resolved).
     pub fn on_read(&mut self, entries: Vec<(u64, Bytes)>) {
         let limit = self.reading.take().unwrap_or(usize::MAX);
+        self.read_retry_at = None;
         self.gap_since = None;
         // A full read: the inbox may hold more than the hints said.
         self.must_read = entries.len() >= limit;
@@ -234,6 +242,15 @@ impl Delivery {
         let read_instead = std::mem::replace(&mut self.buffered, kept);
         self.buffered_bytes -= read_instead.values().map(|b| b.len() as u64).sum::<u64>();
         self.deliver(entries);
+    }
+
+    /// The [`Action::Read`] in flight failed (the store is unavailable for a while): nothing
+    /// changes but that the inbox is read again after [`READ_RETRY`].
+    pub fn on_read_failed(&mut self, now: Instant) {
+        self.reading = None;
+        self.must_read = true;
+        self.gap_since = None;
+        self.read_retry_at = Some(now + READ_RETRY);
     }
 
     /// A cumulative ack from the client. Acking what was already acked is a no-op; beyond what
@@ -294,13 +311,17 @@ impl Delivery {
         let gap = self.gap_since.map(|t| t + GAP_WAIT);
         let held = self.held_since.map(|t| t + self.config.receipt_hold);
         let retry = self.retry_at.filter(|_| self.applying.is_none());
-        [gap, held, retry].into_iter().flatten().min()
+        [gap, held, retry, self.read_retry_at].into_iter().flatten().min()
     }
 
     /// The next action at `now`, or `None` until another event (or the [`Delivery::deadline`]).
     /// Acks come first (they free the window and tell senders), then built deliveries, then more
     /// deliveries from hints or an inbox read.
     pub fn poll(&mut self, now: Instant) -> Option<Action> {
+        // A failed read's wait is over (kept, it would be a deadline already past).
+        if self.read_retry_at.is_some_and(|t| now >= t) {
+            self.read_retry_at = None;
+        }
         if let Some(ack) = self.poll_ack(now) {
             return Some(Action::Ack(ack));
         }
@@ -353,6 +374,9 @@ impl Delivery {
             return self.ready.pop_front().map(Action::Write);
         }
         if self.known_last <= self.sent && !self.must_read {
+            return None;
+        }
+        if self.read_retry_at.is_some() {
             return None;
         }
         let gap_since = *self.gap_since.get_or_insert(now);

@@ -47,7 +47,7 @@ use crate::clock::Clock;
 use crate::cluster::{registry, Cluster};
 use crate::config::SessionConfig;
 use crate::contacts::Contacts;
-use crate::error::SessionError;
+use crate::error::{ServiceError, SessionError};
 use crate::forward::Forwards;
 use crate::gateway::admission::{Admission, Refusal};
 use crate::gateway::transport::Transport;
@@ -61,7 +61,7 @@ use crate::receipts::Receipts;
 use crate::router::{Kick, Registration, Router};
 use crate::typing::Typing;
 use crate::visibility::Visibility;
-use delivery::{Action, Delivery, DeliveryConfig};
+use delivery::{Action, Delivery, DeliveryConfig, READ_RETRY};
 use dispatch::{answer, event, Conn, Dispatched, Finished, OpFuture};
 use sync::Syncs;
 
@@ -402,8 +402,16 @@ impl Session {
                 match action {
                     Action::Write(delivery) => self.push_delivery(delivery),
                     Action::Read { after_seq, limit } => {
-                        let entries = self.deps.inbox.read(self.device, after_seq, limit).await?;
-                        self.delivery.on_read(entries);
+                        match self.deps.inbox.read(self.device, after_seq, limit).await {
+                            Ok(entries) => self.delivery.on_read(entries),
+                            // The store is down or overloaded for a while: the connection stays
+                            // (its sends get their own typed errors), and the read is tried again.
+                            Err(ServiceError::Unavailable | ServiceError::Overloaded { .. }) => {
+                                tracing::warn!(device = %self.device, "inbox read failed; tried again in {READ_RETRY:?}");
+                                self.delivery.on_read_failed(now);
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     Action::Ack(ack) => self.apply_ack(ack),
                 }

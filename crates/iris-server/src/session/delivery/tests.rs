@@ -337,6 +337,42 @@ fn an_undecodable_entry_is_skipped_but_counted_and_acked() {
 }
 
 #[test]
+fn a_failed_read_waits_then_reads_again_from_where_it_was() {
+    // Proves: a failed inbox read (the store unavailable) changes nothing but when the next
+    // read is: none before READ_RETRY (the deadline says when), hints that continue what was
+    // sent still go out meanwhile, and the read retried after them starts after them.
+    let mut d = Delivery::new(DEFAULTS, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    let t0 = Instant::now();
+    d.on_lagged();
+    assert_eq!(d.poll(t0), Some(Action::Read { after_seq: 0, limit: 100 }));
+    d.on_read_failed(t0);
+    assert_eq!(d.poll(t0), None);
+    assert_eq!(d.deadline(), Some(t0 + READ_RETRY));
+    d.on_hint(1, entry(1, 10));
+    assert_eq!(written(d.poll(t0)), Some(vec![1]));
+    assert_eq!(d.poll(t0 + READ_RETRY - Duration::from_millis(1)), None);
+    assert_eq!(d.poll(t0 + READ_RETRY), Some(Action::Read { after_seq: 1, limit: 100 }));
+    d.on_read(vec![(2, entry(2, 10)), (3, entry(3, 10))]);
+    assert_eq!(written(d.poll(t0 + READ_RETRY)), Some(vec![2, 3]));
+    assert_eq!(d.deadline(), None);
+
+    // A retry whose wait is over while the window is full leaves no deadline behind (one
+    // already past would wake the session in a loop); the read comes when an ack frees room.
+    let config = DeliveryConfig { window: 1, ..DEFAULTS };
+    let mut d = Delivery::new(config, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    d.on_hint(1, entry(1, 10));
+    assert_eq!(written(d.poll(t0)), Some(vec![1]));
+    d.on_lagged();
+    d.on_read_failed(t0);
+    assert_eq!(d.poll(t0 + READ_RETRY), None, "the window is full");
+    assert_eq!(d.deadline(), None);
+    d.on_ack(1).unwrap();
+    assert!(matches!(d.poll(t0 + READ_RETRY), Some(Action::Ack(_))));
+    d.on_ack_applied(true, t0 + READ_RETRY);
+    assert_eq!(d.poll(t0 + READ_RETRY), Some(Action::Read { after_seq: 1, limit: 1 }));
+}
+
+#[test]
 fn the_deadline_is_the_gap_wait_or_the_ack_retry() {
     let mut d = Delivery::new(DEFAULTS, ME, InboxCursor::default(), 0).unwrap();
     let now = Instant::now();
