@@ -88,6 +88,32 @@ async fn an_ack_whose_receipts_failed_is_retried_and_no_later_ack_deletes_withou
     assert_eq!(ids, vec![first.server_msg_id, second.server_msg_id]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_failing_inbox_reads_and_delivers_once_they_succeed() {
+    // Proves: when the inbox cannot be read (the store not answering, as a PostgreSQL shard
+    // that is down), the connection stays up and answers; once reads succeed again the queued
+    // messages are delivered, in order, without a reconnect.
+    let (store, faults) = faulty_store();
+    let server = TestServer::start_with_store(|_| {}, store.clone()).await;
+    let (alice, bob) = (server.login(ALICE, "a").await, server.login(BOB, "b").await);
+    let (mut a, _) = server.connect_as(&alice).await;
+    for i in 1..=3 {
+        a.send_accepted(i, text_to_account(&format!("queued-{i}"), bob.account_id, b"x")).await;
+    }
+
+    faults.set_reads_fail(true);
+    let (mut b, _) = server.connect_as(&bob).await;
+    wait_until("bob's first read fails", EVENT_TIMEOUT, || async { faults.reads_failed() >= 1 }).await;
+    ping_with_nothing_before(&mut b, 1).await;
+    faults.set_reads_fail(false);
+
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        seqs.extend(b.expect_delivery().await.iter().map(|item| item.seq));
+    }
+    assert_eq!(seqs, vec![1, 2, 3]);
+}
+
 /// A tmpfs mounted for the length of a test; lazily unmounted on drop (the server may still hold
 /// files open while it winds down).
 struct Tmpfs(PathBuf);

@@ -590,6 +590,8 @@ impl InboxStore for FjallStore {
     }
 
     async fn read(&self, device: DeviceAddr, after_seq: u64, limit: usize) -> StoreResult<Vec<StoredEntry>> {
+        #[cfg(feature = "sim")]
+        self.append_faults.check_read()?;
         self.log.read(device, after_seq, limit)
     }
 
