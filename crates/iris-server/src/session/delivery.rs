@@ -395,10 +395,10 @@ impl Delivery {
         }
         // The contiguous run of at most `room` entries after `sent`; its start up to
         // `receipts_through` was checked before (an entry's bytes never change).
-        let mut next = self.receipts_through.max(self.sent) + 1;
+        let first = self.receipts_through.max(self.sent) + 1;
         let last = self.sent + room as u64;
-        let unchecked = if next <= last { self.buffered.range(next..=last) } else { Default::default() };
-        for (&seq, item) in unchecked {
+        let unchecked = if first <= last { self.buffered.range(first..=last) } else { Default::default() };
+        for (next, (&seq, item)) in (first..).zip(unchecked) {
             if seq != next {
                 break;
             }
@@ -406,7 +406,6 @@ impl Delivery {
                 return false;
             }
             self.receipts_through = seq;
-            next += 1;
         }
         let since = *self.held_since.get_or_insert(now);
         now.saturating_duration_since(since) < self.config.receipt_hold
