@@ -407,7 +407,9 @@ impl Session {
                             // The store is down or overloaded for a while: the connection stays
                             // (its sends get their own typed errors), and the read is tried again.
                             Err(ServiceError::Unavailable | ServiceError::Overloaded { .. }) => {
-                                tracing::warn!(device = %self.device, "inbox read failed; tried again in {READ_RETRY:?}");
+                                // Debug, not warn: the store's error is logged where it is mapped,
+                                // and every session of a node retries while a store is down.
+                                tracing::debug!(device = %self.device, "inbox read failed; tried again in {READ_RETRY:?}");
                                 self.delivery.on_read_failed(now);
                             }
                             Err(e) => return Err(e.into()),
