@@ -407,8 +407,8 @@ pub enum SessionError {
     #[error("this account was deleted")]
     AccountDeleted,
     /// A service failure that ends the connection: the handshake's own checks (token, resume
-    /// cursor), admission, or an inbox read failing for good (an unavailable or overloaded
-    /// store is read again later instead).
+    /// cursor), admission, or an inbox read failing with an error that is not retryable (an
+    /// unavailable or overloaded store is read again later instead).
     #[error(transparent)]
     Service(#[from] ServiceError),
 }

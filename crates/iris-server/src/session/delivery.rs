@@ -230,7 +230,6 @@ impl Delivery {
     /// The entries of the [`Action::Read`] in flight, ascending (group references resolved).
     pub fn on_read(&mut self, entries: Vec<(u64, Bytes)>) {
         let limit = self.reading.take().unwrap_or(usize::MAX);
-        self.read_retry_at = None;
         self.gap_since = None;
         // A full read: the inbox may hold more than the hints said.
         self.must_read = entries.len() >= limit;

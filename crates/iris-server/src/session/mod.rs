@@ -32,6 +32,7 @@ use futures_util::future::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use iris_proto::outgoing::{OutEvent, OutFrame, RawDelivery};
 use iris_proto::pb::{self, server_event};
+use iris_proto::ErrorCodeExt as _;
 use iris_store::{AccountId, DeviceAddr};
 use rand::Rng;
 use tokio::time::{timeout, Instant};
@@ -47,7 +48,7 @@ use crate::clock::Clock;
 use crate::cluster::{registry, Cluster};
 use crate::config::SessionConfig;
 use crate::contacts::Contacts;
-use crate::error::{ServiceError, SessionError};
+use crate::error::SessionError;
 use crate::forward::Forwards;
 use crate::gateway::admission::{Admission, Refusal};
 use crate::gateway::transport::Transport;
@@ -406,7 +407,7 @@ impl Session {
                             Ok(entries) => self.delivery.on_read(entries),
                             // The store is down or overloaded for a while: the connection stays
                             // (its sends get their own typed errors), and the read is tried again.
-                            Err(ServiceError::Unavailable | ServiceError::Overloaded { .. }) => {
+                            Err(e) if e.code().is_retryable() => {
                                 // Debug, not warn: the store's error is logged where it is mapped,
                                 // and every session of a node retries while a store is down.
                                 tracing::debug!(device = %self.device, "inbox read failed; tried again in {READ_RETRY:?}");

@@ -20,9 +20,9 @@ pub const LATE_SHARE_MAX: f64 = 0.01;
 pub struct LoadThread {
     /// Its Linux thread id.
     pub tid: u32,
-    /// When it spins (`--spin`): nanoseconds it spent polling with nothing to do, which its CPU
-    /// time includes and its busy share must not.
-    pub spin_idle_ns: Option<Arc<AtomicU64>>,
+    /// Nanoseconds it spent spinning with nothing to do (`--spin`; stays 0 otherwise), which its
+    /// CPU time includes and its busy share must not.
+    pub spin_idle_ns: Arc<AtomicU64>,
 }
 
 /// CPU time readings at the start of a phase.
@@ -49,7 +49,7 @@ impl CpuMeter {
         let process_s = server::cpu_seconds(std::process::id()).unwrap_or(0.0);
         let thread = load_thread.filter(|t| t.tid != 0).and_then(|t| {
             let cpu_s = thread_cpu_seconds(t.tid)?;
-            let idle_ns = spun(&t);
+            let idle_ns = t.spin_idle_ns.load(Relaxed);
             Some((t, cpu_s, idle_ns))
         });
         Self { started: Instant::now(), process_s, thread }
@@ -58,7 +58,10 @@ impl CpuMeter {
     /// The use since [`start`](Self::start).
     pub fn stop(&self) -> GeneratorUse {
         let wall_s = self.started.elapsed().as_secs_f64().max(1e-9);
-        let idle_s = self.thread.as_ref().map_or(0.0, |(t, _, before)| spun(t).saturating_sub(*before) as f64 / 1e9);
+        let idle_s = self
+            .thread
+            .as_ref()
+            .map_or(0.0, |(t, _, before)| t.spin_idle_ns.load(Relaxed).saturating_sub(*before) as f64 / 1e9);
         let process_s = server::cpu_seconds(std::process::id()).unwrap_or(0.0) - self.process_s;
         let cpu_s = (process_s - idle_s).max(0.0);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -91,11 +94,6 @@ impl GeneratorUse {
     }
 }
 
-/// Nanoseconds `thread` has spun idle so far (0 when it does not spin).
-fn spun(thread: &LoadThread) -> u64 {
-    thread.spin_idle_ns.as_ref().map_or(0, |n| n.load(Relaxed))
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -119,7 +117,7 @@ mod tests {
     fn this_threads_cpu_time_is_readable() {
         let tid = current_thread_id().expect("thread id");
         assert!(thread_cpu_seconds(tid).is_some());
-        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: None }));
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: Arc::default() }));
         let u = meter.stop();
         assert!(u.cpu_s >= 0.0 && u.busy >= 0.0);
     }
@@ -128,7 +126,7 @@ mod tests {
     fn idle_spinning_is_not_counted_busy() {
         let tid = current_thread_id().expect("thread id");
         let idle = Arc::new(AtomicU64::new(0));
-        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: Some(idle.clone()) }));
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: idle.clone() }));
         let started = Instant::now();
         while started.elapsed().as_millis() < 200 {
             std::hint::spin_loop();
@@ -136,7 +134,7 @@ mod tests {
         let spinning = meter.stop();
         assert!(spinning.busy > 0.5, "busy {}", spinning.busy);
         // The same time reported as idle spinning.
-        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: Some(idle.clone()) }));
+        let meter = CpuMeter::start(Some(LoadThread { tid, spin_idle_ns: idle.clone() }));
         let started = Instant::now();
         while started.elapsed().as_millis() < 200 {
             std::hint::spin_loop();

@@ -59,8 +59,6 @@ pub struct RawFleet {
     shared: Arc<Shared>,
     /// How many clients it drives.
     clients: usize,
-    /// Whether its thread spins ([`RawOptions::spin`]).
-    spin: bool,
     commands: mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<Option<Outcome>>>,
 }
@@ -112,13 +110,13 @@ impl RawFleet {
             Ok(Err(e)) => bail!("raw load clients: {e}"),
             Err(_) => bail!("the load thread ended while connecting"),
         };
-        Ok(Self { counters, shared, clients: ids.len(), spin: options.spin, commands, thread: Some(thread) })
+        Ok(Self { counters, shared, clients: ids.len(), commands, thread: Some(thread) })
     }
 
     /// The driver thread (for its CPU time), once known.
     pub fn load_thread(&self) -> Option<LoadThread> {
         let tid = Some(self.shared.thread_id.load(Relaxed)).filter(|&t| t != 0)?;
-        Some(LoadThread { tid, spin_idle_ns: self.spin.then(|| self.shared.spin_idle_ns.clone()) })
+        Some(LoadThread { tid, spin_idle_ns: self.shared.spin_idle_ns.clone() })
     }
 
     /// Sends at `rate` per second for `duration`, open loop, from random clients to random
