@@ -23,9 +23,11 @@ mod dispatch;
 mod handshake;
 mod sync;
 
+use std::future::Future as _;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::future::FutureExt;
@@ -304,7 +306,7 @@ impl Session {
         // (a new `sleep_until` per turn would enter and leave the timer wheel every time).
         let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
         loop {
-            self.collect_ready();
+            std::future::poll_fn(|cx| Poll::Ready(self.collect_ready(cx))).await;
             loop {
                 self.drive().await?;
                 if self.out.is_empty() {
@@ -506,12 +508,17 @@ impl Session {
                 frame.events.push(e);
             }
             self.deps.metrics.frames_out.inc();
-            // The write first: it almost always completes at once, and then the shutdown
-            // token is never polled (no waiter registered and removed per frame).
-            let written = tokio::select! {
-                biased;
-                w = timeout(write_timeout, transport.send(&frame)) => w,
-                _ = self.deps.shutdown.cancelled(), if !self.deps.shutdown.is_cancelled() => return false,
+            // The write alone first: it almost always completes at once, and then no timer is
+            // set, no clock read and the shutdown token not looked at (its check takes a lock
+            // every session shares).
+            let mut send = std::pin::pin!(transport.send(&frame));
+            let written = match std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+                Poll::Ready(w) => Ok(w),
+                Poll::Pending => tokio::select! {
+                    biased;
+                    w = timeout(write_timeout, send) => w,
+                    _ = self.deps.shutdown.cancelled(), if !self.deps.shutdown.is_cancelled() => return false,
+                },
             };
             match written {
                 Ok(Ok(())) => {}
@@ -526,10 +533,14 @@ impl Session {
     }
 
     /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
-    fn collect_ready(&mut self) {
+    ///
+    /// The operations in flight are polled with the task's own waker (`cx`), the one the loop's
+    /// `select!` registers anyway: a throwaway waker here would replace it, and the `select!` put
+    /// it back, a waker clone and drop on every wake-up of every session.
+    fn collect_ready(&mut self, cx: &mut Context<'_>) {
         for _ in 0..READY_MAX {
-            match self.inflight.next().now_or_never() {
-                Some(Some(done)) => self.finished(done),
+            match self.inflight.poll_next_unpin(cx) {
+                Poll::Ready(Some(done)) => self.finished(done),
                 _ => break,
             }
         }
