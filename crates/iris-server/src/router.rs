@@ -21,6 +21,7 @@ use bytes::Bytes;
 use iris_proto::pb;
 use iris_store::DeviceAddr;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
 
@@ -51,6 +52,9 @@ pub enum Kick {
     Replaced,
     /// The device's account was deleted.
     AccountDeleted,
+    /// The server is shutting down: the session lets what is in flight finish, says `GoAway`
+    /// and ends ([`Router::stop_sessions`]).
+    ShuttingDown,
 }
 
 /// The receipt kinds a connection declined in `Hello.receipts_unwanted` (a set of
@@ -80,7 +84,8 @@ struct Link {
     hints: mpsc::Sender<Hint>,
     ephemeral: mpsc::Sender<Ephemeral>,
     lagged: Arc<AtomicBool>,
-    kick: oneshot::Sender<Kick>,
+    /// Taken by the first kick (a session hears one, the first).
+    kick: Option<oneshot::Sender<Kick>>,
     backlog: Arc<Backlog>,
 }
 
@@ -89,8 +94,8 @@ impl Link {
     /// stops waiting; the session hears `why`, if anything.
     fn end(self, why: Option<Kick>) {
         self.backlog.close();
-        if let Some(why) = why {
-            let _ = self.kick.send(why);
+        if let (Some(why), Some(kick)) = (why, self.kick) {
+            let _ = kick.send(why);
         }
     }
 }
@@ -112,6 +117,12 @@ pub struct Registration {
     /// What the device has yet to ack, for holding sends toward it (`send_gate.rs`); the
     /// session reports its cursor and acks here.
     pub backlog: Arc<Backlog>,
+}
+
+/// Tells every session of `router` when the server shuts down ([`Router::stop_sessions`]).
+pub async fn stop_sessions_on(router: Arc<Router>, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    router.stop_sessions();
 }
 
 /// Where the router sends what is meant for devices connected to other nodes (cluster mode).
@@ -201,7 +212,7 @@ impl Router {
             hints: hint_tx,
             ephemeral: ephemeral_tx.clone(),
             lagged: lagged.clone(),
-            kick: kick_tx,
+            kick: Some(kick_tx),
             backlog: backlog.clone(),
         };
         let old = self.shard(addr).write().expect("router lock").insert(addr, link);
@@ -269,6 +280,23 @@ impl Router {
     pub fn notify_ephemeral_local(&self, addr: DeviceAddr, event: pb::ServerEvent) -> bool {
         let shard = self.shard(addr).read().expect("router lock");
         shard.get(&addr).is_some_and(|link| link.ephemeral.try_send(Box::new(event)).is_ok())
+    }
+
+    /// Tells every session registered here that the server is shutting down
+    /// ([`Kick::ShuttingDown`]), leaving them registered while they drain (hints still reach
+    /// them, no push goes out for a device still connected). Run once the shutdown token is
+    /// cancelled; a session registered after that finds the token cancelled itself.
+    ///
+    /// Through the kick, not the token: a session's loop then waits on one channel for both,
+    /// and a token's wait takes a lock every session shares on each poll.
+    pub fn stop_sessions(&self) {
+        for shard in &self.shards {
+            for link in shard.write().expect("router lock").values_mut() {
+                if let Some(kick) = link.kick.take() {
+                    let _ = kick.send(Kick::ShuttingDown);
+                }
+            }
+        }
     }
 
     /// Ends the device's session, here and (cluster mode) on whichever node holds it.
@@ -358,5 +386,22 @@ mod tests {
         assert!(router.is_connected(dev), "stale unregister must not remove the new session");
         router.unregister(dev, second.conn_id);
         assert!(router.is_empty());
+    }
+
+    #[tokio::test]
+    async fn shutdown_kicks_every_session_and_leaves_it_registered_while_it_drains() {
+        let router = Arc::new(Router::new(2));
+        let (a, b) = (DeviceAddr::new(1, 1), DeviceAddr::new(2, 1));
+        let (mut first, second) = (router.register(a), router.register(b));
+        let shutdown = CancellationToken::new();
+        let stopping = tokio::spawn(stop_sessions_on(router.clone(), shutdown.clone()));
+        shutdown.cancel();
+        stopping.await.unwrap();
+        assert_eq!((&mut first.kick).await, Ok(Kick::ShuttingDown));
+        assert_eq!(second.kick.await, Ok(Kick::ShuttingDown));
+        router.notify(a, Hint { seq: 1, item: Bytes::new() });
+        assert_eq!(first.hints.recv().await.unwrap().seq, 1, "a draining session still hears hints");
+        // A later kick finds the kick taken: nothing more to tell.
+        assert!(router.kick_local(a, Kick::Revoked));
     }
 }

@@ -87,6 +87,7 @@ impl Parts {
             push,
         };
         let services = Arc::new(services::build(&config, foundations));
+        tokio::spawn(crate::router::stop_sessions_on(router.clone(), services.shutdown.clone()));
         Self { store, router, clock, services, _dir: dir }
     }
 

@@ -141,6 +141,7 @@ impl NodeItem {
             Kick::Revoked => 1,
             Kick::Replaced => 2,
             Kick::AccountDeleted => 3,
+            Kick::ShuttingDown => 4,
         };
         Self::for_device(addr, node_item::Kind::Kick(code))
     }
@@ -171,6 +172,8 @@ pub fn kick_from_code(code: u32) -> Kick {
         Kick::Revoked
     } else if code == 3 {
         Kick::AccountDeleted
+    } else if code == 4 {
+        Kick::ShuttingDown
     } else {
         Kick::Replaced
     }

@@ -299,9 +299,12 @@ impl Session {
         let frame_timeout = Duration::from_millis(self.deps.config.frame_timeout_ms);
         let mut tick = tokio::time::interval((heartbeat / 2).min(frame_timeout / 2));
         let max_inflight = self.deps.limits.max_inflight_sends as usize;
-        // One wait for the whole session: a fresh `cancelled()` per turn would join and leave
-        // the token's waiter list (a lock each way) on every wake-up of the loop.
-        let mut stopping = std::pin::pin!(self.deps.shutdown.clone().cancelled_owned());
+        // Shutdown comes as a kick (`Router::stop_sessions`), to sessions registered when it
+        // began; one registered later sees it here.
+        if self.deps.shutdown.is_cancelled() {
+            self.drain(transport).await;
+            return Ok(());
+        }
         // The delivery machine's next deadline, as one timer moved when the deadline moves
         // (a new `sleep_until` per turn would enter and leave the timer wheel every time).
         let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
@@ -328,14 +331,14 @@ impl Session {
                 biased;
                 kick = &mut self.registration.kick => {
                     return Err(match kick {
+                        Ok(Kick::ShuttingDown) => {
+                            self.drain(transport).await;
+                            return Ok(());
+                        }
                         Ok(Kick::Replaced) => SessionError::Replaced,
                         Ok(Kick::AccountDeleted) => SessionError::AccountDeleted,
                         Ok(Kick::Revoked) | Err(_) => SessionError::Revoked,
                     });
-                }
-                () = &mut stopping => {
-                    self.drain(transport).await;
-                    return Ok(());
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.finished(done),
                 hint = self.registration.hints.recv() => {
