@@ -309,7 +309,11 @@ impl Session {
         // (a new `sleep_until` per turn would enter and leave the timer wheel every time).
         let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
         loop {
-            std::future::poll_fn(|cx| Poll::Ready(self.collect_ready(cx))).await;
+            std::future::poll_fn(|cx| {
+                self.collect_ready(cx);
+                Poll::Ready(())
+            })
+            .await;
             loop {
                 self.drive().await?;
                 if self.out.is_empty() {
