@@ -335,7 +335,6 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(disappearing_loop(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
-    tokio::spawn(router::stop_sessions_on(ctx.router.clone(), ctx.shutdown.clone()));
     tokio::spawn(calls::run_timer(ctx.sessions.calls.clone(), ctx.shutdown.clone()));
     if let Some((c, tasks)) = cluster {
         cluster::tasks::spawn(&c, &ctx, tasks);

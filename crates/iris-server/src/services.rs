@@ -81,8 +81,11 @@ pub struct Foundations {
     pub push: Arc<Push>,
 }
 
-/// Every service, wired, as the sessions get them.
+/// Every service, wired, as the sessions get them. Also starts telling the router's sessions
+/// when `f.shutdown` is cancelled (the only way they hear it), so whatever builds sessions'
+/// dependencies gets that too. Must run inside a tokio runtime.
 pub fn build(config: &Config, f: Foundations) -> SessionDeps {
+    tokio::spawn(crate::router::stop_sessions_on(f.router.clone(), f.shutdown.clone()));
     let store = f.store;
     let limits = config.limits.to_proto();
     let fanout = Fanout::new(store.clone(), f.router.clone());

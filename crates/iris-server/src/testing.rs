@@ -87,7 +87,6 @@ impl Parts {
             push,
         };
         let services = Arc::new(services::build(&config, foundations));
-        tokio::spawn(crate::router::stop_sessions_on(router.clone(), services.shutdown.clone()));
         Self { store, router, clock, services, _dir: dir }
     }
 

@@ -334,15 +334,15 @@ impl Session {
             tokio::select! {
                 biased;
                 kick = &mut self.registration.kick => {
-                    return Err(match kick {
+                    return match kick {
                         Ok(Kick::ShuttingDown) => {
                             self.drain(transport).await;
-                            return Ok(());
+                            Ok(())
                         }
-                        Ok(Kick::Replaced) => SessionError::Replaced,
-                        Ok(Kick::AccountDeleted) => SessionError::AccountDeleted,
-                        Ok(Kick::Revoked) | Err(_) => SessionError::Revoked,
-                    });
+                        Ok(Kick::Replaced) => Err(SessionError::Replaced),
+                        Ok(Kick::AccountDeleted) => Err(SessionError::AccountDeleted),
+                        Ok(Kick::Revoked) | Err(_) => Err(SessionError::Revoked),
+                    };
                 }
                 Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.finished(done),
                 hint = self.registration.hints.recv() => {
