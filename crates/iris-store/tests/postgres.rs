@@ -190,13 +190,10 @@ async fn accounts_spread_over_shards_with_unique_ids() {
     assert_eq!(shards.len(), 2, "16 phones should land on both shards");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_group_change_whose_events_failed_is_redriven_once() {
-    // Proves the outbox: a group change is committed with its events on the group's shard; if
-    // appending the events fails (a member's shard is down) the re-drive appends them once the
-    // shard is back, exactly once however often it runs.
-    let mut env = Env::dedicated_postgres();
-    let store = connect(&env).await;
+/// Creates a group of Alice and Bob away from Alice's shard and removes Bob while Alice's shard
+/// is down, so the change commits and its event ("bob removed", for Alice) is left in the
+/// outbox. Returns the changed group, with Alice's shard up again and the store healthy.
+async fn group_change_left_in_outbox(env: &mut Env, store: &PgStore) -> Group {
     let member = |account| GroupMember { account, role: GroupRole::Member, joined_at_ms: 1, joined_version: 1 };
     let group = Group {
         id: 0,
@@ -228,11 +225,45 @@ async fn a_group_change_whose_events_failed_is_redriven_once() {
     assert!(matches!(pending.await, Err(StoreError::Unavailable(_))));
     assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()), "the change itself is committed");
     pg.start_shard(alice_shard);
-    wait_healthy(&store).await;
+    wait_healthy(store).await;
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_change_whose_events_failed_is_redriven_once() {
+    // Proves the outbox: a group change is committed with its events on the group's shard; if
+    // appending the events fails (a member's shard is down) the re-drive appends them once the
+    // shard is back, exactly once however often it runs.
+    let mut env = Env::dedicated_postgres();
+    let store = connect(&env).await;
+    group_change_left_in_outbox(&mut env, &store).await;
     store.redrive_outbox().await.unwrap();
     assert_eq!(store.redrive_outbox().await.unwrap(), 0, "the outbox is empty once driven");
     assert_eq!(texts(&store, ALICE).await, ["bob removed"]);
     assert_eq!(store.groups_of(BOB.account).await.unwrap(), Vec::<u64>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_left_behind_group_change_is_announced_before_the_next_send() {
+    // Proves the outbox keeps the group's order: the next holder of the group's order drives
+    // the leftover change before its own operation, so members see the change before the
+    // message that follows it, without waiting for the periodic re-drive (whose grace period
+    // leaves the row alone for seconds).
+    let mut env = Env::dedicated_postgres();
+    let store = connect(&env).await;
+    let group = group_change_left_in_outbox(&mut env, &store).await;
+    let hold = store.hold_group_order(group.id).await.unwrap().expect("PostgreSQL holds groups");
+    let later = AppendRequest {
+        expires_at_ms: None,
+        dedup: None,
+        server_msg_id: msg_id_on(0),
+        server_ts_ms: 6,
+        entries: vec![NewEntry { device: ALICE, item: Bytes::from_static(b"later") }],
+    };
+    store.append(later).await.unwrap();
+    drop(hold);
+    assert_eq!(texts(&store, ALICE).await, ["bob removed", "later"], "the change comes first");
+    assert_eq!(store.redrive_outbox().await.unwrap(), 0, "the holder emptied the outbox");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

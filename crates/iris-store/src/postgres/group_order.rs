@@ -21,9 +21,10 @@
 
 use deadpool_postgres::Object;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
 
 use super::error::db_err;
-use super::shards::{Shard, SHARD_BITS};
+use super::shards::{sql, Shard, SHARD_BITS};
 use crate::{GroupId, GroupOrderHold, StoreError, StoreResult};
 
 /// First key of every group-order advisory lock ("grpo" in ASCII): keeps them apart from any
@@ -38,22 +39,44 @@ const ORDER_IDLE_MS: u32 = 30_000;
 /// Suggested wait for a caller that waited `ORDER_WAIT_MS` in vain.
 const BUSY_RETRY_AFTER_MS: u32 = 200;
 
-/// Takes `group`'s order on `shard` (the group's shard), waiting while another caller holds it.
-pub(super) async fn hold(shard: &Shard, group: GroupId) -> StoreResult<GroupOrderHold> {
+/// A group's order, just taken.
+pub(super) struct Held {
+    /// Released when dropped.
+    pub hold: GroupOrderHold,
+    /// The group's outbox has rows: a change whose events may not be appended yet (a crash or
+    /// a failed append after its record committed). The holder drives them before its own
+    /// operation, so they keep their place in the group's order.
+    pub outbox_left: bool,
+}
+
+/// Takes `group`'s order on `shard` (the group's shard), waiting while another caller holds it,
+/// and looks for the group's leftover outbox rows in the same round trip.
+pub(super) async fn hold(shard: &Shard, group: GroupId) -> StoreResult<Held> {
     let mut release = Release { client: Some(shard.order_client().await?), idle: false };
     // The group's sequence (its id without the shard bits): unique on its shard for 2^32
     // groups; a collision beyond that only makes two groups share a lock.
     let key = (group >> SHARD_BITS) as u32 as i32;
+    // Read after the lock is granted, so a change that committed its row before this hold
+    // is seen (each statement of a read-committed transaction takes a fresh snapshot).
     let statement = format!(
         "BEGIN; SET LOCAL lock_timeout = {ORDER_WAIT_MS}; \
          SET LOCAL idle_in_transaction_session_timeout = {ORDER_IDLE_MS}; \
-         SELECT pg_advisory_xact_lock({ORDER_LOCK_CLASS}, {key})"
+         SELECT pg_advisory_xact_lock({ORDER_LOCK_CLASS}, {key}); \
+         SELECT EXISTS (SELECT 1 FROM group_outbox WHERE group_id = {id})",
+        id = sql(group)
     );
     let client = release.client.as_ref().ok_or(StoreError::Closed)?;
-    match client.batch_execute(&statement).await {
-        Ok(()) => {
+    match client.simple_query(&statement).await {
+        Ok(messages) => {
             release.idle = true;
-            Ok(GroupOrderHold::new(release))
+            let outbox_left = messages.iter().rev().find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row.get(0) == Some("t")),
+                _ => None,
+            });
+            let outbox_left = outbox_left.ok_or_else(|| {
+                StoreError::Unavailable(format!("shard {}: the outbox check returned no row", shard.idx))
+            })?;
+            Ok(Held { hold: GroupOrderHold::new(release), outbox_left })
         }
         Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
             // The transaction is aborted, the connection idle: the rollback makes it reusable.

@@ -199,7 +199,15 @@ impl GroupStore for PgStore {
     async fn hold_group_order(&self, group: GroupId) -> StoreResult<Option<GroupOrderHold>> {
         self.on_task(move |this| async move {
             this.inner.check_open()?;
-            super::group_order::hold(this.account_shard(group), group).await.map(Some)
+            let held = super::group_order::hold(this.account_shard(group), group).await?;
+            if held.outbox_left {
+                // A change's events were left behind (a crash or a failed append after its
+                // record committed): they go first, so members see the change before what
+                // follows it. Until they can be appended the group's operations fail.
+                let driven = super::outbox::redrive_group(&this.inner, group).await?;
+                tracing::info!(group, driven, "drove a group's leftover outbox rows before its next operation");
+            }
+            Ok(Some(held.hold))
         })
         .await
     }

@@ -78,8 +78,9 @@
 //! queues the events as an append deduplicated by (group, version) and deletes the outbox row
 //! once they are durable. A crash in between leaves the outbox row, which a background task of
 //! every node re-drives (`outbox.rs`); the dedup key makes a repeated drive harmless. So no
-//! crash leaves a roster change unannounced, though a re-driven event may arrive after later
-//! messages.
+//! crash leaves a roster change unannounced. Nor does it let later messages overtake the
+//! change: taking the group's order also looks for the group's outbox rows (same round trip)
+//! and drives them first, so the next operation of the group follows its events.
 
 mod abuse;
 mod accounts;

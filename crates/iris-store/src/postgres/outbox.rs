@@ -122,44 +122,71 @@ async fn redrive_shard(inner: &Arc<Inner>, idx: usize, grace_ms: i64) -> StoreRe
         let client = inner.shard(idx).client().await?;
         client
             .query(
-                "SELECT group_id, version, dedup_account, dedup_device, client_msg_id, server_msg_id, server_ts_ms,
-                        accounts, devices, items
-                 FROM group_outbox
-                 WHERE created_at_ms <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1
-                 ORDER BY group_id, version
-                 LIMIT $2",
+                &format!(
+                    "SELECT {ROW_COLUMNS} FROM group_outbox
+                     WHERE created_at_ms <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1
+                     ORDER BY group_id, version
+                     LIMIT $2"
+                ),
                 &[&grace_ms, &REDRIVE_BATCH_MAX],
             )
             .await
             .map_err(|e| db_err(idx, e))?
     };
-    let mut driven = 0;
-    for row in rows {
-        let (group, version) = (unsql(row.get(0)), unsql(row.get(1)));
-        let client_msg_id: String = row.get(4);
-        let dedup = (!client_msg_id.is_empty()).then(|| DedupKey {
-            sender: DeviceAddr::new(unsql(row.get(2)), row.get::<_, i32>(3) as u32),
-            client_msg_id,
-        });
-        let accounts: Vec<i64> = row.get(7);
-        let devices: Vec<i32> = row.get(8);
-        let items: Vec<Vec<u8>> = row.get(9);
-        let entries = accounts
-            .iter()
-            .zip(&devices)
-            .zip(items)
-            .map(|((&a, &d), item)| NewEntry { device: DeviceAddr::new(unsql(a), d as u32), item: Bytes::from(item) })
-            .collect();
-        let req = AppendRequest {
-            expires_at_ms: None,
-            dedup,
-            server_msg_id: unsql_msg(row.get(5)),
-            server_ts_ms: unsql(row.get(6)),
-            entries,
-        };
-        inner.enqueue_append(req).await?.await?;
-        delete(inner, group, version).await?;
-        driven += 1;
+    for row in &rows {
+        drive(inner, row).await?;
     }
-    Ok(driven)
+    Ok(rows.len())
+}
+
+/// Drives every outbox row of `group`, oldest version first, and returns how many. Called by
+/// the holder of the group's order before its own operation (`hold_group_order`), so a change
+/// whose events were left behind is announced before anything that follows it in the group.
+pub(super) async fn redrive_group(inner: &Arc<Inner>, group: GroupId) -> StoreResult<usize> {
+    let idx = shard_of_id(group, inner.n_shards());
+    let rows = {
+        let client = inner.shard(idx).client().await?;
+        client
+            .query(
+                &format!("SELECT {ROW_COLUMNS} FROM group_outbox WHERE group_id = $1 ORDER BY version"),
+                &[&sql(group)],
+            )
+            .await
+            .map_err(|e| db_err(idx, e))?
+    };
+    for row in &rows {
+        drive(inner, row).await?;
+    }
+    Ok(rows.len())
+}
+
+/// The columns [`drive`] reads, in its order.
+const ROW_COLUMNS: &str = "group_id, version, dedup_account, dedup_device, client_msg_id, server_msg_id, \
+                           server_ts_ms, accounts, devices, items";
+
+/// Appends one outbox row's events (deduplicated, so a row driven twice appends once) and
+/// deletes the row once they are durable.
+async fn drive(inner: &Arc<Inner>, row: &tokio_postgres::Row) -> StoreResult<()> {
+    let (group, version) = (unsql(row.get(0)), unsql(row.get(1)));
+    let client_msg_id: String = row.get(4);
+    let dedup = (!client_msg_id.is_empty())
+        .then(|| DedupKey { sender: DeviceAddr::new(unsql(row.get(2)), row.get::<_, i32>(3) as u32), client_msg_id });
+    let accounts: Vec<i64> = row.get(7);
+    let devices: Vec<i32> = row.get(8);
+    let items: Vec<Vec<u8>> = row.get(9);
+    let entries = accounts
+        .iter()
+        .zip(&devices)
+        .zip(items)
+        .map(|((&a, &d), item)| NewEntry { device: DeviceAddr::new(unsql(a), d as u32), item: Bytes::from(item) })
+        .collect();
+    let req = AppendRequest {
+        expires_at_ms: None,
+        dedup,
+        server_msg_id: unsql_msg(row.get(5)),
+        server_ts_ms: unsql(row.get(6)),
+        entries,
+    };
+    inner.enqueue_append(req).await?.await?;
+    delete(inner, group, version).await
 }
