@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::access::Authenticator;
-use crate::auth::AuthService;
+use crate::auth::service::AuthService;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;

@@ -70,7 +70,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use auth::codes::{CodeSender, LogCodeSender};
-use auth::AuthService;
+use auth::service::AuthService;
 use clock::{Clock, SystemClock};
 use config::Config;
 use context::Ctx;
@@ -83,7 +83,7 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     /// A listener could not be set up.
     #[error(transparent)]
-    Listen(#[from] gateway::tcp::ListenError),
+    Listen(#[from] gateway::listen::ListenError),
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] iris_store::StoreError),
@@ -169,7 +169,7 @@ impl RunningServer {
     /// Reads the TLS certificate and key files again (what SIGHUP does in `iris serve`): new
     /// handshakes on both listeners use them, open connections are untouched. Without `[tls]`
     /// there is nothing to reload; on error the previous certificate stays in use.
-    pub fn reload_tls(&self) -> Result<(), gateway::tcp::ListenError> {
+    pub fn reload_tls(&self) -> Result<(), gateway::listen::ListenError> {
         match &self.ctx.tls {
             Some(tls) => tls.reload(),
             None => Ok(()),
@@ -200,14 +200,14 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         false => Some(cluster::Cluster::connect(&config, &metrics).await?),
     };
     let bus = cluster.as_ref().map(|(c, _)| c.bus.clone());
-    let tcp = gateway::tcp::bind(config.listen)?;
+    let tcp = gateway::listen::bind(config.listen)?;
     let tcp_addr =
-        tcp.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.listen, source })?;
-    let http = gateway::tcp::bind(config.http)?;
+        tcp.local_addr().map_err(|source| gateway::listen::ListenError::Bind { addr: config.listen, source })?;
+    let http = gateway::listen::bind(config.http)?;
     let http_addr =
-        http.local_addr().map_err(|source| gateway::tcp::ListenError::Bind { addr: config.http, source })?;
+        http.local_addr().map_err(|source| gateway::listen::ListenError::Bind { addr: config.http, source })?;
     let admin = match config.admin.listen {
-        Some(addr) => Some((gateway::tcp::bind(addr)?, config.admin.load_token()?)),
+        Some(addr) => Some((gateway::listen::bind(addr)?, config.admin.load_token()?)),
         None => None,
     };
     let tls = config.tls.as_ref().map(gateway::tls::ServerTls::load).transpose()?.map(Arc::new);
@@ -319,7 +319,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     let http_tls = tls.as_ref().filter(|_| ctx.config.tls.as_ref().is_some_and(|t| t.http)).map(|t| t.acceptor());
     let handshake = Duration::from_millis(ctx.config.session.handshake_timeout_ms);
     let http = gateway::http_listener::HttpListener::new(http, http_tls.clone(), handshake, ctx.shutdown.clone())
-        .map_err(|source| gateway::tcp::ListenError::Bind { addr: http_addr, source })?;
+        .map_err(|source| gateway::listen::ListenError::Bind { addr: http_addr, source })?;
     let app = http::app(ctx.clone()).into_make_service_with_connect_info::<gateway::http_listener::PeerAddr>();
     let stop = ctx.shutdown.clone();
     tokio::spawn(async move {
@@ -362,12 +362,12 @@ fn serve_admin(
     tls: Option<tokio_rustls::TlsAcceptor>,
     handshake: Duration,
 ) -> Result<SocketAddr, StartError> {
-    let addr = listener.local_addr().map_err(|source| gateway::tcp::ListenError::Bind {
+    let addr = listener.local_addr().map_err(|source| gateway::listen::ListenError::Bind {
         addr: ctx.config.admin.listen.unwrap_or(ctx.config.http),
         source,
     })?;
     let listener = gateway::http_listener::HttpListener::new(listener, tls, handshake, ctx.shutdown.clone())
-        .map_err(|source| gateway::tcp::ListenError::Bind { addr, source })?;
+        .map_err(|source| gateway::listen::ListenError::Bind { addr, source })?;
     let app = admin::admin_router(admin::AdminState::new(ctx.clone(), token))
         .into_make_service_with_connect_info::<gateway::http_listener::PeerAddr>();
     let stop = ctx.shutdown.clone();

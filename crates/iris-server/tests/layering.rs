@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("directory", 0),
     ("gateway::transport", 0),
     ("gateway::admission", 0),
+    ("gateway::listen", 0),
     ("auth::token", 0),
     ("cluster", 0),
     ("cluster::bus", 0),

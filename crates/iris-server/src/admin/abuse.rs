@@ -8,26 +8,15 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use base64::Engine as _;
-use iris_proto::admin::{
-    AdminAbuse, AdminAbuseChange, AdminReport, AdminReportedMessage, AdminReports, AdminSuspend, AdminSuspension,
-};
-use iris_store::{AbuseState, Restriction};
+use iris_proto::admin::{AdminAbuseChange, AdminReport, AdminReportedMessage, AdminReports, AdminSuspend};
+use iris_store::Restriction;
 
-use super::accounts::find;
+use super::accounts::{abuse_view, find};
 use super::{AdminError, AdminState};
 use crate::abuse::REPORT_REASON_BYTES_MAX;
 
 /// Reports one `GET …/reports` returns at most (and by default).
 pub const REPORTS_LIMIT_MAX: usize = 100;
-
-/// The account's state as the admin API shows it.
-pub(super) fn view(state: AbuseState) -> AdminAbuse {
-    AdminAbuse {
-        suspended: state.suspended.map(|s| AdminSuspension { since_ms: s.since_ms, reason: s.reason }),
-        sending_restricted_until_ms: state.sending_restricted_until_ms,
-        forwarding_limited_until_ms: state.forwarding_limited_until_ms,
-    }
-}
 
 /// `POST /admin/v1/accounts/{account}/suspend` with `{"reason": "…"}`: suspends the account
 /// pending review (its sends, Hellos and logins are refused `ACCOUNT_SUSPENDED`). An account
@@ -89,7 +78,7 @@ pub async fn lift(
 
 /// The answer of a change: the account's state read back from the store.
 async fn change(state: &AdminState, account_id: u64, changed: bool) -> Result<Json<AdminAbuseChange>, AdminError> {
-    let abuse = view(state.ctx.sessions.abuse.state(account_id).await?);
+    let abuse = abuse_view(state.ctx.sessions.abuse.state(account_id).await?);
     Ok(Json(AdminAbuseChange { account_id, changed, abuse }))
 }
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
-use iris_proto::admin::{AdminAccount, AdminDevice, AdminDeviceRevoked, AdminLimitHit};
-use iris_store::{Account, AccountId, DeviceAddr, DeviceId};
+use iris_proto::admin::{AdminAbuse, AdminAccount, AdminDevice, AdminDeviceRevoked, AdminLimitHit, AdminSuspension};
+use iris_store::{AbuseState, Account, AccountId, DeviceAddr, DeviceId};
 
 use super::{AdminError, AdminState};
 use crate::auth;
@@ -68,6 +68,15 @@ pub(super) async fn find(ctx: &Ctx, key: &str) -> Result<Account, AdminError> {
     found.ok_or_else(|| AdminError::UnknownAccount(key.to_owned()))
 }
 
+/// The account's abuse state as the admin API shows it (in a lookup and after a change).
+pub(super) fn abuse_view(state: AbuseState) -> AdminAbuse {
+    AdminAbuse {
+        suspended: state.suspended.map(|s| AdminSuspension { since_ms: s.since_ms, reason: s.reason }),
+        sending_restricted_until_ms: state.sending_restricted_until_ms,
+        forwarding_limited_until_ms: state.forwarding_limited_until_ms,
+    }
+}
+
 /// Everything the lookup shows of `account`.
 async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError> {
     let devices = ctx.store.devices(account.id).await?;
@@ -113,7 +122,7 @@ async fn report(ctx: &Ctx, account: Account) -> Result<AdminAccount, AdminError>
         answered_by_node: ctx.config.node_id,
         devices,
         limits_hit,
-        abuse: super::abuse::view(ctx.sessions.abuse.state(account.id).await?),
+        abuse: abuse_view(ctx.sessions.abuse.state(account.id).await?),
     })
 }
 

@@ -11,13 +11,12 @@ pub mod codes;
 pub mod erasure;
 pub mod link;
 pub mod pin;
+pub mod service;
 pub mod shared_codes;
 pub mod sms;
 pub mod token;
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -27,112 +26,13 @@ use iris_store::{Account, DeviceAddr, DeviceId, RefreshTokenRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::config::Config;
 use crate::context::Ctx;
 use crate::device_notices::DeviceChange;
 use crate::error::ServiceError;
-use crate::metrics::Metrics;
-use crate::ratelimit::{self, KeyedLimit};
+use crate::ratelimit;
 use crate::router::Kick;
-use codes::{CodeBook, CodeError, CodeSender};
-use shared_codes::SharedCodes;
-use token::{TokenClaims, TokenSigner};
-
-/// Auth state of one node.
-pub struct AuthService {
-    signer: TokenSigner,
-    codes: CodeBook,
-    /// Cluster mode: codes in Redis instead of `codes`.
-    shared_codes: Option<SharedCodes>,
-    sender: Arc<dyn CodeSender>,
-    code_per_phone: Option<KeyedLimit<String>>,
-    code_per_ip: Option<KeyedLimit<IpAddr>>,
-    verify_per_ip: Option<KeyedLimit<IpAddr>>,
-    /// New accounts per IP: taken only when a verified code creates an account.
-    register_per_ip: Option<KeyedLimit<IpAddr>>,
-    /// Deletion codes per account (`[account]`, `erasure.rs`).
-    deletion_codes: Option<KeyedLimit<iris_store::AccountId>>,
-    access_ttl_ms: u64,
-    refresh_ttl_ms: u64,
-    code_ttl_s: u64,
-}
-
-impl AuthService {
-    /// Auth configured by `config`, signing with `token_key`, sending codes through `sender`.
-    /// With a `bus` (cluster mode) codes and the auth rate limits live in Redis, shared by all
-    /// nodes.
-    pub fn new(
-        config: &Config,
-        token_key: [u8; 32],
-        sender: Arc<dyn CodeSender>,
-        metrics: &Metrics,
-        bus: Option<&crate::cluster::bus::Bus>,
-    ) -> Self {
-        let a = &config.auth;
-        let r = &config.rate_limits;
-        let hour = Duration::from_secs(3600);
-        let fixed_code = config.dev.then(|| "000000".to_owned());
-        Self {
-            shared_codes: bus
-                .map(|b| SharedCodes::new(b.clone(), a.code_ttl_s * 1000, a.code_attempts_max, fixed_code.clone())),
-            signer: TokenSigner::new(token_key),
-            codes: CodeBook::new(a.code_ttl_s * 1000, a.code_attempts_max, a.pending_codes_max, fixed_code),
-            sender,
-            code_per_phone: KeyedLimit::new(
-                "code requests per phone",
-                r.code_requests_per_phone_per_hour,
-                hour,
-                metrics,
-            )
-            .map(|l| l.shared(bus)),
-            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour, metrics)
-                .map(|l| l.shared(bus)),
-            verify_per_ip: KeyedLimit::new(
-                "verify attempts per IP",
-                r.verify_attempts_per_ip_per_minute,
-                Duration::from_secs(60),
-                metrics,
-            )
-            .map(|l| l.shared(bus)),
-            register_per_ip: KeyedLimit::new(
-                "registrations per IP",
-                r.registrations_per_ip_per_day,
-                Duration::from_secs(86_400),
-                metrics,
-            )
-            .map(|l| l.shared(bus)),
-            deletion_codes: KeyedLimit::new(
-                "deletion codes per account",
-                config.account.deletion_codes_per_account_per_hour,
-                hour,
-                metrics,
-            )
-            .map(|l| l.shared(bus)),
-            access_ttl_ms: a.access_token_ttl_s * 1000,
-            refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
-            code_ttl_s: a.code_ttl_s,
-        }
-    }
-
-    /// The signer of this node's access tokens (shared with the [`access::Authenticator`]).
-    pub fn signer(&self) -> &TokenSigner {
-        &self.signer
-    }
-
-    /// Drops expired codes and idle rate-limit buckets.
-    pub fn sweep(&self, now_ms: u64) {
-        self.codes.sweep(now_ms);
-        for l in [&self.code_per_ip, &self.verify_per_ip, &self.register_per_ip].into_iter().flatten() {
-            l.sweep();
-        }
-        if let Some(l) = &self.code_per_phone {
-            l.sweep();
-        }
-        if let Some(l) = &self.deletion_codes {
-            l.sweep();
-        }
-    }
-}
+use codes::CodeError;
+use token::TokenClaims;
 
 /// What a client whose code could not be delivered is told to wait: long enough for a gateway
 /// outage to pass, short enough for a person waiting on a screen.

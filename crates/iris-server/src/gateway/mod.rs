@@ -6,6 +6,7 @@ pub mod admission;
 pub mod client_addr;
 pub mod framed;
 pub mod http_listener;
+pub mod listen;
 pub mod proxy_protocol;
 pub mod tcp;
 pub mod tls;

@@ -17,7 +17,7 @@ use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::{rustls, TlsAcceptor};
 
-use super::tcp::ListenError;
+use super::listen::ListenError;
 use crate::config::TlsConfig;
 
 /// The TLS side of a node's listeners: the acceptor they share and the handle that reloads its

@@ -22,7 +22,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{Reader, RECORD_V1};
 use super::log::KvWrite;
-use super::receipt_blocks::{self, BLOCK};
+use super::receipt_blocks::{self, BLOCK, COUNTERS, RECIPIENTS};
 use super::staged::Staged;
 use super::{keys, space, unavailable, FjallStore, SideWriter};
 use crate::{
@@ -32,10 +32,6 @@ use crate::{
 
 /// Meta key of the next group id to hand out.
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
-/// The receipt row holding a message's counters (no account has id 0).
-pub(super) const COUNTERS: AccountId = 0;
-/// The receipt row holding a message's recipients, sorted account ids (no account has this id).
-pub(super) const RECIPIENTS: AccountId = AccountId::MAX;
 /// Recipient rows of recent group messages' receipt states kept in memory (24 bytes each and
 /// 8 for the account's search, so ~8 MiB), so that each member's mark does not read the store;
 /// past this the oldest messages' states go first (message ids start with their time).
@@ -473,7 +469,7 @@ impl Groups {
         // Staged under the lock, in the order the marks happen; the state follows only once
         // staged (a refused stage changes nothing). The counts are not written: a read counts
         // them from the rows (`scan_receipts`).
-        stage(&[(&triple(msg, group, account), &pair(row.delivered_at_ms, row.read_at_ms))])?;
+        stage(&[(&triple(msg, group, account), &receipt_blocks::row_value(row.delivered_at_ms, row.read_at_ms))])?;
         (state.rows[i], state.n_delivered, state.n_read) = (row, n_delivered, n_read);
         Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }))
     }
@@ -524,7 +520,7 @@ impl Groups {
                     }
                 }
                 _ => {
-                    let (delivered_at_ms, read_at_ms) = unpair(&value)?;
+                    let (delivered_at_ms, read_at_ms) = receipt_blocks::parse_row_value(&value)?;
                     receipt_blocks::merge_into(&mut rows, GroupReceiptRow { account, delivered_at_ms, read_at_ms });
                 }
             }
@@ -694,7 +690,7 @@ fn remove(space: u8, key: &[u8]) -> KvWrite {
     KvWrite { space, key: key.to_vec(), value: None }
 }
 
-pub(super) fn pair(a: u64, b: u64) -> [u8; 16] {
+fn pair(a: u64, b: u64) -> [u8; 16] {
     let mut out = [0; 16];
     out[..8].copy_from_slice(&a.to_be_bytes());
     out[8..].copy_from_slice(&b.to_be_bytes());
@@ -706,11 +702,6 @@ fn triple(a: u64, b: u64, c: u64) -> [u8; 24] {
     out[..16].copy_from_slice(&pair(a, b));
     out[16..].copy_from_slice(&c.to_be_bytes());
     out
-}
-
-pub(super) fn unpair(v: &[u8]) -> StoreResult<(u64, u64)> {
-    let [a, b] = words::<2>(v)?;
-    Ok((a, b))
 }
 
 /// A recipient list's record: the account ids, 8 bytes each, big-endian.

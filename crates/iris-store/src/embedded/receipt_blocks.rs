@@ -24,6 +24,10 @@ use super::staged::Values;
 use super::{keys, unavailable};
 use crate::{AccountId, GroupReceiptRow, StoreError, StoreResult};
 
+/// The receipt record holding a message's counters (no account has id 0).
+pub(super) const COUNTERS: AccountId = 0;
+/// The receipt record holding a message's recipients, sorted account ids (no account has this id).
+pub(super) const RECIPIENTS: AccountId = AccountId::MAX;
 /// The receipt record holding a message's block of rows (no account has this id).
 pub(super) const BLOCK: AccountId = AccountId::MAX - 1;
 /// Bytes of one row in a block: account ‖ delivered ‖ read.
@@ -84,14 +88,30 @@ pub(super) fn merge_into(rows: &mut BTreeMap<AccountId, GroupReceiptRow>, row: G
     rows.entry(row.account).and_modify(|r| merge_row(r, row)).or_insert(row);
 }
 
+/// A recipient's row record as stored alone (not in a block): delivered ‖ read, ms, big-endian.
+pub(super) fn row_value(delivered_at_ms: u64, read_at_ms: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&delivered_at_ms.to_be_bytes());
+    out[8..].copy_from_slice(&read_at_ms.to_be_bytes());
+    out
+}
+
+/// Inverse of [`row_value`]: (delivered, read).
+pub(super) fn parse_row_value(v: &[u8]) -> StoreResult<(u64, u64)> {
+    if v.len() != 16 {
+        return Err(StoreError::Corrupt(format!("group receipt row of {} bytes", v.len())));
+    }
+    Ok((u64::from_be_bytes(keys::array(&v[..8])?), u64::from_be_bytes(keys::array(&v[8..])?)))
+}
+
 /// A staged record that is a recipient's row: its message (msg ‖ group) and the row.
 fn row_of(key: &[u8], value: &[u8]) -> StoreResult<Option<([u8; 16], GroupReceiptRow)>> {
     let (Some(message), Some(account)) = (key.get(..16), key.get(16..)) else { return Ok(None) };
     let account = u64::from_be_bytes(keys::array(account)?);
-    if account == super::groups::COUNTERS || account == super::groups::RECIPIENTS || account == BLOCK {
+    if account == COUNTERS || account == RECIPIENTS || account == BLOCK {
         return Ok(None);
     }
-    let (delivered_at_ms, read_at_ms) = super::groups::unpair(value)?;
+    let (delivered_at_ms, read_at_ms) = parse_row_value(value)?;
     Ok(Some((keys::array(message)?, GroupReceiptRow { account, delivered_at_ms, read_at_ms })))
 }
 
@@ -119,7 +139,7 @@ pub(super) fn settle(db: &Database, ks: &Keyspace, values: &Values) -> StoreResu
             for row in new {
                 let mut row_key = key;
                 row_key[16..].copy_from_slice(&row.account.to_be_bytes());
-                batch.insert(ks, row_key, super::groups::pair(row.delivered_at_ms, row.read_at_ms));
+                batch.insert(ks, row_key, row_value(row.delivered_at_ms, row.read_at_ms));
             }
             continue;
         }

@@ -19,7 +19,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 use super::error::pool_err;
 use super::tls::{self, PgTls};
-use super::writer::{self, PoolConnect, Writer};
+use super::writer::{self, PoolConnect, Writer, CONNECT_TIMEOUT};
 use super::Shared;
 use crate::{AccountId, StoreError, StoreResult};
 
@@ -27,8 +27,6 @@ use crate::{AccountId, StoreError, StoreResult};
 pub const SHARDS_MAX: usize = 256;
 /// Bits of an account or group id that name its shard.
 pub(super) const SHARD_BITS: u32 = 8;
-/// How long opening a connection may take before the shard counts as unavailable.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free pooled connection.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -27,11 +27,12 @@ use tokio::task::JoinHandle;
 use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::Client;
 
-use super::shards::CONNECT_TIMEOUT;
 use super::tls::PgTls;
 use super::Shared;
 use crate::{StoreError, StoreResult, WriterEvent};
 
+/// How long opening a connection may take before the shard counts as unavailable.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Passes over a shard's hosts in one search before giving up (a promotion in progress
 /// usually completes within them).
 pub(super) const PASSES_MAX: usize = 3;
