@@ -16,7 +16,8 @@
 import Olm from '@towns-protocol/olm';
 import type { Account, InboundGroupSession, OlmImpl, OutboundGroupSession, Session, Utility } from '@towns-protocol/olm';
 import { RequestFailed } from './connection';
-import { base64ToBytes, base64ToText, bytesToBase64, E2eFailure, parseExact, textToBase64, type Content, type Opened, type PayloadCrypto, type SealedBody, type SealedForward } from './crypto';
+import { E2eFailure, type Content, type Opened, type PayloadCrypto, type SealedBody, type SealedForward } from './crypto';
+import { base64ToBytes, base64ToText, bytesToBase64, parseExact, textToBase64 } from './encoding';
 import { decodeMediaMessage, encodeMediaMessage } from './media';
 import type { ClientOp, DevicePayloads, IdentityKeys, InboxItem, ServerEvent, SignedKey, U64 } from './proto';
 

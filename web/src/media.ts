@@ -6,7 +6,7 @@
 // sees only the blob's id. Received media is downloaded by signed URL, its MAC and hash checked,
 // and shown as an image or offered as a download. WebCrypto does the cryptography.
 
-import { bytesToBase64, base64ToBytes } from './crypto';
+import { bytesToBase64, base64ToBytes } from './encoding';
 
 /** `MediaKind` of iris.proto. */
 export const MEDIA_KIND = { image: 1, voice: 2, video: 3, document: 4, thumbnail: 5 } as const;

@@ -3,11 +3,13 @@
 // a pause, or when the message is sent).
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
-import type { Chat } from '../model';
+import type { Chat, ChatMessage } from '../model';
 import type { Session } from '../session';
 import { MEDIA_BYTES_MAX } from '../media';
-import type { ComposeMode } from './conversation';
 import { messagePreview } from './format';
+
+/** What the box is writing: a new message, a reply to one, or an edit of mine. */
+export type ComposeMode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind: 'edit'; message: ChatMessage };
 
 /** After this long without a keystroke, "stopped typing" is sent. */
 const TYPING_PAUSE_MS = 4000;

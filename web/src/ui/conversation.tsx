@@ -5,9 +5,9 @@
 
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import * as model from '../model';
-import type { Chat, ChatMessage } from '../model';
+import type { Chat } from '../model';
 import type { Session } from '../session';
-import { Composer } from './composer';
+import { Composer, type ComposeMode } from './composer';
 import { chatTitle, presenceText } from './format';
 import { MessageBubble } from './message_bubble';
 
@@ -21,8 +21,6 @@ function SafetyNumber(props: { session: Session; peer: string }) {
     </button>
   );
 }
-
-export type ComposeMode = { kind: 'new' } | { kind: 'reply'; to: ChatMessage } | { kind: 'edit'; message: ChatMessage };
 
 export function Conversation(props: {
   session: Session;

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { backoffDelayMs } from '../../src/backoff';
-import { base64ToBytes, base64ToText, bytesToBase64, parseExact, textToBase64, type Opened } from '../../src/crypto';
+import type { Opened } from '../../src/crypto';
+import { base64ToBytes, base64ToText, bytesToBase64, parseExact, textToBase64 } from '../../src/encoding';
 import { safetyNumber, signed } from '../../src/e2e';
 import { decodeMediaMessage, decryptMedia, encodeMediaMessage, encryptMedia, sniff, type MediaMessage } from '../../src/media';
 import * as model from '../../src/model';

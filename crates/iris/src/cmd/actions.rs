@@ -6,7 +6,7 @@ use iris_client::pb::{self, MessageActionType, SendStatus};
 use iris_client::{Client, Conversation, E2e};
 use serde_json::{json, Value};
 
-use super::social::{account_of, accounts_of, CommonArgs};
+use super::one_shot::{account_of, accounts_of, CommonArgs};
 
 /// Flags of the actions on one message.
 #[derive(clap::Args, Debug)]

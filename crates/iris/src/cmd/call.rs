@@ -15,8 +15,8 @@ use iris_client::pb::{self, CallEndReason, CallEventType};
 use iris_client::{CallTarget, ClientError, Event};
 use serde_json::{json, Value};
 
+use super::one_shot::accounts_of;
 use super::session::Session;
-use super::social::accounts_of;
 
 /// The `iris call` subcommands.
 #[derive(clap::Subcommand, Debug)]

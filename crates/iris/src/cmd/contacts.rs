@@ -5,7 +5,7 @@ use iris_client::pb;
 use iris_client::Client;
 use serde_json::{json, Value};
 
-use super::social::{account_of, accounts_of, CommonArgs};
+use super::one_shot::{account_of, accounts_of, CommonArgs};
 
 /// The `iris contacts` subcommands; each prints the whole list after it, one line per contact.
 #[derive(clap::Subcommand, Debug)]

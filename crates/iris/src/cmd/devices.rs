@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use iris_client::api::{ProfilePrivacy, ProfileUpdate, ProfileView};
 use serde_json::json;
 
+use super::one_shot::account_of;
 use super::session::Session;
-use super::social::account_of;
 
 /// `iris devices …`.
 #[derive(clap::Subcommand, Debug)]

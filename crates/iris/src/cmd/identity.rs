@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use super::one_shot::account_of;
 use super::session::Session;
-use super::social::account_of;
 
 /// Flags of `iris keys`.
 #[derive(clap::Args, Debug)]

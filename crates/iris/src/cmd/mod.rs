@@ -14,6 +14,7 @@ pub mod group;
 pub mod identity;
 mod keys;
 pub mod login;
+mod one_shot;
 mod presence;
 pub mod push;
 pub mod recv;

@@ -12,8 +12,8 @@ use iris_client::pb::{self, PresencePrivacy};
 use iris_client::{Client, ClientError, Event};
 use serde_json::{json, Value};
 
+use super::one_shot::{accounts_of, CommonArgs};
 use super::session::Session;
-use super::social::{accounts_of, CommonArgs};
 
 /// Silence after which `iris presence subscribe` without `--count` stops.
 const DEFAULT_SILENCE_S: f64 = 5.0;

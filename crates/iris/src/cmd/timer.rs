@@ -7,7 +7,7 @@ use iris_client::pb::{inbox_item, InboxItem};
 use iris_client::{Client, TimerChat};
 use serde_json::{json, Value};
 
-use super::social::{account_of, CommonArgs};
+use super::one_shot::{account_of, CommonArgs};
 
 /// Flags of `iris timer`: `PHONE TIMER` for a 1:1, `--group ID TIMER` for a group.
 #[derive(clap::Args, Debug)]
