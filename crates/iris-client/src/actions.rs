@@ -7,8 +7,8 @@ use bytes::Bytes;
 use iris_proto::pb::{self, client_op, server_event, MessageActionType};
 
 use crate::client::{new_client_msg_id, Client};
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 impl Client {
     /// Sends `payload` to `to_account_id` as a reply to message `reply_to` of our conversation

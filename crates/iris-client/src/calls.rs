@@ -7,8 +7,8 @@ use bytes::Bytes;
 use iris_proto::pb::{self, call_op, client_op, server_event};
 
 use crate::client::Client;
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 /// Who a call goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]

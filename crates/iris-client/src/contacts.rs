@@ -4,8 +4,8 @@
 use iris_proto::pb::{self, client_op, server_event};
 
 use crate::client::Client;
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 impl Client {
     /// Adds accounts to my contacts; answers the whole new list.

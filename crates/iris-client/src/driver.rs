@@ -436,7 +436,7 @@ impl Driver {
         }
         // Disappeared already (the server never sends one past its expiry, but this device's
         // clock may be ahead): not handed to the app; acked with later ones.
-        if crate::timers::is_expired(&item, crate::timers::now_ms()) {
+        if crate::expiry::is_expired(&item, handshake::now_ms()) {
             return;
         }
         let event = match &item.body {

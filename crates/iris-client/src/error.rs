@@ -62,7 +62,7 @@ pub enum ClientError {
     Closed,
     /// End-to-end encryption could not do it (keys, store, a ciphertext).
     #[error("end-to-end encryption: {0}")]
-    E2e(#[from] crate::e2e::E2eError),
+    E2e(#[from] E2eError),
     /// A medium could not be encrypted, decrypted or checked (wrong key, altered blob, hash).
     #[error("media: {0}")]
     Media(String),
@@ -125,6 +125,41 @@ impl ClientError {
 /// (a refresh refused over HTTP, reconnecting given up).
 pub(crate) fn local_error(code: ErrorCode, message: impl Into<String>) -> pb::Error {
     pb::Error { fatal: true, ..pb::Error::new(code, message) }
+}
+
+/// Why end-to-end encryption could not do something.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum E2eError {
+    /// The local key store could not be read or written (or the secret is wrong).
+    #[error("key store: {0}")]
+    Store(String),
+    /// A device's keys cannot be trusted: a bad signature, or keys other than those pinned.
+    #[error("untrusted keys of device {account}.{device}: {why}")]
+    UntrustedKey {
+        /// The account.
+        account: u64,
+        /// The device.
+        device: u32,
+        /// What is wrong.
+        why: String,
+    },
+    /// Encryption failed (no session could be made).
+    #[error("cannot encrypt: {0}")]
+    Encrypt(String),
+    /// A ciphertext could not be decrypted or failed a check.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
+    /// A message id whose conversation this device does not know (edits and reactions).
+    #[error("message {0} is not one this device has seen; name its conversation")]
+    UnknownMessage(u64),
+    /// No device of the account published keys: nothing it could read can be sent encrypted.
+    #[error("account {0} has no device with end-to-end keys (it can only be sent plaintext)")]
+    NoKeys(u64),
+}
+
+/// A server answer of the wrong kind for the request it answers: the server broke the protocol.
+pub(crate) fn unexpected(event: &iris_proto::pb::server_event::Event) -> ClientError {
+    ClientError::Protocol(format!("unexpected answer: {event:?}"))
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use iris_proto::pb::{self, client_op, keys_op, keys_result, server_event};
 
 use crate::client::Client;
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 impl Client {
     /// Publishes keys (identity once, one-time keys, a fallback key); answers the counts after.

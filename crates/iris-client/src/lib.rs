@@ -39,6 +39,7 @@ mod driver;
 pub mod e2e;
 mod error;
 mod event;
+mod expiry;
 pub mod files;
 mod groups;
 mod handshake;

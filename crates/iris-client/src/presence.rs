@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::client::Client;
 use crate::driver::Command;
-use crate::error::ClientError;
+use crate::error::{unexpected, ClientError};
 
 /// How long a typing indicator stays on without a refresh (the server never sends "stopped").
 pub const TYPING_EXPIRES_AFTER: Duration = Duration::from_secs(5);
@@ -97,8 +97,4 @@ impl Client {
         self.command(Command::Op { op, reply }).await?;
         answer.await.map_err(|_| self.stopped())?
     }
-}
-
-pub(crate) fn unexpected(event: &server_event::Event) -> ClientError {
-    ClientError::Protocol(format!("unexpected answer: {event:?}"))
 }

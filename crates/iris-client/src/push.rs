@@ -4,8 +4,8 @@
 use iris_proto::pb::{self, client_op, push_op, server_event, PushProvider};
 
 use crate::client::Client;
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 impl Client {
     /// Makes (`provider`, `token`) this device's push target, replacing any earlier one.

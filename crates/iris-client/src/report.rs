@@ -5,8 +5,8 @@
 use iris_proto::pb::{self, client_op, server_event};
 
 use crate::client::Client;
+use crate::error::unexpected;
 use crate::error::ClientError;
-use crate::presence::unexpected;
 
 impl Client {
     /// Reports `account_id` with `reason` (at most 500 bytes), disclosing `messages` (at most

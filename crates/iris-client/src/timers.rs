@@ -3,12 +3,11 @@
 //! already expired (by this device's clock) instead of handing it to the app, and apps that
 //! store messages delete each one at its [`expires_at`] (`InboxItem.expires_at_ms`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use iris_proto::pb::{self, client_op, server_event};
 
 use crate::client::Client;
 use crate::error::ClientError;
+pub use crate::expiry::{expires_at, is_expired};
 
 /// The timers a conversation may have, in seconds: off, 24 hours, 7 days, 90 days.
 pub const TIMER_SECONDS: [u32; 4] = [0, 86_400, 604_800, 7_776_000];
@@ -34,22 +33,7 @@ impl Client {
         };
         match self.op(client_op::Op::SetTimer(pb::SetTimer { account_id, group_id, seconds })).await? {
             server_event::Event::TimerResult(r) => Ok(r),
-            other => Err(crate::presence::unexpected(&other)),
+            other => Err(crate::error::unexpected(&other)),
         }
     }
-}
-
-/// When `item` disappears, in ms since the Unix epoch; `None` if it does not.
-pub fn expires_at(item: &pb::InboxItem) -> Option<u64> {
-    (item.expires_at_ms != 0).then_some(item.expires_at_ms)
-}
-
-/// Whether `item` has disappeared at `now_ms`.
-pub fn is_expired(item: &pb::InboxItem, now_ms: u64) -> bool {
-    expires_at(item).is_some_and(|at| at <= now_ms)
-}
-
-/// This device's clock, ms since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -41,6 +41,7 @@ use tokio::sync::Mutex;
 
 use crate::client::Client;
 use crate::error::ClientError;
+pub use crate::error::E2eError;
 use envelope::Addr;
 pub use safety::{fingerprint, safety_number};
 pub use store::{pickle_key, Conversation};
@@ -50,36 +51,6 @@ use store::{State, StoreFile};
 pub const STALE_RETRIES: usize = 3;
 /// One-time keys kept published (the server's pool may hold more).
 pub const ONE_TIME_KEYS_TARGET: u32 = 50;
-
-/// Why end-to-end encryption could not do something.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum E2eError {
-    /// The local key store could not be read or written (or the secret is wrong).
-    #[error("key store: {0}")]
-    Store(String),
-    /// A device's keys cannot be trusted: a bad signature, or keys other than those pinned.
-    #[error("untrusted keys of device {account}.{device}: {why}")]
-    UntrustedKey {
-        /// The account.
-        account: u64,
-        /// The device.
-        device: u32,
-        /// What is wrong.
-        why: String,
-    },
-    /// Encryption failed (no session could be made).
-    #[error("cannot encrypt: {0}")]
-    Encrypt(String),
-    /// A ciphertext could not be decrypted or failed a check.
-    #[error("cannot decrypt: {0}")]
-    Decrypt(String),
-    /// A message id whose conversation this device does not know (edits and reactions).
-    #[error("message {0} is not one this device has seen; name its conversation")]
-    UnknownMessage(u64),
-    /// No device of the account published keys: nothing it could read can be sent encrypted.
-    #[error("account {0} has no device with end-to-end keys (it can only be sent plaintext)")]
-    NoKeys(u64),
-}
 
 /// What an inbox item turned out to be, once opened.
 #[derive(Debug, Clone, PartialEq)]

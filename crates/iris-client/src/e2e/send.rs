@@ -138,7 +138,7 @@ impl E2e {
         let send = |op: pb::SendAction| async move {
             match self.client.op(pb::client_op::Op::Action(op)).await? {
                 pb::server_event::Event::ActionResult(r) => Ok(r),
-                other => Err(crate::presence::unexpected(&other)),
+                other => Err(crate::error::unexpected(&other)),
             }
         };
         let base = pb::SendAction { r#type: kind as i32, target_server_msg_id: target, ..Default::default() };
@@ -185,7 +185,7 @@ impl E2e {
             let op = pb::Forward { client_msg_id, copies, ..Default::default() };
             return match self.client.op(pb::client_op::Op::Forward(op)).await? {
                 pb::server_event::Event::ForwardResult(r) => Ok(r.results),
-                other => Err(crate::presence::unexpected(&other)),
+                other => Err(crate::error::unexpected(&other)),
             };
         }
         let results = self
@@ -208,7 +208,7 @@ impl E2e {
                 let op = pb::Forward { client_msg_id: client_msg_id.clone(), copies, ..Default::default() };
                 match self.client.op(pb::client_op::Op::Forward(op)).await? {
                     pb::server_event::Event::ForwardResult(r) => Ok(r.results),
-                    other => Err(crate::presence::unexpected(&other)),
+                    other => Err(crate::error::unexpected(&other)),
                 }
             })
             .await?;
