@@ -1,13 +1,11 @@
 //! `iris group`: create, manage and send to groups, one JSON line per answer. Group messages and
 //! notices arrive through `iris recv` (rendered here, so both commands agree on the format).
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use iris_client::pb::{self, inbox_item, GroupEventType, GroupReceiptType, GroupRole, InboxItem};
-use iris_client::{ClientError, MemberAction, Recipient};
+use iris_client::{MemberAction, Recipient};
 use serde_json::{json, Value};
 
+use super::one_shot::{self, CommonArgs};
 use super::session::Session;
 
 /// The `iris group` subcommands.
@@ -35,20 +33,6 @@ pub enum GroupCommand {
     Join(JoinArgs),
     /// Send one text message to a group.
     Send(SendArgs),
-}
-
-/// Flags every group command has.
-#[derive(clap::Args, Debug)]
-pub struct CommonArgs {
-    /// Profile written by `iris login`.
-    #[arg(long, env = "IRIS_PROFILE")]
-    pub profile: PathBuf,
-    /// Seconds to wait for the server's answer (retries included).
-    #[arg(long, default_value_t = 30)]
-    pub timeout: u64,
-    /// `send`: unencrypted (one payload the server can read; for tests and benchmarks).
-    #[arg(long)]
-    pub plaintext: bool,
 }
 
 /// Flags of `iris group create`.
@@ -139,17 +123,9 @@ pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::Join(a) => &a.common,
         GroupCommand::Send(a) => &a.group.common,
     };
-    let limit = Duration::from_secs(common.timeout);
     // Only sending needs the keys; the other commands manage the group in the clear.
     let plaintext = common.plaintext || !matches!(command, GroupCommand::Send(_));
-    let session = Session::open_as(&common.profile, false, plaintext).await?;
-    let answer = tokio::time::timeout(limit, execute(&session, &command)).await;
-    session.close().await?;
-    let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
-    for line in lines {
-        println!("{line}");
-    }
-    Ok(())
+    one_shot::run(common, plaintext, async |session| execute(session, &command).await).await
 }
 
 async fn execute(session: &Session, command: &GroupCommand) -> anyhow::Result<Vec<Value>> {

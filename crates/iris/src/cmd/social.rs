@@ -4,14 +4,11 @@
 //! like `send` and `group`) and saves the profile. Phones are E.164, resolved to accounts
 //! through the HTTP API where the protocol wants account ids.
 
-use std::time::Duration;
-
-use iris_client::ClientError;
 use serde_json::Value;
 
 use super::presence::PresenceCommand;
 use super::session::Session;
-use super::{actions, contacts, presence, timer};
+use super::{actions, contacts, one_shot, presence, timer};
 
 /// The commands of this module, flattened into `iris`'s top level.
 #[derive(clap::Subcommand, Debug)]
@@ -63,19 +60,11 @@ pub async fn run(command: SocialCommand) -> anyhow::Result<()> {
         SocialCommand::Presence(PresenceCommand::Privacy(a)) => &a.common,
         SocialCommand::Presence(PresenceCommand::Subscribe(a)) => return presence::watch(a).await,
     };
-    let limit = Duration::from_secs(common.timeout);
     let encrypts = matches!(
         command,
         SocialCommand::Reply(_) | SocialCommand::Forward(_) | SocialCommand::Edit(_) | SocialCommand::React(_)
     );
-    let session = Session::open_as(&common.profile, false, common.plaintext || !encrypts).await?;
-    let answer = tokio::time::timeout(limit, execute(&session, &command)).await;
-    session.close().await?;
-    let lines = answer.map_err(|_| ClientError::Timeout("waiting for the server's answer"))??;
-    for line in lines {
-        println!("{line}");
-    }
-    Ok(())
+    one_shot::run(common, common.plaintext || !encrypts, async |session| execute(session, &command).await).await
 }
 
 async fn execute(session: &Session, command: &SocialCommand) -> anyhow::Result<Vec<Value>> {
