@@ -153,8 +153,18 @@ pub trait GroupStore: Send + Sync + 'static {
     }
 
     /// Stores a new group under a fresh id (ignoring `group.id`) and returns it with that id.
-    /// Durable when it returns.
+    /// Durable when it returns. The server creates groups with [`reserve_group_id`] and
+    /// [`enqueue_group_update`] instead, so the record and its `CREATED` events commit together.
+    ///
+    /// [`reserve_group_id`]: Self::reserve_group_id
+    /// [`enqueue_group_update`]: Self::enqueue_group_update
     async fn create_group(&self, group: Group) -> StoreResult<Group>;
+
+    /// A fresh group id for a group about to be created by
+    /// [`enqueue_group_update`](Self::enqueue_group_update) at version 1. No two stored groups
+    /// ever get the same id, crashes included (a reservation a crash forgets was not used); an
+    /// id reserved and never used is only a gap.
+    async fn reserve_group_id(&self) -> StoreResult<GroupId>;
 
     /// The group with this id, if any.
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
@@ -167,8 +177,10 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Replaces the group like [`update_group`](Self::update_group) and appends `events` (the
     /// change's inbox entries) in ONE atomic, synced commit, queued in call order like
     /// `InboxStore::enqueue_append`: a crash leaves either both or neither, so every device
-    /// that sees the new roster also gets the event. Reads see the new record as soon as this
-    /// returns. `Ok(None)` (nothing queued) when the version check failed.
+    /// that sees the new roster also gets the event. A group at version 1 whose id has no
+    /// record yet (one from [`reserve_group_id`](Self::reserve_group_id)) is created the same
+    /// way, with its creation events. Reads see the new record as soon as this returns.
+    /// `Ok(None)` (nothing queued) when the version check failed.
     async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>>;
 
     /// Ids of the groups `account` is a member of, ascending.

@@ -160,8 +160,49 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     assert_eq!(inbox.iter().map(|e| &e.item[..]).collect::<Vec<_>>(), vec![&b"removed 2"[..]]);
 }
 
+async fn a_new_group_and_its_creation_events_commit_together(engine: Engine) {
+    // Proves creation is atomic with its events: a reserved id takes a version-1 record through
+    // enqueue_group_update with the CREATED events (both there after a reopen); the same id
+    // cannot be created twice, an unknown id cannot skip to a later version, and reserved ids
+    // are fresh, also after a reopen.
+    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, NewEntry};
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let device = DeviceAddr::new(2, 1);
+    let events = |item: &'static [u8]| AppendRequest {
+        expires_at_ms: None,
+        dedup: None,
+        server_msg_id: 11,
+        server_ts_ms: 1,
+        entries: vec![NewEntry { device, item: Bytes::from_static(item) }],
+    };
+    let mut g = group(&[1, 2]);
+    g.id = store.reserve_group_id().await.unwrap();
+    let other = store.reserve_group_id().await.unwrap();
+    assert_ne!(g.id, other, "reserved ids are fresh");
+    assert_eq!(store.group(g.id).await.unwrap(), None, "a reservation stores no group");
+    let pending = store.enqueue_group_update(&g, events(b"created")).await.unwrap().expect("a new group fits");
+    assert_eq!(store.group(g.id).await.unwrap(), Some(g.clone()), "readable before the commit");
+    assert!(store.enqueue_group_update(&g, events(b"again")).await.unwrap().is_none(), "created once");
+    assert!(matches!(pending.await.unwrap(), AppendOutcome::Appended { .. }));
+    let mut skipped = group(&[1]);
+    skipped.id = other;
+    skipped.version = 2;
+    assert!(store.enqueue_group_update(&skipped, events(b"skip")).await.unwrap().is_none(), "no record to follow");
+    drop(store);
+
+    let store = env.open().await;
+    assert_eq!(store.group(g.id).await.unwrap(), Some(g.clone()));
+    assert_eq!(store.groups_of(2).await.unwrap(), vec![g.id]);
+    let inbox = store.read(device, 0, 10).await.unwrap();
+    assert_eq!(inbox.iter().map(|e| &e.item[..]).collect::<Vec<_>>(), vec![&b"created"[..]]);
+    let after = store.reserve_group_id().await.unwrap();
+    assert!(after != g.id && after != other, "ids reserved before the reopen are not handed out again");
+}
+
 both_engines!(
     updates_follow_versions_and_keep_the_indexes,
+    a_new_group_and_its_creation_events_commit_together,
     payloads_and_receipts_count_and_expire,
     concurrent_receipts_count_every_member_once,
     one_call_marks_the_messages_an_ack_covers_each_as_alone,

@@ -34,7 +34,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::error::ServiceError;
-use crate::fanout::{encode_item, entries_for, Fanout, PendingSend, Queued};
+use crate::fanout::{encode_item, entries_for, Fanout, PendingSend};
 use crate::group_payloads::GroupPayloads;
 use crate::ids::IdGenerator;
 use crate::media_refs::MediaRefs;
@@ -271,19 +271,6 @@ impl Groups {
             entries.extend(entries_for(targets.iter().copied(), &item));
         }
         Ok(AppendRequest::event(server_msg_id, now, entries))
-    }
-
-    /// Queues the inbox events of `changes` for `targets`; the caller waits on the returned
-    /// [`Queued`] (after releasing the group's lock) until they are durable and hinted.
-    async fn queue_events(
-        &self,
-        group: &Group,
-        by: AccountId,
-        changes: Vec<Change>,
-        targets: Vec<DeviceAddr>,
-    ) -> Result<Queued, ServiceError> {
-        let req = self.build_events(group, by, changes, targets).await?;
-        self.fanout.enqueue(req, None).await
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use iris_proto::pb::{self, group_op, group_result, GroupEventType as Ev, GroupMemberAction};
-use iris_store::{AccountId, DeviceAddr, Group, GroupMember, GroupRole, GroupSettings, PendingJoin};
+use iris_store::{
+    AccountId, DeviceAddr, Group, GroupId, GroupMember, GroupOrderHold, GroupRole, GroupSettings, PendingJoin,
+};
 
 use super::{denied, member_accounts, require_admin, role_of, Change, Groups, DESCRIPTION_CHARS_MAX, NAME_CHARS_MAX};
 use crate::error::ServiceError;
@@ -82,7 +84,7 @@ impl Groups {
         let mut members = vec![member(me.account, GroupRole::Creator)];
         members.extend(accounts.iter().map(|&a| member(a, GroupRole::Member)));
         let group = Group {
-            id: 0,
+            id: self.store.reserve_group_id().await?,
             name: c.name,
             description: c.description,
             settings: GroupSettings {
@@ -96,14 +98,12 @@ impl Groups {
             pending: Vec::new(),
             invite_token: None,
         };
-        let group = self.store.create_group(group).await?;
-        let _order = self.lock(group.id).lock().await;
+        let lock = self.lock(group.id).lock().await;
         let hold = self.store.hold_group_order(group.id).await?;
         let targets = self.directory.devices_of(&member_accounts(&group)).await?;
-        let change = Change { kind: Ev::Created, accounts: accounts.clone() };
-        let queued = self.queue_events(&group, me.account, vec![change], targets).await?.holding(hold);
-        drop(_order);
-        queued.durable().await?;
+        let change = Change { kind: Ev::Created, accounts };
+        // The record and its CREATED events commit together, as every later change does.
+        self.commit_change(&group, me.account, vec![change], targets, lock, hold).await?;
         self.info_of(&group, true, me.account).await
     }
 
@@ -136,24 +136,36 @@ impl Groups {
         if let Some(promoted) = ensure_admin(&mut group) {
             changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
         }
-        let moved = || {
-            tracing::error!(group = group_id, "group version moved under its lock");
-            ServiceError::Internal
-        };
         if changes.is_empty() {
             // Nothing to announce (e.g. a pending join request): the record alone.
-            return if self.store.update_group(&group).await? { Ok(group) } else { Err(moved()) };
+            return if self.store.update_group(&group).await? { Ok(group) } else { Err(version_moved(group_id)) };
         }
         let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
         accounts.extend(also_tell);
         let targets = self.directory.devices_of(&accounts.into_iter().collect::<Vec<_>>()).await?;
-        let events = self.build_events(&group, me.account, changes, targets).await?;
+        self.commit_change(&group, me.account, changes, targets, lock, hold).await?;
+        Ok(group)
+    }
+
+    /// Stores `group` (a new version, or version 1 under a reserved id) and its `changes`'
+    /// events for `targets` in one commit: no crash can leave a roster change unannounced.
+    /// Releases the local lock once queued (the next operation of the group may queue behind
+    /// it) and the cluster-wide hold once durable.
+    async fn commit_change(
+        &self,
+        group: &Group,
+        by: AccountId,
+        changes: Vec<Change>,
+        targets: Vec<DeviceAddr>,
+        lock: tokio::sync::MutexGuard<'_, ()>,
+        hold: Option<GroupOrderHold>,
+    ) -> Result<(), ServiceError> {
+        let events = self.build_events(group, by, changes, targets).await?;
         let hints = Fanout::hints(&events);
-        // The record and its events commit together: no crash can leave a roster change unannounced.
-        let pending = self.store.enqueue_group_update(&group, events).await?.ok_or_else(moved)?;
+        let pending = self.store.enqueue_group_update(group, events).await?.ok_or_else(|| version_moved(group.id))?;
         drop(lock);
         self.fanout.queued(pending, hints).holding(hold).durable().await?;
-        Ok(group)
+        Ok(())
     }
 
     async fn update(&self, me: DeviceAddr, u: pb::GroupUpdate) -> Result<pb::GroupInfo, ServiceError> {
@@ -390,4 +402,11 @@ fn add_members(g: &mut Group, accounts: &[AccountId], max: u32, now: u64) -> Res
         joined_version: version,
     }));
     Ok(new)
+}
+
+/// The stored version was not the one this node read under the group's lock (or a new group's
+/// reserved id was taken): another writer broke the order, which is a bug, not a client error.
+fn version_moved(group: GroupId) -> ServiceError {
+    tracing::error!(group, "group version moved under its lock");
+    ServiceError::Internal
 }

@@ -237,15 +237,32 @@ impl Groups {
     /// Blocking (the caller is on a blocking thread): durable through the log when it returns.
     fn create(&self, mut group: Group, log: &SideWriter) -> StoreResult<Group> {
         let _guard = self.lock();
-        let next = self.meta.get(NEXT_GROUP_ID).map_err(unavailable)?;
-        group.id = match next {
-            Some(v) => u64::from_be_bytes(keys::array(&v)?),
-            None => 1,
-        };
-        let mut writes = vec![put(space::META, NEXT_GROUP_ID, &(group.id + 1).to_be_bytes())];
+        let mut writes = Vec::new();
+        group.id = self.take_next_id(&mut writes)?;
         self.write(&mut writes, None, &group);
         log.write_blocking(writes)?;
         Ok(group)
+    }
+
+    /// Blocking, like [`create`](Self::create): a fresh id, its use recorded durably.
+    fn reserve_id(&self, log: &SideWriter) -> StoreResult<GroupId> {
+        let _guard = self.lock();
+        let mut writes = Vec::new();
+        let id = self.take_next_id(&mut writes)?;
+        log.write_blocking(writes)?;
+        Ok(id)
+    }
+
+    /// The next group id, and the write that moves the counter past it (the caller holds the
+    /// lock until that write is durable).
+    fn take_next_id(&self, writes: &mut Vec<KvWrite>) -> StoreResult<GroupId> {
+        let next = self.meta.get(NEXT_GROUP_ID).map_err(unavailable)?;
+        let id = match next {
+            Some(v) => u64::from_be_bytes(keys::array(&v)?),
+            None => 1,
+        };
+        writes.push(put(space::META, NEXT_GROUP_ID, &(id + 1).to_be_bytes()));
+        Ok(id)
     }
 
     /// Blocking, like [`create`](Self::create).
@@ -265,13 +282,18 @@ impl Groups {
     /// its events, or `None` when the version moved.
     fn prepare_update(&self, group: &Group) -> StoreResult<Option<Vec<KvWrite>>> {
         let _guard = self.lock();
-        let Some(old) = self.get(group.id)? else { return Ok(None) };
-        if old.version + 1 != group.version {
+        let old = self.get(group.id)?;
+        let fits = match &old {
+            Some(old) => old.version + 1 == group.version,
+            // A creation: a reserved id, not stored yet.
+            None => group.version == 1,
+        };
+        if !fits {
             return Ok(None);
         }
         self.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(group.id, group.clone());
         let mut writes = Vec::new();
-        self.write(&mut writes, Some(&old), group);
+        self.write(&mut writes, old.as_ref(), group);
         Ok(Some(writes))
     }
 
@@ -573,6 +595,11 @@ impl GroupStore for FjallStore {
 
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
         self.groups.get(id)
+    }
+
+    async fn reserve_group_id(&self) -> StoreResult<GroupId> {
+        let (groups, log) = (Arc::clone(&self.groups), self.side_writer()?);
+        super::blocking(move || groups.reserve_id(&log)).await
     }
 
     async fn update_group(&self, group: &Group) -> StoreResult<bool> {

@@ -148,6 +148,8 @@ impl PgStore {
             .map_err(err)?;
         match row {
             Some(row) if unsql(row.get(0)).checked_add(1) == Some(group.version) => {}
+            // A creation: a reserved id, not stored yet.
+            None if group.version == 1 => {}
             _ => return Ok(false),
         }
         write_group(&tx, group).await.map_err(err)?;
@@ -223,6 +225,20 @@ impl GroupStore for PgStore {
             write_group(&tx, &group).await.map_err(err)?;
             tx.commit().await.map_err(err)?;
             Ok(group)
+        })
+        .await
+    }
+
+    async fn reserve_group_id(&self) -> StoreResult<GroupId> {
+        self.on_task(move |this| async move {
+            let idx = this.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % this.inner.n_shards();
+            // Not synced by itself: the creation's synced commit on this same shard (the id
+            // names it) flushes the sequence's WAL too, and an id lost in a crash before that
+            // was never used.
+            let client = this.inner.shard(idx).client().await?;
+            let seq: i64 =
+                client.query_one("SELECT nextval('group_seq')", &[]).await.map_err(|e| db_err(idx, e))?.get(0);
+            compose_id(seq, idx)
         })
         .await
     }
