@@ -5,7 +5,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Engine, Env};
-use iris_store::{Group, GroupMember, GroupRole};
+use iris_store::{AppendRequest, DeviceAddr, Group, GroupMember, GroupRole, NewEntry};
 
 fn group(members: &[u64]) -> Group {
     Group {
@@ -21,6 +21,17 @@ fn group(members: &[u64]) -> Group {
             .collect(),
         pending: vec![],
         invite_token: None,
+    }
+}
+
+/// A group change's events as the store takes them: one entry, `item`, for `device`.
+fn one_event(device: DeviceAddr, server_msg_id: u64, item: &'static [u8]) -> AppendRequest {
+    AppendRequest {
+        expires_at_ms: None,
+        dedup: None,
+        server_msg_id,
+        server_ts_ms: 1,
+        entries: vec![NewEntry { device, item: Bytes::from_static(item) }],
     }
 }
 
@@ -132,7 +143,7 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     // Proves: enqueue_group_update makes the new record readable at once, refuses a stale
     // version without queueing anything, and commits the record, its indexes and the events in
     // one durable batch (both are there after a reopen).
-    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, NewEntry};
+    use iris_store::{AppendOutcome, DeviceAddr};
     let env = Env::new(engine);
     let store = env.open().await;
     let g = store.create_group(group(&[1, 2])).await.unwrap();
@@ -140,13 +151,7 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     next.version = 2;
     next.members.retain(|m| m.account != 2);
     let device = DeviceAddr::new(1, 1);
-    let events = |item: &'static [u8]| AppendRequest {
-        expires_at_ms: None,
-        dedup: None,
-        server_msg_id: 9,
-        server_ts_ms: 1,
-        entries: vec![NewEntry { device, item: Bytes::from_static(item) }],
-    };
+    let events = |item| one_event(device, 9, item);
     let pending = store.enqueue_group_update(&next, events(b"removed 2")).await.unwrap().expect("version fits");
     assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()), "readable before the commit");
     assert!(store.enqueue_group_update(&next, events(b"stale")).await.unwrap().is_none(), "same version refused");
@@ -165,17 +170,11 @@ async fn a_new_group_and_its_creation_events_commit_together(engine: Engine) {
     // enqueue_group_update with the CREATED events (both there after a reopen); the same id
     // cannot be created twice, an unknown id cannot skip to a later version, and reserved ids
     // are fresh, also after a reopen.
-    use iris_store::{AppendOutcome, AppendRequest, DeviceAddr, NewEntry};
+    use iris_store::{AppendOutcome, DeviceAddr};
     let env = Env::new(engine);
     let store = env.open().await;
     let device = DeviceAddr::new(2, 1);
-    let events = |item: &'static [u8]| AppendRequest {
-        expires_at_ms: None,
-        dedup: None,
-        server_msg_id: 11,
-        server_ts_ms: 1,
-        entries: vec![NewEntry { device, item: Bytes::from_static(item) }],
-    };
+    let events = |item| one_event(device, 11, item);
     let mut g = group(&[1, 2]);
     g.id = store.reserve_group_id().await.unwrap();
     let other = store.reserve_group_id().await.unwrap();
