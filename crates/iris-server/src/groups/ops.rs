@@ -137,7 +137,7 @@ impl Groups {
             changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
         }
         if changes.is_empty() {
-            // Nothing to announce (e.g. a pending join request): the record alone.
+            // Nothing to announce (e.g. a rejected join request): the record alone.
             return if self.store.update_group(&group).await? { Ok(group) } else { Err(version_moved(group_id)) };
         }
         let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
