@@ -2,7 +2,7 @@
 //! tasks): built once in `start`, never global, so two servers can run in one test process.
 //!
 //! The top of the layering: it holds the parts and the wired services, and no service takes it.
-//! Sessions get [`SessionDeps`](crate::session::SessionDeps) instead, which has no store.
+//! Sessions get [`SessionDeps`] instead, which has no store.
 
 use std::sync::Arc;
 

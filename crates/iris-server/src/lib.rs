@@ -9,6 +9,10 @@
 //! **Invariant:** services never touch sockets; sessions never touch the store (their
 //! dependencies, `session::SessionDeps`, hold none).
 
+// Read with `cargo doc --document-private-items`: a crate of this workspace only, whose docs
+// link the private items that explain a public one.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod abuse;
 pub mod actions;
 pub mod admin;

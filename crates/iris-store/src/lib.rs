@@ -13,6 +13,10 @@
 //! **Invariant:** the store never calls the router or knows about connections; it stores bytes
 //! that the server encoded (`iris.v1.InboxItem`) without interpreting them.
 
+// Read with `cargo doc --document-private-items`: a crate of this workspace only, whose docs
+// link the private items that explain a public one.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod abuse;
 pub mod contacts;
 pub mod embedded;

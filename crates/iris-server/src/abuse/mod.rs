@@ -5,7 +5,7 @@
 //! metadata: how many messages an account sends per hour, to how many recipients outside its
 //! contacts per day, to how many chats it forwards one message per day, and how many distinct
 //! accounts reported it per 24 h. The soft counts are [`counters::Counters`] (Redis in cluster
-//! mode); what the rules decide (suspended, restricted until) is durable ([`AbuseStore`]) and
+//! mode); what the rules decide (suspended, restricted until) is durable ([`AbuseStore`](iris_store::AbuseStore)) and
 //! cached here for at most `abuse.state_cache_ms`.
 //!
 //! The operator side ([`Abuse::state`], [`Abuse::suspend`], [`Abuse::unsuspend`],

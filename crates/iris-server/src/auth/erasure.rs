@@ -4,11 +4,11 @@
 //! logins, under a key of its own, so a login code never deletes an account and the other way
 //! round); `delete(me, code)` checks it and erases the account. The order, and why it is
 //! crash-safe (ARCHITECTURE.md "Account deletion"):
-//! 1. the durable mark ([`ErasureStore::begin_erasure`]): from now on the phone cannot register
+//! 1. the durable mark ([`ErasureStore::begin_erasure`](iris_store::ErasureStore::begin_erasure)): from now on the phone cannot register
 //!    and a restart finishes the deletion ([`resume`]);
 //! 2. every device revoked (tokens gone) and its connections closed with `ACCOUNT_DELETED`;
 //! 3. the account leaves every group, with events (and the join requests it left go);
-//! 4. the store erases everything else ([`ErasureStore::erase_account`]), the mark last.
+//! 4. the store erases everything else ([`ErasureStore::erase_account`](iris_store::ErasureStore::erase_account)), the mark last.
 //!
 //! Every step is idempotent, so running [`finish`] again after a crash completes it.
 

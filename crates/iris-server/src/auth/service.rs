@@ -89,7 +89,7 @@ impl AuthService {
         }
     }
 
-    /// The signer of this node's access tokens (shared with the [`access::Authenticator`]).
+    /// The signer of this node's access tokens (shared with the [`Authenticator`](super::access::Authenticator)).
     pub fn signer(&self) -> &TokenSigner {
         &self.signer
     }

@@ -4,7 +4,7 @@
 //! header's bytes from a stream, never more, so what follows (TLS or frames) is untouched.
 //!
 //! Whether a header is expected at all is decided by the caller from the peer's address
-//! ([`crate::client_addr::TrustedProxies`]): a header from an untrusted peer is never read.
+//! ([`crate::gateway::client_addr::TrustedProxies`]): a header from an untrusted peer is never read.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

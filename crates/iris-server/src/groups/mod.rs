@@ -11,7 +11,7 @@
 //! The lock is this process's; where several nodes share the store (cluster mode) each of these
 //! operations also takes the group's cluster-wide order from the store
 //! ([`GroupStore::hold_group_order`]) right after the lock and keeps it until its inbox entries
-//! are durable ([`Queued::holding`]), so the same holds across nodes. Embedded, the store has no
+//! are durable ([`Queued::holding`](crate::fanout::Queued::holding)), so the same holds across nodes. Embedded, the store has no
 //! such hold and nothing changes.
 //!
 //! Knows the send kernel, the directory, receipts, the message index, group payloads and the

@@ -17,7 +17,7 @@
 //! **Invariant:** a session reaches durable state only through services: [`SessionDeps`] holds
 //! no store, so nothing under `session/` can read or write it directly.
 
-/// Public so that the server-level simulation (`tests/simulation.rs`) drives the real machine.
+// Public so that the server-level simulation (`tests/simulation.rs`) drives the real machine.
 pub mod delivery;
 mod dispatch;
 mod handshake;
