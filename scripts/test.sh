@@ -72,10 +72,12 @@ if cargo nextest --version >/dev/null 2>&1; then
   cluster_set='(package(iris-server) | package(iris)) and kind(test) and not (binary(crash) | binary(cluster) | binary(bench_smoke) | binary(fire_smoke) | binary(redis_bus) | binary(media_s3) | binary(faults) | binary(shutdown) | binary(slow_consumer) | binary(presence_hotspot) | binary(standby) | binary(cluster_group_order))'
   IRIS_TEST_ENGINE=cluster cargo nextest run --workspace --no-fail-fast \
     -E "($cluster_set)${user_filter:+ and ($user_filter)}" ${rest[@]+"${rest[@]}"} || status=1
-  # 3. The web client: committed build matches its sources, unit tests, browser tests (only
-  #    for a whole run: filter arguments select Rust tests).
+  # 3. The web client: committed build matches its sources, unit tests, browser tests; and the
+  #    docs build without a warning (a broken link is a doc that lies). Only for a whole run:
+  #    filter arguments select Rust tests.
   if [[ -z "$user_filter" && ${#rest[@]} -eq 0 ]]; then
     bash scripts/web-test.sh || status=1
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q || status=1
   fi
   exit "$status"
 else
