@@ -66,7 +66,7 @@ pub struct PendingJoin {
 /// A group and everything about it that changes under its version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
-    /// Its id (assigned by [`GroupStore::create_group`]).
+    /// Its id (handed out by [`GroupStore::reserve_group_id`]).
     pub id: GroupId,
     /// At most 100 characters (checked by the server).
     pub name: String,
@@ -152,14 +152,6 @@ pub trait GroupStore: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Stores a new group under a fresh id (ignoring `group.id`) and returns it with that id.
-    /// Durable when it returns. The server creates groups with [`reserve_group_id`] and
-    /// [`enqueue_group_update`] instead, so the record and its `CREATED` events commit together.
-    ///
-    /// [`reserve_group_id`]: Self::reserve_group_id
-    /// [`enqueue_group_update`]: Self::enqueue_group_update
-    async fn create_group(&self, group: Group) -> StoreResult<Group>;
-
     /// A fresh group id for a group about to be created by
     /// [`enqueue_group_update`](Self::enqueue_group_update) at version 1. No two stored groups
     /// ever get the same id, crashes included (a reservation a crash forgets was not used); an
@@ -169,9 +161,9 @@ pub trait GroupStore: Send + Sync + 'static {
     /// The group with this id, if any.
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>>;
 
-    /// Replaces the group if the stored version is `group.version - 1`, updating the member and
-    /// invite indexes in the same atomic write; false (nothing written) if the version moved.
-    /// Durable when it returns.
+    /// Replaces the group if the stored version is `group.version - 1` (or creates it at version
+    /// 1 under a reserved id with no record), updating the member and invite indexes in the
+    /// same atomic write; false (nothing written) if the version moved. Durable when it returns.
     async fn update_group(&self, group: &Group) -> StoreResult<bool>;
 
     /// Replaces the group like [`update_group`](Self::update_group) and appends `events` (the

@@ -128,7 +128,7 @@ async fn populate(
         pending: vec![PendingJoin { account: d, requested_at_ms: NOW }],
         invite_token: None,
     };
-    let group = store.create_group(group).await.unwrap();
+    let group = common::create_group(&**store, group).await;
     assert_eq!(store.groups_pending_for(d).await.unwrap(), vec![group.id]);
     store.start_group_receipts(group.id, msg_id(3), d, &[other]).await.unwrap();
     store.start_group_receipts(group.id, msg_id(4), other, &[d]).await.unwrap();

@@ -40,8 +40,8 @@ async fn updates_follow_versions_and_keep_the_indexes(engine: Engine) {
     // indexes follow every update, and everything survives a reopen.
     let env = Env::new(engine);
     let store = env.open().await;
-    let g = store.create_group(group(&[1, 2])).await.unwrap();
-    let h = store.create_group(group(&[2])).await.unwrap();
+    let g = common::create_group(&*store, group(&[1, 2])).await;
+    let h = common::create_group(&*store, group(&[2])).await;
     assert_ne!(g.id, h.id);
     let mut both = vec![g.id, h.id];
     both.sort_unstable();
@@ -146,7 +146,7 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     use iris_store::{AppendOutcome, DeviceAddr};
     let env = Env::new(engine);
     let store = env.open().await;
-    let g = store.create_group(group(&[1, 2])).await.unwrap();
+    let g = common::create_group(&*store, group(&[1, 2])).await;
     let mut next = g.clone();
     next.version = 2;
     next.members.retain(|m| m.account != 2);

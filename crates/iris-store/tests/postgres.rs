@@ -206,7 +206,7 @@ async fn group_change_left_in_outbox(env: &mut Env, store: &PgStore) -> Group {
         pending: vec![],
         invite_token: None,
     };
-    let g = store.create_group(group).await.unwrap();
+    let g = common::create_group(store, group).await;
     let alice_shard = shard_of_id(ALICE.account, 2);
     assert_ne!(shard_of_id(g.id, 2), alice_shard, "the test needs the group away from Alice's shard");
     let mut next = g.clone();

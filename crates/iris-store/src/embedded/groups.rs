@@ -234,63 +234,46 @@ impl Groups {
         value.map(|v| decode_group(id, &v)).transpose()
     }
 
-    /// Blocking (the caller is on a blocking thread): durable through the log when it returns.
-    fn create(&self, mut group: Group, log: &SideWriter) -> StoreResult<Group> {
-        let _guard = self.lock();
-        let mut writes = Vec::new();
-        group.id = self.take_next_id(&mut writes)?;
-        self.write(&mut writes, None, &group);
-        log.write_blocking(writes)?;
-        Ok(group)
-    }
-
-    /// Blocking, like [`create`](Self::create): a fresh id, its use recorded durably.
+    /// Blocking (the caller is on a blocking thread): a fresh id, the counter moved past it
+    /// durably (through the log) before it is returned.
     fn reserve_id(&self, log: &SideWriter) -> StoreResult<GroupId> {
         let _guard = self.lock();
-        let mut writes = Vec::new();
-        let id = self.take_next_id(&mut writes)?;
-        log.write_blocking(writes)?;
-        Ok(id)
-    }
-
-    /// The next group id, and the write that moves the counter past it (the caller holds the
-    /// lock until that write is durable).
-    fn take_next_id(&self, writes: &mut Vec<KvWrite>) -> StoreResult<GroupId> {
         let next = self.meta.get(NEXT_GROUP_ID).map_err(unavailable)?;
         let id = match next {
             Some(v) => u64::from_be_bytes(keys::array(&v)?),
             None => 1,
         };
-        writes.push(put(space::META, NEXT_GROUP_ID, &(id + 1).to_be_bytes()));
+        log.write_blocking(vec![put(space::META, NEXT_GROUP_ID, &(id + 1).to_be_bytes())])?;
         Ok(id)
     }
 
-    /// Blocking, like [`create`](Self::create).
+    /// Blocking, like [`reserve_id`](Self::reserve_id).
     fn update(&self, group: &Group, log: &SideWriter) -> StoreResult<bool> {
         let _guard = self.lock();
-        let Some(old) = self.get(group.id)? else { return Ok(false) };
-        if old.version + 1 != group.version {
-            return Ok(false);
-        }
+        let Some(old) = self.follows(group)? else { return Ok(false) };
         let mut writes = Vec::new();
-        self.write(&mut writes, Some(&old), group);
+        self.write(&mut writes, old.as_ref(), group);
         log.write_blocking(writes)?;
         Ok(true)
+    }
+
+    /// The stored record `group` replaces, when its version follows that record's, or `None`
+    /// inside when it creates a group (version 1, no record yet: a reserved id); `None` when
+    /// the version moved. The caller holds the lock.
+    fn follows(&self, group: &Group) -> StoreResult<Option<Option<Group>>> {
+        let old = self.get(group.id)?;
+        let fits = match &old {
+            Some(old) => old.version + 1 == group.version,
+            None => group.version == 1,
+        };
+        Ok(fits.then_some(old))
     }
 
     /// Checks the version and makes `group` visible to reads; returns the writes to commit with
     /// its events, or `None` when the version moved.
     fn prepare_update(&self, group: &Group) -> StoreResult<Option<Vec<KvWrite>>> {
         let _guard = self.lock();
-        let old = self.get(group.id)?;
-        let fits = match &old {
-            Some(old) => old.version + 1 == group.version,
-            // A creation: a reserved id, not stored yet.
-            None => group.version == 1,
-        };
-        if !fits {
-            return Ok(None);
-        }
+        let Some(old) = self.follows(group)? else { return Ok(None) };
         self.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(group.id, group.clone());
         let mut writes = Vec::new();
         self.write(&mut writes, old.as_ref(), group);
@@ -588,11 +571,6 @@ impl Groups {
 
 #[async_trait]
 impl GroupStore for FjallStore {
-    async fn create_group(&self, group: Group) -> StoreResult<Group> {
-        let (groups, log) = (Arc::clone(&self.groups), self.side_writer()?);
-        super::blocking(move || groups.create(group, &log)).await
-    }
-
     async fn group(&self, id: GroupId) -> StoreResult<Option<Group>> {
         self.groups.get(id)
     }

@@ -214,21 +214,6 @@ impl GroupStore for PgStore {
         .await
     }
 
-    async fn create_group(&self, mut group: Group) -> StoreResult<Group> {
-        self.on_task(move |this| async move {
-            let idx = this.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % this.inner.n_shards();
-            let err = |e| db_err(idx, e);
-            let mut client = this.inner.shard(idx).client().await?;
-            let tx = client.transaction().await.map_err(err)?;
-            let seq: i64 = tx.query_one("SELECT nextval('group_seq')", &[]).await.map_err(err)?.get(0);
-            group.id = compose_id(seq, idx)?;
-            write_group(&tx, &group).await.map_err(err)?;
-            tx.commit().await.map_err(err)?;
-            Ok(group)
-        })
-        .await
-    }
-
     async fn reserve_group_id(&self) -> StoreResult<GroupId> {
         self.on_task(move |this| async move {
             let idx = this.inner.next_group_shard.fetch_add(1, Ordering::Relaxed) % this.inner.n_shards();

@@ -118,25 +118,9 @@ pub(super) async fn redrive_once(inner: &Arc<Inner>, grace_ms: i64) -> StoreResu
 }
 
 async fn redrive_shard(inner: &Arc<Inner>, idx: usize, grace_ms: i64) -> StoreResult<usize> {
-    let rows = {
-        let client = inner.shard(idx).client().await?;
-        client
-            .query(
-                &format!(
-                    "SELECT {ROW_COLUMNS} FROM group_outbox
-                     WHERE created_at_ms <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1
-                     ORDER BY group_id, version
-                     LIMIT $2"
-                ),
-                &[&grace_ms, &REDRIVE_BATCH_MAX],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?
-    };
-    for row in &rows {
-        drive(inner, row).await?;
-    }
-    Ok(rows.len())
+    let filter = "WHERE created_at_ms <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1
+                  ORDER BY group_id, version LIMIT $2";
+    drive_selected(inner, idx, filter, &[&grace_ms, &REDRIVE_BATCH_MAX]).await
 }
 
 /// Drives every outbox row of `group`, oldest version first, and returns how many. Called by
@@ -144,15 +128,21 @@ async fn redrive_shard(inner: &Arc<Inner>, idx: usize, grace_ms: i64) -> StoreRe
 /// whose events were left behind is announced before anything that follows it in the group.
 pub(super) async fn redrive_group(inner: &Arc<Inner>, group: GroupId) -> StoreResult<usize> {
     let idx = shard_of_id(group, inner.n_shards());
+    drive_selected(inner, idx, "WHERE group_id = $1 ORDER BY version", &[&sql(group)]).await
+}
+
+/// Drives, in order, the outbox rows of shard `idx` that `filter` (a `WHERE … ORDER BY …`
+/// clause) selects; returns how many. Stops at the first that fails.
+async fn drive_selected(
+    inner: &Arc<Inner>,
+    idx: usize,
+    filter: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<usize> {
     let rows = {
         let client = inner.shard(idx).client().await?;
-        client
-            .query(
-                &format!("SELECT {ROW_COLUMNS} FROM group_outbox WHERE group_id = $1 ORDER BY version"),
-                &[&sql(group)],
-            )
-            .await
-            .map_err(|e| db_err(idx, e))?
+        let statement = format!("SELECT {ROW_COLUMNS} FROM group_outbox {filter}");
+        client.query(&statement, params).await.map_err(|e| db_err(idx, e))?
     };
     for row in &rows {
         drive(inner, row).await?;

@@ -9,7 +9,7 @@ use std::ops::Deref;
 
 use iris_store::embedded::{FjallConfig, FjallStore};
 use iris_store::postgres::{PgConfig, PgStore};
-use iris_store::Store;
+use iris_store::{Group, GroupStore, Store};
 use iris_testkit::postgres::PgShards;
 
 /// Shards the PostgreSQL runs use: two, so that cross-shard paths are exercised.
@@ -158,4 +158,12 @@ macro_rules! both_engines {
             }
         )*
     };
+}
+
+/// Creates `group` as the server does, but without events: a reserved id, then the version-1
+/// record. Returns it with its id.
+pub async fn create_group<S: GroupStore + ?Sized>(store: &S, mut group: Group) -> Group {
+    group.id = store.reserve_group_id().await.expect("reserve a group id");
+    assert!(store.update_group(&group).await.expect("create the group"), "a fresh id takes version 1");
+    group
 }
