@@ -348,6 +348,13 @@ const GROUP_EVENT_TEXT: Record<string, string> = {
   GROUP_EVENT_TYPE_ADMINS_PROMOTED: 'made admin:',
   GROUP_EVENT_TYPE_ADMINS_DEMOTED: 'removed as admin:',
   GROUP_EVENT_TYPE_JOIN_REQUESTED: 'asked to join',
+  GROUP_EVENT_TYPE_JOIN_DECLINED: 'declined the join request of',
+};
+
+/** The verb of an event its author made about themselves alone ("joined", not "added You"). */
+const GROUP_EVENT_SELF_TEXT: Record<string, string> = {
+  GROUP_EVENT_TYPE_MEMBERS_ADDED: 'joined',
+  GROUP_EVENT_TYPE_JOIN_DECLINED: 'withdrew the join request',
 };
 
 function applyGroupEvent(
@@ -369,9 +376,9 @@ function applyGroupEvent(
   if (e.type === 'GROUP_EVENT_TYPE_MEMBERS_ADDED' && about.includes(me) && chat.group) chat.group.left = false;
   if (findMessage(chat, id)) return;
   const phoneOf = (account: U64) => (account === me ? 'You' : phoneIn(state, chat, account) ?? `#${account}`);
-  const selfJoined = e.type === 'GROUP_EVENT_TYPE_MEMBERS_ADDED' && about.length === 1 && about[0] === e.byAccountId;
-  const verb = selfJoined ? 'joined' : GROUP_EVENT_TEXT[e.type ?? ''] ?? 'changed the group';
-  const whom = selfJoined
+  const selfVerb = about.length === 1 && about[0] === e.byAccountId ? GROUP_EVENT_SELF_TEXT[e.type ?? ''] : undefined;
+  const verb = selfVerb ?? GROUP_EVENT_TEXT[e.type ?? ''] ?? 'changed the group';
+  const whom = selfVerb
     ? ''
     : e.type === 'GROUP_EVENT_TYPE_CREATED' || e.type === 'GROUP_EVENT_TYPE_INFO_CHANGED' || e.type === 'GROUP_EVENT_TYPE_MEMBER_LEFT'
       ? ''

@@ -28,20 +28,14 @@ async fn delete(server: &TestServer, token: &str, code: &str) -> Reply {
     server.post_authorized("/v1/account/delete", Some(token), Some(&body)).await
 }
 
-/// Group events until one of `kind` arrives.
-async fn group_event(dev: &mut Dev, kind: GroupEventType) -> pb::GroupEvent {
-    let e =
-        recv_until(&dev.client, &mut dev.events, |e| e.group_event().is_some_and(|g| g.r#type == kind as i32)).await;
-    e.group_event().unwrap().clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_account_is_closed_leaves_its_groups_and_its_phone_starts_afresh() {
     // Proves: a wrong code is INVALID_CODE and changes nothing; the right one deletes: the
     // connected device gets a fatal ACCOUNT_DELETED, both devices' tokens stop working, the
     // groups get MEMBER_LEFT and (last admin gone) ADMINS_PROMOTED for the longest-standing
-    // member, a group it was alone in is removed, the phone is unknown to others, and it logs
-    // in again as a new account with a new id and nothing of the old one.
+    // member, its join request elsewhere is announced as JOIN_DECLINED, a group it was alone
+    // in is removed, the phone is unknown to others, and it logs in again as a new account
+    // with a new id and nothing of the old one.
     let server = TestServer::start().await;
     let url = server.base_url();
     let mut alice = Dev::without_retries(&url, ALICE).await;
@@ -51,7 +45,11 @@ async fn a_deleted_account_is_closed_leaves_its_groups_and_its_phone_starts_afre
     let members = vec![Recipient::Phone(BOB.into()), Recipient::Phone(CAROL.into())];
     let group = alice.client.group_create("team", "", members, pb::GroupSettings::default()).await.unwrap();
     let alone = alice.client.group_create("notes", "", vec![], pb::GroupSettings::default()).await.unwrap();
-    group_event(&mut bob, GroupEventType::Created).await;
+    bob.group_event(GroupEventType::Created).await;
+    let approval = pb::GroupSettings { join_approval: true, ..Default::default() };
+    let closed = bob.client.group_create("closed", "", vec![], approval).await.unwrap();
+    let invite = bob.client.group_invite(closed.group_id, false).await.unwrap();
+    assert!(alice.client.group_join(&invite).await.unwrap().is_none(), "alice's request waits");
     alice.client.send(Recipient::Account(bob.id()), "bye").await.unwrap();
 
     let token = &alice.creds.access_token;
@@ -76,10 +74,14 @@ async fn a_deleted_account_is_closed_leaves_its_groups_and_its_phone_starts_afre
         server.post("/v1/auth/refresh", &body).await.expect_error(401, ErrorCode::Unauthenticated);
     }
 
-    let left = group_event(&mut bob, GroupEventType::MemberLeft).await;
+    let left = bob.group_event(GroupEventType::MemberLeft).await;
     assert_eq!((left.group_id, left.account_ids.clone()), (group.group_id, vec![alice.id()]));
-    let promoted = group_event(&mut bob, GroupEventType::AdminsPromoted).await;
+    let promoted = bob.group_event(GroupEventType::AdminsPromoted).await;
     assert_eq!(promoted.account_ids, vec![bob.id()], "the longest-standing member becomes admin");
+    let declined = bob.group_event(GroupEventType::JoinDeclined).await;
+    let about = (declined.group_id, declined.by_account_id, declined.account_ids.clone());
+    assert_eq!(about, (closed.group_id, alice.id(), vec![alice.id()]), "the dropped request is announced");
+    assert!(bob.client.group_info(closed.group_id).await.unwrap().pending_account_ids.is_empty());
     let info = carol.client.group_info(group.group_id).await.unwrap();
     let roster: Vec<(u64, i32)> = info.members.iter().map(|m| (m.account_id, m.role)).collect();
     assert_eq!(roster, vec![(bob.id(), GroupRole::Admin as i32), (carol.id(), GroupRole::Member as i32)]);
@@ -91,7 +93,8 @@ async fn a_deleted_account_is_closed_leaves_its_groups_and_its_phone_starts_afre
     assert_ne!(again.account_id, alice.id());
     assert_eq!(again.device_id, 1);
     let fresh = Dev::new(&url, BOB).await;
-    assert!(fresh.client.group_list().await.unwrap().iter().all(|g| g.group_id == group.group_id));
+    let kept = [group.group_id, closed.group_id];
+    assert!(fresh.client.group_list().await.unwrap().iter().all(|g| kept.contains(&g.group_id)));
     let alice_again = Dev::without_retries_with(&url, again).await;
     assert!(alice_again.client.group_list().await.unwrap().is_empty(), "the new account has no groups");
     assert!(server.ctx().store.erasures_pending().await.unwrap().is_empty());

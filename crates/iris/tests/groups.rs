@@ -371,6 +371,33 @@ async fn invite_links_admit_directly_or_after_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_join_request_is_announced_to_the_requester_and_the_members() {
+    // Proves: refusing a request sends JOIN_DECLINED (by the admin, naming the requester) to the
+    // requester and to every member, as JOIN_REQUESTED was; the request leaves GroupInfo, and
+    // the requester may ask again.
+    let server = TestServer::start_with(|_| {}).await;
+    let url = server.base_url();
+    let mut alice = Dev::new(&url, &phone(1)).await;
+    let mut bob = Dev::new(&url, &phone(2)).await;
+    let mut carol = Dev::new(&url, &phone(3)).await;
+    let settings = pb::GroupSettings { join_approval: true, ..Default::default() };
+    let g = alice.client.group_create("closed", "", vec![bob.id().into()], settings).await.unwrap().group_id;
+    let token = alice.client.group_invite(g, false).await.unwrap();
+    assert!(carol.client.group_join(&token).await.unwrap().is_none(), "carol waits for approval");
+    carol.group_event(GroupEventType::JoinRequested).await;
+    let info = alice.client.group_approve(g, vec![carol.id()], true).await.unwrap();
+    assert!(info.pending_account_ids.is_empty());
+    let (admin, requester) = (alice.id(), carol.id());
+    for dev in [&mut alice, &mut bob, &mut carol] {
+        let e = dev.group_event(GroupEventType::JoinDeclined).await;
+        assert_eq!((e.group_id, e.by_account_id, e.account_ids), (g, admin, vec![requester]));
+    }
+    assert_eq!(code(carol.client.group_info(g).await), Err(ErrorCode::PermissionDenied), "still not a member");
+    assert!(carol.client.group_join(&token).await.unwrap().is_none(), "a new request waits again");
+    assert_eq!(alice.client.group_info(g).await.unwrap().pending_account_ids, vec![requester]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invite_token_guesses_are_rate_limited_per_account() {
     // Proves: joins count against `group_join_attempts_per_account_per_hour` whether the token is
     // right or wrong; past it even the right token is RATE_LIMITED with a wait, while another

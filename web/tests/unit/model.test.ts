@@ -88,6 +88,16 @@ test('a group event updates the group and leaves a notice; being removed closes 
   assert.equal(chat.group?.left, true);
 });
 
+test('a declined join request reads as declined, a dropped one as withdrawn', () => {
+  const state = model.emptyState();
+  const declined = { type: 'GROUP_EVENT_TYPE_JOIN_DECLINED', groupId: '8', byAccountId: BOB, accountIds: [ME], info: { groupId: '8', name: 'Club', version: '3' } };
+  model.applyInboxItem(state, { seq: '1', serverMsgId: '5', groupEvent: declined }, ME);
+  const withdrawn = { ...declined, byAccountId: '99', accountIds: ['99'], info: { groupId: '8', name: 'Club', version: '4' } };
+  model.applyInboxItem(state, { seq: '2', serverMsgId: '6', groupEvent: withdrawn }, ME);
+  const texts = state.chats[model.groupKey('8')].messages.map((m) => m.text);
+  assert.deepEqual(texts, [`#${BOB} declined the join request of You`, '#99 withdrew the join request']);
+});
+
 test('payload text survives base64 both ways; bytes that are not UTF-8 are unreadable', () => {
   for (const s of ['hello', 'héllo 👋 ⛰', '']) assert.equal(base64ToText(textToBase64(s)), s);
   assert.equal(base64ToText('aGVsbG8'), 'hello'); // unpadded is read too

@@ -137,7 +137,7 @@ impl Groups {
             changes.push(Change { kind: Ev::AdminsPromoted, accounts: vec![promoted] });
         }
         if changes.is_empty() {
-            // Nothing to announce (e.g. a rejected join request): the record alone.
+            // Nothing to announce: the record alone.
             return if self.store.update_group(&group).await? { Ok(group) } else { Err(version_moved(group_id)) };
         }
         let mut accounts: BTreeSet<AccountId> = group.members.iter().map(|m| m.account).collect();
@@ -262,15 +262,18 @@ impl Groups {
 
     /// Account deletion: `account` leaves `group_id` (a `MemberLeft` event to the group, and
     /// the longest-standing member promoted if it was the last admin) or its join request is
-    /// dropped. Returns whether the group is left with no members (the caller removes it).
+    /// dropped (a `JoinDeclined` event by the account itself). Returns whether the group is left with no members (the caller removes it).
     /// Idempotent: a group that is gone or no longer names the account is left alone.
     pub async fn remove_erased(&self, account: AccountId, group_id: u64) -> Result<bool, ServiceError> {
         let actor = DeviceAddr::new(account, 0);
         let changed = self
             .change_group(actor, group_id, |g| {
+                let was_pending = g.pending.iter().any(|p| p.account == account);
                 g.pending.retain(|p| p.account != account);
                 if g.member(account).is_none() {
-                    return Ok((vec![], vec![]));
+                    // A request dropped with its account is announced, as its refusal would be.
+                    let declined = Change { kind: Ev::JoinDeclined, accounts: vec![account] };
+                    return Ok((if was_pending { vec![declined] } else { vec![] }, vec![]));
                 }
                 g.members.retain(|m| m.account != account);
                 Ok((vec![Change { kind: Ev::MemberLeft, accounts: vec![account] }], vec![]))
@@ -353,8 +356,9 @@ impl Groups {
                     return Err(ServiceError::NotFound("pending join request"));
                 }
                 if a.reject {
+                    // The requesters were told of their request; they are told of its refusal.
                     g.pending.retain(|p| !pending.contains(&p.account));
-                    return Ok((vec![], vec![]));
+                    return Ok((vec![Change { kind: Ev::JoinDeclined, accounts: pending.clone() }], pending));
                 }
                 let added = add_members(g, &pending, max, now)?;
                 Ok((vec![Change { kind: Ev::MembersAdded, accounts: added }], vec![]))

@@ -2,8 +2,9 @@
 //! because test files add methods of their own to it (group messages, presence pushes).
 
 use iris_client::api::Credentials;
+use iris_client::pb::{self, GroupEventType};
 use iris_client::{Client, ClientConfig, Events};
-use iris_testkit_server::{connect, login};
+use iris_testkit_server::{connect, login, recv_until};
 
 /// One logged-in, connected device.
 pub struct Dev {
@@ -40,5 +41,12 @@ impl Dev {
     /// The device's account id.
     pub fn id(&self) -> u64 {
         self.creds.account_id
+    }
+
+    /// Group events until one of `kind` arrives, acking everything on the way.
+    pub async fn group_event(&mut self, kind: GroupEventType) -> pb::GroupEvent {
+        let is_kind = |e: &iris_client::Event| e.group_event().is_some_and(|g| g.r#type == kind as i32);
+        let e = recv_until(&self.client, &mut self.events, is_kind).await;
+        e.group_event().unwrap().clone()
     }
 }
