@@ -100,6 +100,28 @@ async fn refused_expired_and_too_many_links_are_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_approved_over_the_device_limit_stays_pending() {
+    // Proves: links started below the device limit are approved while room is left; the one
+    // that would pass it is 409 DEVICE_LIMIT and still pending (202 to its device), and once a
+    // device is revoked the same code is approved and collected.
+    let server = TestServer::start().await;
+    let alice = server.login(ALICE, "phone").await;
+    for name in ["b", "c", "d"] {
+        server.login(ALICE, name).await;
+    }
+    let fifth = start_link(&server, ALICE, "e").await;
+    let sixth = start_link(&server, ALICE, "f").await;
+    server.approve_link(&alice.access_token, &fifth.link_code).await.expect_status(200);
+    server.approve_link(&alice.access_token, &sixth.link_code).await.expect_error(409, ErrorCode::DeviceLimit);
+    server.collect_link(&sixth).await.expect_json::<LinkPending>(202);
+    server.delete("/v1/devices/5", &alice.access_token).await.expect_status(204);
+    let approved: DeviceInfo = server.approve_link(&alice.access_token, &sixth.link_code).await.expect_json(200);
+    assert_eq!((approved.device_id, approved.name.as_str()), (6, "f"));
+    let f: Credentials = server.collect_link(&sixth).await.expect_json(200);
+    assert_eq!(devices(&server, &f).await, vec![1, 2, 3, 4, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_primary_needs_the_pin_which_locks_after_wrong_guesses() {
     // Proves: only the primary sets a PIN (4-32 digits); a re-registration without it is 401
     // PIN_REQUIRED, a wrong one too (attempts counted), the last wrong one locks (429

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use crate::{AccountId, DeviceId, StoreResult};
+use crate::{AccountId, Device, DeviceId, StoreResult};
 
 /// An account's profile.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -126,6 +126,21 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Removes and returns the link: of concurrent callers, exactly one gets it.
     async fn take_link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>>;
+
+    /// Approves `account`'s link `code` if it is pending and unexpired at `now_ms`: adds a
+    /// device with the link's name (never primary; `DeviceLimit` past `max_devices`, leaving the
+    /// link pending) and re-stores the link as approved for that device, to be collected by
+    /// `collect_by_ms`, in one durable step, so no crash leaves a device its owner cannot
+    /// collect. Of concurrent callers at most one gets the device; `None` when nothing was
+    /// pending (taken, refused, expired, or the account is gone).
+    async fn approve_link(
+        &self,
+        account: AccountId,
+        code: &str,
+        now_ms: u64,
+        collect_by_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<Option<Device>>;
 
     /// The links of `account`, expired or not, ordered by code.
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>>;

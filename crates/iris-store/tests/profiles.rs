@@ -1,14 +1,15 @@
 //! Profiles, registration PINs, pending device links and re-registration through the store, on
 //! both engines: records survive a reopen, the pending-link bound holds and expired links make
-//! room, a link is taken once, PIN attempts lock and unlock, a re-registration revokes every
-//! device (tokens included) and adds a primary, and an account's rows can be erased.
+//! room, a link is taken once, an approved link and its device commit together, PIN attempts
+//! lock and unlock, a re-registration revokes every device (tokens included) and adds a
+//! primary, and an account's rows can be erased.
 
 mod common;
 
 use std::sync::Arc;
 
 use common::{Engine, Env};
-use iris_store::{LinkState, PendingLink, PinAttempt, Profile, RefreshTokenRecord};
+use iris_store::{LinkState, PendingLink, PinAttempt, Profile, RefreshTokenRecord, StoreError};
 
 fn link(account: u64, code: &str, expires_at_ms: u64) -> PendingLink {
     PendingLink {
@@ -124,6 +125,49 @@ async fn pending_links_are_bounded_and_taken_once(engine: Engine) {
     assert_eq!(store.pin(a).await.unwrap(), None);
 }
 
+async fn an_approved_link_and_its_device_commit_together(engine: Engine) {
+    // Proves: approving a pending link adds a companion named after it and leaves the link
+    // approved for that device with the new deadline, both still there after a reopen; a link
+    // that is approved, expired or unknown approves nothing and adds no device; over the device
+    // limit the link stays pending; of concurrent approvals exactly one gets a device.
+    let env = Env::new(engine);
+    let a = {
+        let store = Arc::new(env.open().await);
+        let (account, _) = store.register_device("+15550104", "phone", 1, 5).await.unwrap();
+        let a = account.id;
+        for (code, expires) in [("AAAA", 100), ("BBBB", 50), ("CCCC", 100), ("DDDD", 100)] {
+            assert!(store.put_link(&link(a, code, expires), 10, 10).await.unwrap());
+        }
+        let device = store.approve_link(a, "AAAA", 20, 500, 5).await.unwrap().expect("pending");
+        assert_eq!((device.addr.device, device.name.as_str(), device.primary), (2, "dev AAAA", false));
+        assert_eq!(store.approve_link(a, "AAAA", 21, 500, 5).await.unwrap(), None, "approved once");
+        assert_eq!(store.approve_link(a, "BBBB", 60, 500, 5).await.unwrap(), None, "expired at 50");
+        assert_eq!(store.approve_link(a, "ZZZZ", 60, 500, 5).await.unwrap(), None, "no such link");
+        assert_eq!(store.approve_link(a + 1000, "CCCC", 60, 500, 5).await.unwrap(), None, "no such account");
+        let full = store.approve_link(a, "CCCC", 60, 500, 2).await;
+        assert!(matches!(full, Err(StoreError::DeviceLimit { max: 2 })), "{full:?}");
+        assert_eq!(store.link(a, "CCCC").await.unwrap().unwrap().state, LinkState::Pending);
+        let approvers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.approve_link(a, "DDDD", 60, 500, 10).await.unwrap() })
+            })
+            .collect();
+        let mut got = Vec::new();
+        for t in approvers {
+            got.extend(t.await.unwrap());
+        }
+        assert_eq!(got.iter().map(|d| d.addr.device).collect::<Vec<_>>(), vec![3]);
+        a
+    };
+    let store = env.open().await;
+    let approved = store.link(a, "AAAA").await.unwrap().unwrap();
+    assert_eq!((approved.state, approved.expires_at_ms), (LinkState::Approved { device: 2 }, 500));
+    let devices: Vec<(u32, String)> =
+        store.devices(a).await.unwrap().into_iter().map(|d| (d.addr.device, d.name)).collect();
+    assert_eq!(devices, [(1, "phone".into()), (2, "dev AAAA".into()), (3, "dev DDDD".into())]);
+}
+
 async fn reregistration_replaces_every_device(engine: Engine) {
     // Proves: a new primary revokes the account's active devices and their refresh tokens in
     // one step, takes the next device id, and is the only active device; an unknown phone has
@@ -150,5 +194,6 @@ both_engines!(
     profiles_and_pins_survive_reopening,
     pin_attempts_lock_out_under_concurrency,
     pending_links_are_bounded_and_taken_once,
+    an_approved_link_and_its_device_commit_together,
     reregistration_replaces_every_device,
 );

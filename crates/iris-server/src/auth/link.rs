@@ -95,37 +95,35 @@ async fn require_primary(ctx: &Ctx, actor: DeviceAddr) -> Result<(), ServiceErro
     Ok(())
 }
 
-/// Takes the pending, unexpired link `code` of `actor`'s account (one caller wins).
-async fn take_pending(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<PendingLink, ServiceError> {
+/// Checks that `actor` is the primary and that its account's link `code` is pending and
+/// unexpired; returns the code as stored. Whoever then changes the link still races others.
+async fn check_pending(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<String, ServiceError> {
     require_primary(ctx, actor).await?;
     let code = normalize(code);
     let now = ctx.clock.now_ms();
     match ctx.store.link(actor.account, &code).await? {
-        Some(l) if l.state == LinkState::Pending && l.expires_at_ms > now => {}
+        Some(l) if l.state == LinkState::Pending && l.expires_at_ms > now => Ok(code),
         Some(l) if l.expires_at_ms <= now => {
             count(ctx, "expired");
-            return Err(ServiceError::LinkExpired);
+            Err(ServiceError::LinkExpired)
         }
-        _ => return Err(ServiceError::LinkExpired),
+        _ => Err(ServiceError::LinkExpired),
     }
-    ctx.store.take_link(actor.account, &code).await?.ok_or(ServiceError::LinkExpired)
 }
 
 /// The primary approves link `code`: the device is created and announced; the new device
-/// collects its credentials within another `link_code_ttl_s`.
+/// collects its credentials within another `link_code_ttl_s`. The device and the approved link
+/// are one store step (`approve_link`), so no crash leaves a device nobody can collect; over the
+/// device limit the link stays pending (revoke a device, then approve again).
 pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceInfo, ServiceError> {
-    let link = take_pending(ctx, actor, code).await?;
-    let account = ctx.store.account(actor.account).await?.ok_or(ServiceError::DeviceRevoked)?;
+    let code = check_pending(ctx, actor, code).await?;
     let now = ctx.clock.now_ms();
     let max = ctx.limits.max_devices_per_account;
-    let (_, device) = ctx.store.register_device(&account.phone, &link.device_name, now, max).await?;
-    let approved = PendingLink {
-        state: LinkState::Approved { device: device.addr.device },
-        expires_at_ms: now + ttl_ms(ctx),
-        ..link
-    };
-    // Re-stored outside the bound: it only waits to be collected.
-    ctx.store.put_link(&approved, now, u32::MAX).await?;
+    let device = ctx
+        .store
+        .approve_link(actor.account, &code, now, now + ttl_ms(ctx), max)
+        .await?
+        .ok_or(ServiceError::LinkExpired)?;
     ctx.account_changed(actor.account);
     count(ctx, "approved");
     tracing::info!(device = %device.addr, by = %actor, "device link approved");
@@ -148,8 +146,15 @@ pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceI
 
 /// The primary refuses link `code`: the new device is told `LINK_REFUSED`.
 pub async fn refuse(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<(), ServiceError> {
-    let link = take_pending(ctx, actor, code).await?;
+    let code = check_pending(ctx, actor, code).await?;
+    // Taken, so that of a refusal and an approval racing, one wins: a link approved meanwhile
+    // goes back as it was.
+    let link = ctx.store.take_link(actor.account, &code).await?.ok_or(ServiceError::LinkExpired)?;
     let now = ctx.clock.now_ms();
+    if link.state != LinkState::Pending {
+        ctx.store.put_link(&link, now, u32::MAX).await?;
+        return Err(ServiceError::LinkExpired);
+    }
     ctx.store.put_link(&PendingLink { state: LinkState::Refused, ..link }, now, u32::MAX).await?;
     count(ctx, "refused");
     Ok(())

@@ -60,6 +60,21 @@ impl Accounts {
             Some(id) => self.record(id)?.ok_or_else(|| dangling_phone(phone, id))?,
             None => self.new_account(&mut batch, phone, now_ms)?,
         };
+        let device = self.stage_device(&mut batch, &mut rec, name, now_ms, max_devices)?;
+        self.commit(batch)?;
+        Ok((rec.account, device))
+    }
+
+    /// Adds a device named `name` to `rec`'s account in `batch`, enforcing `max_devices`; the
+    /// caller holds [`Accounts::lock`] and commits (so another record can join the same commit).
+    fn stage_device(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        rec: &mut AccountRecord,
+        name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<Device> {
         if self.devices(rec.account.id)?.len() >= max_devices as usize {
             return Err(StoreError::DeviceLimit { max: max_devices });
         }
@@ -74,10 +89,28 @@ impl Accounts {
             .next_device_id
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt(format!("account {} ran out of device ids", rec.account.id)))?;
-        batch.insert(&self.ks.accounts, keys::account(rec.account.id), codec::encode_account(&rec));
+        batch.insert(&self.ks.accounts, keys::account(rec.account.id), codec::encode_account(rec));
         batch.insert(&self.ks.devices, keys::device(device.addr), codec::encode_device(&device));
-        self.commit(batch)?;
-        Ok((rec.account, device))
+        Ok(device)
+    }
+
+    /// Adds a device named `name` to the existing account `id` in `batch` (not committed):
+    /// [`Accounts::register_device`] for a caller that commits it with a record of its own (an
+    /// approved link). `None` when the account is gone; `AccountDeleting` while it is erased.
+    /// The caller holds [`Accounts::lock`].
+    pub(super) fn stage_linked_device(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        id: AccountId,
+        name: &str,
+        now_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<Option<Device>> {
+        let Some(mut rec) = self.record(id)? else { return Ok(None) };
+        if self.ks.erasures.get(&rec.account.phone).map_err(unavailable)?.is_some() {
+            return Err(StoreError::AccountDeleting);
+        }
+        self.stage_device(batch, &mut rec, name, now_ms, max_devices).map(Some)
     }
 
     /// Revokes every active device of `phone`'s account and adds a new primary.
@@ -264,7 +297,7 @@ impl Accounts {
     }
 
     /// Commits with fdatasync, so the change is durable when the caller returns.
-    fn commit(&self, batch: OwnedWriteBatch) -> StoreResult<()> {
+    pub(super) fn commit(&self, batch: OwnedWriteBatch) -> StoreResult<()> {
         let result = batch.durability(Some(PersistMode::SyncData)).commit();
         self.shared.set_healthy(result.is_ok());
         result.map_err(|e| {
@@ -274,7 +307,7 @@ impl Accounts {
     }
 
     /// The mutation lock. Poisoning is ignored: it guards no data, only ordering.
-    fn lock(&self) -> MutexGuard<'_, ()> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -10,7 +10,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::{blocking, unavailable, FjallStore};
 use crate::profiles::count_pin_attempt;
-use crate::{AccountId, LinkState, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, StoreError, StoreResult};
+use crate::{
+    AccountId, Device, LinkState, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, StoreError, StoreResult,
+};
 
 /// Record layout version of every value here.
 const VERSION: u8 = 1;
@@ -286,6 +288,44 @@ impl ProfileStore for FjallStore {
             batch.remove(&p.links, key);
             p.commit(batch)?;
             Ok(Some(link))
+        })
+        .await
+    }
+
+    async fn approve_link(
+        &self,
+        account: AccountId,
+        code: &str,
+        now_ms: u64,
+        collect_by_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<Option<Device>> {
+        let (p, accounts, code) = (Arc::clone(&self.profiles), Arc::clone(&self.accounts), code.to_owned());
+        blocking(move || {
+            // Accounts before links, the one order any step takes both in.
+            let _devices = accounts.lock();
+            let _links = p.lock();
+            let key = link_key(account, &code);
+            let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(None) };
+            let link = decode_link(account, code, &value)?;
+            if link.state != LinkState::Pending || link.expires_at_ms <= now_ms {
+                return Ok(None);
+            }
+            // One batch of one database: the device and the approved link commit together.
+            let mut batch = p.db.batch();
+            let Some(device) =
+                accounts.stage_linked_device(&mut batch, account, &link.device_name, now_ms, max_devices)?
+            else {
+                return Ok(None);
+            };
+            let approved = PendingLink {
+                state: LinkState::Approved { device: device.addr.device },
+                expires_at_ms: collect_by_ms,
+                ..link
+            };
+            batch.insert(&p.links, key, encode_link(&approved));
+            accounts.commit(batch)?;
+            Ok(Some(device))
         })
         .await
     }

@@ -11,10 +11,10 @@ use super::shards::{shard_of_id, shard_of_phone, sql, unsql, Shard, SHARD_BITS};
 use super::{query, PgStore};
 use crate::{Account, AccountId, AccountStore, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
 
-const ACCOUNT_COLUMNS: &str = "id, phone, created_at_ms";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, phone, created_at_ms";
 const DEVICE_COLUMNS: &str = "account, device, name, is_primary, created_at_ms, revoked_at_ms";
 
-fn account_of(row: &Row) -> Account {
+pub(super) fn account_of(row: &Row) -> Account {
     Account { id: unsql(row.get(0)), phone: row.get(1), created_at_ms: unsql(row.get(2)) }
 }
 
@@ -26,6 +26,47 @@ fn device_of(row: &Row) -> Device {
         created_at_ms: unsql(row.get(4)),
         revoked_at_ms: row.get::<_, Option<i64>>(5).map(unsql),
     }
+}
+
+/// Adds a device named `name` to account `id` (whose row `tx` holds locked, with its
+/// `next_device_id`), enforcing `max_devices`; not committed, so another row can join the
+/// transaction (an approved link).
+pub(super) async fn stage_device(
+    tx: &tokio_postgres::Transaction<'_>,
+    shard: usize,
+    id: AccountId,
+    next_device_id: i32,
+    name: &str,
+    now_ms: u64,
+    max_devices: u32,
+) -> StoreResult<Device> {
+    let err = |e| db_err(shard, e);
+    let active: i64 = tx
+        .query_one("SELECT count(*) FROM devices WHERE account = $1 AND revoked_at_ms IS NULL", &[&sql(id)])
+        .await
+        .map_err(err)?
+        .get(0);
+    if active >= i64::from(max_devices) {
+        return Err(StoreError::DeviceLimit { max: max_devices });
+    }
+    let device = Device {
+        addr: DeviceAddr::new(id, next_device_id as u32),
+        name: name.to_owned(),
+        primary: next_device_id == 1,
+        created_at_ms: now_ms,
+        revoked_at_ms: None,
+    };
+    let after = next_device_id
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt(format!("account {id} ran out of device ids")))?;
+    tx.execute(
+        &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL)"),
+        &[&sql(id), &next_device_id, &device.name, &device.primary, &sql(now_ms)],
+    )
+    .await
+    .map_err(err)?;
+    tx.execute("UPDATE accounts SET next_device_id = $2 WHERE id = $1", &[&sql(id), &after]).await.map_err(err)?;
+    Ok(device)
 }
 
 impl PgStore {
@@ -111,38 +152,8 @@ impl AccountStore for PgStore {
                     account.id
                 )));
             }
-            let next_device_id: i32 = row.get(3);
-            let active: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM devices WHERE account = $1 AND revoked_at_ms IS NULL",
-                    &[&sql(account.id)],
-                )
-                .await
-                .map_err(err)?
-                .get(0);
-            if active >= i64::from(max_devices) {
-                // Rolled back: a refused first login leaves no account behind.
-                return Err(StoreError::DeviceLimit { max: max_devices });
-            }
-            let device = Device {
-                addr: DeviceAddr::new(account.id, next_device_id as u32),
-                name: device_name.to_owned(),
-                primary: next_device_id == 1,
-                created_at_ms: now_ms,
-                revoked_at_ms: None,
-            };
-            let after = next_device_id
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Corrupt(format!("account {} ran out of device ids", account.id)))?;
-            tx.execute(
-                &format!("INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL)"),
-                &[&sql(account.id), &next_device_id, &device.name, &device.primary, &sql(now_ms)],
-            )
-            .await
-            .map_err(err)?;
-            tx.execute("UPDATE accounts SET next_device_id = $2 WHERE id = $1", &[&sql(account.id), &after])
-                .await
-                .map_err(err)?;
+            // A `DeviceLimit` rolls back: a refused first login leaves no account behind.
+            let device = stage_device(&tx, idx, account.id, row.get(3), device_name, now_ms, max_devices).await?;
             tx.commit().await.map_err(err)?;
             Ok((account, device))
         })

@@ -6,11 +6,14 @@
 use async_trait::async_trait;
 use tokio_postgres::Row;
 
+use super::accounts::{account_of, stage_device, ACCOUNT_COLUMNS};
 use super::error::db_err;
 use super::shards::{sql, unsql};
 use super::{query, PgStore};
 use crate::profiles::count_pin_attempt;
-use crate::{AccountId, LinkState, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, StoreError, StoreResult};
+use crate::{
+    AccountId, Device, LinkState, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, StoreError, StoreResult,
+};
 
 const LINK_COLUMNS: &str = "account, code, secret_hash, device_name, expires_at_ms, state, device";
 
@@ -256,6 +259,63 @@ impl ProfileStore for PgStore {
             )
             .await?;
             rows.first().map(link_of).transpose()
+        })
+        .await
+    }
+
+    async fn approve_link(
+        &self,
+        account: AccountId,
+        code: &str,
+        now_ms: u64,
+        collect_by_ms: u64,
+        max_devices: u32,
+    ) -> StoreResult<Option<Device>> {
+        let code = code.to_owned();
+        self.on_task(move |this| async move {
+            let code: &str = &code;
+            let shard = this.account_shard(account);
+            let err = |e| db_err(shard.idx, e);
+            let mut client = shard.client().await?;
+            let tx = client.transaction().await.map_err(err)?;
+            // The account row's lock serialises this with registrations, `put_link` and the
+            // erasure's mark; the link row's with `take_link`.
+            let Some(row) = tx
+                .query_opt(
+                    &format!("SELECT {ACCOUNT_COLUMNS}, next_device_id FROM accounts WHERE id = $1 FOR UPDATE"),
+                    &[&sql(account)],
+                )
+                .await
+                .map_err(err)?
+            else {
+                return Ok(None);
+            };
+            let phone = account_of(&row).phone;
+            if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
+                return Err(StoreError::AccountDeleting);
+            }
+            let links = tx
+                .query(
+                    &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 AND code = $2 FOR UPDATE"),
+                    &[&sql(account), &code],
+                )
+                .await
+                .map_err(err)?;
+            let Some(link) = links.first().map(link_of).transpose()? else { return Ok(None) };
+            if link.state != LinkState::Pending || link.expires_at_ms <= now_ms {
+                return Ok(None);
+            }
+            let device =
+                stage_device(&tx, shard.idx, account, row.get(3), &link.device_name, now_ms, max_devices).await?;
+            let (state, device_id) = state_of(LinkState::Approved { device: device.addr.device });
+            tx.execute(
+                "UPDATE pending_links SET state = $3, device = $4, expires_at_ms = $5 WHERE account = $1 AND code = $2",
+                &[&sql(account), &code, &state, &device_id, &sql(collect_by_ms)],
+            )
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            Ok(Some(device))
         })
         .await
     }
