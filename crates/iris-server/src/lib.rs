@@ -282,13 +282,13 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
                 Duration::from_secs(1),
                 &metrics,
             ),
-            discover_limit: ratelimit::KeyedLimit::new(
+            discover_limit: ratelimit::KeyedLimit::new_shared(
                 "contact discovery per account",
                 config.rate_limits.discover_requests_per_account_per_day,
                 Duration::from_secs(86_400),
                 &metrics,
-            )
-            .map(|l| l.shared(bus.as_ref())),
+                bus.as_ref(),
+            ),
             shutdown: shutdown.clone(),
             cluster: cluster.as_ref().map(|(c, _)| c.clone()),
             node_name: node_name.clone(),

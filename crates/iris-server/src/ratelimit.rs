@@ -109,13 +109,22 @@ impl<K: Hash + Eq + Clone + LimitSubject> KeyedLimit<K> {
         })
     }
 
-    /// The same limit kept in Redis when `bus` is given (cluster mode); see the module doc.
-    pub fn shared(mut self, bus: Option<&crate::cluster::bus::Bus>) -> Self {
-        self.shared = bus.cloned();
-        self
+    /// [`KeyedLimit::new`], kept in Redis when `bus` is given (cluster mode), so the limit
+    /// holds for the cluster rather than per node; see the module doc.
+    pub fn new_shared(
+        name: &'static str,
+        burst: u32,
+        period: Duration,
+        metrics: &Metrics,
+        bus: Option<&crate::cluster::bus::Bus>,
+    ) -> Option<Self> {
+        Self::new(name, burst, period, metrics).map(|mut l| {
+            l.shared = bus.cloned();
+            l
+        })
     }
 
-    /// Like [`KeyedLimit::shared`], for a limit taken often (sends): the node leases up to a
+    /// Like [`KeyedLimit::new_shared`], for a limit taken often (sends): the node leases up to a
     /// sixteenth of the burst (at most 32) per round trip to Redis; see the module doc.
     pub fn leased(mut self, bus: Option<&crate::cluster::bus::Bus>) -> Self {
         self.shared = bus.cloned();

@@ -127,13 +127,13 @@ fn retry_after(until_ms: u64, now_ms: u64) -> u32 {
 impl Abuse {
     /// The service over `deps`.
     pub fn new(deps: AbuseDeps) -> Self {
-        let report_limit = KeyedLimit::new(
+        let report_limit = KeyedLimit::new_shared(
             "reports per account",
             deps.config.reports_per_account_per_day,
             Duration::from_millis(DAY_MS),
             &deps.metrics,
-        )
-        .map(|l| l.shared(deps.bus.as_ref()));
+            deps.bus.as_ref(),
+        );
         let counters = Counters::new(deps.bus.clone());
         Self { d: deps, counters, report_limit, cache: Mutex::default(), checked: Mutex::default() }
     }

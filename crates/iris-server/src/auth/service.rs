@@ -53,36 +53,41 @@ impl AuthService {
             signer: TokenSigner::new(token_key),
             codes: CodeBook::new(a.code_ttl_s * 1000, a.code_attempts_max, a.pending_codes_max, fixed_code),
             sender,
-            code_per_phone: KeyedLimit::new(
+            code_per_phone: KeyedLimit::new_shared(
                 "code requests per phone",
                 r.code_requests_per_phone_per_hour,
                 hour,
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
-            code_per_ip: KeyedLimit::new("code requests per IP", r.code_requests_per_ip_per_hour, hour, metrics)
-                .map(|l| l.shared(bus)),
-            verify_per_ip: KeyedLimit::new(
+                bus,
+            ),
+            code_per_ip: KeyedLimit::new_shared(
+                "code requests per IP",
+                r.code_requests_per_ip_per_hour,
+                hour,
+                metrics,
+                bus,
+            ),
+            verify_per_ip: KeyedLimit::new_shared(
                 "verify attempts per IP",
                 r.verify_attempts_per_ip_per_minute,
                 Duration::from_secs(60),
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
-            register_per_ip: KeyedLimit::new(
+                bus,
+            ),
+            register_per_ip: KeyedLimit::new_shared(
                 "registrations per IP",
                 r.registrations_per_ip_per_day,
                 Duration::from_secs(86_400),
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
-            deletion_codes: KeyedLimit::new(
+                bus,
+            ),
+            deletion_codes: KeyedLimit::new_shared(
                 "deletion codes per account",
                 config.account.deletion_codes_per_account_per_hour,
                 hour,
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
+                bus,
+            ),
             access_ttl_ms: a.access_token_ttl_s * 1000,
             refresh_ttl_ms: a.refresh_token_ttl_s * 1000,
             code_ttl_s: a.code_ttl_s,

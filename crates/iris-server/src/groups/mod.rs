@@ -124,27 +124,27 @@ impl Groups {
             send_limit: deps.send_limit,
             limits: config.limits.to_proto(),
             locks: (0..LOCK_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
-            creations: KeyedLimit::new(
+            creations: KeyedLimit::new_shared(
                 "group creations per account",
                 r.group_creations_per_account_per_hour,
                 Duration::from_secs(3600),
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
-            adds: KeyedLimit::new(
+                bus,
+            ),
+            adds: KeyedLimit::new_shared(
                 "group member adds per account",
                 r.group_member_adds_per_account_per_minute,
                 Duration::from_secs(60),
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
-            joins: KeyedLimit::new(
+                bus,
+            ),
+            joins: KeyedLimit::new_shared(
                 "group join attempts per account",
                 r.group_join_attempts_per_account_per_hour,
                 Duration::from_secs(3600),
                 metrics,
-            )
-            .map(|l| l.shared(bus)),
+                bus,
+            ),
             members_max: config.limits.group_members_max,
         }
     }
