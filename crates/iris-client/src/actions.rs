@@ -68,6 +68,20 @@ impl Client {
         to_account_ids: Vec<u64>,
         group_ids: Vec<u64>,
     ) -> Result<Vec<pb::SendResult>, ClientError> {
+        self.forward_media(forwarded_from_msg_id, payload, Vec::new(), to_account_ids, group_ids).await
+    }
+
+    /// [`forward_of`](Self::forward_of) for a message with media: `media_ids` are the forwarded
+    /// message's (its payload the same `MediaMessage`), and every copy names them, so each holds
+    /// references of its own and the blobs outlive the original's expiry.
+    pub async fn forward_media(
+        &self,
+        forwarded_from_msg_id: u64,
+        payload: impl Into<Bytes>,
+        media_ids: Vec<String>,
+        to_account_ids: Vec<u64>,
+        group_ids: Vec<u64>,
+    ) -> Result<Vec<pb::SendResult>, ClientError> {
         let op = pb::Forward {
             client_msg_id: new_client_msg_id(),
             payload: payload.into(),
@@ -75,6 +89,7 @@ impl Client {
             group_ids,
             copies: vec![],
             forwarded_from_msg_id,
+            media_ids,
         };
         match self.op(client_op::Op::Forward(op)).await? {
             server_event::Event::ForwardResult(r) => Ok(r.results),

@@ -4,7 +4,8 @@
 //! A chat listed twice is sent once (answered once, in first-listed order). Copies are sent one
 //! after another and a failure stops the rest (earlier copies stay sent; a retry with the same
 //! client_msg_id is deduplicated per copy). Copy `i` is sent as `<client_msg_id>/<i>`, which is
-//! why a forward's id may take only [`FORWARD_SUFFIX_BYTES`] less than a send's. Built on the messaging and groups
+//! why a forward's id may take only [`FORWARD_SUFFIX_BYTES`] less than a send's. Every copy names
+//! the forward's `media_ids` and so holds its own references. Built on the messaging and groups
 //! services; knows nothing of sockets or sessions.
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use iris_store::{AccountId, DeviceAddr};
 
 use crate::error::ServiceError;
 use crate::groups::Groups;
+use crate::media_refs::MediaRefs;
 use crate::messaging::Messaging;
 use crate::ratelimit::SharedLimit;
 
@@ -63,6 +65,8 @@ impl Forwards {
                 "a forward's client_msg_id is at most {id_bytes_max} bytes: each copy is sent as <client_msg_id>/<i>"
             )));
         }
+        // Checked here too, so a bad list is refused before the first copy rather than by it.
+        MediaRefs::check(&op.media_ids)?;
         let copy_id = |i: usize| format!("{}/{i}", op.client_msg_id);
         let mut results = Vec::with_capacity(n_chats);
         for (i, &to) in to_account_ids.iter().enumerate() {
@@ -77,6 +81,7 @@ impl Forwards {
                 to_account_id: to,
                 body: Some(body),
                 forwarded: true,
+                media_ids: op.media_ids.clone(),
                 ..Default::default()
             };
             results.push(self.messaging.send(sender, msg).await?);
@@ -92,6 +97,7 @@ impl Forwards {
                 client_msg_id: copy_id(to_account_ids.len() + i),
                 body: Some(body),
                 forwarded: true,
+                media_ids: op.media_ids.clone(),
                 ..Default::default()
             };
             results.push(self.groups.start_forward(sender, msg).await?.finish().await?);

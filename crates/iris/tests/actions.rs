@@ -212,6 +212,7 @@ async fn a_forwards_client_msg_id_leaves_room_for_its_copy_suffix() {
             group_ids: vec![],
             copies: vec![],
             forwarded_from_msg_id: 0,
+            media_ids: vec![],
         })),
     };
     raw.send_ops(vec![forward(2, 62)]).await;

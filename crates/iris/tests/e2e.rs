@@ -326,6 +326,33 @@ async fn edits_reactions_and_forwards_go_encrypted() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_media_goes_encrypted_with_its_ids_outside() {
+    // Proves: `forward_media` puts the `MediaMessage` (with its keys) inside each chat's
+    // ciphertext and the blob ids outside, where the server counts them: the recipient opens
+    // the same media and the server holds a reference per copy, never the key.
+    use iris_client::media::{upload_media, MediaApi};
+    let s = TestServer::start().await;
+    let dir = TempDir::new().unwrap();
+    let alice = Device::link(&s, &dir, "+14155550253", "phone").await;
+    let mut bob = Device::link(&s, &dir, "+14155550254", "phone").await;
+    let file = dir.path().join("photo.bin");
+    std::fs::write(&file, vec![7u8; 50_000]).unwrap();
+    let api = MediaApi::new(&s.base_url(), &alice.creds.access_token).unwrap();
+    let up = upload_media(&api, &file, &Default::default(), &|_, _| {}).await.unwrap();
+    let media = pb::MediaMessage { media: vec![up.media.clone()], caption: "seen this?".into() };
+    let results = alice.e2e.forward_media(&media, up.media_ids.clone(), &[bob.id()], &[]).await.unwrap();
+    assert_eq!(results.len(), 1);
+    let (item, opened) = bob.next().await;
+    assert_eq!(opened, Opened::Media { media, encrypted: true });
+    let Some(pb::inbox_item::Body::Message(m)) = &item.body else { panic!("{item:?}") };
+    assert_eq!((m.media_ids.clone(), m.forwarded), (up.media_ids.clone(), true));
+    let id: [u8; 32] = hex::decode(&up.media_ids[0]).unwrap().try_into().unwrap();
+    assert_eq!(s.ctx().store.media_ref_count(id).await.unwrap(), 1);
+    let key = &up.media.key;
+    assert!(!server_bytes(&s).await.windows(key.len()).any(|w| w == &key[..]), "the key never reaches the server");
+}
+
 /// `item` with its payload changed by `change`.
 fn with_payload(item: &InboxItem, change: impl Fn(&[u8]) -> Vec<u8>) -> InboxItem {
     let mut item = item.clone();

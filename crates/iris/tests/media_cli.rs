@@ -1,6 +1,7 @@
 //! Media through the real binary: `iris send --file` uploads (encrypted by default, or plaintext)
 //! and sends; `iris recv --save-dir` saves the files, decrypted and checked, into a folder and
-//! prints their paths, on the recipient's second device.
+//! prints their paths, on the recipient's second device. Also the SDK's media paths the CLI
+//! does not take: encrypted media in a group, and a forward naming its media.
 
 mod common;
 
@@ -144,4 +145,69 @@ async fn a_group_message_carries_encrypted_media_through_the_sdk() {
     let thumb = bob_api.fetch_small(&media.media[0].thumbnail_id).await.unwrap();
     let thumb = iris_client::media::crypto::decrypt_bytes(&thumb, &media.media[0].thumbnail_key).unwrap();
     assert_eq!(thumb, b"\xff\xd8\xff fake jpeg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_names_its_media_in_every_copy() {
+    // Proves: a forward with the message's `media_ids` gives every copy (1:1 and group) those
+    // ids and a reference of its own on each blob, and the file saved from a forwarded copy is
+    // the original; an unknown blob is NOT_FOUND and a malformed id INVALID_ARGUMENT, both
+    // before anything is sent.
+    use iris_client::media::{group_media_of, media_of, media_payload, save_media, upload_media, MediaApi};
+    use iris_client::pb::{self, inbox_item::Body, ErrorCode};
+    use iris_client::{Event, Recipient};
+    let server = TestServer::start().await;
+    let url = server.base_url();
+    let alice = login(&url, "+14155550721", "a").await;
+    let bob = login(&url, "+14155550722", "b").await;
+    let carol = login(&url, "+14155550723", "c").await;
+    let (a, _ae) = connect(&url, &alice).await;
+    let (b, mut be) = connect(&url, &bob).await;
+    let (c, mut ce) = connect(&url, &carol).await;
+    let club = b.group_create("club", "", vec![Recipient::Account(carol.account_id)], Default::default()).await;
+    let club = club.unwrap().group_id;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let api = MediaApi::new(&url, &alice.access_token).unwrap();
+    let up = upload_media(&api, &file, &Default::default(), &|_, _| {}).await.unwrap();
+    let original = pb::SendMessage {
+        client_msg_id: "m1".into(),
+        to_account_id: bob.account_id,
+        body: Some(pb::send_message::Body::Payload(media_payload(vec![up.media.clone()], "notes"))),
+        media_ids: up.media_ids.clone(),
+        ..Default::default()
+    };
+    a.send_message(original).await.unwrap();
+    let is_message =
+        |e: &Event| matches!(e, Event::Message(i) if matches!(i.body, Some(Body::Message(_) | Body::GroupMessage(_))));
+    let Event::Message(got) = recv_until(&b, &mut be, is_message).await else { unreachable!() };
+    let Some(Body::Message(m)) = &got.body else { unreachable!() };
+
+    let forward = |media_ids: Vec<String>| {
+        b.forward_media(got.server_msg_id, m.payload.clone(), media_ids, vec![carol.account_id], vec![club])
+    };
+    assert_eq!(forward(vec!["ab".repeat(32)]).await.unwrap_err().code(), Some(ErrorCode::NotFound));
+    assert_eq!(forward(vec!["not hex".into()]).await.unwrap_err().code(), Some(ErrorCode::InvalidArgument));
+    assert_eq!(forward(m.media_ids.clone()).await.unwrap().len(), 2);
+
+    let mut copies = Vec::new();
+    for _ in 0..2 {
+        let Event::Message(item) = recv_until(&c, &mut ce, is_message).await else { unreachable!() };
+        let (ids, forwarded, media) = match &item.body {
+            Some(Body::Message(m)) => (m.media_ids.clone(), m.forwarded, media_of(m)),
+            Some(Body::GroupMessage(m)) => (m.media_ids.clone(), m.forwarded, group_media_of(m)),
+            _ => unreachable!(),
+        };
+        assert!(forwarded);
+        assert_eq!(ids, up.media_ids, "every copy names the media (the refused forwards sent nothing)");
+        copies.push(media.expect("a media payload"));
+    }
+    let carol_api = MediaApi::new(&url, &carol.access_token).unwrap();
+    let saved = save_media(&carol_api, &copies[1].media[0], &dir.path().join("carol"), &|_, _| {}).await.unwrap();
+    assert!(std::fs::read(saved).unwrap() == bytes);
+    let id: [u8; 32] = hex::decode(&up.media_ids[0]).unwrap().try_into().unwrap();
+    assert_eq!(server.ctx().store.media_ref_count(id).await.unwrap(), 3, "the original and two copies");
 }

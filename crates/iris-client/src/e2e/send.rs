@@ -29,9 +29,7 @@ impl E2e {
         media: &pb::MediaMessage,
         media_ids: Vec<String>,
     ) -> Result<pb::SendResult, ClientError> {
-        use base64::Engine as _;
-        use prost::Message as _;
-        let body = Body::Media { media: base64::engine::general_purpose::STANDARD.encode(media.encode_to_vec()) };
+        let body = media_body(media);
         self.send_direct(to_account, body, 0, new_client_msg_id(), media_ids).await
     }
 
@@ -171,8 +169,31 @@ impl E2e {
         to_accounts: &[u64],
         groups: &[u64],
     ) -> Result<Vec<pb::SendResult>, ClientError> {
+        self.forward_body(Body::Text { text: text.to_owned() }, Vec::new(), to_accounts, groups).await
+    }
+
+    /// Forwards media received (or sent) earlier: `media` with its keys goes inside each chat's
+    /// ciphertext, `media_ids` (the blobs, as the original message named them) outside, so each
+    /// copy holds references of its own.
+    pub async fn forward_media(
+        &self,
+        media: &pb::MediaMessage,
+        media_ids: Vec<String>,
+        to_accounts: &[u64],
+        groups: &[u64],
+    ) -> Result<Vec<pb::SendResult>, ClientError> {
+        let body = media_body(media);
+        self.forward_body(body, media_ids, to_accounts, groups).await
+    }
+
+    async fn forward_body(
+        &self,
+        body: Body,
+        media_ids: Vec<String>,
+        to_accounts: &[u64],
+        groups: &[u64],
+    ) -> Result<Vec<pb::SendResult>, ClientError> {
         let client_msg_id = new_client_msg_id();
-        let body = Body::Text { text: text.to_owned() };
         let (to_accounts, groups) = (&distinct(to_accounts)[..], &distinct(groups)[..]);
         if to_accounts.len() + groups.len() > FORWARD_CHATS_MAX {
             // Nothing to encrypt for: the server refuses it (INVALID_ARGUMENT) by its own limit.
@@ -182,7 +203,7 @@ impl E2e {
                 body: Some(pb::forward_copy::Body::Payload(nobody())),
             };
             let copies = to_accounts.iter().map(|&a| (a, 0)).chain(groups.iter().map(|&g| (0, g))).map(copy).collect();
-            let op = pb::Forward { client_msg_id, copies, ..Default::default() };
+            let op = pb::Forward { client_msg_id, copies, media_ids, ..Default::default() };
             return match self.client.op(pb::client_op::Op::Forward(op)).await? {
                 pb::server_event::Event::ForwardResult(r) => Ok(r.results),
                 other => Err(crate::error::unexpected(&other)),
@@ -205,7 +226,12 @@ impl E2e {
                     let body = Some(pb::forward_copy::Body::Payload(payload.into()));
                     copies.push(pb::ForwardCopy { to_account_id: 0, group_id: group, body });
                 }
-                let op = pb::Forward { client_msg_id: client_msg_id.clone(), copies, ..Default::default() };
+                let op = pb::Forward {
+                    client_msg_id: client_msg_id.clone(),
+                    copies,
+                    media_ids: media_ids.clone(),
+                    ..Default::default()
+                };
                 match self.client.op(pb::client_op::Op::Forward(op)).await? {
                     pb::server_event::Event::ForwardResult(r) => Ok(r.results),
                     other => Err(crate::error::unexpected(&other)),
@@ -219,4 +245,12 @@ impl E2e {
         }
         Ok(results)
     }
+}
+
+/// The body of a message with media: `media` (with its keys) as standard base64 of its
+/// protobuf bytes.
+fn media_body(media: &pb::MediaMessage) -> Body {
+    use base64::Engine as _;
+    use prost::Message as _;
+    Body::Media { media: base64::engine::general_purpose::STANDARD.encode(media.encode_to_vec()) }
 }
