@@ -46,8 +46,8 @@ export interface PayloadCrypto {
   sealDirect(peerAccountId: U64, content: Content): Promise<SealedBody>;
   /** Seals a group content for every member device. */
   sealGroup(groupId: U64, content: Content): Promise<SealedBody>;
-  /** Seals a forwarded text for each chat. */
-  sealForward(text: string, toAccountIds: U64[], groupIds: U64[]): Promise<SealedForward>;
+  /** Seals a forwarded text or media message for each chat. */
+  sealForward(content: Content, toAccountIds: U64[], groupIds: U64[]): Promise<SealedForward>;
   /** Opens an inbox item's payload (messages and actions); acts on key upkeep items
    * (`keysLow`, `identityChange`). `undefined` for items without a payload. Never throws for a
    * bad payload: that is `undecryptable`. */

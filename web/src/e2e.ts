@@ -386,10 +386,10 @@ export class E2eCrypto implements PayloadCrypto {
     return textToBase64(JSON.stringify({ v: 1, alg: MEGOLM, sender_key: this.identityKeys().curve25519, session_id: outbound.session.session_id(), body }));
   }
 
-  sealForward(text: string, toAccountIds: U64[], groupIds: U64[]): Promise<SealedForward> {
+  sealForward(content: Content, toAccountIds: U64[], groupIds: U64[]): Promise<SealedForward> {
     return this.locked(async () => {
       const copies: Extract<SealedForward, { copies: unknown }>['copies'] = [];
-      const body = bodyJson({ type: 'text', text });
+      const body = bodyJson(content);
       for (const to of [...new Set(toAccountIds)]) {
         copies.push({ toAccountId: to, perDevice: { payloads: await this.perDevice(to, contentJson(this.me, to, '0', body)) } });
       }

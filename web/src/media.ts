@@ -34,6 +34,12 @@ export interface MediaMessage {
   caption: string;
 }
 
+/** The blobs a message with `media` names in `media_ids` (each file and its thumbnail), so
+ * that a forward holds references on the same blobs as the original. */
+export function mediaIdsOf(media: MediaMessage): string[] {
+  return media.media.flatMap((r) => [r.mediaId, r.thumbnailId]).filter((id) => id !== '');
+}
+
 /** Whether this client can send and show media. */
 export const mediaSupported = true;
 

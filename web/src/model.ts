@@ -477,11 +477,14 @@ export function markFailed(state: ClientState, chatKey: ChatKey, clientMsgId: st
   }
 }
 
+/** What a forward sends: a message's text, and its media if it has any. */
+export type Forwardable = Pick<ChatMessage, 'text' | 'media'>;
+
 /** Adds the copies a forward sent (one per chat, already accepted). */
 export function addForwarded(
   state: ClientState,
   chatKey: ChatKey,
-  text: string,
+  message: Forwardable,
   result: { serverMsgId: U64; serverTsMs: U64; clientMsgId: string },
   me: { accountId: U64; phone: string },
 ): void {
@@ -494,7 +497,8 @@ export function addForwarded(
     fromMe: true,
     fromAccountId: me.accountId,
     fromPhone: me.phone,
-    text,
+    text: message.text,
+    media: message.media,
     tsMs: Number(result.serverTsMs),
     tick: 'sent',
     forwarded: true,

@@ -32,6 +32,7 @@ export interface ClientOp {
     toAccountIds?: U64[];
     groupIds?: U64[];
     copies?: { toAccountId?: U64; groupId?: U64; payload?: Base64; perDevice?: DevicePayloads }[];
+    mediaIds?: string[];
   };
   keys?: KeysOp;
   contactsUpdate?: { addAccountIds?: U64[]; removeAccountIds?: U64[] };

@@ -12,7 +12,7 @@ import { forgetKeys, type Ask } from './e2e';
 import { ApiFailure, httpApi, type Credentials, type DeviceInfo, type PendingLinkInfo } from './http_api';
 import * as model from './model';
 import type { ChatKey, ClientState, PendingSend } from './model';
-import { downloadMedia, uploadFile, type MediaRef } from './media';
+import { downloadMedia, mediaIdsOf, uploadFile, type MediaRef } from './media';
 import { compareU64, isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
 import * as storage from './storage';
 
@@ -490,19 +490,22 @@ export class Session {
     this.commit();
   }
 
-  /** Forwards a text to up to 5 chats. */
-  async forward(text: string, chatKeys: ChatKey[]): Promise<void> {
+  /** Forwards a text, or a photo or file with its caption, to up to 5 chats. Media is not
+   * uploaded again: every copy names the same blobs (and its keys travel sealed). */
+  async forward(message: model.Forwardable, chatKeys: ChatKey[]): Promise<void> {
     const chats = chatKeys.map((k) => this.state.chats[k]).filter(Boolean);
     const accounts = chats.filter((c) => c.kind === 'direct');
     const groups = chats.filter((c) => c.kind === 'group');
     const clientMsgId = crypto.randomUUID();
-    const sealed = await this.crypto.sealForward(text, accounts.map((c) => c.peerAccountId!), groups.map((c) => c.groupId!));
-    const event = await this.ask({ forward: { clientMsgId, ...sealed } });
+    const content: Content = message.media ? { type: 'media', media: message.media } : { type: 'text', text: message.text };
+    const sealed = await this.crypto.sealForward(content, accounts.map((c) => c.peerAccountId!), groups.map((c) => c.groupId!));
+    const mediaIds = message.media ? mediaIdsOf(message.media) : undefined;
+    const event = await this.ask({ forward: { clientMsgId, ...sealed, mediaIds } });
     const results = event.forwardResult?.results ?? [];
     [...accounts, ...groups].forEach((chat, i) => {
       const r = results[i];
       if (r?.serverMsgId) {
-        model.addForwarded(this.state, chat.key, text, { serverMsgId: r.serverMsgId, serverTsMs: r.serverTsMs ?? '0', clientMsgId: r.clientMsgId ?? `${clientMsgId}/${i}` }, this.me);
+        model.addForwarded(this.state, chat.key, message, { serverMsgId: r.serverMsgId, serverTsMs: r.serverTsMs ?? '0', clientMsgId: r.clientMsgId ?? `${clientMsgId}/${i}` }, this.me);
       }
     });
     this.commit();

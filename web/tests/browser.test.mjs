@@ -331,6 +331,20 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   assert.ok(photo, `Carol got the photo: ${JSON.stringify(lines)}`);
   assert.deepEqual(readFileSync(photo.media[0].path), PNG, 'the CLI decrypted the browser\'s photo to the same bytes');
   await shots('file-from-cli', alice);
+
+  // Alice forwards the photo she sent Bob to Carol: not uploaded again, the same blob, sealed anew.
+  await openChat(alice, BOB);
+  await messageAction(alice, 'A tiny photo', 'Forward');
+  const dialog = alice.page.getByRole('dialog');
+  await dialog.getByLabel(CAROL).check();
+  await dialog.getByRole('button', { name: 'Forward' }).click();
+  const forwardedDir = join(work, 'carol-forwarded');
+  const copies = (await carol.recv(1, 30, forwardedDir)).filter((l) => l.forwarded && Array.isArray(l.media));
+  assert.equal(copies.length, 1, `Carol got the forwarded photo: ${JSON.stringify(copies)}`);
+  assert.equal(copies[0].text, 'A tiny photo', 'with its caption');
+  assert.deepEqual(readFileSync(copies[0].media[0].path), PNG, 'the forwarded photo decrypts to the same bytes');
+  await openChat(alice, CAROL);
+  await bubble(alice, 'A tiny photo').filter({ hasText: 'Forwarded' }).locator('img.media-image').waitFor();
 });
 
 let groupId;

@@ -7,7 +7,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { E2eCrypto } from '../e2e';
 import type { Ask } from '../e2e';
 import type { Credentials } from '../http_api';
-import type { ChatKey } from '../model';
+import type { ChatKey, Forwardable } from '../model';
 import { Session } from '../session';
 import * as storage from '../storage';
 import { Banner, Notices } from './banner';
@@ -64,7 +64,7 @@ type Dialog =
   | { kind: 'new-group' }
   | { kind: 'settings' }
   | { kind: 'group-info' }
-  | { kind: 'forward'; text: string };
+  | { kind: 'forward'; message: Forwardable };
 
 function chatFromHash(): ChatKey | undefined {
   const m = /^#chat=([ug]:[0-9]+)$/.exec(location.hash);
@@ -130,7 +130,7 @@ function Messenger({ session }: { session: Session }) {
             focusRequest={focusRequest}
             onBack={() => openChat(undefined)}
             onGroupInfo={() => setDialog({ kind: 'group-info' })}
-            onForward={(text) => setDialog({ kind: 'forward', text })}
+            onForward={(message) => setDialog({ kind: 'forward', message })}
           />
         ) : (
           <section class="conversation empty" aria-label="No chat open">
@@ -147,7 +147,7 @@ function Messenger({ session }: { session: Session }) {
       {dialog.kind === 'new-group' && <NewGroupDialog session={session} onClose={close} onOpen={(k) => { close(); openChat(k); }} />}
       {dialog.kind === 'settings' && <SettingsPanel session={session} onClose={close} />}
       {dialog.kind === 'group-info' && chat?.kind === 'group' && <GroupPanel session={session} chat={chat} onClose={close} />}
-      {dialog.kind === 'forward' && <ForwardDialog session={session} text={dialog.text} onClose={close} />}
+      {dialog.kind === 'forward' && <ForwardDialog session={session} message={dialog.message} onClose={close} />}
       <Notices session={session} />
     </div>
   );

@@ -28,7 +28,7 @@ export function Conversation(props: {
   focusRequest: number;
   onBack: () => void;
   onGroupInfo: () => void;
-  onForward: (text: string) => void;
+  onForward: (message: model.Forwardable) => void;
 }) {
   const { session, chat } = props;
   const [mode, setMode] = useState<ComposeMode>({ kind: 'new' });
@@ -94,7 +94,7 @@ export function Conversation(props: {
             replyTarget={m.replyTo ? model.findMessage(chat, m.replyTo) : undefined}
             onReply={() => setMode({ kind: 'reply', to: m })}
             onEdit={() => setMode({ kind: 'edit', message: m })}
-            onForward={() => props.onForward(m.text)}
+            onForward={() => props.onForward(m)}
           />
         ))}
       </ol>

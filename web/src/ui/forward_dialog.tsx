@@ -1,4 +1,4 @@
-// Forwarding a message to up to five chats at once.
+// Forwarding a message (text, or a photo or file with its caption) to up to five chats at once.
 
 import { useState } from 'preact/hooks';
 import * as model from '../model';
@@ -9,7 +9,7 @@ import { chatTitle } from './format';
 
 const FORWARD_CHATS_MAX = 5;
 
-export function ForwardDialog(props: { session: Session; text: string; onClose: () => void }) {
+export function ForwardDialog(props: { session: Session; message: model.Forwardable; onClose: () => void }) {
   const [picked, setPicked] = useState<ChatKey[]>([]);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
@@ -22,7 +22,7 @@ export function ForwardDialog(props: { session: Session; text: string; onClose: 
     if (picked.length === 0) return setError('Choose at least one chat.');
     setBusy(true);
     try {
-      await props.session.forward(props.text, picked);
+      await props.session.forward(props.message, picked);
       props.onClose();
     } catch (err) {
       setError((err as Error).message);

@@ -138,7 +138,7 @@ export function MessageBubble(props: {
             )}
           </div>
           <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onReply(); }}>Reply</button>
-          {!m.unreadable && !m.media && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onForward(); }}>Forward</button>}
+          {!m.unreadable && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onForward(); }}>Forward</button>}
           {canEdit && <button type="button" role="menuitem" onClick={() => { setMenu(false); props.onEdit(); }}>Edit</button>}
           {canDelete && (
             <button type="button" role="menuitem" class="danger"
