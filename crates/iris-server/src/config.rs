@@ -760,6 +760,9 @@ pub struct RateLimitConfig {
     /// Media uploads one account may start per minute (the byte quota is
     /// `media.quota_per_account_per_hour_mb`).
     pub media_uploads_per_account_per_minute: u32,
+    /// Test wake-ups (`PushOp.test`) one account may ask for per hour: each is a request to a
+    /// push provider on the operator's credentials, so a client must not loop on it.
+    pub push_tests_per_account_per_hour: u32,
 }
 
 impl RateLimitConfig {
@@ -780,6 +783,7 @@ impl RateLimitConfig {
             discover_requests_per_account_per_day: 0,
             group_join_attempts_per_account_per_hour: 0,
             media_uploads_per_account_per_minute: 0,
+            push_tests_per_account_per_hour: 0,
         }
     }
 }
@@ -801,6 +805,7 @@ impl Default for RateLimitConfig {
             discover_requests_per_account_per_day: 100,
             group_join_attempts_per_account_per_hour: 60,
             media_uploads_per_account_per_minute: 60,
+            push_tests_per_account_per_hour: 10,
         }
     }
 }

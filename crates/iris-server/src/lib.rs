@@ -224,15 +224,24 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
     ));
     let router = Arc::new(router::Router::new(config.session.signal_queue_len_max));
-    let push = Arc::new(push::Push::new(
-        &config.push,
-        push::Push::providers(&config.push, clock.clone())?,
-        store.clone(),
-        store.clone(),
-        router.clone(),
-        metrics.clone(),
-        clock.clone(),
-    ));
+    let push = Arc::new(
+        push::Push::new(
+            &config.push,
+            push::Push::providers(&config.push, clock.clone())?,
+            store.clone(),
+            store.clone(),
+            router.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )
+        .limiting_tests(ratelimit::KeyedLimit::new_shared(
+            "push tests per account",
+            config.rate_limits.push_tests_per_account_per_hour,
+            Duration::from_secs(3600),
+            &metrics,
+            bus.as_ref(),
+        )),
+    );
     let offline: Arc<dyn router::Offline> = push.clone();
     router.set_offline(&offline);
     let ids = Arc::new(ids::IdGenerator::new(config.node_id));
@@ -569,6 +578,7 @@ async fn sweep_loop(ctx: Arc<Ctx>) {
                 ctx.sessions.calls.sweep();
                 ctx.sessions.contacts.sweep();
                 ctx.sessions.abuse.sweep();
+                ctx.sessions.push.sweep();
                 ctx.metrics.limit_log.sweep(limit_log::now_ms());
             }
             _ = store_tick.tick() => {

@@ -5,7 +5,7 @@
 //! goes over HTTP/2 with a verified ES256 provider token; 5xx answers are retried; invalid-token
 //! answers remove the token; revoking a device removes its target; bad registrations get their
 //! typed errors; webhook hosts that are or resolve to inward addresses are refused unless
-//! allowed; registration over HTTP; and, on two nodes of a cluster, only the committing node
+//! allowed; test wake-ups are rate-limited per account; registration over HTTP; and, on two nodes of a cluster, only the committing node
 //! wakes a device, and only once no node holds it.
 
 mod common;
@@ -414,6 +414,36 @@ async fn webhook_hosts_that_are_or_resolve_to_inward_addresses_are_refused_unles
     carol.push_register(PushProvider::Webhook, by_name.clone()).await.unwrap();
     assert!(carol.push_test().await.unwrap().sent);
     assert_eq!(r.next().await.path, "/up/name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_wake_ups_are_rate_limited_per_account() {
+    // Proves: past `push_tests_per_account_per_hour`, a test is RATE_LIMITED with a wait and
+    // reaches no provider, for every device of the account; another account still tests.
+    let mut r = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        webhook(c, &r);
+        c.rate_limits.push_tests_per_account_per_hour = 2;
+    })
+    .await;
+    let url = format!("https://127.0.0.1:{}/up/limited", r.addr.port());
+    let (bob, _events, _) = connect_device(&server, "+14155550461").await;
+    bob.push_register(PushProvider::Webhook, url.clone()).await.unwrap();
+    for _ in 0..2 {
+        assert!(bob.push_test().await.unwrap().sent);
+        assert_eq!(r.next().await.path, "/up/limited");
+    }
+    let refused = bob.push_test().await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::RateLimited));
+    assert!(refused.retry_after_ms().is_some_and(|ms| ms > 0), "{refused:?}");
+    let (laptop, _laptop_events, _) = connect_device(&server, "+14155550461").await;
+    laptop.push_register(PushProvider::Webhook, url.clone()).await.unwrap();
+    assert_eq!(code(laptop.push_test().await.unwrap_err()), ErrorCode::RateLimited, "the limit is the account's");
+    let (carol, _carol_events, _) = connect_device(&server, "+14155550462").await;
+    carol.push_register(PushProvider::Webhook, url).await.unwrap();
+    assert!(carol.push_test().await.unwrap().sent);
+    assert_eq!(r.next().await.path, "/up/limited");
+    assert!(r.seen.try_recv().is_err(), "the refused tests reached no provider");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

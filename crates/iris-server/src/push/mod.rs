@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item, push_op, PushProvider};
-use iris_store::{DeviceAddr, InboxStore, PushStore, PushTarget};
+use iris_store::{AccountId, DeviceAddr, InboxStore, PushStore, PushTarget};
 use prost::Message as _;
 use rand::Rng as _;
 use tokio::sync::mpsc;
@@ -44,6 +44,7 @@ use crate::clock::Clock;
 use crate::config::PushConfig;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
+use crate::ratelimit::{self, KeyedLimit};
 use crate::router::{Offline, Router};
 
 /// Requests sent at once per provider.
@@ -149,6 +150,8 @@ pub struct Push {
     intake_rx: std::sync::Mutex<Option<mpsc::Receiver<DeviceAddr>>>,
     clock: Arc<dyn Clock>,
     config: PushConfig,
+    /// Test wake-ups per account (`rate_limits.push_tests_per_account_per_hour`).
+    test_limit: Option<KeyedLimit<AccountId>>,
 }
 
 /// The provider name of a wire provider.
@@ -256,6 +259,20 @@ impl Push {
             intake_rx: std::sync::Mutex::new(Some(rx)),
             clock,
             config: config.clone(),
+            test_limit: None,
+        }
+    }
+
+    /// Limits test wake-ups with `limit` (per account; `None`: unlimited, as built).
+    pub fn limiting_tests(mut self, limit: Option<KeyedLimit<AccountId>>) -> Self {
+        self.test_limit = limit;
+        self
+    }
+
+    /// Forgets idle rate-limit buckets; called periodically.
+    pub fn sweep(&self) {
+        if let Some(l) = &self.test_limit {
+            l.sweep();
         }
     }
 
@@ -312,8 +329,10 @@ impl Push {
         Ok(pb::PushResult { provider: provider as i32, ..Default::default() })
     }
 
-    /// One wake-up now, reported to the caller.
+    /// One wake-up now, reported to the caller; `RATE_LIMITED` past the account's tests per
+    /// hour.
     async fn test(&self, device: DeviceAddr) -> Result<pb::PushResult, ServiceError> {
+        ratelimit::check_shared(&self.test_limit, &device.account).await?;
         let target = self.store.push_target(device).await?.ok_or(ServiceError::NotFound("push target"))?;
         let lane = self
             .lanes
