@@ -324,6 +324,14 @@ export function describeMedia(ref: MediaRef): string {
   return [word, ref.kind === MEDIA_KIND.document ? ref.fileName : '', size].filter(Boolean).join(' · ');
 }
 
+/** The player the browser offers for a voice note or video it can decode (from a blob: URL,
+ * once the person asks: a video may be large), if any. */
+export function playerFor(ref: MediaRef): 'audio' | 'video' | undefined {
+  if (ref.kind === MEDIA_KIND.voice && /^audio\/(wav|x-wav|ogg|mpeg|mp4|aac|webm)$/.test(ref.mime)) return 'audio';
+  if (ref.kind === MEDIA_KIND.video && /^video\/(mp4|webm|ogg)$/.test(ref.mime)) return 'video';
+  return undefined;
+}
+
 /** Whether the browser can show it inline (decoded by the browser, from a blob: URL). */
 export function isShownInline(ref: MediaRef): boolean {
   return ref.kind === MEDIA_KIND.image && /^image\/(png|jpeg|gif|webp)$/.test(ref.mime);

@@ -3,9 +3,10 @@
 // phone-sized one, and Carol the `iris` command line. The steps run in order as one story:
 // login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, end-to-end encryption between the
 // browsers and with the CLI (1:1 both ways, safety numbers, an undecryptable message, a group),
-// a photo and a file (encrypted media) between browsers and the CLI, a group, a linked device (its
-// link code approved by Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner, then nothing lost or
-// doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
+// a photo and a file (encrypted media) between browsers and the CLI, the photo forwarded, a
+// voice note played, a group, a linked device (its link code approved by Alice's first
+// browser) with sent-sync, a server killed and restarted mid-conversation (banner, then
+// nothing lost or doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
 // target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
 
 import assert from 'node:assert/strict';
@@ -298,6 +299,26 @@ function makePng(width = 96, height = 64) {
 }
 const PNG = makePng();
 
+/** Half a second of a 440 Hz tone: 8 kHz mono 16-bit PCM in a WAV file. */
+function makeWav() {
+  const samples = 4000;
+  const out = Buffer.alloc(44 + samples * 2);
+  out.write('RIFF', 0);
+  out.writeUInt32LE(36 + samples * 2, 4);
+  out.write('WAVEfmt ', 8);
+  out.writeUInt32LE(16, 16);
+  out.writeUInt16LE(1, 20); // PCM
+  out.writeUInt16LE(1, 22); // mono
+  out.writeUInt32LE(8000, 24);
+  out.writeUInt32LE(16000, 28);
+  out.writeUInt16LE(2, 32);
+  out.writeUInt16LE(16, 34);
+  out.write('data', 36);
+  out.writeUInt32LE(samples * 2, 40);
+  for (let i = 0; i < samples; i++) out.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 8000)), 44 + i * 2);
+  return out;
+}
+
 test('a photo sent from one browser is shown in the other; a file from the CLI is offered as a download', async () => {
   await openChat(alice, BOB);
   await openChat(bob, ALICE);
@@ -345,6 +366,18 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   assert.deepEqual(readFileSync(copies[0].media[0].path), PNG, 'the forwarded photo decrypts to the same bytes');
   await openChat(alice, CAROL);
   await bubble(alice, 'A tiny photo').filter({ hasText: 'Forwarded' }).locator('img.media-image').waitFor();
+
+  // A voice note from the CLI plays in the browser once asked for: decrypted, then decoded.
+  const voice = join(work, 'hello.wav');
+  writeFileSync(voice, makeWav());
+  await carol.sendEncrypted(ALICE, 'Listen', voice);
+  const play = alice.page.getByRole('button', { name: /^Play Voice note/ });
+  await play.waitFor();
+  await play.click();
+  const audio = bubble(alice, 'Listen').locator('audio.media-audio');
+  await audio.waitFor();
+  await until('the voice note decoded: 0.5 s', () => audio.evaluate((a) => a.readyState >= 1 && Math.abs(a.duration - 0.5) < 0.01));
+  await shots('voice-note', alice);
 });
 
 let groupId;

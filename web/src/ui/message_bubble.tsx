@@ -4,7 +4,7 @@
 // within 48 hours). Group notices are a centred line instead.
 
 import { useEffect, useState } from 'preact/hooks';
-import { describeMedia, isShownInline, type MediaRef } from '../media';
+import { describeMedia, isShownInline, playerFor, type MediaRef } from '../media';
 import * as model from '../model';
 import type { Chat, ChatMessage } from '../model';
 import type { Session } from '../session';
@@ -12,13 +12,15 @@ import { messagePreview, messageTime, TICK_GLYPH, TICK_LABEL } from './format';
 
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
 
-/** A photo shown inline (downloaded, checked and decrypted here, then a blob: URL), or a file
- * offered as a download. */
+/** A photo shown inline (downloaded, checked and decrypted here, then a blob: URL), a voice
+ * note or video played once asked for, or a file offered as a download. */
 function MediaView(props: { session: Session; media: MediaRef }) {
   const { session, media } = props;
   const inline = isShownInline(media);
+  const player = playerFor(media);
   const [url, setUrl] = useState<string>();
   const [failed, setFailed] = useState<string>();
+  const [loading, setLoading] = useState(false);
   const fetchUrl = () =>
     session.mediaBytes(media).then(
       (bytes) => URL.createObjectURL(new Blob([bytes as BlobPart], { type: media.mime || 'application/octet-stream' })),
@@ -37,7 +39,25 @@ function MediaView(props: { session: Session; media: MediaRef }) {
       if (made) URL.revokeObjectURL(made);
     };
   }, [media.mediaId]);
+  // A player's URL lives as long as the bubble.
+  useEffect(() => () => void (player && url && URL.revokeObjectURL(url)), [url]);
   if (failed) return <span class="media-failed" role="alert">{describeMedia(media)}: {failed}</span>;
+  if (player && url) {
+    return player === 'audio'
+      ? <audio class="media-audio" controls src={url} aria-label={describeMedia(media)} />
+      : <video class="media-video" controls src={url} aria-label={describeMedia(media)} />;
+  }
+  if (player) {
+    const play = () => {
+      setLoading(true);
+      fetchUrl().then(setUrl, () => setLoading(false));
+    };
+    return (
+      <button type="button" class="media-file" onClick={play} disabled={loading} aria-label={`Play ${describeMedia(media)}`}>
+        {loading ? '…' : '▶'} {describeMedia(media)}
+      </button>
+    );
+  }
   if (inline) {
     return url ? <img class="media-image" src={url} alt={describeMedia(media)} /> : <span class="media-loading">{describeMedia(media)} …</span>;
   }
