@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use iris_proto::pb::{self, inbox_item, IdentityChangeType};
-use iris_store::{AccountId, AppendRequest, DeviceAddr, Store};
+use iris_store::{AccountId, AppendRequest, DedupKey, DeviceAddr, Store};
 
 use crate::clock::Clock;
 use crate::directory::Directory;
@@ -46,13 +46,33 @@ impl IdentityNotices {
         Self { fanout, directory, store, ids, clock, peers_window_ms }
     }
 
+    /// Tells the partners of `device`'s account that it published `identity`, once per
+    /// identity: a repeat within the dedup window (an upload retried after a failure) is
+    /// deduplicated by the store under the account's device 0, which no client sends as.
+    /// Returns once the notices are durable.
+    pub async fn announce_added(&self, device: DeviceAddr, identity: pb::IdentityKeys) -> Result<(), ServiceError> {
+        let key: String = identity.curve25519.chars().take(32).collect();
+        let dedup = DedupKey {
+            sender: DeviceAddr::new(device.account, 0),
+            client_msg_id: format!("identity/{}/{key}", device.device),
+        };
+        self.announce(device, IdentityChangeType::DeviceAdded, Some(identity), Some(dedup)).await
+    }
+
+    /// Tells the partners of `device`'s account that it was revoked. Returns once the notices
+    /// are durable.
+    pub async fn announce_removed(&self, device: DeviceAddr) -> Result<(), ServiceError> {
+        self.announce(device, IdentityChangeType::DeviceRemoved, None, None).await
+    }
+
     /// Tells the partners of `device`'s account that it changed (`kind`), with the keys it
-    /// published when it was added. Returns once the notices are durable.
-    pub async fn announce(
+    /// published when it was added.
+    async fn announce(
         &self,
         device: DeviceAddr,
         kind: IdentityChangeType,
         identity: Option<pb::IdentityKeys>,
+        dedup: Option<DedupKey>,
     ) -> Result<(), ServiceError> {
         let Some(view) = self.directory.by_id(device.account).await? else { return Ok(()) };
         let partners = self.partners(device.account).await?;
@@ -75,7 +95,7 @@ impl IdentityNotices {
             }),
         );
         let entries = entries_for(devices, &item);
-        self.fanout.append(AppendRequest::event(id, now, entries)).await?;
+        self.fanout.append(AppendRequest { dedup, ..AppendRequest::event(id, now, entries) }).await?;
         Ok(())
     }
 

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use iris_proto::pb::{self, inbox_item, keys_op, keys_result, IdentityChangeType};
+use iris_proto::pb::{self, inbox_item, keys_op, keys_result};
 use iris_store::{
     AccountId, AppendRequest, ClaimedKey, DeviceAddr, DeviceIdentity, IdentityOutcome, LowKeys, SignedKeyRecord, Store,
 };
@@ -70,6 +70,11 @@ impl Keys {
         Self { deps }
     }
 
+    /// The identity-change notices this service sends.
+    pub fn notices(&self) -> &IdentityNotices {
+        &self.deps.notices
+    }
+
     /// Runs one key operation of `device`.
     pub async fn op(&self, device: DeviceAddr, op: pb::KeysOp) -> Result<pb::KeysResult, ServiceError> {
         use keys_result::Result as R;
@@ -93,12 +98,20 @@ impl Keys {
         }
         if let Some(identity) = op.identity {
             check_identity(&identity)?;
-            match d.store.set_identity(device, record(&identity)).await? {
-                IdentityOutcome::Published => {
-                    d.notices.announce(device, IdentityChangeType::DeviceAdded, Some(identity)).await?;
+            let new = record(&identity);
+            match d.store.identities(&[device]).await?.pop().flatten() {
+                // A retried upload: it was announced before it was stored.
+                Some(stored) if stored == new => {}
+                Some(_) => return Err(ServiceError::IdentityMismatch),
+                None => {
+                    // Announced first: a failure before the identity is stored leaves the
+                    // directory without it, so the client uploads it again, and the notice
+                    // (deduplicated per identity) goes out once.
+                    d.notices.announce_added(device, identity).await?;
+                    if let IdentityOutcome::Conflict(_) = d.store.set_identity(device, new).await? {
+                        return Err(ServiceError::IdentityMismatch);
+                    }
                 }
-                IdentityOutcome::Unchanged => {}
-                IdentityOutcome::Conflict(_) => return Err(ServiceError::IdentityMismatch),
             }
         }
         if !op.one_time_keys.is_empty() || op.fallback_key.is_some() {
@@ -229,7 +242,7 @@ impl Keys {
         let d = &self.deps;
         d.store.delete_keys(device).await?;
         if d.store.identities(&[device]).await?.pop().flatten().is_some() {
-            d.notices.announce(device, IdentityChangeType::DeviceRemoved, None).await?;
+            d.notices.announce_removed(device).await?;
         }
         Ok(())
     }

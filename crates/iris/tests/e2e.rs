@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, login, TestServer, PATIENCE};
+use common::{connect, faulty_store, login, AppendFault, TestServer, PATIENCE};
 use iris_client::api::Credentials;
 use iris_client::pb::{self, ErrorCode, IdentityChangeType, InboxItem};
 use iris_client::{Client, E2e, Event, Events, MemberAction, Opened};
@@ -200,6 +200,63 @@ async fn linked_devices_get_later_messages_revoked_ones_do_not_and_partners_are_
         }
     }
     assert!(carol.notices(Duration::from_millis(500)).await.is_empty(), "carol has no conversation with bob");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_is_announced_once_even_when_its_upload_is_retried() {
+    // Proves: the DEVICE_ADDED notice of an identity is deduplicated per identity, so an upload
+    // retried after a failure (the server announces before it stores) tells partners once,
+    // while another identity of the same device is announced.
+    let s = TestServer::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut alice = Device::link(&s, &dir, "+14155550231", "phone").await;
+    let mut bob = Device::link(&s, &dir, "+14155550232", "phone").await;
+    alice.e2e.send_text(bob.id(), "hi").await.unwrap();
+    bob.next_text().await;
+    let laptop = Device::link(&s, &dir, "+14155550232", "laptop").await;
+    assert_eq!(alice.notices(Duration::from_secs(2)).await.len(), 1);
+    let addr = iris_store::DeviceAddr::new(laptop.id(), laptop.creds.device_id);
+    let stored = s.ctx().store.identities(&[addr]).await.unwrap().pop().flatten().expect("published");
+    let identity =
+        pb::IdentityKeys { curve25519: stored.curve25519, ed25519: stored.ed25519, signature: stored.signature };
+    let notices = s.ctx().sessions.keys.notices();
+    notices.announce_added(addr, identity.clone()).await.unwrap();
+    assert!(alice.notices(Duration::from_millis(500)).await.is_empty(), "the same identity again: no notice");
+    // Another identity of the device is another notice (read raw: its signature does not verify).
+    let other = pb::IdentityKeys { curve25519: "another key".into(), ..identity };
+    notices.announce_added(addr, other).await.unwrap();
+    let event = tokio::time::timeout(PATIENCE, alice.events.next()).await.expect("a notice").expect("events");
+    let Event::Keys(item) = event else { panic!("expected a key notice, got {event:?}") };
+    let Some(pb::inbox_item::Body::IdentityChange(c)) = &item.body else { panic!("{item:?}") };
+    assert_eq!(c.identity.as_ref().map(|i| i.curve25519.as_str()), Some("another key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_whose_notice_failed_is_announced_when_published_again() {
+    // Proves: when the store cannot take the DEVICE_ADDED notice, the identity is not stored
+    // either, so the device's next publication announces it: the partner hears of the new
+    // device once, never zero times.
+    let (store, faults) = faulty_store();
+    let s = TestServer::start_with_store(|_| {}, store).await;
+    let dir = TempDir::new().unwrap();
+    let mut alice = Device::link(&s, &dir, "+14155550233", "phone").await;
+    let mut bob = Device::link(&s, &dir, "+14155550234", "phone").await;
+    alice.e2e.send_text(bob.id(), "hi").await.unwrap();
+    bob.next_text().await;
+    let creds = login(&s.base_url(), "+14155550234", "laptop").await;
+    let keys = dir.path().join("laptop.keys");
+    faults.set(Some(AppendFault::Unavailable));
+    let (client, _events) = connect(&s.base_url(), &creds).await;
+    let failed = E2e::open(client, &keys, b"secret").await;
+    assert!(failed.is_err(), "the notice could not be written");
+    assert!(faults.injected() >= 1);
+    faults.set(None);
+    let addr = iris_store::DeviceAddr::new(creds.account_id, creds.device_id);
+    assert_eq!(s.ctx().store.identities(&[addr]).await.unwrap(), vec![None], "nothing stored without its notice");
+    let (client, _events) = connect(&s.base_url(), &creds).await;
+    E2e::open(client, &keys, b"secret").await.expect("published once the store is back");
+    let added = alice.notices(Duration::from_secs(2)).await;
+    assert_eq!(added.iter().map(|n| n.device_id).collect::<Vec<_>>(), [creds.device_id], "{added:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
