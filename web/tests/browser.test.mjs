@@ -376,7 +376,8 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   await play.click();
   const audio = bubble(alice, 'Listen').locator('audio.media-audio');
   await audio.waitFor();
-  await until('the voice note decoded: 0.5 s', () => audio.evaluate((a) => a.readyState >= 1 && Math.abs(a.duration - 0.5) < 0.01));
+  await until('the voice note decoded: 0.5 s', () => audio.evaluate((a) => a.readyState >= 1 && Math.abs(a.duration - 0.5) < 0.01), 15_000,
+    () => audio.evaluate((a) => JSON.stringify({ src: a.src, readyState: a.readyState, networkState: a.networkState, duration: a.duration, error: a.error && [a.error.code, a.error.message], canPlay: a.canPlayType('audio/wav') })));
   await shots('voice-note', alice);
 });
 

@@ -36,9 +36,11 @@ async fn the_page_and_its_files_are_served_with_their_types() {
     }
 
     // libolm's WebAssembly, which app.js loads for end-to-end encryption: served from here too,
-    // and the page's CSP lets it compile (without allowing `eval`) and show decrypted images.
+    // and the page's CSP lets it compile (without allowing `eval`), show decrypted images and
+    // play decrypted voice notes and videos.
     assert!(csp.contains("'wasm-unsafe-eval'") && !csp.contains("'unsafe-eval'"), "{csp}");
     assert!(csp.contains("img-src 'self' data: blob:"), "{csp}");
+    assert!(csp.contains("media-src blob:"), "{csp}");
     let wasm = http.get(server.url("/olm.wasm")).send().await.expect("GET /olm.wasm");
     assert_eq!(wasm.status(), 200);
     assert_eq!(wasm.headers()["content-type"], "application/wasm");

@@ -56,10 +56,11 @@ const ASSETS: &[Asset] = &[
 
 /// The page may load its own scripts, styles and images and connect to its own origin (HTTP
 /// and WebSocket); nothing else, and it may not be framed. `wasm-unsafe-eval` lets it compile
-/// WebAssembly (libolm, served from here), without allowing `eval` of strings; `blob:` images
-/// are decrypted media shown inline.
+/// WebAssembly (libolm, served from here), without allowing `eval` of strings; `blob:` images,
+/// voice notes and videos are decrypted media shown or played in the page.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
-    img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+    img-src 'self' data: blob:; media-src blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
 
 /// The routes of the web client (`GET` and `HEAD` of each file).
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
