@@ -1,13 +1,15 @@
 //! "A device was added to / removed from your account": one durable `DeviceChange` inbox item
 //! for every other active device of the account, through the send kernel, so a device that was
-//! offline when a SIM swap linked or re-registered a device still learns of it.
+//! offline when a SIM swap linked or re-registered a device still learns of it. Each change is
+//! announced at most once per dedup window (device ids are never reused, so a device is added
+//! and removed once each): a flow may announce again whatever a failure may have lost.
 //!
 //! Knows the kernel and the directory; nothing of how devices are linked or revoked.
 
 use std::sync::Arc;
 
 use iris_proto::pb::{self, inbox_item, DeviceChangeType};
-use iris_store::{AppendRequest, DeviceAddr, DeviceId};
+use iris_store::{AppendRequest, DedupKey, DeviceAddr, DeviceId};
 
 use crate::clock::Clock;
 use crate::directory::Directory;
@@ -42,8 +44,10 @@ impl DeviceNotices {
         Self { fanout, directory, ids, clock }
     }
 
-    /// Puts `change` in the inbox of every active device of its account but the device itself.
-    /// Call after the directory learnt of the change. Returns once the notices are durable.
+    /// Puts `change` in the inbox of every active device of its account but the device itself,
+    /// unless it was announced already (deduplicated by the store under the account's device
+    /// 0, which no client sends as). Call after the directory learnt of the change. Returns once
+    /// the notices are durable.
     pub async fn announce(&self, change: DeviceChange) -> Result<(), ServiceError> {
         let account = change.device.account;
         let Some(view) = self.directory.by_id(account).await? else { return Ok(()) };
@@ -66,7 +70,12 @@ impl DeviceNotices {
             }),
         );
         let entries = entries_for(targets, &item);
-        self.fanout.append(AppendRequest::event(id, now, entries)).await?;
+        let kind = if change.kind == DeviceChangeType::Added { "added" } else { "removed" };
+        let dedup = DedupKey {
+            sender: DeviceAddr::new(account, 0),
+            client_msg_id: format!("device/{kind}/{}", change.device.device),
+        };
+        self.fanout.append(AppendRequest { dedup: Some(dedup), ..AppendRequest::event(id, now, entries) }).await?;
         Ok(())
     }
 }

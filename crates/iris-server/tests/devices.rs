@@ -1,6 +1,6 @@
 //! Device linking with the primary's approval, the account's "device added / removed" notices,
 //! the registration PIN and re-registration, over the real HTTP API and the SDK: each refusal
-//! with its exact status and code.
+//! with its exact status and code, and a notice the store could not take sent later.
 
 mod common;
 
@@ -119,6 +119,29 @@ async fn a_link_approved_over_the_device_limit_stays_pending() {
     assert_eq!((approved.device_id, approved.name.as_str()), (6, "f"));
     let f: Credentials = server.collect_link(&sixth).await.expect_json(200);
     assert_eq!(devices(&server, &f).await, vec![1, 2, 3, 4, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_notice_failed_at_approval_is_announced_when_it_collects() {
+    // Proves: when the store cannot take the DeviceChange ADDED at approval, the approval still
+    // stands (200: the device exists), and the notice reaches the primary when the new device
+    // collects its credentials, once (the next change it hears of is the revocation).
+    let (store, faults) = faulty_store();
+    let server = TestServer::start_with_store(|_| {}, store).await;
+    let alice = server.login(ALICE, "phone").await;
+    let (client, mut events) = connect(&server.url(""), &alice).await;
+    let pending = start_link(&server, ALICE, "laptop").await;
+    faults.set(Some(AppendFault::Unavailable));
+    let approved: DeviceInfo = server.approve_link(&alice.access_token, &pending.link_code).await.expect_json(200);
+    assert!(faults.injected() >= 1, "the notice failed");
+    faults.set(None);
+    let laptop: Credentials = server.collect_link(&pending).await.expect_json(200);
+    assert_eq!(laptop.device_id, approved.device_id);
+    let added = DeviceChangeType::Added as i32;
+    assert_eq!(next_device_change(&client, &mut events).await, (approved.device_id, added, 1));
+    server.delete(&format!("/v1/devices/{}", approved.device_id), &alice.access_token).await.expect_status(204);
+    let removed = DeviceChangeType::Removed as i32;
+    assert_eq!(next_device_change(&client, &mut events).await, (approved.device_id, removed, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

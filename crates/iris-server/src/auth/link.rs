@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use iris_proto::http::{Credentials, DeviceInfo, LinkCollectRequest, LinkPending, PendingLinkInfo};
 use iris_proto::pb::DeviceChangeType;
-use iris_store::{Account, DeviceAddr, LinkState, PendingLink};
+use iris_store::{Account, Device, DeviceAddr, DeviceId, LinkState, PendingLink};
 use rand::{Rng, RngCore};
 
 use super::{hash_secret, issue_credentials};
@@ -127,15 +127,11 @@ pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceI
     ctx.account_changed(actor.account);
     count(ctx, "approved");
     tracing::info!(device = %device.addr, by = %actor, "device link approved");
-    ctx.sessions
-        .device_notices
-        .announce(DeviceChange {
-            device: device.addr,
-            name: device.name.clone(),
-            kind: DeviceChangeType::Added,
-            by: actor.device,
-        })
-        .await?;
+    // The device exists now, so the approval stands; a notice that fails here is sent when the
+    // new device collects its credentials (deduplicated, so never twice).
+    if let Err(e) = announce_added(ctx, &device, actor.device).await {
+        tracing::warn!(device = %device.addr, error = %e, "device added; its notice waits for the collection");
+    }
     Ok(DeviceInfo {
         device_id: device.addr.device,
         name: device.name,
@@ -158,6 +154,12 @@ pub async fn refuse(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<(), Serv
     ctx.store.put_link(&PendingLink { state: LinkState::Refused, ..link }, now, u32::MAX).await?;
     count(ctx, "refused");
     Ok(())
+}
+
+/// Tells the account's other devices that `device` was added, approved by device `by`.
+async fn announce_added(ctx: &Ctx, device: &Device, by: DeviceId) -> Result<(), ServiceError> {
+    let change = DeviceChange { device: device.addr, name: device.name.clone(), kind: DeviceChangeType::Added, by };
+    ctx.sessions.device_notices.announce(change).await
 }
 
 /// The links of `actor`'s account waiting for approval (primary only).
@@ -211,12 +213,20 @@ pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, S
             Err(ServiceError::LinkRefused)
         }
         LinkState::Approved { device } => {
-            ctx.store.take_link(req.account_id, &code).await?.ok_or(ServiceError::LinkExpired)?;
             let addr = DeviceAddr::new(req.account_id, device);
             let view = ctx.directory.by_id(req.account_id).await?.ok_or(ServiceError::LinkExpired)?;
             if !view.devices.contains(&device) {
+                ctx.store.take_link(req.account_id, &code).await?;
                 return Err(ServiceError::DeviceRevoked);
             }
+            // Again, in case the approval's notice was lost (a no-op when it was not); before
+            // the link is taken, so a failure here leaves it to collect again.
+            let devices = ctx.store.devices(req.account_id).await?;
+            let by = devices.iter().find(|d| d.primary).map_or(0, |d| d.addr.device);
+            if let Some(added) = devices.iter().find(|d| d.addr == addr) {
+                announce_added(ctx, added, by).await?;
+            }
+            ctx.store.take_link(req.account_id, &code).await?.ok_or(ServiceError::LinkExpired)?;
             Ok(Collected::Credentials(issue_credentials(ctx, addr, &view.phone).await?))
         }
     }
