@@ -31,6 +31,9 @@ pub enum GroupCommand {
     Invite(InviteArgs),
     /// Join a group by invite token.
     Join(JoinArgs),
+    /// Admit (or with --reject decline) accounts waiting to join (admins only; `info` lists
+    /// them as `pending_account_ids`).
+    Approve(ApproveArgs),
     /// Send one text message to a group.
     Send(SendArgs),
 }
@@ -100,6 +103,19 @@ pub struct JoinArgs {
     pub token: String,
 }
 
+/// Flags of `iris group approve`.
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// Account ids of pending join requests, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub accounts: Vec<u64>,
+    /// Decline the requests instead (the requesters are told).
+    #[arg(long)]
+    pub reject: bool,
+}
+
 /// Flags of `iris group send`.
 #[derive(clap::Args, Debug)]
 pub struct SendArgs {
@@ -121,6 +137,7 @@ pub async fn run(command: GroupCommand) -> anyhow::Result<()> {
         GroupCommand::List(a) => a,
         GroupCommand::Invite(a) => &a.group.common,
         GroupCommand::Join(a) => &a.common,
+        GroupCommand::Approve(a) => &a.group.common,
         GroupCommand::Send(a) => &a.group.common,
     };
     // Only sending needs the keys; the other commands manage the group in the clear.
@@ -160,6 +177,9 @@ async fn execute(session: &Session, command: &GroupCommand) -> anyhow::Result<Ve
             Some(info) => vec![info_json(&info)],
             None => vec![json!({ "pending": true })],
         },
+        GroupCommand::Approve(a) => {
+            vec![info_json(&client.group_approve(a.group.group, a.accounts.clone(), a.reject).await?)]
+        }
         GroupCommand::Send(a) => {
             let text = a.text.join(" ");
             let sent = match &session.e2e {
