@@ -63,6 +63,8 @@ export interface GroupMeta {
   settings: GroupSettings;
   /** Empty until the roster was fetched. */
   members: { accountId: U64; phone: string; role: string }[];
+  /** Accounts asking to join (admins only see them; with the roster). */
+  pending?: U64[];
   /** I left or was removed. */
   left?: boolean;
   version?: U64;
@@ -418,6 +420,7 @@ export function mergeGroupInfo(chat: Chat, info: GroupInfo, withRoster: boolean)
       phone: m.phone ?? '',
       role: m.role ?? 'GROUP_ROLE_MEMBER',
     }));
+    group.pending = info.pendingAccountIds ?? [];
   }
   chat.group = group;
 }

@@ -101,6 +101,7 @@ export interface GroupOp {
   list?: Record<string, never>;
   invite?: { groupId: U64; revoke?: boolean };
   join?: { token: string };
+  approve?: { groupId: U64; accountIds: U64[]; reject?: boolean };
   send?: { groupId: U64; clientMsgId: string; payload?: Base64; perDevice?: DevicePayloads; replyToServerMsgId?: U64; mediaIds?: string[] };
   read?: { groupId: U64; serverMsgIds: U64[] };
 }

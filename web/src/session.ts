@@ -677,6 +677,13 @@ export class Session {
     this.commit();
   }
 
+  /** Admits (or with `reject` declines) accounts asking to join (admins). */
+  async answerJoinRequests(groupId: U64, accountIds: U64[], reject: boolean): Promise<void> {
+    const e = await this.ask({ group: { approve: { groupId, accountIds, reject } } });
+    if (e.groupResult?.info) model.mergeGroupInfo(model.ensureGroup(this.state, groupId), e.groupResult.info, true);
+    this.commit();
+  }
+
   /** Creates (or revokes) the invite link; returns its token ('' after a revoke). */
   async inviteLink(groupId: U64, revoke = false): Promise<string> {
     const e = await this.ask({ group: { invite: { groupId, revoke } } });

@@ -181,7 +181,7 @@ test('typing is shown and cleared; presence says online', async () => {
 
   // Bob hides his presence: Alice no longer sees him online; then shows it again.
   await bob.page.getByRole('button', { name: 'Back to chats' }).click();
-  await bob.page.getByRole('button', { name: 'Settings' }).click();
+  await bob.page.getByRole('button', { name: 'Settings', exact: true }).click();
   const privacy = bob.page.getByLabel(/Who can see when I'm online/);
   await privacy.selectOption('PRESENCE_PRIVACY_NOBODY');
   await until('Bob hidden from Alice', async () => (await subtitle.textContent()) === '');
@@ -439,7 +439,7 @@ test('a group message reaches everyone, the CLI member too, and back', async () 
   assert.equal(await textCount(bob, 'Hello Trio'), 0);
 });
 
-test('groups: announcement mode, roles, removal and an invite link', async () => {
+test('groups: announcement mode, roles, removal and an invite link approved by an admin', async () => {
   await openChat(alice, 'Trio');
   await openChat(bob, 'Trio');
   await alice.page.getByRole('button', { name: 'Group info' }).click();
@@ -457,12 +457,21 @@ test('groups: announcement mode, roles, removal and an invite link', async () =>
 
   await member(CAROL).getByRole('button', { name: 'Remove' }).click();
   await until('Carol removed', async () => (await member(CAROL).count()) === 0);
+  await panel.getByLabel(/waits for an admin's approval/).check();
   await panel.getByRole('button', { name: 'Create invite link' }).click();
   const link = await panel.getByLabel('Invite link').inputValue();
   const token = /#join=([A-Za-z0-9_-]+)$/.exec(link)?.[1];
   assert.ok(token, `an invite link: ${link}`);
   await carol.groupJoin(token);
+  // Join approval is on: Carol asks, and Alice lets her in from the panel.
+  const approve = panel.getByRole('button', { name: `Approve ${CAROL}` });
+  await approve.waitFor();
+  assert.equal(await member(CAROL).count(), 0, 'not a member before the approval');
+  await shots('join-request', alice);
+  await approve.click();
   await until('Carol back through the link', async () => (await member(CAROL).count()) === 1);
+  assert.equal(await approve.count(), 0, 'the request is answered');
+  await panel.getByLabel(/waits for an admin's approval/).uncheck();
   await shots('group-info', alice);
   await alice.page.keyboard.press('Escape');
   await bob.page.locator('.notice-line', { hasText: 'removed' }).first().waitFor(); // the changes reach the members
@@ -482,7 +491,7 @@ test('a linked device of Alice sees what her laptop sends (sent-sync), then logs
   assert.equal(await aliceLaptop.page.getByRole('navigation', { name: 'Chats' }).count(), 0, 'not logged in yet');
   await shots('link-code', aliceLaptop);
   // ...and Alice's first browser (the primary) approves it in Settings.
-  await alice.page.getByRole('button', { name: 'Settings' }).click();
+  await alice.page.getByRole('button', { name: 'Settings', exact: true }).click();
   await alice.page.getByText('Devices waiting for approval').waitFor();
   await alice.page.getByRole('button', { name: `Approve ${code}` }).click();
   await until('the approved link gone from the list', async () =>
@@ -497,7 +506,7 @@ test('a linked device of Alice sees what her laptop sends (sent-sync), then logs
   assert.match(await copy.getAttribute('class'), /mine/, 'shown as my own message');
   await shots('linked-device', aliceLaptop);
 
-  await aliceLaptop.page.getByRole('button', { name: 'Settings' }).click();
+  await aliceLaptop.page.getByRole('button', { name: 'Settings', exact: true }).click();
   await aliceLaptop.page.getByText('· this browser').waitFor();
   await aliceLaptop.page.getByRole('button', { name: 'Log out of this browser' }).click();
   await aliceLaptop.page.getByLabel('Your phone number').waitFor();
@@ -579,7 +588,7 @@ test('Bob logs out; no page ever threw', async () => {
   await bob.page.reload();
   const back = bob.page.getByRole('button', { name: 'Back to chats' });
   if (await back.isVisible()) await back.click();
-  await bob.page.getByRole('button', { name: 'Settings' }).click();
+  await bob.page.getByRole('button', { name: 'Settings', exact: true }).click();
   await bob.page.getByRole('button', { name: 'Log out of this browser' }).click();
   await bob.page.getByLabel('Your phone number').waitFor();
   await shots('logged-out', bob);

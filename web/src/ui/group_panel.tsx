@@ -1,5 +1,6 @@
-// A group's panel: name and announcement mode (admins), members with their roles (admins can
-// add, remove, promote and demote), the invite link (admins create, copy, revoke), and leaving.
+// A group's panel: name, announcement mode and join approval (admins), members with their roles
+// (admins can add, remove, promote and demote), requests to join (admins approve or decline),
+// the invite link (admins create, copy, revoke), and leaving.
 
 import { useEffect, useState } from 'preact/hooks';
 import * as model from '../model';
@@ -53,6 +54,11 @@ export function GroupPanel(props: { session: Session; chat: Chat; onClose: () =>
           onChange={(e) => run(() => session.updateGroup(groupId, { settings: { ...group.settings, adminsOnlySend: e.currentTarget.checked } }))} />
         Only admins can send messages (announcements)
       </label>
+      <label class="check">
+        <input type="checkbox" checked={!!group.settings.joinApproval} disabled={!admin}
+          onChange={(e) => run(() => session.updateGroup(groupId, { settings: { ...group.settings, joinApproval: e.currentTarget.checked } }))} />
+        Joining by link waits for an admin's approval
+      </label>
 
       <h3>{group.members.length} members</h3>
       <ul class="members">
@@ -73,6 +79,25 @@ export function GroupPanel(props: { session: Session; chat: Chat; onClose: () =>
           </li>
         ))}
       </ul>
+      {admin && (group.pending ?? []).length > 0 && (
+        <>
+          <h3>Asking to join</h3>
+          <ul class="requests">
+            {group.pending!.map((id) => {
+              const who = session.state.chats[model.directKey(id)]?.phone || `Account #${id}`;
+              return (
+                <li key={id} data-account={id}>
+                  <span>{who}</span>
+                  <span class="member-actions">
+                    <button type="button" aria-label={`Approve ${who}`} onClick={() => run(() => session.answerJoinRequests(groupId, [id], false))}>Approve</button>
+                    <button type="button" class="danger" aria-label={`Decline ${who}`} onClick={() => run(() => session.answerJoinRequests(groupId, [id], true))}>Decline</button>
+                  </span>
+                </li>
+              );
+            })}
+          </ul>
+        </>
+      )}
       {admin && (
         <form onSubmit={(e) => {
           e.preventDefault();
