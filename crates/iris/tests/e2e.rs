@@ -90,6 +90,16 @@ impl Device {
     }
 }
 
+/// Two linked devices of two accounts that have exchanged a message (so each is the other's
+/// partner for identity notices).
+async fn partners(s: &TestServer, dir: &TempDir, a: &str, b: &str) -> (Device, Device) {
+    let alice = Device::link(s, dir, a, "phone").await;
+    let mut bob = Device::link(s, dir, b, "phone").await;
+    alice.e2e.send_text(bob.id(), "hi").await.unwrap();
+    bob.next_text().await;
+    (alice, bob)
+}
+
 fn text(t: &'static str) -> &'static str {
     t
 }
@@ -209,10 +219,7 @@ async fn an_identity_is_announced_once_even_when_its_upload_is_retried() {
     // while another identity of the same device is announced.
     let s = TestServer::start().await;
     let dir = TempDir::new().unwrap();
-    let mut alice = Device::link(&s, &dir, "+14155550231", "phone").await;
-    let mut bob = Device::link(&s, &dir, "+14155550232", "phone").await;
-    alice.e2e.send_text(bob.id(), "hi").await.unwrap();
-    bob.next_text().await;
+    let (mut alice, _bob) = partners(&s, &dir, "+14155550231", "+14155550232").await;
     let laptop = Device::link(&s, &dir, "+14155550232", "laptop").await;
     assert_eq!(alice.notices(Duration::from_secs(2)).await.len(), 1);
     let addr = iris_store::DeviceAddr::new(laptop.id(), laptop.creds.device_id);
@@ -239,10 +246,7 @@ async fn an_identity_whose_notice_failed_is_announced_when_published_again() {
     let (store, faults) = faulty_store();
     let s = TestServer::start_with_store(|_| {}, store).await;
     let dir = TempDir::new().unwrap();
-    let mut alice = Device::link(&s, &dir, "+14155550233", "phone").await;
-    let mut bob = Device::link(&s, &dir, "+14155550234", "phone").await;
-    alice.e2e.send_text(bob.id(), "hi").await.unwrap();
-    bob.next_text().await;
+    let (mut alice, _bob) = partners(&s, &dir, "+14155550233", "+14155550234").await;
     let creds = login(&s.base_url(), "+14155550234", "laptop").await;
     let keys = dir.path().join("laptop.keys");
     faults.set(Some(AppendFault::Unavailable));
