@@ -180,3 +180,23 @@ async fn presence_show_subscribe_and_privacy_are_scriptable() {
     let err = iris_fails(&["presence", "show", "--profile", &a, "--phones", "+14155550399"]);
     assert_eq!(err["code"], "ERROR_CODE_NOT_FOUND", "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_contacts_by_phone_takes_one_discovery_request_for_the_lot() {
+    // Proves: `contacts add` of three new numbers fits a budget of 2 discovery requests a day
+    // (one to find the three, one to add them); a lookup per number would need four. Removing
+    // a contact is free (contacts are exempt), and the third request of the day is refused.
+    let server = Process::start_with_config("[rate_limits]\ndiscover_requests_per_account_per_day = 2\n").await;
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let a = login(&url, dir.path(), "a", "+14155550311");
+    for (name, phone) in [("b", "+14155550312"), ("c", "+14155550313"), ("d", "+14155550314")] {
+        login(&url, dir.path(), name, phone);
+    }
+    let added = iris(&["contacts", "add", "--profile", &a, "--phones", "+14155550312,+14155550313,+14155550314"]);
+    assert_eq!(phones(&added), ["+14155550312", "+14155550313", "+14155550314"]);
+    let left = iris(&["contacts", "remove", "--profile", &a, "--phones", "+14155550314"]);
+    assert_eq!(phones(&left), ["+14155550312", "+14155550313"]);
+    let err = iris_fails(&["discover", "--profile", &a, "+14155550314"]);
+    assert_eq!(err["code"], "ERROR_CODE_RATE_LIMITED", "{err}");
+}

@@ -1,8 +1,10 @@
 //! `iris contacts add|remove|list`, `iris discover`, `iris block` and `iris unblock`: one JSON
 //! line per contact, registered number or block changed.
 
+use std::collections::HashMap;
+
 use iris_client::pb;
-use iris_client::Client;
+use iris_client::{Client, ClientError};
 use serde_json::{json, Value};
 
 use super::one_shot::{account_of, accounts_of, CommonArgs};
@@ -61,11 +63,33 @@ pub struct BlockArgs {
 /// Runs an `iris contacts` subcommand; answers the list after it.
 pub async fn contacts(client: &Client, command: &ContactsCommand) -> anyhow::Result<Vec<Value>> {
     let list = match command {
-        ContactsCommand::Add(a) => client.contacts_add(accounts_of(client, &a.phones).await?).await?,
+        ContactsCommand::Add(a) => client.contacts_add(discovered_accounts(client, &a.phones).await?).await?,
+        // Contacts are looked up for free, so removal resolves them one by one.
         ContactsCommand::Remove(a) => client.contacts_remove(accounts_of(client, &a.phones).await?).await?,
         ContactsCommand::List(_) => client.contacts().await?,
     };
     Ok(list.iter().map(contact_json).collect())
+}
+
+/// Most numbers one `Discover` takes (the server's bound).
+const DISCOVER_PHONES_MAX: usize = 1000;
+
+/// The accounts of `phones`, in order, found with one discovery request per 1,000 numbers: a
+/// lookup per number would cost each stranger a discovery request of its own, and adding them
+/// costs another. A number nobody has (or whose account blocked me) is `NOT_FOUND`, naming it.
+async fn discovered_accounts(client: &Client, phones: &[String]) -> anyhow::Result<Vec<u64>> {
+    let phones = phones.iter().map(|p| iris_proto::phone::validate(p)).collect::<Result<Vec<String>, _>>()?;
+    let mut found = HashMap::new();
+    for chunk in phones.chunks(DISCOVER_PHONES_MAX) {
+        found.extend(client.discover(chunk.to_vec()).await?.into_iter().map(|c| (c.phone, c.account_id)));
+    }
+    let account_of = |phone: &String| {
+        found.get(phone).copied().ok_or_else(|| {
+            let code = pb::ErrorCode::NotFound as i32;
+            ClientError::Rejected(pb::Error { code, message: format!("{phone} is not on Iris"), ..Default::default() })
+        })
+    };
+    Ok(phones.iter().map(account_of).collect::<Result<_, _>>()?)
 }
 
 /// Runs `iris discover`: the registered numbers among those asked. Malformed numbers are sent
