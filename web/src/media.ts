@@ -276,9 +276,9 @@ export function sniff(head: Uint8Array, declared: string): { kind: number; mime:
   return { kind: MEDIA_KIND.document, mime: declared || 'application/octet-stream' };
 }
 
-/** Encrypts and uploads a file: the `MediaRef` for the message (with its key) and the ids for
- * `media_ids`. */
-export async function uploadFile(token: string, file: { name: string; type: string; bytes: Uint8Array }): Promise<{ ref: MediaRef; mediaIds: string[] }> {
+/** Encrypts and uploads a file: the `MediaRef` for the message, with its key (the message's
+ * `media_ids` are `mediaIdsOf` its media). */
+export async function uploadFile(token: string, file: { name: string; type: string; bytes: Uint8Array }): Promise<MediaRef> {
   if (file.bytes.length > MEDIA_BYTES_MAX) throw new Error(`Files up to ${MEDIA_BYTES_MAX >> 20} MiB can be sent from the browser.`);
   const { kind, mime } = sniff(file.bytes.subarray(0, 16), file.type);
   const key = crypto.getRandomValues(new Uint8Array(32));
@@ -298,7 +298,7 @@ export async function uploadFile(token: string, file: { name: string; type: stri
     thumbnailKey: '',
     fileName: file.name.replace(/^.*[\\/]/, ''),
   };
-  return { ref, mediaIds: [mediaId] };
+  return ref;
 }
 
 /** Downloads a blob and, for encrypted media, checks and decrypts it. */

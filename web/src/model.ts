@@ -87,9 +87,9 @@ export interface PendingSend {
   chatKey: ChatKey;
   text: string;
   replyTo?: U64;
-  /** A media message: the uploaded blobs (the text is then the caption). */
+  /** A media message: the uploaded blobs (the text is then the caption); its `media_ids` are
+   * derived from them (`mediaIdsOf`). */
   media?: MediaMessage;
-  mediaIds?: string[];
 }
 
 export interface ClientState {

@@ -381,7 +381,7 @@ export class Session {
     if (!message || message.tick !== 'failed') return;
     message.tick = 'pending';
     message.failure = undefined;
-    const pending: PendingSend = { clientMsgId, chatKey, text: message.text, replyTo: message.replyTo, media: message.media, mediaIds: message.media?.media.map((r) => r.mediaId) };
+    const pending: PendingSend = { clientMsgId, chatKey, text: message.text, replyTo: message.replyTo, media: message.media };
     this.state.outbox.push(pending);
     this.commit();
     if (this.conn && this.link.kind === 'online') this.transmit(this.conn, pending);
@@ -395,7 +395,7 @@ export class Session {
     this.sends = this.sends.then(async () => {
       let answer: Promise<ServerEvent>;
       const content: Content = pending.media ? { type: 'media', media: { ...pending.media, caption: pending.text } } : { type: 'text', text: pending.text };
-      const mediaIds = pending.mediaIds?.length ? pending.mediaIds : undefined;
+      const mediaIds = pending.media ? mediaIdsOf(pending.media) : undefined;
       try {
         if (chat.kind === 'group') {
           const body = await this.crypto.sealGroup(chat.groupId!, content);
@@ -716,8 +716,8 @@ export class Session {
 
   /** Encrypts and uploads a photo or file, then sends it to the chat (the caption is `text`). */
   async sendMedia(chatKey: ChatKey, file: { name: string; type: string; bytes: Uint8Array }, text = ''): Promise<void> {
-    const { ref, mediaIds } = await uploadFile(await this.accessToken(), file);
-    const pending: PendingSend = { clientMsgId: crypto.randomUUID(), chatKey, text, media: { media: [ref], caption: text }, mediaIds };
+    const ref = await uploadFile(await this.accessToken(), file);
+    const pending: PendingSend = { clientMsgId: crypto.randomUUID(), chatKey, text, media: { media: [ref], caption: text } };
     model.addOutgoing(this.state, pending, this.me, Date.now(), this.crypto.endToEnd);
     this.commit();
     if (this.conn && this.link.kind === 'online') this.transmit(this.conn, pending);

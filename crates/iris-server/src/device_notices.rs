@@ -9,12 +9,12 @@
 use std::sync::Arc;
 
 use iris_proto::pb::{self, inbox_item, DeviceChangeType};
-use iris_store::{AppendRequest, DedupKey, DeviceAddr, DeviceId};
+use iris_store::{AppendRequest, DeviceAddr, DeviceId};
 
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::ServiceError;
-use crate::fanout::{encode_item, entries_for, Fanout};
+use crate::fanout::{encode_item, entries_for, server_notice_key, Fanout};
 use crate::ids::IdGenerator;
 
 /// Tells an account's devices about changes of its device set.
@@ -45,8 +45,7 @@ impl DeviceNotices {
     }
 
     /// Puts `change` in the inbox of every active device of its account but the device itself,
-    /// unless it was announced already (deduplicated by the store under the account's device
-    /// 0, which no client sends as). Call after the directory learnt of the change. Returns once
+    /// unless it was announced already ([`server_notice_key`]). Call after the directory learnt of the change. Returns once
     /// the notices are durable.
     pub async fn announce(&self, change: DeviceChange) -> Result<(), ServiceError> {
         let account = change.device.account;
@@ -71,10 +70,7 @@ impl DeviceNotices {
         );
         let entries = entries_for(targets, &item);
         let kind = if change.kind == DeviceChangeType::Added { "added" } else { "removed" };
-        let dedup = DedupKey {
-            sender: DeviceAddr::new(account, 0),
-            client_msg_id: format!("device/{kind}/{}", change.device.device),
-        };
+        let dedup = server_notice_key(account, format!("device/{kind}/{}", change.device.device));
         self.fanout.append(AppendRequest { dedup: Some(dedup), ..AppendRequest::event(id, now, entries) }).await?;
         Ok(())
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use iris_proto::pb::{self, inbox_item};
 use iris_store::{
-    AppendOutcome, AppendRequest, DeviceAddr, GroupOrderHold, InboxStore, NewEntry, PendingAppend, StoreError,
+    AccountId, AppendOutcome, AppendRequest, DedupKey, DeviceAddr, GroupOrderHold, InboxStore, NewEntry, PendingAppend,
+    StoreError,
 };
 use prost::Message as _;
 
@@ -42,6 +43,13 @@ pub fn encode_expiring_item(
 /// One item for each of `devices`: the entries of a fan-out whose copies are all alike.
 pub fn entries_for(devices: impl IntoIterator<Item = DeviceAddr>, item: &Bytes) -> Vec<NewEntry> {
     devices.into_iter().map(|device| NewEntry { device, item: item.clone() }).collect()
+}
+
+/// The dedup key of a notice the server itself sends about `account` (`what` names the change):
+/// kept under the account's device 0, which is never a device, so no client's send can take
+/// the key; a flow that announces again what a failure may have lost gets the first append.
+pub fn server_notice_key(account: AccountId, what: String) -> DedupKey {
+    DedupKey { sender: DeviceAddr::new(account, 0), client_msg_id: what }
 }
 
 /// Appends to inboxes and hints sessions; cheap to clone into every service that writes.

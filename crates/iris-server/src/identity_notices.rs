@@ -19,7 +19,7 @@ use iris_store::{AccountId, AppendRequest, DedupKey, DeviceAddr, Store};
 use crate::clock::Clock;
 use crate::directory::Directory;
 use crate::error::ServiceError;
-use crate::fanout::{encode_item, entries_for, Fanout};
+use crate::fanout::{encode_item, entries_for, server_notice_key, Fanout};
 use crate::ids::IdGenerator;
 
 /// Tells conversation partners about identity changes.
@@ -48,14 +48,11 @@ impl IdentityNotices {
 
     /// Tells the partners of `device`'s account that it published `identity`, once per
     /// identity: a repeat within the dedup window (an upload retried after a failure) is
-    /// deduplicated by the store under the account's device 0, which no client sends as.
+    /// deduplicated by the store ([`server_notice_key`]).
     /// Returns once the notices are durable.
     pub async fn announce_added(&self, device: DeviceAddr, identity: pb::IdentityKeys) -> Result<(), ServiceError> {
         let key: String = identity.curve25519.chars().take(32).collect();
-        let dedup = DedupKey {
-            sender: DeviceAddr::new(device.account, 0),
-            client_msg_id: format!("identity/{}/{key}", device.device),
-        };
+        let dedup = server_notice_key(device.account, format!("identity/{}/{key}", device.device));
         self.announce(device, IdentityChangeType::DeviceAdded, Some(identity), Some(dedup)).await
     }
 

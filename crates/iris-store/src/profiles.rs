@@ -56,6 +56,13 @@ pub struct PendingLink {
     pub state: LinkState,
 }
 
+impl PendingLink {
+    /// Whether it still waits for the primary at `now_ms`: pending and not expired.
+    pub fn is_waiting_at(&self, now_ms: u64) -> bool {
+        self.state == LinkState::Pending && self.expires_at_ms > now_ms
+    }
+}
+
 /// An account's registration PIN: the Argon2id hash (PHC string) and its attempt counter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinRecord {

@@ -102,7 +102,7 @@ async fn check_pending(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<Strin
     let code = normalize(code);
     let now = ctx.clock.now_ms();
     match ctx.store.link(actor.account, &code).await? {
-        Some(l) if l.state == LinkState::Pending && l.expires_at_ms > now => Ok(code),
+        Some(l) if l.is_waiting_at(now) => Ok(code),
         Some(l) if l.expires_at_ms <= now => {
             count(ctx, "expired");
             Err(ServiceError::LinkExpired)
@@ -171,7 +171,7 @@ pub async fn pending(ctx: &Ctx, actor: DeviceAddr) -> Result<Vec<PendingLinkInfo
         .links(actor.account)
         .await?
         .into_iter()
-        .filter(|l| l.state == LinkState::Pending && l.expires_at_ms > now)
+        .filter(|l| l.is_waiting_at(now))
         .map(|l| PendingLinkInfo {
             link_code: display_code(&l.code),
             device_name: l.device_name,
@@ -214,19 +214,17 @@ pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, S
         }
         LinkState::Approved { device } => {
             let addr = DeviceAddr::new(req.account_id, device);
-            let view = ctx.directory.by_id(req.account_id).await?.ok_or(ServiceError::LinkExpired)?;
-            if !view.devices.contains(&device) {
+            let devices = ctx.store.devices(req.account_id).await?;
+            let Some(added) = devices.iter().find(|d| d.addr == addr) else {
                 ctx.store.take_link(req.account_id, &code).await?;
                 return Err(ServiceError::DeviceRevoked);
-            }
+            };
             // Again, in case the approval's notice was lost (a no-op when it was not); before
             // the link is taken, so a failure here leaves it to collect again.
-            let devices = ctx.store.devices(req.account_id).await?;
             let by = devices.iter().find(|d| d.primary).map_or(0, |d| d.addr.device);
-            if let Some(added) = devices.iter().find(|d| d.addr == addr) {
-                announce_added(ctx, added, by).await?;
-            }
+            announce_added(ctx, added, by).await?;
             ctx.store.take_link(req.account_id, &code).await?.ok_or(ServiceError::LinkExpired)?;
+            let view = ctx.directory.by_id(req.account_id).await?.ok_or(ServiceError::LinkExpired)?;
             Ok(Collected::Credentials(issue_credentials(ctx, addr, &view.phone).await?))
         }
     }

@@ -308,7 +308,7 @@ impl ProfileStore for FjallStore {
             let key = link_key(account, &code);
             let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(None) };
             let link = decode_link(account, code, &value)?;
-            if link.state != LinkState::Pending || link.expires_at_ms <= now_ms {
+            if !link.is_waiting_at(now_ms) {
                 return Ok(None);
             }
             // One batch of one database: the device and the approved link commit together.

@@ -28,6 +28,21 @@ fn device_of(row: &Row) -> Device {
     }
 }
 
+/// `AccountDeleting` while `phone`'s account is being erased (its mark is taken under the
+/// account row's lock, so a caller holding that lock cannot race it).
+pub(super) async fn refuse_while_erased(
+    tx: &tokio_postgres::Transaction<'_>,
+    shard: usize,
+    phone: &str,
+) -> StoreResult<()> {
+    let marked = tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await;
+    if marked.map_err(|e| db_err(shard, e))?.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::AccountDeleting)
+    }
+}
+
 /// Adds a device named `name` to account `id` (whose row `tx` holds locked, with its
 /// `next_device_id`), enforcing `max_devices`; not committed, so another row can join the
 /// transaction (an approved link).
@@ -121,9 +136,7 @@ impl AccountStore for PgStore {
             let tx = client.transaction().await.map_err(err)?;
             // A phone whose account is being deleted waits until the deletion finished (the mark
             // is taken under the account row's lock, see `erasure.rs`, so this check cannot race it).
-            if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
-                return Err(StoreError::AccountDeleting);
-            }
+            refuse_while_erased(&tx, idx, phone).await?;
             // Creates the account unless the phone has one (a concurrent creator makes this wait
             // for its commit, then do nothing); the account id names this shard.
             tx.execute(
@@ -143,9 +156,7 @@ impl AccountStore for PgStore {
                 .await
                 .map_err(err)?;
             let account = account_of(&row);
-            if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
-                return Err(StoreError::AccountDeleting);
-            }
+            refuse_while_erased(&tx, idx, phone).await?;
             if shard_of_id(account.id, this.inner.n_shards()) != idx {
                 return Err(StoreError::Corrupt(format!(
                     "account {} found on shard {idx}, routed elsewhere",

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use tokio_postgres::Row;
 
-use super::accounts::{account_of, stage_device, ACCOUNT_COLUMNS};
+use super::accounts::{account_of, refuse_while_erased, stage_device, ACCOUNT_COLUMNS};
 use super::error::db_err;
 use super::shards::{sql, unsql};
 use super::{query, PgStore};
@@ -290,10 +290,7 @@ impl ProfileStore for PgStore {
             else {
                 return Ok(None);
             };
-            let phone = account_of(&row).phone;
-            if !tx.query("SELECT 1 FROM account_erasures WHERE phone = $1", &[&phone]).await.map_err(err)?.is_empty() {
-                return Err(StoreError::AccountDeleting);
-            }
+            refuse_while_erased(&tx, shard.idx, &account_of(&row).phone).await?;
             let links = tx
                 .query(
                     &format!("SELECT {LINK_COLUMNS} FROM pending_links WHERE account = $1 AND code = $2 FOR UPDATE"),
@@ -302,7 +299,7 @@ impl ProfileStore for PgStore {
                 .await
                 .map_err(err)?;
             let Some(link) = links.first().map(link_of).transpose()? else { return Ok(None) };
-            if link.state != LinkState::Pending || link.expires_at_ms <= now_ms {
+            if !link.is_waiting_at(now_ms) {
                 return Ok(None);
             }
             let device =

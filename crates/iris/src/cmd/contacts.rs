@@ -71,16 +71,13 @@ pub async fn contacts(client: &Client, command: &ContactsCommand) -> anyhow::Res
     Ok(list.iter().map(contact_json).collect())
 }
 
-/// Most numbers one `Discover` takes (the server's bound).
-const DISCOVER_PHONES_MAX: usize = 1000;
-
 /// The accounts of `phones`, in order, found with one discovery request per 1,000 numbers: a
 /// lookup per number would cost each stranger a discovery request of its own, and adding them
 /// costs another. A number nobody has (or whose account blocked me) is `NOT_FOUND`, naming it.
 async fn discovered_accounts(client: &Client, phones: &[String]) -> anyhow::Result<Vec<u64>> {
     let phones = phones.iter().map(|p| iris_proto::phone::validate(p)).collect::<Result<Vec<String>, _>>()?;
     let mut found = HashMap::new();
-    for chunk in phones.chunks(DISCOVER_PHONES_MAX) {
+    for chunk in phones.chunks(iris_server::contacts::DISCOVER_PHONES_MAX) {
         found.extend(client.discover(chunk.to_vec()).await?.into_iter().map(|c| (c.phone, c.account_id)));
     }
     let account_of = |phone: &String| {
