@@ -201,7 +201,8 @@ impl AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DevicesConfig {
     /// How long a link code waits for the primary's approval, and how long an approved link
-    /// waits for the new device to collect its credentials (LINK_EXPIRED after).
+    /// waits for the new device to collect its credentials (LINK_EXPIRED after, and the device
+    /// is revoked); also the period of the devices' housekeeping (`auth/housekeeping.rs`).
     pub link_code_ttl_s: u64,
     /// Links one account may have waiting at once (LINK_LIMIT beyond).
     pub pending_links_max: u32,

@@ -347,6 +347,7 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
     push.start(ctx.shutdown.clone());
     tokio::spawn(sweep_loop(ctx.clone()));
     tokio::spawn(disappearing_loop(ctx.clone()));
+    tokio::spawn(auth::housekeeping::run(ctx.clone()));
     tokio::spawn(presence_loop(ctx.clone()));
     tokio::spawn(calls::run_timer(ctx.sessions.calls.clone(), ctx.shutdown.clone()));
     if let Some((c, tasks)) = cluster {

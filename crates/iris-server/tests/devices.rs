@@ -8,6 +8,7 @@ use common::*;
 use iris_client::{Event, HttpApi};
 use iris_proto::http::{Credentials, DeviceInfo, LinkPending, PinRequest, VerifyRequest};
 use iris_proto::pb::{inbox_item, DeviceChangeType, ErrorCode};
+use iris_store::AccountStore;
 
 const ALICE: &str = "+15550000101";
 
@@ -100,6 +101,38 @@ async fn refused_expired_and_too_many_links_are_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_collects_is_revoked_when_its_link_expires() {
+    // Proves: an approved link whose device never collects its credentials does not leave a
+    // device nobody can sign in as: a collection after the deadline is 410 LINK_EXPIRED and
+    // revokes it at once; a device that never comes back is revoked by the sweep (every
+    // devices.link_code_ttl_s). Both leave the list and the primary hears them REMOVED by the
+    // server (0).
+    let server = TestServer::start_with_manual_clock(|c| c.devices.link_code_ttl_s = 10).await;
+    let alice = server.login(ALICE, "phone").await;
+    let (client, mut events) = connect(&server.url(""), &alice).await;
+    let laptop = start_link(&server, ALICE, "laptop").await;
+    let tablet = start_link(&server, ALICE, "tablet").await;
+    for pending in [&laptop, &tablet] {
+        server.approve_link(&alice.access_token, &pending.link_code).await.expect_status(200);
+    }
+    let (added, removed) = (DeviceChangeType::Added as i32, DeviceChangeType::Removed as i32);
+    assert_eq!(next_device_change(&client, &mut events).await, (2, added, 1));
+    assert_eq!(next_device_change(&client, &mut events).await, (3, added, 1));
+    assert_eq!(devices(&server, &alice).await, vec![1, 2, 3]);
+
+    server.advance_clock_ms(10_001);
+    server.collect_link(&tablet).await.expect_error(410, ErrorCode::LinkExpired);
+    assert!(!devices(&server, &alice).await.contains(&3), "the late collection revoked its device");
+    // The sweep may have run meanwhile, so the two notices come in either order.
+    let mut heard =
+        vec![next_device_change(&client, &mut events).await, next_device_change(&client, &mut events).await];
+    heard.sort();
+    assert_eq!(heard, [(2, removed, 0), (3, removed, 0)], "the sweep revoked the laptop");
+    assert_eq!(devices(&server, &alice).await, vec![1]);
+    server.collect_link(&laptop).await.expect_error(410, ErrorCode::LinkExpired);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_approved_over_the_device_limit_stays_pending() {
     // Proves: links started below the device limit are approved while room is left; the one
     // that would pass it is 409 DEVICE_LIMIT and still pending (202 to its device), and once a
@@ -119,6 +152,39 @@ async fn a_link_approved_over_the_device_limit_stays_pending() {
     assert_eq!((approved.device_id, approved.name.as_str()), (6, "f"));
     let f: Credentials = server.collect_link(&sixth).await.expect_json(200);
     assert_eq!(devices(&server, &f).await, vec![1, 2, 3, 4, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_cut_short_is_finished_by_the_server() {
+    // Proves: when a revocation's follow-ups fail after the store revoked the device (here the
+    // inbox takes no write: no purge, no notice), the answer is an error but the revocation is
+    // not left half done: the device is revoked at once, and ten seconds later the server runs
+    // the rest, so the primary hears REMOVED by the device that revoked it, once, and nothing
+    // stays recorded as unfinished.
+    let (store, faults) = faulty_store();
+    let shared: std::sync::Arc<dyn iris_store::Store> = store.clone();
+    let server = TestServer::start_with_store_and_manual_clock(|c| c.devices.link_code_ttl_s = 10, shared).await;
+    let alice = server.login(ALICE, "phone").await;
+    let laptop = server.login(ALICE, "laptop").await;
+    let (client, mut events) = connect(&server.url(""), &alice).await;
+    let (added, removed) = (DeviceChangeType::Added as i32, DeviceChangeType::Removed as i32);
+    assert_eq!(next_device_change(&client, &mut events).await, (laptop.device_id, added, 1));
+
+    faults.set(Some(AppendFault::Unavailable));
+    let path = format!("/v1/devices/{}", laptop.device_id);
+    server.delete(&path, &alice.access_token).await.expect_error(503, ErrorCode::Unavailable);
+    assert!(faults.injected() >= 1, "the follow-ups failed");
+    faults.set(None);
+    assert_eq!(devices(&server, &alice).await, vec![1], "revoked at once");
+    assert_eq!(store.unfinished_revocations(u64::MAX, 10).await.unwrap().len(), 1);
+
+    server.advance_clock_ms(10_001);
+    assert_eq!(next_device_change(&client, &mut events).await, (laptop.device_id, removed, 1));
+    wait_until("the revocation is finished", PATIENCE, || async {
+        store.unfinished_revocations(u64::MAX, 10).await.unwrap().is_empty()
+    })
+    .await;
+    server.delete(&path, &alice.access_token).await.expect_error(404, ErrorCode::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

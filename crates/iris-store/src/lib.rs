@@ -77,7 +77,8 @@ pub trait AccountStore: Send + Sync + 'static {
     /// Re-registration of an existing account on a new phone: revokes every active device of
     /// the account of `phone` (deleting their refresh tokens) and adds a new device that is the
     /// account's primary, in one atomic step. Returns the account, the new primary and the
-    /// devices it revoked, or `None` when `phone` has no account. Durable when it returns.
+    /// devices it revoked (each recorded as unfinished, to be announced to nobody), or `None`
+    /// when `phone` has no account. Durable when it returns.
     async fn register_primary(
         &self,
         phone: &str,
@@ -91,9 +92,21 @@ pub trait AccountStore: Send + Sync + 'static {
     /// One device, revoked or not.
     async fn device(&self, addr: DeviceAddr) -> StoreResult<Option<Device>>;
 
-    /// Marks a device revoked and deletes its refresh tokens. Returns false if it did not exist
-    /// or was already revoked. Durable when it returns.
-    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool>;
+    /// Marks a device revoked and deletes its refresh tokens, and records the revocation as
+    /// unfinished (the server's follow-ups, [`AccountStore::unfinished_revocations`]) in the same
+    /// step; `announce_by` is who revoked it, for the `DeviceChange` notice (`None`: no notice).
+    /// Returns false if it did not exist or was already revoked. Durable when it returns.
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64, announce_by: Option<DeviceId>) -> StoreResult<bool>;
+
+    /// Up to `limit` revocations (by `revoke_device`, `register_primary` or an erasure) made at
+    /// or before `before_ms` whose follow-ups (inbox, push target, keys, notices) were not
+    /// confirmed with [`AccountStore::finish_revocation`]: a crash or a failure cut them short,
+    /// and the server runs them again (each is idempotent).
+    async fn unfinished_revocations(&self, before_ms: u64, limit: usize) -> StoreResult<Vec<UnfinishedRevocation>>;
+
+    /// The follow-ups of `addr`'s revocation are done: forgets its record. Durable when it
+    /// returns.
+    async fn finish_revocation(&self, addr: DeviceAddr) -> StoreResult<()>;
 
     /// Stores a refresh token by the SHA-256 of its secret.
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()>;

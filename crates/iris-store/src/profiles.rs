@@ -124,8 +124,9 @@ pub trait ProfileStore: Send + Sync + 'static {
     async fn reset_pin_attempts(&self, account: AccountId) -> StoreResult<()>;
 
     /// Stores a new pending link unless the account already has `max_pending` links that have
-    /// not expired at `now_ms` (expired ones are dropped on the way). Returns whether it was
-    /// stored; a link with the same code replaces the old one. Durable when it returns.
+    /// not expired at `now_ms` (expired ones are dropped on the way, except approved ones: their
+    /// device must be revoked first, by [`ProfileStore::expired_links`]' sweep). Returns whether
+    /// it was stored; a link with the same code replaces the old one. Durable when it returns.
     async fn put_link(&self, link: &PendingLink, now_ms: u64, max_pending: u32) -> StoreResult<bool>;
 
     /// The link of `account` with this code, expired or not.
@@ -151,6 +152,11 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// The links of `account`, expired or not, ordered by code.
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>>;
+
+    /// Up to `limit` links of any account that expired at `now_ms`, for the sweep that drops
+    /// them: an approved one that is still here was never collected, so its device, which
+    /// nobody can ever sign in as, is revoked before the link is taken.
+    async fn expired_links(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<PendingLink>>;
 
     /// Deletes `account`'s profile, PIN and links (account deletion). Durable when it returns.
     async fn erase_profile_rows(&self, account: AccountId) -> StoreResult<()>;

@@ -55,6 +55,17 @@ pub struct Device {
     pub revoked_at_ms: Option<u64>,
 }
 
+/// A revoked device whose server-side follow-ups (inbox, push target, keys, notices) are not
+/// known to be done ([`crate::AccountStore::unfinished_revocations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedRevocation {
+    /// The device, as revoked (its `revoked_at_ms` set).
+    pub device: Device,
+    /// The account's device that revoked it, for the `DeviceChange` notice (0: the device itself
+    /// or the server); `None`: nobody is told (a re-registration or an erasure).
+    pub announce_by: Option<DeviceId>,
+}
+
 /// A stored refresh token (only the hash of its secret is kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {

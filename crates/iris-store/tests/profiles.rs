@@ -1,8 +1,9 @@
 //! Profiles, registration PINs, pending device links and re-registration through the store, on
 //! both engines: records survive a reopen, the pending-link bound holds and expired links make
-//! room, a link is taken once, an approved link and its device commit together, PIN attempts
-//! lock and unlock, a re-registration revokes every device (tokens included) and adds a
-//! primary, and an account's rows can be erased.
+//! room (an approved one stays for the sweep that lists expired links), a link is taken once,
+//! an approved link and its device commit together, PIN attempts lock and unlock, a
+//! re-registration revokes every device (tokens included) and adds a primary, and an account's
+//! rows can be erased.
 
 mod common;
 
@@ -168,6 +169,38 @@ async fn an_approved_link_and_its_device_commit_together(engine: Engine) {
     assert_eq!(devices, [(1, "phone".into()), (2, "dev AAAA".into()), (3, "dev DDDD".into())]);
 }
 
+async fn expired_links_are_listed_and_approved_ones_wait_for_the_sweep(engine: Engine) {
+    // Proves: `expired_links` lists the links of every account whose deadline passed, at most
+    // `limit`, and nothing unexpired; `put_link` drops expired links on the way except an
+    // approved one (its device must be revoked first), which no longer counts toward the bound.
+    let env = Env::new(engine);
+    let store = env.open().await;
+    let (first, _) = store.register_device("+15550105", "phone", 1, 5).await.unwrap();
+    let (second, _) = store.register_device("+15550106", "phone", 1, 5).await.unwrap();
+    let (a, b) = (first.id, second.id);
+    for (account, code, expires) in [(a, "AAAA", 50), (a, "BBBB", 100), (a, "CCCC", 500), (b, "DDDD", 60)] {
+        assert!(store.put_link(&link(account, code, expires), 10, 10).await.unwrap());
+    }
+    let approved = store.approve_link(a, "BBBB", 20, 90, 5).await.unwrap().expect("pending");
+    let mut expired: Vec<_> = store.expired_links(95, 100).await.unwrap();
+    expired.sort_by(|x, y| x.code.cmp(&y.code));
+    let listed: Vec<_> = expired.iter().map(|l| (l.account, l.code.as_str(), l.state)).collect();
+    assert_eq!(
+        listed,
+        [
+            (a, "AAAA", LinkState::Pending),
+            (a, "BBBB", LinkState::Approved { device: approved.addr.device }),
+            (b, "DDDD", LinkState::Pending)
+        ]
+    );
+    assert_eq!(store.expired_links(95, 2).await.unwrap().len(), 2, "at most the limit");
+    assert!(store.expired_links(40, 100).await.unwrap().is_empty(), "nothing expired yet");
+    assert!(store.put_link(&link(a, "EEEE", 600), 95, 2).await.unwrap(), "expired links do not count");
+    assert!(!store.put_link(&link(a, "FFFF", 600), 95, 2).await.unwrap(), "CCCC and EEEE are live");
+    let codes: Vec<_> = store.links(a).await.unwrap().into_iter().map(|l| l.code).collect();
+    assert_eq!(codes, ["BBBB", "CCCC", "EEEE"], "the approved link waits for the sweep");
+}
+
 async fn reregistration_replaces_every_device(engine: Engine) {
     // Proves: a new primary revokes the account's active devices and their refresh tokens in
     // one step, takes the next device id, and is the only active device; an unknown phone has
@@ -195,5 +228,6 @@ both_engines!(
     pin_attempts_lock_out_under_concurrency,
     pending_links_are_bounded_and_taken_once,
     an_approved_link_and_its_device_commit_together,
+    expired_links_are_listed_and_approved_ones_wait_for_the_sweep,
     reregistration_replaces_every_device,
 );

@@ -275,9 +275,9 @@ async fn revoke_device_removes_its_tokens_and_frees_a_slot(engine: Engine) {
     store.put_refresh_token(token(1, phone.addr)).await.unwrap();
     store.put_refresh_token(token(2, laptop.addr)).await.unwrap();
     store.put_refresh_token(token(3, laptop.addr)).await.unwrap();
-    assert!(store.revoke_device(laptop.addr, 50).await.unwrap());
-    assert!(!store.revoke_device(laptop.addr, 60).await.unwrap());
-    assert!(!store.revoke_device(DeviceAddr::new(account.id, 9), 60).await.unwrap());
+    assert!(store.revoke_device(laptop.addr, 50, Some(1)).await.unwrap());
+    assert!(!store.revoke_device(laptop.addr, 60, Some(1)).await.unwrap());
+    assert!(!store.revoke_device(DeviceAddr::new(account.id, 9), 60, Some(1)).await.unwrap());
     assert_eq!(store.device(laptop.addr).await.unwrap().unwrap().revoked_at_ms, Some(50));
     assert_eq!(store.devices(account.id).await.unwrap(), vec![phone.clone()]);
     assert_eq!(store.take_refresh_token(&[2; 32]).await.unwrap(), None);
@@ -285,6 +285,48 @@ async fn revoke_device_removes_its_tokens_and_frees_a_slot(engine: Engine) {
     assert_eq!(store.take_refresh_token(&[1; 32]).await.unwrap(), Some(token(1, phone.addr)));
     let (_, tablet) = store.register_device("+15550002", "tablet", 3, 2).await.unwrap();
     assert_eq!((tablet.addr.device, tablet.primary), (3, false));
+}
+
+async fn a_revocation_stays_unfinished_until_confirmed(engine: Engine) {
+    // Proves: a revocation (one device, or every device by a re-registration) is recorded as
+    // unfinished in its own durable step, with who announces it (`None` for a
+    // re-registration); it is listed once its time is at or before the bound, survives a
+    // reopen, is listed at most `limit` at a time, and is gone once finished.
+    let env = Env::new(engine);
+    let (laptop, tablet, phone) = {
+        let store = env.open().await;
+        store.register_device("+15550003", "phone", 1, 5).await.unwrap();
+        let (_, laptop) = store.register_device("+15550003", "laptop", 2, 5).await.unwrap();
+        let (_, tablet) = store.register_device("+15550003", "tablet", 3, 5).await.unwrap();
+        assert!(store.revoke_device(laptop.addr, 50, Some(1)).await.unwrap());
+        assert!(store.unfinished_revocations(49, 10).await.unwrap().is_empty(), "made after the bound");
+        let (_, _, revoked) = store.register_primary("+15550003", "new phone", 60).await.unwrap().unwrap();
+        let phone = revoked.iter().find(|d| d.primary).unwrap().clone();
+        (laptop, tablet, phone)
+    };
+    let store = env.open().await;
+    let mut listed: Vec<_> = store
+        .unfinished_revocations(60, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.device.addr.device, r.device.revoked_at_ms, r.announce_by))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            (phone.addr.device, Some(60), None),
+            (laptop.addr.device, Some(50), Some(1)),
+            (tablet.addr.device, Some(60), None)
+        ]
+    );
+    assert_eq!(store.unfinished_revocations(60, 2).await.unwrap().len(), 2, "at most the limit");
+    store.finish_revocation(laptop.addr).await.unwrap();
+    store.finish_revocation(laptop.addr).await.unwrap();
+    let left: HashSet<_> =
+        store.unfinished_revocations(60, 10).await.unwrap().into_iter().map(|r| r.device.addr).collect();
+    assert_eq!(left, HashSet::from([phone.addr, tablet.addr]));
 }
 
 async fn refresh_token_is_taken_once(engine: Engine) {
@@ -383,6 +425,7 @@ both_engines!(
     register_device_enforces_limit_under_concurrency,
     accounts_are_durable_and_distinct,
     revoke_device_removes_its_tokens_and_frees_a_slot,
+    a_revocation_stays_unfinished_until_confirmed,
     refresh_token_is_taken_once,
     expire_removes_old_entries_and_dedup_records,
     purge_empties_the_inbox_without_reusing_seqs,

@@ -111,6 +111,14 @@ impl TestServer {
         Self::boot(edit, None, Backing::Store(store)).await
     }
 
+    /// [`TestServer::start_with_store`] with the clock of [`TestServer::start_with_manual_clock`].
+    pub async fn start_with_store_and_manual_clock(
+        edit: impl FnOnce(&mut Config),
+        store: Arc<dyn iris_store::Store>,
+    ) -> Self {
+        Self::boot(edit, Some(Arc::new(ManualClock::new())), Backing::Store(store)).await
+    }
+
     /// Node `node_id` (1..) of a cluster on `engine`: nodes started on one engine share its
     /// databases, Redis namespace and token key, as the nodes of one deployment do, whatever
     /// `IRIS_TEST_ENGINE` says. The caller keeps `engine` alive longer than its nodes.

@@ -72,7 +72,7 @@ pub async fn finish(ctx: &Ctx, erasure: &PendingErasure) -> Result<(), ServiceEr
     let id = erasure.account;
     let now = ctx.clock.now_ms();
     for device in ctx.store.devices(id).await? {
-        ctx.store.revoke_device(device.addr, now).await?;
+        ctx.store.revoke_device(device.addr, now, None).await?;
         ctx.router.kick(device.addr, Kick::AccountDeleted);
     }
     ctx.account_changed(id);

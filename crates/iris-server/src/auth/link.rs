@@ -5,6 +5,9 @@
 //! `devices.link_code_ttl_s`. The primary approves (the device is created, the account's other
 //! devices get a durable `DeviceChange ADDED`) or refuses it; the new device collects its
 //! credentials with the secret. Until then it has no device, so no inbox and no messages.
+//! An approved link the new device never collects expires like any other; its device, which
+//! nobody can ever sign in as, is then revoked ([`sweep`], run by `housekeeping`), so it stops counting toward the
+//! device limit and the account's devices hear it removed.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -197,8 +200,7 @@ pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, S
         return Err(ServiceError::LinkExpired);
     }
     if link.expires_at_ms <= now {
-        ctx.store.take_link(req.account_id, &code).await?;
-        count(ctx, "expired");
+        retire(ctx, &link).await?;
         return Err(ServiceError::LinkExpired);
     }
     match link.state {
@@ -228,4 +230,35 @@ pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, S
             Ok(Collected::Credentials(issue_credentials(ctx, addr, &view.phone).await?))
         }
     }
+}
+
+/// How many expired links one pass of [`sweep`] handles (the next pass takes the rest).
+pub(super) const SWEEP_BATCH: usize = 1000;
+
+/// Drops the links that expired by `now_ms`, revoking the device of each approved one that was
+/// never collected. Returns how many were dropped; run by the server's store sweep.
+pub async fn sweep(ctx: &Ctx, now_ms: u64) -> Result<usize, ServiceError> {
+    let expired = ctx.store.expired_links(now_ms, SWEEP_BATCH).await?;
+    for link in &expired {
+        retire(ctx, link).await?;
+    }
+    Ok(expired.len())
+}
+
+/// Drops expired `link`. An approved one's device is revoked first (by the server: `by` 0),
+/// so a crash in between leaves the link for the next sweep, which finds the device gone and
+/// takes the link; the other order could leave a device nobody can sign in as, for good.
+async fn retire(ctx: &Ctx, link: &PendingLink) -> Result<(), ServiceError> {
+    if let LinkState::Approved { device } = link.state {
+        let addr = DeviceAddr::new(link.account, device);
+        match super::revoke_device(ctx, addr, 0).await {
+            Ok(_) => tracing::info!(device = %addr, "revoked a linked device that never collected its credentials"),
+            Err(ServiceError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if ctx.store.take_link(link.account, &link.code).await?.is_some() {
+        count(ctx, "expired");
+    }
+    Ok(())
 }

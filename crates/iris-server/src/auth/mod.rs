@@ -9,8 +9,10 @@
 pub mod access;
 pub mod codes;
 pub mod erasure;
+pub mod housekeeping;
 pub mod link;
 pub mod pin;
+pub mod revocation;
 pub mod service;
 pub mod shared_codes;
 pub mod sms;
@@ -21,13 +23,11 @@ use std::net::IpAddr;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use iris_proto::http::{Credentials, LinkPending};
-use iris_proto::pb::DeviceChangeType;
 use iris_store::{Account, DeviceAddr, DeviceId, RefreshTokenRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::context::Ctx;
-use crate::device_notices::DeviceChange;
 use crate::error::ServiceError;
 use crate::ratelimit;
 use crate::router::Kick;
@@ -144,9 +144,7 @@ async fn reregister(
     ctx.account_changed(account.id);
     ctx.metrics.devices_reregistrations.inc();
     for old in &revoked {
-        ctx.router.kick(old.addr, Kick::Revoked);
-        ctx.store.purge(old.addr).await?;
-        ctx.sessions.keys.revoked(old.addr).await?;
+        revocation::follow_up(ctx, old, None, Kick::Revoked).await?;
     }
     tracing::info!(device = %device.addr, revoked = revoked.len(), "new primary registered");
     issue_credentials(ctx, device.addr, &account.phone).await
@@ -214,21 +212,16 @@ pub async fn revoke(ctx: &Ctx, actor: DeviceAddr, target: DeviceId) -> Result<()
 /// Revokes the active device `target` on behalf of device `by` of its account (0: the device
 /// itself, or the server: an operator through the admin API), with every consequence: tokens
 /// rejected, connections closed (on any node), inbox, push target and keys deleted, and one
-/// durable `DeviceChange` REMOVED for each of the account's other devices. Checks no permission:
-/// callers do. Returns the device's label; `NotFound` if it is not an active device.
+/// durable `DeviceChange` REMOVED for each of the account's other devices. The revocation is
+/// durable first; a failure after it leaves the rest to [`revocation::resume`]. Checks no
+/// permission: callers do. Returns the device's label; `NotFound` if it is not an active device.
 pub async fn revoke_device(ctx: &Ctx, target: DeviceAddr, by: DeviceId) -> Result<String, ServiceError> {
-    if !ctx.store.revoke_device(target, ctx.clock.now_ms()).await? {
+    if !ctx.store.revoke_device(target, ctx.clock.now_ms(), Some(by)).await? {
         return Err(ServiceError::NotFound("device"));
     }
     ctx.account_changed(target.account);
-    ctx.router.kick(target, Kick::Revoked);
-    ctx.store.purge(target).await?;
-    // A revoked device is never woken again (issue 19).
-    ctx.store.delete_push_target(target, None).await?;
-    ctx.sessions.keys.revoked(target).await?;
     tracing::info!(device = %target, by, "device revoked");
-    let name = ctx.store.device(target).await?.map(|d| d.name).unwrap_or_default();
-    let change = DeviceChange { device: target, name: name.clone(), kind: DeviceChangeType::Removed, by };
-    ctx.sessions.device_notices.announce(change).await?;
-    Ok(name)
+    let device = ctx.store.device(target).await?.ok_or(ServiceError::NotFound("device"))?;
+    revocation::follow_up(ctx, &device, Some(by), Kick::Revoked).await?;
+    Ok(device.name)
 }

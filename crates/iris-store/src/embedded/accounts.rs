@@ -8,7 +8,9 @@ use fjall::{OwnedWriteBatch, PersistMode};
 
 use super::codec::{self, AccountRecord};
 use super::{keys, unavailable, Keyspaces, Shared};
-use crate::{Account, AccountId, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
+use crate::{
+    Account, AccountId, Device, DeviceAddr, DeviceId, RefreshTokenRecord, StoreError, StoreResult, UnfinishedRevocation,
+};
 
 /// Account-side operations of [`super::FjallStore`].
 pub(super) struct Accounts {
@@ -126,13 +128,7 @@ impl Accounts {
         let mut batch = self.ks.db.batch();
         let mut revoked = self.devices(id)?;
         for old in &mut revoked {
-            old.revoked_at_ms = Some(now_ms);
-            batch.insert(&self.ks.devices, keys::device(old.addr), codec::encode_device(old));
-            for guard in self.ks.token_index.prefix(keys::device(old.addr)) {
-                let key = guard.key().map_err(unavailable)?;
-                batch.remove(&self.ks.tokens, keys::token_index_hash(&key)?);
-                batch.remove(&self.ks.token_index, key);
-            }
+            self.stage_revocation(&mut batch, old, now_ms, None)?;
         }
         let device = Device {
             addr: DeviceAddr::new(id, rec.next_device_id),
@@ -171,22 +167,80 @@ impl Accounts {
     }
 
     /// Marks the device revoked and deletes its refresh tokens; false if absent or revoked.
-    pub(super) fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+    pub(super) fn revoke_device(
+        &self,
+        addr: DeviceAddr,
+        now_ms: u64,
+        announce_by: Option<DeviceId>,
+    ) -> StoreResult<bool> {
         let _guard = self.lock();
         let mut device = match self.device(addr)? {
             Some(d) if d.revoked_at_ms.is_none() => d,
             _ => return Ok(false),
         };
-        device.revoked_at_ms = Some(now_ms);
         let mut batch = self.ks.db.batch();
-        batch.insert(&self.ks.devices, keys::device(addr), codec::encode_device(&device));
-        for guard in self.ks.token_index.prefix(keys::device(addr)) {
-            let key = guard.key().map_err(unavailable)?;
-            batch.remove(&self.ks.tokens, keys::token_index_hash(&key)?);
-            batch.remove(&self.ks.token_index, key);
-        }
+        self.stage_revocation(&mut batch, &mut device, now_ms, announce_by)?;
         self.commit(batch)?;
         Ok(true)
+    }
+
+    /// Adds `device`'s revocation to `batch`: the record marked revoked, its refresh tokens
+    /// deleted, and the mark of unfinished follow-ups. The caller holds the lock and commits.
+    fn stage_revocation(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        device: &mut Device,
+        now_ms: u64,
+        announce_by: Option<DeviceId>,
+    ) -> StoreResult<()> {
+        device.revoked_at_ms = Some(now_ms);
+        let key = keys::device(device.addr);
+        batch.insert(&self.ks.devices, key, codec::encode_device(device));
+        for guard in self.ks.token_index.prefix(key) {
+            let index_key = guard.key().map_err(unavailable)?;
+            batch.remove(&self.ks.tokens, keys::token_index_hash(&index_key)?);
+            batch.remove(&self.ks.token_index, index_key);
+        }
+        let mut mark = now_ms.to_be_bytes().to_vec();
+        mark.extend_from_slice(&announce_by.unwrap_or(u32::MAX).to_be_bytes());
+        batch.insert(&self.ks.revocations, key, mark);
+        Ok(())
+    }
+
+    /// Revocations made at or before `before_ms` whose follow-ups are not confirmed, at most
+    /// `limit`.
+    pub(super) fn unfinished_revocations(
+        &self,
+        before_ms: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<UnfinishedRevocation>> {
+        let mut out = Vec::new();
+        for guard in self.ks.revocations.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = guard.into_inner().map_err(unavailable)?;
+            let addr = keys::parse_device(&key)?;
+            let corrupt = || StoreError::Corrupt(format!("revocation mark of {addr}"));
+            let (at, by) = value.split_first_chunk::<8>().ok_or_else(corrupt)?;
+            let by = u32::from_be_bytes(*by.first_chunk::<4>().ok_or_else(corrupt)?);
+            if u64::from_be_bytes(*at) > before_ms {
+                continue;
+            }
+            // An erased account's device records are gone with their marks; a mark without its
+            // record is not expected, and is skipped rather than failing the sweep.
+            if let Some(device) = self.device(addr)? {
+                out.push(UnfinishedRevocation { device, announce_by: (by != u32::MAX).then_some(by) });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the mark of `addr`'s revocation.
+    pub(super) fn finish_revocation(&self, addr: DeviceAddr) -> StoreResult<()> {
+        let mut batch = self.ks.db.batch();
+        batch.remove(&self.ks.revocations, keys::device(addr));
+        self.commit(batch)
     }
 
     /// Stores a refresh token and its index entry.
@@ -266,6 +320,7 @@ impl Accounts {
             for dedup in self.ks.dedup.prefix(&key) {
                 batch.remove(&self.ks.dedup, dedup.key().map_err(unavailable)?);
             }
+            batch.remove(&self.ks.revocations, key.clone());
             batch.remove(&self.ks.devices, key);
         }
         batch.remove(&self.ks.accounts, keys::account(account));

@@ -40,8 +40,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Account, AccountId, AccountStore, AppendOutcome, AppendRequest, CommitObserver, Device, DeviceAddr, InboxCursor,
-    InboxStore, PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+    Account, AccountId, AccountStore, AppendOutcome, AppendRequest, CommitObserver, Device, DeviceAddr, DeviceId,
+    InboxCursor, InboxStore, PendingAppend, RefreshTokenRecord, StoreError, StoreResult, StoredEntry,
+    UnfinishedRevocation,
 };
 use accounts::Accounts;
 #[cfg(feature = "sim")]
@@ -220,6 +221,9 @@ struct Keyspaces {
     expiry: Keyspace,
     /// Phone → account id ‖ start time: accounts being deleted (`erasure.rs`).
     erasures: Keyspace,
+    /// Device address → revoked at ‖ announcing device (`u32::MAX`: none): revocations whose
+    /// server-side follow-ups are not confirmed done (`accounts.rs`).
+    revocations: Keyspace,
 }
 
 impl Keyspaces {
@@ -240,6 +244,7 @@ impl Keyspaces {
             meta: open("meta")?,
             expiry: open("expiry")?,
             erasures: open("account_erasures")?,
+            revocations: open("device_revocations")?,
             db,
         })
     }
@@ -557,9 +562,19 @@ impl AccountStore for FjallStore {
         self.accounts.device(addr)
     }
 
-    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64, announce_by: Option<DeviceId>) -> StoreResult<bool> {
         let accounts = Arc::clone(&self.accounts);
-        blocking(move || accounts.revoke_device(addr, now_ms)).await
+        blocking(move || accounts.revoke_device(addr, now_ms, announce_by)).await
+    }
+
+    async fn unfinished_revocations(&self, before_ms: u64, limit: usize) -> StoreResult<Vec<UnfinishedRevocation>> {
+        let accounts = Arc::clone(&self.accounts);
+        blocking(move || accounts.unfinished_revocations(before_ms, limit)).await
+    }
+
+    async fn finish_revocation(&self, addr: DeviceAddr) -> StoreResult<()> {
+        let accounts = Arc::clone(&self.accounts);
+        blocking(move || accounts.finish_revocation(addr)).await
     }
 
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> StoreResult<()> {

@@ -257,7 +257,9 @@ impl ProfileStore for FjallStore {
             let mut live = 0u32;
             for old in p.account_links(link.account)? {
                 if old.expires_at_ms <= now_ms {
-                    batch.remove(&p.links, link_key(old.account, &old.code));
+                    if !matches!(old.state, LinkState::Approved { .. }) {
+                        batch.remove(&p.links, link_key(old.account, &old.code));
+                    }
                 } else if old.code != link.code {
                     live += 1;
                 }
@@ -332,6 +334,28 @@ impl ProfileStore for FjallStore {
 
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
         self.profiles.account_links(account)
+    }
+
+    async fn expired_links(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<PendingLink>> {
+        let p = Arc::clone(&self.profiles);
+        blocking(move || {
+            // Links live minutes and are bounded per account, so the whole keyspace is small.
+            let mut out = Vec::new();
+            for guard in p.links.iter() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = guard.into_inner().map_err(unavailable)?;
+                let Some((account, code)) = key.split_first_chunk::<8>() else { continue };
+                let link =
+                    decode_link(u64::from_be_bytes(*account), String::from_utf8_lossy(code).into_owned(), &value)?;
+                if link.expires_at_ms <= now_ms {
+                    out.push(link);
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn erase_profile_rows(&self, account: AccountId) -> StoreResult<()> {

@@ -9,7 +9,10 @@ use tokio_postgres::Row;
 use super::error::db_err;
 use super::shards::{shard_of_id, shard_of_phone, sql, unsql, Shard, SHARD_BITS};
 use super::{query, PgStore};
-use crate::{Account, AccountId, AccountStore, Device, DeviceAddr, RefreshTokenRecord, StoreError, StoreResult};
+use crate::{
+    Account, AccountId, AccountStore, Device, DeviceAddr, DeviceId, RefreshTokenRecord, StoreError, StoreResult,
+    UnfinishedRevocation,
+};
 
 pub(super) const ACCOUNT_COLUMNS: &str = "id, phone, created_at_ms";
 const DEVICE_COLUMNS: &str = "account, device, name, is_primary, created_at_ms, revoked_at_ms";
@@ -216,6 +219,14 @@ impl AccountStore for PgStore {
             tx.execute("DELETE FROM refresh_tokens WHERE account = $1 AND device = ANY($2)", &[&sql(account.id), &ids])
                 .await
                 .map_err(err)?;
+            tx.execute(
+                "INSERT INTO device_revocations (account, device, revoked_at_ms, announce_by)
+                 SELECT $1, d, $3, NULL FROM unnest($2::integer[]) AS d
+                 ON CONFLICT (account, device) DO NOTHING",
+                &[&sql(account.id), &ids, &sql(now_ms)],
+            )
+            .await
+            .map_err(err)?;
             let device = Device {
                 addr: DeviceAddr::new(account.id, next_device_id as u32),
                 name: device_name.to_owned(),
@@ -271,7 +282,7 @@ impl AccountStore for PgStore {
         .await
     }
 
-    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64) -> StoreResult<bool> {
+    async fn revoke_device(&self, addr: DeviceAddr, now_ms: u64, announce_by: Option<DeviceId>) -> StoreResult<bool> {
         self.on_task(move |this| async move {
             let shard = this.account_shard(addr.account);
             let err = |e| db_err(shard.idx, e);
@@ -292,8 +303,56 @@ impl AccountStore for PgStore {
             tx.execute("DELETE FROM refresh_tokens WHERE account = $1 AND device = $2", &[&account, &device])
                 .await
                 .map_err(err)?;
+            let by = announce_by.map(|d| d as i32);
+            tx.execute(
+                "INSERT INTO device_revocations (account, device, revoked_at_ms, announce_by) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account, device) DO UPDATE SET revoked_at_ms = excluded.revoked_at_ms,
+                     announce_by = excluded.announce_by",
+                &[&account, &device, &sql(now_ms), &by],
+            )
+            .await
+            .map_err(err)?;
             tx.commit().await.map_err(err)?;
             Ok(true)
+        })
+        .await
+    }
+
+    async fn unfinished_revocations(&self, before_ms: u64, limit: usize) -> StoreResult<Vec<UnfinishedRevocation>> {
+        self.on_task(move |this| async move {
+            let mut out = Vec::new();
+            for shard in &this.inner.shards {
+                let left = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
+                if left == 0 {
+                    break;
+                }
+                let rows = query(
+                    shard,
+                    "SELECT d.account, d.device, d.name, d.is_primary, d.created_at_ms, d.revoked_at_ms, r.announce_by
+                     FROM device_revocations r JOIN devices d ON d.account = r.account AND d.device = r.device
+                     WHERE r.revoked_at_ms <= $1 ORDER BY r.revoked_at_ms LIMIT $2",
+                    &[&sql(before_ms), &left],
+                )
+                .await?;
+                out.extend(rows.iter().map(|row| UnfinishedRevocation {
+                    device: device_of(row),
+                    announce_by: row.get::<_, Option<i32>>(6).map(|d| d as u32),
+                }));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_revocation(&self, addr: DeviceAddr) -> StoreResult<()> {
+        self.on_task(move |this| async move {
+            query(
+                this.account_shard(addr.account),
+                "DELETE FROM device_revocations WHERE account = $1 AND device = $2",
+                &[&sql(addr.account), &(addr.device as i32)],
+            )
+            .await?;
+            Ok(())
         })
         .await
     }

@@ -16,6 +16,7 @@ use crate::{Account, AccountId, ErasureStore, GroupId, PendingErasure, StoreResu
 const ERASE_STATEMENTS: &[&str] = &[
     "DELETE FROM refresh_tokens WHERE account = $1",
     "DELETE FROM devices WHERE account = $1",
+    "DELETE FROM device_revocations WHERE account = $1",
     "DELETE FROM inbox WHERE account = $1",
     "DELETE FROM cursors WHERE account = $1",
     "DELETE FROM dedup WHERE account = $1",

@@ -22,6 +22,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "account_deletion", include_str!("migrations/0007_account_deletion.sql")),
     (8, "abuse", include_str!("migrations/0008_abuse.sql")),
     (9, "abuse_review", include_str!("migrations/0009_abuse_review.sql")),
+    (10, "link_expiry", include_str!("migrations/0010_link_expiry.sql")),
+    (11, "device_revocations", include_str!("migrations/0011_device_revocations.sql")),
 ];
 
 /// Key of the advisory lock held while migrating (any fixed number; "iris" in ASCII).

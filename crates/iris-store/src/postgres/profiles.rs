@@ -189,16 +189,17 @@ impl ProfileStore for PgStore {
             let account = sql(link.account);
             // The account row's lock serialises the links of one account: the bound holds.
             tx.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&account]).await.map_err(err)?;
+            // An expired approved link stays for the sweep, which revokes its device first.
             tx.execute(
-                "DELETE FROM pending_links WHERE account = $1 AND expires_at_ms <= $2",
+                "DELETE FROM pending_links WHERE account = $1 AND expires_at_ms <= $2 AND state <> 1",
                 &[&account, &sql(now_ms)],
             )
             .await
             .map_err(err)?;
             let live: i64 = tx
                 .query_one(
-                    "SELECT count(*) FROM pending_links WHERE account = $1 AND code <> $2",
-                    &[&account, &link.code],
+                    "SELECT count(*) FROM pending_links WHERE account = $1 AND code <> $2 AND expires_at_ms > $3",
+                    &[&account, &link.code, &sql(now_ms)],
                 )
                 .await
                 .map_err(err)?
@@ -326,6 +327,32 @@ impl ProfileStore for PgStore {
             )
             .await?;
             rows.iter().map(link_of).collect()
+        })
+        .await
+    }
+
+    async fn expired_links(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<PendingLink>> {
+        self.on_task(move |this| async move {
+            let mut out = Vec::new();
+            for shard in &this.inner.shards {
+                let left = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
+                if left == 0 {
+                    break;
+                }
+                let rows = query(
+                    shard,
+                    &format!(
+                        "SELECT {LINK_COLUMNS} FROM pending_links WHERE expires_at_ms <= $1 \
+                         ORDER BY expires_at_ms LIMIT $2"
+                    ),
+                    &[&sql(now_ms), &left],
+                )
+                .await?;
+                for row in &rows {
+                    out.push(link_of(row)?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
