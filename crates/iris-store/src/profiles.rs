@@ -150,6 +150,11 @@ pub trait ProfileStore: Send + Sync + 'static {
         max_devices: u32,
     ) -> StoreResult<Option<Device>>;
 
+    /// Refuses `account`'s link `code` if it is pending and unexpired at `now_ms`: its state
+    /// becomes refused (the new device is told when it collects), in one durable step, so of a
+    /// refusal and an approval racing exactly one wins. Returns whether it was refused.
+    async fn refuse_link(&self, account: AccountId, code: &str, now_ms: u64) -> StoreResult<bool>;
+
     /// The links of `account`, expired or not, ordered by code.
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>>;
 

@@ -169,6 +169,53 @@ async fn an_approved_link_and_its_device_commit_together(engine: Engine) {
     assert_eq!(devices, [(1, "phone".into()), (2, "dev AAAA".into()), (3, "dev DDDD".into())]);
 }
 
+async fn a_link_is_refused_once_and_never_after_its_approval(engine: Engine) {
+    // Proves: a pending, unexpired link is refused in one durable step (still refused after a
+    // reopen); a refused, approved, expired or unknown link refuses nothing; of refusals and
+    // approvals racing on one link exactly one wins.
+    let env = Env::new(engine);
+    let a = {
+        let store = Arc::new(env.open().await);
+        let (account, _) = store.register_device("+15550107", "phone", 1, 5).await.unwrap();
+        let a = account.id;
+        for (code, expires) in [("AAAA", 100), ("BBBB", 100), ("CCCC", 50), ("DDDD", 100)] {
+            assert!(store.put_link(&link(a, code, expires), 10, 10).await.unwrap());
+        }
+        assert!(store.refuse_link(a, "AAAA", 20).await.unwrap());
+        assert!(!store.refuse_link(a, "AAAA", 21).await.unwrap(), "refused once");
+        store.approve_link(a, "BBBB", 20, 500, 5).await.unwrap().expect("pending");
+        assert!(!store.refuse_link(a, "BBBB", 21).await.unwrap(), "approved");
+        assert!(!store.refuse_link(a, "CCCC", 60).await.unwrap(), "expired at 50");
+        assert!(!store.refuse_link(a, "ZZZZ", 20).await.unwrap(), "no such link");
+        let racers: Vec<_> = (0..8)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        store.refuse_link(a, "DDDD", 30).await.unwrap()
+                    } else {
+                        store.approve_link(a, "DDDD", 30, 500, 10).await.unwrap().is_some()
+                    }
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for r in racers {
+            wins += u32::from(r.await.unwrap());
+        }
+        assert_eq!(wins, 1, "one refusal or one approval");
+        a
+    };
+    let store = env.open().await;
+    assert_eq!(store.link(a, "AAAA").await.unwrap().unwrap().state, LinkState::Refused);
+    let raced = store.link(a, "DDDD").await.unwrap().unwrap().state;
+    let devices = store.devices(a).await.unwrap().len();
+    assert!(
+        (raced == LinkState::Refused && devices == 2) || (matches!(raced, LinkState::Approved { .. }) && devices == 3),
+        "{raced:?} with {devices} devices"
+    );
+}
+
 async fn expired_links_are_listed_and_approved_ones_wait_for_the_sweep(engine: Engine) {
     // Proves: `expired_links` lists the links of every account whose deadline passed, at most
     // `limit`, and nothing unexpired; `put_link` drops expired links on the way except an
@@ -228,6 +275,7 @@ both_engines!(
     pin_attempts_lock_out_under_concurrency,
     pending_links_are_bounded_and_taken_once,
     an_approved_link_and_its_device_commit_together,
+    a_link_is_refused_once_and_never_after_its_approval,
     expired_links_are_listed_and_approved_ones_wait_for_the_sweep,
     reregistration_replaces_every_device,
 );

@@ -146,15 +146,10 @@ pub async fn approve(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<DeviceI
 /// The primary refuses link `code`: the new device is told `LINK_REFUSED`.
 pub async fn refuse(ctx: &Ctx, actor: DeviceAddr, code: &str) -> Result<(), ServiceError> {
     let code = check_pending(ctx, actor, code).await?;
-    // Taken, so that of a refusal and an approval racing, one wins: a link approved meanwhile
-    // goes back as it was.
-    let link = ctx.store.take_link(actor.account, &code).await?.ok_or(ServiceError::LinkExpired)?;
-    let now = ctx.clock.now_ms();
-    if link.state != LinkState::Pending {
-        ctx.store.put_link(&link, now, u32::MAX).await?;
+    // One store step, so of a refusal and an approval racing exactly one wins.
+    if !ctx.store.refuse_link(actor.account, &code, ctx.clock.now_ms()).await? {
         return Err(ServiceError::LinkExpired);
     }
-    ctx.store.put_link(&PendingLink { state: LinkState::Refused, ..link }, now, u32::MAX).await?;
     count(ctx, "refused");
     Ok(())
 }

@@ -332,6 +332,24 @@ impl ProfileStore for FjallStore {
         .await
     }
 
+    async fn refuse_link(&self, account: AccountId, code: &str, now_ms: u64) -> StoreResult<bool> {
+        let (p, code) = (Arc::clone(&self.profiles), code.to_owned());
+        blocking(move || {
+            let _guard = p.lock();
+            let key = link_key(account, &code);
+            let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(false) };
+            let link = decode_link(account, code, &value)?;
+            if !link.is_waiting_at(now_ms) {
+                return Ok(false);
+            }
+            let mut batch = p.db.batch();
+            batch.insert(&p.links, key, encode_link(&PendingLink { state: LinkState::Refused, ..link }));
+            p.commit(batch)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
         self.profiles.account_links(account)
     }

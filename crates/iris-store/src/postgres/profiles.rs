@@ -318,6 +318,29 @@ impl ProfileStore for PgStore {
         .await
     }
 
+    async fn refuse_link(&self, account: AccountId, code: &str, now_ms: u64) -> StoreResult<bool> {
+        let code = code.to_owned();
+        self.on_task(move |this| async move {
+            let code: &str = &code;
+            let (pending, _) = state_of(LinkState::Pending);
+            let (refused, _) = state_of(LinkState::Refused);
+            let shard = this.account_shard(account);
+            let client = shard.client().await?;
+            // One statement: its row lock orders it with `approve_link`'s, and the state it
+            // checks is the one it changes.
+            let n = client
+                .execute(
+                    "UPDATE pending_links SET state = $4
+                     WHERE account = $1 AND code = $2 AND state = $3 AND expires_at_ms > $5",
+                    &[&sql(account), &code, &pending, &refused, &sql(now_ms)],
+                )
+                .await
+                .map_err(|e| db_err(shard.idx, e))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
         self.on_task(move |this| async move {
             let rows = query(
