@@ -276,8 +276,30 @@ export function sniff(head: Uint8Array, declared: string): { kind: number; mime:
   return { kind: MEDIA_KIND.document, mime: declared || 'application/octet-stream' };
 }
 
-/** Encrypts and uploads a file: the `MediaRef` for the message, with its key (the message's
- * `media_ids` are `mediaIdsOf` its media). */
+/** Longest side of a thumbnail, in pixels (as the CLI and the server make them). */
+const THUMBNAIL_PX = 320;
+
+/** A photo's pixel size and a JPEG thumbnail of it, drawn by the browser (so in encrypted mode
+ * the server never sees the picture); undefined where the browser cannot decode it. */
+export async function makeThumbnail(bytes: Uint8Array, mime: string): Promise<{ jpeg: Uint8Array; width: number; height: number } | undefined> {
+  if (typeof createImageBitmap === 'undefined' || typeof OffscreenCanvas === 'undefined') return undefined;
+  try {
+    const bitmap = await createImageBitmap(new Blob([bytes as BlobPart], { type: mime }));
+    const { width, height } = bitmap;
+    const scale = Math.min(1, THUMBNAIL_PX / Math.max(width, height));
+    const canvas = new OffscreenCanvas(Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale)));
+    canvas.getContext('2d')?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    const jpeg = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.7 })).arrayBuffer());
+    return { jpeg, width, height };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Encrypts and uploads a file, and for a photo its thumbnail (under a key of its own): the
+ * `MediaRef` for the message, with its keys (the message's `media_ids` are `mediaIdsOf` its
+ * media). */
 export async function uploadFile(token: string, file: { name: string; type: string; bytes: Uint8Array }): Promise<MediaRef> {
   if (file.bytes.length > MEDIA_BYTES_MAX) throw new Error(`Files up to ${MEDIA_BYTES_MAX >> 20} MiB can be sent from the browser.`);
   const { kind, mime } = sniff(file.bytes.subarray(0, 16), file.type);
@@ -298,16 +320,34 @@ export async function uploadFile(token: string, file: { name: string; type: stri
     thumbnailKey: '',
     fileName: file.name.replace(/^.*[\\/]/, ''),
   };
+  const thumb = kind === MEDIA_KIND.image ? await makeThumbnail(file.bytes, mime) : undefined;
+  if (thumb) {
+    const thumbKey = crypto.getRandomValues(new Uint8Array(32));
+    ref.thumbnailId = await upload(token, await encryptMedia(thumb.jpeg, thumbKey), KIND_NAMES[MEDIA_KIND.thumbnail]);
+    ref.thumbnailKey = bytesToBase64(thumbKey);
+    [ref.width, ref.height] = [thumb.width, thumb.height];
+  }
   return ref;
+}
+
+/** The stored bytes of blob `mediaId`, through a signed URL. */
+async function fetchBlob(token: string, mediaId: string): Promise<Uint8Array> {
+  if (!/^[0-9a-f]{64}$/.test(mediaId)) throw new Error('not a media id');
+  const signedUrl = await api<{ url: string }>('GET', `/v1/media/${mediaId}/url`, token);
+  const response = await fetch(signedUrl.url);
+  if (!response.ok) throw new Error(`The download failed (${response.status}).`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+/** The decrypted thumbnail of an encrypted photo (its MAC checked), if it names one. */
+export async function downloadThumbnail(token: string, ref: MediaRef): Promise<Uint8Array | undefined> {
+  if (!ref.thumbnailId || !ref.thumbnailKey) return undefined;
+  return decryptMedia(await fetchBlob(token, ref.thumbnailId), base64ToBytes(ref.thumbnailKey));
 }
 
 /** Downloads a blob and, for encrypted media, checks and decrypts it. */
 export async function downloadMedia(token: string, ref: MediaRef): Promise<Uint8Array> {
-  if (!/^[0-9a-f]{64}$/.test(ref.mediaId)) throw new Error('not a media id');
-  const signedUrl = await api<{ url: string }>('GET', `/v1/media/${ref.mediaId}/url`, token);
-  const response = await fetch(signedUrl.url);
-  if (!response.ok) throw new Error(`The download failed (${response.status}).`);
-  const blob = new Uint8Array(await response.arrayBuffer());
+  const blob = await fetchBlob(token, ref.mediaId);
   if (!ref.key) {
     const want = base64ToBytes(ref.sha256);
     const got = await sha256(blob);

@@ -12,7 +12,7 @@ import { forgetKeys, type Ask } from './e2e';
 import { ApiFailure, httpApi, type Credentials, type DeviceInfo, type PendingLinkInfo } from './http_api';
 import * as model from './model';
 import type { ChatKey, ClientState, PendingSend } from './model';
-import { downloadMedia, mediaIdsOf, uploadFile, type MediaRef } from './media';
+import { downloadMedia, downloadThumbnail, mediaIdsOf, uploadFile, type MediaRef } from './media';
 import { compareU64, isU64, type ClientOp, type DevicePayloads, type GroupMemberAction, type GroupSettings, type InboxItem, type PresencePrivacy, type ServerEvent, type U64 } from './proto';
 import * as storage from './storage';
 
@@ -726,6 +726,11 @@ export class Session {
   /** The bytes of a received (or sent) medium, decrypted and checked. */
   async mediaBytes(ref: MediaRef): Promise<Uint8Array> {
     return downloadMedia(await this.accessToken(), ref);
+  }
+
+  /** A photo's thumbnail, decrypted, if its sender made one. */
+  async thumbnailBytes(ref: MediaRef): Promise<Uint8Array | undefined> {
+    return downloadThumbnail(await this.accessToken(), ref);
   }
 
   /** The safety number of my conversation with `peer`, to compare out of band. */

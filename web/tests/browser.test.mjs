@@ -3,11 +3,11 @@
 // phone-sized one, and Carol the `iris` command line. The steps run in order as one story:
 // login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, end-to-end encryption between the
 // browsers and with the CLI (1:1 both ways, safety numbers, an undecryptable message, a group),
-// a photo and a file (encrypted media) between browsers and the CLI, the photo forwarded, a
-// voice note played, a group, a linked device (its link code approved by Alice's first
-// browser) with sent-sync, a server killed and restarted mid-conversation (banner, then
-// nothing lost or doubled), a malformed server event, logout. Screenshots of each step, at both sizes, go to
-// target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
+// a photo (its thumbnail shown first) and a file (encrypted media) between browsers and the CLI,
+// the photo forwarded, a voice note played, a group, a linked device (its link code approved by
+// Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner,
+// then nothing lost or doubled), a malformed server event, logout. Screenshots of each step, at
+// both sizes, go to target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -322,11 +322,26 @@ function makeWav() {
 test('a photo sent from one browser is shown in the other; a file from the CLI is offered as a download', async () => {
   await openChat(alice, BOB);
   await openChat(bob, ALICE);
+  // Bob's download of the photo itself (its encrypted blob: the PNG, an IV and a MAC) waits,
+  // so the thumbnail Alice's browser drew shows first.
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  await bob.page.route('**/*', async (route) => {
+    const response = await route.fetch();
+    const body = await response.body();
+    if (body.length === PNG.length + 48) await held;
+    await route.fulfill({ response, body });
+  });
   await alice.page.getByRole('textbox', { name: 'Message' }).fill('A tiny photo');
   await alice.page.locator('input[type=file]').setInputFiles({ name: 'tiny.png', mimeType: 'image/png', buffer: PNG });
+  const preview = bob.page.locator('.bubble', { hasText: 'A tiny photo' }).locator('img.media-thumbnail');
+  await until('the thumbnail shown at Bob while the photo loads', () =>
+    preview.evaluate((img) => img.complete && img.naturalWidth === 96 && img.naturalHeight === 64));
+  release();
   const image = bob.page.locator('.bubble', { hasText: 'A tiny photo' }).locator('img.media-image');
   await image.waitFor();
   await until('the photo decoded at Bob', () => image.evaluate((img) => img.complete && img.naturalWidth === 96 && img.naturalHeight === 64));
+  await bob.page.unrouteAll({ behavior: 'wait' });
   assert.ok(await locked(bob, 'A tiny photo'), 'the photo came encrypted');
   await until('the photo shown at Alice too', () =>
     alice.page.locator('.bubble', { hasText: 'A tiny photo' }).locator('img.media-image').evaluate((img) => img.naturalWidth === 96));
@@ -351,6 +366,8 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   const photo = lines.find((l) => Array.isArray(l.media) && l.media.length === 1);
   assert.ok(photo, `Carol got the photo: ${JSON.stringify(lines)}`);
   assert.deepEqual(readFileSync(photo.media[0].path), PNG, 'the CLI decrypted the browser\'s photo to the same bytes');
+  assert.match(photo.media[0].description, /96×64/, 'the browser measured the photo');
+  assert.match(photo.media[0].thumbnail_id ?? '', /^[0-9a-f]{64}$/, 'and sent a thumbnail beside it');
   await shots('file-from-cli', alice);
 
   // Alice forwards the photo she sent Bob to Carol: not uploaded again, the same blob, sealed anew.

@@ -12,13 +12,15 @@ import { messagePreview, messageTime, TICK_GLYPH, TICK_LABEL } from './format';
 
 const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
 
-/** A photo shown inline (downloaded, checked and decrypted here, then a blob: URL), a voice
- * note or video played once asked for, or a file offered as a download. */
+/** A photo shown inline (downloaded, checked and decrypted here, then a blob: URL; its sender's
+ * thumbnail, blurred, until then), a voice note or video played once asked for, or a file
+ * offered as a download. */
 function MediaView(props: { session: Session; media: MediaRef }) {
   const { session, media } = props;
   const inline = isShownInline(media);
   const player = playerFor(media);
   const [url, setUrl] = useState<string>();
+  const [preview, setPreview] = useState<string>();
   const [failed, setFailed] = useState<string>();
   const [loading, setLoading] = useState(false);
   const fetchUrl = () =>
@@ -34,6 +36,22 @@ function MediaView(props: { session: Session; media: MediaRef }) {
     let made: string | undefined;
     let live = true;
     fetchUrl().then((u) => (live ? setUrl((made = u)) : URL.revokeObjectURL(u)), () => {});
+    return () => {
+      live = false;
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [media.mediaId]);
+  useEffect(() => {
+    if (!inline || !media.thumbnailId) return;
+    let made: string | undefined;
+    let live = true;
+    // A thumbnail that fails is simply not shown: the photo itself says what went wrong.
+    session.thumbnailBytes(media).then((bytes) => {
+      if (!bytes) return;
+      const u = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'image/jpeg' }));
+      if (live) setPreview((made = u));
+      else URL.revokeObjectURL(u);
+    }, () => {});
     return () => {
       live = false;
       if (made) URL.revokeObjectURL(made);
@@ -59,7 +77,9 @@ function MediaView(props: { session: Session; media: MediaRef }) {
     );
   }
   if (inline) {
-    return url ? <img class="media-image" src={url} alt={describeMedia(media)} /> : <span class="media-loading">{describeMedia(media)} …</span>;
+    if (url) return <img class="media-image" src={url} alt={describeMedia(media)} />;
+    if (preview) return <img class="media-thumbnail" src={preview} alt={`${describeMedia(media)} (loading)`} />;
+    return <span class="media-loading">{describeMedia(media)} …</span>;
   }
   const download = () =>
     fetchUrl().then((u) => {

@@ -166,6 +166,9 @@ struct MediaLine<'a> {
     description: String,
     mime: &'a str,
     size_bytes: u64,
+    /// The thumbnail its sender made, if any.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thumbnail_id: &'a str,
     /// Where `--save-dir` saved it.
     #[serde(skip_serializing_if = "Option::is_none")]
     path: Option<String>,
@@ -283,6 +286,7 @@ fn message_json(
                     description: iris_client::media::describe(r),
                     mime: &r.mime,
                     size_bytes: r.size_bytes,
+                    thumbnail_id: &r.thumbnail_id,
                     path: saved.get(&r.media_id).map(|p| p.display().to_string()),
                 })
                 .collect()
