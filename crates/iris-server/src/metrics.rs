@@ -106,12 +106,16 @@ pub struct Metrics {
     pub push_dropped: Family<Labels, Counter>,
     /// Queueing to the provider's acceptance of a wake-up, by provider.
     pub push_latency_seconds: Family<Labels, Histogram, fn() -> Histogram>,
-    /// Device links by outcome (`requested`, `approved`, `refused`, `expired`, `limit`).
+    /// Device links by outcome (`requested`, `approved`, `refused`, `expired`, `limit`,
+    /// `uncollected`: approved, never collected, its device revoked).
     pub devices_links: Family<Labels, Counter>,
     /// Registration PIN checks by result (`right`, `wrong`, `locked`, `missing`).
     pub devices_pin_checks: Family<Labels, Counter>,
     /// Re-registrations (a new primary replaced the account's devices).
     pub devices_reregistrations: Counter,
+    /// Revocations whose follow-ups a crash or a failure cut short, finished by the devices'
+    /// housekeeping.
+    pub devices_revocations_resumed: Counter,
     /// Profile updates stored.
     pub profiles_updates: Counter,
     /// Profile updates refused (a field over its bound, a bad photo).
@@ -193,6 +197,7 @@ impl Metrics {
             abuse_operator_actions: Family::default(),
             devices_pin_checks: Family::default(),
             devices_reregistrations: Counter::default(),
+            devices_revocations_resumed: Counter::default(),
             profiles_updates: Counter::default(),
             profiles_rejected: Counter::default(),
             account_deletions_started: Counter::default(),
@@ -263,6 +268,11 @@ impl Metrics {
             "devices_reregistrations",
             "New primaries replacing an account's devices",
             m.devices_reregistrations.clone(),
+        );
+        r.register(
+            "devices_revocations_resumed",
+            "Revocations cut short by a crash or a failure, finished later",
+            m.devices_revocations_resumed.clone(),
         );
         r.register("profiles_updates", "Profile updates stored", m.profiles_updates.clone());
         r.register("profiles_rejected", "Profile updates refused", m.profiles_rejected.clone());

@@ -130,6 +130,8 @@ async fn a_device_that_never_collects_is_revoked_when_its_link_expires() {
     assert_eq!(heard, [(2, removed, 0), (3, removed, 0)], "the sweep revoked the laptop");
     assert_eq!(devices(&server, &alice).await, vec![1]);
     server.collect_link(&laptop).await.expect_error(410, ErrorCode::LinkExpired);
+    let uncollected = server.ctx().metrics.devices_links.get_or_create(&vec![("outcome", "uncollected")]).get();
+    assert_eq!(uncollected, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,6 +186,7 @@ async fn a_revocation_cut_short_is_finished_by_the_server() {
         store.unfinished_revocations(u64::MAX, 10).await.unwrap().is_empty()
     })
     .await;
+    assert_eq!(server.ctx().metrics.devices_revocations_resumed.get(), 1);
     server.delete(&path, &alice.access_token).await.expect_error(404, ErrorCode::NotFound);
 }
 

@@ -247,7 +247,10 @@ async fn retire(ctx: &Ctx, link: &PendingLink) -> Result<(), ServiceError> {
     if let LinkState::Approved { device } = link.state {
         let addr = DeviceAddr::new(link.account, device);
         match super::revoke_device(ctx, addr, 0).await {
-            Ok(_) => tracing::info!(device = %addr, "revoked a linked device that never collected its credentials"),
+            Ok(_) => {
+                count(ctx, "uncollected");
+                tracing::info!(device = %addr, "revoked a linked device that never collected its credentials");
+            }
             Err(ServiceError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }

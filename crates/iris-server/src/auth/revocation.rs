@@ -55,6 +55,7 @@ pub async fn resume(ctx: &Ctx, now_ms: u64) -> Result<usize, ServiceError> {
         match follow_up(ctx, &revocation.device, revocation.announce_by, Kick::Revoked).await {
             Ok(()) => {
                 finished += 1;
+                ctx.metrics.devices_revocations_resumed.inc();
                 tracing::info!(%device, "finished a revocation that was cut short");
             }
             Err(e) => tracing::warn!(%device, error = %e, "a revocation's follow-ups failed again"),
