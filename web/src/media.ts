@@ -266,14 +266,51 @@ async function upload(token: string, bytes: Uint8Array, kind: string): Promise<s
   return state.media.media_id;
 }
 
-/** The kind and MIME type of a file, from its first bytes (as the SDK sniffs), else its type. */
+/** The kind and MIME type of a file, from its first bytes (the table of the SDK and the
+ * server, `iris_proto::media::sniff`), else a document of its declared type. */
 export function sniff(head: Uint8Array, declared: string): { kind: number; mime: string } {
-  const starts = (...b: number[]) => b.every((x, i) => head[i] === x);
-  if (starts(0x89, 0x50, 0x4e, 0x47)) return { kind: MEDIA_KIND.image, mime: 'image/png' };
-  if (starts(0xff, 0xd8, 0xff)) return { kind: MEDIA_KIND.image, mime: 'image/jpeg' };
-  if (starts(0x47, 0x49, 0x46, 0x38)) return { kind: MEDIA_KIND.image, mime: 'image/gif' };
-  if (starts(0x52, 0x49, 0x46, 0x46) && head[8] === 0x57 && head[9] === 0x45) return { kind: MEDIA_KIND.image, mime: 'image/webp' };
+  const at = (offset: number, magic: string) => [...magic].every((c, i) => head[offset + i] === c.charCodeAt(0));
+  const image = (mime: string) => ({ kind: MEDIA_KIND.image, mime });
+  const voice = (mime: string) => ({ kind: MEDIA_KIND.voice, mime });
+  const video = (mime: string) => ({ kind: MEDIA_KIND.video, mime });
+  if (at(0, '\x89PNG\r\n\x1a\n')) return image('image/png');
+  if (at(0, '\xff\xd8\xff')) return image('image/jpeg');
+  if (at(0, 'GIF87a') || at(0, 'GIF89a')) return image('image/gif');
+  if (at(0, 'RIFF') && at(8, 'WEBP')) return image('image/webp');
+  if (at(0, 'RIFF') && at(8, 'WAVE')) return voice('audio/wav');
+  if (at(0, 'OggS')) return voice('audio/ogg');
+  if (at(0, '#!AMR')) return voice('audio/amr');
+  if (at(0, 'ID3') || (head.length >= 2 && head[0] === 0xff && (head[1] & 0xe0) === 0xe0)) return voice('audio/mpeg');
+  if (at(4, 'ftyp')) {
+    // ISO base media: the brand tells audio-only M4A from video.
+    if (at(8, 'M4A ') || at(8, 'M4B ')) return voice('audio/mp4');
+    return video(at(8, 'qt  ') ? 'video/quicktime' : 'video/mp4');
+  }
+  if (at(0, '\x1a\x45\xdf\xa3')) return video('video/webm');
   return { kind: MEDIA_KIND.document, mime: declared || 'application/octet-stream' };
+}
+
+/** How long a voice note or video plays and, for a video, its pixel size, as the browser's
+ * own player reads them from the file's header; undefined where it cannot. */
+export async function measurePlayable(bytes: Uint8Array, kind: number, mime: string): Promise<{ durationMs: number; width: number; height: number } | undefined> {
+  if (typeof document === 'undefined') return undefined;
+  const element = document.createElement(kind === MEDIA_KIND.video ? 'video' : 'audio');
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: mime }));
+  try {
+    element.preload = 'metadata';
+    const loaded = new Promise<boolean>((resolve) => {
+      element.onloadedmetadata = () => resolve(true);
+      element.onerror = () => resolve(false);
+      setTimeout(() => resolve(false), 5_000);
+    });
+    element.src = url;
+    if (!(await loaded) || !Number.isFinite(element.duration)) return undefined;
+    const video = element instanceof HTMLVideoElement ? element : undefined;
+    return { durationMs: Math.round(element.duration * 1000), width: video?.videoWidth ?? 0, height: video?.videoHeight ?? 0 };
+  } finally {
+    element.removeAttribute('src');
+    URL.revokeObjectURL(url);
+  }
 }
 
 /** Longest side of a thumbnail, in pixels (as the CLI and the server make them). */
@@ -320,6 +357,8 @@ export async function uploadFile(token: string, file: { name: string; type: stri
     thumbnailKey: '',
     fileName: file.name.replace(/^.*[\\/]/, ''),
   };
+  const played = kind === MEDIA_KIND.voice || kind === MEDIA_KIND.video ? await measurePlayable(file.bytes, kind, mime) : undefined;
+  if (played) [ref.durationMs, ref.width, ref.height] = [played.durationMs, played.width, played.height];
   const thumb = kind === MEDIA_KIND.image ? await makeThumbnail(file.bytes, mime) : undefined;
   if (thumb) {
     const thumbKey = crypto.getRandomValues(new Uint8Array(32));
@@ -357,11 +396,12 @@ export async function downloadMedia(token: string, ref: MediaRef): Promise<Uint8
   return decryptMedia(blob, base64ToBytes(ref.key), base64ToBytes(ref.sha256));
 }
 
-/** A short description: `photo`, `document name.pdf`, with its size. */
+/** A short description: `Photo`, `Document · name.pdf`, `Voice note · 0.5 s`, with its size. */
 export function describeMedia(ref: MediaRef): string {
   const word = ref.kind === MEDIA_KIND.image || ref.kind === MEDIA_KIND.thumbnail ? 'Photo' : ref.kind === MEDIA_KIND.voice ? 'Voice note' : ref.kind === MEDIA_KIND.video ? 'Video' : 'Document';
   const size = ref.sizeBytes >= 1 << 20 ? `${(ref.sizeBytes / (1 << 20)).toFixed(1)} MiB` : `${Math.ceil(ref.sizeBytes / 1024)} KiB`;
-  return [word, ref.kind === MEDIA_KIND.document ? ref.fileName : '', size].filter(Boolean).join(' · ');
+  const length = ref.durationMs > 0 ? `${(ref.durationMs / 1000).toFixed(1)} s` : '';
+  return [word, ref.kind === MEDIA_KIND.document ? ref.fileName : '', length, size].filter(Boolean).join(' · ');
 }
 
 /** The player the browser offers for a voice note or video it can decode (from a blob: URL,

@@ -4,7 +4,7 @@
 // login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, end-to-end encryption between the
 // browsers and with the CLI (1:1 both ways, safety numbers, an undecryptable message, a group),
 // a photo (its thumbnail shown first) and a file (encrypted media) between browsers and the CLI,
-// the photo forwarded, a voice note played, a group, a linked device (its link code approved by
+// the photo forwarded, a voice note played and one sent, a group, a linked device (its link code approved by
 // Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner,
 // then nothing lost or doubled), a malformed server event, logout. Screenshots of each step, at
 // both sizes, go to target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
@@ -396,6 +396,17 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   await until('the voice note decoded: 0.5 s', () => audio.evaluate((a) => a.readyState >= 1 && Math.abs(a.duration - 0.5) < 0.01), 15_000,
     () => audio.evaluate((a) => JSON.stringify({ src: a.src, readyState: a.readyState, networkState: a.networkState, duration: a.duration, error: a.error && [a.error.code, a.error.message], canPlay: a.canPlayType('audio/wav') })));
   await shots('voice-note', alice);
+
+  // And a voice note picked in the browser goes as one (sniffed, its length read by the
+  // browser's player), not as a document: the CLI saves the same bytes and describes it.
+  await alice.page.getByRole('textbox', { name: 'Message' }).fill('Hear this');
+  await alice.page.locator('input[type=file]').setInputFiles({ name: 'hello.wav', mimeType: 'audio/wav', buffer: makeWav() });
+  const heard = (await carol.recv(1, 30, join(work, 'carol-voice'))).find((l) => l.text === 'Hear this');
+  assert.ok(heard, 'Carol got the voice note');
+  assert.equal(heard.media[0].mime, 'audio/wav');
+  assert.match(heard.media[0].description, /^\[voice 0\.5 s /, 'a voice note of half a second');
+  assert.deepEqual(readFileSync(heard.media[0].path), makeWav(), 'decrypted to the same bytes');
+  await bubble(alice, 'Hear this').getByRole('button', { name: /^Play Voice note · 0\.5 s/ }).waitFor();
 });
 
 let groupId;

@@ -190,8 +190,19 @@ test('media encryption round-trips, and a flipped bit, another key or another ha
   await assert.rejects(decryptMedia(bad, key), /MAC/);
   await assert.rejects(decryptMedia(blob, new Uint8Array(32).fill(1)), /MAC/);
   await assert.rejects(decryptMedia(blob, key, new Uint8Array(32)), /SHA-256/);
-  assert.deepEqual(sniff(Uint8Array.from([0x89, 0x50, 0x4e, 0x47]), ''), { kind: 1, mime: 'image/png' });
+  assert.deepEqual(sniff(Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), ''), { kind: 1, mime: 'image/png' });
+  assert.deepEqual(sniff(Uint8Array.from([0x89, 0x50, 0x4e, 0x47]), ''), { kind: 4, mime: 'application/octet-stream' }, 'the whole signature, as the SDK');
   assert.deepEqual(sniff(Uint8Array.from([1, 2, 3]), 'application/pdf'), { kind: 4, mime: 'application/pdf' });
+  const ascii = (s: string) => Uint8Array.from([...s].map((c) => c.charCodeAt(0)));
+  // The SDK's table (iris_proto::media::sniff): voice notes and videos are not documents.
+  assert.deepEqual(sniff(ascii('RIFF\0\0\0\0WAVEfmt '), ''), { kind: 2, mime: 'audio/wav' });
+  assert.deepEqual(sniff(ascii('RIFF\0\0\0\0WEBPVP8 '), ''), { kind: 1, mime: 'image/webp' });
+  assert.deepEqual(sniff(ascii('OggS\0'), ''), { kind: 2, mime: 'audio/ogg' });
+  assert.deepEqual(sniff(ascii('ID3\x04'), ''), { kind: 2, mime: 'audio/mpeg' });
+  assert.deepEqual(sniff(ascii('\0\0\0\x20ftypM4A '), ''), { kind: 2, mime: 'audio/mp4' });
+  assert.deepEqual(sniff(ascii('\0\0\0\x20ftypisom'), ''), { kind: 3, mime: 'video/mp4' });
+  assert.deepEqual(sniff(ascii('\0\0\0\x14ftypqt  '), ''), { kind: 3, mime: 'video/quicktime' });
+  assert.deepEqual(sniff(ascii('\x1a\x45\xdf\xa3'), ''), { kind: 3, mime: 'video/webm' });
 });
 
 test('safety numbers are the same on both sides and change with any device key; signed strings are the SDK\'s', async () => {
