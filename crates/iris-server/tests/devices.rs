@@ -130,8 +130,9 @@ async fn a_device_that_never_collects_is_revoked_when_its_link_expires() {
     assert_eq!(heard, [(2, removed, 0), (3, removed, 0)], "the sweep revoked the laptop");
     assert_eq!(devices(&server, &alice).await, vec![1]);
     server.collect_link(&laptop).await.expect_error(410, ErrorCode::LinkExpired);
-    let uncollected = server.ctx().metrics.devices_links.get_or_create(&vec![("outcome", "uncollected")]).get();
-    assert_eq!(uncollected, 2);
+    let uncollected = server.ctx().metrics.devices_links.get_or_create(&vec![("outcome", "uncollected")]).clone();
+    // Counted after each revocation's notice went out, so waited for rather than read.
+    wait_until("both revocations counted", PATIENCE, || async { uncollected.get() == 2 }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,11 +183,10 @@ async fn a_revocation_cut_short_is_finished_by_the_server() {
 
     server.advance_clock_ms(10_001);
     assert_eq!(next_device_change(&client, &mut events).await, (laptop.device_id, removed, 1));
-    wait_until("the revocation is finished", PATIENCE, || async {
-        store.unfinished_revocations(u64::MAX, 10).await.unwrap().is_empty()
-    })
-    .await;
-    assert_eq!(server.ctx().metrics.devices_revocations_resumed.get(), 1);
+    // Counted once its record is dropped, so the count is what to wait for.
+    let resumed = &server.ctx().metrics.devices_revocations_resumed;
+    wait_until("the revocation is finished", PATIENCE, || async { resumed.get() == 1 }).await;
+    assert!(store.unfinished_revocations(u64::MAX, 10).await.unwrap().is_empty());
     server.delete(&path, &alice.access_token).await.expect_error(404, ErrorCode::NotFound);
 }
 

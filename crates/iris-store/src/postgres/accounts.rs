@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use super::error::db_err;
 use super::shards::{shard_of_id, shard_of_phone, sql, unsql, Shard, SHARD_BITS};
-use super::{query, PgStore};
+use super::{query, query_shards_up_to, PgStore};
 use crate::{
     Account, AccountId, AccountStore, Device, DeviceAddr, DeviceId, RefreshTokenRecord, StoreError, StoreResult,
     UnfinishedRevocation,
@@ -320,26 +320,21 @@ impl AccountStore for PgStore {
 
     async fn unfinished_revocations(&self, before_ms: u64, limit: usize) -> StoreResult<Vec<UnfinishedRevocation>> {
         self.on_task(move |this| async move {
-            let mut out = Vec::new();
-            for shard in &this.inner.shards {
-                let left = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
-                if left == 0 {
-                    break;
-                }
-                let rows = query(
-                    shard,
-                    "SELECT d.account, d.device, d.name, d.is_primary, d.created_at_ms, d.revoked_at_ms, r.announce_by
-                     FROM device_revocations r JOIN devices d ON d.account = r.account AND d.device = r.device
-                     WHERE r.revoked_at_ms <= $1 ORDER BY r.revoked_at_ms LIMIT $2",
-                    &[&sql(before_ms), &left],
-                )
-                .await?;
-                out.extend(rows.iter().map(|row| UnfinishedRevocation {
-                    device: device_of(row),
-                    announce_by: row.get::<_, Option<i32>>(6).map(|d| d as u32),
-                }));
-            }
-            Ok(out)
+            query_shards_up_to(
+                &this.inner.shards,
+                "SELECT d.account, d.device, d.name, d.is_primary, d.created_at_ms, d.revoked_at_ms, r.announce_by
+                 FROM device_revocations r JOIN devices d ON d.account = r.account AND d.device = r.device
+                 WHERE r.revoked_at_ms <= $1 ORDER BY r.revoked_at_ms LIMIT $2",
+                &[&sql(before_ms)],
+                limit,
+                |row| {
+                    Ok(UnfinishedRevocation {
+                        device: device_of(row),
+                        announce_by: row.get::<_, Option<i32>>(6).map(|d| d as u32),
+                    })
+                },
+            )
+            .await
         })
         .await
     }

@@ -472,6 +472,31 @@ async fn query(
     client.query(&prepared, params).await.map_err(err)
 }
 
+/// The rows of `statement` from each shard in turn, `map`ped, until `limit` in all (a sweep's
+/// batch): `params` are followed by one more, how many rows are still wanted, for the
+/// statement's `LIMIT`.
+async fn query_shards_up_to<T>(
+    shards: &[Shard],
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    limit: usize,
+    map: impl Fn(&tokio_postgres::Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::new();
+    for shard in shards {
+        let left = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
+        if left == 0 {
+            break;
+        }
+        let mut all = params.to_vec();
+        all.push(&left);
+        for row in query(shard, statement, &all).await? {
+            out.push(map(&row)?);
+        }
+    }
+    Ok(out)
+}
+
 impl Drop for Background {
     fn drop(&mut self) {
         self.inner.closed.store(true, Ordering::Release);

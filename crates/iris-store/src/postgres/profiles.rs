@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 use super::accounts::{account_of, refuse_while_erased, stage_device, ACCOUNT_COLUMNS};
 use super::error::db_err;
 use super::shards::{sql, unsql};
-use super::{query, PgStore};
+use super::{query, query_shards_up_to, PgStore};
 use crate::profiles::count_pin_attempt;
 use crate::{
     AccountId, Device, LinkState, PendingLink, PinAttempt, PinRecord, Profile, ProfileStore, StoreError, StoreResult,
@@ -356,26 +356,10 @@ impl ProfileStore for PgStore {
 
     async fn expired_links(&self, now_ms: u64, limit: usize) -> StoreResult<Vec<PendingLink>> {
         self.on_task(move |this| async move {
-            let mut out = Vec::new();
-            for shard in &this.inner.shards {
-                let left = i64::try_from(limit.saturating_sub(out.len())).unwrap_or(i64::MAX);
-                if left == 0 {
-                    break;
-                }
-                let rows = query(
-                    shard,
-                    &format!(
-                        "SELECT {LINK_COLUMNS} FROM pending_links WHERE expires_at_ms <= $1 \
-                         ORDER BY expires_at_ms LIMIT $2"
-                    ),
-                    &[&sql(now_ms), &left],
-                )
-                .await?;
-                for row in &rows {
-                    out.push(link_of(row)?);
-                }
-            }
-            Ok(out)
+            let statement = format!(
+                "SELECT {LINK_COLUMNS} FROM pending_links WHERE expires_at_ms <= $1 ORDER BY expires_at_ms LIMIT $2"
+            );
+            query_shards_up_to(&this.inner.shards, &statement, &[&sql(now_ms)], limit, link_of).await
         })
         .await
     }
