@@ -290,45 +290,64 @@ export function sniff(head: Uint8Array, declared: string): { kind: number; mime:
   return { kind: MEDIA_KIND.document, mime: declared || 'application/octet-stream' };
 }
 
-/** How long a voice note or video plays and, for a video, its pixel size, as the browser's
- * own player reads them from the file's header; undefined where it cannot. */
-export async function measurePlayable(bytes: Uint8Array, kind: number, mime: string): Promise<{ durationMs: number; width: number; height: number } | undefined> {
+/** What the browser's own player reads from a voice note or video before it is encrypted: how
+ * long it plays (0 when the file does not say, as a recording may not), and for a video its
+ * pixel size and a JPEG thumbnail of its first frame; undefined where it cannot decode it. */
+export async function inspectPlayable(
+  bytes: Uint8Array,
+  kind: number,
+  mime: string,
+): Promise<{ durationMs: number; width: number; height: number; poster?: Uint8Array } | undefined> {
   if (typeof document === 'undefined') return undefined;
-  const element = document.createElement(kind === MEDIA_KIND.video ? 'video' : 'audio');
+  const video = kind === MEDIA_KIND.video ? document.createElement('video') : undefined;
+  const element = video ?? document.createElement('audio');
   const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: mime }));
   try {
-    element.preload = 'metadata';
+    element.preload = video ? 'auto' : 'metadata';
+    element.muted = true;
     const loaded = new Promise<boolean>((resolve) => {
-      element.onloadedmetadata = () => resolve(true);
+      // A video's first frame is there at `loadeddata`; an audio file's length at `loadedmetadata`.
+      if (video) video.onloadeddata = () => resolve(true);
+      else element.onloadedmetadata = () => resolve(true);
       element.onerror = () => resolve(false);
       setTimeout(() => resolve(false), 5_000);
     });
     element.src = url;
-    if (!(await loaded) || !Number.isFinite(element.duration)) return undefined;
-    const video = element instanceof HTMLVideoElement ? element : undefined;
-    return { durationMs: Math.round(element.duration * 1000), width: video?.videoWidth ?? 0, height: video?.videoHeight ?? 0 };
+    if (!(await loaded)) return undefined;
+    const durationMs = Number.isFinite(element.duration) ? Math.round(element.duration * 1000) : 0;
+    if (!video) return { durationMs, width: 0, height: 0 };
+    const [width, height] = [video.videoWidth, video.videoHeight];
+    return { durationMs, width, height, poster: width > 0 && height > 0 ? await drawThumbnail(video, width, height) : undefined };
   } finally {
     element.removeAttribute('src');
     URL.revokeObjectURL(url);
   }
 }
 
+/** `source` (`width` × `height` pixels) drawn at most [`THUMBNAIL_PX`] on its longest side, as
+ * a JPEG; undefined where the browser cannot. */
+async function drawThumbnail(source: CanvasImageSource, width: number, height: number): Promise<Uint8Array | undefined> {
+  if (typeof OffscreenCanvas === 'undefined') return undefined;
+  const scale = Math.min(1, THUMBNAIL_PX / Math.max(width, height));
+  const canvas = new OffscreenCanvas(Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale)));
+  canvas.getContext('2d')?.drawImage(source, 0, 0, canvas.width, canvas.height);
+  return new Uint8Array(await (await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.7 })).arrayBuffer());
+}
+
 /** Longest side of a thumbnail, in pixels (as the CLI and the server make them). */
 const THUMBNAIL_PX = 320;
 
 /** A photo's pixel size and a JPEG thumbnail of it, drawn by the browser (so in encrypted mode
- * the server never sees the picture); undefined where the browser cannot decode it. */
+ * the server never sees the picture); undefined where the browser cannot decode it. A video's
+ * comes from [`inspectPlayable`]. */
 export async function makeThumbnail(bytes: Uint8Array, mime: string): Promise<{ jpeg: Uint8Array; width: number; height: number } | undefined> {
-  if (typeof createImageBitmap === 'undefined' || typeof OffscreenCanvas === 'undefined') return undefined;
+  if (typeof createImageBitmap === 'undefined') return undefined;
   try {
     const bitmap = await createImageBitmap(new Blob([bytes as BlobPart], { type: mime }));
     const { width, height } = bitmap;
-    const scale = Math.min(1, THUMBNAIL_PX / Math.max(width, height));
-    const canvas = new OffscreenCanvas(Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale)));
-    canvas.getContext('2d')?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const jpeg = await drawThumbnail(bitmap, width, height);
     bitmap.close();
-    const jpeg = new Uint8Array(await (await canvas.convertToBlob({ type: 'image/jpeg', quality: 0.7 })).arrayBuffer());
-    return { jpeg, width, height };
+    return jpeg && { jpeg, width, height };
   } catch {
     return undefined;
   }
@@ -357,14 +376,15 @@ export async function uploadFile(token: string, file: { name: string; type: stri
     thumbnailKey: '',
     fileName: file.name.replace(/^.*[\\/]/, ''),
   };
-  const played = kind === MEDIA_KIND.voice || kind === MEDIA_KIND.video ? await measurePlayable(file.bytes, kind, mime) : undefined;
+  const played = kind === MEDIA_KIND.voice || kind === MEDIA_KIND.video ? await inspectPlayable(file.bytes, kind, mime) : undefined;
   if (played) [ref.durationMs, ref.width, ref.height] = [played.durationMs, played.width, played.height];
   const thumb = kind === MEDIA_KIND.image ? await makeThumbnail(file.bytes, mime) : undefined;
-  if (thumb) {
+  if (thumb) [ref.width, ref.height] = [thumb.width, thumb.height];
+  const jpeg = thumb?.jpeg ?? played?.poster;
+  if (jpeg) {
     const thumbKey = crypto.getRandomValues(new Uint8Array(32));
-    ref.thumbnailId = await upload(token, await encryptMedia(thumb.jpeg, thumbKey), KIND_NAMES[MEDIA_KIND.thumbnail]);
+    ref.thumbnailId = await upload(token, await encryptMedia(jpeg, thumbKey), KIND_NAMES[MEDIA_KIND.thumbnail]);
     ref.thumbnailKey = bytesToBase64(thumbKey);
-    [ref.width, ref.height] = [thumb.width, thumb.height];
   }
   return ref;
 }

@@ -4,10 +4,11 @@
 // login, ticks ✓ → ✓✓ → blue, typing, an edit and a reaction, end-to-end encryption between the
 // browsers and with the CLI (1:1 both ways, safety numbers, an undecryptable message, a group),
 // a photo (its thumbnail shown first) and a file (encrypted media) between browsers and the CLI,
-// the photo forwarded, a voice note played and one sent, a group, a linked device (its link code approved by
-// Alice's first browser) with sent-sync, a server killed and restarted mid-conversation (banner,
-// then nothing lost or doubled), a malformed server event, logout. Screenshots of each step, at
-// both sizes, go to target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
+// the photo forwarded, a voice note played and one sent, a video recorded in the page sent, a
+// group, a linked device (its link code approved by Alice's first browser) with sent-sync, a
+// server killed and restarted mid-conversation (banner, then nothing lost or doubled), a
+// malformed server event, logout. Screenshots of each step, at both sizes, go to
+// target/web-artifacts/. Started by scripts/web-test.sh (`npm run test:browser`).
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -407,6 +408,39 @@ test('a photo sent from one browser is shown in the other; a file from the CLI i
   assert.match(heard.media[0].description, /^\[voice 0\.5 s /, 'a voice note of half a second');
   assert.deepEqual(readFileSync(heard.media[0].path), makeWav(), 'decrypted to the same bytes');
   await bubble(alice, 'Hear this').getByRole('button', { name: /^Play Voice note · 0\.5 s/ }).waitFor();
+
+  // A video recorded in the page (a WebM from MediaRecorder) goes as a video with its size and
+  // a thumbnail of its first frame: the CLI describes it, and the page shows the frame on its
+  // Play button.
+  const webm = Buffer.from(await alice.page.evaluate(async () => {
+    const canvas = document.createElement('canvas');
+    [canvas.width, canvas.height] = [160, 120];
+    const g = canvas.getContext('2d');
+    const recorder = new MediaRecorder(canvas.captureStream(25), { mimeType: 'video/webm' });
+    const chunks = [];
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    const stopped = new Promise((resolve) => (recorder.onstop = resolve));
+    recorder.start();
+    for (let i = 0; i < 15; i++) {
+      g.fillStyle = `hsl(${i * 24}, 80%, 50%)`;
+      g.fillRect(0, 0, 160, 120);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    recorder.stop();
+    await stopped;
+    return [...new Uint8Array(await new Blob(chunks).arrayBuffer())];
+  }));
+  await alice.page.getByRole('textbox', { name: 'Message' }).fill('Watch this');
+  await alice.page.locator('input[type=file]').setInputFiles({ name: 'clip.webm', mimeType: 'video/webm', buffer: webm });
+  const watched = (await carol.recv(1, 30, join(work, 'carol-video'))).find((l) => l.text === 'Watch this');
+  assert.ok(watched, 'Carol got the video');
+  assert.equal(watched.media[0].mime, 'video/webm');
+  assert.match(watched.media[0].description, /^\[video 160×120 /, 'with its pixel size');
+  assert.match(watched.media[0].thumbnail_id ?? '', /^[0-9a-f]{64}$/, 'and a thumbnail of its first frame');
+  assert.deepEqual(readFileSync(watched.media[0].path), webm, 'decrypted to the same bytes');
+  await until('the first frame on the Play button', () =>
+    bubble(alice, 'Watch this').locator('img.media-poster').evaluate((img) => img.complete && img.naturalWidth === 160 && img.naturalHeight === 120));
+  await shots('video', alice);
 });
 
 let groupId;

@@ -42,7 +42,7 @@ function MediaView(props: { session: Session; media: MediaRef }) {
     };
   }, [media.mediaId]);
   useEffect(() => {
-    if (!inline || !media.thumbnailId) return;
+    if (!(inline || player === 'video') || !media.thumbnailId) return;
     let made: string | undefined;
     let live = true;
     // A thumbnail that fails is simply not shown: the photo itself says what went wrong.
@@ -63,7 +63,7 @@ function MediaView(props: { session: Session; media: MediaRef }) {
   if (player && url) {
     return player === 'audio'
       ? <audio class="media-audio" controls src={url} aria-label={describeMedia(media)} />
-      : <video class="media-video" controls src={url} aria-label={describeMedia(media)} />;
+      : <video class="media-video" controls src={url} poster={preview} aria-label={describeMedia(media)} />;
   }
   if (player) {
     const play = () => {
@@ -72,6 +72,7 @@ function MediaView(props: { session: Session; media: MediaRef }) {
     };
     return (
       <button type="button" class="media-file" onClick={play} disabled={loading} aria-label={`Play ${describeMedia(media)}`}>
+        {preview && <img class="media-poster" src={preview} alt="" />}
         {loading ? '…' : '▶'} {describeMedia(media)}
       </button>
     );
