@@ -320,6 +320,9 @@ pub struct MediaConfig {
     pub s3_access_key_id: String,
     /// S3 secret access key.
     pub s3_secret_access_key: String,
+    /// PEM certificates to trust for an `https://` S3 endpoint instead of the system's roots (a
+    /// private CA in front of a Garage or MinIO).
+    pub s3_ca_file: Option<PathBuf>,
     /// Where partial uploads are staged on this node; default `data_dir/media-uploads`.
     pub staging_dir: Option<PathBuf>,
     /// Largest image.
@@ -363,6 +366,7 @@ impl Default for MediaConfig {
             s3_region: "garage".into(),
             s3_access_key_id: String::new(),
             s3_secret_access_key: String::new(),
+            s3_ca_file: None,
             staging_dir: None,
             image_bytes_max: 16 << 20,
             voice_bytes_max: 16 << 20,

@@ -21,6 +21,7 @@ pub mod backlog;
 pub mod blocks;
 pub mod calls;
 pub mod chat_timers;
+pub mod client_tls;
 pub mod clock;
 pub mod cluster;
 pub mod config;

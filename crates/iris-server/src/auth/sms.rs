@@ -19,11 +19,11 @@ use rand::Rng;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use super::codes::{phone_tail, CodeSendError, CodeSender};
+use crate::client_tls::{self, ClientTlsError};
 use crate::config::SmsConfig;
 use crate::metrics::Metrics;
 
@@ -47,6 +47,16 @@ pub enum SmsSetupError {
     /// `sms.url` is not a usable http(s) URL.
     #[error("sms.url: {0}")]
     Url(String),
+}
+
+impl From<ClientTlsError> for SmsSetupError {
+    fn from(e: ClientTlsError) -> Self {
+        match e {
+            ClientTlsError::Ca { path, why } => Self::Ca { path, why },
+            ClientTlsError::NoRoots(why) => Self::NoRoots(why),
+            ClientTlsError::Client(why) => Self::Client(why),
+        }
+    }
 }
 
 /// The outcome of one attempt.
@@ -107,31 +117,13 @@ impl HttpSmsSender {
     /// A sender for the gateway `config` describes (validated by `Config::validate`).
     pub fn new(config: SmsConfig, metrics: Arc<Metrics>) -> Result<Self, SmsSetupError> {
         let target = Target::parse(&config.url)?;
-        let mut roots = rustls::RootCertStore::empty();
-        match &config.ca_path {
-            Some(path) => {
-                let ca = |why: String| SmsSetupError::Ca { path: path.clone(), why };
-                for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca(e.to_string()))? {
-                    roots.add(cert.map_err(|e| ca(e.to_string()))?).map_err(|e| ca(e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(ca("no certificate in the file".into()));
-                }
-            }
-            None if target.https => {
-                let native = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(native.certs);
-                if added == 0 {
-                    return Err(SmsSetupError::NoRoots(format!("{:?}", native.errors)));
-                }
-            }
-            None => {}
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| SmsSetupError::Client(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        // A plain-HTTP gateway without a CA file needs no roots (its TLS client is never used).
+        let roots = if config.ca_path.is_some() || target.https {
+            client_tls::roots(config.ca_path.as_deref())?
+        } else {
+            rustls::RootCertStore::empty()
+        };
+        let tls = client_tls::config(roots)?;
         Ok(Self { config, target, tls: TlsConnector::from(Arc::new(tls)), metrics })
     }
 

@@ -12,7 +12,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncReadExt;
+use tokio_rustls::rustls;
 
+use crate::client_tls::{self, ClientTlsError};
 use crate::config::MediaConfig;
 
 /// Bytes read from a staging file per write into a multipart upload (also S3's part size).
@@ -29,6 +31,19 @@ pub enum BlobError {
     /// The staging file could not be read.
     #[error("staging file: {0}")]
     Io(#[from] std::io::Error),
+    /// No TLS client for the S3 endpoint (`media.s3_ca_file`, or the system's roots).
+    #[error("S3 endpoint TLS: {0}")]
+    Tls(#[from] ClientTlsError),
+}
+
+/// TLS for the S3 endpoint: `media.s3_ca_file`'s certificates, else the system's roots; an
+/// `http://` endpoint without a CA file needs none.
+fn s3_tls(config: &MediaConfig) -> Result<rustls::ClientConfig, BlobError> {
+    let roots = match &config.s3_ca_file {
+        None if config.s3_endpoint.starts_with("http://") => rustls::RootCertStore::empty(),
+        ca_file => client_tls::roots(ca_file.as_deref())?,
+    };
+    Ok(client_tls::config(roots)?)
 }
 
 /// Content-addressed blobs in an object store.
@@ -51,7 +66,7 @@ impl Blobs {
                     .with_region(&config.s3_region)
                     .with_access_key_id(&config.s3_access_key_id)
                     .with_secret_access_key(&config.s3_secret_access_key)
-                    .with_http_connector(super::s3_http::HyperConnector);
+                    .with_http_connector(super::s3_http::HyperConnector::new(s3_tls(config)?));
                 if !config.s3_endpoint.is_empty() {
                     b = b
                         .with_endpoint(&config.s3_endpoint)

@@ -1,12 +1,14 @@
-//! The HTTP client under the S3 object store: hyper's pooled client (already in the build for
-//! the server side), so object_store needs neither reqwest nor a second TLS stack. Plain HTTP
-//! only: S3 endpoints are reached inside the cluster's network (a Garage node, a MinIO, a TLS
-//! terminating proxy in front of a public S3).
+//! The HTTP client under the S3 object store: hyper's pooled client with hyper-rustls (both
+//! already in the build, for the server side and push), so object_store needs neither reqwest
+//! nor a second TLS stack. `https://` endpoints (a public S3, R2, B2) are verified against
+//! `media.s3_ca_file` or the system's roots (`client_tls`); `http://` ones (a Garage or MinIO
+//! inside the cluster's network) go in the clear.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use http_body_util::BodyExt;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector as HyperHttp;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -15,25 +17,41 @@ use object_store::client::{
     HttpService,
 };
 use object_store::ClientOptions;
+use tokio_rustls::rustls;
 
 /// Longest one S3 request may take before it is failed (and retried by object_store).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Makes object_store's S3 client speak through hyper.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HyperConnector;
+/// Makes object_store's S3 client speak through hyper, with TLS for `https://` endpoints.
+#[derive(Debug, Clone)]
+pub struct HyperConnector {
+    tls: rustls::ClientConfig,
+}
+
+impl HyperConnector {
+    /// A connector verifying `https://` endpoints with `tls`.
+    pub fn new(tls: rustls::ClientConfig) -> Self {
+        Self { tls }
+    }
+}
 
 impl HttpConnector for HyperConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
         let mut http = HyperHttp::new();
         http.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build::<_, HttpRequestBody>(http);
+        http.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build::<_, HttpRequestBody>(https);
         Ok(HttpClient::new(HyperService(client)))
     }
 }
 
 #[derive(Debug)]
-struct HyperService(Client<HyperHttp, HttpRequestBody>);
+struct HyperService(Client<HttpsConnector<HyperHttp>, HttpRequestBody>);
 
 #[async_trait]
 impl HttpService for HyperService {

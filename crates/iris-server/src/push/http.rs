@@ -11,7 +11,6 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,12 +22,11 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::CertificateDer;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::ClientConfig;
 use tower_service::Service;
 
 use super::PushError;
+use crate::client_tls::{self, ClientTlsError};
 
 /// Largest provider answer read (errors are small JSON documents).
 const ANSWER_BYTES_MAX: usize = 64 * 1024;
@@ -116,20 +114,8 @@ pub struct Answer {
 
 /// TLS settings trusting the certificates in `ca_file`.
 pub fn tls_config(ca_file: &Path) -> Result<ClientConfig, PushError> {
-    let bad = |why: String| PushError::Config(format!("push.ca_file {}: {why}", ca_file.display()));
-    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificates".into()));
-    }
-    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+    let bad = |e: ClientTlsError| PushError::Config(format!("push.ca_file: {e}"));
+    client_tls::config(client_tls::roots(Some(ca_file)).map_err(bad)?).map_err(bad)
 }
 
 /// A client for HTTP/1.1 endpoints (`http2` false) or HTTP/2-only ones (APNs), connecting to
