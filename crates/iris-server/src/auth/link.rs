@@ -6,8 +6,8 @@
 //! devices get a durable `DeviceChange ADDED`) or refuses it; the new device collects its
 //! credentials with the secret. Until then it has no device, so no inbox and no messages.
 //! An approved link the new device never collects expires like any other; its device, which
-//! nobody can ever sign in as, is then revoked ([`sweep`], run by `housekeeping`), so it stops counting toward the
-//! device limit and the account's devices hear it removed.
+//! nobody can ever sign in as, is then revoked ([`sweep`], run by `housekeeping`), so it stops
+//! counting toward the device limit and the account's devices hear it removed.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -231,7 +231,7 @@ pub async fn collect(ctx: &Ctx, req: &LinkCollectRequest) -> Result<Collected, S
 pub(super) const SWEEP_BATCH: usize = 1000;
 
 /// Drops the links that expired by `now_ms`, revoking the device of each approved one that was
-/// never collected. Returns how many were dropped; run by the server's store sweep.
+/// never collected. Returns how many were dropped; run by the devices' housekeeping.
 pub async fn sweep(ctx: &Ctx, now_ms: u64) -> Result<usize, ServiceError> {
     let expired = ctx.store.expired_links(now_ms, SWEEP_BATCH).await?;
     for link in &expired {

@@ -219,7 +219,6 @@ pub async fn revoke_device(ctx: &Ctx, target: DeviceAddr, by: DeviceId) -> Resul
     if !ctx.store.revoke_device(target, ctx.clock.now_ms(), Some(by)).await? {
         return Err(ServiceError::NotFound("device"));
     }
-    ctx.account_changed(target.account);
     tracing::info!(device = %target, by, "device revoked");
     let device = ctx.store.device(target).await?.ok_or(ServiceError::NotFound("device"))?;
     revocation::follow_up(ctx, &device, Some(by), Kick::Revoked).await?;

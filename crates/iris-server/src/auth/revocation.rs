@@ -31,6 +31,8 @@ pub(super) async fn follow_up(
     kick: Kick,
 ) -> Result<(), ServiceError> {
     let addr = device.addr;
+    // Every node's directory forgets the device (again, after a crash: the first may be lost).
+    ctx.account_changed(addr.account);
     ctx.router.kick(addr, kick);
     ctx.store.purge(addr).await?;
     // A revoked device is never woken again (issue 19).
