@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("clock", 0),
     ("ids", 0),
     ("config", 0),
+    ("client_tls", 0),
     ("metrics", 0),
     ("ratelimit", 0),
     ("limit_log", 0),
