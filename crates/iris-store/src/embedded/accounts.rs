@@ -201,9 +201,7 @@ impl Accounts {
             batch.remove(&self.ks.tokens, keys::token_index_hash(&index_key)?);
             batch.remove(&self.ks.token_index, index_key);
         }
-        let mut mark = now_ms.to_be_bytes().to_vec();
-        mark.extend_from_slice(&announce_by.unwrap_or(u32::MAX).to_be_bytes());
-        batch.insert(&self.ks.revocations, key, mark);
+        batch.insert(&self.ks.revocations, key, codec::encode_revocation_mark(now_ms, announce_by));
         Ok(())
     }
 
@@ -221,16 +219,14 @@ impl Accounts {
             }
             let (key, value) = guard.into_inner().map_err(unavailable)?;
             let addr = keys::parse_device(&key)?;
-            let corrupt = || StoreError::Corrupt(format!("revocation mark of {addr}"));
-            let (at, by) = value.split_first_chunk::<8>().ok_or_else(corrupt)?;
-            let by = u32::from_be_bytes(*by.first_chunk::<4>().ok_or_else(corrupt)?);
-            if u64::from_be_bytes(*at) > before_ms {
+            let (at, announce_by) = codec::decode_revocation_mark(&value)?;
+            if at > before_ms {
                 continue;
             }
             // An erased account's device records are gone with their marks; a mark without its
             // record is not expected, and is skipped rather than failing the sweep.
             if let Some(device) = self.device(addr)? {
-                out.push(UnfinishedRevocation { device, announce_by: (by != u32::MAX).then_some(by) });
+                out.push(UnfinishedRevocation { device, announce_by });
             }
         }
         Ok(out)

@@ -167,6 +167,20 @@ pub(super) fn decode_token(hash: [u8; 32], value: &[u8]) -> StoreResult<RefreshT
     Ok(RefreshTokenRecord { hash, device, expires_at_ms })
 }
 
+/// Value of a revocation mark (`device_revocations`): when, and who announces it
+/// (`u32::MAX`: nobody).
+pub(super) fn encode_revocation_mark(revoked_at_ms: u64, announce_by: Option<DeviceId>) -> Vec<u8> {
+    Writer::new(RECORD_V1).u64(revoked_at_ms).u32(announce_by.unwrap_or(u32::MAX)).0
+}
+
+/// Inverse of [`encode_revocation_mark`].
+pub(super) fn decode_revocation_mark(value: &[u8]) -> StoreResult<(u64, Option<DeviceId>)> {
+    let mut r = Reader::versioned(value, "revocation mark")?;
+    let (at, by) = (r.u64()?, r.u32()?);
+    r.end()?;
+    Ok((at, (by != u32::MAX).then_some(by)))
+}
+
 /// Value of the cursors keyspace before the inbox log: acked ‖ last (`cold.rs` reads it).
 #[cfg(test)]
 pub(super) fn encode_cursor(c: InboxCursor) -> [u8; 16] {

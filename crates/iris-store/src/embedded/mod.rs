@@ -221,7 +221,7 @@ struct Keyspaces {
     expiry: Keyspace,
     /// Phone → account id ‖ start time: accounts being deleted (`erasure.rs`).
     erasures: Keyspace,
-    /// Device address → revoked at ‖ announcing device (`u32::MAX`: none): revocations whose
+    /// Device address → revocation mark (`codec::encode_revocation_mark`): revocations whose
     /// server-side follow-ups are not confirmed done (`accounts.rs`).
     revocations: Keyspace,
 }

@@ -55,6 +55,12 @@ impl Profiles {
         value.map(|v| decode_pin(&v)).transpose()
     }
 
+    /// `account`'s link `code`, if stored (expired or not).
+    fn stored_link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
+        let value = self.links.get(link_key(account, code)).map_err(unavailable)?;
+        value.map(|v| decode_link(account, code.to_owned(), &v)).transpose()
+    }
+
     fn account_links(&self, account: AccountId) -> StoreResult<Vec<PendingLink>> {
         let mut out = Vec::new();
         for guard in self.links.prefix(account.to_be_bytes()) {
@@ -275,19 +281,16 @@ impl ProfileStore for FjallStore {
     }
 
     async fn link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
-        let value = self.profiles.links.get(link_key(account, code)).map_err(unavailable)?;
-        value.map(|v| decode_link(account, code.to_owned(), &v)).transpose()
+        self.profiles.stored_link(account, code)
     }
 
     async fn take_link(&self, account: AccountId, code: &str) -> StoreResult<Option<PendingLink>> {
         let (p, code) = (Arc::clone(&self.profiles), code.to_owned());
         blocking(move || {
             let _guard = p.lock();
-            let key = link_key(account, &code);
-            let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(None) };
-            let link = decode_link(account, code, &value)?;
+            let Some(link) = p.stored_link(account, &code)? else { return Ok(None) };
             let mut batch = p.db.batch();
-            batch.remove(&p.links, key);
+            batch.remove(&p.links, link_key(account, &code));
             p.commit(batch)?;
             Ok(Some(link))
         })
@@ -307,9 +310,7 @@ impl ProfileStore for FjallStore {
             // Accounts before links, the one order any step takes both in.
             let _devices = accounts.lock();
             let _links = p.lock();
-            let key = link_key(account, &code);
-            let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(None) };
-            let link = decode_link(account, code, &value)?;
+            let Some(link) = p.stored_link(account, &code)? else { return Ok(None) };
             if !link.is_waiting_at(now_ms) {
                 return Ok(None);
             }
@@ -325,7 +326,7 @@ impl ProfileStore for FjallStore {
                 expires_at_ms: collect_by_ms,
                 ..link
             };
-            batch.insert(&p.links, key, encode_link(&approved));
+            batch.insert(&p.links, link_key(account, &code), encode_link(&approved));
             accounts.commit(batch)?;
             Ok(Some(device))
         })
@@ -336,14 +337,16 @@ impl ProfileStore for FjallStore {
         let (p, code) = (Arc::clone(&self.profiles), code.to_owned());
         blocking(move || {
             let _guard = p.lock();
-            let key = link_key(account, &code);
-            let Some(value) = p.links.get(&key).map_err(unavailable)? else { return Ok(false) };
-            let link = decode_link(account, code, &value)?;
+            let Some(link) = p.stored_link(account, &code)? else { return Ok(false) };
             if !link.is_waiting_at(now_ms) {
                 return Ok(false);
             }
             let mut batch = p.db.batch();
-            batch.insert(&p.links, key, encode_link(&PendingLink { state: LinkState::Refused, ..link }));
+            batch.insert(
+                &p.links,
+                link_key(account, &code),
+                encode_link(&PendingLink { state: LinkState::Refused, ..link }),
+            );
             p.commit(batch)?;
             Ok(true)
         })
