@@ -64,6 +64,8 @@ struct Measured {
     found: Option<f64>,
     window: Latencies,
     sending: Duration,
+    /// The server's CPU time while the phase sent (a spawned server only).
+    server_cpu_s: Option<f64>,
     used: GeneratorUse,
     limited: bool,
     /// Sends of the fixed-rate phase.
@@ -96,9 +98,11 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs, target: &Target) -> 
     let (skipped_before, late_before) = (fleet.skipped(), fleet.late());
     counters.swap_window(Some(Latencies::new()));
     let meter = CpuMeter::start(fleet.load_thread());
+    let server_cpu_before = target.cpu_s();
     let start = Instant::now();
     fleet.run_at(rate, Duration::from_secs(args.duration_s)).await;
     let sending = start.elapsed();
+    let server_cpu_s = target.cpu_s().zip(server_cpu_before).map(|(after, before)| after - before);
     let used = meter.stop();
     let backlog_at_end = fleet.backlog();
     fleet.settle(args.common.drain()).await;
@@ -110,6 +114,7 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs, target: &Target) -> 
         found,
         window,
         sending,
+        server_cpu_s,
         used,
         limited: used.limited(sent - sent_before, skipped, late),
         sent: sent - sent_before,
@@ -136,6 +141,14 @@ impl Measured {
         self.used.write_to(report, self.limited, self.sent);
         if let Some(s) = self.found {
             report.set("sustained_rate_per_s", s);
+        }
+        // What a message costs the server below saturation, where each one wakes tasks of its
+        // own (the closed loop's figure shares wake-ups among messages).
+        if let Some(cpu) = self.server_cpu_s {
+            report.set("server_cpu_sending_s", (cpu * 1000.0).round() / 1000.0);
+            if self.accepted > 0 {
+                report.set("server_cpu_us_per_msg", (cpu * 1e6 / self.accepted as f64 * 10.0).round() / 10.0);
+            }
         }
     }
 }
