@@ -660,7 +660,8 @@ pub struct SessionConfig {
     pub hot_hold_ms: u64,
     /// Longest a receipt (1:1 or group) waits to share a write with something else going to
     /// the same device (an answer, a message), so that under load it costs no write of its own;
-    /// 0 sends each at once. At most 1000.
+    /// 0 sends each at once. At most 1000. A receipt that goes alone waits up to a quarter of it
+    /// more (the node releases held receipts in steps, `held_receipts.rs`).
     pub receipt_hold_ms: u64,
 }
 

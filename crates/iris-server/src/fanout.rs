@@ -83,6 +83,14 @@ impl Fanout {
         Ok(self.queued(pending, hints))
     }
 
+    /// [`Fanout::append`] for receipts: their sessions are not woken for them
+    /// ([`Router::notify_receipt`]), they go out with the sessions' next writes.
+    pub async fn append_receipts(&self, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
+        let hints = Self::hints(&req);
+        let pending = self.inbox.enqueue_append(req).await?;
+        self.queued(pending, hints).receipts().durable().await
+    }
+
     /// A cumulative ack of `device`'s inbox up to `up_to_seq`.
     pub async fn ack(&self, device: DeviceAddr, up_to_seq: u64) -> Result<(), ServiceError> {
         Ok(self.inbox.ack(device, up_to_seq).await?)
@@ -101,7 +109,7 @@ impl Fanout {
             let inbox = self.inbox.clone();
             Box::pin(async move { inbox.ack_with_receipts(device, up_to_seq, receipts).await })
         };
-        self.queued(pending, hints).durable().await
+        self.queued(pending, hints).receipts().durable().await
     }
 
     /// What to hint once `req` is durable, taken before `req` goes to a store call that commits
@@ -112,7 +120,7 @@ impl Fanout {
 
     /// Follows an append queued by such a store call: [`Queued::durable`] hints `hints`.
     pub fn queued(&self, pending: PendingAppend, hints: Hints) -> Queued {
-        Queued { pending, hints: hints.0, router: self.router.clone() }
+        Queued { pending, hints: hints.0, router: self.router.clone(), receipts: false }
     }
 }
 
@@ -126,16 +134,23 @@ pub struct Queued {
     /// (the store's seqs come back in that order).
     hints: Vec<(DeviceAddr, Bytes)>,
     router: Arc<Router>,
+    /// The entries are receipts: hinted without waking their sessions.
+    receipts: bool,
 }
 
 impl Queued {
+    /// The entries are receipts ([`Router::notify_receipt`]).
+    fn receipts(self) -> Self {
+        Self { receipts: true, ..self }
+    }
+
     /// Keeps `hold` (a group's cluster-wide order) until the append is durable, then releases
     /// it on a task of its own: the group is free again as soon as the commit is done, however
     /// late the caller polls [`Queued::durable`] (a session polls its pending sends only between
     /// other steps). `None` (embedded) leaves the append as it is.
     pub fn holding(self, hold: Option<GroupOrderHold>) -> Self {
         let Some(hold) = hold else { return self };
-        let Queued { pending, hints, router } = self;
+        let Queued { pending, hints, router, receipts } = self;
         let (done, outcome) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let result = pending.await;
@@ -145,7 +160,7 @@ impl Queued {
         let pending: PendingAppend = Box::pin(async move {
             outcome.await.unwrap_or_else(|_| Err(StoreError::Unavailable("append task ended without an answer".into())))
         });
-        Queued { pending, hints, router }
+        Queued { pending, hints, router, receipts }
     }
 
     /// Waits until the append is durable, then hints the devices. A duplicate (a retried send)
@@ -154,7 +169,11 @@ impl Queued {
         let outcome = self.pending.await?;
         if let AppendOutcome::Appended { seqs } = &outcome {
             for ((device, item), &seq) in self.hints.into_iter().zip(seqs) {
-                self.router.notify(device, Hint { seq, item });
+                if self.receipts {
+                    self.router.notify_receipt(device, Hint { seq, item });
+                } else {
+                    self.router.notify(device, Hint { seq, item });
+                }
             }
         }
         Ok(outcome)

@@ -35,6 +35,7 @@ pub mod forward;
 pub mod gateway;
 pub mod group_payloads;
 pub mod groups;
+pub mod held_receipts;
 pub mod http;
 pub mod identity_notices;
 pub mod ids;
@@ -224,7 +225,10 @@ pub async fn start(config: Config, deps: Dependencies) -> Result<RunningServer, 
         // Other nodes change devices too: their broadcasts may be lost, so entries age out.
         config.cluster.shared_store().then_some(DIRECTORY_MAX_AGE),
     ));
-    let router = Arc::new(router::Router::new(config.session.signal_queue_len_max));
+    let router = Arc::new(router::Router::new(
+        config.session.signal_queue_len_max,
+        Duration::from_millis(config.session.receipt_hold_ms),
+    ));
     let push = Arc::new(
         push::Push::new(
             &config.push,

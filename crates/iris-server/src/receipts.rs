@@ -250,7 +250,7 @@ impl Receipts {
         }
         entries.extend(self.receipt_entries(me.addrs().filter(|&d| d != reader), read, &receipt(sender.id)));
         if !entries.is_empty() {
-            self.fanout.append(AppendRequest::event(id, now, entries)).await?;
+            self.fanout.append_receipts(AppendRequest::event(id, now, entries)).await?;
         }
         Ok(pb::ReceiptResult { server_ts_ms: now })
     }
@@ -317,7 +317,7 @@ impl Receipts {
             if entries.is_empty() {
                 continue;
             }
-            self.fanout.append(AppendRequest::event(id, now, entries)).await?;
+            self.fanout.append_receipts(AppendRequest::event(id, now, entries)).await?;
         }
         Ok(())
     }

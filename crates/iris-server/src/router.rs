@@ -12,10 +12,14 @@
 //!
 //! It also knows which receipt kinds each connected session declined in its `Hello`
 //! ([`UnwantedReceipts`]), so that receipts can be left out of those devices' inboxes.
+//!
+//! Receipts are hinted without waking their session ([`Router::notify_receipt`]): they wait for
+//! the session's next wake-up, or for the end of their hold (`held_receipts.rs`).
 
 use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use iris_proto::pb;
@@ -24,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::backlog::Backlog;
+use crate::held_receipts::{Held, HeldHints, Releases};
 
 const SHARDS: usize = 16;
 
@@ -34,8 +39,9 @@ const EPHEMERAL_QUEUE_LEN: usize = 256;
 /// when it is created, and 32 unboxed `ServerEvent`s cost every idle connection ~4 KiB.
 pub type Ephemeral = Box<pb::ServerEvent>;
 
-/// A committed inbox entry for a session to push.
-#[derive(Debug, Clone)]
+/// A committed inbox entry for a session to push. The default, seq 0, is never buffered: it only
+/// wakes the session.
+#[derive(Debug, Clone, Default)]
 pub struct Hint {
     /// Its sequence number in the device's inbox.
     pub seq: u64,
@@ -82,6 +88,8 @@ struct Link {
     conn_id: u64,
     unwanted: UnwantedReceipts,
     hints: mpsc::Sender<Hint>,
+    /// Receipt hints waiting for the session's next wake-up.
+    held: Arc<HeldHints<Hint>>,
     ephemeral: mpsc::Sender<Ephemeral>,
     lagged: Arc<AtomicBool>,
     /// Taken by the first kick (a session hears one, the first).
@@ -106,6 +114,8 @@ pub struct Registration {
     pub conn_id: u64,
     /// Hints for this device.
     pub hints: mpsc::Receiver<Hint>,
+    /// Receipt hints for this device that woke nobody: taken on every wake-up, before `hints`.
+    pub held: Arc<HeldHints<Hint>>,
     /// Ephemeral events (typing, presence) for this connection; dropped when full.
     pub ephemeral: mpsc::Receiver<Ephemeral>,
     /// The sending side of `ephemeral`, for the presence hub.
@@ -123,6 +133,13 @@ pub struct Registration {
 pub async fn stop_sessions_on(router: Arc<Router>, shutdown: CancellationToken) {
     shutdown.cancelled().await;
     router.stop_sessions();
+}
+
+/// Wakes the sessions of `router` whose held receipts are due, until `shutdown`
+/// ([`Router::notify_receipt`]).
+pub async fn release_receipts_on(router: Arc<Router>, shutdown: CancellationToken) {
+    let releases = router.releases.clone();
+    releases.run(shutdown).await;
 }
 
 /// Where the router sends what is meant for devices connected to other nodes (cluster mode).
@@ -149,6 +166,8 @@ pub struct Router {
     shards: Vec<RwLock<HashMap<DeviceAddr, Link>>>,
     next_conn_id: AtomicU64,
     hint_queue_len: usize,
+    /// When sessions holding receipt hints are woken.
+    releases: Arc<Releases<Hint>>,
     /// Set once in cluster mode.
     remote: OnceLock<Arc<dyn RemoteRoute>>,
     /// Set once when push notifications run. Weak: the hook (push) holds this router, and a
@@ -157,12 +176,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router whose sessions each queue at most `hint_queue_len` hints.
-    pub fn new(hint_queue_len: usize) -> Self {
+    /// A router whose sessions each queue at most `hint_queue_len` hints (and as many receipt
+    /// hints), and hold receipts for `receipt_hold` (`session.receipt_hold_ms`; zero: receipts
+    /// are hinted like anything else). Receipts are released by [`release_receipts_on`].
+    pub fn new(hint_queue_len: usize, receipt_hold: Duration) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             next_conn_id: AtomicU64::new(1),
             hint_queue_len: hint_queue_len.max(1),
+            releases: Arc::new(Releases::new(receipt_hold)),
             remote: OnceLock::new(),
             offline: OnceLock::new(),
         }
@@ -206,10 +228,12 @@ impl Router {
         let (ephemeral_tx, ephemeral) = mpsc::channel(EPHEMERAL_QUEUE_LEN);
         let lagged = Arc::new(AtomicBool::new(false));
         let backlog = Arc::new(Backlog::default());
+        let held = Arc::new(HeldHints::default());
         let link = Link {
             conn_id,
             unwanted,
             hints: hint_tx,
+            held: held.clone(),
             ephemeral: ephemeral_tx.clone(),
             lagged: lagged.clone(),
             kick: Some(kick_tx),
@@ -219,7 +243,7 @@ impl Router {
         if let Some(old) = old {
             old.end(Some(Kick::Replaced));
         }
-        Registration { conn_id, hints, ephemeral, ephemeral_tx, lagged, kick, backlog }
+        Registration { conn_id, hints, held, ephemeral, ephemeral_tx, lagged, kick, backlog }
     }
 
     /// Removes the registration `conn_id` of `addr`, unless a newer one replaced it.
@@ -258,6 +282,28 @@ impl Router {
             link.lagged.store(true, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// [`Router::notify`] for a receipt: a session connected here is not woken for it. The hint
+    /// waits until the session wakes for something else, or until its hold is over
+    /// (`held_receipts.rs`). Never waits.
+    pub fn notify_receipt(&self, addr: DeviceAddr, hint: Hint) {
+        if !self.releases.holds() {
+            return self.notify(addr, hint);
+        }
+        let now = tokio::time::Instant::now();
+        let shard = self.shard(addr).read().expect("router lock");
+        let Some(link) = shard.get(&addr) else {
+            drop(shard);
+            return self.notify(addr, hint);
+        };
+        link.backlog.hinted(hint.seq);
+        match link.held.push(hint, now, self.hint_queue_len) {
+            Held::First => self.releases.schedule(now, link.held.clone(), link.hints.clone()),
+            Held::Behind => {}
+            // The first one held has its release scheduled: the session wakes and reads then.
+            Held::Full => link.lagged.store(true, Ordering::Release),
+        }
     }
 
     /// Offers an ephemeral event (never stored) to the device's session, here or (cluster mode)
@@ -364,7 +410,7 @@ mod tests {
 
     #[tokio::test]
     async fn hints_reach_the_session_and_overflow_sets_lagged() {
-        let router = Router::new(2);
+        let router = Router::new(2, Duration::ZERO);
         let dev = DeviceAddr::new(1, 1);
         let mut reg = router.register(dev);
         for seq in 1..=3 {
@@ -375,9 +421,40 @@ mod tests {
         assert!(reg.lagged.load(Ordering::Acquire), "third hint did not fit");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_receipt_waits_for_the_session_or_for_its_hold() {
+        let hold = Duration::from_millis(20);
+        let router = Arc::new(Router::new(2, hold));
+        let shutdown = CancellationToken::new();
+        let releasing = tokio::spawn(release_receipts_on(router.clone(), shutdown.clone()));
+        let dev = DeviceAddr::new(1, 1);
+        let mut reg = router.register(dev);
+        let start = tokio::time::Instant::now();
+        router.notify_receipt(dev, Hint { seq: 1, item: Bytes::new() });
+        router.notify_receipt(dev, Hint { seq: 2, item: Bytes::new() });
+        router.notify_receipt(dev, Hint { seq: 3, item: Bytes::new() });
+        assert!(reg.hints.try_recv().is_err(), "nothing woke the session");
+        assert!(reg.lagged.load(Ordering::Acquire), "the third did not fit");
+        // The hold is over: the session is woken (seq 0) and finds both held receipts.
+        assert_eq!(reg.hints.recv().await.unwrap().seq, 0);
+        assert!(start.elapsed() >= hold);
+        let mut held = Vec::new();
+        reg.held.take_into(&mut held);
+        assert_eq!(held.iter().map(|(h, _)| h.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(held.iter().all(|&(_, at)| at == start), "each stamped with when it came");
+        // Without a hold, a receipt is a hint like any other; with no session, nothing is held.
+        let plain = Router::new(2, Duration::ZERO);
+        let mut reg = plain.register(dev);
+        plain.notify_receipt(dev, Hint { seq: 1, item: Bytes::new() });
+        assert_eq!(reg.hints.try_recv().unwrap().seq, 1);
+        router.notify_receipt(DeviceAddr::new(2, 1), Hint { seq: 1, item: Bytes::new() });
+        shutdown.cancel();
+        releasing.await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_second_connection_replaces_the_first() {
-        let router = Router::new(2);
+        let router = Router::new(2, Duration::ZERO);
         let dev = DeviceAddr::new(1, 1);
         let first = router.register(dev);
         let second = router.register(dev);
@@ -390,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_kicks_every_session_and_leaves_it_registered_while_it_drains() {
-        let router = Arc::new(Router::new(2));
+        let router = Arc::new(Router::new(2, Duration::ZERO));
         let (a, b) = (DeviceAddr::new(1, 1), DeviceAddr::new(2, 1));
         let (mut first, second) = (router.register(a), router.register(b));
         let shutdown = CancellationToken::new();

@@ -82,10 +82,11 @@ pub struct Foundations {
 }
 
 /// Every service, wired, as the sessions get them. Also starts telling the router's sessions
-/// when `f.shutdown` is cancelled (the only way they hear it), so whatever builds sessions'
-/// dependencies gets that too. Must run inside a tokio runtime.
+/// when `f.shutdown` is cancelled (the only way they hear it) and releasing their held receipts,
+/// so whatever builds sessions' dependencies gets both too. Must run inside a tokio runtime.
 pub fn build(config: &Config, f: Foundations) -> SessionDeps {
     tokio::spawn(crate::router::stop_sessions_on(f.router.clone(), f.shutdown.clone()));
+    tokio::spawn(crate::router::release_receipts_on(f.router.clone(), f.shutdown.clone()));
     let store = f.store;
     let limits = config.limits.to_proto();
     let fanout = Fanout::new(store.clone(), f.router.clone());

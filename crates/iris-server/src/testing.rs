@@ -58,7 +58,7 @@ impl Parts {
         let metrics = Arc::new(Metrics::new());
         let clock = Arc::new(ManualClock::new());
         let directory = Arc::new(Directory::new(store.clone(), 1000, None));
-        let router = Arc::new(Router::new(16));
+        let router = Arc::new(Router::new(16, std::time::Duration::ZERO));
         let push = Arc::new(crate::push::Push::new(
             &config.push,
             Vec::new(),

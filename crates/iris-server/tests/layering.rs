@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("limit_log", 0),
     ("router", 0),
     ("backlog", 0),
+    ("held_receipts", 0),
     ("presence", 0),
     ("directory", 0),
     ("gateway::transport", 0),

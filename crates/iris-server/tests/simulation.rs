@@ -424,7 +424,14 @@ impl Sim {
         let Some(mut conn) = self.dev(d).conn.take() else { return };
         for _ in 0..self.rng.random_range(0..=conn.hints.len()) {
             let (seq, item) = conn.hints.swap_remove(self.rng.random_range(0..conn.hints.len()));
-            conn.machine.on_hint(seq, item);
+            // Receipts come as the router hints them, held without a wake-up for a while.
+            let receipt = InboxItemHead::decode(&item[..]).is_ok_and(|h| h.is_receipt());
+            if receipt && self.rng.random_bool(0.5) {
+                let waited = Duration::from_millis(self.rng.random_range(0..=30));
+                conn.machine.on_receipt_hint(seq, item, self.now.checked_sub(waited).unwrap_or(self.now));
+            } else {
+                conn.machine.on_hint(seq, item);
+            }
         }
         if std::mem::take(&mut conn.lagged) {
             conn.machine.on_lagged();

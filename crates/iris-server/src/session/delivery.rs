@@ -121,6 +121,9 @@ pub struct Delivery {
     gap_since: Option<Instant>,
     /// Since when the receipts next in line have been held (see [`DeliveryConfig::receipt_hold`]).
     held_since: Option<Instant>,
+    /// When the oldest receipt hinted without a wake-up and not yet delivered came: a hold
+    /// that starts counts from then.
+    receipt_hinted_at: Option<Instant>,
     /// The driver has something else to write: held receipts go with it.
     release: bool,
     /// The buffered entries after `sent` up to this seq are known to be receipts, so a held
@@ -178,6 +181,7 @@ impl Delivery {
             buffered_bytes: 0,
             gap_since: None,
             held_since: None,
+            receipt_hinted_at: None,
             release: false,
             receipts_through: 0,
             unacked: VecDeque::new(),
@@ -219,6 +223,15 @@ impl Delivery {
             }
             self.buffered_bytes += size;
         }
+    }
+
+    /// A receipt hinted at `hinted_at` without waking the session (`held_receipts.rs`): a hint
+    /// like any other, whose hold counts from when it came, not from when the session took it.
+    pub fn on_receipt_hint(&mut self, seq: u64, item: Bytes, hinted_at: Instant) {
+        if seq > self.sent {
+            self.receipt_hinted_at = Some(self.receipt_hinted_at.map_or(hinted_at, |at| at.min(hinted_at)));
+        }
+        self.on_hint(seq, item);
     }
 
     /// Hints were dropped (the session's queue was full, or an inbox check found entries): the
@@ -406,7 +419,7 @@ impl Delivery {
             }
             self.receipts_through = seq;
         }
-        let since = *self.held_since.get_or_insert(now);
+        let since = *self.held_since.get_or_insert(self.receipt_hinted_at.map_or(now, |at| at.min(now)));
         now.saturating_duration_since(since) < self.config.receipt_hold
     }
 
@@ -415,6 +428,7 @@ impl Delivery {
     /// their head is decoded (what the ack owes, when they were accepted).
     fn deliver(&mut self, entries: Vec<(u64, Bytes)>) {
         self.held_since = None;
+        self.receipt_hinted_at = None;
         self.release = false;
         let mut items = Vec::with_capacity(entries.len());
         let mut items_bytes = 0;

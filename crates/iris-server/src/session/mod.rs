@@ -61,7 +61,7 @@ use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
 use crate::ratelimit::SharedLimit;
 use crate::receipts::Receipts;
-use crate::router::{Kick, Registration, Router};
+use crate::router::{Hint, Kick, Registration, Router};
 use crate::typing::Typing;
 use crate::visibility::Visibility;
 use delivery::{Action, Delivery, DeliveryConfig, READ_RETRY};
@@ -258,6 +258,8 @@ struct Session {
     syncs: Syncs,
     /// Events to write at the next flush.
     out: Vec<OutEvent>,
+    /// Receipt hints taken from the registration's held ones, kept to swap buffers with it.
+    held: Vec<(Hint, Instant)>,
     last_heard: Instant,
 }
 
@@ -288,6 +290,7 @@ impl Session {
             inflight: FuturesUnordered::new(),
             syncs: Syncs::default(),
             out: Vec::new(),
+            held: Vec::new(),
             last_heard: Instant::now(),
         })
     }
@@ -550,6 +553,11 @@ impl Session {
                 Poll::Ready(Some(done)) => self.finished(done),
                 _ => break,
             }
+        }
+        // Held receipts first: hints that came after them are then most likely in order.
+        self.registration.held.take_into(&mut self.held);
+        for (hint, at) in self.held.drain(..) {
+            self.delivery.on_receipt_hint(hint.seq, hint.item, at.into_std());
         }
         for _ in 0..READY_MAX {
             match self.registration.hints.try_recv() {

@@ -594,6 +594,45 @@ fn receipts_wait_for_another_write_or_for_the_hold() {
 }
 
 #[test]
+fn a_receipt_hinted_without_a_wake_up_is_held_from_when_it_came() {
+    let hold = Duration::from_millis(20);
+    let config = DeliveryConfig { receipt_hold: hold, ..DEFAULTS };
+    let mut d = Delivery::new(config, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    let t0 = Instant::now();
+
+    // Taken 15 ms after it came: it waits 5 ms more, not 20.
+    d.on_receipt_hint(1, receipt_entry(1), t0);
+    let taken = t0 + Duration::from_millis(15);
+    assert_eq!(d.poll(taken), None);
+    assert_eq!(d.deadline(), Some(t0 + hold));
+    assert_eq!(written(d.poll(t0 + hold)), Some(vec![1]));
+
+    // Taken after its hold is over (the release woke the session): it goes at once.
+    let t1 = t0 + 2 * hold;
+    d.on_receipt_hint(2, receipt_entry(2), t1);
+    d.on_receipt_hint(3, receipt_entry(3), t1 + Duration::from_millis(4));
+    assert_eq!(written(d.poll(t1 + hold)), Some(vec![2, 3]), "the oldest one's hold counts");
+    assert_eq!(d.deadline(), None);
+
+    // Behind a gap it holds no deadline of its own (the gap's wait does), and a window that is
+    // full makes it wait for room without a deadline that has passed.
+    let t2 = t1 + 3 * hold;
+    d.on_receipt_hint(5, receipt_entry(5), t2);
+    assert_eq!(d.poll(t2), None);
+    assert_eq!(d.deadline(), Some(t2 + GAP_WAIT));
+    let full = DeliveryConfig { window: 1, receipt_hold: hold, ..DEFAULTS };
+    let mut d = Delivery::new(full, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
+    d.on_hint(1, entry(1, 10));
+    assert_eq!(written(d.poll(t0)), Some(vec![1]));
+    d.on_receipt_hint(2, receipt_entry(2), t0);
+    assert_eq!(d.poll(t0 + 2 * hold), None, "the window is full");
+    assert_eq!(d.deadline(), None);
+    d.on_ack(1).unwrap();
+    assert!(matches!(d.poll(t0 + 2 * hold), Some(Action::Ack(_))));
+    assert_eq!(written(d.poll(t0 + 2 * hold)), Some(vec![2]), "its hold is long over");
+}
+
+#[test]
 fn without_a_hold_receipts_go_at_once() {
     let mut d = Delivery::new(DEFAULTS, ME, InboxCursor { acked: 0, last: 0 }, 0).unwrap();
     d.on_hint(1, receipt_entry(1));
