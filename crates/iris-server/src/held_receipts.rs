@@ -167,14 +167,20 @@ impl<T: Default> Releases<T> {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_held_hint_wakes_its_session_once_the_hold_is_over() {
-        let releases = Arc::new(Releases::<u64>::new(Duration::from_millis(20)));
+    /// Releases after 20 ms, running until the token is cancelled.
+    fn running() -> (Arc<Releases<u64>>, CancellationToken, tokio::task::JoinHandle<()>) {
+        let releases = Arc::new(Releases::new(Duration::from_millis(20)));
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let (releases, stop) = (releases.clone(), stop.clone());
             async move { releases.run(stop).await }
         });
+        (releases, stop, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_held_hint_wakes_its_session_once_the_hold_is_over() {
+        let (releases, stop, task) = running();
         let held = Arc::new(HeldHints::default());
         let (wake, mut woken) = mpsc::channel(4);
         let start = Instant::now();
@@ -194,12 +200,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_that_took_its_hints_is_not_woken() {
-        let releases = Arc::new(Releases::<u64>::new(Duration::from_millis(20)));
-        let stop = CancellationToken::new();
-        let task = tokio::spawn({
-            let (releases, stop) = (releases.clone(), stop.clone());
-            async move { releases.run(stop).await }
-        });
+        let (releases, stop, task) = running();
         let held = Arc::new(HeldHints::default());
         let (wake, mut woken) = mpsc::channel(4);
         let start = Instant::now();
