@@ -1,7 +1,8 @@
 //! Media through the real binary: `iris send --file` uploads (encrypted by default, or plaintext)
 //! and sends; `iris recv --save-dir` saves the files, decrypted and checked, into a folder and
-//! prints their paths, on the recipient's second device. Also the SDK's media paths the CLI
-//! does not take: encrypted media in a group, and a forward naming its media.
+//! prints their paths, on the recipient's second device; `iris forward --media` sends a received
+//! photo on. Also the SDK's media paths the CLI does not take: encrypted media in a group, and a
+//! forward naming its media.
 
 mod common;
 
@@ -75,6 +76,59 @@ async fn send_file_and_recv_save_dir() {
     let stored = blobs.iter().find(|p| p.ends_with(media_id)).expect("the blob on disk");
     let stored = std::fs::read(stored).unwrap();
     assert!(stored.len() == photo_bytes.len() + 48 && stored != photo_bytes, "ciphertext only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_photo_is_forwarded_from_the_file_recv_wrote() {
+    // Proves: `recv --save-dir` writes a `forward_with` file for a media message, and `forward
+    // --media` with it sends the same photo on (encrypted, nothing uploaded again) with its
+    // caption, or a new one; the recipient saves the original bytes. A file that is not one
+    // recv wrote is refused with a message, and nothing is sent.
+    let server = Process::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let alice = cli_login(&url, dir.path(), "alice", "+14155550711");
+    let bob = cli_login(&url, dir.path(), "bob", "+14155550712");
+    let carol = cli_login(&url, dir.path(), "carol", "+14155550713");
+    let photo = dir.path().join("harbour.png");
+    std::fs::write(&photo, png(320, 200)).unwrap();
+    let sent = iris(&["send", "--profile", &alice, "--to", "+14155550712", "--file", photo.to_str().unwrap(), "boats"]);
+    let media_ids = sent[0]["media_ids"].clone();
+
+    let bob_dir = dir.path().join("bob-saved");
+    let got = iris(&["recv", "--profile", &bob, "--count", "1", "--save-dir", bob_dir.to_str().unwrap()]);
+    let forward_with = got[0]["forward_with"].as_str().expect("a forward file").to_owned();
+    let original_id = got[0]["server_msg_id"].as_u64().unwrap();
+    assert!(forward_with.ends_with(&format!("{original_id}.media")), "{forward_with}");
+
+    let fwd = iris(&["forward", "--profile", &bob, "--to", "+14155550713", "--media", &forward_with]);
+    assert_eq!(fwd[0]["status"], "ACCEPTED", "{fwd:?}");
+    assert_eq!(fwd[0]["forwarded"], true);
+    iris(&["forward", "--profile", &bob, "--to", "+14155550713", "--media", &forward_with, "look", "at", "these"]);
+
+    let carol_dir = dir.path().join("carol-saved");
+    let lines = iris(&["recv", "--profile", &carol, "--count", "2", "--save-dir", carol_dir.to_str().unwrap()]);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, caption) in lines.iter().zip(["boats", "look at these"]) {
+        assert_eq!(line["forwarded"], true, "{line}");
+        assert_eq!(line["text"], caption);
+        let medium = &line["media"][0];
+        assert_eq!(medium["media_id"], media_ids[0], "the same blob, not a new upload");
+        assert!(medium["description"].as_str().unwrap().starts_with("[photo 320×200"), "{medium}");
+        let path = medium["path"].as_str().unwrap();
+        assert!(std::fs::read(path).unwrap() == std::fs::read(&photo).unwrap(), "the photo, decrypted");
+    }
+
+    let bogus = dir.path().join("bogus.media");
+    std::fs::write(&bogus, b"not a media message").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iris"))
+        .args(["forward", "--profile", &bob, "--to", "+14155550713", "--media", bogus.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a file `iris recv --save-dir` wrote"));
+    let none = iris(&["recv", "--profile", &carol, "--timeout", "1"]);
+    assert!(none.is_empty(), "nothing was sent: {none:?}");
 }
 
 fn dir_of_server_blobs(server: &Process) -> std::path::PathBuf {

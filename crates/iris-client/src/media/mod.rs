@@ -161,6 +161,18 @@ pub fn media_payload(media: Vec<pb::MediaRef>, caption: &str) -> Bytes {
     Bytes::from(pb::MediaMessage { media, caption: caption.to_owned() }.encode_to_vec())
 }
 
+/// What a message carrying `media` names in `media_ids`: every blob and its thumbnail, each
+/// once, in order. A forward names them again, so each copy holds references of its own.
+pub fn ids_of(media: &pb::MediaMessage) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for id in media.media.iter().flat_map(|r| [&r.media_id, &r.thumbnail_id]) {
+        if !id.is_empty() && !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    ids
+}
+
 /// The media of a received message: `Some` when its `media_ids` is set and its payload decodes.
 pub fn media_of(message: &pb::Message) -> Option<pb::MediaMessage> {
     decode_media(&message.media_ids, &message.payload)

@@ -2,8 +2,12 @@
 //! one JSON line per stored message or action. Targets are server message ids, as `iris send`,
 //! `iris group send` and `iris recv` print them.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use iris_client::pb::{self, MessageActionType, SendStatus};
 use iris_client::{Client, Conversation, E2e};
+use prost::Message as _;
 use serde_json::{json, Value};
 
 use super::one_shot::{account_of, accounts_of, CommonArgs};
@@ -57,9 +61,42 @@ pub struct ForwardArgs {
     /// Groups to forward to, comma-separated (people and groups together: at most 5).
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<u64>,
+    /// Forward a received message's media: the `forward_with` file `iris recv --save-dir`
+    /// wrote for it. Nothing is uploaded again; the text, if given, replaces the caption.
+    #[arg(long)]
+    pub media: Option<PathBuf>,
     /// The text; several words are joined with spaces.
-    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    #[arg(required_unless_present = "media", num_args = 1.., allow_hyphen_values = true)]
     pub text: Vec<String>,
+}
+
+/// The ending of the files `iris recv --save-dir` writes for `iris forward --media`
+/// (`<server_msg_id>.media`).
+pub const FORWARDABLE_SUFFIX: &str = ".media";
+
+/// A message's media to forward, read from its `forward_with` file.
+struct Forwardable {
+    /// The message's server id, from the file's name (0 when renamed): names the forwarded
+    /// message to the server's forwarding limit.
+    server_msg_id: u64,
+    media: pb::MediaMessage,
+}
+
+impl Forwardable {
+    /// Reads `path`; `caption`, when not empty, replaces the original one.
+    fn read(path: &Path, caption: String) -> anyhow::Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut media = pb::MediaMessage::decode(&bytes[..])
+            .ok()
+            .filter(|m| !m.media.is_empty())
+            .with_context(|| format!("{} is not a file `iris recv --save-dir` wrote", path.display()))?;
+        if !caption.is_empty() {
+            media.caption = caption;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let server_msg_id = name.strip_suffix(FORWARDABLE_SUFFIX).and_then(|id| id.parse().ok()).unwrap_or(0);
+        Ok(Self { server_msg_id, media })
+    }
 }
 
 /// Flags of `iris edit`.
@@ -104,18 +141,34 @@ pub async fn reply(client: &Client, a: &ReplyArgs) -> anyhow::Result<Vec<Value>>
 /// Runs `iris forward`; one line per chat, people first, each with where it went.
 pub async fn forward(client: &Client, a: &ForwardArgs) -> anyhow::Result<Vec<Value>> {
     let to = accounts_of(client, &a.to).await?;
-    let results = client.forward(a.text.join(" ").into_bytes(), to, a.groups.clone()).await?;
+    let text = a.text.join(" ");
+    let results = match &a.media {
+        Some(path) => {
+            let f = Forwardable::read(path, text)?;
+            let ids = iris_client::media::ids_of(&f.media);
+            client.forward_media(f.server_msg_id, f.media.encode_to_vec(), ids, to, a.groups.clone()).await?
+        }
+        None => client.forward(text.into_bytes(), to, a.groups.clone()).await?,
+    };
+    Ok(forward_lines(&results, a, false))
+}
+
+/// One line per chat forwarded to, people first, each with where it went.
+fn forward_lines(results: &[pb::SendResult], a: &ForwardArgs, encrypted: bool) -> Vec<Value> {
     let chats = a.to.iter().map(|p| ("to_phone", json!(p))).chain(a.groups.iter().map(|g| ("group_id", json!(g))));
-    Ok(results
+    results
         .iter()
         .zip(chats)
         .map(|(sent, (key, chat))| {
             let mut line = sent_json(sent);
             line[key] = chat;
             line["forwarded"] = true.into();
+            if encrypted {
+                line["encrypted"] = true.into();
+            }
             line
         })
-        .collect())
+        .collect()
 }
 
 /// Runs `iris edit`.
@@ -159,19 +212,15 @@ pub async fn reply_encrypted(e2e: &E2e, a: &ReplyArgs) -> anyhow::Result<Vec<Val
 /// `iris forward`, end-to-end encrypted (each chat its own ciphertext).
 pub async fn forward_encrypted(e2e: &E2e, a: &ForwardArgs) -> anyhow::Result<Vec<Value>> {
     let to = accounts_of(e2e.client(), &a.to).await?;
-    let results = e2e.forward(&a.text.join(" "), &to, &a.groups).await?;
-    let chats = a.to.iter().map(|p| ("to_phone", json!(p))).chain(a.groups.iter().map(|g| ("group_id", json!(g))));
-    Ok(results
-        .iter()
-        .zip(chats)
-        .map(|(sent, (key, chat))| {
-            let mut line = sent_json(sent);
-            line[key] = chat;
-            line["forwarded"] = true.into();
-            line["encrypted"] = true.into();
-            line
-        })
-        .collect())
+    let text = a.text.join(" ");
+    let results = match &a.media {
+        Some(path) => {
+            let f = Forwardable::read(path, text)?;
+            e2e.forward_media(&f.media, iris_client::media::ids_of(&f.media), &to, &a.groups).await?
+        }
+        None => e2e.forward(&text, &to, &a.groups).await?,
+    };
+    Ok(forward_lines(&results, a, true))
 }
 
 /// The conversation named by `--to` / `--group`, if any (else the one this device remembers).
