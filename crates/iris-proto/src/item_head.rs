@@ -23,10 +23,10 @@ pub struct InboxItemHead {
     pub group_message: Option<GroupMessageHead>,
     /// Set when the body is a 1:1 `Receipt` (`InboxItem.receipt`).
     #[prost(message, optional, tag = "5")]
-    pub receipt: Option<Present>,
+    pub receipt: Option<ReceiptHead>,
     /// Set when the body is a `GroupReceipt` (`InboxItem.group_receipt`).
     #[prost(message, optional, tag = "8")]
-    pub group_receipt: Option<Present>,
+    pub group_receipt: Option<ReceiptHead>,
 }
 
 impl InboxItemHead {
@@ -35,11 +35,23 @@ impl InboxItemHead {
     pub fn is_receipt(&self) -> bool {
         self.receipt.is_some() || self.group_receipt.is_some()
     }
+
+    /// The kind of a receipt (1:1 or group), as a `ReceiptType`: a group's `DELIVERED_TO_ALL`
+    /// is `DELIVERED` and its `READ_BY_ALL` is `READ`, the kinds a connection may decline.
+    pub fn receipt_kind(&self) -> Option<crate::pb::ReceiptType> {
+        let head = self.receipt.or(self.group_receipt)?;
+        // The two enums number their kinds alike (1 delivered, 2 read).
+        crate::pb::ReceiptType::try_from(head.r#type).ok()
+    }
 }
 
-/// A body whose kind is all the head needs: every field of it is skipped.
+/// The kind of a `Receipt` or a `GroupReceipt`; every other field is skipped.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct Present {}
+pub struct ReceiptHead {
+    /// `Receipt.type` (a `ReceiptType`) or `GroupReceipt.type` (a `GroupReceiptType`).
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+}
 
 /// The sender of a 1:1 `Message`.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
@@ -112,17 +124,33 @@ mod tests {
         assert_eq!(head.message, None);
         let receipt = pb::InboxItem {
             server_msg_id: 1003,
-            body: Some(inbox_item::Body::Receipt(pb::Receipt { server_msg_ids: vec![1, 2], ..Default::default() })),
+            body: Some(inbox_item::Body::Receipt(pb::Receipt {
+                r#type: pb::ReceiptType::Read as i32,
+                server_msg_ids: vec![1, 2],
+                ..Default::default()
+            })),
             ..Default::default()
         };
         let head = head_of(&receipt);
-        assert_eq!(head, InboxItemHead { server_msg_id: 1003, receipt: Some(Present {}), ..Default::default() });
+        let read = ReceiptHead { r#type: pb::ReceiptType::Read as i32 };
+        assert_eq!(head, InboxItemHead { server_msg_id: 1003, receipt: Some(read), ..Default::default() });
         assert!(head.is_receipt());
+        assert_eq!(head.receipt_kind(), Some(pb::ReceiptType::Read));
         let group_receipt = pb::InboxItem {
-            body: Some(inbox_item::Body::GroupReceipt(pb::GroupReceipt { group_id: 77, ..Default::default() })),
+            body: Some(inbox_item::Body::GroupReceipt(pb::GroupReceipt {
+                r#type: pb::GroupReceiptType::DeliveredToAll as i32,
+                group_id: 77,
+                ..Default::default()
+            })),
             ..Default::default()
         };
         assert!(head_of(&group_receipt).is_receipt());
+        assert_eq!(head_of(&group_receipt).receipt_kind(), Some(pb::ReceiptType::Delivered));
+        let read_by_all = pb::GroupReceipt { r#type: pb::GroupReceiptType::ReadByAll as i32, ..Default::default() };
+        let read_by_all =
+            pb::InboxItem { body: Some(inbox_item::Body::GroupReceipt(read_by_all)), ..Default::default() };
+        assert_eq!(head_of(&read_by_all).receipt_kind(), Some(pb::ReceiptType::Read));
+        assert_eq!(head_of(&group).receipt_kind(), None);
         assert!(!head_of(&group).is_receipt() && !head_of(&item).is_receipt());
     }
 }

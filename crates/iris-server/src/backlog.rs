@@ -54,6 +54,10 @@ impl Backlog {
     /// The device acked everything up to `seq`; wakes the senders waiting on it once the
     /// backlog is at `bound` or below. Only an ack that moves the cursor counts as draining.
     pub fn acked(&self, seq: u64, bound: u64) {
+        // A plain read first: the session reports its cursor on every turn, mostly unmoved.
+        if seq <= self.acked.load(Ordering::Acquire) {
+            return;
+        }
         let before = self.acked.fetch_max(seq, Ordering::AcqRel);
         if seq <= before {
             return; // acked nothing new: not a sign of draining

@@ -69,6 +69,9 @@ pub enum Kick {
 pub struct UnwantedReceipts(u8);
 
 impl UnwantedReceipts {
+    /// Nothing declined.
+    pub const NONE: Self = Self(0);
+
     /// The set named by `Hello.receipts_unwanted`.
     pub fn from_hello(kinds: &[i32]) -> Self {
         let bit = |kind: &i32| match pb::ReceiptType::try_from(*kind) {
@@ -116,6 +119,8 @@ pub struct Registration {
     pub hints: mpsc::Receiver<Hint>,
     /// Receipt hints for this device that woke nobody: taken on every wake-up, before `hints`.
     pub held: Arc<HeldHints<Hint>>,
+    /// The receipt kinds the connection declined (its delivery leaves them out).
+    pub unwanted: UnwantedReceipts,
     /// Ephemeral events (typing, presence) for this connection; dropped when full.
     pub ephemeral: mpsc::Receiver<Ephemeral>,
     /// The sending side of `ephemeral`, for the presence hub.
@@ -243,7 +248,7 @@ impl Router {
         if let Some(old) = old {
             old.end(Some(Kick::Replaced));
         }
-        Registration { conn_id, hints, held, ephemeral, ephemeral_tx, lagged, kick, backlog }
+        Registration { conn_id, hints, held, unwanted, ephemeral, ephemeral_tx, lagged, kick, backlog }
     }
 
     /// Removes the registration `conn_id` of `addr`, unless a newer one replaced it.

@@ -125,6 +125,42 @@ async fn a_device_that_declined_delivered_receipts_gets_none_while_its_other_dev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_receipt_stored_while_the_device_was_away_is_never_delivered() {
+    // Proves: a DELIVERED receipt stored while the declining device had no session (as on
+    // another node of a cluster) is left out when the device comes back declining, and acked by
+    // the server itself, so it does not wait in the inbox; what follows arrives as usual.
+    let server = TestServer::start().await;
+    let alice = server.login("+15550000001", "alice bot").await;
+    let bob = server.login("+15550000002", "bob").await;
+    let alice_device = iris_store::DeviceAddr::new(alice.account_id, alice.device_id);
+    let bob_device = iris_store::DeviceAddr::new(bob.account_id, bob.device_id);
+    let mut a = connect_declining(&server, &alice, &[pb::ReceiptType::Delivered]).await;
+    let m1 = a.send_accepted(1, text_to_account("m1", bob.account_id, b"one")).await.server_msg_id;
+    drop(a);
+    wait_until("alice gone", EVENT_TIMEOUT, || async { !server.ctx().router.is_connected(alice_device) }).await;
+
+    let (mut b, _) = server.connect_as(&bob).await;
+    let items = b.expect_delivery().await;
+    assert_eq!(items[0].server_msg_id, m1);
+    b.send_ops(vec![ack_op(2, items[0].seq)]).await;
+    wait_until("bob's ack applied", EVENT_TIMEOUT, || async {
+        server.ctx().store.cursor(bob_device).await.expect("read the cursor").acked >= items[0].seq
+    })
+    .await;
+    let stored = server.ctx().store.cursor(alice_device).await.expect("read the cursor");
+    assert!(stored.last > stored.acked, "the DELIVERED waits in alice's inbox: {stored:?}");
+
+    let mut a = connect_declining(&server, &alice, &[pb::ReceiptType::Delivered]).await;
+    wait_until("the receipt acked by the server", EVENT_TIMEOUT, || async {
+        server.ctx().store.cursor(alice_device).await.expect("read the cursor").acked >= stored.last
+    })
+    .await;
+    let fence = b.send_accepted(3, text_to_account("fence", alice.account_id, b"fence")).await.server_msg_id;
+    let items = a.expect_delivery().await;
+    assert_eq!(items[0].server_msg_id, fence, "no DELIVERED before the fence: {items:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ack_owes_each_sender_one_receipt_naming_all_its_messages() {
     // Proves: an ack covering three messages of alice and one of carol puts one DELIVERED item
     // with the three ids in alice's inbox (not three), and one with carol's id in carol's.

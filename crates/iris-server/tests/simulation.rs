@@ -34,6 +34,7 @@ use iris_proto::pb::{self, inbox_item};
 use iris_server::fanout::{encode_item, entries_for};
 use iris_server::inbox::{InboxAck, OwedReceipts};
 use iris_server::receipts::{Owed, ReceiptDue};
+use iris_server::router::UnwantedReceipts;
 use iris_server::session::delivery::{Action, Delivery, DeliveryConfig, ACK_RETRY};
 use iris_store::embedded::log::sim::{SimCold, SimFs};
 use iris_store::embedded::log::{Done, InboxLog, LogConfig, Op};
@@ -47,8 +48,13 @@ const ACCOUNTS: u64 = 3;
 const DEVICES_PER_ACCOUNT: u32 = 2;
 const STEPS: usize = 200;
 /// Small, so that the window and batch bounds are hit all the time.
-const CONFIG: DeliveryConfig =
-    DeliveryConfig { window: 4, window_bytes: u64::MAX, batch: 3, receipt_hold: Duration::from_millis(4) };
+const CONFIG: DeliveryConfig = DeliveryConfig {
+    window: 4,
+    window_bytes: u64::MAX,
+    batch: 3,
+    receipt_hold: Duration::from_millis(4),
+    declined: UnwantedReceipts::NONE,
+};
 /// A session's hint queue; beyond it hints are dropped and the session lags.
 const HINTS_MAX: usize = 6;
 /// Rounds of the final drain before the history is declared stuck.

@@ -401,6 +401,39 @@ async fn an_account_on_three_nodes_gets_its_send_quota_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_declined_on_one_node_is_not_delivered_from_another() {
+    // Proves: a device connected to node 2 that declined DELIVERED receipts gets none of those
+    // built on node 1 (where nobody knows of the decline), while the READ it did not decline
+    // arrives: its session leaves the declined kind out and acks it itself.
+    use iris_client::pb::{inbox_item::Body, ReceiptType};
+    let f = Fixture::start(2).await;
+    let (alice, bob) = (login(&f.nodes[0].url(), ALICE, "a").await, login(&f.nodes[0].url(), BOB, "b").await);
+    let mut config = ClientConfig::new(f.nodes[1].url(), alice.clone());
+    config.receipts_unwanted = vec![ReceiptType::Delivered];
+    let (a, mut ae) = Client::connect(config).await.unwrap();
+    let (b, mut be) = connect(&f.nodes[0].url(), &bob).await;
+    let m1 = a.send(BOB, "m1").await.unwrap().server_msg_id;
+    let got = recv_messages(&b, &mut be, 1).await;
+    assert_eq!(got[0].server_msg_id, m1);
+    b.send_read_receipt(alice.account_id, vec![m1]).await.unwrap();
+
+    let kind = |event: &Event| match event {
+        Event::Receipt(item) => match &item.body {
+            Some(Body::Receipt(r)) => Some(r.r#type),
+            _ => None,
+        },
+        _ => None,
+    };
+    let read = next_matching(&a, &mut ae, |e| kind(e).is_some()).await;
+    assert_eq!(kind(&read), Some(ReceiptType::Read as i32), "the READ, and no DELIVERED before it: {read:?}");
+    // A DELIVERED left in would come within milliseconds of bob's ack; none comes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, ae.next()).await {
+        assert_ne!(kind(&event), Some(ReceiptType::Delivered as i32), "{event:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_200_member_group_spread_over_three_nodes_receives_and_aggregates_receipts() {
     // Proves: a group whose 200 members sit on three nodes gets every message to every other
     // member (each exactly once), and the sender gets DELIVERED_TO_ALL for each once all 199

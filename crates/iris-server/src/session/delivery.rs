@@ -45,6 +45,7 @@ use prost::Message as _;
 use crate::error::ServiceError;
 use crate::inbox::{InboxAck, OwedReceipts};
 use crate::receipts::{Owed, ReceiptDue};
+use crate::router::UnwantedReceipts;
 
 /// Delivery bytes prepared but not yet written; pushing pauses beyond it (memory per connection).
 pub const OUT_BYTES_MAX: usize = 1 << 20;
@@ -71,6 +72,10 @@ pub struct DeliveryConfig {
     /// Longest receipts next in line wait for another write to share (`session.receipt_hold_ms`;
     /// zero: never).
     pub receipt_hold: Duration,
+    /// The receipt kinds this connection declined in its `Hello`: such receipts are not
+    /// written, and acked by the machine itself (they may have been stored on another node, or
+    /// while the device was offline, where nobody knew of the decline).
+    pub declined: UnwantedReceipts,
 }
 
 /// What the driver must do next.
@@ -97,6 +102,9 @@ struct Unacked {
     due: ReceiptDue,
     /// Its stored size, counted in `unacked_bytes`.
     bytes: u64,
+    /// Written to the client; an entry that was not (undecodable, or a declined receipt) is
+    /// acked by the machine once everything before it is acked.
+    shown: bool,
 }
 
 /// One session's delivery state.
@@ -172,6 +180,7 @@ impl Delivery {
                 window_bytes: config.window_bytes.max(1),
                 batch: config.batch.max(1),
                 receipt_hold: config.receipt_hold,
+                declined: config.declined,
             },
             acked: cursor.acked,
             sent: cursor.acked,
@@ -281,8 +290,23 @@ impl Delivery {
             owed.add(acked.due);
         }
         self.acked = up_to;
-        self.queue_ack(up_to, OwedReceipts::Known(owed));
+        self.take_unshown(&mut owed);
+        self.queue_ack(self.acked, OwedReceipts::Known(owed));
         Ok(())
+    }
+
+    /// Counts as acked the unshown entries that come next, adding what they owe to `owed`: the
+    /// client cannot ack what it never saw, and they would wait in the inbox until it acked
+    /// something after them. Whether there were any.
+    fn take_unshown(&mut self, owed: &mut Owed) -> bool {
+        let before = self.acked;
+        while self.unacked.front().is_some_and(|u| !u.shown) {
+            let skipped = self.unacked.pop_front().expect("checked non-empty");
+            self.unacked_bytes -= skipped.bytes;
+            owed.add(skipped.due);
+            self.acked = skipped.seq;
+        }
+        self.acked > before
     }
 
     /// The [`Action::Ack`] in flight was applied (`ok`) or failed at `now`.
@@ -383,7 +407,8 @@ impl Delivery {
             }
             self.gap_since = None;
             self.deliver(entries);
-            return self.ready.pop_front().map(Action::Write);
+            // Nothing to write when every entry was unshown: their ack is then what to do.
+            return self.ready.pop_front().map(Action::Write).or_else(|| self.poll_ack(now).map(Action::Ack));
         }
         if self.known_last <= self.sent && !self.must_read {
             return None;
@@ -447,13 +472,22 @@ impl Delivery {
             self.unacked_bytes += size;
             let Ok(head) = InboxItemHead::decode(&bytes[..]) else {
                 tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
-                self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size });
+                self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size, shown: false });
                 continue;
             };
-            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&head, self.me), bytes: size });
+            let due = ReceiptDue::of(&head, self.me);
+            if head.receipt_kind().is_some_and(|kind| self.config.declined.contains(kind)) {
+                self.unacked.push_back(Unacked { seq, due, bytes: size, shown: false });
+                continue;
+            }
+            self.unacked.push_back(Unacked { seq, due, bytes: size, shown: true });
             items.push(RawItem { seq, server_ts_ms: head.server_ts_ms, bytes });
         }
         self.push_delivery(items, items_bytes);
+        let mut owed = Owed::default();
+        if self.take_unshown(&mut owed) {
+            self.queue_ack(self.acked, OwedReceipts::Known(owed));
+        }
     }
 
     fn push_delivery(&mut self, items: Vec<RawItem>, items_bytes: usize) {

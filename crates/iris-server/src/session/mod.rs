@@ -278,6 +278,7 @@ impl Session {
             window_bytes: deps.config.unacked_bytes_max,
             batch: deps.limits.max_batch_deliveries as usize,
             receipt_hold: Duration::from_millis(deps.config.receipt_hold_ms),
+            declined: registration.unwanted,
         };
         let delivery = Delivery::new(config, device.account, cursor, resume_after)?;
         // A resume cursor acks up to it (checked against the inbox by `Delivery::new`).
@@ -433,6 +434,8 @@ impl Session {
             }
             // Something goes out anyway: held receipts ride along.
             if self.out.is_empty() || !self.delivery.release_held() {
+                // The machine acks what it did not show (declined receipts) by itself.
+                self.registration.backlog.acked(self.delivery.acked(), self.deps.config.hot_backlog_max);
                 return Ok(());
             }
         }
@@ -495,7 +498,8 @@ impl Session {
                     }
                 }
                 Dispatched::Ack { request_id, up_to_seq } => match self.delivery.on_ack(up_to_seq) {
-                    Ok(()) => self.registration.backlog.acked(up_to_seq, self.deps.config.hot_backlog_max),
+                    // Past `up_to_seq` when declined receipts followed it.
+                    Ok(()) => self.registration.backlog.acked(self.delivery.acked(), self.deps.config.hot_backlog_max),
                     Err(e) => self.out.push(answer(request_id, Err(e)).into()),
                 },
             }

@@ -8,10 +8,16 @@ use iris_proto::pb::{self, inbox_item::Body};
 use proptest::prelude::*;
 
 use super::*;
+use crate::router::UnwantedReceipts;
 
 const ME: AccountId = 1;
-const DEFAULTS: DeliveryConfig =
-    DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO };
+const DEFAULTS: DeliveryConfig = DeliveryConfig {
+    window: 500,
+    window_bytes: u64::MAX,
+    batch: 100,
+    receipt_hold: Duration::ZERO,
+    declined: UnwantedReceipts::NONE,
+};
 
 /// The sender of entry `seq`: every fourth is the device's own account (sent-sync, owes nothing).
 fn sender_of(seq: u64) -> AccountId {
@@ -173,7 +179,7 @@ fn a_gap_that_does_not_fill_in_time_is_read_from_the_inbox() {
 #[test]
 fn the_window_bounds_unacked_deliveries_and_acks_reopen_it() {
     check(
-        DeliveryConfig { window: 3, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 3, window_bytes: u64::MAX, batch: 100, ..DEFAULTS },
         (0, 0),
         0,
         vec![hints(1..=3), hints(4..=5), Ack(2)],
@@ -186,7 +192,7 @@ fn the_window_in_bytes_bounds_unacked_deliveries_too() {
     // Proves: with room for 500 entries but 2,500 bytes, entries of ~1 KB stop after the batch
     // that crosses the byte bound (batches of 2), and an ack reopens it.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, ..DEFAULTS },
         (0, 0),
         0,
         1_000,
@@ -200,7 +206,7 @@ fn hints_beyond_the_window_in_bytes_are_dropped_and_read_later() {
     // Proves: the reorder buffer is bounded in bytes too: of six ~1 KB hints at once, three fit
     // in 2,500 bytes; the rest are read from the inbox once the window has room.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 500, window_bytes: 2_500, batch: 2, ..DEFAULTS },
         (0, 0),
         0,
         1_000,
@@ -212,7 +218,7 @@ fn hints_beyond_the_window_in_bytes_are_dropped_and_read_later() {
 #[test]
 fn hints_beyond_the_window_are_dropped_and_read_later() {
     check(
-        DeliveryConfig { window: 2, window_bytes: u64::MAX, batch: 100, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 2, window_bytes: u64::MAX, batch: 100, ..DEFAULTS },
         (0, 0),
         0,
         vec![hints(1..=4), Ack(2), Read(3..=4)],
@@ -225,7 +231,7 @@ fn a_batch_is_at_most_batch_entries_and_a_delivery_at_most_its_bytes() {
     // 100 KB payloads: two fit in a Delivery event's 256 KiB, a third starts the next event;
     // batches of 4 entries.
     check_sized(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, ..DEFAULTS },
         (0, 0),
         0,
         100_000,
@@ -241,7 +247,7 @@ fn pushing_pauses_past_the_byte_budget_until_flushed() {
     let mut expected: Vec<String> = (1..=8).map(|s| format!("write {s}")).collect();
     let steps = vec![hints(1..=12)];
     let mut script = Script::new(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 4, ..DEFAULTS },
         InboxCursor::default(),
         0,
         200_000,
@@ -315,7 +321,7 @@ fn a_failed_ack_is_retried_later_reading_its_receipts_back_with_the_acks_since()
 #[test]
 fn a_lagged_hint_queue_reads_the_inbox_until_a_read_comes_back_short() {
     check(
-        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 2, receipt_hold: Duration::ZERO },
+        DeliveryConfig { window: 500, window_bytes: u64::MAX, batch: 2, ..DEFAULTS },
         (0, 0),
         0,
         vec![Lagged, Read(1..=2), Read(3..=3), Lagged, ReadNothing],
@@ -331,9 +337,54 @@ fn an_undecodable_entry_is_skipped_but_counted_and_acked() {
     d.on_hint(2, entry(2, 1));
     let Some(Action::Write(w)) = d.poll(now) else { panic!("expected a write") };
     assert_eq!(w.items.iter().map(|i| i.seq).collect::<Vec<_>>(), vec![2]);
+    // The client never saw it: the machine acks it, owing nothing.
+    let Some(Action::Ack(ack)) = d.poll(now) else { panic!("expected an ack") };
+    assert_eq!((ack.after_seq, ack.up_to_seq, ack.owed), (0, 1, OwedReceipts::Known(Owed::default())));
+    d.on_ack_applied(true, now);
     d.on_ack(2).unwrap();
     let Some(Action::Ack(ack)) = d.poll(now) else { panic!("expected an ack") };
-    assert_eq!((ack.after_seq, ack.up_to_seq, ack.owed), (0, 2, OwedReceipts::Known(owed_for([2]))));
+    assert_eq!((ack.after_seq, ack.up_to_seq, ack.owed), (1, 2, OwedReceipts::Known(owed_for([2]))));
+}
+
+#[test]
+fn declined_receipts_are_not_written_and_are_acked_by_the_machine() {
+    // Proves: receipts of a kind the connection declined (stored where nobody knew of the
+    // decline: another node, or while the device was offline) are left out of the writes, and
+    // acked without the client: those before its ack with it, those after by the machine, so
+    // none waits in the inbox.
+    let delivered = |seq: u64| {
+        let r = pb::Receipt { r#type: pb::ReceiptType::Delivered as i32, ..Default::default() };
+        pb::InboxItem { server_msg_id: 5000 + seq, body: Some(Body::Receipt(r)), ..Default::default() }.encode_to_vec()
+    };
+    let read = {
+        let r = pb::Receipt { r#type: pb::ReceiptType::Read as i32, ..Default::default() };
+        pb::InboxItem { server_msg_id: 5004, body: Some(Body::Receipt(r)), ..Default::default() }.encode_to_vec()
+    };
+    let declined = UnwantedReceipts::from_hello(&[pb::ReceiptType::Delivered as i32]);
+    let mut d = Delivery::new(DeliveryConfig { declined, ..DEFAULTS }, ME, InboxCursor::default(), 0).unwrap();
+    let now = Instant::now();
+    d.on_hint(1, delivered(1).into());
+    d.on_hint(2, entry(2, 1));
+    d.on_hint(3, delivered(3).into());
+    d.on_hint(4, read.into());
+    assert_eq!(written(d.poll(now)), Some(vec![2, 4]), "the READ is wanted");
+    let Some(Action::Ack(ack)) = d.poll(now) else { panic!("the leading one is acked at once") };
+    assert_eq!((ack.after_seq, ack.up_to_seq), (0, 1));
+    assert_eq!(d.acked(), 1);
+    d.on_ack_applied(true, now);
+    d.on_ack(4).unwrap();
+    let Some(Action::Ack(ack)) = d.poll(now) else { panic!("expected an ack") };
+    assert_eq!((ack.after_seq, ack.up_to_seq, ack.owed), (1, 4, OwedReceipts::Known(owed_for([2]))));
+    d.on_ack_applied(true, now);
+    // One after everything the client saw: nobody else would ever ack it.
+    d.on_hint(5, delivered(5).into());
+    let Some(Action::Ack(ack)) = d.poll(now) else { panic!("the trailing one is acked, at once") };
+    assert_eq!((ack.after_seq, ack.up_to_seq), (4, 5));
+    assert_eq!(d.acked(), 5);
+    // A client ack of what the machine acked already changes nothing.
+    d.on_ack(4).unwrap();
+    d.on_ack_applied(true, now);
+    assert_eq!(d.poll(now), None);
 }
 
 #[test]
@@ -431,7 +482,7 @@ struct Model {
 
 impl Model {
     fn new(window: u64, window_bytes: u64, batch: usize, initial: u64) -> Self {
-        let config = DeliveryConfig { window, window_bytes, batch, receipt_hold: Duration::ZERO };
+        let config = DeliveryConfig { window, window_bytes, batch, ..DEFAULTS };
         let d = Delivery::new(config, ME, InboxCursor { acked: 0, last: initial }, 0).unwrap();
         Self {
             d,
