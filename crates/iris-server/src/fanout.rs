@@ -86,9 +86,7 @@ impl Fanout {
     /// [`Fanout::append`] for receipts: their sessions are not woken for them
     /// ([`Router::notify_receipt`]), they go out with the sessions' next writes.
     pub async fn append_receipts(&self, req: AppendRequest) -> Result<AppendOutcome, ServiceError> {
-        let hints = Self::hints(&req);
-        let pending = self.inbox.enqueue_append(req).await?;
-        self.queued(pending, hints).receipts().durable().await
+        self.enqueue(req, None).await?.receipts().durable().await
     }
 
     /// A cumulative ack of `device`'s inbox up to `up_to_seq`.

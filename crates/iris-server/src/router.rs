@@ -270,10 +270,16 @@ impl Router {
     /// holding it; with no session anywhere, to the offline hook (push). Never waits.
     pub fn notify(&self, addr: DeviceAddr, hint: Hint) {
         if let Err(hint) = self.notify_local(addr, hint) {
-            match self.remote.get() {
-                Some(remote) => remote.hint(addr, hint),
-                None => self.wake_offline(addr, &hint.item),
-            }
+            self.notify_elsewhere(addr, hint);
+        }
+    }
+
+    /// A hint for a device with no session here: to the node holding it (cluster mode), else
+    /// to the offline hook (push).
+    fn notify_elsewhere(&self, addr: DeviceAddr, hint: Hint) {
+        match self.remote.get() {
+            Some(remote) => remote.hint(addr, hint),
+            None => self.wake_offline(addr, &hint.item),
         }
     }
 
@@ -300,7 +306,7 @@ impl Router {
         let shard = self.shard(addr).read().expect("router lock");
         let Some(link) = shard.get(&addr) else {
             drop(shard);
-            return self.notify(addr, hint);
+            return self.notify_elsewhere(addr, hint);
         };
         link.backlog.hinted(hint.seq);
         match link.held.push(hint, now, self.hint_queue_len) {

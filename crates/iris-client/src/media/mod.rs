@@ -108,7 +108,6 @@ pub async fn upload_media(
         file_name,
         ..Default::default()
     };
-    let mut media_ids = Vec::new();
     if options.plaintext {
         let spec =
             UploadSpec { kind: kind_name(kind).into(), encrypted: false, mime, idempotency_key: key_of(&plain_sha) };
@@ -149,10 +148,7 @@ pub async fn upload_media(
             media.thumbnail_key = Bytes::copy_from_slice(&key);
         }
     }
-    media_ids.push(media.media_id.clone());
-    if !media.thumbnail_id.is_empty() {
-        media_ids.push(media.thumbnail_id.clone());
-    }
+    let media_ids = ids_of_ref(&media).cloned().collect();
     Ok(Uploaded { media, media_ids })
 }
 
@@ -165,12 +161,17 @@ pub fn media_payload(media: Vec<pb::MediaRef>, caption: &str) -> Bytes {
 /// once, in order. A forward names them again, so each copy holds references of its own.
 pub fn ids_of(media: &pb::MediaMessage) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
-    for id in media.media.iter().flat_map(|r| [&r.media_id, &r.thumbnail_id]) {
-        if !id.is_empty() && !ids.contains(id) {
+    for id in media.media.iter().flat_map(ids_of_ref) {
+        if !ids.contains(id) {
             ids.push(id.clone());
         }
     }
     ids
+}
+
+/// The ids one medium names: its blob, and its thumbnail when it has one.
+fn ids_of_ref(media: &pb::MediaRef) -> impl Iterator<Item = &String> {
+    [&media.media_id, &media.thumbnail_id].into_iter().filter(|id| !id.is_empty())
 }
 
 /// The media of a received message: `Some` when its `media_ids` is set and its payload decodes.

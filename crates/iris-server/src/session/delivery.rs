@@ -475,13 +475,11 @@ impl Delivery {
                 self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size, shown: false });
                 continue;
             };
-            let due = ReceiptDue::of(&head, self.me);
-            if head.receipt_kind().is_some_and(|kind| self.config.declined.contains(kind)) {
-                self.unacked.push_back(Unacked { seq, due, bytes: size, shown: false });
-                continue;
+            let shown = !head.receipt_kind().is_some_and(|kind| self.config.declined.contains(kind));
+            self.unacked.push_back(Unacked { seq, due: ReceiptDue::of(&head, self.me), bytes: size, shown });
+            if shown {
+                items.push(RawItem { seq, server_ts_ms: head.server_ts_ms, bytes });
             }
-            self.unacked.push_back(Unacked { seq, due, bytes: size, shown: true });
-            items.push(RawItem { seq, server_ts_ms: head.server_ts_ms, bytes });
         }
         self.push_delivery(items, items_bytes);
         let mut owed = Owed::default();

@@ -434,7 +434,8 @@ impl Session {
             }
             // Something goes out anyway: held receipts ride along.
             if self.out.is_empty() || !self.delivery.release_held() {
-                // The machine acks what it did not show (declined receipts) by itself.
+                // Every ack, the client's and those the machine makes for what it did not show
+                // (declined receipts), reaches the backlog here, once per turn.
                 self.registration.backlog.acked(self.delivery.acked(), self.deps.config.hot_backlog_max);
                 return Ok(());
             }
@@ -497,11 +498,12 @@ impl Session {
                         self.out.push(synced(request_id).into());
                     }
                 }
-                Dispatched::Ack { request_id, up_to_seq } => match self.delivery.on_ack(up_to_seq) {
-                    // Past `up_to_seq` when declined receipts followed it.
-                    Ok(()) => self.registration.backlog.acked(self.delivery.acked(), self.deps.config.hot_backlog_max),
-                    Err(e) => self.out.push(answer(request_id, Err(e)).into()),
-                },
+                // The backlog hears of it at the next `drive`, with the machine's own acks.
+                Dispatched::Ack { request_id, up_to_seq } => {
+                    if let Err(e) = self.delivery.on_ack(up_to_seq) {
+                        self.out.push(answer(request_id, Err(e)).into());
+                    }
+                }
             }
         }
         Ok(())

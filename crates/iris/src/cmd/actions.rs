@@ -72,7 +72,17 @@ pub struct ForwardArgs {
 
 /// The ending of the files `iris recv --save-dir` writes for `iris forward --media`
 /// (`<server_msg_id>.media`).
-pub const FORWARDABLE_SUFFIX: &str = ".media";
+const FORWARDABLE_SUFFIX: &str = ".media";
+
+/// Writes what `iris forward --media` needs to forward a received message's media without
+/// uploading it again: its `MediaMessage` (references, keys, caption) as stored in the
+/// payload, in `dir/<server_msg_id>.media` (read back by [`Forwardable::read`]). It holds the
+/// media's keys, like the saved files beside it hold their plaintext.
+pub fn save_forwardable(server_msg_id: u64, media: &pb::MediaMessage, dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{server_msg_id}{FORWARDABLE_SUFFIX}"));
+    std::fs::write(&path, media.encode_to_vec())?;
+    Ok(path)
+}
 
 /// A message's media to forward, read from its `forward_with` file.
 struct Forwardable {

@@ -10,7 +10,6 @@ use anyhow::anyhow;
 use iris_client::media::MediaApi;
 use iris_client::pb::{inbox_item, IdentityChangeType, InboxItem, MediaMessage, MessageAction, MessageActionType};
 use iris_client::{ClientError, Event, Opened};
-use prost::Message as _;
 use serde::Serialize;
 
 use super::receipt_name;
@@ -79,9 +78,10 @@ pub async fn run(args: RecvArgs) -> anyhow::Result<()> {
                 n_messages += 1;
                 let media = media_in(&item, opened.as_ref());
                 let (saved, forward_with) = match (&args.save_dir, &media) {
-                    (Some(dir), Some(media)) => {
-                        (save_media(&session, media, dir).await?, Some(save_forwardable(&item, media, dir)?))
-                    }
+                    (Some(dir), Some(media)) => (
+                        save_media(&session, media, dir).await?,
+                        Some(super::actions::save_forwardable(item.server_msg_id, media, dir)?),
+                    ),
                     _ => (HashMap::new(), None),
                 };
                 let line = message_json(&item, me, opened.as_ref(), media.as_ref(), &saved);
@@ -194,16 +194,6 @@ async fn save_media(session: &Session, media: &MediaMessage, dir: &Path) -> anyh
         saved.insert(r.media_id.clone(), path);
     }
     Ok(saved)
-}
-
-/// Writes what `iris forward --media` needs to forward a received message's media without
-/// uploading it again: its `MediaMessage` (references, keys, caption) as stored in the
-/// payload, in `dir/<server_msg_id>.media`. It holds the media's keys, like the saved files
-/// beside it hold their plaintext.
-fn save_forwardable(item: &InboxItem, media: &MediaMessage, dir: &Path) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("{}{}", item.server_msg_id, super::actions::FORWARDABLE_SUFFIX));
-    std::fs::write(&path, media.encode_to_vec())?;
-    Ok(path)
 }
 
 fn is_zero(v: &u64) -> bool {
