@@ -66,7 +66,7 @@ fn devices_of(account: AccountId) -> Vec<DeviceAddr> {
 
 fn log_config() -> LogConfig {
     // Tiny bounds so that segments roll, checkpoints retire them and memory relief spills.
-    LogConfig { segment_bytes_max: 1500, segments_live_max: 2, hot_bytes_max: 1500 }
+    LogConfig { segment_bytes_max: 1500, segments_live_max: 2, hot_bytes_max: 1500, spares_max: 1 }
 }
 
 /// One connection of a device: the real machine, and what its driver holds for it.

@@ -342,6 +342,7 @@ impl FjallStore {
             segment_bytes_max: config.log_segment_bytes_max,
             segments_live_max: config.log_segments_live_max,
             hot_bytes_max: config.log_hot_bytes_max,
+            ..LogConfig::default()
         };
         let log = Arc::new(InboxLog::open(Arc::new(fs), cold, log_config)?);
         let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);

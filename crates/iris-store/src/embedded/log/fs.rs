@@ -17,6 +17,12 @@ pub trait LogFs: Send + Sync + 'static {
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>>;
     /// Opens an existing file for appending at its end.
     fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>>;
+    /// Opens an existing file for writing from its first byte, over what it holds (a recycled
+    /// segment), and returns its length.
+    fn open_over(&self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)>;
+    /// Renames a file, replacing any file called `to` (durable with the next
+    /// [`sync_dir`](Self::sync_dir); a crash before it leaves one of the two names, never both).
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
     /// Cuts a file to `len` bytes and makes the cut durable.
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     /// Deletes a file (durable with the next [`sync_dir`](Self::sync_dir)).
@@ -25,9 +31,9 @@ pub trait LogFs: Send + Sync + 'static {
     fn sync_dir(&self) -> io::Result<()>;
 }
 
-/// A file open for appending.
+/// A file open for writing at a position that each write moves on.
 pub trait LogFile: Send {
-    /// Appends all of `buf` (not yet durable).
+    /// Writes all of `buf` at the current position (not yet durable).
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes every byte written so far durable (fdatasync).
     fn sync_data(&mut self) -> io::Result<()>;
@@ -69,6 +75,16 @@ impl LogFs for DirFs {
     fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
         let file = OpenOptions::new().append(true).open(self.dir.join(name))?;
         Ok(Box::new(DirFile { file }))
+    }
+
+    fn open_over(&self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)> {
+        let file = OpenOptions::new().write(true).open(self.dir.join(name))?;
+        let len = file.metadata()?.len();
+        Ok((Box::new(DirFile { file }), len))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        std::fs::rename(self.dir.join(from), self.dir.join(to))
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {

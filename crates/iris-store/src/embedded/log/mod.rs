@@ -20,7 +20,15 @@
 //! **Checkpoint.** When more than `segments_live_max` segments exist, the oldest are retired:
 //! their un-acked entries move to the cold store, with every changed cursor and their dedup
 //! records, in one batch that also records the new first segment; the cold store is persisted;
-//! then the segment files are deleted. Recovery replays the live segments only.
+//! then the segment files become spares (up to `spares_max`) or are deleted. Recovery replays
+//! the live segments only.
+//!
+//! **Recycling.** A new segment is made of a spare when there is one: renamed, its header and
+//! records written over the old bytes from the start, so a batch's `fdatasync` does not grow
+//! the file (no size to write; on a journaled file system no journal commit). The old records
+//! past the new ones never read as records (their checksums are seeded with their own
+//! segment's number), and a segment is cut to its records before the next one starts, so only
+//! the last segment can hold old bytes past its end, which recovery cuts like a torn tail.
 //!
 //! **Invariants.** A record is applied to memory only after the batch holding it is durable, so
 //! nothing read from the log can vanish in a crash. Seqs are assigned by the committer alone and
@@ -78,11 +86,14 @@ pub struct LogConfig {
     pub segments_live_max: u64,
     /// Bytes of entries kept in memory; past it the largest backlogs move to the cold store.
     pub hot_bytes_max: u64,
+    /// Retired segment files kept to be recycled as new segments (0: deleted at once). Each
+    /// costs up to `segment_bytes_max` of disk.
+    pub spares_max: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { segment_bytes_max: 64 << 20, segments_live_max: 4, hot_bytes_max: 256 << 20 }
+        Self { segment_bytes_max: 64 << 20, segments_live_max: 4, hot_bytes_max: 256 << 20, spares_max: 2 }
     }
 }
 
@@ -170,7 +181,14 @@ pub struct LogStats {
 struct Writer {
     file: Box<dyn LogFile>,
     segment: u64,
+    /// Bytes of header and records: where the next batch goes.
     len: u64,
+    /// The checksum seed of the open segment's records (its number; 0 in a segment of the
+    /// first format, which recovery may leave open).
+    seed: u64,
+    /// The file's size, which is more than `len` while a recycled file holds old bytes past
+    /// the records.
+    file_len: u64,
     buf: Vec<u8>,
     dedup: DedupWindow,
     /// The last batch's plan, emptied, for the next one: its vector and maps keep their
@@ -192,6 +210,8 @@ pub struct InboxLog {
     poisoned: AtomicBool,
     /// One checkpoint at a time.
     checkpointing: Mutex<()>,
+    /// Spare files (by the number of the segment they were) for the next segments.
+    spares: Mutex<Vec<u64>>,
 }
 
 /// Everything a batch decided before writing. Its maps hash with foldhash, not SipHash: they
@@ -246,11 +266,19 @@ impl InboxLog {
     pub fn open(fs: Arc<dyn LogFs>, cold: Arc<dyn Cold>, config: LogConfig) -> StoreResult<Self> {
         let config = LogConfig { segments_live_max: config.segments_live_max.max(1), ..config };
         let first = cold.checkpoint()?.max(1);
-        let mut numbers: Vec<u64> = fs.list().map_err(io)?.iter().filter_map(|n| segment::number(n)).collect();
+        let names = fs.list().map_err(io)?;
+        let mut numbers: Vec<u64> = names.iter().filter_map(|n| segment::number(n)).collect();
         numbers.sort_unstable();
+        let mut spares: Vec<u64> = names.iter().filter_map(|n| segment::spare_number(n)).collect();
         for &n in numbers.iter().filter(|&&n| n < first) {
-            // Retired by a checkpoint whose deletions did not reach the disk.
-            fs.remove(&segment::name(n)).map_err(io)?;
+            // Retired by a checkpoint whose renames or deletions did not reach the disk.
+            fs.rename(&segment::name(n), &segment::spare_name(n)).map_err(io)?;
+            spares.push(n);
+        }
+        spares.sort_unstable();
+        let excess = spares.len().saturating_sub(config.spares_max as usize);
+        for n in spares.drain(..excess) {
+            fs.remove(&segment::spare_name(n)).map_err(io)?;
         }
         let live: Vec<u64> = numbers.into_iter().filter(|&n| n >= first).collect();
         if let Some((i, _)) = live.iter().enumerate().find(|&(i, &n)| n != first + i as u64) {
@@ -272,16 +300,17 @@ impl InboxLog {
                 apply(&hot, &*cold, &mut dedup, n, record, &mut batch)?;
             }
             cold.write(batch)?;
-            tail = Some((n, scanned.valid_len, scanned.damage));
+            tail = Some((n, scanned.valid_len, scanned.damage, scanned.seed));
         }
         let writer = match tail {
-            Some((n, len, damage)) if len >= segment::HEADER_BYTES => {
+            Some((n, len, damage, seed)) if len >= segment::HEADER_BYTES => {
                 if let Some(why) = damage {
-                    tracing::warn!(segment = n, at = len, why, "cutting the torn tail of the inbox log");
+                    // After a crash: a torn write, or the old bytes of a recycled file.
+                    tracing::warn!(segment = n, at = len, why, "cutting the inbox log after its last whole record");
                     fs.truncate(&segment::name(n), len).map_err(io)?;
                 }
                 let file = fs.open_append(&segment::name(n)).map_err(io)?;
-                Writer { file, segment: n, len, buf: Vec::new(), dedup, plan: Plan::default() }
+                Writer { file, segment: n, len, seed, file_len: len, buf: Vec::new(), dedup, plan: Plan::default() }
             }
             // No segment yet, or the last one never got its header: (re)start it.
             Some((n, ..)) => Writer::fresh(start_segment(&*fs, n).map_err(io)?, n, dedup),
@@ -296,6 +325,7 @@ impl InboxLog {
             first_segment: AtomicU64::new(first),
             poisoned: AtomicBool::new(false),
             checkpointing: Mutex::new(()),
+            spares: Mutex::new(spares),
         })
     }
 
@@ -383,10 +413,11 @@ impl InboxLog {
         let mut buf = std::mem::take(&mut w.buf);
         buf.clear();
         for r in &plan.records {
-            record::encode(r, &mut buf);
+            record::encode(r, w.seed, &mut buf);
         }
         let written = w.file.write_all(&buf).and_then(|()| w.file.sync_data());
         w.len += buf.len() as u64;
+        w.file_len = w.file_len.max(w.len);
         if buf.capacity() <= BUF_KEEP_BYTES {
             w.buf = buf;
         }
@@ -513,12 +544,31 @@ impl InboxLog {
         Ok(())
     }
 
-    /// Closes the open segment and starts the next.
+    /// Closes the open segment (cut to its records, so that only the last segment can hold a
+    /// recycled file's old bytes) and starts the next, from a spare when there is one.
     fn roll(&self, w: &mut Writer) -> std::io::Result<()> {
+        self.cut_old_bytes(w)?;
         let next = w.segment + 1;
-        w.file = start_segment(&*self.fs, next)?;
+        let spare = lock(&self.spares).pop();
+        let (file, file_len) = match spare {
+            Some(spare) => reuse_segment(&*self.fs, spare, next)?,
+            None => (start_segment(&*self.fs, next)?, segment::HEADER_BYTES),
+        };
+        w.file = file;
         w.segment = next;
+        w.seed = next;
         w.len = segment::HEADER_BYTES;
+        w.file_len = file_len;
+        Ok(())
+    }
+
+    /// Cuts the open segment's file to its records (durably) when a recycled file holds old
+    /// bytes past them.
+    fn cut_old_bytes(&self, w: &mut Writer) -> std::io::Result<()> {
+        if w.file_len > w.len {
+            self.fs.truncate(&segment::name(w.segment), w.len)?;
+            w.file_len = w.len;
+        }
         Ok(())
     }
 
@@ -629,8 +679,14 @@ impl InboxLog {
         lock(&self.writer).dedup.drop_before(retire_to);
         self.first_segment.store(retire_to, Ordering::Release);
         for n in first..retire_to {
-            if let Err(e) = self.fs.remove(&segment::name(n)) {
-                tracing::warn!(segment = n, error = %e, "cannot delete a retired inbox log segment");
+            let keep = (lock(&self.spares).len() as u64) < self.config.spares_max;
+            let done = if keep {
+                self.fs.rename(&segment::name(n), &segment::spare_name(n)).map(|()| lock(&self.spares).push(n))
+            } else {
+                self.fs.remove(&segment::name(n))
+            };
+            if let Err(e) = done {
+                tracing::warn!(segment = n, error = %e, "cannot recycle or delete a retired inbox log segment");
             }
         }
         // Not needed for correctness (recovery deletes leftovers before the checkpoint).
@@ -765,10 +821,15 @@ impl InboxLog {
     }
 
     /// Makes the cold store durable, held writes included (at shutdown; the log itself is
-    /// synced by every batch).
+    /// synced by every batch), and cuts a recycled last segment's old bytes, so a clean restart
+    /// has nothing to cut.
     pub fn close(&self) -> StoreResult<()> {
         self.cold.settle()?;
-        self.cold.persist()
+        self.cold.persist()?;
+        if !self.is_poisoned() {
+            self.cut_old_bytes(&mut lock(&self.writer)).map_err(io)?;
+        }
+        Ok(())
     }
 
     /// Figures for metrics.
@@ -888,6 +949,7 @@ impl ItemSet {
     }
 }
 
+/// Creates segment `n` with its header, durable (name included) before any record goes in.
 fn start_segment(fs: &dyn LogFs, n: u64) -> std::io::Result<Box<dyn LogFile>> {
     let mut file = fs.create(&segment::name(n))?;
     file.write_all(&segment::header(n))?;
@@ -896,10 +958,24 @@ fn start_segment(fs: &dyn LogFs, n: u64) -> std::io::Result<Box<dyn LogFile>> {
     Ok(file)
 }
 
+/// Makes the spare that was segment `spare` into segment `n`: renamed, its header written over
+/// the old one, both durable before any record goes in. Returns the file and its size. A crash
+/// before the header is durable leaves a segment with another's header, which recovery starts
+/// afresh (it can only be the last one).
+fn reuse_segment(fs: &dyn LogFs, spare: u64, n: u64) -> std::io::Result<(Box<dyn LogFile>, u64)> {
+    fs.rename(&segment::spare_name(spare), &segment::name(n))?;
+    let (mut file, len) = fs.open_over(&segment::name(n))?;
+    file.write_all(&segment::header(n))?;
+    file.sync_data()?;
+    fs.sync_dir()?;
+    Ok((file, len.max(segment::HEADER_BYTES)))
+}
+
 impl Writer {
     /// A writer at the start of a just-created segment.
     fn fresh(file: Box<dyn LogFile>, segment: u64, dedup: DedupWindow) -> Self {
-        Self { file, segment, len: segment::HEADER_BYTES, buf: Vec::new(), dedup, plan: Plan::default() }
+        let len = segment::HEADER_BYTES;
+        Self { file, segment, len, seed: segment, file_len: len, buf: Vec::new(), dedup, plan: Plan::default() }
     }
 }
 

@@ -1,7 +1,9 @@
 //! The records of the inbox log and their bytes: what one group-committed batch writes.
 //!
 //! A record on disk is `len: u32 LE | checksum: u64 LE | body` where the checksum is xxh3-64 of
-//! `len` and `body` together, so a torn length is caught as surely as a torn body. The body
+//! `len` and `body` together, so a torn length is caught as surely as a torn body. The checksum
+//! is seeded with the number of the segment the record is written in (`segment.rs`), so the old
+//! records a recycled segment file still holds past the new ones never check. The body
 //! starts with a kind byte. Knows nothing of files, threads or the store's state: it turns
 //! records into bytes and bytes back into records, and refuses anything that does not check.
 
@@ -85,8 +87,8 @@ pub(crate) enum Record {
     },
 }
 
-/// Appends `record`, framed, to `out`.
-pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
+/// Appends `record`, framed and checksummed with `seed` (its segment's), to `out`.
+pub(crate) fn encode(record: &Record, seed: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_BYTES]);
     match record {
@@ -142,13 +144,14 @@ pub(crate) fn encode(record: &Record, out: &mut Vec<u8>) {
     let body_len = out.len() - start - FRAME_BYTES;
     assert!(body_len <= BODY_BYTES_MAX, "log record of {body_len} bytes exceeds the limit");
     out[start..start + 4].copy_from_slice(&(body_len as u32).to_le_bytes());
-    let sum = checksum(&out[start..start + 4], &out[start + FRAME_BYTES..]);
+    let sum = checksum(seed, &out[start..start + 4], &out[start + FRAME_BYTES..]);
     out[start + 4..start + FRAME_BYTES].copy_from_slice(&sum.to_le_bytes());
 }
 
-/// The checksum of a record: its length bytes and its body.
-fn checksum(len: &[u8], body: &[u8]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+/// The checksum of a record: its length bytes and its body, seeded (seed 0 is plain xxh3-64,
+/// which segments of the first format used for every record).
+fn checksum(seed: u64, len: &[u8], body: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::with_seed(seed);
     h.update(len);
     h.update(body);
     h.digest()
@@ -165,9 +168,9 @@ pub(crate) enum Scan {
     Bad(&'static str),
 }
 
-/// Reads the record at the start of `buf`. `items` are sliced from `whole` (which `buf` is the
-/// tail of) without copying.
-pub(crate) fn decode(whole: &Bytes, offset: usize) -> Scan {
+/// Reads the record at `whole[offset..]`, whose checksum must be seeded with `seed`. `items`
+/// are sliced from `whole` without copying.
+pub(crate) fn decode(whole: &Bytes, offset: usize, seed: u64) -> Scan {
     let buf = &whole[offset..];
     if buf.is_empty() {
         return Scan::End;
@@ -184,7 +187,7 @@ pub(crate) fn decode(whole: &Bytes, offset: usize) -> Scan {
     }
     let sum = u64::from_le_bytes(buf[4..FRAME_BYTES].try_into().expect("8 bytes"));
     let body = &buf[FRAME_BYTES..FRAME_BYTES + len];
-    if checksum(&buf[..4], body) != sum {
+    if checksum(seed, &buf[..4], body) != sum {
         return Scan::Bad("record checksum mismatch");
     }
     let body_at = offset + FRAME_BYTES;
@@ -368,10 +371,16 @@ mod tests {
         ]
     }
 
+    const SEED: u64 = 42;
+
     fn decode_all(bytes: &Bytes) -> (Vec<Record>, Option<&'static str>) {
+        decode_seeded(bytes, SEED)
+    }
+
+    fn decode_seeded(bytes: &Bytes, seed: u64) -> (Vec<Record>, Option<&'static str>) {
         let (mut at, mut out) = (0, Vec::new());
         loop {
-            match decode(bytes, at) {
+            match decode(bytes, at, seed) {
                 Scan::Record(r, n) => {
                     out.push(r);
                     at += n;
@@ -387,11 +396,28 @@ mod tests {
         // Proves every kind decodes to what was encoded, back to back in one buffer.
         let mut buf = Vec::new();
         for r in sample() {
-            encode(&r, &mut buf);
+            encode(&r, SEED, &mut buf);
         }
         let (back, bad) = decode_all(&Bytes::from(buf));
         assert_eq!(back, sample());
         assert_eq!(bad, None);
+    }
+
+    #[test]
+    fn a_record_checks_only_under_its_own_seed() {
+        // Proves what makes a recycled segment safe: records written in an older segment (another
+        // seed) are refused, not replayed, when read as part of a newer one; and seed 0 is plain
+        // xxh3-64, so segments of the first format still read.
+        let mut buf = Vec::new();
+        for r in sample() {
+            encode(&r, SEED, &mut buf);
+        }
+        let bytes = Bytes::from(buf);
+        assert_eq!(decode_seeded(&bytes, SEED + 1), (vec![], Some("record checksum mismatch")));
+        let mut first_format = Vec::new();
+        encode(&sample()[2], 0, &mut first_format);
+        let sum = xxhash_rust::xxh3::xxh3_64(&[&first_format[..4], &first_format[FRAME_BYTES..]].concat());
+        assert_eq!(first_format[4..FRAME_BYTES], sum.to_le_bytes());
     }
 
     #[test]
@@ -400,12 +426,12 @@ mod tests {
         // decoding returns the intact prefix and then reports the damage.
         let mut buf = Vec::new();
         for r in sample() {
-            encode(&r, &mut buf);
+            encode(&r, SEED, &mut buf);
         }
         let mut boundaries = vec![0];
         let mut one = Vec::new();
         for r in sample() {
-            encode(&r, &mut one);
+            encode(&r, SEED, &mut one);
             boundaries.push(one.len());
         }
         for cut in 0..buf.len() {

@@ -6,7 +6,7 @@
 //! batches since the last `persist` survive a crash only as a random prefix.
 //! Everything random is drawn from a seed, so a failing history replays exactly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -17,20 +17,37 @@ use super::cold::{Cold, ColdBatch, ColdCursor, ColdEntry};
 use super::fs::{LogFile, LogFs};
 use crate::{DedupKey, DeviceAddr, StoreError, StoreResult};
 
-/// One simulated file: its bytes, of which the first `durable` survive any crash.
+/// Bytes the page cache writes back as one unit, for crashes that keep some of a file's
+/// unsynced writes and not others.
+const PIECE_BYTES: usize = 32;
+
+/// One simulated file (an inode: renames move names, not files): its bytes now, the bytes the
+/// last fsync made durable, and the ranges written since, which a crash keeps only in part.
 #[derive(Debug, Clone, Default)]
 struct SimFile {
     data: Vec<u8>,
-    durable: usize,
+    synced: Vec<u8>,
+    unsynced: Vec<(usize, usize)>,
+}
+
+/// A change to the directory not yet made durable by a directory sync.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create(String, u64),
+    Remove(String),
+    Rename(String, String),
 }
 
 #[derive(Debug, Default)]
 struct FsState {
-    files: BTreeMap<String, SimFile>,
-    /// Names the directory holds durably (as of the last directory sync).
-    durable_names: BTreeSet<String>,
-    /// Files removed since the last directory sync: a crash may bring them back.
-    removed: BTreeMap<String, SimFile>,
+    files: HashMap<u64, SimFile>,
+    next_file: u64,
+    /// The directory now: name to file.
+    names: BTreeMap<String, u64>,
+    /// The directory as of the last directory sync.
+    durable_names: BTreeMap<String, u64>,
+    /// Directory changes since the last sync, in order: a crash keeps a prefix of them.
+    dir_ops: Vec<DirOp>,
     /// Mutating operations left before the disk fails (`None`: never).
     fail_in: Option<u64>,
     /// The disk failed: every mutating operation fails until the crash.
@@ -38,6 +55,26 @@ struct FsState {
     /// Mutating operations so far (for choosing where to fail).
     ops: u64,
     rng: Option<StdRng>,
+}
+
+impl SimFile {
+    /// An fsync: what was written since the last one becomes durable.
+    fn sync(&mut self) {
+        for &(from, to) in &self.unsynced {
+            if self.synced.len() < to {
+                self.synced.resize(to, 0);
+            }
+            self.synced[from..to].copy_from_slice(&self.data[from..to]);
+        }
+        self.unsynced.clear();
+    }
+}
+
+impl FsState {
+    fn file(&mut self, name: &str) -> io::Result<&mut SimFile> {
+        let id = *self.names.get(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        Ok(self.files.get_mut(&id).expect("a named file exists"))
+    }
 }
 
 /// The simulated directory; clones share it (the log holds one, the test another).
@@ -73,27 +110,40 @@ impl SimFs {
         self.lock().dead
     }
 
-    /// The power goes out: every file keeps its durable bytes plus a random part of the rest
-    /// (sometimes with a damaged byte); files whose creation or removal was not made durable by
-    /// a directory sync may or may not exist. The disk then works again.
+    /// The power goes out: the directory keeps its durable names plus a prefix of the changes
+    /// made since (a rename happens wholly or not at all); every file keeps its durable bytes
+    /// plus some of the pieces written since, in or out of order (a piece not kept reads as
+    /// the bytes it overwrote, or as zeros past the durable end), sometimes with a damaged byte.
+    /// The disk then works again.
     pub fn crash(&self) {
         let mut st = self.lock();
         let mut rng = st.rng.take().unwrap_or_else(|| StdRng::seed_from_u64(0));
-        let files = std::mem::take(&mut st.files);
-        let removed = std::mem::take(&mut st.removed);
-        let mut after = BTreeMap::new();
-        for (name, file) in files {
-            if st.durable_names.contains(&name) || rng.random_bool(0.5) {
-                after.insert(name, crashed(file, &mut rng));
+        let mut names = std::mem::take(&mut st.durable_names);
+        let ops = std::mem::take(&mut st.dir_ops);
+        let kept = match rng.random_range(0..3) {
+            0 => 0,
+            1 => ops.len(),
+            _ => rng.random_range(0..=ops.len()),
+        };
+        for op in ops.into_iter().take(kept) {
+            match op {
+                DirOp::Create(name, id) => {
+                    names.insert(name, id);
+                }
+                DirOp::Remove(name) => {
+                    names.remove(&name);
+                }
+                DirOp::Rename(from, to) => {
+                    if let Some(id) = names.remove(&from) {
+                        names.insert(to, id);
+                    }
+                }
             }
         }
-        for (name, file) in removed {
-            if st.durable_names.contains(&name) && !after.contains_key(&name) && rng.random_bool(0.5) {
-                after.insert(name, crashed(file, &mut rng));
-            }
-        }
-        st.durable_names = after.keys().cloned().collect();
-        st.files = after;
+        let mut files = std::mem::take(&mut st.files);
+        st.files = names.values().filter_map(|id| Some((*id, crashed(files.remove(id)?, &mut rng)))).collect();
+        st.names = names.clone();
+        st.durable_names = names;
         st.fail_in = None;
         st.dead = false;
         st.rng = Some(rng);
@@ -101,7 +151,8 @@ impl SimFs {
 
     /// Every byte of every file, for tests that look for data on the disk.
     pub fn contents(&self) -> Vec<(String, Vec<u8>)> {
-        self.lock().files.iter().map(|(n, f)| (n.clone(), f.data.clone())).collect()
+        let st = self.lock();
+        st.names.iter().map(|(n, id)| (n.clone(), st.files[id].data.clone())).collect()
     }
 
     /// Counts a mutating operation; fails it if the disk is (now) dead.
@@ -123,79 +174,116 @@ impl SimFs {
     }
 }
 
-/// A file after a crash: durable bytes kept, a random prefix of the rest, maybe one bad byte.
-fn crashed(mut file: SimFile, rng: &mut StdRng) -> SimFile {
-    let volatile = file.data.len() - file.durable;
-    if volatile > 0 {
-        let keep = match rng.random_range(0..4) {
-            0 => 0,
-            1 => volatile,
-            _ => rng.random_range(0..=volatile),
+/// A file after a crash: its durable bytes, then the unsynced pieces a crash kept (none, all,
+/// the first few in order, or any of them), maybe with one bad byte.
+fn crashed(file: SimFile, rng: &mut StdRng) -> SimFile {
+    let mut out = file.synced;
+    let pieces: Vec<(usize, usize)> = file
+        .unsynced
+        .iter()
+        .flat_map(|&(from, to)| (from..to).step_by(PIECE_BYTES).map(move |at| (at, (at + PIECE_BYTES).min(to))))
+        .collect();
+    let mode = rng.random_range(0..4);
+    let prefix = rng.random_range(0..=pieces.len());
+    let mut kept = Vec::new();
+    for (i, &(from, to)) in pieces.iter().enumerate() {
+        let keep = match mode {
+            0 => false,
+            1 => true,
+            2 => i < prefix,
+            _ => rng.random_bool(0.5),
         };
-        file.data.truncate(file.durable + keep);
-        if keep > 0 && rng.random_bool(0.3) {
-            let at = file.durable + rng.random_range(0..keep);
-            file.data[at] ^= 1 << rng.random_range(0..8);
+        if keep && to <= file.data.len() {
+            if out.len() < to {
+                out.resize(to, 0);
+            }
+            out[from..to].copy_from_slice(&file.data[from..to]);
+            kept.push((from, to));
         }
     }
-    file.durable = file.data.len();
-    file
+    if !kept.is_empty() && rng.random_bool(0.3) {
+        let (from, to) = kept[rng.random_range(0..kept.len())];
+        let at = rng.random_range(from..to);
+        out[at] ^= 1 << rng.random_range(0..8);
+    }
+    SimFile { data: out.clone(), synced: out, unsynced: Vec::new() }
 }
 
 impl LogFs for SimFs {
     fn list(&self) -> io::Result<Vec<String>> {
-        Ok(self.lock().files.keys().cloned().collect())
+        Ok(self.lock().names.keys().cloned().collect())
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.lock().files.get(name).map(|f| f.data.clone()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        Ok(self.lock().file(name)?.data.clone())
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
         self.mutate()?;
         let mut st = self.lock();
-        st.removed.remove(name);
-        st.files.insert(name.to_owned(), SimFile::default());
-        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned() }))
+        let id = st.next_file;
+        st.next_file += 1;
+        st.files.insert(id, SimFile::default());
+        st.names.insert(name.to_owned(), id);
+        st.dir_ops.push(DirOp::Create(name.to_owned(), id));
+        Ok(Box::new(SimHandle { fs: self.clone(), id, at: 0 }))
     }
 
     fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
-        if !self.lock().files.contains_key(name) {
-            return Err(io::ErrorKind::NotFound.into());
-        }
-        Ok(Box::new(SimHandle { fs: self.clone(), name: name.to_owned() }))
+        let mut st = self.lock();
+        let at = st.file(name)?.data.len();
+        let id = st.names[name];
+        Ok(Box::new(SimHandle { fs: self.clone(), id, at }))
+    }
+
+    fn open_over(&self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)> {
+        let mut st = self.lock();
+        let len = st.file(name)?.data.len() as u64;
+        let id = st.names[name];
+        Ok((Box::new(SimHandle { fs: self.clone(), id, at: 0 }), len))
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.mutate()?;
+        let mut st = self.lock();
+        let id = st.names.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        st.names.insert(to.to_owned(), id);
+        st.dir_ops.push(DirOp::Rename(from.to_owned(), to.to_owned()));
+        Ok(())
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
         self.mutate()?;
         let mut st = self.lock();
-        let file = st.files.get_mut(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let file = st.file(name)?;
         file.data.truncate(len as usize);
-        file.durable = file.data.len();
+        file.synced = file.data.clone();
+        file.unsynced.clear();
         Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
         self.mutate()?;
         let mut st = self.lock();
-        let file = st.files.remove(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        st.removed.insert(name.to_owned(), file);
+        st.names.remove(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        st.dir_ops.push(DirOp::Remove(name.to_owned()));
         Ok(())
     }
 
     fn sync_dir(&self) -> io::Result<()> {
         self.mutate()?;
         let mut st = self.lock();
-        st.durable_names = st.files.keys().cloned().collect();
-        st.removed.clear();
+        st.durable_names = st.names.clone();
+        st.dir_ops.clear();
         Ok(())
     }
 }
 
-/// An open simulated file.
+/// An open simulated file and where its next write goes.
 struct SimHandle {
     fs: SimFs,
-    name: String,
+    id: u64,
+    at: usize,
 }
 
 impl LogFile for SimHandle {
@@ -210,16 +298,24 @@ impl LogFile for SimHandle {
             }
             Ok(()) => buf.len(),
         };
-        let file = st.files.get_mut(&self.name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        file.data.extend_from_slice(&buf[..torn]);
+        let file = st.files.get_mut(&self.id).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let (from, to) = (self.at, self.at + torn);
+        if file.data.len() < to {
+            file.data.resize(to, 0);
+        }
+        file.data[from..to].copy_from_slice(&buf[..torn]);
+        if to > from {
+            file.unsynced.push((from, to));
+        }
+        self.at = to;
         failed
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.fs.mutate()?;
         let mut st = self.fs.lock();
-        if let Some(file) = st.files.get_mut(&self.name) {
-            file.durable = file.data.len();
+        if let Some(file) = st.files.get_mut(&self.id) {
+            file.sync();
         }
         Ok(())
     }
