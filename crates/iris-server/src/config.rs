@@ -838,6 +838,9 @@ pub struct StoreConfig {
     /// Embedded: bytes of undelivered entries kept in memory; past it the largest backlogs
     /// move to disk.
     pub log_hot_bytes_max: u64,
+    /// Embedded: retired log segment files kept to be recycled as new ones, so a batch's
+    /// fdatasync does not grow the file (0: deleted at once; each costs a segment of disk).
+    pub log_spares_max: u64,
 }
 
 impl Default for StoreConfig {
@@ -851,6 +854,7 @@ impl Default for StoreConfig {
             log_segment_bytes_max: 64 << 20,
             log_segments_live_max: 4,
             log_hot_bytes_max: 256 << 20,
+            log_spares_max: 2,
         }
     }
 }

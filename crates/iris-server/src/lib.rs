@@ -428,6 +428,7 @@ async fn open_embedded(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         log_segment_bytes_max: s.log_segment_bytes_max,
         log_segments_live_max: s.log_segments_live_max,
         log_hot_bytes_max: s.log_hot_bytes_max,
+        log_spares_max: s.log_spares_max,
     };
     let path = config.data_dir.join("store");
     let store = tokio::task::spawn_blocking(move || FjallStore::open(&path, fjall))

@@ -115,6 +115,9 @@ pub struct FjallConfig {
     /// Bytes of un-acked entries kept in memory; past it the largest backlogs move to fjall
     /// (a device offline for a month costs disk, not memory). Default 256 MiB.
     pub log_hot_bytes_max: u64,
+    /// Retired segment files kept to be recycled as new segments, so that a batch's
+    /// `fdatasync` does not grow its file (0: deleted at once). Default 2.
+    pub log_spares_max: u64,
 }
 
 impl Default for FjallConfig {
@@ -128,6 +131,7 @@ impl Default for FjallConfig {
             log_segment_bytes_max: LogConfig::default().segment_bytes_max,
             log_segments_live_max: LogConfig::default().segments_live_max,
             log_hot_bytes_max: LogConfig::default().hot_bytes_max,
+            log_spares_max: LogConfig::default().spares_max,
         }
     }
 }
@@ -342,7 +346,7 @@ impl FjallStore {
             segment_bytes_max: config.log_segment_bytes_max,
             segments_live_max: config.log_segments_live_max,
             hot_bytes_max: config.log_hot_bytes_max,
-            ..LogConfig::default()
+            spares_max: config.log_spares_max,
         };
         let log = Arc::new(InboxLog::open(Arc::new(fs), cold, log_config)?);
         let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
