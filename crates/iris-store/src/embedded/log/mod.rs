@@ -550,8 +550,16 @@ impl InboxLog {
         self.cut_old_bytes(w)?;
         let next = w.segment + 1;
         let spare = lock(&self.spares).pop();
-        let (file, file_len) = match spare {
-            Some(spare) => reuse_segment(&*self.fs, spare, next)?,
+        let reused = match spare.map(|spare| reuse_segment(&*self.fs, spare, next)) {
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Deleted by hand since it was made a spare: a new file does as well.
+                tracing::warn!(error = %e, "an inbox log spare is gone; starting a new segment file");
+                None
+            }
+            other => other.transpose()?,
+        };
+        let (file, file_len) = match reused {
+            Some(reused) => reused,
             None => (start_segment(&*self.fs, next)?, segment::HEADER_BYTES),
         };
         w.file = file;
