@@ -843,6 +843,32 @@ pub struct StoreConfig {
     pub log_spares_max: u64,
 }
 
+impl StoreConfig {
+    /// Refuses settings the committer or the inbox log cannot work with: an empty batch or
+    /// queue, a batch wait that every lone message would pay past a second, segments so small
+    /// that every batch starts a file or so large that recovery reads gigabytes of one into
+    /// memory, and files kept beyond any use.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.batch_ops_max == 0 || self.queue_len_max == 0 {
+            return invalid("store.batch_ops_max and store.queue_len_max must be positive");
+        }
+        if self.batch_wait_us > 1_000_000 {
+            return invalid("store.batch_wait_us must be at most 1000000 (1 s)");
+        }
+        if !(64 << 10..=1 << 30).contains(&self.log_segment_bytes_max) {
+            return invalid("store.log_segment_bytes_max must be 65536..=1073741824 (64 KiB to 1 GiB)");
+        }
+        if !(1..=1024).contains(&self.log_segments_live_max) {
+            return invalid("store.log_segments_live_max must be 1..=1024");
+        }
+        if self.log_spares_max > 64 {
+            return invalid("store.log_spares_max must be at most 64");
+        }
+        Ok(())
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
@@ -1168,6 +1194,7 @@ impl Config {
         if self.disappearing.sweep_interval_ms == 0 {
             return invalid("disappearing.sweep_interval_ms must be positive");
         }
+        self.store.validate()?;
         if self.disappearing.sweep_batch_max == 0 || self.disappearing.sweep_passes_max == 0 {
             return invalid("disappearing.sweep_batch_max and sweep_passes_max must be positive");
         }
@@ -1277,6 +1304,37 @@ mod tests {
             )),
             ["postgres://u@h1:1,h2:2/db?target_session_attrs=read-write", "postgres://u@h3/db"]
         );
+    }
+
+    #[test]
+    fn store_settings_outside_their_ranges_are_refused() {
+        // Proves the `[store]` bounds hold at start: each setting at its limit is taken, one
+        // step past it is refused with a message naming the setting.
+        let with = |toml: &str| toml::from_str::<Config>(&format!("[store]\n{toml}")).unwrap().validate();
+        for ok in [
+            "batch_ops_max = 1\nqueue_len_max = 1",
+            "batch_wait_us = 1000000",
+            "log_segment_bytes_max = 65536",
+            "log_segment_bytes_max = 1073741824",
+            "log_segments_live_max = 1024",
+            "log_spares_max = 0",
+            "log_spares_max = 64",
+        ] {
+            with(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, names) in [
+            ("batch_ops_max = 0", "store.batch_ops_max"),
+            ("queue_len_max = 0", "store.queue_len_max"),
+            ("batch_wait_us = 1000001", "store.batch_wait_us"),
+            ("log_segment_bytes_max = 65535", "store.log_segment_bytes_max"),
+            ("log_segment_bytes_max = 1073741825", "store.log_segment_bytes_max"),
+            ("log_segments_live_max = 0", "store.log_segments_live_max"),
+            ("log_segments_live_max = 1025", "store.log_segments_live_max"),
+            ("log_spares_max = 65", "store.log_spares_max"),
+        ] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
     }
 
     #[test]
