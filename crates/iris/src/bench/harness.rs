@@ -456,15 +456,31 @@ async fn send_loop(client: Client, end: Instant, pick: Pick, counters: Arc<Count
 
 /// One 1:1 send with the run's timeout, counted; true when ACCEPTED.
 pub async fn send_one(client: &Client, to: u64, payload: Bytes, counters: &Counters) -> bool {
+    try_send(client, to, payload, counters, SEND_TIMEOUT).await.is_ok()
+}
+
+/// One 1:1 send that may take up to `timeout`, counted; on failure, says why (for a test's
+/// report).
+pub async fn try_send(
+    client: &Client,
+    to: u64,
+    payload: Bytes,
+    counters: &Counters,
+    timeout: Duration,
+) -> Result<(), String> {
     counters.on_sent();
-    let sent = tokio::time::timeout(SEND_TIMEOUT, client.send(Recipient::Account(to), payload)).await;
-    let accepted = matches!(sent, Ok(Ok(r)) if r.status == SendStatus::Accepted as i32);
-    if accepted {
-        counters.on_accepted();
-    } else {
-        counters.on_send_error();
+    let sent = tokio::time::timeout(timeout, client.send(Recipient::Account(to), payload)).await;
+    let outcome = match sent {
+        Ok(Ok(r)) if r.status == SendStatus::Accepted as i32 => Ok(()),
+        Ok(Ok(r)) => Err(format!("status {}", r.status)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {:.1} s", timeout.as_secs_f64())),
+    };
+    match outcome {
+        Ok(()) => counters.on_accepted(),
+        Err(_) => counters.on_send_error(),
     }
-    accepted
+    outcome
 }
 
 /// A recipient picker: a uniformly random account of `ids` other than `me`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use iris_client::api::Credentials;
 use iris_client::pb::inbox_item;
-use iris_client::{Client, ClientConfig, Event, Events, ReconnectPolicy};
+use iris_client::{Client, ClientConfig, Event, Events, ReconnectPolicy, RetryPolicy};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -23,7 +23,18 @@ pub async fn server(extra: &str) -> anyhow::Result<ServerProcess> {
 /// Connects an SDK client that reconnects within ~0.5 s (a killed server comes back quickly and
 /// 20 kills must not push the backoff to its 10 s default ceiling).
 pub async fn connect(server: &ServerProcess, creds: Credentials) -> anyhow::Result<(Client, Events)> {
+    connect_with_retry(server, creds, RetryPolicy::default()).await
+}
+
+/// [`connect`] with its own policy for retrying refused sends (a flood that must see every send
+/// accepted retries OVERLOADED for longer than an app would).
+pub async fn connect_with_retry(
+    server: &ServerProcess,
+    creds: Credentials,
+    retry: RetryPolicy,
+) -> anyhow::Result<(Client, Events)> {
     let mut config = ClientConfig::new(server.url(), creds);
+    config.retry = retry;
     config.tcp_addr = Some(server.tcp.to_string());
     config.reconnect = ReconnectPolicy {
         initial_delay: Duration::from_millis(50),
