@@ -550,13 +550,17 @@ impl InboxLog {
         self.cut_old_bytes(w)?;
         let next = w.segment + 1;
         let spare = lock(&self.spares).pop();
-        let reused = match spare.map(|spare| reuse_segment(&*self.fs, spare, next)) {
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Deleted by hand since it was made a spare: a new file does as well.
-                tracing::warn!(error = %e, "an inbox log spare is gone; starting a new segment file");
-                None
-            }
-            other => other.transpose()?,
+        let reused = match spare {
+            None => None,
+            Some(spare) => match reuse_segment(&*self.fs, spare, next) {
+                Ok(reused) => Some(reused),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Deleted by hand since it was made a spare: a new file does as well.
+                    tracing::warn!(error = %e, "an inbox log spare is gone; starting a new segment file");
+                    None
+                }
+                Err(e) => return Err(e),
+            },
         };
         let (file, file_len) = match reused {
             Some(reused) => reused,

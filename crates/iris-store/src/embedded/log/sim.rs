@@ -95,6 +95,13 @@ impl SimFs {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The file named `name`: its id and its current length (what an open sees).
+    fn lookup(&self, name: &str) -> io::Result<(u64, usize)> {
+        let mut st = self.lock();
+        let len = st.file(name)?.data.len();
+        Ok((st.names[name], len))
+    }
+
     /// Makes the disk fail at the `n`-th mutating operation from now (1 = the next one).
     pub fn fail_after(&self, n: u64) {
         self.lock().fail_in = Some(n.max(1));
@@ -230,17 +237,13 @@ impl LogFs for SimFs {
     }
 
     fn open_append(&self, name: &str) -> io::Result<Box<dyn LogFile>> {
-        let mut st = self.lock();
-        let at = st.file(name)?.data.len();
-        let id = st.names[name];
-        Ok(Box::new(SimHandle { fs: self.clone(), id, at }))
+        let (id, len) = self.lookup(name)?;
+        Ok(Box::new(SimHandle { fs: self.clone(), id, at: len }))
     }
 
     fn open_over(&self, name: &str) -> io::Result<(Box<dyn LogFile>, u64)> {
-        let mut st = self.lock();
-        let len = st.file(name)?.data.len() as u64;
-        let id = st.names[name];
-        Ok((Box::new(SimHandle { fs: self.clone(), id, at: 0 }), len))
+        let (id, len) = self.lookup(name)?;
+        Ok((Box::new(SimHandle { fs: self.clone(), id, at: 0 }), len as u64))
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
