@@ -1194,7 +1194,6 @@ impl Config {
         if self.disappearing.sweep_interval_ms == 0 {
             return invalid("disappearing.sweep_interval_ms must be positive");
         }
-        self.store.validate()?;
         if self.disappearing.sweep_batch_max == 0 || self.disappearing.sweep_passes_max == 0 {
             return invalid("disappearing.sweep_batch_max and sweep_passes_max must be positive");
         }
@@ -1232,6 +1231,7 @@ impl Config {
             sms.validate()?;
         }
         self.admin.validate(self.dev)?;
+        self.store.validate()?;
         if c.namespace.is_empty() || c.namespace.contains(['{', '}']) {
             return invalid("cluster.namespace must be non-empty and without braces");
         }
