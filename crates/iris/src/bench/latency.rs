@@ -93,6 +93,7 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs, target: &Target) -> 
             (sustained * f64::from(args.share_pct) / 100.0, Some(sustained))
         }
     };
+    target.phase("sending").await;
     let counters = fleet.counters();
     let (sent_before, accepted_before, delivered_before, _) = counters.totals();
     let (skipped_before, late_before) = (fleet.skipped(), fleet.late());
@@ -106,6 +107,7 @@ async fn measure(fleet: &impl OpenLoad, args: &LatencyArgs, target: &Target) -> 
     let used = meter.stop();
     let backlog_at_end = fleet.backlog();
     fleet.settle(args.common.drain()).await;
+    target.phase("settled").await;
     let window = counters.swap_window(None).unwrap_or_default();
     let (sent, accepted, delivered, _) = counters.totals();
     let (skipped, late) = (fleet.skipped() - skipped_before, fleet.late() - late_before);

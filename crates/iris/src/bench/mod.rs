@@ -84,7 +84,8 @@ pub struct CommonArgs {
     pub report: Option<std::path::PathBuf>,
     /// A shell command run (and waited for) at the edges of the measured phase, with
     /// `IRIS_BENCH_PHASE` naming the edge: `sending` and `settled` around the closed-loop
-    /// sends of raw clients (after set-up; after every accepted message arrived), `connecting`,
+    /// sends of raw clients and around `latency`'s fixed-rate phase (after set-up and the
+    /// warm-up; after every accepted message arrived), `connecting`,
     /// `connected` and `closed` around `idle`'s connects. `scripts/cluster-costs.sh` reads
     /// PostgreSQL's and Redis's counters with it, so set-up costs stay out of per-message counts.
     #[arg(long)]
