@@ -95,6 +95,23 @@ pub enum Action {
     Ack(InboxAck),
 }
 
+/// An entry to deliver: its stored bytes and their head, decoded once (a hinted entry's head
+/// is looked at before it is delivered too, to hold receipts).
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    bytes: Bytes,
+    /// `None`: the bytes do not decode (the entry is skipped, and logged, when delivered).
+    head: Option<InboxItemHead>,
+}
+
+impl Entry {
+    fn new(seq: u64, bytes: Bytes) -> Self {
+        let head = InboxItemHead::decode(&bytes[..]).ok();
+        Self { seq, bytes, head }
+    }
+}
+
 /// What the machine remembers about a delivered, unacked entry.
 #[derive(Debug)]
 struct Unacked {
@@ -121,8 +138,9 @@ pub struct Delivery {
     /// Hints were lost, or a read came back full: the inbox may hold more than `known_last`
     /// says, so the machine reads until a read comes back short.
     must_read: bool,
-    /// Hinted entries after `sent`, waiting for window room or for the gap before them.
-    buffered: BTreeMap<u64, Bytes>,
+    /// Hinted entries after `sent`, waiting for window room or for the gap before them; each
+    /// with its head, decoded once when it came.
+    buffered: BTreeMap<u64, Entry>,
     /// Their bytes, summed (bounded by `config.window_bytes`, as their count by the window).
     buffered_bytes: u64,
     /// Since when a gap before buffered hints has been waiting (see [`GAP_WAIT`]).
@@ -135,7 +153,7 @@ pub struct Delivery {
     /// The driver has something else to write: held receipts go with it.
     release: bool,
     /// The buffered entries after `sent` up to this seq are known to be receipts, so a held
-    /// run is decoded once, not again at each pump while it waits.
+    /// run is looked at once, not again at each pump while it waits.
     receipts_through: u64,
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
@@ -227,8 +245,8 @@ impl Delivery {
         let full = self.buffered.len() as u64 >= self.config.window || self.buffered_bytes >= self.config.window_bytes;
         if seq > self.sent && !full {
             let size = item.len() as u64;
-            if let Some(old) = self.buffered.insert(seq, item) {
-                self.buffered_bytes -= old.len() as u64;
+            if let Some(old) = self.buffered.insert(seq, Entry::new(seq, item)) {
+                self.buffered_bytes -= old.bytes.len() as u64;
             }
             self.buffered_bytes += size;
         }
@@ -261,8 +279,8 @@ impl Delivery {
         };
         let kept = self.buffered.split_off(&(last + 1));
         let read_instead = std::mem::replace(&mut self.buffered, kept);
-        self.buffered_bytes -= read_instead.values().map(|b| b.len() as u64).sum::<u64>();
-        self.deliver(entries);
+        self.buffered_bytes -= read_instead.values().map(|e| e.bytes.len() as u64).sum::<u64>();
+        self.deliver(entries.into_iter().map(|(seq, bytes)| Entry::new(seq, bytes)).collect());
     }
 
     /// The [`Action::Read`] in flight failed (the store is unavailable for a while): nothing
@@ -398,9 +416,9 @@ impl Delivery {
             while entries.len() < room {
                 let next = self.sent + entries.len() as u64 + 1;
                 match self.buffered.remove(&next) {
-                    Some(item) => {
-                        self.buffered_bytes -= item.len() as u64;
-                        entries.push((next, item));
+                    Some(entry) => {
+                        self.buffered_bytes -= entry.bytes.len() as u64;
+                        entries.push(entry);
                     }
                     None => break,
                 }
@@ -435,11 +453,11 @@ impl Delivery {
         let first = self.receipts_through.max(self.sent) + 1;
         let last = self.sent + room as u64;
         let unchecked = if first <= last { self.buffered.range(first..=last) } else { Default::default() };
-        for (next, (&seq, item)) in (first..).zip(unchecked) {
+        for (next, (&seq, entry)) in (first..).zip(unchecked) {
             if seq != next {
                 break;
             }
-            if !InboxItemHead::decode(&item[..]).is_ok_and(|h| h.is_receipt()) {
+            if !entry.head.is_some_and(|h| h.is_receipt()) {
                 return false;
             }
             self.receipts_through = seq;
@@ -450,14 +468,14 @@ impl Delivery {
 
     /// Turns entries after `sent` into `Delivery` events of at most [`DELIVERY_BYTES_MAX`]
     /// payload bytes each, remembering what each owes when acked. Items go out as stored; only
-    /// their head is decoded (what the ack owes, when they were accepted).
-    fn deliver(&mut self, entries: Vec<(u64, Bytes)>) {
+    /// their head was decoded (what the ack owes, when they were accepted).
+    fn deliver(&mut self, entries: Vec<Entry>) {
         self.held_since = None;
         self.receipt_hinted_at = None;
         self.release = false;
         let mut items = Vec::with_capacity(entries.len());
         let mut items_bytes = 0;
-        for (seq, bytes) in entries {
+        for Entry { seq, bytes, head } in entries {
             if seq <= self.sent {
                 continue;
             }
@@ -470,7 +488,7 @@ impl Delivery {
             self.known_last = self.known_last.max(seq);
             let size = bytes.len() as u64;
             self.unacked_bytes += size;
-            let Ok(head) = InboxItemHead::decode(&bytes[..]) else {
+            let Some(head) = head else {
                 tracing::error!(account = self.me, seq, "undecodable inbox entry skipped");
                 self.unacked.push_back(Unacked { seq, due: ReceiptDue::None, bytes: size, shown: false });
                 continue;
