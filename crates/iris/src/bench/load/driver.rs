@@ -50,7 +50,8 @@ const HEARTBEAT_CHECK_NS: u64 = 100_000_000;
 /// What the driver is told to do.
 pub enum Command {
     /// Send at `rate` per second for `duration_s` as `from` says;
-    /// `done` gets the number of sends scheduled once the last one is due.
+    /// `done` gets the number of sends scheduled once the last one is due and counted in the
+    /// published `outstanding`.
     Open {
         /// Sends per second.
         rate: f64,
@@ -205,6 +206,10 @@ pub struct Driver {
     /// Closed loop: connections whose last send failed, refilled at the next tick.
     refill: Vec<usize>,
     open_run: Option<(OpenSchedule, OpenSenders, Option<oneshot::Sender<u64>>)>,
+    /// The open run's `done` and its count of sends, answered after the next `publish`: told
+    /// before, the controller could read the counts of the turn before the last sends, find
+    /// nothing outstanding or owed, and stop while they were on their way (false losses).
+    open_done: Option<(oneshot::Sender<u64>, u64)>,
     closed_end_ns: Option<u64>,
     heartbeat_ns: u64,
     /// Longest an ack waits for a send to ride with.
@@ -248,6 +253,7 @@ impl Driver {
             blocked: Vec::new(),
             refill: Vec::new(),
             open_run: None,
+            open_done: None,
             closed_end_ns: None,
             heartbeat_ns: heartbeat.as_nanos() as u64,
             ack_delay_ns: options.ack_delay.as_nanos() as u64,
@@ -357,9 +363,7 @@ impl Driver {
                 self.send_from(from, who.dest, at);
             }
             if schedule.done() {
-                if let Some(tx) = done {
-                    let _ = tx.send(schedule.total());
-                }
+                self.open_done = done.map(|tx| (tx, schedule.total()));
             } else {
                 self.open_run = Some((schedule, who, done));
             }
@@ -596,11 +600,15 @@ impl Driver {
         self.to_write = waiting;
     }
 
-    /// Publishes this turn's counts.
+    /// Publishes this turn's counts; then an open run whose last sends this turn made hears
+    /// that it is over (they are in the counts the controller reads next).
     fn publish(&mut self) {
         self.shared.counters.add_tally(&mut self.tally, now_ns());
         self.shared.outstanding.store(self.ledger.outstanding().saturating_sub(self.abandoned), Relaxed);
         self.shared.owed.store(self.ledger.owed(), Relaxed);
+        if let Some((done, total)) = self.open_done.take() {
+            let _ = done.send(total);
+        }
     }
 
     fn outcome(mut self) -> Outcome {
