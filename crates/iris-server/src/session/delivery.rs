@@ -152,9 +152,6 @@ pub struct Delivery {
     receipt_hinted_at: Option<Instant>,
     /// The driver has something else to write: held receipts go with it.
     release: bool,
-    /// The buffered entries after `sent` up to this seq are known to be receipts, so a held
-    /// run is looked at once, not again at each pump while it waits.
-    receipts_through: u64,
     /// Delivered entries the client has not acked, in seq order.
     unacked: VecDeque<Unacked>,
     /// Their stored bytes, summed (bounded by `config.window_bytes`).
@@ -210,7 +207,6 @@ impl Delivery {
             held_since: None,
             receipt_hinted_at: None,
             release: false,
-            receipts_through: 0,
             unacked: VecDeque::new(),
             unacked_bytes: 0,
             ready: VecDeque::new(),
@@ -448,19 +444,16 @@ impl Delivery {
         if self.config.receipt_hold.is_zero() || self.release {
             return false;
         }
-        // The contiguous run of at most `room` entries after `sent`; its start up to
-        // `receipts_through` was checked before (an entry's bytes never change).
-        let first = self.receipts_through.max(self.sent) + 1;
-        let last = self.sent + room as u64;
-        let unchecked = if first <= last { self.buffered.range(first..=last) } else { Default::default() };
-        for (next, (&seq, entry)) in (first..).zip(unchecked) {
+        // The contiguous run of at most `room` entries after `sent` (heads decoded when buffered).
+        let first = self.sent + 1;
+        let run = self.buffered.range(first..first + room as u64);
+        for (next, (&seq, entry)) in (first..).zip(run) {
             if seq != next {
                 break;
             }
             if !entry.head.is_some_and(|h| h.is_receipt()) {
                 return false;
             }
-            self.receipts_through = seq;
         }
         let since = *self.held_since.get_or_insert(self.receipt_hinted_at.map_or(now, |at| at.min(now)));
         now.saturating_duration_since(since) < self.config.receipt_hold

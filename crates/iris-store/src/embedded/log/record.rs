@@ -154,7 +154,8 @@ pub(crate) fn encode(record: &Record, seed: u64, out: &mut Vec<u8>) {
 }
 
 /// The checksum of a record: its length bytes and its body, seeded (seed 0 is plain xxh3-64,
-/// which segments of the first format used for every record).
+/// which segments of the first format used for every record). The reader's form, over the two
+/// slices as they lie; [`encode`] gets the same value in one call over a contiguous copy.
 fn checksum(seed: u64, len: &[u8], body: &[u8]) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::with_seed(seed);
     h.update(len);
