@@ -31,7 +31,10 @@ pub enum TransportError {
 /// A bidirectional stream of protocol frames.
 pub trait Transport: Send + 'static {
     /// The next frame from the client, or `None` when it closed cleanly. Must be cancel-safe:
-    /// a partly received frame stays buffered if the future is dropped.
+    /// a partly received frame stays buffered if the future is dropped. A `Pending` answer must
+    /// leave the task's wake-up arranged after the future is dropped, as `AsyncRead::poll_read`
+    /// and `Stream::poll_next` do: the session polls it once and then relies on that
+    /// arrangement until it fires (`session/wakeups.rs`).
     fn recv(&mut self) -> impl Future<Output = Result<Option<pb::ClientFrame>, TransportError>> + Send;
 
     /// The next frame if one is already complete in this connection's buffer, without touching

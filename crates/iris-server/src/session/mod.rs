@@ -7,7 +7,8 @@
 //! them: it owns the socket, the operations in flight and the output buffer, feeds the machine
 //! its events and carries out its actions. Each wake-up gathers everything that is ready (answers,
 //! hints, ephemeral events, a whole frame's operations), lets the machine emit every delivery due,
-//! and writes the lot in as few frames as the frame limit allows.
+//! and writes the lot in as few frames as the frame limit allows. A wait polls only the sources
+//! that woke the session or have no wake-up arranged (`wakeups.rs`), not every one each time.
 //!
 //! Sends run concurrently (many in flight per connection); the session stops reading when
 //! `max_inflight_sends` are pending (operations, acks and waiting `Sync`s), which pushes back on
@@ -22,10 +23,12 @@ pub mod delivery;
 mod dispatch;
 mod handshake;
 mod sync;
+mod wakeups;
 
 use std::future::Future as _;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -37,7 +40,8 @@ use iris_proto::pb::{self, server_event};
 use iris_proto::ErrorCodeExt as _;
 use iris_store::{AccountId, DeviceAddr};
 use rand::Rng;
-use tokio::time::{timeout, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout, Instant, Interval, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -61,12 +65,13 @@ use crate::metrics::Metrics;
 use crate::presence::PresenceHub;
 use crate::ratelimit::SharedLimit;
 use crate::receipts::Receipts;
-use crate::router::{Hint, Kick, Registration, Router};
+use crate::router::{Ephemeral, Hint, Kick, Registration, Router};
 use crate::typing::Typing;
 use crate::visibility::Visibility;
 use delivery::{Action, Delivery, DeliveryConfig, READ_RETRY};
 use dispatch::{answer, event, Conn, Dispatched, Finished, OpFuture};
 use sync::Syncs;
+use wakeups::{Source, Wakeups};
 
 /// Room for the frame's and events' own encoding around their contents.
 const FRAME_OVERHEAD_BYTES: usize = 64;
@@ -225,7 +230,17 @@ async fn handshake_then_serve<T: Transport>(
             tracing::Span::current().record("device", tracing::field::display(device)).record("conn", conn_id);
             tracing::debug!("session started");
             let served = match session.handle_ops(ops).await {
-                Ok(()) => session.serve(transport).await,
+                Ok(()) => {
+                    // The task's polls, counted: `serve` tells from it whether its work slept
+                    // (`wakeups.rs`).
+                    let polls = AtomicU64::new(0);
+                    let mut serving = std::pin::pin!(session.serve(transport, &polls));
+                    std::future::poll_fn(|cx| {
+                        polls.fetch_add(1, Ordering::Relaxed);
+                        serving.as_mut().poll(cx)
+                    })
+                    .await
+                }
                 Err(e) => Err(e),
             };
             tracing::debug!(result = ?served.as_ref().map_err(SessionError::code), "session ended");
@@ -260,6 +275,12 @@ struct Session {
     out: Vec<OutEvent>,
     /// Receipt hints taken from the registration's held ones, kept to swap buffers with it.
     held: Vec<(Hint, Instant)>,
+    /// Hints just taken from the queue (kept, so a turn allocates no buffer).
+    hints_taken: Vec<Hint>,
+    /// Ephemeral events just taken from the queue.
+    events_taken: Vec<Ephemeral>,
+    /// An operation was pushed to `inflight` since it was last polled.
+    pushed: bool,
     last_heard: Instant,
 }
 
@@ -292,12 +313,19 @@ impl Session {
             syncs: Syncs::default(),
             out: Vec::new(),
             held: Vec::new(),
+            hints_taken: Vec::new(),
+            events_taken: Vec::new(),
+            pushed: false,
             last_heard: Instant::now(),
         })
     }
 
     /// The main loop: until the client leaves, something fatal happens or the server stops.
-    async fn serve<T: Transport>(&mut self, transport: &mut T) -> Result<(), SessionError> {
+    ///
+    /// Each turn acts on what woke the session (a kick, the heartbeat tick, a frame), lets the
+    /// delivery machine act and writes the lot, then waits on every source at once in
+    /// [`Session::poll_sources`] (`polls` counts the task's polls, for `Wakeups::due`).
+    async fn serve<T: Transport>(&mut self, transport: &mut T, polls: &AtomicU64) -> Result<(), SessionError> {
         let heartbeat = Duration::from_millis(u64::from(self.deps.config.heartbeat_interval_ms));
         let write_timeout = Duration::from_millis(self.deps.config.write_timeout_ms);
         let frame_timeout = Duration::from_millis(self.deps.config.frame_timeout_ms);
@@ -312,12 +340,40 @@ impl Session {
         // The delivery machine's next deadline, as one timer moved when the deadline moves
         // (a new `sleep_until` per turn would enter and leave the timer wheel every time).
         let mut wake = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+        let mut wakeups = Wakeups::default();
+        let mut woke = Woke::default();
+        let mut deadline = None;
         loop {
-            std::future::poll_fn(|cx| {
-                self.collect_ready(cx);
-                Poll::Ready(())
-            })
-            .await;
+            if let Some(kick) = woke.kick.take() {
+                return match kick {
+                    Ok(Kick::ShuttingDown) => {
+                        self.drain(transport).await;
+                        Ok(())
+                    }
+                    Ok(Kick::Replaced) => Err(SessionError::Replaced),
+                    Ok(Kick::AccountDeleted) => Err(SessionError::AccountDeleted),
+                    Ok(Kick::Revoked) | Err(_) => Err(SessionError::Revoked),
+                };
+            }
+            if woke.tick {
+                if self.last_heard.elapsed() > 2 * heartbeat {
+                    return Err(SessionError::HeartbeatTimeout);
+                }
+                if transport.partial_frame_since().is_some_and(|t| t.elapsed() > frame_timeout) {
+                    return Err(SessionError::FrameTimeout);
+                }
+            }
+            match woke.frame.take() {
+                Some(Ok(Some(frame))) => {
+                    self.deps.metrics.frames_in.inc();
+                    self.last_heard = Instant::now();
+                    self.handle_ops(frame.ops).await?;
+                    self.take_buffered_frames(transport, max_inflight).await?;
+                }
+                Some(Ok(None)) => return Ok(()),
+                Some(Err(e)) => return Err(SessionError::from(&e)),
+                None => {}
+            }
             loop {
                 self.drive().await?;
                 if self.out.is_empty() {
@@ -331,52 +387,23 @@ impl Session {
                     break;
                 }
             }
-            let deadline = self.delivery.deadline().map(Instant::from_std);
+            let had_deadline = deadline.is_some();
+            deadline = self.delivery.deadline().map(Instant::from_std);
             if let Some(at) = deadline.filter(|&at| at != wake.deadline()) {
                 wake.as_mut().reset(at);
+                wakeups.again(Source::Timer);
+            } else if deadline.is_some() && !had_deadline {
+                // Not polled while there was no deadline: a mark it left then was dropped.
+                wakeups.again(Source::Timer);
             }
-            tokio::select! {
-                biased;
-                kick = &mut self.registration.kick => {
-                    return match kick {
-                        Ok(Kick::ShuttingDown) => {
-                            self.drain(transport).await;
-                            Ok(())
-                        }
-                        Ok(Kick::Replaced) => Err(SessionError::Replaced),
-                        Ok(Kick::AccountDeleted) => Err(SessionError::AccountDeleted),
-                        Ok(Kick::Revoked) | Err(_) => Err(SessionError::Revoked),
-                    };
-                }
-                Some(done) = self.inflight.next(), if !self.inflight.is_empty() => self.finished(done),
-                hint = self.registration.hints.recv() => {
-                    if let Some(hint) = hint {
-                        self.delivery.on_hint(hint.seq, hint.item);
-                    }
-                }
-                Some(e) = self.registration.ephemeral.recv() => self.out.push((*e).into()),
-                received = transport.recv(), if self.inflight.len() + self.syncs.waiting() < max_inflight => {
-                    match received {
-                        Ok(Some(frame)) => {
-                            self.deps.metrics.frames_in.inc();
-                            self.last_heard = Instant::now();
-                            self.handle_ops(frame.ops).await?;
-                            self.take_buffered_frames(transport, max_inflight).await?;
-                        }
-                        Ok(None) => return Ok(()),
-                        Err(e) => return Err(SessionError::from(&e)),
-                    }
-                }
-                () = &mut wake, if deadline.is_some() => {}
-                _ = tick.tick() => {
-                    if self.last_heard.elapsed() > 2 * heartbeat {
-                        return Err(SessionError::HeartbeatTimeout);
-                    }
-                    if transport.partial_frame_since().is_some_and(|t| t.elapsed() > frame_timeout) {
-                        return Err(SessionError::FrameTimeout);
-                    }
-                }
-            }
+            let mut first = true;
+            woke = std::future::poll_fn(|cx| {
+                let due = wakeups.due(cx, polls.load(Ordering::Relaxed), std::mem::take(&mut first));
+                let timer = deadline.is_some().then_some(wake.as_mut());
+                let waits = Waits { max_inflight, timer, tick: &mut tick };
+                self.poll_sources(transport, &mut wakeups, due, waits)
+            })
+            .await;
         }
     }
 
@@ -446,6 +473,7 @@ impl Session {
     fn apply_ack(&mut self, ack: InboxAck) {
         let (inbox, device) = (self.deps.inbox.clone(), self.device);
         self.inflight.push(Box::pin(async move { Finished::AckApplied(inbox.acknowledge(device, ack).await) }));
+        self.pushed = true;
     }
 
     fn push_delivery(&mut self, delivery: RawDelivery) {
@@ -492,6 +520,7 @@ impl Session {
                 Dispatched::Later(op) => {
                     let number = self.syncs.start();
                     self.inflight.push(Box::pin(op.map(move |event| Finished::Answer { op: number, event })));
+                    self.pushed = true;
                 }
                 Dispatched::Sync { request_id } => {
                     for request_id in self.syncs.sync(request_id) {
@@ -548,34 +577,107 @@ impl Session {
         true
     }
 
-    /// Takes whatever finished or arrived meanwhile without waiting, so one write carries it all.
-    ///
-    /// The operations in flight are polled with the task's own waker (`cx`), the one the loop's
-    /// `select!` registers anyway: a throwaway waker here would replace it, and the `select!` put
-    /// it back, a waker clone and drop on every wake-up of every session.
-    fn collect_ready(&mut self, cx: &mut Context<'_>) {
-        for _ in 0..READY_MAX {
-            match self.inflight.poll_next_unpin(cx) {
-                Poll::Ready(Some(done)) => self.finished(done),
-                _ => break,
+    /// Polls the sources `due` (module `wakeups`), each with its own waker, and takes whatever
+    /// they have without waiting: finished operations, held receipts, hints and ephemeral events
+    /// go into the session; a kick, a frame and the tick are handed back. `Pending` when nothing
+    /// was ready.
+    fn poll_sources<T: Transport>(
+        &mut self,
+        transport: &mut T,
+        wakeups: &mut Wakeups,
+        due: wakeups::SourceSet,
+        waits: Waits<'_, '_>,
+    ) -> Poll<Woke> {
+        if due.contains(Source::Kick) {
+            let mut cx = Context::from_waker(wakeups.waker(Source::Kick));
+            if let Poll::Ready(kick) = Pin::new(&mut self.registration.kick).poll(&mut cx) {
+                return Poll::Ready(Woke { kick: Some(kick), ..Woke::default() });
             }
         }
-        // Held receipts first: hints that came after them are then most likely in order.
-        self.registration.held.take_into(&mut self.held);
-        for (hint, at) in self.held.drain(..) {
-            self.delivery.on_receipt_hint(hint.seq, hint.item, at.into_std());
-        }
-        for _ in 0..READY_MAX {
-            match self.registration.hints.try_recv() {
-                Ok(hint) => self.delivery.on_hint(hint.seq, hint.item),
-                Err(_) => break,
+        let mut any = false;
+        // A pushed operation wakes nothing: polled whenever one was pushed since the last poll.
+        if due.contains(Source::Inflight) || std::mem::take(&mut self.pushed) {
+            let mut cx = Context::from_waker(wakeups.waker(Source::Inflight));
+            let mut taken = 0;
+            while let Poll::Ready(Some(done)) = self.inflight.poll_next_unpin(&mut cx) {
+                self.finished(done);
+                any = true;
+                taken += 1;
+                if taken == READY_MAX {
+                    // More may be ready, and nothing will say so.
+                    wakeups.again(Source::Inflight);
+                    break;
+                }
             }
         }
-        for _ in 0..READY_MAX {
-            match self.registration.ephemeral.try_recv() {
-                Ok(e) => self.out.push((*e).into()),
-                Err(_) => break,
+        // Held receipts wake nobody (`Router::notify_receipt`): taken when something else did.
+        // First: hints that came after them are then most likely in order.
+        if due != wakeups::SourceSet::default() {
+            self.registration.held.take_into(&mut self.held);
+            for (hint, at) in self.held.drain(..) {
+                self.delivery.on_receipt_hint(hint.seq, hint.item, at.into_std());
+                any = true;
             }
+        }
+        if due.contains(Source::Hints) {
+            let mut cx = Context::from_waker(wakeups.waker(Source::Hints));
+            let taken = take_queued(&mut self.registration.hints, &mut cx, &mut self.hints_taken);
+            if !taken.will_wake {
+                wakeups.again(Source::Hints);
+            }
+            if taken.count > 0 {
+                any = true;
+                for hint in self.hints_taken.drain(..) {
+                    self.delivery.on_hint(hint.seq, hint.item);
+                }
+            }
+        }
+        if due.contains(Source::Ephemeral) {
+            let mut cx = Context::from_waker(wakeups.waker(Source::Ephemeral));
+            let taken = take_queued(&mut self.registration.ephemeral, &mut cx, &mut self.events_taken);
+            if !taken.will_wake {
+                wakeups.again(Source::Ephemeral);
+            }
+            if taken.count > 0 {
+                any = true;
+                self.out.extend(self.events_taken.drain(..).map(|e| OutEvent::from(*e)));
+            }
+        }
+        let mut frame = None;
+        if due.contains(Source::Transport) {
+            if self.inflight.len() + self.syncs.waiting() < waits.max_inflight {
+                let mut cx = Context::from_waker(wakeups.waker(Source::Transport));
+                if let Poll::Ready(received) = std::pin::pin!(transport.recv()).poll(&mut cx) {
+                    frame = Some(received);
+                    wakeups.again(Source::Transport);
+                }
+            } else {
+                // Not read while too much is in flight; read when that falls.
+                wakeups.again(Source::Transport);
+            }
+        }
+        if due.contains(Source::Timer) {
+            // Without a deadline the timer is not polled (`serve` asks again when one comes).
+            if let Some(timer) = waits.timer {
+                let mut cx = Context::from_waker(wakeups.waker(Source::Timer));
+                if timer.poll(&mut cx).is_ready() {
+                    any = true;
+                    wakeups.again(Source::Timer);
+                }
+            }
+        }
+        let mut tick = false;
+        if due.contains(Source::Tick) {
+            let mut cx = Context::from_waker(wakeups.waker(Source::Tick));
+            if waits.tick.poll_tick(&mut cx).is_ready() {
+                tick = true;
+                wakeups.again(Source::Tick);
+            }
+        }
+        if any || tick || frame.is_some() {
+            Poll::Ready(Woke { kick: None, frame, tick })
+        } else {
+            Poll::Pending
         }
     }
 
@@ -595,6 +697,51 @@ impl Session {
         .await;
         self.flush(transport, DRAIN_TIMEOUT).await;
     }
+}
+
+/// What a wait on the session's sources brought that the loop acts on itself (the rest,
+/// [`Session::poll_sources`] takes into the session directly).
+#[derive(Default)]
+struct Woke {
+    /// The session must end.
+    kick: Option<Result<Kick, oneshot::error::RecvError>>,
+    /// A frame from the client, its clean close, or a transport error.
+    frame: Option<Result<Option<pb::ClientFrame>, crate::gateway::transport::TransportError>>,
+    /// The heartbeat tick: time to check the client's liveness.
+    tick: bool,
+}
+
+/// What a wait polls besides the session's own fields, lent by [`Session::serve`].
+struct Waits<'w, 't> {
+    /// The client's socket is read only below this many operations in flight.
+    max_inflight: usize,
+    /// The delivery machine's timer, when it has a deadline.
+    timer: Option<Pin<&'w mut Sleep>>,
+    /// The heartbeat tick.
+    tick: &'t mut Interval,
+}
+
+/// What [`take_queued`] did.
+struct Taken {
+    /// How many items were taken.
+    count: usize,
+    /// The queue was found empty, so it will wake the task when something comes.
+    will_wake: bool,
+}
+
+/// Takes up to [`READY_MAX`] items from `queue` into `into`, in as few polls as it can (one
+/// when it is empty), with `cx`'s waker.
+fn take_queued<T>(queue: &mut mpsc::Receiver<T>, cx: &mut Context<'_>, into: &mut Vec<T>) -> Taken {
+    let mut count = 0;
+    while count < READY_MAX {
+        match queue.poll_recv_many(cx, into, READY_MAX - count) {
+            // Closed: nothing will come, and nothing will wake the task either.
+            Poll::Ready(0) => break,
+            Poll::Ready(n) => count += n,
+            Poll::Pending => return Taken { count, will_wake: true },
+        }
+    }
+    Taken { count, will_wake: false }
 }
 
 #[cfg(test)]
