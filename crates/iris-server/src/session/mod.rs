@@ -619,29 +619,19 @@ impl Session {
                 any = true;
             }
         }
-        if due.contains(Source::Hints) {
-            let mut cx = Context::from_waker(wakeups.waker(Source::Hints));
-            let taken = take_queued(&mut self.registration.hints, &mut cx, &mut self.hints_taken);
-            if !taken.will_wake {
-                wakeups.again(Source::Hints);
-            }
-            if taken.count > 0 {
-                any = true;
-                for hint in self.hints_taken.drain(..) {
-                    self.delivery.on_hint(hint.seq, hint.item);
-                }
+        if due.contains(Source::Hints)
+            && take_queued(&mut self.registration.hints, wakeups, Source::Hints, &mut self.hints_taken) > 0
+        {
+            any = true;
+            for hint in self.hints_taken.drain(..) {
+                self.delivery.on_hint(hint.seq, hint.item);
             }
         }
-        if due.contains(Source::Ephemeral) {
-            let mut cx = Context::from_waker(wakeups.waker(Source::Ephemeral));
-            let taken = take_queued(&mut self.registration.ephemeral, &mut cx, &mut self.events_taken);
-            if !taken.will_wake {
-                wakeups.again(Source::Ephemeral);
-            }
-            if taken.count > 0 {
-                any = true;
-                self.out.extend(self.events_taken.drain(..).map(|e| OutEvent::from(*e)));
-            }
+        if due.contains(Source::Ephemeral)
+            && take_queued(&mut self.registration.ephemeral, wakeups, Source::Ephemeral, &mut self.events_taken) > 0
+        {
+            any = true;
+            self.out.extend(self.events_taken.drain(..).map(|e| OutEvent::from(*e)));
         }
         let mut frame = None;
         if due.contains(Source::Transport) {
@@ -721,27 +711,22 @@ struct Waits<'w, 't> {
     tick: &'t mut Interval,
 }
 
-/// What [`take_queued`] did.
-struct Taken {
-    /// How many items were taken.
-    count: usize,
-    /// The queue was found empty, so it will wake the task when something comes.
-    will_wake: bool,
-}
-
-/// Takes up to [`READY_MAX`] items from `queue` into `into`, in as few polls as it can (one
-/// when it is empty), with `cx`'s waker.
-fn take_queued<T>(queue: &mut mpsc::Receiver<T>, cx: &mut Context<'_>, into: &mut Vec<T>) -> Taken {
+/// Takes up to [`READY_MAX`] items from `queue` into `into`, polled as `source`, in as few
+/// polls as it can (one when it is empty); how many. Unless it was found empty (and so will
+/// wake the task when something comes), `source` is asked to be polled at the next wait.
+fn take_queued<T>(queue: &mut mpsc::Receiver<T>, wakeups: &mut Wakeups, source: Source, into: &mut Vec<T>) -> usize {
+    let mut cx = Context::from_waker(wakeups.waker(source));
     let mut count = 0;
     while count < READY_MAX {
-        match queue.poll_recv_many(cx, into, READY_MAX - count) {
+        match queue.poll_recv_many(&mut cx, into, READY_MAX - count) {
             // Closed: nothing will come, and nothing will wake the task either.
             Poll::Ready(0) => break,
             Poll::Ready(n) => count += n,
-            Poll::Pending => return Taken { count, will_wake: true },
+            Poll::Pending => return count,
         }
     }
-    Taken { count, will_wake: false }
+    wakeups.again(source);
+    count
 }
 
 #[cfg(test)]
