@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use fixedbitset::FixedBitSet;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::codec::{Reader, RECORD_V1};
@@ -32,10 +33,16 @@ use crate::{
 
 /// Meta key of the next group id to hand out.
 const NEXT_GROUP_ID: &[u8] = b"next_group_id";
-/// Recipient rows of recent group messages' receipt states kept in memory (24 bytes each and
-/// 8 for the account's search, so ~8 MiB), so that each member's mark does not read the store;
-/// past this the oldest messages' states go first (message ids start with their time).
-const RECEIPT_ROWS_CACHED: usize = 262_144;
+/// Bytes of recent group messages' receipt states kept in memory ([`ReceiptState::cost`]), so
+/// that a member's mark reads nothing from the store: a 1024-member message whose recipients
+/// it shares with its group's other messages holds ~400 bytes, so ~20,000 such messages fit,
+/// and a member thousands of messages behind still marks from memory. Past this the oldest
+/// messages' states go first (message ids start with their time). A mark of a message not held
+/// rebuilds its state from every record of the message (`scan_receipts`), which costs as much
+/// as a few hundred marks: when the cache held 256 such messages (24 bytes per recipient, the
+/// same 8 MiB), members that fell that far behind made every one of their marks a rebuild and
+/// the server could not catch up.
+const RECEIPT_STATE_BYTES: usize = 8 << 20;
 /// Most receipt records held in memory, pending and logged (see [`Staged`]; ~120 bytes each,
 /// so ~30 MiB): a settle is asked for at a quarter of it, and past it a mark is refused as
 /// overloaded (its ack is retried by redelivery).
@@ -47,48 +54,83 @@ const ROSTER_LOOKBACK: usize = 8;
 /// this a send waits for a settle.
 const STAGED_PAYLOADS_MAX: usize = 1024;
 
-/// One group message's receipts as marks need them: its counters and every recipient's row,
-/// sorted by account (unmarked recipients with zero times). Kept in [`Groups`]' cache, always
-/// equal to what the store holds (staged changes included), since every change to a message's
-/// receipts goes through [`Groups::mark`] under the groups lock.
+/// One group message's receipts as marks need them: who of its recipients delivered and who
+/// read it, and the counts. Kept in [`Groups`]' cache, always equal to what the store holds
+/// (staged changes included), since every change to a message's receipts goes through
+/// [`Groups::mark`] under the groups lock. The times are not kept (a read mark of a delivered
+/// row looks its delivery time up, [`Groups::row_of`]): two bits per recipient, not 24
+/// bytes, is what lets the cache hold the thousands of messages a lagging member still acks.
 struct ReceiptState {
     sender: AccountId,
     n_delivered: u64,
     n_read: u64,
-    rows: Vec<GroupReceiptRow>,
-    /// The rows' accounts, alone: each mark searches them. Shared by a group's messages with
-    /// the same recipients ([`ReceiptStates::recent_roster`]), so a large group's marks search
-    /// one array the CPU's caches keep, not one per message.
+    /// The recipients, sorted: each mark searches them. Shared by a group's messages with the
+    /// same recipients ([`ReceiptStates::roster`]), so a large group's marks search one array
+    /// the CPU's caches keep, and a message's state costs its bits, not its list.
     accounts: Arc<[AccountId]>,
+    /// Bit `i`: `accounts[i]` has delivered the message.
+    delivered: FixedBitSet,
+    /// Bit `i`: `accounts[i]` has read it (reading implies delivery).
+    read: FixedBitSet,
+    /// What this state holds in memory, counted against [`RECEIPT_STATE_BYTES`].
+    cost: usize,
 }
 
 impl ReceiptState {
-    fn new(sender: AccountId, n_delivered: u64, n_read: u64, rows: Vec<GroupReceiptRow>) -> Self {
-        let accounts = rows.iter().map(|r| r.account).collect();
-        Self { sender, n_delivered, n_read, rows, accounts }
+    /// The state of `rows` (sorted by account, one per recipient) over `accounts` (theirs).
+    fn new(sender: AccountId, rows: &[GroupReceiptRow], accounts: Arc<[AccountId]>) -> Self {
+        let mut state = Self::started(sender, accounts);
+        for (i, row) in rows.iter().enumerate() {
+            if row.delivered_at_ms != 0 {
+                state.delivered.insert(i);
+                state.n_delivered += 1;
+            }
+            if row.read_at_ms != 0 {
+                state.read.insert(i);
+                state.n_read += 1;
+            }
+        }
+        state
     }
 
     /// A just-started message's state: every recipient of `accounts` (sorted) unmarked.
     fn started(sender: AccountId, accounts: Arc<[AccountId]>) -> Self {
-        let rows =
-            accounts.iter().map(|&account| GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 }).collect();
-        Self { sender, n_delivered: 0, n_read: 0, rows, accounts }
+        let n = accounts.len();
+        let bits = FixedBitSet::with_capacity(n);
+        let mut cost = std::mem::size_of::<Self>() + 2 * n.div_ceil(8) + RECEIPT_STATE_ENTRY_BYTES;
+        // The first state holding a list pays for it; those sharing it later pay nothing.
+        if Arc::strong_count(&accounts) == 1 {
+            cost += n * std::mem::size_of::<AccountId>();
+        }
+        Self { sender, n_delivered: 0, n_read: 0, accounts, delivered: bits.clone(), read: bits, cost }
     }
 
     /// How many recipients the message has.
     fn n(&self) -> u64 {
-        self.rows.len() as u64
+        self.accounts.len() as u64
     }
 }
 
-/// Receipt states by (message, group), oldest message first, within [`RECEIPT_ROWS_CACHED`].
-#[derive(Default)]
+/// What a state's place in [`ReceiptStates`]' map costs besides the state (its key, and a
+/// share of the tree's nodes).
+const RECEIPT_STATE_ENTRY_BYTES: usize = 32;
+
+/// Receipt states by (message, group), oldest message first, within [`RECEIPT_STATE_BYTES`].
 struct ReceiptStates {
     states: std::collections::BTreeMap<(u64, GroupId), ReceiptState>,
-    rows: usize,
+    /// The states' [`ReceiptState::cost`]s, summed.
+    bytes: usize,
+    /// Most `bytes` kept ([`RECEIPT_STATE_BYTES`]; smaller in tests).
+    budget: usize,
     /// Accounts erased (or being erased) since the store opened: no mark stages a row of
     /// theirs or a change to a message they sent, so none lands after the erasure's scan.
     erased: std::collections::HashSet<AccountId>,
+}
+
+impl Default for ReceiptStates {
+    fn default() -> Self {
+        Self { states: Default::default(), bytes: 0, budget: RECEIPT_STATE_BYTES, erased: Default::default() }
+    }
 }
 
 impl ReceiptStates {
@@ -96,34 +138,37 @@ impl ReceiptStates {
         self.states.get_mut(&(msg, group))
     }
 
-    /// The accounts array of `group`'s newest cached message, among the [`ROSTER_LOOKBACK`]
-    /// newest states, when its recipients are `accounts`: a new message shares it.
-    fn recent_roster(&self, group: GroupId, accounts: &[AccountId]) -> Option<Arc<[AccountId]>> {
-        let (_, newest) = self.states.iter().rev().take(ROSTER_LOOKBACK).find(|((_, g), _)| *g == group)?;
-        (*newest.accounts == *accounts).then(|| Arc::clone(&newest.accounts))
+    /// The recipient list of a cached message of `group` near `msg` (among the
+    /// [`ROSTER_LOOKBACK`] states on either side) when it is `accounts`: a state for `msg`
+    /// shares it. A new message finds its group's newest one; a rebuilt old one, its neighbours.
+    fn roster(&self, msg: u64, group: GroupId, accounts: &[AccountId]) -> Option<Arc<[AccountId]>> {
+        let before = self.states.range(..(msg, group)).rev().take(ROSTER_LOOKBACK);
+        let after = self.states.range((msg, group)..).take(ROSTER_LOOKBACK);
+        let (_, near) = before.chain(after).find(|((_, g), _)| *g == group)?;
+        (*near.accounts == *accounts).then(|| Arc::clone(&near.accounts))
     }
 
-    /// Keeps `state`, dropping the oldest messages' states while over the row budget (never
-    /// the one just kept).
+    /// Keeps `state`, dropping the oldest messages' states while over the budget (never the
+    /// one just kept).
     fn insert(&mut self, msg: u64, group: GroupId, state: ReceiptState) {
-        self.rows += state.rows.len();
+        self.bytes += state.cost;
         if let Some(old) = self.states.insert((msg, group), state) {
-            self.rows -= old.rows.len();
+            self.bytes -= old.cost;
         }
-        let mut over = self.rows.saturating_sub(RECEIPT_ROWS_CACHED);
+        let mut over = self.bytes.saturating_sub(self.budget);
         let mut doomed = Vec::new();
         for (&key, state) in &self.states {
             if over == 0 {
                 break;
             }
             if key != (msg, group) {
-                over = over.saturating_sub(state.rows.len());
+                over = over.saturating_sub(state.cost);
                 doomed.push(key);
             }
         }
         for key in doomed {
             let old = self.states.remove(&key).expect("listed above");
-            self.rows -= old.rows.len();
+            self.bytes -= old.cost;
         }
     }
 
@@ -131,13 +176,13 @@ impl ReceiptStates {
     fn expire(&mut self, before: u64) {
         let kept = self.states.split_off(&(before, 0));
         let dropped = std::mem::replace(&mut self.states, kept);
-        self.rows -= dropped.values().map(|s| s.rows.len()).sum::<usize>();
+        self.bytes -= dropped.values().map(|s| s.cost).sum::<usize>();
     }
 
     /// Forgets every state (erasure: they may name the account), keeping the erased accounts.
     fn clear(&mut self) {
         self.states.clear();
-        self.rows = 0;
+        self.bytes = 0;
     }
 }
 
@@ -166,7 +211,7 @@ pub(super) struct Groups {
     /// Records queued with their events but not yet committed: reads see them at once, so the
     /// next change of the same group checks its version against them.
     queued: Mutex<HashMap<GroupId, Group>>,
-    /// Recent messages' receipt states (see [`RECEIPT_ROWS_CACHED`]); taken under `lock`.
+    /// Recent messages' receipt states (see [`RECEIPT_STATE_BYTES`]); taken under `lock`.
     receipt_states: Mutex<ReceiptStates>,
 }
 
@@ -442,8 +487,10 @@ impl Groups {
         stage: &impl Fn(&[(&[u8], &[u8])]) -> StoreResult<()>,
     ) -> StoreResult<Option<ReceiptProgress>> {
         if states.get_mut(msg, group).is_none() {
-            let Some(state) = self.scan_receipts(group, msg)? else { return Ok(None) };
-            states.insert(msg, group, state);
+            let Some((sender, rows)) = self.scan_receipts(group, msg)? else { return Ok(None) };
+            let accounts: Vec<AccountId> = rows.iter().map(|r| r.account).collect();
+            let accounts = states.roster(msg, group, &accounts).unwrap_or_else(|| accounts.into());
+            states.insert(msg, group, ReceiptState::new(sender, &rows, accounts));
         }
         let ReceiptStates { states: by_message, erased, .. } = states;
         let state = by_message.get_mut(&(msg, group)).expect("present or just inserted");
@@ -453,37 +500,69 @@ impl Groups {
         let Ok(i) = state.accounts.binary_search(&account) else {
             return Ok(None); // not a recipient
         };
-        let mut row = state.rows[i];
+        let (was_delivered, was_read) = (state.delivered.contains(i), state.read.contains(i));
         let (mut n_delivered, mut n_read) = (state.n_delivered, state.n_read);
         let (mut all_delivered_now, mut all_read_now) = (false, false);
-        if row.delivered_at_ms == 0 {
-            // Reading implies delivery.
-            row.delivered_at_ms = now;
+        let deliver = !was_delivered; // reading implies delivery
+        let mark_read = read && !was_read;
+        if deliver {
             n_delivered += 1;
             all_delivered_now = n_delivered == state.n();
         }
-        if read && row.read_at_ms == 0 {
-            row.read_at_ms = now;
+        if mark_read {
             n_read += 1;
             all_read_now = n_read == state.n();
         }
-        if row == state.rows[i] {
+        if !deliver && !mark_read {
             // A repeat: the store holds this row already.
             return Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }));
         }
+        // The row's record is written whole: a time it already has is looked up.
+        let old = match was_delivered || was_read {
+            true => self.row_of(group, msg, account)?,
+            false => GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 },
+        };
+        let delivered_at_ms = if deliver || old.delivered_at_ms == 0 { now } else { old.delivered_at_ms };
+        let read_at_ms = if mark_read { now } else { old.read_at_ms };
         // Staged under the lock, in the order the marks happen; the state follows only once
         // staged (a refused stage changes nothing). The counts are not written: a read counts
         // them from the rows (`scan_receipts`).
-        stage(&[(&triple(msg, group, account), &receipt_blocks::row_value(row.delivered_at_ms, row.read_at_ms))])?;
-        (state.rows[i], state.n_delivered, state.n_read) = (row, n_delivered, n_read);
+        stage(&[(&triple(msg, group, account), &receipt_blocks::row_value(delivered_at_ms, read_at_ms))])?;
+        state.delivered.insert(i);
+        if mark_read {
+            state.read.insert(i);
+        }
+        (state.n_delivered, state.n_read) = (n_delivered, n_read);
         Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }))
+    }
+
+    /// `account`'s receipt row of a message as the store holds it (staged changes over the
+    /// disk): its row record and its row in the message's block, merged. For a mark that
+    /// keeps a time the row has, which [`ReceiptState`] does not hold.
+    fn row_of(&self, group: GroupId, msg: u64, account: AccountId) -> StoreResult<GroupReceiptRow> {
+        let get = |key: &[u8]| -> StoreResult<Option<Vec<u8>>> {
+            match self.staged_receipts.get(key) {
+                Some(v) => Ok(Some(v.into_vec())),
+                None => Ok(self.receipts.get(key).map_err(unavailable)?.map(|v| v.to_vec())),
+            }
+        };
+        let mut row = GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
+        if let Some(v) = get(&triple(msg, group, account))? {
+            (row.delivered_at_ms, row.read_at_ms) = receipt_blocks::parse_row_value(&v)?;
+        }
+        if let Some(v) = get(&receipt_blocks::block_key(&pair(msg, group)))? {
+            if let Some(in_block) = receipt_blocks::find(&v, account)? {
+                receipt_blocks::merge_row(&mut row, in_block);
+            }
+        }
+        Ok(row)
     }
 
     /// A message's receipts were just started: its state is known without a read.
     fn receipts_started(&self, group: GroupId, msg: u64, sender: AccountId, recipients: Vec<AccountId>) {
         let _guard = self.lock();
         let mut states = self.receipt_states();
-        let accounts = states.recent_roster(group, &recipients).unwrap_or_else(|| recipients.into());
+        let accounts = states.roster(msg, group, &recipients).unwrap_or_else(|| recipients.into());
         states.insert(msg, group, ReceiptState::started(sender, accounts));
     }
 
@@ -492,12 +571,13 @@ impl Groups {
     }
 
     fn receipts_of(&self, group: GroupId, msg: u64) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
-        Ok(self.scan_receipts(group, msg)?.map(|s| (s.sender, s.rows)))
+        self.scan_receipts(group, msg)
     }
 
-    /// The receipt state of a message as the store holds it (staged changes over the disk);
-    /// `None` when the message's receipts are not tracked (or expired).
-    fn scan_receipts(&self, group: GroupId, msg: u64) -> StoreResult<Option<ReceiptState>> {
+    /// The sender of a message and its recipients' rows (sorted by account) as the store holds
+    /// them (staged changes over the disk); `None` when the message's receipts are not tracked
+    /// (or expired).
+    fn scan_receipts(&self, group: GroupId, msg: u64) -> StoreResult<Option<(AccountId, Vec<GroupReceiptRow>)>> {
         let mut prefix = Vec::with_capacity(16);
         prefix.extend_from_slice(&pair(msg, group));
         let mut records = std::collections::BTreeMap::new();
@@ -539,10 +619,7 @@ impl Groups {
         for account in recipients {
             rows.entry(account).or_insert(GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 });
         }
-        let rows: Vec<GroupReceiptRow> = rows.into_values().collect();
-        let count = |set: fn(&GroupReceiptRow) -> bool| rows.iter().filter(|r| set(r)).count() as u64;
-        let (n_delivered, n_read) = (count(|r| r.delivered_at_ms != 0), count(|r| r.read_at_ms != 0));
-        Ok(Some(ReceiptState::new(sender, n_delivered, n_read, rows)))
+        Ok(Some((sender, rows.into_values().collect())))
     }
 
     fn expire(&self, before_msg_id: u64) -> StoreResult<u64> {
@@ -1011,42 +1088,102 @@ mod receipt_layout_tests {
         }
     }
 
-    fn state(rows: usize) -> super::ReceiptState {
-        let row = |account| crate::GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
-        super::ReceiptState::new(1, 0, 0, (2..).map(row).take(rows).collect())
+    /// A just-started state of `n` recipients with a list of its own.
+    fn state(n: u64) -> super::ReceiptState {
+        super::ReceiptState::started(1, (2..2 + n).collect::<Vec<u64>>().into())
     }
 
     #[test]
-    fn a_group_message_shares_the_recipients_of_its_groups_newest_one_when_equal() {
-        // Proves marks of a group's messages search one shared array: found past another
-        // group's message, and never shared across groups or differing recipients.
+    fn a_group_message_shares_the_recipients_of_a_neighbour_of_its_group_when_equal() {
+        // Proves marks of a group's messages search one shared array: a new message finds it
+        // past another group's message, an older one rebuilt later finds it too; never across
+        // groups or differing recipients. A state sharing it does not pay for it.
         let mut states = super::ReceiptStates::default();
-        let roster: std::sync::Arc<[u64]> = vec![2, 3, 5].into();
-        states.insert(10, 7, super::ReceiptState::started(1, std::sync::Arc::clone(&roster)));
+        states.insert(10, 7, state(3));
+        let (roster, first_cost) = {
+            let first = states.get_mut(10, 7).unwrap();
+            (std::sync::Arc::clone(&first.accounts), first.cost)
+        };
         states.insert(11, 8, state(3));
-        let shared = states.recent_roster(7, &[2, 3, 5]).expect("same group, same recipients");
+        let shared = states.roster(12, 7, &[2, 3, 4]).expect("same group, same recipients");
         assert!(std::sync::Arc::ptr_eq(&shared, &roster));
-        assert!(states.recent_roster(7, &[2, 3]).is_none());
-        assert!(states.recent_roster(9, &[2, 3, 5]).is_none());
+        let older = states.roster(4, 7, &[2, 3, 4]).expect("a rebuilt older message, its neighbour");
+        assert!(std::sync::Arc::ptr_eq(&older, &roster));
+        assert!(states.roster(12, 7, &[2, 3]).is_none());
+        assert!(states.roster(12, 9, &[2, 3, 4]).is_none());
+        let sharing = super::ReceiptState::started(1, shared);
+        assert_eq!(sharing.cost + 3 * 8, first_cost, "the list is paid once");
     }
 
     #[test]
-    fn cached_receipt_states_stay_within_the_row_budget_oldest_message_first() {
-        let mut states = super::ReceiptStates::default();
-        let big = super::RECEIPT_ROWS_CACHED / 2;
-        states.insert(20, 7, state(big));
-        states.insert(10, 7, state(big));
-        assert_eq!(states.rows, 2 * big);
+    fn cached_receipt_states_stay_within_the_byte_budget_oldest_message_first() {
+        let one = state(1000).cost;
+        let mut states = super::ReceiptStates { budget: 2 * one, ..Default::default() };
+        states.insert(20, 7, state(1000));
+        states.insert(10, 7, state(1000));
+        assert_eq!(states.bytes, 2 * one);
         states.insert(30, 7, state(10));
         assert!(states.get_mut(10, 7).is_none(), "the oldest message went first");
         assert!(states.get_mut(20, 7).is_some() && states.get_mut(30, 7).is_some());
-        assert_eq!(states.rows, big + 10);
-        states.insert(5, 7, state(super::RECEIPT_ROWS_CACHED + 1));
+        assert_eq!(states.bytes, one + state(10).cost);
+        states.insert(5, 7, state(3000));
         assert!(states.get_mut(5, 7).is_some(), "the state just kept stays, even alone over the budget");
-        assert_eq!((states.states.len(), states.rows), (1, super::RECEIPT_ROWS_CACHED + 1));
+        assert_eq!((states.states.len(), states.bytes), (1, state(3000).cost));
         states.insert(40, 7, state(3));
         states.expire(40);
-        assert_eq!((states.states.len(), states.rows), (1, 3), "expiry forgets older messages");
+        assert_eq!((states.states.len(), states.bytes), (1, state(3).cost), "expiry forgets older messages");
+    }
+
+    #[test]
+    fn a_large_groups_message_costs_its_bits_when_it_shares_the_list() {
+        // What lets a member thousands of messages behind mark from memory: ~400 bytes for a
+        // 1024-member message, so the budget holds tens of thousands of them.
+        let roster: std::sync::Arc<[u64]> = (2..1026).collect::<Vec<u64>>().into();
+        let _first = super::ReceiptState::started(1, std::sync::Arc::clone(&roster));
+        let cost = super::ReceiptState::started(1, roster).cost;
+        assert!(cost <= 512, "{cost} bytes");
+        assert!(super::RECEIPT_STATE_BYTES / cost >= 20_000);
+    }
+
+    #[tokio::test]
+    async fn marks_keep_every_time_a_row_has_whether_its_state_is_cached_or_rebuilt() {
+        // Proves the times a state does not hold are looked up, not lost: a read after a
+        // delivery keeps the delivery's time when the row is staged, settled into the block,
+        // or a row of its own, with the states cached and with every mark rebuilding its
+        // message's state (a budget of nothing keeps only the state just used).
+        for budget in [super::RECEIPT_STATE_BYTES, 0] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FjallStore::open(dir.path(), FjallConfig::default()).unwrap();
+            store.groups.receipt_states().budget = budget;
+            let members: Vec<u64> = (2..34).collect();
+            for msg in [100, 101] {
+                store.start_group_receipts(7, msg, 1, &members).await.unwrap();
+            }
+            for &m in &members {
+                for msg in [100, 101] {
+                    store.mark_group_receipt(7, msg, m, false, 1000 + m).await.unwrap().unwrap();
+                }
+            }
+            // Staged rows: member 2 reads 100; then the block: member 3; then a row beside it.
+            store.mark_group_receipt(7, 100, 2, true, 5002).await.unwrap().unwrap();
+            settle(&store).await;
+            store.mark_group_receipt(7, 100, 3, true, 5003).await.unwrap().unwrap();
+            settle(&store).await;
+            store.mark_group_receipt(7, 101, 4, true, 5004).await.unwrap().unwrap();
+            let p = store.mark_group_receipt(7, 100, 3, true, 9999).await.unwrap().unwrap();
+            assert!(!p.all_read_now && !p.all_delivered_now, "a repeat (budget {budget})");
+            for (msg, read) in [(100, vec![(2, 5002), (3, 5003)]), (101, vec![(4, 5004)])] {
+                let (_, rows) = store.group_receipts(7, msg).await.unwrap().unwrap();
+                assert!(rows.iter().all(|r| r.delivered_at_ms == 1000 + r.account), "budget {budget}");
+                let got: Vec<_> =
+                    rows.iter().filter(|r| r.read_at_ms != 0).map(|r| (r.account, r.read_at_ms)).collect();
+                assert_eq!(got, read, "budget {budget}");
+            }
+            for &m in &members {
+                let p = store.mark_group_receipt(7, 101, m, true, 6000).await.unwrap().unwrap();
+                assert_eq!(p.all_read_now, m == 33, "budget {budget}: only the last read completes it");
+            }
+        }
     }
 
     #[tokio::test]

@@ -69,6 +69,19 @@ pub(super) fn decode(v: &[u8]) -> StoreResult<Vec<GroupReceiptRow>> {
         .collect()
 }
 
+/// `account`'s row in a block's value, if it has one (a linear search: a block is written in
+/// account order but never trusted to be, and a mark looks up one row only when it keeps a
+/// time the row already has).
+pub(super) fn find(v: &[u8], account: AccountId) -> StoreResult<Option<GroupReceiptRow>> {
+    if !v.len().is_multiple_of(ROW_BYTES) {
+        return Err(StoreError::Corrupt(format!("group receipt block of {} bytes", v.len())));
+    }
+    let wanted = account.to_be_bytes();
+    let Some(c) = v.chunks_exact(ROW_BYTES).find(|c| c[..8] == wanted) else { return Ok(None) };
+    let word = |i: usize| keys::array(&c[i * 8..i * 8 + 8]).map(u64::from_be_bytes);
+    Ok(Some(GroupReceiptRow { account, delivered_at_ms: word(1)?, read_at_ms: word(2)? }))
+}
+
 /// One time of two records of the same row: the one that is set (the earlier if both are).
 fn merged_time(a: u64, b: u64) -> u64 {
     match (a, b) {
@@ -78,7 +91,7 @@ fn merged_time(a: u64, b: u64) -> u64 {
 }
 
 /// Merges `row`, another record of the same account, into `into`: every time either has.
-fn merge_row(into: &mut GroupReceiptRow, row: GroupReceiptRow) {
+pub(super) fn merge_row(into: &mut GroupReceiptRow, row: GroupReceiptRow) {
     into.delivered_at_ms = merged_time(into.delivered_at_ms, row.delivered_at_ms);
     into.read_at_ms = merged_time(into.read_at_ms, row.read_at_ms);
 }
