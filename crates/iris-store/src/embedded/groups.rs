@@ -97,7 +97,8 @@ impl ReceiptState {
     fn started(sender: AccountId, accounts: Arc<[AccountId]>) -> Self {
         let n = accounts.len();
         let bits = FixedBitSet::with_capacity(n);
-        let mut cost = std::mem::size_of::<Self>() + 2 * n.div_ceil(8) + RECEIPT_STATE_ENTRY_BYTES;
+        let mut cost =
+            std::mem::size_of::<Self>() + 2 * std::mem::size_of_val(bits.as_slice()) + RECEIPT_STATE_ENTRY_BYTES;
         // The first state holding a list pays for it; those sharing it later pay nothing.
         if Arc::strong_count(&accounts) == 1 {
             cost += n * std::mem::size_of::<AccountId>();
@@ -540,20 +541,33 @@ impl Groups {
     /// disk): its row record and its row in the message's block, merged. For a mark that
     /// keeps a time the row has, which [`ReceiptState`] does not hold.
     fn row_of(&self, group: GroupId, msg: u64, account: AccountId) -> StoreResult<GroupReceiptRow> {
-        let get = |key: &[u8]| -> StoreResult<Option<Vec<u8>>> {
-            match self.staged_receipts.get(key) {
-                Some(v) => Ok(Some(v.into_vec())),
-                None => Ok(self.receipts.get(key).map_err(unavailable)?.map(|v| v.to_vec())),
-            }
-        };
+        let (row_key, block_key) = (triple(msg, group, account), receipt_blocks::block_key(&pair(msg, group)));
         let mut row = GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
-        if let Some(v) = get(&triple(msg, group, account))? {
-            (row.delivered_at_ms, row.read_at_ms) = receipt_blocks::parse_row_value(&v)?;
+        // Each value is read where it lies (a block is 24 bytes per recipient: not copied).
+        let own = match self.staged_receipts.get(&row_key) {
+            Some(v) => Some(receipt_blocks::parse_row_value(&v)?),
+            None => self
+                .receipts
+                .get(row_key)
+                .map_err(unavailable)?
+                .map(|v| receipt_blocks::parse_row_value(&v))
+                .transpose()?,
+        };
+        if let Some((delivered_at_ms, read_at_ms)) = own {
+            (row.delivered_at_ms, row.read_at_ms) = (delivered_at_ms, read_at_ms);
         }
-        if let Some(v) = get(&receipt_blocks::block_key(&pair(msg, group)))? {
-            if let Some(in_block) = receipt_blocks::find(&v, account)? {
-                receipt_blocks::merge_row(&mut row, in_block);
-            }
+        let in_block = match self.staged_receipts.get(&block_key) {
+            Some(v) => receipt_blocks::find(&v, account)?,
+            None => self
+                .receipts
+                .get(block_key)
+                .map_err(unavailable)?
+                .map(|v| receipt_blocks::find(&v, account))
+                .transpose()?
+                .flatten(),
+        };
+        if let Some(in_block) = in_block {
+            receipt_blocks::merge_row(&mut row, in_block);
         }
         Ok(row)
     }
