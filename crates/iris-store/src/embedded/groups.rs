@@ -72,7 +72,7 @@ struct ReceiptState {
     delivered: FixedBitSet,
     /// Bit `i`: `accounts[i]` has read it (reading implies delivery).
     read: FixedBitSet,
-    /// What this state holds in memory, counted against [`RECEIPT_STATE_BYTES`].
+    /// What this state holds in memory besides its recipient list (see [`ReceiptState::charge`]).
     cost: usize,
 }
 
@@ -95,15 +95,18 @@ impl ReceiptState {
 
     /// A just-started message's state: every recipient of `accounts` (sorted) unmarked.
     fn started(sender: AccountId, accounts: Arc<[AccountId]>) -> Self {
-        let n = accounts.len();
-        let bits = FixedBitSet::with_capacity(n);
-        let mut cost =
-            std::mem::size_of::<Self>() + 2 * std::mem::size_of_val(bits.as_slice()) + RECEIPT_STATE_ENTRY_BYTES;
-        // The first state holding a list pays for it; those sharing it later pay nothing.
-        if Arc::strong_count(&accounts) == 1 {
-            cost += n * std::mem::size_of::<AccountId>();
-        }
+        let bits = FixedBitSet::with_capacity(accounts.len());
+        let cost = std::mem::size_of::<Self>() + 2 * std::mem::size_of_val(bits.as_slice()) + RECEIPT_STATE_ENTRY_BYTES;
         Self { sender, n_delivered: 0, n_read: 0, accounts, delivered: bits.clone(), read: bits, cost }
+    }
+
+    /// What keeping this state costs while it is the only holder of its recipient list (that
+    /// is when the list comes and goes with it): its own bytes, and the list's when alone.
+    fn charge(&self) -> usize {
+        match Arc::strong_count(&self.accounts) {
+            1 => self.cost + std::mem::size_of_val(&*self.accounts),
+            _ => self.cost,
+        }
     }
 
     /// How many recipients the message has.
@@ -150,34 +153,33 @@ impl ReceiptStates {
     }
 
     /// Keeps `state`, dropping the oldest messages' states while over the budget (never the
-    /// one just kept).
+    /// one just kept). A recipient list is counted once, whichever states share it: added with
+    /// the state that brings it, taken off with the last state holding it.
     fn insert(&mut self, msg: u64, group: GroupId, state: ReceiptState) {
-        self.bytes += state.cost;
+        self.bytes += state.charge();
         if let Some(old) = self.states.insert((msg, group), state) {
-            self.bytes -= old.cost;
+            self.bytes -= old.charge();
         }
-        let mut over = self.bytes.saturating_sub(self.budget);
-        let mut doomed = Vec::new();
-        for (&key, state) in &self.states {
-            if over == 0 {
-                break;
-            }
-            if key != (msg, group) {
-                over = over.saturating_sub(state.cost);
-                doomed.push(key);
-            }
-        }
-        for key in doomed {
-            let old = self.states.remove(&key).expect("listed above");
-            self.bytes -= old.cost;
+        while self.bytes > self.budget {
+            let mut keys = self.states.keys().copied();
+            let oldest = match keys.next() {
+                Some(key) if key == (msg, group) => keys.next(),
+                key => key,
+            };
+            let Some(oldest) = oldest else { break };
+            let old = self.states.remove(&oldest).expect("a key of the map");
+            self.bytes -= old.charge();
         }
     }
 
     /// Forgets the states of messages with ids below `before`.
     fn expire(&mut self, before: u64) {
         let kept = self.states.split_off(&(before, 0));
-        let dropped = std::mem::replace(&mut self.states, kept);
-        self.bytes -= dropped.values().map(|s| s.cost).sum::<usize>();
+        let mut dropped = std::mem::replace(&mut self.states, kept);
+        // One by one, so the last of the states sharing a list is charged for it.
+        while let Some((_, old)) = dropped.pop_first() {
+            self.bytes -= old.charge();
+        }
     }
 
     /// Forgets every state (erasure: they may name the account), keeping the erased accounts.
@@ -1111,13 +1113,10 @@ mod receipt_layout_tests {
     fn a_group_message_shares_the_recipients_of_a_neighbour_of_its_group_when_equal() {
         // Proves marks of a group's messages search one shared array: a new message finds it
         // past another group's message, an older one rebuilt later finds it too; never across
-        // groups or differing recipients. A state sharing it does not pay for it.
+        // groups or differing recipients.
         let mut states = super::ReceiptStates::default();
         states.insert(10, 7, state(3));
-        let (roster, first_cost) = {
-            let first = states.get_mut(10, 7).unwrap();
-            (std::sync::Arc::clone(&first.accounts), first.cost)
-        };
+        let roster = std::sync::Arc::clone(&states.get_mut(10, 7).unwrap().accounts);
         states.insert(11, 8, state(3));
         let shared = states.roster(12, 7, &[2, 3, 4]).expect("same group, same recipients");
         assert!(std::sync::Arc::ptr_eq(&shared, &roster));
@@ -1125,13 +1124,29 @@ mod receipt_layout_tests {
         assert!(std::sync::Arc::ptr_eq(&older, &roster));
         assert!(states.roster(12, 7, &[2, 3]).is_none());
         assert!(states.roster(12, 9, &[2, 3, 4]).is_none());
-        let sharing = super::ReceiptState::started(1, shared);
-        assert_eq!(sharing.cost + 3 * 8, first_cost, "the list is paid once");
+    }
+
+    #[test]
+    fn a_shared_recipient_list_is_counted_once_until_its_last_state_goes() {
+        let mut states = super::ReceiptStates::default();
+        let list = 1000 * 8;
+        states.insert(10, 7, state(1000));
+        let own = states.get_mut(10, 7).unwrap().cost;
+        assert_eq!(states.bytes, own + list, "the state that brings the list pays for it");
+        for msg in [11, 12] {
+            let shared = states.roster(msg, 7, &(2..1002).collect::<Vec<u64>>()).unwrap();
+            states.insert(msg, 7, super::ReceiptState::started(1, shared));
+        }
+        assert_eq!(states.bytes, 3 * own + list, "those sharing it do not");
+        states.expire(11);
+        assert_eq!(states.bytes, 2 * own + list, "the list stays while shared");
+        states.expire(13);
+        assert_eq!(states.bytes, 0, "and goes with its last state");
     }
 
     #[test]
     fn cached_receipt_states_stay_within_the_byte_budget_oldest_message_first() {
-        let one = state(1000).cost;
+        let one = state(1000).charge();
         let mut states = super::ReceiptStates { budget: 2 * one, ..Default::default() };
         states.insert(20, 7, state(1000));
         states.insert(10, 7, state(1000));
@@ -1139,13 +1154,13 @@ mod receipt_layout_tests {
         states.insert(30, 7, state(10));
         assert!(states.get_mut(10, 7).is_none(), "the oldest message went first");
         assert!(states.get_mut(20, 7).is_some() && states.get_mut(30, 7).is_some());
-        assert_eq!(states.bytes, one + state(10).cost);
+        assert_eq!(states.bytes, one + state(10).charge());
         states.insert(5, 7, state(3000));
         assert!(states.get_mut(5, 7).is_some(), "the state just kept stays, even alone over the budget");
-        assert_eq!((states.states.len(), states.bytes), (1, state(3000).cost));
+        assert_eq!((states.states.len(), states.bytes), (1, state(3000).charge()));
         states.insert(40, 7, state(3));
         states.expire(40);
-        assert_eq!((states.states.len(), states.bytes), (1, state(3).cost), "expiry forgets older messages");
+        assert_eq!((states.states.len(), states.bytes), (1, state(3).charge()), "expiry forgets older messages");
     }
 
     #[test]
@@ -1154,7 +1169,7 @@ mod receipt_layout_tests {
         // 1024-member message, so the budget holds tens of thousands of them.
         let roster: std::sync::Arc<[u64]> = (2..1026).collect::<Vec<u64>>().into();
         let _first = super::ReceiptState::started(1, std::sync::Arc::clone(&roster));
-        let cost = super::ReceiptState::started(1, roster).cost;
+        let cost = super::ReceiptState::started(1, roster).charge();
         assert!(cost <= 512, "{cost} bytes");
         assert!(super::RECEIPT_STATE_BYTES / cost >= 20_000);
     }
