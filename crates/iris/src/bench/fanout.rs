@@ -5,7 +5,8 @@
 //! The closed loop measures the capacity; its all-members latency is the queue that capacity
 //! needs (a sender sends again as soon as a send is accepted, so each message waits behind the
 //! deliveries of those before it). With `--rate` the senders send that many group messages per
-//! second instead, whatever the answers: the all-members latency at a chosen load.
+//! second instead, whatever the answers: the all-members latency at a chosen load. With
+//! `--read` every member also marks each message read as it acks it (raw clients).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,11 @@ pub struct FanoutArgs {
     /// deliveries per second are this times members − 1.
     #[arg(long, conflicts_with = "sdk", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rate: Option<u32>,
+    /// Raw clients: every member also marks each group message read (`GroupRead`, answered,
+    /// not waited for) with the ack that covers it, as members with the chat open do; the
+    /// server then records a read as well as a delivery per member per message.
+    #[arg(long, conflicts_with = "sdk")]
+    pub read: bool,
 }
 
 /// Logs in the members, creates the group, runs the load, reports deliveries per second.
@@ -59,7 +65,8 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     let created = client.group_create("bench", "", members, GroupSettings::default()).await;
     client.close().await;
     let group = created.context("group create")?;
-    let fleet = RawFleet::connect(tcp, creds, (n - 1) as u16, args.common.raw_options()).await?;
+    let options = load::RawOptions { read_groups: args.read, ..args.common.raw_options() };
+    let fleet = RawFleet::connect(tcp, creds, (n - 1) as u16, options).await?;
     let plan = RawPlan {
         scenario: "fanout",
         senders: (0..args.senders.min(args.members) as usize).collect(),
@@ -73,6 +80,9 @@ pub async fn run(args: &FanoutArgs, target: &Target) -> anyhow::Result<Report> {
     report.set("messages_to_all_members", outcome.complete);
     if let Some(rate) = args.rate {
         report.set("group_msgs_per_s_target", rate);
+    }
+    if args.read {
+        report.set("members_read", true);
     }
     Ok(report)
 }

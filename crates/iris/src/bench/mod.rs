@@ -100,7 +100,7 @@ impl CommonArgs {
 
     /// How the raw clients ack and wait, from these flags.
     pub fn raw_options(&self) -> load::RawOptions {
-        load::RawOptions { ack_delay: Duration::from_millis(self.ack_delay_ms), spin: self.spin }
+        load::RawOptions { ack_delay: Duration::from_millis(self.ack_delay_ms), spin: self.spin, read_groups: false }
     }
 }
 

@@ -157,6 +157,8 @@ pub struct Conn {
     last_write_ns: u64,
     /// Sends written and not answered.
     unanswered: u64,
+    /// Group messages received and not yet marked read (with `read_groups`): (group, id).
+    reads: Vec<(u64, u64)>,
     /// Closed loop: this connection sends there, with this many in flight.
     closed_dest: Option<Dest>,
     open: bool,
@@ -177,6 +179,7 @@ impl Conn {
             unacked_since_ns: 0,
             last_write_ns: now_ns(),
             unanswered: 0,
+            reads: Vec::new(),
             closed_dest: None,
             open: true,
             queued: false,
@@ -216,6 +219,8 @@ pub struct Driver {
     ack_delay_ns: u64,
     /// Poll without sleeping ([`super::RawOptions::spin`]).
     spin: bool,
+    /// Mark group messages read with their ack ([`super::RawOptions::read_groups`]).
+    read_groups: bool,
     next_heartbeat_check_ns: u64,
     /// Unanswered sends of connections that closed (no longer outstanding).
     abandoned: u64,
@@ -258,6 +263,7 @@ impl Driver {
             heartbeat_ns: heartbeat.as_nanos() as u64,
             ack_delay_ns: options.ack_delay.as_nanos() as u64,
             spin: options.spin,
+            read_groups: options.read_groups,
             next_heartbeat_check_ns: 0,
             abandoned: 0,
             tally: Tally::default(),
@@ -497,10 +503,13 @@ impl Driver {
                     }
                 }
             }
-            Incoming::Message { inbox_seq, stamp } => {
+            Incoming::Message { inbox_seq, stamp, group_msg } => {
                 if !self.take_seq(idx, inbox_seq) {
                     self.tally.duplicates += 1;
                     return;
+                }
+                if let (true, Some(read)) = (self.read_groups, group_msg) {
+                    self.conns[idx].reads.push(read);
                 }
                 let Some(stamp) = stamp else { return };
                 let latency = now.saturating_sub(stamp.scheduled_ns);
@@ -574,6 +583,8 @@ impl Driver {
                 conn.ops.push(wire::ack_op(conn.top_seq));
                 conn.acked_seq = conn.top_seq;
                 conn.unacked_since_ns = 0;
+                wire::group_read_ops(&conn.reads, &mut conn.ops);
+                conn.reads.clear();
             }
             wire::encode_ops(&mut conn.ops, &mut conn.wbuf);
             let mut failed = false;

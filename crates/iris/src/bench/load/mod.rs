@@ -50,6 +50,9 @@ pub struct RawOptions {
     /// The load thread polls its sockets without sleeping (it takes its core whole), so the
     /// server's loopback writes do not pay for waking it.
     pub spin: bool,
+    /// Each group message received is marked read (`GroupRead`) with the ack that covers it,
+    /// as by a member with the chat open.
+    pub read_groups: bool,
 }
 
 /// The connected load clients of a run and the thread that drives them.

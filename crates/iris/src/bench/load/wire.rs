@@ -87,6 +87,22 @@ pub fn ack_op(up_to_seq: u64) -> pb::ClientOp {
     pb::ClientOp { request_id: UNTRACKED_REQUEST, op: Some(client_op::Op::Ack(pb::Ack { up_to_seq })) }
 }
 
+/// Most message ids one `GroupRead` may name (the server's limit).
+pub const READ_IDS_MAX: usize = 1000;
+
+/// Read receipts of `reads` (group, server message id), in the order received: one
+/// `GroupRead` per group and [`READ_IDS_MAX`] ids, appended to `ops`. Nobody waits for the
+/// answers (the server marks them as it would a member's with the chat open).
+pub fn group_read_ops(reads: &[(u64, u64)], ops: &mut Vec<pb::ClientOp>) {
+    for run in reads.chunk_by(|a, b| a.0 == b.0) {
+        for chunk in run.chunks(READ_IDS_MAX) {
+            let read = pb::GroupRead { group_id: chunk[0].0, server_msg_ids: chunk.iter().map(|r| r.1).collect() };
+            let op = client_op::Op::Group(pb::GroupOp { op: Some(group_op::Op::Read(read)) });
+            ops.push(pb::ClientOp { request_id: UNTRACKED_REQUEST, op: Some(op) });
+        }
+    }
+}
+
 /// A heartbeat.
 pub fn ping_op() -> pb::ClientOp {
     pb::ClientOp { request_id: UNTRACKED_REQUEST, op: Some(client_op::Op::Ping(pb::Ping { client_time_ms: 0 })) }
@@ -125,6 +141,8 @@ pub enum Incoming {
         inbox_seq: u64,
         /// The stamp in its payload, if it has one.
         stamp: Option<Stamp>,
+        /// A group message's group and server message id (what a read receipt names).
+        group_msg: Option<(u64, u64)>,
     },
     /// Another inbox entry (receipt, group event…): acked, not counted.
     Entry {
@@ -162,13 +180,15 @@ pub fn read_frame(body: &[u8], mut on: impl FnMut(Incoming)) -> Result<(), Frame
             Some(server_event::Event::GoAway(_)) => on(Incoming::GoAway),
             Some(server_event::Event::Delivery(d)) => {
                 for item in d.items {
-                    let payload = match &item.body {
-                        Some(inbox_item::Body::Message(m)) => Some(&m.payload),
-                        Some(inbox_item::Body::GroupMessage(m)) => Some(&m.payload),
-                        _ => None,
+                    let (payload, group_msg) = match &item.body {
+                        Some(inbox_item::Body::Message(m)) => (Some(&m.payload), None),
+                        Some(inbox_item::Body::GroupMessage(m)) => {
+                            (Some(&m.payload), Some((m.group_id, item.server_msg_id)))
+                        }
+                        _ => (None, None),
                     };
                     on(match payload {
-                        Some(p) => Incoming::Message { inbox_seq: item.seq, stamp: Stamp::read(p) },
+                        Some(p) => Incoming::Message { inbox_seq: item.seq, stamp: Stamp::read(p), group_msg },
                         None => Incoming::Entry { inbox_seq: item.seq },
                     });
                 }
@@ -217,8 +237,15 @@ mod tests {
     fn answers_and_deliveries_are_read_out_of_a_server_frame() {
         let stamp = Stamp { scheduled_ns: 5, sender: 1, seq: 3 };
         let message = pb::Message { payload: stamp.payload(), ..Default::default() };
+        let in_group = pb::GroupMessage { group_id: 7, payload: stamp.payload(), ..Default::default() };
         let items = vec![
             pb::InboxItem { seq: 10, body: Some(inbox_item::Body::Message(message)), ..Default::default() },
+            pb::InboxItem {
+                seq: 12,
+                server_msg_id: 99,
+                body: Some(inbox_item::Body::GroupMessage(in_group)),
+                ..Default::default()
+            },
             pb::InboxItem {
                 seq: 11,
                 body: Some(inbox_item::Body::Receipt(pb::Receipt::default())),
@@ -239,10 +266,29 @@ mod tests {
             vec![
                 Incoming::Answer { request_id: 3, accepted: true },
                 Incoming::Answer { request_id: 4, accepted: false },
-                Incoming::Message { inbox_seq: 10, stamp: Some(stamp) },
+                Incoming::Message { inbox_seq: 10, stamp: Some(stamp), group_msg: None },
+                Incoming::Message { inbox_seq: 12, stamp: Some(stamp), group_msg: Some((7, 99)) },
                 Incoming::Entry { inbox_seq: 11 },
             ]
         );
+    }
+
+    #[test]
+    fn read_receipts_go_one_group_read_per_group_and_thousand_ids() {
+        let mut reads: Vec<(u64, u64)> = (0..1500).map(|i| (7, i)).collect();
+        reads.push((8, 5));
+        let mut ops = Vec::new();
+        group_read_ops(&reads, &mut ops);
+        let sizes: Vec<(u64, usize)> = ops
+            .iter()
+            .map(|op| match &op.op {
+                Some(client_op::Op::Group(pb::GroupOp { op: Some(group_op::Op::Read(r)) })) => {
+                    (r.group_id, r.server_msg_ids.len())
+                }
+                other => panic!("not a group read: {other:?}"),
+            })
+            .collect();
+        assert_eq!(sizes, [(7, 1000), (7, 500), (8, 1)]);
     }
 
     fn prost_body(f: &pb::ServerFrame) -> Bytes {
