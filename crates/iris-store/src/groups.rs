@@ -175,6 +175,14 @@ pub trait GroupStore: Send + Sync + 'static {
     /// `Ok(None)` (nothing queued) when the version check failed.
     async fn enqueue_group_update(&self, group: &Group, events: AppendRequest) -> StoreResult<Option<PendingAppend>>;
 
+    /// Whether `account` is a member of group `id` (false when there is no such group). Asked
+    /// once per member per message (each member's read receipt), where reading the whole
+    /// group would make a message's reads cost its size squared: a store with a member index
+    /// answers from it.
+    async fn is_group_member(&self, id: GroupId, account: AccountId) -> StoreResult<bool> {
+        Ok(self.group(id).await?.is_some_and(|g| g.member(account).is_some()))
+    }
+
     /// Ids of the groups `account` is a member of, ascending.
     async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>>;
 

@@ -54,6 +54,13 @@ async fn updates_follow_versions_and_keep_the_indexes(engine: Engine) {
     assert!(store.update_group(&next).await.unwrap());
     assert!(!store.update_group(&next).await.unwrap(), "a replayed version is refused");
     assert_eq!(store.groups_of(2).await.unwrap(), vec![h.id]);
+    let member = |id, account| {
+        let store = &store;
+        async move { store.is_group_member(id, account).await.unwrap() }
+    };
+    assert!(member(g.id, 1).await && member(h.id, 2).await);
+    assert!(!member(g.id, 2).await, "a removed member is not one");
+    assert!(!member(g.id + h.id + 1, 1).await, "nor anyone of a group that does not exist");
     assert_eq!(store.group_by_invite("tok").await.unwrap(), Some(g.id));
     drop(store);
     let store = env.open().await;
@@ -154,6 +161,7 @@ async fn a_group_update_and_its_events_commit_together(engine: Engine) {
     let events = |item| one_event(device, 9, item);
     let pending = store.enqueue_group_update(&next, events(b"removed 2")).await.unwrap().expect("version fits");
     assert_eq!(store.group(g.id).await.unwrap(), Some(next.clone()), "readable before the commit");
+    assert!(!store.is_group_member(g.id, 2).await.unwrap(), "membership too");
     assert!(store.enqueue_group_update(&next, events(b"stale")).await.unwrap().is_none(), "same version refused");
     assert!(matches!(pending.await.unwrap(), AppendOutcome::Appended { .. }));
     drop(store);

@@ -447,6 +447,14 @@ impl Groups {
         Ok(())
     }
 
+    /// Membership from the member index (a queued change's record first, as [`Groups::get`]).
+    fn is_member(&self, id: GroupId, account: AccountId) -> StoreResult<bool> {
+        if let Some(g) = self.queued.lock().unwrap_or_else(PoisonError::into_inner).get(&id) {
+            return Ok(g.member(account).is_some());
+        }
+        Ok(self.members.get(pair(account, id)).map_err(unavailable)?.is_some())
+    }
+
     fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
         let mut ids = Vec::new();
         for guard in self.members.prefix(account.to_be_bytes()) {
@@ -693,6 +701,10 @@ impl GroupStore for FjallStore {
             groups.settle(id, version);
             outcome
         })))
+    }
+
+    async fn is_group_member(&self, id: GroupId, account: AccountId) -> StoreResult<bool> {
+        self.groups.is_member(id, account)
     }
 
     async fn groups_of(&self, account: AccountId) -> StoreResult<Vec<GroupId>> {
