@@ -123,14 +123,20 @@ fn a_short_latency_run_measures_and_writes_an_html_report() {
 #[test]
 fn a_spinning_load_thread_counts_only_its_work_as_busy() {
     // Proves: with `--spin` the load thread polls without sleeping (its core is never free),
-    // yet its report counts only the turns that had work: a light run is neither called
-    // generator-limited nor ~100 % busy, and nothing is lost.
+    // yet its report counts only the turns that had work: a light run is not ~100 % busy and
+    // not called generator-limited for a busy core, and nothing is lost. (Other tests share
+    // these cores: a preempted moment can make a few of its 200 sends late, which the report
+    // rightly calls limited; that, late or skipped sends, is the only way it may be.)
     let report = bench(&["latency", "--users", "10", "--rate", "100", "--duration-s", "2", "--spin"]);
     assert_common_fields(&report);
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["delivered"], report["accepted"], "{report}");
     assert!(report["generator_busy_pct"].as_f64().unwrap() < 50.0, "{report}");
-    assert_eq!(report["generator_limited"], false, "{report}");
+    if report["generator_limited"] == true {
+        let behind =
+            report["generator_late_sends"].as_u64().unwrap_or(0) + report["generator_skipped"].as_u64().unwrap_or(0);
+        assert!(behind > 0, "limited, and not for its schedule: {report}");
+    }
 }
 
 #[test]
