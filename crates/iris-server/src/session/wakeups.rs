@@ -3,9 +3,10 @@
 //! A session sleeps on several sources at once: its kick, the operations in flight, its hints
 //! and ephemeral events, the client's socket, the delivery machine's timer and the heartbeat
 //! tick. Polling every one on every wake-up (about ten wake-ups per 1:1 message) took 28.7
-//! queue polls per message, the largest piece of a session's own machinery. So each source is polled with a waker of its own, which marks the
-//! source before it wakes the task, and a wait polls only the marked sources and those that
-//! have no wake-up arranged (they answered something last time, were never polled, or changed).
+//! queue polls per message, the largest piece of a session's own machinery. So each source is
+//! polled with a waker of its own, which marks the source before it wakes the task, and a wait
+//! polls only the marked sources and those that have no wake-up arranged (they answered
+//! something last time, were never polled, or changed).
 //!
 //! A source that answered `Pending` has arranged its wake-up (a channel's or a socket's waker
 //! slot, a timer entry), and the arrangement holds after the future that polled it is dropped.

@@ -55,15 +55,13 @@ const ROSTER_LOOKBACK: usize = 8;
 const STAGED_PAYLOADS_MAX: usize = 1024;
 
 /// One group message's receipts as marks need them: who of its recipients delivered and who
-/// read it, and the counts. Kept in [`Groups`]' cache, always equal to what the store holds
+/// read it. Kept in [`Groups`]' cache, always equal to what the store holds
 /// (staged changes included), since every change to a message's receipts goes through
 /// [`Groups::mark`] under the groups lock. The times are not kept (a read mark of a delivered
 /// row looks its delivery time up, [`Groups::row_of`]): two bits per recipient, not 24
 /// bytes, is what lets the cache hold the thousands of messages a lagging member still acks.
 struct ReceiptState {
     sender: AccountId,
-    n_delivered: u64,
-    n_read: u64,
     /// The recipients, sorted: each mark searches them. Shared by a group's messages with the
     /// same recipients ([`ReceiptStates::roster`]), so a large group's marks search one array
     /// the CPU's caches keep, and a message's state costs its bits, not its list.
@@ -81,14 +79,8 @@ impl ReceiptState {
     fn new(sender: AccountId, rows: &[GroupReceiptRow], accounts: Arc<[AccountId]>) -> Self {
         let mut state = Self::started(sender, accounts);
         for (i, row) in rows.iter().enumerate() {
-            if row.delivered_at_ms != 0 {
-                state.delivered.insert(i);
-                state.n_delivered += 1;
-            }
-            if row.read_at_ms != 0 {
-                state.read.insert(i);
-                state.n_read += 1;
-            }
+            state.delivered.set(i, row.delivered_at_ms != 0);
+            state.read.set(i, row.read_at_ms != 0);
         }
         state
     }
@@ -97,7 +89,7 @@ impl ReceiptState {
     fn started(sender: AccountId, accounts: Arc<[AccountId]>) -> Self {
         let bits = FixedBitSet::with_capacity(accounts.len());
         let cost = std::mem::size_of::<Self>() + 2 * std::mem::size_of_val(bits.as_slice()) + RECEIPT_STATE_ENTRY_BYTES;
-        Self { sender, n_delivered: 0, n_read: 0, accounts, delivered: bits.clone(), read: bits, cost }
+        Self { sender, accounts, delivered: bits.clone(), read: bits, cost }
     }
 
     /// What keeping this state costs while it is the only holder of its recipient list (that
@@ -107,11 +99,6 @@ impl ReceiptState {
             1 => self.cost + std::mem::size_of_val(&*self.accounts),
             _ => self.cost,
         }
-    }
-
-    /// How many recipients the message has.
-    fn n(&self) -> u64 {
-        self.accounts.len() as u64
     }
 }
 
@@ -511,25 +498,14 @@ impl Groups {
         let Ok(i) = state.accounts.binary_search(&account) else {
             return Ok(None); // not a recipient
         };
-        let (was_delivered, was_read) = (state.delivered.contains(i), state.read.contains(i));
-        let (mut n_delivered, mut n_read) = (state.n_delivered, state.n_read);
-        let (mut all_delivered_now, mut all_read_now) = (false, false);
-        let deliver = !was_delivered; // reading implies delivery
-        let mark_read = read && !was_read;
-        if deliver {
-            n_delivered += 1;
-            all_delivered_now = n_delivered == state.n();
-        }
-        if mark_read {
-            n_read += 1;
-            all_read_now = n_read == state.n();
-        }
+        let deliver = !state.delivered.contains(i); // reading implies delivery
+        let mark_read = read && !state.read.contains(i);
         if !deliver && !mark_read {
             // A repeat: the store holds this row already.
-            return Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }));
+            return Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now: false, all_read_now: false }));
         }
         // The row's record is written whole: a time it already has is looked up.
-        let old = match was_delivered || was_read {
+        let old = match !deliver || state.read.contains(i) {
             true => self.row_of(group, msg, account)?,
             false => GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 },
         };
@@ -543,43 +519,38 @@ impl Groups {
         if mark_read {
             state.read.insert(i);
         }
-        (state.n_delivered, state.n_read) = (n_delivered, n_read);
-        Ok(Some(ReceiptProgress { sender: state.sender, all_delivered_now, all_read_now }))
+        let all = |bits: &FixedBitSet| bits.count_ones(..) == bits.len();
+        Ok(Some(ReceiptProgress {
+            sender: state.sender,
+            all_delivered_now: deliver && all(&state.delivered),
+            all_read_now: mark_read && all(&state.read),
+        }))
     }
 
     /// `account`'s receipt row of a message as the store holds it (staged changes over the
     /// disk): its row record and its row in the message's block, merged. For a mark that
     /// keeps a time the row has, which [`ReceiptState`] does not hold.
     fn row_of(&self, group: GroupId, msg: u64, account: AccountId) -> StoreResult<GroupReceiptRow> {
-        let (row_key, block_key) = (triple(msg, group, account), receipt_blocks::block_key(&pair(msg, group)));
         let mut row = GroupReceiptRow { account, delivered_at_ms: 0, read_at_ms: 0 };
-        // Each value is read where it lies (a block is 24 bytes per recipient: not copied).
-        let own = match self.staged_receipts.get(&row_key) {
-            Some(v) => Some(receipt_blocks::parse_row_value(&v)?),
-            None => self
-                .receipts
-                .get(row_key)
-                .map_err(unavailable)?
-                .map(|v| receipt_blocks::parse_row_value(&v))
-                .transpose()?,
-        };
-        if let Some((delivered_at_ms, read_at_ms)) = own {
+        if let Some((delivered_at_ms, read_at_ms)) =
+            self.receipt_record(&triple(msg, group, account), receipt_blocks::parse_row_value)?
+        {
             (row.delivered_at_ms, row.read_at_ms) = (delivered_at_ms, read_at_ms);
         }
-        let in_block = match self.staged_receipts.get(&block_key) {
-            Some(v) => receipt_blocks::find(&v, account)?,
-            None => self
-                .receipts
-                .get(block_key)
-                .map_err(unavailable)?
-                .map(|v| receipt_blocks::find(&v, account))
-                .transpose()?
-                .flatten(),
-        };
-        if let Some(in_block) = in_block {
+        let block_key = receipt_blocks::block_key(&pair(msg, group));
+        if let Some(Some(in_block)) = self.receipt_record(&block_key, |v| receipt_blocks::find(v, account))? {
             receipt_blocks::merge_row(&mut row, in_block);
         }
         Ok(row)
+    }
+
+    /// The receipt record under `key` as the store holds it (staged over the disk), read by
+    /// `parse` where it lies (a block is 24 bytes per recipient: not copied).
+    fn receipt_record<T>(&self, key: &[u8], parse: impl Fn(&[u8]) -> StoreResult<T>) -> StoreResult<Option<T>> {
+        match self.staged_receipts.get(key) {
+            Some(v) => parse(&v).map(Some),
+            None => self.receipts.get(key).map_err(unavailable)?.map(|v| parse(&v)).transpose(),
+        }
     }
 
     /// A message's receipts were just started: its state is known without a read.

@@ -5,6 +5,7 @@
 use bytes::{BufMut as _, Bytes, BytesMut};
 use iris_proto::pb::{self, client_op, group_op, inbox_item, server_event};
 use iris_proto::{frame, FrameError};
+use iris_server::groups::READ_IDS_MAX;
 
 /// Size of every benchmark payload (as the SDK path's): the stamp, then padding.
 pub const PAYLOAD_BYTES: usize = 100;
@@ -87,11 +88,8 @@ pub fn ack_op(up_to_seq: u64) -> pb::ClientOp {
     pb::ClientOp { request_id: UNTRACKED_REQUEST, op: Some(client_op::Op::Ack(pb::Ack { up_to_seq })) }
 }
 
-/// Most message ids one `GroupRead` may name (the server's limit).
-pub const READ_IDS_MAX: usize = 1000;
-
 /// Read receipts of `reads` (group, server message id), in the order received: one
-/// `GroupRead` per group and [`READ_IDS_MAX`] ids, appended to `ops`. Nobody waits for the
+/// `GroupRead` per group and [`READ_IDS_MAX`] ids (the server's limit), appended to `ops`. Nobody waits for the
 /// answers (the server marks them as it would a member's with the chat open).
 pub fn group_read_ops(reads: &[(u64, u64)], ops: &mut Vec<pb::ClientOp>) {
     for run in reads.chunk_by(|a, b| a.0 == b.0) {
